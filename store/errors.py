@@ -1,0 +1,5 @@
+"""The store's error type: one plain sentence a user can act on."""
+
+
+class StoreError(Exception):
+    """The database cannot be opened or used; `str(err)` says why and what to do."""

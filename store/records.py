@@ -1,0 +1,142 @@
+"""Small frozen dataclasses the store hands out instead of row dicts."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Run:
+    """One fine-tuning run as recorded in the `runs` table."""
+
+    id: int
+    name: str
+    status: str
+    """queued, running, completed, failed, stopped or interrupted."""
+    created_utc: str
+    started_utc: str | None
+    finished_utc: str | None
+    parent_id: int | None
+    config: dict[str, Any]
+    """The whole run config, enough to reproduce the run."""
+    env: dict[str, Any]
+    """Library versions, device, host and git revision at launch."""
+    model_id: str | None
+    task: str | None
+    dataset: str | None
+    tags: tuple[str, ...]
+    notes: str
+    pid: int | None
+    host: str | None
+    heartbeat_unix: float | None
+    stop_requested: bool
+    error: str | None
+    summary: dict[str, Any]
+    """Final and best metrics, filled when the run ends."""
+    output_dir: str | None
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> Run:
+        return cls(
+            id=row["id"],
+            name=row["name"] or f"run-{row['id']}",
+            status=row["status"],
+            created_utc=row["created_utc"],
+            started_utc=row["started_utc"],
+            finished_utc=row["finished_utc"],
+            parent_id=row["parent_id"],
+            config=json.loads(row["config_json"] or "{}"),
+            env=json.loads(row["env_json"] or "{}"),
+            model_id=row["model_id"],
+            task=row["task"],
+            dataset=row["dataset"],
+            tags=tuple(json.loads(row["tags_json"] or "[]")),
+            notes=row["notes"] or "",
+            pid=row["pid"],
+            host=row["host"],
+            heartbeat_unix=row["heartbeat_unix"],
+            stop_requested=bool(row["stop_requested"]),
+            error=row["error"],
+            summary=json.loads(row["summary_json"] or "{}"),
+            output_dir=row["output_dir"],
+        )
+
+    @property
+    def duration_s(self) -> float | None:
+        """Seconds between start and finish (or now, while running)."""
+        from datetime import UTC, datetime
+
+        if not self.started_utc:
+            return None
+        start = datetime.fromisoformat(self.started_utc)
+        end = datetime.fromisoformat(self.finished_utc) if self.finished_utc else datetime.now(UTC)
+        return max(0.0, (end - start).total_seconds())
+
+    def to_json(self) -> dict[str, Any]:
+        """The stable shape printed by `hubtune runs show --json`."""
+        return {
+            "id": self.id,
+            "name": self.name,
+            "status": self.status,
+            "created_utc": self.created_utc,
+            "started_utc": self.started_utc,
+            "finished_utc": self.finished_utc,
+            "duration_s": self.duration_s,
+            "parent_id": self.parent_id,
+            "model_id": self.model_id,
+            "task": self.task,
+            "dataset": self.dataset,
+            "tags": list(self.tags),
+            "notes": self.notes,
+            "error": self.error,
+            "summary": self.summary,
+            "config": self.config,
+            "env": self.env,
+            "output_dir": self.output_dir,
+        }
+
+
+@dataclass(frozen=True)
+class SeriesPoint:
+    """One value of a metric series."""
+
+    step: int
+    value: float
+    epoch: float | None = None
+    time_unix: float | None = None
+
+
+@dataclass(frozen=True)
+class EventRecord:
+    """One line of a run's event log."""
+
+    id: int
+    run_id: int
+    time_unix: float
+    level: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """A checkpoint written by a run."""
+
+    id: int
+    run_id: int
+    step: int
+    path: str
+    metric: float | None
+    is_best: bool
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Two or more runs side by side."""
+
+    runs: tuple[Run, ...]
+    config_diff: dict[str, tuple[Any, ...]]
+    """Flattened config keys whose values differ, one value per run."""
+    metrics: dict[str, tuple[Any, ...]] = field(default_factory=dict)
+    """Summary metric name -> one value per run (None where absent)."""

@@ -1,0 +1,461 @@
+"""`RunStore`: the one class through which runs are written and read.
+
+Every process opens its own `RunStore` (a sqlite3 connection belongs to the
+thread that opened it). Writers take `BEGIN IMMEDIATE` so that concurrent
+processes queue on the busy timeout instead of failing with "database is
+locked"; the database runs in WAL mode so readers never block writers.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shutil
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlite_utils import Database
+
+from store.errors import StoreError
+from store.migrations import KNOWN, MIGRATION_SET, migrations
+from store.paths import db_path, run_dir
+from store.records import Checkpoint, Comparison, EventRecord, Run, SeriesPoint
+
+STATUSES = ("queued", "running", "completed", "failed", "stopped", "interrupted")
+TERMINAL_STATUSES = frozenset({"completed", "failed", "stopped", "interrupted"})
+BUSY_TIMEOUT_MS = 60_000
+SORT_KEYS = {
+    "created": "created_utc",
+    "started": "started_utc",
+    "finished": "finished_utc",
+    "name": "name",
+    "status": "status",
+    "model": "model_id",
+    "task": "task",
+    "id": "id",
+}
+
+MetricRow = tuple[int, float | None, str, float, float]
+"""(step, epoch, name, value, time_unix) as handed to `log_metrics`."""
+
+
+def utc_now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+class RunStore:
+    """Run history in one SQLite file, migrated to the latest schema on open."""
+
+    def __init__(self, path: str | Path | None = None) -> None:
+        self.path = Path(path) if path is not None else db_path()
+        self._prepare_directory()
+        self._check_is_sqlite()
+        try:
+            conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000)
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            self.db = Database(conn)
+            self._migrate()
+            conn.execute("PRAGMA synchronous = NORMAL")
+            conn.execute("PRAGMA foreign_keys = ON")
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"Cannot open the run database {self.path}: {exc}.") from None
+
+    # -- opening -----------------------------------------------------------
+
+    def _prepare_directory(self) -> None:
+        folder = self.path.parent
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(
+                f"Cannot create the data directory {folder} ({exc.strerror}); "
+                "set HUBTUNE_HOME to a writable folder."
+            ) from None
+        if not os.access(folder, os.W_OK):
+            raise StoreError(
+                f"The data directory {folder} is not writable; "
+                "set HUBTUNE_HOME to a writable folder."
+            )
+
+    def _check_is_sqlite(self) -> None:
+        # Refuse before sqlite touches it, so a wrong path is never modified.
+        if self.path.exists() and self.path.stat().st_size > 0:
+            with open(self.path, "rb") as fh:
+                if fh.read(16) != b"SQLite format 3\x00":
+                    raise StoreError(
+                        f"{self.path} is not a hubtune database (not an SQLite file); "
+                        "move it away or set HUBTUNE_HOME to another folder."
+                    )
+
+    def _migrate(self) -> None:
+        # Two processes opening a fresh database at once must not both run
+        # m001; an advisory lock on a side file serialises them.
+        lock_path = self.path.with_name(self.path.name + ".lock")
+        with open(lock_path, "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                applied = {m.name for m in migrations.applied(self.db)}
+                unknown = applied - set(KNOWN)
+                if unknown:
+                    raise StoreError(
+                        f"{self.path} was written by a newer hubtune (schema "
+                        f"{sorted(unknown)[-1]}); upgrade hubtune to open it."
+                    )
+                if self.db.conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                    self.db.conn.execute("PRAGMA journal_mode = WAL")
+                if len(applied) < len(KNOWN):
+                    migrations.apply(self.db)
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    @property
+    def schema_version(self) -> list[str]:
+        return [m.name for m in migrations.applied(self.db)]
+
+    def close(self) -> None:
+        self.db.conn.close()
+
+    def __enter__(self) -> RunStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction that queues for the lock instead of failing."""
+        conn = self.db.conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.rollback()
+            raise
+        else:
+            conn.commit()
+
+    # -- runs --------------------------------------------------------------
+
+    def create_run(
+        self,
+        config: dict[str, Any],
+        *,
+        name: str | None = None,
+        model_id: str | None = None,
+        task: str | None = None,
+        dataset: str | None = None,
+        parent_id: int | None = None,
+        tags: Sequence[str] = (),
+        env: dict[str, Any] | None = None,
+    ) -> int:
+        """Record a new run as `queued` and return its id."""
+        with self._write() as conn:
+            cur = conn.execute(
+                "INSERT INTO runs (name, status, created_utc, parent_id, config_json, env_json,"
+                " model_id, task, dataset, tags_json) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                (
+                    name,
+                    "queued",
+                    utc_now(),
+                    parent_id,
+                    json.dumps(config, sort_keys=True),
+                    json.dumps(env or {}, sort_keys=True),
+                    model_id,
+                    task,
+                    dataset,
+                    json.dumps(list(tags)),
+                ),
+            )
+            run_id = int(cur.lastrowid)
+            conn.execute(
+                "UPDATE runs SET output_dir = ? WHERE id = ?", (str(run_dir(run_id)), run_id)
+            )
+        return run_id
+
+    def get_run(self, run_id: int) -> Run:
+        row = self.db.execute("SELECT * FROM runs WHERE id = ?", [run_id]).fetchone()
+        if row is None:
+            raise StoreError(f"There is no run {run_id}; `hubtune runs ls` lists the runs.")
+        cols = [d[0] for d in self.db.execute("SELECT * FROM runs LIMIT 0").description]
+        return Run.from_row(dict(zip(cols, row, strict=True)))
+
+    def _update(self, run_id: int, **values: Any) -> None:
+        sets = ", ".join(f"{k} = ?" for k in values)
+        with self._write() as conn:
+            cur = conn.execute(f"UPDATE runs SET {sets} WHERE id = ?", [*values.values(), run_id])
+            if cur.rowcount == 0:
+                raise StoreError(f"There is no run {run_id}; `hubtune runs ls` lists the runs.")
+
+    def mark_started(self, run_id: int, *, pid: int, host: str, env: dict[str, Any]) -> None:
+        self._update(
+            run_id,
+            status="running",
+            started_utc=utc_now(),
+            finished_utc=None,
+            pid=pid,
+            host=host,
+            env_json=json.dumps(env, sort_keys=True),
+            heartbeat_unix=time.time(),
+            error=None,
+        )
+
+    def finish(
+        self,
+        run_id: int,
+        status: str,
+        *,
+        summary: dict[str, Any] | None = None,
+        error: str | None = None,
+    ) -> None:
+        if status not in TERMINAL_STATUSES:
+            raise ValueError(f"{status!r} is not a final status")
+        values: dict[str, Any] = {"status": status, "finished_utc": utc_now(), "error": error}
+        if summary is not None:
+            values["summary_json"] = json.dumps(summary, sort_keys=True)
+        self._update(run_id, **values)
+
+    def set_status(self, run_id: int, status: str) -> None:
+        if status not in STATUSES:
+            raise ValueError(f"unknown status {status!r}")
+        self._update(run_id, status=status)
+
+    def heartbeat(self, run_id: int) -> None:
+        self._update(run_id, heartbeat_unix=time.time())
+
+    def request_stop(self, run_id: int) -> None:
+        self._update(run_id, stop_requested=1)
+
+    def stop_requested(self, run_id: int) -> bool:
+        row = self.db.execute("SELECT stop_requested FROM runs WHERE id = ?", [run_id]).fetchone()
+        return bool(row and row[0])
+
+    def set_notes(self, run_id: int, notes: str) -> None:
+        self._update(run_id, notes=notes)
+
+    def set_tags(self, run_id: int, tags: Sequence[str]) -> None:
+        self._update(run_id, tags_json=json.dumps(sorted(set(tags))))
+
+    def list_runs(
+        self,
+        *,
+        status: str | None = None,
+        search: str | None = None,
+        task: str | None = None,
+        model: str | None = None,
+        tag: str | None = None,
+        sort: str = "-created",
+        limit: int | None = 100,
+        offset: int = 0,
+    ) -> list[Run]:
+        """Runs matching every filter given, newest first unless `sort` says otherwise.
+
+        `sort` is a key of SORT_KEYS, prefixed with `-` for descending.
+        """
+        where, params = [], []
+        if status:
+            where.append("status = ?")
+            params.append(status)
+        if task:
+            where.append("task = ?")
+            params.append(task)
+        if model:
+            where.append("model_id LIKE ?")
+            params.append(f"%{model}%")
+        if tag:
+            where.append("EXISTS (SELECT 1 FROM json_each(tags_json) WHERE value = ?)")
+            params.append(tag)
+        if search:
+            like = f"%{search}%"
+            where.append(
+                "(name LIKE ? OR model_id LIKE ? OR task LIKE ? OR dataset LIKE ? OR notes LIKE ?"
+                " OR tags_json LIKE ? OR CAST(id AS TEXT) = ?)"
+            )
+            params += [like] * 6 + [search]
+        desc = sort.startswith("-")
+        key = SORT_KEYS.get(sort.lstrip("-"))
+        if key is None:
+            raise StoreError(
+                f"Cannot sort runs by {sort.lstrip('-')!r}; use one of {', '.join(SORT_KEYS)}."
+            )
+        sql = "SELECT * FROM runs"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += f" ORDER BY {key} {'DESC' if desc else 'ASC'}, id {'DESC' if desc else 'ASC'}"
+        if limit is not None:
+            sql += " LIMIT ? OFFSET ?"
+            params += [limit, offset]
+        cur = self.db.execute(sql, params)
+        cols = [d[0] for d in cur.description]
+        return [Run.from_row(dict(zip(cols, row, strict=True))) for row in cur.fetchall()]
+
+    def count_runs(self) -> int:
+        return self.db.execute("SELECT count(*) FROM runs").fetchone()[0]
+
+    def delete_run(self, run_id: int, *, remove_files: bool = True) -> None:
+        """Delete a run, its metrics, events and checkpoints, and its folder."""
+        run = self.get_run(run_id)
+        if run.status == "running":
+            raise StoreError(f"Run {run_id} is still running; stop it before deleting it.")
+        with self._write() as conn:
+            for table in ("metrics", "events", "checkpoints"):
+                conn.execute(f"DELETE FROM {table} WHERE run_id = ?", [run_id])
+            conn.execute("UPDATE runs SET parent_id = NULL WHERE parent_id = ?", [run_id])
+            conn.execute("DELETE FROM runs WHERE id = ?", [run_id])
+        if remove_files and run.output_dir:
+            shutil.rmtree(run.output_dir, ignore_errors=True)
+
+    # -- metrics and events ------------------------------------------------
+
+    def log_metrics(self, run_id: int, rows: Iterable[MetricRow]) -> int:
+        """Append many metric values in one transaction; returns how many."""
+        batch = [(run_id, *row) for row in rows]
+        if not batch:
+            return 0
+        with self._write() as conn:
+            conn.executemany(
+                "INSERT INTO metrics (run_id, step, epoch, name, value, time_unix)"
+                " VALUES (?,?,?,?,?,?)",
+                batch,
+            )
+        return len(batch)
+
+    def metric_names(self, run_id: int) -> list[str]:
+        cur = self.db.execute(
+            "SELECT DISTINCT name FROM metrics WHERE run_id = ? ORDER BY name", [run_id]
+        )
+        return [r[0] for r in cur.fetchall()]
+
+    def series(
+        self, run_id: int, name: str, *, max_points: int | None = None, after_step: int = -1
+    ) -> list[SeriesPoint]:
+        """A metric series ordered by step, downsampled to about `max_points`.
+
+        Downsampling keeps every k-th point plus the last, so the curve's
+        end (what a user looks at) is always exact.
+        """
+        cur = self.db.execute(
+            "SELECT step, value, epoch, time_unix FROM metrics"
+            " WHERE run_id = ? AND name = ? AND step > ? ORDER BY step",
+            [run_id, name, after_step],
+        )
+        rows = cur.fetchall()
+        if max_points and len(rows) > max_points:
+            stride = -(-len(rows) // max_points)
+            last = rows[-1]
+            rows = rows[::stride]
+            if rows[-1] is not last:
+                rows.append(last)
+        return [SeriesPoint(*r) for r in rows]
+
+    def latest_metrics(self, run_id: int) -> dict[str, float]:
+        """The most recent value of every metric of a run."""
+        cur = self.db.execute(
+            "SELECT name, value FROM metrics m WHERE run_id = ? AND rowid = ("
+            " SELECT rowid FROM metrics WHERE run_id = m.run_id AND name = m.name"
+            " ORDER BY step DESC LIMIT 1)",
+            [run_id],
+        )
+        return dict(cur.fetchall())
+
+    def add_event(self, run_id: int, message: str, level: str = "info") -> None:
+        with self._write() as conn:
+            conn.execute(
+                "INSERT INTO events (run_id, time_unix, level, message) VALUES (?,?,?,?)",
+                [run_id, time.time(), level, message],
+            )
+
+    def events(self, run_id: int, *, after_id: int = 0, limit: int = 1000) -> list[EventRecord]:
+        cur = self.db.execute(
+            "SELECT id, run_id, time_unix, level, message FROM events"
+            " WHERE run_id = ? AND id > ? ORDER BY id LIMIT ?",
+            [run_id, after_id, limit],
+        )
+        return [EventRecord(*r) for r in cur.fetchall()]
+
+    def add_checkpoint(
+        self, run_id: int, step: int, path: str, metric: float | None, *, is_best: bool = False
+    ) -> None:
+        with self._write() as conn:
+            if is_best:
+                conn.execute("UPDATE checkpoints SET is_best = 0 WHERE run_id = ?", [run_id])
+            conn.execute(
+                "INSERT INTO checkpoints (run_id, step, path, metric, is_best, created_utc)"
+                " VALUES (?,?,?,?,?,?)",
+                [run_id, step, path, metric, int(is_best), utc_now()],
+            )
+
+    def checkpoints(self, run_id: int) -> list[Checkpoint]:
+        cur = self.db.execute(
+            "SELECT id, run_id, step, path, metric, is_best FROM checkpoints"
+            " WHERE run_id = ? ORDER BY step",
+            [run_id],
+        )
+        return [Checkpoint(*r[:5], bool(r[5])) for r in cur.fetchall()]
+
+    # -- review ------------------------------------------------------------
+
+    def compare(self, run_ids: Sequence[int]) -> Comparison:
+        """Config keys that differ and summary metrics, one column per run."""
+        if len(run_ids) < 2:
+            raise StoreError("Compare needs at least two run ids.")
+        runs = tuple(self.get_run(i) for i in run_ids)
+        flat = [_flatten(r.config) for r in runs]
+        keys = sorted(set().union(*flat))
+        diff = {
+            k: tuple(f.get(k) for f in flat)
+            for k in keys
+            if len({json.dumps(f.get(k), sort_keys=True) for f in flat}) > 1
+        }
+        names = sorted(set().union(*(r.summary for r in runs)))
+        metrics = {n: tuple(r.summary.get(n) for r in runs) for n in names}
+        return Comparison(runs=runs, config_diff=diff, metrics=metrics)
+
+    def reap_interrupted(self, *, stale_after_s: float = 30.0) -> list[int]:
+        """Mark running runs on this host whose worker is gone as `interrupted`."""
+        import socket
+
+        host = socket.gethostname()
+        now = time.time()
+        reaped = []
+        for run in self.list_runs(status="running", limit=None):
+            if run.host and run.host != host:
+                continue  # another machine's worker; its pid means nothing here
+            stale = run.heartbeat_unix is None or now - run.heartbeat_unix > stale_after_s
+            if stale and not _pid_alive(run.pid):
+                self.finish(run.id, "interrupted", error="The worker process ended unexpectedly.")
+                reaped.append(run.id)
+        return reaped
+
+
+def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict) and v:
+            out.update(_flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def _pid_alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie (exited, not yet reaped by its parent) counts as gone.
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split(") ", 1)[1][0] != "Z"
+    except (OSError, IndexError):
+        return True

@@ -1,0 +1,320 @@
+"""The `hubtune` command line.
+
+`hubtune` alone opens the TUI; subcommands do the same work headless. torch
+and transformers are imported only inside the commands that need them, so
+`hubtune --help` and the TUI's first paint stay fast. Errors are one plain
+sentence on stderr and a non-zero exit; `--debug` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from engine.errors import HubtuneError
+from store import StoreError
+
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+
+class Failure(click.ClickException):
+    """A problem reported as one sentence: `Error: ...`."""
+
+    def show(self, file=None) -> None:
+        click.echo(f"Error: {self.message}", err=True)
+
+
+def _open_store():
+    from store import RunStore
+
+    return RunStore()
+
+
+class HubtuneGroup(click.Group):
+    """Turns hubtune's own errors into plain messages instead of tracebacks."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except (HubtuneError, StoreError) as exc:
+            if ctx.find_root().params.get("debug"):
+                raise
+            raise Failure(str(exc)) from None
+
+
+@click.group(cls=HubtuneGroup, invoke_without_command=True,
+             context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
+@click.version_option(package_name="hubtune")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool) -> None:
+    """hubtune: fine-tune Hugging Face hub models from the terminal.
+
+    Run with no command to open the TUI.
+    """
+    if ctx.invoked_subcommand is None:
+        from tui.app import make_app
+
+        store = _open_store()
+        make_app(store=store).run()
+
+
+# -- train ----------------------------------------------------------------
+
+
+@cli.command()
+@click.argument("config", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Override a config value by dotted key, e.g. train.epochs=2.")
+@click.option("--detach", is_flag=True, help="Print the run id and return at once.")
+def train(config: Path, overrides: tuple[str, ...], detach: bool) -> None:
+    """Fine-tune from a YAML CONFIG without the TUI; prints the run id."""
+    from engine.config import load_config
+    from engine.worker import start_run
+
+    cfg = load_config(config, overrides)
+    _check_inputs(cfg)
+    store = _open_store()
+    run_id = start_run(store, cfg)
+    click.echo(run_id)
+    if detach:
+        return
+    status = _follow(store, run_id)
+    if status != "completed":
+        run = store.get_run(run_id)
+        raise Failure(run.error or f"Run {run_id} ended {status}.")
+
+
+def _check_inputs(cfg) -> None:
+    """Fail before spawning a worker when a named file is plainly missing."""
+    from engine.errors import DataError
+
+    for key in ("train", "validation"):
+        value = getattr(cfg.data, key)
+        if value is None:
+            continue
+        path = cfg.resolve(value)
+        if not path.exists():
+            raise DataError(f"The data.{key} file {path} does not exist; check the path.")
+
+
+def _follow(store, run_id: int) -> str:
+    """Print events and progress until the run ends; Ctrl-C detaches."""
+    last_event = 0
+    last_step = -1
+    try:
+        while True:
+            run = store.get_run(run_id)
+            for ev in store.events(run_id, after_id=last_event):
+                last_event = ev.id
+                click.echo(f"[{ev.level}] {ev.message}", err=ev.level == "error")
+            latest = store.latest_metrics(run_id)
+            step = int(_latest_step(store, run_id))
+            if step > last_step and "loss" in latest:
+                last_step = step
+                click.echo(_progress_line(step, latest))
+            if run.status in ("completed", "failed", "stopped", "interrupted"):
+                _print_summary(run)
+                return run.status
+            if run.status == "running":
+                store.reap_interrupted()
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        click.echo(f"\nDetached; run {run_id} goes on. `hubtune runs stop {run_id}` stops it.",
+                   err=True)
+        sys.exit(0)
+
+
+def _latest_step(store, run_id: int) -> int:
+    row = store.db.execute(
+        "SELECT max(step) FROM metrics WHERE run_id = ? AND name = 'loss'", [run_id]
+    ).fetchone()
+    return row[0] if row and row[0] is not None else -1
+
+
+def _progress_line(step: int, m: dict[str, float]) -> str:
+    total = int(m.get("total_steps", 0))
+    parts = [f"step {step}/{total}" if total else f"step {step}",
+             f"loss {m['loss']:.4f}"]
+    if "lr" in m:
+        parts.append(f"lr {m['lr']:.2e}")
+    if "samples_per_s" in m:
+        parts.append(f"{m['samples_per_s']:.1f} samples/s")
+    if "val_accuracy" in m:
+        parts.append(f"val acc {m['val_accuracy']:.4f}")
+    return "  ".join(parts)
+
+
+def _print_summary(run) -> None:
+    s = run.summary
+    if not s:
+        return
+    keys = [("final_accuracy", "accuracy"), ("final_macro_f1", "macro-F1"),
+            ("baseline_majority_accuracy", "majority-class accuracy"),
+            ("baseline_majority_macro_f1", "majority-class macro-F1")]
+    shown = [f"{label} {s[k]:.4f}" for k, label in keys if isinstance(s.get(k), (int, float))]
+    if shown:
+        click.echo(f"Run {run.id} {run.status}: " + ", ".join(shown))
+
+
+# -- runs -----------------------------------------------------------------
+
+
+@cli.group()
+def runs() -> None:
+    """List, inspect, compare and manage recorded runs."""
+
+
+@runs.command("ls")
+@click.option("--status", type=click.Choice(
+    ["queued", "running", "completed", "failed", "stopped", "interrupted"]))
+@click.option("--search", metavar="Q", help="Match name, model, task, dataset, tags or notes.")
+@click.option("--sort", default="-created", show_default=True,
+              help="created, started, finished, name, status, model, task or id; - for descending.")
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(min=1))
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
+def runs_ls(status, search, sort, limit, as_json) -> None:
+    """List runs, newest first."""
+    store = _open_store()
+    store.reap_interrupted()
+    rows = store.list_runs(status=status, search=search, sort=sort, limit=limit)
+    if as_json:
+        click.echo(json.dumps([_run_brief(r) for r in rows], indent=2))
+        return
+    if not rows:
+        click.echo("No runs yet. Start one with `hubtune train CONFIG`.")
+        return
+    header = f"{'ID':>4}  {'STATUS':<11} {'NAME':<24} {'MODEL':<28} {'TASK':<20} {'ACC':>6}  STARTED"
+    click.echo(header)
+    for r in rows:
+        acc = r.summary.get("final_accuracy")
+        click.echo(
+            f"{r.id:>4}  {r.status:<11} {_cut(r.name, 24):<24} {_cut(r.model_id or '', 28):<28} "
+            f"{_cut(r.task or '', 20):<20} {f'{acc:.3f}' if acc is not None else '-':>6}  "
+            f"{(r.started_utc or r.created_utc)[:19].replace('T', ' ')}"
+        )
+
+
+def _cut(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _run_brief(r) -> dict:
+    return {
+        "id": r.id, "name": r.name, "status": r.status, "model_id": r.model_id,
+        "task": r.task, "dataset": r.dataset, "created_utc": r.created_utc,
+        "started_utc": r.started_utc, "finished_utc": r.finished_utc,
+        "duration_s": r.duration_s, "tags": list(r.tags), "summary": r.summary,
+        "parent_id": r.parent_id, "error": r.error,
+    }
+
+
+@runs.command("show")
+@click.argument("run_id", type=int)
+@click.option("--json", "as_json", is_flag=True, help="Print the run as JSON.")
+def runs_show(run_id: int, as_json: bool) -> None:
+    """Show one run: config, outcome, metrics and recent events."""
+    store = _open_store()
+    store.reap_interrupted()
+    run = store.get_run(run_id)
+    if as_json:
+        out = run.to_json()
+        out["metrics"] = store.metric_names(run_id)
+        click.echo(json.dumps(out, indent=2))
+        return
+    click.echo(f"Run {run.id}  {run.name}  [{run.status}]")
+    click.echo(f"  model    {run.model_id}\n  task     {run.task}\n  dataset  {run.dataset}")
+    click.echo(f"  created  {run.created_utc}\n  started  {run.started_utc or '-'}"
+               f"\n  finished {run.finished_utc or '-'}")
+    if run.error:
+        click.echo(f"  error    {run.error}")
+    for key, value in sorted(run.summary.items()):
+        if isinstance(value, float):
+            click.echo(f"  {key:<32} {value:.4f}")
+    for ev in store.events(run_id)[-10:]:
+        click.echo(f"  [{ev.level}] {ev.message}")
+
+
+@runs.command("compare")
+@click.argument("run_ids", type=int, nargs=-1, required=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the comparison as JSON.")
+def runs_compare(run_ids: tuple[int, ...], as_json: bool) -> None:
+    """Compare two or more runs: differing config keys and final metrics."""
+    store = _open_store()
+    cmp = store.compare(list(run_ids))
+    if as_json:
+        click.echo(json.dumps({
+            "runs": [r.id for r in cmp.runs],
+            "config_diff": {k: list(v) for k, v in cmp.config_diff.items()},
+            "metrics": {k: list(v) for k, v in cmp.metrics.items()},
+        }, indent=2))
+        return
+    width = max([len(k) for k in (*cmp.config_diff, *cmp.metrics)] + [6])
+    click.echo(f"{'':<{width}}  " + "  ".join(f"{'run ' + str(r.id):>14}" for r in cmp.runs))
+    for key, values in cmp.config_diff.items():
+        click.echo(f"{key:<{width}}  " + "  ".join(f"{_fmt(v):>14}" for v in values))
+    for key, values in cmp.metrics.items():
+        if all(v is None or isinstance(v, (int, float)) for v in values):
+            click.echo(f"{key:<{width}}  " + "  ".join(f"{_fmt(v):>14}" for v in values))
+
+
+def _fmt(v) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return "-" if v is None else str(v)
+
+
+@runs.command("stop")
+@click.argument("run_id", type=int)
+def runs_stop(run_id: int) -> None:
+    """Ask a running run to stop after its current step."""
+    store = _open_store()
+    run = store.get_run(run_id)
+    if run.status not in ("queued", "running"):
+        raise Failure(f"Run {run_id} is {run.status}, not running.")
+    store.request_stop(run_id)
+    click.echo(f"Asked run {run_id} to stop.")
+
+
+@runs.command("rm")
+@click.argument("run_ids", type=int, nargs=-1, required=True)
+def runs_rm(run_ids: tuple[int, ...]) -> None:
+    """Delete runs with their metrics, events and files."""
+    store = _open_store()
+    for run_id in run_ids:
+        store.delete_run(run_id)
+        click.echo(f"Deleted run {run_id}.")
+
+
+@runs.command("export")
+@click.argument("run_id", type=int)
+@click.option("--metrics", "metrics_file", required=True,
+              type=click.Path(dir_okay=False, writable=True, path_type=Path),
+              help="CSV file to write every metric point to.")
+def runs_export(run_id: int, metrics_file: Path) -> None:
+    """Write a run's metric series to CSV (step, epoch, name, value, time)."""
+    import csv
+
+    store = _open_store()
+    store.get_run(run_id)
+    rows = store.db.execute(
+        "SELECT step, epoch, name, value, time_unix FROM metrics WHERE run_id = ?"
+        " ORDER BY name, step", [run_id]).fetchall()
+    with open(metrics_file, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["step", "epoch", "name", "value", "time_unix"])
+        writer.writerows(rows)
+    click.echo(f"Wrote {len(rows)} rows to {metrics_file}.")
+
+
+def main() -> None:
+    cli(prog_name="hubtune")
+
+
+if __name__ == "__main__":
+    main()
