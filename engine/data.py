@@ -296,18 +296,10 @@ class Collator:
         self.examples = examples
         self.pad_id = pad_id
         self.label_dtype = torch.float32 if regression else torch.long
-        self.tokens = 0
-        """Real (unpadded) tokens collated since the last `take_token_count`."""
-
-    def take_token_count(self) -> int:
-        count, self.tokens = self.tokens, 0
-        return count
-
     def __call__(self, indices: list[int]) -> dict[str, torch.Tensor]:
         ex = self.examples
         seqs = [ex.input_ids[i] for i in indices]
         width = max(len(s) for s in seqs)
-        self.tokens += sum(len(s) for s in seqs)
         ids = torch.full((len(seqs), width), self.pad_id, dtype=torch.long)
         mask = torch.zeros((len(seqs), width), dtype=torch.long)
         for row, s in enumerate(seqs):

@@ -153,6 +153,7 @@ def train(
     step = 0
     epoch = 0
     running_loss = torch.zeros((), device=device)
+    running_tokens = torch.zeros((), device=device, dtype=torch.long)
     running_batches = 0
     samples = 0
     window_start = time.perf_counter()
@@ -194,6 +195,7 @@ def train(
                 scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
             running_loss += loss.detach()
+            running_tokens += batch["attention_mask"].sum()  # stays on the device
             running_batches += 1
             samples += batch["input_ids"].shape[0]
             if not accelerator.sync_gradients:
@@ -217,11 +219,12 @@ def train(
                             "loss": mean_loss,
                             "lr": scheduler.get_last_lr()[0],
                             "samples_per_s": samples / elapsed,
-                            "tokens_per_s": collate.take_token_count() / elapsed,
+                            "tokens_per_s": float(running_tokens) / elapsed,
                         },
                     )
                 )
                 running_loss.zero_()
+                running_tokens.zero_()
                 running_batches = samples = 0
                 window_start = time.perf_counter()
             end_of_epoch = step % steps_per_epoch == 0

@@ -1,0 +1,117 @@
+"""Shared fixtures: an isolated data directory, offline hub, tiny real models,
+a loopback hub server and a real store."""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+# huggingface_hub and transformers read these at import time, so they are set
+# before any test module imports them. Nothing in the suite reaches the network.
+_HF_HOME = tempfile.mkdtemp(prefix="hubtune-hf-")
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_HOME"] = _HF_HOME
+os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
+os.environ["TOKENIZERS_PARALLELISM"] = "false"
+os.environ.setdefault("HUBTUNE_HOME", tempfile.mkdtemp(prefix="hubtune-home-"))
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from hub_server import HubServer, Repo  # noqa: E402
+from tiny_models import (  # noqa: E402
+    make_tiny_bert,
+    make_tiny_seq2seq,
+    make_tiny_vit,
+    write_sentiment_csv,
+)
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def hubtune_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test gets its own data directory."""
+    home = tmp_path / "home"
+    monkeypatch.setenv("HUBTUNE_HOME", str(home))
+    return home
+
+
+@pytest.fixture
+def store(hubtune_home: Path):
+    from store import RunStore
+
+    s = RunStore()
+    yield s
+    s.close()
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_tiny_bert(tmp_path_factory.mktemp("models") / "tiny-bert")
+
+
+@pytest.fixture(scope="session")
+def tiny_seq2seq(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_tiny_seq2seq(tmp_path_factory.mktemp("models") / "tiny-bart")
+
+
+@pytest.fixture(scope="session")
+def tiny_vit(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_tiny_vit(tmp_path_factory.mktemp("models") / "tiny-vit")
+
+
+@pytest.fixture(scope="session")
+def sentiment_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_sentiment_csv(tmp_path_factory.mktemp("data") / "sentiment.csv", rows=160)
+
+
+@pytest.fixture
+def hub_server(tiny_bert: Path, tiny_seq2seq: Path, tiny_vit: Path, monkeypatch):
+    """A loopback hub holding the tiny models; huggingface_hub goes online to it."""
+    import huggingface_hub.constants as hf_constants
+
+    repos = [
+        Repo("hubtune-test/tiny-bert", tiny_bert, pipeline_tag="fill-mask", downloads=300,
+             likes=5, last_modified="2026-03-01T00:00:00.000Z"),
+        Repo("hubtune-test/tiny-bart", tiny_seq2seq, pipeline_tag="text2text-generation",
+             downloads=100, likes=9, last_modified="2026-05-01T00:00:00.000Z"),
+        Repo("hubtune-test/tiny-vit", tiny_vit, pipeline_tag="image-classification",
+             downloads=200, likes=1, last_modified="2026-04-01T00:00:00.000Z"),
+    ]
+    with HubServer(repos) as server:
+        monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", False)
+        monkeypatch.setattr(hf_constants, "ENDPOINT", server.url)
+        monkeypatch.setattr(
+            hf_constants, "HUGGINGFACE_CO_URL_TEMPLATE",
+            server.url + "/{repo_id}/resolve/{revision}/{filename}",
+        )
+        monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+        monkeypatch.setenv("HF_ENDPOINT", server.url)
+        yield server
+
+
+def write_config(path: Path, model: Path | str, data: Path, **train) -> Path:
+    """A small run config for the tiny model and data."""
+    import yaml
+
+    settings = {"epochs": 8, "batch_size": 16, "learning_rate": 3e-3, "log_every": 2,
+                "warmup_ratio": 0.0, "seed": 0}
+    settings.update(train)
+    cfg = {
+        "name": "tiny-sentiment",
+        "model": {"id": str(model)},
+        "head": {"task": "text-classification"},
+        "data": {"train": str(data), "validation_split": 0.25, "max_length": 32},
+        "train": settings,
+    }
+    path.write_text(yaml.safe_dump(cfg), encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def tiny_config(tmp_path: Path, tiny_bert: Path, sentiment_csv: Path) -> Path:
+    return write_config(tmp_path / "tiny.yaml", tiny_bert, sentiment_csv)

@@ -1,0 +1,242 @@
+"""A loopback HTTP server that answers the way the Hugging Face hub does.
+
+It serves model repos from local folders so hub code can be tested for real
+(through huggingface_hub) with no network. Only the endpoints hubtune and
+huggingface_hub use are implemented:
+
+    GET  /api/models?search=&limit=&pipeline_tag=&library=&sort=
+    GET  /api/models/{repo}[/revision/{rev}]
+    GET  /api/models/{repo}/tree/{rev}[/{path}]?recursive=true
+    HEAD /{repo}/resolve/{rev}/{file}   and GET with Range support
+
+Unknown repos, revisions and files answer 404 with `X-Error-Code`, and a HEAD
+error has no body, as the real hub. `throttle_bytes_per_s` slows file bodies
+so a test can cancel a download midway. Requests are served by a
+ThreadingHTTPServer on 127.0.0.1 with a per-connection timeout.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import parse_qs, unquote, urlparse
+
+
+@dataclass
+class Repo:
+    repo_id: str
+    folder: Path
+    pipeline_tag: str | None = None
+    library: str = "transformers"
+    downloads: int = 0
+    likes: int = 0
+    last_modified: str = "2026-01-01T00:00:00.000Z"
+    gated: bool = False
+    tags: list[str] = field(default_factory=list)
+
+    @property
+    def sha(self) -> str:
+        h = hashlib.sha1(self.repo_id.encode())
+        for f in self.files():
+            h.update(f.encode())
+            h.update(self.etag(f).encode())
+        return h.hexdigest()
+
+    def files(self) -> list[str]:
+        return sorted(
+            p.relative_to(self.folder).as_posix() for p in self.folder.rglob("*") if p.is_file()
+        )
+
+    def etag(self, name: str) -> str:
+        return hashlib.sha256((self.folder / name).read_bytes()).hexdigest()
+
+    def card(self) -> dict:
+        return {
+            "id": self.repo_id,
+            "modelId": self.repo_id,
+            "sha": self.sha,
+            "downloads": self.downloads,
+            "likes": self.likes,
+            "pipeline_tag": self.pipeline_tag,
+            "library_name": self.library,
+            "tags": [self.library, *self.tags] + ([self.pipeline_tag] if self.pipeline_tag else []),
+            "lastModified": self.last_modified,
+            "createdAt": self.last_modified,
+            "private": False,
+            "gated": "auto" if self.gated else False,
+            "disabled": False,
+        }
+
+
+class HubServer:
+    """Start with `with HubServer(repos) as hub: hub.url ...`."""
+
+    def __init__(self, repos: list[Repo], *, throttle_bytes_per_s: int | None = None) -> None:
+        self.repos = {r.repo_id: r for r in repos}
+        self.throttle_bytes_per_s = throttle_bytes_per_s
+        self.requests: list[tuple[str, str]] = []
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def __enter__(self) -> HubServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+
+    def _handler(self):
+        hub = self
+
+        class Handler(BaseHTTPRequestHandler):
+            timeout = 10  # a stuck client never holds a thread for long
+
+            def log_message(self, *args) -> None:  # keep test output clean
+                pass
+
+            def do_HEAD(self) -> None:
+                self._route(head=True)
+
+            def do_GET(self) -> None:
+                self._route(head=False)
+
+            # -- routing -------------------------------------------------
+
+            def _route(self, head: bool) -> None:
+                url = urlparse(self.path)
+                path = unquote(url.path)
+                query = {k: v[-1] for k, v in parse_qs(url.query).items()}
+                hub.requests.append((self.command, self.path))
+                if path == "/api/models":
+                    return self._json(hub._search(query), head)
+                if path.startswith("/api/models/"):
+                    return self._api_model(path.removeprefix("/api/models/"), head)
+                parts = path.strip("/").split("/")
+                if len(parts) >= 5 and parts[2] == "resolve":
+                    repo_id = "/".join(parts[:2])
+                    return self._file(repo_id, parts[3], "/".join(parts[4:]), head)
+                return self._error(404, "EntryNotFound", head)
+
+            def _api_model(self, rest: str, head: bool) -> None:
+                parts = rest.split("/")
+                repo = hub.repos.get("/".join(parts[:2]))
+                if repo is None:
+                    return self._error(404, "RepoNotFound", head)
+                tail = parts[2:]
+                if tail and tail[0] in ("revision", "tree"):
+                    if len(tail) < 2 or not self._revision_ok(repo, tail[1]):
+                        return self._error(404, "RevisionNotFound", head)
+                if repo.gated and not self.headers.get("Authorization"):
+                    return self._error(401, "GatedRepo", head)
+                if tail and tail[0] == "tree":
+                    prefix = "/".join(tail[2:])
+                    entries = [
+                        {"type": "file", "path": f, "size": (repo.folder / f).stat().st_size,
+                         "oid": repo.etag(f)}
+                        for f in repo.files() if f.startswith(prefix)
+                    ]
+                    return self._json(entries, head)
+                card = repo.card()
+                card["siblings"] = [
+                    {"rfilename": f, "size": (repo.folder / f).stat().st_size,
+                     "blobId": repo.etag(f)}
+                    for f in repo.files()
+                ]
+                card["usedStorage"] = sum(s["size"] for s in card["siblings"])
+                return self._json(card, head)
+
+            def _revision_ok(self, repo: Repo, rev: str) -> bool:
+                return rev in ("main", repo.sha)
+
+            def _file(self, repo_id: str, rev: str, name: str, head: bool) -> None:
+                repo = hub.repos.get(repo_id)
+                if repo is None:
+                    return self._error(404, "RepoNotFound", head)
+                if not self._revision_ok(repo, rev):
+                    return self._error(404, "RevisionNotFound", head)
+                if repo.gated and not self.headers.get("Authorization"):
+                    return self._error(401, "GatedRepo", head)
+                target = repo.folder / name
+                if not target.is_file():
+                    return self._error(404, "EntryNotFound", head)
+                data = target.read_bytes()
+                start = 0
+                rng = self.headers.get("Range")
+                if rng and rng.startswith("bytes="):
+                    start = int(rng[6:].split("-")[0] or 0)
+                body = data[start:]
+                self.send_response(206 if start else 200)
+                self.send_header("X-Repo-Commit", repo.sha)
+                self.send_header("ETag", f'"{repo.etag(name)}"')
+                self.send_header("Content-Length", str(len(body)))
+                self.send_header("Content-Type", "application/octet-stream")
+                self.send_header("Accept-Ranges", "bytes")
+                self.end_headers()
+                if head:
+                    return
+                self._send_body(body)
+
+            def _send_body(self, body: bytes) -> None:
+                rate = hub.throttle_bytes_per_s
+                if not rate:
+                    self.wfile.write(body)
+                    return
+                chunk = max(1, rate // 20)
+                for i in range(0, len(body), chunk):
+                    try:
+                        self.wfile.write(body[i : i + chunk])
+                        self.wfile.flush()
+                    except (BrokenPipeError, ConnectionResetError):
+                        return
+                    time.sleep(chunk / rate)
+
+            def _json(self, payload, head: bool) -> None:
+                body = json.dumps(payload).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                if not head:
+                    self.wfile.write(body)
+
+            def _error(self, status: int, code: str, head: bool) -> None:
+                body = b"" if head else json.dumps({"error": code}).encode()
+                self.send_response(status)
+                self.send_header("X-Error-Code", code)
+                self.send_header("X-Error-Message", code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                if body:
+                    self.wfile.write(body)
+
+        return Handler
+
+    def _search(self, q: dict[str, str]) -> list[dict]:
+        found = list(self.repos.values())
+        if q.get("search"):
+            found = [r for r in found if q["search"].lower() in r.repo_id.lower()]
+        if q.get("pipeline_tag"):
+            found = [r for r in found if r.pipeline_tag == q["pipeline_tag"]]
+        if q.get("library"):
+            found = [r for r in found if r.library == q["library"]]
+        sort = q.get("sort")
+        if sort in ("downloads", "likes"):
+            found.sort(key=lambda r: getattr(r, sort), reverse=True)
+        elif sort in ("lastModified", "last_modified"):
+            found.sort(key=lambda r: r.last_modified, reverse=True)
+        limit = int(q.get("limit") or 100)
+        return [r.card() for r in found[:limit]]

@@ -1,0 +1,30 @@
+"""Small text helpers shared by screens and widgets (no textual imports)."""
+
+from __future__ import annotations
+
+STATUS_STYLE = {
+    "queued": "dim",
+    "running": "bold cyan",
+    "completed": "green",
+    "failed": "bold red",
+    "stopped": "yellow",
+    "interrupted": "magenta",
+}
+
+
+def status_markup(status: str) -> str:
+    style = STATUS_STYLE.get(status, "")
+    return f"[{style}]{status}[/]" if style else status
+
+
+def duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    seconds = int(seconds)
+    h, rem = divmod(seconds, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s" if m else f"{s}s"
+
+
+def metric(value) -> str:
+    return f"{value:.3f}" if isinstance(value, (int, float)) else "-"

@@ -1,0 +1,38 @@
+"""The help screen: what each key does."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Markdown
+
+HELP = """\
+# hubtune
+
+Fine-tune Hugging Face hub models from the terminal. Runs train in their own
+process: closing this window or losing SSH never stops them, and reopening
+hubtune shows them live again.
+
+| Key | Does |
+| --- | --- |
+| `↑` `↓` | Move between runs |
+| `/` | Search runs (name, model, task, dataset, tags, notes) |
+| `Esc` | Clear the search |
+| `s` | Stop the selected run (asks first) |
+| `x` / `Delete` | Delete the selected run and its files (asks first) |
+| `Ctrl+P` | Command palette |
+| `?` | This help |
+| `q` | Quit (runs keep going) |
+
+Start a run headless with `hubtune train CONFIG`; it appears here at once.
+"""
+
+
+class HelpScreen(ModalScreen[None]):
+    BINDINGS = [Binding("escape,q,question_mark", "dismiss", "Close")]
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll(id="help-box"):
+            yield Markdown(HELP)

@@ -1,0 +1,219 @@
+"""The runs screen: every recorded run, live, with the selected one in detail.
+
+A thread worker polls the store a few times a second on its own connection
+and posts messages; the screen only renders them, so a slow disk never
+freezes the UI and runs started elsewhere (another TUI, the CLI) show up
+on their own.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Header, Input, Static
+from textual.worker import get_current_worker
+
+from store import Run, RunStore
+from tui.formatting import duration, metric, status_markup
+from tui.messages import RunDetailRefreshed, RunsRefreshed
+from tui.screens.confirm import ConfirmScreen
+from tui.widgets.run_detail import RunDetail
+
+POLL_INTERVAL_S = 0.5
+COLUMNS = (("id", "ID"), ("status", "Status"), ("name", "Name"), ("model", "Model"),
+           ("task", "Task"), ("acc", "Val acc"), ("duration", "Duration"),
+           ("started", "Started"))
+
+
+class RunsScreen(Screen):
+    """Run history: filter, inspect, stop and delete runs."""
+
+    BINDINGS = [
+        Binding("slash", "search", "Search"),
+        Binding("escape", "clear_search", "Clear", show=False),
+        Binding("s", "stop_run", "Stop"),
+        Binding("delete,x", "delete_run", "Delete"),
+        Binding("r", "refresh", "Refresh", show=False),
+    ]
+
+    def __init__(self, store: RunStore) -> None:
+        super().__init__()
+        self.store = store
+        self.selected_id: int | None = None
+        """The run under the cursor; read by the polling thread."""
+        self.search_text: str = ""
+        """Filter applied by the polling thread."""
+        self._wake = threading.Event()
+        self._runs: dict[int, Run] = {}
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with Vertical(id="runs-pane"):
+            yield Input(placeholder="Search runs by name, model, task, dataset, tag…",
+                        id="run-search", classes="-hidden")
+            yield DataTable(id="runs-table", cursor_type="row", zebra_stripes=True)
+            yield Static("No runs yet. Start one with `hubtune train CONFIG`.",
+                         id="runs-empty")
+        with Horizontal(id="detail-pane"):
+            yield RunDetail(id="run-detail")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        table = self.query_one(DataTable)
+        for key, label in COLUMNS:
+            table.add_column(label, key=key)
+        self.title = "hubtune"
+        self.sub_title = "runs"
+        self._poll()
+
+    @work(thread=True, exit_on_error=False, group="poll-runs")
+    def _poll(self) -> None:
+        worker = get_current_worker()
+        store = RunStore(self.store.path)  # a connection of this thread's own
+        try:
+            reaped_at = 0.0
+            import time
+
+            while not worker.is_cancelled:
+                if time.monotonic() - reaped_at > 10:
+                    store.reap_interrupted()
+                    reaped_at = time.monotonic()
+                runs = store.list_runs(search=self.search_text or None, limit=500)
+                self.post_message(RunsRefreshed(runs))
+                run_id = self.selected_id
+                if run_id is not None:
+                    try:
+                        run = store.get_run(run_id)
+                    except Exception:
+                        run = None
+                    if run is not None:
+                        val_name = "val_accuracy" if run.task != "regression" else "val_loss"
+                        self.post_message(RunDetailRefreshed(
+                            run=run,
+                            loss=store.series(run_id, "loss", max_points=200),
+                            val_metric=store.series(run_id, val_name, max_points=200),
+                            latest=store.latest_metrics(run_id),
+                            events=store.events(run_id, after_id=0)[-200:],
+                        ))
+                self._wake.wait(POLL_INTERVAL_S)
+                self._wake.clear()
+        finally:
+            store.close()
+
+    def on_runs_refreshed(self, msg: RunsRefreshed) -> None:
+        table = self.query_one(DataTable)
+        self._runs = {r.id: r for r in msg.runs}
+        rows = {r.id: self._cells(r) for r in msg.runs}
+        current_keys = [row_key.value for row_key in table.rows]
+        wanted_keys = [str(r.id) for r in msg.runs]
+        if current_keys != wanted_keys:
+            selected = self.selected_id
+            table.clear()
+            for r in msg.runs:
+                table.add_row(*rows[r.id], key=str(r.id))
+            if selected is not None and str(selected) in wanted_keys:
+                table.move_cursor(row=table.get_row_index(str(selected)))
+        else:
+            for r in msg.runs:
+                for (col, _), value in zip(COLUMNS, rows[r.id], strict=True):
+                    if table.get_cell(str(r.id), col) != value:
+                        table.update_cell(str(r.id), col, value)
+        self.query_one("#runs-empty").set_class(bool(msg.runs), "-hidden")
+        if self.selected_id is None and msg.runs:
+            self._select(msg.runs[0].id)
+
+    @staticmethod
+    def _cells(r: Run) -> tuple:
+        acc = r.summary.get("final_accuracy")
+        return (
+            str(r.id),
+            status_markup(r.status),
+            r.name,
+            r.model_id or "-",
+            r.task or "-",
+            metric(acc),
+            duration(r.duration_s),
+            (r.started_utc or r.created_utc)[:16].replace("T", " "),
+        )
+
+    def on_run_detail_refreshed(self, msg: RunDetailRefreshed) -> None:
+        if msg.run.id == self.selected_id:
+            self.query_one(RunDetail).show(msg)
+
+    @on(DataTable.RowHighlighted)
+    def _row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        if event.row_key is not None and event.row_key.value is not None:
+            self._select(int(event.row_key.value))
+
+    def _select(self, run_id: int) -> None:
+        if run_id != self.selected_id:
+            self.selected_id = run_id
+            self._wake.set()
+
+    # -- actions -------------------------------------------------------
+
+    def action_search(self) -> None:
+        box = self.query_one("#run-search", Input)
+        box.remove_class("-hidden")
+        box.focus()
+
+    def action_clear_search(self) -> None:
+        box = self.query_one("#run-search", Input)
+        box.value = ""
+        box.add_class("-hidden")
+        self.query_one(DataTable).focus()
+
+    @on(Input.Changed, "#run-search")
+    def _search_changed(self, event: Input.Changed) -> None:
+        self.search_text = event.value.strip()
+        self._wake.set()
+
+    @on(Input.Submitted, "#run-search")
+    def _search_submitted(self) -> None:
+        self.query_one(DataTable).focus()
+
+    def action_refresh(self) -> None:
+        self._wake.set()
+
+    def action_stop_run(self) -> None:
+        run = self._runs.get(self.selected_id or -1)
+        if run is None:
+            return
+        if run.status not in ("queued", "running"):
+            self.notify(f"Run {run.id} is {run.status}; only a running run can be stopped.",
+                        severity="warning")
+            return
+
+        def confirmed(yes: bool | None) -> None:
+            if yes:
+                self.store.request_stop(run.id)
+                self.notify(f"Asked run {run.id} to stop; it checkpoints and ends shortly.")
+                self._wake.set()
+
+        self.app.push_screen(ConfirmScreen(f"Stop run {run.id} ({run.name})?"), confirmed)
+
+    def action_delete_run(self) -> None:
+        run = self._runs.get(self.selected_id or -1)
+        if run is None:
+            return
+        if run.status in ("queued", "running"):
+            self.notify(f"Run {run.id} is {run.status}; stop it before deleting it.",
+                        severity="warning")
+            return
+
+        def confirmed(yes: bool | None) -> None:
+            if yes:
+                self.store.delete_run(run.id)
+                self.selected_id = None
+                self.notify(f"Deleted run {run.id}.")
+                self._wake.set()
+
+        self.app.push_screen(
+            ConfirmScreen(f"Delete run {run.id} ({run.name}) with its metrics and files?"),
+            confirmed,
+        )

@@ -1,0 +1,65 @@
+"""The panel beside the runs table: one run's status, curves and event log."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.containers import Vertical
+from textual.widgets import Label, RichLog, Sparkline, Static
+
+from tui.formatting import duration, status_markup
+from tui.messages import RunDetailRefreshed
+
+
+class RunDetail(Vertical):
+    """Shows whichever run the table's cursor is on; fed by RunDetailRefreshed."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self._last_event_id = 0
+        self._run_id: int | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Static("Select a run to see it here.", id="detail-summary")
+        yield Label("training loss", classes="curve-label")
+        yield Sparkline([], id="loss-curve")
+        yield Label("validation", id="val-label", classes="curve-label")
+        yield Sparkline([], id="val-curve")
+        yield RichLog(id="event-log", wrap=True, markup=False, max_lines=500)
+
+    def show(self, msg: RunDetailRefreshed) -> None:
+        run = msg.run
+        log = self.query_one("#event-log", RichLog)
+        if run.id != self._run_id:
+            self._run_id = run.id
+            self._last_event_id = 0
+            log.clear()
+        for ev in msg.events:
+            if ev.id > self._last_event_id:
+                self._last_event_id = ev.id
+                prefix = "!" if ev.level == "error" else "·"
+                log.write(f"{prefix} {ev.message}")
+        m = msg.latest
+        lines = [
+            f"[b]{run.name}[/b]  #{run.id}  {status_markup(run.status)}",
+            f"{run.model_id or '-'}  ·  {run.task or '-'}  ·  {run.dataset or '-'}",
+        ]
+        total = int(m.get("total_steps", 0))
+        if "loss" in m:
+            step = msg.loss[-1].step if msg.loss else 0
+            progress = f"step {step}/{total}" if total else f"step {step}"
+            lines.append(
+                f"{progress}  loss {m['loss']:.4f}  lr {m.get('lr', 0):.2e}  "
+                f"{m.get('samples_per_s', 0):.1f} samples/s"
+            )
+        val = [f"{k[4:]} {v:.4f}" for k, v in sorted(m.items()) if k.startswith("val_")]
+        if val:
+            lines.append("validation: " + "  ".join(val))
+        base = run.summary.get("baseline_majority_accuracy")
+        if base is not None:
+            lines.append(f"majority-class accuracy {base:.4f}")
+        lines.append(f"duration {duration(run.duration_s)}")
+        if run.error:
+            lines.append(f"[red]{run.error}[/red]")
+        self.query_one("#detail-summary", Static).update("\n".join(lines))
+        self.query_one("#loss-curve", Sparkline).data = [p.value for p in msg.loss]
+        self.query_one("#val-curve", Sparkline).data = [p.value for p in msg.val_metric]
