@@ -17,7 +17,13 @@ from pathlib import Path
 import torch
 
 from engine.config import RunConfig
-from engine.data import Collator, LengthGroupedBatches, TextExamples, load_text_classification, sorted_batches
+from engine.data import (
+    Collator,
+    LengthGroupedBatches,
+    TextExamples,
+    load_text_classification,
+    sorted_batches,
+)
 from engine.errors import HubtuneError
 from engine.events import EvalFinished, Event, Note, Outcome, RunPrepared, StepLogged
 from engine.metrics import classification_scores, confusion_matrix

@@ -23,7 +23,7 @@ from typing import Any
 from sqlite_utils import Database
 
 from store.errors import StoreError
-from store.migrations import KNOWN, MIGRATION_SET, migrations
+from store.migrations import KNOWN, migrations
 from store.paths import db_path, run_dir
 from store.records import Checkpoint, Comparison, EventRecord, Run, SeriesPoint
 

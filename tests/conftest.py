@@ -19,7 +19,7 @@ os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
 os.environ["TOKENIZERS_PARALLELISM"] = "false"
 os.environ.setdefault("HUBTUNE_HOME", tempfile.mkdtemp(prefix="hubtune-home-"))
 
-sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).parent / "support"))
 
 from hub_server import HubServer, Repo  # noqa: E402
 from tiny_models import (  # noqa: E402

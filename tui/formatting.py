@@ -17,6 +17,17 @@ def status_markup(status: str) -> str:
     return f"[{style}]{status}[/]" if style else status
 
 
+def status_text(status: str):
+    """A rich Text for table cells (markup strings would be re-parsed each render)."""
+    from rich.text import Text
+
+    return Text(status, style=STATUS_STYLE.get(status, ""))
+
+
+def cut(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
 def duration(seconds: float | None) -> str:
     if seconds is None:
         return "-"

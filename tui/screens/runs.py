@@ -13,13 +13,13 @@ import threading
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
+from textual.containers import Vertical
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Input, Static
 from textual.worker import get_current_worker
 
 from store import Run, RunStore
-from tui.formatting import duration, metric, status_markup
+from tui.formatting import cut, duration, metric, status_text
 from tui.messages import RunDetailRefreshed, RunsRefreshed
 from tui.screens.confirm import ConfirmScreen
 from tui.widgets.run_detail import RunDetail
@@ -59,8 +59,7 @@ class RunsScreen(Screen):
             yield DataTable(id="runs-table", cursor_type="row", zebra_stripes=True)
             yield Static("No runs yet. Start one with `hubtune train CONFIG`.",
                          id="runs-empty")
-        with Horizontal(id="detail-pane"):
-            yield RunDetail(id="run-detail")
+        yield RunDetail(id="run-detail")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -69,6 +68,7 @@ class RunsScreen(Screen):
             table.add_column(label, key=key)
         self.title = "hubtune"
         self.sub_title = "runs"
+        table.focus()
         self._poll()
 
     @work(thread=True, exit_on_error=False, group="poll-runs")
@@ -132,13 +132,13 @@ class RunsScreen(Screen):
         acc = r.summary.get("final_accuracy")
         return (
             str(r.id),
-            status_markup(r.status),
-            r.name,
-            r.model_id or "-",
-            r.task or "-",
+            status_text(r.status),
+            cut(r.name, 22),
+            cut(r.model_id or "-", 26),
+            cut(r.task or "-", 20),
             metric(acc),
             duration(r.duration_s),
-            (r.started_utc or r.created_utc)[:16].replace("T", " "),
+            (r.started_utc or r.created_utc)[5:16].replace("T", " "),
         )
 
     def on_run_detail_refreshed(self, msg: RunDetailRefreshed) -> None:

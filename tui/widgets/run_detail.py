@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from textual.app import ComposeResult
-from textual.containers import Vertical
+from textual.containers import Horizontal, Vertical
 from textual.widgets import Label, RichLog, Sparkline, Static
 
 from tui.formatting import duration, status_markup
 from tui.messages import RunDetailRefreshed
 
 
-class RunDetail(Vertical):
+class RunDetail(Horizontal):
     """Shows whichever run the table's cursor is on; fed by RunDetailRefreshed."""
 
     def __init__(self, **kwargs) -> None:
@@ -19,12 +19,16 @@ class RunDetail(Vertical):
         self._run_id: int | None = None
 
     def compose(self) -> ComposeResult:
-        yield Static("Select a run to see it here.", id="detail-summary")
-        yield Label("training loss", classes="curve-label")
-        yield Sparkline([], id="loss-curve")
-        yield Label("validation", id="val-label", classes="curve-label")
-        yield Sparkline([], id="val-curve")
-        yield RichLog(id="event-log", wrap=True, markup=False, max_lines=500)
+        with Vertical(id="detail-left"):
+            yield Static("Select a run to see it here.", id="detail-summary")
+            yield Label("training loss", id="loss-label", classes="curve-label -hidden")
+            yield Sparkline([], id="loss-curve", classes="-hidden")
+            yield Label("validation accuracy", id="val-label", classes="curve-label -hidden")
+            yield Sparkline([], id="val-curve", classes="-hidden")
+        yield RichLog(id="event-log", wrap=True, markup=False, max_lines=500, min_width=20)
+
+    def on_mount(self) -> None:
+        self.query_one("#event-log").border_title = "events"
 
     def show(self, msg: RunDetailRefreshed) -> None:
         run = msg.run
@@ -47,10 +51,12 @@ class RunDetail(Vertical):
         if "loss" in m:
             step = msg.loss[-1].step if msg.loss else 0
             progress = f"step {step}/{total}" if total else f"step {step}"
-            lines.append(
-                f"{progress}  loss {m['loss']:.4f}  lr {m.get('lr', 0):.2e}  "
-                f"{m.get('samples_per_s', 0):.1f} samples/s"
-            )
+            parts = [progress, f"loss {m['loss']:.4f}"]
+            if "lr" in m:
+                parts.append(f"lr {m['lr']:.2e}")
+            if "samples_per_s" in m and run.status == "running":
+                parts.append(f"{m['samples_per_s']:.1f} samples/s")
+            lines.append("  ".join(parts))
         val = [f"{k[4:]} {v:.4f}" for k, v in sorted(m.items()) if k.startswith("val_")]
         if val:
             lines.append("validation: " + "  ".join(val))
@@ -61,5 +67,7 @@ class RunDetail(Vertical):
         if run.error:
             lines.append(f"[red]{run.error}[/red]")
         self.query_one("#detail-summary", Static).update("\n".join(lines))
-        self.query_one("#loss-curve", Sparkline).data = [p.value for p in msg.loss]
-        self.query_one("#val-curve", Sparkline).data = [p.value for p in msg.val_metric]
+        for name, series in (("loss", msg.loss), ("val", msg.val_metric)):
+            self.query_one(f"#{name}-curve", Sparkline).data = [p.value for p in series]
+            self.query_one(f"#{name}-curve").set_class(len(series) < 2, "-hidden")
+            self.query_one(f"#{name}-label").set_class(len(series) < 2, "-hidden")

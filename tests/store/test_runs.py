@@ -1,0 +1,194 @@
+"""RunStore on a real SQLite file: lifecycle, queries, comparison, safety."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+import time
+
+import pytest
+
+from store import RunStore, StoreError
+
+
+def _run(store: RunStore, name="r", **kw) -> int:
+    return store.create_run({"model": {"id": "m"}, "train": {"lr": 1}}, name=name, **kw)
+
+
+def test_pragmas_wal_and_migrations_applied(store):
+    assert store.db.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert store.db.conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
+    assert store.schema_version == ["m001_create_runs"]
+    assert {"runs", "metrics", "events", "checkpoints"} <= set(store.db.table_names())
+
+
+def test_reopening_applies_nothing_twice(store):
+    before = store.db.execute("SELECT count(*) FROM _sqlite_migrations").fetchone()[0]
+    again = RunStore(store.path)
+    assert again.db.execute("SELECT count(*) FROM _sqlite_migrations").fetchone()[0] == before
+    again.close()
+
+
+def test_lifecycle_from_queued_to_completed(store):
+    run_id = _run(store, model_id="org/m", task="text-classification")
+    assert store.get_run(run_id).status == "queued"
+    store.mark_started(run_id, pid=os.getpid(), host="h", env={"python": "3"})
+    run = store.get_run(run_id)
+    assert run.status == "running" and run.started_utc and run.env == {"python": "3"}
+    store.finish(run_id, "completed", summary={"final_accuracy": 0.9})
+    run = store.get_run(run_id)
+    assert run.status == "completed" and run.summary == {"final_accuracy": 0.9}
+    assert run.finished_utc >= run.started_utc
+    assert run.output_dir.endswith(f"runs/{run_id}")
+
+
+def test_metrics_batch_and_series_downsampling_keeps_the_last_point(store):
+    run_id = _run(store)
+    n = store.log_metrics(run_id, [(s, s / 100, "loss", 1.0 / (s + 1), 0.0) for s in range(1000)])
+    assert n == 1000
+    full = store.series(run_id, "loss")
+    assert [p.step for p in full] == list(range(1000))
+    small = store.series(run_id, "loss", max_points=50)
+    assert len(small) <= 51
+    assert small[0].step == 0 and small[-1].step == 999
+    assert store.latest_metrics(run_id) == {"loss": pytest.approx(1 / 1000)}
+
+
+def test_list_filters_search_sort_and_paging(store):
+    a = _run(store, "alpha", model_id="org/bert", task="text-classification", tags=["x"])
+    b = _run(store, "beta", model_id="org/vit", task="image-classification")
+    c = _run(store, "gamma", model_id="org/bert", task="regression")
+    store.finish(b, "failed", error="boom")
+    assert [r.id for r in store.list_runs()] == [c, b, a]
+    assert [r.id for r in store.list_runs(sort="name")] == [a, b, c]
+    assert [r.id for r in store.list_runs(status="failed")] == [b]
+    assert [r.id for r in store.list_runs(model="bert")] == [c, a]
+    assert [r.id for r in store.list_runs(search="gam")] == [c]
+    assert [r.id for r in store.list_runs(tag="x")] == [a]
+    assert [r.id for r in store.list_runs(task="regression")] == [c]
+    assert [r.id for r in store.list_runs(limit=1, offset=1)] == [b]
+    with pytest.raises(StoreError, match="Cannot sort runs by 'colour'"):
+        store.list_runs(sort="colour")
+
+
+def test_compare_lists_only_differing_config_keys(store):
+    a = store.create_run({"model": {"id": "m"}, "train": {"lr": 1, "epochs": 3}})
+    b = store.create_run({"model": {"id": "m"}, "train": {"lr": 2, "epochs": 3}})
+    store.finish(a, "completed", summary={"final_accuracy": 0.8})
+    store.finish(b, "completed", summary={"final_accuracy": 0.9})
+    cmp = store.compare([a, b])
+    assert cmp.config_diff == {"train.lr": (1, 2)}
+    assert cmp.metrics["final_accuracy"] == (0.8, 0.9)
+    with pytest.raises(StoreError, match="at least two"):
+        store.compare([a])
+
+
+def test_delete_removes_rows_and_files(store):
+    run_id = _run(store)
+    store.log_metrics(run_id, [(1, 0.0, "loss", 1.0, 0.0)])
+    store.add_event(run_id, "hello")
+    folder = store.get_run(run_id).output_dir
+    os.makedirs(folder)
+    store.finish(run_id, "completed")
+    store.delete_run(run_id)
+    assert not os.path.exists(folder)
+    assert store.db.execute("SELECT count(*) FROM metrics").fetchone()[0] == 0
+    with pytest.raises(StoreError, match=f"There is no run {run_id}"):
+        store.get_run(run_id)
+
+
+def test_running_runs_cannot_be_deleted(store):
+    run_id = _run(store)
+    store.mark_started(run_id, pid=os.getpid(), host="h", env={})
+    with pytest.raises(StoreError, match="stop it before deleting"):
+        store.delete_run(run_id)
+
+
+def test_stale_run_with_dead_pid_is_marked_interrupted(store):
+    import socket
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    gone = _run(store, "gone")
+    store.mark_started(gone, pid=dead.pid, host=socket.gethostname(), env={})
+    alive = _run(store, "alive")
+    store.mark_started(alive, pid=os.getpid(), host=socket.gethostname(), env={})
+    store.db.execute("UPDATE runs SET heartbeat_unix = ?", [time.time() - 3600])
+    store.db.conn.commit()
+    assert store.reap_interrupted(stale_after_s=30) == [gone]
+    assert store.get_run(gone).status == "interrupted"
+    assert store.get_run(alive).status == "running"
+
+
+def test_a_file_that_is_not_sqlite_is_refused_and_untouched(tmp_path):
+    bogus = tmp_path / "hubtune.db"
+    bogus.write_text("not a database, my notes\n")
+    before = bogus.read_bytes()
+    with pytest.raises(StoreError, match="is not a hubtune database"):
+        RunStore(bogus)
+    assert bogus.read_bytes() == before
+
+
+def test_a_newer_schema_is_refused(store):
+    store.db["_sqlite_migrations"].insert(
+        {"migration_set": "hubtune", "name": "m999_from_the_future", "applied_at": "x"})
+    store.db.conn.commit()
+    with pytest.raises(StoreError, match="newer hubtune"):
+        RunStore(store.path)
+
+
+def test_unwritable_data_directory_is_named(tmp_path):
+    if os.geteuid() == 0:
+        target = tmp_path / "file-not-dir"
+        target.write_text("x")
+        with pytest.raises(StoreError, match="Cannot create the data directory"):
+            RunStore(target / "sub" / "hubtune.db")
+    else:
+        locked = tmp_path / "locked"
+        locked.mkdir(mode=0o500)
+        with pytest.raises(StoreError, match="is not writable"):
+            RunStore(locked / "hubtune.db")
+
+
+def test_two_processes_opening_a_fresh_database_do_not_race(tmp_path):
+    path = tmp_path / "race.db"
+    code = (
+        "import sys; from store import RunStore; s = RunStore(sys.argv[1]); "
+        "s.create_run({'a': 1}); print(s.schema_version)"
+    )
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(path)], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(4)]
+    outs = [p.communicate(timeout=60) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [o[1] for o in outs]
+    s = RunStore(path)
+    assert s.count_runs() == 4
+    assert s.db.execute("SELECT count(*) FROM _sqlite_migrations").fetchone()[0] == 1
+
+
+def test_concurrent_writers_lose_nothing(tmp_path):
+    path = tmp_path / "load.db"
+    RunStore(path).close()
+    code = (
+        "import sys; from store import RunStore; s = RunStore(sys.argv[1]); "
+        "r = s.create_run({'w': sys.argv[2]}); "
+        "[(s.log_metrics(r, [(i * 50 + j, 0.0, 'loss', 1.0, 0.0) for j in range(50)]), "
+        "s.add_event(r, str(i))) for i in range(40)]"
+    )
+    writers = [subprocess.Popen([sys.executable, "-c", code, str(path), str(w)],
+                                stderr=subprocess.PIPE, text=True) for w in range(4)]
+    reader = RunStore(path)
+    while any(w.poll() is None for w in writers):
+        for run in reader.list_runs():
+            reader.series(run.id, "loss", max_points=100)
+    errors = [w.stderr.read() for w in writers]
+    assert all(w.returncode == 0 for w in writers), errors
+    assert not any("locked" in e for e in errors)
+    assert reader.db.execute("SELECT count(*) FROM metrics").fetchone()[0] == 4 * 40 * 50
+    assert reader.db.execute("SELECT count(*) FROM events").fetchone()[0] == 4 * 40
+    assert reader.db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+def test_connection_is_plain_sqlite(store):
+    assert isinstance(store.db.conn, sqlite3.Connection)

@@ -1,0 +1,135 @@
+"""The `hubtune` command as a user runs it: real processes, real store, real worker."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+HUBTUNE = [sys.executable, "-m", "tui.cli"]
+REPO = Path(__file__).resolve().parent.parent
+
+
+def hubtune(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([*HUBTUNE, *args], capture_output=True, text=True, timeout=timeout,
+                          cwd=REPO, env=os.environ.copy())
+
+
+def test_train_records_a_completed_run_with_metrics(tiny_config):
+    result = hubtune("train", str(tiny_config), "--set", "train.epochs=8")
+    assert result.returncode == 0, result.stderr
+    run_id = int(result.stdout.splitlines()[0])
+    assert "Run " in result.stdout and "completed: accuracy" in result.stdout
+
+    from store import RunStore
+
+    store = RunStore()
+    run = store.get_run(run_id)
+    assert run.status == "completed"
+    assert run.config["train"]["epochs"] == 8  # the override is what was recorded
+    assert run.task == "text-classification" and run.dataset == "sentiment.csv"
+    assert run.summary["final_accuracy"] >= 0.8
+    assert run.summary["final_accuracy"] > run.summary["baseline_majority_accuracy"]
+    assert run.env["packages"]["torch"]
+    losses = store.series(run_id, "loss")
+    assert len(losses) >= 10 and [p.step for p in losses] == sorted(p.step for p in losses)
+    assert len(store.series(run_id, "val_accuracy")) == 8
+    assert (Path(run.output_dir) / "worker.log").is_file()
+    assert (Path(run.output_dir) / "model" / "model.safetensors").is_file()
+
+    listed = hubtune("runs", "ls", "--json")
+    rows = json.loads(listed.stdout)
+    assert [r["id"] for r in rows] == [run_id] and rows[0]["status"] == "completed"
+    table = hubtune("runs", "ls")
+    assert "tiny-sentiment" in table.stdout and "completed" in table.stdout
+    shown = json.loads(hubtune("runs", "show", str(run_id), "--json").stdout)
+    assert shown["summary"]["final_accuracy"] == run.summary["final_accuracy"]
+    assert "val_accuracy" in shown["metrics"]
+
+
+def test_detach_returns_at_once_and_the_worker_finishes(tiny_config):
+    import time
+
+    result = hubtune("train", str(tiny_config), "--detach")
+    assert result.returncode == 0, result.stderr
+    run_id = int(result.stdout.strip())
+    from store import RunStore
+
+    store = RunStore()
+    deadline = time.monotonic() + 240
+    while store.get_run(run_id).status in ("queued", "running"):
+        assert time.monotonic() < deadline, "the detached run never finished"
+        time.sleep(0.5)
+    assert store.get_run(run_id).status == "completed"
+
+
+def _bad(tmp_path: Path, text: str) -> Path:
+    p = tmp_path / "bad.yaml"
+    p.write_text(text, encoding="utf-8")
+    return p
+
+
+@pytest.mark.parametrize(
+    ("make_args", "message"),
+    [
+        (lambda t, m, d: ["train", str(t / "missing.yaml")],
+         "Error: Config file {t}/missing.yaml does not exist; check the path."),
+        (lambda t, m, d: ["train", str(_bad(t, f"model: {{id: {m}}}\ndata: {{train: {d}}}\n"
+                                                 "trian: {epochs: 1}\n"))],
+         "Error: Unknown key trian; known keys here are name, model, head, freeze, data, "
+         "train, base_dir. Did you mean train?"),
+        (lambda t, m, d: ["train", str(_bad(t, f"model: {{id: {m}}}\ndata: {{train: {d}}}\n"
+                                                 "train: {epochs: three}\n"))],
+         "Error: train.epochs must be a number, got 'three'."),
+        (lambda t, m, d: ["train", str(_bad(t, f"model: {{id: {m}}}\n"
+                                                 "data: {train: nowhere.csv}\n"))],
+         "Error: The data.train file {t}/nowhere.csv does not exist; check the path."),
+        (lambda t, m, d: ["train", str(_bad(t, f"model: {{id: {m}}}\ndata: {{train: {d}}}\n")),
+                          "--set", "train.batch_size=-4"],
+         "Error: train.batch_size must be more than 0, got -4."),
+        (lambda t, m, d: ["runs", "show", "4242"],
+         "Error: There is no run 4242; `hubtune runs ls` lists the runs."),
+    ],
+)
+def test_bad_input_is_one_sentence_and_nonzero_exit(tmp_path, tiny_bert, sentiment_csv,
+                                                    make_args, message):
+    result = hubtune(*make_args(tmp_path, tiny_bert, sentiment_csv))
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip() == message.format(t=tmp_path)
+
+
+def test_a_failing_run_reports_its_reason(tmp_path, sentiment_csv):
+    cfg = _bad(tmp_path, f"model: {{id: {tmp_path}/no-such-model}}\n"
+                         f"data: {{train: {sentiment_csv}}}\n")
+    result = hubtune("train", str(cfg))
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert f"Error: Model folder {tmp_path}/no-such-model does not exist." in result.stderr
+    from store import RunStore
+
+    run = RunStore().list_runs()[0]
+    assert run.status == "failed" and "does not exist" in run.error
+
+
+def test_runs_ls_on_an_empty_store_says_how_to_start():
+    result = hubtune("runs", "ls")
+    assert result.returncode == 0
+    assert "No runs yet" in result.stdout
+
+
+def test_export_metrics_csv(tmp_path):
+    from store import RunStore
+
+    store = RunStore()
+    run_id = store.create_run({"a": 1})
+    store.log_metrics(run_id, [(i, 0.0, "loss", float(i), 0.0) for i in range(5)])
+    out = tmp_path / "m.csv"
+    result = hubtune("runs", "export", str(run_id), "--metrics", str(out))
+    assert result.returncode == 0, result.stderr
+    lines = out.read_text().splitlines()
+    assert lines[0] == "step,epoch,name,value,time_unix" and len(lines) == 6

@@ -1,0 +1,75 @@
+"""The three layers stay apart: checked statically (import-linter) and at run time."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+LINT = Path(sys.executable).parent / "lint-imports"
+
+
+def _lint(root: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([str(LINT), "--no-cache"], cwd=root, capture_output=True, text=True,
+                          env={"PYTHONPATH": str(root), "PATH": "/usr/bin:/bin"}, timeout=120)
+
+
+def test_import_contracts_hold():
+    result = _lint(REPO)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Contracts: 2 kept, 0 broken" in result.stdout
+
+
+def test_import_contracts_catch_a_violation(tmp_path):
+    for pkg in ("tui", "engine", "store"):
+        shutil.copytree(REPO / pkg, tmp_path / pkg, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(REPO / "pyproject.toml", tmp_path / "pyproject.toml")
+    records = tmp_path / "store" / "records.py"
+    records.write_text(records.read_text() + "\nimport torch  # a layering bug\n")
+    result = _lint(tmp_path)
+    assert result.returncode != 0
+    assert "store is plain SQLite" in result.stdout and "BROKEN" in result.stdout
+
+
+IMPORT_PROBE = """
+import json, sys
+for name in sys.argv[1:]:
+    __import__(name)
+print(json.dumps(sorted(m for m in ("torch", "transformers", "textual", "accelerate")
+                        if m in sys.modules)))
+"""
+
+
+def _loaded_after_import(*modules: str) -> list[str]:
+    out = subprocess.run([sys.executable, "-c", IMPORT_PROBE, *modules], capture_output=True,
+                         text=True, check=True, timeout=120, cwd=REPO)
+    return json.loads(out.stdout)
+
+
+def test_tui_app_and_cli_start_without_torch():
+    loaded = _loaded_after_import("tui.app", "tui.cli")
+    assert "torch" not in loaded and "transformers" not in loaded
+    assert "textual" in loaded  # the probe really imported the app
+
+
+def test_engine_config_and_events_are_torch_free():
+    assert _loaded_after_import("engine.config", "engine.events") == []
+
+
+def test_store_imports_neither_torch_nor_textual():
+    assert _loaded_after_import("store") == []
+
+
+def test_help_does_not_import_torch():
+    code = (
+        "import sys\nfrom tui.cli import cli\n"
+        "try:\n    cli(['--help'], prog_name='hubtune')\nexcept SystemExit:\n    pass\n"
+        "print('TORCH' if 'torch' in sys.modules else 'CLEAN')"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO,
+                         timeout=120)
+    assert "Usage: hubtune" in out.stdout
+    assert out.stdout.strip().endswith("CLEAN")

@@ -1,0 +1,120 @@
+"""The runs screen driven by keys through Pilot, over a real store."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+from seed import seed_runs
+from textual.widgets import DataTable, Input, RichLog, Static
+
+from store import RunStore
+from tui.app import make_app
+
+
+async def wait_for(pilot, predicate, timeout: float = 10.0) -> None:
+    """Poll the UI until `predicate()` holds; never a bare sleep."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        assert loop.time() < deadline, "condition not met in time"
+        await pilot.pause(0.05)
+
+
+async def test_lists_runs_and_shows_the_selected_one(store):
+    ids = seed_runs(store)
+    app = make_app(store=store)
+    async with app.run_test(size=(120, 40)) as pilot:
+        table = app.screen.query_one(DataTable)
+        await wait_for(pilot, lambda: table.row_count == 3)
+        assert [k.value for k in table.rows] == [str(i) for i in reversed(ids)]
+        summary = app.screen.query_one("#detail-summary", Static)
+        await wait_for(pilot, lambda: "digits-vit" in str(summary.render()))
+        await pilot.press("down")
+        await wait_for(pilot, lambda: "tweets-frozen" in str(summary.render()))
+        assert "does not exist" in str(summary.render())
+        log = app.screen.query_one("#event-log", RichLog)
+        await wait_for(pilot, lambda: len(log.lines) >= 1)
+
+
+async def test_runs_started_elsewhere_appear_live(store):
+    app = make_app(store=store)
+    async with app.run_test(size=(100, 30)) as pilot:
+        table = app.screen.query_one(DataTable)
+        empty = app.screen.query_one("#runs-empty")
+        await pilot.pause(0.2)
+        assert table.row_count == 0 and not empty.has_class("-hidden")
+        # Another process (a CLI `hubtune train`) records a run.
+        other = RunStore(store.path)
+        run_id = other.create_run({"a": 1}, name="from-cli")
+        other.close()
+        await wait_for(pilot, lambda: table.row_count == 1)
+        assert table.get_row(str(run_id))[2] == "from-cli"
+        assert empty.has_class("-hidden")
+
+
+async def test_search_filters_the_table(store):
+    seed_runs(store)
+    app = make_app(store=store)
+    async with app.run_test(size=(120, 40)) as pilot:
+        table = app.screen.query_one(DataTable)
+        await wait_for(pilot, lambda: table.row_count == 3)
+        await pilot.press("slash")
+        assert isinstance(app.focused, Input)
+        await pilot.press(*"digits")
+        await wait_for(pilot, lambda: table.row_count == 1)
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: table.row_count == 3)
+
+
+async def test_delete_asks_first_and_then_removes(store):
+    ids = seed_runs(store)
+    app = make_app(store=store)
+    async with app.run_test(size=(120, 40)) as pilot:
+        table = app.screen.query_one(DataTable)
+        await wait_for(pilot, lambda: table.row_count == 3)
+        await pilot.press("x")
+        await wait_for(pilot, lambda: app.screen.__class__.__name__ == "ConfirmScreen")
+        await pilot.press("n")
+        await pilot.pause(0.1)
+        assert store.count_runs() == 3
+        await pilot.press("x")
+        await wait_for(pilot, lambda: app.screen.__class__.__name__ == "ConfirmScreen")
+        await pilot.press("y")
+        await wait_for(pilot, lambda: table.row_count == 2)
+        assert ids[-1] not in [r.id for r in store.list_runs()]
+
+
+async def test_stop_asks_and_records_the_request(store):
+    run_id = store.create_run({"a": 1}, name="live")
+    store.mark_started(run_id, pid=os.getpid(), host="elsewhere", env={})
+    app = make_app(store=store)
+    async with app.run_test(size=(120, 40)) as pilot:
+        table = app.screen.query_one(DataTable)
+        await wait_for(pilot, lambda: table.row_count == 1)
+        await pilot.press("s")
+        await wait_for(pilot, lambda: app.screen.__class__.__name__ == "ConfirmScreen")
+        await pilot.press("y")
+        await wait_for(pilot, lambda: store.stop_requested(run_id))
+
+
+async def test_stopping_a_finished_run_is_a_plain_notice(store):
+    seed_runs(store)
+    app = make_app(store=store)
+    async with app.run_test(size=(120, 40)) as pilot:
+        table = app.screen.query_one(DataTable)
+        await wait_for(pilot, lambda: table.row_count == 3)
+        await pilot.press("s")
+        await pilot.pause(0.1)
+        assert app.screen.__class__.__name__ == "RunsScreen"
+        assert any("only a running run can be stopped" in n.message
+                   for n in app._notifications)
+
+
+async def test_help_screen_opens_and_closes(store):
+    app = make_app(store=store)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("question_mark")
+        await wait_for(pilot, lambda: app.screen.__class__.__name__ == "HelpScreen")
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: app.screen.__class__.__name__ == "RunsScreen")

@@ -1,0 +1,40 @@
+"""Snapshots of each screen at 120x40 and 80x24 (pytest-textual-snapshot)."""
+
+from __future__ import annotations
+
+import pytest
+from seed import seed_runs
+
+from store import RunStore
+from tui.app import make_app
+
+
+def _app():
+    store = RunStore()
+    seed_runs(store)
+    return make_app(store=store)
+
+
+async def _settle(pilot) -> None:
+    table = pilot.app.screen.query_one("DataTable")
+    for _ in range(200):
+        summary = str(pilot.app.screen.query_one("#detail-summary").render())
+        if table.row_count == 3 and "digits-vit" in summary:
+            break
+        await pilot.pause(0.05)
+    await pilot.pause(0.2)
+
+
+@pytest.mark.parametrize("size", [(120, 40), (80, 24)])
+def test_runs_screen(snap_compare, size):
+    assert snap_compare(_app(), terminal_size=size, run_before=_settle)
+
+
+@pytest.mark.parametrize("size", [(120, 40), (80, 24)])
+def test_help_screen(snap_compare, size):
+    async def open_help(pilot):
+        await _settle(pilot)
+        await pilot.press("question_mark")
+        await pilot.pause(0.3)
+
+    assert snap_compare(_app(), terminal_size=size, run_before=open_help)
