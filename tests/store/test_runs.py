@@ -192,3 +192,56 @@ def test_concurrent_writers_lose_nothing(tmp_path):
 
 def test_connection_is_plain_sqlite(store):
     assert isinstance(store.db.conn, sqlite3.Connection)
+
+
+def test_migrating_from_every_earlier_schema(tmp_path):
+    from sqlite_utils import Database
+
+    from store.migrations import KNOWN, migrations
+
+    for k, name in enumerate(KNOWN):
+        path = tmp_path / f"v{k}.db"
+        db = Database(path)
+        migrations.apply(db, stop_before=name)  # the schema as it was before `name`
+        db.conn.close()
+        store = RunStore(path)
+        assert store.schema_version == KNOWN
+        run_id = store.create_run({"a": 1})
+        store.log_metrics(run_id, [(1, 0.0, "loss", 1.0, 0.0)])
+        store.close()
+
+
+def test_writer_killed_mid_batch_leaves_earlier_commits_intact(tmp_path):
+    import signal
+
+    path = tmp_path / "crash.db"
+    RunStore(path).close()
+    code = (
+        "import sys; from store import RunStore; s = RunStore(sys.argv[1]); r = s.create_run({});"
+        "s.log_metrics(r, [(i, 0.0, 'loss', 1.0, 0.0) for i in range(1000)]);"
+        "print('committed', flush=True);\n"
+        "while True: s.log_metrics(r, [(i, 0.0, 'x', 1.0, 0.0) for i in range(200_000)])"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code, str(path)], stdout=subprocess.PIPE,
+                            text=True)
+    assert proc.stdout.readline().strip() == "committed"
+    time.sleep(0.3)  # let it get into the middle of a large batch
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    store = RunStore(path)
+    assert store.db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    assert len(store.series(1, "loss")) == 1000
+    assert len(store.series(1, "x")) % 200_000 == 0  # whole batches or none
+
+
+def test_fork_keeps_the_parent_and_applies_the_new_config(store):
+    parent = store.create_run({"train": {"lr": 1}}, name="base", model_id="m", task="t",
+                              dataset="d.csv", tags=["keep"])
+    child = store.fork_run(parent, {"train": {"lr": 2}})
+    run = store.get_run(child)
+    assert run.parent_id == parent and run.status == "queued"
+    assert run.config == {"train": {"lr": 2}}
+    assert run.name == "base (fork)" and run.tags == ("keep",) and run.model_id == "m"
+    store.finish(parent, "completed")
+    store.delete_run(parent)
+    assert store.get_run(child).parent_id is None
