@@ -102,7 +102,7 @@ def latest_checkpoint(run_folder: Path) -> Path | None:
 
 
 def prune_checkpoints(run_folder: Path, keep: int) -> None:
-    """Keep the newest `keep` checkpoints; the best model lives apart in best/."""
+    """Keep the newest `keep` checkpoints."""
     root = Path(run_folder) / "checkpoints"
     found = sorted((p for p in root.glob("step-*") if p.is_dir() and not p.name.endswith(".tmp")),
                    key=lambda p: int(p.name.split("-")[1]))

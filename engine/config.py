@@ -205,6 +205,11 @@ class TrainSpec:
     """Evaluate every N optimizer steps, or each epoch."""
     log_every: int = 10
     """Optimizer steps between training-loss readings."""
+    checkpoint_every: int | None = None
+    """Also checkpoint every N optimizer steps (checkpoints are always taken at each
+    evaluation and when a run is stopped)."""
+    keep_checkpoints: int = 2
+    """Newest checkpoints kept on disk; the best model is kept apart."""
     early_stopping: EarlyStopping | None = None
     """Stop when the validation metric stops improving."""
     seed: int = 42
@@ -247,6 +252,9 @@ class TrainSpec:
         else:
             _positive("train.eval_every", self.eval_every)
         _positive("train.log_every", self.log_every)
+        if self.checkpoint_every is not None:
+            _positive("train.checkpoint_every", self.checkpoint_every)
+        _positive("train.keep_checkpoints", self.keep_checkpoints)
 
 
 @dataclass(frozen=True)

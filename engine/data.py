@@ -260,6 +260,8 @@ class LengthGroupedBatches:
         self.seed = seed
         self.group = group
         self.epoch = 0
+        self.skip = 0
+        """Batches of this epoch to leave out at the next iteration (a resumed run)."""
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -277,9 +279,11 @@ class LengthGroupedBatches:
         return out
 
     def __iter__(self) -> Iterator[list[int]]:
-        return iter(self.batches())
+        skip, self.skip = self.skip, 0
+        return iter(self.batches()[skip:])
 
     def __len__(self) -> int:
+        """Batches in a whole epoch (skipping does not change what an epoch is)."""
         return -(-len(self.lengths) // self.batch_size)
 
 

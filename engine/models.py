@@ -200,7 +200,27 @@ class SequenceClassifier(nn.Module):
         return loss, logits
 
 
-def build_model(spec: ModelSpec, head: HeadSpec, num_labels: int) -> BuiltModel:
+def load_tokenizer(spec: ModelSpec):
+    """The model's tokenizer and the local folder it came from (checked for safety first)."""
+    quiet_transformers()
+    from transformers import AutoTokenizer
+
+    path = resolve_model_path(spec)
+    check_loadable(path, spec)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=spec.trust_remote_code)
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"Cannot load the tokenizer of {spec.id}: {_first_line(exc)}") from None
+    return tokenizer, path
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def build_model(spec: ModelSpec, head: HeadSpec, num_labels: int, *,
+                path: Path | None = None) -> BuiltModel:
     """Load the backbone and tokenizer and put the task head on top."""
     supported = ("text-classification", "multi-label-classification", "regression",
                  "text-pair-classification")
@@ -211,8 +231,9 @@ def build_model(spec: ModelSpec, head: HeadSpec, num_labels: int) -> BuiltModel:
     quiet_transformers()
     from transformers import AutoModel, AutoTokenizer
 
-    path = resolve_model_path(spec)
-    check_loadable(path, spec)
+    if path is None:
+        path = resolve_model_path(spec)
+        check_loadable(path, spec)
     pooling = head.pooling
     if pooling == "auto":
         pooling = checkpoint_pooling(path) or "pooler"
@@ -224,7 +245,7 @@ def build_model(spec: ModelSpec, head: HeadSpec, num_labels: int) -> BuiltModel:
         )
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=spec.trust_remote_code)
     except (OSError, ValueError) as exc:
-        raise ModelError(f"Cannot load model {spec.id}: {str(exc).splitlines()[0]}") from None
+        raise ModelError(f"Cannot load model {spec.id}: {_first_line(exc)}") from None
     if pooling == "pooler" and getattr(backbone, "pooler", None) is None:
         pooling = "cls"
     if pooling != "pooler" and getattr(backbone, "pooler", None) is not None:

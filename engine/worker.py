@@ -53,13 +53,55 @@ def start_run(
     folder = run_dir(run_id)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    _spawn(store, run_id, resume=False)
+    return run_id
+
+
+def resume_point(store: RunStore, run_id: int) -> Path | None:
+    """The newest checkpoint the store knows of and that is complete on disk.
+
+    The store's record is written after the metrics up to that step, so
+    resuming from it never leaves a gap in the series, even when the worker
+    died between writing a checkpoint and flushing its last metrics.
+    """
+    from engine.checkpoint import STATE_FILE
+
+    for c in reversed(store.checkpoints(run_id)):
+        if (Path(c.path) / STATE_FILE).is_file():
+            return Path(c.path)
+    return None
+
+
+def resume_run(store: RunStore, run_id: int) -> Path:
+    """Restart a stopped, interrupted or failed run from its newest checkpoint."""
+    store.reap_interrupted()
+    run = store.get_run(run_id)
+    if run.status in ("queued", "running"):
+        raise HubtuneError(f"Run {run_id} is {run.status}; only a finished run can be resumed.")
+    if run.status == "completed":
+        raise HubtuneError(
+            f"Run {run_id} already completed; fork it (hubtune runs fork {run_id}) to train more."
+        )
+    checkpoint = resume_point(store, run_id)
+    if checkpoint is None:
+        raise HubtuneError(
+            f"Run {run_id} has no checkpoint to resume from; fork it to start again."
+        )
+    store.requeue(run_id)
+    _spawn(store, run_id, resume=True)
+    return checkpoint
+
+
+def _spawn(store: RunStore, run_id: int, *, resume: bool) -> None:
+    folder = run_dir(run_id)
     env = dict(os.environ)
     env["HUBTUNE_HOME"] = str(store.path.parent)  # the worker must open the same database
     env.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     env.setdefault("TOKENIZERS_PARALLELISM", "false")
     with open(folder / "worker.log", "ab") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "engine.worker", str(run_id), str(store.path)],
+            [sys.executable, "-m", "engine.worker", str(run_id), str(store.path),
+             *(["--resume"] if resume else [])],
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -67,9 +109,7 @@ def start_run(
             env=env,
             cwd=os.getcwd(),
         )
-    store.db.execute("UPDATE runs SET pid = ? WHERE id = ?", [proc.pid, run_id])
-    store.db.conn.commit()
-    return run_id
+    store.set_pid(run_id, proc.pid)
 
 
 class StoreSink:
@@ -82,7 +122,13 @@ class StoreSink:
         self._lock = threading.Lock()
         self._metrics: list[tuple] = []
         self._notes: list[tuple[str, str]] = []
+        self._checkpoints: list[CheckpointSaved] = []
         self._closing = threading.Event()
+        self._wake = threading.Event()
+        self._queued = 0
+        """Events handed over so far; `_committed` says how many are in the database."""
+        self._committed = 0
+        self._committed_cv = threading.Condition()
         self._thread = threading.Thread(target=self._loop, name="store-sink", daemon=True)
         self.error: BaseException | None = None
 
@@ -108,14 +154,24 @@ class StoreSink:
                 ))
                 self._metrics.append((0, 0.0, "total_steps", float(event.total_steps), now))
             elif isinstance(event, CheckpointSaved):
-                self._notes.append(("info", f"Checkpoint at step {event.step}: {event.path}"))
+                self._checkpoints.append(event)
+            self._queued += 1
+            ticket = self._queued
+        if isinstance(event, CheckpointSaved):
+            # Wait until the checkpoint and every metric before it are committed: a
+            # resume starts from a recorded checkpoint, so its series has no gap.
+            self._wake.set()
+            with self._committed_cv:
+                self._committed_cv.wait_for(lambda: self._committed >= ticket, timeout=60)
 
     def _loop(self) -> None:
         store = RunStore(self.db_file)  # this thread's own connection
         last_beat = 0.0
         try:
             while True:
-                closing = self._closing.wait(FLUSH_INTERVAL_S)
+                self._wake.wait(FLUSH_INTERVAL_S)
+                self._wake.clear()
+                closing = self._closing.is_set()
                 self._flush(store)
                 if time.monotonic() - last_beat >= HEARTBEAT_INTERVAL_S:
                     store.heartbeat(self.run_id)
@@ -133,23 +189,37 @@ class StoreSink:
         with self._lock:
             metrics, self._metrics = self._metrics, []
             notes, self._notes = self._notes, []
+            checkpoints, self._checkpoints = self._checkpoints, []
+            ticket = self._queued
         if metrics:
             store.log_metrics(self.run_id, metrics)
+        for c in checkpoints:
+            store.add_checkpoint(self.run_id, c.step, c.path, c.metric, is_best=c.is_best)
+        with self._committed_cv:
+            self._committed = ticket
+            self._committed_cv.notify_all()
         for level, message in notes:
             store.add_event(self.run_id, message, level)
 
     def close(self) -> None:
         self._closing.set()
+        self._wake.set()
         self._thread.join()
         if self.error is not None:
             raise self.error
 
 
-def run_worker(run_id: int, db_file: Path) -> int:
+def run_worker(run_id: int, db_file: Path, *, resume: bool = False) -> int:
     """Train run `run_id` to the end, recording everything; returns an exit code."""
     store = RunStore(db_file)
     run = store.get_run(run_id)
     from engine.environment import capture_environment
+
+    resume_from = resume_point(store, run_id) if resume else None
+    if resume_from is not None:
+        # Rows logged after the checkpoint are replayed by the resumed run.
+        step = int(resume_from.name.split("-")[1])
+        store.truncate_after(run_id, step)
 
     store.mark_started(run_id, pid=os.getpid(), host=socket.gethostname(),
                        env=capture_environment())
@@ -163,7 +233,7 @@ def run_worker(run_id: int, db_file: Path) -> int:
         cfg = RunConfig.from_dict(run.config)
         from engine.train import train
 
-        outcome = train(cfg, sink, stop, out_dir=run_dir(run_id))
+        outcome = train(cfg, sink, stop, out_dir=run_dir(run_id), resume_from=resume_from)
         status, summary, error = outcome.status, outcome.summary, outcome.error
     except HubtuneError as exc:
         error = str(exc)
@@ -185,13 +255,15 @@ def run_worker(run_id: int, db_file: Path) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
+    resume = "--resume" in args
+    args = [a for a in args if a != "--resume"]
     run_id = int(args[0])
     db_file = Path(args[1]) if len(args) > 1 else None
     if db_file is None:
         from store import db_path
 
         db_file = db_path()
-    return run_worker(run_id, db_file)
+    return run_worker(run_id, db_file, resume=resume)
 
 
 if __name__ == "__main__":

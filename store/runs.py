@@ -238,6 +238,19 @@ class RunStore:
             raise ValueError(f"unknown status {status!r}")
         self._update(run_id, status=status)
 
+    def set_pid(self, run_id: int, pid: int) -> None:
+        self._update(run_id, pid=pid)
+
+    def requeue(self, run_id: int) -> None:
+        """Make a finished run `queued` again, for a resume."""
+        self._update(run_id, status="queued", stop_requested=0, finished_utc=None, error=None)
+
+    def truncate_after(self, run_id: int, step: int) -> None:
+        """Drop metrics and checkpoints recorded after `step` (a resume replays them)."""
+        with self._write() as conn:
+            conn.execute("DELETE FROM metrics WHERE run_id = ? AND step > ?", [run_id, step])
+            conn.execute("DELETE FROM checkpoints WHERE run_id = ? AND step > ?", [run_id, step])
+
     def heartbeat(self, run_id: int) -> None:
         self._update(run_id, heartbeat_unix=time.time())
 

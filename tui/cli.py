@@ -281,6 +281,50 @@ def runs_stop(run_id: int) -> None:
     click.echo(f"Asked run {run_id} to stop.")
 
 
+@runs.command("resume")
+@click.argument("run_id", type=int)
+@click.option("--detach", is_flag=True, help="Return at once instead of following progress.")
+def runs_resume(run_id: int, detach: bool) -> None:
+    """Continue a stopped or interrupted run from its newest checkpoint."""
+    from engine.worker import resume_run
+
+    store = _open_store()
+    checkpoint = resume_run(store, run_id)
+    click.echo(f"Resuming run {run_id} from {checkpoint.name}.")
+    if detach:
+        return
+    status = _follow(store, run_id)
+    if status != "completed":
+        raise Failure(store.get_run(run_id).error or f"Run {run_id} ended {status}.")
+
+
+@runs.command("fork")
+@click.argument("run_id", type=int)
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Change a setting of the copy, e.g. train.learning_rate=1e-4.")
+@click.option("--detach", is_flag=True, help="Print the new run id and return at once.")
+def runs_fork(run_id: int, overrides: tuple[str, ...], detach: bool) -> None:
+    """Start a new run from RUN_ID's config with changes; the parent is recorded."""
+    from engine.config import RunConfig, apply_overrides
+    from engine.worker import start_run
+
+    store = _open_store()
+    parent = store.get_run(run_id)
+    cfg = RunConfig.from_dict(apply_overrides(parent.config, overrides))
+    if cfg.name == parent.name:
+        import dataclasses
+
+        cfg = dataclasses.replace(cfg, name=f"{parent.name}-fork")
+    _check_inputs(cfg)
+    new_id = start_run(store, cfg, parent_id=run_id, tags=parent.tags)
+    click.echo(new_id)
+    if detach:
+        return
+    status = _follow(store, new_id)
+    if status != "completed":
+        raise Failure(store.get_run(new_id).error or f"Run {new_id} ended {status}.")
+
+
 @runs.command("rm")
 @click.argument("run_ids", type=int, nargs=-1, required=True)
 def runs_rm(run_ids: tuple[int, ...]) -> None:

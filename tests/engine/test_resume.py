@@ -1,0 +1,101 @@
+"""Exact resume: stopped at step k and resumed, a run ends with the same parameters."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from engine.checkpoint import latest_checkpoint
+from engine.events import CheckpointSaved, StepLogged
+from engine.train import train
+
+
+def _cfg(tmp_path, tiny_bert, sentiment_csv, **train_keys):
+    from tests_helpers import config_for
+
+    cfg = config_for(tmp_path, tiny_bert, sentiment_csv, epochs=3)
+    import dataclasses
+
+    return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, **train_keys))
+
+
+@pytest.mark.parametrize("stop_at", [3, 8])  # mid-epoch, and right at an epoch's end
+def test_resumed_run_matches_an_uninterrupted_one(tmp_path, tiny_bert, sentiment_csv, stop_at):
+    cfg = _cfg(tmp_path, tiny_bert, sentiment_csv, grad_accumulation=1)
+    full = train(cfg, lambda e: None, threading.Event(), out_dir=tmp_path / "full")
+    assert full.status == "completed"
+
+    stop = threading.Event()
+
+    def emit(event):
+        if isinstance(event, StepLogged) and event.step == stop_at:
+            stop.set()
+
+    part = train(cfg, emit, stop, out_dir=tmp_path / "part")
+    assert part.status == "stopped" and part.summary["steps"] == stop_at
+    checkpoint = latest_checkpoint(tmp_path / "part")
+    assert checkpoint.name == f"step-{stop_at}"
+
+    resumed = train(cfg, lambda e: None, threading.Event(), out_dir=tmp_path / "part",
+                    resume_from=checkpoint)
+    assert resumed.status == "completed"
+    assert resumed.summary["steps"] == full.summary["steps"]
+
+    a = load_file(tmp_path / "full" / "model" / "model.safetensors")
+    b = load_file(tmp_path / "part" / "model" / "model.safetensors")
+    assert a.keys() == b.keys()
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
+    assert resumed.summary["final_accuracy"] == full.summary["final_accuracy"]
+
+
+def test_checkpoints_are_pruned_and_reported(tmp_path, tiny_bert, sentiment_csv):
+    cfg = _cfg(tmp_path, tiny_bert, sentiment_csv, checkpoint_every=2, keep_checkpoints=2)
+    saved = []
+    outcome = train(cfg, saved.append, threading.Event(), out_dir=tmp_path / "run")
+    assert outcome.status == "completed"
+    reported = [e.step for e in saved if isinstance(e, CheckpointSaved)]
+    assert reported == sorted(set(reported)) and len(reported) >= 5
+    on_disk = sorted(int(p.name.split("-")[1])
+                     for p in (tmp_path / "run" / "checkpoints").iterdir())
+    assert on_disk == reported[-2:]
+
+
+def test_a_full_disk_keeps_the_previous_checkpoint(tmp_path, tiny_bert, sentiment_csv,
+                                                   monkeypatch):
+    import errno
+
+    from engine import checkpoint as ckpt
+    from engine.checkpoint import CheckpointError, load_checkpoint
+
+    cfg = _cfg(tmp_path, tiny_bert, sentiment_csv, checkpoint_every=2)
+    real_save = torch.save
+    calls = {"n": 0}
+
+    def failing_save(obj, f, *a, **kw):
+        calls["n"] += 1
+        if calls["n"] > 8:  # the first two checkpoints succeed (4 torch.save calls each)
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_save(obj, f, *a, **kw)
+
+    monkeypatch.setattr(ckpt.torch, "save", failing_save)
+    with pytest.raises(CheckpointError, match="The disk is full: the checkpoint at step 6"):
+        train(cfg, lambda e: None, threading.Event(), out_dir=tmp_path / "run")
+    monkeypatch.setattr(ckpt.torch, "save", real_save)
+    last = latest_checkpoint(tmp_path / "run")
+    assert last.name == "step-4"
+    assert not list((tmp_path / "run" / "checkpoints").glob("*.tmp"))
+    import dataclasses
+
+    from engine.models import SequenceClassifier  # noqa: F401 - the model type being restored
+
+    # The surviving checkpoint loads into a freshly built run.
+    from engine.train import _Loop
+
+    loop = _Loop(dataclasses.replace(cfg), lambda e: None, threading.Event(), None)
+    loop.prepare(resume_from=last)
+    assert loop.state.step == 4
+    assert isinstance(load_checkpoint, object)

@@ -1,0 +1,121 @@
+"""The worker as a real detached process: stop, SIGTERM, SIGKILL and resume."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+
+from store import RunStore
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def hubtune(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "tui.cli", *args], capture_output=True,
+                          text=True, timeout=300, cwd=REPO, env=os.environ.copy())
+
+
+def wait_until(predicate, timeout: float = 240.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+
+
+def start(config: Path, *sets: str) -> int:
+    args = ["train", str(config), "--detach"]
+    for s in sets:
+        args += ["--set", s]
+    result = hubtune(*args)
+    assert result.returncode == 0, result.stderr
+    return int(result.stdout.strip())
+
+
+def loss_steps(store: RunStore, run_id: int) -> list[int]:
+    return [p.step for p in store.series(run_id, "loss")]
+
+
+SLOW = ("train.epochs=40", "train.log_every=1", "train.checkpoint_every=5")
+
+
+def test_stop_request_through_the_store_ends_stopped_with_a_checkpoint(tiny_config):
+    store = RunStore()
+    run_id = start(tiny_config, *SLOW)
+    wait_until(lambda: len(loss_steps(store, run_id)) >= 3, what="training to start")
+    assert hubtune("runs", "stop", str(run_id)).returncode == 0
+    wait_until(lambda: store.get_run(run_id).status == "stopped", what="the stop")
+    assert store.checkpoints(run_id), "a stopped run keeps a checkpoint"
+    assert store.get_run(run_id).summary["steps"] < 40 * 8
+
+
+def test_sigterm_ends_stopped_with_a_checkpoint(tiny_config):
+    store = RunStore()
+    run_id = start(tiny_config, *SLOW)
+    wait_until(lambda: len(loss_steps(store, run_id)) >= 3, what="training to start")
+    os.kill(store.get_run(run_id).pid, signal.SIGTERM)
+    wait_until(lambda: store.get_run(run_id).status == "stopped", what="the SIGTERM stop")
+    last = store.checkpoints(run_id)[-1]
+    assert Path(last.path, "state.json").is_file()
+
+
+def test_sigkill_then_resume_matches_an_uninterrupted_run(tiny_config):
+    store = RunStore()
+    sets = ("train.epochs=6", "train.log_every=1", "train.checkpoint_every=3")
+    reference = start(tiny_config, *sets)
+    wait_until(lambda: store.get_run(reference).status == "completed", what="the reference run")
+
+    victim = start(tiny_config, *sets)
+    wait_until(lambda: any(c.step >= 9 for c in store.checkpoints(victim)),
+               what="a checkpoint past step 9")
+    pid = store.get_run(victim).pid
+    os.kill(pid, signal.SIGKILL)
+    wait_until(lambda: not Path(f"/proc/{pid}").exists()
+               or open(f"/proc/{pid}/stat").read().split(") ")[1][0] == "Z", what="the kill")
+    store.db.execute("UPDATE runs SET heartbeat_unix = heartbeat_unix - 600 WHERE id = ?",
+                     [victim])
+    store.db.conn.commit()
+    listed = hubtune("runs", "ls", "--json")  # listing reaps dead workers
+    assert '"interrupted"' in listed.stdout
+    assert store.get_run(victim).status == "interrupted"
+
+    resumed = hubtune("runs", "resume", str(victim))
+    assert resumed.returncode == 0, resumed.stderr
+    assert store.get_run(victim).status == "completed"
+    # Metrics are contiguous: every logged step exactly once.
+    steps = loss_steps(store, victim)
+    assert steps == list(range(1, steps[-1] + 1))
+    a = load_file(Path(store.get_run(reference).output_dir) / "model" / "model.safetensors")
+    b = load_file(Path(store.get_run(victim).output_dir) / "model" / "model.safetensors")
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
+
+
+def test_resume_refuses_a_completed_run(tiny_config):
+    store = RunStore()
+    run_id = start(tiny_config, "train.epochs=1")
+    wait_until(lambda: store.get_run(run_id).status == "completed", what="the run")
+    result = hubtune("runs", "resume", str(run_id))
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        f"Error: Run {run_id} already completed; fork it (hubtune runs fork {run_id}) "
+        "to train more.")
+
+
+def test_fork_records_the_parent_and_the_change(tiny_config):
+    store = RunStore()
+    parent = start(tiny_config, "train.epochs=1")
+    wait_until(lambda: store.get_run(parent).status == "completed", what="the parent")
+    result = hubtune("runs", "fork", str(parent), "--set", "train.learning_rate=0.001")
+    assert result.returncode == 0, result.stderr
+    child = int(result.stdout.splitlines()[0])
+    run = store.get_run(child)
+    assert run.parent_id == parent and run.status == "completed"
+    cmp = store.compare([parent, child])
+    assert cmp.config_diff["train.learning_rate"] == (0.003, 0.001)
