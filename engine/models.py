@@ -65,32 +65,18 @@ def resolve_model_path(spec: ModelSpec) -> Path:
 
 
 def _from_hub(repo: str, revision: str) -> Path:
+    """The cached snapshot if there is one, else a download (safetensors first)."""
     from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import (
-        GatedRepoError,
-        LocalEntryNotFoundError,
-        RepositoryNotFoundError,
-        RevisionNotFoundError,
-    )
+    from huggingface_hub.errors import LocalEntryNotFoundError
 
-    patterns = ["*.json", "*.safetensors", "*.txt", "*.model", "*.py", "1_Pooling/*"]
+    from engine.hub import DEFAULT_PATTERNS, download_model
+
     try:
-        return Path(snapshot_download(repo, revision=revision, allow_patterns=patterns))
-    except RevisionNotFoundError:
-        raise ModelError(f"Model {repo} has no revision {revision!r}.") from None
-    except GatedRepoError:
-        raise ModelError(
-            f"Model {repo} is gated; accept its terms on the hub and log in (hf auth login)."
-        ) from None
-    except RepositoryNotFoundError:
-        raise ModelError(
-            f"Model {repo} was not found on the hub; check the id (org/name) or use a local folder."
-        ) from None
-    except LocalEntryNotFoundError:
-        raise ModelError(
-            f"Model {repo} is not in the local cache and the hub cannot be reached; "
-            "download it while online (hubtune hub download) or use a local folder."
-        ) from None
+        return Path(snapshot_download(repo, revision=revision, local_files_only=True,
+                                      allow_patterns=list(DEFAULT_PATTERNS)))
+    except (LocalEntryNotFoundError, OSError):
+        pass
+    return download_model(repo, revision=revision)
 
 
 def check_loadable(path: Path, spec: ModelSpec) -> None:

@@ -8,7 +8,7 @@ training worker) can open it cheaply.
 
 from store.errors import StoreError
 from store.paths import data_dir, db_path, run_dir
-from store.records import Checkpoint, Comparison, EventRecord, Run, SeriesPoint
+from store.records import Checkpoint, Comparison, EventRecord, Run, Series
 from store.runs import STATUSES, TERMINAL_STATUSES, RunStore
 
 __all__ = [
@@ -19,7 +19,7 @@ __all__ = [
     "EventRecord",
     "Run",
     "RunStore",
-    "SeriesPoint",
+    "Series",
     "StoreError",
     "data_dir",
     "db_path",

@@ -25,7 +25,7 @@ from sqlite_utils import Database
 from store.errors import StoreError
 from store.migrations import KNOWN, migrations
 from store.paths import db_path, run_dir
-from store.records import Checkpoint, Comparison, EventRecord, Run, SeriesPoint
+from store.records import Checkpoint, Comparison, EventRecord, Run, Series
 
 STATUSES = ("queued", "running", "completed", "failed", "stopped", "interrupted")
 TERMINAL_STATUSES = frozenset({"completed", "failed", "stopped", "interrupted"})
@@ -359,25 +359,29 @@ class RunStore:
 
     def series(
         self, run_id: int, name: str, *, max_points: int | None = None, after_step: int = -1
-    ) -> list[SeriesPoint]:
+    ) -> Series:
         """A metric series ordered by step, downsampled to about `max_points`.
 
         Downsampling keeps every k-th point plus the last, so the curve's
         end (what a user looks at) is always exact.
         """
-        cur = self.db.execute(
-            "SELECT step, value, epoch, time_unix FROM metrics"
-            " WHERE run_id = ? AND name = ? AND step > ? ORDER BY step",
+        rows = self.db.conn.execute(
+            "SELECT step, value FROM metrics WHERE run_id = ? AND name = ? AND step > ?"
+            " ORDER BY step",
             [run_id, name, after_step],
-        )
-        rows = cur.fetchall()
-        if max_points and len(rows) > max_points:
-            stride = -(-len(rows) // max_points)
-            last = rows[-1]
-            rows = rows[::stride]
-            if rows[-1] is not last:
-                rows.append(last)
-        return [SeriesPoint(*r) for r in rows]
+        ).fetchall()
+        if not rows:
+            return Series(name, [], [])
+        steps, values = (list(col) for col in zip(*rows, strict=True))
+        if max_points and len(steps) > max_points:
+            stride = -(-len(steps) // max_points)
+            keep_last = (len(steps) - 1) % stride != 0
+            last_step, last_value = steps[-1], values[-1]
+            steps, values = steps[::stride], values[::stride]
+            if keep_last:
+                steps.append(last_step)
+                values.append(last_value)
+        return Series(name, steps, values)
 
     def latest_metrics(self, run_id: int) -> dict[str, float]:
         """The most recent value of every metric of a run."""

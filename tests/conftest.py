@@ -69,29 +69,87 @@ def sentiment_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_sentiment_csv(tmp_path_factory.mktemp("data") / "sentiment.csv", rows=160)
 
 
-@pytest.fixture
-def hub_server(tiny_bert: Path, tiny_seq2seq: Path, tiny_vit: Path, monkeypatch):
-    """A loopback hub holding the tiny models; huggingface_hub goes online to it."""
-    import huggingface_hub.constants as hf_constants
+@pytest.fixture(scope="session")
+def hub_repos(tmp_path_factory, tiny_bert: Path, tiny_seq2seq: Path, tiny_vit: Path):
+    """Repo folders for the loopback hub: tiny models plus a card, and problem repos."""
+    import json
+    import shutil
 
-    repos = [
-        Repo("hubtune-test/tiny-bert", tiny_bert, pipeline_tag="fill-mask", downloads=300,
-             likes=5, last_modified="2026-03-01T00:00:00.000Z"),
+    root = tmp_path_factory.mktemp("hub")
+    bert = root / "tiny-bert"
+    shutil.copytree(tiny_bert, bert)
+    (bert / "README.md").write_text(
+        "---\nlicense: apache-2.0\n---\n# tiny-bert\n\nA two-layer BERT for tests.\n")
+    (bert / "pytorch_model.bin").write_bytes(b"\0" * 4096)  # another framework's weights
+    remote = root / "remote-code"
+    shutil.copytree(tiny_bert, remote)
+    config = json.loads((remote / "config.json").read_text())
+    config["auto_map"] = {"AutoModel": "modeling_custom.CustomModel"}
+    (remote / "config.json").write_text(json.dumps(config))
+    (remote / "modeling_custom.py").write_text("raise SystemExit('remote code ran')\n")
+    big = root / "big"
+    big.mkdir()
+    (big / "config.json").write_text('{"model_type": "bert"}')
+    import torch
+    from safetensors.torch import save_file
+
+    # 24 MiB: huggingface_hub reports progress per 10 MB chunk, so this makes three reports.
+    save_file({"weight": torch.randn(6144, 1024)}, big / "model.safetensors")
+    return [
+        Repo("hubtune-test/tiny-bert", bert, pipeline_tag="fill-mask", downloads=300,
+             likes=5, last_modified="2026-03-01T00:00:00.000Z", tags=["license:apache-2.0"]),
         Repo("hubtune-test/tiny-bart", tiny_seq2seq, pipeline_tag="text2text-generation",
              downloads=100, likes=9, last_modified="2026-05-01T00:00:00.000Z"),
         Repo("hubtune-test/tiny-vit", tiny_vit, pipeline_tag="image-classification",
-             downloads=200, likes=1, last_modified="2026-04-01T00:00:00.000Z"),
+             library="timm", downloads=200, likes=1, last_modified="2026-04-01T00:00:00.000Z"),
+        Repo("hubtune-test/remote-code", remote, pipeline_tag="feature-extraction"),
+        Repo("hubtune-test/gated", tiny_bert, gated=True),
+        Repo("hubtune-test/broken", tiny_bert, error_status=500),
+        Repo("hubtune-test/big", big),
     ]
-    with HubServer(repos) as server:
-        monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", False)
-        monkeypatch.setattr(hf_constants, "ENDPOINT", server.url)
-        monkeypatch.setattr(
-            hf_constants, "HUGGINGFACE_CO_URL_TEMPLATE",
-            server.url + "/{repo_id}/resolve/{revision}/{filename}",
-        )
-        monkeypatch.setenv("HF_HUB_OFFLINE", "0")
-        monkeypatch.setenv("HF_ENDPOINT", server.url)
-        yield server
+
+
+def _serve(repos, monkeypatch, **kwargs):
+    import huggingface_hub.constants as hf_constants
+
+    server = HubServer(repos, **kwargs)
+    server.__enter__()
+    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(hf_constants, "ENDPOINT", server.url)
+    monkeypatch.setattr(
+        hf_constants, "HUGGINGFACE_CO_URL_TEMPLATE",
+        server.url + "/{repo_id}/resolve/{revision}/{filename}",
+    )
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    monkeypatch.setenv("HF_ENDPOINT", server.url)
+    return server
+
+
+@pytest.fixture
+def hf_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty huggingface_hub cache for this test."""
+    import huggingface_hub.constants as hf_constants
+
+    cache = tmp_path / "hf-cache"
+    monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(cache))
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    return cache
+
+
+@pytest.fixture
+def hub_server(hub_repos, hf_cache, monkeypatch):
+    """A loopback hub holding the tiny models; huggingface_hub goes online to it."""
+    server = _serve(hub_repos, monkeypatch)
+    yield server
+    server.__exit__(None, None, None)
+
+
+@pytest.fixture
+def slow_hub_server(hub_repos, hf_cache, monkeypatch):
+    """The same hub sending file bodies at 8 MiB/s, so a download can be cancelled midway."""
+    server = _serve(hub_repos, monkeypatch, throttle_bytes_per_s=8 << 20)
+    yield server
+    server.__exit__(None, None, None)
 
 
 def write_config(path: Path, model: Path | str, data: Path, **train) -> Path:

@@ -36,7 +36,7 @@ def test_train_records_a_completed_run_with_metrics(tiny_config):
     assert run.summary["final_accuracy"] > run.summary["baseline_majority_accuracy"]
     assert run.env["packages"]["torch"]
     losses = store.series(run_id, "loss")
-    assert len(losses) >= 10 and [p.step for p in losses] == sorted(p.step for p in losses)
+    assert len(losses) >= 10 and losses.steps == sorted(losses.steps)
     assert len(store.series(run_id, "val_accuracy")) == 8
     assert (Path(run.output_dir) / "worker.log").is_file()
     assert (Path(run.output_dir) / "model" / "model.safetensors").is_file()

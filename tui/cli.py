@@ -356,6 +356,12 @@ def runs_export(run_id: int, metrics_file: Path) -> None:
     click.echo(f"Wrote {len(rows)} rows to {metrics_file}.")
 
 
+from tui.cli_hub import cache, hub  # noqa: E402 - registered after the core commands
+
+cli.add_command(hub)
+cli.add_command(cache)
+
+
 def main() -> None:
     cli(prog_name="hubtune")
 

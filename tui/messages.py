@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from textual.message import Message
 
-from store import EventRecord, Run, SeriesPoint
+from store import EventRecord, Run, Series
 
 
 @dataclass
@@ -24,8 +24,8 @@ class RunDetailRefreshed(Message):
     """The selected run's curves, latest metrics and event tail."""
 
     run: Run
-    loss: list[SeriesPoint]
-    val_metric: list[SeriesPoint]
+    loss: Series
+    val_metric: Series
     latest: dict[str, float]
     events: list[EventRecord] = field(default_factory=list)
 

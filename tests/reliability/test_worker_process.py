@@ -39,7 +39,7 @@ def start(config: Path, *sets: str) -> int:
 
 
 def loss_steps(store: RunStore, run_id: int) -> list[int]:
-    return [p.step for p in store.series(run_id, "loss")]
+    return store.series(run_id, "loss").steps
 
 
 SLOW = ("train.epochs=40", "train.log_every=1", "train.checkpoint_every=5")

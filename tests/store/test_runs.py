@@ -49,10 +49,14 @@ def test_metrics_batch_and_series_downsampling_keeps_the_last_point(store):
     n = store.log_metrics(run_id, [(s, s / 100, "loss", 1.0 / (s + 1), 0.0) for s in range(1000)])
     assert n == 1000
     full = store.series(run_id, "loss")
-    assert [p.step for p in full] == list(range(1000))
+    assert full.steps == list(range(1000))
+    assert full.values[10] == pytest.approx(1 / 11)
     small = store.series(run_id, "loss", max_points=50)
     assert len(small) <= 51
-    assert small[0].step == 0 and small[-1].step == 999
+    assert small.steps[0] == 0 and small.last == (999, pytest.approx(1 / 1000))
+    assert small.steps == sorted(small.steps)
+    assert store.series(run_id, "loss", after_step=997).steps == [998, 999]
+    assert len(store.series(run_id, "missing")) == 0
     assert store.latest_metrics(run_id) == {"loss": pytest.approx(1 / 1000)}
 
 

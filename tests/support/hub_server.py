@@ -38,6 +38,8 @@ class Repo:
     last_modified: str = "2026-01-01T00:00:00.000Z"
     gated: bool = False
     tags: list[str] = field(default_factory=list)
+    error_status: int | None = None
+    """Answer every request for this repo with this HTTP status (e.g. 500)."""
 
     @property
     def sha(self) -> str:
@@ -54,6 +56,28 @@ class Repo:
 
     def etag(self, name: str) -> str:
         return hashlib.sha256((self.folder / name).read_bytes()).hexdigest()
+
+    def parameters(self) -> dict[str, int]:
+        """Parameter counts per dtype, read from the safetensors headers."""
+        import struct
+
+        counts: dict[str, int] = {}
+        for name in self.files():
+            if not name.endswith(".safetensors"):
+                continue
+            with open(self.folder / name, "rb") as fh:
+                (size,) = struct.unpack("<Q", fh.read(8))
+                if size > 10 << 20:
+                    continue  # not a safetensors file; the real hub reports nothing either
+                header = json.loads(fh.read(size))
+            for key, meta in header.items():
+                if key == "__metadata__":
+                    continue
+                n = 1
+                for dim in meta["shape"]:
+                    n *= dim
+                counts[meta["dtype"]] = counts.get(meta["dtype"], 0) + n
+        return counts
 
     def card(self) -> dict:
         return {
@@ -135,6 +159,8 @@ class HubServer:
                 repo = hub.repos.get("/".join(parts[:2]))
                 if repo is None:
                     return self._error(404, "RepoNotFound", head)
+                if repo.error_status:
+                    return self._error(repo.error_status, None, head)
                 tail = parts[2:]
                 if tail and tail[0] in ("revision", "tree"):
                     if len(tail) < 2 or not self._revision_ok(repo, tail[1]):
@@ -150,6 +176,9 @@ class HubServer:
                     ]
                     return self._json(entries, head)
                 card = repo.card()
+                params = repo.parameters()
+                if params:
+                    card["safetensors"] = {"parameters": params, "total": sum(params.values())}
                 card["siblings"] = [
                     {"rfilename": f, "size": (repo.folder / f).stat().st_size,
                      "blobId": repo.etag(f)}
@@ -165,6 +194,8 @@ class HubServer:
                 repo = hub.repos.get(repo_id)
                 if repo is None:
                     return self._error(404, "RepoNotFound", head)
+                if repo.error_status:
+                    return self._error(repo.error_status, None, head)
                 if not self._revision_ok(repo, rev):
                     return self._error(404, "RevisionNotFound", head)
                 if repo.gated and not self.headers.get("Authorization"):
@@ -212,11 +243,12 @@ class HubServer:
                 if not head:
                     self.wfile.write(body)
 
-            def _error(self, status: int, code: str, head: bool) -> None:
-                body = b"" if head else json.dumps({"error": code}).encode()
+            def _error(self, status: int, code: str | None, head: bool) -> None:
+                body = b"" if head else json.dumps({"error": code or "Server error"}).encode()
                 self.send_response(status)
-                self.send_header("X-Error-Code", code)
-                self.send_header("X-Error-Message", code)
+                if code:  # the hub names 4xx causes; a 5xx carries no code
+                    self.send_header("X-Error-Code", code)
+                    self.send_header("X-Error-Message", code)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
@@ -233,6 +265,8 @@ class HubServer:
             found = [r for r in found if r.pipeline_tag == q["pipeline_tag"]]
         if q.get("library"):
             found = [r for r in found if r.library == q["library"]]
+        if q.get("filter"):
+            found = [r for r in found if q["filter"] in r.card()["tags"]]
         sort = q.get("sort")
         if sort in ("downloads", "likes"):
             found.sort(key=lambda r: getattr(r, sort), reverse=True)

@@ -49,7 +49,7 @@ class RunDetail(Horizontal):
         ]
         total = int(m.get("total_steps", 0))
         if "loss" in m:
-            step = msg.loss[-1].step if msg.loss else 0
+            step = msg.loss.steps[-1] if msg.loss else 0
             progress = f"step {step}/{total}" if total else f"step {step}"
             parts = [progress, f"loss {m['loss']:.4f}"]
             if "lr" in m:
@@ -68,6 +68,6 @@ class RunDetail(Horizontal):
             lines.append(f"[red]{run.error}[/red]")
         self.query_one("#detail-summary", Static).update("\n".join(lines))
         for name, series in (("loss", msg.loss), ("val", msg.val_metric)):
-            self.query_one(f"#{name}-curve", Sparkline).data = [p.value for p in series]
+            self.query_one(f"#{name}-curve", Sparkline).data = series.values
             self.query_one(f"#{name}-curve").set_class(len(series) < 2, "-hidden")
             self.query_one(f"#{name}-label").set_class(len(series) < 2, "-hidden")

@@ -1,0 +1,1 @@
+"""hubtune's benchmark suite: `make bench` (python -m bench)."""

@@ -1,0 +1,55 @@
+"""Timing helpers shared by the benchmark cases."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Result:
+    """One row of the results table."""
+
+    case: str
+    metric: str
+    ours: float
+    peer: float | None = None
+    peer_name: str = ""
+    unit: str = ""
+    target: str = ""
+    met: bool | None = None
+    notes: str = ""
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def ratio(self) -> float | None:
+        if self.peer in (None, 0):
+            return None
+        return self.ours / self.peer
+
+
+def median_time(fn: Callable[[], object], repeats: int = 5, setup: Callable[[], object] | None = None
+                ) -> float:
+    """Median wall time of `fn` over `repeats` runs (setup is not timed)."""
+    times = []
+    for _ in range(repeats):
+        if setup is not None:
+            setup()
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def interleaved(fns: dict[str, Callable[[], float]], repeats: int = 5) -> dict[str, float]:
+    """Run each measurement in turn, `repeats` rounds, and return each one's median.
+
+    Interleaving spreads slow drifts (thermal, other load) evenly over the sides.
+    """
+    samples: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            samples[name].append(fn())
+    return {k: statistics.median(v) for k, v in samples.items()}

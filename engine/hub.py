@@ -1,0 +1,518 @@
+"""The Hugging Face hub: search, model details, downloads and the local cache.
+
+Everything goes through `huggingface_hub` (never torch.hub). Results are
+small frozen dataclasses; hub failures become `HubError`s with one plain
+sentence. Downloads report bytes through a callback and stop when asked,
+leaving no partial file in the cache. Never imports textual; torch only for
+torchvision parameter counts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from engine.errors import HubtuneError
+
+SORTS = {"downloads": "downloads", "likes": "likes", "updated": "last_modified"}
+DEFAULT_PATTERNS = ("*.safetensors", "*.safetensors.index.json", "*.json", "*.txt", "*.model",
+                    "*.md", "1_Pooling/*", "*.tiktoken")
+"""What a download fetches by default: safetensors weights, configs, tokenizer files and
+the model card; not other frameworks' weights (.bin, .h5, .msgpack, .onnx)."""
+PIPELINE_HEADS = {
+    "text-classification": ["text-classification", "multi-label-classification", "regression",
+                            "text-pair-classification", "custom"],
+    "fill-mask": ["text-classification", "multi-label-classification", "regression",
+                  "text-pair-classification", "token-classification", "question-answering",
+                  "masked-lm", "feature-extraction", "custom"],
+    "sentence-similarity": ["feature-extraction", "text-classification",
+                            "multi-label-classification", "regression",
+                            "text-pair-classification", "custom"],
+    "feature-extraction": ["feature-extraction", "text-classification", "regression", "custom"],
+    "token-classification": ["token-classification"],
+    "question-answering": ["question-answering"],
+    "text-generation": ["causal-lm", "text-classification"],
+    "text2text-generation": ["seq2seq"],
+    "translation": ["seq2seq"],
+    "summarization": ["seq2seq"],
+    "image-classification": ["image-classification", "feature-extraction"],
+    "image-feature-extraction": ["image-classification", "feature-extraction"],
+}
+TORCHVISION_BACKBONES = ("resnet18", "resnet34", "resnet50", "mobilenet_v3_small",
+                         "mobilenet_v3_large", "efficientnet_b0", "convnext_tiny", "vit_b_16")
+
+
+class HubError(HubtuneError):
+    """The hub could not answer; the message says why and what to do."""
+
+
+class DownloadCancelled(HubError):
+    """A download stopped because its stop event was set."""
+
+
+@dataclass(frozen=True)
+class ModelSummary:
+    """One search result."""
+
+    id: str
+    task: str | None
+    downloads: int
+    likes: int
+    updated: str | None
+    cached: bool
+    library: str | None = None
+
+
+@dataclass(frozen=True)
+class RepoFile:
+    path: str
+    size: int | None
+
+
+@dataclass(frozen=True)
+class ModelDetails:
+    """What a user wants to know before downloading a model."""
+
+    id: str
+    sha: str | None
+    task: str | None
+    library: str | None
+    license: str | None
+    gated: bool
+    private: bool
+    downloads: int
+    likes: int
+    updated: str | None
+    parameters: int | None
+    files: tuple[RepoFile, ...]
+    download_size: int
+    """Bytes fetched by a default download (safetensors, configs, tokenizer)."""
+    card: str
+    needs_remote_code: bool
+    has_safetensors: bool
+    heads: tuple[str, ...]
+    cached: bool
+    tags: tuple[str, ...] = field(default_factory=tuple)
+
+
+@dataclass(frozen=True)
+class CachedModel:
+    id: str
+    size: int
+    last_used: float | None
+    revisions: tuple[str, ...]
+    path: str
+
+
+# -- errors ------------------------------------------------------------------
+
+
+@contextmanager
+def hub_errors(repo: str | None = None, revision: str | None = None) -> Iterator[None]:
+    """Turn huggingface_hub and network failures into one-sentence HubErrors."""
+    from huggingface_hub import errors
+
+    transport = _transport_errors()
+
+    what = f"Model {repo}" if repo else "The hub"
+    try:
+        yield
+    except DownloadCancelled:
+        raise
+    except errors.LocalEntryNotFoundError as exc:
+        # snapshot_download wraps the real failure while it looks in the cache.
+        cause = exc.__cause__ or exc.__context__
+        if isinstance(cause, errors.HfHubHTTPError):
+            raise _http_error(cause, what) from None
+        if isinstance(cause, errors.OfflineModeIsEnabled):
+            raise HubError(f"{what} is not in the local cache and hubtune is offline "
+                           "(HF_HUB_OFFLINE=1); unset it to download.") from None
+        raise HubError(f"{what} is not in the local cache and the hub cannot be reached; "
+                       "connect to the network or use a cached model.") from None
+    except errors.RevisionNotFoundError:
+        raise HubError(f"Model {repo} has no revision {revision!r}; check the branch, "
+                       "tag or commit.") from None
+    except errors.GatedRepoError:
+        raise HubError(f"Model {repo} is gated: accept its terms on the hub, then log in "
+                       "(hf auth login) or set HF_TOKEN.") from None
+    except errors.RepositoryNotFoundError:
+        raise HubError(f"Model {repo} was not found on the hub; check the id (org/name), or "
+                       "log in if it is private.") from None
+    except errors.EntryNotFoundError as exc:
+        raise HubError(f"{what} has no file {_entry(exc)}.") from None
+    except errors.OfflineModeIsEnabled:
+        raise HubError("The hub is not reachable in offline mode (HF_HUB_OFFLINE=1); cached "
+                       "models are still listed by `hubtune cache ls`.") from None
+    except errors.HfHubHTTPError as exc:
+        raise _http_error(exc, what) from None
+    except (*transport, ConnectionError, TimeoutError):
+        raise HubError("The hub cannot be reached (no network?); cached models are still "
+                       "listed by `hubtune cache ls`.") from None
+
+
+def _http_error(exc, what: str) -> HubError:
+    from huggingface_hub import errors
+
+    if isinstance(exc, errors.GatedRepoError):
+        return HubError(f"{what} is gated: accept its terms on the hub, then log in "
+                        "(hf auth login) or set HF_TOKEN.")
+    if isinstance(exc, errors.RepositoryNotFoundError):
+        return HubError(f"{what} was not found on the hub; check the id (org/name), or "
+                        "log in if it is private.")
+    status = exc.response.status_code if exc.response is not None else None
+    if status in (401, 403):
+        return HubError(f"{what} needs authorisation (HTTP {status}); log in with "
+                        "`hf auth login` or set HF_TOKEN.")
+    if status == 429:
+        return HubError("The hub is rate limiting requests (HTTP 429); wait a minute and "
+                        "try again, or log in for a higher limit.")
+    return HubError(f"The hub answered with an error (HTTP {status}); try again later.")
+
+
+def _transport_errors() -> tuple[type[BaseException], ...]:
+    """Network-level failures of whichever HTTP client huggingface_hub uses."""
+    found: list[type[BaseException]] = []
+    for module in ("httpx2", "httpx", "requests"):
+        try:
+            mod = __import__(module)
+        except ImportError:
+            continue
+        err = getattr(mod, "TransportError", None) or getattr(mod, "ConnectionError", None)
+        if isinstance(err, type):
+            found.append(err)
+    return tuple(found)
+
+
+def _entry(exc: Exception) -> str:
+    text = str(exc)
+    return text.split("'")[1] if text.count("'") >= 2 else "asked for"
+
+
+def _api(endpoint: str | None = None):
+    from huggingface_hub import HfApi
+
+    _preflight(endpoint)
+    return HfApi(endpoint=endpoint)
+
+
+def _preflight(endpoint: str | None) -> None:
+    """Fail in seconds when the hub's host cannot be reached at all.
+
+    huggingface_hub retries connection errors with back-off for about 25 s;
+    one plain TCP connect tells "no route" apart at once.
+    """
+    import socket
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return  # huggingface_hub itself refuses at once, with its own error
+    url = urlparse(endpoint or constants.ENDPOINT)
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        socket.create_connection((url.hostname, port), timeout=5).close()
+    except OSError:
+        raise HubError(f"The hub at {url.hostname} cannot be reached (no network?); cached "
+                       "models are still listed by `hubtune cache ls`.") from None
+
+
+# -- search and details ------------------------------------------------------
+
+
+def search_models(query: str = "", *, task: str | None = None, library: str | None = None,
+                  sort: str = "downloads", limit: int = 30,
+                  endpoint: str | None = None) -> list[ModelSummary]:
+    """Hub models matching `query`, filtered by pipeline tag and library."""
+    if sort not in SORTS:
+        raise HubError(f"Cannot sort by {sort!r}; use downloads, likes or updated.")
+    cached = {m.id for m in list_cached()}
+    with hub_errors():
+        found = _api(endpoint).list_models(
+            search=query or None, pipeline_tag=task or None, filter=library or None,
+            sort=SORTS[sort], limit=limit,
+        )
+        return [
+            ModelSummary(
+                id=m.id, task=m.pipeline_tag, downloads=m.downloads or 0, likes=m.likes or 0,
+                updated=_iso(m.last_modified), cached=m.id in cached,
+                library=getattr(m, "library_name", None),
+            )
+            for m in found
+        ]
+
+
+def model_details(repo: str, *, revision: str | None = None,
+                  endpoint: str | None = None) -> ModelDetails:
+    """Card, files and sizes, parameter count, license and the heads that fit."""
+    import json
+
+    from huggingface_hub import hf_hub_download
+
+    api = _api(endpoint)
+    with hub_errors(repo, revision):
+        info = api.model_info(repo, revision=revision, files_metadata=True)
+        names = [s.rfilename for s in info.siblings or []]
+        card, config = "", {}
+        if "README.md" in names:
+            card = Path(hf_hub_download(repo, "README.md", revision=info.sha,
+                                        endpoint=endpoint)).read_text(encoding="utf-8",
+                                                                      errors="replace")
+        if "config.json" in names:
+            config = json.loads(Path(hf_hub_download(repo, "config.json", revision=info.sha,
+                                                     endpoint=endpoint)).read_text())
+    files = tuple(RepoFile(s.rfilename, s.size) for s in info.siblings or [])
+    wanted = set(filter_files([f.path for f in files]))
+    tags = tuple(info.tags or ())
+    license_ = next((t.split(":", 1)[1] for t in tags if t.startswith("license:")), None)
+    if license_ is None and info.card_data is not None:
+        license_ = getattr(info.card_data, "license", None)
+    params = None
+    if getattr(info, "safetensors", None) is not None:
+        params = info.safetensors.total
+    task = info.pipeline_tag
+    return ModelDetails(
+        id=info.id, sha=info.sha, task=task, library=info.library_name, license=license_,
+        gated=bool(info.gated), private=bool(info.private), downloads=info.downloads or 0,
+        likes=info.likes or 0, updated=_iso(info.last_modified), parameters=params,
+        files=files, download_size=sum(f.size or 0 for f in files if f.path in wanted),
+        card=_strip_front_matter(card), needs_remote_code=bool(config.get("auto_map")),
+        has_safetensors=any(f.path.endswith(".safetensors") for f in files),
+        heads=tuple(PIPELINE_HEADS.get(task or "", ["feature-extraction", "custom"])),
+        cached=repo in {m.id for m in list_cached()}, tags=tags,
+    )
+
+
+def filter_files(paths: list[str], patterns: tuple[str, ...] = DEFAULT_PATTERNS) -> list[str]:
+    from fnmatch import fnmatch
+
+    return [p for p in paths if any(fnmatch(p, pat) for pat in patterns)]
+
+
+def _iso(value: datetime | str | None) -> str | None:
+    if value is None:
+        return None
+    return value.isoformat() if isinstance(value, datetime) else str(value)
+
+
+def _strip_front_matter(card: str) -> str:
+    if card.startswith("---"):
+        end = card.find("\n---", 3)
+        if end != -1:
+            return card[end + 4:].lstrip()
+    return card
+
+
+# -- download ----------------------------------------------------------------
+
+
+def download_model(repo: str, *, revision: str | None = None, files: list[str] | None = None,
+                   progress: Callable[[int, int], None] | None = None,
+                   stop: threading.Event | None = None,
+                   endpoint: str | None = None) -> Path:
+    """Download a snapshot into the cache and return its folder.
+
+    `progress(done_bytes, total_bytes)` is called as bytes arrive; setting
+    `stop` cancels, removes partial files and raises DownloadCancelled.
+    """
+    from huggingface_hub import snapshot_download
+
+    _preflight(endpoint)
+    tracker = _ByteTracker(progress, stop)
+    patterns = files if files else list(DEFAULT_PATTERNS)
+    try:
+        with hub_errors(repo, revision):
+            path = snapshot_download(
+                repo, revision=revision, allow_patterns=patterns, endpoint=endpoint,
+                tqdm_class=tracker.tqdm_class(),
+            )
+    except DownloadCancelled:
+        _remove_partials(repo)
+        raise
+    return Path(path)
+
+
+class _ByteTracker:
+    """Builds a tqdm class whose byte bars feed one (done, total) callback.
+
+    huggingface_hub keeps two byte bars for a snapshot (bytes received and
+    bytes written) and grows their totals as files start; both count the
+    same bytes, so the figure reported is the furthest of the two, never
+    their sum.
+    """
+
+    def __init__(self, progress, stop) -> None:
+        self.progress = progress
+        self.stop = stop
+        self.lock = threading.Lock()
+        self.bars: list = []
+        self.last = (0, 0)
+
+    def tqdm_class(self):
+        from tqdm.auto import tqdm
+
+        tracker = self
+
+        class ByteBar(tqdm):
+            def __init__(self, *args, **kwargs):
+                kwargs["disable"] = True  # never draw: the UI owns the terminal
+                is_bytes = kwargs.get("unit") == "B"
+                super().__init__(*args, **kwargs)
+                self.counted = 0
+                if is_bytes:
+                    with tracker.lock:
+                        tracker.bars.append(self)
+                tracker.check()
+
+            def update(self, n=1):
+                if self in tracker.bars and n:
+                    self.counted += n
+                    tracker.report()
+                tracker.check()
+                return super().update(n)
+
+        return ByteBar
+
+    def report(self) -> None:
+        with self.lock:
+            done = max(b.counted for b in self.bars)
+            total = max([done, *((b.total or 0) for b in self.bars)])
+            if done <= self.last[0] and total == self.last[1]:
+                return
+            self.last = (done, total)
+        if self.progress is not None:
+            self.progress(done, total)
+
+    def check(self) -> None:
+        if self.stop is not None and self.stop.is_set():
+            raise DownloadCancelled("The download was cancelled.")
+
+
+def _remove_partials(repo: str) -> None:
+    from huggingface_hub import constants
+
+    folder = Path(constants.HF_HUB_CACHE) / f"models--{repo.replace('/', '--')}" / "blobs"
+    for partial in folder.glob("*.incomplete"):
+        partial.unlink(missing_ok=True)
+
+
+# -- the local cache ---------------------------------------------------------
+
+
+def list_cached() -> list[CachedModel]:
+    """Models in the huggingface_hub cache, largest first."""
+    from huggingface_hub import constants, scan_cache_dir
+    from huggingface_hub.errors import CacheNotFound
+
+    try:
+        info = scan_cache_dir(constants.HF_HUB_CACHE)  # read now: tests and users redirect it
+    except CacheNotFound:
+        return []
+    models = [
+        CachedModel(
+            id=r.repo_id, size=r.size_on_disk, last_used=r.last_accessed,
+            revisions=tuple(sorted(rev.commit_hash for rev in r.revisions)),
+            path=str(r.repo_path),
+        )
+        for r in info.repos if r.repo_type == "model"
+    ]
+    return sorted(models, key=lambda m: -m.size)
+
+
+def remove_cached(repo: str, revision: str | None = None) -> int:
+    """Delete a cached model (or one revision of it); returns the bytes freed."""
+    from huggingface_hub import constants, scan_cache_dir
+
+    cached = {m.id: m for m in list_cached()}
+    if repo not in cached:
+        raise HubError(f"Model {repo} is not in the local cache; `hubtune cache ls` lists "
+                       "what is.")
+    revisions = cached[repo].revisions
+    if revision is not None:
+        matches = [r for r in revisions if r.startswith(revision)]
+        if not matches:
+            raise HubError(f"Model {repo} has no cached revision {revision!r}.")
+        revisions = tuple(matches)
+    strategy = scan_cache_dir(constants.HF_HUB_CACHE).delete_revisions(*revisions)
+    freed = strategy.expected_freed_size
+    strategy.execute()
+    return freed
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    repo: str
+    checked: int
+    corrupted: tuple[str, ...]
+    missing: tuple[str, ...]
+
+    @property
+    def ok(self) -> bool:
+        return not self.corrupted and not self.missing
+
+
+def verify_cached(repo: str) -> VerifyReport:
+    """Hash every cached file of `repo` against the hash its blob is named by.
+
+    LFS files are named by their sha256, small git files by their git blob
+    sha1; either must match the content on disk.
+    """
+    cached = {m.id: m for m in list_cached()}
+    if repo not in cached:
+        raise HubError(f"Model {repo} is not in the local cache; `hubtune cache ls` lists "
+                       "what is.")
+    root = Path(cached[repo].path)
+    checked, corrupted, missing = 0, [], []
+    for link in sorted((root / "snapshots").rglob("*")):
+        if link.is_dir():
+            continue
+        rel = link.relative_to(root / "snapshots").as_posix()
+        if not link.exists():
+            missing.append(rel)
+            continue
+        blob = link.resolve()
+        checked += 1
+        if not _matches_blob_name(blob):
+            corrupted.append(rel)
+    return VerifyReport(repo, checked, tuple(corrupted), tuple(missing))
+
+
+def _matches_blob_name(blob: Path) -> bool:
+    expected = blob.name
+    sha256 = hashlib.sha256()
+    git = hashlib.sha1()
+    git.update(f"blob {blob.stat().st_size}\0".encode())
+    with open(blob, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            sha256.update(chunk)
+            git.update(chunk)
+    return expected in (sha256.hexdigest(), git.hexdigest())
+
+
+# -- torchvision backbones ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TorchvisionBackbone:
+    id: str
+    """The model id to use in a config: torchvision:<arch>."""
+    parameters: int
+
+
+def torchvision_backbones() -> list[TorchvisionBackbone]:
+    """Classification architectures offered as backbones, counted on the meta device."""
+    import torch
+    from torchvision.models import get_model
+
+    out = []
+    for name in TORCHVISION_BACKBONES:
+        with torch.device("meta"):
+            model = get_model(name, weights=None)
+        out.append(TorchvisionBackbone(f"torchvision:{name}",
+                                       sum(p.numel() for p in model.parameters())))
+    return out

@@ -1,0 +1,91 @@
+"""`hubtune hub` and `hubtune cache` as a user runs them, against the loopback hub."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+TOKEN = "hf_hubtuneTestSecretToken0123456789"
+
+
+def hubtune(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "tui.cli", *args], capture_output=True,
+                          text=True, timeout=300, cwd=REPO, env=env or os.environ.copy())
+
+
+def test_search_json_is_the_documented_shape(hub_server):
+    result = hubtune("hub", "search", "tiny", "--sort", "likes", "--json")
+    assert result.returncode == 0, result.stderr
+    rows = json.loads(result.stdout)
+    assert [r["id"] for r in rows] == ["hubtune-test/tiny-bart", "hubtune-test/tiny-bert",
+                                       "hubtune-test/tiny-vit"]
+    assert set(rows[0]) == {"id", "task", "downloads", "likes", "updated", "cached", "library"}
+    table = hubtune("hub", "search", "--task", "image-classification")
+    assert "hubtune-test/tiny-vit" in table.stdout and "tiny-bert" not in table.stdout
+
+
+def test_info_download_then_cache_ls_verify_rm(hub_server):
+    info = hubtune("hub", "info", "hubtune-test/tiny-bert")
+    assert info.returncode == 0, info.stderr
+    assert "license     apache-2.0" in info.stdout and "A two-layer BERT" in info.stdout
+    down = hubtune("hub", "download", "hubtune-test/tiny-bert")
+    assert down.returncode == 0, down.stderr
+    assert Path(down.stdout.strip(), "model.safetensors").is_file()
+    assert "100.0%" in down.stderr
+    listed = json.loads(hubtune("cache", "ls", "--json").stdout)
+    assert [m["id"] for m in listed] == ["hubtune-test/tiny-bert"]
+    verify = hubtune("cache", "verify", "hubtune-test/tiny-bert")
+    assert verify.returncode == 0 and "files verified" in verify.stdout
+    removed = hubtune("cache", "rm", "hubtune-test/tiny-bert")
+    assert removed.returncode == 0 and "freed" in removed.stdout
+    assert "No models cached" in hubtune("cache", "ls").stdout
+
+
+def test_hub_errors_are_one_sentence_on_stderr(hub_server):
+    cases = {
+        ("hub", "info", "hubtune-test/nope"):
+            "Error: Model hubtune-test/nope was not found on the hub; check the id "
+            "(org/name), or log in if it is private.",
+        ("hub", "download", "hubtune-test/gated"):
+            "Error: Model hubtune-test/gated is gated: accept its terms on the hub, then log "
+            "in (hf auth login) or set HF_TOKEN.",
+        ("cache", "rm", "hubtune-test/never"):
+            "Error: Model hubtune-test/never is not in the local cache; `hubtune cache ls` "
+            "lists what is.",
+    }
+    for args, message in cases.items():
+        result = hubtune(*args)
+        assert result.returncode == 1, args
+        assert result.stderr.strip().splitlines()[-1] == message
+        assert "Traceback" not in result.stderr
+
+
+def test_offline_search_is_a_plain_message(hf_cache):
+    env = os.environ.copy()
+    env["HF_HUB_OFFLINE"] = "1"
+    result = hubtune("hub", "search", "bert", env=env)
+    assert result.returncode == 1
+    assert result.stderr.strip().startswith("Error: The hub is not reachable in offline mode")
+
+
+def test_token_never_reaches_the_database_or_logs(hub_server, sentiment_csv, tmp_path,
+                                                  hubtune_home):
+    env = os.environ.copy()
+    env["HF_TOKEN"] = TOKEN
+    cfg = tmp_path / "hub-model.yaml"
+    cfg.write_text(
+        "model: {id: hubtune-test/tiny-bert}\n"
+        f"data: {{train: {sentiment_csv}, max_length: 32}}\n"
+        "train: {epochs: 1, batch_size: 16, log_every: 2}\n")
+    result = hubtune("train", str(cfg), env=env)
+    assert result.returncode == 0, result.stderr
+    run = json.loads(hubtune("runs", "show", "1", "--json", env=env).stdout)
+    assert run["status"] == "completed" and run["model_id"] == "hubtune-test/tiny-bert"
+    assert TOKEN not in json.dumps(run)
+    for path in hubtune_home.rglob("*"):
+        if path.is_file():
+            assert TOKEN.encode() not in path.read_bytes(), path
