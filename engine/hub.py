@@ -107,6 +107,8 @@ class CachedModel:
     last_used: float | None
     revisions: tuple[str, ...]
     path: str
+    has_weights: bool = True
+    """A snapshot holds weights; reading a card only caches README and config."""
 
 
 # -- errors ------------------------------------------------------------------
@@ -231,7 +233,7 @@ def search_models(query: str = "", *, task: str | None = None, library: str | No
     """Hub models matching `query`, filtered by pipeline tag and library."""
     if sort not in SORTS:
         raise HubError(f"Cannot sort by {sort!r}; use downloads, likes or updated.")
-    cached = {m.id for m in list_cached()}
+    cached = {m.id for m in list_cached() if m.has_weights}
     with hub_errors():
         found = _api(endpoint).list_models(
             search=query or None, pipeline_tag=task or None, filter=library or None,
@@ -284,7 +286,7 @@ def model_details(repo: str, *, revision: str | None = None,
         card=_strip_front_matter(card), needs_remote_code=bool(config.get("auto_map")),
         has_safetensors=any(f.path.endswith(".safetensors") for f in files),
         heads=tuple(PIPELINE_HEADS.get(task or "", ["feature-extraction", "custom"])),
-        cached=repo in {m.id for m in list_cached()}, tags=tags,
+        cached=repo in {m.id for m in list_cached() if m.has_weights}, tags=tags,
     )
 
 
@@ -418,6 +420,8 @@ def list_cached() -> list[CachedModel]:
             id=r.repo_id, size=r.size_on_disk, last_used=r.last_accessed,
             revisions=tuple(sorted(rev.commit_hash for rev in r.revisions)),
             path=str(r.repo_path),
+            has_weights=any(f.file_name.endswith((".safetensors", ".bin"))
+                            for rev in r.revisions for f in rev.files),
         )
         for r in info.repos if r.repo_type == "model"
     ]

@@ -9,6 +9,8 @@ import time
 
 import click
 
+from tui.formatting import human_bytes
+
 
 @click.group()
 def hub() -> None:
@@ -158,13 +160,3 @@ def cache_verify(repo: str) -> None:
                    "download it again.", err=True)
         sys.exit(1)
     click.echo(f"{repo}: {report.checked} files verified.")
-
-
-def human_bytes(n: float | None) -> str:
-    if n is None:
-        return "-"
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if abs(n) < 1000 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:.1f} TB"  # pragma: no cover

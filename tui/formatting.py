@@ -39,3 +39,14 @@ def duration(seconds: float | None) -> str:
 
 def metric(value) -> str:
     return f"{value:.3f}" if isinstance(value, (int, float)) else "-"
+
+
+def human_bytes(n: float | None) -> str:
+    """1234567 -> '1.2 MB' (decimal units, as the hub shows sizes)."""
+    if n is None:
+        return "-"
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if abs(n) < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} TB"  # pragma: no cover

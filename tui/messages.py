@@ -31,3 +31,50 @@ class RunDetailRefreshed(Message):
 
     def can_replace(self, other: Message) -> bool:
         return isinstance(other, RunDetailRefreshed) and other.run.id == self.run.id
+
+
+@dataclass
+class HubSearchFinished(Message):
+    """Search results for `query` (the newest search wins)."""
+
+    query: str
+    results: list
+
+
+@dataclass
+class ModelDetailsLoaded(Message):
+    details: object
+    """engine.hub.ModelDetails"""
+
+
+@dataclass
+class HubFailed(Message):
+    """A hub request failed; `message` is the one sentence to show."""
+
+    message: str
+
+
+@dataclass
+class DownloadProgressed(Message):
+    repo: str
+    done: int
+    total: int
+    bytes_per_s: float
+
+    def can_replace(self, other: Message) -> bool:
+        return isinstance(other, DownloadProgressed) and other.repo == self.repo
+
+
+@dataclass
+class DownloadFinished(Message):
+    repo: str
+    path: str
+
+
+@dataclass
+class DownloadStopped(Message):
+    """The download was cancelled or failed; nothing partial was kept."""
+
+    repo: str
+    message: str
+    cancelled: bool

@@ -38,3 +38,21 @@ def test_help_screen(snap_compare, size):
         await pilot.pause(0.3)
 
     assert snap_compare(_app(), terminal_size=size, run_before=open_help)
+
+
+@pytest.mark.parametrize("size", [(120, 40), (80, 24)])
+def test_hub_screen(snap_compare, size, hub_server, hf_cache):
+    async def search(pilot):
+        await pilot.press("2")
+        await pilot.press(*"tiny", "enter")
+        screen = pilot.app.screen
+        for _ in range(400):
+            table = screen.query_one("#hub-results")
+            summary = str(screen.query_one("#hub-summary").render())
+            if table.row_count == 3 and "license apache-2.0" in summary:
+                break
+            await pilot.pause(0.05)
+        await pilot.pause(0.3)
+
+    app = make_app(store=RunStore(), hub_endpoint=hub_server.url)
+    assert snap_compare(app, terminal_size=size, run_before=search)

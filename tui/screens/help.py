@@ -17,11 +17,19 @@ hubtune shows them live again.
 
 | Key | Does |
 | --- | --- |
+| `1` / `2` | Runs screen / Hub screen |
+| **Runs** | |
 | `↑` `↓` | Move between runs |
 | `/` | Search runs (name, model, task, dataset, tags, notes) |
 | `Esc` | Clear the search |
 | `s` | Stop the selected run (asks first) |
 | `x` / `Delete` | Delete the selected run and its files (asks first) |
+| **Hub** | |
+| `/` | Search the hub (as you type; filters for task and sort beside it) |
+| `Esc` | From the search box to the results |
+| `d` | Download the selected model (safetensors, config, tokenizer) |
+| `c` | Cancel the download; nothing partial is kept |
+| **Everywhere** | |
 | `Ctrl+P` | Command palette |
 | `?` | This help |
 | `q` | Quit (runs keep going) |

@@ -1,0 +1,71 @@
+"""The hub screen driven by keys against the loopback hub."""
+
+from __future__ import annotations
+
+import asyncio
+
+from textual.widgets import DataTable, Markdown, Static
+
+from tui.app import make_app
+
+
+async def wait_for(pilot, predicate, timeout: float = 20.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        assert loop.time() < deadline, "condition not met in time"
+        await pilot.pause(0.05)
+
+
+async def test_search_as_you_type_details_and_download(hub_server, store, hf_cache):
+    app = make_app(store=store, hub_endpoint=hub_server.url)
+    async with app.run_test(size=(140, 40)) as pilot:
+        await pilot.press("2")
+        screen = app.screen
+        assert screen.__class__.__name__ == "HubScreen"
+        table = screen.query_one("#hub-results", DataTable)
+        await wait_for(pilot, lambda: table.row_count == 7)
+        await pilot.press(*"tiny-b")
+        await wait_for(pilot, lambda: table.row_count == 2)
+        assert [k.value for k in table.rows] == ["hubtune-test/tiny-bert",
+                                                 "hubtune-test/tiny-bart"]
+        await pilot.press("enter")  # to the results
+        summary = screen.query_one("#hub-summary", Static)
+        await wait_for(pilot, lambda: "license apache-2.0" in str(summary.render()))
+        card = screen.query_one("#hub-card", Markdown)
+        assert "two-layer BERT" in card.source
+        await pilot.press("d")
+        await wait_for(pilot, lambda: table.get_cell("hubtune-test/tiny-bert", "cached") == "✓")
+        assert screen.query_one("#download-row").has_class("-hidden")
+        from engine.hub import list_cached
+
+        assert [m.id for m in list_cached()] == ["hubtune-test/tiny-bert"]
+
+
+async def test_cancel_a_download(slow_hub_server, store, hf_cache):
+    app = make_app(store=store, hub_endpoint=slow_hub_server.url)
+    async with app.run_test(size=(140, 40)) as pilot:
+        await pilot.press("2")
+        screen = app.screen
+        table = screen.query_one("#hub-results", DataTable)
+        await wait_for(pilot, lambda: table.row_count == 7)
+        await pilot.press(*"big", "enter")
+        await wait_for(pilot, lambda: table.row_count == 1)
+        await pilot.press("d")
+        await wait_for(pilot, lambda: not screen.query_one("#download-row").has_class("-hidden"))
+        await pilot.press("c")
+        await wait_for(pilot, lambda: screen.query_one("#download-row").has_class("-hidden"))
+        assert any("Cancelled hubtune-test/big" in n.message for n in app._notifications)
+        assert not list(hf_cache.rglob("*.incomplete"))
+
+
+async def test_hub_errors_are_notifications(store, hf_cache, monkeypatch):
+    import huggingface_hub.constants as hf_constants
+
+    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", True)
+    app = make_app(store=store)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("2")
+        await wait_for(pilot, lambda: any("offline mode" in n.message
+                                          for n in app._notifications))
+        assert app.screen.__class__.__name__ == "HubScreen"

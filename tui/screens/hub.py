@@ -1,0 +1,273 @@
+"""The hub screen: search the hub as you type, read a model's card, download it.
+
+Search and details run in exclusive thread workers (the newest request
+wins); a download runs in its own worker that reports bytes through
+coalescing messages and stops when its event is set.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, VerticalScroll
+from textual.screen import Screen
+from textual.timer import Timer
+from textual.widgets import (
+    DataTable,
+    Footer,
+    Header,
+    Input,
+    Label,
+    Markdown,
+    ProgressBar,
+    Select,
+    Static,
+)
+
+from tui.formatting import cut, human_bytes
+from tui.messages import (
+    DownloadFinished,
+    DownloadProgressed,
+    DownloadStopped,
+    HubFailed,
+    HubSearchFinished,
+    ModelDetailsLoaded,
+)
+
+TASKS = ("text-classification", "fill-mask", "sentence-similarity", "feature-extraction",
+         "token-classification", "question-answering", "text-generation",
+         "text2text-generation", "translation", "summarization", "image-classification")
+SEARCH_DEBOUNCE_S = 0.3
+
+
+class HubScreen(Screen):
+    """Find a model on the hub and put it in the local cache."""
+
+    BINDINGS = [
+        Binding("slash", "focus_search", "Search"),
+        Binding("escape", "focus_results", "Results", show=False),
+        Binding("d", "download", "Download"),
+        Binding("c", "cancel_download", "Cancel download"),
+    ]
+
+    def __init__(self, endpoint: str | None = None) -> None:
+        super().__init__()
+        self.endpoint = endpoint
+        """Hub URL; None uses huggingface_hub's (HF_ENDPOINT)."""
+        self._debounce: Timer | None = None
+        self._results: dict[str, object] = {}
+        self._download_stop: threading.Event | None = None
+        self._downloading: str | None = None
+        self._selected: str | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with Horizontal(id="hub-bar"):
+            yield Input(placeholder="Search the hub…", id="hub-query")
+            yield Select([(t, t) for t in TASKS], prompt="any task", id="hub-task")
+            yield Select([("most downloaded", "downloads"), ("most liked", "likes"),
+                          ("recently updated", "updated")], value="downloads",
+                         allow_blank=False, id="hub-sort")
+        with Horizontal(id="hub-body"):
+            yield DataTable(id="hub-results", cursor_type="row", zebra_stripes=True)
+            with VerticalScroll(id="hub-detail"):
+                yield Static("Search, then pick a model to read about it.", id="hub-summary")
+                yield Markdown("", id="hub-card")
+        with Horizontal(id="download-row", classes="-hidden"):
+            yield Label("", id="download-label")
+            yield ProgressBar(id="download-bar", show_eta=True)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        table = self.query_one("#hub-results", DataTable)
+        for key, label in (("cached", " "), ("id", "Model"), ("task", "Task"),
+                           ("downloads", "Downloads"), ("likes", "Likes"),
+                           ("updated", "Updated")):
+            table.add_column(label, key=key)
+        self.sub_title = "hub"
+        self.query_one("#hub-query", Input).focus()
+        self._search("")
+
+    # -- search ------------------------------------------------------------
+
+    @on(Input.Changed, "#hub-query")
+    def _query_changed(self) -> None:
+        if self._debounce is not None:
+            self._debounce.stop()
+        self._debounce = self.set_timer(SEARCH_DEBOUNCE_S, self._search_now)
+
+    @on(Input.Submitted, "#hub-query")
+    def _query_submitted(self) -> None:
+        self._search_now()
+        self.query_one("#hub-results").focus()
+
+    @on(Select.Changed)
+    def _filter_changed(self) -> None:
+        self._search_now()
+
+    def _search_now(self) -> None:
+        self._search(self.query_one("#hub-query", Input).value.strip())
+
+    def _filters(self) -> tuple[str | None, str]:
+        task = self.query_one("#hub-task", Select).value
+        sort = self.query_one("#hub-sort", Select).value
+        return (task if isinstance(task, str) else None), str(sort)
+
+    def _search(self, query: str) -> None:
+        # Filters are read here, on the UI thread; the worker gets plain values.
+        task, sort = self._filters()
+        self._search_worker(query, task, sort)
+
+    @work(thread=True, exclusive=True, group="hub-search", exit_on_error=False)
+    def _search_worker(self, query: str, task: str | None, sort: str) -> None:
+        from engine.hub import HubError, search_models
+
+        try:
+            results = search_models(query, task=task, sort=sort, limit=50,
+                                    endpoint=self.endpoint)
+        except HubError as exc:
+            self.post_message(HubFailed(str(exc)))
+            return
+        self.post_message(HubSearchFinished(query, results))
+
+    def on_hub_search_finished(self, msg: HubSearchFinished) -> None:
+        table = self.query_one("#hub-results", DataTable)
+        table.clear()
+        self._results = {m.id: m for m in msg.results}
+        for m in msg.results:
+            table.add_row("✓" if m.cached else "", cut(m.id, 44), m.task or "-",
+                          f"{m.downloads:,}", f"{m.likes:,}", (m.updated or "")[:10], key=m.id)
+        if not msg.results:
+            self.query_one("#hub-summary", Static).update(
+                f"No models match {msg.query!r}." if msg.query else "No models found.")
+
+    def on_hub_failed(self, msg: HubFailed) -> None:
+        self.notify(msg.message, severity="error", timeout=8)
+
+    # -- details -----------------------------------------------------------
+
+    @on(DataTable.RowHighlighted, "#hub-results")
+    def _row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        repo = event.row_key.value if event.row_key is not None else None
+        if repo and repo != self._selected:
+            self._selected = repo
+            self.query_one("#hub-summary", Static).update(f"[b]{repo}[/b]\nloading…")
+            self._load_details(repo)
+
+    @work(thread=True, exclusive=True, group="hub-details", exit_on_error=False)
+    def _load_details(self, repo: str) -> None:
+        from engine.hub import HubError, model_details
+
+        try:
+            details = model_details(repo, endpoint=self.endpoint)
+        except HubError as exc:
+            self.post_message(HubFailed(str(exc)))
+            return
+        self.post_message(ModelDetailsLoaded(details))
+
+    def on_model_details_loaded(self, msg: ModelDetailsLoaded) -> None:
+        d = msg.details
+        if d.id != self._selected:
+            return
+        if not d.parameters:
+            params = "parameters not reported"
+        elif d.parameters < 1_000_000:
+            params = f"{d.parameters:,} parameters"
+        else:
+            params = f"{d.parameters / 1e6:,.1f}M parameters"
+        lines = [
+            f"[b]{d.id}[/b]  {'[green]cached[/]' if d.cached else ''}",
+            f"{d.task or 'no task'} · {d.library or '-'} · license {d.license or '-'}",
+            f"{params} · download {human_bytes(d.download_size)}",
+            f"heads: {', '.join(d.heads)}",
+        ]
+        if d.needs_remote_code:
+            lines.append("[yellow]needs its own code: set model.trust_remote_code to use it[/]")
+        if not d.has_safetensors:
+            lines.append("[yellow]no safetensors weights: needs model.allow_pickle[/]")
+        if d.gated:
+            lines.append("[yellow]gated: accept its terms on the hub and log in[/]")
+        files = "\n".join(f"{cut(f.path, 30):<30} {human_bytes(f.size):>9}" for f in d.files)
+        self.query_one("#hub-summary", Static).update("\n".join(lines) + "\n\n" + files)
+        self.query_one("#hub-card", Markdown).update(d.card or "*No model card.*")
+
+    # -- download ----------------------------------------------------------
+
+    def action_focus_search(self) -> None:
+        self.query_one("#hub-query", Input).focus()
+
+    def action_focus_results(self) -> None:
+        self.query_one("#hub-results", DataTable).focus()
+
+    def action_download(self) -> None:
+        repo = self._selected
+        if repo is None:
+            self.notify("Pick a model in the results first.", severity="warning")
+            return
+        if self._downloading is not None:
+            self.notify(f"{self._downloading} is still downloading; press c to cancel it.",
+                        severity="warning")
+            return
+        self._downloading = repo
+        self._download_stop = threading.Event()
+        self.query_one("#download-row").remove_class("-hidden")
+        self.query_one("#download-bar", ProgressBar).update(total=None, progress=0)
+        self.query_one("#download-label", Label).update(f"{repo}: starting…")
+        self._download(repo, self._download_stop)
+
+    def action_cancel_download(self) -> None:
+        if self._download_stop is not None:
+            self._download_stop.set()
+
+    @work(thread=True, group="download", exit_on_error=False)
+    def _download(self, repo: str, stop: threading.Event) -> None:
+        from engine.hub import DownloadCancelled, HubError, download_model
+
+        started = time.monotonic()
+
+        def progress(done: int, total: int) -> None:
+            rate = done / max(time.monotonic() - started, 1e-6)
+            self.post_message(DownloadProgressed(repo, done, total, rate))
+
+        try:
+            path = download_model(repo, progress=progress, stop=stop, endpoint=self.endpoint)
+        except DownloadCancelled:
+            self.post_message(DownloadStopped(repo, f"Cancelled {repo}; nothing partial was kept.",
+                                              cancelled=True))
+            return
+        except HubError as exc:
+            self.post_message(DownloadStopped(repo, str(exc), cancelled=False))
+            return
+        self.post_message(DownloadFinished(repo, str(path)))
+
+    def on_download_progressed(self, msg: DownloadProgressed) -> None:
+        bar = self.query_one("#download-bar", ProgressBar)
+        bar.update(total=max(msg.total, 1), progress=msg.done)
+        self.query_one("#download-label", Label).update(
+            f"{msg.repo}: {human_bytes(msg.done)} of {human_bytes(msg.total)} · "
+            f"{human_bytes(msg.bytes_per_s)}/s · c cancels")
+
+    def on_download_finished(self, msg: DownloadFinished) -> None:
+        self._end_download()
+        self.notify(f"Downloaded {msg.repo}.")
+        self._mark_cached(msg.repo)
+
+    def on_download_stopped(self, msg: DownloadStopped) -> None:
+        self._end_download()
+        self.notify(msg.message, severity="warning" if msg.cancelled else "error", timeout=8)
+
+    def _end_download(self) -> None:
+        self._downloading = None
+        self._download_stop = None
+        self.query_one("#download-row").add_class("-hidden")
+
+    def _mark_cached(self, repo: str) -> None:
+        table = self.query_one("#hub-results", DataTable)
+        if repo in self._results:
+            table.update_cell(repo, "cached", "✓")
+        if repo == self._selected:
+            self._load_details(repo)
