@@ -81,6 +81,14 @@ class _Loop:
         num_labels = 1 if self.regression else len(self.data.labels)
         built = build_model(cfg.model, cfg.head, num_labels, path=model_path)
         self.pooling = built.pooling
+        from engine.freeze import apply_freeze, plan_freeze
+
+        self.plan = plan_freeze(built.model, cfg.freeze)
+        apply_freeze(built.model, self.plan)
+        if cfg.freeze.policy != "full":
+            frozen = [g for g, t, f in self.plan.group_rows() if f and not t]
+            self.emit(Note(f"Freezing ({cfg.freeze.policy}): {', '.join(frozen) or 'parts'}; "
+                           f"{self.plan.trainable_count:,} parameters train"))
         self.emit(Note(f"Pooling: {built.pooling}; {len(self.data.train)} training and "
                        f"{len(self.data.validation)} validation examples"))
 
