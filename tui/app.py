@@ -15,6 +15,7 @@ from textual.screen import Screen
 from store import RunStore
 from tui.screens.help import HelpScreen
 from tui.screens.hub import HubScreen
+from tui.screens.new_run import NewRunScreen
 from tui.screens.runs import RunsScreen
 
 
@@ -24,6 +25,7 @@ class HubtuneApp(App[None]):
     BINDINGS = [
         Binding("1", "switch_mode('runs')", "Runs"),
         Binding("2", "switch_mode('hub')", "Hub"),
+        Binding("3", "switch_mode('new')", "New run"),
         Binding("question_mark", "help", "Help"),
         Binding("q", "quit", "Quit"),
     ]
@@ -35,6 +37,7 @@ class HubtuneApp(App[None]):
         self._modes = {
             "runs": lambda: RunsScreen(self.store),
             "hub": lambda: HubScreen(self.hub_endpoint),
+            "new": lambda: NewRunScreen(self.store),
         }
 
     def on_mount(self) -> None:
@@ -43,11 +46,27 @@ class HubtuneApp(App[None]):
     def action_help(self) -> None:
         self.push_screen(HelpScreen())
 
+    async def new_run(self, *, model: str | None = None, config=None) -> None:
+        """Open the new-run form, prefilled with a model or a whole config."""
+        await self.switch_mode("new")
+        self.screen.prefill(model=model, config=config)
+
+    def show_run(self, run_id: int) -> None:
+        """Go to the runs screen with `run_id` selected."""
+
+        async def go() -> None:
+            await self.switch_mode("runs")
+            self.screen.select_run(run_id)
+
+        self.run_worker(go(), group="navigate")
+
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
         yield SystemCommand("Runs", "Every recorded run, live", lambda: self.switch_mode("runs"))
         yield SystemCommand("Hub", "Search and download hub models",
                             lambda: self.switch_mode("hub"))
+        yield SystemCommand("New run", "Configure and launch a fine-tune",
+                            lambda: self.switch_mode("new"))
         yield SystemCommand("Help", "Keys and what each screen does", self.action_help)
 
 

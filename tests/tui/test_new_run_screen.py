@@ -1,0 +1,110 @@
+"""The new-run form: inline validation, data preview, and a real launch to completion."""
+
+from __future__ import annotations
+
+import asyncio
+
+from textual.widgets import Button, DataTable, Input, Select, Static
+
+from tui.app import make_app
+
+
+async def wait_for(pilot, predicate, timeout: float = 30.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        assert loop.time() < deadline, "condition not met in time"
+        await pilot.pause(0.05)
+
+
+async def type_into(pilot, field_id: str, text: str) -> None:
+    box = pilot.app.screen.query_one(f"#{field_id}", Input)
+    box.focus()
+    await pilot.press("ctrl+a", "ctrl+k")  # clear whatever is there
+    box.value = ""
+    await pilot.press(*text)
+
+
+def error_text(screen, fid: str) -> str:
+    box = screen.query_one(f"#e-{fid}", Static)
+    return "" if box.has_class("-hidden") else str(box.render())
+
+
+async def test_fill_the_form_launch_and_watch_it_complete(store, tiny_bert, sentiment_csv):
+    app = make_app(store=store)
+    async with app.run_test(size=(140, 45)) as pilot:
+        await pilot.press("3")
+        screen = app.screen
+        assert screen.__class__.__name__ == "NewRunScreen"
+        launch = screen.query_one("#launch", Button)
+        await type_into(pilot, "f-name", "from-the-tui")
+        await type_into(pilot, "f-model", str(tiny_bert))
+        await type_into(pilot, "f-train-file", str(sentiment_csv))
+        await type_into(pilot, "f-epochs", "8")
+        await type_into(pilot, "f-lr", "3e-3")
+        await type_into(pilot, "f-max-length", "32")
+        table = screen.query_one("#preview-table", DataTable)
+        await wait_for(pilot, lambda: table.row_count == 5 and not launch.disabled)
+        assert screen.query_one("#f-text-col", Select).value == "text"
+        assert screen.query_one("#f-label-col", Select).value == "label"
+        counts = str(screen.query_one("#label-counts", Static).render())
+        assert "negative 80" in counts and "positive 80" in counts
+        await pilot.press("ctrl+r")
+        await wait_for(pilot, lambda: store.count_runs() == 1)
+        await wait_for(pilot, lambda: app.screen.__class__.__name__ == "RunsScreen")
+        run = store.list_runs()[0]
+        assert run.name == "from-the-tui" and run.config["train"]["epochs"] == 8
+        summary = app.screen.query_one("#detail-summary", Static)
+        await wait_for(pilot, lambda: store.get_run(run.id).status == "completed", timeout=240)
+        await wait_for(pilot, lambda: "completed" in str(summary.render()))
+        assert store.get_run(run.id).summary["final_accuracy"] >= 0.8
+
+
+async def test_bad_values_are_shown_inline_and_block_launch(store, tiny_bert, sentiment_csv,
+                                                            tmp_path):
+    app = make_app(store=store)
+    async with app.run_test(size=(140, 45)) as pilot:
+        await pilot.press("3")
+        screen = app.screen
+        launch = screen.query_one("#launch", Button)
+        await type_into(pilot, "f-model", str(tiny_bert))
+        await type_into(pilot, "f-train-file", str(tmp_path / "missing.csv"))
+        await wait_for(pilot, lambda: "does not exist" in error_text(screen, "train-file"))
+        assert launch.disabled
+        await type_into(pilot, "f-train-file", str(sentiment_csv))
+        await wait_for(pilot, lambda: not launch.disabled)
+        await type_into(pilot, "f-lr", "fast")
+        await wait_for(pilot, lambda: error_text(screen, "lr")
+                       == "train.learning_rate must be a number, got 'fast'.")
+        assert launch.disabled
+        await type_into(pilot, "f-lr", "1e-4")
+        await wait_for(pilot, lambda: not launch.disabled and not error_text(screen, "lr"))
+        await type_into(pilot, "f-batch", "0")
+        await wait_for(pilot, lambda: "train.batch_size must be more than 0" in
+                       error_text(screen, "batch"))
+        await pilot.press("ctrl+r")
+        await pilot.pause(0.2)
+        assert store.count_runs() == 0
+
+
+async def test_load_a_yaml_config_and_flag_an_unknown_column(store, tmp_path, tiny_bert,
+                                                             sentiment_csv):
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text(f"name: loaded\nmodel: {{id: {tiny_bert}}}\n"
+                   f"data: {{train: {sentiment_csv}, label_column: sentiment}}\n"
+                   "train: {epochs: 2, learning_rate: 2.0e-4}\n")
+    app = make_app(store=store)
+    async with app.run_test(size=(140, 45)) as pilot:
+        await pilot.press("3")
+        screen = app.screen
+        await type_into(pilot, "config-path", str(cfg))
+        await pilot.press("ctrl+l")
+        await wait_for(pilot, lambda: screen.query_one("#f-name", Input).value == "loaded")
+        assert screen.query_one("#f-epochs", Input).value == "2"
+        assert screen.query_one("#f-lr", Input).value == "0.0002"
+        # 'sentiment' is not a column of the file: named inline, with the columns there are.
+        await wait_for(pilot, lambda: error_text(screen, "label-col") ==
+                       "sentiment.csv has no column 'sentiment'; pick one of text, label.")
+        assert screen.query_one("#launch", Button).disabled
+        screen.query_one("#f-label-col", Select).value = "label"
+        await wait_for(pilot, lambda: not screen.query_one("#launch", Button).disabled)

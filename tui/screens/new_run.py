@@ -1,0 +1,369 @@
+"""The new-run screen: a form for a run config, validated as you type.
+
+Every field is checked by the same config dataclasses the CLI uses, and the
+data file is previewed (columns, first rows, label counts) in a thread
+worker. An error appears under the field it concerns, and Launch stays
+disabled until there is none. Launch records the run and starts its worker
+in its own process session, then shows it on the runs screen.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.screen import Screen
+from textual.timer import Timer
+from textual.widgets import Button, DataTable, Footer, Header, Input, Label, Select, Static
+
+from engine.config import FREEZE_POLICIES, RunConfig, load_config
+from engine.errors import HubtuneError
+from tui.messages import DataPreviewed
+
+TASKS = ("text-classification", "multi-label-classification", "regression",
+         "text-pair-classification")
+SUPPORTED_FREEZE = tuple(p for p in FREEZE_POLICIES if p != "gradual")
+
+# field id -> (dotted config key, label, placeholder)
+FIELDS = {
+    "name": ("name", "Name", "my-run"),
+    "model": ("model.id", "Model", "org/name, a local folder or pkg:module"),
+    "train-file": ("data.train", "Training data", "data/train.csv"),
+    "encoding": ("data.encoding", "Encoding", "utf-8"),
+    "val-split": ("data.validation_split", "Validation split", "0.1"),
+    "max-length": ("data.max_length", "Max tokens", "128"),
+    "epochs": ("train.epochs", "Epochs", "3"),
+    "batch": ("train.batch_size", "Batch size", "32"),
+    "lr": ("train.learning_rate", "Learning rate", "5e-5"),
+    "freeze-n": ("freeze.n", "Blocks to freeze", "0"),
+    "seed": ("train.seed", "Seed", "42"),
+}
+SELECTS = {
+    "task": ("head.task", "Task"),
+    "freeze": ("freeze.policy", "Freezing"),
+    "text-col": ("data.text_column", "Text column"),
+    "label-col": ("data.label_column", "Label column"),
+}
+DEFAULTS = {"encoding": "utf-8", "val-split": "0.1", "max-length": "128", "epochs": "3",
+            "batch": "32", "lr": "5e-5", "freeze-n": "0", "seed": "42"}
+
+
+class NewRunScreen(Screen):
+    """Configure a fine-tune and launch it."""
+
+    BINDINGS = [
+        Binding("ctrl+l", "load", "Load YAML"),
+        Binding("ctrl+s", "save", "Save YAML"),
+        Binding("ctrl+r", "launch", "Launch"),
+    ]
+
+    def __init__(self, store) -> None:
+        super().__init__()
+        self.store = store
+        self.config: RunConfig | None = None
+        """The config as the form stands, when it is valid."""
+        self.data_ok = False
+        self._timer: Timer | None = None
+        self._previewed: str | None = None
+        self._preview_error: str | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with Horizontal(id="new-run"):
+            with VerticalScroll(id="run-form"):
+                with Horizontal(classes="form-row"):
+                    yield Input(placeholder="config.yaml to load or save", id="config-path",
+                                compact=True)
+                    yield Button("Load", id="load", compact=True)
+                    yield Button("Save", id="save", compact=True)
+                for fid, (_, label, placeholder) in FIELDS.items():
+                    if fid == "freeze-n":
+                        yield from self._select_field("task")
+                        yield from self._select_field("freeze")
+                    if fid == "encoding":
+                        yield from self._select_field("text-col")
+                        yield from self._select_field("label-col")
+                    yield Label(label, classes="field-label")
+                    yield Input(DEFAULTS.get(fid, ""), placeholder=placeholder, id=f"f-{fid}",
+                                compact=True)
+                    yield Static("", id=f"e-{fid}", classes="field-error -hidden")
+                yield Static("", id="e-general", classes="field-error -hidden")
+                yield Button("Launch (ctrl+r)", id="launch", variant="success", disabled=True)
+            with Vertical(id="data-preview"):
+                yield Static("Give a training file to preview it.", id="preview-summary")
+                yield DataTable(id="preview-table", zebra_stripes=True)
+                yield Static("", id="label-counts")
+        yield Footer()
+
+    def _select_field(self, fid: str) -> ComposeResult:
+        _, label = SELECTS[fid]
+        options = {"task": TASKS, "freeze": SUPPORTED_FREEZE}.get(fid, ())
+        yield Label(label, classes="field-label")
+        yield Select([(o, o) for o in options], id=f"f-{fid}", allow_blank=fid in
+                     ("text-col", "label-col"), value=options[0] if options else Select.NULL,
+                     prompt="pick after the data loads", compact=True)
+        yield Static("", id=f"e-{fid}", classes="field-error -hidden")
+
+    def on_mount(self) -> None:
+        self.sub_title = "new run"
+        self.query_one("#f-name", Input).focus()
+
+    # -- prefilling -----------------------------------------------------
+
+    def prefill(self, *, model: str | None = None, config: RunConfig | None = None) -> None:
+        if config is not None:
+            d = config
+            values = {
+                "name": d.name, "model": d.model.id, "train-file": d.data.train,
+                "encoding": d.data.encoding, "val-split": str(d.data.validation_split),
+                "max-length": str(d.data.max_length), "epochs": _num(d.train.epochs),
+                "batch": str(d.train.batch_size), "lr": f"{d.train.learning_rate:g}",
+                "freeze-n": str(d.freeze.n), "seed": str(d.train.seed),
+            }
+            for fid, value in values.items():
+                self.query_one(f"#f-{fid}", Input).value = value
+            self.query_one("#f-task", Select).value = d.head.task
+            self.query_one("#f-freeze", Select).value = d.freeze.policy
+            self._wanted_columns = (d.data.text_column, d.data.label_column)
+            for fid in ("text-col", "label-col"):
+                select = self.query_one(f"#f-{fid}", Select)
+                if select.value not in (Select.NULL, None) and select.value not in (
+                        d.data.text_column, d.data.label_column):
+                    select.clear()
+        if model is not None:
+            self.query_one("#f-model", Input).value = model
+        self._schedule()
+
+    # -- validation -----------------------------------------------------
+
+    @on(Input.Changed)
+    @on(Select.Changed)
+    def _changed(self, event) -> None:
+        if getattr(event, "input", None) is not None and event.input.id == "config-path":
+            return
+        self._schedule()
+
+    def _schedule(self) -> None:
+        if self._timer is not None:
+            self._timer.stop()
+        self._timer = self.set_timer(0.15, self.validate)
+
+    def form_values(self) -> dict:
+        """The form as a config mapping, values parsed as YAML scalars (like --set)."""
+        import yaml
+
+        from engine.config import apply_overrides
+
+        sets = []
+        for fid, (key, _, _) in FIELDS.items():
+            raw = self.query_one(f"#f-{fid}", Input).value.strip()
+            if raw:
+                sets.append(f"{key}={raw}")
+        for fid, (key, _) in SELECTS.items():
+            value = self.query_one(f"#f-{fid}", Select).value
+            if isinstance(value, str):
+                sets.append(f"{key}={yaml.safe_dump(value).strip()}")
+        data = apply_overrides({}, sets)
+        data.setdefault("name", "")
+        data["base_dir"] = str(Path.cwd())
+        return data
+
+    def validate(self) -> None:
+        for fid in (*FIELDS, *SELECTS, "general"):
+            self._error(fid, None)
+        self.config = None
+        self._refresh_preview()
+        try:
+            self.config = RunConfig.from_dict(self.form_values())
+        except HubtuneError as exc:
+            self._error(self._field_for(str(exc)), str(exc))
+        self._update_launch()
+
+    def _refresh_preview(self) -> None:
+        """Preview the data file when its path, encoding or label column changed."""
+        from engine.config import resolve_package_file
+
+        raw = self.query_one("#f-train-file", Input).value.strip()
+        if not raw:
+            return
+        encoding = self.query_one("#f-encoding", Input).value.strip() or "utf-8"
+        label = self.query_one("#f-label-col", Select).value
+        label = label if isinstance(label, str) else None
+        try:
+            path = resolve_package_file(raw) if raw.startswith("pkg:") else Path(raw).expanduser()
+        except HubtuneError as exc:
+            self._error("train-file", str(exc))
+            self.data_ok = False
+            return
+        key = f"{path}|{encoding}|{label}"
+        if key != self._previewed:
+            self._previewed = key
+            self.data_ok = False
+            self._preview(path, encoding, label)
+        else:
+            self._check_columns()
+            if self._preview_error:
+                self._error("train-file", self._preview_error)
+
+    def _field_for(self, message: str) -> str:
+        for fid, (key, *_) in {**FIELDS, **SELECTS}.items():
+            if message.startswith(key + " ") or message.startswith(f"Unknown key {key}"):
+                return fid
+        if message.startswith("freeze."):
+            return "freeze"
+        return "general"
+
+    def _error(self, fid: str, message: str | None) -> None:
+        box = self.query_one(f"#e-{fid}", Static)
+        box.update(message or "")
+        box.set_class(not message, "-hidden")
+
+    def _update_launch(self) -> None:
+        self.query_one("#launch", Button).disabled = not (self.config and self.data_ok)
+
+    @work(thread=True, exclusive=True, group="preview", exit_on_error=False)
+    def _preview(self, path: Path, encoding: str, label: str | None) -> None:
+        from engine.preview import preview_file
+
+        try:
+            preview = preview_file(path, encoding=encoding, label_column=label)
+        except HubtuneError as exc:
+            self.post_message(DataPreviewed(str(path), None, str(exc)))
+            return
+        self.post_message(DataPreviewed(str(path), preview))
+
+    def on_data_previewed(self, msg: DataPreviewed) -> None:
+        table = self.query_one("#preview-table", DataTable)
+        table.clear(columns=True)
+        self.preview = msg.preview
+        self._preview_error = msg.error
+        if msg.error:
+            self.data_ok = False
+            self._error("train-file", msg.error)
+            self.query_one("#preview-summary", Static).update("No preview.")
+            self.query_one("#label-counts", Static).update("")
+            self._update_launch()
+            return
+        p = msg.preview
+        for col in p.columns:
+            table.add_column(col, key=col)
+        for row in p.rows:
+            table.add_row(*[cell[:40] for cell in row[: len(p.columns)]]
+                          + [""] * (len(p.columns) - len(row)))
+        options = [(c, c) for c in p.columns]
+        wanted = dict(zip(("text-col", "label-col"),
+                          getattr(self, "_wanted_columns", (None, None)), strict=True))
+        self._wanted_columns = (None, None)
+        self._missing = {}
+        for fid, guess in (("text-col", p.text_column), ("label-col", p.label_column)):
+            select = self.query_one(f"#f-{fid}", Select)
+            current = select.value
+            with self.prevent(Select.Changed):
+                select.set_options(options)  # this clears the selection
+                if wanted[fid] is not None and wanted[fid] not in p.columns:
+                    self._missing[fid] = wanted[fid]  # a loaded config named a wrong column
+                    continue
+                # Keep what the user picked; else what a loaded config named; else a guess.
+                for choice in (current, wanted[fid], guess):
+                    if isinstance(choice, str) and choice in p.columns:
+                        select.value = choice
+                        break
+        self.query_one("#preview-summary", Static).update(
+            f"[b]{Path(p.path).name}[/b]: {p.total_rows:,} rows, {len(p.columns)} columns")
+        self.data_ok = True
+        self._check_columns()
+        self._update_launch()
+
+    def _check_columns(self) -> None:
+        p = getattr(self, "preview", None)
+        if p is None:
+            return
+        label = self.query_one("#f-label-col", Select).value
+        text = self.query_one("#f-text-col", Select).value
+        ok = True
+        missing = getattr(self, "_missing", {})
+        for fid, value in (("text-col", text), ("label-col", label)):
+            if not isinstance(value, str):
+                name = Path(p.path).name
+                if fid in missing:
+                    self._error(fid, f"{name} has no column {missing[fid]!r}; pick one of "
+                                     f"{', '.join(p.columns)}.")
+                else:
+                    self._error(fid, f"Pick a column of {name}.")
+                ok = False
+            else:
+                missing.pop(fid, None)
+        if isinstance(label, str) and label == p.label_column:
+            shown = "  ".join(f"{k} {v:,}" for k, v in p.label_counts[:8])
+            more = f"  (+{len(p.label_counts) - 8} more)" if len(p.label_counts) > 8 else ""
+            self.query_one("#label-counts", Static).update(
+                f"[b]labels[/b] ({label}): {shown}{more}")
+        self.data_ok = ok
+        self._update_launch()
+
+    # -- actions ------------------------------------------------------------
+
+    @on(Button.Pressed, "#launch")
+    def action_launch(self) -> None:
+        self.validate()
+        if not (self.config and self.data_ok):
+            self.notify("Fix the fields marked in red first.", severity="warning")
+            return
+        from engine.worker import start_run
+
+        cfg = self.config
+        if not cfg.name:
+            import dataclasses
+
+            cfg = dataclasses.replace(cfg, name=Path(cfg.data.train).stem)
+        try:
+            run_id = start_run(self.store, cfg)
+        except HubtuneError as exc:
+            self.notify(str(exc), severity="error")
+            return
+        self.notify(f"Run {run_id} started; it trains in its own process.")
+        self.app.show_run(run_id)
+
+    @on(Button.Pressed, "#load")
+    def action_load(self) -> None:
+        raw = self.query_one("#config-path", Input).value.strip()
+        if not raw:
+            self.notify("Type the path of a YAML config first.", severity="warning")
+            self.query_one("#config-path", Input).focus()
+            return
+        try:
+            cfg = load_config(raw)
+        except HubtuneError as exc:
+            self.notify(str(exc), severity="error")
+            return
+        if not Path(cfg.data.train).is_absolute() and not cfg.data.train.startswith("pkg:"):
+            import dataclasses
+
+            data = dataclasses.replace(cfg.data, train=str(cfg.resolve(cfg.data.train)))
+            cfg = dataclasses.replace(cfg, data=data)
+        self.prefill(config=cfg)
+        self.notify(f"Loaded {raw}.")
+
+    @on(Button.Pressed, "#save")
+    def action_save(self) -> None:
+        import yaml
+
+        raw = self.query_one("#config-path", Input).value.strip()
+        if not raw or self.config is None:
+            self.notify("Give a path, and fix the form first.", severity="warning")
+            return
+        data = self.config.to_dict()
+        data.pop("base_dir", None)
+        try:
+            Path(raw).write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+        except OSError as exc:
+            self.notify(f"Cannot write {raw}: {exc.strerror}.", severity="error")
+            return
+        self.notify(f"Saved {raw}.")
+
+
+def _num(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else str(x)
