@@ -55,6 +55,22 @@ class DownloadCancelled(HubError):
     """A download stopped because its stop event was set."""
 
 
+class RepoNotFound(HubError):
+    """No such model on the hub (or it is private and no token was given)."""
+
+
+class RevisionNotFound(HubError):
+    """The model exists but not at that branch, tag or commit."""
+
+
+class GatedRepo(HubError):
+    """The model needs its terms accepted and a token (HTTP 401/403)."""
+
+
+class HubUnavailable(HubError):
+    """Offline, unreachable, rate limited or failing with a server error."""
+
+
 @dataclass(frozen=True)
 class ModelSummary:
     """One search result."""
@@ -132,28 +148,28 @@ def hub_errors(repo: str | None = None, revision: str | None = None) -> Iterator
         if isinstance(cause, errors.HfHubHTTPError):
             raise _http_error(cause, what) from None
         if isinstance(cause, errors.OfflineModeIsEnabled):
-            raise HubError(f"{what} is not in the local cache and hubtune is offline "
+            raise HubUnavailable(f"{what} is not in the local cache and hubtune is offline "
                            "(HF_HUB_OFFLINE=1); unset it to download.") from None
-        raise HubError(f"{what} is not in the local cache and the hub cannot be reached; "
-                       "connect to the network or use a cached model.") from None
+        raise HubUnavailable(f"{what} is not in the local cache and the hub cannot be "
+                             "reached; connect to the network or use a cached model.") from None
     except errors.RevisionNotFoundError:
-        raise HubError(f"Model {repo} has no revision {revision!r}; check the branch, "
+        raise RevisionNotFound(f"Model {repo} has no revision {revision!r}; check the branch, "
                        "tag or commit.") from None
     except errors.GatedRepoError:
-        raise HubError(f"Model {repo} is gated: accept its terms on the hub, then log in "
+        raise GatedRepo(f"Model {repo} is gated: accept its terms on the hub, then log in "
                        "(hf auth login) or set HF_TOKEN.") from None
     except errors.RepositoryNotFoundError:
-        raise HubError(f"Model {repo} was not found on the hub; check the id (org/name), or "
+        raise RepoNotFound(f"Model {repo} was not found on the hub; check the id (org/name), or "
                        "log in if it is private.") from None
     except errors.EntryNotFoundError as exc:
         raise HubError(f"{what} has no file {_entry(exc)}.") from None
     except errors.OfflineModeIsEnabled:
-        raise HubError("The hub is not reachable in offline mode (HF_HUB_OFFLINE=1); cached "
+        raise HubUnavailable("The hub is not reachable in offline mode (HF_HUB_OFFLINE=1); cached "
                        "models are still listed by `hubtune cache ls`.") from None
     except errors.HfHubHTTPError as exc:
         raise _http_error(exc, what) from None
     except (*transport, ConnectionError, TimeoutError):
-        raise HubError("The hub cannot be reached (no network?); cached models are still "
+        raise HubUnavailable("The hub cannot be reached (no network?); cached models are still "
                        "listed by `hubtune cache ls`.") from None
 
 
@@ -161,19 +177,19 @@ def _http_error(exc, what: str) -> HubError:
     from huggingface_hub import errors
 
     if isinstance(exc, errors.GatedRepoError):
-        return HubError(f"{what} is gated: accept its terms on the hub, then log in "
+        return GatedRepo(f"{what} is gated: accept its terms on the hub, then log in "
                         "(hf auth login) or set HF_TOKEN.")
     if isinstance(exc, errors.RepositoryNotFoundError):
-        return HubError(f"{what} was not found on the hub; check the id (org/name), or "
+        return RepoNotFound(f"{what} was not found on the hub; check the id (org/name), or "
                         "log in if it is private.")
     status = exc.response.status_code if exc.response is not None else None
     if status in (401, 403):
-        return HubError(f"{what} needs authorisation (HTTP {status}); log in with "
+        return GatedRepo(f"{what} needs authorisation (HTTP {status}); log in with "
                         "`hf auth login` or set HF_TOKEN.")
     if status == 429:
-        return HubError("The hub is rate limiting requests (HTTP 429); wait a minute and "
+        return HubUnavailable("The hub is rate limiting requests (HTTP 429); wait a minute and "
                         "try again, or log in for a higher limit.")
-    return HubError(f"The hub answered with an error (HTTP {status}); try again later.")
+    return HubUnavailable(f"The hub answered with an error (HTTP {status}); try again later.")
 
 
 def _transport_errors() -> tuple[type[BaseException], ...]:
@@ -220,7 +236,7 @@ def _preflight(endpoint: str | None) -> None:
     try:
         socket.create_connection((url.hostname, port), timeout=5).close()
     except OSError:
-        raise HubError(f"The hub at {url.hostname} cannot be reached (no network?); cached "
+        raise HubUnavailable(f"The hub at {url.hostname} cannot be reached (no network?); cached "
                        "models are still listed by `hubtune cache ls`.") from None
 
 
@@ -233,6 +249,12 @@ def search_models(query: str = "", *, task: str | None = None, library: str | No
     """Hub models matching `query`, filtered by pipeline tag and library."""
     if sort not in SORTS:
         raise HubError(f"Cannot sort by {sort!r}; use downloads, likes or updated.")
+    if library == "torchvision":  # built-in architectures, no hub involved
+        return [
+            ModelSummary(id=b.id, task="image-classification", downloads=0, likes=0,
+                         updated=None, cached=True, library="torchvision")
+            for b in torchvision_backbones() if query.lower() in b.id.lower()
+        ][:limit]
     cached = {m.id for m in list_cached() if m.has_weights}
     with hub_errors():
         found = _api(endpoint).list_models(

@@ -53,6 +53,11 @@ def test_hub_errors_are_one_sentence_on_stderr(hub_server):
         ("hub", "download", "hubtune-test/gated"):
             "Error: Model hubtune-test/gated is gated: accept its terms on the hub, then log "
             "in (hf auth login) or set HF_TOKEN.",
+        ("hub", "download", "hubtune-test/tiny-bert", "--revision", "v9"):
+            "Error: Model hubtune-test/tiny-bert has no revision 'v9'; check the branch, tag "
+            "or commit.",
+        ("hub", "info", "hubtune-test/broken"):
+            "Error: The hub answered with an error (HTTP 500); try again later.",
         ("cache", "rm", "hubtune-test/never"):
             "Error: Model hubtune-test/never is not in the local cache; `hubtune cache ls` "
             "lists what is.",

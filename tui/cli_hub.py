@@ -78,7 +78,9 @@ def hub_info(repo: str, revision, as_json: bool) -> None:
 @hub.command("download")
 @click.argument("repo")
 @click.option("--revision", metavar="R", help="Branch, tag or commit.")
-def hub_download(repo: str, revision) -> None:
+@click.option("--file", "files", multiple=True, metavar="PATTERN",
+              help="Only these files (glob patterns); repeat for more.")
+def hub_download(repo: str, revision, files: tuple[str, ...]) -> None:
     """Download a model's safetensors weights, config and tokenizer into the cache."""
     from engine.hub import DownloadCancelled, HubError, download_model
 
@@ -97,7 +99,8 @@ def hub_download(repo: str, revision) -> None:
                    f"{human_bytes(rate)}/s   ", nl=False, err=True)
 
     try:
-        path = download_model(repo, revision=revision, progress=progress, stop=stop)
+        path = download_model(repo, revision=revision, files=list(files) or None,
+                              progress=progress, stop=stop)
     except KeyboardInterrupt:
         stop.set()
         raise HubError("Download cancelled; nothing partial was kept.") from None

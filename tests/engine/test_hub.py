@@ -8,7 +8,11 @@ import pytest
 
 from engine.hub import (
     DownloadCancelled,
+    GatedRepo,
     HubError,
+    HubUnavailable,
+    RepoNotFound,
+    RevisionNotFound,
     download_model,
     list_cached,
     model_details,
@@ -101,14 +105,15 @@ def test_cancel_midway_leaves_no_partial_file_and_a_retry_completes(slow_hub_ser
     assert verify_cached("hubtune-test/big").ok
 
 
-@pytest.mark.parametrize(("repo", "revision", "message"), [
-    ("hubtune-test/nope", None, "Model hubtune-test/nope was not found on the hub"),
-    ("hubtune-test/tiny-bert", "v9", "Model hubtune-test/tiny-bert has no revision 'v9'"),
-    ("hubtune-test/gated", None, "Model hubtune-test/gated is gated"),
-    ("hubtune-test/broken", None, "The hub answered with an error (HTTP 500)"),
+@pytest.mark.parametrize(("repo", "revision", "kind", "message"), [
+    ("hubtune-test/nope", None, RepoNotFound, "Model hubtune-test/nope was not found on the hub"),
+    ("hubtune-test/tiny-bert", "v9", RevisionNotFound,
+     "Model hubtune-test/tiny-bert has no revision 'v9'"),
+    ("hubtune-test/gated", None, GatedRepo, "Model hubtune-test/gated is gated"),
+    ("hubtune-test/broken", None, HubUnavailable, "The hub answered with an error (HTTP 500)"),
 ])
-def test_hub_errors_are_one_sentence(hub_server, repo, revision, message):
-    with pytest.raises(HubError) as err:
+def test_hub_errors_are_typed_and_one_sentence(hub_server, repo, revision, kind, message):
+    with pytest.raises(kind) as err:
         download_model(repo, revision=revision)
     assert str(err.value).startswith(message)
     assert "\n" not in str(err.value)
@@ -118,7 +123,7 @@ def test_offline_search_says_so(hf_cache, monkeypatch):
     import huggingface_hub.constants as hf_constants
 
     monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", True)
-    with pytest.raises(HubError, match="offline mode"):
+    with pytest.raises(HubUnavailable, match="offline mode"):
         search_models("bert")
 
 
@@ -158,6 +163,17 @@ def test_cache_ls_verify_detects_corruption_and_rm_frees(hub_server):
     assert [m.id for m in list_cached()] == ["hubtune-test/tiny-bart"]
     with pytest.raises(HubError, match="is not in the local cache"):
         verify_cached("hubtune-test/tiny-bert")
+
+
+def test_torchvision_backbones_are_listed_without_the_hub(hf_cache):
+    found = search_models("resnet", library="torchvision")
+    assert [m.id for m in found] == ["torchvision:resnet18", "torchvision:resnet34",
+                                     "torchvision:resnet50"]
+
+
+def test_download_chosen_files_only(hub_server):
+    path = download_model("hubtune-test/tiny-bert", files=["config.json"])
+    assert sorted(p.name for p in path.iterdir()) == ["config.json"]
 
 
 def test_torchvision_backbones_have_exact_parameter_counts():
