@@ -357,9 +357,11 @@ def runs_export(run_id: int, metrics_file: Path) -> None:
 
 
 from tui.cli_hub import cache, hub  # noqa: E402 - registered after the core commands
+from tui.cli_plan import plan  # noqa: E402
 
 cli.add_command(hub)
 cli.add_command(cache)
+cli.add_command(plan)
 
 
 def main() -> None:

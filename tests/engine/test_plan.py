@@ -1,0 +1,58 @@
+"""The pre-launch plan: exact byte counts for weights, gradients and optimizer state."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from engine.config import FreezeSpec, HeadSpec, ModelSpec
+from engine.freeze import plan_freeze
+from engine.models import build_model
+from engine.plan import estimate_memory
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_static_parts_are_exact_and_activations_follow_the_plan(tiny_bert):
+    model = build_model(ModelSpec(id=str(tiny_bert)), HeadSpec(), 2).model
+    params = list(model.named_parameters())
+    full = estimate_memory(model, plan_freeze(model, FreezeSpec()), batch_size=8, seq_len=16)
+    assert full.weights == sum(p.numel() * 4 for _, p in params)
+    assert full.gradients == full.weights
+    assert full.optimizer == 2 * full.weights
+    head = plan_freeze(model, FreezeSpec(policy="head_only"))
+    head_only = estimate_memory(model, head, batch_size=8, seq_len=16)
+    trainable_bytes = sum(p.numel() * 4 for n, p in params if n in head.trainable)
+    assert head_only.gradients == trainable_bytes
+    assert head_only.optimizer == 2 * trainable_bytes
+    assert head_only.activations == 0 < full.activations
+    half = estimate_memory(model, plan_freeze(model, FreezeSpec(policy="freeze_first_n", n=1)),
+                           batch_size=8, seq_len=16)
+    assert half.activations * 2 == full.activations
+    assert full.activations_checkpointed < full.activations
+
+
+def test_plan_cli_json(tmp_path, tiny_bert, sentiment_csv):
+    cfg = tmp_path / "p.yaml"
+    cfg.write_text(f"model: {{id: {tiny_bert}}}\ndata: {{train: {sentiment_csv}}}\n"
+                   "freeze: {policy: freeze_first_n, n: 1}\n")
+    out = subprocess.run([sys.executable, "-m", "tui.cli", "plan", str(cfg), "--json"],
+                         capture_output=True, text=True, cwd=REPO, env=os.environ.copy(),
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    groups = {g["name"]: g for g in data["groups"]}
+    assert groups["embeddings"]["trainable"] == 0 and groups["block.0"]["trainable"] == 0
+    assert groups["block.1"]["frozen"] == 0 and groups["head"]["params"] == 32 * 2 + 2
+    assert data["trainable"] + data["frozen"] == sum(g["params"] for g in data["groups"])
+    assert data["memory_bytes"]["total"] == sum(
+        data["memory_bytes"][k] for k in ("weights", "gradients", "optimizer", "activations"))
+    bad = subprocess.run([sys.executable, "-m", "tui.cli", "plan", str(cfg), "--set",
+                          "freeze.n=9"], capture_output=True, text=True, cwd=REPO,
+                         env=os.environ.copy(), timeout=120)
+    assert bad.returncode == 1
+    assert bad.stderr.strip() == ("Error: freeze.n is 9 but the model has only 2 blocks; use "
+                                  "at most 2 (or head_only).")
