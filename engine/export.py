@@ -18,7 +18,9 @@ def save_model(model, tokenizer, labels, pooling: str, cfg: RunConfig, target: P
     model.backbone.config.save_pretrained(target)
     (target / "hubtune_head.json").write_text(
         json.dumps({"task": cfg.head.task, "labels": list(labels), "pooling": pooling,
-                    "base_model": cfg.model.id}, indent=2),
+                    "base_model": cfg.model.id,
+                    "custom_hidden": cfg.head.custom.hidden if cfg.head.custom else None},
+                   indent=2),
         encoding="utf-8",
     )
     return target

@@ -50,6 +50,14 @@ def test_train_records_a_completed_run_with_metrics(tiny_config):
     assert shown["summary"]["final_accuracy"] == run.summary["final_accuracy"]
     assert "val_accuracy" in shown["metrics"]
 
+    # The playground path: the saved model reloads and applies the rule it learned.
+    predicted = hubtune("predict", str(run_id), "the movie was great", "the food was awful",
+                        "--json")
+    assert predicted.returncode == 0, predicted.stderr
+    out = json.loads(predicted.stdout)
+    assert [p["label"] for p in out] == ["positive", "negative"]
+    assert all(abs(sum(p["scores"].values()) - 1) < 1e-5 for p in out)
+
 
 def test_detach_returns_at_once_and_the_worker_finishes(tiny_config):
     import time

@@ -356,6 +356,29 @@ def runs_export(run_id: int, metrics_file: Path) -> None:
     click.echo(f"Wrote {len(rows)} rows to {metrics_file}.")
 
 
+@cli.command()
+@click.argument("run_id", type=int)
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("--json", "as_json", is_flag=True, help="Print predictions as JSON.")
+def predict(run_id: int, inputs: tuple[str, ...], as_json: bool) -> None:
+    """Run a completed run's model on INPUTS (texts) and print the predictions."""
+    from engine.predict import Predictor
+
+    store = _open_store()
+    run = store.get_run(run_id)
+    if run.status != "completed":
+        raise Failure(f"Run {run_id} is {run.status}; only a completed run has a final model.")
+    predictions = Predictor(Path(run.output_dir) / "model").predict(list(inputs))
+    if as_json:
+        click.echo(json.dumps([p.__dict__ for p in predictions], indent=2))
+        return
+    for p in predictions:
+        if p.label is None:
+            click.echo(f"{p.score:.4f}\t{p.text}")
+        else:
+            click.echo(f"{p.label}\t{p.score:.3f}\t{p.text}")
+
+
 from tui.cli_hub import cache, hub  # noqa: E402 - registered after the core commands
 from tui.cli_plan import plan  # noqa: E402
 

@@ -92,7 +92,7 @@ async def test_load_a_yaml_config_and_flag_an_unknown_column(store, tmp_path, ti
     cfg = tmp_path / "run.yaml"
     cfg.write_text(f"name: loaded\nmodel: {{id: {tiny_bert}}}\n"
                    f"data: {{train: {sentiment_csv}, label_column: sentiment}}\n"
-                   "train: {epochs: 2, learning_rate: 2.0e-4}\n")
+                   "train: {epochs: 2, learning_rate: 2.0e-4, log_every: 3, warmup_ratio: 0.2}\n")
     app = make_app(store=store)
     async with app.run_test(size=(140, 45)) as pilot:
         await pilot.press("3")
@@ -108,3 +108,7 @@ async def test_load_a_yaml_config_and_flag_an_unknown_column(store, tmp_path, ti
         assert screen.query_one("#launch", Button).disabled
         screen.query_one("#f-label-col", Select).value = "label"
         await wait_for(pilot, lambda: not screen.query_one("#launch", Button).disabled)
+        # Settings the form does not show survive the round trip into the run config.
+        assert screen.config.train.log_every == 3
+        assert screen.config.train.warmup_ratio == 0.2
+        assert screen.config.data.label_column == "label"

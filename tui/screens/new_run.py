@@ -116,6 +116,7 @@ class NewRunScreen(Screen):
     def prefill(self, *, model: str | None = None, config: RunConfig | None = None) -> None:
         if config is not None:
             d = config
+            self._base = {k: v for k, v in d.to_dict().items() if k != "base_dir"}
             values = {
                 "name": d.name, "model": d.model.id, "train-file": d.data.train,
                 "encoding": d.data.encoding, "val-split": str(d.data.validation_split),
@@ -166,7 +167,8 @@ class NewRunScreen(Screen):
             value = self.query_one(f"#f-{fid}", Select).value
             if isinstance(value, str):
                 sets.append(f"{key}={yaml.safe_dump(value).strip()}")
-        data = apply_overrides({}, sets)
+        # Start from a loaded config, so settings the form does not show are kept.
+        data = apply_overrides(getattr(self, "_base", {}), sets)
         data.setdefault("name", "")
         data["base_dir"] = str(Path.cwd())
         return data
