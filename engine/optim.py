@@ -26,23 +26,50 @@ def lr_lambda(total: int, warmup: int, kind: str) -> Callable[[int], float]:
     return factor
 
 
+def layer_rates(model, cfg: RunConfig) -> dict[str, float]:
+    """The peak learning rate of every parameter.
+
+    The head gets `head_learning_rate` (else `learning_rate`). With
+    `layer_lr_decay` d, the top block gets `learning_rate`, each block below
+    it one more factor of d, and the embeddings one more than the lowest
+    block: lower layers hold general features and should move least.
+    """
+    from engine.freeze import layer_groups
+
+    base = cfg.train.learning_rate
+    head_lr = cfg.train.head_learning_rate or base
+    decay = cfg.train.layer_lr_decay
+    groups = layer_groups(model)
+    blocks = [g.name for g in groups if g.name.startswith("block.")]
+    depth = {name: len(blocks) - 1 - i for i, name in enumerate(blocks)}
+    rates = {}
+    for g in groups:
+        if g.name == "head":
+            lr = head_lr
+        elif decay is None or g.name == "other":
+            lr = base
+        elif g.name == "embeddings":
+            lr = base * decay ** len(blocks)
+        else:
+            lr = base * decay ** depth[g.name]
+        for p in g.params:
+            rates[p] = lr
+    return rates
+
+
 def param_groups(model, cfg: RunConfig) -> list[dict]:
-    """AdamW groups: no decay on biases and norms; the head may have its own rate."""
-    head_lr = cfg.train.head_learning_rate or cfg.train.learning_rate
-    groups: dict[tuple[bool, bool], list] = {}
+    """AdamW groups by (learning rate, decay): no decay on biases and norm scales."""
+    rates = layer_rates(model, cfg)
+    groups: dict[tuple[float, bool], list] = {}
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
-        is_head = not name.startswith("backbone.")
         decay = p.ndim >= 2  # matrices decay; biases and norm scales do not
-        groups.setdefault((is_head, decay), []).append(p)
+        groups.setdefault((rates[name], decay), []).append(p)
     return [
-        {
-            "params": params,
-            "lr": head_lr if is_head else cfg.train.learning_rate,
-            "weight_decay": cfg.train.weight_decay if decay else 0.0,
-        }
-        for (is_head, decay), params in sorted(groups.items())
+        {"params": params, "lr": lr,
+         "weight_decay": cfg.train.weight_decay if decay else 0.0}
+        for (lr, decay), params in sorted(groups.items(), key=lambda kv: (-kv[0][0], kv[0][1]))
     ]
 
 

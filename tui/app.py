@@ -46,10 +46,11 @@ class HubtuneApp(App[None]):
     def action_help(self) -> None:
         self.push_screen(HelpScreen())
 
-    async def new_run(self, *, model: str | None = None, config=None) -> None:
-        """Open the new-run form, prefilled with a model or a whole config."""
+    async def new_run(self, *, model: str | None = None, config=None,
+                      parent_id: int | None = None) -> None:
+        """Open the new-run form, prefilled with a model or a whole config (a fork)."""
         await self.switch_mode("new")
-        self.screen.prefill(model=model, config=config)
+        self.screen.prefill(model=model, config=config, parent_id=parent_id)
 
     def show_run(self, run_id: int) -> None:
         """Go to the runs screen with `run_id` selected."""

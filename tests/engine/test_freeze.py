@@ -80,3 +80,31 @@ def test_head_only_training_keeps_the_backbone_bit_identical(tmp_path, tiny_bert
     original = load_file(tiny_bert / "model.safetensors")
     for name, tensor in original.items():
         assert torch.equal(trained[f"backbone.{name}"], tensor), name
+
+
+def test_param_groups_carry_the_rates_asked_for(model, tmp_path, tiny_bert, sentiment_csv):
+    import dataclasses
+
+    from tests_helpers import config_for
+
+    from engine.optim import layer_rates, param_groups
+
+    cfg = config_for(tmp_path, tiny_bert, sentiment_csv)
+    cfg = dataclasses.replace(cfg, train=dataclasses.replace(
+        cfg.train, learning_rate=1e-3, head_learning_rate=1e-2, layer_lr_decay=0.5,
+        weight_decay=0.1))
+    rates = layer_rates(model, cfg)
+    groups = {g.name: g for g in layer_groups(model)}
+    assert {rates[p] for p in groups["head"].params} == {1e-2}
+    assert {rates[p] for p in groups["block.1"].params} == {1e-3}
+    assert {rates[p] for p in groups["block.0"].params} == {5e-4}
+    assert {rates[p] for p in groups["embeddings"].params} == {2.5e-4}
+    optim_groups = param_groups(model, cfg)
+    assert sum(len(g["params"]) for g in optim_groups) == len(list(model.parameters()))
+    for g in optim_groups:
+        assert all((p.ndim >= 2) == (g["weight_decay"] == 0.1) for p in g["params"])
+    # A frozen embedding never reaches the optimizer.
+    apply_freeze(model, plan_freeze(model, FreezeSpec(policy="freeze_embeddings")))
+    kept = {id(p) for g in param_groups(model, cfg) for p in g["params"]}
+    assert not any(id(p) in kept for n, p in model.named_parameters()
+                   if n in groups["embeddings"].params)

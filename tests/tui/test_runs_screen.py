@@ -118,3 +118,64 @@ async def test_help_screen_opens_and_closes(store):
         await wait_for(pilot, lambda: app.screen.__class__.__name__ == "HelpScreen")
         await pilot.press("escape")
         await wait_for(pilot, lambda: app.screen.__class__.__name__ == "RunsScreen")
+
+
+async def test_mark_two_runs_and_compare_them(store):
+    ids = seed_runs(store)
+    app = make_app(store=store)
+    async with app.run_test(size=(140, 45)) as pilot:
+        table = app.screen.query_one(DataTable)
+        await wait_for(pilot, lambda: table.row_count == 3)
+        await pilot.press("c")
+        assert any("Mark two or more runs" in n.message for n in app._notifications)
+        await pilot.press("space", "space")  # marks run 3, moves down, marks run 2
+        assert app.screen.marked == {ids[2], ids[1]}
+        assert str(table.get_cell(str(ids[2]), "id")).startswith("●")
+        await pilot.press("c")
+        await wait_for(pilot, lambda: app.screen.__class__.__name__ == "CompareScreen")
+        cmp_table = app.screen.query_one("#compare-table", DataTable)
+        rows = [str(cmp_table.get_row_at(i)[0]) for i in range(cmp_table.row_count)]
+        assert any("model.id" in r for r in rows) and any("head.task" in r for r in rows)
+        assert len(app.screen.query(".compare-curve")) == 2
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: app.screen.__class__.__name__ == "RunsScreen")
+
+
+async def test_fork_opens_the_form_prefilled_and_records_the_parent(store, tiny_bert,
+                                                                    sentiment_csv):
+    from engine.config import RunConfig
+
+    cfg = RunConfig.from_dict({"name": "base", "model": {"id": str(tiny_bert)},
+                               "data": {"train": str(sentiment_csv), "max_length": 32},
+                               "train": {"epochs": 1, "log_every": 7}})
+    parent = store.create_run(cfg.to_dict(), name="base", model_id=str(tiny_bert))
+    store.finish(parent, "completed")
+    app = make_app(store=store)
+    async with app.run_test(size=(140, 45)) as pilot:
+        table = app.screen.query_one(DataTable)
+        await wait_for(pilot, lambda: table.row_count == 1)
+        await pilot.press("f")
+        await wait_for(pilot, lambda: app.screen.__class__.__name__ == "NewRunScreen")
+        form = app.screen
+        assert form.query_one("#f-name").value == "base-fork"
+        assert form.query_one("#f-model").value == str(tiny_bert)
+        form.query_one("#f-lr").value = "0.002"
+        launch = form.query_one("#launch")
+        await wait_for(pilot, lambda: not launch.disabled)
+        await pilot.press("ctrl+r")
+        await wait_for(pilot, lambda: store.count_runs() == 2)
+        child = store.list_runs()[0]
+        assert child.parent_id == parent and child.config["train"]["log_every"] == 7
+        assert child.config["train"]["learning_rate"] == 0.002
+
+
+async def test_resume_from_the_tui_refuses_a_run_without_checkpoint(store):
+    ids = seed_runs(store)
+    app = make_app(store=store)
+    async with app.run_test(size=(140, 45)) as pilot:
+        table = app.screen.query_one(DataTable)
+        await wait_for(pilot, lambda: table.row_count == 3)
+        await pilot.press("R")
+        await wait_for(pilot, lambda: any("has no checkpoint to resume from" in n.message
+                                          for n in app._notifications))
+        assert store.get_run(ids[2]).status == "stopped"

@@ -22,6 +22,10 @@ hubtune shows them live again.
 | `↑` `↓` | Move between runs |
 | `/` | Search runs (name, model, task, dataset, tags, notes) |
 | `Esc` | Clear the search |
+| `space` | Mark / unmark a run for comparison |
+| `c` | Compare the marked runs: differing config keys, metrics, loss curves |
+| `f` | Fork: the new-run form prefilled from this run; the parent is recorded |
+| `R` | Resume a stopped or interrupted run from its last checkpoint |
 | `s` | Stop the selected run (asks first) |
 | `x` / `Delete` | Delete the selected run and its files (asks first) |
 | **Hub** | |
@@ -29,6 +33,10 @@ hubtune shows them live again.
 | `Esc` | From the search box to the results |
 | `d` | Download the selected model (safetensors, config, tokenizer) |
 | `c` | Cancel the download; nothing partial is kept |
+| `u` | Use this model: open the new-run form with it |
+| **New run** | |
+| `Ctrl+R` | Launch (enabled when every field is valid) |
+| `Ctrl+L` / `Ctrl+S` | Load / save the form as a YAML config |
 | **Everywhere** | |
 | `Ctrl+P` | Command palette |
 | `?` | This help |

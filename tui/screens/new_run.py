@@ -113,7 +113,11 @@ class NewRunScreen(Screen):
 
     # -- prefilling -----------------------------------------------------
 
-    def prefill(self, *, model: str | None = None, config: RunConfig | None = None) -> None:
+    def prefill(self, *, model: str | None = None, config: RunConfig | None = None,
+                parent_id: int | None = None) -> None:
+        self.parent_id = parent_id
+        """The run this one is forked from, recorded as its parent."""
+        self.sub_title = f"fork of run {parent_id}" if parent_id else "new run"
         if config is not None:
             d = config
             self._base = {k: v for k, v in d.to_dict().items() if k != "base_dir"}
@@ -202,8 +206,11 @@ class NewRunScreen(Screen):
             return
         key = f"{path}|{encoding}|{label}"
         if key != self._previewed:
+            # A new label column only changes the counts; a new file or encoding
+            # must be read before Launch is allowed again.
+            if self._previewed is None or not self._previewed.startswith(f"{path}|{encoding}|"):
+                self.data_ok = False
             self._previewed = key
-            self.data_ok = False
             self._preview(path, encoding, label)
         else:
             self._check_columns()
@@ -322,7 +329,8 @@ class NewRunScreen(Screen):
 
             cfg = dataclasses.replace(cfg, name=Path(cfg.data.train).stem)
         try:
-            run_id = start_run(self.store, cfg)
+            run_id = start_run(self.store, cfg, parent_id=getattr(self, "parent_id", None))
+            self.parent_id = None
         except HubtuneError as exc:
             self.notify(str(exc), severity="error")
             return

@@ -36,6 +36,10 @@ class RunsScreen(Screen):
     BINDINGS = [
         Binding("slash", "search", "Search"),
         Binding("escape", "clear_search", "Clear", show=False),
+        Binding("space", "mark", "Mark"),
+        Binding("c", "compare", "Compare"),
+        Binding("f", "fork", "Fork"),
+        Binding("R", "resume", "Resume"),
         Binding("s", "stop_run", "Stop"),
         Binding("delete,x", "delete_run", "Delete"),
         Binding("r", "refresh", "Refresh", show=False),
@@ -50,6 +54,8 @@ class RunsScreen(Screen):
         """Filter applied by the polling thread."""
         self._wake = threading.Event()
         self._runs: dict[int, Run] = {}
+        self.marked: set[int] = set()
+        """Runs marked with space, for Compare."""
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -131,11 +137,10 @@ class RunsScreen(Screen):
         if self.selected_id is None and msg.runs:
             self._select(msg.runs[0].id)
 
-    @staticmethod
-    def _cells(r: Run) -> tuple:
+    def _cells(self, r: Run) -> tuple:
         acc = r.summary.get("final_accuracy")
         return (
-            str(r.id),
+            ("● " if r.id in self.marked else "") + str(r.id),
             status_text(r.status),
             cut(r.name, 22),
             cut(r.model_id or "-", 26),
@@ -188,6 +193,56 @@ class RunsScreen(Screen):
         self.query_one(DataTable).focus()
 
     def action_refresh(self) -> None:
+        self._wake.set()
+
+    def action_mark(self) -> None:
+        if self.selected_id is None:
+            return
+        self.marked ^= {self.selected_id}
+        run = self._runs.get(self.selected_id)
+        if run is not None:
+            self.query_one(DataTable).update_cell(str(run.id), "id", self._cells(run)[0])
+        self.query_one(DataTable).action_cursor_down()
+
+    def action_compare(self) -> None:
+        from tui.screens.compare import CompareScreen
+
+        ids = sorted(i for i in self.marked if i in self._runs)
+        if len(ids) < 2:
+            self.notify("Mark two or more runs with space, then press c.", severity="warning")
+            return
+        self.app.push_screen(CompareScreen(self.store, ids))
+
+    async def action_fork(self) -> None:
+        from engine.config import RunConfig
+        from engine.errors import HubtuneError
+
+        run = self._runs.get(self.selected_id or -1)
+        if run is None:
+            return
+        try:
+            cfg = RunConfig.from_dict(run.config)
+        except HubtuneError as exc:
+            self.notify(f"Run {run.id}'s config no longer loads: {exc}", severity="error")
+            return
+        import dataclasses
+
+        cfg = dataclasses.replace(cfg, name=f"{run.name}-fork")
+        await self.app.new_run(config=cfg, parent_id=run.id)
+
+    def action_resume(self) -> None:
+        from engine.errors import HubtuneError
+        from engine.worker import resume_run
+
+        run = self._runs.get(self.selected_id or -1)
+        if run is None:
+            return
+        try:
+            checkpoint = resume_run(self.store, run.id)
+        except HubtuneError as exc:
+            self.notify(str(exc), severity="warning")
+            return
+        self.notify(f"Resuming run {run.id} from {checkpoint.name}.")
         self._wake.set()
 
     def action_stop_run(self) -> None:
