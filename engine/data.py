@@ -45,10 +45,10 @@ def read_table(path: Path, *, encoding: str = "utf-8", role: str = "training"):
             frame = pd.read_json(path, lines=True, encoding=encoding)
         else:
             frame = pd.read_parquet(path)
-    except UnicodeDecodeError as exc:
+    except UnicodeDecodeError:
         raise DataError(
-            f"{path} is not valid {encoding} text (byte {exc.object[exc.start]:#x} at offset "
-            f"{exc.start}); set data.encoding to the file's encoding, e.g. latin-1."
+            f"{path} is not valid {encoding} text ({bad_byte(path, encoding)}); set "
+            "data.encoding to the file's encoding, e.g. latin-1."
         ) from None
     except pd.errors.EmptyDataError:
         raise DataError(f"The {role} file {path} has no rows.") from None
@@ -61,6 +61,21 @@ def read_table(path: Path, *, encoding: str = "utf-8", role: str = "training"):
     if len(frame) == 0:
         raise DataError(f"The {role} file {path} has no rows.")
     return frame
+
+
+def bad_byte(path: Path, encoding: str) -> str:
+    """Where a file first fails to decode, as 'byte 0xe9 on line 2'.
+
+    Readers decode in chunks and report offsets within a chunk; this finds
+    the position in the whole file, which is what a user can look at.
+    """
+    data = path.read_bytes()
+    try:
+        data.decode(encoding)
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        return f"byte {data[exc.start]:#x} on line {line}"
+    return "an undecodable byte"
 
 
 def _key(role: str) -> str:

@@ -51,10 +51,9 @@ def preview_file(path: Path, *, encoding: str = "utf-8", label_column: str | Non
         else:
             raise DataError(f"Cannot tell the format of {path.name}; use .csv, .tsv, .jsonl "
                             "or .parquet.")
-    except UnicodeDecodeError as exc:
-        raise DataError(f"{path.name} is not valid {encoding} text (byte "
-                        f"{exc.object[exc.start]:#x} at offset {exc.start}); set the encoding, "
-                        "e.g. latin-1.") from None
+    except UnicodeDecodeError:
+        raise DataError(f"{path.name} is not valid {encoding} text ({_bad_byte(path, encoding)});"
+                         " set the encoding, e.g. latin-1.") from None
     if not columns:
         raise DataError(f"{path.name} has no header row.")
     text_column = text_column if text_column in columns else _guess(columns, TEXT_NAMES)
@@ -69,6 +68,16 @@ def preview_file(path: Path, *, encoding: str = "utf-8", label_column: str | Non
         label_counts=tuple(counts.most_common()), text_column=text_column,
         label_column=label_column,
     )
+
+
+def _bad_byte(path: Path, encoding: str) -> str:
+    data = path.read_bytes()
+    try:
+        data.decode(encoding)
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        return f"byte {data[exc.start]:#x} on line {line}"
+    return "an undecodable byte"
 
 
 def _guess(columns: list[str], names: tuple[str, ...]) -> str | None:

@@ -1,0 +1,136 @@
+"""The bad-input corpus (tests/reliability/bad_inputs/): each file gets its expected
+one-sentence message from the engine API and from the CLI, and nothing stored is lost."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from engine.config import load_config
+from engine.errors import HubtuneError
+from engine.train import train
+
+CORPUS = Path(__file__).parent / "bad_inputs"
+REPO = Path(__file__).resolve().parents[2]
+
+DATA_CASES = {
+    "malformed.csv": "malformed.csv cannot be parsed as CSV",
+    "latin1.csv": "latin1.csv is not valid utf-8 text (byte 0xe9 on line 2); set "
+                  "data.encoding to the file's encoding, e.g. latin-1.",
+    "empty.csv": "empty.csv is empty.",
+    "header_only.csv": "header_only.csv has no rows.",
+    "missing_columns.csv": "missing_columns.csv has no column 'text' (data.text_column); its "
+                           "columns are sentence, target.",
+    "broken.jsonl": "broken.jsonl cannot be parsed as JSONL",
+    "no_such_file.csv": "no_such_file.csv does not exist",
+}
+CONFIG_CASES = {
+    "bad_value.yaml": "train.learning_rate must be more than 0, got -0.1; to keep weights "
+                      "fixed, freeze them with freeze.policy instead.",
+    "wrong_type.yaml": "train.epochs must be a number, got 'three'.",
+    "unknown_key.yaml": "Unknown key trainning; known keys here are name, model, head, freeze, "
+                        "data, train, base_dir. Did you mean train?",
+    "not_a_mapping.yaml": "must be a mapping of sections (model, data, ...).",
+    "broken_yaml.yaml": "is not valid YAML at line",
+    "unknown_model.yaml": "Model hubtune-test/does-not-exist is not in the local cache and "
+                          "hubtune is offline (HF_HUB_OFFLINE=1); unset it to download.",
+}
+
+
+def data_config(tmp_path: Path, model: Path, data: Path, **extra) -> Path:
+    lines = [f"model: {{id: {model}}}", f"data: {{train: {data}, max_length: 16}}",
+             "train: {epochs: 1, batch_size: 4}"]
+    if extra.get("validation"):
+        lines[1] = (f"data: {{train: {data}, validation: {extra['validation']}, "
+                    "max_length: 16}")
+    path = tmp_path / "cfg.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def corpus_config(tmp_path: Path, name: str, model: Path, data: Path) -> Path:
+    text = (CORPUS / name).read_text().replace("MODEL", str(model)).replace("DATA", str(data))
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "tui.cli", *args], capture_output=True,
+                          text=True, timeout=300, cwd=REPO, env=os.environ.copy())
+
+
+def engine_error(cfg_path: Path) -> str:
+    with pytest.raises(HubtuneError) as err:
+        train(load_config(cfg_path), lambda e: None, threading.Event())
+    return str(err.value)
+
+
+@pytest.mark.parametrize("name", sorted(DATA_CASES))
+def test_bad_data_file(name, tmp_path, tiny_bert, store):
+    kept = store.create_run({"keep": True}, name="earlier")
+    cfg = data_config(tmp_path, tiny_bert, CORPUS / name)
+    message = engine_error(cfg)
+    assert DATA_CASES[name] in message and "\n" not in message
+    result = cli("train", str(cfg))
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("Error: ") and DATA_CASES[name] in last
+    assert store.get_run(kept).name == "earlier"  # nothing stored is lost
+
+
+@pytest.mark.parametrize("name", sorted(CONFIG_CASES))
+def test_bad_config(name, tmp_path, tiny_bert, sentiment_csv):
+    cfg = corpus_config(tmp_path, name, tiny_bert, sentiment_csv)
+    if name == "unknown_model.yaml":
+        message = engine_error(cfg)
+    else:
+        with pytest.raises(HubtuneError) as err:
+            load_config(cfg)
+        message = str(err.value)
+    assert CONFIG_CASES[name] in message and "\n" not in message
+    result = cli("train", str(cfg))
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert CONFIG_CASES[name] in result.stderr.strip().splitlines()[-1]
+
+
+def test_unseen_validation_label(tmp_path, tiny_bert):
+    cfg = data_config(tmp_path, tiny_bert, CORPUS / "train_small.csv",
+                      validation=CORPUS / "unseen_label.csv")
+    expected = ("Validation label 'neutral' never appears in the training data (negative, "
+                "positive); fix the label or add training examples of it.")
+    assert engine_error(cfg) == expected
+    assert cli("train", str(cfg)).stderr.strip().splitlines()[-1] == f"Error: {expected}"
+
+
+def test_a_huge_line_is_truncated_not_fatal(tmp_path, tiny_bert):
+    data = tmp_path / "huge_line.csv"
+    data.write_text("text,label\n" + "good " * 400_000 + ",positive\n"
+                    + "".join(f"{w},{lab}\n" for w, lab in [("bad", "negative"),
+                              ("fine", "positive"), ("awful", "negative")] * 3))
+    from transformers import AutoTokenizer
+
+    from engine.data import load_text_classification
+
+    cfg = load_config(data_config(tmp_path, tiny_bert, data))
+    loaded = load_text_classification(cfg, AutoTokenizer.from_pretrained(tiny_bert))
+    assert max(loaded.train.lengths + loaded.validation.lengths) == 16
+
+
+def test_a_run_name_cannot_escape_the_run_folder(tmp_path, tiny_bert, sentiment_csv,
+                                                 hubtune_home):
+    cfg = data_config(tmp_path, tiny_bert, sentiment_csv)
+    result = cli("train", str(cfg), "--set", "name=../../escaped", "--set", "train.max_steps=2")
+    assert result.returncode == 0, result.stderr
+    assert not (hubtune_home.parent / "escaped").exists()
+    assert not list(hubtune_home.parent.parent.glob("escaped*"))
+    from store import RunStore
+
+    run = RunStore().list_runs()[0]
+    assert run.name == "../../escaped"  # kept as a label; paths come from the run id only
+    assert Path(run.output_dir).resolve().parent == (hubtune_home / "runs").resolve()
