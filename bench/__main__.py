@@ -17,7 +17,7 @@ import socket
 import sys
 from pathlib import Path
 
-CASES = ("store", "padding", "throughput")
+CASES = ("store", "padding", "throughput", "frozen")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -212,6 +212,9 @@ class TrainSpec:
     """Newest checkpoints kept on disk; the best model is kept apart."""
     early_stopping: EarlyStopping | None = None
     """Stop when the validation metric stops improving."""
+    cache_features: bool = True
+    """With a fully frozen backbone (head_only), compute its features once and train the
+    head on them; false runs the backbone every step (in eval mode either way)."""
     seed: int = 42
     """Seeds python, numpy and torch, and the validation split."""
 

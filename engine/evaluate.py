@@ -25,9 +25,24 @@ def run_evaluation(model, examples: TextExamples, cfg: RunConfig, pad_id: int, n
         golds.append(batch["labels"])
         preds.append(logits.squeeze(-1) if regression else logits.argmax(-1))
     model.train(was_training)
-    gold = torch.cat(golds)
-    pred = torch.cat(preds)
-    metrics: dict = {"loss": float(total_loss) / len(examples)}
+    return _metrics(torch.cat(golds), torch.cat(preds), float(total_loss) / len(examples),
+                    regression, num_labels)
+
+
+@torch.no_grad()
+def evaluate_features(head, val, cfg: RunConfig, num_labels: int) -> dict:
+    """The same metrics from cached validation features (see engine.features)."""
+    regression = cfg.head.task == "regression"
+    was_training = head.training
+    head.eval()
+    loss, logits = head(val.features, val.labels)
+    head.train(was_training)
+    pred = logits.squeeze(-1) if regression else logits.argmax(-1)
+    return _metrics(val.labels, pred, float(loss), regression, num_labels)
+
+
+def _metrics(gold, pred, loss: float, regression: bool, num_labels: int) -> dict:
+    metrics: dict = {"loss": loss}
     if regression:
         metrics["mse"] = float(((pred.float() - gold.float()) ** 2).mean())
         metrics["mae"] = float((pred.float() - gold.float()).abs().mean())

@@ -55,8 +55,11 @@ def block_list(backbone: nn.Module) -> tuple[str, nn.ModuleList] | None:
 
 def layer_groups(model: nn.Module, backbone_prefix: str = "backbone.") -> list[LayerGroup]:
     """Group every parameter: embeddings, numbered blocks, other backbone parts, head."""
-    backbone = model.get_submodule(backbone_prefix.rstrip(".")) if backbone_prefix else model
-    stack = block_list(backbone)
+    try:
+        backbone = model.get_submodule(backbone_prefix.rstrip(".")) if backbone_prefix else model
+    except AttributeError:
+        backbone = None  # a head on its own (the cached-feature path): all of it is "head"
+    stack = block_list(backbone) if backbone is not None else None
     names = [n for n, _ in model.named_parameters()]
     sizes = dict((n, p.numel()) for n, p in model.named_parameters())
     groups: dict[str, list[str]] = {}

@@ -93,16 +93,48 @@ class _Loop:
                        f"{len(self.data.validation)} validation examples"))
 
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
-        self.sampler = LengthGroupedBatches(self.data.train.lengths, cfg.train.batch_size,
-                                            cfg.train.seed)
+        self.full_model = built.model
+        # A frozen backbone is a fixed feature extractor: keep it in eval mode so its
+        # dropout does not perturb the features the head learns from.
+        self.frozen_backbone = cfg.freeze.policy == "head_only"
+        self.cached = self.frozen_backbone and cfg.train.cache_features
+        if self.cached:
+            from engine.features import (
+                FeatureBatches,
+                FeatureCollator,
+                HeadOnFeatures,
+                compute_features,
+            )
+
+            device = self.accelerator.device
+            built.model.to(device)
+            started = time.perf_counter()
+            feats = {
+                split: compute_features(built.model, getattr(self.data, split), self.pad_id,
+                                        cfg.train.batch_size * 2, device, self.regression)
+                for split in ("train", "validation")
+            }
+            self.emit(Note(f"Cached frozen-backbone features of {len(self.data.train)} + "
+                           f"{len(self.data.validation)} examples in "
+                           f"{time.perf_counter() - started:.1f}s; training the head on them"))
+            self.val_features = FeatureCollator(feats["validation"], self.data.validation.labels,
+                                                self.regression)
+            self.sampler = FeatureBatches(len(self.data.train), cfg.train.batch_size,
+                                          cfg.train.seed)
+            train_model = HeadOnFeatures(built.model)
+            collate = FeatureCollator(feats["train"], self.data.train.labels, self.regression)
+        else:
+            self.sampler = LengthGroupedBatches(self.data.train.lengths, cfg.train.batch_size,
+                                                cfg.train.seed)
+            train_model = built.model
+            collate = Collator(self.data.train, self.pad_id, self.regression)
         loader = torch.utils.data.DataLoader(
-            list(range(len(self.data.train))), batch_sampler=self.sampler,
-            collate_fn=Collator(self.data.train, self.pad_id, self.regression),
+            list(range(len(self.data.train))), batch_sampler=self.sampler, collate_fn=collate,
             # Each new iterator draws a seed from this generator; with the default (the
             # global RNG) a resumed run's dropout masks would drift from an unbroken run's.
             generator=torch.Generator().manual_seed(cfg.train.seed),
         )
-        optimizer = make_optimizer(built.model, cfg)
+        optimizer = make_optimizer(train_model, cfg)
         self.steps_per_epoch = max(1, -(-len(self.sampler) // cfg.train.grad_accumulation))
         total = math.ceil(cfg.train.epochs * self.steps_per_epoch)
         self.total_steps = min(total, cfg.train.max_steps) if cfg.train.max_steps else total
@@ -111,7 +143,7 @@ class _Loop:
             optimizer, lr_lambda(self.total_steps, warmup, cfg.train.scheduler)
         )
         self.model, self.optimizer, self.loader, self.scheduler = self.accelerator.prepare(
-            built.model, optimizer, loader, scheduler
+            train_model, optimizer, loader, scheduler
         )
         if resume_from is not None:
             self.state = load_checkpoint(resume_from, self.accelerator.unwrap_model(self.model),
@@ -128,8 +160,9 @@ class _Loop:
             labels=self.data.labels,
             device=str(self.accelerator.device),
             precision=self.precision,
-            trainable_params=sum(p.numel() for p in self.model.parameters() if p.requires_grad),
-            total_params=sum(p.numel() for p in self.model.parameters()),
+            trainable_params=sum(p.numel() for p in self.full_model.parameters()
+                                 if p.requires_grad),
+            total_params=sum(p.numel() for p in self.full_model.parameters()),
         ))
 
     # -- the loop --------------------------------------------------------------
@@ -142,7 +175,7 @@ class _Loop:
         running_batches = samples = 0
         window_start = time.perf_counter()
         accum = cfg.train.grad_accumulation
-        self.model.train()
+        self._train_mode()
         status = "completed"
         done = st.step >= self.total_steps
         while not done:
@@ -164,9 +197,10 @@ class _Loop:
                     self.optimizer.zero_grad(set_to_none=True)
                 st.batches_in_epoch += 1
                 running_loss += loss.detach()
-                running_tokens += batch["attention_mask"].sum()  # stays on the device
+                if "attention_mask" in batch:
+                    running_tokens += batch["attention_mask"].sum()  # stays on the device
                 running_batches += 1
-                samples += batch["input_ids"].shape[0]
+                samples += batch["labels"].shape[0]
                 if not acc.sync_gradients:
                     continue
                 st.step += 1
@@ -215,14 +249,27 @@ class _Loop:
         if self.out_dir is not None and status == "completed":
             from engine.export import save_model
 
-            save_model(acc.unwrap_model(self.model), self.tokenizer, self.data.labels,
+            # The full model: in the cached-feature path self.model is only the head.
+            save_model(self.full_model, self.tokenizer, self.data.labels,
                        self.pooling, cfg, self.out_dir / "model")
         return Outcome(status, summary=self.summary())
 
+    def _train_mode(self) -> None:
+        self.model.train()
+        if self.frozen_backbone and not self.cached:
+            self.accelerator.unwrap_model(self.model).backbone.eval()
+
     def evaluate(self) -> None:
         st = self.state
-        metrics = run_evaluation(self.model, self.data.validation, self.cfg, self.pad_id,
-                                 len(self.data.labels), self.accelerator.device)
+        if self.cached:
+            from engine.evaluate import evaluate_features
+
+            metrics = evaluate_features(self.model, self.val_features, self.cfg,
+                                        len(self.data.labels))
+        else:
+            metrics = run_evaluation(self.model, self.data.validation, self.cfg, self.pad_id,
+                                     len(self.data.labels), self.accelerator.device)
+        self._train_mode()
         self.last_eval, self.last_eval_step = metrics, st.step
         self.emit(EvalFinished(step=st.step, epoch=st.step / self.steps_per_epoch, metrics={
             f"val_{k}": v for k, v in metrics.items() if isinstance(v, (int, float))}))

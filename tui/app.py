@@ -41,7 +41,40 @@ class HubtuneApp(App[None]):
         }
 
     def on_mount(self) -> None:
+        self._exit_on_hangup()
         self.switch_mode("runs")
+
+    def _exit_on_hangup(self) -> None:
+        """Quit when the terminal goes away (SSH dropped, tmux killed).
+
+        SIGHUP only reaches the terminal's controlling process; under `make run`
+        that is make, which does not pass it on, and the app would outlive its
+        terminal, spinning on the dead tty. So besides handling SIGHUP, a timer
+        checks that the controlling terminal still exists. Runs are untouched:
+        they live in their own process sessions.
+        """
+        import asyncio
+        import os
+        import signal
+        import threading
+
+        def leave() -> None:
+            self.exit()
+            # If the event loop is wedged on the dead terminal, leave regardless.
+            threading.Timer(3.0, os._exit, args=(0,)).start()
+
+        try:
+            asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, leave)
+        except (NotImplementedError, RuntimeError, ValueError):
+            pass  # no SIGHUP on this platform
+        if not _has_terminal():
+            return  # headless (tests, pipes): nothing to watch
+
+        def check() -> None:
+            if not _has_terminal():
+                leave()
+
+        self.set_interval(2.0, check)
 
     def action_help(self) -> None:
         self.push_screen(HelpScreen())
@@ -69,6 +102,17 @@ class HubtuneApp(App[None]):
         yield SystemCommand("New run", "Configure and launch a fine-tune",
                             lambda: self.switch_mode("new"))
         yield SystemCommand("Help", "Keys and what each screen does", self.action_help)
+
+
+def _has_terminal() -> bool:
+    """Whether this process still has a controlling terminal (it loses it on hangup)."""
+    import os
+
+    try:
+        os.close(os.open("/dev/tty", os.O_RDWR | os.O_NOCTTY))
+    except OSError:
+        return False
+    return True
 
 
 def make_app(*, store: RunStore | None = None, hub_endpoint: str | None = None) -> HubtuneApp:

@@ -108,3 +108,30 @@ def test_param_groups_carry_the_rates_asked_for(model, tmp_path, tiny_bert, sent
     kept = {id(p) for g in param_groups(model, cfg) for p in g["params"]}
     assert not any(id(p) in kept for n, p in model.named_parameters()
                    if n in groups["embeddings"].params)
+
+
+def test_cached_features_match_the_plain_frozen_loop(tmp_path, tiny_bert, sentiment_csv):
+    import dataclasses
+
+    from tests_helpers import config_for
+
+    from engine.events import Note
+    from engine.train import train
+
+    base = config_for(tmp_path, tiny_bert, sentiment_csv, epochs=10)
+    # Mean pooling: the frozen random tiny BERT's averaged token states still carry
+    # which adjective a sentence holds, so a linear head can learn the rule.
+    base = dataclasses.replace(base, freeze=FreezeSpec(policy="head_only"),
+                               head=HeadSpec(pooling="mean", dropout=0.0),
+                               train=dataclasses.replace(base.train, learning_rate=1e-1))
+    results = {}
+    for cached in (True, False):
+        cfg = dataclasses.replace(base, train=dataclasses.replace(base.train,
+                                                                  cache_features=cached))
+        notes = []
+        outcome = train(cfg, notes.append, threading.Event(), out_dir=tmp_path / str(cached))
+        assert outcome.status == "completed"
+        assert any(isinstance(n, Note) and "Cached frozen-backbone features" in n.message
+                   for n in notes) == cached
+        results[cached] = outcome.summary["final_accuracy"]
+    assert results[True] > 0.6 and abs(results[True] - results[False]) <= 0.1, results

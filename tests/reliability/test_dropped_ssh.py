@@ -54,8 +54,29 @@ class Terminal:
             time.sleep(0.2)
         raise AssertionError(f"{text!r} never appeared; the screen shows:\n{self.screen()}")
 
+    def pid(self) -> int:
+        return int(self.tmux("list-panes", "-F", "#{pane_pid}").split()[0])
+
     def kill(self) -> None:
         self.tmux("kill-server")  # SIGHUP to everything in the terminal, as sshd does
+
+
+def child_of(pid: int, timeout: float = 30) -> int:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        if children:
+            return int(children[0])
+        time.sleep(0.1)
+    raise AssertionError("make never started the app")
+
+
+def gone(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split(") ", 1)[1][0] == "Z"
+    except FileNotFoundError:
+        return True
 
 
 def test_run_survives_the_terminal_and_a_new_tui_shows_it(tmp_path, tiny_bert, sentiment_csv,
@@ -69,7 +90,12 @@ def test_run_survives_the_terminal_and_a_new_tui_shows_it(tmp_path, tiny_bert, s
     env.update(TERM="xterm-256color", HUBTUNE_HOME=str(hubtune_home))
     term = Terminal(tmp_path, env)
     app = f"{sys.executable} -m tui.cli"
-    term.start(f"cd {REPO} && {app}")
+    # Started the way `make run` starts it: make is the terminal's controlling process
+    # and does not pass SIGHUP on, so the app must notice the dead terminal itself.
+    makefile = tmp_path / "Makefile"
+    makefile.write_text(f"run:\n\tcd {REPO} && exec {app}\n")
+    term.start(f"exec make -s -f {makefile} run")
+    tui_pid = child_of(term.pid())
     try:
         term.wait_for("No runs yet")
         term.keys("3")
@@ -93,6 +119,12 @@ def test_run_survives_the_terminal_and_a_new_tui_shows_it(tmp_path, tiny_bert, s
     finally:
         term.kill()  # the SSH connection drops
 
+    # The TUI itself must not outlive its terminal (spinning on a dead tty).
+    quit_by = time.monotonic() + 15
+    while not gone(tui_pid):
+        assert time.monotonic() < quit_by, "the TUI kept running after its terminal died"
+        time.sleep(0.2)
+
     deadline = time.monotonic() + 300
     while store.get_run(run_id).status == "running":
         assert time.monotonic() < deadline, "the run did not finish after the hangup"
@@ -104,7 +136,7 @@ def test_run_survives_the_terminal_and_a_new_tui_shows_it(tmp_path, tiny_bert, s
 
     term2 = Terminal(tmp_path / "again", env)
     (tmp_path / "again").mkdir()
-    term2.start(f"cd {REPO} && {app}")
+    term2.start(f"cd {REPO} && exec {app}")
     try:
         shown = term2.wait_for("survives-hangup")
         assert "completed" in shown

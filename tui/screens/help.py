@@ -17,7 +17,7 @@ hubtune shows them live again.
 
 | Key | Does |
 | --- | --- |
-| `1` / `2` | Runs screen / Hub screen |
+| `1` / `2` / `3` | Runs / Hub / New run screens |
 | **Runs** | |
 | `↑` `↓` | Move between runs |
 | `/` | Search runs (name, model, task, dataset, tags, notes) |

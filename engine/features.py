@@ -1,0 +1,91 @@
+"""Training a head on cached backbone features, for fully frozen backbones.
+
+When nothing in the backbone learns and inputs are not augmented, the
+backbone's pooled output for an example is the same every epoch: computing
+it once (in eval mode, so dropout does not perturb a frozen feature
+extractor) and training the head on the cached tensors skips the backbone
+entirely after the first pass.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+
+import torch
+from torch import nn
+
+from engine.data import Collator, TextExamples, sorted_batches
+
+
+class HeadOnFeatures(nn.Module):
+    """The classifier head of a `SequenceClassifier`, fed pooled features directly."""
+
+    def __init__(self, classifier) -> None:
+        super().__init__()
+        self.head = classifier.head
+        self.problem_type = classifier.problem_type
+
+    def forward(self, features, labels=None):
+        logits = self.head(features)
+        loss = None
+        if labels is not None:
+            if self.problem_type == "regression":
+                loss = nn.functional.mse_loss(logits.squeeze(-1), labels.to(logits.dtype))
+            elif self.problem_type == "multi_label":
+                loss = nn.functional.binary_cross_entropy_with_logits(
+                    logits, labels.to(logits.dtype))
+            else:
+                loss = nn.functional.cross_entropy(logits, labels)
+        return loss, logits
+
+
+@torch.no_grad()
+def compute_features(classifier, examples: TextExamples, pad_id: int, batch_size: int,
+                     device, regression: bool) -> torch.Tensor:
+    """Pooled backbone output for every example, in example order, on `device`."""
+    was_training = classifier.training
+    classifier.eval()
+    collate = Collator(examples, pad_id, regression)
+    out = None
+    for indices in sorted_batches(examples.lengths, batch_size):
+        batch = {k: v.to(device) for k, v in collate(indices).items() if k != "labels"}
+        pooled = classifier.pool(**batch).float()
+        if out is None:
+            out = torch.empty(len(examples), pooled.shape[-1], device=device)
+        out[torch.tensor(indices, device=device)] = pooled
+    classifier.train(was_training)
+    return out
+
+
+class FeatureBatches:
+    """Seeded random batches of example indices; the order is a function of (seed, epoch)."""
+
+    def __init__(self, n: int, batch_size: int, seed: int) -> None:
+        self.n, self.batch_size, self.seed = n, batch_size, seed
+        self.epoch = 0
+        self.skip = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self) -> Iterator[list[int]]:
+        idx = list(range(self.n))
+        random.Random(self.seed * 1_000_003 + self.epoch).shuffle(idx)
+        batches = [idx[i:i + self.batch_size] for i in range(0, self.n, self.batch_size)]
+        skip, self.skip = self.skip, 0
+        return iter(batches[skip:])
+
+    def __len__(self) -> int:
+        return -(-self.n // self.batch_size)
+
+
+class FeatureCollator:
+    def __init__(self, features: torch.Tensor, labels, regression: bool) -> None:
+        self.features = features
+        self.labels = torch.tensor(labels, dtype=torch.float32 if regression else torch.long,
+                                   device=features.device)
+
+    def __call__(self, indices: list[int]) -> dict[str, torch.Tensor]:
+        index = torch.tensor(indices, device=self.features.device)
+        return {"features": self.features[index], "labels": self.labels[index]}
