@@ -45,7 +45,10 @@ def main(argv: list[str] | None = None) -> int:
     table = render(results)
     print(header)
     print(table)
-    out = Path(__file__).parent / "results" / f"{datetime.date.today()}-{socket.gethostname()}.md"
+    name = f"{datetime.date.today()}-{socket.gethostname()}"
+    if set(args.cases.split(",")) != set(CASES):
+        name += "-" + args.cases.replace(",", "-")  # a partial run never clobbers a full one
+    out = Path(__file__).parent / "results" / f"{name}.md"
     out.parent.mkdir(exist_ok=True)
     out.write_text(f"# {header}\n\n{table}\n", encoding="utf-8")
     print(f"\nwritten to {out}", file=sys.stderr)

@@ -33,11 +33,33 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(autouse=True)
-def hubtune_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def hubtune_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """Every test gets its own data directory."""
     home = tmp_path / "home"
     monkeypatch.setenv("HUBTUNE_HOME", str(home))
-    return home
+    yield home
+    _kill_leftover_workers(home)
+
+
+def _kill_leftover_workers(home: Path) -> None:
+    """A failed test may leave a worker training; never let it outlive the test."""
+    import signal
+
+    db = home / "hubtune.db"
+    if not db.exists():
+        return
+    from store import RunStore
+
+    store = RunStore(db)
+    try:
+        for run in store.list_runs(limit=None):
+            if run.status in ("queued", "running") and run.pid:
+                try:
+                    os.kill(run.pid, signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    pass
+    finally:
+        store.close()
 
 
 @pytest.fixture
