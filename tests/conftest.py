@@ -41,6 +41,16 @@ def hubtune_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     _kill_leftover_workers(home)
 
 
+def _is_worker(pid: int) -> bool:
+    """Only real training workers: tests also record runs with their own pid."""
+    if pid == os.getpid():
+        return False
+    try:
+        return b"engine.worker" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+
+
 def _kill_leftover_workers(home: Path) -> None:
     """A failed test may leave a worker training; never let it outlive the test."""
     import signal
@@ -48,12 +58,15 @@ def _kill_leftover_workers(home: Path) -> None:
     db = home / "hubtune.db"
     if not db.exists():
         return
-    from store import RunStore
+    from store import RunStore, StoreError
 
-    store = RunStore(db)
+    try:
+        store = RunStore(db)
+    except StoreError:
+        return  # a test left the database unopenable on purpose; no workers to find
     try:
         for run in store.list_runs(limit=None):
-            if run.status in ("queued", "running") and run.pid:
+            if run.status in ("queued", "running") and run.pid and _is_worker(run.pid):
                 try:
                     os.kill(run.pid, signal.SIGKILL)
                 except (ProcessLookupError, PermissionError):
