@@ -16,6 +16,7 @@ import torch
 
 from engine.config import RunConfig
 from engine.errors import DataError
+from engine.preview import bad_byte
 
 READERS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "jsonl", ".parquet": "parquet"}
 
@@ -61,21 +62,6 @@ def read_table(path: Path, *, encoding: str = "utf-8", role: str = "training"):
     if len(frame) == 0:
         raise DataError(f"The {role} file {path} has no rows.")
     return frame
-
-
-def bad_byte(path: Path, encoding: str) -> str:
-    """Where a file first fails to decode, as 'byte 0xe9 on line 2'.
-
-    Readers decode in chunks and report offsets within a chunk; this finds
-    the position in the whole file, which is what a user can look at.
-    """
-    data = path.read_bytes()
-    try:
-        data.decode(encoding)
-    except UnicodeDecodeError as exc:
-        line = data.count(b"\n", 0, exc.start) + 1
-        return f"byte {data[exc.start]:#x} on line {line}"
-    return "an undecodable byte"
 
 
 def _key(role: str) -> str:

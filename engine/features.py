@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from engine.data import Collator, TextExamples, sorted_batches
+from engine.models import task_loss
 
 
 class HeadOnFeatures(nn.Module):
@@ -28,15 +29,7 @@ class HeadOnFeatures(nn.Module):
 
     def forward(self, features, labels=None):
         logits = self.head(features)
-        loss = None
-        if labels is not None:
-            if self.problem_type == "regression":
-                loss = nn.functional.mse_loss(logits.squeeze(-1), labels.to(logits.dtype))
-            elif self.problem_type == "multi_label":
-                loss = nn.functional.binary_cross_entropy_with_logits(
-                    logits, labels.to(logits.dtype))
-            else:
-                loss = nn.functional.cross_entropy(logits, labels)
+        loss = None if labels is None else task_loss(self.problem_type, logits, labels)
         return loss, logits
 
 

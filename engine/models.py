@@ -119,6 +119,15 @@ class BuiltModel:
     path: Path
 
 
+def task_loss(problem_type: str, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """The training loss of a sequence head: MSE, per-label BCE, or cross-entropy."""
+    if problem_type == "regression":
+        return nn.functional.mse_loss(logits.squeeze(-1), labels.to(logits.dtype))
+    if problem_type == "multi_label":
+        return nn.functional.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype))
+    return nn.functional.cross_entropy(logits, labels)
+
+
 class SequenceClassifier(nn.Module):
     """A pretrained encoder, a pooling step and a linear (or MLP) head.
 
@@ -173,16 +182,7 @@ class SequenceClassifier(nn.Module):
 
     def forward(self, input_ids, attention_mask, token_type_ids=None, labels=None):
         logits = self.head(self.pool(input_ids, attention_mask, token_type_ids))
-        loss = None
-        if labels is not None:
-            if self.problem_type == "regression":
-                loss = nn.functional.mse_loss(logits.squeeze(-1), labels.to(logits.dtype))
-            elif self.problem_type == "multi_label":
-                loss = nn.functional.binary_cross_entropy_with_logits(
-                    logits, labels.to(logits.dtype)
-                )
-            else:
-                loss = nn.functional.cross_entropy(logits, labels)
+        loss = None if labels is None else task_loss(self.problem_type, logits, labels)
         return loss, logits
 
 

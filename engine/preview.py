@@ -52,7 +52,7 @@ def preview_file(path: Path, *, encoding: str = "utf-8", label_column: str | Non
             raise DataError(f"Cannot tell the format of {path.name}; use .csv, .tsv, .jsonl "
                             "or .parquet.")
     except UnicodeDecodeError:
-        raise DataError(f"{path.name} is not valid {encoding} text ({_bad_byte(path, encoding)});"
+        raise DataError(f"{path.name} is not valid {encoding} text ({bad_byte(path, encoding)});"
                          " set the encoding, e.g. latin-1.") from None
     if not columns:
         raise DataError(f"{path.name} has no header row.")
@@ -70,7 +70,12 @@ def preview_file(path: Path, *, encoding: str = "utf-8", label_column: str | Non
     )
 
 
-def _bad_byte(path: Path, encoding: str) -> str:
+def bad_byte(path: Path, encoding: str) -> str:
+    """Where a file first fails to decode, as 'byte 0xe9 on line 2'.
+
+    Readers decode in chunks and report offsets within a chunk; this finds
+    the position in the whole file, which is what a user can look at.
+    """
     data = path.read_bytes()
     try:
         data.decode(encoding)
