@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
+import functools
 
+from pilot_wait import wait_for as _wait_for
 from textual.widgets import DataTable, Markdown, Static
 
 from tui.app import make_app
 
-
-async def wait_for(pilot, predicate, timeout: float = 20.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        assert loop.time() < deadline, "condition not met in time"
-        await pilot.pause(0.05)
+wait_for = functools.partial(_wait_for, timeout=20.0)
 
 
 async def test_search_as_you_type_details_and_download(hub_server, store, hf_cache):

@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
+import functools
 
+from pilot_wait import wait_for as _wait_for
 from textual.widgets import Button, DataTable, Input, Select, Static
 
 from tui.app import make_app
 
-
-async def wait_for(pilot, predicate, timeout: float = 30.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        assert loop.time() < deadline, "condition not met in time"
-        await pilot.pause(0.05)
+wait_for = functools.partial(_wait_for, timeout=30.0)
 
 
 async def type_into(pilot, field_id: str, text: str) -> None:

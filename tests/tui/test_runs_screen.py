@@ -2,23 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 
+from pilot_wait import wait_for
 from seed import seed_runs
 from textual.widgets import DataTable, Input, RichLog, Static
 
 from store import RunStore
 from tui.app import make_app
-
-
-async def wait_for(pilot, predicate, timeout: float = 10.0) -> None:
-    """Poll the UI until `predicate()` holds; never a bare sleep."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        assert loop.time() < deadline, "condition not met in time"
-        await pilot.pause(0.05)
 
 
 async def test_lists_runs_and_shows_the_selected_one(store):
