@@ -46,6 +46,9 @@ class ModelSpec:
     """Allow the repo's own Python code to run. Recorded with the run."""
     allow_pickle: bool = False
     """Allow loading `.bin` (pickle) weights when no safetensors exist."""
+    weights: str | None = None
+    """For torchvision:<arch>: a hub repo, local folder or .safetensors file holding the
+    architecture's pretrained state dict (ResNets default to the hub's torchvision copies)."""
 
     def __post_init__(self) -> None:
         if not self.id.strip():
@@ -111,6 +114,8 @@ class FreezeSpec:
     """Module name patterns (fnmatch) to freeze, for modules."""
     every_epochs: int = 1
     """For gradual: unfreeze one more block group from the top every K epochs."""
+    every_steps: int | None = None
+    """For gradual: count the schedule in optimizer steps instead of epochs."""
     lora: LoraSpec | None = None
     """Train low-rank adapters (peft) instead of the backbone weights."""
 
@@ -123,6 +128,8 @@ class FreezeSpec:
         if self.policy == "modules" and not self.patterns:
             raise ConfigError("freeze.policy modules needs freeze.patterns, e.g. ['*.embeddings*'].")
         _positive("freeze.every_epochs", self.every_epochs)
+        if self.every_steps is not None:
+            _positive("freeze.every_steps", self.every_steps)
 
 
 @dataclass(frozen=True)
@@ -145,12 +152,30 @@ class DataSpec:
     """Text encoding of the data files."""
     limit: int | None = None
     """Use at most this many training rows (a seeded sample), for quick runs."""
+    max_target_length: int = 128
+    """seq2seq: longest target sequence kept."""
+    source_prefix: str = ""
+    """seq2seq: text put before every source (T5 style, e.g. 'translate English to German: ')."""
+    doc_stride: int = 32
+    """question-answering: tokens shared by consecutive windows of a long context."""
+    image_size: int | None = None
+    """image-classification: side length fed to the model; None uses the model's own."""
+    augment: bool = False
+    """image-classification: random resized crops and flips on training images."""
+    bad_files: str = "fail"
+    """image folders: fail on a corrupt or non-image file, or skip (and count) it."""
 
     def __post_init__(self) -> None:
         if not self.train.strip():
             raise ConfigError("data.train is empty; give the path of a training file.")
         _fraction("data.validation_split", self.validation_split, upper_open=True)
         _positive("data.max_length", self.max_length)
+        _positive("data.max_target_length", self.max_target_length)
+        if self.doc_stride < 0:
+            raise ConfigError(f"data.doc_stride must be 0 or more, got {self.doc_stride}.")
+        if self.image_size is not None:
+            _positive("data.image_size", self.image_size)
+        _choice("data.bad_files", self.bad_files, ("fail", "skip"))
         if self.limit is not None:
             _positive("data.limit", self.limit)
         import codecs
@@ -166,8 +191,9 @@ class DataSpec:
 
 @dataclass(frozen=True)
 class EarlyStopping:
-    metric: str = "accuracy"
-    """Validation metric watched; loss is minimised, anything else maximised."""
+    metric: str | None = None
+    """Validation metric watched (None: the task's main one); losses, perplexity and
+    errors are minimised, anything else maximised."""
     patience: int = 2
     """Evaluations without improvement before stopping."""
 

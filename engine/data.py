@@ -322,3 +322,64 @@ class Collator:
                 types[row, : len(t)] = torch.tensor(t)
             batch["token_type_ids"] = types
         return batch
+
+
+# -- shared by the other text tasks -----------------------------------------
+
+
+def pick_column(frame, path: Path, wanted: str, key: str, fallbacks: tuple[str, ...]) -> str:
+    """The column to read: the configured one, else a conventional name for this task.
+
+    A fallback applies only while the key is left at its default, so an
+    explicit mapping is never second-guessed.
+    """
+    if wanted in frame.columns:
+        return wanted
+    for name in fallbacks:
+        if name in frame.columns:
+            return name
+    present = ", ".join(str(c) for c in frame.columns)
+    raise DataError(
+        f"{path} has no column {wanted!r} (data.{key}); its columns are {present}. "
+        f"Set data.{key} to the right one."
+    )
+
+
+def load_frames(cfg: RunConfig, read=None):
+    """The training and validation tables: the validation file, or a seeded random split.
+
+    `read(path, role)` reads one file (default: `read_table`).
+    """
+    spec = cfg.data
+    read = read or (lambda path, role: read_table(path, encoding=spec.encoding, role=role))
+    train_path = cfg.resolve(spec.train)
+    train = read(train_path, "training")
+    if spec.limit is not None and len(train) > spec.limit:
+        train = train.sample(n=spec.limit, random_state=cfg.train.seed)
+    if spec.validation:
+        val_path = cfg.resolve(spec.validation)
+        return train, read(val_path, "validation"), train_path
+    if spec.validation_split <= 0:
+        raise DataError("Give data.validation or a data.validation_split above 0.")
+    if len(train) < 2:
+        raise DataError(f"{train_path} has only {len(train)} row; a validation split needs two "
+                        "or more, or give data.validation.")
+    train, val = _split(train, "", spec.validation_split, cfg.train.seed, regression=True)
+    return train, val, train_path
+
+
+def as_list(value, path: Path, column: str, row: int) -> list:
+    """A list cell (JSONL arrays, or a Python-looking list in CSV)."""
+    import ast
+
+    if isinstance(value, str):
+        try:
+            value = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            value = value.split()
+    if hasattr(value, "tolist"):
+        value = value.tolist()
+    if not isinstance(value, (list, tuple)):
+        raise DataError(f"{path} row {row + 1}: column {column!r} must hold a list, "
+                        f"got {type(value).__name__}.")
+    return list(value)

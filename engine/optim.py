@@ -57,12 +57,15 @@ def layer_rates(model, cfg: RunConfig) -> dict[str, float]:
     return rates
 
 
-def param_groups(model, cfg: RunConfig) -> list[dict]:
-    """AdamW groups by (learning rate, decay): no decay on biases and norm scales."""
+def param_groups(model, cfg: RunConfig, names: frozenset[str] | None = None) -> list[dict]:
+    """AdamW groups by (learning rate, decay): no decay on biases and norm scales.
+
+    Holds the parameters in `names`, else those that require gradients now.
+    """
     rates = layer_rates(model, cfg)
     groups: dict[tuple[float, bool], list] = {}
     for name, p in model.named_parameters():
-        if not p.requires_grad:
+        if not (name in names if names is not None else p.requires_grad):
             continue
         decay = p.ndim >= 2  # matrices decay; biases and norm scales do not
         groups.setdefault((rates[name], decay), []).append(p)
@@ -73,8 +76,12 @@ def param_groups(model, cfg: RunConfig) -> list[dict]:
     ]
 
 
-def make_optimizer(model, cfg: RunConfig) -> torch.optim.Optimizer:
-    groups = param_groups(model, cfg)
+def make_optimizer(model, cfg: RunConfig,
+                   names: frozenset[str] | None = None) -> torch.optim.Optimizer:
+    """AdamW over `names` (default: what trains now). A gradual schedule passes every
+    parameter it will ever open: AdamW skips those without a gradient, so they stay
+    untouched, with no optimizer state, until their stage begins."""
+    groups = param_groups(model, cfg, names)
     # The fused kernel updates every parameter in one pass (CUDA, and the CPU since
     # torch 2.4): on a 22M-parameter model on 2 cores it takes 15 ms a step, not 36.
     try:

@@ -19,9 +19,8 @@ import torch
 
 from engine.checkpoint import LoopState, load_checkpoint, prune_checkpoints, save_checkpoint
 from engine.config import RunConfig
-from engine.data import Collator, LengthGroupedBatches, TextData, load_text_classification
+from engine.data import LengthGroupedBatches
 from engine.errors import HubtuneError
-from engine.evaluate import majority_baseline, run_evaluation
 from engine.events import (
     CheckpointSaved,
     EvalFinished,
@@ -31,7 +30,6 @@ from engine.events import (
     RunPrepared,
     StepLogged,
 )
-from engine.models import build_model, load_tokenizer
 from engine.optim import lr_lambda, make_optimizer
 
 
@@ -74,30 +72,40 @@ class _Loop:
             gradient_accumulation_steps=cfg.train.grad_accumulation,
         )
         self.emit(Note(f"Loading {cfg.model.id}"))
-        # Labels decide the head's width, so the data is read before the model is built.
-        self.tokenizer, model_path = load_tokenizer(cfg.model)
-        self.data: TextData = load_text_classification(cfg, self.tokenizer)
-        self.regression = cfg.head.task == "regression"
-        num_labels = 1 if self.regression else len(self.data.labels)
-        built = build_model(cfg.model, cfg.head, num_labels, path=model_path)
-        self.pooling = built.pooling
-        from engine.freeze import apply_freeze, plan_freeze
+        from engine.tasks import task_for
 
-        self.plan = plan_freeze(built.model, cfg.freeze)
-        apply_freeze(built.model, self.plan)
-        if cfg.freeze.policy != "full":
+        self.task = task = task_for(cfg.head.task)
+        # Labels decide the head's width, so the data is read before the model is built.
+        self.processor, model_path = task.load_processor(cfg)
+        self.data = task.load_data(cfg, self.processor)
+        if self.data.extra.get("skipped_files"):
+            self.emit(Note(f"Left out {self.data.extra['skipped_files']} unreadable files "
+                           "(data.bad_files: skip)", level="warning"))
+        self.regression = cfg.head.task == "regression"
+        model = task.build(cfg, model_path, self.data)
+        from engine.freeze import apply_freeze, inject_lora, plan_freeze
+
+        if cfg.freeze.lora is not None:
+            targets = inject_lora(model, cfg.freeze.lora)
+            self.emit(Note(f"LoRA adapters on {', '.join(targets)}"))
+        self.plan = plan_freeze(model, cfg.freeze)
+        self.stage = 0
+        apply_freeze(model, self.plan)
+        if cfg.freeze.policy != "full" or cfg.freeze.lora is not None:
             frozen = [g for g, t, f in self.plan.group_rows() if f and not t]
             self.emit(Note(f"Freezing ({cfg.freeze.policy}): {', '.join(frozen) or 'parts'}; "
                            f"{self.plan.trainable_count:,} parameters train"))
-        self.emit(Note(f"Pooling: {built.pooling}; {len(self.data.train)} training and "
-                       f"{len(self.data.validation)} validation examples"))
+        pooling = getattr(task, "pooling", None)
+        self.emit(Note(f"{f'Pooling: {pooling}; ' if pooling else ''}{len(self.data.train)} "
+                       f"training and {len(self.data.validation)} validation examples"))
 
-        self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
-        self.full_model = built.model
+        self.pad_id = task.pad_id(self.processor)
+        self.full_model = model
         # A frozen backbone is a fixed feature extractor: keep it in eval mode so its
         # dropout does not perturb the features the head learns from.
-        self.frozen_backbone = cfg.freeze.policy == "head_only"
-        self.cached = self.frozen_backbone and cfg.train.cache_features
+        self.frozen_backbone = cfg.freeze.policy == "head_only" and cfg.freeze.lora is None
+        self.cached = (self.frozen_backbone and cfg.train.cache_features
+                       and hasattr(model, "pool"))
         if self.cached:
             from engine.features import (
                 FeatureBatches,
@@ -107,10 +115,10 @@ class _Loop:
             )
 
             device = self.accelerator.device
-            built.model.to(device)
+            model.to(device)
             started = time.perf_counter()
             feats = {
-                split: compute_features(built.model, getattr(self.data, split), self.pad_id,
+                split: compute_features(model, getattr(self.data, split), self.pad_id,
                                         cfg.train.batch_size * 2, device, self.regression)
                 for split in ("train", "validation")
             }
@@ -121,20 +129,21 @@ class _Loop:
                                                 self.regression)
             self.sampler = FeatureBatches(len(self.data.train), cfg.train.batch_size,
                                           cfg.train.seed)
-            train_model = HeadOnFeatures(built.model)
+            train_model = HeadOnFeatures(model)
             collate = FeatureCollator(feats["train"], self.data.train.labels, self.regression)
         else:
             self.sampler = LengthGroupedBatches(self.data.train.lengths, cfg.train.batch_size,
                                                 cfg.train.seed)
-            train_model = built.model
-            collate = Collator(self.data.train, self.pad_id, self.regression)
+            train_model = model
+            collate = task.collator(self.data.train, self.processor, cfg, train=True)
         loader = torch.utils.data.DataLoader(
             list(range(len(self.data.train))), batch_sampler=self.sampler, collate_fn=collate,
             # Each new iterator draws a seed from this generator; with the default (the
             # global RNG) a resumed run's dropout masks would drift from an unbroken run's.
             generator=torch.Generator().manual_seed(cfg.train.seed),
         )
-        optimizer = make_optimizer(train_model, cfg)
+        optimizer = make_optimizer(
+            train_model, cfg, None if self.cached else self.plan.ever_trainable)
         self.steps_per_epoch = max(1, -(-len(self.sampler) // cfg.train.grad_accumulation))
         total = math.ceil(cfg.train.epochs * self.steps_per_epoch)
         self.total_steps = min(total, cfg.train.max_steps) if cfg.train.max_steps else total
@@ -149,15 +158,15 @@ class _Loop:
             self.state = load_checkpoint(resume_from, self.accelerator.unwrap_model(self.model),
                                          self.optimizer, self.scheduler)
             self.emit(Note(f"Resumed from step {self.state.step} ({resume_from.name})"))
+        self._follow_schedule()
 
-        self.watch = cfg.train.early_stopping.metric if cfg.train.early_stopping else "accuracy"
-        if self.regression and self.watch == "accuracy":
-            self.watch = "loss"
+        es = cfg.train.early_stopping
+        self.watch = es.metric if es is not None and es.metric else task.watch
         self.emit(RunPrepared(
             total_steps=self.total_steps,
             train_samples=len(self.data.train),
             validation_samples=len(self.data.validation),
-            labels=self.data.labels,
+            labels=tuple(self.data.labels),
             device=str(self.accelerator.device),
             precision=self.precision,
             trainable_params=sum(p.numel() for p in self.full_model.parameters()
@@ -183,12 +192,13 @@ class _Loop:
             # counter on every pass, which restarts at 0 in a resumed run.
             self.loader.set_epoch(st.epoch)
             self.sampler.skip = st.batches_in_epoch  # the data position of a resumed run
+            self._follow_schedule()
             for batch in self.loader:
                 if st.batches_in_epoch % accum == 0 and self.stop.is_set():
                     status, done = "stopped", True
                     break
                 with acc.accumulate(self.model):
-                    loss, _ = self.model(**batch)
+                    loss = self.model(**batch)[0]
                     acc.backward(loss)
                     if acc.sync_gradients and cfg.train.max_grad_norm:
                         acc.clip_grad_norm_(self.model.parameters(), cfg.train.max_grad_norm)
@@ -200,10 +210,12 @@ class _Loop:
                 if "attention_mask" in batch:
                     running_tokens += batch["attention_mask"].sum()  # stays on the device
                 running_batches += 1
-                samples += batch["labels"].shape[0]
+                samples += len(next(iter(batch.values())))
                 if not acc.sync_gradients:
                     continue
                 st.step += 1
+                if self.plan.every_steps:
+                    self._follow_schedule()
                 if st.step % cfg.train.log_every == 0 or st.step == self.total_steps:
                     mean_loss = float(running_loss) / running_batches  # one sync per interval
                     if not math.isfinite(mean_loss):
@@ -247,17 +259,42 @@ class _Loop:
         elif self.last_eval_step != st.step:
             self.evaluate()
         if self.out_dir is not None and status == "completed":
-            from engine.export import save_model
-
-            # The full model: in the cached-feature path self.model is only the head.
-            save_model(self.full_model, self.tokenizer, self.data.labels,
-                       self.pooling, cfg, self.out_dir / "model")
+            self.save_final()
         return Outcome(status, summary=self.summary())
+
+    def save_final(self) -> None:
+        """The trained model, with LoRA folded in, as `out_dir/model`."""
+        import copy
+
+        model = self.full_model  # in the cached-feature path self.model is only the head
+        if self.cfg.freeze.lora is not None:
+            from engine.freeze import merge_lora
+
+            model = merge_lora(copy.deepcopy(model))
+        self.task.save(model, self.processor, self.data, self.cfg, self.out_dir / "model")
+
+    def _follow_schedule(self) -> None:
+        """Gradual unfreezing: open the stage this point of the run has reached."""
+        from engine.freeze import apply_freeze
+
+        stage = self.plan.stage_at(self.state.epoch, self.state.step)
+        if stage == self.stage:
+            return
+        apply_freeze(self.full_model, self.plan, stage)
+        opened = [g for (g, t, _), (_, t0, _) in zip(
+            self.plan.group_rows(self.plan.schedule[stage]),
+            self.plan.group_rows(self.plan.schedule[self.stage]), strict=True) if t and not t0]
+        count = sum(p.numel() for p in self.full_model.parameters() if p.requires_grad)
+        self.emit(Note(f"Gradual unfreezing, stage {stage}: {', '.join(opened)} open; "
+                       f"{count:,} parameters train"))
+        self.stage = stage
 
     def _train_mode(self) -> None:
         self.model.train()
         if self.frozen_backbone and not self.cached:
-            self.accelerator.unwrap_model(self.model).backbone.eval()
+            from engine.freeze import backbone_of
+
+            backbone_of(self.accelerator.unwrap_model(self.model)).eval()
 
     def evaluate(self) -> None:
         st = self.state
@@ -267,8 +304,8 @@ class _Loop:
             metrics = evaluate_features(self.model, self.val_features, self.cfg,
                                         len(self.data.labels))
         else:
-            metrics = run_evaluation(self.model, self.data.validation, self.cfg, self.pad_id,
-                                     len(self.data.labels), self.accelerator.device)
+            metrics = self.task.evaluate(self.accelerator.unwrap_model(self.model), self.data,
+                                         self.processor, self.cfg, self.accelerator.device)
         self._train_mode()
         self.last_eval, self.last_eval_step = metrics, st.step
         self.emit(EvalFinished(step=st.step, epoch=st.step / self.steps_per_epoch, metrics={
@@ -279,7 +316,7 @@ class _Loop:
                 f"train.early_stopping.metric {self.watch!r} is not computed for this task; use "
                 f"one of {', '.join(k for k in metrics if k != 'confusion')}."
             )
-        minimise = self.watch in ("loss", "mse", "mae")
+        minimise = self.watch in self.task.minimise
         if st.best_metric is None or (score < st.best_metric if minimise else
                                       score > st.best_metric):
             st.best_metric, st.best_step, st.evals_without_gain = score, st.step, 0
@@ -311,8 +348,7 @@ class _Loop:
             **{f"final_{k}": v for k, v in self.last_eval.items() if k != "confusion"},
             **{f"best_{k}": v for k, v in self.best.items() if k != "confusion"},
             "confusion": self.last_eval.get("confusion"),
-            **majority_baseline(self.data.validation, self.data.majority_class,
-                                len(self.data.labels)),
+            **self.task.baseline(self.data),
         }
 
 

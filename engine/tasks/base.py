@@ -1,0 +1,210 @@
+"""The interface every task adapter implements, and the pieces they share."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from engine.config import RunConfig
+from engine.errors import ModelError
+
+
+@dataclass
+class Examples:
+    """One split, pre-processed: a dict of lists (one entry per example) per field."""
+
+    fields: dict[str, list]
+    lengths: list[int]
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def row(self, i: int) -> dict[str, Any]:
+        return {k: v[i] for k, v in self.fields.items()}
+
+
+@dataclass
+class TaskData:
+    train: Any
+    validation: Any
+    labels: tuple[str, ...] = ()
+    """Label names in class-index order (empty where the task has none)."""
+    majority_class: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+    """What evaluation needs beyond the features: QA contexts, seq2seq references."""
+
+
+class Task:
+    """A family of heads. Subclasses fill in each step for their task."""
+
+    watch = "accuracy"
+    """The main validation metric: what early stopping and 'best' follow by default."""
+    vision = False
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    # -- steps the loop calls, in order --------------------------------------
+
+    def load_processor(self, cfg: RunConfig):
+        """The tokenizer (or image processor) and the model's local folder."""
+        from engine.models import load_tokenizer
+
+        tokenizer, path = load_tokenizer(cfg.model)
+        check_fits(self, cfg, path)
+        return tokenizer, path
+
+    def load_data(self, cfg: RunConfig, processor) -> TaskData:
+        raise NotImplementedError
+
+    def build(self, cfg: RunConfig, path: Path, data: TaskData) -> torch.nn.Module:
+        raise NotImplementedError
+
+    def collator(self, examples, processor, cfg: RunConfig, *, train: bool) -> Callable:
+        raise NotImplementedError
+
+    def evaluate(self, model, data: TaskData, processor, cfg: RunConfig, device) -> dict:
+        raise NotImplementedError
+
+    def baseline(self, data: TaskData) -> dict:
+        return {}
+
+    def save(self, model, processor, data: TaskData, cfg: RunConfig, target: Path) -> Path:
+        """Save a Hugging Face task model so transformers' Auto classes reload it."""
+        target = Path(target)
+        target.mkdir(parents=True, exist_ok=True)
+        model.save_pretrained(target, safe_serialization=True)
+        processor.save_pretrained(target)
+        write_head_file(target, self.name, data.labels, cfg)
+        return target
+
+    @property
+    def minimise(self) -> frozenset[str]:
+        return frozenset({"loss", "perplexity", "mse", "mae"})
+
+    def pad_id(self, processor) -> int:
+        pad = getattr(processor, "pad_token_id", None)
+        return pad if pad is not None else 0
+
+
+def write_head_file(target: Path, task: str, labels, cfg: RunConfig, **more) -> None:
+    (Path(target) / "hubtune_head.json").write_text(
+        json.dumps({"task": task, "labels": list(labels), "base_model": cfg.model.id,
+                    **more}, indent=2),
+        encoding="utf-8",
+    )
+
+
+def model_config(path: Path) -> dict:
+    return json.loads((Path(path) / "config.json").read_text(encoding="utf-8"))
+
+
+def is_vision_config(config: dict) -> bool:
+    return "num_channels" in config and "vocab_size" not in config
+
+
+def check_fits(task: Task, cfg: RunConfig, path: Path) -> None:
+    """A head on a backbone of the wrong kind is refused before anything loads."""
+    config = model_config(path)
+    kind = config.get("model_type", "unknown")
+    if task.vision and not is_vision_config(config):
+        raise ModelError(
+            f"head.task {task.name} needs a vision model, but {cfg.model.id} is a text model "
+            f"({kind}); pick an image model (ViT, ResNet, torchvision:resnet18)."
+        )
+    if not task.vision and is_vision_config(config):
+        raise ModelError(
+            f"head.task {task.name} needs a text model, but {cfg.model.id} is a vision model "
+            f"({kind}); use head.task image-classification or pick a text model."
+        )
+
+
+def load_auto_model(auto_class: str, task: Task, cfg: RunConfig, path: Path, hint: str,
+                    **kwargs) -> torch.nn.Module:
+    """`transformers.<auto_class>.from_pretrained`, with misfits and load errors explained."""
+    import transformers
+
+    from engine.models import quiet_transformers
+
+    quiet_transformers()
+    cls = getattr(transformers, auto_class)
+    try:
+        return cls.from_pretrained(
+            path, trust_remote_code=cfg.model.trust_remote_code,
+            use_safetensors=not cfg.model.allow_pickle or None, **kwargs,
+        )
+    except ValueError as exc:
+        if "Unrecognized configuration class" in str(exc):
+            kind = model_config(path).get("model_type", "unknown")
+            raise ModelError(
+                f"head.task {task.name} does not fit {cfg.model.id} ({kind}); {hint}"
+            ) from None
+        raise ModelError(f"Cannot load model {cfg.model.id}: {_first_line(exc)}") from None
+    except OSError as exc:
+        raise ModelError(f"Cannot load model {cfg.model.id}: {_first_line(exc)}") from None
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+class PadCollator:
+    """Pads every list field of a batch to the batch's longest (dynamic padding).
+
+    `pads` gives the fill value per field (labels get -100, which the losses
+    ignore); scalar fields become a 1-d tensor. An attention mask follows
+    `input_ids`.
+    """
+
+    def __init__(self, examples: Examples, pads: dict[str, int],
+                 keys: tuple[str, ...] | None = None) -> None:
+        self.examples = examples
+        self.pads = pads
+        self.keys = keys or tuple(examples.fields)
+
+    def __call__(self, indices: list[int]) -> dict[str, torch.Tensor]:
+        batch = {}
+        for key in self.keys:
+            values = [self.examples.fields[key][i] for i in indices]
+            if isinstance(values[0], list):
+                width = max(len(v) for v in values)
+                out = torch.full((len(values), width), self.pads.get(key, 0), dtype=torch.long)
+                for row, v in enumerate(values):
+                    out[row, : len(v)] = torch.tensor(v, dtype=torch.long)
+                batch[key] = out
+                if key == "input_ids":
+                    mask = torch.zeros((len(values), width), dtype=torch.long)
+                    for row, v in enumerate(values):
+                        mask[row, : len(v)] = 1
+                    batch["attention_mask"] = mask
+            else:
+                batch[key] = torch.tensor(values)
+        return batch
+
+
+@torch.no_grad()
+def mean_loss(model, examples, collate: Callable, batch_size: int, device,
+              visit: Callable | None = None) -> float:
+    """The example-weighted mean loss over a split, in length-sorted batches.
+
+    `visit(indices, batch, output)` sees each batch's output (for predictions).
+    """
+    from engine.data import sorted_batches
+
+    was_training = model.training
+    model.eval()
+    total = torch.zeros((), device=device, dtype=torch.float64)
+    for indices in sorted_batches(examples.lengths, batch_size):
+        batch = {k: v.to(device, non_blocking=True) for k, v in collate(indices).items()}
+        out = model(**batch)
+        total += out[0].double() * len(indices)
+        if visit is not None:
+            visit(indices, batch, out)
+    model.train(was_training)
+    return float(total) / max(1, len(examples))

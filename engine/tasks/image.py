@@ -1,0 +1,331 @@
+"""Image classification: Hugging Face vision models and torchvision backbones.
+
+Data is a folder with one sub-folder per class, or a table of image path
+and label. Every file is opened once up front: a corrupt or non-image file
+fails the load with its path, or, with `data.bad_files: skip`, is left out
+and counted. Images go through torchvision v2 transforms with the model's
+own size and normalisation (optional random crops and flips for training).
+
+torchvision backbones (`torchvision:resnet18`) keep their architecture and
+have the final linear layer replaced; their pretrained weights come through
+huggingface_hub (never torch.hub) from `model.weights`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from engine.config import RunConfig
+from engine.errors import DataError, ModelError
+from engine.tasks.base import Task, TaskData, load_auto_model, write_head_file
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+TORCHVISION_WEIGHTS = {
+    # The weights torchvision itself publishes, as copies on the hub (same key names).
+    "resnet18": "timm/resnet18.tv_in1k",
+    "resnet34": "timm/resnet34.tv_in1k",
+    "resnet50": "timm/resnet50.tv_in1k",
+}
+
+
+class ImageExamples:
+    def __init__(self, paths: list[Path], labels: list[int]) -> None:
+        self.paths, self.labels = paths, labels
+        self.lengths = [1] * len(paths)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+
+def scan_images(root: Path, policy: str) -> tuple[list[Path], list[str], int]:
+    """(paths, class names, files skipped) of a folder-per-class tree."""
+    if not root.is_dir():
+        raise DataError(f"The image folder {root} does not exist; check data.train.")
+    classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not classes:
+        raise DataError(f"{root} has no class sub-folders; put each class's images in a "
+                        "folder named after it (or give a CSV of path,label).")
+    paths, labels = [], []
+    for name in classes:
+        for f in sorted((root / name).rglob("*")):
+            if f.is_file() and not f.name.startswith("."):
+                paths.append(f)
+                labels.append(name)
+    return paths, labels, 0
+
+
+def check_images(paths: list[Path], labels: list[str], policy: str) -> tuple[list, list, int]:
+    """Open every image once; a bad one fails the load or, with skip, is left out."""
+    from PIL import Image, UnidentifiedImageError
+
+    good_paths, good_labels, skipped = [], [], 0
+    for path, label in zip(paths, labels, strict=True):
+        try:
+            with Image.open(path) as img:
+                img.verify()
+        except FileNotFoundError:
+            problem = "does not exist"
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+            problem = ("is not an image" if isinstance(exc, UnidentifiedImageError)
+                       else "is a corrupt image")
+        else:
+            good_paths.append(path)
+            good_labels.append(label)
+            continue
+        if policy == "fail":
+            raise DataError(f"{path} {problem}; remove it, or set data.bad_files: skip to leave "
+                            "such files out.")
+        skipped += 1
+    return good_paths, good_labels, skipped
+
+
+def read_images(cfg: RunConfig, target: str, role: str):
+    """A table of path and label for a folder or a CSV of paths."""
+    import pandas as pd
+
+    from engine.data import pick_column, read_table
+
+    source = cfg.resolve(target)
+    if source.is_dir():
+        paths, labels, _ = scan_images(source, cfg.data.bad_files)
+        return pd.DataFrame({"path": paths, "label": labels})
+    frame = read_table(source, encoding=cfg.data.encoding, role=role)
+    path_col = pick_column(frame, source, cfg.data.text_column, "text_column",
+                           ("path", "image", "file", "filename"))
+    label_col = pick_column(frame, source, cfg.data.label_column, "label_column", ("class",))
+    base = source.parent
+    return pd.DataFrame({
+        "path": [p if (p := Path(str(v))).is_absolute() else base / p for v in frame[path_col]],
+        "label": [str(v) for v in frame[label_col]],
+    })
+
+
+def image_transforms(size: int, mean, std, *, augment: bool):
+    from torchvision.transforms import v2
+
+    steps = [v2.ToImage()]
+    if augment:
+        steps += [v2.RandomResizedCrop(size, scale=(0.7, 1.0), antialias=True),
+                  v2.RandomHorizontalFlip()]
+    else:
+        steps += [v2.Resize((size, size), antialias=True)]
+    steps += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(mean), list(std))]
+    return v2.Compose(steps)
+
+
+class ImageCollator:
+    def __init__(self, examples: ImageExamples, transform) -> None:
+        self.examples, self.transform = examples, transform
+
+    def __call__(self, indices: list[int]) -> dict[str, torch.Tensor]:
+        from PIL import Image
+
+        pixels = []
+        for i in indices:
+            with Image.open(self.examples.paths[i]) as img:
+                pixels.append(self.transform(img.convert("RGB")))
+        return {"pixel_values": torch.stack(pixels),
+                "labels": torch.tensor([self.examples.labels[i] for i in indices])}
+
+
+class TorchvisionClassifier(nn.Module):
+    """A torchvision classification network whose last linear layer is replaced."""
+
+    def __init__(self, arch: str, num_labels: int) -> None:
+        super().__init__()
+        from torchvision.models import get_model
+
+        self.arch = arch
+        self.backbone = get_model(arch, weights=None)
+        parent, name, last = _final_linear(self.backbone)
+        setattr(parent, name, nn.Identity())
+        self.head = nn.Linear(last.in_features, num_labels)
+
+    def forward(self, pixel_values, labels=None):
+        logits = self.head(self.backbone(pixel_values))
+        loss = None if labels is None else nn.functional.cross_entropy(logits, labels)
+        return loss, logits
+
+
+def _final_linear(model: nn.Module):
+    last = None
+    for name, module in model.named_modules():
+        if isinstance(module, nn.Linear):
+            last = name
+    if last is None:
+        raise ModelError(f"{type(model).__name__} has no final linear layer to replace.")
+    parent_name, _, child = last.rpartition(".")
+    parent = model.get_submodule(parent_name) if parent_name else model
+    return parent, child, getattr(parent, child)
+
+
+def torchvision_state(cfg: RunConfig, arch: str) -> dict | None:
+    """The pretrained state dict of a torchvision architecture, through huggingface_hub."""
+    from safetensors.torch import load_file
+
+    ref = cfg.model.weights or TORCHVISION_WEIGHTS.get(arch)
+    if ref is None:
+        return None
+    local = Path(ref).expanduser()
+    if local.is_dir():
+        files = sorted(local.glob("*.safetensors"))
+        if not files:
+            raise ModelError(f"model.weights {ref} holds no .safetensors file.")
+        local = files[0]
+    if not local.is_file():
+        from huggingface_hub import hf_hub_download
+
+        from engine.hub import hub_errors
+
+        with hub_errors():
+            local = Path(hf_hub_download(ref, "model.safetensors", revision=cfg.model.revision))
+    return load_file(str(local))
+
+
+class ImageTask(Task):
+    vision = True
+
+    def load_processor(self, cfg: RunConfig):
+        """(mean, std, size), and the model folder (None for torchvision)."""
+        ref = cfg.model.id
+        if ref.startswith("torchvision:"):
+            from engine.hub import TORCHVISION_BACKBONES
+
+            arch = ref.removeprefix("torchvision:")
+            if arch not in TORCHVISION_BACKBONES:
+                raise ModelError(f"{ref} is not an offered torchvision backbone; use one of "
+                                 f"{', '.join('torchvision:' + a for a in TORCHVISION_BACKBONES)}.")
+            return {"mean": IMAGENET_MEAN, "std": IMAGENET_STD,
+                    "size": cfg.data.image_size or 224, "arch": arch}, None
+        from engine.models import check_loadable, resolve_model_path
+        from engine.tasks.base import check_fits
+
+        path = resolve_model_path(cfg.model)
+        check_loadable(path, cfg.model)
+        check_fits(self, cfg, path)
+        from transformers import AutoImageProcessor
+
+        try:
+            proc = AutoImageProcessor.from_pretrained(path)
+        except (OSError, ValueError):
+            proc = None
+        size = cfg.data.image_size
+        if size is None:
+            raw = getattr(proc, "size", None) or {}
+            size = raw.get("height") or raw.get("shortest_edge") or 224
+        return {"mean": tuple(getattr(proc, "image_mean", None) or IMAGENET_MEAN),
+                "std": tuple(getattr(proc, "image_std", None) or IMAGENET_STD),
+                "size": int(size), "arch": None, "processor": proc}, path
+
+    def load_data(self, cfg: RunConfig, processor) -> TaskData:
+        from engine.data import _natural, _split
+
+        spec = cfg.data
+        train = read_images(cfg, spec.train, "training")
+        if spec.limit is not None and len(train) > spec.limit:
+            train = train.sample(n=spec.limit, random_state=cfg.train.seed)
+        if spec.validation:
+            val = read_images(cfg, spec.validation, "validation")
+        else:
+            if spec.validation_split <= 0:
+                raise DataError("Give data.validation or a data.validation_split above 0.")
+            train, val = _split(train, "label", spec.validation_split, cfg.train.seed, False)
+        skipped = 0
+        splits = []
+        for frame in (train, val):
+            paths, labels, bad = check_images(list(frame["path"]), list(frame["label"]),
+                                              spec.bad_files)
+            skipped += bad
+            splits.append((paths, labels))
+        names = tuple(sorted(set(splits[0][1]), key=_natural))
+        if len(names) < 2:
+            raise DataError(f"{spec.train} has only one class ({', '.join(names)}); image "
+                            "classification needs at least two.")
+        index = {n: i for i, n in enumerate(names)}
+        unseen = sorted(set(splits[1][1]) - set(index))
+        if unseen:
+            raise DataError(f"Validation classes {', '.join(unseen)} never appear in the "
+                            f"training data ({', '.join(names)}).")
+        train_ex = ImageExamples(splits[0][0], [index[x] for x in splits[0][1]])
+        val_ex = ImageExamples(splits[1][0], [index[x] for x in splits[1][1]])
+        counts = torch.bincount(torch.tensor(train_ex.labels), minlength=len(names))
+        return TaskData(train_ex, val_ex, names, int(counts.argmax()),
+                        extra={"skipped_files": skipped})
+
+    def build(self, cfg: RunConfig, path: Path | None, data: TaskData):
+        labels = list(data.labels)
+        if path is None:
+            arch = cfg.model.id.removeprefix("torchvision:")
+            model = TorchvisionClassifier(arch, len(labels))
+            state = torchvision_state(cfg, arch)
+            if state is not None:
+                state = {k: v for k, v in state.items()
+                         if k in model.backbone.state_dict()
+                         and v.shape == model.backbone.state_dict()[k].shape}
+                missing = model.backbone.load_state_dict(state, strict=False).missing_keys
+                if missing:
+                    raise ModelError(f"model.weights do not fit {arch}: {len(missing)} tensors "
+                                     f"are missing, e.g. {missing[0]}.")
+            return model
+        return load_auto_model(
+            "AutoModelForImageClassification", self, cfg, path,
+            "it needs a vision backbone such as ViT, ResNet or ConvNeXT.",
+            num_labels=len(labels), id2label=dict(enumerate(labels)),
+            label2id={n: i for i, n in enumerate(labels)}, ignore_mismatched_sizes=True,
+        )
+
+    def collator(self, examples, processor, cfg: RunConfig, *, train: bool):
+        transform = image_transforms(processor["size"], processor["mean"], processor["std"],
+                                     augment=train and cfg.data.augment)
+        return ImageCollator(examples, transform)
+
+    def evaluate(self, model, data: TaskData, processor, cfg: RunConfig, device) -> dict:
+        from engine.data import sorted_batches
+        from engine.evaluate import _metrics
+
+        collate = self.collator(data.validation, processor, cfg, train=False)
+        was_training = model.training
+        model.eval()
+        total = torch.zeros((), device=device, dtype=torch.float64)
+        golds, preds = [], []
+        with torch.no_grad():
+            for indices in sorted_batches(data.validation.lengths, cfg.train.batch_size * 2):
+                batch = {k: v.to(device) for k, v in collate(indices).items()}
+                out = model(**batch)
+                total += out[0].double() * len(indices)
+                golds.append(batch["labels"])
+                preds.append(out[1].argmax(-1))
+        model.train(was_training)
+        return _metrics(torch.cat(golds), torch.cat(preds), float(total) / len(data.validation),
+                        False, len(data.labels))
+
+    def baseline(self, data: TaskData) -> dict:
+        from engine.evaluate import majority_baseline
+
+        return majority_baseline(data.validation, data.majority_class, len(data.labels))
+
+    def pad_id(self, processor) -> int:
+        return 0
+
+    def save(self, model, processor, data: TaskData, cfg: RunConfig, target: Path) -> Path:
+        target = Path(target)
+        if isinstance(model, TorchvisionClassifier):
+            from safetensors.torch import save_model
+
+            target.mkdir(parents=True, exist_ok=True)
+            save_model(model, str(target / "model.safetensors"))
+            write_head_file(target, self.name, data.labels, cfg, arch=model.arch,
+                            image={k: processor[k] for k in ("mean", "std", "size")})
+            return target
+        target.mkdir(parents=True, exist_ok=True)
+        model.save_pretrained(target, safe_serialization=True)
+        if processor.get("processor") is not None:
+            processor["processor"].save_pretrained(target)
+        write_head_file(target, self.name, data.labels, cfg,
+                        image={k: processor[k] for k in ("mean", "std", "size")})
+        return target

@@ -1,0 +1,226 @@
+"""Extractive question answering: a start and an end position over the context.
+
+Data is SQuAD JSON (`data` → `paragraphs` → `qas`), or a table with
+`question`, `context` and `answers` (`{"text": [...], "answer_start": [...]}`)
+or `answer_text` / `answer_start` columns. A context longer than
+`data.max_length` is cut into overlapping windows (`data.doc_stride` tokens
+shared); a window without the answer learns to point at the first token.
+Predictions are mapped back to character spans of the context through the
+tokenizer's offsets; metrics are SQuAD's exact match and token F1.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import re
+import string
+from pathlib import Path
+
+import torch
+
+from engine.config import RunConfig
+from engine.errors import DataError
+from engine.tasks.base import Examples, PadCollator, Task, TaskData, load_auto_model, mean_loss
+
+MAX_ANSWER_TOKENS = 30
+
+
+def read_squad(path: Path, encoding: str = "utf-8", role: str = "training"):
+    """SQuAD-format JSON, or a table, as rows of id, question, context, answers."""
+    import pandas as pd
+
+    from engine.data import read_table
+
+    if path.suffix.lower() == ".json" and path.is_file():
+        try:
+            doc = json.loads(path.read_text(encoding=encoding))
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            doc = None  # perhaps JSON lines; let the table reader say what is wrong
+        if isinstance(doc, dict) and "data" in doc:
+            rows = []
+            for article in doc["data"]:
+                for para in article.get("paragraphs", []):
+                    for qa in para.get("qas", []):
+                        rows.append({
+                            "id": str(qa.get("id", len(rows))), "question": qa["question"],
+                            "context": para["context"],
+                            "answers": [(a["text"], int(a["answer_start"]))
+                                        for a in qa.get("answers", [])],
+                        })
+            if not rows:
+                raise DataError(f"{path} holds no questions.")
+            return pd.DataFrame(rows)
+    frame = read_table(path, encoding=encoding, role=role)
+    for col in ("question", "context"):
+        if col not in frame.columns:
+            raise DataError(f"{path} has no column {col!r}; question answering needs question, "
+                            f"context and answers (its columns are "
+                            f"{', '.join(map(str, frame.columns))}).")
+    answers = []
+    for _, row in frame.iterrows():
+        if "answers" in frame.columns:
+            a = row["answers"]
+            if isinstance(a, str):
+                a = json.loads(a)
+            texts = list(a["text"])
+            starts = [int(s) for s in a["answer_start"]]
+        elif "answer_text" in frame.columns and "answer_start" in frame.columns:
+            texts, starts = [str(row["answer_text"])], [int(row["answer_start"])]
+        else:
+            raise DataError(f"{path} has no answers column (answers, or answer_text and "
+                            "answer_start).")
+        answers.append(list(zip(texts, starts, strict=True)))
+    frame = frame.assign(answers=answers)
+    if "id" not in frame.columns:
+        frame = frame.assign(id=[str(i) for i in range(len(frame))])
+    return frame
+
+
+def normalize_answer(text: str) -> str:
+    """SQuAD's normalisation: lower case, no punctuation, articles or extra spaces."""
+    text = "".join(ch for ch in text.lower() if ch not in set(string.punctuation))
+    text = re.sub(r"\b(a|an|the)\b", " ", text)
+    return " ".join(text.split())
+
+
+def answer_f1(prediction: str, truth: str) -> float:
+    p, t = normalize_answer(prediction).split(), normalize_answer(truth).split()
+    common = collections.Counter(p) & collections.Counter(t)
+    same = sum(common.values())
+    if not p or not t:
+        return float(p == t)
+    if same == 0:
+        return 0.0
+    precision, recall = same / len(p), same / len(t)
+    return 2 * precision * recall / (precision + recall)
+
+
+def squad_scores(predictions: list[str], answers: list[list[str]]) -> dict[str, float]:
+    """Exact match and F1, each the best over an example's gold answers."""
+    em = f1 = 0.0
+    for pred, golds in zip(predictions, answers, strict=True):
+        golds = golds or [""]
+        em += max(float(normalize_answer(pred) == normalize_answer(g)) for g in golds)
+        f1 += max(answer_f1(pred, g) for g in golds)
+    n = max(1, len(predictions))
+    return {"exact_match": em / n, "f1": f1 / n}
+
+
+def encode_windows(tokenizer, questions, contexts, max_length: int, stride: int):
+    return tokenizer(
+        questions, contexts, truncation="only_second", max_length=max_length, stride=stride,
+        return_overflowing_tokens=True, return_offsets_mapping=True,
+        return_attention_mask=False, padding=False,
+    )
+
+
+def best_span(start_logits, end_logits, offsets) -> tuple[float, int, int]:
+    """(score, char start, char end) of the best valid span in one window."""
+    best = (float("-inf"), 0, 0)
+    top_s = torch.topk(start_logits, min(20, len(start_logits))).indices.tolist()
+    top_e = torch.topk(end_logits, min(20, len(end_logits))).indices.tolist()
+    for s in top_s:
+        for e in top_e:
+            if offsets[s] is None or offsets[e] is None or e < s or e - s + 1 > MAX_ANSWER_TOKENS:
+                continue
+            score = float(start_logits[s] + end_logits[e])
+            if score > best[0]:
+                best = (score, offsets[s][0], offsets[e][1])
+    return best
+
+
+class QATask(Task):
+    watch = "f1"
+
+    def load_data(self, cfg: RunConfig, tokenizer) -> TaskData:
+        from engine.data import load_frames
+
+        spec = cfg.data
+        if not getattr(tokenizer, "is_fast", False):
+            from engine.errors import ModelError
+
+            raise ModelError(f"Question answering needs a fast tokenizer (for offsets); "
+                             f"{cfg.model.id} has only a slow one.")
+        if spec.doc_stride * 2 >= spec.max_length:
+            from engine.errors import ConfigError
+
+            raise ConfigError(f"data.doc_stride ({spec.doc_stride}) must be under half of "
+                              f"data.max_length ({spec.max_length}) so windows move forward.")
+        train, val, _ = load_frames(cfg, lambda p, role: read_squad(p, spec.encoding, role))
+
+        def encode(frame, training: bool) -> Examples:
+            questions = [str(q).lstrip() for q in frame["question"]]
+            contexts = [str(c) for c in frame["context"]]
+            enc = encode_windows(tokenizer, questions, contexts, spec.max_length,
+                                 spec.doc_stride)
+            starts, ends, owners, offsets = [], [], [], []
+            all_answers = list(frame["answers"])
+            for w in range(len(enc["input_ids"])):
+                example = enc["overflow_to_sample_mapping"][w]
+                seq = enc.sequence_ids(w)
+                window_offsets = [o if s == 1 else None
+                                  for o, s in zip(enc["offset_mapping"][w], seq, strict=True)]
+                s_tok = e_tok = 0
+                answers = all_answers[example]
+                if answers:
+                    text, char_start = answers[0]
+                    char_end = char_start + len(text)
+                    inside = [i for i, o in enumerate(window_offsets) if o is not None]
+                    if (inside and window_offsets[inside[0]][0] <= char_start
+                            and window_offsets[inside[-1]][1] >= char_end):
+                        s_tok = next(i for i in inside if window_offsets[i][1] > char_start)
+                        e_tok = next(i for i in reversed(inside)
+                                     if window_offsets[i][0] < char_end)
+                starts.append(s_tok)
+                ends.append(e_tok)
+                owners.append(example)
+                offsets.append(window_offsets)
+            fields = {"input_ids": enc["input_ids"], "start_positions": starts,
+                      "end_positions": ends}
+            if "token_type_ids" in enc:
+                fields["token_type_ids"] = enc["token_type_ids"]
+            examples = Examples(fields, [len(x) for x in enc["input_ids"]])
+            if not training:
+                examples.owners, examples.offsets = owners, offsets
+            return examples
+
+        for frame, path in ((train, spec.train), (val, spec.validation or spec.train)):
+            for i, (context, answers) in enumerate(zip(frame["context"], frame["answers"],
+                                                       strict=True)):
+                for text, start in answers:
+                    if str(context)[start:start + len(text)] != text:
+                        raise DataError(
+                            f"{path}: answer {text!r} of question {i + 1} is not at character "
+                            f"{start} of its context; fix answer_start.")
+        return TaskData(encode(train, True), encode(val, False), extra={
+            "contexts": [str(c) for c in val["context"]],
+            "answers": [[t for t, _ in a] for a in val["answers"]],
+        })
+
+    def build(self, cfg: RunConfig, path: Path, data: TaskData):
+        return load_auto_model("AutoModelForQuestionAnswering", self, cfg, path,
+                               "it needs an encoder such as BERT, RoBERTa or DistilBERT.")
+
+    def collator(self, examples, tokenizer, cfg: RunConfig, *, train: bool):
+        return PadCollator(examples, {"input_ids": self.pad_id(tokenizer)})
+
+    def evaluate(self, model, data: TaskData, tokenizer, cfg: RunConfig, device) -> dict:
+        val = data.validation
+        best: dict[int, tuple[float, int, int]] = {}
+
+        def visit(indices, batch, out):
+            for row, w in enumerate(indices):
+                n = len(val.fields["input_ids"][w])
+                span = best_span(out.start_logits[row, :n].float().cpu(),
+                                 out.end_logits[row, :n].float().cpu(), val.offsets[w])
+                owner = val.owners[w]
+                if owner not in best or span[0] > best[owner][0]:
+                    best[owner] = span
+
+        collate = self.collator(val, tokenizer, cfg, train=False)
+        loss = mean_loss(model, val, collate, cfg.train.batch_size * 2, device, visit)
+        contexts = data.extra["contexts"]
+        predictions = [contexts[i][best[i][1]:best[i][2]] if i in best else ""
+                       for i in range(len(contexts))]
+        return {"loss": loss, **squad_scores(predictions, data.extra["answers"])}

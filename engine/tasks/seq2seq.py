@@ -1,0 +1,84 @@
+"""Sequence to sequence (translation, summarisation) on source / target columns.
+
+The encoder-decoder learns with teacher forcing; evaluation also generates
+(greedy) for the validation sources and scores the text against the
+targets with sacrebleu's corpus BLEU and chrF.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from engine.config import RunConfig
+from engine.tasks.base import Examples, PadCollator, Task, TaskData, load_auto_model, mean_loss
+
+GENERATE_LIMIT = 500
+"""Validation examples generated for BLEU/chrF at each evaluation (the loss uses all)."""
+
+
+class Seq2SeqTask(Task):
+    watch = "chrf"
+
+    def load_data(self, cfg: RunConfig, tokenizer) -> TaskData:
+        from engine.data import load_frames, pick_column
+
+        spec = cfg.data
+        train, val, path = load_frames(cfg)
+        references = []
+
+        def encode(frame) -> Examples:
+            src_col = pick_column(frame, path, spec.text_column, "text_column",
+                                  ("source", "src", "document", "input"))
+            tgt_col = pick_column(frame, path, spec.label_column, "label_column",
+                                  ("target", "tgt", "summary", "output"))
+            sources = [spec.source_prefix + str(s) for s in frame[src_col]]
+            targets = [str(t) for t in frame[tgt_col]]
+            enc = tokenizer(sources, text_target=targets, truncation=True,
+                            max_length=spec.max_length, return_attention_mask=False)
+            labels = tokenizer(text_target=targets, truncation=True,
+                               max_length=spec.max_target_length)["input_ids"]
+            references[:] = targets
+            fields = {"input_ids": enc["input_ids"], "labels": labels}
+            return Examples(fields, [len(x) for x in enc["input_ids"]])
+
+        train_ex = encode(train)
+        val_ex = encode(val)
+        return TaskData(train_ex, val_ex, extra={"references": list(references)})
+
+    def build(self, cfg: RunConfig, path: Path, data: TaskData):
+        return load_auto_model("AutoModelForSeq2SeqLM", self, cfg, path,
+                               "it needs an encoder-decoder such as T5, BART or Marian.")
+
+    def collator(self, examples, tokenizer, cfg: RunConfig, *, train: bool):
+        return PadCollator(examples, {"input_ids": self.pad_id(tokenizer), "labels": -100})
+
+    def evaluate(self, model, data: TaskData, tokenizer, cfg: RunConfig, device) -> dict:
+        import sacrebleu
+
+        val = data.validation
+        collate = self.collator(val, tokenizer, cfg, train=False)
+        loss = mean_loss(model, val, collate, cfg.train.batch_size * 2, device)
+        n = min(len(val), GENERATE_LIMIT)
+        outputs: dict[int, str] = {}
+        was_training = model.training
+        model.eval()
+        order = sorted(range(n), key=lambda i: -val.lengths[i])
+        step = cfg.train.batch_size * 2
+        with torch.no_grad():
+            for start in range(0, n, step):
+                indices = order[start:start + step]
+                batch = {k: v.to(device) for k, v in collate(indices).items() if k != "labels"}
+                generated = model.generate(**batch, max_new_tokens=cfg.data.max_target_length,
+                                           num_beams=1, do_sample=False)
+                texts = tokenizer.batch_decode(generated, skip_special_tokens=True)
+                outputs.update(zip(indices, texts, strict=True))
+        model.train(was_training)
+        hypotheses = [outputs[i].strip() for i in range(n)]
+        refs = [data.extra["references"][:n]]
+        return {
+            "loss": loss,
+            "bleu": sacrebleu.corpus_bleu(hypotheses, refs).score,
+            "chrf": sacrebleu.corpus_chrf(hypotheses, refs).score,
+        }

@@ -1,0 +1,56 @@
+"""Sequence heads: single- and multi-label classification, regression, sentence pairs.
+
+The model is hubtune's own `SequenceClassifier` (backbone, the checkpoint's
+pooling, a linear or MLP head), so the pooling a sentence-transformers repo
+declares is honoured; see engine/models.py.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from engine.config import RunConfig
+from engine.tasks.base import Task, TaskData
+
+
+class SequenceTask(Task):
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.regression = name == "regression"
+        self.watch = "loss" if self.regression else "accuracy"
+        self.pooling = "cls"
+
+    def load_data(self, cfg: RunConfig, processor) -> TaskData:
+        from engine.data import load_text_classification
+
+        text = load_text_classification(cfg, processor)
+        return TaskData(text.train, text.validation, text.labels, text.majority_class)
+
+    def build(self, cfg: RunConfig, path: Path, data: TaskData):
+        from engine.models import build_model
+
+        num_labels = 1 if self.regression else len(data.labels)
+        built = build_model(cfg.model, cfg.head, num_labels, path=path)
+        self.pooling = built.pooling
+        return built.model
+
+    def collator(self, examples, processor, cfg: RunConfig, *, train: bool):
+        from engine.data import Collator
+
+        return Collator(examples, self.pad_id(processor), self.regression)
+
+    def evaluate(self, model, data: TaskData, processor, cfg: RunConfig, device) -> dict:
+        from engine.evaluate import run_evaluation
+
+        return run_evaluation(model, data.validation, cfg, self.pad_id(processor),
+                              len(data.labels), device)
+
+    def baseline(self, data: TaskData) -> dict:
+        from engine.evaluate import majority_baseline
+
+        return majority_baseline(data.validation, data.majority_class, len(data.labels))
+
+    def save(self, model, processor, data: TaskData, cfg: RunConfig, target: Path) -> Path:
+        from engine.export import save_model
+
+        return save_model(model, processor, data.labels, self.pooling, cfg, target)

@@ -1,0 +1,182 @@
+"""Token classification (NER, POS): a label per word, learned on its first sub-token.
+
+Data is JSONL/CSV/Parquet with a list of words and a list of tags per row,
+or CoNLL text (one `word ... tag` line per token, a blank line between
+sentences). Tags are aligned to sub-tokens through the fast tokenizer's
+word ids: the first piece of each word carries the word's tag, the others
+and the special tokens get -100, which the loss ignores. Metrics are token
+accuracy and entity-level precision / recall / F1 over BIO spans.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from engine.config import RunConfig
+from engine.errors import DataError
+from engine.tasks.base import Examples, PadCollator, Task, TaskData, load_auto_model, mean_loss
+
+CONLL_SUFFIXES = (".conll", ".conllu", ".bio", ".txt")
+
+
+def read_conll(path: Path, encoding: str = "utf-8"):
+    """Sentences from CoNLL-style text: first column the word, last column its tag."""
+    import pandas as pd
+
+    if not path.is_file():
+        raise DataError(f"The data file {path} does not exist; check data.train.")
+    try:
+        lines = path.read_text(encoding=encoding).splitlines()
+    except UnicodeDecodeError:
+        raise DataError(f"{path} is not valid {encoding} text; set data.encoding.") from None
+    rows, words, tags = [], [], []
+    for number, line in enumerate(lines, 1):
+        line = line.strip()
+        if not line or line.startswith("-DOCSTART-"):
+            if words:
+                rows.append({"tokens": words, "tags": tags})
+                words, tags = [], []
+            continue
+        parts = line.split()
+        if len(parts) < 2:
+            raise DataError(f"{path} line {number}: expected a word and a tag, got {line!r}.")
+        words.append(parts[0])
+        tags.append(parts[-1])
+    if words:
+        rows.append({"tokens": words, "tags": tags})
+    if not rows:
+        raise DataError(f"The data file {path} holds no sentences.")
+    return pd.DataFrame(rows)
+
+
+def entity_spans(tags: list[str]) -> set[tuple[str, int, int]]:
+    """(type, start, end) spans of a BIO (or IOB1) tag sequence; a stray I- starts a span."""
+    spans, kind, start = set(), None, 0
+    for i, tag in enumerate([*tags, "O"]):
+        prefix, _, label = tag.partition("-")
+        begins = prefix == "B" or (prefix == "I" and label != kind)
+        if kind is not None and (tag == "O" or begins or not label):
+            spans.add((kind, start, i))
+            kind = None
+        if begins and label:
+            kind, start = label, i
+    return spans
+
+
+def entity_scores(gold: list[list[str]], pred: list[list[str]]) -> dict[str, float]:
+    tp = n_gold = n_pred = 0
+    for g, p in zip(gold, pred, strict=True):
+        gs, ps = entity_spans(g), entity_spans(p)
+        tp += len(gs & ps)
+        n_gold += len(gs)
+        n_pred += len(ps)
+    precision = tp / n_pred if n_pred else 0.0
+    recall = tp / n_gold if n_gold else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {"precision": precision, "recall": recall, "f1": f1}
+
+
+def align_labels(word_ids: list[int | None], word_labels: list[int]) -> list[int]:
+    """A label on the first sub-token of each word, -100 elsewhere."""
+    out, previous = [], None
+    for w in word_ids:
+        out.append(-100 if w is None or w == previous else word_labels[w])
+        previous = w
+    return out
+
+
+class TokenTask(Task):
+    watch = "f1"
+
+    def load_processor(self, cfg: RunConfig):
+        tokenizer, path = super().load_processor(cfg)
+        if not getattr(tokenizer, "is_fast", False):
+            from engine.errors import ModelError
+
+            raise ModelError(f"Token classification needs a fast tokenizer (for word ids); "
+                             f"{cfg.model.id} has only a slow one.")
+        if hasattr(tokenizer, "add_prefix_space") and not tokenizer.add_prefix_space:
+            # Byte-level BPE (RoBERTa, GPT-2) must be told words arrive pre-split.
+            from transformers import AutoTokenizer
+
+            tokenizer = AutoTokenizer.from_pretrained(path, add_prefix_space=True)
+        return tokenizer, path
+
+    def load_data(self, cfg: RunConfig, tokenizer) -> TaskData:
+        from engine.data import as_list, load_frames, pick_column, read_table
+
+        spec = cfg.data
+
+        def read(path, role):
+            if path.suffix.lower() in CONLL_SUFFIXES:
+                return read_conll(path, spec.encoding)
+            return read_table(path, encoding=spec.encoding, role=role)
+
+        train, val, path = load_frames(cfg, read)
+        splits = []
+        for frame in (train, val):
+            words_col = pick_column(frame, path, spec.text_column, "text_column",
+                                    ("tokens", "words"))
+            tags_col = pick_column(frame, path, spec.label_column, "label_column",
+                                   ("tags", "ner_tags", "labels"))
+            words = [[str(w) for w in as_list(v, path, words_col, i)]
+                     for i, v in enumerate(frame[words_col])]
+            tags = [[str(t) for t in as_list(v, path, tags_col, i)]
+                    for i, v in enumerate(frame[tags_col])]
+            for i, (w, t) in enumerate(zip(words, tags, strict=True)):
+                if len(w) != len(t):
+                    raise DataError(f"{path} row {i + 1}: {len(w)} words but {len(t)} tags; "
+                                    "every word needs exactly one tag.")
+            splits.append((words, tags))
+        names = tuple(sorted({t for tags in splits[0][1] for t in tags},
+                             key=lambda t: (t != "O", t.partition("-")[2], t)))
+        index = {n: i for i, n in enumerate(names)}
+        unseen = sorted({t for tags in splits[1][1] for t in tags} - set(index))
+        if unseen:
+            raise DataError(f"Validation tags {', '.join(unseen)} never appear in the training "
+                            f"data ({', '.join(names)}); fix them or add training examples.")
+
+        def encode(words, tags) -> Examples:
+            enc = tokenizer(words, is_split_into_words=True, truncation=True,
+                            max_length=spec.max_length, return_attention_mask=False)
+            labels = [align_labels(enc.word_ids(i), [index[t] for t in row])
+                      for i, row in enumerate(tags)]
+            fields = {"input_ids": enc["input_ids"], "labels": labels}
+            return Examples(fields, [len(x) for x in enc["input_ids"]])
+
+        train_ex, val_ex = encode(*splits[0]), encode(*splits[1])
+        return TaskData(train_ex, val_ex, names, extra={"val_words": splits[1][0]})
+
+    def build(self, cfg: RunConfig, path: Path, data: TaskData):
+        labels = list(data.labels)
+        return load_auto_model(
+            "AutoModelForTokenClassification", self, cfg, path,
+            "it needs an encoder such as BERT, RoBERTa or DistilBERT.",
+            num_labels=len(labels), id2label=dict(enumerate(labels)),
+            label2id={n: i for i, n in enumerate(labels)},
+        )
+
+    def collator(self, examples, tokenizer, cfg: RunConfig, *, train: bool):
+        return PadCollator(examples, {"input_ids": self.pad_id(tokenizer), "labels": -100})
+
+    def evaluate(self, model, data: TaskData, tokenizer, cfg: RunConfig, device) -> dict:
+        gold, pred = {}, {}
+
+        def visit(indices, batch, out):
+            keep = batch["labels"] != -100
+            best = out.logits.argmax(-1)
+            for row, i in enumerate(indices):
+                gold[i] = batch["labels"][row][keep[row]].tolist()
+                pred[i] = best[row][keep[row]].tolist()
+
+        collate = self.collator(data.validation, tokenizer, cfg, train=False)
+        loss = mean_loss(model, data.validation, collate, cfg.train.batch_size * 2, device, visit)
+        names = data.labels
+        gold_tags = [[names[t] for t in gold[i]] for i in range(len(data.validation))]
+        pred_tags = [[names[t] for t in pred[i]] for i in range(len(data.validation))]
+        flat_gold = torch.tensor([t for row in gold.values() for t in row])
+        flat_pred = torch.tensor([t for row in pred.values() for t in row])
+        accuracy = float((flat_gold == flat_pred).float().mean()) if len(flat_gold) else 0.0
+        return {"loss": loss, "accuracy": accuracy, **entity_scores(gold_tags, pred_tags)}
