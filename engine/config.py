@@ -48,7 +48,8 @@ class ModelSpec:
     """Allow loading `.bin` (pickle) weights when no safetensors exist."""
     weights: str | None = None
     """For torchvision:<arch>: a hub repo, local folder or .safetensors file holding the
-    architecture's pretrained state dict (ResNets default to the hub's torchvision copies)."""
+    architecture's pretrained state dict (ResNets default to the hub's copies of
+    torchvision's own weights); 'none' starts from random weights."""
 
     def __post_init__(self) -> None:
         if not self.id.strip():

@@ -112,6 +112,7 @@ def load_text_classification(cfg: RunConfig, tokenizer) -> TextData:
     """Read, split, label-map and tokenise a text (or text-pair) classification set."""
     spec = cfg.data
     regression = cfg.head.task == "regression"
+    multi = cfg.head.task == "multi-label-classification"
     columns = {
         "text_column": spec.text_column,
         "text_pair_column": spec.text_pair_column,
@@ -135,10 +136,25 @@ def load_text_classification(cfg: RunConfig, tokenizer) -> TextData:
         if spec.validation_split <= 0:
             raise DataError("Give data.validation or a data.validation_split above 0.")
         train_frame, val_frame = _split(
-            train_frame, spec.label_column, spec.validation_split, cfg.train.seed, regression
+            train_frame, spec.label_column, spec.validation_split, cfg.train.seed,
+            regression or multi,
         )
 
-    if regression:
+    if multi:
+        train_sets = [label_set(v) for v in train_frame[spec.label_column]]
+        names = tuple(sorted(set().union(*train_sets), key=_natural))
+        if len(names) < 2:
+            raise DataError(f"{train_path} has fewer than two labels in {spec.label_column!r}; "
+                            "multi-label classification needs at least two.")
+        val_sets = [label_set(v) for v in val_frame[spec.label_column]]
+        unseen = sorted(set().union(*val_sets) - set(names))
+        if unseen:
+            raise DataError(f"Validation labels {', '.join(unseen)} never appear in the "
+                            f"training data ({', '.join(names)}).")
+        train_labels = [[float(n in row) for n in names] for row in train_sets]
+        val_labels = [[float(n in row) for n in names] for row in val_sets]
+        majority = None
+    elif regression:
         names: tuple[str, ...] = ()
         train_labels = _as_floats(train_frame[spec.label_column], train_path, spec.label_column)
         val_labels = _as_floats(val_frame[spec.label_column], train_path, spec.label_column)
@@ -216,6 +232,25 @@ def _split(frame, label_column: str, fraction: float, seed: int, regression: boo
         val_idx += rows[:n_val]
         train_idx += rows[n_val:]
     return frame.iloc[sorted(train_idx)], frame.iloc[sorted(val_idx)]
+
+
+def label_set(value) -> set[str]:
+    """The labels of a multi-label cell: a list, or text split on | ; or ,."""
+    import re
+
+    if hasattr(value, "tolist"):
+        value = value.tolist()
+    if isinstance(value, (list, tuple, set)):
+        return {_label_text(v) for v in value}
+    text = _label_text(value).strip()
+    if text.startswith("["):
+        import ast
+
+        try:
+            return {_label_text(v) for v in ast.literal_eval(text)}
+        except (ValueError, SyntaxError):
+            pass
+    return {part.strip() for part in re.split(r"[|;,]", text) if part.strip()}
 
 
 def _label_text(value) -> str:
@@ -297,10 +332,10 @@ def sorted_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
 class Collator:
     """Pads a batch to its own longest sequence (dynamic padding)."""
 
-    def __init__(self, examples: TextExamples, pad_id: int, regression: bool) -> None:
+    def __init__(self, examples: TextExamples, pad_id: int, float_labels: bool) -> None:
         self.examples = examples
         self.pad_id = pad_id
-        self.label_dtype = torch.float32 if regression else torch.long
+        self.label_dtype = torch.float32 if float_labels else torch.long
     def __call__(self, indices: list[int]) -> dict[str, torch.Tensor]:
         ex = self.examples
         seqs = [ex.input_ids[i] for i in indices]

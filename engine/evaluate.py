@@ -12,10 +12,10 @@ from engine.metrics import classification_scores, confusion_matrix
 @torch.no_grad()
 def run_evaluation(model, examples: TextExamples, cfg: RunConfig, pad_id: int, num_labels: int,
                    device) -> dict:
-    regression = cfg.head.task == "regression"
+    kind = label_kind(cfg.head.task)
     was_training = model.training
     model.eval()
-    collate = Collator(examples, pad_id, regression)
+    collate = Collator(examples, pad_id, kind != "single_label")
     total_loss = torch.zeros((), device=device, dtype=torch.float64)
     preds, golds = [], []
     for indices in sorted_batches(examples.lengths, cfg.train.batch_size * 2):
@@ -23,27 +23,41 @@ def run_evaluation(model, examples: TextExamples, cfg: RunConfig, pad_id: int, n
         loss, logits = model(**batch)
         total_loss += loss.double() * len(indices)
         golds.append(batch["labels"])
-        preds.append(logits.squeeze(-1) if regression else logits.argmax(-1))
+        preds.append(_predict(kind, logits))
     model.train(was_training)
     return _metrics(torch.cat(golds), torch.cat(preds), float(total_loss) / len(examples),
-                    regression, num_labels)
+                    kind, num_labels)
 
 
 @torch.no_grad()
 def evaluate_features(head, val, cfg: RunConfig, num_labels: int) -> dict:
     """The same metrics from cached validation features (see engine.features)."""
-    regression = cfg.head.task == "regression"
+    kind = label_kind(cfg.head.task)
     was_training = head.training
     head.eval()
     loss, logits = head(val.features, val.labels)
     head.train(was_training)
-    pred = logits.squeeze(-1) if regression else logits.argmax(-1)
-    return _metrics(val.labels, pred, float(loss), regression, num_labels)
+    return _metrics(val.labels, _predict(kind, logits), float(loss), kind, num_labels)
 
 
-def _metrics(gold, pred, loss: float, regression: bool, num_labels: int) -> dict:
+def label_kind(task: str) -> str:
+    return {"regression": "regression",
+            "multi-label-classification": "multi_label"}.get(task, "single_label")
+
+
+def _predict(kind: str, logits):
+    if kind == "regression":
+        return logits.squeeze(-1)
+    if kind == "multi_label":
+        return (logits > 0).long()
+    return logits.argmax(-1)
+
+
+def _metrics(gold, pred, loss: float, kind: str, num_labels: int) -> dict:
     metrics: dict = {"loss": loss}
-    if regression:
+    if kind == "multi_label":
+        metrics.update(multi_label_scores(gold.long(), pred.long()))
+    elif kind == "regression":
         metrics["mse"] = float(((pred.float() - gold.float()) ** 2).mean())
         metrics["mae"] = float((pred.float() - gold.float()).abs().mean())
     else:
@@ -51,6 +65,21 @@ def _metrics(gold, pred, loss: float, regression: bool, num_labels: int) -> dict
         metrics.update(classification_scores(cm))
         metrics["confusion"] = cm.tolist()
     return metrics
+
+
+def multi_label_scores(gold, pred) -> dict[str, float]:
+    """Subset accuracy (every label right), micro-F1 and macro-F1 over labels."""
+    tp = (gold & pred).sum(0).double()
+    fp = ((1 - gold) & pred).sum(0).double()
+    fn = (gold & (1 - pred)).sum(0).double()
+    micro = float(2 * tp.sum() / (2 * tp.sum() + fp.sum() + fn.sum()).clamp(min=1))
+    per_label = 2 * tp / (2 * tp + fp + fn).clamp(min=1)
+    present = (tp + fp + fn) > 0
+    return {
+        "accuracy": float((gold == pred).all(1).double().mean()),
+        "micro_f1": micro,
+        "macro_f1": float(per_label[present].mean()) if present.any() else 0.0,
+    }
 
 
 def majority_baseline(val: TextExamples, majority: int | None, num_labels: int) -> dict:

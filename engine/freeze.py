@@ -103,9 +103,26 @@ def block_units(backbone: nn.Module) -> list[str]:
         )
     if not stacks:
         return []
+    stacks = {parent: _trim(backbone, units) for parent, units in stacks.items()}
     longest = max(len(units) for units in stacks.values())
     # An encoder-decoder has two stacks of similar depth; both are blocks.
     return [u for units in stacks.values() if len(units) * 2 >= longest for u in units]
+
+
+def _trim(backbone: nn.Module, units: list[str]) -> list[str]:
+    """Drop a stem before, and a different layer after, a run of blocks of one kind.
+
+    MobileNet's `features` starts with a plain convolution (its stem, so
+    really the embeddings) and ends with a 1x1 one; the blocks are the
+    repeated type in between.
+    """
+    import collections
+
+    kinds = [type(backbone.get_submodule(u)).__name__ for u in units]
+    common = collections.Counter(kinds).most_common(1)[0][0]
+    first = kinds.index(common)
+    last = len(kinds) - 1 - kinds[::-1].index(common)
+    return units[first:last + 1] if last > first else units
 
 
 def layer_groups(model: nn.Module) -> list[LayerGroup]:

@@ -186,13 +186,14 @@ class SequenceClassifier(nn.Module):
         return loss, logits
 
 
-def load_tokenizer(spec: ModelSpec):
+def load_tokenizer(spec: ModelSpec, path: Path | None = None):
     """The model's tokenizer and the local folder it came from (checked for safety first)."""
     quiet_transformers()
     from transformers import AutoTokenizer
 
-    path = resolve_model_path(spec)
-    check_loadable(path, spec)
+    if path is None:
+        path = resolve_model_path(spec)
+        check_loadable(path, spec)
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=spec.trust_remote_code)
     except (OSError, ValueError) as exc:

@@ -81,7 +81,8 @@ class _Loop:
         if self.data.extra.get("skipped_files"):
             self.emit(Note(f"Left out {self.data.extra['skipped_files']} unreadable files "
                            "(data.bad_files: skip)", level="warning"))
-        self.regression = cfg.head.task == "regression"
+        # Regression and multi-label targets are float tensors, the others class indices.
+        self.float_labels = cfg.head.task in ("regression", "multi-label-classification")
         model = task.build(cfg, model_path, self.data)
         from engine.freeze import apply_freeze, inject_lora, plan_freeze
 
@@ -119,18 +120,18 @@ class _Loop:
             started = time.perf_counter()
             feats = {
                 split: compute_features(model, getattr(self.data, split), self.pad_id,
-                                        cfg.train.batch_size * 2, device, self.regression)
+                                        cfg.train.batch_size * 2, device, self.float_labels)
                 for split in ("train", "validation")
             }
             self.emit(Note(f"Cached frozen-backbone features of {len(self.data.train)} + "
                            f"{len(self.data.validation)} examples in "
                            f"{time.perf_counter() - started:.1f}s; training the head on them"))
             self.val_features = FeatureCollator(feats["validation"], self.data.validation.labels,
-                                                self.regression)
+                                                self.float_labels)
             self.sampler = FeatureBatches(len(self.data.train), cfg.train.batch_size,
                                           cfg.train.seed)
             train_model = HeadOnFeatures(model)
-            collate = FeatureCollator(feats["train"], self.data.train.labels, self.regression)
+            collate = FeatureCollator(feats["train"], self.data.train.labels, self.float_labels)
         else:
             self.sampler = LengthGroupedBatches(self.data.train.lengths, cfg.train.batch_size,
                                                 cfg.train.seed)

@@ -53,11 +53,12 @@ class Task:
 
     def load_processor(self, cfg: RunConfig):
         """The tokenizer (or image processor) and the model's local folder."""
-        from engine.models import load_tokenizer
+        from engine.models import check_loadable, load_tokenizer, resolve_model_path
 
-        tokenizer, path = load_tokenizer(cfg.model)
+        path = resolve_model_path(cfg.model)
+        check_loadable(path, cfg.model)
         check_fits(self, cfg, path)
-        return tokenizer, path
+        return load_tokenizer(cfg.model, path)
 
     def load_data(self, cfg: RunConfig, processor) -> TaskData:
         raise NotImplementedError

@@ -169,8 +169,14 @@ def torchvision_state(cfg: RunConfig, arch: str) -> dict | None:
     from safetensors.torch import load_file
 
     ref = cfg.model.weights or TORCHVISION_WEIGHTS.get(arch)
-    if ref is None:
+    if ref == "none":
         return None
+    if ref is None:
+        raise ModelError(
+            f"torchvision:{arch} has no default pretrained weights; set model.weights to a hub "
+            "repo, folder or .safetensors file holding its state dict (or 'none' to start "
+            "from random weights)."
+        )
     local = Path(ref).expanduser()
     if local.is_dir():
         files = sorted(local.glob("*.safetensors"))
@@ -182,7 +188,7 @@ def torchvision_state(cfg: RunConfig, arch: str) -> dict | None:
 
         from engine.hub import hub_errors
 
-        with hub_errors():
+        with hub_errors(ref, cfg.model.revision):
             local = Path(hf_hub_download(ref, "model.safetensors", revision=cfg.model.revision))
     return load_file(str(local))
 

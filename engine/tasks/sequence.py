@@ -17,7 +17,8 @@ class SequenceTask(Task):
     def __init__(self, name: str) -> None:
         super().__init__(name)
         self.regression = name == "regression"
-        self.watch = "loss" if self.regression else "accuracy"
+        self.watch = {"regression": "loss", "multi-label-classification": "micro_f1"}.get(
+            name, "accuracy")
         self.pooling = "cls"
 
     def load_data(self, cfg: RunConfig, processor) -> TaskData:
@@ -37,7 +38,8 @@ class SequenceTask(Task):
     def collator(self, examples, processor, cfg: RunConfig, *, train: bool):
         from engine.data import Collator
 
-        return Collator(examples, self.pad_id(processor), self.regression)
+        return Collator(examples, self.pad_id(processor),
+                        self.name in ("regression", "multi-label-classification"))
 
     def evaluate(self, model, data: TaskData, processor, cfg: RunConfig, device) -> dict:
         from engine.evaluate import run_evaluation
