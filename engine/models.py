@@ -224,12 +224,20 @@ def build_model(spec: ModelSpec, head: HeadSpec, num_labels: int, *,
     pooling = head.pooling
     if pooling == "auto":
         pooling = checkpoint_pooling(path) or "pooler"
+    from engine.tasks.base import building_on_meta
+
     try:
-        backbone = AutoModel.from_pretrained(
-            path,
-            trust_remote_code=spec.trust_remote_code,
-            use_safetensors=not spec.allow_pickle or None,
-        )
+        if building_on_meta():
+            from transformers import AutoConfig
+
+            backbone = AutoModel.from_config(AutoConfig.from_pretrained(
+                path, trust_remote_code=spec.trust_remote_code))
+        else:
+            backbone = AutoModel.from_pretrained(
+                path,
+                trust_remote_code=spec.trust_remote_code,
+                use_safetensors=not spec.allow_pickle or None,
+            )
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=spec.trust_remote_code)
     except (OSError, ValueError) as exc:
         raise ModelError(f"Cannot load model {spec.id}: {_first_line(exc)}") from None

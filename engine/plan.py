@@ -67,3 +67,83 @@ def _block_activation_bytes(b: int, s: int, h: int, a: int, precision: str) -> i
     # s*b*h*34 bytes plus 5*a*s^2*b for attention scores, at 16-bit; scale by width.
     scale = BYTES.get(precision, 4) / 2
     return int((34 * s * b * h + 5 * a * s * s * b) * scale)
+
+
+@dataclass(frozen=True)
+class StagePlan:
+    stage: int
+    starts: str
+    """When the stage begins: 'start', 'epoch 2', 'step 300'."""
+    trainable: int
+    memory: MemoryEstimate
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything `hubtune plan` and the new-run screen show before launch."""
+
+    model_id: str
+    task: str
+    freeze: FreezePlan
+    sizes: dict[str, int]
+    stages: tuple[StagePlan, ...]
+    precision: str
+    labels: tuple[str, ...]
+    notes: tuple[str, ...]
+
+    def group_table(self, stage: int = 0) -> list[dict]:
+        trainable = self.freeze.schedule[stage]
+        rows = []
+        for g in self.freeze.groups:
+            t = sum(self.sizes[p] for p in g.params if p in trainable)
+            rows.append({"name": g.name, "params": g.count, "trainable": t,
+                         "frozen": g.count - t})
+        return rows
+
+
+PLAN_SAMPLE_ROWS = 5000
+"""Rows read to find the label set for a plan; the head's width is all it decides."""
+
+
+def make_plan(cfg) -> Plan:
+    """Build the model on the meta device (no weights read) and plan every stage."""
+    import dataclasses
+
+    import torch
+
+    from engine.freeze import inject_lora, plan_freeze
+    from engine.tasks import task_for
+    from engine.tasks.base import on_meta_device
+
+    task = task_for(cfg.head.task)
+    sample = dataclasses.replace(cfg, data=dataclasses.replace(
+        cfg.data, limit=min(cfg.data.limit or PLAN_SAMPLE_ROWS, PLAN_SAMPLE_ROWS)))
+    processor, path = task.load_processor(sample)
+    data = task.load_data(sample, processor)
+    with on_meta_device():
+        model = task.build(sample, path, data)
+        notes = []
+        if cfg.freeze.lora is not None:
+            targets = inject_lora(model, cfg.freeze.lora)
+            notes.append(f"LoRA on {', '.join(targets)}")
+    freeze = plan_freeze(model, cfg.freeze)
+    precision = cfg.train.precision
+    if precision == "auto":
+        precision = ("bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+                     else "fp32")
+    stages = []
+    for i, trainable in enumerate(freeze.schedule):
+        staged = dataclasses.replace(freeze, trainable=trainable)
+        memory = estimate_memory(model, staged, batch_size=cfg.train.batch_size,
+                                 seq_len=cfg.data.max_length, precision=precision)
+        if i == 0:
+            starts = "start"
+        elif freeze.every_steps:
+            starts = f"step {i * freeze.every_steps}"
+        else:
+            starts = f"epoch {i * freeze.every_epochs}"
+        sizes = {n: p.numel() for n, p in model.named_parameters()}
+        stages.append(StagePlan(i, starts, sum(sizes[n] for n in trainable), memory))
+    return Plan(cfg.model.id, cfg.head.task, freeze,
+                {n: p.numel() for n, p in model.named_parameters()}, tuple(stages), precision,
+                tuple(data.labels), tuple(notes) + freeze.notes)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -12,6 +14,24 @@ import torch
 
 from engine.config import RunConfig
 from engine.errors import ModelError
+
+
+_ON_META = contextvars.ContextVar("hubtune_on_meta", default=False)
+
+
+@contextlib.contextmanager
+def on_meta_device() -> Iterator[None]:
+    """Build models with shapes only (no weights read, no memory used): for plans."""
+    token = _ON_META.set(True)
+    try:
+        with torch.device("meta"):
+            yield
+    finally:
+        _ON_META.reset(token)
+
+
+def building_on_meta() -> bool:
+    return _ON_META.get()
 
 
 @dataclass
@@ -135,6 +155,11 @@ def load_auto_model(auto_class: str, task: Task, cfg: RunConfig, path: Path, hin
     quiet_transformers()
     cls = getattr(transformers, auto_class)
     try:
+        if building_on_meta():
+            config = transformers.AutoConfig.from_pretrained(
+                path, trust_remote_code=cfg.model.trust_remote_code,
+                **{k: v for k, v in kwargs.items() if k != "ignore_mismatched_sizes"})
+            return cls.from_config(config, trust_remote_code=cfg.model.trust_remote_code)
         return cls.from_pretrained(
             path, trust_remote_code=cfg.model.trust_remote_code,
             use_safetensors=not cfg.model.allow_pickle or None, **kwargs,

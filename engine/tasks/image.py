@@ -267,8 +267,10 @@ class ImageTask(Task):
         labels = list(data.labels)
         if path is None:
             arch = cfg.model.id.removeprefix("torchvision:")
+            from engine.tasks.base import building_on_meta
+
             model = TorchvisionClassifier(arch, len(labels))
-            state = torchvision_state(cfg, arch)
+            state = None if building_on_meta() else torchvision_state(cfg, arch)
             if state is not None:
                 state = {k: v for k, v in state.items()
                          if k in model.backbone.state_dict()

@@ -135,3 +135,109 @@ def test_cached_features_match_the_plain_frozen_loop(tmp_path, tiny_bert, sentim
                    for n in notes) == cached
         results[cached] = outcome.summary["final_accuracy"]
     assert results[True] > 0.6 and abs(results[True] - results[False]) <= 0.1, results
+
+
+def test_gradual_stages_open_one_group_at_a_time_from_the_top(model):
+    plan = plan_freeze(model, FreezeSpec(policy="gradual", every_epochs=2))
+    opened = [{g for g, t, _ in plan.group_rows(stage) if t} for stage in plan.schedule]
+    assert opened == [
+        {"head", "other"},
+        {"head", "other", "block.1"},
+        {"head", "other", "block.1", "block.0"},
+        {"head", "other", "block.1", "block.0", "embeddings"},
+    ]
+    assert [plan.stage_at(epoch, 0) for epoch in range(9)] == [0, 0, 1, 1, 2, 2, 3, 3, 3]
+    by_steps = plan_freeze(model, FreezeSpec(policy="gradual", every_steps=5))
+    assert [by_steps.stage_at(0, s) for s in (0, 4, 5, 12, 99)] == [0, 0, 1, 2, 3]
+
+
+def test_gradual_run_opens_blocks_at_the_scheduled_steps(tmp_path, tiny_bert, sentiment_csv):
+    import dataclasses
+
+    from safetensors.torch import load_file
+    from tests_helpers import config_for
+
+    from engine.events import Note
+    from engine.train import train
+
+    cfg = config_for(tmp_path, tiny_bert, sentiment_csv, epochs=5, max_steps=7)
+    cfg = dataclasses.replace(cfg, freeze=FreezeSpec(policy="gradual", every_steps=3))
+    events = []
+    outcome = train(cfg, events.append, threading.Event(), out_dir=tmp_path / "out")
+    assert outcome.status == "completed"
+    notes = [e.message for e in events if isinstance(e, Note) and "Gradual" in e.message]
+    assert notes[0].startswith("Gradual unfreezing, stage 1: block.1 open")
+    assert notes[1].startswith("Gradual unfreezing, stage 2: block.0 open")
+    assert len(notes) == 2  # the embeddings' stage (step 9) is never reached
+    trained = load_file(tmp_path / "out" / "model" / "model.safetensors")
+    original = load_file(tiny_bert / "model.safetensors")
+    for name, tensor in original.items():
+        if name.startswith("embeddings."):
+            assert torch.equal(trained[f"backbone.{name}"], tensor), name
+    for layer in (0, 1):
+        key = f"encoder.layer.{layer}.output.dense.weight"
+        assert not torch.equal(trained[f"backbone.{key}"], original[key]), layer
+
+
+def test_optimizer_state_exists_only_for_opened_parameters(model, tmp_path, tiny_bert,
+                                                           sentiment_csv):
+    from tests_helpers import config_for
+
+    from engine.optim import make_optimizer
+
+    cfg = config_for(tmp_path, tiny_bert, sentiment_csv)
+    plan = plan_freeze(model, FreezeSpec(policy="gradual"))
+    apply_freeze(model, plan, stage=0)
+    opt = make_optimizer(model, cfg, plan.ever_trainable)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    ids = torch.randint(5, 40, (4, 7))
+    loss, _ = model(input_ids=ids, attention_mask=torch.ones_like(ids),
+                    labels=torch.tensor([0, 1, 0, 1]))
+    loss.backward()
+    opt.step()
+    with_state = {n for n, p in model.named_parameters() if p in opt.state}
+    assert with_state and with_state <= plan.schedule[0]
+    for name, p in model.named_parameters():
+        if name not in plan.schedule[0]:
+            assert torch.equal(p, before[name]), name
+
+
+def test_lora_trains_adapters_and_head_and_exports_merged(tmp_path, tiny_bert, sentiment_csv):
+    import dataclasses
+
+    from safetensors.torch import load_file
+    from tests_helpers import config_for
+
+    from engine.config import LoraSpec
+    from engine.freeze import inject_lora
+    from engine.train import train
+
+    spec = FreezeSpec(lora=LoraSpec(r=4, alpha=8))
+    lora_model = build_model(ModelSpec(id=str(tiny_bert)), HeadSpec(), 2).model
+    assert inject_lora(lora_model, spec.lora) == ["query", "value"]  # peft's pick for BERT
+    plan = plan_freeze(lora_model, spec)
+    assert all(".lora_" in n or n.startswith("head.") for n in plan.trainable)
+    assert any(".lora_A" in n for n in plan.trainable)
+
+    cfg = config_for(tmp_path, tiny_bert, sentiment_csv, epochs=2)
+    cfg = dataclasses.replace(cfg, freeze=spec)
+    outcome = train(cfg, lambda e: None, threading.Event(), out_dir=tmp_path / "out")
+    assert outcome.status == "completed", outcome.error
+    trained = load_file(tmp_path / "out" / "model" / "model.safetensors")
+    original = load_file(tiny_bert / "model.safetensors")
+    assert not any("lora_" in k for k in trained)  # folded into the base weights
+    q = "encoder.layer.0.attention.self.query.weight"
+    k = "encoder.layer.0.attention.self.key.weight"
+    assert not torch.equal(trained[f"backbone.{q}"], original[q])  # the merged update
+    assert torch.equal(trained[f"backbone.{k}"], original[k])  # not a LoRA target
+    from engine.predict import Predictor
+
+    assert Predictor(tmp_path / "out" / "model").predict(["the food was good"])[0].label
+
+
+def test_lora_with_unknown_targets_is_named(model):
+    from engine.config import LoraSpec
+    from engine.freeze import inject_lora
+
+    with pytest.raises(ConfigError, match="target_modules .*do not fit this model"):
+        inject_lora(model, LoraSpec(target_modules=["nonexistent_proj"]))

@@ -56,3 +56,49 @@ def test_plan_cli_json(tmp_path, tiny_bert, sentiment_csv):
     assert bad.returncode == 1
     assert bad.stderr.strip() == ("Error: freeze.n is 9 but the model has only 2 blocks; use "
                                   "at most 2 (or head_only).")
+
+
+def test_plan_reads_no_weights_and_lists_every_gradual_stage(tmp_path, tiny_bert, sentiment_csv):
+    import dataclasses
+
+    from tests_helpers import config_for
+
+    from engine.plan import make_plan
+
+    cfg = config_for(tmp_path, tiny_bert, sentiment_csv)
+    cfg = dataclasses.replace(cfg, freeze=FreezeSpec(policy="gradual", every_epochs=2))
+    plan = make_plan(cfg)
+    assert [s.starts for s in plan.stages] == ["start", "epoch 2", "epoch 4", "epoch 6"]
+    trainable = [s.trainable for s in plan.stages]
+    assert trainable == sorted(trainable) and len(set(trainable)) == 4
+    assert plan.stages[-1].trainable == sum(plan.sizes.values())
+    # Each stage's static part is exact: 4 bytes of gradient and 8 of AdamW state per weight.
+    for s in plan.stages:
+        assert s.memory.gradients == 4 * s.trainable and s.memory.optimizer == 8 * s.trainable
+    assert plan.labels == ("negative", "positive")
+
+    # Built on the meta device: planning reads no weights, even from a folder without any.
+    import shutil
+
+    hollow = tmp_path / "hollow"
+    shutil.copytree(tiny_bert, hollow)
+    (hollow / "model.safetensors").write_bytes(b"not weights")
+    same = make_plan(dataclasses.replace(cfg, model=ModelSpec(id=str(hollow))))
+    assert same.sizes == plan.sizes
+
+
+def test_plan_for_lora_counts_only_adapters_and_head(tmp_path, tiny_bert, sentiment_csv):
+    import dataclasses
+
+    from tests_helpers import config_for
+
+    from engine.config import LoraSpec
+    from engine.plan import make_plan
+
+    cfg = config_for(tmp_path, tiny_bert, sentiment_csv)
+    cfg = dataclasses.replace(cfg, freeze=FreezeSpec(lora=LoraSpec(r=2)))
+    plan = make_plan(cfg)
+    # BERT's query and value projections (32 wide, 2 blocks) get A (2x32) and B (32x2).
+    adapters = 2 * 2 * (2 * 32 + 32 * 2)
+    head = 32 * 2 + 2
+    assert plan.freeze.trainable_count == adapters + head
