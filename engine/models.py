@@ -208,9 +208,10 @@ def _first_line(exc: Exception) -> str:
 
 def build_model(spec: ModelSpec, head: HeadSpec, num_labels: int, *,
                 path: Path | None = None) -> BuiltModel:
-    """Load the backbone and tokenizer and put the task head on top."""
+    """Load the backbone and tokenizer and put a sequence head on top (the other tasks'
+    models are built by their adapters in engine/tasks/)."""
     supported = ("text-classification", "multi-label-classification", "regression",
-                 "text-pair-classification")
+                 "text-pair-classification", "feature-extraction")
     if head.task not in supported:
         raise ModelError(
             f"head.task {head.task} is not available yet; use one of {', '.join(supported)}."

@@ -1,23 +1,32 @@
-"""Running a trained run's model on new input (the playground and `hubtune predict`)."""
+"""Running a trained run's model on new input (the playground and `hubtune predict`).
+
+One `Predictor` per saved model folder; what an input is depends on the
+task: text for classification and the language models, words for token
+classification, `question` plus `context` for QA, an image path for image
+classification.
+"""
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from engine.errors import ModelError
+from engine.errors import DataError, ModelError
+
+QA_SEPARATOR = "|||"
+"""`hubtune predict ID "question ||| context"`: how a QA input is written on one line."""
 
 
 @dataclass(frozen=True)
 class Prediction:
     text: str
     label: str | None
-    """The most likely label (classification), None for regression."""
+    """The most likely label, answer, generated text or fill; None for regression."""
     score: float
-    """Its probability, or the predicted value for regression."""
-    scores: dict[str, float]
-    """Every label's probability (classification)."""
+    """Its probability (or span score), or the predicted value for regression."""
+    scores: dict[str, float] = field(default_factory=dict)
+    """Every label's probability (classification) or the top fills (masked LM)."""
 
 
 class Predictor:
@@ -25,51 +34,198 @@ class Predictor:
 
     def __init__(self, model_dir: Path) -> None:
         import torch
-        from safetensors.torch import load_model
-        from transformers import AutoConfig, AutoModel, AutoTokenizer
 
-        from engine.models import SequenceClassifier, quiet_transformers
+        from engine.models import quiet_transformers
 
         quiet_transformers()
-        head_file = Path(model_dir) / "hubtune_head.json"
+        self.dir = Path(model_dir)
+        head_file = self.dir / "hubtune_head.json"
         if not head_file.is_file():
             raise ModelError(f"{model_dir} holds no trained hubtune model (no "
                              "hubtune_head.json); only completed runs have one.")
-        head = json.loads(head_file.read_text(encoding="utf-8"))
-        self.labels = head["labels"]
-        self.task = head["task"]
-        config = AutoConfig.from_pretrained(model_dir)
-        backbone = AutoModel.from_config(config)
-        if head["pooling"] != "pooler" and getattr(backbone, "pooler", None) is not None:
-            backbone.pooler = None
-        problem = {"regression": "regression",
-                   "multi-label-classification": "multi_label"}.get(self.task, "single_label")
-        self.model = SequenceClassifier(
-            backbone, 1 if problem == "regression" else len(self.labels),
-            pooling=head["pooling"], dropout=0.0, problem_type=problem,
-            custom_hidden=head.get("custom_hidden"),
-        )
-        load_model(self.model, str(Path(model_dir) / "model.safetensors"))
-        self.model.eval()
-        self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
+        self.head = json.loads(head_file.read_text(encoding="utf-8"))
+        self.labels = self.head["labels"]
+        self.task = self.head["task"]
         self.torch = torch
+        loader = {
+            "token-classification": "AutoModelForTokenClassification",
+            "question-answering": "AutoModelForQuestionAnswering",
+            "masked-lm": "AutoModelForMaskedLM",
+            "causal-lm": "AutoModelForCausalLM",
+            "seq2seq": "AutoModelForSeq2SeqLM",
+        }.get(self.task)
+        if self.task == "image-classification":
+            self._load_image_model()
+        elif loader is not None:
+            import transformers
 
-    def predict(self, texts: list[str]) -> list[Prediction]:
+            self.model = getattr(transformers, loader).from_pretrained(self.dir)
+            self.tokenizer = transformers.AutoTokenizer.from_pretrained(self.dir)
+        else:
+            self._load_sequence_model()
+        self.model.eval()
+
+    def _load_sequence_model(self) -> None:
+        from safetensors.torch import load_model
+        from transformers import AutoConfig, AutoModel, AutoTokenizer
+
+        from engine.evaluate import label_kind
+        from engine.models import SequenceClassifier
+
+        backbone = AutoModel.from_config(AutoConfig.from_pretrained(self.dir))
+        if self.head["pooling"] != "pooler" and getattr(backbone, "pooler", None) is not None:
+            backbone.pooler = None
+        kind = label_kind(self.task)
+        self.model = SequenceClassifier(
+            backbone, len(self.labels) if kind != "regression" and self.labels else 1,
+            pooling=self.head["pooling"], dropout=0.0, problem_type=kind,
+            custom_hidden=self.head.get("custom_hidden"),
+        )
+        load_model(self.model, str(self.dir / "model.safetensors"))
+        self.tokenizer = AutoTokenizer.from_pretrained(self.dir)
+
+    def _load_image_model(self) -> None:
+        from engine.tasks.image import TorchvisionClassifier, image_transforms
+
+        image = self.head["image"]
+        self.transform = image_transforms(image["size"], image["mean"], image["std"],
+                                          augment=False)
+        if self.head.get("arch"):
+            from safetensors.torch import load_model
+
+            self.model = TorchvisionClassifier(self.head["arch"], len(self.labels))
+            load_model(self.model, str(self.dir / "model.safetensors"))
+        else:
+            from transformers import AutoModelForImageClassification
+
+            self.model = AutoModelForImageClassification.from_pretrained(self.dir)
+
+    def predict(self, inputs: list[str]) -> list[Prediction]:
+        with self.torch.no_grad():
+            if self.task == "image-classification":
+                return [self._image(path) for path in inputs]
+            if self.task == "token-classification":
+                return [self._tokens(text) for text in inputs]
+            if self.task == "question-answering":
+                return [self._answer(text) for text in inputs]
+            if self.task == "masked-lm":
+                return [self._fill(text) for text in inputs]
+            if self.task in ("causal-lm", "seq2seq"):
+                return [self._generate(text) for text in inputs]
+            if self.task == "feature-extraction":
+                return self._embed(inputs)
+            return self._classify(inputs)
+
+    def _embed(self, texts: list[str]) -> list[Prediction]:
+        enc = self.tokenizer(texts, truncation=True, max_length=512, padding=True,
+                             return_tensors="pt")
+        vectors = self.model.pool(enc["input_ids"], enc["attention_mask"],
+                                  enc.get("token_type_ids"))
+        return [Prediction(text, None, float(v.norm()),
+                           {f"dim{i}": float(x) for i, x in enumerate(v.tolist())})
+                for text, v in zip(texts, vectors, strict=True)]
+
+    def _classify(self, texts: list[str]) -> list[Prediction]:
         torch = self.torch
         enc = self.tokenizer(texts, truncation=True, max_length=512, padding=True,
                              return_tensors="pt")
-        with torch.no_grad():
-            _, logits = self.model(input_ids=enc["input_ids"],
-                                   attention_mask=enc["attention_mask"],
-                                   token_type_ids=enc.get("token_type_ids"))
+        _, logits = self.model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"],
+                               token_type_ids=enc.get("token_type_ids"))
         out = []
         for text, row in zip(texts, logits, strict=True):
             if self.task == "regression":
                 out.append(Prediction(text, None, float(row[0]), {}))
                 continue
-            probs = (torch.sigmoid(row) if self.task == "multi-label-classification"
-                     else torch.softmax(row, -1)).tolist()
+            multi = self.task == "multi-label-classification"
+            probs = (torch.sigmoid(row) if multi else torch.softmax(row, -1)).tolist()
             scores = dict(zip(self.labels, probs, strict=True))
+            if multi:
+                chosen = [n for n, p in scores.items() if p >= 0.5]
+                label = ", ".join(chosen) if chosen else "(none)"
+                score = min((scores[n] for n in chosen), default=1 - max(probs))
+                out.append(Prediction(text, label, score, scores))
+                continue
             best = max(scores, key=scores.get)
             out.append(Prediction(text, best, scores[best], scores))
         return out
+
+    def _tokens(self, text: str) -> Prediction:
+        words = text.split()
+        enc = self.tokenizer(words, is_split_into_words=True, truncation=True,
+                             return_tensors="pt")
+        probs = self.torch.softmax(self.model(**enc).logits[0], -1)
+        tags, seen = [], set()
+        for position, word in enumerate(enc.word_ids(0)):
+            if word is None or word in seen:
+                continue
+            seen.add(word)
+            best = int(probs[position].argmax())
+            tags.append((words[word], self.model.config.id2label[best],
+                         float(probs[position, best])))
+        label = " ".join(f"{w}/{t}" for w, t, _ in tags)
+        return Prediction(text, label, min((p for *_, p in tags), default=0.0),
+                          {f"{i}:{w}": p for i, (w, _, p) in enumerate(tags)})
+
+    def _answer(self, text: str) -> Prediction:
+        from engine.tasks.qa import best_span
+
+        question, sep, context = text.partition(QA_SEPARATOR)
+        if not sep:
+            raise DataError(f"A question-answering input is 'QUESTION {QA_SEPARATOR} CONTEXT'; "
+                            f"{text[:40]!r} has no {QA_SEPARATOR}.")
+        question, context = question.strip(), context.strip()
+        enc = self.tokenizer(question, context, truncation="only_second", max_length=384,
+                             stride=64, return_overflowing_tokens=True,
+                             return_offsets_mapping=True, padding=True, return_tensors="pt")
+        offsets = enc.pop("offset_mapping").tolist()
+        enc.pop("overflow_to_sample_mapping", None)
+        out = self.model(**enc)
+        best = (float("-inf"), 0, 0)
+        for w in range(len(offsets)):
+            seq = enc.sequence_ids(w)
+            window = [tuple(o) if s == 1 else None for o, s in zip(offsets[w], seq, strict=True)]
+            span = best_span(out.start_logits[w], out.end_logits[w], window)
+            best = max(best, span)
+        return Prediction(text, context[best[1]:best[2]], best[0])
+
+    def _fill(self, text: str) -> Prediction:
+        mask = self.tokenizer.mask_token
+        if mask not in text:
+            raise DataError(f"A masked-LM input needs the mask token {mask} where a word "
+                            f"should be filled in, e.g. 'the movie was {mask} .'")
+        enc = self.tokenizer(text, return_tensors="pt")
+        where = (enc["input_ids"][0] == self.tokenizer.mask_token_id).nonzero()[0, 0]
+        probs = self.torch.softmax(self.model(**enc).logits[0, where], -1)
+        top = self.torch.topk(probs, 5)
+        fills = {self.tokenizer.decode([int(i)]).strip(): float(p)
+                 for p, i in zip(top.values, top.indices, strict=True)}
+        best = next(iter(fills))
+        return Prediction(text, best, fills[best], fills)
+
+    def _generate(self, text: str) -> Prediction:
+        enc = self.tokenizer(text, return_tensors="pt")
+        if self.tokenizer.pad_token_id is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        generated = self.model.generate(**enc, max_new_tokens=40, do_sample=False,
+                                        num_beams=1, pad_token_id=self.tokenizer.pad_token_id)
+        if self.task == "causal-lm":
+            generated = generated[:, enc["input_ids"].shape[1]:]
+        return Prediction(text, self.tokenizer.decode(generated[0], skip_special_tokens=True)
+                          .strip(), 1.0)
+
+    def _image(self, path: str) -> Prediction:
+        from PIL import Image, UnidentifiedImageError
+
+        try:
+            with Image.open(path) as img:
+                pixels = self.transform(img.convert("RGB")).unsqueeze(0)
+        except FileNotFoundError:
+            raise DataError(f"Image {path} does not exist.") from None
+        except (UnidentifiedImageError, OSError):
+            raise DataError(f"{path} is not an image hubtune can read.") from None
+        out = self.model(pixel_values=pixels)
+        logits = out[1] if isinstance(out, tuple) else out.logits
+        probs = self.torch.softmax(logits[0], -1).tolist()
+        scores = dict(zip(self.labels, probs, strict=True))
+        best = max(scores, key=scores.get)
+        return Prediction(path, best, scores[best], scores)

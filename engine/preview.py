@@ -15,8 +15,10 @@ from pathlib import Path
 
 from engine.errors import DataError
 
-TEXT_NAMES = ("text", "sentence", "review", "content", "tweet", "document", "body", "question")
-LABEL_NAMES = ("label", "labels", "sentiment", "category", "class", "target", "y")
+TEXT_NAMES = ("text", "sentence", "review", "content", "tweet", "document", "body", "question",
+              "tokens", "words", "source", "path", "image")
+LABEL_NAMES = ("label", "labels", "sentiment", "category", "class", "target", "y", "tags",
+               "ner_tags", "summary")
 
 
 @dataclass(frozen=True)
@@ -37,7 +39,7 @@ def preview_file(path: Path, *, encoding: str = "utf-8", label_column: str | Non
     if not path.exists():
         raise DataError(f"{path} does not exist; check the path.")
     if path.is_dir():
-        raise DataError(f"{path} is a folder; give a CSV, TSV, JSONL or Parquet file.")
+        return _preview_folder(path, limit)
     suffix = path.suffix.lower()
     if path.stat().st_size == 0:
         raise DataError(f"{path} is empty.")
@@ -48,6 +50,8 @@ def preview_file(path: Path, *, encoding: str = "utf-8", label_column: str | Non
             columns, records = _read_jsonl(path, encoding)
         elif suffix == ".parquet":
             columns, records = _read_parquet(path)
+        elif suffix in (".conll", ".conllu", ".bio", ".txt"):
+            columns, records = _read_conll(path, encoding)
         else:
             raise DataError(f"Cannot tell the format of {path.name}; use .csv, .tsv, .jsonl "
                             "or .parquet.")
@@ -68,6 +72,40 @@ def preview_file(path: Path, *, encoding: str = "utf-8", label_column: str | Non
         label_counts=tuple(counts.most_common()), text_column=text_column,
         label_column=label_column,
     )
+
+
+def _preview_folder(root: Path, limit: int) -> DataPreview:
+    """An image folder: one sub-folder per class; files are counted, not opened."""
+    classes = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not classes:
+        raise DataError(f"{root} has no class sub-folders; give a data file, or a folder with "
+                        "one sub-folder of images per class.")
+    counts = {c.name: sum(1 for f in c.rglob("*") if f.is_file()) for c in classes}
+    rows = []
+    for c in classes:
+        for f in sorted(c.iterdir())[:2]:
+            rows.append((f"{c.name}/{f.name}", c.name))
+    return DataPreview(
+        path=str(root), columns=("path", "label"), rows=tuple(rows[:limit]),
+        total_rows=sum(counts.values()),
+        label_counts=tuple(sorted(counts.items(), key=lambda kv: -kv[1])),
+        text_column="path", label_column="label",
+    )
+
+
+def _read_conll(path: Path, encoding: str) -> tuple[list[str], list[list[str]]]:
+    """CoNLL text: a sentence per blank-line-separated block, `word ... tag` per line."""
+    records, words, tags = [], [], []
+    with open(path, encoding=encoding) as fh:
+        for line in [*fh, ""]:
+            parts = line.split()
+            if len(parts) >= 2 and not line.startswith("-DOCSTART-"):
+                words.append(parts[0])
+                tags.append(parts[-1])
+            elif words:
+                records.append([" ".join(words), " ".join(tags)])
+                words, tags = [], []
+    return ["tokens", "tags"], records
 
 
 def bad_byte(path: Path, encoding: str) -> str:

@@ -366,6 +366,58 @@ def train(
     With `out_dir`, checkpoints go to `out_dir/checkpoints/` and the final
     model to `out_dir/model/`. `resume_from` continues from a checkpoint.
     """
+    if cfg.head.task == "feature-extraction":
+        return embed(cfg, emit, stop, out_dir)
     loop = _Loop(cfg, emit, stop, out_dir)
     loop.prepare(resume_from)
     return loop.run()
+
+
+def embed(cfg: RunConfig, emit: Callable[[Event], None], stop: threading.Event,
+          out_dir: Path | None) -> Outcome:
+    """The feature-extraction "run": no head, no training; embed the data with the
+    checkpoint's own pooling and save the vectors (and the model, for predict)."""
+    from engine.data import load_frames, pick_column
+    from engine.features import compute_features
+    from engine.models import build_model, load_tokenizer
+
+    tokenizer, path = load_tokenizer(cfg.model)
+    frame, _, data_path = load_frames(cfg) if cfg.data.validation else (
+        *_whole(cfg), cfg.resolve(cfg.data.train))
+    column = pick_column(frame, data_path, cfg.data.text_column, "text_column", ("sentence",))
+    texts = ["" if not isinstance(t, str) else t for t in frame[column]]
+    enc = tokenizer(texts, truncation=True, max_length=cfg.data.max_length,
+                    return_attention_mask=False)
+    from engine.data import TextExamples
+
+    examples = TextExamples(enc["input_ids"], None, [0] * len(texts))
+    built = build_model(cfg.model, cfg.head, 1, path=path)
+    emit(Note(f"Embedding {len(texts)} texts from {column!r} with {built.pooling} pooling"))
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    built.model.to(device)
+    started = time.perf_counter()
+    vectors = compute_features(built.model, examples, tokenizer.pad_token_id or 0,
+                               cfg.train.batch_size * 2, device, False).cpu()
+    elapsed = time.perf_counter() - started
+    emit(StepLogged(step=1, epoch=1.0, metrics={"samples_per_s": len(texts) / elapsed}))
+    summary = {"examples": len(texts), "dimension": int(vectors.shape[1]),
+               "pooling": built.pooling, "column": column}
+    if out_dir is not None:
+        from safetensors.torch import save_file
+
+        from engine.export import save_model
+
+        out_dir.mkdir(parents=True, exist_ok=True)
+        save_file({"embeddings": vectors.contiguous()}, str(out_dir / "embeddings.safetensors"))
+        save_model(built.model, tokenizer, (), built.pooling, cfg, out_dir / "model")
+        summary["file"] = str(out_dir / "embeddings.safetensors")
+    return Outcome("completed", summary=summary)
+
+
+def _whole(cfg: RunConfig):
+    from engine.data import read_table
+
+    frame = read_table(cfg.resolve(cfg.data.train), encoding=cfg.data.encoding)
+    if cfg.data.limit is not None:
+        frame = frame.head(cfg.data.limit)
+    return (frame, None)

@@ -361,7 +361,12 @@ def runs_export(run_id: int, metrics_file: Path) -> None:
 @click.argument("inputs", nargs=-1, required=True)
 @click.option("--json", "as_json", is_flag=True, help="Print predictions as JSON.")
 def predict(run_id: int, inputs: tuple[str, ...], as_json: bool) -> None:
-    """Run a completed run's model on INPUTS (texts) and print the predictions."""
+    """Run a completed run's model on INPUTS and print the predictions.
+
+    INPUTS are texts; words for token classification; "QUESTION ||| CONTEXT" for
+    question answering; a text with the mask token for masked LM; image paths for
+    image classification.
+    """
     from engine.predict import Predictor
 
     store = _open_store()

@@ -15,7 +15,6 @@ import torch
 from engine.config import RunConfig
 from engine.errors import ModelError
 
-
 _ON_META = contextvars.ContextVar("hubtune_on_meta", default=False)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 
 import pytest
+from tiny_models import WORDS
 
 from engine.config import RunConfig
 from engine.events import EvalFinished, RunPrepared
@@ -38,8 +39,11 @@ def models(tmp_path_factory):
 
 
 def run(tmp_path, model, task, data, *, epochs=2, lr=3e-3, **data_keys):
+    model_cfg = {"id": str(model)}
+    if str(model).startswith("torchvision:"):
+        model_cfg["weights"] = "none"
     cfg = RunConfig.from_dict({
-        "model": {"id": str(model)}, "head": {"task": task},
+        "model": model_cfg, "head": {"task": task},
         "data": {"train": str(data), "validation_split": 0.25, "max_length": 32,
                  "doc_stride": 8, **data_keys},
         "train": {"epochs": epochs, "batch_size": 8, "learning_rate": lr, "log_every": 1,
@@ -65,6 +69,8 @@ def test_token_classification_learns_word_tags(tmp_path, models, files):
 
     reloaded = AutoModelForTokenClassification.from_pretrained(tmp_path / "out" / "model")
     assert set(reloaded.config.id2label.values()) == set(prepared.labels)
+    tagged = predictor(tmp_path).predict(["the movie was good"])[0]
+    assert tagged.label == "the/O movie/B-THING was/O good/B-POS"
 
 
 def test_token_classification_from_conll(tmp_path, models, files):
@@ -80,12 +86,16 @@ def test_question_answering_runs_and_scores_spans(tmp_path, models, files, sourc
     for key in ("val_exact_match", "val_f1", "val_loss"):
         assert key in evals[-1]
     assert 0.0 <= outcome.summary["final_exact_match"] <= outcome.summary["final_f1"] <= 1.0
-    assert (tmp_path / "out" / "model" / "model.safetensors").is_file()
+    context = "the movie was good . the food was bad ."
+    answer = predictor(tmp_path).predict([f"what was good ? ||| {context}"])[0]
+    assert answer.label and answer.label in context
 
 
 def test_masked_lm_lowers_perplexity(tmp_path, models, files):
     _, evals, _ = run(tmp_path, models["bert"], "masked-lm", files["masked-lm"], epochs=4)
     assert evals[-1]["val_perplexity"] < evals[0]["val_perplexity"]
+    fill = predictor(tmp_path).predict(["the movie was [MASK]"])[0]
+    assert len(fill.scores) == 5 and fill.label in fill.scores
 
 
 def test_causal_lm_lowers_perplexity(tmp_path, models, files):
@@ -94,6 +104,8 @@ def test_causal_lm_lowers_perplexity(tmp_path, models, files):
     from transformers import AutoModelForCausalLM
 
     assert AutoModelForCausalLM.from_pretrained(tmp_path / "out" / "model") is not None
+    more = predictor(tmp_path).predict(["the movie"])[0]
+    assert more.label and set(more.label.split()) <= set(WORDS)
 
 
 def test_seq2seq_scores_bleu_and_chrf(tmp_path, models, files):
@@ -101,6 +113,8 @@ def test_seq2seq_scores_bleu_and_chrf(tmp_path, models, files):
     assert {"val_bleu", "val_chrf", "val_loss"} <= set(evals[-1])
     assert evals[-1]["val_loss"] < evals[0]["val_loss"]
     assert evals[-1]["val_chrf"] > 0  # it copies some of the right words by now
+    out = predictor(tmp_path).predict(["the food was good"])[0]
+    assert isinstance(out.label, str) and set(out.label.split()) <= set(WORDS)
 
 
 def test_multi_label_classification(tmp_path, tiny_bert, files):
@@ -109,6 +123,8 @@ def test_multi_label_classification(tmp_path, tiny_bert, files):
     assert set(prepared.labels) == {"negative", "positive", "venue"}
     assert {"val_accuracy", "val_micro_f1", "val_macro_f1"} <= set(evals[-1])
     assert outcome.summary["final_micro_f1"] > 0.6
+    labelled = predictor(tmp_path).predict(["the food was good"])[0]
+    assert set(labelled.scores) == {"negative", "positive", "venue"}
 
 
 def test_image_classification_on_digits(tmp_path, models, files):
@@ -120,3 +136,42 @@ def test_image_classification_on_digits(tmp_path, models, files):
 
     reloaded = AutoModelForImageClassification.from_pretrained(tmp_path / "out" / "model")
     assert reloaded.config.num_labels == 4
+    image = next((files["image-classification"] / "2").iterdir())
+    guess = predictor(tmp_path).predict([str(image)])[0]
+    assert guess.label in prepared.labels and abs(sum(guess.scores.values()) - 1) < 1e-4
+
+
+def test_torchvision_backbone_trains_and_predicts(tmp_path, files):
+    outcome, _, prepared = run(tmp_path, "torchvision:resnet18", "image-classification",
+                               files["image-classification"], epochs=1, lr=1e-3,
+                               image_size=32)
+    image = next((files["image-classification"] / "1").iterdir())
+    assert predictor(tmp_path).predict([str(image)])[0].label in prepared.labels
+
+
+def predictor(tmp_path):
+    from engine.predict import Predictor
+
+    return Predictor(tmp_path / "out" / "model")
+
+
+def test_feature_extraction_embeds_the_data_with_the_checkpoint_pooling(tmp_path, tiny_bert,
+                                                                         files):
+    from safetensors.torch import load_file
+
+    cfg = RunConfig.from_dict({
+        "model": {"id": str(tiny_bert)}, "head": {"task": "feature-extraction",
+                                                  "pooling": "mean"},
+        "data": {"train": str(files["masked-lm"]), "max_length": 32},
+        "base_dir": str(tmp_path)})
+    outcome = train(cfg, lambda e: None, threading.Event(), out_dir=tmp_path / "out")
+    assert outcome.status == "completed"
+    vectors = load_file(tmp_path / "out" / "embeddings.safetensors")["embeddings"]
+    assert vectors.shape == (60, 32) == (outcome.summary["examples"],
+                                         outcome.summary["dimension"])
+    # The saved model gives the same vector for the same text.
+    import csv
+
+    first = next(csv.DictReader(open(files["masked-lm"])))["text"]
+    again = predictor(tmp_path).predict([first])[0]
+    assert again.score == pytest.approx(float(vectors[0].norm()), rel=1e-4)

@@ -19,13 +19,14 @@ from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import Button, DataTable, Footer, Header, Input, Label, Select, Static
 
-from engine.config import FREEZE_POLICIES, RunConfig, load_config
+from engine.config import FREEZE_POLICIES, TASKS, RunConfig, load_config
 from engine.errors import HubtuneError
 from tui.messages import DataPreviewed
 
-TASKS = ("text-classification", "multi-label-classification", "regression",
-         "text-pair-classification")
-SUPPORTED_FREEZE = tuple(p for p in FREEZE_POLICIES if p != "gradual")
+TASK_CHOICES = ("text-classification", *(t for t in TASKS if t != "text-classification"))
+"""The default first: a new form starts as the most common fine-tune."""
+UNLABELLED = ("masked-lm", "causal-lm", "feature-extraction", "question-answering")
+"""Tasks whose data has no label column to pick."""
 
 # field id -> (dotted config key, label, placeholder)
 FIELDS = {
@@ -100,7 +101,7 @@ class NewRunScreen(Screen):
 
     def _select_field(self, fid: str) -> ComposeResult:
         _, label = SELECTS[fid]
-        options = {"task": TASKS, "freeze": SUPPORTED_FREEZE}.get(fid, ())
+        options = {"task": TASK_CHOICES, "freeze": FREEZE_POLICIES}.get(fid, ())
         yield Label(label, classes="field-label")
         yield Select([(o, o) for o in options], id=f"f-{fid}", allow_blank=fid in
                      ("text-col", "label-col"), value=options[0] if options else Select.NULL,
@@ -294,7 +295,11 @@ class NewRunScreen(Screen):
         text = self.query_one("#f-text-col", Select).value
         ok = True
         missing = getattr(self, "_missing", {})
-        for fid, value in (("text-col", text), ("label-col", label)):
+        task = self.query_one("#f-task", Select).value
+        needed = [("text-col", text)]
+        if task not in UNLABELLED:
+            needed.append(("label-col", label))
+        for fid, value in needed:
             if not isinstance(value, str):
                 name = Path(p.path).name
                 if fid in missing:
