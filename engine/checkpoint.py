@@ -101,13 +101,14 @@ def latest_checkpoint(run_folder: Path) -> Path | None:
     return max(found, key=lambda p: int(p.name.split("-")[1])) if found else None
 
 
-def prune_checkpoints(run_folder: Path, keep: int) -> None:
-    """Keep the newest `keep` checkpoints."""
+def prune_checkpoints(run_folder: Path, keep: int, protect: int | None = None) -> None:
+    """Keep the newest `keep` checkpoints, and the one of step `protect` (the best)."""
     root = Path(run_folder) / "checkpoints"
     found = sorted((p for p in root.glob("step-*") if p.is_dir() and not p.name.endswith(".tmp")),
                    key=lambda p: int(p.name.split("-")[1]))
     for old in found[:-keep] if keep > 0 else []:
-        shutil.rmtree(old, ignore_errors=True)
+        if old.name != f"step-{protect}":
+            shutil.rmtree(old, ignore_errors=True)
 
 
 def _rng_state() -> tuple[dict, dict]:

@@ -239,9 +239,14 @@ class TrainSpec:
     """Newest checkpoints kept on disk; the best model is kept apart."""
     early_stopping: EarlyStopping | None = None
     """Stop when the validation metric stops improving."""
+    restore_best: bool = True
+    """End with the weights of the best evaluation (its checkpoint is always kept), not
+    the last step's."""
     cache_features: bool = True
     """With a fully frozen backbone (head_only), compute its features once and train the
     head on them; false runs the backbone every step (in eval mode either way)."""
+    gradient_checkpointing: bool = False
+    """Recompute block activations in the backward pass: less memory, about 30% slower."""
     seed: int = 42
     """Seeds python, numpy and torch, and the validation split."""
 

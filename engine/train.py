@@ -102,6 +102,15 @@ class _Loop:
 
         self.pad_id = task.pad_id(self.processor)
         self.full_model = model
+        if cfg.train.gradient_checkpointing:
+            from engine.freeze import backbone_of
+
+            target = backbone_of(model)
+            if not hasattr(target, "gradient_checkpointing_enable"):
+                raise HubtuneError(f"{cfg.model.id} does not support gradient checkpointing; "
+                                   "set train.gradient_checkpointing: false.")
+            target.gradient_checkpointing_enable(
+                gradient_checkpointing_kwargs={"use_reentrant": False})
         # A frozen backbone is a fixed feature extractor: keep it in eval mode so its
         # dropout does not perturb the features the head learns from.
         self.frozen_backbone = cfg.freeze.policy == "head_only" and cfg.freeze.lora is None
@@ -198,14 +207,10 @@ class _Loop:
                 if st.batches_in_epoch % accum == 0 and self.stop.is_set():
                     status, done = "stopped", True
                     break
-                with acc.accumulate(self.model):
-                    loss = self.model(**batch)[0]
-                    acc.backward(loss)
-                    if acc.sync_gradients and cfg.train.max_grad_norm:
-                        acc.clip_grad_norm_(self.model.parameters(), cfg.train.max_grad_norm)
-                    self.optimizer.step()
-                    self.scheduler.step()
-                    self.optimizer.zero_grad(set_to_none=True)
+                try:
+                    loss = self._step(batch)
+                except torch.OutOfMemoryError:
+                    return self._out_of_memory()
                 st.batches_in_epoch += 1
                 running_loss += loss.detach()
                 if "attention_mask" in batch:
@@ -260,8 +265,63 @@ class _Loop:
         elif self.last_eval_step != st.step:
             self.evaluate()
         if self.out_dir is not None and status == "completed":
+            self.restore_best()
             self.save_final()
         return Outcome(status, summary=self.summary())
+
+    def restore_best(self) -> None:
+        """Put back the weights of the best evaluation, from its (kept) checkpoint."""
+        st = self.state
+        self.model_step = st.step
+        if not self.cfg.train.restore_best or st.best_metric is None or st.best_step == st.step:
+            return
+        best = self.out_dir / "checkpoints" / f"step-{st.best_step}" / "model.safetensors"
+        if not best.is_file():
+            self.emit(Note(f"The best checkpoint (step {st.best_step}) is gone; keeping the "
+                           "last weights", level="warning"))
+            return
+        from safetensors.torch import load_model
+
+        load_model(self.accelerator.unwrap_model(self.model), str(best))
+        self.model_step = st.best_step
+        self.emit(Note(f"Restored the best weights: step {st.best_step}, {self.watch} "
+                       f"{st.best_metric:.4g} (the last evaluation had "
+                       f"{self.last_eval.get(self.watch, float('nan')):.4g})"))
+
+    def _step(self, batch) -> torch.Tensor:
+        acc, cfg = self.accelerator, self.cfg
+        with acc.accumulate(self.model):
+            loss = self.model(**batch)[0]
+            acc.backward(loss)
+            if acc.sync_gradients and cfg.train.max_grad_norm:
+                acc.clip_grad_norm_(self.model.parameters(), cfg.train.max_grad_norm)
+            self.optimizer.step()
+            self.scheduler.step()
+            self.optimizer.zero_grad(set_to_none=True)
+        return loss
+
+    def _out_of_memory(self) -> Outcome:
+        """End the run as failed with reason OOM, and what would make it fit."""
+        self.optimizer.zero_grad(set_to_none=True)
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        t = self.cfg.train
+        suggestions = []
+        if t.batch_size > 1:
+            suggestions.append(f"train.batch_size={t.batch_size // 2} "
+                               f"train.grad_accumulation={t.grad_accumulation * 2} "
+                               "(the same effective batch in half the memory)")
+        if not t.gradient_checkpointing:
+            suggestions.append("train.gradient_checkpointing=true (recompute activations)")
+        if self.cfg.freeze.lora is None and self.cfg.freeze.policy in ("full",
+                                                                      "freeze_embeddings"):
+            suggestions.append("freeze.policy=freeze_first_n freeze.n=<half the blocks>, or "
+                               "freeze.lora.r=8 (fewer gradients and optimizer state)")
+        step = self.state.step
+        return Outcome("failed", summary={**self.summary(), "failure_reason": "oom",
+                                          "suggestions": suggestions}, error=(
+            f"Out of GPU memory at step {step} with batch size {t.batch_size}; fork the run "
+            f"with {suggestions[0] if suggestions else 'a smaller model'}."))
 
     def save_final(self) -> None:
         """The trained model, with LoRA folded in, as `out_dir/model`."""
@@ -336,7 +396,8 @@ class _Loop:
                                   metric=self.last_eval.get(self.watch),
                                   is_best=st.best_step == st.step))
         # Only after the new one is recorded: until then the previous one is the resume point.
-        prune_checkpoints(self.out_dir, self.cfg.train.keep_checkpoints)
+        prune_checkpoints(self.out_dir, self.cfg.train.keep_checkpoints,
+                          protect=st.best_step if st.best_metric is not None else None)
 
     def summary(self) -> dict:
         st = self.state
@@ -346,6 +407,7 @@ class _Loop:
             "labels": list(self.data.labels),
             "watched_metric": self.watch,
             "best_step": st.best_step,
+            "model_step": getattr(self, "model_step", st.step),
             **{f"final_{k}": v for k, v in self.last_eval.items() if k != "confusion"},
             **{f"best_{k}": v for k, v in self.best.items() if k != "confusion"},
             "confusion": self.last_eval.get("confusion"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 
 import pytest
+import torch
 
 from engine.config import load_config
 from engine.errors import DataError, ModelError
@@ -137,3 +138,63 @@ def test_metrics_match_hand_computed_values():
     assert scores["accuracy"] == pytest.approx(4 / 6)
     # per-class F1: 2*1/(2+2)=0.5, 2*2/(2+3)=0.8, 2*1/(2+1)=0.667
     assert scores["macro_f1"] == pytest.approx((0.5 + 0.8 + 2 / 3) / 3)
+
+
+def test_the_saved_model_is_the_best_evaluation(tmp_path, tiny_bert, sentiment_csv):
+    """Evaluated every 2 steps, accuracy peaks before the end: the export is the peak."""
+    from safetensors.torch import load_file
+    from tests_helpers import config_for
+
+    cfg = config_for(tmp_path, tiny_bert, sentiment_csv, epochs=3)
+    cfg = load_config_dict(cfg, {"train": {"eval_every": 2, "learning_rate": 3e-3,
+                                           "keep_checkpoints": 1}})
+    events = []
+    outcome = train(cfg, events.append, threading.Event(), out_dir=tmp_path / "out")
+    assert outcome.status == "completed"
+    s = outcome.summary
+    accuracy = {e.step: e.metrics["val_accuracy"] for e in events if isinstance(e, EvalFinished)}
+    best_step = s["best_step"]
+    assert accuracy[best_step] == max(accuracy.values()) == s["best_accuracy"]
+    assert s["model_step"] == best_step
+    saved = load_file(tmp_path / "out" / "model" / "model.safetensors")
+    best = load_file(tmp_path / "out" / "checkpoints" / f"step-{best_step}" / "model.safetensors")
+    assert all(torch.equal(saved[k], best[k]) for k in best)
+    if best_step != s["steps"]:
+        assert any(isinstance(e, Note) and e.message.startswith("Restored the best weights")
+                   for e in events)
+
+
+def test_out_of_memory_fails_the_run_with_suggestions(tmp_path, tiny_bert, sentiment_csv):
+    """A CUDA OOM injected at the third step: the run fails with reason and remedies."""
+    from tests_helpers import config_for
+
+    from engine.train import _Loop
+
+    cfg = config_for(tmp_path, tiny_bert, sentiment_csv, epochs=2)
+    loop = _Loop(cfg, lambda e: None, threading.Event(), tmp_path / "out")
+    loop.prepare(None)
+    real_forward, calls = loop.model.forward, {"n": 0}
+
+    def forward(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real_forward(*args, **kwargs)
+
+    loop.model.forward = forward
+    outcome = loop.run()
+    assert outcome.status == "failed"
+    assert outcome.error.startswith("Out of GPU memory at step 2 with batch size 16; fork the "
+                                    "run with train.batch_size=8 train.grad_accumulation=2")
+    assert outcome.summary["failure_reason"] == "oom"
+    assert any("gradient_checkpointing" in s for s in outcome.summary["suggestions"])
+    assert any("freeze" in s for s in outcome.summary["suggestions"])
+
+
+def load_config_dict(cfg, changes):
+    from engine.config import RunConfig
+
+    data = cfg.to_dict()
+    for section, values in changes.items():
+        data[section].update(values)
+    return RunConfig.from_dict(data)
