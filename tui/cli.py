@@ -356,6 +356,28 @@ def runs_export(run_id: int, metrics_file: Path) -> None:
     click.echo(f"Wrote {len(rows)} rows to {metrics_file}.")
 
 
+@cli.command("export")
+@click.argument("run_id", type=int)
+@click.argument("target", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--push", "repo", metavar="REPO", help="Also upload the folder to this hub repo.")
+@click.option("--public", is_flag=True, help="Make a pushed repo public (default private).")
+def export(run_id: int, target: Path, repo: str | None, public: bool) -> None:
+    """Write a completed run's model to TARGET with a model card (and optionally push it)."""
+    from engine.export import export_model, push_folder
+
+    store = _open_store()
+    run = store.get_run(run_id)
+    model_dir = Path(run.output_dir or "") / "model"
+    if run.status != "completed" or not (model_dir / "hubtune_head.json").is_file():
+        raise Failure(f"Run {run_id} is {run.status} and has no final model; only a completed "
+                      "run can be exported.")
+    folder, loader = export_model(model_dir, target, config=run.config,
+                                  summary=run.summary or {}, run_name=run.name or f"run-{run_id}")
+    click.echo(f"Exported run {run_id} to {folder} (load it with {loader}).")
+    if repo:
+        click.echo(f"Pushed to {push_folder(folder, repo, private=not public)}.")
+
+
 @cli.command()
 @click.argument("run_id", type=int)
 @click.argument("inputs", nargs=-1, required=True)
