@@ -68,6 +68,8 @@ class _Loop:
         set_seed(cfg.train.seed)
         self.precision = resolve_precision(cfg.train.precision)
         self.accelerator = Accelerator(
+            # On a CPU-only box a `torchrun --nproc_per_node N` launch trains over gloo.
+            cpu=not torch.cuda.is_available(),
             mixed_precision=self.precision,
             gradient_accumulation_steps=cfg.train.grad_accumulation,
         )
@@ -154,16 +156,30 @@ class _Loop:
         )
         optimizer = make_optimizer(
             train_model, cfg, None if self.cached else self.plan.ever_trainable)
-        self.steps_per_epoch = max(1, -(-len(self.sampler) // cfg.train.grad_accumulation))
-        total = math.ceil(cfg.train.epochs * self.steps_per_epoch)
-        self.total_steps = min(total, cfg.train.max_steps) if cfg.train.max_steps else total
-        warmup = int(cfg.train.warmup_ratio * self.total_steps)
+        accum, processes = cfg.train.grad_accumulation, self.accelerator.num_processes
+        # accelerate steps a prepared scheduler once per process for every optimizer step,
+        # so its horizon counts the steps of a single process seeing all the data.
+        horizon = math.ceil(cfg.train.epochs * max(1, -(-len(self.sampler) // accum)))
+        if cfg.train.max_steps:
+            horizon = min(horizon, cfg.train.max_steps * processes)
         scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lr_lambda(self.total_steps, warmup, cfg.train.scheduler)
+            optimizer, lr_lambda(horizon, int(cfg.train.warmup_ratio * horizon),
+                                 cfg.train.scheduler)
         )
         self.model, self.optimizer, self.loader, self.scheduler = self.accelerator.prepare(
             train_model, optimizer, loader, scheduler
         )
+        # Each process sees every N-th batch: its own epoch is len(loader) batches.
+        self.batches_per_epoch = len(self.loader)
+        self.steps_per_epoch = max(1, -(-self.batches_per_epoch // accum))
+        total = math.ceil(cfg.train.epochs * self.steps_per_epoch)
+        self.total_steps = min(total, cfg.train.max_steps) if cfg.train.max_steps else total
+        if not self.accelerator.is_main_process:
+            self.emit = lambda event: None  # only rank 0 reports, so the store has one writer
+        if processes > 1:
+            backend = getattr(self.accelerator.state, "backend", None) or "?"
+            self.emit(Note(f"Data parallel over {processes} processes ({backend}); each sees "
+                           f"{self.batches_per_epoch} of {len(self.sampler)} batches an epoch"))
         if resume_from is not None:
             self.state = load_checkpoint(resume_from, self.accelerator.unwrap_model(self.model),
                                          self.optimizer, self.scheduler)
@@ -201,10 +217,11 @@ class _Loop:
             # Through the loader: accelerate re-sets the sampler's epoch from its own
             # counter on every pass, which restarts at 0 in a resumed run.
             self.loader.set_epoch(st.epoch)
-            self.sampler.skip = st.batches_in_epoch  # the data position of a resumed run
+            # The data position of a resumed run, in batches of the whole (unsharded) epoch.
+            self.sampler.skip = st.batches_in_epoch * acc.num_processes
             self._follow_schedule()
             for batch in self.loader:
-                if st.batches_in_epoch % accum == 0 and self.stop.is_set():
+                if st.batches_in_epoch % accum == 0 and self._should_stop():
                     status, done = "stopped", True
                     break
                 try:
@@ -241,7 +258,7 @@ class _Loop:
                     running_batches = samples = 0
                     window_start = time.perf_counter()
                 every = cfg.train.eval_every
-                end_of_epoch = st.batches_in_epoch == len(self.sampler)
+                end_of_epoch = st.batches_in_epoch == self.batches_per_epoch
                 if end_of_epoch:  # before any checkpoint, so a resume starts the next epoch
                     st.epoch, st.batches_in_epoch = st.epoch + 1, 0
                 if (every == "epoch" and end_of_epoch) or (
@@ -264,7 +281,7 @@ class _Loop:
             self.checkpoint()
         elif self.last_eval_step != st.step:
             self.evaluate()
-        if self.out_dir is not None and status == "completed":
+        if self.out_dir is not None and status == "completed" and acc.is_main_process:
             self.restore_best()
             self.save_final()
         return Outcome(status, summary=self.summary())
@@ -287,6 +304,20 @@ class _Loop:
         self.emit(Note(f"Restored the best weights: step {st.best_step}, {self.watch} "
                        f"{st.best_metric:.4g} (the last evaluation had "
                        f"{self.last_eval.get(self.watch, float('nan')):.4g})"))
+
+    def _should_stop(self) -> bool:
+        """The stop request, agreed by every process (only rank 0 reads the store).
+
+        With several processes the flag is summed across them at each logging
+        interval, not every step: one tiny all-reduce per interval is free.
+        """
+        acc = self.accelerator
+        if acc.num_processes == 1:
+            return self.stop.is_set()
+        if self.state.step % self.cfg.train.log_every != 0:
+            return False
+        flag = torch.tensor([int(self.stop.is_set())], device=acc.device)
+        return bool(acc.reduce(flag, "sum").item())
 
     def _step(self, batch) -> torch.Tensor:
         acc, cfg = self.accelerator, self.cfg
@@ -386,7 +417,7 @@ class _Loop:
             st.evals_without_gain += 1
 
     def checkpoint(self) -> None:
-        if self.out_dir is None:
+        if self.out_dir is None or not self.accelerator.is_main_process:
             return
         st = self.state
         folder = save_checkpoint(self.out_dir / "checkpoints" / f"step-{st.step}",

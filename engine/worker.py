@@ -11,6 +11,7 @@ waits on SQLite.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -37,8 +38,13 @@ def start_run(
     *,
     parent_id: int | None = None,
     tags: tuple[str, ...] = (),
+    processes: int = 1,
 ) -> int:
-    """Record a queued run and start its worker; returns the run id at once."""
+    """Record a queued run and start its worker; returns the run id at once.
+
+    With `processes` > 1 the worker runs under `torchrun` (data parallel over
+    the GPUs, or over CPU processes with gloo); only rank 0 writes to the store.
+    """
     import yaml
 
     run_id = store.create_run(
@@ -53,8 +59,26 @@ def start_run(
     folder = run_dir(run_id)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    if processes < 1:
+        raise HubtuneError(f"--processes must be 1 or more, got {processes}.")
+    (folder / LAUNCH_FILE).write_text(json.dumps({"processes": processes}))
     _spawn(store, run_id, resume=False)
     return run_id
+
+
+LAUNCH_FILE = "launch.json"
+"""How the run's worker is launched (its process count), so a resume launches it the same way."""
+
+
+def worker_command(run_id: int, db_file: Path, *, resume: bool) -> list[str]:
+    """The worker's command line: plain Python, or torchrun for several processes."""
+    launch = run_dir(run_id) / LAUNCH_FILE
+    processes = json.loads(launch.read_text())["processes"] if launch.is_file() else 1
+    worker = ["-m", "engine.worker", str(run_id), str(db_file), *(["--resume"] if resume else [])]
+    if processes == 1:
+        return [sys.executable, *worker]
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone",
+            f"--nproc_per_node={processes}", *worker]
 
 
 def resume_point(store: RunStore, run_id: int) -> Path | None:
@@ -100,8 +124,7 @@ def _spawn(store: RunStore, run_id: int, *, resume: bool) -> None:
     env.setdefault("TOKENIZERS_PARALLELISM", "false")
     with open(folder / "worker.log", "ab") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "engine.worker", str(run_id), str(store.path),
-             *(["--resume"] if resume else [])],
+            worker_command(run_id, store.path, resume=resume),
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -211,6 +234,8 @@ class StoreSink:
 
 def run_worker(run_id: int, db_file: Path, *, resume: bool = False) -> int:
     """Train run `run_id` to the end, recording everything; returns an exit code."""
+    if int(os.environ.get("RANK", "0")) != 0:
+        return _run_follower(run_id, db_file, resume=resume)
     store = RunStore(db_file)
     run = store.get_run(run_id)
     from engine.environment import capture_environment
@@ -251,6 +276,24 @@ def run_worker(run_id: int, db_file: Path, *, resume: bool = False) -> int:
     store.finish(run_id, status, summary=summary, error=error)
     store.close()
     return 0 if status in ("completed", "stopped") else 1
+
+
+def _run_follower(run_id: int, db_file: Path, *, resume: bool) -> int:
+    """A rank above 0 under torchrun: trains its shard, reads the store, writes nothing."""
+    store = RunStore(db_file)
+    try:
+        cfg = RunConfig.from_dict(store.get_run(run_id).config)
+        resume_from = resume_point(store, run_id) if resume else None
+    finally:
+        store.close()
+    stop = threading.Event()  # rank 0 reads the stop request and shares it
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    from engine.train import train
+
+    outcome = train(cfg, lambda event: None, stop, out_dir=run_dir(run_id),
+                    resume_from=resume_from)
+    return 0 if outcome.status in ("completed", "stopped") else 1
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -72,7 +72,9 @@ def cli(ctx: click.Context, debug: bool) -> None:
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override a config value by dotted key, e.g. train.epochs=2.")
 @click.option("--detach", is_flag=True, help="Print the run id and return at once.")
-def train(config: Path, overrides: tuple[str, ...], detach: bool) -> None:
+@click.option("--processes", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Data-parallel processes (GPUs, or CPU processes over gloo) via torchrun.")
+def train(config: Path, overrides: tuple[str, ...], detach: bool, processes: int) -> None:
     """Fine-tune from a YAML CONFIG without the TUI; prints the run id."""
     from engine.config import load_config
     from engine.worker import start_run
@@ -80,7 +82,7 @@ def train(config: Path, overrides: tuple[str, ...], detach: bool) -> None:
     cfg = load_config(config, overrides)
     _check_inputs(cfg)
     store = _open_store()
-    run_id = start_run(store, cfg)
+    run_id = start_run(store, cfg, processes=processes)
     click.echo(run_id)
     if detach:
         return
