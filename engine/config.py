@@ -39,7 +39,8 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 @dataclass(frozen=True)
 class ModelSpec:
     id: str = ""
-    """A hub repo id, a local directory, `torchvision:<arch>` or `pkg:<module>`."""
+    """A hub repo id, a local directory, `torchvision:<arch>`, `pkg:<module>`, or `run:<id>`
+    (the trained model of an earlier run: sequential fine-tuning)."""
     revision: str = "main"
     """Hub branch, tag or commit."""
     trust_remote_code: bool = False

@@ -39,6 +39,8 @@ def resolve_model_path(spec: ModelSpec) -> Path:
     local cache first and downloaded only when the hub is reachable.
     """
     ref = spec.id
+    if ref.startswith("run:"):
+        return run_model_path(ref)
     if ref.startswith("pkg:"):
         import importlib
 
@@ -62,6 +64,48 @@ def resolve_model_path(spec: ModelSpec) -> Path:
     if ref.startswith(("/", "./", "../", "~")):
         raise ModelError(f"Model folder {ref} does not exist.")
     return _from_hub(ref, spec.revision)
+
+
+def run_model_path(ref: str) -> Path:
+    """`run:<id>`: the trained model of an earlier run, as a plain backbone folder.
+
+    Sequential fine-tuning starts here: the new run puts its own head (and
+    data) on what the earlier run learned. A hubtune sequence model stores
+    its weights under `backbone.` and `head.`; the backbone is written out
+    once, in transformers' layout, next to it.
+    """
+    from store import run_dir
+
+    raw = ref.removeprefix("run:")
+    if not raw.isdigit():
+        raise ModelError(f"{ref} must name a run by number, e.g. run:12.")
+    model_dir = run_dir(int(raw)) / "model"
+    head_file = model_dir / "hubtune_head.json"
+    if not head_file.is_file():
+        raise ModelError(f"Run {raw} has no trained model (only a completed run has one); "
+                         "pick a completed run with hubtune runs ls --status completed.")
+    head = json.loads(head_file.read_text(encoding="utf-8"))
+    if "pooling" not in head:
+        return model_dir  # a transformers task model: loads as a backbone as it is
+    backbone = model_dir / "backbone"
+    if not (backbone / "model.safetensors").is_file():
+        import shutil
+
+        from safetensors.torch import load_file, save_file
+
+        tmp = model_dir / "backbone.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        weights = load_file(str(model_dir / "model.safetensors"))
+        save_file({k.removeprefix("backbone."): v for k, v in weights.items()
+                   if k.startswith("backbone.")}, str(tmp / "model.safetensors"),
+                  metadata={"format": "pt"})
+        for item in model_dir.iterdir():
+            if item.is_file() and item.name not in ("model.safetensors", "hubtune_head.json"):
+                shutil.copy2(item, tmp / item.name)
+        shutil.rmtree(backbone, ignore_errors=True)
+        tmp.rename(backbone)
+    return backbone
 
 
 def _from_hub(repo: str, revision: str) -> Path:

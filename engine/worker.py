@@ -47,6 +47,8 @@ def start_run(
     """
     import yaml
 
+    if parent_id is None and cfg.model.id.startswith("run:") and cfg.model.id[4:].isdigit():
+        parent_id = int(cfg.model.id[4:])  # sequential fine-tuning: lineage kept
     run_id = store.create_run(
         cfg.to_dict(),
         name=cfg.name or None,

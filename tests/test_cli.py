@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 HUBTUNE = [sys.executable, "-m", "tui.cli"]
 REPO = Path(__file__).resolve().parent.parent
@@ -141,3 +142,38 @@ def test_export_metrics_csv(tmp_path):
     assert result.returncode == 0, result.stderr
     lines = out.read_text().splitlines()
     assert lines[0] == "step,epoch,name,value,time_unix" and len(lines) == 6
+
+
+def test_sequential_fine_tuning_starts_from_an_earlier_run(tiny_config, tmp_path, tiny_bert):
+    """Run B trains a token-classification head on run A's fine-tuned backbone."""
+    import task_data as td
+    from safetensors.torch import load_file
+
+    first = hubtune("train", str(tiny_config), "--set", "train.epochs=2")
+    assert first.returncode == 0, first.stderr
+    parent = int(first.stdout.splitlines()[0])
+    ner = td.write_token_jsonl(tmp_path / "ner.jsonl")
+    second = hubtune("train", str(tiny_config), "--set", f"model.id=run:{parent}",
+                     "--set", "head.task=token-classification",
+                     "--set", f"data.train={ner}", "--set", "train.epochs=1")
+    assert second.returncode == 0, second.stderr
+    child = int(second.stdout.splitlines()[0])
+    from store import RunStore
+
+    store = RunStore()
+    run = store.get_run(child)
+    assert run.status == "completed" and run.parent_id == parent
+    assert run.config["model"]["id"] == f"run:{parent}"
+    # The child began from the parent's fine-tuned weights, not the original model's.
+    parent_weights = load_file(Path(store.get_run(parent).output_dir) / "model" / "backbone"
+                               / "model.safetensors")
+    note = [e.message for e in store.events(child) if "Loading" in e.message]
+    assert note and f"run:{parent}" in note[0]
+    original = load_file(tiny_bert / "model.safetensors")
+    assert parent_weights.keys() == original.keys()  # transformers' own layout
+    emb = "embeddings.word_embeddings.weight"
+    assert not torch.equal(parent_weights[emb], original[emb])  # what run A learned
+
+    missing = hubtune("train", str(tiny_config), "--set", "model.id=run:999")
+    assert missing.returncode == 1
+    assert "Run 999 has no trained model" in missing.stderr
