@@ -42,8 +42,8 @@ class ImageExamples:
         return len(self.paths)
 
 
-def scan_images(root: Path, policy: str) -> tuple[list[Path], list[str], int]:
-    """(paths, class names, files skipped) of a folder-per-class tree."""
+def scan_images(root: Path) -> tuple[list[Path], list[str]]:
+    """(paths, class names) of a folder-per-class tree; files are checked later."""
     if not root.is_dir():
         raise DataError(f"The image folder {root} does not exist; check data.train.")
     classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
@@ -56,7 +56,7 @@ def scan_images(root: Path, policy: str) -> tuple[list[Path], list[str], int]:
             if f.is_file() and not f.name.startswith("."):
                 paths.append(f)
                 labels.append(name)
-    return paths, labels, 0
+    return paths, labels
 
 
 def check_images(paths: list[Path], labels: list[str], policy: str) -> tuple[list, list, int]:
@@ -70,9 +70,9 @@ def check_images(paths: list[Path], labels: list[str], policy: str) -> tuple[lis
                 img.verify()
         except FileNotFoundError:
             problem = "does not exist"
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-            problem = ("is not an image" if isinstance(exc, UnidentifiedImageError)
-                       else "is a corrupt image")
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+            problem = ("is a corrupt image" if path.suffix.lower() in IMAGE_SUFFIXES
+                       else "is not an image")
         else:
             good_paths.append(path)
             good_labels.append(label)
@@ -92,7 +92,7 @@ def read_images(cfg: RunConfig, target: str, role: str):
 
     source = cfg.resolve(target)
     if source.is_dir():
-        paths, labels, _ = scan_images(source, cfg.data.bad_files)
+        paths, labels = scan_images(source)
         return pd.DataFrame({"path": paths, "label": labels})
     frame = read_table(source, encoding=cfg.data.encoding, role=role)
     path_col = pick_column(frame, source, cfg.data.text_column, "text_column",
@@ -231,23 +231,29 @@ class ImageTask(Task):
     def load_data(self, cfg: RunConfig, processor) -> TaskData:
         from engine.data import _natural, _split
 
+        import pandas as pd
+
         spec = cfg.data
+        skipped = 0
+
+        def checked(frame):
+            nonlocal skipped
+            paths, labels, bad = check_images(list(frame["path"]), list(frame["label"]),
+                                              spec.bad_files)
+            skipped += bad
+            return pd.DataFrame({"path": paths, "label": labels})
+
         train = read_images(cfg, spec.train, "training")
         if spec.limit is not None and len(train) > spec.limit:
             train = train.sample(n=spec.limit, random_state=cfg.train.seed)
+        train = checked(train)  # before the split, so it divides the usable images
         if spec.validation:
-            val = read_images(cfg, spec.validation, "validation")
+            val = checked(read_images(cfg, spec.validation, "validation"))
         else:
             if spec.validation_split <= 0:
                 raise DataError("Give data.validation or a data.validation_split above 0.")
             train, val = _split(train, "label", spec.validation_split, cfg.train.seed, False)
-        skipped = 0
-        splits = []
-        for frame in (train, val):
-            paths, labels, bad = check_images(list(frame["path"]), list(frame["label"]),
-                                              spec.bad_files)
-            skipped += bad
-            splits.append((paths, labels))
+        splits = [(list(f["path"]), list(f["label"])) for f in (train, val)]
         names = tuple(sorted(set(splits[0][1]), key=_natural))
         if len(names) < 2:
             raise DataError(f"{spec.train} has only one class ({', '.join(names)}); image "

@@ -134,3 +134,42 @@ def test_a_run_name_cannot_escape_the_run_folder(tmp_path, tiny_bert, sentiment_
     run = RunStore().list_runs()[0]
     assert run.name == "../../escaped"  # kept as a label; paths come from the run id only
     assert Path(run.output_dir).resolve().parent == (hubtune_home / "runs").resolve()
+
+
+def image_config(tmp_path: Path, model: Path, policy: str) -> Path:
+    path = tmp_path / f"images-{policy}.yaml"
+    path.write_text(f"model: {{id: {model}}}\nhead: {{task: image-classification}}\n"
+                    f"data: {{train: {CORPUS / 'images'}, bad_files: {policy}, "
+                    "validation_split: 0.25}\ntrain: {epochs: 1, batch_size: 4}\n")
+    return path
+
+
+def test_a_non_image_in_an_image_folder_fails_with_its_path(tmp_path, tiny_vit):
+    cfg = image_config(tmp_path, tiny_vit, "fail")
+    expected = (f"{CORPUS / 'images' / 'cat' / 'notes.txt'} is not an image; remove it, or set "
+                "data.bad_files: skip to leave such files out.")
+    assert engine_error(cfg) == expected
+    result = cli("train", str(cfg))
+    assert result.returncode == 1 and result.stderr.strip().splitlines()[-1] == \
+        f"Error: {expected}"
+
+
+def test_a_corrupt_image_is_named(tmp_path):
+    from engine.tasks.image import check_images
+
+    bad = CORPUS / "images" / "dog" / "dog-corrupt.png"
+    with pytest.raises(HubtuneError, match=r"dog-corrupt.png is a corrupt image; remove it"):
+        check_images([bad], ["dog"], "fail")
+
+
+def test_skip_leaves_bad_images_out_and_counts_them(tmp_path, tiny_vit):
+    from engine.events import Note
+
+    events = []
+    outcome = train(load_config(image_config(tmp_path, tiny_vit, "skip")), events.append,
+                    threading.Event())
+    assert outcome.status == "completed"
+    notes = [e.message for e in events if isinstance(e, Note)]
+    assert "Left out 2 unreadable files (data.bad_files: skip)" in notes
+    # 12 good images, a quarter of each class held out.
+    assert any("8 training and 4 validation examples" in n for n in notes)
