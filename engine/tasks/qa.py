@@ -39,15 +39,22 @@ def read_squad(path: Path, encoding: str = "utf-8", role: str = "training"):
             doc = None  # perhaps JSON lines; let the table reader say what is wrong
         if isinstance(doc, dict) and "data" in doc:
             rows = []
-            for article in doc["data"]:
-                for para in article.get("paragraphs", []):
-                    for qa in para.get("qas", []):
-                        rows.append({
-                            "id": str(qa.get("id", len(rows))), "question": qa["question"],
-                            "context": para["context"],
-                            "answers": [(a["text"], int(a["answer_start"]))
-                                        for a in qa.get("answers", [])],
-                        })
+            try:
+                for article in doc["data"]:
+                    for para in article.get("paragraphs", []):
+                        for qa in para.get("qas", []):
+                            rows.append({
+                                "id": str(qa.get("id", len(rows))),
+                                "question": str(qa["question"]),
+                                "context": _text(para["context"]),
+                                "answers": [(_text(a["text"]), int(a["answer_start"]))
+                                            for a in qa.get("answers", [])],
+                            })
+            except (AttributeError, TypeError, KeyError, ValueError):
+                raise DataError(
+                    f"{path} is not SQuAD-format JSON; it needs data -> paragraphs (each with "
+                    "a context) -> qas (each with a question and answers of text and "
+                    "answer_start).") from None
             if not rows:
                 raise DataError(f"{path} holds no questions.")
             return pd.DataFrame(rows)
@@ -58,23 +65,34 @@ def read_squad(path: Path, encoding: str = "utf-8", role: str = "training"):
                             f"context and answers (its columns are "
                             f"{', '.join(map(str, frame.columns))}).")
     answers = []
-    for _, row in frame.iterrows():
-        if "answers" in frame.columns:
-            a = row["answers"]
-            if isinstance(a, str):
-                a = json.loads(a)
-            texts = list(a["text"])
-            starts = [int(s) for s in a["answer_start"]]
-        elif "answer_text" in frame.columns and "answer_start" in frame.columns:
-            texts, starts = [str(row["answer_text"])], [int(row["answer_start"])]
-        else:
-            raise DataError(f"{path} has no answers column (answers, or answer_text and "
-                            "answer_start).")
-        answers.append(list(zip(texts, starts, strict=True)))
+    for number, (_, row) in enumerate(frame.iterrows(), 1):
+        try:
+            if "answers" in frame.columns:
+                a = row["answers"]
+                if isinstance(a, str):
+                    a = json.loads(a)
+                texts = [_text(t) for t in a["text"]]
+                starts = [int(s) for s in a["answer_start"]]
+            elif "answer_text" in frame.columns and "answer_start" in frame.columns:
+                texts, starts = [str(row["answer_text"])], [int(row["answer_start"])]
+            else:
+                raise DataError(f"{path} has no answers column (answers, or answer_text and "
+                                "answer_start).")
+            answers.append(list(zip(texts, starts, strict=True)))
+        except (TypeError, KeyError, ValueError, json.JSONDecodeError):
+            raise DataError(
+                f"{path} row {number}: answers must look like {{\"text\": [...], "
+                "\"answer_start\": [...]}} with one start per text.") from None
     frame = frame.assign(answers=answers)
     if "id" not in frame.columns:
         frame = frame.assign(id=[str(i) for i in range(len(frame))])
     return frame
+
+
+def _text(value) -> str:
+    if not isinstance(value, str):
+        raise TypeError("not text")
+    return value
 
 
 def normalize_answer(text: str) -> str:

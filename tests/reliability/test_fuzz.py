@@ -58,3 +58,47 @@ def test_file_readers_on_any_bytes(blob, suffix):
                 reader()
             except HubtuneError as exc:
                 assert str(exc)
+
+
+@FUZZ
+@given(st.binary(max_size=400), st.sampled_from([".conll", ".json", ".jsonl"]))
+def test_task_readers_on_any_bytes(blob, suffix):
+    """CoNLL tags and SQuAD files: the readers the token and QA heads use."""
+    from engine.preview import preview_file
+    from engine.tasks.qa import read_squad
+    from engine.tasks.token import read_conll
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / f"fuzz{suffix}"
+        path.write_bytes(blob)
+        readers = [lambda: preview_file(path)]
+        readers.append(lambda: read_conll(path) if suffix == ".conll" else read_squad(path))
+        for reader in readers:
+            try:
+                reader()
+            except HubtuneError as exc:
+                assert str(exc)
+
+
+SQUAD_KEYS = st.sampled_from(["data", "paragraphs", "qas", "context", "question", "answers",
+                              "text", "answer_start", "id", "title"])
+JSON_VALUES = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(-5, 50), st.text(max_size=8)),
+    lambda inner: st.one_of(st.lists(inner, max_size=3),
+                            st.dictionaries(SQUAD_KEYS, inner, max_size=4)), max_leaves=15)
+
+
+@FUZZ
+@given(st.dictionaries(SQUAD_KEYS, JSON_VALUES, max_size=3))
+def test_squad_reader_on_squad_shaped_json(doc):
+    import json
+
+    from engine.tasks.qa import read_squad
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "squad.json"
+        path.write_text(json.dumps(doc))
+        try:
+            read_squad(path)
+        except HubtuneError as exc:
+            assert str(exc)
