@@ -229,9 +229,9 @@ class ImageTask(Task):
                 "size": int(size), "arch": None, "processor": proc}, path
 
     def load_data(self, cfg: RunConfig, processor) -> TaskData:
-        from engine.data import _natural, _split
-
         import pandas as pd
+
+        from engine.data import _natural, _split
 
         spec = cfg.data
         skipped = 0
