@@ -50,3 +50,17 @@ def human_bytes(n: float | None) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1000
     return f"{n:.1f} TB"  # pragma: no cover
+
+
+MAIN_METRIC = {
+    "regression": "loss", "multi-label-classification": "micro_f1",
+    "token-classification": "f1", "question-answering": "f1", "masked-lm": "perplexity",
+    "causal-lm": "perplexity", "seq2seq": "chrf",
+}
+"""The validation metric each task is judged by (as engine/tasks sets `watch`)."""
+
+
+def main_metric(run) -> str:
+    """The metric a run watched (its summary says once it has one), else its task's."""
+    return (run.summary or {}).get("watched_metric") or MAIN_METRIC.get(run.task or "",
+                                                                        "accuracy")

@@ -127,7 +127,9 @@ async def test_mark_two_runs_and_compare_them(store):
         cmp_table = app.screen.query_one("#compare-table", DataTable)
         rows = [str(cmp_table.get_row_at(i)[0]) for i in range(cmp_table.row_count)]
         assert any("model.id" in r for r in rows) and any("head.task" in r for r in rows)
-        assert len(app.screen.query(".compare-curve")) == 2
+        loss = app.screen.query_one("#compare-loss")
+        assert {c.label.split()[0] for c in loss.series} == {f"#{ids[2]}", f"#{ids[1]}"}
+        assert all(len(c.values) > 1 for c in loss.series)  # both runs' curves overlaid
         await pilot.press("escape")
         await wait_for(pilot, lambda: app.screen.__class__.__name__ == "RunsScreen")
 

@@ -6,10 +6,11 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import DataTable, Label, Sparkline, Static
+from textual.widgets import DataTable, Static
 
 from store import Comparison, RunStore
 from tui.formatting import cut
+from tui.widgets.chart import LineChart, Series
 
 
 class CompareScreen(ModalScreen[None]):
@@ -26,8 +27,9 @@ class CompareScreen(ModalScreen[None]):
         with Vertical(id="compare-box"):
             yield Static("", id="compare-title")
             yield DataTable(id="compare-table", zebra_stripes=True, cursor_type="row")
-            yield Label("training loss, one row per run (same step scale)", classes="curve-label")
-            yield VerticalScroll(id="compare-curves")
+            with VerticalScroll(id="compare-curves"):
+                yield LineChart("training loss", id="compare-loss", classes="compare-curve")
+                yield LineChart("validation", id="compare-val", classes="compare-curve")
 
     def on_mount(self) -> None:
         cmp: Comparison = self.store.compare(self.run_ids)
@@ -46,14 +48,21 @@ class CompareScreen(ModalScreen[None]):
                 best = _best(key, values)
                 table.add_row(key, *[f"[b green]{_fmt(v)}[/]" if v is not None and v == best
                                      else _fmt(v) for v in values])
-        curves = self.query_one("#compare-curves", VerticalScroll)
-        series = [self.store.series(r.id, "loss") for r in cmp.runs]
-        longest = max((s.steps[-1] for s in series if s.steps), default=0)
-        for r, s in zip(cmp.runs, series, strict=True):
-            curves.mount(Label(f"#{r.id} {r.name}", classes="curve-label"))
-            # Pad shorter runs so every curve shares the step axis.
-            values = _resample(s.steps, s.values, longest, 100)
-            curves.mount(Sparkline(values, classes="compare-curve"))
+        # Curves overlaid on one step axis, one colour per run.
+        loss = [Series(f"#{r.id} {r.name}", *_xy(self.store.series(r.id, "loss")))
+                for r in cmp.runs]
+        self.query_one("#compare-loss", LineChart).series = loss
+        watched = next((v for v in (r.summary.get("watched_metric") for r in cmp.runs) if v),
+                       "accuracy")
+        val = [Series(f"#{r.id} {r.name}", *_xy(self.store.series(r.id, f"val_{watched}")))
+               for r in cmp.runs]
+        chart = self.query_one("#compare-val", LineChart)
+        chart.title = f"validation {watched}"
+        chart.series = val
+
+
+def _xy(series) -> tuple[list[int], list[float]]:
+    return list(series.steps), list(series.values)
 
 
 def _fmt(v) -> str:
@@ -67,16 +76,3 @@ def _best(key: str, values) -> float | None:
     if not nums or key in ("steps", "epochs", "best_step"):
         return None
     return min(nums) if "loss" in key or key.endswith(("mse", "mae")) else max(nums)
-
-
-def _resample(steps: list[int], values: list[float], last_step: int, width: int) -> list[float]:
-    """`width` buckets over 0..last_step; buckets past a run's end stay at 0."""
-    if not steps or last_step <= 0:
-        return []
-    out = [0.0] * width
-    for step, value in zip(steps, values, strict=True):
-        out[min(width - 1, step * width // (last_step + 1))] = value
-    for i in range(1, width):  # carry values forward over empty buckets inside the run
-        if out[i] == 0.0 and i * (last_step + 1) // width <= steps[-1]:
-            out[i] = out[i - 1]
-    return out

@@ -19,7 +19,7 @@ from textual.widgets import DataTable, Footer, Header, Input, Static
 from textual.worker import get_current_worker
 
 from store import Run, RunStore
-from tui.formatting import cut, duration, metric, status_text
+from tui.formatting import cut, duration, main_metric, metric, status_text
 from tui.messages import RunDetailRefreshed, RunsRefreshed
 from tui.screens.confirm import ConfirmScreen
 from tui.widgets.run_detail import RunDetail
@@ -98,7 +98,7 @@ class RunsScreen(Screen):
                     except Exception:
                         run = None
                     if run is not None:
-                        val_name = "val_accuracy" if run.task != "regression" else "val_loss"
+                        val_name = f"val_{main_metric(run)}"
                         self.post_message(RunDetailRefreshed(
                             run=run,
                             loss=store.series(run_id, "loss", max_points=200),

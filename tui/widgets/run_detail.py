@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
-from textual.widgets import Label, RichLog, Sparkline, Static
+from textual.widgets import RichLog, Static
 
 from tui.formatting import duration, status_markup
 from tui.messages import RunDetailRefreshed
+from tui.widgets.chart import LineChart, Series
 
 
 class RunDetail(Horizontal):
@@ -21,10 +22,8 @@ class RunDetail(Horizontal):
     def compose(self) -> ComposeResult:
         with Vertical(id="detail-left"):
             yield Static("Select a run to see it here.", id="detail-summary")
-            yield Label("training loss", id="loss-label", classes="curve-label -hidden")
-            yield Sparkline([], id="loss-curve", classes="-hidden")
-            yield Label("validation accuracy", id="val-label", classes="curve-label -hidden")
-            yield Sparkline([], id="val-curve", classes="-hidden")
+            yield LineChart("training loss", id="loss-curve", classes="-hidden")
+            yield LineChart("validation", id="val-curve", classes="-hidden")
         yield RichLog(id="event-log", wrap=True, markup=False, max_lines=500, min_width=20)
 
     def on_mount(self) -> None:
@@ -68,6 +67,8 @@ class RunDetail(Horizontal):
             lines.append(f"[red]{run.error}[/red]")
         self.query_one("#detail-summary", Static).update("\n".join(lines))
         for name, series in (("loss", msg.loss), ("val", msg.val_metric)):
-            self.query_one(f"#{name}-curve", Sparkline).data = series.values
-            self.query_one(f"#{name}-curve").set_class(len(series) < 2, "-hidden")
-            self.query_one(f"#{name}-label").set_class(len(series) < 2, "-hidden")
+            chart = self.query_one(f"#{name}-curve", LineChart)
+            if name == "val":
+                chart.title = f"validation {series.name.removeprefix('val_')}"
+            chart.series = [Series(series.name, series.steps, series.values)]
+            chart.set_class(len(series) < 2, "-hidden")
