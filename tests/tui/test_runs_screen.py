@@ -172,3 +172,33 @@ async def test_resume_from_the_tui_refuses_a_run_without_checkpoint(store):
         await wait_for(pilot, lambda: any("has no checkpoint to resume from" in n.message
                                           for n in app._notifications))
         assert store.get_run(ids[2]).status == "stopped"
+
+
+async def test_playground_predicts_with_a_completed_run(store, tiny_config):
+    """A real run trained by the engine, then typed at in the playground."""
+    import threading
+
+    from engine.config import load_config
+    from engine.train import train
+    from store import run_dir
+
+    cfg = load_config(tiny_config, ["train.epochs=6"])
+    run_id = store.create_run(cfg.to_dict(), name="play", task=cfg.head.task)
+    outcome = train(cfg, lambda e: None, threading.Event(), out_dir=run_dir(run_id))
+    store.finish(run_id, outcome.status, summary=outcome.summary)
+    app = make_app(store=store)
+    async with app.run_test(size=(120, 40)) as pilot:
+        table = app.screen.query_one(DataTable)
+        await wait_for(pilot, lambda: table.row_count == 1)
+        await pilot.press("p")
+        await wait_for(pilot, lambda: app.screen.__class__.__name__ == "PlaygroundScreen")
+        for key in "the food was awful":
+            await pilot.press("space" if key == " " else key)
+        await pilot.press("enter")
+        out = app.screen.query_one("#playground-output")
+        await wait_for(pilot, lambda: "negative" in str(out.render())
+                       and "Loading" not in str(out.render()), timeout=60)
+        lines = str(out.render()).splitlines()
+        assert lines[0].startswith("negative") and "positive" in "\n".join(lines[1:])
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: app.screen.__class__.__name__ == "RunsScreen")

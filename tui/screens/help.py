@@ -24,6 +24,7 @@ hubtune shows them live again.
 | `Esc` | Clear the search |
 | `space` | Mark / unmark a run for comparison |
 | `c` | Compare the marked runs: differing config keys, metrics, loss curves |
+| `p` | Playground: type an input and see the completed run's prediction |
 | `f` | Fork: the new-run form prefilled from this run; the parent is recorded |
 | `R` | Resume a stopped or interrupted run from its last checkpoint |
 | `s` | Stop the selected run (asks first) |

@@ -40,6 +40,7 @@ class RunsScreen(Screen):
         Binding("c", "compare", "Compare"),
         Binding("f", "fork", "Fork"),
         Binding("R", "resume", "Resume"),
+        Binding("p", "playground", "Try it"),
         Binding("s", "stop_run", "Stop"),
         Binding("delete,x", "delete_run", "Delete"),
         Binding("r", "refresh", "Refresh", show=False),
@@ -203,6 +204,18 @@ class RunsScreen(Screen):
         if run is not None:
             self.query_one(DataTable).update_cell(str(run.id), "id", self._cells(run)[0])
         self.query_one(DataTable).action_cursor_down()
+
+    def action_playground(self) -> None:
+        from tui.screens.playground import PlaygroundScreen
+
+        run = self._runs.get(self.selected_id or -1)
+        if run is None:
+            return
+        if run.status != "completed":
+            self.notify(f"Run #{run.id} is {run.status}; the playground needs a completed run.",
+                        severity="warning")
+            return
+        self.app.push_screen(PlaygroundScreen(run))
 
     def action_compare(self) -> None:
         from tui.screens.compare import CompareScreen

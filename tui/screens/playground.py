@@ -1,0 +1,114 @@
+"""The playground: type an input, see what a completed run's model makes of it.
+
+The model loads once, in a thread worker (torch is imported there, never at
+start-up), and every prediction runs in the same kind of worker, so the
+screen stays responsive while a big model thinks.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.message import Message
+from textual.screen import ModalScreen
+from textual.widgets import Input, Label, Static
+
+from store import Run
+
+PROMPTS = {
+    "token-classification": "A sentence; each word gets a tag",
+    "question-answering": "QUESTION ||| CONTEXT",
+    "masked-lm": "A sentence with the mask token where a word is missing",
+    "causal-lm": "The start of a text to continue",
+    "seq2seq": "A source text to translate or summarise",
+    "image-classification": "The path of an image file",
+    "feature-extraction": "A text to embed",
+}
+
+
+class Predicted(Message):
+    def __init__(self, text: str, lines: list[str] | None, error: str | None = None) -> None:
+        super().__init__()
+        self.text, self.lines, self.error = text, lines, error
+
+
+class PlaygroundScreen(ModalScreen[None]):
+    """Esc closes it; Enter predicts."""
+
+    BINDINGS = [Binding("escape", "dismiss", "Close")]
+
+    def __init__(self, run: Run) -> None:
+        super().__init__()
+        self.run = run
+        self._predictor = None
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="playground-box"):
+            yield Label(f"[b]Playground[/b]: run #{self.run.id} {self.run.name} "
+                        f"({self.run.task}), Esc closes", id="playground-title")
+            yield Input(placeholder=PROMPTS.get(self.run.task or "", "A text to classify"),
+                        id="playground-input")
+            yield Static("", id="playground-output")
+
+    def on_mount(self) -> None:
+        self.query_one(Input).focus()
+
+    @on(Input.Submitted, "#playground-input")
+    def _submitted(self, event: Input.Submitted) -> None:
+        text = event.value.strip()
+        if not text:
+            return
+        self.query_one("#playground-output", Static).update(
+            "Loading the model…" if self._predictor is None else "Thinking…")
+        self._predict(text)
+
+    @work(thread=True, exclusive=True, group="predict", exit_on_error=False)
+    def _predict(self, text: str) -> None:
+        from engine.errors import HubtuneError
+
+        try:
+            if self._predictor is None:
+                from engine.predict import Predictor
+
+                self._predictor = Predictor(Path(self.run.output_dir or "") / "model")
+            prediction = self._predictor.predict([text])[0]
+        except HubtuneError as exc:
+            self.post_message(Predicted(text, None, str(exc)))
+            return
+        except Exception as exc:  # a model that cannot run this input: say so, stay open
+            self.post_message(Predicted(text, None, f"{type(exc).__name__}: {exc}"))
+            return
+        self.post_message(Predicted(text, describe(prediction, self.run.task or "")))
+
+    def on_predicted(self, msg: Predicted) -> None:
+        out = self.query_one("#playground-output", Static)
+        if msg.error:
+            out.update(f"[red]{msg.error}[/red]")
+            return
+        out.update("\n".join(msg.lines or []))
+
+
+def describe(p, task: str) -> list[str]:
+    """A prediction as lines of markup: the answer, then the scores as bars."""
+    if task == "regression":
+        return [f"[b]{p.score:.4f}[/b]"]
+    if task == "feature-extraction":
+        dims = list(p.scores.values())
+        head = ", ".join(f"{v:+.3f}" for v in dims[:6])
+        return [f"[b]{len(dims)}-dimensional vector[/b], norm {p.score:.3f}", f"[{head}, …]"]
+    if task in ("causal-lm", "seq2seq"):
+        return [f"[b]{p.label}[/b]"]
+    if task == "question-answering":
+        return [f"answer: [b]{p.label or '(no answer found)'}[/b]  (span score {p.score:.2f})"]
+    if task == "token-classification":
+        return [" ".join(f"{pair.rsplit('/', 1)[0]}[dim]/{pair.rsplit('/', 1)[1]}[/dim]"
+                         for pair in (p.label or "").split())]
+    lines = [f"[b]{p.label}[/b]  {p.score:.3f}"]
+    for name, score in sorted(p.scores.items(), key=lambda kv: -kv[1])[:8]:
+        bar = "█" * round(score * 30)
+        lines.append(f"{name[:20]:<20} {bar:<30} {score:.3f}")
+    return lines
