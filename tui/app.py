@@ -15,6 +15,7 @@ from textual.screen import Screen
 from store import RunStore
 from tui.screens.help import HelpScreen
 from tui.screens.hub import HubScreen
+from tui.screens.models import LocalModelsScreen
 from tui.screens.new_run import NewRunScreen
 from tui.screens.runs import RunsScreen
 
@@ -26,6 +27,7 @@ class HubtuneApp(App[None]):
         Binding("1", "switch_mode('runs')", "Runs"),
         Binding("2", "switch_mode('hub')", "Hub"),
         Binding("3", "switch_mode('new')", "New run"),
+        Binding("4", "switch_mode('models')", "Models"),
         Binding("question_mark", "help", "Help"),
         Binding("q", "quit", "Quit"),
     ]
@@ -38,6 +40,7 @@ class HubtuneApp(App[None]):
             "runs": lambda: RunsScreen(self.store),
             "hub": lambda: HubScreen(self.hub_endpoint),
             "new": lambda: NewRunScreen(self.store),
+            "models": LocalModelsScreen,
         }
 
     def on_mount(self) -> None:
@@ -101,6 +104,8 @@ class HubtuneApp(App[None]):
                             lambda: self.switch_mode("hub"))
         yield SystemCommand("New run", "Configure and launch a fine-tune",
                             lambda: self.switch_mode("new"))
+        yield SystemCommand("Local models", "The model cache: sizes, verify, delete",
+                            lambda: self.switch_mode("models"))
         yield SystemCommand("Help", "Keys and what each screen does", self.action_help)
 
 

@@ -64,3 +64,33 @@ async def test_hub_errors_are_notifications(store, hf_cache, monkeypatch):
         await wait_for(pilot, lambda: any("offline mode" in n.message
                                           for n in app._notifications))
         assert app.screen.__class__.__name__ == "HubScreen"
+
+
+async def test_local_models_verify_use_and_delete(hub_server, store, hf_cache):
+    from engine.hub import download_model, list_cached
+
+    download_model("hubtune-test/tiny-bert")
+    app = make_app(store=store, hub_endpoint=hub_server.url)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("4")
+        screen = app.screen
+        assert screen.__class__.__name__ == "LocalModelsScreen"
+        table = screen.query_one("#models-table", DataTable)
+        await wait_for(pilot, lambda: table.row_count == 1)
+        assert table.get_cell("hubtune-test/tiny-bert", "weights") == "yes"
+        await pilot.press("v")
+        await wait_for(pilot, lambda: any("files match their hashes" in n.message
+                                          for n in app._notifications))
+        await pilot.press("u")
+        await wait_for(pilot, lambda: app.screen.__class__.__name__ == "NewRunScreen")
+        from textual.widgets import Input
+
+        assert app.screen.query_one("#f-model", Input).value == "hubtune-test/tiny-bert"
+        await app.switch_mode("models")  # "4" would type into the focused form field
+        await wait_for(pilot, lambda: app.screen.__class__.__name__ == "LocalModelsScreen")
+        await pilot.press("x")
+        await wait_for(pilot, lambda: app.screen.__class__.__name__ == "ConfirmScreen")
+        await pilot.press("y")
+        await wait_for(pilot, lambda: table.row_count == 0)
+        assert list_cached() == []
+        assert "The cache is empty" in str(screen.query_one("#models-summary").render())

@@ -88,3 +88,39 @@ def test_new_run_screen(snap_compare, size, tmp_path, monkeypatch):
 
     app = make_app(store=RunStore())
     assert snap_compare(app, terminal_size=size, run_before=fill)
+
+
+@pytest.mark.parametrize("size", [(120, 40), (80, 24)])
+def test_local_models_screen(snap_compare, size, hub_server, hf_cache):
+    from engine.hub import download_model
+
+    for repo in ("hubtune-test/tiny-bert", "hubtune-test/tiny-vit"):
+        download_model(repo)
+
+    async def open_models(pilot):
+        await pilot.press("4")
+        for _ in range(1200):
+            if pilot.app.screen.query_one("#models-table").row_count == 2:
+                break
+            await pilot.pause(0.05)
+        await pilot.pause(0.3)
+
+    app = make_app(store=RunStore(), hub_endpoint=hub_server.url)
+    assert snap_compare(app, terminal_size=size, run_before=open_models)
+
+
+@pytest.mark.parametrize("size", [(120, 40), (80, 24)])
+def test_playground_screen(snap_compare, size):
+    store = RunStore()
+    ids = seed_runs(store)  # the playground opens on a completed run; nothing is predicted
+
+    async def open_playground(pilot):
+        await _settle(pilot)
+        pilot.app.screen.select_run(ids[0])
+        await pilot.pause(0.3)
+        await pilot.press("p")
+        await pilot.pause(0.3)
+        pilot.app.screen.query_one("Input").blur()  # no blinking cursor in the picture
+        await pilot.pause(0.2)
+
+    assert snap_compare(make_app(store=store), terminal_size=size, run_before=open_playground)

@@ -17,7 +17,7 @@ hubtune shows them live again.
 
 | Key | Does |
 | --- | --- |
-| `1` / `2` / `3` | Runs / Hub / New run screens |
+| `1` / `2` / `3` / `4` | Runs / Hub / New run / Local models screens |
 | **Runs** | |
 | `↑` `↓` | Move between runs |
 | `/` | Search runs (name, model, task, dataset, tags, notes) |
@@ -35,6 +35,10 @@ hubtune shows them live again.
 | `d` | Download the selected model (safetensors, config, tokenizer) |
 | `c` | Cancel the download; nothing partial is kept |
 | `u` | Use this model: open the new-run form with it |
+| **Local models** | |
+| `u` | Use the model in a new run |
+| `v` | Verify every cached file against its hash |
+| `x` / `Delete` | Delete the model from the cache (asks first) |
 | **New run** | |
 | `Ctrl+R` | Launch (enabled when every field is valid) |
 | `Ctrl+L` / `Ctrl+S` | Load / save the form as a YAML config |
