@@ -28,6 +28,8 @@ class RunDetailRefreshed(Message):
     val_metric: Series
     latest: dict[str, float]
     events: list[EventRecord] = field(default_factory=list)
+    gpu: str = "no GPU"
+    """This machine's GPUs now (utilisation, memory), as one line."""
 
     def can_replace(self, other: Message) -> bool:
         return isinstance(other, RunDetailRefreshed) and other.run.id == self.run.id

@@ -82,6 +82,9 @@ class RunsScreen(Screen):
     def _poll(self) -> None:
         worker = get_current_worker()
         store = RunStore(self.store.path)  # a connection of this thread's own
+        from tui.gpu import GpuMonitor, gpu_line
+
+        monitor = GpuMonitor()
         try:
             reaped_at = 0.0
             import time
@@ -100,12 +103,14 @@ class RunsScreen(Screen):
                         run = None
                     if run is not None:
                         val_name = f"val_{main_metric(run)}"
+                        gpu = gpu_line(monitor.read())
                         self.post_message(RunDetailRefreshed(
                             run=run,
                             loss=store.series(run_id, "loss", max_points=200),
                             val_metric=store.series(run_id, val_name, max_points=200),
                             latest=store.latest_metrics(run_id),
                             events=store.events(run_id, after_id=0)[-200:],
+                            gpu=gpu,
                         ))
                 self._wake.wait(POLL_INTERVAL_S)
                 self._wake.clear()

@@ -55,6 +55,8 @@ class RunDetail(Horizontal):
                 parts.append(f"lr {m['lr']:.2e}")
             if "samples_per_s" in m and run.status == "running":
                 parts.append(f"{m['samples_per_s']:.1f} samples/s")
+                if m.get("tokens_per_s"):
+                    parts.append(f"{m['tokens_per_s']:,.0f} tokens/s")
             lines.append("  ".join(parts))
         val = [f"{k[4:]} {v:.4f}" for k, v in sorted(m.items()) if k.startswith("val_")]
         if val:
@@ -62,7 +64,10 @@ class RunDetail(Horizontal):
         base = run.summary.get("baseline_majority_accuracy")
         if base is not None:
             lines.append(f"majority-class accuracy {base:.4f}")
-        lines.append(f"duration {duration(run.duration_s)}")
+        eta = _eta(m, msg.loss.steps[-1] if msg.loss else 0, run)
+        lines.append(f"duration {duration(run.duration_s)}" + (f"  ·  ETA {eta}" if eta else ""))
+        if run.status == "running":
+            lines.append(msg.gpu)
         if run.error:
             lines.append(f"[red]{run.error}[/red]")
         self.query_one("#detail-summary", Static).update("\n".join(lines))
@@ -72,3 +77,12 @@ class RunDetail(Horizontal):
                 chart.title = f"validation {series.name.removeprefix('val_')}"
             chart.series = [Series(series.name, series.steps, series.values)]
             chart.set_class(len(series) < 2, "-hidden")
+
+
+def _eta(m: dict, step: int, run) -> str | None:
+    """Time left for a running run, from its pace so far."""
+    total = m.get("total_steps")
+    if run.status != "running" or not total or step <= 0 or not run.duration_s:
+        return None
+    left = run.duration_s / step * max(0, total - step)
+    return duration(left)
