@@ -17,7 +17,7 @@ import socket
 import sys
 from pathlib import Path
 
-CASES = ("store", "padding", "throughput", "frozen")
+CASES = ("store", "padding", "throughput", "frozen", "ui")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -246,6 +246,9 @@ class TrainSpec:
     cache_features: bool = True
     """With a fully frozen backbone (head_only), compute its features once and train the
     head on them; false runs the backbone every step (in eval mode either way)."""
+    compile: bool = False
+    """torch.compile the training model (dynamic shapes): faster steps on a GPU after a
+    compile of a minute or so; rarely worth it on a CPU or for short runs."""
     gradient_checkpointing: bool = False
     """Recompute block activations in the backward pass: less memory, about 30% slower."""
     seed: int = 42

@@ -156,6 +156,10 @@ class _Loop:
         )
         optimizer = make_optimizer(
             train_model, cfg, None if self.cached else self.plan.ever_trainable)
+        if cfg.train.compile:
+            # Dynamic shapes: with dynamic padding every batch has its own length.
+            train_model = torch.compile(train_model, dynamic=True)
+            self.emit(Note("Compiling the model with torch.compile (the first steps are slow)"))
         accum, processes = cfg.train.grad_accumulation, self.accelerator.num_processes
         # accelerate steps a prepared scheduler once per process for every optimizer step,
         # so its horizon counts the steps of a single process seeing all the data.
@@ -181,7 +185,7 @@ class _Loop:
             self.emit(Note(f"Data parallel over {processes} processes ({backend}); each sees "
                            f"{self.batches_per_epoch} of {len(self.sampler)} batches an epoch"))
         if resume_from is not None:
-            self.state = load_checkpoint(resume_from, self.accelerator.unwrap_model(self.model),
+            self.state = load_checkpoint(resume_from, self._unwrapped(),
                                          self.optimizer, self.scheduler)
             self.emit(Note(f"Resumed from step {self.state.step} ({resume_from.name})"))
         self._follow_schedule()
@@ -299,11 +303,16 @@ class _Loop:
             return
         from safetensors.torch import load_model
 
-        load_model(self.accelerator.unwrap_model(self.model), str(best))
+        load_model(self._unwrapped(), str(best))
         self.model_step = st.best_step
         self.emit(Note(f"Restored the best weights: step {st.best_step}, {self.watch} "
                        f"{st.best_metric:.4g} (the last evaluation had "
                        f"{self.last_eval.get(self.watch, float('nan')):.4g})"))
+
+    def _unwrapped(self):
+        """The plain module: no DDP wrapper, no torch.compile wrapper (so weight names and
+        checkpoints are the same with and without compile)."""
+        return self.accelerator.unwrap_model(self.model, keep_torch_compile=False)
 
     def _should_stop(self) -> bool:
         """The stop request, agreed by every process (only rank 0 reads the store).
@@ -386,7 +395,7 @@ class _Loop:
         if self.frozen_backbone and not self.cached:
             from engine.freeze import backbone_of
 
-            backbone_of(self.accelerator.unwrap_model(self.model)).eval()
+            backbone_of(self._unwrapped()).eval()
 
     def evaluate(self) -> None:
         st = self.state
@@ -396,7 +405,7 @@ class _Loop:
             metrics = evaluate_features(self.model, self.val_features, self.cfg,
                                         len(self.data.labels))
         else:
-            metrics = self.task.evaluate(self.accelerator.unwrap_model(self.model), self.data,
+            metrics = self.task.evaluate(self._unwrapped(), self.data,
                                          self.processor, self.cfg, self.accelerator.device)
         self._train_mode()
         self.last_eval, self.last_eval_step = metrics, st.step
@@ -421,7 +430,7 @@ class _Loop:
             return
         st = self.state
         folder = save_checkpoint(self.out_dir / "checkpoints" / f"step-{st.step}",
-                                 self.accelerator.unwrap_model(self.model), self.optimizer,
+                                 self._unwrapped(), self.optimizer,
                                  self.scheduler, st)
         self.emit(CheckpointSaved(step=st.step, path=str(folder),
                                   metric=self.last_eval.get(self.watch),

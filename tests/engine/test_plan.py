@@ -102,3 +102,36 @@ def test_plan_for_lora_counts_only_adapters_and_head(tmp_path, tiny_bert, sentim
     adapters = 2 * 2 * (2 * 32 + 32 * 2)
     head = 32 * 2 + 2
     assert plan.freeze.trainable_count == adapters + head
+
+
+def test_cuda_peak_memory_is_within_a_quarter_of_the_estimate(tmp_path):
+    """On a GPU, one real training step's peak beside the plan's estimate (skips on CPU)."""
+    import pytest
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip("needs CUDA: compares the estimate with torch.cuda.max_memory_allocated")
+    from transformers import BertConfig, BertModel
+
+    from engine.models import SequenceClassifier
+
+    torch.manual_seed(0)
+    backbone = BertModel(BertConfig(vocab_size=1000, hidden_size=256, num_hidden_layers=4,
+                                    num_attention_heads=4, intermediate_size=1024,
+                                    max_position_embeddings=256, attn_implementation="eager"))
+    model = SequenceClassifier(backbone, 2, pooling="cls", dropout=0.1,
+                               problem_type="single_label").cuda()
+    batch, seq = 32, 128
+    estimate = estimate_memory(model, plan_freeze(model, FreezeSpec()), batch_size=batch,
+                               seq_len=seq)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    ids = torch.randint(5, 1000, (batch, seq), device="cuda")
+    labels = torch.randint(0, 2, (batch,), device="cuda")
+    for _ in range(2):  # the second step has optimizer state in place, as every later one
+        torch.cuda.reset_peak_memory_stats()
+        loss, _ = model(input_ids=ids, attention_mask=torch.ones_like(ids), labels=labels)
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+    peak = torch.cuda.max_memory_allocated()
+    assert abs(estimate.total - peak) <= 0.25 * peak, (estimate.as_dict(), peak)

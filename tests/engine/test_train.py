@@ -198,3 +198,21 @@ def load_config_dict(cfg, changes):
     for section, values in changes.items():
         data[section].update(values)
     return RunConfig.from_dict(data)
+
+
+def test_compiled_training_keeps_plain_weight_names(tmp_path, tiny_bert, sentiment_csv):
+    """train.compile wraps the model in torch.compile; checkpoints and the export do not
+    see the wrapper, so a compiled run resumes and exports like any other."""
+    from safetensors.torch import load_file
+    from tests_helpers import config_for
+
+    cfg = config_for(tmp_path, tiny_bert, sentiment_csv, epochs=1, max_steps=3)
+    cfg = load_config_dict(cfg, {"train": {"compile": True, "checkpoint_every": 2}})
+    events = []
+    outcome = train(cfg, events.append, threading.Event(), out_dir=tmp_path / "out")
+    assert outcome.status == "completed", outcome.error
+    assert any(isinstance(e, Note) and "torch.compile" in e.message for e in events)
+    saved = load_file(tmp_path / "out" / "checkpoints" / "step-2" / "model.safetensors")
+    exported = load_file(tmp_path / "out" / "model" / "model.safetensors")
+    assert saved.keys() == exported.keys()
+    assert not any("_orig_mod" in k for k in exported)

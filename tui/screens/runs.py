@@ -89,12 +89,20 @@ class RunsScreen(Screen):
             reaped_at = 0.0
             import time
 
+            # Only changes are posted: an idle or slowly-changing store costs the UI
+            # thread nothing, and training beside it keeps its cores to itself.
+            list_sig = detail_sig = None
+            detail_run, last_event, detail_posted = None, 0, 0.0
             while not worker.is_cancelled:
                 if time.monotonic() - reaped_at > 10:
                     store.reap_interrupted()
                     reaped_at = time.monotonic()
                 runs = store.list_runs(search=self.search_text or None, limit=500)
-                self.post_message(RunsRefreshed(runs))
+                sig = [(r.id, r.status, r.name, r.started_utc, r.finished_utc, r.tags,
+                        r.summary.get("final_accuracy")) for r in runs]
+                if sig != list_sig:
+                    list_sig = sig
+                    self.post_message(RunsRefreshed(runs))
                 run_id = self.selected_id
                 if run_id is not None:
                     try:
@@ -102,16 +110,28 @@ class RunsScreen(Screen):
                     except Exception:
                         run = None
                     if run is not None:
-                        val_name = f"val_{main_metric(run)}"
-                        gpu = gpu_line(monitor.read())
-                        self.post_message(RunDetailRefreshed(
-                            run=run,
-                            loss=store.series(run_id, "loss", max_points=200),
-                            val_metric=store.series(run_id, val_name, max_points=200),
-                            latest=store.latest_metrics(run_id),
-                            events=store.events(run_id, after_id=0)[-200:],
-                            gpu=gpu,
-                        ))
+                        if run_id != detail_run:
+                            detail_run, last_event, detail_sig = run_id, 0, None
+                        fresh = store.events(run_id, after_id=last_event)
+                        latest = store.latest_metrics(run_id)
+                        gpu = gpu_line(monitor.read()) if run.status == "running" else ""
+                        if fresh:
+                            last_event = fresh[-1].id
+                        sig = (run.status, run.error, tuple(sorted(latest.items())), gpu,
+                               last_event)
+                        # A running run's clock (duration, ETA) still ticks every 2 s.
+                        stale = run.status == "running" and time.monotonic() - detail_posted > 2
+                        if sig != detail_sig or stale:
+                            detail_sig, detail_posted = sig, time.monotonic()
+                            val_name = f"val_{main_metric(run)}"
+                            self.post_message(RunDetailRefreshed(
+                                run=run,
+                                loss=store.series(run_id, "loss", max_points=200),
+                                val_metric=store.series(run_id, val_name, max_points=200),
+                                latest=latest, gpu=gpu or "no GPU",
+                                # The whole tail: a newer message may replace this one.
+                                events=store.events(run_id, after_id=0)[-200:],
+                            ))
                 self._wake.wait(POLL_INTERVAL_S)
                 self._wake.clear()
         finally:
