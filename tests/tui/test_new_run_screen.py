@@ -8,6 +8,7 @@ from pilot_wait import wait_for as _wait_for
 from textual.widgets import Button, DataTable, Input, Select, Static
 
 from tui.app import make_app
+from tui.widgets.layer_plan import LayerPlan
 
 wait_for = functools.partial(_wait_for, timeout=30.0)
 
@@ -107,3 +108,32 @@ async def test_load_a_yaml_config_and_flag_an_unknown_column(store, tmp_path, ti
         assert screen.config.train.log_every == 3
         assert screen.config.train.warmup_ratio == 0.2
         assert screen.config.data.label_column == "label"
+
+
+async def test_layer_tree_shows_the_plan_and_freezes_a_group(store, tiny_bert, sentiment_csv):
+    from textual.widgets import Select, Tree
+
+    app = make_app(store=store)
+    async with app.run_test(size=(140, 45)) as pilot:
+        await pilot.press("3")
+        screen = app.screen
+        await type_into(pilot, "f-model", str(tiny_bert))
+        await type_into(pilot, "f-train-file", str(sentiment_csv))
+        tree = screen.query_one("#layer-tree", Tree)
+        await wait_for(pilot, lambda: len(tree.root.children) == 5, timeout=60)
+        labels = [str(n.label) for n in tree.root.children]
+        assert [lab.split()[0] for lab in labels] == ["embeddings", "block.0", "block.1",
+                                                     "other", "head"]
+        assert all("trains" in lab for lab in labels)
+        summary = screen.query_one("#plan-summary")
+        assert "peak ≈" in str(summary.render())
+        before = screen.query_one(LayerPlan).plan.freeze.trainable_count
+        tree.focus()
+        await pilot.press("down", "enter")  # the first group: embeddings
+        await wait_for(pilot, lambda: screen.query_one(LayerPlan).plan is not None and
+                       screen.query_one(LayerPlan).plan.freeze.trainable_count < before,
+                       timeout=60)
+        assert screen.query_one("#f-freeze", Select).value == "modules"
+        assert screen.config.freeze.patterns == ["backbone.embeddings.*"]
+        await wait_for(pilot, lambda: "frozen" in str(tree.root.children[0].label))
+        assert "trains" in str(tree.root.children[1].label)

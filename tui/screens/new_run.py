@@ -22,6 +22,7 @@ from textual.widgets import Button, DataTable, Footer, Header, Input, Label, Sel
 from engine.config import FREEZE_POLICIES, TASKS, RunConfig, load_config
 from engine.errors import HubtuneError
 from tui.messages import DataPreviewed
+from tui.widgets.layer_plan import LayerPlan
 
 TASK_CHOICES = ("text-classification", *(t for t in TASKS if t != "text-classification"))
 """The default first: a new form starts as the most common fine-tune."""
@@ -97,6 +98,7 @@ class NewRunScreen(Screen):
                 yield Static("Give a training file to preview it.", id="preview-summary")
                 yield DataTable(id="preview-table", zebra_stripes=True)
                 yield Static("", id="label-counts")
+                yield LayerPlan(id="layer-plan")
         yield Footer()
 
     def _select_field(self, fid: str) -> ComposeResult:
@@ -188,6 +190,51 @@ class NewRunScreen(Screen):
         except HubtuneError as exc:
             self._error(self._field_for(str(exc)), str(exc))
         self._update_launch()
+        self._refresh_plan()
+
+    # -- the layer plan -------------------------------------------------
+
+    def _refresh_plan(self) -> None:
+        """Re-plan when what the plan depends on changed (model, task, freezing, data)."""
+        cfg = self.config
+        if cfg is None:
+            return
+        key = repr((cfg.model, cfg.head, cfg.freeze, cfg.data, cfg.train.batch_size,
+                    cfg.train.precision))
+        if key == getattr(self, "_planned", None):
+            return
+        self._planned = key
+        self.query_one("#plan-summary", Static).update("[dim]Planning…[/dim]")
+        self._plan(cfg)
+
+    @work(thread=True, exclusive=True, group="plan", exit_on_error=False)
+    def _plan(self, cfg: RunConfig) -> None:
+        from engine.plan import make_plan
+
+        try:
+            plan = make_plan(cfg)
+        except HubtuneError as exc:
+            self.app.call_from_thread(self.query_one(LayerPlan).show_error, str(exc))
+            return
+        except Exception as exc:  # a model the planner cannot build: say so, keep the form
+            self.app.call_from_thread(self.query_one(LayerPlan).show_error,
+                                      f"{type(exc).__name__}: {exc}")
+            return
+        self.app.call_from_thread(self.query_one(LayerPlan).show, plan, cfg)
+
+    @on(LayerPlan.Toggled)
+    def _freeze_toggled(self, event: LayerPlan.Toggled) -> None:
+        """A group flipped in the tree: the plan becomes a `modules` policy."""
+        base = dict(getattr(self, "_base", {}))
+        if event.patterns:
+            base["freeze"] = {**base.get("freeze", {}), "policy": "modules",
+                              "patterns": event.patterns}
+            self.query_one("#f-freeze", Select).value = "modules"
+        else:
+            base["freeze"] = {"policy": "full"}
+            self.query_one("#f-freeze", Select).value = "full"
+        self._base = base
+        self._schedule()
 
     def _refresh_preview(self) -> None:
         """Preview the data file when its path, encoding or label column changed."""

@@ -187,7 +187,11 @@ class RunsScreen(Screen):
 
     def select_run(self, run_id: int) -> None:
         """Put the cursor on `run_id` now, or as soon as the next refresh lists it."""
-        self._pending_select = run_id
+        table = self.query_one(DataTable)
+        if str(run_id) in [k.value for k in table.rows]:
+            table.move_cursor(row=table.get_row_index(str(run_id)))
+        else:
+            self._pending_select = run_id  # the list only changes when runs do
         self._select(run_id)
         self._wake.set()
 

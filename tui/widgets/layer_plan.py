@@ -1,0 +1,99 @@
+"""The new-run form's layer plan: the model's groups as a tree with freeze toggles.
+
+Fed an `engine.plan.Plan` (computed in a thread on the meta device: no
+weights are read). Each node is a layer group with its parameter count and
+whether it trains; Enter on a node flips it, which the form turns into a
+`modules` freezing policy with patterns for the frozen groups. Below the
+tree: trainable and frozen totals and the peak-memory estimate of every stage.
+"""
+
+from __future__ import annotations
+
+import os
+
+from textual.app import ComposeResult
+from textual.containers import Vertical
+from textual.message import Message
+from textual.widgets import Static, Tree
+
+from tui.formatting import human_bytes
+
+
+def _count(n: int) -> str:
+    for unit, size in (("B", 1e9), ("M", 1e6), ("k", 1e3)):
+        if n >= size:
+            return f"{n / size:.1f}{unit}"
+    return str(n)
+
+
+def group_patterns(groups, frozen: set[str]) -> list[str]:
+    """fnmatch patterns that freeze exactly the parameters of the `frozen` groups.
+
+    A group whose parameters share a dotted prefix no other group uses becomes
+    `prefix.*`; any other group is listed parameter by parameter.
+    """
+    everything = [p for g in groups for p in g.params]
+    patterns = []
+    for g in groups:
+        if g.name not in frozen:
+            continue
+        prefix = os.path.commonprefix(list(g.params))
+        prefix = prefix[: prefix.rfind(".") + 1] if "." in prefix else ""
+        own = prefix and all(p in g.params for p in everything if p.startswith(prefix))
+        patterns += [f"{prefix}*"] if own else list(g.params)
+    return patterns
+
+
+class LayerPlan(Vertical):
+    class Toggled(Message):
+        """The user flipped a group; `frozen` is the new set of frozen groups."""
+
+        def __init__(self, frozen: set[str], patterns: list[str]) -> None:
+            super().__init__()
+            self.frozen, self.patterns = frozen, patterns
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.plan = None
+
+    def compose(self) -> ComposeResult:
+        yield Static("The layer plan appears when the model and data are valid.",
+                     id="plan-summary")
+        yield Tree("model", id="layer-tree")
+
+    def show_error(self, message: str) -> None:
+        self.plan = None
+        self.query_one("#plan-summary", Static).update(f"[dim]No plan: {message}[/dim]")
+        self.query_one(Tree).clear()
+
+    def show(self, plan, cfg) -> None:
+        self.plan = plan
+        tree = self.query_one(Tree)
+        tree.clear()
+        total = sum(plan.sizes.values())
+        tree.root.set_label(f"{cfg.model.id}  {_count(total)} parameters")
+        for row in plan.group_table():
+            trains = row["trainable"] > 0
+            mark = "[green]● trains[/green]" if trains else "[cyan]❄ frozen[/cyan]"
+            partly = (" (partly)" if trains and row["frozen"] else "")
+            tree.root.add_leaf(f"{row['name']:<12} {_count(row['params']):>7}  {mark}{partly}",
+                               data=row["name"])
+        tree.root.expand()
+        first = plan.stages[0].memory
+        lines = [f"[b]trainable[/b] {_count(plan.freeze.trainable_count)}  ·  "
+                 f"[b]frozen[/b] {_count(plan.freeze.frozen_count)}  ·  "
+                 f"peak ≈ {human_bytes(first.total)} ({plan.precision}, batch "
+                 f"{cfg.train.batch_size} × {cfg.data.max_length})"]
+        for s in plan.stages[1:]:
+            lines.append(f"  stage {s.stage} from {s.starts}: {_count(s.trainable)} train, "
+                         f"≈ {human_bytes(s.memory.total)}")
+        lines.append("[dim]Enter on a group freezes or unfreezes it[/dim]")
+        self.query_one("#plan-summary", Static).update("\n".join(lines))
+
+    def on_tree_node_selected(self, event: Tree.NodeSelected) -> None:
+        event.stop()
+        if self.plan is None or event.node.data is None:
+            return
+        frozen = {row["name"] for row in self.plan.group_table() if row["trainable"] == 0}
+        frozen ^= {event.node.data}
+        self.post_message(self.Toggled(frozen, group_patterns(self.plan.freeze.groups, frozen)))
