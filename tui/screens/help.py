@@ -40,6 +40,7 @@ hubtune shows them live again.
 | `v` | Verify every cached file against its hash |
 | `x` / `Delete` | Delete the model from the cache (asks first) |
 | **New run** | |
+| `Enter` (layer tree) | Freeze or unfreeze a group of the model |
 | `Ctrl+R` | Launch (enabled when every field is valid) |
 | `Ctrl+L` / `Ctrl+S` | Load / save the form as a YAML config |
 | **Everywhere** | |
