@@ -177,3 +177,15 @@ def test_sequential_fine_tuning_starts_from_an_earlier_run(tiny_config, tmp_path
     missing = hubtune("train", str(tiny_config), "--set", "model.id=run:999")
     assert missing.returncode == 1
     assert "Run 999 has no trained model" in missing.stderr
+
+
+def test_tag_and_note_a_run(store):
+    run_id = store.create_run({"model": {"id": "m"}}, name="x")
+    assert hubtune("runs", "tag", str(run_id), "baseline", "cpu").returncode == 0
+    assert hubtune("runs", "note", str(run_id), "first try").returncode == 0
+    run = store.get_run(run_id)
+    assert run.tags == ("baseline", "cpu") and run.notes == "first try"
+    found = json.loads(hubtune("runs", "ls", "--search", "first try", "--json").stdout)
+    assert [r["id"] for r in found] == [run_id]
+    missing = hubtune("runs", "tag", "999", "x")
+    assert missing.returncode == 1 and "999" in missing.stderr

@@ -337,6 +337,28 @@ def runs_rm(run_ids: tuple[int, ...]) -> None:
         click.echo(f"Deleted run {run_id}.")
 
 
+@runs.command("tag")
+@click.argument("run_id", type=int)
+@click.argument("tags", nargs=-1)
+def runs_tag(run_id: int, tags: tuple[str, ...]) -> None:
+    """Set a run's tags (none clears them)."""
+    store = _open_store()
+    store.get_run(run_id)
+    store.set_tags(run_id, list(tags))
+    click.echo(f"Run {run_id} tags: {', '.join(tags) or '(none)'}.")
+
+
+@runs.command("note")
+@click.argument("run_id", type=int)
+@click.argument("text")
+def runs_note(run_id: int, text: str) -> None:
+    """Set a run's note (searchable, shown in the TUI)."""
+    store = _open_store()
+    store.get_run(run_id)
+    store.set_notes(run_id, text)
+    click.echo(f"Run {run_id} note saved.")
+
+
 @runs.command("export")
 @click.argument("run_id", type=int)
 @click.option("--metrics", "metrics_file", required=True,

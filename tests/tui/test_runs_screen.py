@@ -202,3 +202,26 @@ async def test_playground_predicts_with_a_completed_run(store, tiny_config):
         assert lines[0].startswith("negative") and "positive" in "\n".join(lines[1:])
         await pilot.press("escape")
         await wait_for(pilot, lambda: app.screen.__class__.__name__ == "RunsScreen")
+
+
+async def test_tags_and_notes_are_edited_and_searchable(store):
+    ids = seed_runs(store)
+    app = make_app(store=store)
+    async with app.run_test(size=(120, 40)) as pilot:
+        table = app.screen.query_one(DataTable)
+        await wait_for(pilot, lambda: table.row_count == 3)
+        app.screen.select_run(ids[1])
+        await pilot.pause(0.2)
+        await pilot.press("t")
+        await wait_for(pilot, lambda: app.screen.__class__.__name__ == "EditScreen")
+        await pilot.press(*["space" if c == " " else c for c in "baseline, lr-sweep"], "enter")
+        await pilot.press("n")
+        await wait_for(pilot, lambda: app.screen.__class__.__name__ == "EditScreen")
+        await pilot.press(*"diverged", "enter")
+        await wait_for(pilot, lambda: store.get_run(ids[1]).notes == "diverged")
+        assert store.get_run(ids[1]).tags == ("baseline", "lr-sweep")
+        summary = app.screen.query_one("#detail-summary")
+        await wait_for(pilot, lambda: "lr-sweep" in str(summary.render())
+                       and "diverged" in str(summary.render()))
+        await pilot.press("slash", *"lr-sweep")
+        await wait_for(pilot, lambda: table.row_count == 1)

@@ -25,6 +25,7 @@ hubtune shows them live again.
 | `space` | Mark / unmark a run for comparison |
 | `c` | Compare the marked runs: differing config keys, metrics, loss curves |
 | `p` | Playground: type an input and see the completed run's prediction |
+| `t` / `n` | Edit the run's tags (comma-separated) / its note |
 | `f` | Fork: the new-run form prefilled from this run; the parent is recorded |
 | `R` | Resume a stopped or interrupted run from its last checkpoint |
 | `s` | Stop the selected run (asks first) |

@@ -41,6 +41,8 @@ class RunsScreen(Screen):
         Binding("f", "fork", "Fork"),
         Binding("R", "resume", "Resume"),
         Binding("p", "playground", "Try it"),
+        Binding("t", "edit_tags", "Tags", show=False),
+        Binding("n", "edit_notes", "Notes", show=False),
         Binding("s", "stop_run", "Stop"),
         Binding("delete,x", "delete_run", "Delete"),
         Binding("r", "refresh", "Refresh", show=False),
@@ -99,7 +101,7 @@ class RunsScreen(Screen):
                     reaped_at = time.monotonic()
                 runs = store.list_runs(search=self.search_text or None, limit=500)
                 sig = [(r.id, r.status, r.name, r.started_utc, r.finished_utc, r.tags,
-                        r.summary.get("final_accuracy")) for r in runs]
+                        r.notes, r.summary.get("final_accuracy")) for r in runs]
                 if sig != list_sig:
                     list_sig = sig
                     self.post_message(RunsRefreshed(runs))
@@ -118,7 +120,7 @@ class RunsScreen(Screen):
                         if fresh:
                             last_event = fresh[-1].id
                         sig = (run.status, run.error, tuple(sorted(latest.items())), gpu,
-                               last_event)
+                               last_event, run.tags, run.notes)
                         # A running run's clock (duration, ETA) still ticks every 2 s.
                         stale = run.status == "running" and time.monotonic() - detail_posted > 2
                         if sig != detail_sig or stale:
@@ -233,6 +235,37 @@ class RunsScreen(Screen):
         if run is not None:
             self.query_one(DataTable).update_cell(str(run.id), "id", self._cells(run)[0])
         self.query_one(DataTable).action_cursor_down()
+
+    def action_edit_tags(self) -> None:
+        from tui.screens.edit import EditScreen
+
+        run = self._runs.get(self.selected_id or -1)
+        if run is None:
+            return
+
+        def save(value: str | None) -> None:
+            if value is not None:
+                tags = [t.strip() for t in value.split(",") if t.strip()]
+                self.store.set_tags(run.id, tags)
+                self._wake.set()
+
+        self.app.push_screen(EditScreen(f"Tags of run #{run.id} (comma-separated)",
+                                        ", ".join(run.tags), "baseline, frozen, lr-sweep"), save)
+
+    def action_edit_notes(self) -> None:
+        from tui.screens.edit import EditScreen
+
+        run = self._runs.get(self.selected_id or -1)
+        if run is None:
+            return
+
+        def save(value: str | None) -> None:
+            if value is not None:
+                self.store.set_notes(run.id, value.strip())
+                self._wake.set()
+
+        self.app.push_screen(EditScreen(f"Note on run #{run.id}", run.notes,
+                                        "what this run tried, what it showed"), save)
 
     def action_playground(self) -> None:
         from tui.screens.playground import PlaygroundScreen

@@ -42,8 +42,9 @@ class RunDetail(Horizontal):
                 prefix = "!" if ev.level == "error" else "·"
                 log.write(f"{prefix} {ev.message}")
         m = msg.latest
+        tags = "  " + " ".join(f"[reverse] {t} [/reverse]" for t in run.tags) if run.tags else ""
         lines = [
-            f"[b]{run.name}[/b]  #{run.id}  {status_markup(run.status)}",
+            f"[b]{run.name}[/b]  #{run.id}  {status_markup(run.status)}{tags}",
             f"{run.model_id or '-'}  ·  {run.task or '-'}  ·  {run.dataset or '-'}",
         ]
         total = int(m.get("total_steps", 0))
@@ -70,6 +71,8 @@ class RunDetail(Horizontal):
             lines.append(msg.gpu)
         if run.error:
             lines.append(f"[red]{run.error}[/red]")
+        if run.notes:
+            lines.append(f"[i]{run.notes}[/i]")
         self.query_one("#detail-summary", Static).update("\n".join(lines))
         for name, series in (("loss", msg.loss), ("val", msg.val_metric)):
             chart = self.query_one(f"#{name}-curve", LineChart)
