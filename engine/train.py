@@ -83,8 +83,6 @@ class _Loop:
         if self.data.extra.get("skipped_files"):
             self.emit(Note(f"Left out {self.data.extra['skipped_files']} unreadable files "
                            "(data.bad_files: skip)", level="warning"))
-        # Regression and multi-label targets are float tensors, the others class indices.
-        self.float_labels = cfg.head.task in ("regression", "multi-label-classification")
         model = task.build(cfg, model_path, self.data)
         from engine.freeze import apply_freeze, inject_lora, plan_freeze
 
@@ -131,18 +129,18 @@ class _Loop:
             started = time.perf_counter()
             feats = {
                 split: compute_features(model, getattr(self.data, split), self.pad_id,
-                                        cfg.train.batch_size * 2, device, self.float_labels)
+                                        cfg.train.batch_size * 2, device, task.float_labels)
                 for split in ("train", "validation")
             }
             self.emit(Note(f"Cached frozen-backbone features of {len(self.data.train)} + "
                            f"{len(self.data.validation)} examples in "
                            f"{time.perf_counter() - started:.1f}s; training the head on them"))
             self.val_features = FeatureCollator(feats["validation"], self.data.validation.labels,
-                                                self.float_labels)
+                                                task.float_labels)
             self.sampler = FeatureBatches(len(self.data.train), cfg.train.batch_size,
                                           cfg.train.seed)
             train_model = HeadOnFeatures(model)
-            collate = FeatureCollator(feats["train"], self.data.train.labels, self.float_labels)
+            collate = FeatureCollator(feats["train"], self.data.train.labels, task.float_labels)
         else:
             self.sampler = LengthGroupedBatches(self.data.train.lengths, cfg.train.batch_size,
                                                 cfg.train.seed)
@@ -479,13 +477,17 @@ def embed(cfg: RunConfig, emit: Callable[[Event], None], stop: threading.Event,
           out_dir: Path | None) -> Outcome:
     """The feature-extraction "run": no head, no training; embed the data with the
     checkpoint's own pooling and save the vectors (and the model, for predict)."""
-    from engine.data import load_frames, pick_column
+    from engine.data import pick_column, read_table
     from engine.features import compute_features
     from engine.models import build_model, load_tokenizer
 
     tokenizer, path = load_tokenizer(cfg.model)
-    frame, _, data_path = load_frames(cfg) if cfg.data.validation else (
-        *_whole(cfg), cfg.resolve(cfg.data.train))
+    # The whole file in its own order (no split, no shuffled sample): row i of the
+    # embeddings is row i of the file.
+    data_path = cfg.resolve(cfg.data.train)
+    frame = read_table(data_path, encoding=cfg.data.encoding)
+    if cfg.data.limit is not None:
+        frame = frame.head(cfg.data.limit)
     column = pick_column(frame, data_path, cfg.data.text_column, "text_column", ("sentence",))
     texts = ["" if not isinstance(t, str) else t for t in frame[column]]
     enc = tokenizer(texts, truncation=True, max_length=cfg.data.max_length,
@@ -515,11 +517,3 @@ def embed(cfg: RunConfig, emit: Callable[[Event], None], stop: threading.Event,
         summary["file"] = str(out_dir / "embeddings.safetensors")
     return Outcome("completed", summary=summary)
 
-
-def _whole(cfg: RunConfig):
-    from engine.data import read_table
-
-    frame = read_table(cfg.resolve(cfg.data.train), encoding=cfg.data.encoding)
-    if cfg.data.limit is not None:
-        frame = frame.head(cfg.data.limit)
-    return (frame, None)

@@ -43,9 +43,6 @@ class Examples:
     def __len__(self) -> int:
         return len(self.lengths)
 
-    def row(self, i: int) -> dict[str, Any]:
-        return {k: v[i] for k, v in self.fields.items()}
-
 
 @dataclass
 class TaskData:
@@ -103,9 +100,8 @@ class Task:
         write_head_file(target, self.name, data.labels, cfg)
         return target
 
-    @property
-    def minimise(self) -> frozenset[str]:
-        return frozenset({"loss", "perplexity", "mse", "mae"})
+    minimise = frozenset({"loss", "perplexity", "mse", "mae"})
+    """Metrics where lower is better."""
 
     def pad_id(self, processor) -> int:
         pad = getattr(processor, "pad_token_id", None)
@@ -149,7 +145,7 @@ def load_auto_model(auto_class: str, task: Task, cfg: RunConfig, path: Path, hin
     """`transformers.<auto_class>.from_pretrained`, with misfits and load errors explained."""
     import transformers
 
-    from engine.models import quiet_transformers
+    from engine.models import _first_line, quiet_transformers
 
     quiet_transformers()
     cls = getattr(transformers, auto_class)
@@ -174,11 +170,6 @@ def load_auto_model(auto_class: str, task: Task, cfg: RunConfig, path: Path, hin
         raise ModelError(f"Cannot load model {cfg.model.id}: {_first_line(exc)}") from None
 
 
-def _first_line(exc: Exception) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
 class PadCollator:
     """Pads every list field of a batch to the batch's longest (dynamic padding).
 
@@ -187,15 +178,13 @@ class PadCollator:
     `input_ids`.
     """
 
-    def __init__(self, examples: Examples, pads: dict[str, int],
-                 keys: tuple[str, ...] | None = None) -> None:
+    def __init__(self, examples: Examples, pads: dict[str, int]) -> None:
         self.examples = examples
         self.pads = pads
-        self.keys = keys or tuple(examples.fields)
 
     def __call__(self, indices: list[int]) -> dict[str, torch.Tensor]:
         batch = {}
-        for key in self.keys:
+        for key in self.examples.fields:
             values = [self.examples.fields[key][i] for i in indices]
             if isinstance(values[0], list):
                 width = max(len(v) for v in values)

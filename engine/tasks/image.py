@@ -20,7 +20,7 @@ from torch import nn
 
 from engine.config import RunConfig
 from engine.errors import DataError, ModelError
-from engine.tasks.base import Task, TaskData, load_auto_model, write_head_file
+from engine.tasks.base import Task, TaskData, load_auto_model, mean_loss, write_head_file
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -299,24 +299,18 @@ class ImageTask(Task):
         return ImageCollator(examples, transform)
 
     def evaluate(self, model, data: TaskData, processor, cfg: RunConfig, device) -> dict:
-        from engine.data import sorted_batches
         from engine.evaluate import _metrics
 
-        collate = self.collator(data.validation, processor, cfg, train=False)
-        was_training = model.training
-        model.eval()
-        total = torch.zeros((), device=device, dtype=torch.float64)
         golds, preds = [], []
-        with torch.no_grad():
-            for indices in sorted_batches(data.validation.lengths, cfg.train.batch_size * 2):
-                batch = {k: v.to(device) for k, v in collate(indices).items()}
-                out = model(**batch)
-                total += out[0].double() * len(indices)
-                golds.append(batch["labels"])
-                preds.append(out[1].argmax(-1))
-        model.train(was_training)
-        return _metrics(torch.cat(golds), torch.cat(preds), float(total) / len(data.validation),
-                        False, len(data.labels))
+
+        def visit(indices, batch, out):
+            golds.append(batch["labels"])
+            preds.append(out[1].argmax(-1))
+
+        collate = self.collator(data.validation, processor, cfg, train=False)
+        loss = mean_loss(model, data.validation, collate, cfg.train.batch_size * 2, device, visit)
+        return _metrics(torch.cat(golds), torch.cat(preds), loss, "single_label",
+                        len(data.labels))
 
     def baseline(self, data: TaskData) -> dict:
         from engine.evaluate import majority_baseline

@@ -26,9 +26,8 @@ class Seq2SeqTask(Task):
 
         spec = cfg.data
         train, val, path = load_frames(cfg)
-        references = []
 
-        def encode(frame) -> Examples:
+        def encode(frame) -> tuple[Examples, list[str]]:
             src_col = pick_column(frame, path, spec.text_column, "text_column",
                                   ("source", "src", "document", "input"))
             tgt_col = pick_column(frame, path, spec.label_column, "label_column",
@@ -39,13 +38,12 @@ class Seq2SeqTask(Task):
                             max_length=spec.max_length, return_attention_mask=False)
             labels = tokenizer(text_target=targets, truncation=True,
                                max_length=spec.max_target_length)["input_ids"]
-            references[:] = targets
             fields = {"input_ids": enc["input_ids"], "labels": labels}
-            return Examples(fields, [len(x) for x in enc["input_ids"]])
+            return Examples(fields, [len(x) for x in enc["input_ids"]]), targets
 
-        train_ex = encode(train)
-        val_ex = encode(val)
-        return TaskData(train_ex, val_ex, extra={"references": list(references)})
+        train_ex, _ = encode(train)
+        val_ex, references = encode(val)
+        return TaskData(train_ex, val_ex, extra={"references": references})
 
     def build(self, cfg: RunConfig, path: Path, data: TaskData):
         return load_auto_model("AutoModelForSeq2SeqLM", self, cfg, path,

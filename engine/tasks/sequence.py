@@ -16,7 +16,11 @@ from engine.tasks.base import Task, TaskData
 class SequenceTask(Task):
     def __init__(self, name: str) -> None:
         super().__init__(name)
+        from engine.evaluate import label_kind
+
         self.regression = name == "regression"
+        self.float_labels = label_kind(name) != "single_label"
+        """Regression and multi-label targets are float tensors, the others class indices."""
         self.watch = {"regression": "loss", "multi-label-classification": "micro_f1"}.get(
             name, "accuracy")
         self.pooling = "cls"
@@ -38,8 +42,7 @@ class SequenceTask(Task):
     def collator(self, examples, processor, cfg: RunConfig, *, train: bool):
         from engine.data import Collator
 
-        return Collator(examples, self.pad_id(processor),
-                        self.name in ("regression", "multi-label-classification"))
+        return Collator(examples, self.pad_id(processor), self.float_labels)
 
     def evaluate(self, model, data: TaskData, processor, cfg: RunConfig, device) -> dict:
         from engine.evaluate import run_evaluation
