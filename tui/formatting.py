@@ -64,3 +64,18 @@ def main_metric(run) -> str:
     """The metric a run watched (its summary says once it has one), else its task's."""
     return (run.summary or {}).get("watched_metric") or MAIN_METRIC.get(run.task or "",
                                                                         "accuracy")
+
+
+def literal(text: object) -> str:
+    """User text (names, tags, notes, errors, predictions) made safe to put inside markup:
+    brackets in it are shown, never read as styles (a stray `[/x]` would raise)."""
+    from textual.markup import escape
+
+    return escape(str(text))
+
+
+def cell(text: str):
+    """A DataTable cell shown exactly as written (str cells are parsed as markup)."""
+    from rich.text import Text
+
+    return Text(text)

@@ -40,7 +40,7 @@ async def test_runs_started_elsewhere_appear_live(store):
         run_id = other.create_run({"a": 1}, name="from-cli")
         other.close()
         await wait_for(pilot, lambda: table.row_count == 1)
-        assert table.get_row(str(run_id))[2] == "from-cli"
+        assert str(table.get_row(str(run_id))[2]) == "from-cli"
         assert empty.has_class("-hidden")
 
 
@@ -225,3 +225,20 @@ async def test_tags_and_notes_are_edited_and_searchable(store):
                        and "diverged" in str(summary.render()))
         await pilot.press("slash", *"lr-sweep")
         await wait_for(pilot, lambda: table.row_count == 1)
+
+
+async def test_markup_in_user_text_is_shown_literally(store):
+    """Names, tags, notes and errors are the user's text, never markup for the UI."""
+    ids = seed_runs(store)
+    store.set_tags(ids[2], ["[/x]"])
+    store.set_notes(ids[2], "see [/oops] and [b]")
+    store.db.execute("UPDATE runs SET name = ? WHERE id = ?", ["odd [/name]", ids[2]])
+    store.db.conn.commit()
+    app = make_app(store=store)
+    async with app.run_test(size=(120, 40)) as pilot:
+        table = app.screen.query_one(DataTable)
+        await wait_for(pilot, lambda: table.row_count == 3)
+        summary = app.screen.query_one("#detail-summary")
+        await wait_for(pilot, lambda: "see [/oops] and [b]" in str(summary.render()))
+        text = str(summary.render())
+        assert "odd [/name]" in text and "[/x]" in text

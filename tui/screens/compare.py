@@ -9,7 +9,7 @@ from textual.screen import ModalScreen
 from textual.widgets import DataTable, Static
 
 from store import Comparison, RunStore
-from tui.formatting import cut
+from tui.formatting import cell, cut
 from tui.widgets.chart import LineChart, Series
 
 
@@ -39,10 +39,10 @@ class CompareScreen(ModalScreen[None]):
         table = self.query_one("#compare-table", DataTable)
         table.add_column("", key="key")
         for r in cmp.runs:
-            table.add_column(cut(f"#{r.id} {r.name}", 24), key=str(r.id))
+            table.add_column(cell(cut(f"#{r.id} {r.name}", 24)), key=str(r.id))
         table.add_row("[b]status[/b]", *[r.status for r in cmp.runs])
         for key, values in cmp.config_diff.items():
-            table.add_row(f"[yellow]{key}[/]", *[_fmt(v) for v in values])
+            table.add_row(f"[yellow]{key}[/]", *[cell(_fmt(v)) for v in values])
         for key, values in cmp.metrics.items():
             if all(v is None or isinstance(v, (int, float)) for v in values):
                 best = _best(key, values)

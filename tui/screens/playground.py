@@ -18,6 +18,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Input, Label, Static
 
 from store import Run
+from tui.formatting import literal
 
 PROMPTS = {
     "token-classification": "A sentence; each word gets a tag",
@@ -48,7 +49,7 @@ class PlaygroundScreen(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="playground-box"):
-            yield Label(f"[b]Playground[/b]: run #{self.run.id} {self.run.name} "
+            yield Label(f"[b]Playground[/b]: run #{self.run.id} {literal(self.run.name)} "
                         f"({self.run.task}), Esc closes", id="playground-title")
             yield Input(placeholder=PROMPTS.get(self.run.task or "", "A text to classify"),
                         id="playground-input")
@@ -87,28 +88,31 @@ class PlaygroundScreen(ModalScreen[None]):
     def on_predicted(self, msg: Predicted) -> None:
         out = self.query_one("#playground-output", Static)
         if msg.error:
-            out.update(f"[red]{msg.error}[/red]")
+            out.update(f"[red]{literal(msg.error)}[/red]")
             return
         out.update("\n".join(msg.lines or []))
 
 
 def describe(p, task: str) -> list[str]:
     """A prediction as lines of markup: the answer, then the scores as bars."""
+    label = literal(p.label) if p.label is not None else ""
     if task == "regression":
         return [f"[b]{p.score:.4f}[/b]"]
     if task == "feature-extraction":
         dims = list(p.scores.values())
         head = ", ".join(f"{v:+.3f}" for v in dims[:6])
-        return [f"[b]{len(dims)}-dimensional vector[/b], norm {p.score:.3f}", f"[{head}, …]"]
+        return [f"[b]{len(dims)}-dimensional vector[/b], norm {p.score:.3f}",
+                literal(f"[{head}, …]")]
     if task in ("causal-lm", "seq2seq"):
-        return [f"[b]{p.label}[/b]"]
+        return [f"[b]{label}[/b]"]
     if task == "question-answering":
-        return [f"answer: [b]{p.label or '(no answer found)'}[/b]  (span score {p.score:.2f})"]
+        return [f"answer: [b]{label or '(no answer found)'}[/b]  (span score {p.score:.2f})"]
     if task == "token-classification":
-        return [" ".join(f"{pair.rsplit('/', 1)[0]}[dim]/{pair.rsplit('/', 1)[1]}[/dim]"
+        return [" ".join(f"{literal(pair.rsplit('/', 1)[0])}[dim]/"
+                         f"{literal(pair.rsplit('/', 1)[1])}[/dim]"
                          for pair in (p.label or "").split())]
-    lines = [f"[b]{p.label}[/b]  {p.score:.3f}"]
+    lines = [f"[b]{label}[/b]  {p.score:.3f}"]
     for name, score in sorted(p.scores.items(), key=lambda kv: -kv[1])[:8]:
         bar = "█" * round(score * 30)
-        lines.append(f"{name[:20]:<20} {bar:<30} {score:.3f}")
+        lines.append(f"{literal(name[:20]):<20} {bar:<30} {score:.3f}")
     return lines

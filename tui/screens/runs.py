@@ -19,7 +19,7 @@ from textual.widgets import DataTable, Footer, Header, Input, Static
 from textual.worker import get_current_worker
 
 from store import Run, RunStore
-from tui.formatting import cut, duration, main_metric, metric, status_text
+from tui.formatting import cell, cut, duration, main_metric, metric, status_text
 from tui.messages import RunDetailRefreshed, RunsRefreshed
 from tui.screens.confirm import ConfirmScreen
 from tui.widgets.run_detail import RunDetail
@@ -170,9 +170,9 @@ class RunsScreen(Screen):
         return (
             ("● " if r.id in self.marked else "") + str(r.id),
             status_text(r.status),
-            cut(r.name, 22),
-            cut(r.model_id or "-", 26),
-            cut(r.task or "-", 20),
+            cell(cut(r.name, 22)),
+            cell(cut(r.model_id or "-", 26)),
+            cell(cut(r.task or "-", 20)),
             metric(acc),
             duration(r.duration_s),
             (r.started_utc or r.created_utc)[5:16].replace("T", " "),

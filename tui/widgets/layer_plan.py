@@ -16,7 +16,7 @@ from textual.containers import Vertical
 from textual.message import Message
 from textual.widgets import Static, Tree
 
-from tui.formatting import human_bytes
+from tui.formatting import human_bytes, literal
 
 
 def _count(n: int) -> str:
@@ -63,7 +63,7 @@ class LayerPlan(Vertical):
 
     def show_error(self, message: str) -> None:
         self.plan = None
-        self.query_one("#plan-summary", Static).update(f"[dim]No plan: {message}[/dim]")
+        self.query_one("#plan-summary", Static).update(f"[dim]No plan: {literal(message)}[/dim]")
         self.query_one(Tree).clear()
 
     def show(self, plan, cfg) -> None:
@@ -71,7 +71,7 @@ class LayerPlan(Vertical):
         tree = self.query_one(Tree)
         tree.clear()
         total = sum(plan.sizes.values())
-        tree.root.set_label(f"{cfg.model.id}  {_count(total)} parameters")
+        tree.root.set_label(f"{literal(cfg.model.id)}  {_count(total)} parameters")
         for row in plan.group_table():
             trains = row["trainable"] > 0
             mark = "[green]● trains[/green]" if trains else "[cyan]❄ frozen[/cyan]"

@@ -6,7 +6,7 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.widgets import RichLog, Static
 
-from tui.formatting import duration, status_markup
+from tui.formatting import duration, literal, status_markup
 from tui.messages import RunDetailRefreshed
 from tui.widgets.chart import LineChart, Series
 
@@ -42,10 +42,11 @@ class RunDetail(Horizontal):
                 prefix = "!" if ev.level == "error" else "·"
                 log.write(f"{prefix} {ev.message}")
         m = msg.latest
-        tags = "  " + " ".join(f"[reverse] {t} [/reverse]" for t in run.tags) if run.tags else ""
+        tags = "  " + " ".join(f"[reverse] {literal(t)} [/reverse]" for t in run.tags) \
+            if run.tags else ""
         lines = [
-            f"[b]{run.name}[/b]  #{run.id}  {status_markup(run.status)}{tags}",
-            f"{run.model_id or '-'}  ·  {run.task or '-'}  ·  {run.dataset or '-'}",
+            f"[b]{literal(run.name)}[/b]  #{run.id}  {status_markup(run.status)}{tags}",
+            literal(f"{run.model_id or '-'}  ·  {run.task or '-'}  ·  {run.dataset or '-'}"),
         ]
         total = int(m.get("total_steps", 0))
         if "loss" in m:
@@ -70,9 +71,9 @@ class RunDetail(Horizontal):
         if run.status == "running":
             lines.append(msg.gpu)
         if run.error:
-            lines.append(f"[red]{run.error}[/red]")
+            lines.append(f"[red]{literal(run.error)}[/red]")
         if run.notes:
-            lines.append(f"[i]{run.notes}[/i]")
+            lines.append(f"[i]{literal(run.notes)}[/i]")
         self.query_one("#detail-summary", Static).update("\n".join(lines))
         for name, series in (("loss", msg.loss), ("val", msg.val_metric)):
             chart = self.query_one(f"#{name}-curve", LineChart)
