@@ -109,8 +109,6 @@ def make_plan(cfg) -> Plan:
     """Build the model on the meta device (no weights read) and plan every stage."""
     import dataclasses
 
-    import torch
-
     from engine.freeze import inject_lora, plan_freeze
     from engine.tasks import task_for
     from engine.tasks.base import on_meta_device
@@ -128,9 +126,11 @@ def make_plan(cfg) -> Plan:
             notes.append(f"LoRA on {', '.join(targets)}")
     freeze = plan_freeze(model, cfg.freeze)
     precision = cfg.train.precision
-    if precision == "auto":
-        precision = ("bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-                     else "fp32")
+    if precision == "auto":  # the rule the training loop applies
+        from engine.train import resolve_precision
+
+        precision = {"no": "fp32"}.get(resolve_precision("auto"), "bf16")
+    sizes = {n: p.numel() for n, p in model.named_parameters()}
     stages = []
     for i, trainable in enumerate(freeze.schedule):
         staged = dataclasses.replace(freeze, trainable=trainable)
@@ -142,8 +142,6 @@ def make_plan(cfg) -> Plan:
             starts = f"step {i * freeze.every_steps}"
         else:
             starts = f"epoch {i * freeze.every_epochs}"
-        sizes = {n: p.numel() for n, p in model.named_parameters()}
         stages.append(StagePlan(i, starts, sum(sizes[n] for n in trainable), memory))
-    return Plan(cfg.model.id, cfg.head.task, freeze,
-                {n: p.numel() for n, p in model.named_parameters()}, tuple(stages), precision,
+    return Plan(cfg.model.id, cfg.head.task, freeze, sizes, tuple(stages), precision,
                 tuple(data.labels), tuple(notes) + freeze.notes)
