@@ -166,6 +166,8 @@ class DataSpec:
     """image-classification: random resized crops and flips on training images."""
     bad_files: str = "fail"
     """image folders: fail on a corrupt or non-image file, or skip (and count) it."""
+    cache: bool = True
+    """Keep the tokenised data between runs (keyed by files, settings and tokenizer)."""
 
     def __post_init__(self) -> None:
         if not self.train.strip():

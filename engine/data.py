@@ -43,7 +43,7 @@ def read_table(path: Path, *, encoding: str = "utf-8", role: str = "training"):
                 path, sep="," if kind == "csv" else "\t", encoding=encoding, dtype_backend="numpy_nullable"
             )
         elif kind == "jsonl":
-            frame = pd.read_json(path, lines=True, encoding=encoding)
+            frame = pd.read_json(path, lines=True, encoding=encoding, precise_float=True)
         else:
             frame = pd.read_parquet(path)
     except UnicodeDecodeError:
@@ -124,6 +124,8 @@ def load_text_classification(cfg: RunConfig, tokenizer) -> TextData:
     train_frame = read_table(train_path, encoding=spec.encoding)
     _require_columns(train_frame, train_path, columns)
     train_frame = _drop_missing_labels(train_frame, train_path, spec.label_column)
+    if not (regression or multi):
+        _check_label_kinds(train_frame, train_path, spec.label_column)
     if spec.limit is not None and len(train_frame) > spec.limit:
         train_frame = train_frame.sample(n=spec.limit, random_state=cfg.train.seed)
 
@@ -132,6 +134,8 @@ def load_text_classification(cfg: RunConfig, tokenizer) -> TextData:
         val_frame = read_table(val_path, encoding=spec.encoding, role="validation")
         _require_columns(val_frame, val_path, columns)
         val_frame = _drop_missing_labels(val_frame, val_path, spec.label_column)
+        if not (regression or multi):
+            _check_label_kinds(val_frame, val_path, spec.label_column)
     else:
         if spec.validation_split <= 0:
             raise DataError("Give data.validation or a data.validation_split above 0.")
@@ -157,7 +161,8 @@ def load_text_classification(cfg: RunConfig, tokenizer) -> TextData:
     elif regression:
         names: tuple[str, ...] = ()
         train_labels = _as_floats(train_frame[spec.label_column], train_path, spec.label_column)
-        val_labels = _as_floats(val_frame[spec.label_column], train_path, spec.label_column)
+        val_source = cfg.resolve(spec.validation) if spec.validation else train_path
+        val_labels = _as_floats(val_frame[spec.label_column], val_source, spec.label_column)
         majority = None
     else:
         raw_train = [_label_text(v) for v in train_frame[spec.label_column]]
@@ -269,13 +274,41 @@ def _text(value) -> str:
     return "" if value is None or (not isinstance(value, str) and pd.isna(value)) else str(value)
 
 
+def _is_number(value) -> bool:
+    """A number, or text that reads as one ('3', '0.5'): what a numeric label looks like."""
+    import numbers
+
+    if isinstance(value, str):
+        try:
+            float(value)
+        except ValueError:
+            return False
+        return True
+    return isinstance(value, numbers.Number) and not isinstance(value, bool)
+
+
+def _check_label_kinds(frame, path: Path, column: str) -> None:
+    """Class labels must be all names or all numbers: a mix is nearly always a broken row."""
+    first: dict[bool, tuple[int, object]] = {}
+    for row, value in zip(frame.index, frame[column], strict=True):
+        first.setdefault(_is_number(value), (int(row), value))
+        if len(first) == 2:
+            (n_row, n_val), (t_row, t_val) = first[True], first[False]
+            raise DataError(
+                f"{path} mixes numbers and names in its label column {column!r} (row "
+                f"{n_row + 1} has {n_val!r}, row {t_row + 1} has {t_val!r}); use one kind "
+                "of label for every row."
+            )
+
+
 def _as_floats(series, path: Path, column: str) -> list[float]:
-    try:
-        return [float(v) for v in series]
-    except (TypeError, ValueError):
-        raise DataError(
-            f"Regression needs numbers in {column!r} of {path}, but it holds text."
-        ) from None
+    for row, value in zip(series.index, series, strict=True):
+        if not _is_number(value):
+            raise DataError(
+                f"Regression needs numbers in {column!r} of {path}, but row {int(row) + 1} "
+                f"holds {value!r}; fix that row or pick the right label column."
+            )
+    return [float(v) for v in series]
 
 
 # -- batching -------------------------------------------------------------

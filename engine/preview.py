@@ -36,13 +36,57 @@ class DataPreview:
 
 def preview_file(path: Path, *, encoding: str = "utf-8", label_column: str | None = None,
                  text_column: str | None = None, limit: int = 5) -> DataPreview:
+    if path.is_dir():
+        return _preview_folder(path, limit)
+    _, records, columns = _read_any(path, encoding)
+    text_column = text_column if text_column in columns else _guess(columns, TEXT_NAMES)
+    label_column = label_column if label_column in columns else _guess(columns, LABEL_NAMES)
+    counts: Counter[str] = Counter()
+    if label_column is not None:
+        index = columns.index(label_column)
+        counts.update(r[index] for r in records if index < len(r) and r[index] != "")
+    return DataPreview(
+        path=str(path), columns=tuple(columns),
+        rows=tuple(tuple(r) for r in records[:limit]), total_rows=len(records),
+        label_counts=tuple(counts.most_common()), text_column=text_column,
+        label_column=label_column,
+    )
+
+
+def read_columns(path: Path, columns: list[str], *, encoding: str = "utf-8") -> list[list[str]]:
+    """Every row's values of `columns`, as text (list cells joined by spaces)."""
+    _, records, header = _read_any(path, encoding)
+    for column in columns:
+        if column not in header:
+            raise DataError(f"{path.name} has no column {column!r}; its columns are "
+                            f"{', '.join(header)}.")
+    index = [header.index(c) for c in columns]
+    out = []
+    for record in records:
+        out.append([_as_text(record[i]) if i < len(record) else "" for i in index])
+    return out
+
+
+def _as_text(cell: str) -> str:
+    """A JSON list cell (tokens of a token-classification row) as the words it holds."""
+    if cell.startswith("["):
+        try:
+            value = json.loads(cell)
+        except json.JSONDecodeError:
+            return cell
+        if isinstance(value, list):
+            return " ".join(str(v) for v in value)
+    return cell
+
+
+def _read_any(path: Path, encoding: str) -> tuple[str, list[list[str]], list[str]]:
     if not path.exists():
         raise DataError(f"{path} does not exist; check the path.")
     if path.is_dir():
-        return _preview_folder(path, limit)
-    suffix = path.suffix.lower()
+        raise DataError(f"{path} is a folder of images; it has no text to count tokens of.")
     if path.stat().st_size == 0:
         raise DataError(f"{path} is empty.")
+    suffix = path.suffix.lower()
     try:
         if suffix in (".csv", ".tsv"):
             columns, records = _read_delimited(path, encoding, "," if suffix == ".csv" else "\t")
@@ -57,21 +101,10 @@ def preview_file(path: Path, *, encoding: str = "utf-8", label_column: str | Non
                             "or .parquet.")
     except UnicodeDecodeError:
         raise DataError(f"{path.name} is not valid {encoding} text ({bad_byte(path, encoding)});"
-                         " set the encoding, e.g. latin-1.") from None
+                        " set the encoding, e.g. latin-1.") from None
     if not columns:
         raise DataError(f"{path.name} has no header row.")
-    text_column = text_column if text_column in columns else _guess(columns, TEXT_NAMES)
-    label_column = label_column if label_column in columns else _guess(columns, LABEL_NAMES)
-    counts: Counter[str] = Counter()
-    if label_column is not None:
-        index = columns.index(label_column)
-        counts.update(r[index] for r in records if index < len(r) and r[index] != "")
-    return DataPreview(
-        path=str(path), columns=tuple(columns),
-        rows=tuple(tuple(r) for r in records[:limit]), total_rows=len(records),
-        label_counts=tuple(counts.most_common()), text_column=text_column,
-        label_column=label_column,
-    )
+    return suffix, records, columns
 
 
 def _preview_folder(root: Path, limit: int) -> DataPreview:

@@ -79,7 +79,14 @@ class _Loop:
         self.task = task = task_for(cfg.head.task)
         # Labels decide the head's width, so the data is read before the model is built.
         self.processor, model_path = task.load_processor(cfg)
-        self.data = task.load_data(cfg, self.processor)
+        from engine.data_cache import load_cached
+
+        started = time.perf_counter()
+        self.data, hit = load_cached(task, cfg, self.processor,
+                                     lambda: task.load_data(cfg, self.processor))
+        if not task.vision:
+            done = "Read the tokenised data from the cache" if hit else "Tokenised the data"
+            self.emit(Note(f"{done} in {time.perf_counter() - started:.1f}s"))
         if self.data.extra.get("skipped_files"):
             self.emit(Note(f"Left out {self.data.extra['skipped_files']} unreadable files "
                            "(data.bad_files: skip)", level="warning"))

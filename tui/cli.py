@@ -430,12 +430,14 @@ def predict(run_id: int, inputs: tuple[str, ...], as_json: bool) -> None:
             click.echo(f"{p.label}\t{p.score:.3f}\t{p.text}")
 
 
+from tui.cli_data import data  # noqa: E402
 from tui.cli_hub import cache, hub  # noqa: E402 - registered after the core commands
 from tui.cli_plan import plan  # noqa: E402
 
 cli.add_command(hub)
 cli.add_command(cache)
 cli.add_command(plan)
+cli.add_command(data)
 
 
 def main() -> None:

@@ -137,3 +137,30 @@ async def test_layer_tree_shows_the_plan_and_freezes_a_group(store, tiny_bert, s
         assert screen.config.freeze.patterns == ["backbone.embeddings.*"]
         await wait_for(pilot, lambda: "frozen" in str(tree.root.children[0].label))
         assert "trains" in str(tree.root.children[1].label)
+
+
+async def test_token_lengths_suggest_a_max_length(store, tiny_bert, sentiment_csv):
+    from engine.lengths import token_lengths
+
+    expected = token_lengths(str(tiny_bert), sentiment_csv, ["text"])
+    app = make_app(store=store)
+    async with app.run_test(size=(140, 45)) as pilot:
+        await app.switch_mode("new")
+        await pilot.pause()
+        screen = app.screen
+        await type_into(pilot, "f-model", str(tiny_bert))
+        await type_into(pilot, "f-train-file", str(sentiment_csv))
+        await type_into(pilot, "f-max-length", "8")
+        stats = screen.query_one("#length-stats", Static)
+        await wait_for(pilot, lambda: "at 8," in str(stats.render()), timeout=60)
+        text = str(stats.render())
+        assert f"p99 {expected.p99}" in text and f"suggested max {expected.suggested}" in text
+        assert f"at 8, {expected.cut_share(8):.1%} cut" in text
+        button = screen.query_one("#use-length", Button)
+        assert not button.has_class("-hidden") and str(button.label) == \
+            f"Use {expected.suggested}"
+        button.press()
+        await wait_for(pilot, lambda: screen.query_one("#f-max-length", Input).value
+                       == str(expected.suggested))
+        await wait_for(pilot, lambda: "none cut" in str(stats.render()))
+        assert button.has_class("-hidden")

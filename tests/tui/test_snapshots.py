@@ -79,8 +79,9 @@ def test_new_run_screen(snap_compare, size, tmp_path, monkeypatch):
         for _ in range(1200):  # generous: a loaded CI machine can be slow to read the file
             counts = str(screen.query_one("#label-counts").render())
             errors = str(screen.query_one("#e-lr").render())
+            lengths = str(screen.query_one("#length-stats").render())
             if screen.query_one("#preview-table").row_count == 5 and "negative" in counts \
-                    and "fast" in errors:
+                    and "fast" in errors and "suggested" in lengths:
                 break
             await pilot.pause(0.05)
         screen.set_focus(None)  # a focused Input's blinking cursor makes the picture flaky

@@ -98,6 +98,8 @@ class NewRunScreen(Screen):
                 yield Static("Give a training file to preview it.", id="preview-summary")
                 yield DataTable(id="preview-table", zebra_stripes=True)
                 yield Static("", id="label-counts")
+                yield Static("", id="length-stats")
+                yield Button("Use", id="use-length", compact=True, classes="-hidden")
                 yield LayerPlan(id="layer-plan")
         yield Footer()
 
@@ -357,6 +359,8 @@ class NewRunScreen(Screen):
                 ok = False
             else:
                 missing.pop(fid, None)
+        if isinstance(text, str) and task != "image-classification":
+            self._refresh_lengths(p, text)
         if isinstance(label, str) and label == p.label_column:
             shown = "  ".join(f"{k} {v:,}" for k, v in p.label_counts[:8])
             more = f"  (+{len(p.label_counts) - 8} more)" if len(p.label_counts) > 8 else ""
@@ -364,6 +368,74 @@ class NewRunScreen(Screen):
                 f"[b]labels[/b] ({label}): {shown}{more}")
         self.data_ok = ok
         self._update_launch()
+
+    # -- token lengths ------------------------------------------------------
+
+    def _refresh_lengths(self, preview, text_column: str) -> None:
+        """Count tokens in a thread when the model, file or text column changed."""
+        model = self.query_one("#f-model", Input).value.strip()
+        if not model or Path(preview.path).is_dir():
+            return
+        encoding = self.query_one("#f-encoding", Input).value.strip() or "utf-8"
+        key = (model, preview.path, encoding, text_column)
+        if key != getattr(self, "_length_key", None):
+            self._length_key = key
+            self.lengths = None
+            self.query_one("#length-stats", Static).update("[dim]Counting tokens…[/dim]")
+            self.query_one("#use-length", Button).add_class("-hidden")
+            self._count_tokens(key)
+        else:
+            self._show_lengths()
+
+    @work(thread=True, exclusive=True, group="lengths", exit_on_error=False)
+    def _count_tokens(self, key: tuple) -> None:
+        from engine.lengths import token_lengths
+
+        model, path, encoding, column = key
+        try:
+            result = token_lengths(model, Path(path), [column], encoding=encoding)
+        except HubtuneError as exc:
+            result = str(exc)
+        except Exception as exc:  # a tokenizer that will not load: say so, keep the form
+            result = f"{type(exc).__name__}: {exc}"
+        self.app.call_from_thread(self._counted, key, result)
+
+    def _counted(self, key: tuple, result) -> None:
+        if key != getattr(self, "_length_key", None):
+            return  # the form moved on while this counted
+        self.lengths = result
+        self._show_lengths()
+
+    def _show_lengths(self) -> None:
+        from tui.formatting import literal
+
+        stats = getattr(self, "lengths", None)
+        box = self.query_one("#length-stats", Static)
+        button = self.query_one("#use-length", Button)
+        if stats is None:
+            return
+        if isinstance(stats, str):
+            box.update(f"[dim]No token counts: {literal(stats)}[/dim]")
+            button.add_class("-hidden")
+            return
+        try:
+            current = int(self.query_one("#f-max-length", Input).value)
+        except ValueError:
+            current = None
+        cut = ""
+        if current is not None:
+            share = stats.cut_share(current)
+            cut = f"; at {current}, " + ("none cut" if share == 0 else f"{share:.1%} cut")
+        box.update(f"[b]tokens[/b] median {stats.p50} · p95 {stats.p95} · p99 {stats.p99} · "
+                   f"longest {stats.longest}; suggested max {stats.suggested}{cut}")
+        button.label = f"Use {stats.suggested}"
+        button.set_class(current == stats.suggested, "-hidden")
+
+    @on(Button.Pressed, "#use-length")
+    def _use_suggested_length(self) -> None:
+        stats = getattr(self, "lengths", None)
+        if stats is not None and not isinstance(stats, str):
+            self.query_one("#f-max-length", Input).value = str(stats.suggested)
 
     # -- actions ------------------------------------------------------------
 

@@ -1,0 +1,131 @@
+"""Pre-processed data kept between runs: tokenise a file once, not every run.
+
+A run's data (tokenised splits, label maps, what evaluation needs) is a pure
+function of the data files, the data and head settings, the seed that splits
+them, the tokenizer and the code that pre-processes. The cache key is a hash
+of all of those: file stamps (path, size, modification time), the config
+sections, the tokenizer's fingerprint as the `datasets` library computes it
+for its own map cache, and the source of the pre-processing modules, so an
+edit to a file, a setting, the vocabulary or hubtune itself misses the cache
+rather than reading stale data.
+
+Entries are pickles under `<data dir>/cache/data/`, written atomically (a
+crash leaves the old entry or none), read back in a fraction of the time
+tokenising takes, and pruned to the newest `MAX_ENTRIES`. A damaged entry is
+deleted and rebuilt. `data.cache: false` turns the cache off for a run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import pickle
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from engine.config import RunConfig
+
+FORMAT = 1
+"""Bumped when the layout of a cached entry changes."""
+MAX_ENTRIES = 12
+
+
+def cache_dir() -> Path:
+    from store.paths import data_dir
+
+    return data_dir() / "cache" / "data"
+
+
+def data_key(task, cfg: RunConfig, processor) -> str:
+    """The hash that names a cache entry; any input that changes the data changes it."""
+    from datasets.fingerprint import Hasher
+
+    parts = {
+        "format": FORMAT,
+        "task": task.name,
+        "data": dataclasses.asdict(cfg.data),
+        "head": dataclasses.asdict(cfg.head),
+        "model": cfg.model.id,
+        "seed": cfg.train.seed,
+        "files": [_stamp(cfg.resolve(p)) for p in (cfg.data.train, cfg.data.validation) if p],
+        "tokenizer": Hasher.hash(processor),
+        "code": _code_hash(task),
+    }
+    text = json.dumps(parts, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def _stamp(path: Path | None) -> list:
+    st = path.stat()
+    return [str(path.resolve()), st.st_size, st.st_mtime_ns]
+
+
+def _code_hash(task) -> str:
+    """The source of the modules that turn files into examples."""
+    import engine.data
+    import engine.tasks.base
+
+    digest = hashlib.sha256()
+    for module in (engine.data, engine.tasks.base, sys.modules[type(task).__module__]):
+        digest.update(Path(module.__file__).read_bytes())
+    return digest.hexdigest()
+
+
+def load_cached(task, cfg: RunConfig, processor, load: Callable[[], object]):
+    """`load()`'s result, from the cache when an entry for these inputs exists.
+
+    Returns (data, hit). Image tasks are not cached: their examples are file
+    paths, decoded per batch, so there is nothing costly to keep.
+    """
+    if not cfg.data.cache or task.vision:
+        return load(), False
+    try:
+        key = data_key(task, cfg, processor)
+    except OSError:  # a file vanished under us: let the loader report it properly
+        return load(), False
+    path = cache_dir() / f"{key}.pkl"
+    try:
+        with open(path, "rb") as fh:
+            data = pickle.load(fh)
+        os.utime(path)  # the newest use survives pruning
+        return data, True
+    except FileNotFoundError:
+        pass
+    except Exception:  # a damaged or unreadable entry: drop it and build afresh
+        path.unlink(missing_ok=True)
+    data = load()
+    _write(path, data)
+    return data, False
+
+
+def _write(path: Path, data) -> None:
+    tmp: str | None = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".part")
+        with os.fdopen(fd, "wb") as fh:
+            pickle.dump(data, fh, protocol=pickle.HIGHEST_PROTOCOL)
+        os.replace(tmp, path)
+    except (OSError, pickle.PicklingError, TypeError, AttributeError):
+        # A cache that cannot be written (full disk, read-only home, an
+        # unpicklable field) only costs the next run its tokenising time.
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        return
+    prune(path.parent)
+
+
+def prune(folder: Path, keep: int = MAX_ENTRIES) -> None:
+    """Delete all but the `keep` most recently used entries."""
+    entries = []
+    for entry in folder.glob("*.pkl"):
+        try:
+            entries.append((entry.stat().st_mtime, entry))
+        except FileNotFoundError:  # another process pruned it first
+            continue
+    for _, old in sorted(entries, reverse=True)[keep:]:
+        old.unlink(missing_ok=True)
