@@ -8,6 +8,7 @@ locked"; the database runs in WAL mode so readers never block writers.
 
 from __future__ import annotations
 
+import bisect
 import fcntl
 import json
 import os
@@ -24,6 +25,7 @@ from sqlite_utils import Database
 
 from store.errors import StoreError
 from store.migrations import KNOWN, migrations
+from store.packs import pack, unpack
 from store.paths import db_path, run_dir
 from store.records import Checkpoint, Comparison, EventRecord, Run, Series
 
@@ -249,6 +251,17 @@ class RunStore:
         """Drop metrics and checkpoints recorded after `step` (a resume replays them)."""
         with self._write() as conn:
             conn.execute("DELETE FROM metrics WHERE run_id = ? AND step > ?", [run_id, step])
+            conn.execute("DELETE FROM metric_packs WHERE run_id = ? AND first_step > ?",
+                         [run_id, step])
+            straddling = conn.execute(
+                "SELECT id, steps, vals FROM metric_packs WHERE run_id = ? AND last_step > ?",
+                [run_id, step]).fetchall()
+            for pack_id, steps, vals in straddling:
+                points = [(s, v) for s, v in zip(*unpack([(steps, vals)]), strict=True)
+                          if s <= step]
+                first, last, n, steps, vals = pack(points)
+                conn.execute("UPDATE metric_packs SET last_step = ?, n = ?, steps = ?, vals = ?"
+                             " WHERE id = ?", [last, n, steps, vals, pack_id])
             conn.execute("DELETE FROM checkpoints WHERE run_id = ? AND step > ?", [run_id, step])
 
     def heartbeat(self, run_id: int) -> None:
@@ -329,7 +342,7 @@ class RunStore:
         if run.status == "running":
             raise StoreError(f"Run {run_id} is still running; stop it before deleting it.")
         with self._write() as conn:
-            for table in ("metrics", "events", "checkpoints"):
+            for table in ("metrics", "metric_packs", "events", "checkpoints"):
                 conn.execute(f"DELETE FROM {table} WHERE run_id = ?", [run_id])
             conn.execute("UPDATE runs SET parent_id = NULL WHERE parent_id = ?", [run_id])
             conn.execute("DELETE FROM runs WHERE id = ?", [run_id])
@@ -343,11 +356,21 @@ class RunStore:
         batch = [(run_id, *row) for row in rows]
         if not batch:
             return 0
+        by_name: dict[str, list[tuple[int, float]]] = {}
+        for _, step, _, name, value, _ in batch:
+            by_name.setdefault(name, []).append((step, value))
+        packs = [(run_id, name, *p) for name, points in by_name.items()
+                 if (p := pack(points)) is not None]
         with self._write() as conn:
             conn.executemany(
                 "INSERT INTO metrics (run_id, step, epoch, name, value, time_unix)"
                 " VALUES (?,?,?,?,?,?)",
                 batch,
+            )
+            conn.executemany(
+                "INSERT INTO metric_packs (run_id, name, first_step, last_step, n, steps, vals)"
+                " VALUES (?,?,?,?,?,?,?)",
+                packs,
             )
         return len(batch)
 
@@ -362,13 +385,24 @@ class RunStore:
     ) -> Series:
         """A metric series ordered by step, downsampled to about `max_points`.
 
-        Downsampling happens in SQL (every k-th step, plus the last point, so
-        the end of the curve, where a user looks, is exact): a 100k-point
-        series becomes a few hundred Python objects instead of 100k.
+        Read from the packed copy of each logged batch (store/packs.py); the
+        plain rows are read only where a pack is missing. Downsampling keeps
+        every k-th point plus the last, so the end of the curve, where a user
+        looks, is exact.
         """
         conn = self.db.conn
         where = "run_id = ? AND name = ? AND step > ?"
         params: list[Any] = [run_id, name, after_step]
+        packed = self._packed_series(run_id, name, after_step)
+        if packed is not None:
+            if max_points and len(packed) > max_points:
+                k = -(-len(packed) // max_points)
+                steps, values = packed.steps[::k], packed.values[::k]
+                if steps[-1] != packed.steps[-1]:
+                    steps.append(packed.steps[-1])
+                    values.append(packed.values[-1])
+                return Series(name, steps, values)
+            return packed
         if max_points:
             lo, hi, n = conn.execute(
                 f"SELECT min(step), max(step), count(*) FROM metrics WHERE {where}", params
@@ -381,6 +415,27 @@ class RunStore:
             f"SELECT step, value FROM metrics WHERE {where} ORDER BY step", params
         ).fetchall()
         return Series(name, [r[0] for r in rows], [r[1] for r in rows])
+
+    def _packed_series(self, run_id: int, name: str, after_step: int) -> Series | None:
+        """The whole series from its packs; None when the packs do not hold every point
+        (a value that was not a number), and the plain rows must be read."""
+        conn = self.db.conn
+        packs = conn.execute(
+            "SELECT first_step, last_step, steps, vals FROM metric_packs"
+            " WHERE run_id = ? AND name = ? AND last_step > ? ORDER BY first_step, id",
+            [run_id, name, after_step]).fetchall()
+        steps, values = unpack((p[2], p[3]) for p in packs)
+        ordered = all(b[0] >= a[1] for a, b in zip(packs, packs[1:], strict=False))
+        if not ordered:  # batches logged out of step order: sort once, ties kept in order
+            order = sorted(range(len(steps)), key=steps.__getitem__)
+            steps, values = [steps[i] for i in order], [values[i] for i in order]
+        if packs and packs[0][0] <= after_step:
+            cut = bisect.bisect_right(steps, after_step)
+            steps, values = steps[cut:], values[cut:]
+        expected = conn.execute(
+            "SELECT count(*) FROM metrics WHERE run_id = ? AND name = ? AND step > ?",
+            [run_id, name, after_step]).fetchone()[0]
+        return Series(name, steps, values) if expected == len(steps) else None
 
     def latest_metrics(self, run_id: int) -> dict[str, float]:
         """The most recent value of every metric of a run."""

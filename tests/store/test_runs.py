@@ -11,6 +11,7 @@ import time
 import pytest
 
 from store import RunStore, StoreError
+from store.migrations import KNOWN
 
 
 def _run(store: RunStore, name="r", **kw) -> int:
@@ -20,7 +21,7 @@ def _run(store: RunStore, name="r", **kw) -> int:
 def test_pragmas_wal_and_migrations_applied(store):
     assert store.db.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert store.db.conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
-    assert store.schema_version == ["m001_create_runs"]
+    assert store.schema_version == ["m001_create_runs", "m002_metric_packs"]
     assert {"runs", "metrics", "events", "checkpoints"} <= set(store.db.table_names())
 
 
@@ -58,6 +59,78 @@ def test_metrics_batch_and_series_downsampling_keeps_the_last_point(store):
     assert store.series(run_id, "loss", after_step=997).steps == [998, 999]
     assert len(store.series(run_id, "missing")) == 0
     assert store.latest_metrics(run_id) == {"loss": pytest.approx(1 / 1000)}
+
+
+def _plain(store: RunStore, run_id: int, name: str, after_step: int = -1):
+    """The series as the plain rows hold it: what the packed read must equal."""
+    rows = store.db.conn.execute(
+        "SELECT step, value FROM metrics WHERE run_id = ? AND name = ? AND step > ?"
+        " ORDER BY step, rowid", [run_id, name, after_step]).fetchall()
+    return [r[0] for r in rows], [r[1] for r in rows]
+
+
+def _packs(store: RunStore, run_id: int) -> int:
+    return store.db.conn.execute("SELECT count(*) FROM metric_packs WHERE run_id = ?",
+                                 [run_id]).fetchone()[0]
+
+
+def test_packed_series_equal_the_plain_rows_in_any_logging_order(store):
+    import random
+
+    run_id = _run(store)
+    rng = random.Random(0)
+    steps = list(range(3000))
+    chunks = [steps[i:i + 250] for i in range(0, 3000, 250)]
+    rng.shuffle(chunks)  # batches out of step order, as a resumed worker could log them
+    for chunk in chunks:
+        rng.shuffle(chunk)
+        store.log_metrics(run_id, [(s, None, "loss", rng.random(), 0.0) for s in chunk]
+                          + [(s, None, "acc", s / 3000, 0.0) for s in chunk[:10]])
+    assert _packs(store, run_id) == 2 * len(chunks)
+    for name in ("loss", "acc"):
+        for after in (-1, 0, 1234, 2999):
+            got = store.series(run_id, name, after_step=after)
+            assert (got.steps, got.values) == _plain(store, run_id, name, after)
+    assert store.series(run_id, "loss").steps == steps
+
+
+def test_truncate_after_trims_packs_and_a_missing_pack_falls_back(store):
+    run_id = _run(store)
+    for start in range(0, 1000, 100):
+        store.log_metrics(run_id, [(s, None, "loss", s / 7, 0.0) for s in range(start,
+                                                                                 start + 100)])
+    store.truncate_after(run_id, 549)  # inside the sixth pack
+    got = store.series(run_id, "loss")
+    assert got.steps == list(range(550)) and (got.steps, got.values) == _plain(store, run_id,
+                                                                               "loss")
+    assert _packs(store, run_id) == 6
+    # A value that is not a number cannot be packed: that series reads the plain rows.
+    store.log_metrics(run_id, [(550, None, "loss", None, 0.0), (551, None, "loss", 2.0, 0.0)])
+    got = store.series(run_id, "loss")
+    assert got.steps[-2:] == [550, 551] and got.values[-2:] == [None, 2.0]
+
+
+def test_migration_packs_metrics_logged_before_it(tmp_path):
+    from sqlite_utils import Database
+
+    from store.migrations import migrations
+
+    path = tmp_path / "old.db"
+    db = Database(path)
+    migrations.apply(db, stop_before="m002_metric_packs")
+    db.execute("INSERT INTO runs (id, status, created_utc, config_json) VALUES (1, 'completed',"
+               " '2026-01-01', '{}')")
+    db.conn.executemany("INSERT INTO metrics (run_id, step, epoch, name, value, time_unix) "
+                        "VALUES (1, ?, 0, ?, ?, 0)",
+                        [(s, n, s * 0.5) for s in range(10_000) for n in ("loss", "lr")])
+    db.conn.commit()
+    db.conn.close()
+    store = RunStore(path)
+    assert _packs(store, 1) == 2 * 3  # 10,000 points per series in packs of 4,096
+    for name in ("loss", "lr"):
+        got = store.series(1, name)
+        assert got.steps == list(range(10_000)) and got.values[-1] == 9999 * 0.5
+    store.close()
 
 
 def test_list_filters_search_sort_and_paging(store):
@@ -168,7 +241,7 @@ def test_two_processes_opening_a_fresh_database_do_not_race(tmp_path):
     assert all(p.returncode == 0 for p in procs), [o[1] for o in outs]
     s = RunStore(path)
     assert s.count_runs() == 4
-    assert s.db.execute("SELECT count(*) FROM _sqlite_migrations").fetchone()[0] == 1
+    assert s.db.execute("SELECT count(*) FROM _sqlite_migrations").fetchone()[0] == len(KNOWN)
 
 
 def test_concurrent_writers_lose_nothing(tmp_path):
