@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -219,6 +220,9 @@ class TrainSpec:
     """Peak learning rate of the head; None uses learning_rate."""
     layer_lr_decay: float | None = None
     """Multiply the rate by this for each block further from the head."""
+    group_learning_rates: dict[str, float] = field(default_factory=dict)
+    """Peak rate per layer group (embeddings, block.N, other, head), over the rules above;
+    `hubtune plan` lists a model's groups."""
     weight_decay: float = 0.01
     """AdamW decoupled weight decay; never applied to norms and biases."""
     warmup_ratio: float = 0.06
@@ -275,6 +279,14 @@ class TrainSpec:
             raise ConfigError(
                 f"train.layer_lr_decay must be in (0, 1], got {self.layer_lr_decay}."
             )
+        for group, rate in self.group_learning_rates.items():
+            if not re.fullmatch(r"embeddings|head|other|block\.\d+", group):
+                raise ConfigError(
+                    f"train.group_learning_rates has {group!r}, which is not a layer group; "
+                    "groups are embeddings, block.0, block.1, ..., other and head "
+                    "(`hubtune plan` lists a model's)."
+                )
+            _positive(f"train.group_learning_rates.{group}", rate)
         if self.weight_decay < 0:
             raise ConfigError(f"train.weight_decay must be 0 or more, got {self.weight_decay}.")
         _fraction("train.warmup_ratio", self.warmup_ratio, upper_open=True)
@@ -447,6 +459,14 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
         if not isinstance(value, list):
             raise ConfigError(f"{key} must be a list, got {_describe(value)}.")
         return [_coerce(item_tp, v, f"{key}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        key_tp, item_tp = typing.get_args(tp)
+        if value is None:
+            value = {}
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key} must be a mapping, got {_describe(value)}.")
+        return {_coerce(key_tp, k, key): _coerce(item_tp, v, f"{key}.{k}")
+                for k, v in value.items()}
     if dataclasses.is_dataclass(tp):
         if value is True or value == {}:
             value = {}

@@ -8,6 +8,7 @@ from collections.abc import Callable
 import torch
 
 from engine.config import RunConfig
+from engine.errors import ConfigError
 
 
 def lr_lambda(total: int, warmup: int, kind: str) -> Callable[[int], float]:
@@ -33,6 +34,7 @@ def layer_rates(model, cfg: RunConfig) -> dict[str, float]:
     `layer_lr_decay` d, the top block gets `learning_rate`, each block below
     it one more factor of d, and the embeddings one more than the lowest
     block: lower layers hold general features and should move least.
+    A group named in `group_learning_rates` gets that rate, whatever the rules.
     """
     from engine.freeze import layer_groups
 
@@ -40,6 +42,13 @@ def layer_rates(model, cfg: RunConfig) -> dict[str, float]:
     head_lr = cfg.train.head_learning_rate or base
     decay = cfg.train.layer_lr_decay
     groups = layer_groups(model)
+    chosen = cfg.train.group_learning_rates
+    unknown = sorted(set(chosen) - {g.name for g in groups})
+    if unknown:
+        raise ConfigError(
+            f"train.group_learning_rates names {', '.join(unknown)}, which {cfg.model.id} does "
+            f"not have; its groups are {', '.join(g.name for g in groups)}."
+        )
     blocks = [g.name for g in groups if g.name.startswith("block.")]
     depth = {name: len(blocks) - 1 - i for i, name in enumerate(blocks)}
     rates = {}
@@ -52,6 +61,7 @@ def layer_rates(model, cfg: RunConfig) -> dict[str, float]:
             lr = base * decay ** len(blocks)
         else:
             lr = base * decay ** depth[g.name]
+        lr = chosen.get(g.name, lr)
         for p in g.params:
             rates[p] = lr
     return rates

@@ -90,6 +90,8 @@ class Plan:
     precision: str
     labels: tuple[str, ...]
     notes: tuple[str, ...]
+    rates: dict[str, float]
+    """Peak learning rate of each group (head rate, layer decay and per-group rates applied)."""
 
     def group_table(self, stage: int = 0) -> list[dict]:
         trainable = self.freeze.schedule[stage]
@@ -97,7 +99,7 @@ class Plan:
         for g in self.freeze.groups:
             t = sum(self.sizes[p] for p in g.params if p in trainable)
             rows.append({"name": g.name, "params": g.count, "trainable": t,
-                         "frozen": g.count - t})
+                         "frozen": g.count - t, "learning_rate": self.rates.get(g.name)})
         return rows
 
 
@@ -143,5 +145,9 @@ def make_plan(cfg) -> Plan:
         else:
             starts = f"epoch {i * freeze.every_epochs}"
         stages.append(StagePlan(i, starts, sum(sizes[n] for n in trainable), memory))
+    from engine.optim import layer_rates
+
+    by_param = layer_rates(model, cfg)
+    rates = {g.name: by_param[g.params[0]] for g in freeze.groups if g.params}
     return Plan(cfg.model.id, cfg.head.task, freeze, sizes, tuple(stages), precision,
-                tuple(data.labels), tuple(notes) + freeze.notes)
+                tuple(data.labels), tuple(notes) + freeze.notes, rates)

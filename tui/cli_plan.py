@@ -43,10 +43,11 @@ def plan(config: Path, overrides: tuple[str, ...], as_json: bool) -> None:
                f"{' + LoRA' if cfg.freeze.lora else ''}")
     for note in p.notes:
         click.echo(f"  {note}")
-    click.echo(f"  {'GROUP':<12} {'PARAMS':>12} {'TRAINABLE':>12} {'FROZEN':>12}")
+    click.echo(f"  {'GROUP':<12} {'PARAMS':>12} {'TRAINABLE':>12} {'FROZEN':>12} {'LR':>9}")
     for g in groups:
+        rate = f"{g['learning_rate']:.3g}" if g["trainable"] else "-"
         click.echo(f"  {g['name']:<12} {g['params']:>12,} {g['trainable']:>12,} "
-                   f"{g['frozen']:>12,}")
+                   f"{g['frozen']:>12,} {rate:>9}")
     total = p.freeze.trainable_count + p.freeze.frozen_count
     click.echo(f"  {'total':<12} {total:>12,} {p.freeze.trainable_count:>12,} "
                f"{p.freeze.frozen_count:>12,}")

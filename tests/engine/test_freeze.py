@@ -110,6 +110,48 @@ def test_param_groups_carry_the_rates_asked_for(model, tmp_path, tiny_bert, sent
                    if n in groups["embeddings"].params)
 
 
+def test_group_learning_rates_override_the_rules(model, tmp_path, tiny_bert, sentiment_csv):
+    import dataclasses
+
+    from tests_helpers import config_for
+
+    from engine.config import RunConfig
+    from engine.optim import layer_rates, make_optimizer
+
+    cfg = config_for(tmp_path, tiny_bert, sentiment_csv)
+    cfg = dataclasses.replace(cfg, train=dataclasses.replace(
+        cfg.train, learning_rate=1e-3, layer_lr_decay=0.5,
+        group_learning_rates={"block.0": 7e-5, "head": 3e-2}))
+    rates = layer_rates(model, cfg)
+    groups = {g.name: g for g in layer_groups(model)}
+    assert {rates[p] for p in groups["block.0"].params} == {7e-5}
+    assert {rates[p] for p in groups["head"].params} == {3e-2}
+    assert {rates[p] for p in groups["block.1"].params} == {1e-3}  # the decay rule still holds
+    assert {rates[p] for p in groups["embeddings"].params} == {2.5e-4}
+    optimizer = make_optimizer(model, cfg)
+    by_param = {id(p): g["lr"] for g in optimizer.param_groups for p in g["params"]}
+    named = dict(model.named_parameters())
+    assert {by_param[id(named[p])] for p in groups["block.0"].params} == {7e-5}
+
+    # A group this model lacks is named, with the groups it has.
+    bad = dataclasses.replace(cfg, train=dataclasses.replace(
+        cfg.train, group_learning_rates={"block.7": 1e-4}))
+    with pytest.raises(ConfigError, match="names block.7, which .* does not have; its groups "
+                                          "are embeddings, block.0, block.1"):
+        layer_rates(model, bad)
+    # The config refuses what is not a group name or not a positive rate.
+    base = {"model": {"id": "m"}, "data": {"train": "x.csv"}}
+    with pytest.raises(ConfigError, match="'blocks.0', which is not a layer group"):
+        RunConfig.from_dict({**base, "train": {"group_learning_rates": {"blocks.0": 1e-4}}})
+    with pytest.raises(ConfigError, match="group_learning_rates.head must be more than 0"):
+        RunConfig.from_dict({**base, "train": {"group_learning_rates": {"head": 0}}})
+    with pytest.raises(ConfigError, match="group_learning_rates.head must be a number"):
+        RunConfig.from_dict({**base, "train": {"group_learning_rates": {"head": "fast"}}})
+    parsed = RunConfig.from_dict({**base, "train": {"group_learning_rates": {"head": "1e-3"}}})
+    assert parsed.train.group_learning_rates == {"head": 1e-3}
+    assert RunConfig.from_dict(parsed.to_dict()) == parsed
+
+
 def test_cached_features_match_the_plain_frozen_loop(tmp_path, tiny_bert, sentiment_csv):
     import dataclasses
 

@@ -164,3 +164,101 @@ async def test_token_lengths_suggest_a_max_length(store, tiny_bert, sentiment_cs
                        == str(expected.suggested))
         await wait_for(pilot, lambda: "none cut" in str(stats.render()))
         assert button.has_class("-hidden")
+
+
+async def test_layer_tree_sets_a_learning_rate_per_group(store, tiny_bert, sentiment_csv):
+    from textual.widgets import Tree
+
+    app = make_app(store=store)
+    async with app.run_test(size=(140, 45)) as pilot:
+        await app.switch_mode("new")
+        await pilot.pause()
+        screen = app.screen
+        await type_into(pilot, "f-model", str(tiny_bert))
+        await type_into(pilot, "f-train-file", str(sentiment_csv))
+        await type_into(pilot, "f-lr", "1e-3")
+        tree = screen.query_one("#layer-tree", Tree)
+        await wait_for(pilot, lambda: len(tree.root.children) == 5 and
+                       "lr 0.001" in str(tree.root.children[1].label), timeout=60)
+        tree.focus()
+        await pilot.press("down", "down", "l")  # block.0
+        await wait_for(pilot, lambda: app.screen.__class__.__name__ == "EditScreen")
+        box = app.screen.query_one(Input)
+        assert box.value == "0.001"
+        box.value = ""
+        await pilot.press(*"7e-5", "enter")
+        await wait_for(pilot, lambda: screen.config is not None and
+                       screen.config.train.group_learning_rates == {"block.0": 7e-5})
+        await wait_for(pilot, lambda: "lr 7e-05" in str(tree.root.children[1].label),
+                       timeout=60)
+        assert "lr 0.001" in str(tree.root.children[2].label)  # block.1 keeps the form's rate
+        # Not a number: refused with a message, nothing changes.
+        tree.focus()
+        await pilot.press("l")
+        await wait_for(pilot, lambda: app.screen.__class__.__name__ == "EditScreen")
+        app.screen.query_one(Input).value = "fast"
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: any("'fast' is not a number" in n.message
+                                          for n in app._notifications))
+        assert screen.config.train.group_learning_rates == {"block.0": 7e-5}
+        # Empty: back to the form's rules.
+        tree.focus()
+        await pilot.press("l")
+        await wait_for(pilot, lambda: app.screen.__class__.__name__ == "EditScreen")
+        app.screen.query_one(Input).value = ""
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: screen.config.train.group_learning_rates == {})
+
+
+async def test_file_picker_fills_the_training_file(store, tmp_path, sentiment_csv):
+    import shutil
+
+    from textual.widgets import DirectoryTree
+
+    data = tmp_path / "project"
+    (data / "images" / "cat").mkdir(parents=True)
+    shutil.copy(sentiment_csv, data / "tweets.csv")
+    (data / "notes.md").write_text("not data")
+    (data / ".hidden.csv").write_text("text,label\n")
+    app = make_app(store=store)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await app.switch_mode("new")
+        await pilot.pause()
+        screen = app.screen
+        screen.query_one("#f-train-file", Input).value = str(data / "missing.csv")
+        await pilot.press("ctrl+o")
+        await wait_for(pilot, lambda: app.screen.__class__.__name__ == "FilePickerScreen")
+        tree = app.screen.query_one(DirectoryTree)
+        await wait_for(pilot, lambda: len(tree.root.children) == 2)
+        # Folders first, then data files; other files and hidden ones are left out.
+        assert [str(n.label) for n in tree.root.children] == ["images", "tweets.csv"]
+        await pilot.press("down", "enter")  # tweets.csv
+        await wait_for(pilot, lambda: app.screen is screen)
+        assert screen.query_one("#f-train-file", Input).value == str(data / "tweets.csv")
+        table = screen.query_one("#preview-table", DataTable)
+        await wait_for(pilot, lambda: table.row_count == 5)
+        # An image folder is picked with f; Esc cancels and keeps the field.
+        await pilot.press("ctrl+o")
+        await wait_for(pilot, lambda: app.screen.__class__.__name__ == "FilePickerScreen")
+        tree = app.screen.query_one(DirectoryTree)
+        await wait_for(pilot, lambda: len(tree.root.children) == 2)
+        await pilot.press("f")
+        await wait_for(pilot, lambda: app.screen is screen)
+        assert screen.query_one("#f-train-file", Input).value == str(data / "images")
+        await pilot.press("ctrl+o")
+        await wait_for(pilot, lambda: app.screen.__class__.__name__ == "FilePickerScreen")
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: app.screen is screen)
+        assert screen.query_one("#f-train-file", Input).value == str(data / "images")
+
+
+async def test_escape_leaves_a_field_so_digits_switch_screens(store):
+    app = make_app(store=store)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await app.switch_mode("new")
+        await pilot.pause()
+        await type_into(pilot, "f-epochs", "3")
+        await pilot.press("1")  # typed into the field
+        assert app.screen.query_one("#f-epochs", Input).value == "31"
+        await pilot.press("escape", "1")
+        await wait_for(pilot, lambda: app.screen.__class__.__name__ == "RunsScreen")

@@ -125,3 +125,26 @@ def test_playground_screen(snap_compare, size):
         await pilot.pause(0.2)
 
     assert snap_compare(make_app(store=store), terminal_size=size, run_before=open_playground)
+
+
+@pytest.mark.parametrize("size", [(120, 40), (80, 24)])
+def test_file_picker(snap_compare, size, tmp_path, monkeypatch):
+    project = tmp_path / "project"
+    for folder in ("images/cat", "images/dog", "splits"):
+        (project / folder).mkdir(parents=True)
+    for name in ("train.csv", "valid.jsonl", "extra.parquet", "README.md"):
+        (project / name).write_text("text,label\n")
+    monkeypatch.setenv("HOME", str(tmp_path))  # the path shows as ~/project
+    monkeypatch.chdir(project)
+
+    async def open_picker(pilot):
+        await pilot.press("3")
+        await pilot.press("ctrl+o")
+        for _ in range(600):
+            tree = pilot.app.screen.query("#picker-tree")
+            if tree and len(tree.first().root.children) == 5:
+                break
+            await pilot.pause(0.05)
+        await pilot.pause(0.3)
+
+    assert snap_compare(make_app(store=RunStore()), terminal_size=size, run_before=open_picker)

@@ -41,7 +41,10 @@ hubtune shows them live again.
 | `v` | Verify every cached file against its hash |
 | `x` / `Delete` | Delete the model from the cache (asks first) |
 | **New run** | |
+| `Ctrl+O` | Pick the training file (or image folder) from a directory tree |
 | `Enter` (layer tree) | Freeze or unfreeze a group of the model |
+| `l` (layer tree) | Set the group's own peak learning rate (empty: the form's rules) |
+| `Esc` | Leave the field, so `1`-`4` switch screens |
 | `Ctrl+R` | Launch (enabled when every field is valid) |
 | `Ctrl+L` / `Ctrl+S` | Load / save the form as a YAML config |
 | **Everywhere** | |

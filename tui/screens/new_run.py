@@ -60,6 +60,8 @@ class NewRunScreen(Screen):
         Binding("ctrl+l", "load", "Load YAML"),
         Binding("ctrl+s", "save", "Save YAML"),
         Binding("ctrl+r", "launch", "Launch"),
+        Binding("ctrl+o", "browse", "Pick file"),
+        Binding("escape", "leave_field", "Leave field", show=False),
     ]
 
     def __init__(self, store) -> None:
@@ -89,8 +91,14 @@ class NewRunScreen(Screen):
                         yield from self._select_field("text-col")
                         yield from self._select_field("label-col")
                     yield Label(label, classes="field-label")
-                    yield Input(DEFAULTS.get(fid, ""), placeholder=placeholder, id=f"f-{fid}",
-                                compact=True)
+                    field = Input(DEFAULTS.get(fid, ""), placeholder=placeholder, id=f"f-{fid}",
+                                  compact=True)
+                    if fid == "train-file":
+                        with Horizontal(classes="form-row"):
+                            yield field
+                            yield Button("Browse", id="browse", compact=True)
+                    else:
+                        yield field
                     yield Static("", id=f"e-{fid}", classes="field-error -hidden")
                 yield Static("", id="e-general", classes="field-error -hidden")
                 yield Button("Launch (ctrl+r)", id="launch", variant="success", disabled=True)
@@ -197,12 +205,14 @@ class NewRunScreen(Screen):
     # -- the layer plan -------------------------------------------------
 
     def _refresh_plan(self) -> None:
-        """Re-plan when what the plan depends on changed (model, task, freezing, data)."""
+        """Re-plan when what the plan depends on changed (model, task, freezing, data, rates)."""
         cfg = self.config
         if cfg is None:
             return
-        key = repr((cfg.model, cfg.head, cfg.freeze, cfg.data, cfg.train.batch_size,
-                    cfg.train.precision))
+        t = cfg.train
+        key = repr((cfg.model, cfg.head, cfg.freeze, cfg.data, t.batch_size, t.precision,
+                    t.learning_rate, t.head_learning_rate, t.layer_lr_decay,
+                    t.group_learning_rates))
         if key == getattr(self, "_planned", None):
             return
         self._planned = key
@@ -235,6 +245,21 @@ class NewRunScreen(Screen):
         else:
             base["freeze"] = {"policy": "full"}
             self.query_one("#f-freeze", Select).value = "full"
+        self._base = base
+        self._schedule()
+
+    @on(LayerPlan.RateSet)
+    def _rate_set(self, event: LayerPlan.RateSet) -> None:
+        """A group's own learning rate, kept in the config the form does not show."""
+        base = dict(getattr(self, "_base", {}))
+        train = dict(base.get("train", {}))
+        rates = dict(train.get("group_learning_rates") or {})
+        if event.rate is None:
+            rates.pop(event.group, None)
+        else:
+            rates[event.group] = event.rate
+        train["group_learning_rates"] = rates
+        base["train"] = train
         self._base = base
         self._schedule()
 
@@ -438,6 +463,26 @@ class NewRunScreen(Screen):
             self.query_one("#f-max-length", Input).value = str(stats.suggested)
 
     # -- actions ------------------------------------------------------------
+
+    @on(Button.Pressed, "#browse")
+    def action_browse(self) -> None:
+        """Pick the training file (or image folder) from a directory tree."""
+        from tui.screens.file_picker import FilePickerScreen
+
+        field = self.query_one("#f-train-file", Input)
+        raw = field.value.strip()
+        start = Path(raw).expanduser() if raw and not raw.startswith("pkg:") else None
+
+        def chosen(path: Path | None) -> None:
+            if path is not None:
+                field.value = str(path)
+                field.focus()
+
+        self.app.push_screen(FilePickerScreen(start), chosen)
+
+    def action_leave_field(self) -> None:
+        """Esc takes the focus off a field, so 1-4 switch screens again."""
+        self.set_focus(None)
 
     @on(Button.Pressed, "#launch")
     def action_launch(self) -> None:

@@ -1,10 +1,12 @@
 """The new-run form's layer plan: the model's groups as a tree with freeze toggles.
 
 Fed an `engine.plan.Plan` (computed in a thread on the meta device: no
-weights are read). Each node is a layer group with its parameter count and
-whether it trains; Enter on a node flips it, which the form turns into a
-`modules` freezing policy with patterns for the frozen groups. Below the
-tree: trainable and frozen totals and the peak-memory estimate of every stage.
+weights are read). Each node is a layer group with its parameter count,
+whether it trains and its peak learning rate; Enter on a node flips it,
+which the form turns into a `modules` freezing policy with patterns for the
+frozen groups, and `l` sets the group's own rate (train.group_learning_rates).
+Below the tree: trainable and frozen totals and the peak-memory estimate of
+every stage.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import os
 
 from textual.app import ComposeResult
+from textual.binding import Binding
 from textual.containers import Vertical
 from textual.message import Message
 from textual.widgets import Static, Tree
@@ -45,12 +48,21 @@ def group_patterns(groups, frozen: set[str]) -> list[str]:
 
 
 class LayerPlan(Vertical):
+    BINDINGS = [Binding("l", "set_rate", "Group LR")]
+
     class Toggled(Message):
         """The user flipped a group; `frozen` is the new set of frozen groups."""
 
         def __init__(self, frozen: set[str], patterns: list[str]) -> None:
             super().__init__()
             self.frozen, self.patterns = frozen, patterns
+
+    class RateSet(Message):
+        """The user gave a group its own peak learning rate (None: back to the rules)."""
+
+        def __init__(self, group: str, rate: float | None) -> None:
+            super().__init__()
+            self.group, self.rate = group, rate
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
@@ -72,12 +84,17 @@ class LayerPlan(Vertical):
         tree.clear()
         total = sum(plan.sizes.values())
         tree.root.set_label(f"{literal(cfg.model.id)}  {_count(total)} parameters")
+        own = cfg.train.group_learning_rates
         for row in plan.group_table():
             trains = row["trainable"] > 0
             mark = "[green]● trains[/green]" if trains else "[cyan]❄ frozen[/cyan]"
             partly = (" (partly)" if trains and row["frozen"] else "")
-            tree.root.add_leaf(f"{row['name']:<12} {_count(row['params']):>7}  {mark}{partly}",
-                               data=row["name"])
+            rate = ""
+            if trains and row["learning_rate"] is not None:
+                style = "b" if row["name"] in own else "dim"
+                rate = f"  [{style}]lr {row['learning_rate']:.2g}[/{style}]"
+            tree.root.add_leaf(f"{row['name']:<12} {_count(row['params']):>7}  {mark}{partly}"
+                               f"{rate}", data=row["name"])
         tree.root.expand()
         first = plan.stages[0].memory
         lines = [f"[b]trainable[/b] {_count(plan.freeze.trainable_count)}  ·  "
@@ -87,8 +104,42 @@ class LayerPlan(Vertical):
         for s in plan.stages[1:]:
             lines.append(f"  stage {s.stage} from {s.starts}: {_count(s.trainable)} train, "
                          f"≈ {human_bytes(s.memory.total)}")
-        lines.append("[dim]Enter on a group freezes or unfreezes it[/dim]")
+        lines.append("[dim]Enter on a group freezes or unfreezes it · l sets its learning "
+                     "rate[/dim]")
         self.query_one("#plan-summary", Static).update("\n".join(lines))
+
+    def action_set_rate(self) -> None:
+        node = self.query_one(Tree).cursor_node
+        if self.plan is None or node is None or node.data is None:
+            self.notify("Move to a layer group first.", severity="warning")
+            return
+        from tui.screens.edit import EditScreen
+
+        group = node.data
+        current = self.plan.rates.get(group)
+
+        def done(value: str | None) -> None:
+            if value is None:
+                return
+            text = value.strip()
+            if not text:
+                self.post_message(self.RateSet(group, None))
+                return
+            try:
+                rate = float(text)
+            except ValueError:
+                self.notify(f"{text!r} is not a number; type a rate like 2e-5, or nothing to "
+                            "use the form's rules.", severity="error")
+                return
+            if not rate > 0:
+                self.notify("A learning rate must be more than 0; freeze the group (Enter) "
+                            "to keep it fixed.", severity="error")
+                return
+            self.post_message(self.RateSet(group, rate))
+
+        self.app.push_screen(EditScreen(
+            f"Peak learning rate of {group} (empty: use the form's rules)",
+            f"{current:g}" if current is not None else "", "e.g. 2e-5"), done)
 
     def on_tree_node_selected(self, event: Tree.NodeSelected) -> None:
         event.stop()
