@@ -58,6 +58,8 @@ MAIN_METRIC = {
     "causal-lm": "perplexity", "seq2seq": "chrf",
 }
 """The validation metric each task is judged by (as engine/tasks sets `watch`)."""
+MINIMISED = frozenset({"loss", "perplexity", "mse", "mae"})
+"""Metrics where lower is better (as engine/tasks/base.Task.minimise)."""
 
 
 def main_metric(run) -> str:
@@ -79,3 +81,26 @@ def cell(text: str):
     from rich.text import Text
 
     return Text(text)
+
+
+SHORT_METRIC = {"accuracy": "acc", "perplexity": "ppl", "micro_f1": "µF1", "macro_f1": "F1",
+                "exact_match": "EM", "loss": "loss", "f1": "F1", "chrf": "chrF", "bleu": "BLEU"}
+
+
+def best_metric(run) -> tuple[str, float | None]:
+    """The run's main metric at its best evaluation (else its last): ('acc', 0.761)."""
+    name = main_metric(run)
+    summary = run.summary or {}
+    value = summary.get(f"best_{name}", summary.get(f"final_{name}"))
+    return SHORT_METRIC.get(name, name), value if isinstance(value, (int, float)) else None
+
+
+SHORT_TASK = {"text-classification": "text-class", "image-classification": "image-class",
+              "token-classification": "token-class", "multi-label-classification": "multi-label",
+              "text-pair-classification": "text-pair", "question-answering": "QA",
+              "feature-extraction": "features"}
+
+
+def short_task(task: str | None) -> str:
+    """A task name narrow enough for a table column ('text-classification' -> 'text-class')."""
+    return SHORT_TASK.get(task or "", task or "-")

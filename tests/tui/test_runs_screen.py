@@ -58,6 +58,40 @@ async def test_search_filters_the_table(store):
         await wait_for(pilot, lambda: table.row_count == 3)
 
 
+async def test_sort_by_name_and_best_metric_and_filter_by_status(store):
+    first, failed, stopped = seed_runs(store)
+    perplexity = store.create_run({"head": {"task": "masked-lm"}}, name="a-mlm",
+                                  task="masked-lm", dataset="/data/corpus.txt")
+    store.finish(perplexity, "completed", summary={"best_perplexity": 12.5})
+    app = make_app(store=store)
+    async with app.run_test(size=(140, 40)) as pilot:
+        table = app.screen.query_one(DataTable)
+        await wait_for(pilot, lambda: table.row_count == 4)
+
+        def order() -> list[int]:
+            return [int(k.value) for k in table.rows]
+
+        assert order() == [perplexity, stopped, failed, first]  # newest first
+        assert str(table.get_row(str(perplexity))[5]) == "corpus.txt"
+        assert str(table.get_row(str(perplexity))[6]) == "ppl 12.5"
+        assert str(table.get_row(str(first))[6]) == "acc 0.731"
+        await pilot.press("o")  # by name
+        await wait_for(pilot, lambda: order() == [perplexity, stopped, first, failed])
+        assert "by name" in app.screen.sub_title
+        for _ in range(4):  # status, model, task, best metric
+            await pilot.press("o")
+        # Best first within each metric's direction; a run with no metric last.
+        await wait_for(pilot, lambda: order()[-1] == failed)
+        assert order().index(stopped) < order().index(first)  # acc 0.912 before 0.731
+        await pilot.press("v")  # running only: none
+        await wait_for(pilot, lambda: table.row_count == 0)
+        await pilot.press("v")  # completed only
+        await wait_for(pilot, lambda: sorted(order()) == sorted([first, perplexity]))
+        assert "completed only" in app.screen.sub_title
+        await pilot.press("o")  # back to newest first, still completed only
+        await wait_for(pilot, lambda: order() == [perplexity, first])
+
+
 async def test_delete_asks_first_and_then_removes(store):
     ids = seed_runs(store)
     app = make_app(store=store)

@@ -22,6 +22,8 @@ hubtune shows them live again.
 | `↑` `↓` | Move between runs |
 | `/` | Search runs (name, model, task, dataset, tags, notes) |
 | `Esc` | Clear the search |
+| `o` | Sort: newest first, name, status, model, task, best metric |
+| `v` | Show only running / completed / failed / stopped / interrupted runs, or all |
 | `space` | Mark / unmark a run for comparison |
 | `c` | Compare the marked runs: differing config keys, metrics, loss curves |
 | `p` | Playground: type an input and see the completed run's prediction |

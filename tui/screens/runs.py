@@ -19,15 +19,27 @@ from textual.widgets import DataTable, Footer, Header, Input, Static
 from textual.worker import get_current_worker
 
 from store import Run, RunStore
-from tui.formatting import cell, cut, duration, main_metric, metric, status_text
+from tui.formatting import (
+    best_metric,
+    cell,
+    cut,
+    duration,
+    main_metric,
+    short_task,
+    status_text,
+)
 from tui.messages import RunDetailRefreshed, RunsRefreshed
 from tui.screens.confirm import ConfirmScreen
 from tui.widgets.run_detail import RunDetail
 
 POLL_INTERVAL_S = 0.5
 COLUMNS = (("id", "ID"), ("status", "Status"), ("name", "Name"), ("model", "Model"),
-           ("task", "Task"), ("acc", "Val acc"), ("duration", "Duration"),
+           ("task", "Task"), ("data", "Data"), ("best", "Best"), ("duration", "Took"),
            ("started", "Started"))
+SORTS = (("-created", "newest first"), ("name", "name"), ("status", "status"),
+         ("model", "model"), ("task", "task"), ("best", "best metric"))
+"""What `o` cycles through; 'best' sorts by each run's main metric, best first."""
+STATUS_FILTERS = (None, "running", "completed", "failed", "stopped", "interrupted")
 
 
 class RunsScreen(Screen):
@@ -36,6 +48,8 @@ class RunsScreen(Screen):
     BINDINGS = [
         Binding("slash", "search", "Search"),
         Binding("escape", "clear_search", "Clear", show=False),
+        Binding("o", "cycle_sort", "Sort"),
+        Binding("v", "cycle_status", "Status filter", show=False),
         Binding("space", "mark", "Mark"),
         Binding("c", "compare", "Compare"),
         Binding("f", "fork", "Fork"),
@@ -55,6 +69,8 @@ class RunsScreen(Screen):
         """The run under the cursor; read by the polling thread."""
         self.search_text: str = ""
         """Filter applied by the polling thread."""
+        self.sort = SORTS[0][0]
+        self.status_filter: str | None = None
         self._wake = threading.Event()
         self._runs: dict[int, Run] = {}
         self.marked: set[int] = set()
@@ -99,9 +115,9 @@ class RunsScreen(Screen):
                 if time.monotonic() - reaped_at > 10:
                     store.reap_interrupted()
                     reaped_at = time.monotonic()
-                runs = store.list_runs(search=self.search_text or None, limit=500)
+                runs = self._list(store)
                 sig = [(r.id, r.status, r.name, r.started_utc, r.finished_utc, r.tags,
-                        r.notes, r.summary.get("final_accuracy")) for r in runs]
+                        r.notes, best_metric(r)) for r in runs]
                 if sig != list_sig:
                     list_sig = sig
                     self.post_message(RunsRefreshed(runs))
@@ -139,6 +155,23 @@ class RunsScreen(Screen):
         finally:
             store.close()
 
+    def _list(self, store: RunStore) -> list[Run]:
+        """The runs to show, filtered and sorted as the screen asks (called in the thread)."""
+        sort = self.sort
+        runs = store.list_runs(search=self.search_text or None, status=self.status_filter,
+                               sort="-created" if sort == "best" else sort, limit=500)
+        if sort == "best":
+            from tui.formatting import MINIMISED
+
+            def key(r: Run):
+                name, value = best_metric(r)
+                if value is None:
+                    return (1, 0.0)
+                return (0, value if main_metric(r) in MINIMISED else -value)
+
+            runs.sort(key=key)
+        return runs
+
     def on_runs_refreshed(self, msg: RunsRefreshed) -> None:
         table = self.query_one(DataTable)
         self._runs = {r.id: r for r in msg.runs}
@@ -166,14 +199,16 @@ class RunsScreen(Screen):
             self._select(msg.runs[0].id)
 
     def _cells(self, r: Run) -> tuple:
-        acc = r.summary.get("final_accuracy")
+        name, value = best_metric(r)
+        data = (r.dataset or "-").rstrip("/").rsplit("/", 1)[-1]
         return (
             ("● " if r.id in self.marked else "") + str(r.id),
             status_text(r.status),
-            cell(cut(r.name, 22)),
-            cell(cut(r.model_id or "-", 26)),
-            cell(cut(r.task or "-", 20)),
-            metric(acc),
+            cell(cut(r.name, 18)),
+            cell(cut(r.model_id or "-", 20)),
+            cell(short_task(r.task)),
+            cell(cut(data, 12)),
+            f"{name} {value:.3g}" if value is not None else "-",
             duration(r.duration_s),
             (r.started_utc or r.created_utc)[5:16].replace("T", " "),
         )
@@ -225,6 +260,24 @@ class RunsScreen(Screen):
         self.query_one(DataTable).focus()
 
     def action_refresh(self) -> None:
+        self._wake.set()
+
+    def action_cycle_sort(self) -> None:
+        keys = [k for k, _ in SORTS]
+        self.sort = keys[(keys.index(self.sort) + 1) % len(keys)]
+        self._show_view()
+
+    def action_cycle_status(self) -> None:
+        i = STATUS_FILTERS.index(self.status_filter)
+        self.status_filter = STATUS_FILTERS[(i + 1) % len(STATUS_FILTERS)]
+        self._show_view()
+
+    def _show_view(self) -> None:
+        """Say how the list is sorted and filtered, and refresh it."""
+        parts = ["runs", f"by {dict(SORTS)[self.sort]}"]
+        if self.status_filter:
+            parts.append(f"{self.status_filter} only")
+        self.sub_title = " · ".join(parts)
         self._wake.set()
 
     def action_mark(self) -> None:
