@@ -168,6 +168,25 @@ def test_head_that_does_not_fit_is_refused(family, task, message, family_dir, ta
         forward_backward(cfg)
 
 
+def test_heads_offered_for_a_model_are_the_ones_that_build(family_dir):
+    """`engine.heads.heads_for` (what the new-run form offers) includes every family x head
+    case above that trains, and none of the misfits."""
+    from engine.config import ModelSpec
+    from engine.heads import heads_for
+
+    def offered(family: str) -> tuple[str, ...]:
+        ref = family if family.startswith("torchvision:") else str(family_dir(family))
+        return heads_for(ModelSpec(id=ref))
+
+    for family, task in CASES:
+        assert task in offered(family), (family, task)
+    for family, task in (("vit", "question-answering"), ("bert", "image-classification"),
+                         ("bert", "seq2seq"), ("gpt2", "masked-lm"), ("t5", "causal-lm"),
+                         ("bert", "causal-lm")):
+        assert task not in offered(family), (family, task)
+    assert heads_for(ModelSpec(id="hubtune-test/not-downloaded")) is None
+
+
 def test_torchvision_weights_load_into_the_backbone(resnet18_weights, task_files, tmp_path):
     from safetensors.torch import load_file
 

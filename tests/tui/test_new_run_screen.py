@@ -262,3 +262,28 @@ async def test_escape_leaves_a_field_so_digits_switch_screens(store):
         assert app.screen.query_one("#f-epochs", Input).value == "31"
         await pilot.press("escape", "1")
         await wait_for(pilot, lambda: app.screen.__class__.__name__ == "RunsScreen")
+
+
+async def test_the_task_list_offers_the_heads_that_fit_the_model(store, tiny_bert, tiny_vit):
+    from engine.config import ModelSpec
+    from engine.heads import heads_for
+
+    app = make_app(store=store)
+    async with app.run_test(size=(140, 45)) as pilot:
+        await app.switch_mode("new")
+        await pilot.pause()
+        screen = app.screen
+        task = screen.query_one("#f-task", Select)
+
+        def options() -> list[str]:
+            return [value for _, value in task._options if isinstance(value, str)]
+
+        await type_into(pilot, "f-model", str(tiny_vit))
+        await wait_for(pilot, lambda: options() == ["image-classification"], timeout=60)
+        assert task.value == "image-classification"  # text-classification did not fit
+        assert any("does not fit" in n.message for n in app._notifications)
+        await type_into(pilot, "f-model", str(tiny_bert))
+        expected = heads_for(ModelSpec(id=str(tiny_bert)))
+        await wait_for(pilot, lambda: set(options()) == set(expected), timeout=60)
+        assert "seq2seq" not in options() and "token-classification" in options()
+        assert task.value == "text-classification"  # image-classification no longer fits

@@ -143,7 +143,11 @@ class NewRunScreen(Screen):
             }
             for fid, value in values.items():
                 self.query_one(f"#f-{fid}", Input).value = value
-            self.query_one("#f-task", Select).value = d.head.task
+            task = self.query_one("#f-task", Select)
+            with self.prevent(Select.Changed):  # every task again, until the model is read
+                task.set_options([(t, t) for t in TASK_CHOICES])
+            self._task_options, self._heads_for = [], None
+            task.value = d.head.task
             self.query_one("#f-freeze", Select).value = d.freeze.policy
             self._wanted_columns = (d.data.text_column, d.data.label_column)
             for fid in ("text-col", "label-col"):
@@ -194,6 +198,7 @@ class NewRunScreen(Screen):
         for fid in (*FIELDS, *SELECTS, "general"):
             self._error(fid, None)
         self.config = None
+        self._refresh_heads()
         self._refresh_preview()
         try:
             self.config = RunConfig.from_dict(self.form_values())
@@ -201,6 +206,43 @@ class NewRunScreen(Screen):
             self._error(self._field_for(str(exc)), str(exc))
         self._update_launch()
         self._refresh_plan()
+
+    # -- the heads that fit the model ------------------------------------
+
+    def _refresh_heads(self) -> None:
+        """Offer only the tasks whose head fits the model, once its config is readable."""
+        model = self.query_one("#f-model", Input).value.strip()
+        if model and model != getattr(self, "_heads_for", None):
+            self._heads_for = model
+            self._find_heads(model)
+
+    @work(thread=True, exclusive=True, group="heads", exit_on_error=False)
+    def _find_heads(self, model: str) -> None:
+        from engine.config import ModelSpec
+        from engine.heads import heads_for
+
+        try:
+            heads = heads_for(ModelSpec(id=model))
+        except Exception:  # an unreadable model: the plan panel says why
+            heads = None
+        self.app.call_from_thread(self._show_heads, model, heads)
+
+    def _show_heads(self, model: str, heads: tuple[str, ...] | None) -> None:
+        if model != self.query_one("#f-model", Input).value.strip():
+            return  # the model changed again while this looked
+        offered = [t for t in TASK_CHOICES if heads is None or t in heads] or list(TASK_CHOICES)
+        select = self.query_one("#f-task", Select)
+        current = select.value
+        if [value for _, value in getattr(self, "_task_options", [])] == offered:
+            return
+        self._task_options = [(t, t) for t in offered]
+        with self.prevent(Select.Changed):
+            select.set_options(self._task_options)
+            select.value = current if current in offered else offered[0]
+        if current not in offered and isinstance(current, str):
+            self.notify(f"{current} does not fit {model}; the task is now {offered[0]} "
+                        f"(fits: {', '.join(offered)}).", severity="warning")
+        self._schedule()
 
     # -- the layer plan -------------------------------------------------
 
