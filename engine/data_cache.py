@@ -32,6 +32,8 @@ from engine.config import RunConfig
 FORMAT = 1
 """Bumped when the layout of a cached entry changes."""
 MAX_ENTRIES = 12
+MAX_BYTES = 8 << 30
+"""Older entries go once the cache holds more than this."""
 
 
 def cache_dir() -> Path:
@@ -119,13 +121,32 @@ def _write(path: Path, data) -> None:
     prune(path.parent)
 
 
-def prune(folder: Path, keep: int = MAX_ENTRIES) -> None:
-    """Delete all but the `keep` most recently used entries."""
+def prune(folder: Path, keep: int = MAX_ENTRIES, max_bytes: int = MAX_BYTES) -> None:
+    """Keep the `keep` most recently used entries, fewer if they hold over `max_bytes`
+    (the newest entry always stays)."""
     entries = []
     for entry in folder.glob("*.pkl"):
         try:
-            entries.append((entry.stat().st_mtime, entry))
+            st = entry.stat()
         except FileNotFoundError:  # another process pruned it first
             continue
-    for _, old in sorted(entries, reverse=True)[keep:]:
-        old.unlink(missing_ok=True)
+        entries.append((st.st_mtime, st.st_size, entry))
+    total = 0
+    for i, (_, size, entry) in enumerate(sorted(entries, key=lambda e: e[0], reverse=True)):
+        total += size
+        if i >= keep or (i > 0 and total > max_bytes):
+            entry.unlink(missing_ok=True)
+
+
+def clear() -> tuple[int, int]:
+    """Delete every entry; returns (entries, bytes) freed."""
+    count = freed = 0
+    folder = cache_dir()
+    for entry in [*folder.glob("*.pkl"), *folder.glob(".tmp-*")] if folder.exists() else []:
+        try:
+            freed += entry.stat().st_size
+            entry.unlink()
+            count += 1
+        except FileNotFoundError:
+            continue
+    return count, freed

@@ -54,13 +54,12 @@ class LengthStats:
                 f"{self.suggested}")
         if max_length is not None:
             share = self.cut_share(max_length)
-            text += f"; at {max_length}, {_percent(share)} of examples are cut"
+            cut = "no example is cut" if share == 0 else f"{_percent(share)} of examples are cut"
+            text += f"; at {max_length}, {cut}"
         return text + "."
 
 
 def _percent(share: float) -> str:
-    if share == 0:
-        return "none"
     if share < 0.001:
         return "under 0.1%"
     return f"{share:.1%}"

@@ -189,3 +189,33 @@ def test_tag_and_note_a_run(store):
     assert [r["id"] for r in found] == [run_id]
     missing = hubtune("runs", "tag", "999", "x")
     assert missing.returncode == 1 and "999" in missing.stderr
+
+
+def test_data_preview_with_token_lengths(tiny_bert, sentiment_csv, tmp_path):
+    from engine.lengths import token_lengths
+
+    text = hubtune("data", "preview", str(sentiment_csv), "--model", str(tiny_bert),
+                   "--max-length", "8")
+    assert text.returncode == 0, text.stderr
+    assert "160 rows; columns text, label" in text.stdout
+    assert "labels: negative 80 (50%), positive 80 (50%)" in text.stdout
+    expected = token_lengths(str(tiny_bert), sentiment_csv, ["text"])
+    assert f"Suggested max length {expected.suggested}" in text.stdout
+    out = json.loads(hubtune("data", "preview", str(sentiment_csv), "--model", str(tiny_bert),
+                             "--json", "--max-length", "8").stdout)
+    assert out["rows"] == 160 and out["label_counts"] == {"negative": 80, "positive": 80}
+    assert out["tokens"]["p99"] == expected.p99
+    assert out["tokens"]["cut_at_max_length"] == round(expected.cut_share(8), 5)
+    bad = hubtune("data", "preview", str(sentiment_csv), "--model", str(tiny_bert),
+                  "--text-column", "body")
+    assert bad.returncode == 1 and "Traceback" not in bad.stderr
+    assert "has no column 'body'" in bad.stderr
+
+
+def test_data_clear_cache_removes_tokenised_data(hubtune_home):
+    folder = hubtune_home / "cache" / "data"
+    folder.mkdir(parents=True)
+    (folder / "a.pkl").write_bytes(b"x" * 2000)
+    result = hubtune("data", "clear-cache")
+    assert result.returncode == 0 and "Removed 1 cached data set (2.0 kB)" in result.stdout
+    assert not list(folder.iterdir())

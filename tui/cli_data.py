@@ -40,6 +40,13 @@ def data_preview(file: str, model: str | None, text_column: str | None,
     path = resolve_package_file(file) if file.startswith("pkg:") else Path(file).expanduser()
     p = preview_file(path, encoding=encoding, label_column=label_column,
                      text_column=text_column, limit=limit)
+    for option, column in (("--text-column", text_column), ("--pair-column", pair_column),
+                           ("--label-column", label_column)):
+        if column is not None and column not in p.columns:
+            from engine.errors import DataError
+
+            raise DataError(f"{path.name} has no column {column!r} ({option}); its columns "
+                            f"are {', '.join(p.columns)}.")
     stats = None
     if model:
         from engine.lengths import token_lengths
@@ -77,6 +84,17 @@ def data_preview(file: str, model: str | None, text_column: str | None,
         click.echo(f"  labels: {shown}{more}")
     if stats is not None:
         click.echo(f"  tokens ({model}): {stats.summary(max_length)}")
+
+
+@data.command("clear-cache")
+def data_clear_cache() -> None:
+    """Delete the tokenised data kept between runs (it is rebuilt when next needed)."""
+    from engine.data_cache import cache_dir, clear
+    from tui.formatting import human_bytes
+
+    count, freed = clear()
+    click.echo(f"Removed {count} cached data set{'s' if count != 1 else ''} "
+               f"({human_bytes(freed)}) from {cache_dir()}.")
 
 
 def _cut(text: str, width: int) -> str:

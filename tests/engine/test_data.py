@@ -234,6 +234,10 @@ def test_cache_off_writes_nothing_and_old_entries_are_pruned(tiny_bert, tmp_path
         os.utime(cache_dir() / f"{i}.pkl", (i, i))
     prune(cache_dir(), keep=2)
     assert [p.name for p in entries()] == ["3.pkl", "4.pkl"]
+    (cache_dir() / "3.pkl").write_bytes(b"x" * 100)
+    os.utime(cache_dir() / "3.pkl", (3, 3))
+    prune(cache_dir(), keep=5, max_bytes=50)  # over the size cap: the older one goes
+    assert [p.name for p in entries()] == ["4.pkl"]
 
 
 def test_a_run_reads_its_data_from_the_cache_the_second_time(tiny_bert, tmp_path):
