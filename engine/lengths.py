@@ -9,6 +9,7 @@ accepts. Loads transformers (not torch); the TUI calls it from a thread.
 
 from __future__ import annotations
 
+import bisect
 import math
 import random
 from dataclasses import dataclass, field
@@ -45,7 +46,15 @@ class LengthStats:
         """The share of sampled examples longer than `max_length` (truncated by it)."""
         if not self.lengths:
             return 0.0
-        return sum(1 for n in self.lengths if n > max_length) / len(self.lengths)
+        return 1 - bisect.bisect_right(self.lengths, max_length) / len(self.lengths)
+
+    def cut_text(self, max_length: int) -> str:
+        """'no example is cut', '2.3% of examples are cut', 'under 0.1% ...'."""
+        share = self.cut_share(max_length)
+        if share == 0:
+            return "no example is cut"
+        amount = "under 0.1%" if share < 0.001 else f"{share:.1%}"
+        return f"{amount} of examples are cut"
 
     def summary(self, max_length: int | None = None) -> str:
         sampled = f" (sample of {self.sampled:,})" if self.sampled < self.rows else ""
@@ -53,16 +62,8 @@ class LengthStats:
                 f"p99 {self.p99}, longest {self.longest}. Suggested max length "
                 f"{self.suggested}")
         if max_length is not None:
-            share = self.cut_share(max_length)
-            cut = "no example is cut" if share == 0 else f"{_percent(share)} of examples are cut"
-            text += f"; at {max_length}, {cut}"
+            text += f"; at {max_length}, {self.cut_text(max_length)}"
         return text + "."
-
-
-def _percent(share: float) -> str:
-    if share < 0.001:
-        return "under 0.1%"
-    return f"{share:.1%}"
 
 
 def _rank(ordered: list[int], q: float) -> int:

@@ -36,6 +36,10 @@ class HubtuneApp(App[None]):
         super().__init__()
         self.store = store
         self.hub_endpoint = hub_endpoint
+        from tui.engine_thread import EngineThread
+
+        self.engine = EngineThread(self)
+        """Where plans, token counts and predictions run, one at a time."""
         self._modes = {
             "runs": lambda: RunsScreen(self.store),
             "hub": lambda: HubScreen(self.hub_endpoint),

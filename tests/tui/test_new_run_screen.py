@@ -155,14 +155,14 @@ async def test_token_lengths_suggest_a_max_length(store, tiny_bert, sentiment_cs
         await wait_for(pilot, lambda: "at 8," in str(stats.render()), timeout=60)
         text = str(stats.render())
         assert f"p99 {expected.p99}" in text and f"suggested max {expected.suggested}" in text
-        assert f"at 8, {expected.cut_share(8):.1%} cut" in text
+        assert f"at 8, {expected.cut_share(8):.1%} of examples are cut" in text
         button = screen.query_one("#use-length", Button)
         assert not button.has_class("-hidden") and str(button.label) == \
             f"Use {expected.suggested}"
         button.press()
         await wait_for(pilot, lambda: screen.query_one("#f-max-length", Input).value
                        == str(expected.suggested))
-        await wait_for(pilot, lambda: "none cut" in str(stats.render()))
+        await wait_for(pilot, lambda: "no example is cut" in str(stats.render()))
         assert button.has_class("-hidden")
 
 

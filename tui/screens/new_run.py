@@ -73,6 +73,12 @@ class NewRunScreen(Screen):
         self._timer: Timer | None = None
         self._previewed: str | None = None
         self._preview_error: str | None = None
+        # What the engine thread was last asked for (see _in_engine).
+        self._heads_for: str | None = None
+        self._task_options: list[tuple[str, str]] = []
+        self._planned: str | None = None
+        self._length_key: tuple | None = None
+        self.lengths = None
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -212,28 +218,34 @@ class NewRunScreen(Screen):
     def _refresh_heads(self) -> None:
         """Offer only the tasks whose head fits the model, once its config is readable."""
         model = self.query_one("#f-model", Input).value.strip()
-        if model and model != getattr(self, "_heads_for", None):
+        if model and model != self._heads_for:
             self._heads_for = model
             self._find_heads(model)
 
-    @work(thread=True, exclusive=True, group="heads", exit_on_error=False)
     def _find_heads(self, model: str) -> None:
-        from engine.config import ModelSpec
-        from engine.heads import heads_for
+        def job():
+            if model != self._heads_for:
+                return  # superseded while queued
+            from engine.config import ModelSpec
+            from engine.heads import heads_for
 
-        try:
-            heads = heads_for(ModelSpec(id=model))
-        except Exception:  # an unreadable model: the plan panel says why
-            heads = None
-        self.app.call_from_thread(self._show_heads, model, heads)
+            try:
+                heads = heads_for(ModelSpec(id=model))
+            except Exception:  # an unreadable model: the plan panel says why
+                heads = None
+            return self._show_heads, model, heads
+
+        self._in_engine(job)
 
     def _show_heads(self, model: str, heads: tuple[str, ...] | None) -> None:
+        if not self.is_mounted:
+            return  # the screen closed while the engine worked
         if model != self.query_one("#f-model", Input).value.strip():
             return  # the model changed again while this looked
         offered = [t for t in TASK_CHOICES if heads is None or t in heads] or list(TASK_CHOICES)
         select = self.query_one("#f-task", Select)
         current = select.value
-        if [value for _, value in getattr(self, "_task_options", [])] == offered:
+        if [value for _, value in self._task_options] == offered:
             return
         self._task_options = [(t, t) for t in offered]
         with self.prevent(Select.Changed):
@@ -255,26 +267,40 @@ class NewRunScreen(Screen):
         key = repr((cfg.model, cfg.head, cfg.freeze, cfg.data, t.batch_size, t.precision,
                     t.learning_rate, t.head_learning_rate, t.layer_lr_decay,
                     t.group_learning_rates))
-        if key == getattr(self, "_planned", None):
+        if key == self._planned:
             return
         self._planned = key
         self.query_one("#plan-summary", Static).update("[dim]Planning…[/dim]")
-        self._plan(cfg)
+        self._plan(cfg, key)
 
-    @work(thread=True, exclusive=True, group="plan", exit_on_error=False)
-    def _plan(self, cfg: RunConfig) -> None:
-        from engine.plan import make_plan
+    def _plan(self, cfg: RunConfig, key: str) -> None:
+        def job():
+            if key != self._planned:
+                return  # superseded while queued
+            from engine.plan import make_plan
 
-        try:
-            plan = make_plan(cfg)
-        except HubtuneError as exc:
-            self.app.call_from_thread(self.query_one(LayerPlan).show_error, str(exc))
-            return
-        except Exception as exc:  # a model the planner cannot build: say so, keep the form
-            self.app.call_from_thread(self.query_one(LayerPlan).show_error,
-                                      f"{type(exc).__name__}: {exc}")
-            return
-        self.app.call_from_thread(self.query_one(LayerPlan).show, plan, cfg)
+            try:
+                return self._planned_for, cfg, make_plan(cfg)
+            except HubtuneError as exc:
+                return self._planned_for, cfg, str(exc)
+            except Exception as exc:  # a model the planner cannot build: say so, keep the form
+                return self._planned_for, cfg, f"{type(exc).__name__}: {exc}"
+
+        self._in_engine(job)
+
+    def _planned_for(self, cfg: RunConfig, plan) -> None:
+        if not self.is_mounted:
+            return  # the screen closed while the engine worked
+        panel = self.query_one(LayerPlan)
+        if isinstance(plan, str):
+            panel.show_error(plan)
+        else:
+            panel.show(plan, cfg)
+
+    def _in_engine(self, job) -> None:
+        """Run `job` on the app's engine thread (tui/engine_thread.py) and call what it
+        returns on the UI thread."""
+        self.app.engine.submit(job)
 
     @on(LayerPlan.Toggled)
     def _freeze_toggled(self, event: LayerPlan.Toggled) -> None:
@@ -445,7 +471,7 @@ class NewRunScreen(Screen):
             return
         encoding = self.query_one("#f-encoding", Input).value.strip() or "utf-8"
         key = (model, preview.path, encoding, text_column)
-        if key != getattr(self, "_length_key", None):
+        if key != self._length_key:
             self._length_key = key
             self.lengths = None
             self.query_one("#length-stats", Static).update("[dim]Counting tokens…[/dim]")
@@ -454,21 +480,27 @@ class NewRunScreen(Screen):
         else:
             self._show_lengths()
 
-    @work(thread=True, exclusive=True, group="lengths", exit_on_error=False)
     def _count_tokens(self, key: tuple) -> None:
-        from engine.lengths import token_lengths
+        def job():
+            if key != self._length_key:
+                return  # superseded while queued
+            from engine.lengths import token_lengths
 
-        model, path, encoding, column = key
-        try:
-            result = token_lengths(model, Path(path), [column], encoding=encoding)
-        except HubtuneError as exc:
-            result = str(exc)
-        except Exception as exc:  # a tokenizer that will not load: say so, keep the form
-            result = f"{type(exc).__name__}: {exc}"
-        self.app.call_from_thread(self._counted, key, result)
+            model, path, encoding, column = key
+            try:
+                result = token_lengths(model, Path(path), [column], encoding=encoding)
+            except HubtuneError as exc:
+                result = str(exc)
+            except Exception as exc:  # a tokenizer that will not load: say so, keep the form
+                result = f"{type(exc).__name__}: {exc}"
+            return self._counted, key, result
+
+        self._in_engine(job)
 
     def _counted(self, key: tuple, result) -> None:
-        if key != getattr(self, "_length_key", None):
+        if not self.is_mounted:
+            return  # the screen closed while the engine worked
+        if key != self._length_key:
             return  # the form moved on while this counted
         self.lengths = result
         self._show_lengths()
@@ -476,7 +508,7 @@ class NewRunScreen(Screen):
     def _show_lengths(self) -> None:
         from tui.formatting import literal
 
-        stats = getattr(self, "lengths", None)
+        stats = self.lengths
         box = self.query_one("#length-stats", Static)
         button = self.query_one("#use-length", Button)
         if stats is None:
@@ -489,10 +521,7 @@ class NewRunScreen(Screen):
             current = int(self.query_one("#f-max-length", Input).value)
         except ValueError:
             current = None
-        cut = ""
-        if current is not None:
-            share = stats.cut_share(current)
-            cut = f"; at {current}, " + ("none cut" if share == 0 else f"{share:.1%} cut")
+        cut = f"; at {current}, {stats.cut_text(current)}" if current is not None else ""
         box.update(f"[b]tokens[/b] median {stats.p50} · p95 {stats.p95} · p99 {stats.p99} · "
                    f"longest {stats.longest}; suggested max {stats.suggested}{cut}")
         button.label = f"Use {stats.suggested}"
@@ -500,7 +529,7 @@ class NewRunScreen(Screen):
 
     @on(Button.Pressed, "#use-length")
     def _use_suggested_length(self) -> None:
-        stats = getattr(self, "lengths", None)
+        stats = self.lengths
         if stats is not None and not isinstance(stats, str):
             self.query_one("#f-max-length", Input).value = str(stats.suggested)
 

@@ -1,15 +1,15 @@
 """The playground: type an input, see what a completed run's model makes of it.
 
-The model loads once, in a thread worker (torch is imported there, never at
-start-up), and every prediction runs in the same kind of worker, so the
-screen stays responsive while a big model thinks.
+The model loads once on the app's engine thread (torch is imported there,
+never at start-up), and every prediction runs there too, so the screen stays
+responsive while a big model thinks.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from textual import on, work
+from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
@@ -65,10 +65,10 @@ class PlaygroundScreen(ModalScreen[None]):
             return
         self.query_one("#playground-output", Static).update(
             "Loading the model…" if self._predictor is None else "Thinking…")
-        self._predict(text)
+        self.app.engine.submit(lambda: self._predict(text))
 
-    @work(thread=True, exclusive=True, group="predict", exit_on_error=False)
     def _predict(self, text: str) -> None:
+        """On the app's engine thread: the model loads once, then each input runs."""
         from engine.errors import HubtuneError
 
         try:
