@@ -11,8 +11,9 @@ rather than reading stale data.
 
 Entries are pickles under `<data dir>/cache/data/`, written atomically (a
 crash leaves the old entry or none), read back in a fraction of the time
-tokenising takes, and pruned to the newest `MAX_ENTRIES`. A damaged entry is
-deleted and rebuilt. `data.cache: false` turns the cache off for a run.
+tokenising takes, and pruned to the `MAX_ENTRIES` most recently used (fewer
+when they pass `MAX_BYTES`). A damaged entry is deleted and rebuilt.
+`data.cache: false` turns the cache off for a run.
 """
 
 from __future__ import annotations
@@ -93,12 +94,16 @@ def load_cached(task, cfg: RunConfig, processor, load: Callable[[], object]):
     try:
         with open(path, "rb") as fh:
             data = pickle.load(fh)
-        os.utime(path)  # the newest use survives pruning
-        return data, True
     except FileNotFoundError:
         pass
     except Exception:  # a damaged or unreadable entry: drop it and build afresh
         path.unlink(missing_ok=True)
+    else:
+        try:
+            os.utime(path)  # the newest use survives pruning
+        except OSError:  # a read-only cache still serves its entries
+            pass
+        return data, True
     data = load()
     _write(path, data)
     return data, False

@@ -8,7 +8,10 @@ transformers; never textual.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -108,6 +111,23 @@ def run_model_path(ref: str) -> Path:
     return backbone
 
 
+_LOCAL_ONLY = contextvars.ContextVar("hubtune_local_only", default=False)
+
+
+@contextlib.contextmanager
+def local_files_only() -> Iterator[None]:
+    """Within this block a hub model that is not cached is an error, never a download.
+
+    For previews (the new-run form's plan and token counts): typing a model id
+    must not start a multi-gigabyte download behind the user's back.
+    """
+    token = _LOCAL_ONLY.set(True)
+    try:
+        yield
+    finally:
+        _LOCAL_ONLY.reset(token)
+
+
 def _from_hub(repo: str, revision: str) -> Path:
     """The cached snapshot if there is one, else a download (safetensors first)."""
     from huggingface_hub import snapshot_download
@@ -120,6 +140,12 @@ def _from_hub(repo: str, revision: str) -> Path:
                                       allow_patterns=list(DEFAULT_PATTERNS)))
     except (LocalEntryNotFoundError, OSError):
         pass
+    except ValueError:  # not a valid repo id (a half-typed path, say)
+        raise ModelError(f"{repo} is neither a model folder nor a hub repo id "
+                         "(org/name).") from None
+    if _LOCAL_ONLY.get():
+        raise ModelError(f"{repo} is not downloaded yet; download it from the Hub screen (2, "
+                         "then d), or launch and the run downloads it.")
     return download_model(repo, revision=revision)
 
 

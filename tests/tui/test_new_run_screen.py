@@ -287,3 +287,21 @@ async def test_the_task_list_offers_the_heads_that_fit_the_model(store, tiny_ber
         await wait_for(pilot, lambda: set(options()) == set(expected), timeout=60)
         assert "seq2seq" not in options() and "token-classification" in options()
         assert task.value == "text-classification"  # image-classification no longer fits
+
+
+async def test_typing_a_hub_id_never_downloads_it(store, hub_server, hf_cache, sentiment_csv):
+    """The form plans and counts tokens from local files only; a model not yet downloaded
+    is named as such, and nothing is fetched behind the user's back."""
+    app = make_app(store=store, hub_endpoint=hub_server.url)
+    async with app.run_test(size=(140, 45)) as pilot:
+        await app.switch_mode("new")
+        await pilot.pause()
+        screen = app.screen
+        await type_into(pilot, "f-model", "hubtune-test/tiny-bert")
+        await type_into(pilot, "f-train-file", str(sentiment_csv))
+        summary = screen.query_one("#plan-summary", Static)
+        lengths = screen.query_one("#length-stats", Static)
+        await wait_for(pilot, lambda: "not downloaded yet" in str(summary.render()), timeout=60)
+        await wait_for(pilot, lambda: "not downloaded yet" in str(lengths.render()), timeout=60)
+        assert not list(hf_cache.glob("models--hubtune-test--tiny-bert*"))
+        assert not [path for _, path in hub_server.requests if "/resolve/" in path]

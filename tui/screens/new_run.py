@@ -277,10 +277,12 @@ class NewRunScreen(Screen):
         def job():
             if key != self._planned:
                 return  # superseded while queued
+            from engine.models import local_files_only
             from engine.plan import make_plan
 
             try:
-                return self._planned_for, cfg, make_plan(cfg)
+                with local_files_only():
+                    return self._planned_for, cfg, make_plan(cfg)
             except HubtuneError as exc:
                 return self._planned_for, cfg, str(exc)
             except Exception as exc:  # a model the planner cannot build: say so, keep the form
@@ -485,10 +487,12 @@ class NewRunScreen(Screen):
             if key != self._length_key:
                 return  # superseded while queued
             from engine.lengths import token_lengths
+            from engine.models import local_files_only
 
             model, path, encoding, column = key
             try:
-                result = token_lengths(model, Path(path), [column], encoding=encoding)
+                with local_files_only():
+                    result = token_lengths(model, Path(path), [column], encoding=encoding)
             except HubtuneError as exc:
                 result = str(exc)
             except Exception as exc:  # a tokenizer that will not load: say so, keep the form
