@@ -194,6 +194,15 @@ class DataSpec:
             ) from None
 
 
+MINIMISED_METRICS = frozenset({"loss", "perplexity", "mse", "mae"})
+"""Metrics where lower is better; every other metric is maximised."""
+
+
+def lower_is_better(key: str) -> bool:
+    """Whether a metric, or a key naming one (val_loss, best_perplexity), is minimised."""
+    return any(key == m or key.endswith("_" + m) for m in MINIMISED_METRICS)
+
+
 @dataclass(frozen=True)
 class EarlyStopping:
     metric: str | None = None

@@ -38,7 +38,7 @@ def preview_file(path: Path, *, encoding: str = "utf-8", label_column: str | Non
                  text_column: str | None = None, limit: int = 5) -> DataPreview:
     if path.is_dir():
         return _preview_folder(path, limit)
-    _, records, columns = _read_any(path, encoding)
+    records, columns = _read_any(path, encoding)
     text_column = text_column if text_column in columns else _guess(columns, TEXT_NAMES)
     label_column = label_column if label_column in columns else _guess(columns, LABEL_NAMES)
     counts: Counter[str] = Counter()
@@ -55,7 +55,7 @@ def preview_file(path: Path, *, encoding: str = "utf-8", label_column: str | Non
 
 def read_columns(path: Path, columns: list[str], *, encoding: str = "utf-8") -> list[list[str]]:
     """Every row's values of `columns`, as text (list cells joined by spaces)."""
-    _, records, header = _read_any(path, encoding)
+    records, header = _read_any(path, encoding)
     for column in columns:
         if column not in header:
             raise DataError(f"{path.name} has no column {column!r}; its columns are "
@@ -79,7 +79,8 @@ def _as_text(cell: str) -> str:
     return cell
 
 
-def _read_any(path: Path, encoding: str) -> tuple[str, list[list[str]], list[str]]:
+def _read_any(path: Path, encoding: str) -> tuple[list[list[str]], list[str]]:
+    """(records, header) of a data file, every cell as text."""
     if not path.exists():
         raise DataError(f"{path} does not exist; check the path.")
     if path.is_dir():
@@ -104,7 +105,7 @@ def _read_any(path: Path, encoding: str) -> tuple[str, list[list[str]], list[str
                         " set the encoding, e.g. latin-1.") from None
     if not columns:
         raise DataError(f"{path.name} has no header row.")
-    return suffix, records, columns
+    return records, columns
 
 
 def _preview_folder(root: Path, limit: int) -> DataPreview:

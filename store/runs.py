@@ -390,31 +390,20 @@ class RunStore:
         every k-th point plus the last, so the end of the curve, where a user
         looks, is exact.
         """
-        conn = self.db.conn
-        where = "run_id = ? AND name = ? AND step > ?"
-        params: list[Any] = [run_id, name, after_step]
-        packed = self._packed_series(run_id, name, after_step)
-        if packed is not None:
-            if max_points and len(packed) > max_points:
-                k = -(-len(packed) // max_points)
-                steps, values = packed.steps[::k], packed.values[::k]
-                if steps[-1] != packed.steps[-1]:
-                    steps.append(packed.steps[-1])
-                    values.append(packed.values[-1])
-                return Series(name, steps, values)
-            return packed
-        if max_points:
-            lo, hi, n = conn.execute(
-                f"SELECT min(step), max(step), count(*) FROM metrics WHERE {where}", params
-            ).fetchone()
-            if n > max_points and hi > lo:
-                stride = -(-(hi - lo) // max_points)
-                where += " AND ((step - ?) % ? = 0 OR step = ?)"
-                params += [lo, stride, hi]
-        rows = conn.execute(
-            f"SELECT step, value FROM metrics WHERE {where} ORDER BY step", params
-        ).fetchall()
-        return Series(name, [r[0] for r in rows], [r[1] for r in rows])
+        series = self._packed_series(run_id, name, after_step)
+        if series is None:
+            rows = self.db.conn.execute(
+                "SELECT step, value FROM metrics WHERE run_id = ? AND name = ? AND step > ?"
+                " ORDER BY step", [run_id, name, after_step]).fetchall()
+            series = Series(name, [r[0] for r in rows], [r[1] for r in rows])
+        if not max_points or len(series) <= max_points:
+            return series
+        k = -(-len(series) // max_points)
+        steps, values = series.steps[::k], series.values[::k]
+        if steps[-1] != series.steps[-1]:
+            steps.append(series.steps[-1])
+            values.append(series.values[-1])
+        return Series(name, steps, values)
 
     def _packed_series(self, run_id: int, name: str, after_step: int) -> Series | None:
         """The whole series from its packs; None when the packs do not hold every point

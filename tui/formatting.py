@@ -58,8 +58,6 @@ MAIN_METRIC = {
     "causal-lm": "perplexity", "seq2seq": "chrf",
 }
 """The validation metric each task is judged by (as engine/tasks sets `watch`)."""
-MINIMISED = frozenset({"loss", "perplexity", "mse", "mae"})
-"""Metrics where lower is better (as engine/tasks/base.Task.minimise)."""
 
 
 def main_metric(run) -> str:

@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from engine.config import RunConfig
+from engine.config import MINIMISED_METRICS, RunConfig
 from engine.errors import ModelError
 
 _ON_META = contextvars.ContextVar("hubtune_on_meta", default=False)
@@ -100,7 +100,7 @@ class Task:
         write_head_file(target, self.name, data.labels, cfg)
         return target
 
-    minimise = frozenset({"loss", "perplexity", "mse", "mae"})
+    minimise = MINIMISED_METRICS
     """Metrics where lower is better."""
 
     def pad_id(self, processor) -> int:

@@ -21,6 +21,13 @@ async def type_into(pilot, field_id: str, text: str) -> None:
     await pilot.press(*text)
 
 
+async def open_form(app, pilot):
+    """The new-run screen, shown (as `3` does, without typing into a focused field)."""
+    await app.switch_mode("new")
+    await pilot.pause()
+    return app.screen
+
+
 def error_text(screen, fid: str) -> str:
     box = screen.query_one(f"#e-{fid}", Static)
     return "" if box.has_class("-hidden") else str(box.render())
@@ -145,9 +152,7 @@ async def test_token_lengths_suggest_a_max_length(store, tiny_bert, sentiment_cs
     expected = token_lengths(str(tiny_bert), sentiment_csv, ["text"])
     app = make_app(store=store)
     async with app.run_test(size=(140, 45)) as pilot:
-        await app.switch_mode("new")
-        await pilot.pause()
-        screen = app.screen
+        screen = await open_form(app, pilot)
         await type_into(pilot, "f-model", str(tiny_bert))
         await type_into(pilot, "f-train-file", str(sentiment_csv))
         await type_into(pilot, "f-max-length", "8")
@@ -171,9 +176,7 @@ async def test_layer_tree_sets_a_learning_rate_per_group(store, tiny_bert, senti
 
     app = make_app(store=store)
     async with app.run_test(size=(140, 45)) as pilot:
-        await app.switch_mode("new")
-        await pilot.pause()
-        screen = app.screen
+        screen = await open_form(app, pilot)
         await type_into(pilot, "f-model", str(tiny_bert))
         await type_into(pilot, "f-train-file", str(sentiment_csv))
         await type_into(pilot, "f-lr", "1e-3")
@@ -222,9 +225,7 @@ async def test_file_picker_fills_the_training_file(store, tmp_path, sentiment_cs
     (data / ".hidden.csv").write_text("text,label\n")
     app = make_app(store=store)
     async with app.run_test(size=(120, 40)) as pilot:
-        await app.switch_mode("new")
-        await pilot.pause()
-        screen = app.screen
+        screen = await open_form(app, pilot)
         screen.query_one("#f-train-file", Input).value = str(data / "missing.csv")
         await pilot.press("ctrl+o")
         await wait_for(pilot, lambda: app.screen.__class__.__name__ == "FilePickerScreen")
@@ -255,8 +256,7 @@ async def test_file_picker_fills_the_training_file(store, tmp_path, sentiment_cs
 async def test_escape_leaves_a_field_so_digits_switch_screens(store):
     app = make_app(store=store)
     async with app.run_test(size=(120, 40)) as pilot:
-        await app.switch_mode("new")
-        await pilot.pause()
+        await open_form(app, pilot)
         await type_into(pilot, "f-epochs", "3")
         await pilot.press("1")  # typed into the field
         assert app.screen.query_one("#f-epochs", Input).value == "31"
@@ -270,9 +270,7 @@ async def test_the_task_list_offers_the_heads_that_fit_the_model(store, tiny_ber
 
     app = make_app(store=store)
     async with app.run_test(size=(140, 45)) as pilot:
-        await app.switch_mode("new")
-        await pilot.pause()
-        screen = app.screen
+        screen = await open_form(app, pilot)
         task = screen.query_one("#f-task", Select)
 
         def options() -> list[str]:
@@ -294,9 +292,7 @@ async def test_typing_a_hub_id_never_downloads_it(store, hub_server, hf_cache, s
     is named as such, and nothing is fetched behind the user's back."""
     app = make_app(store=store, hub_endpoint=hub_server.url)
     async with app.run_test(size=(140, 45)) as pilot:
-        await app.switch_mode("new")
-        await pilot.pause()
-        screen = app.screen
+        screen = await open_form(app, pilot)
         await type_into(pilot, "f-model", "hubtune-test/tiny-bert")
         await type_into(pilot, "f-train-file", str(sentiment_csv))
         summary = screen.query_one("#plan-summary", Static)

@@ -161,13 +161,13 @@ class RunsScreen(Screen):
         runs = store.list_runs(search=self.search_text or None, status=self.status_filter,
                                sort="-created" if sort == "best" else sort, limit=500)
         if sort == "best":
-            from tui.formatting import MINIMISED
+            from engine.config import lower_is_better
 
             def key(r: Run):
-                name, value = best_metric(r)
+                _, value = best_metric(r)
                 if value is None:
                     return (1, 0.0)
-                return (0, value if main_metric(r) in MINIMISED else -value)
+                return (0, value if lower_is_better(main_metric(r)) else -value)
 
             runs.sort(key=key)
         return runs
