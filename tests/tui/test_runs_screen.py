@@ -276,3 +276,14 @@ async def test_markup_in_user_text_is_shown_literally(store):
         await wait_for(pilot, lambda: "see [/oops] and [b]" in str(summary.render()))
         text = str(summary.render())
         assert "odd [/name]" in text and "[/x]" in text
+
+
+def test_compare_marks_the_lowest_perplexity_and_loss_but_the_highest_accuracy():
+    from tui.screens.compare import _best
+
+    assert _best("best_perplexity", [12.5, 20.0, None]) == 12.5
+    assert _best("val_loss", [0.4, 0.3]) == 0.3
+    assert _best("final_mse", [2.0, 1.0]) == 1.0
+    assert _best("final_accuracy", [0.7, 0.9]) == 0.9
+    assert _best("best_micro_f1", [0.2, 0.6]) == 0.6
+    assert _best("steps", [10, 20]) is None

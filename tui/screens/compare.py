@@ -8,6 +8,7 @@ from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import DataTable, Static
 
+from engine.config import lower_is_better
 from store import Comparison, RunStore
 from tui.formatting import cell, cut
 from tui.widgets.chart import LineChart, Series
@@ -75,4 +76,4 @@ def _best(key: str, values) -> float | None:
     nums = [v for v in values if isinstance(v, (int, float))]
     if not nums or key in ("steps", "epochs", "best_step"):
         return None
-    return min(nums) if "loss" in key or key.endswith(("mse", "mae")) else max(nums)
+    return min(nums) if lower_is_better(key) else max(nums)
