@@ -23,9 +23,13 @@ class Result:
     met: bool | None = None
     notes: str = ""
     extra: dict = field(default_factory=dict)
+    paired: float | None = None
+    """A ratio taken pair by pair (median of per-pair ratios), shown instead of ours / peer."""
 
     @property
     def ratio(self) -> float | None:
+        if self.paired is not None:
+            return self.paired
         if self.peer in (None, 0):
             return None
         return self.ours / self.peer

@@ -8,7 +8,7 @@ training worker) can open it cheaply.
 
 from store.errors import StoreError
 from store.paths import data_dir, db_path, run_dir
-from store.records import Checkpoint, Comparison, EventRecord, Run, Series
+from store.records import Checkpoint, Comparison, EventRecord, Run, Series, SeriesTail
 from store.runs import STATUSES, TERMINAL_STATUSES, RunStore
 
 __all__ = [
@@ -20,6 +20,7 @@ __all__ = [
     "Run",
     "RunStore",
     "Series",
+    "SeriesTail",
     "StoreError",
     "data_dir",
     "db_path",

@@ -117,6 +117,18 @@ class Series:
     def last(self) -> tuple[int, float] | None:
         return (self.steps[-1], self.values[-1]) if self.steps else None
 
+    def downsampled(self, max_points: int | None) -> Series:
+        """About `max_points` of it: every k-th point plus the last, so the end of the
+        curve, where a user looks, is exact."""
+        if not max_points or len(self) <= max_points:
+            return self
+        k = -(-len(self) // max_points)
+        steps, values = self.steps[::k], self.values[::k]
+        if steps[-1] != self.steps[-1]:
+            steps.append(self.steps[-1])
+            values.append(self.values[-1])
+        return Series(self.name, steps, values)
+
 
 @dataclass(frozen=True)
 class EventRecord:
@@ -150,3 +162,26 @@ class Comparison:
     """Flattened config keys whose values differ, one value per run."""
     metrics: dict[str, tuple[Any, ...]] = field(default_factory=dict)
     """Summary metric name -> one value per run (None where absent)."""
+
+
+class SeriesTail:
+    """One metric of one run followed as it grows: each read fetches only the new points.
+
+    For a panel redrawing a live curve every second, where reading the whole
+    series each time would cost more the longer the run. A run whose earlier
+    points may have been rewritten (a resume) needs a fresh tail.
+    """
+
+    def __init__(self, run_id: int, name: str) -> None:
+        self.run_id, self.name = run_id, name
+        self._steps: list[int] = []
+        self._values: list[float] = []
+
+    def read(self, store, max_points: int | None = None) -> Series:
+        """The whole series so far (downsampled), reading from `store` what is new."""
+        after = self._steps[-1] if self._steps else -1
+        fresh = store.series(self.run_id, self.name, after_step=after)
+        self._steps += fresh.steps
+        self._values += fresh.values
+        # Copies: the caller may keep the result while this tail grows.
+        return Series(self.name, self._steps[:], self._values[:]).downsampled(max_points)

@@ -386,9 +386,8 @@ class RunStore:
         """A metric series ordered by step, downsampled to about `max_points`.
 
         Read from the packed copy of each logged batch (store/packs.py); the
-        plain rows are read only where a pack is missing. Downsampling keeps
-        every k-th point plus the last, so the end of the curve, where a user
-        looks, is exact.
+        plain rows are read only where a pack is missing. See
+        `Series.downsampled` for which points are kept.
         """
         series = self._packed_series(run_id, name, after_step)
         if series is None:
@@ -396,14 +395,7 @@ class RunStore:
                 "SELECT step, value FROM metrics WHERE run_id = ? AND name = ? AND step > ?"
                 " ORDER BY step", [run_id, name, after_step]).fetchall()
             series = Series(name, [r[0] for r in rows], [r[1] for r in rows])
-        if not max_points or len(series) <= max_points:
-            return series
-        k = -(-len(series) // max_points)
-        steps, values = series.steps[::k], series.values[::k]
-        if steps[-1] != series.steps[-1]:
-            steps.append(series.steps[-1])
-            values.append(series.values[-1])
-        return Series(name, steps, values)
+        return series.downsampled(max_points)
 
     def _packed_series(self, run_id: int, name: str, after_step: int) -> Series | None:
         """The whole series from its packs; None when the packs do not hold every point
@@ -427,12 +419,23 @@ class RunStore:
         return Series(name, steps, values) if expected == len(steps) else None
 
     def latest_metrics(self, run_id: int) -> dict[str, float]:
-        """The most recent value of every metric of a run."""
+        """The most recent value of every metric of a run.
+
+        The TUI asks twice a second while a run trains, so this must not grow
+        with the run: it hops through the (run_id, name, step) index from one
+        metric name to the next and reads each one's last step, a few index
+        seeks per name, instead of visiting every row of the run.
+        """
         cur = self.db.execute(
-            "SELECT name, value FROM metrics m WHERE run_id = ? AND rowid = ("
-            " SELECT rowid FROM metrics WHERE run_id = m.run_id AND name = m.name"
-            " ORDER BY step DESC LIMIT 1)",
-            [run_id],
+            "WITH RECURSIVE names(name) AS ("
+            " SELECT (SELECT min(name) FROM metrics WHERE run_id = :run)"
+            " UNION ALL"
+            " SELECT (SELECT min(name) FROM metrics WHERE run_id = :run AND name > names.name)"
+            " FROM names WHERE names.name IS NOT NULL)"
+            " SELECT name, (SELECT value FROM metrics WHERE run_id = :run AND name = names.name"
+            "  ORDER BY step DESC, rowid DESC LIMIT 1)"
+            " FROM names WHERE name IS NOT NULL",
+            {"run": run_id},
         )
         return dict(cur.fetchall())
 

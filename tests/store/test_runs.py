@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import sqlite3
 import subprocess
 import sys
@@ -10,7 +11,7 @@ import time
 
 import pytest
 
-from store import RunStore, StoreError
+from store import RunStore, SeriesTail, StoreError
 from store.migrations import KNOWN
 
 
@@ -59,6 +60,59 @@ def test_metrics_batch_and_series_downsampling_keeps_the_last_point(store):
     assert store.series(run_id, "loss", after_step=997).steps == [998, 999]
     assert len(store.series(run_id, "missing")) == 0
     assert store.latest_metrics(run_id) == {"loss": pytest.approx(1 / 1000)}
+
+
+def test_latest_metrics_takes_each_names_last_step_and_only_that_runs(store):
+    run_id, other = _run(store), _run(store, name="other")
+    rows = [(s, 0.0, name, float(s) + offset, 0.0)
+            for s in range(1, 201) for offset, name in enumerate(("loss", "lr", "val_acc", "b"))]
+    random.Random(3).shuffle(rows)  # logged out of step order: the last step still wins
+    store.log_metrics(run_id, rows)
+    store.log_metrics(other, [(500, 0.0, "loss", -1.0, 0.0), (1, 0.0, "zzz", 7.0, 0.0)])
+    assert store.latest_metrics(run_id) == {"loss": 200.0, "lr": 201.0, "val_acc": 202.0,
+                                            "b": 203.0}
+    # The same step logged again (a resumed run replaying it): the later row wins.
+    store.log_metrics(run_id, [(200, 0.0, "loss", 9.5, 0.0)])
+    assert store.latest_metrics(run_id)["loss"] == 9.5
+    assert store.latest_metrics(other) == {"loss": -1.0, "zzz": 7.0}
+    assert store.latest_metrics(_run(store, name="empty")) == {}
+
+
+def test_latest_metrics_work_does_not_grow_with_the_run(store):
+    """Counted in SQLite VM instructions, not time: the TUI asks twice a second."""
+    run_id = _run(store)
+
+    def instructions() -> int:
+        ticks = []
+        store.db.conn.set_progress_handler(lambda: ticks.append(1), 100)
+        try:
+            store.latest_metrics(run_id)
+        finally:
+            store.db.conn.set_progress_handler(None, 100)
+        return len(ticks)
+
+    names = ("loss", "lr", "samples_per_s", "tokens_per_s")
+    store.log_metrics(run_id, [(s, 0.0, n, 1.0, 0.0) for s in range(1000) for n in names])
+    short = instructions()
+    store.log_metrics(run_id, [(s, 0.0, n, 1.0, 0.0) for s in range(1000, 20_000)
+                               for n in names])
+    long = instructions()
+    assert long <= short + 2, f"{short * 100} instructions at 1k steps, {long * 100} at 20k"
+
+
+def test_series_tail_reads_only_new_points_and_matches_a_full_read(store):
+    run_id = _run(store)
+    tail = SeriesTail(run_id, "loss")
+    assert len(tail.read(store)) == 0
+    for start in range(0, 3000, 250):
+        store.log_metrics(run_id, [(s, 0.0, "loss", 1.0 / (s + 1), 0.0)
+                                   for s in range(start, start + 250)])
+        followed = tail.read(store, max_points=200)
+        assert followed == store.series(run_id, "loss", max_points=200)
+    whole = tail.read(store)
+    assert whole.steps == list(range(3000))
+    whole.steps.append(-1)  # the caller's copy: the tail itself is untouched
+    assert tail.read(store).steps[-1] == 2999
 
 
 def _plain(store: RunStore, run_id: int, name: str, after_step: int = -1):

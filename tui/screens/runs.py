@@ -8,6 +8,7 @@ on their own.
 
 from __future__ import annotations
 
+import collections
 import threading
 
 from textual import on, work
@@ -18,7 +19,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Input, Static
 from textual.worker import get_current_worker
 
-from store import Run, RunStore
+from store import Run, RunStore, SeriesTail
 from tui.formatting import (
     best_metric,
     cell,
@@ -33,6 +34,8 @@ from tui.screens.confirm import ConfirmScreen
 from tui.widgets.run_detail import RunDetail
 
 POLL_INTERVAL_S = 0.5
+DETAIL_EVERY_S = 1.0
+"""The fastest a running run's panel is redrawn."""
 COLUMNS = (("id", "ID"), ("status", "Status"), ("name", "Name"), ("model", "Model"),
            ("task", "Task"), ("data", "Data"), ("best", "Best"), ("duration", "Took"),
            ("started", "Started"))
@@ -111,6 +114,10 @@ class RunsScreen(Screen):
             # thread nothing, and training beside it keeps its cores to itself.
             list_sig = detail_sig = None
             detail_run, last_event, detail_posted = None, 0, 0.0
+            # The selected run's curves and event log are followed, not re-read: each
+            # poll costs the same at step 100 and at step 100,000.
+            tails: tuple = ()
+            events: collections.deque = collections.deque(maxlen=200)
             while not worker.is_cancelled:
                 if time.monotonic() - reaped_at > 10:
                     store.reap_interrupted()
@@ -130,25 +137,36 @@ class RunsScreen(Screen):
                     if run is not None:
                         if run_id != detail_run:
                             detail_run, last_event, detail_sig = run_id, 0, None
+                            events.clear()
+                        if not tails or tails[0] != (run_id, run.started_utc):
+                            # A resume rewrites the points after its checkpoint (and
+                            # restarts the clock): follow the series afresh.
+                            tails = ((run_id, run.started_utc), SeriesTail(run_id, "loss"),
+                                     SeriesTail(run_id, f"val_{main_metric(run)}"))
                         fresh = store.events(run_id, after_id=last_event)
                         latest = store.latest_metrics(run_id)
                         gpu = gpu_line(monitor.read()) if run.status == "running" else ""
                         if fresh:
                             last_event = fresh[-1].id
+                            events.extend(fresh)
                         sig = (run.status, run.error, tuple(sorted(latest.items())), gpu,
                                last_event, run.tags, run.notes)
-                        # A running run's clock (duration, ETA) still ticks every 2 s.
-                        stale = run.status == "running" and time.monotonic() - detail_posted > 2
-                        if sig != detail_sig or stale:
+                        # A running run's clock (duration, ETA) still ticks every 2 s, and
+                        # its panel redraws at most once a second however fast it logs:
+                        # the redraws are most of what watching costs the machine.
+                        since = time.monotonic() - detail_posted
+                        running = run.status == "running"
+                        changed = sig != detail_sig and (
+                            detail_sig is None or not running or since >= DETAIL_EVERY_S)
+                        if changed or (running and since > 2):
                             detail_sig, detail_posted = sig, time.monotonic()
-                            val_name = f"val_{main_metric(run)}"
+                            _, loss, val = tails
                             self.post_message(RunDetailRefreshed(
-                                run=run,
-                                loss=store.series(run_id, "loss", max_points=200),
-                                val_metric=store.series(run_id, val_name, max_points=200),
+                                run=run, loss=loss.read(store, max_points=200),
+                                val_metric=val.read(store, max_points=200),
                                 latest=latest, gpu=gpu or "no GPU",
                                 # The whole tail: a newer message may replace this one.
-                                events=store.events(run_id, after_id=0)[-200:],
+                                events=list(events),
                             ))
                 self._wake.wait(POLL_INTERVAL_S)
                 self._wake.clear()

@@ -3,8 +3,8 @@
 Each terminal cell holds a 2x4 grid of braille dots, so a 60x8 chart has a
 120x32 dot canvas: enough to read a loss curve's shape over SSH. Series are
 overlaid in their own colours with a legend; the y axis shows the range.
-Pure text rendering (no plotting library), cheap enough to redraw on every
-poll.
+Pure text rendering (no plotting library), cheap enough to redraw every
+second while a run trains.
 """
 
 from __future__ import annotations
@@ -12,7 +12,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from rich.text import Text
+from rich.segment import Segment
+from rich.style import Style
+from textual.geometry import Region
+from textual.strip import Strip
 from textual.widget import Widget
 
 DOT_BITS = ((0x01, 0x08), (0x02, 0x10), (0x04, 0x20), (0x40, 0x80))
@@ -27,13 +30,21 @@ class Series:
     values: list[float]
 
 
-def plot(series: list[Series], width: int, height: int, *, log_y: bool = False) -> Text:
-    """The chart as rich Text, `width` x `height` cells including the axis and legend."""
+Run = tuple[str, str]
+"""A stretch of one row drawn in one style (a Rich style name, "" for none)."""
+
+
+def plot_rows(series: list[Series], width: int, height: int, *, log_y: bool = False
+              ) -> list[list[Run]]:
+    """The chart, `width` x `height` cells including the axis and legend, as rows of
+    styled runs (neighbouring cells of one style merged into one run)."""
     points = [(s, [(x, y) for x, y in zip(s.steps, s.values, strict=True)
                    if math.isfinite(y) and (y > 0 or not log_y)]) for s in series]
     points = [(s, p) for s, p in points if p]
-    if not points or width < 12 or height < 3:
-        return Text("no data yet", style="dim")
+    if not points:
+        return [[("no data yet", "dim")]]
+    if width < 12 or height < 3:
+        return [[("too small", "dim")]]
     ys = [_y(y, log_y) for _, p in points for _, y in p]
     xs = [x for _, p in points for x, _ in p]
     lo, hi = min(ys), max(ys)
@@ -43,7 +54,7 @@ def plot(series: list[Series], width: int, height: int, *, log_y: bool = False) 
     label_w = max(len(_num(_inv(hi, log_y))), len(_num(_inv(lo, log_y))))
     cols, rows = width - label_w - 1, height - (1 if len(points) > 1 else 0) - 1
     if cols < 4 or rows < 1:
-        return Text("too small", style="dim")
+        return [[("too small", "dim")]]
     dots_w, dots_h = cols * 2, rows * 4
     cells: list[list[int]] = [[0] * cols for _ in range(rows)]
     owner: list[list[int]] = [[-1] * cols for _ in range(rows)]
@@ -57,23 +68,28 @@ def plot(series: list[Series], width: int, height: int, *, log_y: bool = False) 
                 cells[row][col] |= DOT_BITS[py % 4][px % 2]
                 owner[row][col] = index
             previous = (dx, dy)
-    out = Text(no_wrap=True, overflow="crop")
+    out: list[list[Run]] = []
     for r in range(rows):
         label = _num(_inv(hi, log_y)) if r == 0 else (
             _num(_inv(lo, log_y)) if r == rows - 1 else "")
-        out.append(label.rjust(label_w) + "┤" if label else " " * label_w + "│", style="dim")
+        line: list[Run] = [(label.rjust(label_w) + "┤" if label else " " * label_w + "│", "dim")]
+        text, style = [], ""
         for c in range(cols):
             bits = cells[r][c]
-            out.append(chr(0x2800 + bits) if bits else " ",
-                       style=COLOURS[owner[r][c] % len(COLOURS)] if bits else "")
-        out.append("\n")
-    out.append(" " * label_w + "└" + f"step {x0}".ljust(cols - len(f"{x1}")) + f"{x1}",
-               style="dim")
+            cell_style = COLOURS[owner[r][c] % len(COLOURS)] if bits else ""
+            if cell_style != style and text:
+                line.append(("".join(text), style))
+                text = []
+            style = cell_style
+            text.append(chr(0x2800 + bits) if bits else " ")
+        line.append(("".join(text), style))
+        out.append(line)
+    out.append([(" " * label_w + "└" + f"step {x0}".ljust(cols - len(f"{x1}")) + f"{x1}", "dim")])
     if len(points) > 1:
-        out.append("\n")
+        legend: list[Run] = []
         for index, (s, _) in enumerate(points):
-            out.append("━ ", style=COLOURS[index % len(COLOURS)])
-            out.append(s.label[:24] + "  ")
+            legend += [("━ ", COLOURS[index % len(COLOURS)]), (s.label[:24] + "  ", "")]
+        out.append(legend)
     return out
 
 
@@ -103,7 +119,13 @@ def _num(value: float) -> str:
 
 
 class LineChart(Widget):
-    """A widget around `plot`; set `series` to redraw."""
+    """A widget around `plot_rows`; set `series` to redraw.
+
+    Drawn through the line API from strips cached until the series, title,
+    size or style change: a chart redrawn on every poll of a training run
+    would otherwise go through Textual's general text layout each time, which
+    was most of what a watching TUI cost the machine.
+    """
 
     DEFAULT_CSS = """
     LineChart { height: 8; }
@@ -114,6 +136,8 @@ class LineChart(Widget):
         self.title = title
         self.log_y = log_y
         self._series: list[Series] = []
+        self._strips: list[Strip] = []
+        self._strips_key: tuple | None = None
 
     @property
     def series(self) -> list[Series]:
@@ -124,9 +148,30 @@ class LineChart(Widget):
         self._series = value
         self.refresh()
 
-    def render(self) -> Text:
+    def render_lines(self, crop: Region) -> list[Strip]:
         width, height = self.content_size
-        chart = plot(self._series, width, height - (1 if self.title else 0), log_y=self.log_y)
-        if not self.title:
-            return chart
-        return Text(self.title + "\n", style="bold") + chart
+        base = self.rich_style
+        key = (width, height, self.title, self.log_y, id(self._series), base)
+        if key != self._strips_key:
+            self._strips, self._strips_key = self._draw(width, height, base), key
+        return super().render_lines(crop)
+
+    def _draw(self, width: int, height: int, base: Style) -> list[Strip]:
+        styles: dict[str, Style] = {}
+
+        def style(name: str) -> Style:
+            if name not in styles:
+                styles[name] = base + Style.parse(name) if name else base
+            return styles[name]
+
+        rows = plot_rows(self._series, width, height - (1 if self.title else 0),
+                         log_y=self.log_y)
+        if self.title:
+            rows.insert(0, [(self.title, "bold")])
+        return [Strip([Segment(text, style(name)) for text, name in row])
+                .adjust_cell_length(width, base) for row in rows]
+
+    def render_line(self, y: int) -> Strip:
+        if y < len(self._strips):
+            return self._strips[y]
+        return Strip.blank(self.content_size.width, self.rich_style)

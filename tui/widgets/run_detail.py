@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
+from textual.content import Content
 from textual.widgets import RichLog, Static
 
 from tui.formatting import duration, literal, status_markup
@@ -18,6 +19,7 @@ class RunDetail(Horizontal):
         super().__init__(**kwargs)
         self._last_event_id = 0
         self._run_id: int | None = None
+        self._summary = ""
 
     def compose(self) -> ComposeResult:
         with Vertical(id="detail-left"):
@@ -74,14 +76,31 @@ class RunDetail(Horizontal):
             lines.append(f"[red]{literal(run.error)}[/red]")
         if run.notes:
             lines.append(f"[i]{literal(run.notes)}[/i]")
-        self.query_one("#detail-summary", Static).update("\n".join(lines))
+        self._show_summary(lines)
         for name, series in (("loss", msg.loss), ("val", msg.val_metric)):
             chart = self.query_one(f"#{name}-curve", LineChart)
             if name == "val":
                 chart.title = f"validation {series.name.removeprefix('val_')}"
-            chart.series = [Series(series.name, series.steps, series.values)]
+            fresh = [Series(series.name, series.steps, series.values)]
+            if fresh != chart.series:
+                chart.series = fresh
             chart.set_class(len(series) < 2, "-hidden")
 
+    def _show_summary(self, lines: list[str]) -> None:
+        """Update the summary, re-laying out the screen only when its height changes.
+
+        A layout pass re-arranges every widget on the screen; while a run trains
+        the summary changes every second or so but keeps its shape.
+        """
+        text = "\n".join(lines)
+        if text == self._summary:
+            return
+        self._summary = text
+        summary = self.query_one("#detail-summary", Static)
+        content = Content.from_markup(text)
+        width, height = summary.content_size
+        same_shape = width > 0 and content.get_height(summary.styles, width) == height
+        summary.update(content, layout=not same_shape)
 
 def _eta(m: dict, step: int, run) -> str | None:
     """Time left for a running run, from its pace so far."""
