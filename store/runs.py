@@ -418,6 +418,11 @@ class RunStore:
             [run_id, name, after_step]).fetchone()[0]
         return Series(name, steps, values) if expected == len(steps) else None
 
+    def data_version(self) -> int:
+        """A number that changes whenever another connection commits to the database
+        (SQLite's data_version): a cheap "has anything changed?" for pollers."""
+        return self.db.conn.execute("PRAGMA data_version").fetchone()[0]
+
     def latest_metrics(self, run_id: int) -> dict[str, float]:
         """The most recent value of every metric of a run.
 

@@ -100,6 +100,22 @@ def test_latest_metrics_work_does_not_grow_with_the_run(store):
     assert long <= short + 2, f"{short * 100} instructions at 1k steps, {long * 100} at 20k"
 
 
+def test_data_version_moves_when_another_connection_commits(store):
+    watcher = RunStore(store.path)
+    try:
+        before = watcher.data_version()
+        assert watcher.data_version() == before, "nothing written: nothing changed"
+        run_id = _run(store)
+        after_create = watcher.data_version()
+        assert after_create != before
+        watcher.add_event(run_id, "its own write")  # a poller's own writes do not count
+        assert watcher.data_version() == after_create
+        store.log_metrics(run_id, [(1, 0.0, "loss", 1.0, 0.0)])
+        assert watcher.data_version() != after_create
+    finally:
+        watcher.close()
+
+
 def test_series_tail_reads_only_new_points_and_matches_a_full_read(store):
     run_id = _run(store)
     tail = SeriesTail(run_id, "loss")

@@ -36,6 +36,8 @@ from tui.widgets.run_detail import RunDetail
 POLL_INTERVAL_S = 0.5
 DETAIL_EVERY_S = 1.0
 """The fastest a running run's panel is redrawn."""
+LIST_EVERY_S = 2.0
+"""The fastest the run list is re-read while other processes write to the store."""
 COLUMNS = (("id", "ID"), ("status", "Status"), ("name", "Name"), ("model", "Model"),
            ("task", "Task"), ("data", "Data"), ("best", "Best"), ("duration", "Took"),
            ("started", "Started"))
@@ -112,22 +114,32 @@ class RunsScreen(Screen):
 
             # Only changes are posted: an idle or slowly-changing store costs the UI
             # thread nothing, and training beside it keeps its cores to itself.
-            list_sig = detail_sig = None
+            list_sig = detail_sig = list_version = None
             detail_run, last_event, detail_posted = None, 0, 0.0
+            listed_at, woken = 0.0, False
             # The selected run's curves and event log are followed, not re-read: each
             # poll costs the same at step 100 and at step 100,000.
             tails: tuple = ()
             events: collections.deque = collections.deque(maxlen=200)
             while not worker.is_cancelled:
                 if time.monotonic() - reaped_at > 10:
-                    store.reap_interrupted()
+                    if store.reap_interrupted():
+                        woken = True  # this connection's own writes leave data_version be
                     reaped_at = time.monotonic()
-                runs = self._list(store)
-                sig = [(r.id, r.status, r.name, r.started_utc, r.finished_utc, r.tags,
-                        r.notes, best_metric(r)) for r in runs]
-                if sig != list_sig:
-                    list_sig = sig
-                    self.post_message(RunsRefreshed(runs))
+                # The list is re-read when someone else wrote to the store (at most
+                # every LIST_EVERY_S while a run logs), when this screen asks (search,
+                # sort, a new run), and every 10 s regardless; with 10k runs one read
+                # is ~10 ms, which an idle TUI should not spend twice a second.
+                version, now = store.data_version(), time.monotonic()
+                if (woken or list_sig is None or now - listed_at > 10
+                        or (version != list_version and now - listed_at >= LIST_EVERY_S)):
+                    list_version, listed_at = version, now
+                    runs = self._list(store)
+                    sig = [(r.id, r.status, r.name, r.started_utc, r.finished_utc, r.tags,
+                            r.notes, best_metric(r)) for r in runs]
+                    if sig != list_sig:
+                        list_sig = sig
+                        self.post_message(RunsRefreshed(runs))
                 run_id = self.selected_id
                 if run_id is not None:
                     try:
@@ -168,7 +180,7 @@ class RunsScreen(Screen):
                                 # The whole tail: a newer message may replace this one.
                                 events=list(events),
                             ))
-                self._wake.wait(POLL_INTERVAL_S)
+                woken = self._wake.wait(POLL_INTERVAL_S)
                 self._wake.clear()
         finally:
             store.close()
