@@ -41,7 +41,7 @@ class EngineThread:
                 result: Any = job()
             except Exception as exc:  # a job's failure is shown, never lost
                 result = (self.app.notify, f"{type(exc).__name__}: {exc}")
-            if result is not None:
+            if result is not None and self.app.is_running:  # not to a closing app
                 try:
                     self.app.call_from_thread(*result)
                 except Exception:  # the app closed, or the screen went, meanwhile

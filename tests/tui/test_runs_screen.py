@@ -44,6 +44,25 @@ async def test_runs_started_elsewhere_appear_live(store):
         assert empty.has_class("-hidden")
 
 
+async def test_a_run_finishing_elsewhere_widens_its_cells(store):
+    """Cells updated in place grow their column: "completed" is not cut to "runnin"."""
+    other = RunStore(store.path)
+    run_id = other.create_run({"a": 1}, name="cli-run", task="text-classification")
+    other.mark_started(run_id, pid=os.getpid(), host="elsewhere", env={})
+    app = make_app(store=store)
+    async with app.run_test(size=(120, 40)) as pilot:
+        table = app.screen.query_one(DataTable)
+        await wait_for(pilot, lambda: table.row_count == 1)
+        other.finish(run_id, "completed", summary={"best_accuracy": 0.8125})
+        await wait_for(pilot, lambda: "completed" in str(table.get_cell(str(run_id), "status")))
+        for key, text in (("status", "completed"), ("best", "acc 0.812")):
+            cell = str(table.get_cell(str(run_id), key))
+            assert text in cell
+            assert table.columns[key].get_render_width(table) - 2 * table.cell_padding \
+                >= len(cell), f"column {key} narrower than {cell!r}"
+    other.close()
+
+
 async def test_search_filters_the_table(store):
     seed_runs(store)
     app = make_app(store=store)

@@ -219,7 +219,7 @@ class RunsScreen(Screen):
             for r in msg.runs:
                 for (col, _), value in zip(COLUMNS, rows[r.id], strict=True):
                     if table.get_cell(str(r.id), col) != value:
-                        table.update_cell(str(r.id), col, value)
+                        table.update_cell(str(r.id), col, value, update_width=True)
         self.query_one("#runs-empty").set_class(bool(msg.runs), "-hidden")
         pending = getattr(self, "_pending_select", None)
         if pending is not None and str(pending) in wanted_keys:
@@ -316,7 +316,8 @@ class RunsScreen(Screen):
         self.marked ^= {self.selected_id}
         run = self._runs.get(self.selected_id)
         if run is not None:
-            self.query_one(DataTable).update_cell(str(run.id), "id", self._cells(run)[0])
+            self.query_one(DataTable).update_cell(str(run.id), "id", self._cells(run)[0],
+                                                 update_width=True)
         self.query_one(DataTable).action_cursor_down()
 
     def action_edit_tags(self) -> None:
