@@ -63,6 +63,27 @@ async def test_a_run_finishing_elsewhere_widens_its_cells(store):
     other.close()
 
 
+async def test_a_running_runs_duration_ticks_in_the_table(store):
+    other = RunStore(store.path)
+    run_id = other.create_run({"a": 1}, name="ticking")
+    other.mark_started(run_id, pid=os.getpid(), host="elsewhere", env={})
+    app = make_app(store=store)
+    async with app.run_test(size=(120, 40)) as pilot:
+        table = app.screen.query_one(DataTable)
+        await wait_for(pilot, lambda: table.row_count == 1)
+        first = str(table.get_cell(str(run_id), "duration"))
+        step = 0
+
+        def ticked() -> bool:
+            nonlocal step
+            step += 1  # the worker logging, as a live run does
+            other.log_metrics(run_id, [(step, 0.0, "loss", 1.0, 0.0)])
+            return str(table.get_cell(str(run_id), "duration")) != first
+
+        await wait_for(pilot, ticked)
+    other.close()
+
+
 async def test_search_filters_the_table(store):
     seed_runs(store)
     app = make_app(store=store)

@@ -135,8 +135,11 @@ class RunsScreen(Screen):
                         or (version != list_version and now - listed_at >= LIST_EVERY_S)):
                     list_version, listed_at = version, now
                     runs = self._list(store)
+                    # A running run's Took ticks with each re-read.
                     sig = [(r.id, r.status, r.name, r.started_utc, r.finished_utc, r.tags,
-                            r.notes, best_metric(r)) for r in runs]
+                            r.notes, best_metric(r),
+                            duration(r.duration_s) if r.status == "running" else None)
+                           for r in runs]
                     if sig != list_sig:
                         list_sig = sig
                         self.post_message(RunsRefreshed(runs))
