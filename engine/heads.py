@@ -43,6 +43,16 @@ def heads_for_config(config: dict) -> tuple[str, ...]:
     return tuple(heads)
 
 
+def heads_from_config(config: dict) -> tuple[str, ...] | None:
+    """The heads that fit a repo's config.json, or None when it cannot tell (no
+    model_type: a timm or other library's config)."""
+    from engine.tasks.base import is_vision_config
+
+    if not config.get("model_type") and not is_vision_config(config):
+        return None
+    return heads_for_config(config)
+
+
 def local_config(spec: ModelSpec) -> dict | None:
     """The model's config.json when it is on this machine; None otherwise (never downloads)."""
     ref = spec.id

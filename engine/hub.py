@@ -112,8 +112,11 @@ class ModelDetails:
     needs_remote_code: bool
     has_safetensors: bool
     heads: tuple[str, ...]
+    """A first guess from the pipeline tag; `engine.heads.heads_from_config(config)` knows."""
     cached: bool
     tags: tuple[str, ...] = field(default_factory=tuple)
+    config: dict = field(default_factory=dict)
+    """The repo's config.json ({} when it has none)."""
 
 
 @dataclass(frozen=True)
@@ -309,6 +312,7 @@ def model_details(repo: str, *, revision: str | None = None,
         has_safetensors=any(f.path.endswith(".safetensors") for f in files),
         heads=tuple(PIPELINE_HEADS.get(task or "", ["feature-extraction", "custom"])),
         cached=repo in {m.id for m in list_cached() if m.has_weights}, tags=tags,
+        config=config if isinstance(config, dict) else {},
     )
 
 

@@ -32,6 +32,9 @@ def test_info_download_then_cache_ls_verify_rm(hub_server):
     info = hubtune("hub", "info", "hubtune-test/tiny-bert")
     assert info.returncode == 0, info.stderr
     assert "license     apache-2.0" in info.stdout and "A two-layer BERT" in info.stdout
+    # Heads come from the model's config.json, not the "fill-mask" pipeline tag's guess.
+    heads = next(line for line in info.stdout.splitlines() if line.strip().startswith("heads"))
+    assert "question-answering" in heads and "masked-lm" in heads and "custom" not in heads
     down = hubtune("hub", "download", "hubtune-test/tiny-bert")
     assert down.returncode == 0, down.stderr
     assert Path(down.stdout.strip(), "model.safetensors").is_file()
@@ -43,6 +46,8 @@ def test_info_download_then_cache_ls_verify_rm(hub_server):
     removed = hubtune("cache", "rm", "hubtune-test/tiny-bert")
     assert removed.returncode == 0 and "freed" in removed.stdout
     assert "No models cached" in hubtune("cache", "ls").stdout
+    bart = json.loads(hubtune("hub", "info", "hubtune-test/tiny-bart", "--json").stdout)
+    assert bart["heads"] == ["seq2seq"] and bart["config"]["is_encoder_decoder"]
 
 
 def test_hub_errors_are_one_sentence_on_stderr(hub_server):

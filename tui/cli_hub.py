@@ -53,6 +53,7 @@ def hub_info(repo: str, revision, as_json: bool) -> None:
     d = model_details(repo, revision=revision)
     if as_json:
         out = dict(d.__dict__)
+        out["heads"] = list(_heads(d))
         out["files"] = [f.__dict__ for f in d.files]
         click.echo(json.dumps(out, indent=2))
         return
@@ -60,7 +61,7 @@ def hub_info(repo: str, revision, as_json: bool) -> None:
     click.echo(f"  license     {d.license or '-'}")
     click.echo(f"  parameters  {f'{d.parameters:,}' if d.parameters else 'not reported'}")
     click.echo(f"  download    {human_bytes(d.download_size)} (safetensors, config, tokenizer)")
-    click.echo(f"  heads       {', '.join(d.heads)}")
+    click.echo(f"  heads       {', '.join(_heads(d))}")
     flags = [f for f, on in (("gated", d.gated), ("private", d.private),
                              ("needs trust_remote_code", d.needs_remote_code),
                              ("no safetensors", not d.has_safetensors),
@@ -163,3 +164,10 @@ def cache_verify(repo: str) -> None:
                    "download it again.", err=True)
         sys.exit(1)
     click.echo(f"{repo}: {report.checked} files verified.")
+
+
+def _heads(d) -> tuple[str, ...]:
+    """The heads that fit by the model's config.json; the pipeline tag's guess without one."""
+    from engine.heads import heads_from_config
+
+    return heads_from_config(d.config) or d.heads

@@ -29,6 +29,9 @@ async def test_search_as_you_type_details_and_download(hub_server, store, hf_cac
         await wait_for(pilot, lambda: "license apache-2.0" in str(summary.render()))
         card = screen.query_one("#hub-card", Markdown)
         assert "two-layer BERT" in card.source
+        # The "fill-mask" tag's guess is replaced by what the config says fits.
+        await wait_for(pilot, lambda: "question-answering" in str(summary.render()))
+        assert "custom" not in str(summary.render())
         await pilot.press("d")
         await wait_for(pilot, lambda: table.get_cell("hubtune-test/tiny-bert", "cached") == "✓")
         assert screen.query_one("#download-row").has_class("-hidden")

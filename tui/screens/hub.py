@@ -174,6 +174,23 @@ class HubScreen(Screen):
         d = msg.details
         if d.id != self._selected:
             return
+        self._show_details(d, d.heads)
+        if d.config:
+            # The pipeline tag is a guess; the model's own config says which heads fit.
+            # transformers is imported on the engine thread only (see tui/engine_thread).
+            def job():
+                from engine.heads import heads_from_config
+
+                heads = heads_from_config(d.config)
+                return (self._heads_known, d, heads) if heads else None
+
+            self.app.engine.submit(job)
+
+    def _heads_known(self, d, heads: tuple[str, ...]) -> None:
+        if d.id == self._selected and self.is_attached:
+            self._show_details(d, heads)
+
+    def _show_details(self, d, heads: tuple[str, ...]) -> None:
         if not d.parameters:
             params = "parameters not reported"
         elif d.parameters < 1_000_000:
@@ -184,7 +201,7 @@ class HubScreen(Screen):
             f"[b]{d.id}[/b]  {'[green]cached[/]' if d.cached else ''}",
             f"{d.task or 'no task'} · {d.library or '-'} · license {d.license or '-'}",
             f"{params} · download {human_bytes(d.download_size)}",
-            f"heads: {', '.join(d.heads)}",
+            f"heads: {', '.join(heads)}",
         ]
         if d.needs_remote_code:
             lines.append("[yellow]needs its own code: set model.trust_remote_code to use it[/]")
