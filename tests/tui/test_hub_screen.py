@@ -49,6 +49,10 @@ async def test_cancel_a_download(slow_hub_server, store, hf_cache):
         await wait_for(pilot, lambda: table.row_count == 7)
         await pilot.press(*"big", "enter")
         await wait_for(pilot, lambda: table.row_count == 1)
+        # The new result is highlighted (and so picked) a moment after it is listed;
+        # "d" before that would download the model highlighted before the search.
+        summary = screen.query_one("#hub-summary", Static)
+        await wait_for(pilot, lambda: "hubtune-test/big" in str(summary.render()))
         await pilot.press("d")
         await wait_for(pilot, lambda: not screen.query_one("#download-row").has_class("-hidden"))
         await pilot.press("c")
