@@ -48,6 +48,10 @@ def test_info_download_then_cache_ls_verify_rm(hub_server):
     assert "No models cached" in hubtune("cache", "ls").stdout
     bart = json.loads(hubtune("hub", "info", "hubtune-test/tiny-bart", "--json").stdout)
     assert bart["heads"] == ["seq2seq"] and bart["config"]["is_encoder_decoder"]
+    # Looking at a model caches its card and config, and the listing says so.
+    row = next(line for line in hubtune("cache", "ls").stdout.splitlines()
+               if line.startswith("hubtune-test/tiny-bart"))
+    assert row.rstrip().endswith("card only")
 
 
 def test_hub_errors_are_one_sentence_on_stderr(hub_server):

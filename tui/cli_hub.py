@@ -130,10 +130,12 @@ def cache_ls(as_json: bool) -> None:
     if not models:
         click.echo("No models cached. `hubtune hub download REPO` fetches one.")
         return
-    click.echo(f"{'MODEL':<52} {'SIZE':>10}  LAST USED")
+    click.echo(f"{'MODEL':<52} {'SIZE':>10}  {'LAST USED':<16}  WEIGHTS")
     for m in models:
         used = time.strftime("%Y-%m-%d %H:%M", time.localtime(m.last_used)) if m.last_used else "-"
-        click.echo(f"{m.id:<52} {human_bytes(m.size):>10}  {used}")
+        # A model whose details were only looked at holds its card and config alone.
+        weights = "yes" if m.has_weights else "card only"
+        click.echo(f"{m.id:<52} {human_bytes(m.size):>10}  {used:<16}  {weights}")
 
 
 @cache.command("rm")
