@@ -127,8 +127,8 @@ def _follow(store, run_id: int) -> str:
                 store.reap_interrupted()
             time.sleep(0.5)
     except KeyboardInterrupt:
-        click.echo(f"\nDetached; run {run_id} goes on. `hubtune runs stop {run_id}` stops it.",
-                   err=True)
+        click.echo(f"\nDetached; run {run_id} goes on. `hubtune runs follow {run_id}` "
+                   f"reattaches, `hubtune runs stop {run_id}` stops it.", err=True)
         sys.exit(0)
 
 
@@ -281,6 +281,21 @@ def runs_stop(run_id: int) -> None:
         raise Failure(f"Run {run_id} is {run.status}, not running.")
     store.request_stop(run_id)
     click.echo(f"Asked run {run_id} to stop.")
+
+
+@runs.command("follow")
+@click.argument("run_id", type=int)
+def runs_follow(run_id: int) -> None:
+    """Print a run's events and progress until it ends (Ctrl-C detaches again).
+
+    Reattaches to a run started with --detach, from the TUI, or on a dropped
+    SSH session; for a finished run it prints its events and outcome.
+    """
+    store = _open_store()
+    store.get_run(run_id)  # an unknown id is one clear sentence, not a wait
+    status = _follow(store, run_id)
+    if status != "completed":
+        raise Failure(store.get_run(run_id).error or f"Run {run_id} ended {status}.")
 
 
 @runs.command("resume")
