@@ -32,6 +32,10 @@ TASKS = (
     "seq2seq",
     "image-classification",
 )
+DEFAULT_LEARNING_RATE = 5e-5
+"""train.learning_rate unless set: a fine-tuning rate for pretrained weights."""
+PROBE_LEARNING_RATE = 3e-3
+"""The head's rate on a wholly frozen backbone when no rate was chosen (RunConfig.head_rate)."""
 FREEZE_POLICIES = ("full", "head_only", "freeze_embeddings", "freeze_first_n", "modules", "gradual")
 SCHEDULERS = ("linear", "cosine", "constant")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
@@ -223,10 +227,11 @@ class TrainSpec:
     """Stop after this many optimizer steps, whatever `epochs` says."""
     batch_size: int = 32
     """Samples per forward pass (per process)."""
-    learning_rate: float = 5e-5
+    learning_rate: float = DEFAULT_LEARNING_RATE
     """Peak learning rate of the backbone."""
     head_learning_rate: float | None = None
-    """Peak learning rate of the head; None uses learning_rate."""
+    """Peak learning rate of the head; None uses learning_rate (see RunConfig.head_rate
+    for a head on a wholly frozen backbone)."""
     layer_lr_decay: float | None = None
     """Multiply the rate by this for each block further from the head."""
     group_learning_rates: dict[str, float] = field(default_factory=dict)
@@ -337,6 +342,23 @@ class RunConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunConfig:
         return _build(cls, data, "")
+
+    def head_rate(self) -> float:
+        """The head's peak learning rate.
+
+        train.head_learning_rate when set. A head on a wholly frozen backbone
+        (head_only) with train.learning_rate left at its fine-tuning default gets
+        PROBE_LEARNING_RATE instead: a linear probe wants a rate some 60 times a
+        fine-tune's. On the tweets with MiniLM, 3 epochs at 5e-5 ended 14 points
+        under a converged logistic-regression probe of the same features (0.591
+        vs 0.732); at 3e-3 they ended 1.1 points under it (0.721).
+        """
+        t = self.train
+        if t.head_learning_rate is not None:
+            return t.head_learning_rate
+        if self.freeze.policy == "head_only" and t.learning_rate == DEFAULT_LEARNING_RATE:
+            return PROBE_LEARNING_RATE
+        return t.learning_rate
 
     def resolve(self, path: str | None) -> Path | None:
         """A data path made absolute against the config file's folder."""

@@ -30,7 +30,8 @@ def lr_lambda(total: int, warmup: int, kind: str) -> Callable[[int], float]:
 def layer_rates(model, cfg: RunConfig) -> dict[str, float]:
     """The peak learning rate of every parameter.
 
-    The head gets `head_learning_rate` (else `learning_rate`). With
+    The head gets `cfg.head_rate()` (head_learning_rate, else learning_rate,
+    or a linear-probe rate on a wholly frozen backbone). With
     `layer_lr_decay` d, the top block gets `learning_rate`, each block below
     it one more factor of d, and the embeddings one more than the lowest
     block: lower layers hold general features and should move least.
@@ -39,7 +40,7 @@ def layer_rates(model, cfg: RunConfig) -> dict[str, float]:
     from engine.freeze import layer_groups
 
     base = cfg.train.learning_rate
-    head_lr = cfg.train.head_learning_rate or base
+    head_lr = cfg.head_rate()
     decay = cfg.train.layer_lr_decay
     groups = layer_groups(model)
     chosen = cfg.train.group_learning_rates

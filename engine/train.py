@@ -103,6 +103,9 @@ class _Loop:
             frozen = [g for g, t, f in self.plan.group_rows() if f and not t]
             self.emit(Note(f"Freezing ({cfg.freeze.policy}): {', '.join(frozen) or 'parts'}; "
                            f"{self.plan.trainable_count:,} parameters train"))
+        if cfg.train.head_learning_rate is None and cfg.head_rate() != cfg.train.learning_rate:
+            self.emit(Note(f"The head trains at {cfg.head_rate():g}, a linear-probe rate for a "
+                           "frozen backbone; set train.head_learning_rate to choose another"))
         pooling = getattr(task, "pooling", None)
         self.emit(Note(f"{f'Pooling: {pooling}; ' if pooling else ''}{len(self.data.train)} "
                        f"training and {len(self.data.validation)} validation examples"))

@@ -110,6 +110,33 @@ def test_param_groups_carry_the_rates_asked_for(model, tmp_path, tiny_bert, sent
                    if n in groups["embeddings"].params)
 
 
+def test_a_head_on_a_frozen_backbone_gets_a_probe_rate_unless_one_was_chosen(
+        model, tmp_path, tiny_bert, sentiment_csv):
+    import dataclasses
+
+    from tests_helpers import config_for
+
+    from engine.config import DEFAULT_LEARNING_RATE, PROBE_LEARNING_RATE
+    from engine.optim import layer_rates
+
+    cfg = config_for(tmp_path, tiny_bert, sentiment_csv)
+    cfg = dataclasses.replace(cfg, train=dataclasses.replace(
+        cfg.train, learning_rate=DEFAULT_LEARNING_RATE))
+    head = {g.name: g for g in layer_groups(model)}["head"].params
+
+    def head_rate(policy: str, **train) -> float:
+        c = dataclasses.replace(cfg, freeze=FreezeSpec(policy=policy),
+                                train=dataclasses.replace(cfg.train, **train))
+        (rate,) = {layer_rates(model, c)[p] for p in head}
+        assert rate == c.head_rate()
+        return rate
+
+    assert head_rate("head_only") == PROBE_LEARNING_RATE
+    assert head_rate("full") == DEFAULT_LEARNING_RATE  # fine-tuning keeps one rate
+    assert head_rate("head_only", learning_rate=1e-2) == 1e-2  # a rate chosen is kept
+    assert head_rate("head_only", head_learning_rate=2e-4) == 2e-4
+
+
 def test_group_learning_rates_override_the_rules(model, tmp_path, tiny_bert, sentiment_csv):
     import dataclasses
 
