@@ -78,7 +78,10 @@ class Sides:
             "model": {"id": self.model_id},
             "data": {"train": str(self.train_csv), "validation": str(val_csv),
                      "max_length": MAX_LENGTH},
-            "train": {"epochs": 1, "max_steps": steps, "batch_size": self.batch,
+            # Enough epochs for `steps`, as Trainer's max_steps runs past one epoch: at
+            # batch 64 one epoch of the training rows is 25 steps.
+            "train": {"epochs": -(-(steps or 0) * self.batch // ACC_TRAIN) or 1,
+                      "max_steps": steps, "batch_size": self.batch,
                       "learning_rate": LR,
                       "warmup_ratio": 0.06, "log_every": steps or 10_000, "seed": 42,
                       "eval_every": 10_000, "precision": "auto"},
