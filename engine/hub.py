@@ -45,6 +45,13 @@ PIPELINE_HEADS = {
 }
 TORCHVISION_BACKBONES = ("resnet18", "resnet34", "resnet50", "mobilenet_v3_small",
                          "mobilenet_v3_large", "efficientnet_b0", "convnext_tiny", "vit_b_16")
+TORCHVISION_WEIGHTS = {
+    # The weights torchvision itself publishes, as copies on the hub (same key names).
+    "resnet18": "timm/resnet18.tv_in1k",
+    "resnet34": "timm/resnet34.tv_in1k",
+    "resnet50": "timm/resnet50.tv_in1k",
+}
+"""The hub repo a torchvision backbone's weights come from unless model.weights says."""
 
 
 class HubError(HubtuneError):
@@ -252,13 +259,14 @@ def search_models(query: str = "", *, task: str | None = None, library: str | No
     """Hub models matching `query`, filtered by pipeline tag and library."""
     if sort not in SORTS:
         raise HubError(f"Cannot sort by {sort!r}; use downloads, likes or updated.")
+    cached = {m.id for m in list_cached() if m.has_weights}
     if library == "torchvision":  # built-in architectures, no hub involved
         return [
             ModelSummary(id=b.id, task="image-classification", downloads=0, likes=0,
-                         updated=None, cached=True, library="torchvision")
+                         updated=None, cached=b.weights is None or b.weights in cached,
+                         library="torchvision")
             for b in torchvision_backbones() if query.lower() in b.id.lower()
         ][:limit]
-    cached = {m.id for m in list_cached() if m.has_weights}
     with hub_errors():
         found = _api(endpoint).list_models(
             search=query or None, pipeline_tag=task or None, filter=library or None,
@@ -281,6 +289,8 @@ def model_details(repo: str, *, revision: str | None = None,
 
     from huggingface_hub import hf_hub_download
 
+    if repo.startswith("torchvision:"):
+        return torchvision_details(repo)
     api = _api(endpoint)
     with hub_errors(repo, revision):
         info = api.model_info(repo, revision=revision, files_metadata=True)
@@ -532,17 +542,65 @@ class TorchvisionBackbone:
     id: str
     """The model id to use in a config: torchvision:<arch>."""
     parameters: int
+    weights: str | None = None
+    """The hub repo its pretrained weights come from by default (None: random start)."""
 
 
 def torchvision_backbones() -> list[TorchvisionBackbone]:
     """Classification architectures offered as backbones, counted on the meta device."""
+    return [_torchvision_backbone(name) for name in TORCHVISION_BACKBONES]
+
+
+def _torchvision_backbone(arch: str) -> TorchvisionBackbone:
     import torch
     from torchvision.models import get_model
 
-    out = []
-    for name in TORCHVISION_BACKBONES:
-        with torch.device("meta"):
-            model = get_model(name, weights=None)
-        out.append(TorchvisionBackbone(f"torchvision:{name}",
-                                       sum(p.numel() for p in model.parameters())))
-    return out
+    with torch.device("meta"):  # counts parameters without allocating them
+        model = get_model(arch, weights=None)
+    return TorchvisionBackbone(f"torchvision:{arch}", sum(p.numel() for p in model.parameters()),
+                               TORCHVISION_WEIGHTS.get(arch))
+
+
+def weights_repo(model_id: str) -> str:
+    """The hub repo to download for `model_id`: itself, or a torchvision backbone's
+    default weights repo (HubError for one that has none)."""
+    if not model_id.startswith("torchvision:"):
+        return model_id
+    arch = model_id.removeprefix("torchvision:")
+    if arch not in TORCHVISION_BACKBONES:
+        raise HubError(f"{model_id} is not an offered torchvision backbone; use one of "
+                       f"{', '.join('torchvision:' + a for a in TORCHVISION_BACKBONES)}.")
+    if arch not in TORCHVISION_WEIGHTS:
+        raise HubError(f"{model_id} has no pretrained weights to download: a run starts it "
+                       "from random weights unless model.weights names some.")
+    return TORCHVISION_WEIGHTS[arch]
+
+
+def torchvision_details(model_id: str) -> ModelDetails:
+    """A built-in torchvision backbone described as a hub model is: nothing is fetched."""
+    arch = model_id.removeprefix("torchvision:")
+    if arch not in TORCHVISION_BACKBONES:
+        weights_repo(model_id)  # raises, naming the offered ones
+    b = _torchvision_backbone(arch)
+    cached = {m.id: m for m in list_cached() if m.has_weights}
+    if b.weights:
+        where = ("in the local cache" if b.weights in cached
+                 else "downloaded by `d` here, or by the run that needs them")
+        weights = (f"Pretrained weights: `{b.weights}` on the hub (the ImageNet weights "
+                   f"torchvision publishes), {where}.")
+    else:
+        weights = ("No pretrained weights are offered for it here: a run starts from random "
+                   "weights unless `model.weights` names a hub repo, a folder or a "
+                   "`.safetensors` file with torchvision's key names.")
+    card = (f"# {model_id}\n\nThe `{arch}` architecture built into torchvision, used as a "
+            "backbone: hubtune replaces its last linear layer with one sized for your "
+            "classes (`head.task: image-classification`, data from a folder per class).\n\n"
+            f"{weights}\n\nFreezing works on its blocks as on any backbone; "
+            "`hubtune plan` lists them.")
+    return ModelDetails(
+        id=model_id, sha=None, task="image-classification", library="torchvision",
+        license="bsd-3-clause", gated=False, private=False, downloads=0, likes=0, updated=None,
+        parameters=b.parameters, files=(), download_size=0, card=card,
+        needs_remote_code=False, has_safetensors=True, heads=("image-classification",),
+        cached=b.weights is None or b.weights in cached,
+    )

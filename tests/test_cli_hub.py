@@ -70,6 +70,13 @@ def test_hub_errors_are_one_sentence_on_stderr(hub_server):
         ("cache", "rm", "hubtune-test/never"):
             "Error: Model hubtune-test/never is not in the local cache; `hubtune cache ls` "
             "lists what is.",
+        ("hub", "download", "torchvision:vit_b_16"):
+            "Error: torchvision:vit_b_16 has no pretrained weights to download: a run starts "
+            "it from random weights unless model.weights names some.",
+        # A backbone's weights come from the hub's copy, which this hub does not have.
+        ("hub", "download", "torchvision:resnet18"):
+            "Error: Model timm/resnet18.tv_in1k was not found on the hub; check the id "
+            "(org/name), or log in if it is private.",
     }
     for args, message in cases.items():
         result = hubtune(*args)
@@ -103,3 +110,14 @@ def test_token_never_reaches_the_database_or_logs(hub_server, sentiment_csv, tmp
     for path in hubtune_home.rglob("*"):
         if path.is_file():
             assert TOKEN.encode() not in path.read_bytes(), path
+
+
+def test_torchvision_backbones_are_searchable_and_described(hf_cache):
+    found = json.loads(hubtune("hub", "search", "resnet", "--library", "torchvision",
+                               "--json").stdout)
+    assert [r["id"] for r in found] == ["torchvision:resnet18", "torchvision:resnet34",
+                                        "torchvision:resnet50"]
+    info = json.loads(hubtune("hub", "info", "torchvision:resnet50", "--json").stdout)
+    assert (info["library"], info["parameters"], info["heads"]) == (
+        "torchvision", 25_557_032, ["image-classification"])
+    assert "timm/resnet50.tv_in1k" in info["card"]

@@ -82,8 +82,11 @@ def hub_info(repo: str, revision, as_json: bool) -> None:
 @click.option("--file", "files", multiple=True, metavar="PATTERN",
               help="Only these files (glob patterns); repeat for more.")
 def hub_download(repo: str, revision, files: tuple[str, ...]) -> None:
-    """Download a model's safetensors weights, config and tokenizer into the cache."""
-    from engine.hub import DownloadCancelled, HubError, download_model
+    """Download a model's safetensors weights, config and tokenizer into the cache
+    (for torchvision:ARCH, its default pretrained weights)."""
+    from engine.hub import DownloadCancelled, HubError, download_model, weights_repo
+
+    repo = weights_repo(repo)
 
     stop = threading.Event()
     started = time.monotonic()

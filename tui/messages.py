@@ -41,6 +41,8 @@ class HubSearchFinished(Message):
 
     query: str
     results: list
+    library: str | None = None
+    """The library filter it was made with; results for another are stale."""
 
 
 @dataclass

@@ -20,17 +20,12 @@ from torch import nn
 
 from engine.config import RunConfig
 from engine.errors import DataError, ModelError
+from engine.hub import TORCHVISION_WEIGHTS
 from engine.tasks.base import Task, TaskData, load_auto_model, mean_loss, write_head_file
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-TORCHVISION_WEIGHTS = {
-    # The weights torchvision itself publishes, as copies on the hub (same key names).
-    "resnet18": "timm/resnet18.tv_in1k",
-    "resnet34": "timm/resnet34.tv_in1k",
-    "resnet50": "timm/resnet50.tv_in1k",
-}
 
 
 class ImageExamples:

@@ -169,6 +169,21 @@ def test_torchvision_backbones_are_listed_without_the_hub(hf_cache):
     found = search_models("resnet", library="torchvision")
     assert [m.id for m in found] == ["torchvision:resnet18", "torchvision:resnet34",
                                      "torchvision:resnet50"]
+    # Usable offline only once the default weights are cached (none are, here).
+    assert [m.cached for m in found] == [False, False, False]
+    assert search_models("mobilenet_v3_small", library="torchvision")[0].cached
+
+
+def test_torchvision_details_come_from_torchvision_not_the_hub(hf_cache):
+    d = model_details("torchvision:resnet18", endpoint="http://127.0.0.1:9")  # never asked
+    assert (d.task, d.library, d.heads) == ("image-classification", "torchvision",
+                                            ("image-classification",))
+    assert d.parameters == 11_689_512 and not d.cached
+    assert "timm/resnet18.tv_in1k" in d.card and "last linear layer" in d.card
+    random = model_details("torchvision:vit_b_16")
+    assert random.cached and "random weights" in random.card
+    with pytest.raises(HubError, match="not an offered torchvision backbone.*resnet18"):
+        model_details("torchvision:alexnet")
 
 
 def test_download_chosen_files_only(hub_server):

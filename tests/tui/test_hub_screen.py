@@ -101,3 +101,43 @@ async def test_local_models_verify_use_and_delete(hub_server, store, hf_cache):
         await wait_for(pilot, lambda: table.row_count == 0)
         assert list_cached() == []
         assert "The cache is empty" in str(screen.query_one("#models-summary").render())
+
+
+async def test_library_filter_and_torchvision_backbones(hub_server, store, hf_cache):
+    from textual.widgets import Input, Select
+
+    app = make_app(store=store, hub_endpoint=hub_server.url)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("2")
+        screen = app.screen
+        table = screen.query_one("#hub-results", DataTable)
+        await wait_for(pilot, lambda: table.row_count == 7)
+        library = screen.query_one("#hub-library", Select)
+        # Tab past the task filter to the library one; its options open on Enter.
+        await pilot.press("tab", "tab")
+        assert app.focused is library
+        await pilot.press("enter", "down", "down", "down", "enter")  # any, transformers, s-t, timm
+        assert library.value == "timm"
+        await wait_for(pilot, lambda: [k.value for k in table.rows] == ["hubtune-test/tiny-vit"])
+        await pilot.press("enter", "end", "enter")  # the last option: torchvision's backbones
+        assert library.value == "torchvision"
+        await wait_for(pilot, lambda: table.row_count == 8)
+        assert "torchvision:resnet18" in [k.value for k in table.rows]
+        # The first row is highlighted; its details are torchvision's, not the hub's.
+        summary = screen.query_one("#hub-summary", Static)
+        await wait_for(pilot, lambda: "11.7M parameters" in str(summary.render()))
+        assert "image-classification · torchvision" in str(summary.render())
+        assert "timm/resnet18.tv_in1k" in screen.query_one("#hub-card", Markdown).source
+        # A backbone without offered weights has nothing to download, and says so.
+        screen.query_one("#hub-query", Input).focus()
+        await pilot.press(*"vit_b", "enter")
+        await wait_for(pilot, lambda: [k.value for k in table.rows] == ["torchvision:vit_b_16"])
+        await wait_for(pilot, lambda: "torchvision:vit_b_16" in str(summary.render()))
+        await pilot.press("d")
+        assert any("no pretrained weights" in n.message for n in app._notifications)
+        assert screen.query_one("#download-row").has_class("-hidden")
+        await pilot.press("u")
+        await wait_for(pilot, lambda: app.screen.__class__.__name__ == "NewRunScreen")
+        assert app.screen.query_one("#f-model", Input).value == "torchvision:vit_b_16"
+        # No request for a torchvision id ever reached the hub.
+        assert not [p for _, p in hub_server.requests if "torchvision" in p]

@@ -150,3 +150,35 @@ def test_file_picker(snap_compare, size, tmp_path, monkeypatch):
         await pilot.pause(0.3)
 
     assert snap_compare(make_app(store=RunStore()), terminal_size=size, run_before=open_picker)
+
+
+@pytest.mark.parametrize("size", [(120, 40), (80, 24)])
+def test_compare_screen(snap_compare, size):
+    import json
+
+    store = RunStore()
+    ids = seed_runs(store)
+    # Distinct validation curves and configs, so the overlay and the diff show something.
+    for run_id, (top, lr) in zip((ids[0], ids[2]), ((0.731, 5e-5), (0.912, 1e-4)), strict=True):
+        store.log_metrics(run_id, [(s, s / 10, "val_accuracy", top * (1 - 0.5 / s), 0.0)
+                                   for s in range(10, 41, 10)])
+        config = json.loads(store.db.execute("SELECT config_json FROM runs WHERE id = ?",
+                                             [run_id]).fetchone()[0])
+        config["train"] = {"learning_rate": lr}
+        store.db.execute("UPDATE runs SET config_json = ? WHERE id = ?",
+                         [json.dumps(config), run_id])
+        store.db.conn.commit()
+
+    async def compare(pilot):
+        await _settle(pilot)
+        pilot.app.screen.select_run(ids[2])
+        await pilot.press("space")
+        pilot.app.screen.select_run(ids[0])
+        await pilot.press("space", "c")
+        for _ in range(600):
+            if pilot.app.screen.__class__.__name__ == "CompareScreen":
+                break
+            await pilot.pause(0.05)
+        await pilot.pause(0.3)
+
+    assert snap_compare(make_app(store=store), terminal_size=size, run_before=compare)

@@ -2,7 +2,9 @@
 
 Search and details run in exclusive thread workers (the newest request
 wins); a download runs in its own worker that reports bytes through
-coalescing messages and stops when its event is set.
+coalescing messages and stops when its event is set. The torchvision
+"library" lists built-in backbones instead: that needs torch, so it runs on
+the app's engine thread (see tui/engine_thread), never in a second thread.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import time
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, VerticalScroll
+from textual.containers import Container, Horizontal, VerticalScroll
 from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import (
@@ -41,11 +43,16 @@ from tui.messages import (
 TASKS = ("text-classification", "fill-mask", "sentence-similarity", "feature-extraction",
          "token-classification", "question-answering", "text-generation",
          "text2text-generation", "translation", "summarization", "image-classification")
+LIBRARIES = (("transformers", "transformers"), ("sentence-transformers", "sentence-transformers"),
+             ("timm", "timm"), ("peft", "peft"), ("torchvision (built in)", "torchvision"))
 SEARCH_DEBOUNCE_S = 0.3
 
 
 class HubScreen(Screen):
     """Find a model on the hub and put it in the local cache."""
+
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (100, "-wide")]
+    """Below 100 columns the filters go under the search box."""
 
     BINDINGS = [
         Binding("slash", "focus_search", "Search"),
@@ -67,9 +74,10 @@ class HubScreen(Screen):
 
     def compose(self) -> ComposeResult:
         yield Header()
-        with Horizontal(id="hub-bar"):
+        with Container(id="hub-bar"):
             yield Input(placeholder="Search the hub…", id="hub-query")
             yield Select([(t, t) for t in TASKS], prompt="any task", id="hub-task")
+            yield Select(LIBRARIES, prompt="any library", id="hub-library")
             yield Select([("most downloaded", "downloads"), ("most liked", "likes"),
                           ("recently updated", "updated")], value="downloads",
                          allow_blank=False, id="hub-sort")
@@ -113,29 +121,44 @@ class HubScreen(Screen):
     def _search_now(self) -> None:
         self._search(self.query_one("#hub-query", Input).value.strip())
 
-    def _filters(self) -> tuple[str | None, str]:
+    def _filters(self) -> tuple[str | None, str | None, str]:
         task = self.query_one("#hub-task", Select).value
+        library = self.query_one("#hub-library", Select).value
         sort = self.query_one("#hub-sort", Select).value
-        return (task if isinstance(task, str) else None), str(sort)
+        return (task if isinstance(task, str) else None,
+                library if isinstance(library, str) else None, str(sort))
 
     def _search(self, query: str) -> None:
         # Filters are read here, on the UI thread; the worker gets plain values.
-        task, sort = self._filters()
-        self._search_worker(query, task, sort)
+        task, library, sort = self._filters()
+        if library == "torchvision":
+            def job():
+                from engine.hub import search_models
+
+                return (self.post_message,
+                        HubSearchFinished(query, search_models(query, library=library),
+                                          library))
+
+            self.app.engine.submit(job)
+            return
+        self._search_worker(query, task, library, sort)
 
     @work(thread=True, exclusive=True, group="hub-search", exit_on_error=False)
-    def _search_worker(self, query: str, task: str | None, sort: str) -> None:
+    def _search_worker(self, query: str, task: str | None, library: str | None,
+                       sort: str) -> None:
         from engine.hub import HubError, search_models
 
         try:
-            results = search_models(query, task=task, sort=sort, limit=50,
+            results = search_models(query, task=task, library=library, sort=sort, limit=50,
                                     endpoint=self.endpoint)
         except HubError as exc:
             self.post_message(HubFailed(str(exc)))
             return
-        self.post_message(HubSearchFinished(query, results))
+        self.post_message(HubSearchFinished(query, results, library))
 
     def on_hub_search_finished(self, msg: HubSearchFinished) -> None:
+        if msg.library != self._filters()[1]:
+            return  # made before the library filter changed
         table = self.query_one("#hub-results", DataTable)
         table.clear()
         self._results = {m.id: m for m in msg.results}
@@ -157,7 +180,18 @@ class HubScreen(Screen):
         if repo and repo != self._selected:
             self._selected = repo
             self.query_one("#hub-summary", Static).update(f"[b]{repo}[/b]\nloading…")
-            self._load_details(repo)
+            if repo.startswith("torchvision:"):
+                self._load_backbone_details(repo)
+            else:
+                self._load_details(repo)
+
+    def _load_backbone_details(self, model_id: str) -> None:
+        def job():
+            from engine.hub import torchvision_details
+
+            return (self.post_message, ModelDetailsLoaded(torchvision_details(model_id)))
+
+        self.app.engine.submit(job)
 
     @work(thread=True, exclusive=True, group="hub-details", exit_on_error=False)
     def _load_details(self, repo: str) -> None:
@@ -230,12 +264,20 @@ class HubScreen(Screen):
             self.notify(f"{self._downloading} is still downloading; press c to cancel it.",
                         severity="warning")
             return
+        from engine.hub import HubError, weights_repo  # torch-free
+
+        try:
+            fetch = weights_repo(repo)
+        except HubError as exc:
+            self.notify(str(exc), severity="warning", timeout=8)
+            return
         self._downloading = repo
         self._download_stop = threading.Event()
         self.query_one("#download-row").remove_class("-hidden")
         self.query_one("#download-bar", ProgressBar).update(total=None, progress=0)
-        self.query_one("#download-label", Label).update(f"{repo}: starting…")
-        self._download(repo, self._download_stop)
+        self.query_one("#download-label", Label).update(
+            f"{repo}: starting…" if fetch == repo else f"{repo}: weights from {fetch}, starting…")
+        self._download(repo, fetch, self._download_stop)
 
     async def action_use_model(self) -> None:
         if self._selected is None:
@@ -248,7 +290,8 @@ class HubScreen(Screen):
             self._download_stop.set()
 
     @work(thread=True, group="download", exit_on_error=False)
-    def _download(self, repo: str, stop: threading.Event) -> None:
+    def _download(self, repo: str, fetch: str, stop: threading.Event) -> None:
+        """Fetch `fetch` (the weights repo of a torchvision backbone, else `repo` itself)."""
         from engine.hub import DownloadCancelled, HubError, download_model
 
         started = time.monotonic()
@@ -258,7 +301,7 @@ class HubScreen(Screen):
             self.post_message(DownloadProgressed(repo, done, total, rate))
 
         try:
-            path = download_model(repo, progress=progress, stop=stop, endpoint=self.endpoint)
+            path = download_model(fetch, progress=progress, stop=stop, endpoint=self.endpoint)
         except DownloadCancelled:
             self.post_message(DownloadStopped(repo, f"Cancelled {repo}; nothing partial was kept.",
                                               cancelled=True))
@@ -294,4 +337,7 @@ class HubScreen(Screen):
         if repo in self._results:
             table.update_cell(repo, "cached", "✓")
         if repo == self._selected:
-            self._load_details(repo)
+            if repo.startswith("torchvision:"):
+                self._load_backbone_details(repo)
+            else:
+                self._load_details(repo)
