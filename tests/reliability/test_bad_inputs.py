@@ -77,16 +77,34 @@ def engine_error(cfg_path: Path) -> str:
 
 
 @pytest.mark.parametrize("name", sorted(DATA_CASES))
-def test_bad_data_file(name, tmp_path, tiny_bert, store):
-    kept = store.create_run({"keep": True}, name="earlier")
-    cfg = data_config(tmp_path, tiny_bert, CORPUS / name)
-    message = engine_error(cfg)
+def test_bad_data_file(name, tmp_path, tiny_bert):
+    message = engine_error(data_config(tmp_path, tiny_bert, CORPUS / name))
     assert DATA_CASES[name] in message and "\n" not in message
-    result = cli("train", str(cfg))
-    assert result.returncode == 1 and "Traceback" not in result.stderr
-    last = result.stderr.strip().splitlines()[-1]
-    assert last.startswith("Error: ") and DATA_CASES[name] in last
+
+
+def test_bad_data_files_through_the_cli(tmp_path, tiny_bert, store):
+    """Every data case through `hubtune train` and its worker, as a user runs it.
+
+    The commands run side by side (they share only the store, which takes
+    concurrent writers): one after another they took a minute, almost all of
+    it each worker importing torch.
+    """
+    kept = store.create_run({"keep": True}, name="earlier")
+    running = {}
+    for name in sorted(DATA_CASES):
+        (tmp_path / name).mkdir()
+        cfg = data_config(tmp_path / name, tiny_bert, CORPUS / name)
+        running[name] = subprocess.Popen(
+            [sys.executable, "-m", "tui.cli", "train", str(cfg)], stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True, cwd=REPO, env=os.environ.copy())
+    for name, proc in running.items():
+        _, stderr = proc.communicate(timeout=300)
+        assert proc.returncode == 1 and "Traceback" not in stderr, name
+        last = stderr.strip().splitlines()[-1]
+        assert last.startswith("Error: ") and DATA_CASES[name] in last, name
     assert store.get_run(kept).name == "earlier"  # nothing stored is lost
+    failed = [r for r in store.list_runs() if r.status == "failed"]
+    assert len(failed) == len(DATA_CASES) - 1  # a missing file fails before a run is made
 
 
 @pytest.mark.parametrize("name", sorted(CONFIG_CASES))
