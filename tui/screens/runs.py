@@ -87,7 +87,7 @@ class RunsScreen(Screen):
             yield Input(placeholder="Search runs by name, model, task, dataset, tag…",
                         id="run-search", classes="-hidden")
             yield DataTable(id="runs-table", cursor_type="row", zebra_stripes=True)
-            yield Static("No runs yet. Start one with `hubtune train CONFIG`.",
+            yield Static("No runs yet: press 3 to set one up, or run `hubtune train CONFIG`.",
                          id="runs-empty")
         yield RunDetail(id="run-detail")
         yield Footer()
