@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import sqlite3
+import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -42,6 +43,10 @@ SORT_KEYS = {
     "task": "task",
     "id": "id",
 }
+
+_HEADER_CHECKED: set[Path] = set()
+"""Database files this process has checked the header of (RunStore._check_is_sqlite)."""
+_HEADER_LOCK = threading.Lock()
 
 MetricRow = tuple[int, float | None, str, float, float]
 """(step, epoch, name, value, time_unix) as handed to `log_metrics`."""
@@ -86,14 +91,23 @@ class RunStore:
             )
 
     def _check_is_sqlite(self) -> None:
-        # Refuse before sqlite touches it, so a wrong path is never modified.
-        if self.path.exists() and self.path.stat().st_size > 0:
-            with open(self.path, "rb") as fh:
-                if fh.read(16) != b"SQLite format 3\x00":
-                    raise StoreError(
-                        f"{self.path} is not a hubtune database (not an SQLite file); "
-                        "move it away or set HUBTUNE_HOME to another folder."
-                    )
+        # Refuse before sqlite touches it, so a wrong path is never modified. Once per
+        # process, before its first connection: closing any descriptor of the file
+        # drops every POSIX lock the process holds on it, SQLite's included, and the
+        # next process to close its last connection would then take itself for the
+        # database's last user and delete the WAL this one still reads.
+        key = self.path.resolve()
+        with _HEADER_LOCK:
+            if key in _HEADER_CHECKED:
+                return
+            if self.path.exists() and self.path.stat().st_size > 0:
+                with open(self.path, "rb") as fh:
+                    if fh.read(16) != b"SQLite format 3\x00":
+                        raise StoreError(
+                            f"{self.path} is not a hubtune database (not an SQLite file); "
+                            "move it away or set HUBTUNE_HOME to another folder."
+                        )
+            _HEADER_CHECKED.add(key)
 
     def _migrate(self) -> None:
         # Two processes opening a fresh database at once must not both run

@@ -392,3 +392,23 @@ def test_fork_keeps_the_parent_and_applies_the_new_config(store):
     store.finish(parent, "completed")
     store.delete_run(parent)
     assert store.get_run(child).parent_id is None
+
+
+def test_a_second_store_in_a_process_keeps_the_wal_of_the_first(tmp_path):
+    """Closing any descriptor of the database file drops every POSIX lock the process
+    holds on it, SQLite's included. Opening a second store (the TUI's poll thread, a
+    worker's writer thread) must not do that: a worker exiting next would take itself
+    for the last user and delete the WAL under the first store, whose reads then fail
+    with "disk I/O error" or return stale rows (seen as a resumed run stuck `queued`)."""
+    path = tmp_path / "shared.db"
+    first = RunStore(path)
+    run_id = first.create_run({"a": 1})
+    RunStore(path).close()  # as another thread of this process does
+    code = ("import sys; from store import RunStore; s = RunStore(sys.argv[1]); "
+            "s.finish(int(sys.argv[2]), 'completed'); s.close()")
+    subprocess.run([sys.executable, "-c", code, str(path), str(run_id)], check=True,
+                   timeout=60)
+    assert (tmp_path / "shared.db-wal").exists() and (tmp_path / "shared.db-shm").exists()
+    assert first.get_run(run_id).status == "completed"  # the other process's write is seen
+    with sqlite3.connect(path) as fresh:
+        assert fresh.execute("SELECT status FROM runs").fetchone()[0] == "completed"

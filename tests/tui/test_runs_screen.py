@@ -327,3 +327,41 @@ def test_compare_marks_the_lowest_perplexity_and_loss_but_the_highest_accuracy()
     assert _best("final_accuracy", [0.7, 0.9]) == 0.9
     assert _best("best_micro_f1", [0.2, 0.6]) == 0.6
     assert _best("steps", [10, 20]) is None
+
+
+async def test_stop_resume_and_stop_again_from_elsewhere(store, tiny_bert, sentiment_csv,
+                                                         tmp_path):
+    """A real worker stopped from the TUI, resumed with R, then stopped by the CLI: each
+    process sees the others' writes (a resumed worker once missed them all, see
+    tests/store: a second store in a process used to drop the first one's locks)."""
+    import subprocess
+    import sys
+
+    from tests_helpers import config_for
+
+    from engine.worker import start_run
+
+    run_id = start_run(store, config_for(tmp_path, tiny_bert, sentiment_csv, epochs=200))
+    app = make_app(store=store)
+    async with app.run_test(size=(120, 40)) as pilot:
+        table = app.screen.query_one(DataTable)
+
+        def status() -> str:
+            return str(table.get_cell(str(run_id), "status")) if table.row_count else ""
+
+        await wait_for(pilot, lambda: "loss" in store.latest_metrics(run_id), timeout=120)
+        await pilot.press("s")
+        await wait_for(pilot, lambda: app.screen.__class__.__name__ == "ConfirmScreen")
+        await pilot.press("y")
+        await wait_for(pilot, lambda: status() == "stopped", timeout=60)
+        stopped_at = store.get_run(run_id).summary.get("steps", 0)
+        await pilot.press("R")
+        await wait_for(pilot, lambda: status() == "running", timeout=60)
+        await wait_for(pilot, lambda: store.get_run(run_id).stop_requested is False
+                       and len(store.series(run_id, "loss").steps) > stopped_at, timeout=60)
+        cli = subprocess.run([sys.executable, "-m", "tui.cli", "runs", "stop", str(run_id)],
+                             capture_output=True, text=True, timeout=60, env=os.environ.copy())
+        assert cli.returncode == 0, cli.stderr
+        await wait_for(pilot, lambda: status() == "stopped", timeout=60)
+        assert store.get_run(run_id).status == "stopped"
+        assert [e.message for e in store.events(run_id)].count("Run stopped") == 2
