@@ -274,7 +274,11 @@ def run_worker(run_id: int, db_file: Path, *, resume: bool = False) -> int:
             traceback.print_exc()
     if error:
         store.add_event(run_id, error, "error")
-    store.add_event(run_id, f"Run {status}", "info")
+    ending = f"Run {status}"
+    if status == "stopped" and summary and summary.get("steps") is not None:
+        ending += (f" at step {summary['steps']}; R in the TUI or `hubtune runs resume {run_id}` "
+                   "continues it from there")
+    store.add_event(run_id, ending, "info")
     store.finish(run_id, status, summary=summary, error=error)
     store.close()
     return 0 if status in ("completed", "stopped") else 1

@@ -41,6 +41,9 @@ async def test_search_as_you_type_details_and_download(hub_server, store, hf_cac
 
 
 async def test_cancel_a_download(slow_hub_server, store, hf_cache):
+    # 12 s for the 24 MiB file: at the fixture's 8 MiB/s it once finished before a
+    # loaded machine got to the c.
+    slow_hub_server.throttle_bytes_per_s = 2 << 20
     app = make_app(store=store, hub_endpoint=slow_hub_server.url)
     async with app.run_test(size=(140, 40)) as pilot:
         await pilot.press("2")
@@ -57,7 +60,8 @@ async def test_cancel_a_download(slow_hub_server, store, hf_cache):
         await wait_for(pilot, lambda: not screen.query_one("#download-row").has_class("-hidden"))
         await pilot.press("c")
         await wait_for(pilot, lambda: screen.query_one("#download-row").has_class("-hidden"))
-        assert any("Cancelled hubtune-test/big" in n.message for n in app._notifications)
+        assert any("Cancelled hubtune-test/big" in n.message for n in app._notifications), \
+            [n.message for n in app._notifications]
         assert not list(hf_cache.rglob("*.incomplete"))
 
 

@@ -364,4 +364,6 @@ async def test_stop_resume_and_stop_again_from_elsewhere(store, tiny_bert, senti
         assert cli.returncode == 0, cli.stderr
         await wait_for(pilot, lambda: status() == "stopped", timeout=60)
         assert store.get_run(run_id).status == "stopped"
-        assert [e.message for e in store.events(run_id)].count("Run stopped") == 2
+        endings = [e.message for e in store.events(run_id) if e.message.startswith("Run ")]
+        assert len(endings) == 2 and all(m.startswith("Run stopped at step ") and
+                                         "runs resume" in m for m in endings)
