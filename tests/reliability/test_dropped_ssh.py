@@ -84,7 +84,7 @@ def test_run_survives_the_terminal_and_a_new_tui_shows_it(tmp_path, tiny_bert, s
     cfg = tmp_path / "long.yaml"
     cfg.write_text(f"name: survives-hangup\nmodel: {{id: {tiny_bert}}}\n"
                    f"data: {{train: {sentiment_csv}, max_length: 32}}\n"
-                   "train: {epochs: 300, batch_size: 16, log_every: 1, learning_rate: 1.0e-3,"
+                   "train: {epochs: 120, batch_size: 16, log_every: 1, learning_rate: 1.0e-3,"
                    " eval_every: 400}\n")
     env = os.environ.copy()
     env.update(TERM="xterm-256color", HUBTUNE_HOME=str(hubtune_home))

@@ -19,7 +19,7 @@ async def test_four_runs_and_a_live_tui(store, tiny_bert, sentiment_csv):
         cfg = RunConfig.from_dict({
             "name": f"load-{i}", "model": {"id": str(tiny_bert)},
             "data": {"train": str(sentiment_csv), "max_length": 32},
-            "train": {"epochs": 6, "batch_size": 16, "log_every": 1, "seed": i,
+            "train": {"epochs": 3, "batch_size": 16, "log_every": 1, "seed": i,
                       "checkpoint_every": 10},
         })
         ids.append(start_run(store, cfg))
