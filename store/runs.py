@@ -259,7 +259,9 @@ class RunStore:
 
     def requeue(self, run_id: int) -> None:
         """Make a finished run `queued` again, for a resume."""
-        self._update(run_id, status="queued", stop_requested=0, finished_utc=None, error=None)
+        # Its clock restarts when the worker starts (mark_started); no time ticks while queued.
+        self._update(run_id, status="queued", stop_requested=0, started_utc=None,
+                     finished_utc=None, error=None)
 
     def truncate_after(self, run_id: int, step: int) -> None:
         """Drop metrics and checkpoints recorded after `step` (a resume replays them)."""
