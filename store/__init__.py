@@ -6,6 +6,7 @@ torch, transformers or the engine, so any process (the TUI, the CLI, a
 training worker) can open it cheaply.
 """
 
+from store import _sqlite_utils  # noqa: F401  (first: it imports sqlite-utils lean)
 from store.errors import StoreError
 from store.paths import data_dir, db_path, run_dir
 from store.records import Checkpoint, Comparison, EventRecord, Run, Series, SeriesTail

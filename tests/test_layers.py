@@ -63,6 +63,16 @@ def test_store_imports_neither_torch_nor_textual():
     assert _loaded_after_import("store") == []
 
 
+def test_the_store_loads_no_dataframe_library_and_leaves_them_importable():
+    code = ("import sys, store, sqlite_utils.db as db\n"
+            "print(sorted(m for m in ('pandas', 'numpy', 'pyarrow') if m in sys.modules), "
+            "db.pd, db.np)\n"
+            "import pandas, numpy\nprint(pandas.DataFrame({'a': [1]}).shape)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, timeout=120, cwd=REPO)
+    assert out.stdout.split("\n")[:2] == ["[] None None", "(1, 1)"]
+
+
 def test_help_does_not_import_torch():
     code = (
         "import sys\nfrom tui.cli import cli\n"
