@@ -60,8 +60,9 @@ async def test_cancel_a_download(slow_hub_server, store, hf_cache):
         await wait_for(pilot, lambda: not screen.query_one("#download-row").has_class("-hidden"))
         await pilot.press("c")
         await wait_for(pilot, lambda: screen.query_one("#download-row").has_class("-hidden"))
-        assert any("Cancelled hubtune-test/big" in n.message for n in app._notifications), \
-            [n.message for n in app._notifications]
+        # notify() posts a message: the toast lands a moment after the row hides.
+        await wait_for(pilot, lambda: any("Cancelled hubtune-test/big" in n.message
+                                          for n in app._notifications))
         assert not list(hf_cache.rglob("*.incomplete"))
 
 
@@ -138,7 +139,8 @@ async def test_library_filter_and_torchvision_backbones(hub_server, store, hf_ca
         await wait_for(pilot, lambda: [k.value for k in table.rows] == ["torchvision:vit_b_16"])
         await wait_for(pilot, lambda: "torchvision:vit_b_16" in str(summary.render()))
         await pilot.press("d")
-        assert any("no pretrained weights" in n.message for n in app._notifications)
+        await wait_for(pilot, lambda: any("no pretrained weights" in n.message
+                                          for n in app._notifications))
         assert screen.query_one("#download-row").has_class("-hidden")
         await pilot.press("u")
         await wait_for(pilot, lambda: app.screen.__class__.__name__ == "NewRunScreen")

@@ -127,7 +127,7 @@ async def test_layer_tree_shows_the_plan_and_freezes_a_group(store, tiny_bert, s
         await type_into(pilot, "f-model", str(tiny_bert))
         await type_into(pilot, "f-train-file", str(sentiment_csv))
         tree = screen.query_one("#layer-tree", Tree)
-        await wait_for(pilot, lambda: len(tree.root.children) == 5, timeout=60)
+        await wait_for(pilot, lambda: len(tree.root.children) == 5, timeout=120)
         labels = [str(n.label) for n in tree.root.children]
         assert [lab.split()[0] for lab in labels] == ["embeddings", "block.0", "block.1",
                                                      "other", "head"]
@@ -279,7 +279,8 @@ async def test_the_task_list_offers_the_heads_that_fit_the_model(store, tiny_ber
         await type_into(pilot, "f-model", str(tiny_vit))
         await wait_for(pilot, lambda: options() == ["image-classification"], timeout=60)
         assert task.value == "image-classification"  # text-classification did not fit
-        assert any("does not fit" in n.message for n in app._notifications)
+        await wait_for(pilot, lambda: any("does not fit" in n.message
+                                          for n in app._notifications))
         await type_into(pilot, "f-model", str(tiny_bert))
         expected = heads_for(ModelSpec(id=str(tiny_bert)))
         await wait_for(pilot, lambda: set(options()) == set(expected), timeout=60)

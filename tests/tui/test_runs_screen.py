@@ -172,8 +172,8 @@ async def test_stopping_a_finished_run_is_a_plain_notice(store):
         await pilot.press("s")
         await pilot.pause(0.1)
         assert app.screen.__class__.__name__ == "RunsScreen"
-        assert any("only a running run can be stopped" in n.message
-                   for n in app._notifications)
+        await wait_for(pilot, lambda: any("only a running run can be stopped" in n.message
+                                          for n in app._notifications))
 
 
 async def test_help_screen_opens_and_closes(store):
@@ -192,7 +192,8 @@ async def test_mark_two_runs_and_compare_them(store):
         table = app.screen.query_one(DataTable)
         await wait_for(pilot, lambda: table.row_count == 3)
         await pilot.press("c")
-        assert any("Mark two or more runs" in n.message for n in app._notifications)
+        await wait_for(pilot, lambda: any("Mark two or more runs" in n.message
+                                          for n in app._notifications))
         await pilot.press("space", "space")  # marks run 3, moves down, marks run 2
         assert app.screen.marked == {ids[2], ids[1]}
         assert str(table.get_cell(str(ids[2]), "id")).startswith("●")
