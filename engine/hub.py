@@ -575,15 +575,21 @@ def _torchvision_backbone(arch: str) -> TorchvisionBackbone:
                                TORCHVISION_WEIGHTS.get(arch))
 
 
+def backbone_arch(model_id: str) -> str:
+    """The architecture of `torchvision:<arch>`; HubError naming the offered ones otherwise."""
+    arch = model_id.removeprefix("torchvision:")
+    if arch not in TORCHVISION_BACKBONES:
+        raise HubError(f"{model_id} is not an offered torchvision backbone; use one of "
+                       f"{', '.join('torchvision:' + a for a in TORCHVISION_BACKBONES)}.")
+    return arch
+
+
 def weights_repo(model_id: str) -> str:
     """The hub repo to download for `model_id`: itself, or a torchvision backbone's
     default weights repo (HubError for one that has none)."""
     if not model_id.startswith("torchvision:"):
         return model_id
-    arch = model_id.removeprefix("torchvision:")
-    if arch not in TORCHVISION_BACKBONES:
-        raise HubError(f"{model_id} is not an offered torchvision backbone; use one of "
-                       f"{', '.join('torchvision:' + a for a in TORCHVISION_BACKBONES)}.")
+    arch = backbone_arch(model_id)
     if arch not in TORCHVISION_WEIGHTS:
         raise HubError(f"{model_id} has no pretrained weights to download: a run starts it "
                        "from random weights unless model.weights names some.")
@@ -592,11 +598,8 @@ def weights_repo(model_id: str) -> str:
 
 def torchvision_details(model_id: str) -> ModelDetails:
     """A built-in torchvision backbone described as a hub model is: nothing is fetched."""
-    arch = model_id.removeprefix("torchvision:")
-    if arch not in TORCHVISION_BACKBONES:
-        weights_repo(model_id)  # raises, naming the offered ones
-    b = _torchvision_backbone(arch)
-    cached = {m.id: m for m in list_cached() if m.has_weights}
+    b = _torchvision_backbone(arch := backbone_arch(model_id))
+    cached = {m.id for m in list_cached() if m.has_weights}
     if b.weights:
         where = ("in the local cache" if b.weights in cached
                  else "downloaded by `d` here, or by the run that needs them")

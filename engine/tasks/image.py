@@ -195,12 +195,12 @@ class ImageTask(Task):
         """(mean, std, size), and the model folder (None for torchvision)."""
         ref = cfg.model.id
         if ref.startswith("torchvision:"):
-            from engine.hub import TORCHVISION_BACKBONES
+            from engine.hub import HubError, backbone_arch
 
-            arch = ref.removeprefix("torchvision:")
-            if arch not in TORCHVISION_BACKBONES:
-                raise ModelError(f"{ref} is not an offered torchvision backbone; use one of "
-                                 f"{', '.join('torchvision:' + a for a in TORCHVISION_BACKBONES)}.")
+            try:
+                arch = backbone_arch(ref)
+            except HubError as exc:  # a model choice, reported as one
+                raise ModelError(str(exc)) from None
             return {"mean": IMAGENET_MEAN, "std": IMAGENET_STD,
                     "size": cfg.data.image_size or 224, "arch": arch}, None
         from engine.models import check_loadable, resolve_model_path

@@ -180,16 +180,19 @@ class HubScreen(Screen):
         if repo and repo != self._selected:
             self._selected = repo
             self.query_one("#hub-summary", Static).update(f"[b]{repo}[/b]\nloading…")
-            if repo.startswith("torchvision:"):
-                self._load_backbone_details(repo)
-            else:
-                self._load_details(repo)
+            self._show_model(repo)
 
-    def _load_backbone_details(self, model_id: str) -> None:
+    def _show_model(self, repo: str) -> None:
+        """Load `repo`'s details: from the hub, or a torchvision backbone's on the engine
+        thread (it needs torch)."""
+        if not repo.startswith("torchvision:"):
+            self._load_details(repo)
+            return
+
         def job():
             from engine.hub import torchvision_details
 
-            return (self.post_message, ModelDetailsLoaded(torchvision_details(model_id)))
+            return (self.post_message, ModelDetailsLoaded(torchvision_details(repo)))
 
         self.app.engine.submit(job)
 
@@ -337,7 +340,4 @@ class HubScreen(Screen):
         if repo in self._results:
             table.update_cell(repo, "cached", "✓")
         if repo == self._selected:
-            if repo.startswith("torchvision:"):
-                self._load_backbone_details(repo)
-            else:
-                self._load_details(repo)
+            self._show_model(repo)
