@@ -71,14 +71,19 @@ def literal(text: object) -> str:
     brackets in it are shown, never read as styles (a stray `[/x]` would raise)."""
     from textual.markup import escape
 
-    return escape(str(text))
+    from tui.safe_text import printable
+
+    return escape(printable(text))
 
 
 def cell(text: str):
-    """A DataTable cell shown exactly as written (str cells are parsed as markup)."""
+    """A DataTable cell shown as written (str cells are parsed as markup), control
+    characters escaped (tui.safe_text)."""
     from rich.text import Text
 
-    return Text(text)
+    from tui.safe_text import printable
+
+    return Text(printable(text))
 
 
 SHORT_METRIC = {"accuracy": "acc", "perplexity": "ppl", "micro_f1": "µF1", "macro_f1": "F1",
