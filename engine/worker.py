@@ -25,7 +25,7 @@ from pathlib import Path
 from engine.config import RunConfig
 from engine.errors import HubtuneError
 from engine.events import CheckpointSaved, EvalFinished, Event, Note, RunPrepared, StepLogged
-from store import RunStore, run_dir
+from store import LeaseLost, RunStore, run_dir
 
 FLUSH_INTERVAL_S = 0.5
 """How often buffered metrics are committed: a few times a second at most."""
@@ -64,7 +64,7 @@ def start_run(
     if processes < 1:
         raise HubtuneError(f"--processes must be 1 or more, got {processes}.")
     (folder / LAUNCH_FILE).write_text(json.dumps({"processes": processes}))
-    _spawn(store, run_id, resume=False)
+    _spawn(store, run_id, store.get_run(run_id).lease, resume=False)
     return run_id
 
 
@@ -72,11 +72,12 @@ LAUNCH_FILE = "launch.json"
 """How the run's worker is launched (its process count), so a resume launches it the same way."""
 
 
-def worker_command(run_id: int, db_file: Path, *, resume: bool) -> list[str]:
+def worker_command(run_id: int, db_file: Path, lease: str, *, resume: bool) -> list[str]:
     """The worker's command line: plain Python, or torchrun for several processes."""
     launch = run_dir(run_id) / LAUNCH_FILE
     processes = json.loads(launch.read_text())["processes"] if launch.is_file() else 1
-    worker = ["-m", "engine.worker", str(run_id), str(db_file), *(["--resume"] if resume else [])]
+    worker = ["-m", "engine.worker", str(run_id), str(db_file), "--lease", lease,
+              *(["--resume"] if resume else [])]
     if processes == 1:
         return [sys.executable, *worker]
     return [sys.executable, "-m", "torch.distributed.run", "--standalone",
@@ -99,7 +100,11 @@ def resume_point(store: RunStore, run_id: int) -> Path | None:
 
 
 def resume_run(store: RunStore, run_id: int) -> Path:
-    """Restart a stopped, interrupted or failed run from its newest checkpoint."""
+    """Restart a stopped, interrupted or failed run from its newest checkpoint.
+
+    The run is requeued with a new lease in one conditional update, so of two
+    resumes racing (or a resume racing `rm`) exactly one starts a worker.
+    """
     store.reap_interrupted()
     run = store.get_run(run_id)
     if run.status in ("queued", "running"):
@@ -113,20 +118,27 @@ def resume_run(store: RunStore, run_id: int) -> Path:
         raise HubtuneError(
             f"Run {run_id} has no checkpoint to resume from; fork it to start again."
         )
-    store.requeue(run_id)
-    _spawn(store, run_id, resume=True)
+    lease = store.requeue(run_id)
+    _spawn(store, run_id, lease, resume=True)
     return checkpoint
 
 
-def _spawn(store: RunStore, run_id: int, *, resume: bool) -> None:
+def _spawn(store: RunStore, run_id: int, lease: str, *, resume: bool) -> None:
     folder = run_dir(run_id)
     env = dict(os.environ)
     env["HUBTUNE_HOME"] = str(store.path.parent)  # the worker must open the same database
     env.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     env.setdefault("TOKENIZERS_PARALLELISM", "false")
-    with open(folder / "worker.log", "ab") as log:
+    try:
+        log = open(folder / "worker.log", "ab")
+    except FileNotFoundError:
+        raise HubtuneError(f"Run {run_id} was deleted while it was being started.") from None
+    except OSError as exc:
+        raise HubtuneError(f"Cannot write the worker log in {folder} ({exc.strerror}); "
+                           "check that HUBTUNE_HOME is a writable folder.") from None
+    with log:
         proc = subprocess.Popen(
-            worker_command(run_id, store.path, resume=resume),
+            worker_command(run_id, store.path, lease, resume=resume),
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -134,15 +146,16 @@ def _spawn(store: RunStore, run_id: int, *, resume: bool) -> None:
             env=env,
             cwd=os.getcwd(),
         )
-    store.set_pid(run_id, proc.pid)
+    store.set_pid(run_id, proc.pid, lease)  # False if the worker already claimed the run
 
 
 class StoreSink:
     """Buffers events from the training thread; a side thread writes them."""
 
-    def __init__(self, db_file: Path, run_id: int, stop: threading.Event) -> None:
+    def __init__(self, db_file: Path, run_id: int, stop: threading.Event, lease: str) -> None:
         self.db_file = db_file
         self.run_id = run_id
+        self.lease = lease
         self.stop = stop
         self._lock = threading.Lock()
         self._metrics: list[tuple] = []
@@ -187,7 +200,8 @@ class StoreSink:
             # resume starts from a recorded checkpoint, so its series has no gap.
             self._wake.set()
             with self._committed_cv:
-                self._committed_cv.wait_for(lambda: self._committed >= ticket, timeout=60)
+                self._committed_cv.wait_for(
+                    lambda: self._committed >= ticket or self.error is not None, timeout=60)
 
     def _loop(self) -> None:
         store = RunStore(self.db_file)  # this thread's own connection
@@ -199,7 +213,7 @@ class StoreSink:
                 closing = self._closing.is_set()
                 self._flush(store)
                 if time.monotonic() - last_beat >= HEARTBEAT_INTERVAL_S:
-                    store.heartbeat(self.run_id)
+                    store.heartbeat(self.run_id, self.lease)
                     if store.stop_requested(self.run_id):
                         self.stop.set()
                     last_beat = time.monotonic()
@@ -207,6 +221,9 @@ class StoreSink:
                     return
         except BaseException as exc:  # surfaced by close(); the loop must not die silently
             self.error = exc
+            self.stop.set()  # a worker that cannot record (or lost its run) stops training
+            with self._committed_cv:
+                self._committed_cv.notify_all()
         finally:
             store.close()
 
@@ -217,14 +234,15 @@ class StoreSink:
             checkpoints, self._checkpoints = self._checkpoints, []
             ticket = self._queued
         if metrics:
-            store.log_metrics(self.run_id, metrics)
+            store.log_metrics(self.run_id, metrics, lease=self.lease)
         for c in checkpoints:
-            store.add_checkpoint(self.run_id, c.step, c.path, c.metric, is_best=c.is_best)
+            store.add_checkpoint(self.run_id, c.step, c.path, c.metric, is_best=c.is_best,
+                                 lease=self.lease)
         with self._committed_cv:
             self._committed = ticket
             self._committed_cv.notify_all()
         for level, message in notes:
-            store.add_event(self.run_id, message, level)
+            store.add_event(self.run_id, message, level, lease=self.lease)
 
     def close(self) -> None:
         self._closing.set()
@@ -234,26 +252,35 @@ class StoreSink:
             raise self.error
 
 
-def run_worker(run_id: int, db_file: Path, *, resume: bool = False) -> int:
-    """Train run `run_id` to the end, recording everything; returns an exit code."""
+def run_worker(run_id: int, db_file: Path, lease: str, *, resume: bool = False) -> int:
+    """Train run `run_id` to the end, recording everything; returns an exit code.
+
+    The worker first claims the run with `lease` (queued -> running, atomically);
+    a worker that loses the claim, or later finds its run deleted or handed to
+    another worker, exits without writing to it.
+    """
     if int(os.environ.get("RANK", "0")) != 0:
         return _run_follower(run_id, db_file, resume=resume)
     store = RunStore(db_file)
-    run = store.get_run(run_id)
     from engine.environment import capture_environment
 
-    resume_from = resume_point(store, run_id) if resume else None
-    if resume_from is not None:
-        # Rows logged after the checkpoint are replayed by the resumed run.
-        step = int(resume_from.name.split("-")[1])
-        store.truncate_after(run_id, step)
-
-    store.mark_started(run_id, pid=os.getpid(), host=socket.gethostname(),
-                       env=capture_environment())
+    try:
+        store.claim(run_id, lease, pid=os.getpid(), host=socket.gethostname(),
+                    env=capture_environment())
+        run = store.get_run(run_id)
+        resume_from = resume_point(store, run_id) if resume else None
+        if resume_from is not None:
+            # Rows logged after the checkpoint are replayed by the resumed run.
+            step = int(resume_from.name.split("-")[1])
+            store.truncate_after(run_id, step, lease=lease)
+    except LeaseLost as exc:
+        print(exc, file=sys.stderr)
+        store.close()
+        return EXIT_NOT_OURS
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
-    sink = StoreSink(db_file, run_id, stop)
+    sink = StoreSink(db_file, run_id, stop, lease)
     sink.start()
     status, summary, error = "failed", None, None
     try:
@@ -270,18 +297,31 @@ def run_worker(run_id: int, db_file: Path, *, resume: bool = False) -> int:
     finally:
         try:
             sink.close()
+        except LeaseLost as exc:
+            print(exc, file=sys.stderr)
+            store.close()
+            return EXIT_NOT_OURS
         except Exception:
             traceback.print_exc()
-    if error:
-        store.add_event(run_id, error, "error")
-    ending = f"Run {status}"
-    if status == "stopped" and summary and summary.get("steps") is not None:
-        ending += (f" at step {summary['steps']}; R in the TUI or `hubtune runs resume {run_id}` "
-                   "continues it from there")
-    store.add_event(run_id, ending, "info")
-    store.finish(run_id, status, summary=summary, error=error)
-    store.close()
+    try:
+        if error:
+            store.add_event(run_id, error, "error", lease=lease)
+        ending = f"Run {status}"
+        if status == "stopped" and summary and summary.get("steps") is not None:
+            ending += (f" at step {summary['steps']}; R in the TUI or "
+                       f"`hubtune runs resume {run_id}` continues it from there")
+        store.add_event(run_id, ending, "info", lease=lease)
+        store.finish(run_id, status, summary=summary, error=error, lease=lease)
+    except LeaseLost as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_NOT_OURS
+    finally:
+        store.close()
     return 0 if status in ("completed", "stopped") else 1
+
+
+EXIT_NOT_OURS = 3
+"""The worker's exit code when its run was deleted or handed to another worker."""
 
 
 def _run_follower(run_id: int, db_file: Path, *, resume: bool) -> int:
@@ -303,16 +343,20 @@ def _run_follower(run_id: int, db_file: Path, *, resume: bool) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    resume = "--resume" in args
-    args = [a for a in args if a != "--resume"]
-    run_id = int(args[0])
-    db_file = Path(args[1]) if len(args) > 1 else None
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m engine.worker")
+    parser.add_argument("run_id", type=int)
+    parser.add_argument("db_file", type=Path, nargs="?")
+    parser.add_argument("--lease", required=True, help="the run's lease (RunStore.claim)")
+    parser.add_argument("--resume", action="store_true")
+    args = parser.parse_args(argv)
+    db_file = args.db_file
     if db_file is None:
         from store import db_path
 
         db_file = db_path()
-    return run_worker(run_id, db_file, resume=resume)
+    return run_worker(args.run_id, db_file, args.lease, resume=args.resume)
 
 
 if __name__ == "__main__":

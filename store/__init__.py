@@ -7,7 +7,7 @@ training worker) can open it cheaply.
 """
 
 from store import _sqlite_utils  # noqa: F401  (first: it imports sqlite-utils lean)
-from store.errors import StoreError
+from store.errors import LeaseLost, StoreError
 from store.paths import data_dir, db_path, run_dir
 from store.records import Checkpoint, Comparison, EventRecord, Run, Series, SeriesTail
 from store.runs import STATUSES, TERMINAL_STATUSES, RunStore
@@ -18,6 +18,7 @@ __all__ = [
     "Checkpoint",
     "Comparison",
     "EventRecord",
+    "LeaseLost",
     "Run",
     "RunStore",
     "Series",

@@ -116,4 +116,55 @@ def m002_metric_packs(db: Database) -> None:
     flush()
 
 
+@migrations()
+def m003_run_ids_never_reused(db: Database) -> None:
+    """`runs.id` becomes AUTOINCREMENT, and a `lease` column holds the worker's claim.
+
+    A plain INTEGER PRIMARY KEY hands a deleted run's id to the next run, so a
+    late worker of the deleted run could write into the new one and both would
+    share `runs/<id>/`. SQLite can only add AUTOINCREMENT by rebuilding the table.
+    The counter starts above every id this database or its data folder has seen:
+    the runs left, rows that still name a run, and the `runs/<id>` folders.
+    """
+    conn = db.conn
+    columns = [row[1] for row in conn.execute("PRAGMA table_info(runs)")]
+    conn.execute(
+        "CREATE TABLE runs_new ("
+        " id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT, status TEXT NOT NULL DEFAULT 'queued',"
+        " created_utc TEXT NOT NULL, started_utc TEXT, finished_utc TEXT, parent_id INTEGER,"
+        " config_json TEXT NOT NULL, env_json TEXT, model_id TEXT, task TEXT, dataset TEXT,"
+        " tags_json TEXT DEFAULT '[]', notes TEXT DEFAULT '', pid INTEGER, host TEXT,"
+        " heartbeat_unix FLOAT, stop_requested INTEGER DEFAULT 0, error TEXT,"
+        " summary_json TEXT, output_dir TEXT, lease TEXT)"
+    )
+    names = ", ".join(f"[{c}]" for c in columns)
+    conn.execute(f"INSERT INTO runs_new ({names}) SELECT {names} FROM runs")
+    conn.execute("DROP TABLE runs")
+    conn.execute("ALTER TABLE runs_new RENAME TO runs")
+    conn.execute("CREATE INDEX idx_runs_status ON runs (status)")
+    conn.execute("CREATE INDEX idx_runs_created_utc ON runs (created_utc)")
+    highest = max(
+        conn.execute(f"SELECT coalesce(max({col}), 0) FROM {table}").fetchone()[0]
+        for table, col in (("runs", "id"), ("metrics", "run_id"), ("events", "run_id"),
+                           ("checkpoints", "run_id"), ("metric_packs", "run_id"))
+    )
+    highest = max(highest, _highest_run_folder(conn))
+    conn.execute("DELETE FROM sqlite_sequence WHERE name = 'runs'")
+    conn.execute("INSERT INTO sqlite_sequence (name, seq) VALUES ('runs', ?)", [highest])
+
+
+def _highest_run_folder(conn) -> int:
+    """The largest N of a `runs/N` folder beside the database file (0 if none)."""
+    from pathlib import Path
+
+    row = conn.execute("PRAGMA database_list").fetchone()
+    if not row or not row[2]:
+        return 0  # an in-memory database has no folder
+    folder = Path(row[2]).parent / "runs"
+    try:
+        return max((int(p.name) for p in folder.iterdir() if p.name.isdigit()), default=0)
+    except OSError:
+        return 0
+
+
 KNOWN = [m.name for m in migrations._migrations]

@@ -36,6 +36,8 @@ class Run:
     summary: dict[str, Any]
     """Final and best metrics, filled when the run ends."""
     output_dir: str | None
+    lease: str | None = None
+    """The token of the one worker allowed to write this run (RunStore.claim)."""
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Run:
@@ -61,6 +63,7 @@ class Run:
             error=row["error"],
             summary=json.loads(row["summary_json"] or "{}"),
             output_dir=row["output_dir"],
+            lease=row.get("lease"),
         )
 
     @property

@@ -16,6 +16,7 @@ import shutil
 import sqlite3
 import threading
 import time
+import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -24,7 +25,7 @@ from typing import Any
 
 from sqlite_utils import Database
 
-from store.errors import StoreError
+from store.errors import LeaseLost, StoreError
 from store.migrations import KNOWN, migrations
 from store.packs import pack, unpack
 from store.paths import db_path, run_dir
@@ -47,6 +48,11 @@ SORT_KEYS = {
 _HEADER_CHECKED: set[Path] = set()
 """Database files this process has checked the header of (RunStore._check_is_sqlite)."""
 _HEADER_LOCK = threading.Lock()
+
+MAX_NAME_CHARS = 200
+MAX_TAG_CHARS = 64
+MAX_TAGS = 32
+MAX_NOTE_CHARS = 10_000
 
 MetricRow = tuple[int, float | None, str, float, float]
 """(step, epoch, name, value, time_unix) as handed to `log_metrics`."""
@@ -170,11 +176,18 @@ class RunStore:
         tags: Sequence[str] = (),
         env: dict[str, Any] | None = None,
     ) -> int:
-        """Record a new run as `queued` and return its id."""
+        """Record a new run as `queued` and return its id.
+
+        The run gets a fresh lease (`Run.lease`): the token its worker must hold to
+        claim it and write to it. Ids come from AUTOINCREMENT and are never reused.
+        """
+        if name is not None:
+            check_name(name)
+        tags = check_tags(tags)
         with self._write() as conn:
             cur = conn.execute(
                 "INSERT INTO runs (name, status, created_utc, parent_id, config_json, env_json,"
-                " model_id, task, dataset, tags_json) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                " model_id, task, dataset, tags_json, lease) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                 (
                     name,
                     "queued",
@@ -186,6 +199,7 @@ class RunStore:
                     task,
                     dataset,
                     json.dumps(list(tags)),
+                    _new_lease(),
                 ),
             )
             run_id = int(cur.lastrowid)
@@ -214,25 +228,48 @@ class RunStore:
         cols = [d[0] for d in self.db.execute("SELECT * FROM runs LIMIT 0").description]
         return Run.from_row(dict(zip(cols, row, strict=True)))
 
-    def _update(self, run_id: int, **values: Any) -> None:
+    def _update(self, run_id: int, *, lease: str | None = None, **values: Any) -> None:
         sets = ", ".join(f"{k} = ?" for k in values)
         with self._write() as conn:
+            if lease is not None:
+                self._check_lease(conn, run_id, lease)
             cur = conn.execute(f"UPDATE runs SET {sets} WHERE id = ?", [*values.values(), run_id])
             if cur.rowcount == 0:
                 raise StoreError(f"There is no run {run_id}; `hubtune runs ls` lists the runs.")
 
-    def mark_started(self, run_id: int, *, pid: int, host: str, env: dict[str, Any]) -> None:
-        self._update(
-            run_id,
-            status="running",
-            started_utc=utc_now(),
-            finished_utc=None,
-            pid=pid,
-            host=host,
-            env_json=json.dumps(env, sort_keys=True),
-            heartbeat_unix=time.time(),
-            error=None,
-        )
+    @staticmethod
+    def _check_lease(conn: sqlite3.Connection, run_id: int, lease: str) -> None:
+        """Inside a write transaction: refuse unless `lease` still holds the run."""
+        row = conn.execute("SELECT lease FROM runs WHERE id = ?", [run_id]).fetchone()
+        if row is None or row[0] != lease:
+            gone = "was deleted" if row is None else "was claimed by another worker"
+            raise LeaseLost(f"Run {run_id} {gone}; this worker stops without writing to it.")
+
+    def claim(self, run_id: int, lease: str, *, pid: int, host: str,
+              env: dict[str, Any]) -> None:
+        """Make this worker the run's one writer: `queued` -> `running` in one statement.
+
+        Only the worker started with the run's current lease, and only while the run
+        is still queued, gets it; a second worker for the same launch, a worker of a
+        deleted run, or one whose launch was superseded raises `LeaseLost`.
+        """
+        with self._write() as conn:
+            cur = conn.execute(
+                "UPDATE runs SET status = 'running', started_utc = ?, finished_utc = NULL,"
+                " pid = ?, host = ?, env_json = ?, heartbeat_unix = ?, error = NULL"
+                " WHERE id = ? AND lease = ? AND status = 'queued'",
+                [utc_now(), pid, host, json.dumps(env, sort_keys=True), time.time(),
+                 run_id, lease])
+            if cur.rowcount == 0:
+                row = conn.execute("SELECT status, lease FROM runs WHERE id = ?",
+                                   [run_id]).fetchone()
+                if row is None:
+                    why = "was deleted"
+                elif row[1] != lease:
+                    why = "was handed to another worker"
+                else:
+                    why = f"is already {row[0]}"
+                raise LeaseLost(f"Run {run_id} {why}; this worker exits without training.")
 
     def finish(
         self,
@@ -241,31 +278,56 @@ class RunStore:
         *,
         summary: dict[str, Any] | None = None,
         error: str | None = None,
+        lease: str | None = None,
     ) -> None:
         if status not in TERMINAL_STATUSES:
             raise ValueError(f"{status!r} is not a final status")
         values: dict[str, Any] = {"status": status, "finished_utc": utc_now(), "error": error}
         if summary is not None:
             values["summary_json"] = json.dumps(summary, sort_keys=True)
-        self._update(run_id, **values)
+        self._update(run_id, lease=lease, **values)
 
     def set_status(self, run_id: int, status: str) -> None:
         if status not in STATUSES:
             raise ValueError(f"unknown status {status!r}")
         self._update(run_id, status=status)
 
-    def set_pid(self, run_id: int, pid: int) -> None:
-        self._update(run_id, pid=pid)
+    def set_pid(self, run_id: int, pid: int, lease: str) -> bool:
+        """Record the launcher's pid while the run waits for its worker; False when the
+        launch was superseded, the run deleted, or the worker already claimed it."""
+        with self._write() as conn:
+            cur = conn.execute("UPDATE runs SET pid = ? WHERE id = ? AND lease = ?"
+                               " AND status = 'queued'", [pid, run_id, lease])
+            return cur.rowcount == 1
 
-    def requeue(self, run_id: int) -> None:
-        """Make a finished run `queued` again, for a resume."""
-        # Its clock restarts when the worker starts (mark_started); no time ticks while queued.
-        self._update(run_id, status="queued", stop_requested=0, started_utc=None,
-                     finished_utc=None, error=None)
+    def requeue(self, run_id: int, *, allowed: Sequence[str] = ("stopped", "interrupted",
+                                                               "failed")) -> str:
+        """Make a finished run `queued` again for a resume; returns the new lease.
 
-    def truncate_after(self, run_id: int, step: int) -> None:
+        One conditional update: of two resumes racing, exactly one gets the run;
+        the other gets a sentence saying what the run is now.
+        """
+        lease = _new_lease()
+        # Its clock restarts when the worker claims it; no time ticks while queued.
+        marks = ", ".join("?" * len(allowed))
+        with self._write() as conn:
+            cur = conn.execute(
+                "UPDATE runs SET status = 'queued', stop_requested = 0, started_utc = NULL,"
+                f" finished_utc = NULL, error = NULL, pid = NULL, lease = ?"
+                f" WHERE id = ? AND status IN ({marks})", [lease, run_id, *allowed])
+            if cur.rowcount == 0:
+                row = conn.execute("SELECT status FROM runs WHERE id = ?", [run_id]).fetchone()
+                if row is None:
+                    raise StoreError(f"There is no run {run_id}; `hubtune runs ls` lists the runs.")
+                raise StoreError(f"Run {run_id} is {row[0]} (another command got to it first); "
+                                 "only a stopped, interrupted or failed run can be resumed.")
+        return lease
+
+    def truncate_after(self, run_id: int, step: int, *, lease: str | None = None) -> None:
         """Drop metrics and checkpoints recorded after `step` (a resume replays them)."""
         with self._write() as conn:
+            if lease is not None:
+                self._check_lease(conn, run_id, lease)
             conn.execute("DELETE FROM metrics WHERE run_id = ? AND step > ?", [run_id, step])
             conn.execute("DELETE FROM metric_packs WHERE run_id = ? AND first_step > ?",
                          [run_id, step])
@@ -280,8 +342,8 @@ class RunStore:
                              " WHERE id = ?", [last, n, steps, vals, pack_id])
             conn.execute("DELETE FROM checkpoints WHERE run_id = ? AND step > ?", [run_id, step])
 
-    def heartbeat(self, run_id: int) -> None:
-        self._update(run_id, heartbeat_unix=time.time())
+    def heartbeat(self, run_id: int, lease: str | None = None) -> None:
+        self._update(run_id, lease=lease, heartbeat_unix=time.time())
 
     def request_stop(self, run_id: int) -> None:
         self._update(run_id, stop_requested=1)
@@ -291,10 +353,10 @@ class RunStore:
         return bool(row and row[0])
 
     def set_notes(self, run_id: int, notes: str) -> None:
-        self._update(run_id, notes=notes)
+        self._update(run_id, notes=check_note(notes))
 
     def set_tags(self, run_id: int, tags: Sequence[str]) -> None:
-        self._update(run_id, tags_json=json.dumps(sorted(set(tags))))
+        self._update(run_id, tags_json=json.dumps(sorted(set(check_tags(tags)))))
 
     def list_runs(
         self,
@@ -353,21 +415,31 @@ class RunStore:
         return self.db.execute("SELECT count(*) FROM runs").fetchone()[0]
 
     def delete_run(self, run_id: int, *, remove_files: bool = True) -> None:
-        """Delete a run, its metrics, events and checkpoints, and its folder."""
-        run = self.get_run(run_id)
-        if run.status == "running":
-            raise StoreError(f"Run {run_id} is still running; stop it before deleting it.")
+        """Delete a run, its metrics, events and checkpoints, and its folder.
+
+        The status is checked inside the deleting transaction, so a worker that
+        claims the run at the same moment either wins (the delete is refused) or
+        finds the run gone (its claim fails and it exits without writing).
+        """
         with self._write() as conn:
+            row = conn.execute("SELECT status, output_dir FROM runs WHERE id = ?",
+                               [run_id]).fetchone()
+            if row is None:
+                raise StoreError(f"There is no run {run_id}; `hubtune runs ls` lists the runs.")
+            status, output_dir = row
+            if status == "running":
+                raise StoreError(f"Run {run_id} is still running; stop it before deleting it.")
             for table in ("metrics", "metric_packs", "events", "checkpoints"):
                 conn.execute(f"DELETE FROM {table} WHERE run_id = ?", [run_id])
             conn.execute("UPDATE runs SET parent_id = NULL WHERE parent_id = ?", [run_id])
             conn.execute("DELETE FROM runs WHERE id = ?", [run_id])
-        if remove_files and run.output_dir:
-            shutil.rmtree(run.output_dir, ignore_errors=True)
+        if remove_files and output_dir:
+            shutil.rmtree(output_dir, ignore_errors=True)
 
     # -- metrics and events ------------------------------------------------
 
-    def log_metrics(self, run_id: int, rows: Iterable[MetricRow]) -> int:
+    def log_metrics(self, run_id: int, rows: Iterable[MetricRow], *,
+                    lease: str | None = None) -> int:
         """Append many metric values in one transaction; returns how many."""
         batch = [(run_id, *row) for row in rows]
         if not batch:
@@ -378,6 +450,8 @@ class RunStore:
         packs = [(run_id, name, *p) for name, points in by_name.items()
                  if (p := pack(points)) is not None]
         with self._write() as conn:
+            if lease is not None:
+                self._check_lease(conn, run_id, lease)
             conn.executemany(
                 "INSERT INTO metrics (run_id, step, epoch, name, value, time_unix)"
                 " VALUES (?,?,?,?,?,?)",
@@ -460,8 +534,11 @@ class RunStore:
         )
         return dict(cur.fetchall())
 
-    def add_event(self, run_id: int, message: str, level: str = "info") -> None:
+    def add_event(self, run_id: int, message: str, level: str = "info", *,
+                  lease: str | None = None) -> None:
         with self._write() as conn:
+            if lease is not None:
+                self._check_lease(conn, run_id, lease)
             conn.execute(
                 "INSERT INTO events (run_id, time_unix, level, message) VALUES (?,?,?,?)",
                 [run_id, time.time(), level, message],
@@ -476,9 +553,12 @@ class RunStore:
         return [EventRecord(*r) for r in cur.fetchall()]
 
     def add_checkpoint(
-        self, run_id: int, step: int, path: str, metric: float | None, *, is_best: bool = False
+        self, run_id: int, step: int, path: str, metric: float | None, *, is_best: bool = False,
+        lease: str | None = None,
     ) -> None:
         with self._write() as conn:
+            if lease is not None:
+                self._check_lease(conn, run_id, lease)
             if is_best:
                 conn.execute("UPDATE checkpoints SET is_best = 0 WHERE run_id = ?", [run_id])
             conn.execute(
@@ -525,9 +605,59 @@ class RunStore:
                 continue  # another machine's worker; its pid means nothing here
             stale = run.heartbeat_unix is None or now - run.heartbeat_unix > stale_after_s
             if stale and not _pid_alive(run.pid):
-                self.finish(run.id, "interrupted", error="The worker process ended unexpectedly.")
-                reaped.append(run.id)
+                with self._write() as conn:  # only if nobody resumed it meanwhile
+                    cur = conn.execute(
+                        "UPDATE runs SET status = 'interrupted', finished_utc = ?, error = ?"
+                        " WHERE id = ? AND status = 'running' AND lease IS ?",
+                        [utc_now(), "The worker process ended unexpectedly.", run.id, run.lease])
+                if cur.rowcount:
+                    reaped.append(run.id)
         return reaped
+
+
+def _new_lease() -> str:
+    return uuid.uuid4().hex
+
+
+def check_name(name: str) -> str:
+    """A run name a terminal and a table can show: one line, at most MAX_NAME_CHARS."""
+    if len(name) > MAX_NAME_CHARS:
+        raise StoreError(f"The run name is {len(name):,} characters long; "
+                         f"keep it to {MAX_NAME_CHARS}.")
+    if _has_control(name):
+        raise StoreError("The run name holds a control character (a newline, tab or escape); "
+                         "use plain text.")
+    return name
+
+
+def check_tags(tags: Sequence[str]) -> tuple[str, ...]:
+    """Tags trimmed, each one line of at most MAX_TAG_CHARS, at most MAX_TAGS of them."""
+    cleaned = tuple(t.strip() for t in tags if t.strip())
+    if len(cleaned) > MAX_TAGS:
+        raise StoreError(f"A run can have at most {MAX_TAGS} tags, got {len(cleaned)}.")
+    for tag in cleaned:
+        if len(tag) > MAX_TAG_CHARS:
+            raise StoreError(f"The tag {tag[:20]!r}... is {len(tag)} characters long; "
+                             f"keep tags to {MAX_TAG_CHARS}.")
+        if _has_control(tag):
+            raise StoreError("A tag holds a control character (a newline, tab or escape); "
+                             "use plain text.")
+    return cleaned
+
+
+def check_note(note: str) -> str:
+    """A note of at most MAX_NOTE_CHARS; newlines kept, other control characters refused."""
+    if len(note) > MAX_NOTE_CHARS:
+        raise StoreError(f"The note is {len(note):,} characters long; "
+                         f"keep it to {MAX_NOTE_CHARS:,}.")
+    if _has_control(note.replace("\n", "")):
+        raise StoreError("The note holds a control character (an escape, tab or carriage "
+                         "return); use plain text and newlines.")
+    return note
+
+
+def _has_control(text: str) -> bool:
+    return any(ord(c) < 32 or 0x7F <= ord(c) <= 0x9F for c in text)
 
 
 def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -22,7 +22,8 @@ def _run(store: RunStore, name="r", **kw) -> int:
 def test_pragmas_wal_and_migrations_applied(store):
     assert store.db.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert store.db.conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
-    assert store.schema_version == ["m001_create_runs", "m002_metric_packs"]
+    assert store.schema_version == ["m001_create_runs", "m002_metric_packs",
+                                    "m003_run_ids_never_reused"]
     assert {"runs", "metrics", "events", "checkpoints"} <= set(store.db.table_names())
 
 
@@ -36,7 +37,7 @@ def test_reopening_applies_nothing_twice(store):
 def test_lifecycle_from_queued_to_completed(store):
     run_id = _run(store, model_id="org/m", task="text-classification")
     assert store.get_run(run_id).status == "queued"
-    store.mark_started(run_id, pid=os.getpid(), host="h", env={"python": "3"})
+    store.claim(run_id, store.get_run(run_id).lease, pid=os.getpid(), host="h", env={"python": "3"})
     run = store.get_run(run_id)
     assert run.status == "running" and run.started_utc and run.env == {"python": "3"}
     store.finish(run_id, "completed", summary={"final_accuracy": 0.9})
@@ -248,7 +249,7 @@ def test_delete_removes_rows_and_files(store):
 
 def test_running_runs_cannot_be_deleted(store):
     run_id = _run(store)
-    store.mark_started(run_id, pid=os.getpid(), host="h", env={})
+    store.claim(run_id, store.get_run(run_id).lease, pid=os.getpid(), host="h", env={})
     with pytest.raises(StoreError, match="stop it before deleting"):
         store.delete_run(run_id)
 
@@ -259,9 +260,9 @@ def test_stale_run_with_dead_pid_is_marked_interrupted(store):
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     gone = _run(store, "gone")
-    store.mark_started(gone, pid=dead.pid, host=socket.gethostname(), env={})
+    store.claim(gone, store.get_run(gone).lease, pid=dead.pid, host=socket.gethostname(), env={})
     alive = _run(store, "alive")
-    store.mark_started(alive, pid=os.getpid(), host=socket.gethostname(), env={})
+    store.claim(alive, store.get_run(alive).lease, pid=os.getpid(), host=socket.gethostname(), env={})
     store.db.execute("UPDATE runs SET heartbeat_unix = ?", [time.time() - 3600])
     store.db.conn.commit()
     assert store.reap_interrupted(stale_after_s=30) == [gone]

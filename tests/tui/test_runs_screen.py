@@ -48,7 +48,7 @@ async def test_a_run_finishing_elsewhere_widens_its_cells(store):
     """Cells updated in place grow their column: "completed" is not cut to "runnin"."""
     other = RunStore(store.path)
     run_id = other.create_run({"a": 1}, name="cli-run", task="text-classification")
-    other.mark_started(run_id, pid=os.getpid(), host="elsewhere", env={})
+    other.claim(run_id, other.get_run(run_id).lease, pid=os.getpid(), host="elsewhere", env={})
     app = make_app(store=store)
     async with app.run_test(size=(120, 40)) as pilot:
         table = app.screen.query_one(DataTable)
@@ -66,7 +66,7 @@ async def test_a_run_finishing_elsewhere_widens_its_cells(store):
 async def test_a_running_runs_duration_ticks_in_the_table(store):
     other = RunStore(store.path)
     run_id = other.create_run({"a": 1}, name="ticking")
-    other.mark_started(run_id, pid=os.getpid(), host="elsewhere", env={})
+    other.claim(run_id, other.get_run(run_id).lease, pid=os.getpid(), host="elsewhere", env={})
     app = make_app(store=store)
     async with app.run_test(size=(120, 40)) as pilot:
         table = app.screen.query_one(DataTable)
@@ -152,7 +152,7 @@ async def test_delete_asks_first_and_then_removes(store):
 
 async def test_stop_asks_and_records_the_request(store):
     run_id = store.create_run({"a": 1}, name="live")
-    store.mark_started(run_id, pid=os.getpid(), host="elsewhere", env={})
+    store.claim(run_id, store.get_run(run_id).lease, pid=os.getpid(), host="elsewhere", env={})
     app = make_app(store=store)
     async with app.run_test(size=(120, 40)) as pilot:
         table = app.screen.query_one(DataTable)
