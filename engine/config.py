@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import re
 import types
 import typing
@@ -39,6 +40,9 @@ PROBE_LEARNING_RATE = 3e-3
 FREEZE_POLICIES = ("full", "head_only", "freeze_embeddings", "freeze_first_n", "modules", "gradual")
 SCHEDULERS = ("linear", "cosine", "constant")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+MAX_SEED = 2**32 - 1
+MAX_NAME_CHARS = 200
+"""As the store's cap (store.runs.MAX_NAME_CHARS); the config says it first, with the key."""
 
 
 @dataclass(frozen=True)
@@ -275,21 +279,27 @@ class TrainSpec:
     """Seeds python, numpy and torch, and the validation split."""
 
     def __post_init__(self) -> None:
-        if self.epochs <= 0:
-            raise ConfigError(f"train.epochs must be more than 0, got {self.epochs}.")
+        _positive("train.epochs", self.epochs)
         if self.max_steps is not None:
             _positive("train.max_steps", self.max_steps)
         _positive("train.batch_size", self.batch_size)
+        _finite("train.learning_rate", self.learning_rate)
         if self.learning_rate <= 0:
             raise ConfigError(
                 f"train.learning_rate must be more than 0, got {self.learning_rate}; "
                 "to keep weights fixed, freeze them with freeze.policy instead."
             )
+        _at_most("train.learning_rate", self.learning_rate, UPPER_BOUNDS["train.learning_rate"])
+        if self.head_learning_rate is not None:
+            _finite("train.head_learning_rate", self.head_learning_rate)
         if self.head_learning_rate is not None and self.head_learning_rate <= 0:
             raise ConfigError(
                 f"train.head_learning_rate must be more than 0, got {self.head_learning_rate}."
             )
-        if self.layer_lr_decay is not None and not 0 < self.layer_lr_decay <= 1:
+        if self.head_learning_rate is not None:
+            _at_most("train.head_learning_rate", self.head_learning_rate,
+                     UPPER_BOUNDS["train.head_learning_rate"])
+        if self.layer_lr_decay is not None and not 0 < self.layer_lr_decay <= 1:  # NaN too
             raise ConfigError(
                 f"train.layer_lr_decay must be in (0, 1], got {self.layer_lr_decay}."
             )
@@ -301,16 +311,25 @@ class TrainSpec:
                     "(`hubtune plan` lists a model's)."
                 )
             _positive(f"train.group_learning_rates.{group}", rate)
+        _finite("train.weight_decay", self.weight_decay)
         if self.weight_decay < 0:
             raise ConfigError(f"train.weight_decay must be 0 or more, got {self.weight_decay}.")
+        _at_most("train.weight_decay", self.weight_decay, UPPER_BOUNDS["train.weight_decay"])
         _fraction("train.warmup_ratio", self.warmup_ratio, upper_open=True)
         _choice("train.scheduler", self.scheduler, SCHEDULERS)
         _choice("train.precision", self.precision, PRECISIONS)
         _positive("train.grad_accumulation", self.grad_accumulation)
+        if self.max_grad_norm is not None:
+            _finite("train.max_grad_norm", self.max_grad_norm)
         if self.max_grad_norm is not None and self.max_grad_norm <= 0:
             raise ConfigError(
                 f"train.max_grad_norm must be more than 0 (or null), got {self.max_grad_norm}."
             )
+        if self.max_grad_norm is not None:
+            _at_most("train.max_grad_norm", self.max_grad_norm, UPPER_BOUNDS["train.max_grad_norm"])
+        if not 0 <= self.seed <= MAX_SEED:
+            raise ConfigError(f"train.seed must be a whole number from 0 to {MAX_SEED:,} "
+                              f"(numpy's seed range), got {self.seed:,}.")
         if isinstance(self.eval_every, str):
             if self.eval_every != "epoch":
                 raise ConfigError(
@@ -335,6 +354,14 @@ class RunConfig:
     train: TrainSpec = field(default_factory=TrainSpec)
     base_dir: str = "."
     """Folder that relative data paths are resolved against (the config file's)."""
+
+    def __post_init__(self) -> None:
+        if len(self.name) > MAX_NAME_CHARS:
+            raise ConfigError(f"name is {len(self.name):,} characters long; keep it to "
+                              f"{MAX_NAME_CHARS}.")
+        if any(ord(c) < 32 or 0x7F <= ord(c) <= 0x9F for c in self.name):
+            raise ConfigError("name holds a control character (a newline, tab or escape); "
+                              "use plain text.")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -507,20 +534,32 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
             return value
         raise ConfigError(f"{key} must be true or false, got {_describe(value)}.")
     if tp is int:
+        if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+            value = int(value)
         if isinstance(value, int) and not isinstance(value, bool):
+            if not -INT_LIMIT <= value < INT_LIMIT:
+                raise ConfigError(f"{key} is {_describe(value)}, far out of range; "
+                                  "give a sensible whole number.")
             return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
         raise ConfigError(f"{key} must be a whole number, got {_describe(value)}.")
     if tp is float:
+        number = None
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):
+            number = value
+        elif isinstance(value, str):
             try:
-                return float(value)  # YAML 1.1 reads "5e-5" as a string
+                number = float(value)  # YAML 1.1 reads "5e-5" as a string
             except ValueError:
                 pass
-        raise ConfigError(f"{key} must be a number, got {_describe(value)}.")
+        if number is None:
+            raise ConfigError(f"{key} must be a number, got {_describe(value)}.")
+        try:
+            number = float(number)
+        except OverflowError:  # an int too large for a float
+            number = math.inf
+        if not math.isfinite(number):
+            raise ConfigError(f"{key} must be a finite number, got {_describe(value)}.")
+        return number
     if tp is str:
         if isinstance(value, str):
             return value
@@ -536,6 +575,10 @@ def _type_name(tp: Any) -> str:
     )
 
 
+INT_LIMIT = 2**63
+"""Whole numbers must fit SQLite's and torch's 64-bit integers."""
+
+
 def _describe(value: Any) -> str:
     if value is None:
         return "nothing (null)"
@@ -548,15 +591,63 @@ def _describe(value: Any) -> str:
     if isinstance(value, str):
         text = value if len(value) <= 40 else value[:37] + "..."
         return repr(text)
+    if isinstance(value, int) and abs(value) >= 10**15:
+        return f"a {len(str(abs(value)))}-digit number"
     return repr(value)
 
 
+def _at_most(key: str, value: int | float, limit: int | float) -> None:
+    _finite(key, value)
+    if value > limit:
+        raise ConfigError(f"{key} must be at most {limit:,}, got {value:,}.")
+
+
+UPPER_BOUNDS: dict[str, int | float] = {
+    "head.custom.hidden": 1 << 20,
+    "freeze.lora.r": 1 << 16,
+    "freeze.lora.alpha": 1 << 16,
+    "freeze.every_epochs": 1 << 20,
+    "freeze.every_steps": 1 << 40,
+    "data.max_length": 1 << 20,
+    "data.max_target_length": 1 << 20,
+    "data.image_size": 1 << 14,
+    "data.limit": 1 << 40,
+    "train.early_stopping.patience": 1 << 20,
+    "train.max_steps": 1 << 40,
+    "train.batch_size": 1 << 20,
+    "train.grad_accumulation": 1 << 20,
+    "train.eval_every": 1 << 40,
+    "train.log_every": 1 << 40,
+    "train.checkpoint_every": 1 << 40,
+    "train.keep_checkpoints": 10_000,
+    "train.epochs": 1_000_000,
+    "train.learning_rate": 10.0,
+    "train.head_learning_rate": 10.0,
+    "train.group_learning_rates": 10.0,
+    "train.weight_decay": 10.0,
+    "train.max_grad_norm": 1e6,
+}
+"""The largest sensible value of each numeric key: beyond it a value is a typo (or would
+overflow a tensor size or a scheduler) rather than a setting."""
+
+
+def _finite(key: str, value: int | float) -> None:
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{key} must be a finite number, got {value}.")
+
+
 def _positive(key: str, value: int | float) -> None:
+    _finite(key, value)
     if value <= 0:
         raise ConfigError(f"{key} must be more than 0, got {value}.")
+    group = "train.group_learning_rates"
+    limit = UPPER_BOUNDS.get(group if key.startswith(group + ".") else key)
+    if limit is not None:
+        _at_most(key, value, limit)
 
 
 def _fraction(key: str, value: float, *, upper_open: bool = False) -> None:
+    _finite(key, value)
     ok = 0 <= value < 1 if upper_open else 0 <= value <= 1
     if not ok:
         bound = "[0, 1)" if upper_open else "[0, 1]"

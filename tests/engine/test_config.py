@@ -97,3 +97,48 @@ def test_overrides_do_not_mutate_the_input():
     out = apply_overrides(data, ["train.epochs=5", "new.key=1"])
     assert data == {"train": {"epochs": 1}}
     assert out["train"]["epochs"] == 5 and out["new"] == {"key": 1}
+
+
+@pytest.mark.parametrize(("key", "raw", "message"), [
+    ("train.learning_rate", ".nan", "train.learning_rate must be a finite number"),
+    ("train.learning_rate", ".inf", "train.learning_rate must be a finite number"),
+    ("train.learning_rate", "1e999", "train.learning_rate must be a finite number"),
+    ("train.learning_rate", "0", "train.learning_rate must be more than 0"),
+    ("train.learning_rate", "-1e-5", "train.learning_rate must be more than 0"),
+    ("train.learning_rate", "50", "train.learning_rate must be at most 10"),
+    ("train.head_learning_rate", "-.inf", "train.head_learning_rate must be a finite number"),
+    ("train.weight_decay", ".nan", "train.weight_decay must be a finite number"),
+    ("train.epochs", ".inf", "train.epochs must be a finite number"),
+    ("train.epochs", "1e300", "train.epochs must be at most 1,000,000"),
+    ("train.batch_size", "100000000000000000000000000000", "train.batch_size is a 30-digit number"),
+    ("train.batch_size", "1e30", "train.batch_size"),
+    ("train.batch_size", ".nan", "train.batch_size must be a whole number"),
+    ("train.seed", "-1", "train.seed must be a whole number from 0 to 4,294,967,295"),
+    ("train.seed", "4294967296", "train.seed must be a whole number from 0 to 4,294,967,295"),
+    ("train.max_grad_norm", ".nan", "train.max_grad_norm must be a finite number"),
+    ("train.warmup_ratio", ".nan", "train.warmup_ratio must be a finite number"),
+    ("train.layer_lr_decay", ".nan", "train.layer_lr_decay must be a finite number"),
+    ("train.group_learning_rates", "{block.0: .nan}", "train.group_learning_rates.block.0 must be"),
+    ("data.validation_split", ".nan", "data.validation_split must be a finite number"),
+    ("data.max_length", "9999999999", "data.max_length must be at most"),
+    ("head.dropout", ".inf", "head.dropout must be a finite number"),
+    ("name", '"a\\x1b]0;pwned\\x07"', "name holds a control character"),
+    ("name", "x" * 201, "keep it to 200"),
+])
+def test_numbers_are_finite_and_in_range(tmp_path, key, raw, message):
+    from engine.config import load_config
+
+    config = tmp_path / "run.yaml"
+    config.write_text("model: {id: x}\ndata: {train: a.csv}\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(config, [f"{key}={raw}"])
+    assert message in str(err.value)
+
+
+def test_nan_is_refused_from_the_python_api_too():
+    from engine.config import TrainSpec
+
+    with pytest.raises(ConfigError, match="finite"):
+        TrainSpec(learning_rate=float("nan"))
+    with pytest.raises(ConfigError, match="finite"):
+        TrainSpec(weight_decay=float("inf"))
