@@ -5,7 +5,9 @@ scheduler state, every RNG state (python, numpy, torch, CUDA) and the loop
 position (step, epoch, batches consumed in that epoch, early-stopping
 state). It is written to `<name>.tmp` and renamed into place, so a crash or a
 full disk mid-write never leaves a half checkpoint that looks complete, and
-the previous one stays loadable. Everything loads with `weights_only=True`.
+the previous one stays loadable. Everything loads with `weights_only=True`. torch is imported inside the functions
+that need it, so checking a checkpoint's files (`checkpoint_problem(deep=False)`)
+stays cheap for the CLI and the TUI.
 """
 
 from __future__ import annotations
@@ -17,9 +19,6 @@ import random
 import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
-
-import numpy as np
-import torch
 
 from engine.errors import HubtuneError
 
@@ -44,6 +43,7 @@ class CheckpointError(HubtuneError):
 
 
 def save_checkpoint(folder: Path, model, optimizer, scheduler, state: LoopState) -> Path:
+    import torch
     from safetensors.torch import save_model
 
     final = Path(folder)
@@ -77,6 +77,7 @@ def save_checkpoint(folder: Path, model, optimizer, scheduler, state: LoopState)
 
 def load_checkpoint(folder: Path, model, optimizer, scheduler) -> LoopState:
     """Restore weights, optimizer, scheduler and RNG; returns the loop position."""
+    import torch
     from safetensors.torch import load_model
 
     folder = Path(folder)
@@ -89,10 +90,79 @@ def load_checkpoint(folder: Path, model, optimizer, scheduler) -> LoopState:
         tensors = torch.load(folder / "rng.pt", weights_only=True)
         python_numpy = json.loads((folder / "rng.json").read_text(encoding="utf-8"))
         state = LoopState(**json.loads((folder / STATE_FILE).read_text(encoding="utf-8")))
-    except (OSError, RuntimeError, ValueError, KeyError) as exc:
-        raise CheckpointError(f"Cannot load the checkpoint {folder}: {exc}") from None
+    except (OSError, RuntimeError, ValueError, KeyError, TypeError) as exc:
+        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(
+            f"Cannot load the checkpoint {folder.name} ({first}); it does not fit this run's "
+            "model and optimizer. Resume from another one with --checkpoint step-N, or fork "
+            "the run to start again."
+        ) from None
     _set_rng_state(python_numpy, tensors)
     return state
+
+
+CHECKPOINT_FILES = ("model.safetensors", "optimizer.pt", "scheduler.pt", "rng.pt", "rng.json",
+                    STATE_FILE)
+
+
+def checkpoint_problem(folder: Path, *, deep: bool = True) -> str | None:
+    """Why the checkpoint in `folder` cannot be resumed from, or None if it looks intact.
+
+    Cheap enough to run on every candidate before a resume: the safetensors
+    header is read and its data length checked against the file (a truncated
+    copy fails), the JSON state must hold exactly the loop's fields, and with
+    `deep` the torch files are opened memory-mapped with `weights_only` (which
+    imports torch: the worker does it, the CLI and TUI check without). What only the model
+    can tell (a foreign optimizer, a changed architecture) is left to
+    `load_checkpoint`, which fails with one sentence.
+    """
+    import dataclasses
+
+    folder = Path(folder)
+    missing = [name for name in CHECKPOINT_FILES if not (folder / name).is_file()]
+    if missing:
+        return f"{', '.join(missing)} missing"
+    try:
+        _check_safetensors(folder / "model.safetensors")
+        state = json.loads((folder / STATE_FILE).read_text(encoding="utf-8"))
+        fields = {f.name for f in dataclasses.fields(LoopState)}
+        if not isinstance(state, dict) or set(state) != fields:
+            return f"{STATE_FILE} does not hold the loop state"
+        if not isinstance(state["step"], int) or state["step"] < 0:
+            return f"{STATE_FILE} has no valid step"
+        plain = json.loads((folder / "rng.json").read_text(encoding="utf-8"))
+        if not isinstance(plain, dict) or set(plain) != {"python", "numpy"}:
+            return "rng.json does not hold the random states"
+        expected = {"optimizer.pt": {"state", "param_groups"}, "rng.pt": {"torch"}}
+        if deep:
+            import torch
+        for name in ("optimizer.pt", "scheduler.pt", "rng.pt") if deep else ():
+            loaded = torch.load(folder / name, weights_only=True, mmap=True, map_location="cpu")
+            if not isinstance(loaded, dict) or not expected.get(name, set()) <= set(loaded):
+                return f"{name} is not a {name.removesuffix('.pt')} state"
+    except (OSError, ValueError, RuntimeError, KeyError, TypeError, EOFError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return f"unreadable ({first[:120]})"
+    except Exception as exc:  # pickle.UnpicklingError and friends from a foreign file
+        return f"unreadable ({type(exc).__name__})"
+    return None
+
+
+def _check_safetensors(path: Path) -> None:
+    """Raise ValueError unless `path` is a whole safetensors file (header + all data)."""
+    size = path.stat().st_size
+    with open(path, "rb") as fh:
+        head = fh.read(8)
+        if len(head) < 8:
+            raise ValueError("model.safetensors is truncated")
+        n = int.from_bytes(head, "little")
+        if n > size - 8:
+            raise ValueError("model.safetensors is truncated")
+        header = json.loads(fh.read(n))
+    end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"),
+              default=0)
+    if 8 + n + end != size:
+        raise ValueError("model.safetensors is truncated or padded")
 
 
 def latest_checkpoint(run_folder: Path) -> Path | None:
@@ -113,6 +183,9 @@ def prune_checkpoints(run_folder: Path, keep: int, protect: int | None = None) -
 
 def _rng_state() -> tuple[dict, dict]:
     """(python and numpy states as JSON-able data, torch states as tensors)."""
+    import numpy as np
+    import torch
+
     version, internal, gauss = random.getstate()
     kind, keys, pos, has_gauss, cached = np.random.get_state()
     plain = {
@@ -126,6 +199,9 @@ def _rng_state() -> tuple[dict, dict]:
 
 
 def _set_rng_state(plain: dict, tensors: dict) -> None:
+    import numpy as np
+    import torch
+
     version, internal, gauss = plain["python"]
     random.setstate((version, tuple(internal), gauss))
     kind, keys, pos, has_gauss, cached = plain["numpy"]

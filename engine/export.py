@@ -34,32 +34,38 @@ hubtune head with BERT's pooler converts to it weight for weight."""
 
 
 def export_model(model_dir: Path, target: Path, *, config: dict, summary: dict,
-                 run_name: str) -> tuple[Path, str]:
+                 run_name: str, force: bool = False,
+                 protected: Path | None = None) -> tuple[Path, str]:
     """Write a run's final model to `target` with a model card; returns (folder, how to load).
 
     Heads built on transformers' task classes are copied as they are. A
     sequence head on BERT's pooler becomes `BertForSequenceClassification`;
     other sequence heads (mean pooling, MLP heads) keep hubtune's format,
-    which `engine.predict.Predictor` loads.
+    which `engine.predict.Predictor` loads. The folder is built beside `target`
+    and moved in (engine.outputs.fill_folder): a non-empty `target` is refused
+    unless `force`, and nothing inside `protected` (hubtune's data folder) is written.
     """
     import shutil
 
-    model_dir, target = Path(model_dir), Path(target)
-    head = json.loads((model_dir / "hubtune_head.json").read_text(encoding="utf-8"))
-    if target.exists() and any(target.iterdir()):
-        from engine.errors import HubtuneError
+    from engine.outputs import fill_folder
 
-        raise HubtuneError(f"{target} is not empty; give a new or empty folder.")
-    target.mkdir(parents=True, exist_ok=True)
-    loader = _convert_sequence(model_dir, target, head)
-    if loader is None:
-        for item in model_dir.iterdir():
-            if item.is_file():
-                shutil.copy2(item, target / item.name)
-        loader = AUTO_CLASSES.get(head["task"], "engine.predict.Predictor")
-    (target / "README.md").write_text(model_card(head, config, summary, run_name, loader),
-                                      encoding="utf-8")
-    return target, loader
+    model_dir = Path(model_dir)
+    head = json.loads((model_dir / "hubtune_head.json").read_text(encoding="utf-8"))
+    loaders: list[str] = []
+
+    def fill(folder: Path) -> None:
+        loader = _convert_sequence(model_dir, folder, head)
+        if loader is None:
+            for item in model_dir.iterdir():
+                if item.is_file():
+                    shutil.copy2(item, folder / item.name)
+            loader = AUTO_CLASSES.get(head["task"], "engine.predict.Predictor")
+        (folder / "README.md").write_text(model_card(head, config, summary, run_name, loader),
+                                          encoding="utf-8")
+        loaders.append(loader)
+
+    folder = fill_folder(target, fill, force=force, protected=protected)
+    return folder, loaders[0]
 
 
 AUTO_CLASSES = {

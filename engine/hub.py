@@ -360,6 +360,7 @@ def download_model(repo: str, *, revision: str | None = None, files: list[str] |
     """
     from huggingface_hub import snapshot_download
 
+    cache_dir(writable=True)
     _preflight(endpoint)
     tracker = _ByteTracker(progress, stop)
     patterns = files if files else list(DEFAULT_PATTERNS)
@@ -456,11 +457,37 @@ def local_model_ids() -> list[str]:
     return ids + [f"torchvision:{arch}" for arch in TORCHVISION_BACKBONES]
 
 
+def cache_dir(*, writable: bool = False) -> Path:
+    """The huggingface_hub cache folder, after checking it can be used.
+
+    HF_HOME (or HF_HUB_CACHE) naming a file, a path under a file, or (for
+    downloads and deletes) a folder this user cannot write is one sentence here
+    instead of an OSError deep inside huggingface_hub, or an empty list.
+    """
+    import os
+
+    from huggingface_hub import constants
+
+    cache = Path(constants.HF_HUB_CACHE)  # read now: tests and users redirect it
+    for part in [cache, *cache.parents]:
+        if not part.exists():
+            continue
+        if not part.is_dir():
+            raise HubError(f"The Hugging Face cache {cache} cannot be used: {part} is a file, "
+                           "not a folder; point HF_HOME (or HF_HUB_CACHE) at a folder.")
+        if writable and not os.access(part, os.W_OK):
+            raise HubError(f"The Hugging Face cache {cache} is not writable ({part}); point "
+                           "HF_HOME at a folder you can write to.")
+        break
+    return cache
+
+
 def list_cached() -> list[CachedModel]:
     """Models in the huggingface_hub cache, largest first."""
     from huggingface_hub import constants, scan_cache_dir
     from huggingface_hub.errors import CacheNotFound
 
+    cache_dir()
     try:
         info = scan_cache_dir(constants.HF_HUB_CACHE)  # read now: tests and users redirect it
     except CacheNotFound:
@@ -482,6 +509,7 @@ def remove_cached(repo: str, revision: str | None = None) -> int:
     """Delete a cached model (or one revision of it); returns the bytes freed."""
     from huggingface_hub import constants, scan_cache_dir
 
+    cache_dir(writable=True)
     cached = {m.id: m for m in list_cached()}
     if repo not in cached:
         raise HubError(f"Model {repo} is not in the local cache; `hubtune cache ls` lists "

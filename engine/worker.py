@@ -20,12 +20,13 @@ import sys
 import threading
 import time
 import traceback
+from dataclasses import dataclass
 from pathlib import Path
 
 from engine.config import RunConfig
 from engine.errors import HubtuneError
 from engine.events import CheckpointSaved, EvalFinished, Event, Note, RunPrepared, StepLogged
-from store import LeaseLost, RunStore, run_dir
+from store import LeaseLost, RunStore, StoreError, run_dir
 
 FLUSH_INTERVAL_S = 0.5
 """How often buffered metrics are committed: a few times a second at most."""
@@ -72,35 +73,75 @@ LAUNCH_FILE = "launch.json"
 """How the run's worker is launched (its process count), so a resume launches it the same way."""
 
 
-def worker_command(run_id: int, db_file: Path, lease: str, *, resume: bool) -> list[str]:
+def worker_command(run_id: int, db_file: Path, lease: str, *, resume: bool,
+                   checkpoint: str | None = None) -> list[str]:
     """The worker's command line: plain Python, or torchrun for several processes."""
     launch = run_dir(run_id) / LAUNCH_FILE
     processes = json.loads(launch.read_text())["processes"] if launch.is_file() else 1
     worker = ["-m", "engine.worker", str(run_id), str(db_file), "--lease", lease,
-              *(["--resume"] if resume else [])]
+              *(["--resume"] if resume else []),
+              *(["--checkpoint", checkpoint] if checkpoint else [])]
     if processes == 1:
         return [sys.executable, *worker]
     return [sys.executable, "-m", "torch.distributed.run", "--standalone",
             f"--nproc_per_node={processes}", *worker]
 
 
-def resume_point(store: RunStore, run_id: int) -> Path | None:
-    """The newest checkpoint the store knows of and that is complete on disk.
+@dataclass(frozen=True)
+class ResumePoint:
+    """The checkpoint a resume starts from, and the newer ones passed over."""
 
-    The store's record is written after the metrics up to that step, so
-    resuming from it never leaves a gap in the series, even when the worker
-    died between writing a checkpoint and flushing its last metrics.
+    path: Path
+    skipped: tuple[tuple[str, str], ...] = ()
+    """(checkpoint name, what is wrong with it) for each newer one found damaged."""
+
+    def notes(self) -> list[str]:
+        return [f"Checkpoint {name} is damaged ({problem}); resuming from {self.path.name} "
+                "instead." for name, problem in self.skipped]
+
+
+def resume_point(store: RunStore, run_id: int, wanted: str | None = None, *,
+                 deep: bool = False) -> ResumePoint:
+    """The checkpoint to resume from: `wanted` (`step-N`) if given and intact, else
+    the newest intact one the store records.
+
+    The store's record is written after the metrics up to that step, so resuming
+    from it never leaves a gap in the series, even when the worker died between
+    writing a checkpoint and flushing its last metrics. A damaged checkpoint
+    (truncated weights, a foreign file, unexpected keys) is passed over for the
+    next older one; `deep` also opens the torch files (the worker does).
     """
-    from engine.checkpoint import STATE_FILE
+    from engine.checkpoint import checkpoint_problem
 
-    for c in reversed(store.checkpoints(run_id)):
-        if (Path(c.path) / STATE_FILE).is_file():
-            return Path(c.path)
-    return None
+    recorded = [Path(c.path) for c in store.checkpoints(run_id)]
+    names = ", ".join(p.name for p in recorded) or "none"
+    if wanted is not None:
+        chosen = [p for p in recorded if p.name == wanted]
+        if not chosen:
+            raise HubtuneError(f"Run {run_id} has no checkpoint {wanted}; its checkpoints: "
+                               f"{names}.")
+        problem = checkpoint_problem(chosen[0], deep=deep)
+        if problem:
+            raise HubtuneError(f"Checkpoint {wanted} of run {run_id} is damaged ({problem}); "
+                               f"pick another of: {names}.")
+        return ResumePoint(chosen[0])
+    skipped: list[tuple[str, str]] = []
+    for path in reversed(recorded):
+        problem = checkpoint_problem(path, deep=deep)
+        if problem is None:
+            return ResumePoint(path, tuple(skipped))
+        skipped.append((path.name, problem))
+    if skipped:
+        found = "; ".join(f"{name}: {problem}" for name, problem in skipped)
+        raise HubtuneError(f"Run {run_id} has no intact checkpoint to resume from ({found}); "
+                           f"fork it (hubtune runs fork {run_id}) to start again.")
+    raise HubtuneError(f"Run {run_id} has no checkpoint to resume from; fork it "
+                       f"(hubtune runs fork {run_id}) to start again.")
 
 
-def resume_run(store: RunStore, run_id: int) -> Path:
-    """Restart a stopped, interrupted or failed run from its newest checkpoint.
+def resume_run(store: RunStore, run_id: int, checkpoint: str | None = None) -> ResumePoint:
+    """Restart a stopped, interrupted or failed run from its newest intact checkpoint
+    (or `checkpoint`, a `step-N` name).
 
     The run is requeued with a new lease in one conditional update, so of two
     resumes racing (or a resume racing `rm`) exactly one starts a worker.
@@ -113,17 +154,19 @@ def resume_run(store: RunStore, run_id: int) -> Path:
         raise HubtuneError(
             f"Run {run_id} already completed; fork it (hubtune runs fork {run_id}) to train more."
         )
-    checkpoint = resume_point(store, run_id)
-    if checkpoint is None:
-        raise HubtuneError(
-            f"Run {run_id} has no checkpoint to resume from; fork it to start again."
-        )
-    lease = store.requeue(run_id)
-    _spawn(store, run_id, lease, resume=True)
-    return checkpoint
+    point = resume_point(store, run_id, checkpoint)
+    try:
+        lease = store.requeue(run_id)
+    except StoreError as exc:  # another command got to the run first
+        raise HubtuneError(str(exc)) from None
+    # Only a checkpoint the user named is passed on: otherwise the worker chooses again
+    # with the deep check, and may pass over one whose torch files are damaged.
+    _spawn(store, run_id, lease, resume=True, checkpoint=checkpoint)
+    return point
 
 
-def _spawn(store: RunStore, run_id: int, lease: str, *, resume: bool) -> None:
+def _spawn(store: RunStore, run_id: int, lease: str, *, resume: bool,
+           checkpoint: str | None = None) -> None:
     folder = run_dir(run_id)
     env = dict(os.environ)
     env["HUBTUNE_HOME"] = str(store.path.parent)  # the worker must open the same database
@@ -138,7 +181,7 @@ def _spawn(store: RunStore, run_id: int, lease: str, *, resume: bool) -> None:
                            "check that HUBTUNE_HOME is a writable folder.") from None
     with log:
         proc = subprocess.Popen(
-            worker_command(run_id, store.path, lease, resume=resume),
+            worker_command(run_id, store.path, lease, resume=resume, checkpoint=checkpoint),
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -205,6 +248,7 @@ class StoreSink:
 
     def _loop(self) -> None:
         store = RunStore(self.db_file)  # this thread's own connection
+        inode = os.stat(self.db_file).st_ino
         last_beat = 0.0
         try:
             while True:
@@ -213,6 +257,7 @@ class StoreSink:
                 closing = self._closing.is_set()
                 self._flush(store)
                 if time.monotonic() - last_beat >= HEARTBEAT_INTERVAL_S:
+                    _check_database_file(self.db_file, inode)
                     store.heartbeat(self.run_id, self.lease)
                     if store.stop_requested(self.run_id):
                         self.stop.set()
@@ -252,7 +297,20 @@ class StoreSink:
             raise self.error
 
 
-def run_worker(run_id: int, db_file: Path, lease: str, *, resume: bool = False) -> int:
+def _check_database_file(db_file: Path, inode: int) -> None:
+    """SQLite keeps writing to a database file that was deleted (or replaced) under it,
+    so nothing would fail: the run would train on and record into nowhere."""
+    try:
+        same = os.stat(db_file).st_ino == inode
+    except OSError:
+        same = False
+    if not same:
+        raise StoreError(f"The run database {db_file} was removed or replaced while the run "
+                         "trained (is HUBTUNE_HOME still there?); the run stops.")
+
+
+def run_worker(run_id: int, db_file: Path, lease: str, *, resume: bool = False,
+               checkpoint: str | None = None) -> int:
     """Train run `run_id` to the end, recording everything; returns an exit code.
 
     The worker first claims the run with `lease` (queued -> running, atomically);
@@ -260,7 +318,7 @@ def run_worker(run_id: int, db_file: Path, lease: str, *, resume: bool = False) 
     another worker, exits without writing to it.
     """
     if int(os.environ.get("RANK", "0")) != 0:
-        return _run_follower(run_id, db_file, resume=resume)
+        return _run_follower(run_id, db_file, resume=resume, checkpoint=checkpoint)
     store = RunStore(db_file)
     from engine.environment import capture_environment
 
@@ -268,15 +326,21 @@ def run_worker(run_id: int, db_file: Path, lease: str, *, resume: bool = False) 
         store.claim(run_id, lease, pid=os.getpid(), host=socket.gethostname(),
                     env=capture_environment())
         run = store.get_run(run_id)
-        resume_from = resume_point(store, run_id) if resume else None
-        if resume_from is not None:
-            # Rows logged after the checkpoint are replayed by the resumed run.
-            step = int(resume_from.name.split("-")[1])
-            store.truncate_after(run_id, step, lease=lease)
     except LeaseLost as exc:
         print(exc, file=sys.stderr)
         store.close()
         return EXIT_NOT_OURS
+    resume_from = None
+    if resume:
+        try:
+            point = resume_point(store, run_id, checkpoint, deep=True)
+        except HubtuneError as exc:
+            return _fail_before_training(store, run_id, lease, str(exc))
+        for note in point.notes():
+            store.add_event(run_id, note, "warning", lease=lease)
+        resume_from = point.path
+        # Rows logged after the checkpoint are replayed by the resumed run.
+        store.truncate_after(run_id, int(resume_from.name.split("-")[1]), lease=lease)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
@@ -324,12 +388,26 @@ EXIT_NOT_OURS = 3
 """The worker's exit code when its run was deleted or handed to another worker."""
 
 
-def _run_follower(run_id: int, db_file: Path, *, resume: bool) -> int:
+def _fail_before_training(store: RunStore, run_id: int, lease: str, error: str) -> int:
+    try:
+        store.add_event(run_id, error, "error", lease=lease)
+        store.finish(run_id, "failed", error=error, lease=lease)
+    except LeaseLost as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_NOT_OURS
+    finally:
+        store.close()
+    return 1
+
+
+def _run_follower(run_id: int, db_file: Path, *, resume: bool,
+                  checkpoint: str | None) -> int:
     """A rank above 0 under torchrun: trains its shard, reads the store, writes nothing."""
     store = RunStore(db_file)
     try:
         cfg = RunConfig.from_dict(store.get_run(run_id).config)
-        resume_from = resume_point(store, run_id) if resume else None
+        # the same choice as rank 0 makes, so every rank starts from one checkpoint
+        resume_from = resume_point(store, run_id, checkpoint, deep=True).path if resume else None
     finally:
         store.close()
     stop = threading.Event()  # rank 0 reads the stop request and shares it
@@ -350,13 +428,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("db_file", type=Path, nargs="?")
     parser.add_argument("--lease", required=True, help="the run's lease (RunStore.claim)")
     parser.add_argument("--resume", action="store_true")
+    parser.add_argument("--checkpoint", help="resume from this step-N checkpoint")
     args = parser.parse_args(argv)
     db_file = args.db_file
     if db_file is None:
         from store import db_path
 
         db_file = db_path()
-    return run_worker(args.run_id, db_file, args.lease, resume=args.resume)
+    return run_worker(args.run_id, db_file, args.lease, resume=args.resume,
+                      checkpoint=args.checkpoint)
 
 
 if __name__ == "__main__":

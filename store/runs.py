@@ -83,6 +83,14 @@ class RunStore:
 
     def _prepare_directory(self) -> None:
         folder = self.path.parent
+        for part in [folder, *folder.parents]:
+            if part.exists():
+                if not part.is_dir():
+                    raise StoreError(
+                        f"The data directory {folder} cannot be used: {part} is a file, not a "
+                        "folder; set HUBTUNE_HOME to a folder."
+                    )
+                break
         try:
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -295,9 +303,11 @@ class RunStore:
     def set_pid(self, run_id: int, pid: int, lease: str) -> bool:
         """Record the launcher's pid while the run waits for its worker; False when the
         launch was superseded, the run deleted, or the worker already claimed it."""
+        import socket
+
         with self._write() as conn:
-            cur = conn.execute("UPDATE runs SET pid = ? WHERE id = ? AND lease = ?"
-                               " AND status = 'queued'", [pid, run_id, lease])
+            cur = conn.execute("UPDATE runs SET pid = ?, host = ? WHERE id = ? AND lease = ?"
+                               " AND status = 'queued'", [pid, socket.gethostname(), run_id, lease])
             return cur.rowcount == 1
 
     def requeue(self, run_id: int, *, allowed: Sequence[str] = ("stopped", "interrupted",
@@ -594,7 +604,8 @@ class RunStore:
         return Comparison(runs=runs, config_diff=diff, metrics=metrics)
 
     def reap_interrupted(self, *, stale_after_s: float = 30.0) -> list[int]:
-        """Mark running runs on this host whose worker is gone as `interrupted`."""
+        """Mark running runs on this host whose worker is gone as `interrupted`, and
+        queued ones whose launcher died before its worker claimed them as `failed`."""
         import socket
 
         host = socket.gethostname()
@@ -610,6 +621,17 @@ class RunStore:
                         "UPDATE runs SET status = 'interrupted', finished_utc = ?, error = ?"
                         " WHERE id = ? AND status = 'running' AND lease IS ?",
                         [utc_now(), "The worker process ended unexpectedly.", run.id, run.lease])
+                if cur.rowcount:
+                    reaped.append(run.id)
+        for run in self.list_runs(status="queued", limit=None):
+            # launched here (set_pid) but the launcher died before its worker claimed the run
+            if run.pid and run.host == host and not _pid_alive(run.pid):
+                with self._write() as conn:
+                    cur = conn.execute(
+                        "UPDATE runs SET status = 'failed', finished_utc = ?, error = ?"
+                        " WHERE id = ? AND status = 'queued' AND lease IS ? AND pid = ?",
+                        [utc_now(), "The worker exited before it started training; see "
+                         f"{run.output_dir}/worker.log.", run.id, run.lease, run.pid])
                 if cur.rowcount:
                     reaped.append(run.id)
         return reaped

@@ -17,6 +17,7 @@ import click
 
 from engine.errors import HubtuneError
 from store import StoreError
+from tui.safe_text import printable
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -26,7 +27,50 @@ class Failure(click.ClickException):
     """A problem reported as one sentence: `Error: ...`."""
 
     def show(self, file=None) -> None:
-        click.echo(f"Error: {self.message}", err=True)
+        click.echo(f"Error: {printable(self.message)}", err=True)
+
+
+def echo(text: object = "", *, err: bool = False) -> None:
+    """Print a line that may quote untrusted text (names, notes, data cells, hub fields):
+    control characters and escape sequences are shown as visible escapes, never sent
+    to the terminal. Fields inside tables go through `cut`, which also escapes newlines."""
+    click.echo(printable(text, multiline=True), err=err)
+
+
+def cut(text: object, width: int) -> str:
+    """One table cell: a single line (newlines shown as \\n) of at most `width` characters."""
+    return printable(text, limit=width)
+
+
+def dump_json(data: object) -> str:
+    """--json output: valid JSON whatever the data holds. NaN and infinities (a diverged
+    loss) become null, since JSON has no such numbers; control characters are escaped."""
+    return json.dumps(_finite(data), indent=2, allow_nan=False)
+
+
+def _finite(value: object) -> object:
+    import math
+
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+def os_error_sentence(exc: OSError) -> str:
+    """An OSError a user can act on, in one sentence (a full disk, a read-only folder...)."""
+    import errno
+
+    where = f" {exc.filename}" if exc.filename else ""
+    if exc.errno == errno.ENOSPC:
+        return f"The disk is full (writing{where}); free some space and try again."
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return (f"Permission denied for{where or ' a file'}; check the folder's permissions "
+                "(HUBTUNE_HOME, HF_HOME) or choose another path.")
+    return f"Cannot use{where or ' a file'}: {exc.strerror or exc}."
 
 
 def _open_store():
@@ -39,12 +83,21 @@ class HubtuneGroup(click.Group):
     """Turns hubtune's own errors into plain messages instead of tracebacks."""
 
     def invoke(self, ctx: click.Context):
+        import sqlite3
+
         try:
             return super().invoke(ctx)
-        except (HubtuneError, StoreError) as exc:
+        except (HubtuneError, StoreError, sqlite3.Error, OSError) as exc:
             if ctx.find_root().params.get("debug"):
                 raise
-            raise Failure(str(exc)) from None
+            if isinstance(exc, sqlite3.Error):
+                message = (f"The run database could not be used ({exc}); check that "
+                           "HUBTUNE_HOME is a writable folder that still exists.")
+            elif isinstance(exc, OSError):
+                message = os_error_sentence(exc)
+            else:
+                message = str(exc)
+            raise Failure(message) from None
 
 
 @click.group(cls=HubtuneGroup, invoke_without_command=True,
@@ -58,6 +111,10 @@ def cli(ctx: click.Context, debug: bool) -> None:
     Run with no command to open the TUI.
     """
     if ctx.invoked_subcommand is None:
+        if not (sys.stdin.isatty() and sys.stdout.isatty()):
+            raise Failure("hubtune opens its TUI only in a terminal (stdin or stdout is not "
+                          "one); use a command instead, e.g. `hubtune runs ls` or "
+                          "`hubtune train CONFIG` (`hubtune --help` lists them).")
         from tui.app import make_app
 
         store = _open_store()
@@ -83,7 +140,7 @@ def train(config: Path, overrides: tuple[str, ...], detach: bool, processes: int
     _check_inputs(cfg)
     store = _open_store()
     run_id = start_run(store, cfg, processes=processes)
-    click.echo(run_id)
+    echo(run_id)
     if detach:
         return
     status = _follow(store, run_id)
@@ -103,31 +160,45 @@ def _check_inputs(cfg) -> None:
         path = cfg.resolve(value)
         if not path.exists():
             raise DataError(f"The data.{key} file {path} does not exist; check the path.")
+    model = cfg.model.id
+    if "/" in model and not model.startswith(("torchvision:", "pkg:", "run:")) \
+            and not cfg.resolve(model).exists():
+        from engine.hub import cache_dir
+
+        cache_dir()  # a hub model: HF_HOME must be usable before a worker starts
 
 
-def _follow(store, run_id: int) -> str:
-    """Print events and progress until the run ends; Ctrl-C detaches."""
-    last_event = 0
+def _follow(store, run_id: int, *, after_event: int = 0) -> str:
+    """Print events (those after `after_event`) and progress until the run ends;
+    Ctrl-C detaches. A resumed run is followed from its resume on, so an earlier
+    attempt's events and outcome are never printed as this one's."""
+    last_event = after_event
     last_step = -1
+    resumed = after_event > 0
+    db_inode = store.path.stat().st_ino
     try:
         while True:
+            if not store.path.exists() or store.path.stat().st_ino != db_inode:
+                raise Failure(f"The run database {store.path} was removed or replaced while "
+                              f"following run {run_id}; check HUBTUNE_HOME.")
             run = store.get_run(run_id)
             for ev in store.events(run_id, after_id=last_event):
                 last_event = ev.id
-                click.echo(f"[{ev.level}] {ev.message}", err=ev.level == "error")
+                echo(f"[{ev.level}] {printable(ev.message)}", err=ev.level == "error")
             latest = store.latest_metrics(run_id)
             step = int(_latest_step(store, run_id))
             if step > last_step and "loss" in latest:
                 last_step = step
-                click.echo(_progress_line(step, latest))
+                echo(_progress_line(step, latest))
             if run.status in ("completed", "failed", "stopped", "interrupted"):
-                _print_summary(run)
+                if not resumed or run.status == "completed":
+                    _print_summary(run)
                 return run.status
             if run.status == "running":
                 store.reap_interrupted()
             time.sleep(0.5)
     except KeyboardInterrupt:
-        click.echo(f"\nDetached; run {run_id} goes on. `hubtune runs follow {run_id}` "
+        echo(f"\nDetached; run {run_id} goes on. `hubtune runs follow {run_id}` "
                    f"reattaches, `hubtune runs stop {run_id}` stops it.", err=True)
         sys.exit(0)
 
@@ -161,7 +232,7 @@ def _print_summary(run) -> None:
             ("baseline_majority_macro_f1", "majority-class macro-F1")]
     shown = [f"{label} {s[k]:.4f}" for k, label in keys if isinstance(s.get(k), (int, float))]
     if shown:
-        click.echo(f"Run {run.id} {run.status}: " + ", ".join(shown))
+        echo(f"Run {run.id} {run.status}: " + ", ".join(shown))
 
 
 # -- runs -----------------------------------------------------------------
@@ -186,24 +257,20 @@ def runs_ls(status, search, sort, limit, as_json) -> None:
     store.reap_interrupted()
     rows = store.list_runs(status=status, search=search, sort=sort, limit=limit)
     if as_json:
-        click.echo(json.dumps([_run_brief(r) for r in rows], indent=2))
+        echo(dump_json([_run_brief(r) for r in rows]))
         return
     if not rows:
-        click.echo("No runs yet. Start one with `hubtune train CONFIG`.")
+        echo("No runs yet. Start one with `hubtune train CONFIG`.")
         return
     header = f"{'ID':>4}  {'STATUS':<11} {'NAME':<24} {'MODEL':<28} {'TASK':<20} {'ACC':>6}  STARTED"
-    click.echo(header)
+    echo(header)
     for r in rows:
         acc = r.summary.get("final_accuracy")
-        click.echo(
-            f"{r.id:>4}  {r.status:<11} {_cut(r.name, 24):<24} {_cut(r.model_id or '', 28):<28} "
-            f"{_cut(r.task or '', 20):<20} {f'{acc:.3f}' if acc is not None else '-':>6}  "
+        echo(
+            f"{r.id:>4}  {r.status:<11} {cut(r.name, 24):<24} {cut(r.model_id or '', 28):<28} "
+            f"{cut(r.task or '', 20):<20} {f'{acc:.3f}' if acc is not None else '-':>6}  "
             f"{(r.started_utc or r.created_utc)[:19].replace('T', ' ')}"
         )
-
-
-def _cut(text: str, width: int) -> str:
-    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def _run_brief(r) -> dict:
@@ -227,19 +294,25 @@ def runs_show(run_id: int, as_json: bool) -> None:
     if as_json:
         out = run.to_json()
         out["metrics"] = store.metric_names(run_id)
-        click.echo(json.dumps(out, indent=2))
+        echo(dump_json(out))
         return
-    click.echo(f"Run {run.id}  {run.name}  [{run.status}]")
-    click.echo(f"  model    {run.model_id}\n  task     {run.task}\n  dataset  {run.dataset}")
-    click.echo(f"  created  {run.created_utc}\n  started  {run.started_utc or '-'}"
+    echo(f"Run {run.id}  {printable(run.name)}  [{run.status}]")
+    echo(f"  model    {printable(run.model_id)}\n  task     {run.task or '-'}\n"
+         f"  dataset  {printable(run.dataset)}")
+    if run.tags:
+        echo(f"  tags     {printable(', '.join(run.tags))}")
+    if run.notes:
+        note = printable(run.notes, multiline=True).replace("\n", "\n           ")
+        echo(f"  notes    {note}")
+    echo(f"  created  {run.created_utc}\n  started  {run.started_utc or '-'}"
                f"\n  finished {run.finished_utc or '-'}")
     if run.error:
-        click.echo(f"  error    {run.error}")
+        echo(f"  error    {printable(run.error)}")
     for key, value in sorted(run.summary.items()):
         if isinstance(value, float):
-            click.echo(f"  {key:<32} {value:.4f}")
+            echo(f"  {key:<32} {value:.4f}")
     for ev in store.events(run_id)[-10:]:
-        click.echo(f"  [{ev.level}] {ev.message}")
+        echo(f"  [{ev.level}] {printable(ev.message)}")
 
 
 @runs.command("compare")
@@ -250,25 +323,25 @@ def runs_compare(run_ids: tuple[int, ...], as_json: bool) -> None:
     store = _open_store()
     cmp = store.compare(list(run_ids))
     if as_json:
-        click.echo(json.dumps({
+        echo(dump_json({
             "runs": [r.id for r in cmp.runs],
             "config_diff": {k: list(v) for k, v in cmp.config_diff.items()},
             "metrics": {k: list(v) for k, v in cmp.metrics.items()},
-        }, indent=2))
+        }))
         return
     width = max([len(k) for k in (*cmp.config_diff, *cmp.metrics)] + [6])
-    click.echo(f"{'':<{width}}  " + "  ".join(f"{'run ' + str(r.id):>14}" for r in cmp.runs))
+    echo(f"{'':<{width}}  " + "  ".join(f"{'run ' + str(r.id):>14}" for r in cmp.runs))
     for key, values in cmp.config_diff.items():
-        click.echo(f"{key:<{width}}  " + "  ".join(f"{_fmt(v):>14}" for v in values))
+        echo(f"{key:<{width}}  " + "  ".join(f"{_fmt(v):>14}" for v in values))
     for key, values in cmp.metrics.items():
         if all(v is None or isinstance(v, (int, float)) for v in values):
-            click.echo(f"{key:<{width}}  " + "  ".join(f"{_fmt(v):>14}" for v in values))
+            echo(f"{key:<{width}}  " + "  ".join(f"{_fmt(v):>14}" for v in values))
 
 
 def _fmt(v) -> str:
     if isinstance(v, float):
         return f"{v:.4g}"
-    return "-" if v is None else str(v)
+    return "-" if v is None else printable(v, limit=60)
 
 
 @runs.command("stop")
@@ -280,7 +353,7 @@ def runs_stop(run_id: int) -> None:
     if run.status not in ("queued", "running"):
         raise Failure(f"Run {run_id} is {run.status}, not running.")
     store.request_stop(run_id)
-    click.echo(f"Asked run {run_id} to stop.")
+    echo(f"Asked run {run_id} to stop.")
 
 
 @runs.command("follow")
@@ -301,16 +374,23 @@ def runs_follow(run_id: int) -> None:
 @runs.command("resume")
 @click.argument("run_id", type=int)
 @click.option("--detach", is_flag=True, help="Return at once instead of following progress.")
-def runs_resume(run_id: int, detach: bool) -> None:
-    """Continue a stopped or interrupted run from its newest checkpoint."""
+@click.option("--checkpoint", metavar="step-N",
+              help="Resume from this checkpoint instead of the newest intact one.")
+def runs_resume(run_id: int, detach: bool, checkpoint: str | None) -> None:
+    """Continue a stopped, interrupted or failed run from its newest intact checkpoint."""
     from engine.worker import resume_run
 
     store = _open_store()
-    checkpoint = resume_run(store, run_id)
-    click.echo(f"Resuming run {run_id} from {checkpoint.name}.")
+    if checkpoint is not None and not checkpoint.startswith("step-"):
+        checkpoint = f"step-{checkpoint}" if checkpoint.isdigit() else checkpoint
+    before = store.events(run_id)  # what the earlier attempt said is not this one's outcome
+    point = resume_run(store, run_id, checkpoint)
+    for note in point.notes():
+        echo(note, err=True)
+    echo(f"Resuming run {run_id} from {point.path.name}.")
     if detach:
         return
-    status = _follow(store, run_id)
+    status = _follow(store, run_id, after_event=before[-1].id if before else 0)
     if status != "completed":
         raise Failure(store.get_run(run_id).error or f"Run {run_id} ended {status}.")
 
@@ -334,7 +414,7 @@ def runs_fork(run_id: int, overrides: tuple[str, ...], detach: bool) -> None:
         cfg = dataclasses.replace(cfg, name=f"{parent.name}-fork")
     _check_inputs(cfg)
     new_id = start_run(store, cfg, parent_id=run_id, tags=parent.tags)
-    click.echo(new_id)
+    echo(new_id)
     if detach:
         return
     status = _follow(store, new_id)
@@ -349,7 +429,7 @@ def runs_rm(run_ids: tuple[int, ...]) -> None:
     store = _open_store()
     for run_id in run_ids:
         store.delete_run(run_id)
-        click.echo(f"Deleted run {run_id}.")
+        echo(f"Deleted run {run_id}.")
 
 
 @runs.command("tag")
@@ -360,7 +440,7 @@ def runs_tag(run_id: int, tags: tuple[str, ...]) -> None:
     store = _open_store()
     store.get_run(run_id)
     store.set_tags(run_id, list(tags))
-    click.echo(f"Run {run_id} tags: {', '.join(tags) or '(none)'}.")
+    echo(f"Run {run_id} tags: {', '.join(tags) or '(none)'}.")
 
 
 @runs.command("note")
@@ -371,38 +451,49 @@ def runs_note(run_id: int, text: str) -> None:
     store = _open_store()
     store.get_run(run_id)
     store.set_notes(run_id, text)
-    click.echo(f"Run {run_id} note saved.")
+    echo(f"Run {run_id} note saved.")
 
 
 @runs.command("export")
 @click.argument("run_id", type=int)
 @click.option("--metrics", "metrics_file", required=True,
-              type=click.Path(dir_okay=False, writable=True, path_type=Path),
+              type=click.Path(dir_okay=True, path_type=Path),
               help="CSV file to write every metric point to.")
-def runs_export(run_id: int, metrics_file: Path) -> None:
+@click.option("--force", is_flag=True, help="Replace the file if it exists.")
+def runs_export(run_id: int, metrics_file: Path, force: bool) -> None:
     """Write a run's metric series to CSV (step, epoch, name, value, time)."""
     import csv
+
+    from engine.outputs import write_file
+    from store import data_dir
 
     store = _open_store()
     store.get_run(run_id)
     rows = store.db.execute(
         "SELECT step, epoch, name, value, time_unix FROM metrics WHERE run_id = ?"
         " ORDER BY name, step", [run_id]).fetchall()
-    with open(metrics_file, "w", newline="", encoding="utf-8") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["step", "epoch", "name", "value", "time_unix"])
-        writer.writerows(rows)
-    click.echo(f"Wrote {len(rows)} rows to {metrics_file}.")
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "w", newline="", encoding="utf-8") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(["step", "epoch", "name", "value", "time_unix"])
+            writer.writerows(rows)
+
+    path = write_file(metrics_file, write, force=force, protected=data_dir())
+    echo(f"Wrote {len(rows)} rows to {path}.")
 
 
 @cli.command("export")
 @click.argument("run_id", type=int)
-@click.argument("target", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("target", type=click.Path(path_type=Path))
 @click.option("--push", "repo", metavar="REPO", help="Also upload the folder to this hub repo.")
 @click.option("--public", is_flag=True, help="Make a pushed repo public (default private).")
-def export(run_id: int, target: Path, repo: str | None, public: bool) -> None:
+@click.option("--force", is_flag=True,
+              help="Write into a non-empty TARGET, replacing files of the same names.")
+def export(run_id: int, target: Path, repo: str | None, public: bool, force: bool) -> None:
     """Write a completed run's model to TARGET with a model card (and optionally push it)."""
     from engine.export import export_model, push_folder
+    from store import data_dir
 
     store = _open_store()
     run = store.get_run(run_id)
@@ -411,10 +502,11 @@ def export(run_id: int, target: Path, repo: str | None, public: bool) -> None:
         raise Failure(f"Run {run_id} is {run.status} and has no final model; only a completed "
                       "run can be exported.")
     folder, loader = export_model(model_dir, target, config=run.config,
-                                  summary=run.summary or {}, run_name=run.name or f"run-{run_id}")
-    click.echo(f"Exported run {run_id} to {folder} (load it with {loader}).")
+                                  summary=run.summary or {}, run_name=run.name or f"run-{run_id}",
+                                  force=force, protected=data_dir())
+    echo(f"Exported run {run_id} to {folder} (load it with {loader}).")
     if repo:
-        click.echo(f"Pushed to {push_folder(folder, repo, private=not public)}.")
+        echo(f"Pushed to {push_folder(folder, repo, private=not public)}.")
 
 
 @cli.command()
@@ -436,13 +528,13 @@ def predict(run_id: int, inputs: tuple[str, ...], as_json: bool) -> None:
         raise Failure(f"Run {run_id} is {run.status}; only a completed run has a final model.")
     predictions = Predictor(Path(run.output_dir) / "model").predict(list(inputs))
     if as_json:
-        click.echo(json.dumps([p.__dict__ for p in predictions], indent=2))
+        echo(dump_json([p.__dict__ for p in predictions]))
         return
     for p in predictions:
         if p.label is None:
-            click.echo(f"{p.score:.4f}\t{p.text}")
+            echo(f"{p.score:.4f}\t{printable(p.text)}")
         else:
-            click.echo(f"{p.label}\t{p.score:.3f}\t{p.text}")
+            echo(f"{printable(p.label)}\t{p.score:.3f}\t{printable(p.text)}")
 
 
 from tui.cli_data import data  # noqa: E402

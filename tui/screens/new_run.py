@@ -22,7 +22,9 @@ from textual.widgets import Button, DataTable, Footer, Header, Input, Label, Sel
 
 from engine.config import FREEZE_POLICIES, TASKS, RunConfig, load_config
 from engine.errors import HubtuneError
+from tui.formatting import cell, cut, literal, plain
 from tui.messages import DataPreviewed, ModelIdsListed
+from tui.safe_text import has_control, printable
 from tui.widgets.layer_plan import LayerPlan
 
 TASK_CHOICES = ("text-classification", *(t for t in TASKS if t != "text-classification"))
@@ -141,8 +143,10 @@ class NewRunScreen(Screen):
     def on_model_ids_listed(self, msg: ModelIdsListed) -> None:
         # Completed runs too: `run:<id>` starts from what that run learned.
         runs = [f"run:{r.id}" for r in self.store.list_runs(status="completed", limit=50)]
+        # A suggestion is drawn as it is: a cached id with a control character in it
+        # (a hand-made cache folder) is left out rather than drawn raw.
         self.query_one("#f-model", Input).suggester = SuggestFromList(
-            msg.ids + runs, case_sensitive=False)
+            [i for i in msg.ids if not has_control(i)] + runs, case_sensitive=False)
 
     # -- prefilling -----------------------------------------------------
 
@@ -162,7 +166,8 @@ class NewRunScreen(Screen):
                 "freeze-n": str(d.freeze.n), "seed": str(d.train.seed),
             }
             for fid, value in values.items():
-                self.query_one(f"#f-{fid}", Input).value = value
+                # An Input draws its value as it is: controls (a forked run's name) as escapes.
+                self.query_one(f"#f-{fid}", Input).value = printable(value)
             task = self.query_one("#f-task", Select)
             with self.prevent(Select.Changed):  # every task again, until the model is read
                 task.set_options([(t, t) for t in TASK_CHOICES])
@@ -176,7 +181,7 @@ class NewRunScreen(Screen):
                         d.data.text_column, d.data.label_column):
                     select.clear()
         if model is not None:
-            self.query_one("#f-model", Input).value = model
+            self.query_one("#f-model", Input).value = printable(model)
         self._schedule()
 
     # -- validation -----------------------------------------------------
@@ -226,6 +231,7 @@ class NewRunScreen(Screen):
             self._error(self._field_for(str(exc)), str(exc))
         self._update_launch()
         self._refresh_plan()
+        self._show_length_note()
 
     # -- the heads that fit the model ------------------------------------
 
@@ -284,6 +290,7 @@ class NewRunScreen(Screen):
         if key == self._planned:
             return
         self._planned = key
+        self._length_note = None  # until the new plan says
         self.query_one("#plan-summary", Static).update("[dim]Planning…[/dim]")
         self._plan(cfg, key)
 
@@ -312,6 +319,20 @@ class NewRunScreen(Screen):
             panel.show_error(plan)
         else:
             panel.show(plan, cfg)
+        self._length_note = None if isinstance(plan, str) else plan.length_notice
+        self._show_length_note()
+
+    def _show_length_note(self) -> None:
+        """Under Max tokens: the plan's notice that it is clamped to the model's positions
+        (engine.lengths.effective_max_length, the check the run makes)."""
+        box = self.query_one("#e-max-length", Static)
+        note = getattr(self, "_length_note", None)
+        markup = f"[$warning]{literal(note)}[/]" if note else None
+        ours = box.content == getattr(self, "_length_markup", None)  # not an error message
+        if box.has_class("-hidden") or ours:  # an error in the field comes first
+            box.update(markup or "")
+            box.set_class(not markup, "-hidden")
+        self._length_markup = markup
 
     def _in_engine(self, job) -> None:
         """Run `job` on the app's engine thread (tui/engine_thread.py) and call what it
@@ -386,7 +407,8 @@ class NewRunScreen(Screen):
 
     def _error(self, fid: str, message: str | None) -> None:
         box = self.query_one(f"#e-{fid}", Static)
-        box.update(message or "")
+        # Messages quote names, paths and column names: plain text, never markup.
+        box.update(plain(message or "", multiline=True, limit=2000))
         box.set_class(not message, "-hidden")
 
     def _update_launch(self) -> None:
@@ -416,12 +438,14 @@ class NewRunScreen(Screen):
             self._update_launch()
             return
         p = msg.preview
+        # Headers and cells are the file's own text: Text, never markup (a str cell is
+        # parsed as markup), one line each, controls shown as escapes.
         for col in p.columns:
-            table.add_column(col, key=col)
+            table.add_column(cell(cut(col, 40)), key=col)
         for row in p.rows:
-            table.add_row(*[cell[:40] for cell in row[: len(p.columns)]]
+            table.add_row(*[cell(cut(value, 40)) for value in row[: len(p.columns)]]
                           + [""] * (len(p.columns) - len(row)))
-        options = [(c, c) for c in p.columns]
+        options = [(cell(cut(c, 40)), c) for c in p.columns]
         wanted = dict(zip(("text-col", "label-col"),
                           getattr(self, "_wanted_columns", (None, None)), strict=True))
         self._wanted_columns = (None, None)
@@ -440,7 +464,10 @@ class NewRunScreen(Screen):
                         select.value = choice
                         break
         self.query_one("#preview-summary", Static).update(
-            f"[b]{Path(p.path).name}[/b]: {p.total_rows:,} rows, {len(p.columns)} columns")
+            f"[b]{literal(Path(p.path).name, 80)}[/b]: {p.total_rows:,} rows, "
+            f"{len(p.columns)} columns"
+            # Label problems the run will report too (engine.preview.check_labels).
+            + "".join(f"\n[$warning]{literal(w, 400)}[/]" for w in p.warnings))
         self.data_ok = True
         self._check_columns()
         self._update_launch()
@@ -471,10 +498,10 @@ class NewRunScreen(Screen):
         if isinstance(text, str) and task != "image-classification":
             self._refresh_lengths(p, text)
         if isinstance(label, str) and label == p.label_column:
-            shown = "  ".join(f"{k} {v:,}" for k, v in p.label_counts[:8])
+            shown = "  ".join(f"{cut(str(k), 30)} {v:,}" for k, v in p.label_counts[:8])
             more = f"  (+{len(p.label_counts) - 8} more)" if len(p.label_counts) > 8 else ""
             self.query_one("#label-counts", Static).update(
-                f"[b]labels[/b] ({label}): {shown}{more}")
+                f"[b]labels[/b] ({literal(label, 40)}): {literal(shown, 400)}{more}")
         self.data_ok = ok
         self._update_launch()
 
@@ -524,8 +551,6 @@ class NewRunScreen(Screen):
         self._show_lengths()
 
     def _show_lengths(self) -> None:
-        from tui.formatting import literal
-
         stats = self.lengths
         box = self.query_one("#length-stats", Static)
         button = self.query_one("#use-length", Button)
@@ -579,17 +604,21 @@ class NewRunScreen(Screen):
         if not (self.config and self.data_ok):
             self.notify("Fix the fields marked in red first.", severity="warning")
             return
+        from engine.config import MAX_NAME_CHARS
         from engine.worker import start_run
+        from store import StoreError
 
         cfg = self.config
-        if not cfg.name:
-            import dataclasses
-
-            cfg = dataclasses.replace(cfg, name=Path(cfg.data.train).stem)
         try:
+            if not cfg.name:
+                import dataclasses
+
+                # The file's name, made a name the store takes (one line, not too long).
+                stem = printable(Path(cfg.data.train).stem)
+                cfg = dataclasses.replace(cfg, name=cut(stem, MAX_NAME_CHARS))
             run_id = start_run(self.store, cfg, parent_id=getattr(self, "parent_id", None))
             self.parent_id = None
-        except HubtuneError as exc:
+        except (HubtuneError, StoreError) as exc:
             self.notify(str(exc), severity="error")
             return
         self.notify(f"Run {run_id} started; it trains in its own process.")
@@ -625,12 +654,31 @@ class NewRunScreen(Screen):
             return
         data = self.config.to_dict()
         data.pop("base_dir", None)
-        try:
-            Path(raw).write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
-        except OSError as exc:
-            self.notify(f"Cannot write {raw}: {exc.strerror}.", severity="error")
+        text = yaml.safe_dump(data, sort_keys=False)
+        if Path(raw).expanduser().exists():
+            from tui.screens.confirm import ConfirmScreen
+
+            def answered(yes: bool | None) -> None:
+                if yes:
+                    self._write_config(raw, text, force=True)
+
+            self.app.push_screen(ConfirmScreen(f"{raw} exists. Replace it?"), answered)
             return
-        self.notify(f"Saved {raw}.")
+        self._write_config(raw, text, force=False)
+
+    def _write_config(self, raw: str, text: str, *, force: bool) -> None:
+        """Save the form's YAML to `raw`: never over a file unasked, never inside
+        hubtune's data folder; a problem is one notification."""
+        from engine.errors import HubtuneError
+        from engine.outputs import write_text
+        from store import data_dir
+
+        try:
+            path = write_text(raw, text, force=force, protected=data_dir())
+        except HubtuneError as exc:
+            self.notify(str(exc), severity="error", markup=False)
+            return
+        self.notify(f"Saved {path}.", markup=False)
 
 
 def _num(x: float) -> str:

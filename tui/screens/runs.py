@@ -241,9 +241,9 @@ class RunsScreen(Screen):
             cell(cut(r.model_id or "-", 20)),
             cell(short_task(r.task)),
             cell(cut(data, 12)),
-            f"{name} {value:.3g}" if value is not None else "-",
+            cell(f"{name} {value:.3g}" if value is not None else "-"),
             duration(r.duration_s),
-            (r.started_utc or r.created_utc)[5:16].replace("T", " "),
+            cell((r.started_utc or r.created_utc or "")[5:16].replace("T", " ")),
         )
 
     def on_run_detail_refreshed(self, msg: RunDetailRefreshed) -> None:
@@ -330,14 +330,15 @@ class RunsScreen(Screen):
         if run is None:
             return
 
+        shown = ", ".join(run.tags)
+
         def save(value: str | None) -> None:
-            if value is not None:
+            if value is not None and value != shown:
                 tags = [t.strip() for t in value.split(",") if t.strip()]
-                self.store.set_tags(run.id, tags)
-                self._wake.set()
+                self._save(lambda: self.store.set_tags(run.id, tags))
 
         self.app.push_screen(EditScreen(f"Tags of run #{run.id} (comma-separated)",
-                                        ", ".join(run.tags), "baseline, frozen, lr-sweep"), save)
+                                        shown, "baseline, frozen, lr-sweep"), save)
 
     def action_edit_notes(self) -> None:
         from tui.screens.edit import EditScreen
@@ -347,12 +348,23 @@ class RunsScreen(Screen):
             return
 
         def save(value: str | None) -> None:
-            if value is not None:
-                self.store.set_notes(run.id, value.strip())
-                self._wake.set()
+            if value is not None and value != run.notes:
+                self._save(lambda: self.store.set_notes(run.id, value.strip()))
 
         self.app.push_screen(EditScreen(f"Note on run #{run.id}", run.notes,
                                         "what this run tried, what it showed"), save)
+
+    def _save(self, write) -> None:
+        """Write tags or a note; the store refuses what a table cannot show (too long, a
+        control character), and says so in a toast rather than ending the app."""
+        from store import StoreError
+
+        try:
+            write()
+        except StoreError as exc:
+            self.notify(str(exc), severity="error", timeout=8)
+            return
+        self._wake.set()
 
     def action_playground(self) -> None:
         from tui.screens.playground import PlaygroundScreen
@@ -376,20 +388,24 @@ class RunsScreen(Screen):
         self.app.push_screen(CompareScreen(self.store, ids))
 
     async def action_fork(self) -> None:
-        from engine.config import RunConfig
+        import dataclasses
+
+        from engine.config import MAX_NAME_CHARS, RunConfig
         from engine.errors import HubtuneError
+        from tui.safe_text import printable
 
         run = self._runs.get(self.selected_id or -1)
         if run is None:
             return
         try:
             cfg = RunConfig.from_dict(run.config)
+            # A name recorded before names were checked may hold control characters,
+            # or leave no room for the suffix: the fork's is escaped and cut to fit.
+            name = cut(printable(run.name), MAX_NAME_CHARS - len("-fork")) + "-fork"
+            cfg = dataclasses.replace(cfg, name=name)
         except HubtuneError as exc:
             self.notify(f"Run {run.id}'s config no longer loads: {exc}", severity="error")
             return
-        import dataclasses
-
-        cfg = dataclasses.replace(cfg, name=f"{run.name}-fork")
         await self.app.new_run(config=cfg, parent_id=run.id)
 
     def action_resume(self) -> None:
@@ -404,7 +420,7 @@ class RunsScreen(Screen):
         except HubtuneError as exc:
             self.notify(str(exc), severity="warning")
             return
-        self.notify(f"Resuming run {run.id} from {checkpoint.name}.")
+        self.notify(f"Resuming run {run.id} from {checkpoint.path.name}.")
         self._wake.set()
 
     def action_stop_run(self) -> None:
@@ -422,7 +438,8 @@ class RunsScreen(Screen):
                 self.notify(f"Asked run {run.id} to stop; it checkpoints and ends shortly.")
                 self._wake.set()
 
-        self.app.push_screen(ConfirmScreen(f"Stop run {run.id} ({run.name})?"), confirmed)
+        self.app.push_screen(ConfirmScreen(f"Stop run {run.id} ({cut(run.name, 60)})?"),
+                             confirmed)
 
     def action_delete_run(self) -> None:
         run = self._runs.get(self.selected_id or -1)
@@ -441,6 +458,7 @@ class RunsScreen(Screen):
                 self._wake.set()
 
         self.app.push_screen(
-            ConfirmScreen(f"Delete run {run.id} ({run.name}) with its metrics and files?"),
+            ConfirmScreen(f"Delete run {run.id} ({cut(run.name, 60)}) with its metrics and "
+                          "files?"),
             confirmed,
         )
