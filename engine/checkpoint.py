@@ -137,7 +137,11 @@ def checkpoint_problem(folder: Path, *, deep: bool = True) -> str | None:
         if deep:
             import torch
         for name in ("optimizer.pt", "scheduler.pt", "rng.pt") if deep else ():
-            loaded = torch.load(folder / name, weights_only=True, mmap=True, map_location="cpu")
+            try:
+                loaded = torch.load(folder / name, weights_only=True, mmap=True,
+                                    map_location="cpu")
+            except Exception:  # a foreign pickle, an old format, a truncated zip
+                return f"{name} is not a readable torch state file"
             if not isinstance(loaded, dict) or not expected.get(name, set()) <= set(loaded):
                 return f"{name} is not a {name.removesuffix('.pt')} state"
     except (OSError, ValueError, RuntimeError, KeyError, TypeError, EOFError) as exc:
@@ -166,16 +170,22 @@ def _check_safetensors(path: Path) -> None:
 
 
 def latest_checkpoint(run_folder: Path) -> Path | None:
+    found = [p for p in _step_folders(run_folder) if (p / STATE_FILE).is_file()]
+    return found[-1] if found else None
+
+
+def _step_folders(run_folder: Path) -> list[Path]:
+    """The run's `checkpoints/step-N` folders by step; anything else there (a `.tmp` being
+    written, a user's `step-12.bak` copy) is neither read nor pruned."""
     root = Path(run_folder) / "checkpoints"
-    found = [p for p in root.glob("step-*") if p.is_dir() and (p / STATE_FILE).is_file()]
-    return max(found, key=lambda p: int(p.name.split("-")[1])) if found else None
+    found = [p for p in root.glob("step-*")
+             if p.is_dir() and p.name.removeprefix("step-").isdigit()]
+    return sorted(found, key=lambda p: int(p.name.removeprefix("step-")))
 
 
 def prune_checkpoints(run_folder: Path, keep: int, protect: int | None = None) -> None:
     """Keep the newest `keep` checkpoints, and the one of step `protect` (the best)."""
-    root = Path(run_folder) / "checkpoints"
-    found = sorted((p for p in root.glob("step-*") if p.is_dir() and not p.name.endswith(".tmp")),
-                   key=lambda p: int(p.name.split("-")[1]))
+    found = _step_folders(run_folder)
     for old in found[:-keep] if keep > 0 else []:
         if old.name != f"step-{protect}":
             shutil.rmtree(old, ignore_errors=True)

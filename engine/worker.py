@@ -149,7 +149,8 @@ def resume_run(store: RunStore, run_id: int, checkpoint: str | None = None) -> R
     store.reap_interrupted()
     run = store.get_run(run_id)
     if run.status in ("queued", "running"):
-        raise HubtuneError(f"Run {run_id} is {run.status}; only a finished run can be resumed.")
+        raise HubtuneError(f"Run {run_id} is {run.status}; only a stopped, interrupted or failed "
+                           "run can be resumed.")
     if run.status == "completed":
         raise HubtuneError(
             f"Run {run_id} already completed; fork it (hubtune runs fork {run_id}) to train more."

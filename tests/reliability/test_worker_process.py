@@ -119,3 +119,53 @@ def test_fork_records_the_parent_and_the_change(tiny_config):
     assert run.parent_id == parent and run.status == "completed"
     cmp = store.compare([parent, child])
     assert cmp.config_diff["train.learning_rate"] == (0.003, 0.001)
+
+
+def test_damaged_checkpoints_and_racing_resumes(tiny_config):
+    """A resume whose every checkpoint is damaged fails in one sentence without printing
+    the earlier attempt's outcome; with only the newest damaged, two resumes racing
+    start exactly one worker, which passes over that checkpoint and says so."""
+    import pickle
+    import shutil
+
+    store = RunStore()
+    run_id = start(tiny_config, *SLOW)
+    wait_until(lambda: len(store.checkpoints(run_id)) >= 2, what="two checkpoints")
+    assert hubtune("runs", "stop", str(run_id)).returncode == 0
+    wait_until(lambda: store.get_run(run_id).status == "stopped", what="the stop")
+    kept = [Path(c.path) for c in store.checkpoints(run_id) if Path(c.path).is_dir()]
+    assert len(kept) >= 2
+    backups = {p: p.parent.parent / f"{p.name}.bak" for p in kept}
+    for path, backup in backups.items():
+        shutil.copytree(path, backup)
+        (path / "optimizer.pt").write_bytes(pickle.dumps(object()))  # only torch.load can tell
+
+    failed = hubtune("runs", "resume", str(run_id))
+    assert failed.returncode != 0
+    assert "no intact checkpoint to resume from" in failed.stderr
+    assert "Traceback" not in failed.stderr
+    assert f"Run {run_id} stopped" not in failed.stdout and "accuracy" not in failed.stdout
+    assert store.get_run(run_id).status == "failed"
+
+    for path, backup in list(backups.items())[:-1]:  # every checkpoint but the newest intact
+        shutil.rmtree(path)
+        backup.rename(path)
+    events_before = len(store.events(run_id))
+    racers = [subprocess.Popen([sys.executable, "-m", "tui.cli", "runs", "resume", str(run_id),
+                                "--detach"], cwd=REPO, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outcomes = [(p.wait(timeout=120), p.stderr.read()) for p in racers]
+    assert sorted(rc == 0 for rc, _ in outcomes) == [False, True], outcomes
+    loser = next(err for rc, err in outcomes if rc != 0)
+    assert "only a stopped, interrupted or failed run can be resumed" in loser, loser
+    wait_until(lambda: len(loss_steps(store, run_id)) > 0
+               and store.get_run(run_id).status == "running", what="the resumed worker")
+    newest = list(backups)[-1].name
+    wait_until(lambda: any("Resumed from" in e.message for e in store.events(run_id)[events_before:]),
+               what="the resume event")
+    new_events = [e.message for e in store.events(run_id)[events_before:]]
+    assert sum("Resumed from" in m for m in new_events) == 1  # one worker, not two
+    assert any(m.startswith(f"Checkpoint {newest} is damaged") for m in new_events), new_events
+    stopped = hubtune("runs", "stop", str(run_id))
+    assert stopped.returncode == 0, (stopped.stderr, store.get_run(run_id).error)
+    wait_until(lambda: store.get_run(run_id).status == "stopped", what="the second stop")
