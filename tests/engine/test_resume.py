@@ -69,7 +69,6 @@ def test_a_full_disk_keeps_the_previous_checkpoint(tmp_path, tiny_bert, sentimen
                                                    monkeypatch):
     import errno
 
-    from engine import checkpoint as ckpt
     from engine.checkpoint import CheckpointError, load_checkpoint
 
     cfg = _cfg(tmp_path, tiny_bert, sentiment_csv, checkpoint_every=2)
@@ -82,10 +81,10 @@ def test_a_full_disk_keeps_the_previous_checkpoint(tmp_path, tiny_bert, sentimen
             raise OSError(errno.ENOSPC, "No space left on device")
         return real_save(obj, f, *a, **kw)
 
-    monkeypatch.setattr(ckpt.torch, "save", failing_save)
+    monkeypatch.setattr(torch, "save", failing_save)
     with pytest.raises(CheckpointError, match="The disk is full: the checkpoint at step 6"):
         train(cfg, lambda e: None, threading.Event(), out_dir=tmp_path / "run")
-    monkeypatch.setattr(ckpt.torch, "save", real_save)
+    monkeypatch.setattr(torch, "save", real_save)
     last = latest_checkpoint(tmp_path / "run")
     assert last.name == "step-4"
     assert not list((tmp_path / "run" / "checkpoints").glob("*.tmp"))
