@@ -19,6 +19,9 @@ from tui.screens.models import LocalModelsScreen
 from tui.screens.new_run import NewRunScreen
 from tui.screens.runs import RunsScreen
 
+TOAST_LIMIT = 2000
+"""Characters of a notification shown; a traceback a page long is cut."""
+
 
 class HubtuneApp(App[None]):
     CSS_PATH = "app.tcss"
@@ -82,6 +85,18 @@ class HubtuneApp(App[None]):
                 leave()
 
         self.set_interval(2.0, check)
+
+    def notify(self, message: str, *, title: str = "", severity="information",
+               timeout: float | None = None, markup: bool = True) -> None:
+        """Every toast shows its text as written, whoever asked for it (widgets and
+        screens call this one): messages quote run names, hub ids and errors, and a
+        stray `[/]` in one would raise while the toast renders. None of ours uses markup,
+        so `markup` is ignored; control characters are shown as escapes."""
+        from tui.safe_text import printable
+
+        super().notify(printable(message, multiline=True, limit=TOAST_LIMIT),
+                       title=printable(title, limit=80),
+                       severity=severity, timeout=timeout, markup=False)
 
     def action_help(self) -> None:
         self.push_screen(HelpScreen())

@@ -13,15 +13,18 @@ STATUS_STYLE = {
 
 
 def status_markup(status: str) -> str:
+    """A run's status as markup; one the store should never hold is shown as written."""
     style = STATUS_STYLE.get(status, "")
-    return f"[{style}]{status}[/]" if style else status
+    return f"[{style}]{status}[/]" if style else literal(status)
 
 
 def status_text(status: str):
     """A rich Text for table cells (markup strings would be re-parsed each render)."""
     from rich.text import Text
 
-    return Text(status, style=STATUS_STYLE.get(status, ""))
+    from tui.safe_text import printable
+
+    return Text(printable(status), style=STATUS_STYLE.get(status, ""))
 
 
 def cut(text: str, width: int) -> str:
@@ -66,24 +69,51 @@ def main_metric(run) -> str:
                                                                         "accuracy")
 
 
-def literal(text: object) -> str:
-    """User text (names, tags, notes, errors, predictions) made safe to put inside markup:
-    brackets in it are shown, never read as styles (a stray `[/x]` would raise)."""
-    from textual.markup import escape
+def literal(text: object, limit: int | None = None, *, multiline: bool = False) -> str:
+    """User text (names, tags, notes, errors, predictions) made safe to put inside content
+    markup: brackets in it are shown, never read as tags, and control characters are
+    shown as escapes (tui.safe_text); `limit` cuts it with an ellipsis, and newlines are
+    kept only if `multiline`.
+
+    Every `[` is escaped, not only those that look like a tag (`textual.markup.escape`
+    leaves `[/` of `[bold]x[/` bare, and the closing tag after it then fails to parse).
+    Content markup has no escape for a backslash, so a trailing one, which would escape
+    the tag that follows it, is kept apart from it by a zero-width space.
+    """
+    from tui.safe_text import printable
+
+    s = printable(text, multiline=multiline, limit=limit).replace("[", "\\[")
+    return s + "\u200b" if s.endswith("\\") else s
+
+
+def styled(template: str, **values: object):
+    """Content from our own markup `template` with `$name` holes filled by untrusted
+    `values`: a value is never parsed as markup, and its control characters are shown
+    as escapes; each value stays on one line (a newline in it shows as `\\n`)."""
+    from textual.content import Content
 
     from tui.safe_text import printable
 
-    return escape(printable(text))
+    return Content.from_markup(template, **{k: printable(v) for k, v in values.items()})
 
 
-def cell(text: str):
-    """A DataTable cell shown as written (str cells are parsed as markup), control
-    characters escaped (tui.safe_text)."""
+def plain(text: object, *, multiline: bool = False, limit: int | None = None):
+    """Untrusted text as Content for a Static or Label: never markup, controls escaped."""
+    from textual.content import Content
+
+    from tui.safe_text import printable
+
+    return Content(printable(text, multiline=multiline, limit=limit))
+
+
+def cell(text: object, style: str = ""):
+    """A DataTable cell (or column label, Select or Tree label) shown as written: str
+    cells are parsed as markup; control characters escaped (tui.safe_text)."""
     from rich.text import Text
 
     from tui.safe_text import printable
 
-    return Text(printable(text))
+    return Text(printable(text), style=style)
 
 
 SHORT_METRIC = {"accuracy": "acc", "perplexity": "ppl", "micro_f1": "µF1", "macro_f1": "F1",

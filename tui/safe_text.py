@@ -23,6 +23,8 @@ def _escape(match: re.Match[str]) -> str:
     ch = match.group()
     if ch == "\t":
         return " "
+    if ch in "\n\r":
+        return "\\n" if ch == "\n" else "\\r"
     code = ord(ch)
     return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
 

@@ -41,14 +41,17 @@ class CompareScreen(ModalScreen[None]):
         table.add_column("", key="key")
         for r in cmp.runs:
             table.add_column(cell(cut(f"#{r.id} {r.name}", 24)), key=str(r.id))
-        table.add_row("[b]status[/b]", *[r.status for r in cmp.runs])
+        # Every cell is a Text: keys and values come from stored configs and summaries,
+        # and a str cell would be parsed as markup.
+        table.add_row(cell("status", "b"), *[cell(r.status) for r in cmp.runs])
         for key, values in cmp.config_diff.items():
-            table.add_row(f"[yellow]{key}[/]", *[cell(_fmt(v)) for v in values])
+            table.add_row(cell(cut(key, 40), "yellow"), *[cell(cut(_fmt(v), 40)) for v in values])
         for key, values in cmp.metrics.items():
             if all(v is None or isinstance(v, (int, float)) for v in values):
                 best = _best(key, values)
-                table.add_row(key, *[f"[b green]{_fmt(v)}[/]" if v is not None and v == best
-                                     else _fmt(v) for v in values])
+                table.add_row(cell(cut(key, 40)), *[
+                    cell(_fmt(v), "b green" if v is not None and v == best else "")
+                    for v in values])
         # Curves overlaid on one step axis, one colour per run.
         loss = [Series(f"#{r.id} {r.name}", *_xy(self.store.series(r.id, "loss")))
                 for r in cmp.runs]

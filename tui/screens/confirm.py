@@ -1,4 +1,7 @@
-"""A yes/no modal used before anything destructive."""
+"""A yes/no modal used before anything destructive.
+
+The question quotes run names and model ids, so it is shown as plain text, never markup.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +10,11 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Label
+
+from tui.formatting import plain
+
+QUESTION_LIMIT = 400
+"""Characters of the question shown; a name a page long must not push the buttons away."""
 
 
 class ConfirmScreen(ModalScreen[bool]):
@@ -23,7 +31,7 @@ class ConfirmScreen(ModalScreen[bool]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="confirm-box"):
-            yield Label(self.question, id="confirm-question")
+            yield Label(plain(self.question, limit=QUESTION_LIMIT), id="confirm-question")
             with Horizontal(id="confirm-buttons"):
                 yield Button("Yes (y)", id="yes", variant="error")
                 yield Button("No (n)", id="no", variant="primary")

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
+from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -19,6 +20,7 @@ from textual.screen import ModalScreen
 from textual.widgets import DirectoryTree, Label, Static
 
 from tui.formatting import literal
+from tui.safe_text import printable
 
 DATA_SUFFIXES = frozenset({".csv", ".tsv", ".jsonl", ".json", ".parquet", ".conll", ".conllu",
                            ".bio", ".txt"})
@@ -26,6 +28,11 @@ DATA_SUFFIXES = frozenset({".csv", ".tsv", ".jsonl", ".json", ".parquet", ".conl
 
 class DataTree(DirectoryTree):
     """Folders and data files only; hidden entries left out."""
+
+    def process_label(self, label):
+        """A file name as written: controls in it (a name may hold ESC or a newline)
+        shown as escapes, never sent to the terminal; never read as markup."""
+        return Text(printable(label.plain if isinstance(label, Text) else label))
 
     def filter_paths(self, paths: Iterable[Path]) -> Iterable[Path]:
         return [p for p in paths if not p.name.startswith(".")

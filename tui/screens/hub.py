@@ -2,7 +2,9 @@
 
 Search and details run in exclusive thread workers (the newest request
 wins); a download runs in its own worker that reports bytes through
-coalescing messages and stops when its event is set. The torchvision
+coalescing messages and stops when its event is set. Everything the hub
+sends (ids, tags, authors, file names, the card) is untrusted text: shown as
+Text or escaped, never read as markup, controls as escapes. The torchvision
 "library" lists built-in backbones instead: that needs torch, so it runs on
 the app's engine thread (see tui/engine_thread), never in a second thread.
 """
@@ -29,8 +31,9 @@ from textual.widgets import (
     Select,
     Static,
 )
+from textual.worker import Worker, WorkerState
 
-from tui.formatting import cut, human_bytes
+from tui.formatting import cell, cut, human_bytes, literal, styled
 from tui.messages import (
     DownloadFinished,
     DownloadProgressed,
@@ -39,6 +42,7 @@ from tui.messages import (
     HubSearchFinished,
     ModelDetailsLoaded,
 )
+from tui.safe_text import printable
 
 TASKS = ("text-classification", "fill-mask", "sentence-similarity", "feature-extraction",
          "token-classification", "question-answering", "text-generation",
@@ -46,6 +50,10 @@ TASKS = ("text-classification", "fill-mask", "sentence-similarity", "feature-ext
 LIBRARIES = (("transformers", "transformers"), ("sentence-transformers", "sentence-transformers"),
              ("timm", "timm"), ("peft", "peft"), ("torchvision (built in)", "torchvision"))
 SEARCH_DEBOUNCE_S = 0.3
+MAX_FILES_SHOWN = 200
+"""Files listed in the detail pane; a repo of thousands would bury the card."""
+MAX_CARD_CHARS = 200_000
+"""A model card longer than this is cut: it is read whole into one Markdown widget."""
 
 
 class HubScreen(Screen):
@@ -85,7 +93,7 @@ class HubScreen(Screen):
             yield DataTable(id="hub-results", cursor_type="row", zebra_stripes=True)
             with VerticalScroll(id="hub-detail"):
                 yield Static("Search, then pick a model to read about it.", id="hub-summary")
-                yield Markdown("", id="hub-card")
+                yield Markdown("", id="hub-card", open_links=False)
         with Horizontal(id="download-row", classes="-hidden"):
             yield Label("", id="download-label")
             yield ProgressBar(id="download-bar", show_eta=True)
@@ -163,14 +171,24 @@ class HubScreen(Screen):
         table.clear()
         self._results = {m.id: m for m in msg.results}
         for m in msg.results:
-            table.add_row("✓" if m.cached else "", cut(m.id, 44), m.task or "-",
-                          f"{m.downloads:,}", f"{m.likes:,}", (m.updated or "")[:10], key=m.id)
+            table.add_row("✓" if m.cached else "", cell(cut(m.id, 44)),
+                          cell(cut(m.task or "-", 24)), f"{m.downloads:,}", f"{m.likes:,}",
+                          cell((m.updated or "")[:10]), key=m.id)
         if not msg.results:
             self.query_one("#hub-summary", Static).update(
-                f"No models match {msg.query!r}." if msg.query else "No models found.")
+                f"No models match {literal(repr(msg.query), 80)}." if msg.query
+                else "No models found.")
 
     def on_hub_failed(self, msg: HubFailed) -> None:
         self.notify(msg.message, severity="error", timeout=8)
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        """A search or details worker that failed outside HubError (the hub listed an id
+        huggingface_hub will not look up) says so, rather than 'loading…' forever."""
+        worker = event.worker
+        if event.state == WorkerState.ERROR and worker.group in ("hub-search", "hub-details"):
+            error = worker.error
+            self.notify(f"{type(error).__name__}: {error}", severity="error", timeout=8)
 
     # -- details -----------------------------------------------------------
 
@@ -179,7 +197,7 @@ class HubScreen(Screen):
         repo = event.row_key.value if event.row_key is not None else None
         if repo and repo != self._selected:
             self._selected = repo
-            self.query_one("#hub-summary", Static).update(f"[b]{repo}[/b]\nloading…")
+            self.query_one("#hub-summary", Static).update(f"[b]{literal(repo)}[/b]\nloading…")
             self._show_model(repo)
 
     def _show_model(self, repo: str) -> None:
@@ -235,10 +253,11 @@ class HubScreen(Screen):
         else:
             params = f"{d.parameters / 1e6:,.1f}M parameters"
         lines = [
-            f"[b]{d.id}[/b]  {'[green]cached[/]' if d.cached else ''}",
-            f"{d.task or 'no task'} · {d.library or '-'} · license {d.license or '-'}",
+            f"[b]{literal(d.id, 96)}[/b]  {'[green]cached[/]' if d.cached else ''}",
+            literal(f"{d.task or 'no task'} · {d.library or '-'} · license {d.license or '-'}",
+                    200),
             f"{params} · download {human_bytes(d.download_size)}",
-            f"heads: {', '.join(heads)}",
+            f"heads: {literal(', '.join(heads), 200)}",
         ]
         if d.needs_remote_code:
             lines.append("[yellow]needs its own code: set model.trust_remote_code to use it[/]")
@@ -246,9 +265,24 @@ class HubScreen(Screen):
             lines.append("[yellow]no safetensors weights: needs model.allow_pickle[/]")
         if d.gated:
             lines.append("[yellow]gated: accept its terms on the hub and log in[/]")
-        files = "\n".join(f"{cut(f.path, 30):<30} {human_bytes(f.size):>9}" for f in d.files)
+        files = "\n".join(literal(f"{cut(printable(f.path), 30):<30} {human_bytes(f.size):>9}")
+                          for f in d.files[:MAX_FILES_SHOWN])
+        if len(d.files) > MAX_FILES_SHOWN:
+            files += f"\n… and {len(d.files) - MAX_FILES_SHOWN} more files"
         self.query_one("#hub-summary", Static).update("\n".join(lines) + "\n\n" + files)
-        self.query_one("#hub-card", Markdown).update(d.card or "*No model card.*")
+        # Markdown renders text as text (no content markup), but control characters in
+        # the card would reach the terminal: shown as escapes, newlines kept.
+        card = printable(d.card, multiline=True, limit=MAX_CARD_CHARS)
+        self.query_one("#hub-card", Markdown).update(card or "*No model card.*")
+
+    @on(Markdown.LinkClicked, "#hub-card")
+    def _card_link(self, event: Markdown.LinkClicked) -> None:
+        """Open a card's web links; any other scheme (file:, javascript:) is left alone."""
+        if event.href.lower().startswith(("https://", "http://")):
+            self.app.open_url(event.href)
+        else:
+            self.notify(f"Not opening {event.href[:200]!r}: only web links open.",
+                        severity="warning")
 
     # -- download ----------------------------------------------------------
 
@@ -279,7 +313,8 @@ class HubScreen(Screen):
         self.query_one("#download-row").remove_class("-hidden")
         self.query_one("#download-bar", ProgressBar).update(total=None, progress=0)
         self.query_one("#download-label", Label).update(
-            f"{repo}: starting…" if fetch == repo else f"{repo}: weights from {fetch}, starting…")
+            styled("$repo: starting…", repo=repo) if fetch == repo
+            else styled("$repo: weights from $fetch, starting…", repo=repo, fetch=fetch))
         self._download(repo, fetch, self._download_stop)
 
     async def action_use_model(self) -> None:
@@ -317,9 +352,9 @@ class HubScreen(Screen):
     def on_download_progressed(self, msg: DownloadProgressed) -> None:
         bar = self.query_one("#download-bar", ProgressBar)
         bar.update(total=max(msg.total, 1), progress=msg.done)
-        self.query_one("#download-label", Label).update(
-            f"{msg.repo}: {human_bytes(msg.done)} of {human_bytes(msg.total)} · "
-            f"{human_bytes(msg.bytes_per_s)}/s · c cancels")
+        self.query_one("#download-label", Label).update(styled(
+            f"$repo: {human_bytes(msg.done)} of {human_bytes(msg.total)} · "
+            f"{human_bytes(msg.bytes_per_s)}/s · c cancels", repo=msg.repo))
 
     def on_download_finished(self, msg: DownloadFinished) -> None:
         self._end_download()

@@ -3,6 +3,7 @@
 Reads `engine.hub.list_cached` in a thread worker (scanning a large cache
 takes a moment). Delete asks first; verify re-hashes every file against the
 hash its blob is named by; Use opens the new-run form with the model.
+Model ids are cache folder names: shown as Text, never markup.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
-from tui.formatting import cut, human_bytes
+from tui.formatting import cell, cut, human_bytes, plain
 
 
 class CacheListed(Message):
@@ -67,17 +68,17 @@ class LocalModelsScreen(Screen):
         keep = table.cursor_row
         table.clear()
         for m in msg.models:
-            table.add_row(cut(m.id, 48), human_bytes(m.size), _ago(m.last_used),
+            table.add_row(cell(cut(m.id, 48)), human_bytes(m.size), _ago(m.last_used),
                           str(len(m.revisions)), "yes" if m.has_weights else "card only",
                           key=m.id)
         if msg.models:
             table.move_cursor(row=min(keep, len(msg.models) - 1))
         total = sum(m.size for m in msg.models)
         self.query_one("#models-summary", Static).update(
-            msg.error or (f"{len(msg.models)} models, {human_bytes(total)} on disk. "
-                          "u use · v verify · x delete · r refresh"
-                          if msg.models else "The cache is empty: download models from the "
-                          "Hub screen (2)."))
+            plain(msg.error, multiline=True) if msg.error
+            else f"{len(msg.models)} models, {human_bytes(total)} on disk. "
+                 "u use · v verify · x delete · r refresh"
+            if msg.models else "The cache is empty: download models from the Hub screen (2).")
 
     def _selected(self) -> str | None:
         table = self.query_one(DataTable)
@@ -126,7 +127,8 @@ class LocalModelsScreen(Screen):
             if yes:
                 self._delete(repo)
 
-        self.app.push_screen(ConfirmScreen(f"Delete {repo} from the model cache?"), answered)
+        self.app.push_screen(ConfirmScreen(f"Delete {cut(repo, 100)} from the model cache?"),
+                             answered)
 
     @work(thread=True, group="delete", exit_on_error=False)
     def _delete(self, repo: str) -> None:

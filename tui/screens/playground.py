@@ -49,8 +49,8 @@ class PlaygroundScreen(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="playground-box"):
-            yield Label(f"[b]Playground[/b]: run #{self.run.id} {literal(self.run.name)} "
-                        f"({self.run.task}), Esc closes", id="playground-title")
+            yield Label(f"[b]Playground[/b]: run #{self.run.id} {literal(self.run.name, 60)} "
+                        f"({literal(self.run.task)}), Esc closes", id="playground-title")
             yield Input(placeholder=PROMPTS.get(self.run.task or "", "A text to classify"),
                         id="playground-input")
             yield Static("", id="playground-output")
@@ -103,16 +103,20 @@ def describe(p, task: str) -> list[str]:
         head = ", ".join(f"{v:+.3f}" for v in dims[:6])
         return [f"[b]{len(dims)}-dimensional vector[/b], norm {p.score:.3f}",
                 literal(f"[{head}, …]")]
-    if task in ("causal-lm", "seq2seq"):
-        return [f"[b]{label}[/b]"]
+    if task in ("causal-lm", "seq2seq"):  # generated text keeps its lines
+        return [f"[b]{literal(p.label or '', multiline=True)}[/b]"]
     if task == "question-answering":
         return [f"answer: [b]{label or '(no answer found)'}[/b]  (span score {p.score:.2f})"]
     if task == "token-classification":
-        return [" ".join(f"{literal(pair.rsplit('/', 1)[0])}[dim]/"
-                         f"{literal(pair.rsplit('/', 1)[1])}[/dim]"
-                         for pair in (p.label or "").split())]
+        return [" ".join(_tagged(pair) for pair in (p.label or "").split())]
     lines = [f"[b]{label}[/b]  {p.score:.3f}"]
     for name, score in sorted(p.scores.items(), key=lambda kv: -kv[1])[:8]:
         bar = "█" * round(score * 30)
-        lines.append(f"{literal(name[:20]):<20} {bar:<30} {score:.3f}")
+        lines.append(f"{literal(f'{name[:20]:<20}')} {bar:<30} {score:.3f}")
     return lines
+
+
+def _tagged(pair: str) -> str:
+    """'word/TAG' as markup, the tag dimmed; a piece with no tag is shown as it is."""
+    word, slash, tag = pair.rpartition("/")
+    return f"{literal(word)}[dim]/{literal(tag)}[/dim]" if slash else literal(pair)

@@ -4,7 +4,9 @@ Each terminal cell holds a 2x4 grid of braille dots, so a 60x8 chart has a
 120x32 dot canvas: enough to read a loss curve's shape over SSH. Series are
 overlaid in their own colours with a legend; the y axis shows the range.
 Pure text rendering (no plotting library), cheap enough to redraw every
-second while a run trains.
+second while a run trains. Labels and the title are run names and metric names
+from the store: segments reach the terminal as they are, so their control
+characters are escaped here (tui.safe_text).
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from rich.style import Style
 from textual.geometry import Region
 from textual.strip import Strip
 from textual.widget import Widget
+
+from tui.safe_text import printable
 
 DOT_BITS = ((0x01, 0x08), (0x02, 0x10), (0x04, 0x20), (0x40, 0x80))
 """Braille dot bit for (row 0..3, column 0..1) within a cell."""
@@ -88,7 +92,8 @@ def plot_rows(series: list[Series], width: int, height: int, *, log_y: bool = Fa
     if len(points) > 1:
         legend: list[Run] = []
         for index, (s, _) in enumerate(points):
-            legend += [("━ ", COLOURS[index % len(COLOURS)]), (s.label[:24] + "  ", "")]
+            legend += [("━ ", COLOURS[index % len(COLOURS)]),
+                       (printable(s.label, limit=24) + "  ", "")]
         out.append(legend)
     return out
 
@@ -167,7 +172,7 @@ class LineChart(Widget):
         rows = plot_rows(self._series, width, height - (1 if self.title else 0),
                          log_y=self.log_y)
         if self.title:
-            rows.insert(0, [(self.title, "bold")])
+            rows.insert(0, [(printable(self.title), "bold")])
         return [Strip([Segment(text, style(name)) for text, name in row])
                 .adjust_cell_length(width, base) for row in rows]
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
@@ -20,6 +21,7 @@ from textual.message import Message
 from textual.widgets import Static, Tree
 
 from tui.formatting import human_bytes, literal
+from tui.safe_text import printable
 
 
 def _count(n: int) -> str:
@@ -83,18 +85,22 @@ class LayerPlan(Vertical):
         tree = self.query_one(Tree)
         tree.clear()
         total = sum(plan.sizes.values())
-        tree.root.set_label(f"{literal(cfg.model.id)}  {_count(total)} parameters")
+        # Labels are Text, never markup: the model id and group names come from the
+        # model's own files (a str label is parsed as Rich markup).
+        tree.root.set_label(Text.assemble(printable(cfg.model.id, limit=80),
+                                          f"  {_count(total)} parameters"))
         own = cfg.train.group_learning_rates
         for row in plan.group_table():
             trains = row["trainable"] > 0
-            mark = "[green]● trains[/green]" if trains else "[cyan]❄ frozen[/cyan]"
-            partly = (" (partly)" if trains and row["frozen"] else "")
-            rate = ""
+            label = Text.assemble(
+                f"{printable(row['name'], limit=40):<12} {_count(row['params']):>7}  ",
+                ("● trains", "green") if trains else ("❄ frozen", "cyan"),
+                " (partly)" if trains and row["frozen"] else "")
             if trains and row["learning_rate"] is not None:
                 style = "b" if row["name"] in own else "dim"
-                rate = f"  [{style}]lr {row['learning_rate']:.2g}[/{style}]"
-            tree.root.add_leaf(f"{row['name']:<12} {_count(row['params']):>7}  {mark}{partly}"
-                               f"{rate}", data=row["name"])
+                label.append("  ")
+                label.append(f"lr {row['learning_rate']:.2g}", style)
+            tree.root.add_leaf(label, data=row["name"])
         tree.root.expand()
         first = plan.stages[0].memory
         lines = [f"[b]trainable[/b] {_count(plan.freeze.trainable_count)}  ·  "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.content import Content
@@ -9,6 +10,7 @@ from textual.widgets import RichLog, Static
 
 from tui.formatting import duration, literal, status_markup
 from tui.messages import RunDetailRefreshed
+from tui.safe_text import printable
 from tui.widgets.chart import LineChart, Series
 
 
@@ -42,13 +44,17 @@ class RunDetail(Horizontal):
             if ev.id > self._last_event_id:
                 self._last_event_id = ev.id
                 prefix = "!" if ev.level == "error" else "·"
-                log.write(f"{prefix} {ev.message}")
+                # A multi-line message (a traceback) keeps its lines, indented so none
+                # can pass for an event of its own; controls are shown as escapes.
+                message = printable(ev.message, multiline=True, limit=5000)
+                log.write(Text(f"{prefix} " + message.replace("\n", "\n  ")))
         m = msg.latest
-        tags = "  " + " ".join(f"[reverse] {literal(t)} [/reverse]" for t in run.tags) \
+        tags = "  " + " ".join(f"[reverse] {literal(t, 40)} [/reverse]" for t in run.tags) \
             if run.tags else ""
         lines = [
-            f"[b]{literal(run.name)}[/b]  #{run.id}  {status_markup(run.status)}{tags}",
-            literal(f"{run.model_id or '-'}  ·  {run.task or '-'}  ·  {run.dataset or '-'}"),
+            f"[b]{literal(run.name, 120)}[/b]  #{run.id}  {status_markup(run.status)}{tags}",
+            literal(f"{run.model_id or '-'}  ·  {run.task or '-'}  ·  {run.dataset or '-'}",
+                    400),
         ]
         total = int(m.get("total_steps", 0))
         if "loss" in m:
@@ -73,9 +79,9 @@ class RunDetail(Horizontal):
         if run.status == "running":
             lines.append(msg.gpu)
         if run.error:
-            lines.append(f"[red]{literal(run.error)}[/red]")
+            lines.append(f"[red]{literal(run.error, 2000)}[/red]")
         if run.notes:
-            lines.append(f"[i]{literal(run.notes)}[/i]")
+            lines.append(f"[i]{literal(run.notes, 2000)}[/i]")
         self._show_summary(lines)
         for name, series in (("loss", msg.loss), ("val", msg.val_metric)):
             chart = self.query_one(f"#{name}-curve", LineChart)
