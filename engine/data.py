@@ -1,13 +1,26 @@
 """Reading data files and turning them into padded batches for a text head.
 
+Files are read by `engine.preview.read_table`, the one reader the preview
+uses too, and label cells are judged by its `check_labels`: rows with an
+empty label are left out and counted, labels that differ only by spaces
+around them are read as one, labels that differ only by case stay separate
+classes. Each of these is a warning the run reports (`TextData.warnings`),
+never a silent change.
+
 Every failure a user can cause (a missing file, a wrong encoding, a column
 that is not there, a label the training split never saw) is a `DataError`
-naming the file, row or column and what to do. Imports torch; never textual.
+naming the file, row or column and what to do. Tokenising goes in chunks
+between which a stop request is honoured (`stoppable`). Imports torch;
+never textual.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import dataclasses
 import random
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,60 +29,13 @@ import torch
 
 from engine.config import RunConfig
 from engine.errors import DataError
-from engine.preview import bad_byte
-
-READERS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "jsonl", ".parquet": "parquet"}
-
-
-def read_table(path: Path, *, encoding: str = "utf-8", role: str = "training"):
-    """Read a CSV, TSV, JSONL or Parquet file into a pandas DataFrame."""
-    import pandas as pd
-
-    if not path.exists():
-        raise DataError(f"The {role} file {path} does not exist; check data.{_key(role)}.")
-    if path.is_dir():
-        raise DataError(f"The {role} path {path} is a folder; give a CSV, TSV, JSONL or Parquet file.")
-    kind = READERS.get(path.suffix.lower())
-    if kind is None:
-        raise DataError(
-            f"Cannot tell the format of {path} from its extension; "
-            "use .csv, .tsv, .jsonl or .parquet."
-        )
-    if path.stat().st_size == 0:
-        raise DataError(f"The {role} file {path} is empty.")
-    try:
-        if kind in ("csv", "tsv"):
-            frame = pd.read_csv(
-                path, sep="," if kind == "csv" else "\t", encoding=encoding, dtype_backend="numpy_nullable"
-            )
-        elif kind == "jsonl":
-            frame = pd.read_json(path, lines=True, encoding=encoding, precise_float=True)
-        else:
-            frame = pd.read_parquet(path)
-    except UnicodeDecodeError:
-        raise DataError(
-            f"{path} is not valid {encoding} text ({bad_byte(path, encoding)}); set "
-            "data.encoding to the file's encoding, e.g. latin-1."
-        ) from None
-    except pd.errors.EmptyDataError:
-        raise DataError(f"The {role} file {path} has no rows.") from None
-    except pd.errors.ParserError as exc:
-        raise DataError(f"{path} cannot be parsed as {kind.upper()}: {_first_line(exc)}.") from None
-    except ValueError as exc:
-        raise DataError(f"{path} cannot be parsed as {kind.upper()}: {_first_line(exc)}.") from None
-    except (OSError, ImportError) as exc:
-        raise DataError(f"Cannot read {path}: {_first_line(exc)}.") from None
-    if len(frame) == 0:
-        raise DataError(f"The {role} file {path} has no rows.")
-    return frame
-
-
-def _key(role: str) -> str:
-    return "train" if role == "training" else role
-
-
-def _first_line(exc: Exception) -> str:
-    return str(exc).strip().splitlines()[0].rstrip(".") if str(exc).strip() else type(exc).__name__
+from engine.preview import (  # noqa: F401  read_table: the one reader, re-exported
+    case_twin,
+    check_labels,
+    is_missing_label,
+    label_text,
+    read_table,
+)
 
 
 @dataclass
@@ -96,6 +62,63 @@ class TextData:
     """Label names in class-index order (empty for regression)."""
     majority_class: int | None
     """The most frequent training label: the baseline a classifier must beat."""
+    warnings: tuple[str, ...] = ()
+    """Label problems found while reading (left-out rows, look-alike labels)."""
+
+
+# -- stopping while the data is prepared ----------------------------------------
+
+
+class PreparationStopped(Exception):
+    """The stop request arrived while data was read or tokenised; the run ends as stopped."""
+
+
+_STOP: contextvars.ContextVar[threading.Event | None] = contextvars.ContextVar(
+    "hubtune_stop", default=None)
+
+
+@contextlib.contextmanager
+def stoppable(stop: threading.Event | None) -> Iterator[None]:
+    """Within this block `check_stop` (called between tokenising chunks) honours `stop`.
+
+    A context variable, not a parameter: every task adapter's `load_data`
+    tokenises through the same helpers without growing a `stop` argument.
+    """
+    token = _STOP.set(stop)
+    try:
+        yield
+    finally:
+        _STOP.reset(token)
+
+
+def check_stop() -> None:
+    stop = _STOP.get()
+    if stop is not None and stop.is_set():
+        raise PreparationStopped
+
+
+TOKENISE_CHUNK = 4096
+"""Rows tokenised per call: large enough for the fast tokenizer's own threads, small
+enough that a stop request waits well under a second."""
+
+
+def tokenise(tokenizer, texts: list | None, pairs: list | None = None, *,
+             text_target: list | None = None, **kwargs) -> dict[str, list]:
+    """`tokenizer(texts, pairs, text_target=..., **kwargs)` in chunks, honouring a stop
+    request between them; returns the list-valued fields (input_ids, labels, ...)."""
+    rows = len(texts) if texts is not None else len(text_target or [])
+    out: dict[str, list] = {}
+    for start in range(0, max(1, rows), TOKENISE_CHUNK):
+        check_stop()
+        cut = slice(start, start + TOKENISE_CHUNK)
+        if text_target is not None:
+            kwargs["text_target"] = text_target[cut]
+        enc = tokenizer(texts[cut] if texts is not None else None,
+                        pairs[cut] if pairs is not None else None, **kwargs)
+        for key, value in enc.items():
+            out.setdefault(key, []).extend(value)
+    check_stop()
+    return out
 
 
 def _require_columns(frame, path: Path, columns: dict[str, str | None]) -> None:
@@ -120,22 +143,27 @@ def load_text_classification(cfg: RunConfig, tokenizer) -> TextData:
     }
     if cfg.head.task == "text-pair-classification" and not spec.text_pair_column:
         raise DataError("head.task text-pair-classification needs data.text_pair_column.")
+    warnings: list[str] = []
     train_path = cfg.resolve(spec.train)
     train_frame = read_table(train_path, encoding=spec.encoding)
     _require_columns(train_frame, train_path, columns)
-    train_frame = _drop_missing_labels(train_frame, train_path, spec.label_column)
+    train_frame = drop_missing_labels(train_frame, train_path, spec.label_column,
+                                       warnings, multi)
     if not (regression or multi):
         _check_label_kinds(train_frame, train_path, spec.label_column)
     if spec.limit is not None and len(train_frame) > spec.limit:
         train_frame = train_frame.sample(n=spec.limit, random_state=cfg.train.seed)
+    check_stop()
 
     if spec.validation:
         val_path = cfg.resolve(spec.validation)
         val_frame = read_table(val_path, encoding=spec.encoding, role="validation")
         _require_columns(val_frame, val_path, columns)
-        val_frame = _drop_missing_labels(val_frame, val_path, spec.label_column)
+        val_frame = drop_missing_labels(val_frame, val_path, spec.label_column,
+                                         warnings, multi)
         if not (regression or multi):
             _check_label_kinds(val_frame, val_path, spec.label_column)
+        check_stop()
     else:
         if spec.validation_split <= 0:
             raise DataError("Give data.validation or a data.validation_split above 0.")
@@ -154,7 +182,7 @@ def load_text_classification(cfg: RunConfig, tokenizer) -> TextData:
         unseen = sorted(set().union(*val_sets) - set(names))
         if unseen:
             raise DataError(f"Validation labels {', '.join(unseen)} never appear in the "
-                            f"training data ({', '.join(names)}).")
+                            f"training data ({', '.join(names)}){_twin_hint(unseen, names)}.")
         train_labels = [[float(n in row) for n in names] for row in train_sets]
         val_labels = [[float(n in row) for n in names] for row in val_sets]
         majority = None
@@ -165,7 +193,7 @@ def load_text_classification(cfg: RunConfig, tokenizer) -> TextData:
         val_labels = _as_floats(val_frame[spec.label_column], val_source, spec.label_column)
         majority = None
     else:
-        raw_train = [_label_text(v) for v in train_frame[spec.label_column]]
+        raw_train = [label_text(v) for v in train_frame[spec.label_column]]
         names = tuple(sorted(set(raw_train), key=_natural))
         if len(names) < 2:
             raise DataError(
@@ -176,11 +204,12 @@ def load_text_classification(cfg: RunConfig, tokenizer) -> TextData:
         train_labels = [index[v] for v in raw_train]
         val_labels = []
         for v in val_frame[spec.label_column]:
-            text = _label_text(v)
+            text = label_text(v)
             if text not in index:
                 raise DataError(
                     f"Validation label {text!r} never appears in the training data "
-                    f"({', '.join(names)}); fix the label or add training examples of it."
+                    f"({', '.join(names)}){_twin_hint([text], names)}; fix the label or add "
+                    "training examples of it."
                 )
             val_labels.append(index[text])
         counts = torch.bincount(torch.tensor(train_labels), minlength=len(names))
@@ -189,7 +218,8 @@ def load_text_classification(cfg: RunConfig, tokenizer) -> TextData:
     def encode(frame, labels) -> TextExamples:
         texts = [_text(v) for v in frame[spec.text_column]]
         pairs = [_text(v) for v in frame[spec.text_pair_column]] if spec.text_pair_column else None
-        enc = tokenizer(
+        enc = tokenise(
+            tokenizer,
             texts,
             pairs,
             truncation=True,
@@ -204,14 +234,47 @@ def load_text_classification(cfg: RunConfig, tokenizer) -> TextData:
         validation=encode(val_frame, val_labels),
         labels=names,
         majority_class=majority,
+        warnings=tuple(warnings),
     )
 
 
-def _drop_missing_labels(frame, path: Path, column: str):
-    missing = frame[column].isna()
-    if missing.all():
+def drop_missing_labels(frame, path: Path, column: str, warnings: list[str],
+                        multi: bool = False, *, classes: bool = True):
+    """Leave out rows with an empty label cell; what `check_labels` finds goes to `warnings`.
+
+    Called on a file's whole table, before any sample or split, so the row
+    numbers in a warning are the file's. Look-alike labels are reported only
+    where labels are `classes` (not seq2seq targets, which are text).
+    """
+    values = list(frame[column])
+    report = check_labels(values, column, names=_multi_names if multi else None)
+    if len(report.missing_rows) == len(values):
         raise DataError(f"{path} has no values in its label column {column!r}.")
-    return frame[~missing]
+    if not classes:
+        report = dataclasses.replace(report, spaced=(), case_variants=())
+    warnings.extend(report.warnings(path.name))
+    if not report.missing_rows:
+        return frame
+    return frame[[not is_missing_label(v) for v in values]]
+
+
+def _multi_names(value) -> list[str]:
+    """The label names of a multi-label cell, before spaces are trimmed."""
+    if hasattr(value, "tolist"):
+        value = value.tolist()
+    if isinstance(value, (list, tuple, set)):
+        return [str(v) for v in value]
+    return sorted(label_set(value))
+
+
+def _twin_hint(labels, names) -> str:
+    """" (the training data has 'positive', ...)" when a label differs only by case from
+    one of `names`; else ''."""
+    for label in labels:
+        twin = case_twin(label, names)
+        if twin is not None:
+            return f" (the training data has {twin!r}, which differs only by case)"
+    return ""
 
 
 def _split(frame, label_column: str, fraction: float, seed: int, regression: bool):
@@ -224,12 +287,14 @@ def _split(frame, label_column: str, fraction: float, seed: int, regression: boo
         return frame.iloc[sorted(idx[n_val:])], frame.iloc[sorted(idx[:n_val])]
     by_label: dict[str, list[int]] = {}
     for i, v in enumerate(frame[label_column]):
-        by_label.setdefault(_label_text(v), []).append(i)
+        by_label.setdefault(label_text(v), []).append(i)
     train_idx, val_idx = [], []
     for label, rows in sorted(by_label.items()):
         if len(rows) < 2:
+            twin = case_twin(label, by_label)
+            hint = f" (it differs only by case from {twin!r})" if twin else ""
             raise DataError(
-                f"Label {label!r} has only {len(rows)} example, too few to split off a "
+                f"Label {label!r} has only {len(rows)} example{hint}, too few to split off a "
                 "validation set; add examples or give data.validation."
             )
         rng.shuffle(rows)
@@ -246,22 +311,16 @@ def label_set(value) -> set[str]:
     if hasattr(value, "tolist"):
         value = value.tolist()
     if isinstance(value, (list, tuple, set)):
-        return {_label_text(v) for v in value}
-    text = _label_text(value).strip()
+        return {label_text(v) for v in value}
+    text = label_text(value)
     if text.startswith("["):
         import ast
 
         try:
-            return {_label_text(v) for v in ast.literal_eval(text)}
+            return {label_text(v) for v in ast.literal_eval(text)}
         except (ValueError, SyntaxError):
             pass
     return {part.strip() for part in re.split(r"[|;,]", text) if part.strip()}
-
-
-def _label_text(value) -> str:
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value)
 
 
 def _natural(name: str):

@@ -5,6 +5,12 @@ memory and time on every padded batch. `token_lengths` tokenises a seeded
 sample of the file with the model's own tokenizer and suggests the smallest
 common length that holds 99% of examples whole, capped at what the model
 accepts. Loads transformers (not torch); the TUI calls it from a thread.
+
+A max_length beyond the model's position embeddings would crash the run at
+its first long batch; `effective_max_length` is the one check of it, which
+`hubtune plan`, the new-run form and the training loop all use: the length
+is clamped to the model's limit, with a notice saying so. It reads only
+local files (the config.json of a local, cached or packaged model).
 """
 
 from __future__ import annotations
@@ -76,20 +82,119 @@ def suggest(p99: int, limit: int | None) -> int:
     return min(choice, limit) if limit else choice
 
 
-def model_limit(tokenizer, path: Path | None) -> int | None:
-    """Position embeddings from config.json, else the tokenizer's own limit."""
+RELATIVE_POSITIONS = ("t5", "mt5", "umt5", "longt5", "switch_transformers")
+"""Families whose positions are relative: a config's n_positions is no hard limit."""
+PADDING_OFFSET = ("roberta", "xlm-roberta", "camembert")
+"""RoBERTa-style models reserve two positions for the padding offset."""
+
+
+def position_limit(config: dict) -> int | None:
+    """The most tokens a model's position embeddings take, from its config.json."""
+    kind = config.get("model_type")
+    if kind in RELATIVE_POSITIONS:
+        return None
+    for key in ("max_position_embeddings", "n_positions", "max_seq_len"):
+        value = config.get(key)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value - 2 if kind in PADDING_OFFSET and value > 2 else value
+    return None
+
+
+def read_model_config(path: Path | None) -> dict | None:
+    """A local model folder's config.json, or None where there is none to read."""
     import json
 
-    if path is not None and (Path(path) / "config.json").exists():
-        config = json.loads((Path(path) / "config.json").read_text(encoding="utf-8"))
-        for key in ("max_position_embeddings", "n_positions", "max_seq_len"):
-            value = config.get(key)
-            if isinstance(value, int) and value > 0:
-                # RoBERTa-style models reserve two positions for the padding offset.
-                return value - 2 if config.get("model_type") in ("roberta", "xlm-roberta",
-                                                                  "camembert") else value
+    file = Path(path) / "config.json" if path is not None else None
+    if file is None or not file.is_file():
+        return None
+    try:
+        config = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return config if isinstance(config, dict) else None
+
+
+def model_limit(tokenizer, path: Path | None) -> int | None:
+    """Position embeddings from config.json, else the tokenizer's own limit."""
+    config = read_model_config(path)
+    limit = position_limit(config) if config is not None else None
+    if limit is not None:
+        return limit
     limit = getattr(tokenizer, "model_max_length", None)
     return limit if isinstance(limit, int) and 0 < limit < 1_000_000 else None
+
+
+@dataclass(frozen=True)
+class LengthLimit:
+    """A configured token length held against the model's positions."""
+
+    key: str
+    """The config key: data.max_length, or data.max_target_length for seq2seq."""
+    requested: int
+    used: int
+    """What the run uses: the request, clamped to the model's limit."""
+    limit: int | None
+    """The model's positions, when its config.json says."""
+    model: str
+
+    @property
+    def notice(self) -> str | None:
+        """'data.max_length 1024 is beyond the 512 positions of MODEL; using 512', or None."""
+        if self.used == self.requested:
+            return None
+        return (f"{self.key} {self.requested} is beyond the {self.limit} positions of "
+                f"{self.model}; using {self.used}")
+
+
+def effective_max_length(cfg, model_path: Path | None = None,
+                         key: str = "data.max_length") -> LengthLimit:
+    """`cfg`'s max_length (or max_target_length), clamped to the model's positions.
+
+    `model_path` is the model's local folder when the caller has it; else the
+    model is looked up locally only (a folder, `pkg:`, `run:` or the hub
+    cache), never downloaded. A model whose limit cannot be read keeps the
+    requested length.
+    """
+    requested = getattr(cfg.data, key.removeprefix("data."))
+    if model_path is None:
+        model_path = _local_model_path(cfg)
+    config = read_model_config(model_path)
+    limit = position_limit(config) if config is not None else None
+    used = min(requested, limit) if limit else requested
+    return LengthLimit(key, requested, used, limit, cfg.model.id)
+
+
+def fit_lengths(cfg, model_path: Path | None = None):
+    """(cfg with its token lengths clamped to the model's positions, the clamps made).
+
+    The training loop runs on the returned config; each clamp is a notice.
+    """
+    import dataclasses
+
+    keys = ["data.max_length"]
+    if cfg.head.task == "seq2seq":
+        keys.append("data.max_target_length")  # the decoder's positions bound the targets
+    limits = [effective_max_length(cfg, model_path, key) for key in keys]
+    clamped = tuple(x for x in limits if x.notice)
+    if clamped:
+        changes = {x.key.removeprefix("data."): x.used for x in clamped}
+        cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, **changes))
+    return cfg, clamped
+
+
+def _local_model_path(cfg) -> Path | None:
+    """The model's local folder without any download, or None (not cached, torchvision)."""
+    from engine.errors import HubtuneError
+
+    if cfg.model.id.startswith("torchvision:"):
+        return None
+    from engine.models import local_files_only, resolve_model_path
+
+    try:
+        with local_files_only():
+            return resolve_model_path(cfg.model)
+    except HubtuneError:
+        return None
 
 
 def length_stats(lengths: list[int], rows: int, limit: int | None) -> LengthStats:

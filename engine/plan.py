@@ -5,6 +5,10 @@ parameters; activations are estimated for a transformer block from batch
 size, sequence length, width and heads (the usual per-layer count of saved
 tensors), and only for blocks that sit above the first trainable one,
 since nothing below it keeps activations for backward.
+
+The plan also carries notices: what the run will change or leave out, found
+by the same checks the run makes (a max_length clamped to the model's
+positions, rows without a label, look-alike labels).
 """
 
 from __future__ import annotations
@@ -92,6 +96,12 @@ class Plan:
     notes: tuple[str, ...]
     rates: dict[str, float]
     """Peak learning rate of each group (head rate, layer decay and per-group rates applied)."""
+    max_length: int | None = None
+    """The token length the run uses: data.max_length clamped to the model's positions."""
+    notices: tuple[str, ...] = ()
+    """Warnings the run will also report: clamped lengths, label problems in the data."""
+    length_notice: str | None = None
+    """The clamp of data.max_length, if any (the new-run form shows it by that field)."""
 
     def group_table(self, stage: int = 0) -> list[dict]:
         trainable = self.freeze.schedule[stage]
@@ -119,7 +129,13 @@ def make_plan(cfg) -> Plan:
     sample = dataclasses.replace(cfg, data=dataclasses.replace(
         cfg.data, limit=min(cfg.data.limit or PLAN_SAMPLE_ROWS, PLAN_SAMPLE_ROWS)))
     processor, path = task.load_processor(sample)
+    clamped = ()
+    if not task.vision:
+        from engine.lengths import fit_lengths
+
+        sample, clamped = fit_lengths(sample, path)  # the check the training loop makes
     data = task.load_data(sample, processor)
+    max_length = sample.data.max_length
     with on_meta_device():
         model = task.build(sample, path, data)
         notes = []
@@ -137,7 +153,7 @@ def make_plan(cfg) -> Plan:
     for i, trainable in enumerate(freeze.schedule):
         staged = dataclasses.replace(freeze, trainable=trainable)
         memory = estimate_memory(model, staged, batch_size=cfg.train.batch_size,
-                                 seq_len=cfg.data.max_length, precision=precision)
+                                 seq_len=max_length, precision=precision)
         if i == 0:
             starts = "start"
         elif freeze.every_steps:
@@ -150,4 +166,8 @@ def make_plan(cfg) -> Plan:
     by_param = layer_rates(model, cfg)
     rates = {g.name: by_param[g.params[0]] for g in freeze.groups if g.params}
     return Plan(cfg.model.id, cfg.head.task, freeze, sizes, tuple(stages), precision,
-                tuple(data.labels), tuple(notes) + freeze.notes, rates)
+                tuple(data.labels), tuple(notes) + freeze.notes, rates,
+                max_length=max_length,
+                notices=tuple(c.notice for c in clamped) + tuple(data.warnings),
+                length_notice=next((c.notice for c in clamped if c.key == "data.max_length"),
+                                   None))

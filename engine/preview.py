@@ -1,15 +1,29 @@
 """A quick look at a data file before training: columns, first rows, labels.
 
-Torch-free and cheap, so the TUI can call it on every keystroke of a path:
-CSV, TSV and JSONL are read with the standard library, Parquet with pyarrow.
-Problems are `DataError`s naming the file and what to do.
+It is also where data files are read, for the preview and for training
+alike: `read_table` is the one reader (engine/data.py and the task adapters
+call it), so a preview shows exactly the columns, rows and labels a run
+will use: the same encoding (a UTF-8 byte-order mark is dropped, never left
+in the first column's name), the same delimiter, header names trimmed of
+surrounding spaces, the same missing-value rules. `check_labels` is the one
+judge of label cells: empty ones (blank, whitespace, NA/NaN) are left out
+of training and counted, labels that differ only by surrounding spaces are
+read as one (spaces around a name are never meant), and labels that differ
+only by case are kept as separate classes but warned about (merging them
+would rewrite the data on a guess; the user decides). Both the preview and
+the run report these warnings.
+
+Torch-free (pandas and pyarrow only), so the TUI can call it from a thread
+as a path is typed. Problems are `DataError`s naming the file and what to do.
 """
 
 from __future__ import annotations
 
-import csv
+import codecs
 import json
+import math
 from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,80 +46,319 @@ class DataPreview:
     """Label -> count over the whole file, most frequent first (for the guessed label column)."""
     text_column: str | None
     label_column: str | None
+    warnings: tuple[str, ...] = ()
+    """Problems a run would meet in the label column (what `check_labels` reports)."""
 
 
 def preview_file(path: Path, *, encoding: str = "utf-8", label_column: str | None = None,
                  text_column: str | None = None, limit: int = 5) -> DataPreview:
     if path.is_dir():
         return _preview_folder(path, limit)
-    records, columns = _read_any(path, encoding)
+    frame = read_table(path, encoding=encoding, role="data", conll=True)
+    columns = [str(c) for c in frame.columns]
     text_column = text_column if text_column in columns else _guess(columns, TEXT_NAMES)
     label_column = label_column if label_column in columns else _guess(columns, LABEL_NAMES)
     counts: Counter[str] = Counter()
+    warnings: tuple[str, ...] = ()
     if label_column is not None:
-        index = columns.index(label_column)
-        counts.update(r[index] for r in records if index < len(r) and r[index] != "")
+        values = list(frame[label_column])
+        counts.update(label_text(v) if _is_scalar(v) else cell_text(v)
+                      for v in values if not is_missing_label(v))
+        warnings = check_labels(values, label_column).warnings(path.name)
+    head = frame.head(limit).itertuples(index=False, name=None)
     return DataPreview(
         path=str(path), columns=tuple(columns),
-        rows=tuple(tuple(r) for r in records[:limit]), total_rows=len(records),
+        rows=tuple(tuple(cell_text(v) for v in row) for row in head), total_rows=len(frame),
         label_counts=tuple(counts.most_common()), text_column=text_column,
-        label_column=label_column,
+        label_column=label_column, warnings=warnings,
     )
 
 
 def read_columns(path: Path, columns: list[str], *, encoding: str = "utf-8") -> list[list[str]]:
     """Every row's values of `columns`, as text (list cells joined by spaces)."""
-    records, header = _read_any(path, encoding)
+    if path.is_dir():
+        raise DataError(f"{path} is a folder of images; it has no text to count tokens of.")
+    frame = read_table(path, encoding=encoding, role="data", conll=True)
+    header = [str(c) for c in frame.columns]
     for column in columns:
         if column not in header:
             raise DataError(f"{path.name} has no column {column!r}; its columns are "
                             f"{', '.join(header)}.")
-    index = [header.index(c) for c in columns]
-    out = []
-    for record in records:
-        out.append([_as_text(record[i]) if i < len(record) else "" for i in index])
-    return out
+    return [[_as_text(v) for v in row]
+            for row in frame[columns].itertuples(index=False, name=None)]
 
 
-def _as_text(cell: str) -> str:
-    """A JSON list cell (tokens of a token-classification row) as the words it holds."""
-    if cell.startswith("["):
+def _as_text(value) -> str:
+    """A cell as the words it holds: a list cell (the tokens of a token-classification
+    row, or its JSON text in a CSV) joined by spaces."""
+    if hasattr(value, "tolist"):
+        value = value.tolist()
+    if isinstance(value, str) and value.startswith("["):
         try:
-            value = json.loads(cell)
+            value = json.loads(value)
         except json.JSONDecodeError:
-            return cell
-        if isinstance(value, list):
-            return " ".join(str(v) for v in value)
-    return cell
+            return value
+    if isinstance(value, (list, tuple)):
+        return " ".join(str(v) for v in value)
+    return cell_text(value)
 
 
-def _read_any(path: Path, encoding: str) -> tuple[list[list[str]], list[str]]:
-    """(records, header) of a data file, every cell as text."""
-    if not path.exists():
-        raise DataError(f"{path} does not exist; check the path.")
-    if path.is_dir():
-        raise DataError(f"{path} is a folder of images; it has no text to count tokens of.")
-    if path.stat().st_size == 0:
-        raise DataError(f"{path} is empty.")
-    suffix = path.suffix.lower()
+# -- the one reader -----------------------------------------------------------
+
+READERS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "jsonl",
+           ".parquet": "parquet"}
+CONLL_SUFFIXES = (".conll", ".conllu", ".bio", ".txt")
+DELIMITERS = (",", "\t", ";", "|")
+"""What a delimited file may be split on; the extension's own one is tried first."""
+
+
+def text_encoding(encoding: str) -> str:
+    """The codec to decode with: UTF-8 also drops a leading byte-order mark.
+
+    Excel and Notepad write one; read as plain UTF-8 it would end up in the
+    first column's name ('\\ufefftext'), which then matches no config.
+    """
     try:
-        if suffix in (".csv", ".tsv"):
-            columns, records = _read_delimited(path, encoding, "," if suffix == ".csv" else "\t")
-        elif suffix in (".jsonl", ".json"):
-            columns, records = _read_jsonl(path, encoding)
-        elif suffix == ".parquet":
-            columns, records = _read_parquet(path)
-        elif suffix in (".conll", ".conllu", ".bio", ".txt"):
-            columns, records = _read_conll(path, encoding)
+        name = codecs.lookup(encoding).name
+    except LookupError:
+        raise DataError(f"{encoding!r} is not a known text encoding; try utf-8 or "
+                        "latin-1.") from None
+    return "utf-8-sig" if name == "utf-8" else encoding
+
+
+def read_table(path: Path, *, encoding: str = "utf-8", role: str = "training",
+               conll: bool = False):
+    """Read a CSV, TSV, JSONL or Parquet file (or CoNLL text, with `conll`) into a
+    pandas DataFrame: what training reads and what a preview shows.
+
+    `role` names the file in messages: training, validation, or data (a preview).
+    """
+    import pandas as pd
+
+    what = f"The {role} file {path}"
+    if not path.exists():
+        check = f"data.{_key(role)}" if role in ("training", "validation") else "the path"
+        raise DataError(f"{what} does not exist; check {check}.")
+    if path.is_dir():
+        raise DataError(f"The {role} path {path} is a folder; give a CSV, TSV, JSONL or "
+                        "Parquet file.")
+    suffix = path.suffix.lower()
+    kind = "conll" if conll and suffix in CONLL_SUFFIXES else READERS.get(suffix)
+    if kind is None:
+        raise DataError(
+            f"Cannot tell the format of {path} from its extension; "
+            "use .csv, .tsv, .jsonl or .parquet."
+        )
+    if path.stat().st_size == 0:
+        raise DataError(f"{what} is empty.")
+    codec = text_encoding(encoding)
+    try:
+        if kind in ("csv", "tsv"):
+            frame = pd.read_csv(path, sep=_delimiter(path, codec, kind), encoding=codec,
+                                dtype_backend="numpy_nullable")
+        elif kind == "jsonl":
+            frame = pd.read_json(path, lines=True, encoding=codec, precise_float=True)
+        elif kind == "conll":
+            frame = _read_conll(path, codec)
         else:
-            raise DataError(f"Cannot tell the format of {path.name}; use .csv, .tsv, .jsonl "
-                            "or .parquet.")
+            frame = pd.read_parquet(path)
     except UnicodeDecodeError:
-        raise DataError(f"{path.name} is not valid {encoding} text ({bad_byte(path, encoding)});"
-                        " set the encoding, e.g. latin-1.") from None
-    if not columns:
-        raise DataError(f"{path.name} has no header row.")
-    return records, columns
+        raise DataError(
+            f"{path} is not valid {encoding} text ({bad_byte(path, codec)}); set "
+            "data.encoding to the file's encoding, e.g. latin-1."
+        ) from None
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{what} has no rows.") from None
+    except pd.errors.ParserError as exc:
+        raise DataError(f"{path} cannot be parsed as {kind.upper()}: {_first_line(exc)}.") from None
+    except ValueError as exc:
+        raise DataError(f"{path} cannot be parsed as {kind.upper()}: {_first_line(exc)}.") from None
+    except (OSError, ImportError, NotImplementedError) as exc:  # pyarrow: unsupported types
+        raise DataError(f"Cannot read {path}: {_first_line(exc)}.") from None
+    frame.columns = _column_names(frame.columns, path)
+    if len(frame) == 0:
+        raise DataError(f"{what} has no rows.")
+    return frame
+
+
+def _key(role: str) -> str:
+    return "train" if role == "training" else role
+
+
+def _first_line(exc: Exception) -> str:
+    return str(exc).strip().splitlines()[0].rstrip(".") if str(exc).strip() else type(exc).__name__
+
+
+def _delimiter(path: Path, codec: str, kind: str) -> str:
+    """The extension's delimiter, unless the header line holds none of it but another.
+
+    A '.csv' saved by a spreadsheet in many locales is split on ';'; read on
+    ',' it would be one column named 'text;label'.
+    """
+    expected = "," if kind == "csv" else "\t"
+    with open(path, encoding=codec, newline="") as fh:
+        header = fh.readline(1 << 16)
+    if expected in header:
+        return expected
+    return next((d for d in DELIMITERS if d in header), expected)
+
+
+def _column_names(columns, path: Path) -> list[str]:
+    """Header names as a config names them: no spaces or byte-order mark around them."""
+    names = [str(c).strip().strip("\ufeff").strip() for c in columns]
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            raise DataError(f"{path} has two columns named {name!r} (spaces around header "
+                            "names are ignored); rename one.")
+        seen.add(name)
+    return names
+
+
+def _read_conll(path: Path, codec: str):
+    """Sentences from CoNLL-style text: first column the word, last column its tag."""
+    import pandas as pd
+
+    rows, words, tags = [], [], []
+    with open(path, encoding=codec) as fh:
+        for number, line in enumerate(fh, 1):
+            line = line.strip()
+            if not line or line.startswith("-DOCSTART-"):
+                if words:
+                    rows.append({"tokens": words, "tags": tags})
+                    words, tags = [], []
+                continue
+            parts = line.split()
+            if len(parts) < 2:
+                raise DataError(f"{path} line {number}: expected a word and a tag, got "
+                                f"{line!r}.")
+            words.append(parts[0])
+            tags.append(parts[-1])
+    if words:
+        rows.append({"tokens": words, "tags": tags})
+    if not rows:
+        raise DataError(f"The data file {path} holds no sentences.")
+    return pd.DataFrame(rows)
+
+
+def cell_text(value) -> str:
+    """A cell as the preview shows it: missing as '', lists and mappings as JSON."""
+    if hasattr(value, "tolist") and not isinstance(value, str):
+        value = value.tolist()
+    if isinstance(value, (list, tuple, dict)):
+        return json.dumps(value, ensure_ascii=False, default=str)
+    if _is_missing(value):
+        return ""
+    return str(value)
+
+
+# -- labels -------------------------------------------------------------------
+
+
+def _is_scalar(value) -> bool:
+    return not isinstance(value, (list, tuple, dict, set)) and not (
+        hasattr(value, "tolist") and not isinstance(value, str) and getattr(value, "ndim", 0))
+
+
+def _is_missing(value) -> bool:
+    """None, NaN or pandas' NA (an empty cell, or NA / null / NaN in a CSV)."""
+    if value is None or type(value).__name__ in ("NAType", "NaTType"):
+        return True
+    return isinstance(value, float) and math.isnan(value)
+
+
+def is_missing_label(value) -> bool:
+    """An empty label cell: missing (blank, NA, NaN, null) or only whitespace."""
+    if isinstance(value, str):
+        return not value.strip()
+    return _is_scalar(value) and _is_missing(value)
+
+
+def label_text(value) -> str:
+    """A class label's name: 3.0 reads as '3', and spaces around a name are dropped."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value).strip()
+
+
+@dataclass(frozen=True)
+class LabelReport:
+    """What `check_labels` found in one label column."""
+
+    column: str
+    missing_rows: tuple[int, ...]
+    """Rows (1-based, in file order) whose label cell is empty: left out."""
+    spaced: tuple[tuple[str, tuple[str, ...]], ...]
+    """Labels written both with and without surrounding spaces: (name, variants)."""
+    case_variants: tuple[tuple[tuple[str, int], ...], ...]
+    """Groups of labels that differ only by case, each as (label, rows)."""
+
+    def warnings(self, name: str) -> tuple[str, ...]:
+        """One sentence per problem, naming the file `name`, the column and the rows."""
+        out = []
+        col = self.column
+        if self.missing_rows:
+            n = len(self.missing_rows)
+            shown = ", ".join(str(r) for r in self.missing_rows[:5])
+            more = f" and {n - 5} more" if n > 5 else ""
+            out.append(f"{n} row{'s' if n != 1 else ''} of {name} "
+                       f"{'have' if n != 1 else 'has'} no label in {col!r} (blank or NA: "
+                       f"row{'s' if n != 1 else ''} {shown}{more}); "
+                       f"{'they are' if n != 1 else 'it is'} left out.")
+        for label, variants in self.spaced:
+            out.append(f"Labels {_and(repr(v) for v in variants)} in {col!r} of {name} differ "
+                       f"only by spaces around them; they are read as one label, {label!r}.")
+        for group in self.case_variants:
+            listed = _and(f"{label!r} ({rows} row{'s' if rows != 1 else ''})"
+                          for label, rows in group)
+            out.append(f"Labels {listed} in {col!r} of {name} differ only by case; they are "
+                       "kept as separate classes. If they mean the same, make them one in "
+                       "the data.")
+        return tuple(out)
+
+
+def check_labels(values: Sequence, column: str, *,
+                 names: Callable[[object], Iterable[str]] | None = None) -> LabelReport:
+    """Empty cells, and labels that differ only by spaces or case, in a label column.
+
+    `values` are the column's cells in file order; `names(value)` gives the
+    label names a cell holds, unstripped (default: the cell's own text; a
+    multi-label cell holds several).
+    """
+    names = names or (lambda v: [str(int(v)) if isinstance(v, float) and v.is_integer()
+                                 else str(v)])
+    missing = []
+    raw: Counter[str] = Counter()
+    for row, value in enumerate(values, 1):
+        if is_missing_label(value):
+            missing.append(row)
+            continue
+        raw.update(n for n in names(value) if n.strip())
+    by_stripped: dict[str, list[str]] = {}
+    for label in raw:
+        by_stripped.setdefault(label.strip(), []).append(label)
+    spaced = tuple((label, tuple(sorted(variants, key=lambda v: (v != label, v))))
+                   for label, variants in sorted(by_stripped.items()) if len(variants) > 1)
+    counts: Counter[str] = Counter()
+    for label, n in raw.items():
+        counts[label.strip()] += n
+    by_folded: dict[str, list[str]] = {}
+    for label in counts:
+        by_folded.setdefault(label.casefold(), []).append(label)
+    case_variants = tuple(tuple((label, counts[label]) for label in sorted(group))
+                          for _, group in sorted(by_folded.items()) if len(group) > 1)
+    return LabelReport(column, tuple(missing), spaced, case_variants)
+
+
+def case_twin(label: str, names: Iterable[str]) -> str | None:
+    """Another of `names` that differs from `label` only by case, if any."""
+    folded = label.casefold()
+    return next((n for n in names if n != label and n.casefold() == folded), None)
+
+
+def _and(items: Iterable[str]) -> str:
+    items = list(items)
+    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} and {items[-1]}"
 
 
 def _preview_folder(root: Path, limit: int) -> DataPreview:
@@ -127,21 +380,6 @@ def _preview_folder(root: Path, limit: int) -> DataPreview:
     )
 
 
-def _read_conll(path: Path, encoding: str) -> tuple[list[str], list[list[str]]]:
-    """CoNLL text: a sentence per blank-line-separated block, `word ... tag` per line."""
-    records, words, tags = [], [], []
-    with open(path, encoding=encoding) as fh:
-        for line in [*fh, ""]:
-            parts = line.split()
-            if len(parts) >= 2 and not line.startswith("-DOCSTART-"):
-                words.append(parts[0])
-                tags.append(parts[-1])
-            elif words:
-                records.append([" ".join(words), " ".join(tags)])
-                words, tags = [], []
-    return ["tokens", "tags"], records
-
-
 def bad_byte(path: Path, encoding: str) -> str:
     """Where a file first fails to decode, as 'byte 0xe9 on line 2'.
 
@@ -160,60 +398,3 @@ def bad_byte(path: Path, encoding: str) -> str:
 def _guess(columns: list[str], names: tuple[str, ...]) -> str | None:
     lowered = {c.lower(): c for c in columns}
     return next((lowered[n] for n in names if n in lowered), None)
-
-
-def _read_delimited(path: Path, encoding: str, sep: str) -> tuple[list[str], list[list[str]]]:
-    with open(path, newline="", encoding=encoding) as fh:
-        reader = csv.reader(fh, delimiter=sep)
-        try:
-            header = next(reader)
-        except StopIteration:
-            return [], []
-        except csv.Error as exc:
-            raise DataError(f"{path.name} cannot be parsed: {exc}.") from None
-        try:
-            rows = [row for row in reader if row]
-        except csv.Error as exc:
-            raise DataError(f"{path.name} cannot be parsed at line {reader.line_num}: "
-                            f"{exc}.") from None
-    return header, rows
-
-
-def _read_jsonl(path: Path, encoding: str) -> tuple[list[str], list[list[str]]]:
-    columns: list[str] = []
-    records: list[dict] = []
-    with open(path, encoding=encoding) as fh:
-        for number, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError:
-                raise DataError(f"{path.name} line {number} is not valid JSON.") from None
-            if not isinstance(obj, dict):
-                raise DataError(f"{path.name} line {number} is not a JSON object.")
-            for key in obj:
-                if key not in columns:
-                    columns.append(key)
-            records.append(obj)
-    return columns, [[_cell(r.get(c)) for c in columns] for r in records]
-
-
-def _read_parquet(path: Path) -> tuple[list[str], list[list[str]]]:
-    import pyarrow.parquet as pq
-
-    try:
-        table = pq.read_table(path)
-    except Exception as exc:  # pyarrow raises its own types for every malformed file
-        raise DataError(f"{path.name} cannot be read as Parquet ({type(exc).__name__}).") from None
-    columns = table.column_names
-    data = table.to_pylist()
-    return columns, [[_cell(r.get(c)) for c in columns] for r in data]
-
-
-def _cell(value) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, (list, dict)):
-        return json.dumps(value)
-    return str(value)

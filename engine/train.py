@@ -5,6 +5,10 @@ worker turns its events into rows. The loss is accumulated on the device and
 read only at the logging interval, because `.item()` each step forces a GPU
 sync and stalls the pipeline. Checkpoints carry everything needed for a
 resumed run to end with the same parameters as an uninterrupted one.
+
+A stop request is honoured while the run prepares too (between reading,
+tokenising in chunks, loading the model and caching features), not only
+between steps: such a run ends as stopped with no step and no checkpoint.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import torch
 
 from engine.checkpoint import LoopState, load_checkpoint, prune_checkpoints, save_checkpoint
 from engine.config import RunConfig
-from engine.data import LengthGroupedBatches
+from engine.data import LengthGroupedBatches, PreparationStopped, stoppable
 from engine.errors import HubtuneError
 from engine.events import (
     CheckpointSaved,
@@ -57,6 +61,8 @@ class _Loop:
         self.best: dict = {}
         self.last_eval: dict = {}
         self.last_eval_step = -1
+        self.start_step = 0
+        """The step this session began at (a resumed run's checkpoint)."""
 
     # -- setup ---------------------------------------------------------------
 
@@ -73,24 +79,34 @@ class _Loop:
             mixed_precision=self.precision,
             gradient_accumulation_steps=cfg.train.grad_accumulation,
         )
+        self._stop_preparing()
         self.emit(Note(f"Loading {cfg.model.id}"))
         from engine.tasks import task_for
 
         self.task = task = task_for(cfg.head.task)
         # Labels decide the head's width, so the data is read before the model is built.
         self.processor, model_path = task.load_processor(cfg)
+        if not task.vision:
+            # A length beyond the model's positions would crash at the first long batch.
+            self.cfg = cfg = self._fit(cfg, model_path)
+        self._stop_preparing()
         from engine.data_cache import load_cached
 
         started = time.perf_counter()
-        self.data, hit = load_cached(task, cfg, self.processor,
-                                     lambda: task.load_data(cfg, self.processor))
+        with stoppable(self.stop if self.accelerator.num_processes == 1 else None):
+            self.data, hit = load_cached(task, cfg, self.processor,
+                                         lambda: task.load_data(cfg, self.processor))
         if not task.vision:
             done = "Read the tokenised data from the cache" if hit else "Tokenised the data"
             self.emit(Note(f"{done} in {time.perf_counter() - started:.1f}s"))
+        for warning in self.data.warnings:
+            self.emit(Note(warning, level="warning"))
         if self.data.extra.get("skipped_files"):
             self.emit(Note(f"Left out {self.data.extra['skipped_files']} unreadable files "
                            "(data.bad_files: skip)", level="warning"))
+        self._stop_preparing()
         model = task.build(cfg, model_path, self.data)
+        self._stop_preparing()
         from engine.freeze import apply_freeze, inject_lora, plan_freeze
 
         if cfg.freeze.lora is not None:
@@ -142,6 +158,7 @@ class _Loop:
                                         cfg.train.batch_size * 2, device, task.float_labels)
                 for split in ("train", "validation")
             }
+            self._stop_preparing()
             self.emit(Note(f"Cached frozen-backbone features of {len(self.data.train)} + "
                            f"{len(self.data.validation)} examples in "
                            f"{time.perf_counter() - started:.1f}s; training the head on them"))
@@ -196,7 +213,9 @@ class _Loop:
             self.state = load_checkpoint(resume_from, self._unwrapped(),
                                          self.optimizer, self.scheduler)
             self.emit(Note(f"Resumed from step {self.state.step} ({resume_from.name})"))
+        self.start_step = self.state.step
         self._follow_schedule()
+        self._stop_preparing()
 
         es = cfg.train.early_stopping
         self.watch = es.metric if es is not None and es.metric else task.watch
@@ -290,7 +309,8 @@ class _Loop:
                     done = True
                     break
         if status == "stopped":
-            self.checkpoint()
+            if st.step > self.start_step:  # no step, nothing new to keep
+                self.checkpoint()
         elif self.last_eval_step != st.step:
             self.evaluate()
         if self.out_dir is not None and status == "completed" and acc.is_main_process:
@@ -321,6 +341,25 @@ class _Loop:
         """The plain module: no DDP wrapper, no torch.compile wrapper (so weight names and
         checkpoints are the same with and without compile)."""
         return self.accelerator.unwrap_model(self.model, keep_torch_compile=False)
+
+    def _fit(self, cfg: RunConfig, model_path: Path) -> RunConfig:
+        """cfg with its token lengths clamped to the model's positions, each clamp noted."""
+        from engine.lengths import fit_lengths
+
+        cfg, clamped = fit_lengths(cfg, model_path)
+        for limit in clamped:
+            self.emit(Note(limit.notice, level="warning"))
+        return cfg
+
+    def _stop_preparing(self) -> None:
+        """End the run now if a stop was requested while it prepares.
+
+        With several processes the request is agreed at the first step instead
+        (`_should_stop`): one process leaving early would hang the others in
+        their first collective.
+        """
+        if self.accelerator.num_processes == 1 and self.stop.is_set():
+            raise PreparationStopped
 
     def _should_stop(self) -> bool:
         """The stop request, agreed by every process (only rank 0 reads the store).
@@ -476,10 +515,17 @@ def train(
     With `out_dir`, checkpoints go to `out_dir/checkpoints/` and the final
     model to `out_dir/model/`. `resume_from` continues from a checkpoint.
     """
-    if cfg.head.task == "feature-extraction":
-        return embed(cfg, emit, stop, out_dir)
-    loop = _Loop(cfg, emit, stop, out_dir)
-    loop.prepare(resume_from)
+    try:
+        if cfg.head.task == "feature-extraction":
+            return embed(cfg, emit, stop, out_dir)
+        loop = _Loop(cfg, emit, stop, out_dir)
+        loop.prepare(resume_from)
+    except PreparationStopped:
+        emit(Note("Stopped while preparing, before the first step"))
+        step = 0
+        if resume_from is not None and resume_from.name.removeprefix("step-").isdigit():
+            step = int(resume_from.name.removeprefix("step-"))  # where a resume starts again
+        return Outcome("stopped", summary={"steps": step})
     return loop.run()
 
 
@@ -487,11 +533,20 @@ def embed(cfg: RunConfig, emit: Callable[[Event], None], stop: threading.Event,
           out_dir: Path | None) -> Outcome:
     """The feature-extraction "run": no head, no training; embed the data with the
     checkpoint's own pooling and save the vectors (and the model, for predict)."""
-    from engine.data import pick_column, read_table
+    from engine.data import pick_column, read_table, tokenise
     from engine.features import compute_features
+    from engine.lengths import fit_lengths
     from engine.models import build_model, load_tokenizer
 
+    def check_stop() -> None:
+        if stop.is_set():
+            raise PreparationStopped
+
+    check_stop()
     tokenizer, path = load_tokenizer(cfg.model)
+    cfg, clamped = fit_lengths(cfg, path)
+    for limit in clamped:
+        emit(Note(limit.notice, level="warning"))
     # The whole file in its own order (no split, no shuffled sample): row i of the
     # embeddings is row i of the file.
     data_path = cfg.resolve(cfg.data.train)
@@ -500,12 +555,14 @@ def embed(cfg: RunConfig, emit: Callable[[Event], None], stop: threading.Event,
         frame = frame.head(cfg.data.limit)
     column = pick_column(frame, data_path, cfg.data.text_column, "text_column", ("sentence",))
     texts = ["" if not isinstance(t, str) else t for t in frame[column]]
-    enc = tokenizer(texts, truncation=True, max_length=cfg.data.max_length,
-                    return_attention_mask=False)
+    with stoppable(stop):
+        enc = tokenise(tokenizer, texts, truncation=True, max_length=cfg.data.max_length,
+                       return_attention_mask=False)
     from engine.data import TextExamples
 
     examples = TextExamples(enc["input_ids"], None, [0] * len(texts))
     built = build_model(cfg.model, cfg.head, 1, path=path)
+    check_stop()
     emit(Note(f"Embedding {len(texts)} texts from {column!r} with {built.pooling} pooling"))
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     built.model.to(device)

@@ -32,7 +32,9 @@ def data_preview(file: str, model: str | None, text_column: str | None,
     """Columns, first rows and label counts; with --model, token length percentiles.
 
     The label and text columns are guessed from common names unless given.
-    Token counts use a seeded sample of 5,000 rows.
+    Token counts use a seeded sample of 5,000 rows. The file is read as
+    training reads it, and label problems a run would meet (rows without a
+    label, labels that differ only by case or spaces) are printed as warnings.
     """
     from engine.config import resolve_package_file
     from engine.preview import preview_file
@@ -59,7 +61,8 @@ def data_preview(file: str, model: str | None, text_column: str | None,
     if as_json:
         out = {"path": p.path, "columns": list(p.columns), "rows": p.total_rows,
                "first_rows": [list(r) for r in p.rows], "text_column": p.text_column,
-               "label_column": p.label_column, "label_counts": dict(p.label_counts)}
+               "label_column": p.label_column, "label_counts": dict(p.label_counts),
+               "warnings": list(p.warnings)}
         if stats is not None:
             out["tokens"] = {"sampled": stats.sampled, "mean": round(stats.mean, 2),
                              "p50": stats.p50, "p95": stats.p95, "p99": stats.p99,
@@ -84,6 +87,11 @@ def data_preview(file: str, model: str | None, text_column: str | None,
         click.echo(f"  labels: {shown}{more}")
     if stats is not None:
         click.echo(f"  tokens ({model}): {stats.summary(max_length)}")
+    if p.warnings:
+        from tui.safe_text import printable
+
+        for warning in p.warnings:  # they quote labels and names from the file
+            click.echo(f"  warning: {printable(warning)}")
 
 
 @data.command("clear-cache")

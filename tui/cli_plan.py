@@ -32,15 +32,20 @@ def plan(config: Path, overrides: tuple[str, ...], as_json: bool) -> None:
             "model": cfg.model.id, "task": cfg.head.task, "freeze": cfg.freeze.policy,
             "lora": cfg.freeze.lora is not None, "labels": list(p.labels), "groups": groups,
             "trainable": p.freeze.trainable_count, "frozen": p.freeze.frozen_count,
-            "batch_size": cfg.train.batch_size, "seq_len": cfg.data.max_length,
+            "batch_size": cfg.train.batch_size, "seq_len": p.max_length,
             "precision": p.precision, "memory_bytes": p.stages[0].memory.as_dict(),
             "stages": [{"stage": s.stage, "starts": s.starts, "trainable": s.trainable,
                         "memory_bytes": s.memory.as_dict()} for s in p.stages],
-            "notes": list(p.notes),
+            "notes": list(p.notes), "notices": list(p.notices),
         }, indent=2))
         return
     click.echo(f"{cfg.model.id}: {cfg.head.task} head, freeze {cfg.freeze.policy}"
                f"{' + LoRA' if cfg.freeze.lora else ''}")
+    if p.notices:
+        from tui.safe_text import printable
+
+        for notice in p.notices:  # they may quote labels and names from the data file
+            click.echo(f"  Notice: {printable(notice)}")
     for note in p.notes:
         click.echo(f"  {note}")
     click.echo(f"  {'GROUP':<12} {'PARAMS':>12} {'TRAINABLE':>12} {'FROZEN':>12} {'LR':>9}")
@@ -51,7 +56,7 @@ def plan(config: Path, overrides: tuple[str, ...], as_json: bool) -> None:
     total = p.freeze.trainable_count + p.freeze.frozen_count
     click.echo(f"  {'total':<12} {total:>12,} {p.freeze.trainable_count:>12,} "
                f"{p.freeze.frozen_count:>12,}")
-    click.echo(f"Peak memory for batch {cfg.train.batch_size} x {cfg.data.max_length} tokens "
+    click.echo(f"Peak memory for batch {cfg.train.batch_size} x {p.max_length} tokens "
                f"({p.precision}, AdamW):")
     if len(p.stages) == 1:
         memory = p.stages[0].memory

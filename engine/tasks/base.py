@@ -53,6 +53,8 @@ class TaskData:
     majority_class: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     """What evaluation needs beyond the features: QA contexts, seq2seq references."""
+    warnings: tuple[str, ...] = ()
+    """Problems found in the data (left-out rows, look-alike labels): the run reports them."""
 
 
 class Task:

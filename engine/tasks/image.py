@@ -79,11 +79,14 @@ def check_images(paths: list[Path], labels: list[str], policy: str) -> tuple[lis
     return good_paths, good_labels, skipped
 
 
-def read_images(cfg: RunConfig, target: str, role: str):
-    """A table of path and label for a folder or a CSV of paths."""
+def read_images(cfg: RunConfig, target: str, role: str, warnings: list[str] | None = None):
+    """A table of path and label for a folder or a CSV of paths.
+
+    A CSV's rows without a label are left out, reported in `warnings`, as for text.
+    """
     import pandas as pd
 
-    from engine.data import pick_column, read_table
+    from engine.data import drop_missing_labels, label_text, pick_column, read_table
 
     source = cfg.resolve(target)
     if source.is_dir():
@@ -93,10 +96,11 @@ def read_images(cfg: RunConfig, target: str, role: str):
     path_col = pick_column(frame, source, cfg.data.text_column, "text_column",
                            ("path", "image", "file", "filename"))
     label_col = pick_column(frame, source, cfg.data.label_column, "label_column", ("class",))
+    frame = drop_missing_labels(frame, source, label_col, [] if warnings is None else warnings)
     base = source.parent
     return pd.DataFrame({
         "path": [p if (p := Path(str(v))).is_absolute() else base / p for v in frame[path_col]],
-        "label": [str(v) for v in frame[label_col]],
+        "label": [label_text(v) for v in frame[label_col]],
     })
 
 
@@ -230,6 +234,7 @@ class ImageTask(Task):
 
         spec = cfg.data
         skipped = 0
+        warnings: list[str] = []
 
         def checked(frame):
             nonlocal skipped
@@ -238,12 +243,12 @@ class ImageTask(Task):
             skipped += bad
             return pd.DataFrame({"path": paths, "label": labels})
 
-        train = read_images(cfg, spec.train, "training")
+        train = read_images(cfg, spec.train, "training", warnings)
         if spec.limit is not None and len(train) > spec.limit:
             train = train.sample(n=spec.limit, random_state=cfg.train.seed)
         train = checked(train)  # before the split, so it divides the usable images
         if spec.validation:
-            val = checked(read_images(cfg, spec.validation, "validation"))
+            val = checked(read_images(cfg, spec.validation, "validation", warnings))
         else:
             if spec.validation_split <= 0:
                 raise DataError("Give data.validation or a data.validation_split above 0.")
@@ -262,7 +267,7 @@ class ImageTask(Task):
         val_ex = ImageExamples(splits[1][0], [index[x] for x in splits[1][1]])
         counts = torch.bincount(torch.tensor(train_ex.labels), minlength=len(names))
         return TaskData(train_ex, val_ex, names, int(counts.argmax()),
-                        extra={"skipped_files": skipped})
+                        extra={"skipped_files": skipped}, warnings=tuple(warnings))
 
     def build(self, cfg: RunConfig, path: Path | None, data: TaskData):
         labels = list(data.labels)

@@ -73,7 +73,7 @@ class LanguageModelTask(Task):
         return tokenizer, path
 
     def load_data(self, cfg: RunConfig, tokenizer) -> TaskData:
-        from engine.data import load_frames, pick_column
+        from engine.data import load_frames, pick_column, tokenise
 
         spec = cfg.data
         train, val, path = load_frames(cfg)
@@ -86,8 +86,8 @@ class LanguageModelTask(Task):
                 from engine.errors import DataError
 
                 raise DataError(f"{path}: column {column!r} holds no text.")
-            enc = tokenizer(texts, truncation=True, max_length=spec.max_length,
-                            return_attention_mask=False)
+            enc = tokenise(tokenizer, texts, truncation=True, max_length=spec.max_length,
+                           return_attention_mask=False)
             ids = [x for x in enc["input_ids"] if len(x) > 1]
             return Examples({"input_ids": ids}, [len(x) for x in ids])
 

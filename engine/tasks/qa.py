@@ -31,10 +31,12 @@ def read_squad(path: Path, encoding: str = "utf-8", role: str = "training"):
     import pandas as pd
 
     from engine.data import read_table
+    from engine.preview import text_encoding
 
     if path.suffix.lower() == ".json" and path.is_file():
         try:
-            doc = json.loads(path.read_text(encoding=encoding))
+            # The reader's codec: UTF-8 drops a byte-order mark, as for every data file.
+            doc = json.loads(path.read_text(encoding=text_encoding(encoding)))
         except (json.JSONDecodeError, UnicodeDecodeError):
             doc = None  # perhaps JSON lines; let the table reader say what is wrong
         if isinstance(doc, dict) and "data" in doc:
@@ -152,7 +154,7 @@ class QATask(Task):
     watch = "f1"
 
     def load_data(self, cfg: RunConfig, tokenizer) -> TaskData:
-        from engine.data import load_frames
+        from engine.data import check_stop, load_frames
 
         spec = cfg.data
         if not getattr(tokenizer, "is_fast", False):
@@ -170,6 +172,7 @@ class QATask(Task):
         def encode(frame, training: bool) -> Examples:
             questions = [str(q).lstrip() for q in frame["question"]]
             contexts = [str(c) for c in frame["context"]]
+            check_stop()
             enc = encode_windows(tokenizer, questions, contexts, spec.max_length,
                                  spec.doc_stride)
             starts, ends, owners, offsets = [], [], [], []

@@ -14,6 +14,8 @@ import torch
 from engine.config import RunConfig
 from engine.tasks.base import Examples, PadCollator, Task, TaskData, load_auto_model, mean_loss
 
+TARGET_NAMES = ("target", "tgt", "summary", "output")
+"""Conventional target columns, read while data.label_column is left at its default."""
 GENERATE_LIMIT = 500
 """Validation examples generated for BLEU/chrF at each evaluation (the loss uses all)."""
 
@@ -22,28 +24,36 @@ class Seq2SeqTask(Task):
     watch = "chrf"
 
     def load_data(self, cfg: RunConfig, tokenizer) -> TaskData:
-        from engine.data import load_frames, pick_column
+        from engine.data import drop_missing_labels, load_frames, pick_column, read_table, tokenise
 
         spec = cfg.data
-        train, val, path = load_frames(cfg)
+        warnings: list[str] = []
+
+        def read(file, role):
+            # A row without a target would train towards the text 'nan': left out, reported.
+            frame = read_table(file, encoding=spec.encoding, role=role)
+            target = pick_column(frame, file, spec.label_column, "label_column", TARGET_NAMES)
+            return drop_missing_labels(frame, file, target, warnings, classes=False)
+
+        train, val, path = load_frames(cfg, read)
 
         def encode(frame) -> tuple[Examples, list[str]]:
             src_col = pick_column(frame, path, spec.text_column, "text_column",
                                   ("source", "src", "document", "input"))
-            tgt_col = pick_column(frame, path, spec.label_column, "label_column",
-                                  ("target", "tgt", "summary", "output"))
+            tgt_col = pick_column(frame, path, spec.label_column, "label_column", TARGET_NAMES)
             sources = [spec.source_prefix + str(s) for s in frame[src_col]]
             targets = [str(t) for t in frame[tgt_col]]
-            enc = tokenizer(sources, text_target=targets, truncation=True,
-                            max_length=spec.max_length, return_attention_mask=False)
-            labels = tokenizer(text_target=targets, truncation=True,
-                               max_length=spec.max_target_length)["input_ids"]
+            enc = tokenise(tokenizer, sources, text_target=targets, truncation=True,
+                           max_length=spec.max_length, return_attention_mask=False)
+            labels = tokenise(tokenizer, None, text_target=targets, truncation=True,
+                              max_length=spec.max_target_length)["input_ids"]
             fields = {"input_ids": enc["input_ids"], "labels": labels}
             return Examples(fields, [len(x) for x in enc["input_ids"]]), targets
 
         train_ex, _ = encode(train)
         val_ex, references = encode(val)
-        return TaskData(train_ex, val_ex, extra={"references": references})
+        return TaskData(train_ex, val_ex, extra={"references": references},
+                        warnings=tuple(warnings))
 
     def build(self, cfg: RunConfig, path: Path, data: TaskData):
         return load_auto_model("AutoModelForSeq2SeqLM", self, cfg, path,

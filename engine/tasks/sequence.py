@@ -29,7 +29,8 @@ class SequenceTask(Task):
         from engine.data import load_text_classification
 
         text = load_text_classification(cfg, processor)
-        return TaskData(text.train, text.validation, text.labels, text.majority_class)
+        return TaskData(text.train, text.validation, text.labels, text.majority_class,
+                        warnings=text.warnings)
 
     def build(self, cfg: RunConfig, path: Path, data: TaskData):
         from engine.models import build_model

@@ -18,37 +18,13 @@ from engine.config import RunConfig
 from engine.errors import DataError
 from engine.tasks.base import Examples, PadCollator, Task, TaskData, load_auto_model, mean_loss
 
-CONLL_SUFFIXES = (".conll", ".conllu", ".bio", ".txt")
 
+def read_conll(path: Path, encoding: str = "utf-8", role: str = "training"):
+    """Sentences from CoNLL-style text (first column the word, last column its tag), as
+    tokens and tags columns; read by the one reader the preview uses too."""
+    from engine.preview import read_table
 
-def read_conll(path: Path, encoding: str = "utf-8"):
-    """Sentences from CoNLL-style text: first column the word, last column its tag."""
-    import pandas as pd
-
-    if not path.is_file():
-        raise DataError(f"The data file {path} does not exist; check data.train.")
-    try:
-        lines = path.read_text(encoding=encoding).splitlines()
-    except UnicodeDecodeError:
-        raise DataError(f"{path} is not valid {encoding} text; set data.encoding.") from None
-    rows, words, tags = [], [], []
-    for number, line in enumerate(lines, 1):
-        line = line.strip()
-        if not line or line.startswith("-DOCSTART-"):
-            if words:
-                rows.append({"tokens": words, "tags": tags})
-                words, tags = [], []
-            continue
-        parts = line.split()
-        if len(parts) < 2:
-            raise DataError(f"{path} line {number}: expected a word and a tag, got {line!r}.")
-        words.append(parts[0])
-        tags.append(parts[-1])
-    if words:
-        rows.append({"tokens": words, "tags": tags})
-    if not rows:
-        raise DataError(f"The data file {path} holds no sentences.")
-    return pd.DataFrame(rows)
+    return read_table(path, encoding=encoding, role=role, conll=True)
 
 
 def entity_spans(tags: list[str]) -> set[tuple[str, int, int]]:
@@ -105,16 +81,11 @@ class TokenTask(Task):
         return tokenizer, path
 
     def load_data(self, cfg: RunConfig, tokenizer) -> TaskData:
-        from engine.data import as_list, load_frames, pick_column, read_table
+        from engine.data import as_list, check_stop, load_frames, pick_column
 
         spec = cfg.data
-
-        def read(path, role):
-            if path.suffix.lower() in CONLL_SUFFIXES:
-                return read_conll(path, spec.encoding)
-            return read_table(path, encoding=spec.encoding, role=role)
-
-        train, val, path = load_frames(cfg, read)
+        # CoNLL text (.conll, .conllu, .bio, .txt) or a table, as the preview reads them.
+        train, val, path = load_frames(cfg, lambda p, role: read_conll(p, spec.encoding, role))
         splits = []
         for frame in (train, val):
             words_col = pick_column(frame, path, spec.text_column, "text_column",
@@ -139,6 +110,7 @@ class TokenTask(Task):
                             f"data ({', '.join(names)}); fix them or add training examples.")
 
         def encode(words, tags) -> Examples:
+            check_stop()
             enc = tokenizer(words, is_split_into_words=True, truncation=True,
                             max_length=spec.max_length, return_attention_mask=False)
             labels = [align_labels(enc.word_ids(i), [index[t] for t in row])

@@ -135,3 +135,66 @@ def test_cuda_peak_memory_is_within_a_quarter_of_the_estimate(tmp_path):
         opt.zero_grad(set_to_none=True)
     peak = torch.cuda.max_memory_allocated()
     assert abs(estimate.total - peak) <= 0.25 * peak, (estimate.as_dict(), peak)
+
+
+# -- max_length beyond the model's positions ------------------------------------
+
+
+def long_text_csv(path: Path) -> Path:
+    """Learnable rows and two far longer than the tiny BERT's 128 positions."""
+    rows = [("the film was good", "positive"), ("the day was bad", "negative")] * 8
+    rows += [("good " * 300, "positive"), ("bad " * 300, "negative")]
+    path.write_text("text,label\n" + "".join(f"{t},{lab}\n" for t, lab in rows))
+    return path
+
+
+def test_max_length_is_clamped_to_the_model_positions(tmp_path, tiny_bert):
+    import dataclasses
+    import threading
+
+    from tests_helpers import config_for
+
+    from engine.events import Note
+    from engine.lengths import effective_max_length, position_limit
+    from engine.train import train
+
+    cfg = config_for(tmp_path, tiny_bert, long_text_csv(tmp_path / "long.csv"), max_steps=2,
+                     max_length=1024)
+    limit = effective_max_length(cfg)  # the model looked up locally, as the form does
+    notice = (f"data.max_length 1024 is beyond the 128 positions of {tiny_bert}; "
+              "using 128")
+    assert (limit.requested, limit.used, limit.limit, limit.notice) == (1024, 128, 128, notice)
+    fits = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, max_length=64))
+    assert effective_max_length(fits).notice is None
+    # Positions as each family's config.json states them.
+    assert position_limit({"model_type": "roberta", "max_position_embeddings": 514}) == 512
+    assert position_limit({"model_type": "gpt2", "n_positions": 1024}) == 1024
+    assert position_limit({"model_type": "t5", "n_positions": 512}) is None  # relative
+
+    events = []  # 302 tokens would index past the 128 position embeddings and crash
+    outcome = train(cfg, events.append, threading.Event())
+    assert outcome.status == "completed", outcome.error
+    warnings = [e.message for e in events if isinstance(e, Note) and e.level == "warning"]
+    assert warnings[0] == notice
+
+
+def test_plan_cli_shows_the_clamped_max_length(tmp_path, tiny_bert):
+    cfg = tmp_path / "p.yaml"
+    cfg.write_text(f"model: {{id: {tiny_bert}}}\n"
+                   f"data: {{train: {long_text_csv(tmp_path / 'long.csv')}, max_length: 1024}}\n")
+    notice = f"data.max_length 1024 is beyond the 128 positions of {tiny_bert}; using 128"
+
+    def plan(*args):  # in this process: torch is loaded already, a subprocess takes 10 s
+        from click.testing import CliRunner
+
+        from tui.cli_plan import plan as command
+
+        out = CliRunner().invoke(command, [str(cfg), *args], catch_exceptions=False)
+        assert out.exit_code == 0, out.output
+        return out.output
+
+    data = json.loads(plan("--json"))
+    assert data["notices"] == [notice] and data["seq_len"] == 128
+    text = plan()
+    assert f"  Notice: {notice}" in text.splitlines()
+    assert "batch 32 x 128 tokens" in text

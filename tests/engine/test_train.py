@@ -216,3 +216,67 @@ def test_compiled_training_keeps_plain_weight_names(tmp_path, tiny_bert, sentime
     exported = load_file(tmp_path / "out" / "model" / "model.safetensors")
     assert saved.keys() == exported.keys()
     assert not any("_orig_mod" in k for k in exported)
+
+
+# -- a stop while the run prepares ----------------------------------------------
+
+
+def test_a_stop_before_the_start_ends_the_run_at_once(tiny_config, tmp_path):
+    import time
+
+    stop = threading.Event()
+    stop.set()
+    events = []
+    started = time.perf_counter()
+    outcome = train(load_config(tiny_config), events.append, stop, out_dir=tmp_path / "out")
+    assert outcome.status == "stopped" and outcome.summary == {"steps": 0}
+    assert time.perf_counter() - started < 5  # no model, no data: nothing was loaded
+    assert not any(isinstance(e, (RunPrepared, StepLogged)) for e in events)
+    assert not (tmp_path / "out" / "checkpoints").exists()
+
+
+@pytest.mark.parametrize("when", ["Loading", "Tokenised the data", "RunPrepared"])
+def test_a_stop_while_preparing_ends_the_run_before_any_step(when, tiny_config, tmp_path):
+    """Stop requested as the model loads, once the data is tokenised (before the model is
+    built), and once everything is ready (before the first step): stopped, no step, no
+    checkpoint."""
+    stop = threading.Event()
+    events = []
+
+    def emit(event):
+        events.append(event)
+        if type(event).__name__ == when or (isinstance(event, Note)
+                                            and event.message.startswith(when)):
+            stop.set()
+
+    outcome = train(load_config(tiny_config), emit, stop, out_dir=tmp_path / "out")
+    assert outcome.status == "stopped" and outcome.summary["steps"] == 0
+    assert not any(isinstance(e, StepLogged) for e in events)
+    assert any(isinstance(e, RunPrepared) for e in events) == (when == "RunPrepared")
+    assert not (tmp_path / "out" / "checkpoints").exists()
+    assert not (tmp_path / "out" / "model").exists()
+
+
+def test_tokenising_stops_between_chunks(monkeypatch):
+    """Tokenising goes in chunks; a stop that arrives during one ends it at the next."""
+    import engine.data as data
+    from engine.data import PreparationStopped, stoppable, tokenise
+
+    monkeypatch.setattr(data, "TOKENISE_CHUNK", 4)
+    stop = threading.Event()
+    calls = []
+
+    def tokenizer(texts, pairs=None, **kwargs):
+        calls.append(list(texts))
+        if len(calls) == 2:
+            stop.set()  # the request lands while the second chunk is tokenised
+        return {"input_ids": [[len(t)] for t in texts]}
+
+    texts = [f"text {i}" for i in range(20)]
+    with stoppable(stop), pytest.raises(PreparationStopped):
+        tokenise(tokenizer, texts)
+    assert calls == [texts[:4], texts[4:8]]
+    stop.clear()
+    with stoppable(stop):  # unstopped, the chunks join up into one result
+        assert tokenise(tokenizer, texts)["input_ids"] == [[len(t)] for t in texts]
+    assert tokenise(tokenizer, texts[:3])["input_ids"] == [[6]] * 3  # no stop given: runs
