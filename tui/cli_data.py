@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
+
+from tui.cli_output import cut, dump_json, echo
+from tui.safe_text import printable
 
 
 @click.group()
@@ -69,29 +71,28 @@ def data_preview(file: str, model: str | None, text_column: str | None,
                              "max": stats.longest, "model_limit": stats.model_limit,
                              "suggested_max_length": stats.suggested,
                              "cut_at_max_length": round(stats.cut_share(max_length), 5)}
-        click.echo(json.dumps(out, indent=2))
+        echo(dump_json(out))
         return
-    click.echo(f"{p.path}: {p.total_rows:,} rows; columns {', '.join(p.columns)}")
-    click.echo(f"  text column: {p.text_column or '?'}   label column: {p.label_column or '-'}")
-    widths = [min(30, max([len(c)] + [len(r[i]) for r in p.rows if i < len(r)]))
-              for i, c in enumerate(p.columns)]
-    click.echo("  " + "  ".join(c[:w].ljust(w) for c, w in zip(p.columns, widths, strict=True)))
-    for row in p.rows:
-        cells = [(row[i] if i < len(row) else "") for i in range(len(p.columns))]
-        click.echo("  " + "  ".join(_cut(c, w).ljust(w) for c, w in
-                                    zip(cells, widths, strict=True)))
+    # Headers, cells and labels come from the file: shown one line each, escaped.
+    columns = [printable(c) for c in p.columns]
+    rows = [[printable(row[i]) if i < len(row) else "" for i in range(len(columns))]
+            for row in p.rows]
+    echo(f"{printable(p.path)}: {p.total_rows:,} rows; columns {', '.join(columns)}")
+    echo(f"  text column: {printable(p.text_column or '?')}   "
+         f"label column: {printable(p.label_column or '-')}")
+    widths = [min(30, max([len(c)] + [len(r[i]) for r in rows])) for i, c in enumerate(columns)]
+    echo("  " + "  ".join(cut(c, w).ljust(w) for c, w in zip(columns, widths, strict=True)))
+    for cells in rows:
+        echo("  " + "  ".join(cut(c, w).ljust(w) for c, w in zip(cells, widths, strict=True)))
     if p.label_counts:
         total = sum(n for _, n in p.label_counts)
-        shown = ", ".join(f"{k} {n:,} ({n / total:.0%})" for k, n in p.label_counts[:10])
+        shown = ", ".join(f"{cut(k, 40)} {n:,} ({n / total:.0%})" for k, n in p.label_counts[:10])
         more = f", +{len(p.label_counts) - 10} more" if len(p.label_counts) > 10 else ""
-        click.echo(f"  labels: {shown}{more}")
+        echo(f"  labels: {shown}{more}")
     if stats is not None:
-        click.echo(f"  tokens ({model}): {stats.summary(max_length)}")
-    if p.warnings:
-        from tui.safe_text import printable
-
-        for warning in p.warnings:  # they quote labels and names from the file
-            click.echo(f"  warning: {printable(warning)}")
+        echo(f"  tokens ({printable(model)}): {stats.summary(max_length)}")
+    for warning in p.warnings:  # they quote labels and names from the file
+        echo(f"  warning: {printable(warning)}")
 
 
 @data.command("clear-cache")
@@ -101,10 +102,5 @@ def data_clear_cache() -> None:
     from tui.formatting import human_bytes
 
     count, freed = clear()
-    click.echo(f"Removed {count} cached data set{'s' if count != 1 else ''} "
+    echo(f"Removed {count} cached data set{'s' if count != 1 else ''} "
                f"({human_bytes(freed)}) from {cache_dir()}.")
-
-
-def _cut(text: str, width: int) -> str:
-    text = text.replace("\n", " ")
-    return text if len(text) <= width else text[: width - 1] + "…"

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import json
 import sys
 import threading
 import time
 
 import click
 
+from tui.cli_output import cut, dump_json, echo
 from tui.formatting import human_bytes
+from tui.safe_text import printable
 
 
 @click.group()
@@ -31,15 +32,15 @@ def hub_search(query: str, task, library, sort: str, limit: int, as_json: bool) 
 
     found = search_models(query, task=task, library=library, sort=sort, limit=limit)
     if as_json:
-        click.echo(json.dumps([m.__dict__ for m in found], indent=2))
+        echo(dump_json([m.__dict__ for m in found]))
         return
     if not found:
-        click.echo("No models match.")
+        echo("No models match.")
         return
-    click.echo(f"  {'MODEL':<48} {'TASK':<26} {'DOWNLOADS':>10} {'LIKES':>6}  UPDATED")
+    echo(f"  {'MODEL':<48} {'TASK':<26} {'DOWNLOADS':>10} {'LIKES':>6}  UPDATED")
     for m in found:
-        click.echo(f"{'*' if m.cached else ' '} {m.id:<48} {m.task or '-':<26} "
-                   f"{m.downloads:>10,} {m.likes:>6,}  {(m.updated or '')[:10]}")
+        echo(f"{'*' if m.cached else ' '} {cut(m.id, 48):<48} {cut(m.task or '-', 26):<26} "
+             f"{m.downloads:>10,} {m.likes:>6,}  {cut((m.updated or '')[:10], 10)}")
 
 
 @hub.command("info")
@@ -55,25 +56,26 @@ def hub_info(repo: str, revision, as_json: bool) -> None:
         out = dict(d.__dict__)
         out["heads"] = list(_heads(d))
         out["files"] = [f.__dict__ for f in d.files]
-        click.echo(json.dumps(out, indent=2))
+        echo(dump_json(out))
         return
-    click.echo(f"{d.id}  ({d.task or 'no task'}, {d.library or 'unknown library'})")
-    click.echo(f"  license     {d.license or '-'}")
-    click.echo(f"  parameters  {f'{d.parameters:,}' if d.parameters else 'not reported'}")
-    click.echo(f"  download    {human_bytes(d.download_size)} (safetensors, config, tokenizer)")
-    click.echo(f"  heads       {', '.join(_heads(d))}")
+    echo(f"{printable(d.id)}  ({printable(d.task or 'no task')}, "
+         f"{printable(d.library or 'unknown library')})")
+    echo(f"  license     {printable(d.license or '-')}")
+    echo(f"  parameters  {f'{d.parameters:,}' if d.parameters else 'not reported'}")
+    echo(f"  download    {human_bytes(d.download_size)} (safetensors, config, tokenizer)")
+    echo(f"  heads       {printable(', '.join(_heads(d)))}")
     flags = [f for f, on in (("gated", d.gated), ("private", d.private),
                              ("needs trust_remote_code", d.needs_remote_code),
                              ("no safetensors", not d.has_safetensors),
                              ("cached", d.cached)) if on]
     if flags:
-        click.echo(f"  notes       {', '.join(flags)}")
-    click.echo("  files")
+        echo(f"  notes       {', '.join(flags)}")
+    echo("  files")
     for f in d.files:
-        click.echo(f"    {f.path:<48} {human_bytes(f.size) if f.size is not None else '?':>10}")
+        echo(f"    {cut(f.path, 200):<48} {human_bytes(f.size) if f.size is not None else '?':>10}")
     if d.card:
-        click.echo("")
-        click.echo("\n".join(d.card.splitlines()[:20]))
+        echo("")
+        echo("\n".join(d.card.splitlines()[:20]))
 
 
 @hub.command("download")
@@ -110,8 +112,8 @@ def hub_download(repo: str, revision, files: tuple[str, ...]) -> None:
         raise HubError("Download cancelled; nothing partial was kept.") from None
     except DownloadCancelled:
         raise HubError("Download cancelled; nothing partial was kept.") from None
-    click.echo("", err=True)
-    click.echo(str(path))
+    echo("", err=True)
+    echo(str(path))
 
 
 @click.group()
@@ -127,18 +129,17 @@ def cache_ls(as_json: bool) -> None:
 
     models = list_cached()
     if as_json:
-        click.echo(json.dumps([{**m.__dict__, "revisions": list(m.revisions)} for m in models],
-                              indent=2))
+        echo(dump_json([{**m.__dict__, "revisions": list(m.revisions)} for m in models]))
         return
     if not models:
-        click.echo("No models cached. `hubtune hub download REPO` fetches one.")
+        echo("No models cached. `hubtune hub download REPO` fetches one.")
         return
-    click.echo(f"{'MODEL':<52} {'SIZE':>10}  {'LAST USED':<16}  WEIGHTS")
+    echo(f"{'MODEL':<52} {'SIZE':>10}  {'LAST USED':<16}  WEIGHTS")
     for m in models:
         used = time.strftime("%Y-%m-%d %H:%M", time.localtime(m.last_used)) if m.last_used else "-"
         # A model whose details were only looked at holds its card and config alone.
         weights = "yes" if m.has_weights else "card only"
-        click.echo(f"{m.id:<52} {human_bytes(m.size):>10}  {used:<16}  {weights}")
+        echo(f"{cut(m.id, 52):<52} {human_bytes(m.size):>10}  {used:<16}  {weights}")
 
 
 @cache.command("rm")
@@ -149,7 +150,7 @@ def cache_rm(repo: str, revision) -> None:
     from engine.hub import remove_cached
 
     freed = remove_cached(repo, revision)
-    click.echo(f"Deleted {repo}; freed {human_bytes(freed)}.")
+    echo(f"Deleted {repo}; freed {human_bytes(freed)}.")
 
 
 @cache.command("verify")
@@ -160,15 +161,15 @@ def cache_verify(repo: str) -> None:
 
     report = verify_cached(repo)
     for name in report.corrupted:
-        click.echo(f"corrupted  {name}", err=True)
+        echo(f"corrupted  {printable(name)}", err=True)
     for name in report.missing:
-        click.echo(f"missing    {name}", err=True)
+        echo(f"missing    {printable(name)}", err=True)
     if not report.ok:
-        click.echo(f"Error: {repo} has {len(report.corrupted)} corrupted and "
+        echo(f"Error: {repo} has {len(report.corrupted)} corrupted and "
                    f"{len(report.missing)} missing files; `hubtune cache rm {repo}` and "
                    "download it again.", err=True)
         sys.exit(1)
-    click.echo(f"{repo}: {report.checked} files verified.")
+    echo(f"{repo}: {report.checked} files verified.")
 
 
 def _heads(d) -> tuple[str, ...]:

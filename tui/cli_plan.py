@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
 
+from tui.cli_output import dump_json, echo
 from tui.formatting import human_bytes
+from tui.safe_text import printable
 
 
 @click.command()
@@ -28,7 +29,7 @@ def plan(config: Path, overrides: tuple[str, ...], as_json: bool) -> None:
     p = make_plan(cfg)
     groups = p.group_table()
     if as_json:
-        click.echo(json.dumps({
+        echo(dump_json({
             "model": cfg.model.id, "task": cfg.head.task, "freeze": cfg.freeze.policy,
             "lora": cfg.freeze.lora is not None, "labels": list(p.labels), "groups": groups,
             "trainable": p.freeze.trainable_count, "frozen": p.freeze.frozen_count,
@@ -37,38 +38,36 @@ def plan(config: Path, overrides: tuple[str, ...], as_json: bool) -> None:
             "stages": [{"stage": s.stage, "starts": s.starts, "trainable": s.trainable,
                         "memory_bytes": s.memory.as_dict()} for s in p.stages],
             "notes": list(p.notes), "notices": list(p.notices),
-        }, indent=2))
+        }))
         return
-    click.echo(f"{cfg.model.id}: {cfg.head.task} head, freeze {cfg.freeze.policy}"
+    echo(f"{printable(cfg.model.id)}: {cfg.head.task} head, freeze {cfg.freeze.policy}"
                f"{' + LoRA' if cfg.freeze.lora else ''}")
     if p.notices:
-        from tui.safe_text import printable
-
         for notice in p.notices:  # they may quote labels and names from the data file
-            click.echo(f"  Notice: {printable(notice)}")
+            echo(f"  Notice: {printable(notice)}")
     for note in p.notes:
-        click.echo(f"  {note}")
-    click.echo(f"  {'GROUP':<12} {'PARAMS':>12} {'TRAINABLE':>12} {'FROZEN':>12} {'LR':>9}")
+        echo(f"  {note}")
+    echo(f"  {'GROUP':<12} {'PARAMS':>12} {'TRAINABLE':>12} {'FROZEN':>12} {'LR':>9}")
     for g in groups:
         rate = f"{g['learning_rate']:.3g}" if g["trainable"] else "-"
-        click.echo(f"  {g['name']:<12} {g['params']:>12,} {g['trainable']:>12,} "
+        echo(f"  {g['name']:<12} {g['params']:>12,} {g['trainable']:>12,} "
                    f"{g['frozen']:>12,} {rate:>9}")
     total = p.freeze.trainable_count + p.freeze.frozen_count
-    click.echo(f"  {'total':<12} {total:>12,} {p.freeze.trainable_count:>12,} "
+    echo(f"  {'total':<12} {total:>12,} {p.freeze.trainable_count:>12,} "
                f"{p.freeze.frozen_count:>12,}")
-    click.echo(f"Peak memory for batch {cfg.train.batch_size} x {p.max_length} tokens "
+    echo(f"Peak memory for batch {cfg.train.batch_size} x {p.max_length} tokens "
                f"({p.precision}, AdamW):")
     if len(p.stages) == 1:
         memory = p.stages[0].memory
         for key in ("weights", "gradients", "optimizer", "activations"):
-            click.echo(f"  {key:<12} {human_bytes(getattr(memory, key)):>10}")
-        click.echo(f"  {'total':<12} {human_bytes(memory.total):>10}   (activations with "
+            echo(f"  {key:<12} {human_bytes(getattr(memory, key)):>10}")
+        echo(f"  {'total':<12} {human_bytes(memory.total):>10}   (activations with "
                    f"gradient checkpointing: {human_bytes(memory.activations_checkpointed)})")
         return
-    click.echo(f"  {'STAGE':<6} {'FROM':<10} {'TRAINABLE':>12} {'GRADS+OPT':>10} "
+    echo(f"  {'STAGE':<6} {'FROM':<10} {'TRAINABLE':>12} {'GRADS+OPT':>10} "
                f"{'ACTIV.':>10} {'TOTAL':>10}")
     for s in p.stages:
         m = s.memory
-        click.echo(f"  {s.stage:<6} {s.starts:<10} {s.trainable:>12,} "
+        echo(f"  {s.stage:<6} {s.starts:<10} {s.trainable:>12,} "
                    f"{human_bytes(m.gradients + m.optimizer):>10} "
                    f"{human_bytes(m.activations):>10} {human_bytes(m.total):>10}")

@@ -179,3 +179,44 @@ def test_tags_and_notes_with_control_characters_or_too_long_are_refused(store):
         assert result.exit_code != 0
         assert message in one_sentence(result)
     assert RunStore().get_run(run_id).tags == ()
+
+
+def test_data_preview_shows_hostile_cells_escaped_one_row_each(tmp_path):
+    data = tmp_path / "evil.csv"
+    data.write_text('text,"lab\x1b[2Jel"\n"a\x1b]0;pwned\x07 b",pos\n"two\nlines",neg\n',
+                    encoding="utf-8")
+    out = run_cli("data", "preview", str(data), "--label-column", "lab\x1b[2Jel").output
+    for raw in RAW:
+        assert raw not in out
+    assert "a\\x1b]0;pwned\\x07 b" in out and "lab\\x1b[2Jel" in out
+    (row,) = [line for line in out.splitlines() if "lines" in line and "neg" in line]
+    assert "two\\nlines" in row  # the newline stayed inside its cell: no extra row
+
+
+def test_hub_search_and_info_print_hostile_fields_escaped(hf_cache, tmp_path, monkeypatch):
+    from hub_server import HubServer, Repo
+
+    folder = tmp_path / "repo"
+    folder.mkdir()
+    (folder / "README.md").write_text("# Card \x1b]0;pwned\x07\n\nBody \x1b[2J\x9b31m\n",
+                                      encoding="utf-8")
+    (folder / "w\x1b[2J.bin").write_bytes(b"\0" * 16)
+    repos = [Repo("evil/detail", folder, pipeline_tag="task\x1b]0;pwned\x07\nfake row",
+                  library="lib\x9b31m", downloads=1000)]
+    with HubServer(repos) as server:
+        env = {**os.environ, "HF_HUB_OFFLINE": "0", "HF_ENDPOINT": server.url,
+               "HF_HUB_CACHE": str(hf_cache)}
+        for args in (["hub", "search", "evil"], ["hub", "info", "evil/detail"],
+                     ["hub", "search", "evil", "--json"]):
+            result = subprocess.run([sys.executable, "-m", "tui.cli", *args], env=env,
+                                    capture_output=True, text=True, timeout=120, cwd=REPO)
+            assert result.returncode == 0, result.stderr
+            for raw in RAW:
+                assert raw not in result.stdout, (args, raw)
+            if "--json" in args:
+                assert json.loads(result.stdout)[0]["task"].startswith("task\x1b]0;pwned")
+            else:
+                assert "\\x1b]0;pwned\\x07" in result.stdout
+        assert "w\\x1b[2J.bin" in subprocess.run(
+            [sys.executable, "-m", "tui.cli", "hub", "info", "evil/detail"], env=env,
+            capture_output=True, text=True, timeout=120, cwd=REPO).stdout

@@ -1,0 +1,53 @@
+"""How the CLI prints: untrusted text made safe, --json that is always valid JSON, and
+OSErrors as one sentence. Imports neither textual nor torch."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from tui.safe_text import printable
+
+
+def echo(text: object = "", *, err: bool = False) -> None:
+    """Print a line that may quote untrusted text (names, notes, data cells, hub fields):
+    control characters and escape sequences are shown as visible escapes, never sent
+    to the terminal. Fields inside tables go through `cut`, which also escapes newlines."""
+    click.echo(printable(text, multiline=True), err=err)
+
+
+def cut(text: object, width: int) -> str:
+    """One table cell: a single line (newlines shown as \\n) of at most `width` characters."""
+    return printable(text, limit=width)
+
+
+def dump_json(data: object) -> str:
+    """--json output: valid JSON whatever the data holds. NaN and infinities (a diverged
+    loss) become null, since JSON has no such numbers; control characters are escaped."""
+    return json.dumps(_finite(data), indent=2, allow_nan=False)
+
+
+def _finite(value: object) -> object:
+    import math
+
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+def os_error_sentence(exc: OSError) -> str:
+    """An OSError a user can act on, in one sentence (a full disk, a read-only folder...)."""
+    import errno
+
+    where = f" {exc.filename}" if exc.filename else ""
+    if exc.errno == errno.ENOSPC:
+        return f"The disk is full (writing{where}); free some space and try again."
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return (f"Permission denied for{where or ' a file'}; check the folder's permissions "
+                "(HUBTUNE_HOME, HF_HOME) or choose another path.")
+    return f"Cannot use{where or ' a file'}: {exc.strerror or exc}."
