@@ -8,7 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
+
+from engine.outputs import OutputError
 
 REPO = Path(__file__).resolve().parent.parent
 SECRET = "hf_NeverWriteThisTokenAnywhere0123456789"
@@ -98,3 +101,25 @@ def test_export_of_a_task_model_copies_it_with_a_card(tmp_path):
     assert "pipeline_tag: token-classification" in (folder / "README.md").read_text()
     assert json.loads((folder / "hubtune_head.json").read_text())["task"] == \
         "token-classification"
+
+    # A second export never writes over the first unasked, nor anywhere in HUBTUNE_HOME.
+    (folder / "notes.txt").write_text("mine")
+    weights = (folder / "model.safetensors").read_bytes()
+    with pytest.raises(OutputError, match="is not empty; give a new or empty folder, or pass "
+                                          "--force"):
+        export_model(tmp_path / "run" / "model", folder, config=cfg.to_dict(),
+                     summary=outcome.summary, run_name="ner")
+    (folder / "model.safetensors").write_bytes(b"stale")
+    export_model(tmp_path / "run" / "model", folder, config=cfg.to_dict(),
+                 summary=outcome.summary, run_name="ner", force=True)
+    assert (folder / "model.safetensors").read_bytes() == weights  # replaced whole
+    assert (folder / "notes.txt").read_text() == "mine"  # other files left alone
+    for inside in (tmp_path / "run", tmp_path / "run" / "model", tmp_path / "run" / "new"):
+        with pytest.raises(OutputError, match="inside hubtune's data folder"):
+            export_model(tmp_path / "run" / "model", inside, config=cfg.to_dict(),
+                         summary=outcome.summary, run_name="ner", force=True,
+                         protected=tmp_path / "run")
+    with pytest.raises(OutputError, match="is a file; give a new or empty folder"):
+        export_model(tmp_path / "run" / "model", folder / "notes.txt", config=cfg.to_dict(),
+                     summary=outcome.summary, run_name="ner")
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]

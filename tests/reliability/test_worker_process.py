@@ -169,3 +169,24 @@ def test_damaged_checkpoints_and_racing_resumes(tiny_config):
     stopped = hubtune("runs", "stop", str(run_id))
     assert stopped.returncode == 0, (stopped.stderr, store.get_run(run_id).error)
     wait_until(lambda: store.get_run(run_id).status == "stopped", what="the second stop")
+
+
+def test_hubtune_home_removed_mid_run_stops_the_worker_and_the_follower(tiny_config,
+                                                                        hubtune_home):
+    import shutil
+
+    store = RunStore()
+    run_id = start(tiny_config, *SLOW)
+    follower = subprocess.Popen([sys.executable, "-m", "tui.cli", "runs", "follow", str(run_id)],
+                                cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True)
+    wait_until(lambda: len(loss_steps(store, run_id)) >= 3, what="training to start")
+    pid = store.get_run(run_id).pid
+    store.close()
+    shutil.rmtree(hubtune_home)  # SQLite would write on into the deleted file, unnoticed
+    _, err = follower.communicate(timeout=60)
+    assert follower.returncode != 0
+    assert "was removed or replaced while following run" in err and "Traceback" not in err
+    wait_until(lambda: not Path(f"/proc/{pid}").exists()
+               or open(f"/proc/{pid}/stat").read().split(") ")[1][0] == "Z",
+               timeout=60, what="the worker to stop")
