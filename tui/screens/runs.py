@@ -452,7 +452,13 @@ class RunsScreen(Screen):
 
         def confirmed(yes: bool | None) -> None:
             if yes:
-                self.store.delete_run(run.id)
+                from store import StoreError
+
+                try:  # another process may have resumed (or deleted) it since the question
+                    self.store.delete_run(run.id)
+                except StoreError as exc:
+                    self.notify(str(exc), severity="warning")
+                    return
                 self.selected_id = None
                 self.notify(f"Deleted run {run.id}.")
                 self._wake.set()
