@@ -150,7 +150,10 @@ def load_text_classification(cfg: RunConfig, tokenizer) -> TextData:
     train_frame = drop_missing_labels(train_frame, train_path, spec.label_column,
                                        warnings, multi)
     if not (regression or multi):
-        _check_label_kinds(train_frame, train_path, spec.label_column)
+        _check_class_labels(train_frame, train_path, spec.label_column)
+    check_text_column(train_frame, train_path, spec.text_column, "text_column")
+    if spec.text_pair_column:
+        check_text_column(train_frame, train_path, spec.text_pair_column, "text_pair_column")
     if spec.limit is not None and len(train_frame) > spec.limit:
         train_frame = train_frame.sample(n=spec.limit, random_state=cfg.train.seed)
     check_stop()
@@ -162,7 +165,7 @@ def load_text_classification(cfg: RunConfig, tokenizer) -> TextData:
         val_frame = drop_missing_labels(val_frame, val_path, spec.label_column,
                                          warnings, multi)
         if not (regression or multi):
-            _check_label_kinds(val_frame, val_path, spec.label_column)
+            _check_class_labels(val_frame, val_path, spec.label_column)
         check_stop()
     else:
         if spec.validation_split <= 0:
@@ -280,6 +283,17 @@ def _twin_hint(labels, names) -> str:
 def _split(frame, label_column: str, fraction: float, seed: int, regression: bool):
     """A seeded split; stratified by label so every class lands in both parts."""
     rng = random.Random(seed)
+    rows = len(frame)
+    if rows < 2 and regression:
+        raise DataError(f"The training data has only {rows} row; a validation split needs two "
+                        "or more, or give data.validation.")
+    # Each class keeps one training example, but a split that would take every row is a
+    # slip (0.99 for 0.099, or the share meant for training).
+    if rows >= 2 and max(1, round(rows * fraction)) >= rows:
+        raise DataError(
+            f"data.validation_split {fraction:g} of {rows} rows leaves none to train on; "
+            "hold out less (0.1 to 0.2 is usual) or give data.validation."
+        )
     if regression:
         idx = list(range(len(frame)))
         rng.shuffle(idx)
@@ -358,6 +372,59 @@ def _check_label_kinds(frame, path: Path, column: str) -> None:
                 f"{n_row + 1} has {n_val!r}, row {t_row + 1} has {t_val!r}); use one kind "
                 "of label for every row."
             )
+
+
+def _check_class_labels(frame, path: Path, column: str) -> None:
+    """Class labels that are names or whole numbers, one kind in a column."""
+    values = list(frame[column])
+    for row, value in zip(frame.index, values, strict=True):
+        if hasattr(value, "tolist") and not isinstance(value, str):
+            value = value.tolist()
+        if isinstance(value, (list, tuple, dict, set)):
+            raise DataError(
+                f"{path} holds a list in its label column {column!r} (row {int(row) + 1} has "
+                f"{_short(value)}); for several labels per row use head.task "
+                "multi-label-classification."
+            )
+    _check_label_kinds(frame, path, column)
+    decimals = [(row, v) for row, v in zip(frame.index, values, strict=True)
+                if _is_number(v) and not float(v).is_integer()]
+    distinct = len({label_text(v) for v in values})
+    # A few decimal classes (star ratings 0.5 to 5) are classes; a value per row is a score.
+    if decimals and distinct > len(values) / 2:
+        row, value = decimals[0]
+        raise DataError(
+            f"{path} holds decimal numbers in its label column {column!r} (row {int(row) + 1} "
+            f"has {_plain(value)!r}; {distinct} different values in {len(values)} rows): scores, not "
+            "classes; use head.task regression to predict a number, or give each row a class."
+        )
+
+
+def _plain(value):
+    """A numpy scalar as the Python number it holds, so a message shows 0.5, not
+    np.float64(0.5)."""
+    return value.item() if hasattr(value, "item") and not isinstance(value, str) else value
+
+
+def _short(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def check_text_column(frame, path: Path, column: str, key: str) -> None:
+    """A text column that holds some text: not empty in every row, not only numbers (an
+    id or score column picked by mistake)."""
+    import numbers
+
+    values = [v for v in frame[column] if not (is_missing_label(v) or
+                                                (isinstance(v, str) and not v.strip()))]
+    if not values:
+        raise DataError(f"{path} has no text in its column {column!r} (data.{key}): every row "
+                        f"is empty; set data.{key} to the column that holds the text.")
+    if all(isinstance(v, numbers.Number) and not isinstance(v, bool) for v in values):
+        raise DataError(f"{path} holds only numbers in its column {column!r} (data.{key}), "
+                        f"e.g. {_plain(values[0])!r}, not text; set data.{key} to the column that "
+                        "holds the text.")
 
 
 def _as_floats(series, path: Path, column: str) -> list[float]:

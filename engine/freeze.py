@@ -270,6 +270,9 @@ def lora_targets(model: nn.Module, spec: LoraSpec) -> list[str]:
                     if isinstance(m, nn.Linear)}
     guess = [n for n in ("query", "value", "q_proj", "v_proj", "q", "v", "c_attn", "qkv")
              if n in linear_names]
+    if not linear_names:
+        raise ConfigError(f"{model_type or type(model).__name__} has no linear layers for LoRA "
+                          "to adapt; unset freeze.lora and choose a freeze.policy instead.")
     if not guess:
         raise ConfigError(
             f"Cannot choose LoRA target modules for {model_type or type(model).__name__}; set "

@@ -64,6 +64,12 @@ def resolve_model_path(spec: ModelSpec) -> Path:
         if not (local / "config.json").is_file():
             raise ModelError(f"{local} has no config.json, so it is not a saved model folder.")
         return local
+    if local.is_file():
+        folder = local.parent
+        hint = (f" ({folder} holds one)" if (folder / "config.json").is_file()
+                else "")
+        raise ModelError(f"model.id {ref} is a file; give the folder that holds the model's "
+                         f"config.json and weights{hint}.")
     if ref.startswith(("/", "./", "../", "~")):
         raise ModelError(f"Model folder {ref} does not exist.")
     return _from_hub(ref, spec.revision)
@@ -87,7 +93,18 @@ def run_model_path(ref: str) -> Path:
     if not head_file.is_file():
         raise ModelError(f"Run {raw} has no trained model (only a completed run has one); "
                          "pick a completed run with hubtune runs ls --status completed.")
-    head = json.loads(head_file.read_text(encoding="utf-8"))
+    try:
+        head = json.loads(head_file.read_text(encoding="utf-8"))
+    except (ValueError, OSError):
+        head = None
+    if not isinstance(head, dict):
+        raise ModelError(f"Run {raw}'s {head_file.name} is damaged; start from its base model "
+                         f"instead (hubtune runs show {raw} names it).")
+    if "arch" in head or not (model_dir / "config.json").is_file():
+        # A torchvision network is saved as one state dict, not a transformers folder.
+        base = head.get("base_model") or "its base model"
+        raise ModelError(f"Run {raw} trained a model that cannot be fine-tuned again (it has "
+                         f"no transformers config.json); start from {base} instead.")
     if "pooling" not in head:
         return model_dir  # a transformers task model: loads as a backbone as it is
     backbone = model_dir / "backbone"
@@ -149,9 +166,58 @@ def _from_hub(repo: str, revision: str) -> Path:
     return download_model(repo, revision=revision)
 
 
+def config_json(path: Path, ref: str) -> dict:
+    """A model folder's config.json, or a ModelError saying it is damaged."""
+    try:
+        config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ModelError(f"{path} has no config.json, so it is not a saved model folder.") \
+            from None
+    except (ValueError, OSError) as exc:
+        raise ModelError(f"The config.json of model {ref} is not valid JSON "
+                         f"({_first_line(exc)}); download or save the model again.") from None
+    if not isinstance(config, dict):
+        raise ModelError(f"The config.json of model {ref} is not a JSON object; download or "
+                         "save the model again.")
+    return config
+
+
+def safetensors_problem(file: Path) -> str | None:
+    """Why a safetensors file cannot be read (its header alone is checked), or None.
+
+    A few bytes read, never the tensors: a truncated download or a file of
+    another kind otherwise fails deep inside the loader with a Rust error.
+    """
+    try:
+        size = file.stat().st_size
+        with open(file, "rb") as fh:
+            head = fh.read(8)
+            if len(head) < 8:
+                return "it is cut short"
+            n = int.from_bytes(head, "little")
+            if n > size - 8:
+                return "it is cut short or not a safetensors file"
+            header = json.loads(fh.read(n))
+    except OSError as exc:
+        return _first_line(exc)
+    except ValueError:
+        return "its header is not valid JSON"
+    if not isinstance(header, dict):
+        return "its header is not valid"
+    try:
+        end = max((int(v["data_offsets"][1]) for k, v in header.items()
+                   if k != "__metadata__"), default=0)
+    except (TypeError, KeyError, IndexError, ValueError):
+        return "its header is not valid"
+    if 8 + n + end > size:
+        return "it is cut short"
+    return None
+
+
 def check_loadable(path: Path, spec: ModelSpec) -> None:
-    """Refuse pickle weights and remote code unless the config opted in."""
-    config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    """Refuse pickle weights and remote code unless the config opted in, and a damaged
+    config.json, before anything loads."""
+    config = config_json(path, spec.id)
     if config.get("auto_map") and not spec.trust_remote_code:
         raise ModelError(
             f"Model {spec.id} needs its own Python code to load; review it, then set "
@@ -166,6 +232,30 @@ def check_loadable(path: Path, spec: ModelSpec) -> None:
         )
     if not has_safetensors and not has_pickle:
         raise ModelError(f"Model folder {path} holds no weights (*.safetensors).")
+
+
+def check_weights(path: Path, ref: str) -> None:
+    """Every safetensors file's header, just before the weights load (a plan, built on
+    the meta device, reads none and may go ahead without them)."""
+    for file in sorted(Path(path).glob("*.safetensors")):
+        problem = safetensors_problem(file)
+        if problem is not None:
+            raise ModelError(f"The weights file {file} of model {ref} is damaged "
+                             f"({problem}); download or save the model again.")
+
+
+TOKENIZER_FILES = ("tokenizer*", "vocab*", "merges.txt", "special_tokens_map.json", "*.model",
+                   "*.spm", "*.tiktoken")
+"""What a saved tokenizer leaves in a model folder (any one of them)."""
+
+
+def check_tokenizer_files(path: Path, spec: ModelSpec) -> None:
+    """A text model folder without tokenizer files is refused: transformers would build
+    an empty tokenizer from config.json alone and every word would read as unknown."""
+    if not any(any(path.glob(pattern)) for pattern in TOKENIZER_FILES):
+        raise ModelError(f"Model {spec.id} has no tokenizer files (tokenizer.json, vocab.txt, "
+                         f"...) in {path}; copy them from the model it came from, or save its "
+                         "tokenizer there with save_pretrained.")
 
 
 def checkpoint_pooling(path: Path) -> str | None:
@@ -264,6 +354,7 @@ def load_tokenizer(spec: ModelSpec, path: Path | None = None):
     if path is None:
         path = resolve_model_path(spec)
         check_loadable(path, spec)
+    check_tokenizer_files(path, spec)
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=spec.trust_remote_code)
     except (OSError, ValueError) as exc:
@@ -287,6 +378,7 @@ def build_model(spec: ModelSpec, head: HeadSpec, num_labels: int, *,
             f"head.task {head.task} is not available yet; use one of {', '.join(supported)}."
         )
     quiet_transformers()
+    from safetensors import SafetensorError
     from transformers import AutoModel, AutoTokenizer
 
     if path is None:
@@ -304,13 +396,14 @@ def build_model(spec: ModelSpec, head: HeadSpec, num_labels: int, *,
             backbone = AutoModel.from_config(AutoConfig.from_pretrained(
                 path, trust_remote_code=spec.trust_remote_code))
         else:
+            check_weights(path, spec.id)
             backbone = AutoModel.from_pretrained(
                 path,
                 trust_remote_code=spec.trust_remote_code,
                 use_safetensors=not spec.allow_pickle or None,
             )
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=spec.trust_remote_code)
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, SafetensorError) as exc:
         raise ModelError(f"Cannot load model {spec.id}: {_first_line(exc)}") from None
     if pooling == "pooler" and getattr(backbone, "pooler", None) is None:
         pooling = "cls"

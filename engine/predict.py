@@ -18,6 +18,15 @@ QA_SEPARATOR = "|||"
 """`hubtune predict ID "question ||| context"`: how a QA input is written on one line."""
 
 
+INPUT_KINDS = {
+    "image-classification": "the path of an image",
+    "token-classification": "a sentence",
+    "question-answering": f"'QUESTION {QA_SEPARATOR} CONTEXT'",
+    "masked-lm": "text with the mask token in it",
+}
+"""What one input is, per task, for the message refusing an empty one (default: text)."""
+
+
 @dataclass(frozen=True)
 class Prediction:
     text: str
@@ -101,6 +110,14 @@ class Predictor:
             self.model = AutoModelForImageClassification.from_pretrained(self.dir)
 
     def predict(self, inputs: list[str]) -> list[Prediction]:
+        """One prediction per input, in order; an empty input is a DataError."""
+        if not inputs:
+            return []
+        for number, text in enumerate(inputs, 1):
+            if not isinstance(text, str) or not text.strip():
+                which = f"Input {number}" if len(inputs) > 1 else "The input"
+                raise DataError(f"{which} is empty; give {INPUT_KINDS.get(self.task, 'text')} "
+                                "to predict on.")
         with self.torch.no_grad():
             if self.task == "image-classification":
                 return [self._image(path) for path in inputs]
@@ -174,6 +191,10 @@ class Predictor:
             raise DataError(f"A question-answering input is 'QUESTION {QA_SEPARATOR} CONTEXT'; "
                             f"{text[:40]!r} has no {QA_SEPARATOR}.")
         question, context = question.strip(), context.strip()
+        if not question or not context:
+            missing = "question" if not question else "context"
+            raise DataError(f"The {missing} of {text[:40]!r} is empty; a question-answering "
+                            f"input is 'QUESTION {QA_SEPARATOR} CONTEXT'.")
         enc = self.tokenizer(question, context, truncation="only_second", max_length=384,
                              stride=64, return_overflowing_tokens=True,
                              return_offsets_mapping=True, padding=True, return_tensors="pt")

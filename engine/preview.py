@@ -156,6 +156,8 @@ def read_table(path: Path, *, encoding: str = "utf-8", role: str = "training",
         if kind in ("csv", "tsv"):
             frame = pd.read_csv(path, sep=_delimiter(path, codec, kind), encoding=codec,
                                 dtype_backend="numpy_nullable")
+        elif kind == "jsonl" and suffix == ".json" and _starts_with(path, codec, "["):
+            frame = _read_json_array(path, codec)
         elif kind == "jsonl":
             frame = pd.read_json(path, lines=True, encoding=codec, precise_float=True)
         elif kind == "conll":
@@ -179,6 +181,33 @@ def read_table(path: Path, *, encoding: str = "utf-8", role: str = "training",
     if len(frame) == 0:
         raise DataError(f"{what} has no rows.")
     return frame
+
+
+def _starts_with(path: Path, codec: str, char: str) -> bool:
+    """Whether the file's first character other than white space is `char`."""
+    with open(path, encoding=codec) as fh:
+        while chunk := fh.read(4096):
+            chunk = chunk.lstrip()
+            if chunk:
+                return chunk.startswith(char)
+    return False
+
+
+def _read_json_array(path: Path, codec: str):
+    """A .json file holding one array of row objects (pandas' orient='records'), which the
+    lines reader would take for a single row."""
+    import pandas as pd
+
+    try:
+        doc = json.loads(path.read_text(encoding=codec))
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{path} cannot be parsed as JSON: {exc.msg} at line {exc.lineno}."
+                        ) from None
+    bad = next((row for row in doc if not isinstance(row, dict)), None)
+    if bad is not None:
+        raise DataError(f"{path} is a JSON array holding {type(bad).__name__} items; give one "
+                        "object per row, e.g. [{\"text\": \"...\", \"label\": \"...\"}].")
+    return pd.DataFrame(doc)
 
 
 def _key(role: str) -> str:

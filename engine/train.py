@@ -24,7 +24,7 @@ import torch
 from engine.checkpoint import LoopState, load_checkpoint, prune_checkpoints, save_checkpoint
 from engine.config import RunConfig
 from engine.data import LengthGroupedBatches, PreparationStopped, stoppable
-from engine.errors import HubtuneError
+from engine.errors import ConfigError, HubtuneError
 from engine.events import (
     CheckpointSaved,
     EvalFinished,
@@ -45,6 +45,24 @@ def resolve_precision(requested: str) -> str:
     if requested in ("bf16", "fp16") and not cuda:
         raise HubtuneError(f"train.precision {requested} needs a GPU; use auto or fp32 on the CPU.")
     return {"fp32": "no"}.get(requested, requested)
+
+
+def watched_metric(cfg: RunConfig, task) -> str:
+    """The validation metric early stopping and 'best' follow; a name the task never
+    reports is a ConfigError. `val_loss`, as the charts name it, reads as `loss`."""
+    es = cfg.train.early_stopping
+    if es is None or not es.metric:
+        return task.watch
+    known = task.metrics
+    metric = es.metric
+    if known is None:
+        return metric
+    if metric not in known and metric.removeprefix("val_") in known:
+        metric = metric.removeprefix("val_")
+    if metric not in known:
+        raise ConfigError(f"train.early_stopping.metric {es.metric!r} is not reported by "
+                          f"head.task {task.name}; use one of {', '.join(known)}.")
+    return metric
 
 
 class _Loop:
@@ -84,6 +102,9 @@ class _Loop:
         from engine.tasks import task_for
 
         self.task = task = task_for(cfg.head.task)
+        # Checked before anything loads: a metric the task never reports would otherwise
+        # end the run at its first evaluation, perhaps hours in.
+        self.watch = watched_metric(cfg, task)
         # Labels decide the head's width, so the data is read before the model is built.
         self.processor, model_path = task.load_processor(cfg)
         if not task.vision:
@@ -217,8 +238,6 @@ class _Loop:
         self._follow_schedule()
         self._stop_preparing()
 
-        es = cfg.train.early_stopping
-        self.watch = es.metric if es is not None and es.metric else task.watch
         self.emit(RunPrepared(
             total_steps=self.total_steps,
             train_samples=len(self.data.train),
@@ -533,17 +552,21 @@ def embed(cfg: RunConfig, emit: Callable[[Event], None], stop: threading.Event,
           out_dir: Path | None) -> Outcome:
     """The feature-extraction "run": no head, no training; embed the data with the
     checkpoint's own pooling and save the vectors (and the model, for predict)."""
-    from engine.data import pick_column, read_table, tokenise
+    from engine.data import check_text_column, pick_column, read_table, tokenise
     from engine.features import compute_features
     from engine.lengths import fit_lengths
-    from engine.models import build_model, load_tokenizer
+    from engine.models import build_model
 
     def check_stop() -> None:
         if stop.is_set():
             raise PreparationStopped
 
     check_stop()
-    tokenizer, path = load_tokenizer(cfg.model)
+    from engine.tasks import task_for
+
+    # The task adapter's loader: the model is checked (damaged files, a head that does
+    # not fit it) before its tokenizer loads.
+    tokenizer, path = task_for(cfg.head.task).load_processor(cfg)
     cfg, clamped = fit_lengths(cfg, path)
     for limit in clamped:
         emit(Note(limit.notice, level="warning"))
@@ -554,6 +577,7 @@ def embed(cfg: RunConfig, emit: Callable[[Event], None], stop: threading.Event,
     if cfg.data.limit is not None:
         frame = frame.head(cfg.data.limit)
     column = pick_column(frame, data_path, cfg.data.text_column, "text_column", ("sentence",))
+    check_text_column(frame, data_path, column, "text_column")
     texts = ["" if not isinstance(t, str) else t for t in frame[column]]
     with stoppable(stop):
         enc = tokenise(tokenizer, texts, truncation=True, max_length=cfg.data.max_length,

@@ -50,6 +50,11 @@ def start_run(
 
     if parent_id is None and cfg.model.id.startswith("run:") and cfg.model.id[4:].isdigit():
         parent_id = int(cfg.model.id[4:])  # sequential fine-tuning: lineage kept
+        try:
+            store.get_run(parent_id)
+        except StoreError:
+            raise HubtuneError(f"model.id {cfg.model.id} names no recorded run; "
+                               "`hubtune runs ls` lists them.") from None
     run_id = store.create_run(
         cfg.to_dict(),
         name=cfg.name or None,

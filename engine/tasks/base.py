@@ -62,6 +62,9 @@ class Task:
 
     watch = "accuracy"
     """The main validation metric: what early stopping and 'best' follow by default."""
+    metrics: tuple[str, ...] | None = None
+    """Every metric `evaluate` reports, so a watched metric is checked before the run
+    starts (None: not known in advance)."""
     vision = False
 
     def __init__(self, name: str) -> None:
@@ -119,7 +122,9 @@ def write_head_file(target: Path, task: str, labels, cfg: RunConfig, **more) -> 
 
 
 def model_config(path: Path) -> dict:
-    return json.loads((Path(path) / "config.json").read_text(encoding="utf-8"))
+    from engine.models import config_json
+
+    return config_json(Path(path), str(path))
 
 
 def is_vision_config(config: dict) -> bool:
@@ -140,12 +145,39 @@ def check_fits(task: Task, cfg: RunConfig, path: Path) -> None:
             f"head.task {task.name} needs a text model, but {cfg.model.id} is a vision model "
             f"({kind}); use head.task image-classification or pick a text model."
         )
+    if task.vision or config.get("auto_map"):
+        return  # remote code may register any head; the load says whether it fits
+    from engine.heads import heads_from_config
+
+    # The heads the new-run form offers: a head outside them fails at the first batch
+    # (T5's bare model wants decoder inputs) or trains nonsense (BERT as a causal LM
+    # sees the tokens it should predict).
+    heads = heads_from_config(config)
+    if heads is not None and task.name not in heads:
+        hint = MISFIT_HINTS.get(task.name, MISFIT_HINTS["text-classification"])
+        fits = f"; heads that fit it: {', '.join(heads)}" if heads else ""
+        raise ModelError(f"head.task {task.name} does not fit {cfg.model.id} ({kind}); "
+                         f"{hint}{fits}.")
+
+
+MISFIT_HINTS = {
+    "text-classification": "it needs an encoder such as BERT, RoBERTa or DistilBERT (an "
+                           "encoder-decoder trains with head.task seq2seq)",
+    "token-classification": "it needs an encoder such as BERT, RoBERTa or DistilBERT",
+    "question-answering": "it needs an encoder such as BERT, RoBERTa or DistilBERT",
+    "masked-lm": "it needs an encoder with a masked-LM head, such as BERT",
+    "causal-lm": "it needs a decoder such as GPT-2 or a Llama-style model",
+    "seq2seq": "it needs an encoder-decoder such as T5, BART or Marian",
+}
+"""What a head needs, for the message refusing a model it does not fit (the sequence
+heads share the text-classification line)."""
 
 
 def load_auto_model(auto_class: str, task: Task, cfg: RunConfig, path: Path, hint: str,
                     **kwargs) -> torch.nn.Module:
     """`transformers.<auto_class>.from_pretrained`, with misfits and load errors explained."""
     import transformers
+    from safetensors import SafetensorError
 
     from engine.models import _first_line, quiet_transformers
 
@@ -157,6 +189,9 @@ def load_auto_model(auto_class: str, task: Task, cfg: RunConfig, path: Path, hin
                 path, trust_remote_code=cfg.model.trust_remote_code,
                 **{k: v for k, v in kwargs.items() if k != "ignore_mismatched_sizes"})
             return cls.from_config(config, trust_remote_code=cfg.model.trust_remote_code)
+        from engine.models import check_weights
+
+        check_weights(path, cfg.model.id)
         return cls.from_pretrained(
             path, trust_remote_code=cfg.model.trust_remote_code,
             use_safetensors=not cfg.model.allow_pickle or None, **kwargs,
@@ -168,7 +203,7 @@ def load_auto_model(auto_class: str, task: Task, cfg: RunConfig, path: Path, hin
                 f"head.task {task.name} does not fit {cfg.model.id} ({kind}); {hint}"
             ) from None
         raise ModelError(f"Cannot load model {cfg.model.id}: {_first_line(exc)}") from None
-    except OSError as exc:
+    except (OSError, SafetensorError) as exc:
         raise ModelError(f"Cannot load model {cfg.model.id}: {_first_line(exc)}") from None
 
 

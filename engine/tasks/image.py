@@ -24,6 +24,8 @@ from engine.hub import TORCHVISION_WEIGHTS
 from engine.tasks.base import Task, TaskData, load_auto_model, mean_loss, write_head_file
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+PROBE_SIZE_LIMIT = 1024
+"""Largest data.image_size checked by a trial forward pass before training."""
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -45,13 +47,27 @@ def scan_images(root: Path) -> tuple[list[Path], list[str]]:
     if not classes:
         raise DataError(f"{root} has no class sub-folders; put each class's images in a "
                         "folder named after it (or give a CSV of path,label).")
-    paths, labels = [], []
+    paths, labels, empty = [], [], []
     for name in classes:
-        for f in sorted((root / name).rglob("*")):
-            if f.is_file() and not f.name.startswith("."):
-                paths.append(f)
-                labels.append(name)
+        found = [f for f in sorted((root / name).rglob("*"))
+                 if f.is_file() and not f.name.startswith(".")]
+        if not found:
+            empty.append(name)
+        paths += found
+        labels += [name] * len(found)
+    if len(empty) == len(classes):
+        raise DataError(f"{root} has class folders ({_listed(classes)}) but no files in them; "
+                        "put each class's images in its folder.")
+    if empty and len(classes) - len(empty) < 2:
+        raise DataError(f"{root} has images only in {_listed(sorted(set(labels)))} "
+                        f"({_listed(empty)} {'is' if len(empty) == 1 else 'are'} empty); "
+                        "image classification needs images of at least two classes.")
     return paths, labels
+
+
+def _listed(names: list[str], limit: int = 5) -> str:
+    shown = ", ".join(names[:limit])
+    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
 
 
 def check_images(paths: list[Path], labels: list[str], policy: str) -> tuple[list, list, int]:
@@ -91,6 +107,13 @@ def read_images(cfg: RunConfig, target: str, role: str, warnings: list[str] | No
     source = cfg.resolve(target)
     if source.is_dir():
         paths, labels = scan_images(source)
+        empty = sorted(p.name for p in source.iterdir() if p.is_dir()
+                       and not p.name.startswith(".") and p.name not in set(labels))
+        if empty and warnings is not None:
+            warnings.append(f"Class folder{'s' if len(empty) != 1 else ''} {_listed(empty)} of "
+                            f"{source} {'are' if len(empty) != 1 else 'is'} empty; "
+                            f"{'those classes are' if len(empty) != 1 else 'that class is'} "
+                            "left out.")
         return pd.DataFrame({"path": paths, "label": labels})
     frame = read_table(source, encoding=cfg.data.encoding, role=role)
     path_col = pick_column(frame, source, cfg.data.text_column, "text_column",
@@ -189,11 +212,38 @@ def torchvision_state(cfg: RunConfig, arch: str) -> dict | None:
 
         with hub_errors(ref, cfg.model.revision):
             local = Path(hf_hub_download(ref, "model.safetensors", revision=cfg.model.revision))
+    from engine.models import safetensors_problem
+
+    problem = safetensors_problem(local)
+    if problem is not None:
+        raise ModelError(f"model.weights {local} is damaged ({problem}); give a whole "
+                         ".safetensors file of the architecture's state dict.")
     return load_file(str(local))
+
+
+def check_image_size(model: nn.Module, cfg: RunConfig) -> None:
+    """One blank image of data.image_size through the model, so a size it cannot take
+    (a ViT's patch grid is fixed) is a ConfigError now, not an error at the first step."""
+    size = cfg.data.image_size
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(pixel_values=torch.zeros(1, 3, size, size))
+    except (ValueError, RuntimeError, AssertionError) as exc:
+        from engine.errors import ConfigError
+        from engine.models import _first_line
+
+        raise ConfigError(f"data.image_size {size} does not fit {cfg.model.id} "
+                          f"({_first_line(exc)}); leave data.image_size unset to use the "
+                          "model's own size.") from None
+    finally:
+        model.train(was_training)
 
 
 class ImageTask(Task):
     vision = True
+    metrics = ("loss", "accuracy", "macro_f1")
 
     def load_processor(self, cfg: RunConfig):
         """(mean, std, size), and the model folder (None for torchvision)."""
@@ -270,6 +320,16 @@ class ImageTask(Task):
                         extra={"skipped_files": skipped}, warnings=tuple(warnings))
 
     def build(self, cfg: RunConfig, path: Path | None, data: TaskData):
+        model = self._build(cfg, path, data)
+        from engine.tasks.base import building_on_meta
+
+        # Above PROBE_SIZE_LIMIT the probe itself would cost seconds and gigabytes.
+        if (cfg.data.image_size is not None and cfg.data.image_size <= PROBE_SIZE_LIMIT
+                and not building_on_meta()):
+            check_image_size(model, cfg)
+        return model
+
+    def _build(self, cfg: RunConfig, path: Path | None, data: TaskData):
         labels = list(data.labels)
         if path is None:
             arch = cfg.model.id.removeprefix("torchvision:")

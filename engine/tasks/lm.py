@@ -58,6 +58,7 @@ class CausalCollator:
 
 class LanguageModelTask(Task):
     watch = "perplexity"
+    metrics = ("loss", "perplexity")
 
     def __init__(self, name: str) -> None:
         super().__init__(name)

@@ -152,6 +152,7 @@ def best_span(start_logits, end_logits, offsets) -> tuple[float, int, int]:
 
 class QATask(Task):
     watch = "f1"
+    metrics = ("loss", "exact_match", "f1")
 
     def load_data(self, cfg: RunConfig, tokenizer) -> TaskData:
         from engine.data import check_stop, load_frames

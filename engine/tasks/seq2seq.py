@@ -22,9 +22,17 @@ GENERATE_LIMIT = 500
 
 class Seq2SeqTask(Task):
     watch = "chrf"
+    metrics = ("loss", "bleu", "chrf")
 
     def load_data(self, cfg: RunConfig, tokenizer) -> TaskData:
-        from engine.data import drop_missing_labels, load_frames, pick_column, read_table, tokenise
+        from engine.data import (
+            check_text_column,
+            drop_missing_labels,
+            load_frames,
+            pick_column,
+            read_table,
+            tokenise,
+        )
 
         spec = cfg.data
         warnings: list[str] = []
@@ -41,6 +49,7 @@ class Seq2SeqTask(Task):
             src_col = pick_column(frame, path, spec.text_column, "text_column",
                                   ("source", "src", "document", "input"))
             tgt_col = pick_column(frame, path, spec.label_column, "label_column", TARGET_NAMES)
+            check_text_column(frame, path, src_col, "text_column")
             sources = [spec.source_prefix + str(s) for s in frame[src_col]]
             targets = [str(t) for t in frame[tgt_col]]
             enc = tokenise(tokenizer, sources, text_target=targets, truncation=True,

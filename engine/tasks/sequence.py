@@ -23,6 +23,10 @@ class SequenceTask(Task):
         """Regression and multi-label targets are float tensors, the others class indices."""
         self.watch = {"regression": "loss", "multi-label-classification": "micro_f1"}.get(
             name, "accuracy")
+        self.metrics = {"regression": ("loss", "mse", "mae"),
+                        "multi-label-classification": ("loss", "accuracy", "micro_f1",
+                                                       "macro_f1"),
+                        "feature-extraction": None}.get(name, ("loss", "accuracy", "macro_f1"))
         self.pooling = "cls"
 
     def load_data(self, cfg: RunConfig, processor) -> TaskData:

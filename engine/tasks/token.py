@@ -65,6 +65,7 @@ def align_labels(word_ids: list[int | None], word_labels: list[int]) -> list[int
 
 class TokenTask(Task):
     watch = "f1"
+    metrics = ("loss", "accuracy", "precision", "recall", "f1")
 
     def load_processor(self, cfg: RunConfig):
         tokenizer, path = super().load_processor(cfg)
@@ -86,8 +87,8 @@ class TokenTask(Task):
         spec = cfg.data
         # CoNLL text (.conll, .conllu, .bio, .txt) or a table, as the preview reads them.
         train, val, path = load_frames(cfg, lambda p, role: read_conll(p, spec.encoding, role))
-        splits = []
-        for frame in (train, val):
+        splits, warnings = [], []
+        for role, frame in (("training", train), ("validation", val)):
             words_col = pick_column(frame, path, spec.text_column, "text_column",
                                     ("tokens", "words"))
             tags_col = pick_column(frame, path, spec.label_column, "label_column",
@@ -100,6 +101,19 @@ class TokenTask(Task):
                 if len(w) != len(t):
                     raise DataError(f"{path} row {i + 1}: {len(w)} words but {len(t)} tags; "
                                     "every word needs exactly one tag.")
+            # A row without words has no tag to learn; a batch of them has no loss at all.
+            source = (cfg.resolve(spec.validation) if role == "validation" and spec.validation
+                      else path)
+            empty = sum(1 for w in words if not w)
+            if empty == len(words):
+                raise DataError(f"The {role} rows of {source} hold no words in {words_col!r}; "
+                                "each row needs a list of words and one tag per word.")
+            if empty:
+                warnings.append(f"{empty} {role} row{'s' if empty != 1 else ''} of "
+                                f"{source.name} {'have' if empty != 1 else 'has'} no words; "
+                                f"{'they are' if empty != 1 else 'it is'} left out.")
+                kept = [i for i, w in enumerate(words) if w]
+                words, tags = [words[i] for i in kept], [tags[i] for i in kept]
             splits.append((words, tags))
         names = tuple(sorted({t for tags in splits[0][1] for t in tags},
                              key=lambda t: (t != "O", t.partition("-")[2], t)))
@@ -119,7 +133,8 @@ class TokenTask(Task):
             return Examples(fields, [len(x) for x in enc["input_ids"]])
 
         train_ex, val_ex = encode(*splits[0]), encode(*splits[1])
-        return TaskData(train_ex, val_ex, names, extra={"val_words": splits[1][0]})
+        return TaskData(train_ex, val_ex, names, extra={"val_words": splits[1][0]},
+                        warnings=tuple(warnings))
 
     def build(self, cfg: RunConfig, path: Path, data: TaskData):
         labels = list(data.labels)

@@ -291,7 +291,7 @@ def test_unwritable_data_directory_is_named(tmp_path):
     if os.geteuid() == 0:
         target = tmp_path / "file-not-dir"
         target.write_text("x")
-        with pytest.raises(StoreError, match="Cannot create the data directory"):
+        with pytest.raises(StoreError, match="file-not-dir is a file, not a folder; set HUBTUNE_HOME"):
             RunStore(target / "sub" / "hubtune.db")
     else:
         locked = tmp_path / "locked"
