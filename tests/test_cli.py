@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -15,9 +13,7 @@ HUBTUNE = [sys.executable, "-m", "tui.cli"]
 REPO = Path(__file__).resolve().parent.parent
 
 
-def hubtune(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([*HUBTUNE, *args], capture_output=True, text=True, timeout=timeout,
-                          cwd=REPO, env=os.environ.copy())
+from cli_runner import hubtune  # noqa: E402 - in-process unless env is given
 
 
 def test_train_records_a_completed_run_with_metrics(tiny_config):
@@ -179,9 +175,11 @@ def test_sequential_fine_tuning_starts_from_an_earlier_run(tiny_config, tmp_path
     emb = "embeddings.word_embeddings.weight"
     assert not torch.equal(parent_weights[emb], original[emb])  # what run A learned
 
+    before = len(json.loads(hubtune("runs", "ls", "--json").stdout))
     missing = hubtune("train", str(tiny_config), "--set", "model.id=run:999")
     assert missing.returncode == 1
-    assert "Run 999 has no trained model" in missing.stderr
+    assert "model.id run:999 names no recorded run" in missing.stderr
+    assert len(json.loads(hubtune("runs", "ls", "--json").stdout)) == before  # nothing recorded
 
 
 def test_tag_and_note_a_run(store):

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -17,9 +15,7 @@ REPO = Path(__file__).resolve().parent.parent
 SECRET = "hf_NeverWriteThisTokenAnywhere0123456789"
 
 
-def hubtune(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "tui.cli", *args], capture_output=True,
-                          text=True, timeout=300, cwd=REPO, env=env or os.environ.copy())
+from cli_runner import hubtune  # noqa: E402 - in-process unless env is given
 
 
 def test_export_reloads_with_auto_classes_and_matches_the_run(tiny_config, tmp_path,

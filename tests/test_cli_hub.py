@@ -4,17 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 TOKEN = "hf_hubtuneTestSecretToken0123456789"
 
 
-def hubtune(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "tui.cli", *args], capture_output=True,
-                          text=True, timeout=300, cwd=REPO, env=env or os.environ.copy())
+from cli_runner import hubtune  # noqa: E402 - in-process unless env is given
 
 
 def test_search_json_is_the_documented_shape(hub_server):

@@ -132,13 +132,28 @@ def _follow(store, run_id: int, *, after_event: int = 0) -> str:
     last_event = after_event
     last_step = -1
     resumed = after_event > 0
+    import sqlite3
+
     db_inode = store.path.stat().st_ino
+
+    def database_gone() -> bool:
+        try:
+            return store.path.stat().st_ino != db_inode
+        except OSError:
+            return True
+
+    gone = Failure(f"The run database {store.path} was removed or replaced while following "
+                   f"run {run_id}; check HUBTUNE_HOME.")
     try:
         while True:
-            if not store.path.exists() or store.path.stat().st_ino != db_inode:
-                raise Failure(f"The run database {store.path} was removed or replaced while "
-                              f"following run {run_id}; check HUBTUNE_HOME.")
-            run = store.get_run(run_id)
+            if database_gone():
+                raise gone
+            try:
+                run = store.get_run(run_id)
+            except (sqlite3.Error, StoreError):
+                if database_gone():  # removed between the check and the read
+                    raise gone from None
+                raise
             for ev in store.events(run_id, after_id=last_event):
                 last_event = ev.id
                 echo(f"[{ev.level}] {printable(ev.message)}", err=ev.level == "error")

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 from engine.config import FreezeSpec, HeadSpec, ModelSpec
@@ -39,9 +36,9 @@ def test_plan_cli_json(tmp_path, tiny_bert, sentiment_csv):
     cfg = tmp_path / "p.yaml"
     cfg.write_text(f"model: {{id: {tiny_bert}}}\ndata: {{train: {sentiment_csv}}}\n"
                    "freeze: {policy: freeze_first_n, n: 1}\n")
-    out = subprocess.run([sys.executable, "-m", "tui.cli", "plan", str(cfg), "--json"],
-                         capture_output=True, text=True, cwd=REPO, env=os.environ.copy(),
-                         timeout=120)
+    from cli_runner import hubtune
+
+    out = hubtune("plan", str(cfg), "--json")
     assert out.returncode == 0, out.stderr
     data = json.loads(out.stdout)
     groups = {g["name"]: g for g in data["groups"]}
@@ -50,9 +47,7 @@ def test_plan_cli_json(tmp_path, tiny_bert, sentiment_csv):
     assert data["trainable"] + data["frozen"] == sum(g["params"] for g in data["groups"])
     assert data["memory_bytes"]["total"] == sum(
         data["memory_bytes"][k] for k in ("weights", "gradients", "optimizer", "activations"))
-    bad = subprocess.run([sys.executable, "-m", "tui.cli", "plan", str(cfg), "--set",
-                          "freeze.n=9"], capture_output=True, text=True, cwd=REPO,
-                         env=os.environ.copy(), timeout=120)
+    bad = hubtune("plan", str(cfg), "--set", "freeze.n=9")
     assert bad.returncode == 1
     assert bad.stderr.strip() == ("Error: freeze.n is 9 but the model has only 2 blocks; use "
                                   "at most 2 (or head_only).")

@@ -66,8 +66,9 @@ def corpus_config(tmp_path: Path, name: str, model: Path, data: Path) -> Path:
 
 
 def cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "tui.cli", *args], capture_output=True,
-                          text=True, timeout=300, cwd=REPO, env=os.environ.copy())
+    from cli_runner import hubtune
+
+    return hubtune(*args)  # in this process; the workers it starts are real processes
 
 
 def engine_error(cfg_path: Path) -> str:

@@ -17,9 +17,7 @@ from store import RunStore
 REPO = Path(__file__).resolve().parents[2]
 
 
-def hubtune(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "tui.cli", *args], capture_output=True,
-                          text=True, timeout=300, cwd=REPO, env=os.environ.copy())
+from cli_runner import hubtune  # noqa: E402 - in-process unless env is given
 
 
 def wait_until(predicate, timeout: float = 240.0, what: str = "condition") -> None:
