@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP_RUN  := $(VENV)/.stamp-run
 STAMP_TEST := $(VENV)/.stamp-test
 
-.PHONY: run test bench lint clean
+.PHONY: run test test-fast bench lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,10 @@ run: $(STAMP_RUN)
 
 test: $(STAMP_TEST)
 	$(BIN)/python -m pytest -q
+
+# The edit loop: everything but the tests that start workers or whole TUI sessions.
+test-fast: $(STAMP_TEST)
+	$(BIN)/python -m pytest -q -m "not slow"
 
 lint: $(STAMP_TEST)
 	$(BIN)/ruff check tui engine store tests

@@ -208,3 +208,31 @@ def write_config(path: Path, model: Path | str, data: Path, **train) -> Path:
 @pytest.fixture
 def tiny_config(tmp_path: Path, tiny_bert: Path, sentiment_csv: Path) -> Path:
     return write_config(tmp_path / "tiny.yaml", tiny_bert, sentiment_csv)
+
+
+# -- tiers --------------------------------------------------------------------
+
+SLOW_FILES = {
+    "tests/reliability/test_worker_process.py", "tests/reliability/test_dropped_ssh.py",
+    "tests/reliability/test_load.py", "tests/reliability/test_multiprocess.py",
+    "tests/test_cli.py", "tests/test_cli_export.py", "tests/test_cli_hub.py",
+    "tests/tui/test_new_run_screen.py", "tests/tui/test_runs_screen.py",
+    "tests/tui/test_hub_screen.py", "tests/tui/test_snapshots.py",
+}
+"""Files whose tests start training workers or whole TUI sessions: `make test` runs them,
+`make test-fast` (the edit loop) leaves them out, with any test marked `slow`."""
+
+
+SLOW_TESTS = {
+    "test_bad_data_files_through_the_cli", "test_a_run_name_cannot_escape_the_run_folder",
+    "test_compiled_training_keeps_plain_weight_names", "test_hub_search_and_info_print_hostile_fields_escaped",
+    "test_hf_home_that_is_a_file_is_one_sentence", "test_hubtune_without_a_terminal_exits_at_once",
+}
+"""Single tests that start worker or CLI processes (or compile a model) in otherwise fast files."""
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        path = Path(str(item.fspath)).relative_to(REPO_ROOT).as_posix()
+        if path in SLOW_FILES or item.originalname in SLOW_TESTS or "vit_b_16" in item.name:
+            item.add_marker(pytest.mark.slow)
