@@ -21,9 +21,9 @@ TRAIN, VAL, EPOCHS, BATCH = 640, 160, 10, 32
 
 
 def run(repeats: int = 5) -> list[Result]:
-    from engine.config import RunConfig
-    from engine.models import quiet_transformers
-    from engine.train import train
+    from engine.core.config import RunConfig
+    from engine.modeling.loading import quiet_transformers
+    from engine.training.loop import train
 
     quiet_transformers()
     tmp = Path(tempfile.mkdtemp(prefix="hubtune-bench-frozen-"))
@@ -71,8 +71,8 @@ def probe_quality(tmp: Path) -> Result:
     from transformers import AutoModel, AutoTokenizer
 
     from bench.tweets import minilm_path
-    from engine.config import RunConfig
-    from engine.train import train
+    from engine.core.config import RunConfig
+    from engine.training.loop import train
 
     texts, labels, names = load_tweets(PROBE_TRAIN + PROBE_VAL, seed=7)
     train_csv = _write_csv(tmp / "probe-train.csv", texts[:PROBE_TRAIN], labels[:PROBE_TRAIN],

@@ -34,7 +34,7 @@ def run(repeats: int = 5) -> list[Result]:
     if not torch.cuda.is_available():
         return [Result(case, "skipped: no CUDA device", None, notes="runs when a GPU is present")
                 for case in ("1 fine-tune (CUDA)", "2 fine-tune (CUDA)", "7 GPU efficiency")]
-    from engine.models import quiet_transformers
+    from engine.modeling.loading import quiet_transformers
 
     quiet_transformers()
     tmp = Path(tempfile.mkdtemp(prefix="hubtune-bench-gpu-"))
@@ -104,8 +104,8 @@ def efficiency(name: str, sides: Sides, folder: Path, samples_per_s: float, ceil
                setting: str) -> list[Result]:
     import json
 
-    from engine.config import RunConfig
-    from engine.plan import make_plan
+    from engine.core.config import RunConfig
+    from engine.training.plan import make_plan
 
     lengths = [min(len(ids), MAX_LENGTH) for ids in
                sides.tok(sides.train[0], truncation=True, max_length=MAX_LENGTH)["input_ids"]]

@@ -21,7 +21,7 @@ def efficiency(lengths: list[int], batches: list[list[int]], pad_to: int | None 
 def run(repeats: int = 5) -> list[Result]:
     from transformers import AutoTokenizer
 
-    from engine.data import LengthGroupedBatches
+    from engine.data.loading import LengthGroupedBatches
 
     texts, _, _ = load_tweets()
     tok = AutoTokenizer.from_pretrained(minilm_path())
@@ -50,9 +50,9 @@ def cache_result(repeats: int) -> Result:
     import time
     from pathlib import Path
 
-    from engine.config import load_config
-    from engine.data_cache import load_cached
+    from engine.core.config import load_config
     from engine.tasks import task_for
+    from engine.training.data_cache import load_cached
 
     os.environ["HUBTUNE_HOME"] = tempfile.mkdtemp(prefix="hubtune-bench-cache-")
     example = Path(__file__).resolve().parents[1] / "examples" / "sentiment.yaml"

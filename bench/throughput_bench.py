@@ -61,9 +61,9 @@ class Sides:
     # -- hubtune -----------------------------------------------------------
 
     def hubtune(self, steps: int | None, val_csv: Path) -> tuple[float, float | None]:
-        from engine.config import RunConfig
-        from engine.events import RunPrepared, StepLogged
-        from engine.train import train
+        from engine.core.config import RunConfig
+        from engine.core.events import RunPrepared, StepLogged
+        from engine.training.loop import train
 
         marks: dict[str, float] = {}
 
@@ -197,7 +197,7 @@ class Sides:
 
 
 def run(repeats: int = 5) -> list[Result]:
-    from engine.models import quiet_transformers
+    from engine.modeling.loading import quiet_transformers
 
     quiet_transformers()
     tmp = Path(tempfile.mkdtemp(prefix="hubtune-bench-tp-"))

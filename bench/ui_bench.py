@@ -55,7 +55,7 @@ def run(repeats: int = 5) -> list[Result]:
     labels = labels[::5]
     data = _write_csv(home / "tweets.csv", texts, labels, names)
 
-    from engine.config import RunConfig
+    from engine.core.config import RunConfig
     from engine.worker import start_run
     from store import RunStore
 

@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from engine.errors import DataError, ModelError
+from engine.core.errors import DataError, ModelError
 
 QA_SEPARATOR = "|||"
 """`hubtune predict ID "question ||| context"`: how a QA input is written on one line."""
@@ -44,7 +44,7 @@ class Predictor:
     def __init__(self, model_dir: Path) -> None:
         import torch
 
-        from engine.models import quiet_transformers
+        from engine.modeling.loading import quiet_transformers
 
         quiet_transformers()
         self.dir = Path(model_dir)
@@ -78,8 +78,8 @@ class Predictor:
         from safetensors.torch import load_model
         from transformers import AutoConfig, AutoModel, AutoTokenizer
 
-        from engine.evaluate import label_kind
-        from engine.models import SequenceClassifier
+        from engine.modeling.loading import SequenceClassifier
+        from engine.tasks.evaluate import label_kind
 
         backbone = AutoModel.from_config(AutoConfig.from_pretrained(self.dir))
         if self.head["pooling"] != "pooler" and getattr(backbone, "pooler", None) is not None:

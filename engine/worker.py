@@ -23,9 +23,10 @@ import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.config import RunConfig
-from engine.errors import HubtuneError
-from engine.events import CheckpointSaved, EvalFinished, Event, Note, RunPrepared, StepLogged
+from engine.core.config import RunConfig
+from engine.core.errors import HubtuneError
+from engine.core.events import CheckpointSaved, EvalFinished, Event, Note, RunPrepared, StepLogged
+from engine.lifecycle import RESUMABLE, check_resumable
 from store import LeaseLost, RunStore, StoreError, run_dir
 
 FLUSH_INTERVAL_S = 0.5
@@ -116,7 +117,7 @@ def resume_point(store: RunStore, run_id: int, wanted: str | None = None, *,
     (truncated weights, a foreign file, unexpected keys) is passed over for the
     next older one; `deep` also opens the torch files (the worker does).
     """
-    from engine.checkpoint import checkpoint_problem
+    from engine.training.checkpoint import checkpoint_problem
 
     recorded = [Path(c.path) for c in store.checkpoints(run_id)]
     names = ", ".join(p.name for p in recorded) or "none"
@@ -152,17 +153,10 @@ def resume_run(store: RunStore, run_id: int, checkpoint: str | None = None) -> R
     resumes racing (or a resume racing `rm`) exactly one starts a worker.
     """
     store.reap_interrupted()
-    run = store.get_run(run_id)
-    if run.status in ("queued", "running"):
-        raise HubtuneError(f"Run {run_id} is {run.status}; only a stopped, interrupted or failed "
-                           "run can be resumed.")
-    if run.status == "completed":
-        raise HubtuneError(
-            f"Run {run_id} already completed; fork it (hubtune runs fork {run_id}) to train more."
-        )
+    check_resumable(store.get_run(run_id))
     point = resume_point(store, run_id, checkpoint)
     try:
-        lease = store.requeue(run_id)
+        lease = store.requeue(run_id, allowed=tuple(RESUMABLE))
     except StoreError as exc:  # another command got to the run first
         raise HubtuneError(str(exc)) from None
     # Only a checkpoint the user named is passed on: otherwise the worker chooses again
@@ -326,7 +320,7 @@ def run_worker(run_id: int, db_file: Path, lease: str, *, resume: bool = False,
     if int(os.environ.get("RANK", "0")) != 0:
         return _run_follower(run_id, db_file, resume=resume, checkpoint=checkpoint)
     store = RunStore(db_file)
-    from engine.environment import capture_environment
+    from engine.core.environment import capture_environment
 
     try:
         store.claim(run_id, lease, pid=os.getpid(), host=socket.gethostname(),
@@ -355,7 +349,7 @@ def run_worker(run_id: int, db_file: Path, lease: str, *, resume: bool = False,
     status, summary, error = "failed", None, None
     try:
         cfg = RunConfig.from_dict(run.config)
-        from engine.train import train
+        from engine.training.loop import train
 
         outcome = train(cfg, sink, stop, out_dir=run_dir(run_id), resume_from=resume_from)
         status, summary, error = outcome.status, outcome.summary, outcome.error
@@ -419,7 +413,7 @@ def _run_follower(run_id: int, db_file: Path, *, resume: bool,
     stop = threading.Event()  # rank 0 reads the stop request and shares it
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
-    from engine.train import train
+    from engine.training.loop import train
 
     outcome = train(cfg, lambda event: None, stop, out_dir=run_dir(run_id),
                     resume_from=resume_from)

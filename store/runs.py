@@ -216,19 +216,6 @@ class RunStore:
             )
         return run_id
 
-    def fork_run(self, run_id: int, config: dict[str, Any], *, name: str | None = None) -> int:
-        """A new queued run from `run_id` with `config`; the lineage is kept in parent_id."""
-        parent = self.get_run(run_id)
-        return self.create_run(
-            config,
-            name=name or f"{parent.name} (fork)",
-            model_id=(config.get("model") or {}).get("id", parent.model_id),
-            task=(config.get("head") or {}).get("task", parent.task),
-            dataset=parent.dataset,
-            parent_id=parent.id,
-            tags=parent.tags,
-        )
-
     def get_run(self, run_id: int) -> Run:
         row = self.db.execute("SELECT * FROM runs WHERE id = ?", [run_id]).fetchone()
         if row is None:

@@ -195,7 +195,7 @@ def test_tag_and_note_a_run(store):
 
 
 def test_data_preview_with_token_lengths(tiny_bert, sentiment_csv, tmp_path):
-    from engine.lengths import token_lengths
+    from engine.modeling.lengths import token_lengths
 
     text = hubtune("data", "preview", str(sentiment_csv), "--model", str(tiny_bert),
                    "--max-length", "8")

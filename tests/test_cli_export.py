@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from engine.outputs import OutputError
+from engine.core.outputs import OutputError
 
 REPO = Path(__file__).resolve().parent.parent
 SECRET = "hf_NeverWriteThisTokenAnywhere0123456789"
@@ -31,8 +31,8 @@ def test_export_reloads_with_auto_classes_and_matches_the_run(tiny_config, tmp_p
 
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from engine.config import load_config
-    from engine.data import load_text_classification
+    from engine.core.config import load_config
+    from engine.data.loading import load_text_classification
     from store import RunStore
 
     run = RunStore().get_run(int(run_id))
@@ -78,9 +78,9 @@ def test_export_of_a_task_model_copies_it_with_a_card(tmp_path):
     import task_data as td
     from tiny_models import make_tiny_family
 
-    from engine.config import RunConfig
-    from engine.export import export_model
-    from engine.train import train
+    from engine.core.config import RunConfig
+    from engine.modeling.export import export_model
+    from engine.training.loop import train
 
     model = make_tiny_family("bert", tmp_path / "bert")
     cfg = RunConfig.from_dict({

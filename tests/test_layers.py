@@ -20,7 +20,7 @@ def _lint(root: Path) -> subprocess.CompletedProcess:
 def test_import_contracts_hold():
     result = _lint(REPO)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "Contracts: 2 kept, 0 broken" in result.stdout
+    assert "Contracts: 4 kept, 0 broken" in result.stdout
 
 
 def test_import_contracts_catch_a_violation(tmp_path):
@@ -56,7 +56,7 @@ def test_tui_app_and_cli_start_without_torch():
 
 
 def test_engine_config_and_events_are_torch_free():
-    assert _loaded_after_import("engine.config", "engine.events") == []
+    assert _loaded_after_import("engine.core.config", "engine.core.events") == []
 
 
 def test_store_imports_neither_torch_nor_textual():
@@ -83,3 +83,78 @@ def test_help_does_not_import_torch():
                          timeout=120)
     assert "Usage: hubtune" in out.stdout
     assert out.stdout.strip().endswith("CLEAN")
+
+
+def test_engine_layers_contract_catches_an_upward_import(tmp_path):
+    for pkg in ("tui", "engine", "store"):
+        shutil.copytree(REPO / pkg, tmp_path / pkg, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(REPO / "pyproject.toml", tmp_path / "pyproject.toml")
+    errors = tmp_path / "engine" / "core" / "errors.py"
+    errors.write_text(errors.read_text() + "\n\ndef _late():\n    import engine.training.loop\n")
+    result = _lint(tmp_path)
+    assert result.returncode != 0
+    assert "engine.core is not allowed to import engine.training" in result.stdout
+
+
+def _import_cycles() -> list[tuple[str, str]]:
+    """Pairs of modules that import each other, directly or through others (imports
+    deferred into functions count: they are cycles all the same)."""
+    import grimp
+
+    sys.path.insert(0, str(REPO))
+    try:
+        graph = grimp.build_graph("engine", "tui", "store")
+    finally:
+        sys.path.remove(str(REPO))
+    cycles = set()
+    for module in graph.modules:
+        for imported in graph.find_modules_directly_imported_by(module):
+            if graph.find_shortest_chain(importer=imported, imported=module):
+                cycles.add(tuple(sorted((module, imported))))
+    return sorted(cycles)
+
+
+def test_no_import_cycles():
+    assert _import_cycles() == []
+
+
+LONG_FUNCTIONS = {
+    # The four functions that predate the limit; each is to be split into named steps
+    # (issue 17). The list may only shrink: a function not named here fails at 81 lines.
+    "engine/training/loop.py:prepare": 170,
+    "engine/data/loading.py:load_text_classification": 110,
+    "tui/screens/runs.py:_poll": 90,
+    "engine/training/loop.py:run": 90,
+}
+MAX_FUNCTION_LINES = 80
+
+
+def test_no_function_over_80_lines():
+    import ast
+
+    too_long = {}
+    for root in ("engine", "tui", "store"):
+        for path in sorted((REPO / root).rglob("*.py")):
+            tree = ast.parse(path.read_text(encoding="utf-8"))
+            for node in ast.walk(tree):
+                if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                    key = f"{path.relative_to(REPO).as_posix()}:{node.name}"
+                    lines = node.end_lineno - node.lineno + 1
+                    if lines > LONG_FUNCTIONS.get(key, MAX_FUNCTION_LINES):
+                        too_long[key] = lines
+    assert too_long == {}
+
+
+def test_runs_ls_imports_neither_textual_nor_torch(tmp_path):
+    probe = (
+        "import json, sys\n"
+        "from click.testing import CliRunner\n"
+        "from tui.cli import cli\n"
+        "result = CliRunner().invoke(cli, ['runs', 'ls', '--json'])\n"
+        "assert result.exit_code == 0, result.output\n"
+        "print(json.dumps(sorted(m for m in ('torch', 'transformers', 'textual')"
+        " if m in sys.modules)))\n")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         check=True, timeout=120, cwd=REPO,
+                         env={"PATH": "/usr/bin:/bin", "HUBTUNE_HOME": str(tmp_path)})
+    assert json.loads(out.stdout) == []

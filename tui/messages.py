@@ -48,7 +48,7 @@ class HubSearchFinished(Message):
 @dataclass
 class ModelDetailsLoaded(Message):
     details: object
-    """engine.hub.ModelDetails"""
+    """engine.hub.client.ModelDetails"""
 
 
 @dataclass
@@ -90,7 +90,7 @@ class DataPreviewed(Message):
 
     path: str
     preview: object | None
-    """engine.preview.DataPreview"""
+    """engine.data.reader.DataPreview"""
     error: str | None = None
 
 

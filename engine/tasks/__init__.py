@@ -1,7 +1,7 @@
 """One adapter per family of heads: how its data is read, its model built,
 its batches padded, its metrics computed and its model saved.
 
-The training loop (engine/train.py) is written once against `Task`; each
+The training loop (engine/training/loop.py) is written once against `Task`; each
 module here fills it in for a family: sequence heads (classification,
 multi-label, regression, sentence pairs), token classification, extractive
 QA, masked and causal LM, seq2seq, and image classification.

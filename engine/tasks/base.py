@@ -2,35 +2,18 @@
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from engine.config import MINIMISED_METRICS, RunConfig
-from engine.errors import ModelError
-
-_ON_META = contextvars.ContextVar("hubtune_on_meta", default=False)
-
-
-@contextlib.contextmanager
-def on_meta_device() -> Iterator[None]:
-    """Build models with shapes only (no weights read, no memory used): for plans."""
-    token = _ON_META.set(True)
-    try:
-        with torch.device("meta"):
-            yield
-    finally:
-        _ON_META.reset(token)
-
-
-def building_on_meta() -> bool:
-    return _ON_META.get()
+from engine.core.config import MINIMISED_METRICS, RunConfig
+from engine.core.errors import ModelError
+from engine.modeling.heads import is_vision_config
+from engine.modeling.loading import building_on_meta
 
 
 @dataclass
@@ -74,7 +57,7 @@ class Task:
 
     def load_processor(self, cfg: RunConfig):
         """The tokenizer (or image processor) and the model's local folder."""
-        from engine.models import check_loadable, load_tokenizer, resolve_model_path
+        from engine.modeling.loading import check_loadable, load_tokenizer, resolve_model_path
 
         path = resolve_model_path(cfg.model)
         check_loadable(path, cfg.model)
@@ -122,13 +105,9 @@ def write_head_file(target: Path, task: str, labels, cfg: RunConfig, **more) -> 
 
 
 def model_config(path: Path) -> dict:
-    from engine.models import config_json
+    from engine.modeling.loading import config_json
 
     return config_json(Path(path), str(path))
-
-
-def is_vision_config(config: dict) -> bool:
-    return "num_channels" in config and "vocab_size" not in config
 
 
 def check_fits(task: Task, cfg: RunConfig, path: Path) -> None:
@@ -147,7 +126,7 @@ def check_fits(task: Task, cfg: RunConfig, path: Path) -> None:
         )
     if task.vision or config.get("auto_map"):
         return  # remote code may register any head; the load says whether it fits
-    from engine.heads import heads_from_config
+    from engine.modeling.heads import heads_from_config
 
     # The heads the new-run form offers: a head outside them fails at the first batch
     # (T5's bare model wants decoder inputs) or trains nonsense (BERT as a causal LM
@@ -179,7 +158,7 @@ def load_auto_model(auto_class: str, task: Task, cfg: RunConfig, path: Path, hin
     import transformers
     from safetensors import SafetensorError
 
-    from engine.models import _first_line, quiet_transformers
+    from engine.modeling.loading import _first_line, quiet_transformers
 
     quiet_transformers()
     cls = getattr(transformers, auto_class)
@@ -189,7 +168,7 @@ def load_auto_model(auto_class: str, task: Task, cfg: RunConfig, path: Path, hin
                 path, trust_remote_code=cfg.model.trust_remote_code,
                 **{k: v for k, v in kwargs.items() if k != "ignore_mismatched_sizes"})
             return cls.from_config(config, trust_remote_code=cfg.model.trust_remote_code)
-        from engine.models import check_weights
+        from engine.modeling.loading import check_weights
 
         check_weights(path, cfg.model.id)
         return cls.from_pretrained(
@@ -246,7 +225,7 @@ def mean_loss(model, examples, collate: Callable, batch_size: int, device,
 
     `visit(indices, batch, output)` sees each batch's output (for predictions).
     """
-    from engine.data import sorted_batches
+    from engine.data.loading import sorted_batches
 
     was_training = model.training
     model.eval()

@@ -18,9 +18,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from engine.config import RunConfig
-from engine.errors import DataError, ModelError
-from engine.hub import TORCHVISION_WEIGHTS
+from engine.core.config import RunConfig
+from engine.core.errors import DataError, ModelError
+from engine.hub.client import TORCHVISION_WEIGHTS
 from engine.tasks.base import Task, TaskData, load_auto_model, mean_loss, write_head_file
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
@@ -102,7 +102,7 @@ def read_images(cfg: RunConfig, target: str, role: str, warnings: list[str] | No
     """
     import pandas as pd
 
-    from engine.data import drop_missing_labels, label_text, pick_column, read_table
+    from engine.data.loading import drop_missing_labels, label_text, pick_column, read_table
 
     source = cfg.resolve(target)
     if source.is_dir():
@@ -208,11 +208,11 @@ def torchvision_state(cfg: RunConfig, arch: str) -> dict | None:
     if not local.is_file():
         from huggingface_hub import hf_hub_download
 
-        from engine.hub import hub_errors
+        from engine.hub.client import hub_errors
 
         with hub_errors(ref, cfg.model.revision):
             local = Path(hf_hub_download(ref, "model.safetensors", revision=cfg.model.revision))
-    from engine.models import safetensors_problem
+    from engine.modeling.loading import safetensors_problem
 
     problem = safetensors_problem(local)
     if problem is not None:
@@ -231,8 +231,8 @@ def check_image_size(model: nn.Module, cfg: RunConfig) -> None:
         with torch.no_grad():
             model(pixel_values=torch.zeros(1, 3, size, size))
     except (ValueError, RuntimeError, AssertionError) as exc:
-        from engine.errors import ConfigError
-        from engine.models import _first_line
+        from engine.core.errors import ConfigError
+        from engine.modeling.loading import _first_line
 
         raise ConfigError(f"data.image_size {size} does not fit {cfg.model.id} "
                           f"({_first_line(exc)}); leave data.image_size unset to use the "
@@ -249,7 +249,7 @@ class ImageTask(Task):
         """(mean, std, size), and the model folder (None for torchvision)."""
         ref = cfg.model.id
         if ref.startswith("torchvision:"):
-            from engine.hub import HubError, backbone_arch
+            from engine.hub.client import HubError, backbone_arch
 
             try:
                 arch = backbone_arch(ref)
@@ -257,7 +257,7 @@ class ImageTask(Task):
                 raise ModelError(str(exc)) from None
             return {"mean": IMAGENET_MEAN, "std": IMAGENET_STD,
                     "size": cfg.data.image_size or 224, "arch": arch}, None
-        from engine.models import check_loadable, resolve_model_path
+        from engine.modeling.loading import check_loadable, resolve_model_path
         from engine.tasks.base import check_fits
 
         path = resolve_model_path(cfg.model)
@@ -280,7 +280,7 @@ class ImageTask(Task):
     def load_data(self, cfg: RunConfig, processor) -> TaskData:
         import pandas as pd
 
-        from engine.data import _natural, _split
+        from engine.data.loading import _natural, _split
 
         spec = cfg.data
         skipped = 0
@@ -321,7 +321,7 @@ class ImageTask(Task):
 
     def build(self, cfg: RunConfig, path: Path | None, data: TaskData):
         model = self._build(cfg, path, data)
-        from engine.tasks.base import building_on_meta
+        from engine.modeling.loading import building_on_meta
 
         # Above PROBE_SIZE_LIMIT the probe itself would cost seconds and gigabytes.
         if (cfg.data.image_size is not None and cfg.data.image_size <= PROBE_SIZE_LIMIT
@@ -333,7 +333,7 @@ class ImageTask(Task):
         labels = list(data.labels)
         if path is None:
             arch = cfg.model.id.removeprefix("torchvision:")
-            from engine.tasks.base import building_on_meta
+            from engine.modeling.loading import building_on_meta
 
             model = TorchvisionClassifier(arch, len(labels))
             state = None if building_on_meta() else torchvision_state(cfg, arch)
@@ -359,7 +359,7 @@ class ImageTask(Task):
         return ImageCollator(examples, transform)
 
     def evaluate(self, model, data: TaskData, processor, cfg: RunConfig, device) -> dict:
-        from engine.evaluate import _metrics
+        from engine.tasks.evaluate import _metrics
 
         golds, preds = [], []
 
@@ -373,7 +373,7 @@ class ImageTask(Task):
                         len(data.labels))
 
     def baseline(self, data: TaskData) -> dict:
-        from engine.evaluate import majority_baseline
+        from engine.tasks.evaluate import majority_baseline
 
         return majority_baseline(data.validation, data.majority_class, len(data.labels))
 

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import torch
 
-from engine.config import RunConfig
-from engine.errors import ModelError
+from engine.core.config import RunConfig
+from engine.core.errors import ModelError
 from engine.tasks.base import Examples, PadCollator, Task, TaskData, load_auto_model, mean_loss
 
 MASK_FRACTION = 0.15
@@ -74,7 +74,7 @@ class LanguageModelTask(Task):
         return tokenizer, path
 
     def load_data(self, cfg: RunConfig, tokenizer) -> TaskData:
-        from engine.data import load_frames, pick_column, tokenise
+        from engine.data.loading import load_frames, pick_column, tokenise
 
         spec = cfg.data
         train, val, path = load_frames(cfg)
@@ -84,7 +84,7 @@ class LanguageModelTask(Task):
                                  ("content", "sentence"))
             texts = [str(t) for t in frame[column] if isinstance(t, str) and t.strip()]
             if not texts:
-                from engine.errors import DataError
+                from engine.core.errors import DataError
 
                 raise DataError(f"{path}: column {column!r} holds no text.")
             enc = tokenise(tokenizer, texts, truncation=True, max_length=spec.max_length,

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import torch
 
-from engine.config import RunConfig
-from engine.errors import DataError
+from engine.core.config import RunConfig
+from engine.core.errors import DataError
 from engine.tasks.base import Examples, PadCollator, Task, TaskData, load_auto_model, mean_loss
 
 MAX_ANSWER_TOKENS = 30
@@ -30,8 +30,8 @@ def read_squad(path: Path, encoding: str = "utf-8", role: str = "training"):
     """SQuAD-format JSON, or a table, as rows of id, question, context, answers."""
     import pandas as pd
 
-    from engine.data import read_table
-    from engine.preview import text_encoding
+    from engine.data.loading import read_table
+    from engine.data.reader import text_encoding
 
     if path.suffix.lower() == ".json" and path.is_file():
         try:
@@ -155,16 +155,16 @@ class QATask(Task):
     metrics = ("loss", "exact_match", "f1")
 
     def load_data(self, cfg: RunConfig, tokenizer) -> TaskData:
-        from engine.data import check_stop, load_frames
+        from engine.data.loading import check_stop, load_frames
 
         spec = cfg.data
         if not getattr(tokenizer, "is_fast", False):
-            from engine.errors import ModelError
+            from engine.core.errors import ModelError
 
             raise ModelError(f"Question answering needs a fast tokenizer (for offsets); "
                              f"{cfg.model.id} has only a slow one.")
         if spec.doc_stride * 2 >= spec.max_length:
-            from engine.errors import ConfigError
+            from engine.core.errors import ConfigError
 
             raise ConfigError(f"data.doc_stride ({spec.doc_stride}) must be under half of "
                               f"data.max_length ({spec.max_length}) so windows move forward.")

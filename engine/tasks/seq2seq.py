@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from engine.config import RunConfig
+from engine.core.config import RunConfig
 from engine.tasks.base import Examples, PadCollator, Task, TaskData, load_auto_model, mean_loss
 
 TARGET_NAMES = ("target", "tgt", "summary", "output")
@@ -25,7 +25,7 @@ class Seq2SeqTask(Task):
     metrics = ("loss", "bleu", "chrf")
 
     def load_data(self, cfg: RunConfig, tokenizer) -> TaskData:
-        from engine.data import (
+        from engine.data.loading import (
             check_text_column,
             drop_missing_labels,
             load_frames,

@@ -2,21 +2,21 @@
 
 The model is hubtune's own `SequenceClassifier` (backbone, the checkpoint's
 pooling, a linear or MLP head), so the pooling a sentence-transformers repo
-declares is honoured; see engine/models.py.
+declares is honoured; see engine/modeling/loading.py.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from engine.config import RunConfig
+from engine.core.config import RunConfig
 from engine.tasks.base import Task, TaskData
 
 
 class SequenceTask(Task):
     def __init__(self, name: str) -> None:
         super().__init__(name)
-        from engine.evaluate import label_kind
+        from engine.tasks.evaluate import label_kind
 
         self.regression = name == "regression"
         self.float_labels = label_kind(name) != "single_label"
@@ -30,14 +30,14 @@ class SequenceTask(Task):
         self.pooling = "cls"
 
     def load_data(self, cfg: RunConfig, processor) -> TaskData:
-        from engine.data import load_text_classification
+        from engine.data.loading import load_text_classification
 
         text = load_text_classification(cfg, processor)
         return TaskData(text.train, text.validation, text.labels, text.majority_class,
                         warnings=text.warnings)
 
     def build(self, cfg: RunConfig, path: Path, data: TaskData):
-        from engine.models import build_model
+        from engine.modeling.loading import build_model
 
         num_labels = 1 if self.regression else len(data.labels)
         built = build_model(cfg.model, cfg.head, num_labels, path=path)
@@ -45,22 +45,22 @@ class SequenceTask(Task):
         return built.model
 
     def collator(self, examples, processor, cfg: RunConfig, *, train: bool):
-        from engine.data import Collator
+        from engine.data.loading import Collator
 
         return Collator(examples, self.pad_id(processor), self.float_labels)
 
     def evaluate(self, model, data: TaskData, processor, cfg: RunConfig, device) -> dict:
-        from engine.evaluate import run_evaluation
+        from engine.tasks.evaluate import run_evaluation
 
         return run_evaluation(model, data.validation, cfg, self.pad_id(processor),
                               len(data.labels), device)
 
     def baseline(self, data: TaskData) -> dict:
-        from engine.evaluate import majority_baseline
+        from engine.tasks.evaluate import majority_baseline
 
         return majority_baseline(data.validation, data.majority_class, len(data.labels))
 
     def save(self, model, processor, data: TaskData, cfg: RunConfig, target: Path) -> Path:
-        from engine.export import save_model
+        from engine.modeling.export import save_model
 
         return save_model(model, processor, data.labels, self.pooling, cfg, target)

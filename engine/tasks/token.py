@@ -14,15 +14,15 @@ from pathlib import Path
 
 import torch
 
-from engine.config import RunConfig
-from engine.errors import DataError
+from engine.core.config import RunConfig
+from engine.core.errors import DataError
 from engine.tasks.base import Examples, PadCollator, Task, TaskData, load_auto_model, mean_loss
 
 
 def read_conll(path: Path, encoding: str = "utf-8", role: str = "training"):
     """Sentences from CoNLL-style text (first column the word, last column its tag), as
     tokens and tags columns; read by the one reader the preview uses too."""
-    from engine.preview import read_table
+    from engine.data.reader import read_table
 
     return read_table(path, encoding=encoding, role=role, conll=True)
 
@@ -70,7 +70,7 @@ class TokenTask(Task):
     def load_processor(self, cfg: RunConfig):
         tokenizer, path = super().load_processor(cfg)
         if not getattr(tokenizer, "is_fast", False):
-            from engine.errors import ModelError
+            from engine.core.errors import ModelError
 
             raise ModelError(f"Token classification needs a fast tokenizer (for word ids); "
                              f"{cfg.model.id} has only a slow one.")
@@ -82,7 +82,7 @@ class TokenTask(Task):
         return tokenizer, path
 
     def load_data(self, cfg: RunConfig, tokenizer) -> TaskData:
-        from engine.data import as_list, check_stop, load_frames, pick_column
+        from engine.data.loading import as_list, check_stop, load_frames, pick_column
 
         spec = cfg.data
         # CoNLL text (.conll, .conllu, .bio, .txt) or a table, as the preview reads them.

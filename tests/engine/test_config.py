@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.config import RunConfig, apply_overrides, load_config
-from engine.errors import ConfigError
+from engine.core.config import RunConfig, apply_overrides, load_config
+from engine.core.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -126,7 +126,7 @@ def test_overrides_do_not_mutate_the_input():
     ("name", "x" * 201, "keep it to 200"),
 ])
 def test_numbers_are_finite_and_in_range(tmp_path, key, raw, message):
-    from engine.config import load_config
+    from engine.core.config import load_config
 
     config = tmp_path / "run.yaml"
     config.write_text("model: {id: x}\ndata: {train: a.csv}\n")
@@ -136,7 +136,7 @@ def test_numbers_are_finite_and_in_range(tmp_path, key, raw, message):
 
 
 def test_nan_is_refused_from_the_python_api_too():
-    from engine.config import TrainSpec
+    from engine.core.config import TrainSpec
 
     with pytest.raises(ConfigError, match="finite"):
         TrainSpec(learning_rate=float("nan"))

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from engine.checkpoint import LoopState, checkpoint_problem, save_checkpoint
-from engine.errors import HubtuneError
+from engine.core.errors import HubtuneError
+from engine.training.checkpoint import LoopState, checkpoint_problem, save_checkpoint
 from engine.worker import resume_point
 
 
@@ -99,7 +99,7 @@ def test_no_intact_checkpoint_is_one_sentence(store, three_checkpoints):
 
 
 def test_loading_a_checkpoint_that_does_not_fit_the_model_is_one_sentence(tmp_path):
-    from engine.checkpoint import CheckpointError, load_checkpoint
+    from engine.training.checkpoint import CheckpointError, load_checkpoint
 
     folder = _save(tmp_path, 3)
     model = torch.nn.Linear(4, 5)  # another shape: the architecture changed

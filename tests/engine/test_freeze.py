@@ -7,10 +7,10 @@ import threading
 import pytest
 import torch
 
-from engine.config import FreezeSpec, HeadSpec, ModelSpec
-from engine.errors import ConfigError
-from engine.freeze import apply_freeze, layer_groups, plan_freeze
-from engine.models import build_model
+from engine.core.config import FreezeSpec, HeadSpec, ModelSpec
+from engine.core.errors import ConfigError
+from engine.modeling.freeze import apply_freeze, layer_groups, plan_freeze
+from engine.modeling.loading import build_model
 
 
 @pytest.fixture
@@ -70,7 +70,7 @@ def test_head_only_training_keeps_the_backbone_bit_identical(tmp_path, tiny_bert
     from safetensors.torch import load_file
     from tests_helpers import config_for
 
-    from engine.train import train
+    from engine.training.loop import train
 
     cfg = config_for(tmp_path, tiny_bert, sentiment_csv, epochs=2)
     cfg = dataclasses.replace(cfg, freeze=FreezeSpec(policy="head_only"))
@@ -87,7 +87,7 @@ def test_param_groups_carry_the_rates_asked_for(model, tmp_path, tiny_bert, sent
 
     from tests_helpers import config_for
 
-    from engine.optim import layer_rates, param_groups
+    from engine.training.optim import layer_rates, param_groups
 
     cfg = config_for(tmp_path, tiny_bert, sentiment_csv)
     cfg = dataclasses.replace(cfg, train=dataclasses.replace(
@@ -116,8 +116,8 @@ def test_a_head_on_a_frozen_backbone_gets_a_probe_rate_unless_one_was_chosen(
 
     from tests_helpers import config_for
 
-    from engine.config import DEFAULT_LEARNING_RATE, PROBE_LEARNING_RATE
-    from engine.optim import layer_rates
+    from engine.core.config import DEFAULT_LEARNING_RATE, PROBE_LEARNING_RATE
+    from engine.training.optim import layer_rates
 
     cfg = config_for(tmp_path, tiny_bert, sentiment_csv)
     cfg = dataclasses.replace(cfg, train=dataclasses.replace(
@@ -142,8 +142,8 @@ def test_group_learning_rates_override_the_rules(model, tmp_path, tiny_bert, sen
 
     from tests_helpers import config_for
 
-    from engine.config import RunConfig
-    from engine.optim import layer_rates, make_optimizer
+    from engine.core.config import RunConfig
+    from engine.training.optim import layer_rates, make_optimizer
 
     cfg = config_for(tmp_path, tiny_bert, sentiment_csv)
     cfg = dataclasses.replace(cfg, train=dataclasses.replace(
@@ -184,8 +184,8 @@ def test_cached_features_match_the_plain_frozen_loop(tmp_path, tiny_bert, sentim
 
     from tests_helpers import config_for
 
-    from engine.events import Note
-    from engine.train import train
+    from engine.core.events import Note
+    from engine.training.loop import train
 
     base = config_for(tmp_path, tiny_bert, sentiment_csv, epochs=10)
     # Mean pooling: the frozen random tiny BERT's averaged token states still carry
@@ -226,8 +226,8 @@ def test_gradual_run_opens_blocks_at_the_scheduled_steps(tmp_path, tiny_bert, se
     from safetensors.torch import load_file
     from tests_helpers import config_for
 
-    from engine.events import Note
-    from engine.train import train
+    from engine.core.events import Note
+    from engine.training.loop import train
 
     cfg = config_for(tmp_path, tiny_bert, sentiment_csv, epochs=5, max_steps=7)
     cfg = dataclasses.replace(cfg, freeze=FreezeSpec(policy="gradual", every_steps=3))
@@ -252,7 +252,7 @@ def test_optimizer_state_exists_only_for_opened_parameters(model, tmp_path, tiny
                                                            sentiment_csv):
     from tests_helpers import config_for
 
-    from engine.optim import make_optimizer
+    from engine.training.optim import make_optimizer
 
     cfg = config_for(tmp_path, tiny_bert, sentiment_csv)
     plan = plan_freeze(model, FreezeSpec(policy="gradual"))
@@ -277,9 +277,9 @@ def test_lora_trains_adapters_and_head_and_exports_merged(tmp_path, tiny_bert, s
     from safetensors.torch import load_file
     from tests_helpers import config_for
 
-    from engine.config import LoraSpec
-    from engine.freeze import inject_lora
-    from engine.train import train
+    from engine.core.config import LoraSpec
+    from engine.modeling.freeze import inject_lora
+    from engine.training.loop import train
 
     spec = FreezeSpec(lora=LoraSpec(r=4, alpha=8))
     lora_model = build_model(ModelSpec(id=str(tiny_bert)), HeadSpec(), 2).model
@@ -305,8 +305,8 @@ def test_lora_trains_adapters_and_head_and_exports_merged(tmp_path, tiny_bert, s
 
 
 def test_lora_with_unknown_targets_is_named(model):
-    from engine.config import LoraSpec
-    from engine.freeze import inject_lora
+    from engine.core.config import LoraSpec
+    from engine.modeling.freeze import inject_lora
 
     with pytest.raises(ConfigError, match="target_modules .*do not fit this model"):
         inject_lora(model, LoraSpec(target_modules=["nonexistent_proj"]))

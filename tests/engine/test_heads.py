@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from engine.config import RunConfig
-from engine.errors import ModelError
-from engine.freeze import layer_groups
+from engine.core.config import RunConfig
+from engine.core.errors import ModelError
+from engine.modeling.freeze import layer_groups
 from engine.tasks import task_for
 
 ENCODERS = ("bert", "roberta", "distilbert", "electra")
@@ -169,10 +169,10 @@ def test_head_that_does_not_fit_is_refused(family, task, message, family_dir, ta
 
 
 def test_heads_offered_for_a_model_are_the_ones_that_build(family_dir):
-    """`engine.heads.heads_for` (what the new-run form offers) includes every family x head
+    """`engine.modeling.heads.heads_for` (what the new-run form offers) includes every family x head
     case above that trains, and none of the misfits."""
-    from engine.config import ModelSpec
-    from engine.heads import heads_for
+    from engine.core.config import ModelSpec
+    from engine.modeling.heads import heads_for
 
     def offered(family: str) -> tuple[str, ...]:
         ref = family if family.startswith("torchvision:") else str(family_dir(family))

@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from engine.hub import (
+from engine.hub.client import (
     DownloadCancelled,
     GatedRepo,
     HubError,
@@ -75,8 +75,8 @@ def test_download_reports_monotone_bytes_and_loads_offline(hub_server, monkeypat
     import huggingface_hub.constants as hf_constants
 
     monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", True)
-    from engine.config import ModelSpec
-    from engine.models import load_tokenizer, resolve_model_path
+    from engine.core.config import ModelSpec
+    from engine.modeling.loading import load_tokenizer, resolve_model_path
 
     local = resolve_model_path(ModelSpec(id="hubtune-test/tiny-bert"))
     assert local == path

@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from engine.config import FreezeSpec, HeadSpec, ModelSpec
-from engine.freeze import plan_freeze
-from engine.models import build_model
-from engine.plan import estimate_memory
+from engine.core.config import FreezeSpec, HeadSpec, ModelSpec
+from engine.modeling.freeze import plan_freeze
+from engine.modeling.loading import build_model
+from engine.training.plan import estimate_memory
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -58,7 +58,7 @@ def test_plan_reads_no_weights_and_lists_every_gradual_stage(tmp_path, tiny_bert
 
     from tests_helpers import config_for
 
-    from engine.plan import make_plan
+    from engine.training.plan import make_plan
 
     cfg = config_for(tmp_path, tiny_bert, sentiment_csv)
     cfg = dataclasses.replace(cfg, freeze=FreezeSpec(policy="gradual", every_epochs=2))
@@ -87,8 +87,8 @@ def test_plan_for_lora_counts_only_adapters_and_head(tmp_path, tiny_bert, sentim
 
     from tests_helpers import config_for
 
-    from engine.config import LoraSpec
-    from engine.plan import make_plan
+    from engine.core.config import LoraSpec
+    from engine.training.plan import make_plan
 
     cfg = config_for(tmp_path, tiny_bert, sentiment_csv)
     cfg = dataclasses.replace(cfg, freeze=FreezeSpec(lora=LoraSpec(r=2)))
@@ -108,7 +108,7 @@ def test_cuda_peak_memory_is_within_a_quarter_of_the_estimate(tmp_path):
         pytest.skip("needs CUDA: compares the estimate with torch.cuda.max_memory_allocated")
     from transformers import BertConfig, BertModel
 
-    from engine.models import SequenceClassifier
+    from engine.modeling.loading import SequenceClassifier
 
     torch.manual_seed(0)
     backbone = BertModel(BertConfig(vocab_size=1000, hidden_size=256, num_hidden_layers=4,
@@ -149,9 +149,9 @@ def test_max_length_is_clamped_to_the_model_positions(tmp_path, tiny_bert):
 
     from tests_helpers import config_for
 
-    from engine.events import Note
-    from engine.lengths import effective_max_length, position_limit
-    from engine.train import train
+    from engine.core.events import Note
+    from engine.modeling.lengths import effective_max_length, position_limit
+    from engine.training.loop import train
 
     cfg = config_for(tmp_path, tiny_bert, long_text_csv(tmp_path / "long.csv"), max_steps=2,
                      max_length=1024)
@@ -182,7 +182,7 @@ def test_plan_cli_shows_the_clamped_max_length(tmp_path, tiny_bert):
     def plan(*args):  # in this process: torch is loaded already, a subprocess takes 10 s
         from click.testing import CliRunner
 
-        from tui.cli_plan import plan as command
+        from tui.cli.plan import plan as command
 
         out = CliRunner().invoke(command, [str(cfg), *args], catch_exceptions=False)
         assert out.exit_code == 0, out.output

@@ -8,9 +8,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from engine.checkpoint import latest_checkpoint
-from engine.events import CheckpointSaved, StepLogged
-from engine.train import train
+from engine.core.events import CheckpointSaved, StepLogged
+from engine.training.checkpoint import latest_checkpoint
+from engine.training.loop import train
 
 
 def _cfg(tmp_path, tiny_bert, sentiment_csv, **train_keys):
@@ -69,7 +69,7 @@ def test_a_full_disk_keeps_the_previous_checkpoint(tmp_path, tiny_bert, sentimen
                                                    monkeypatch):
     import errno
 
-    from engine.checkpoint import CheckpointError, load_checkpoint
+    from engine.training.checkpoint import CheckpointError, load_checkpoint
 
     cfg = _cfg(tmp_path, tiny_bert, sentiment_csv, checkpoint_every=2)
     real_save = torch.save
@@ -90,10 +90,10 @@ def test_a_full_disk_keeps_the_previous_checkpoint(tmp_path, tiny_bert, sentimen
     assert not list((tmp_path / "run" / "checkpoints").glob("*.tmp"))
     import dataclasses
 
-    from engine.models import SequenceClassifier  # noqa: F401 - the model type being restored
+    from engine.modeling.loading import SequenceClassifier  # noqa: F401 - the model type being restored
 
     # The surviving checkpoint loads into a freshly built run.
-    from engine.train import _Loop
+    from engine.training.loop import _Loop
 
     loop = _Loop(dataclasses.replace(cfg), lambda e: None, threading.Event(), None)
     loop.prepare(resume_from=last)

@@ -7,9 +7,9 @@ import threading
 import pytest
 from tiny_models import WORDS
 
-from engine.config import RunConfig
-from engine.events import EvalFinished, RunPrepared
-from engine.train import train
+from engine.core.config import RunConfig
+from engine.core.events import EvalFinished, RunPrepared
+from engine.training.loop import train
 
 
 @pytest.fixture(scope="module")

@@ -7,11 +7,11 @@ import threading
 import pytest
 import torch
 
-from engine.config import load_config
-from engine.errors import DataError, ModelError
-from engine.events import EvalFinished, Note, RunPrepared, StepLogged
-from engine.metrics import classification_scores, confusion_matrix
-from engine.train import train
+from engine.core.config import load_config
+from engine.core.errors import DataError, ModelError
+from engine.core.events import EvalFinished, Note, RunPrepared, StepLogged
+from engine.tasks.metrics import classification_scores, confusion_matrix
+from engine.training.loop import train
 
 
 def test_tiny_bert_learns_the_sentiment_rule(tiny_config, tmp_path):
@@ -168,7 +168,7 @@ def test_out_of_memory_fails_the_run_with_suggestions(tmp_path, tiny_bert, senti
     """A CUDA OOM injected at the third step: the run fails with reason and remedies."""
     from tests_helpers import config_for
 
-    from engine.train import _Loop
+    from engine.training.loop import _Loop
 
     cfg = config_for(tmp_path, tiny_bert, sentiment_csv, epochs=2)
     loop = _Loop(cfg, lambda e: None, threading.Event(), tmp_path / "out")
@@ -192,7 +192,7 @@ def test_out_of_memory_fails_the_run_with_suggestions(tmp_path, tiny_bert, senti
 
 
 def load_config_dict(cfg, changes):
-    from engine.config import RunConfig
+    from engine.core.config import RunConfig
 
     data = cfg.to_dict()
     for section, values in changes.items():
@@ -259,8 +259,8 @@ def test_a_stop_while_preparing_ends_the_run_before_any_step(when, tiny_config, 
 
 def test_tokenising_stops_between_chunks(monkeypatch):
     """Tokenising goes in chunks; a stop that arrives during one ends it at the next."""
-    import engine.data as data
-    from engine.data import PreparationStopped, stoppable, tokenise
+    import engine.data.loading as data
+    from engine.data.loading import PreparationStopped, stoppable, tokenise
 
     monkeypatch.setattr(data, "TOKENISE_CHUNK", 4)
     stop = threading.Event()

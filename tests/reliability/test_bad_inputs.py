@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from engine.config import load_config
-from engine.errors import HubtuneError
-from engine.train import train
+from engine.core.config import load_config
+from engine.core.errors import HubtuneError
+from engine.training.loop import train
 
 CORPUS = Path(__file__).parent / "bad_inputs"
 REPO = Path(__file__).resolve().parents[2]
@@ -139,7 +139,7 @@ def test_a_huge_line_is_truncated_not_fatal(tmp_path, tiny_bert):
                               ("fine", "positive"), ("awful", "negative")] * 3))
     from transformers import AutoTokenizer
 
-    from engine.data import load_text_classification
+    from engine.data.loading import load_text_classification
 
     cfg = load_config(data_config(tmp_path, tiny_bert, data))
     loaded = load_text_classification(cfg, AutoTokenizer.from_pretrained(tiny_bert))
@@ -187,7 +187,7 @@ def test_a_corrupt_image_is_named(tmp_path):
 
 
 def test_skip_leaves_bad_images_out_and_counts_them(tmp_path, tiny_vit):
-    from engine.events import Note
+    from engine.core.events import Note
 
     events = []
     outcome = train(load_config(image_config(tmp_path, tiny_vit, "skip")), events.append,

@@ -15,10 +15,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from engine.config import RunConfig
-from engine.errors import DataError
-from engine.events import Note, RunPrepared
-from engine.preview import preview_file
+from engine.core.config import RunConfig
+from engine.core.errors import DataError
+from engine.core.events import Note, RunPrepared
+from engine.data.reader import preview_file
 
 CORPUS = Path(__file__).parent / "bad_inputs"
 REPO = Path(__file__).resolve().parents[2]
@@ -102,7 +102,7 @@ def plain_load(tiny_bert, tmp_path_factory):
 
 @pytest.mark.parametrize("kind", VARIANTS)
 def test_preview_shows_what_training_reads(kind, tiny_bert, tmp_path, plain_load):
-    from engine.data import read_table
+    from engine.data.loading import read_table
 
     path, encoding = write_variant(kind, tmp_path)
     preview = preview_file(path, encoding=encoding)
@@ -131,7 +131,7 @@ def test_the_corpus_bom_and_padded_header_files_train(tiny_bert):
 
 
 def test_a_wrong_encoding_reads_the_same_error_in_both(tmp_path):
-    from engine.data import read_table
+    from engine.data.loading import read_table
 
     path, _ = write_variant("latin1.csv", tmp_path)
     with pytest.raises(DataError) as previewed:
@@ -163,7 +163,7 @@ CASE = ("Labels 'POSITIVE' (2 rows), 'Positive' (2 rows) and 'positive' (4 rows)
 
 
 def run_events(cfg: RunConfig) -> list:
-    from engine.train import train
+    from engine.training.loop import train
 
     events = []
     outcome = train(cfg, events.append, threading.Event())

@@ -8,8 +8,8 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine.config import RunConfig, load_config
-from engine.errors import HubtuneError
+from engine.core.config import RunConfig, load_config
+from engine.core.errors import HubtuneError
 
 KEYS = st.sampled_from(["name", "model", "head", "freeze", "data", "train", "id", "task",
                         "policy", "n", "train", "epochs", "batch_size", "learning_rate",
@@ -47,8 +47,8 @@ def test_config_from_any_yaml_text(text):
 @FUZZ
 @given(st.binary(max_size=400), st.sampled_from([".csv", ".tsv", ".jsonl", ".parquet"]))
 def test_file_readers_on_any_bytes(blob, suffix):
-    from engine.data import read_table
-    from engine.preview import preview_file
+    from engine.data.loading import read_table
+    from engine.data.reader import preview_file
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / f"fuzz{suffix}"
@@ -64,7 +64,7 @@ def test_file_readers_on_any_bytes(blob, suffix):
 @given(st.binary(max_size=400), st.sampled_from([".conll", ".json", ".jsonl"]))
 def test_task_readers_on_any_bytes(blob, suffix):
     """CoNLL tags and SQuAD files: the readers the token and QA heads use."""
-    from engine.preview import preview_file
+    from engine.data.reader import preview_file
     from engine.tasks.qa import read_squad
     from engine.tasks.token import read_conll
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from textual.widgets import DataTable
 
-from engine.config import RunConfig
+from engine.core.config import RunConfig
 from engine.worker import start_run
 from tui.app import make_app
 

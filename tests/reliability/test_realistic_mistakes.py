@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from engine.config import RunConfig
-from engine.errors import ConfigError, DataError, HubtuneError, ModelError
-from engine.train import train
+from engine.core.config import RunConfig
+from engine.core.errors import ConfigError, DataError, HubtuneError, ModelError
+from engine.training.loop import train
 
 CORPUS = Path(__file__).parent / "bad_inputs"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from engine.config import RunConfig
+from engine.core.config import RunConfig
 
 
 def config_for(tmp_path: Path, model: Path, data: Path, *, epochs: float = 1,

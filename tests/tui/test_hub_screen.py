@@ -35,7 +35,7 @@ async def test_search_as_you_type_details_and_download(hub_server, store, hf_cac
         await pilot.press("d")
         await wait_for(pilot, lambda: table.get_cell("hubtune-test/tiny-bert", "cached") == "✓")
         assert screen.query_one("#download-row").has_class("-hidden")
-        from engine.hub import list_cached
+        from engine.hub.client import list_cached
 
         assert [m.id for m in list_cached()] == ["hubtune-test/tiny-bert"]
 
@@ -79,7 +79,7 @@ async def test_hub_errors_are_notifications(store, hf_cache, monkeypatch):
 
 
 async def test_local_models_verify_use_and_delete(hub_server, store, hf_cache):
-    from engine.hub import download_model, list_cached
+    from engine.hub.client import download_model, list_cached
 
     download_model("hubtune-test/tiny-bert")
     app = make_app(store=store, hub_endpoint=hub_server.url)

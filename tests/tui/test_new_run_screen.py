@@ -147,7 +147,7 @@ async def test_layer_tree_shows_the_plan_and_freezes_a_group(store, tiny_bert, s
 
 
 async def test_token_lengths_suggest_a_max_length(store, tiny_bert, sentiment_csv):
-    from engine.lengths import token_lengths
+    from engine.modeling.lengths import token_lengths
 
     expected = token_lengths(str(tiny_bert), sentiment_csv, ["text"])
     app = make_app(store=store)
@@ -265,8 +265,8 @@ async def test_escape_leaves_a_field_so_digits_switch_screens(store):
 
 
 async def test_the_task_list_offers_the_heads_that_fit_the_model(store, tiny_bert, tiny_vit):
-    from engine.config import ModelSpec
-    from engine.heads import heads_for
+    from engine.core.config import ModelSpec
+    from engine.modeling.heads import heads_for
 
     app = make_app(store=store)
     async with app.run_test(size=(140, 45)) as pilot:
@@ -305,7 +305,7 @@ async def test_typing_a_hub_id_never_downloads_it(store, hub_server, hf_cache, s
 
 
 async def test_the_model_field_completes_local_models_and_runs(store, hub_server, hf_cache):
-    from engine.hub import download_model
+    from engine.hub.client import download_model
 
     download_model("hubtune-test/tiny-bert")
     done = store.create_run({"model": {"id": "m"}}, name="earlier")

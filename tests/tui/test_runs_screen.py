@@ -172,7 +172,7 @@ async def test_stopping_a_finished_run_is_a_plain_notice(store):
         await pilot.press("s")
         await pilot.pause(0.1)
         assert app.screen.__class__.__name__ == "RunsScreen"
-        await wait_for(pilot, lambda: any("only a running run can be stopped" in n.message
+        await wait_for(pilot, lambda: any("only a queued or running run can be stopped" in n.message
                                           for n in app._notifications))
 
 
@@ -211,7 +211,7 @@ async def test_mark_two_runs_and_compare_them(store):
 
 async def test_fork_opens_the_form_prefilled_and_records_the_parent(store, tiny_bert,
                                                                     sentiment_csv):
-    from engine.config import RunConfig
+    from engine.core.config import RunConfig
 
     cfg = RunConfig.from_dict({"name": "base", "model": {"id": str(tiny_bert)},
                                "data": {"train": str(sentiment_csv), "max_length": 32},
@@ -253,8 +253,8 @@ async def test_playground_predicts_with_a_completed_run(store, tiny_config):
     """A real run trained by the engine, then typed at in the playground."""
     import threading
 
-    from engine.config import load_config
-    from engine.train import train
+    from engine.core.config import load_config
+    from engine.training.loop import train
     from store import run_dir
 
     cfg = load_config(tiny_config, ["train.epochs=6"])

@@ -8,7 +8,7 @@ from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import DataTable, Static
 
-from engine.config import lower_is_better
+from engine.core.config import lower_is_better
 from store import Comparison, RunStore
 from tui.formatting import cell, cut
 from tui.widgets.chart import LineChart, Series

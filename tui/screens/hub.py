@@ -141,7 +141,7 @@ class HubScreen(Screen):
         task, library, sort = self._filters()
         if library == "torchvision":
             def job():
-                from engine.hub import search_models
+                from engine.hub.client import search_models
 
                 return (self.post_message,
                         HubSearchFinished(query, search_models(query, library=library),
@@ -154,7 +154,7 @@ class HubScreen(Screen):
     @work(thread=True, exclusive=True, group="hub-search", exit_on_error=False)
     def _search_worker(self, query: str, task: str | None, library: str | None,
                        sort: str) -> None:
-        from engine.hub import HubError, search_models
+        from engine.hub.client import HubError, search_models
 
         try:
             results = search_models(query, task=task, library=library, sort=sort, limit=50,
@@ -208,7 +208,7 @@ class HubScreen(Screen):
             return
 
         def job():
-            from engine.hub import torchvision_details
+            from engine.hub.client import torchvision_details
 
             return (self.post_message, ModelDetailsLoaded(torchvision_details(repo)))
 
@@ -216,7 +216,7 @@ class HubScreen(Screen):
 
     @work(thread=True, exclusive=True, group="hub-details", exit_on_error=False)
     def _load_details(self, repo: str) -> None:
-        from engine.hub import HubError, model_details
+        from engine.hub.client import HubError, model_details
 
         try:
             details = model_details(repo, endpoint=self.endpoint)
@@ -234,7 +234,7 @@ class HubScreen(Screen):
             # The pipeline tag is a guess; the model's own config says which heads fit.
             # transformers is imported on the engine thread only (see tui/engine_thread).
             def job():
-                from engine.heads import heads_from_config
+                from engine.modeling.heads import heads_from_config
 
                 heads = heads_from_config(d.config)
                 return (self._heads_known, d, heads) if heads else None
@@ -301,7 +301,7 @@ class HubScreen(Screen):
             self.notify(f"{self._downloading} is still downloading; press c to cancel it.",
                         severity="warning")
             return
-        from engine.hub import HubError, weights_repo  # torch-free
+        from engine.hub.client import HubError, weights_repo  # torch-free
 
         try:
             fetch = weights_repo(repo)
@@ -330,7 +330,7 @@ class HubScreen(Screen):
     @work(thread=True, group="download", exit_on_error=False)
     def _download(self, repo: str, fetch: str, stop: threading.Event) -> None:
         """Fetch `fetch` (the weights repo of a torchvision backbone, else `repo` itself)."""
-        from engine.hub import DownloadCancelled, HubError, download_model
+        from engine.hub.client import DownloadCancelled, HubError, download_model
 
         started = time.monotonic()
 

@@ -1,6 +1,6 @@
 """Local models: what the Hugging Face cache holds, how big, when last used.
 
-Reads `engine.hub.list_cached` in a thread worker (scanning a large cache
+Reads `engine.hub.client.list_cached` in a thread worker (scanning a large cache
 takes a moment). Delete asks first; verify re-hashes every file against the
 hash its blob is named by; Use opens the new-run form with the model.
 Model ids are cache folder names: shown as Text, never markup.
@@ -55,8 +55,8 @@ class LocalModelsScreen(Screen):
 
     @work(thread=True, exclusive=True, group="cache", exit_on_error=False)
     def _scan(self) -> None:
-        from engine.errors import HubtuneError
-        from engine.hub import list_cached
+        from engine.core.errors import HubtuneError
+        from engine.hub.client import list_cached
 
         try:
             self.post_message(CacheListed(list_cached()))
@@ -99,8 +99,8 @@ class LocalModelsScreen(Screen):
 
     @work(thread=True, group="verify", exit_on_error=False)
     def _verify(self, repo: str) -> None:
-        from engine.errors import HubtuneError
-        from engine.hub import verify_cached
+        from engine.core.errors import HubtuneError
+        from engine.hub.client import verify_cached
 
         try:
             report = verify_cached(repo)
@@ -132,8 +132,8 @@ class LocalModelsScreen(Screen):
 
     @work(thread=True, group="delete", exit_on_error=False)
     def _delete(self, repo: str) -> None:
-        from engine.errors import HubtuneError
-        from engine.hub import remove_cached
+        from engine.core.errors import HubtuneError
+        from engine.hub.client import remove_cached
 
         try:
             freed = remove_cached(repo)

@@ -20,8 +20,8 @@ from textual.suggester import SuggestFromList
 from textual.timer import Timer
 from textual.widgets import Button, DataTable, Footer, Header, Input, Label, Select, Static
 
-from engine.config import FREEZE_POLICIES, TASKS, RunConfig, load_config
-from engine.errors import HubtuneError
+from engine.core.config import FREEZE_POLICIES, TASKS, RunConfig, load_config
+from engine.core.errors import HubtuneError
 from tui.formatting import cell, cut, literal, plain
 from tui.messages import DataPreviewed, ModelIdsListed
 from tui.safe_text import has_control, printable
@@ -134,7 +134,7 @@ class NewRunScreen(Screen):
         self.query_one("#f-name", Input).focus()
 
         def job():  # on the engine thread, like every import of the hub libraries
-            from engine.hub import local_model_ids
+            from engine.hub.client import local_model_ids
 
             return (self.post_message, ModelIdsListed(local_model_ids()))
 
@@ -202,7 +202,7 @@ class NewRunScreen(Screen):
         """The form as a config mapping, values parsed as YAML scalars (like --set)."""
         import yaml
 
-        from engine.config import apply_overrides
+        from engine.core.config import apply_overrides
 
         sets = []
         for fid, (key, _, _) in FIELDS.items():
@@ -246,8 +246,8 @@ class NewRunScreen(Screen):
         def job():
             if model != self._heads_for:
                 return  # superseded while queued
-            from engine.config import ModelSpec
-            from engine.heads import heads_for
+            from engine.core.config import ModelSpec
+            from engine.modeling.heads import heads_for
 
             try:
                 heads = heads_for(ModelSpec(id=model))
@@ -298,8 +298,8 @@ class NewRunScreen(Screen):
         def job():
             if key != self._planned:
                 return  # superseded while queued
-            from engine.models import local_files_only
-            from engine.plan import make_plan
+            from engine.modeling.loading import local_files_only
+            from engine.training.plan import make_plan
 
             try:
                 with local_files_only():
@@ -324,7 +324,7 @@ class NewRunScreen(Screen):
 
     def _show_length_note(self) -> None:
         """Under Max tokens: the plan's notice that it is clamped to the model's positions
-        (engine.lengths.effective_max_length, the check the run makes)."""
+        (engine.modeling.lengths.effective_max_length, the check the run makes)."""
         box = self.query_one("#e-max-length", Static)
         note = getattr(self, "_length_note", None)
         markup = f"[$warning]{literal(note)}[/]" if note else None
@@ -370,7 +370,7 @@ class NewRunScreen(Screen):
 
     def _refresh_preview(self) -> None:
         """Preview the data file when its path, encoding or label column changed."""
-        from engine.config import resolve_package_file
+        from engine.core.config import resolve_package_file
 
         raw = self.query_one("#f-train-file", Input).value.strip()
         if not raw:
@@ -416,7 +416,7 @@ class NewRunScreen(Screen):
 
     @work(thread=True, exclusive=True, group="preview", exit_on_error=False)
     def _preview(self, path: Path, encoding: str, label: str | None) -> None:
-        from engine.preview import preview_file
+        from engine.data.reader import preview_file
 
         try:
             preview = preview_file(path, encoding=encoding, label_column=label)
@@ -466,7 +466,7 @@ class NewRunScreen(Screen):
         self.query_one("#preview-summary", Static).update(
             f"[b]{literal(Path(p.path).name, 80)}[/b]: {p.total_rows:,} rows, "
             f"{len(p.columns)} columns"
-            # Label problems the run will report too (engine.preview.check_labels).
+            # Label problems the run will report too (engine.data.reader.check_labels).
             + "".join(f"\n[$warning]{literal(w, 400)}[/]" for w in p.warnings))
         self.data_ok = True
         self._check_columns()
@@ -527,8 +527,8 @@ class NewRunScreen(Screen):
         def job():
             if key != self._length_key:
                 return  # superseded while queued
-            from engine.lengths import token_lengths
-            from engine.models import local_files_only
+            from engine.modeling.lengths import token_lengths
+            from engine.modeling.loading import local_files_only
 
             model, path, encoding, column = key
             try:
@@ -604,7 +604,7 @@ class NewRunScreen(Screen):
         if not (self.config and self.data_ok):
             self.notify("Fix the fields marked in red first.", severity="warning")
             return
-        from engine.config import MAX_NAME_CHARS
+        from engine.core.config import MAX_NAME_CHARS
         from engine.worker import start_run
         from store import StoreError
 
@@ -669,8 +669,8 @@ class NewRunScreen(Screen):
     def _write_config(self, raw: str, text: str, *, force: bool) -> None:
         """Save the form's YAML to `raw`: never over a file unasked, never inside
         hubtune's data folder; a problem is one notification."""
-        from engine.errors import HubtuneError
-        from engine.outputs import write_text
+        from engine.core.errors import HubtuneError
+        from engine.core.outputs import write_text
         from store import data_dir
 
         try:

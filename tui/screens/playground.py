@@ -69,7 +69,7 @@ class PlaygroundScreen(ModalScreen[None]):
 
     def _predict(self, text: str) -> None:
         """On the app's engine thread: the model loads once, then each input runs."""
-        from engine.errors import HubtuneError
+        from engine.core.errors import HubtuneError
 
         try:
             if self._predictor is None:

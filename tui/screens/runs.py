@@ -194,7 +194,7 @@ class RunsScreen(Screen):
         runs = store.list_runs(search=self.search_text or None, status=self.status_filter,
                                sort="-created" if sort == "best" else sort, limit=500)
         if sort == "best":
-            from engine.config import lower_is_better
+            from engine.core.config import lower_is_better
 
             def key(r: Run):
                 _, value = best_metric(r)
@@ -388,28 +388,22 @@ class RunsScreen(Screen):
         self.app.push_screen(CompareScreen(self.store, ids))
 
     async def action_fork(self) -> None:
-        import dataclasses
 
-        from engine.config import MAX_NAME_CHARS, RunConfig
-        from engine.errors import HubtuneError
-        from tui.safe_text import printable
+        from engine.core.errors import HubtuneError
+        from engine.lifecycle import fork_config
 
         run = self._runs.get(self.selected_id or -1)
         if run is None:
             return
         try:
-            cfg = RunConfig.from_dict(run.config)
-            # A name recorded before names were checked may hold control characters,
-            # or leave no room for the suffix: the fork's is escaped and cut to fit.
-            name = cut(printable(run.name), MAX_NAME_CHARS - len("-fork")) + "-fork"
-            cfg = dataclasses.replace(cfg, name=name)
+            cfg = fork_config(run)
         except HubtuneError as exc:
             self.notify(f"Run {run.id}'s config no longer loads: {exc}", severity="error")
             return
         await self.app.new_run(config=cfg, parent_id=run.id)
 
     def action_resume(self) -> None:
-        from engine.errors import HubtuneError
+        from engine.core.errors import HubtuneError
         from engine.worker import resume_run
 
         run = self._runs.get(self.selected_id or -1)
@@ -427,9 +421,13 @@ class RunsScreen(Screen):
         run = self._runs.get(self.selected_id or -1)
         if run is None:
             return
-        if run.status not in ("queued", "running"):
-            self.notify(f"Run {run.id} is {run.status}; only a running run can be stopped.",
-                        severity="warning")
+        from engine.core.errors import HubtuneError
+        from engine.lifecycle import check_stoppable
+
+        try:
+            check_stoppable(run)
+        except HubtuneError as exc:
+            self.notify(str(exc), severity="warning")
             return
 
         def confirmed(yes: bool | None) -> None:
@@ -445,9 +443,13 @@ class RunsScreen(Screen):
         run = self._runs.get(self.selected_id or -1)
         if run is None:
             return
-        if run.status in ("queued", "running"):
-            self.notify(f"Run {run.id} is {run.status}; stop it before deleting it.",
-                        severity="warning")
+        from engine.core.errors import HubtuneError
+        from engine.lifecycle import check_deletable
+
+        try:
+            check_deletable(run)
+        except HubtuneError as exc:
+            self.notify(str(exc), severity="warning")
             return
 
         def confirmed(yes: bool | None) -> None:

@@ -1,6 +1,6 @@
 """The new-run form's layer plan: the model's groups as a tree with freeze toggles.
 
-Fed an `engine.plan.Plan` (computed in a thread on the meta device: no
+Fed an `engine.training.plan.Plan` (computed in a thread on the meta device: no
 weights are read). Each node is a layer group with its parameter count,
 whether it trains and its peak learning rate; Enter on a node flips it,
 which the form turns into a `modules` freezing policy with patterns for the

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 
 from torch import nn
 
-from engine.config import FreezeSpec, LoraSpec
-from engine.errors import ConfigError
+from engine.core.config import FreezeSpec, LoraSpec
+from engine.core.errors import ConfigError
 
 HEAD_MODULES = ("head", "classifier", "qa_outputs", "lm_head", "score", "cls")
 """Top-level module names that are task heads in a model without a backbone attribute."""

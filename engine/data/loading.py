@@ -1,6 +1,6 @@
 """Reading data files and turning them into padded batches for a text head.
 
-Files are read by `engine.preview.read_table`, the one reader the preview
+Files are read by `engine.data.reader.read_table`, the one reader the preview
 uses too, and label cells are judged by its `check_labels`: rows with an
 empty label are left out and counted, labels that differ only by spaces
 around them are read as one, labels that differ only by case stay separate
@@ -27,9 +27,9 @@ from pathlib import Path
 
 import torch
 
-from engine.config import RunConfig
-from engine.errors import DataError
-from engine.preview import (  # noqa: F401  read_table: the one reader, re-exported
+from engine.core.config import RunConfig
+from engine.core.errors import DataError
+from engine.data.reader import (  # noqa: F401  read_table: the one reader, re-exported
     case_twin,
     check_labels,
     is_missing_label,

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from tui.cli_output import cut, dump_json, echo
+from tui.cli.output import cut, dump_json, echo
 from tui.safe_text import printable
 
 
@@ -38,8 +38,8 @@ def data_preview(file: str, model: str | None, text_column: str | None,
     training reads it, and label problems a run would meet (rows without a
     label, labels that differ only by case or spaces) are printed as warnings.
     """
-    from engine.config import resolve_package_file
-    from engine.preview import preview_file
+    from engine.core.config import resolve_package_file
+    from engine.data.reader import preview_file
 
     path = resolve_package_file(file) if file.startswith("pkg:") else Path(file).expanduser()
     p = preview_file(path, encoding=encoding, label_column=label_column,
@@ -47,13 +47,13 @@ def data_preview(file: str, model: str | None, text_column: str | None,
     for option, column in (("--text-column", text_column), ("--pair-column", pair_column),
                            ("--label-column", label_column)):
         if column is not None and column not in p.columns:
-            from engine.errors import DataError
+            from engine.core.errors import DataError
 
             raise DataError(f"{path.name} has no column {column!r} ({option}); its columns "
                             f"are {', '.join(p.columns)}.")
     stats = None
     if model:
-        from engine.lengths import token_lengths
+        from engine.modeling.lengths import token_lengths
 
         if p.text_column is None:
             raise click.UsageError(f"No text column guessed among {', '.join(p.columns)}; "
@@ -98,7 +98,7 @@ def data_preview(file: str, model: str | None, text_column: str | None,
 @data.command("clear-cache")
 def data_clear_cache() -> None:
     """Delete the tokenised data kept between runs (it is rebuilt when next needed)."""
-    from engine.data_cache import cache_dir, clear
+    from engine.training.data_cache import cache_dir, clear
     from tui.formatting import human_bytes
 
     count, freed = clear()

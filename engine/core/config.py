@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine.errors import ConfigError
+from engine.core.errors import ConfigError
 
 TASKS = (
     "feature-extraction",

@@ -28,7 +28,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from engine.config import RunConfig
+from engine.core.config import RunConfig
 
 FORMAT = 1
 """Bumped when the layout of a cached entry changes."""
@@ -69,11 +69,11 @@ def _stamp(path: Path | None) -> list:
 
 def _code_hash(task) -> str:
     """The source of the modules that turn files into examples."""
-    import engine.data
+    import engine.data.loading
     import engine.tasks.base
 
     digest = hashlib.sha256()
-    for module in (engine.data, engine.tasks.base, sys.modules[type(task).__module__]):
+    for module in (engine.data.loading, engine.tasks.base, sys.modules[type(task).__module__]):
         digest.update(Path(module.__file__).read_bytes())
     return digest.hexdigest()
 

@@ -1,7 +1,7 @@
 """A quick look at a data file before training: columns, first rows, labels.
 
 It is also where data files are read, for the preview and for training
-alike: `read_table` is the one reader (engine/data.py and the task adapters
+alike: `read_table` is the one reader (engine/data/loading.py and the task adapters
 call it), so a preview shows exactly the columns, rows and labels a run
 will use: the same encoding (a UTF-8 byte-order mark is dropped, never left
 in the first column's name), the same delimiter, header names trimmed of
@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.errors import DataError
+from engine.core.errors import DataError
 
 TEXT_NAMES = ("text", "sentence", "review", "content", "tweet", "document", "body", "question",
               "tokens", "words", "source", "path", "image")

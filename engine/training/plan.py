@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from engine.freeze import FreezePlan
+from engine.modeling.freeze import FreezePlan
 
 BYTES = {"fp32": 4, "bf16": 2, "fp16": 2}
 
@@ -121,9 +121,9 @@ def make_plan(cfg) -> Plan:
     """Build the model on the meta device (no weights read) and plan every stage."""
     import dataclasses
 
-    from engine.freeze import inject_lora, plan_freeze
+    from engine.modeling.freeze import inject_lora, plan_freeze
+    from engine.modeling.loading import on_meta_device
     from engine.tasks import task_for
-    from engine.tasks.base import on_meta_device
 
     task = task_for(cfg.head.task)
     sample = dataclasses.replace(cfg, data=dataclasses.replace(
@@ -131,7 +131,7 @@ def make_plan(cfg) -> Plan:
     processor, path = task.load_processor(sample)
     clamped = ()
     if not task.vision:
-        from engine.lengths import fit_lengths
+        from engine.modeling.lengths import fit_lengths
 
         sample, clamped = fit_lengths(sample, path)  # the check the training loop makes
     data = task.load_data(sample, processor)
@@ -145,7 +145,7 @@ def make_plan(cfg) -> Plan:
     freeze = plan_freeze(model, cfg.freeze)
     precision = cfg.train.precision
     if precision == "auto":  # the rule the training loop applies
-        from engine.train import resolve_precision
+        from engine.training.loop import resolve_precision
 
         precision = {"no": "fp32"}.get(resolve_precision("auto"), "bf16")
     sizes = {n: p.numel() for n, p in model.named_parameters()}
@@ -161,7 +161,7 @@ def make_plan(cfg) -> Plan:
         else:
             starts = f"epoch {i * freeze.every_epochs}"
         stages.append(StagePlan(i, starts, sum(sizes[n] for n in trainable), memory))
-    from engine.optim import layer_rates
+    from engine.training.optim import layer_rates
 
     by_param = layer_rates(model, cfg)
     rates = {g.name: by_param[g.params[0]] for g in freeze.groups if g.params}

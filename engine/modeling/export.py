@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from engine.config import RunConfig
+from engine.core.config import RunConfig
 
 
 def save_model(model, tokenizer, labels, pooling: str, cfg: RunConfig, target: Path) -> Path:
@@ -42,12 +42,12 @@ def export_model(model_dir: Path, target: Path, *, config: dict, summary: dict,
     sequence head on BERT's pooler becomes `BertForSequenceClassification`;
     other sequence heads (mean pooling, MLP heads) keep hubtune's format,
     which `engine.predict.Predictor` loads. The folder is built beside `target`
-    and moved in (engine.outputs.fill_folder): a non-empty `target` is refused
+    and moved in (engine.core.outputs.fill_folder): a non-empty `target` is refused
     unless `force`, and nothing inside `protected` (hubtune's data folder) is written.
     """
     import shutil
 
-    from engine.outputs import fill_folder
+    from engine.core.outputs import fill_folder
 
     model_dir = Path(model_dir)
     head = json.loads((model_dir / "hubtune_head.json").read_text(encoding="utf-8"))
@@ -163,7 +163,7 @@ def push_folder(folder: Path, repo: str, *, private: bool = True) -> str:
     """Upload an exported folder to a hub repo (created if needed); returns its URL."""
     from huggingface_hub import HfApi
 
-    from engine.hub import hub_errors
+    from engine.hub.client import hub_errors
 
     api = HfApi()
     with hub_errors(repo):

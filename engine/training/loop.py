@@ -21,11 +21,9 @@ from pathlib import Path
 
 import torch
 
-from engine.checkpoint import LoopState, load_checkpoint, prune_checkpoints, save_checkpoint
-from engine.config import RunConfig
-from engine.data import LengthGroupedBatches, PreparationStopped, stoppable
-from engine.errors import ConfigError, HubtuneError
-from engine.events import (
+from engine.core.config import RunConfig
+from engine.core.errors import ConfigError, HubtuneError
+from engine.core.events import (
     CheckpointSaved,
     EvalFinished,
     Event,
@@ -34,7 +32,14 @@ from engine.events import (
     RunPrepared,
     StepLogged,
 )
-from engine.optim import lr_lambda, make_optimizer
+from engine.data.loading import LengthGroupedBatches, PreparationStopped, stoppable
+from engine.training.checkpoint import (
+    LoopState,
+    load_checkpoint,
+    prune_checkpoints,
+    save_checkpoint,
+)
+from engine.training.optim import lr_lambda, make_optimizer
 
 
 def resolve_precision(requested: str) -> str:
@@ -111,7 +116,7 @@ class _Loop:
             # A length beyond the model's positions would crash at the first long batch.
             self.cfg = cfg = self._fit(cfg, model_path)
         self._stop_preparing()
-        from engine.data_cache import load_cached
+        from engine.training.data_cache import load_cached
 
         started = time.perf_counter()
         with stoppable(self.stop if self.accelerator.num_processes == 1 else None):
@@ -128,7 +133,7 @@ class _Loop:
         self._stop_preparing()
         model = task.build(cfg, model_path, self.data)
         self._stop_preparing()
-        from engine.freeze import apply_freeze, inject_lora, plan_freeze
+        from engine.modeling.freeze import apply_freeze, inject_lora, plan_freeze
 
         if cfg.freeze.lora is not None:
             targets = inject_lora(model, cfg.freeze.lora)
@@ -150,7 +155,7 @@ class _Loop:
         self.pad_id = task.pad_id(self.processor)
         self.full_model = model
         if cfg.train.gradient_checkpointing:
-            from engine.freeze import backbone_of
+            from engine.modeling.freeze import backbone_of
 
             target = backbone_of(model)
             if not hasattr(target, "gradient_checkpointing_enable"):
@@ -164,7 +169,7 @@ class _Loop:
         self.cached = (self.frozen_backbone and cfg.train.cache_features
                        and hasattr(model, "pool"))
         if self.cached:
-            from engine.features import (
+            from engine.training.features import (
                 FeatureBatches,
                 FeatureCollator,
                 HeadOnFeatures,
@@ -363,7 +368,7 @@ class _Loop:
 
     def _fit(self, cfg: RunConfig, model_path: Path) -> RunConfig:
         """cfg with its token lengths clamped to the model's positions, each clamp noted."""
-        from engine.lengths import fit_lengths
+        from engine.modeling.lengths import fit_lengths
 
         cfg, clamped = fit_lengths(cfg, model_path)
         for limit in clamped:
@@ -435,14 +440,14 @@ class _Loop:
 
         model = self.full_model  # in the cached-feature path self.model is only the head
         if self.cfg.freeze.lora is not None:
-            from engine.freeze import merge_lora
+            from engine.modeling.freeze import merge_lora
 
             model = merge_lora(copy.deepcopy(model))
         self.task.save(model, self.processor, self.data, self.cfg, self.out_dir / "model")
 
     def _follow_schedule(self) -> None:
         """Gradual unfreezing: open the stage this point of the run has reached."""
-        from engine.freeze import apply_freeze
+        from engine.modeling.freeze import apply_freeze
 
         stage = self.plan.stage_at(self.state.epoch, self.state.step)
         if stage == self.stage:
@@ -459,14 +464,14 @@ class _Loop:
     def _train_mode(self) -> None:
         self.model.train()
         if self.frozen_backbone and not self.cached:
-            from engine.freeze import backbone_of
+            from engine.modeling.freeze import backbone_of
 
             backbone_of(self._unwrapped()).eval()
 
     def evaluate(self) -> None:
         st = self.state
         if self.cached:
-            from engine.evaluate import evaluate_features
+            from engine.tasks.evaluate import evaluate_features
 
             metrics = evaluate_features(self.model, self.val_features, self.cfg,
                                         len(self.data.labels))
@@ -552,10 +557,10 @@ def embed(cfg: RunConfig, emit: Callable[[Event], None], stop: threading.Event,
           out_dir: Path | None) -> Outcome:
     """The feature-extraction "run": no head, no training; embed the data with the
     checkpoint's own pooling and save the vectors (and the model, for predict)."""
-    from engine.data import check_text_column, pick_column, read_table, tokenise
-    from engine.features import compute_features
-    from engine.lengths import fit_lengths
-    from engine.models import build_model
+    from engine.data.loading import check_text_column, pick_column, read_table, tokenise
+    from engine.modeling.lengths import fit_lengths
+    from engine.modeling.loading import build_model
+    from engine.training.features import compute_features
 
     def check_stop() -> None:
         if stop.is_set():
@@ -582,7 +587,7 @@ def embed(cfg: RunConfig, emit: Callable[[Event], None], stop: threading.Event,
     with stoppable(stop):
         enc = tokenise(tokenizer, texts, truncation=True, max_length=cfg.data.max_length,
                        return_attention_mask=False)
-    from engine.data import TextExamples
+    from engine.data.loading import TextExamples
 
     examples = TextExamples(enc["input_ids"], None, [0] * len(texts))
     built = build_model(cfg.model, cfg.head, 1, path=path)
@@ -600,7 +605,7 @@ def embed(cfg: RunConfig, emit: Callable[[Event], None], stop: threading.Event,
     if out_dir is not None:
         from safetensors.torch import save_file
 
-        from engine.export import save_model
+        from engine.modeling.export import save_model
 
         out_dir.mkdir(parents=True, exist_ok=True)
         save_file({"embeddings": vectors.contiguous()}, str(out_dir / "embeddings.safetensors"))

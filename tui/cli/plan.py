@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from tui.cli_output import dump_json, echo
+from tui.cli.output import dump_json, echo
 from tui.formatting import human_bytes
 from tui.safe_text import printable
 
@@ -22,8 +22,8 @@ def plan(config: Path, overrides: tuple[str, ...], as_json: bool) -> None:
     The model is built on the meta device: no weights are read, so planning a
     large model is quick and needs no memory.
     """
-    from engine.config import load_config
-    from engine.plan import make_plan
+    from engine.core.config import load_config
+    from engine.training.plan import make_plan
 
     cfg = load_config(config, overrides)
     p = make_plan(cfg)

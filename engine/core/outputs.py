@@ -17,7 +17,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from engine.errors import HubtuneError
+from engine.core.errors import HubtuneError
 
 
 class OutputError(HubtuneError):

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from engine.errors import HubtuneError
+from engine.core.errors import HubtuneError
 
 SORTS = {"downloads": "downloads", "likes": "likes", "updated": "last_modified"}
 DEFAULT_PATTERNS = ("*.safetensors", "*.safetensors.index.json", "*.json", "*.txt", "*.model",
@@ -119,7 +119,7 @@ class ModelDetails:
     needs_remote_code: bool
     has_safetensors: bool
     heads: tuple[str, ...]
-    """A first guess from the pipeline tag; `engine.heads.heads_from_config(config)` knows."""
+    """A first guess from the pipeline tag; `engine.modeling.heads.heads_from_config(config)` knows."""
     cached: bool
     tags: tuple[str, ...] = field(default_factory=tuple)
     config: dict = field(default_factory=dict)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from engine.config import ModelSpec
+from engine.core.config import ModelSpec
 
 SEQUENCE_HEADS = ("text-classification", "multi-label-classification", "regression",
                   "text-pair-classification", "feature-extraction")
@@ -21,7 +21,6 @@ SEQUENCE_HEADS = ("text-classification", "multi-label-classification", "regressi
 def heads_for_config(config: dict) -> tuple[str, ...]:
     from transformers.models.auto import modeling_auto as auto
 
-    from engine.tasks.base import is_vision_config
 
     if is_vision_config(config):
         return ("image-classification",)
@@ -46,7 +45,6 @@ def heads_for_config(config: dict) -> tuple[str, ...]:
 def heads_from_config(config: dict) -> tuple[str, ...] | None:
     """The heads that fit a repo's config.json, or None when it cannot tell (no
     model_type: a timm or other library's config)."""
-    from engine.tasks.base import is_vision_config
 
     if not config.get("model_type") and not is_vision_config(config):
         return None
@@ -57,7 +55,7 @@ def local_config(spec: ModelSpec) -> dict | None:
     """The model's config.json when it is on this machine; None otherwise (never downloads)."""
     ref = spec.id
     if ref.startswith(("pkg:", "run:")) or Path(ref).expanduser().is_dir():
-        from engine.models import resolve_model_path
+        from engine.modeling.loading import resolve_model_path
 
         path = resolve_model_path(spec) / "config.json"
     else:
@@ -79,3 +77,8 @@ def heads_for(spec: ModelSpec) -> tuple[str, ...] | None:
         return ("image-classification",)
     config = local_config(spec)
     return heads_for_config(config) if config is not None else None
+
+
+def is_vision_config(config: dict) -> bool:
+    """Whether a config.json describes an image model (channels, no vocabulary)."""
+    return "num_channels" in config and "vocab_size" not in config

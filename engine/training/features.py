@@ -15,8 +15,8 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
-from engine.data import Collator, TextExamples, sorted_batches
-from engine.models import task_loss
+from engine.data.loading import Collator, TextExamples, sorted_batches
+from engine.modeling.loading import task_loss
 
 
 class HeadOnFeatures(nn.Module):

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from engine.config import RunConfig
-from engine.data import Collator, TextExamples, sorted_batches
-from engine.metrics import classification_scores, confusion_matrix
+from engine.core.config import RunConfig
+from engine.data.loading import Collator, TextExamples, sorted_batches
+from engine.tasks.metrics import classification_scores, confusion_matrix
 
 
 @torch.no_grad()
@@ -31,7 +31,7 @@ def run_evaluation(model, examples: TextExamples, cfg: RunConfig, pad_id: int, n
 
 @torch.no_grad()
 def evaluate_features(head, val, cfg: RunConfig, num_labels: int) -> dict:
-    """The same metrics from cached validation features (see engine.features)."""
+    """The same metrics from cached validation features (see engine.training.features)."""
     kind = label_kind(cfg.head.task)
     was_training = head.training
     head.eval()

@@ -20,7 +20,7 @@ import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from engine.errors import HubtuneError
+from engine.core.errors import HubtuneError
 
 STATE_FILE = "state.json"
 

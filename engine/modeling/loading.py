@@ -18,8 +18,25 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from engine.config import HeadSpec, ModelSpec
-from engine.errors import ModelError
+from engine.core.config import HeadSpec, ModelSpec
+from engine.core.errors import ModelError
+
+_ON_META = contextvars.ContextVar("hubtune_on_meta", default=False)
+
+
+@contextlib.contextmanager
+def on_meta_device() -> Iterator[None]:
+    """Build models with shapes only (no weights read, no memory used): for plans."""
+    token = _ON_META.set(True)
+    try:
+        with torch.device("meta"):
+            yield
+    finally:
+        _ON_META.reset(token)
+
+
+def building_on_meta() -> bool:
+    return _ON_META.get()
 
 WEIGHT_PICKLE = ("pytorch_model.bin", "pytorch_model.bin.index.json")
 
@@ -150,7 +167,7 @@ def _from_hub(repo: str, revision: str) -> Path:
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import LocalEntryNotFoundError
 
-    from engine.hub import DEFAULT_PATTERNS, download_model
+    from engine.hub.client import DEFAULT_PATTERNS, download_model
 
     try:
         return Path(snapshot_download(repo, revision=revision, local_files_only=True,
@@ -387,7 +404,6 @@ def build_model(spec: ModelSpec, head: HeadSpec, num_labels: int, *,
     pooling = head.pooling
     if pooling == "auto":
         pooling = checkpoint_pooling(path) or "pooler"
-    from engine.tasks.base import building_on_meta
 
     try:
         if building_on_meta():

@@ -8,7 +8,7 @@ import time
 
 import click
 
-from tui.cli_output import cut, dump_json, echo
+from tui.cli.output import cut, dump_json, echo
 from tui.formatting import human_bytes
 from tui.safe_text import printable
 
@@ -28,7 +28,7 @@ def hub() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
 def hub_search(query: str, task, library, sort: str, limit: int, as_json: bool) -> None:
     """Find models on the hub; cached ones are marked with *."""
-    from engine.hub import search_models
+    from engine.hub.client import search_models
 
     found = search_models(query, task=task, library=library, sort=sort, limit=limit)
     if as_json:
@@ -49,7 +49,7 @@ def hub_search(query: str, task, library, sort: str, limit: int, as_json: bool) 
 @click.option("--json", "as_json", is_flag=True, help="Print the details as JSON.")
 def hub_info(repo: str, revision, as_json: bool) -> None:
     """Show a model's card summary, files and sizes, parameters and fitting heads."""
-    from engine.hub import model_details
+    from engine.hub.client import model_details
 
     d = model_details(repo, revision=revision)
     if as_json:
@@ -86,7 +86,7 @@ def hub_info(repo: str, revision, as_json: bool) -> None:
 def hub_download(repo: str, revision, files: tuple[str, ...]) -> None:
     """Download a model's safetensors weights, config and tokenizer into the cache
     (for torchvision:ARCH, its default pretrained weights)."""
-    from engine.hub import DownloadCancelled, HubError, download_model, weights_repo
+    from engine.hub.client import DownloadCancelled, HubError, download_model, weights_repo
 
     repo = weights_repo(repo)
 
@@ -125,7 +125,7 @@ def cache() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
 def cache_ls(as_json: bool) -> None:
     """Cached models with their size and when they were last used."""
-    from engine.hub import list_cached
+    from engine.hub.client import list_cached
 
     models = list_cached()
     if as_json:
@@ -147,7 +147,7 @@ def cache_ls(as_json: bool) -> None:
 @click.option("--revision", metavar="R", help="Delete only this revision (commit hash prefix).")
 def cache_rm(repo: str, revision) -> None:
     """Delete a cached model (or one revision of it)."""
-    from engine.hub import remove_cached
+    from engine.hub.client import remove_cached
 
     freed = remove_cached(repo, revision)
     echo(f"Deleted {repo}; freed {human_bytes(freed)}.")
@@ -157,7 +157,7 @@ def cache_rm(repo: str, revision) -> None:
 @click.argument("repo")
 def cache_verify(repo: str) -> None:
     """Check every cached file of REPO against its hash."""
-    from engine.hub import verify_cached
+    from engine.hub.client import verify_cached
 
     report = verify_cached(repo)
     for name in report.corrupted:
@@ -174,6 +174,6 @@ def cache_verify(repo: str) -> None:
 
 def _heads(d) -> tuple[str, ...]:
     """The heads that fit by the model's config.json; the pipeline tag's guess without one."""
-    from engine.heads import heads_from_config
+    from engine.modeling.heads import heads_from_config
 
     return heads_from_config(d.config) or d.heads

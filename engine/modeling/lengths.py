@@ -21,7 +21,7 @@ import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from engine.config import ModelSpec
+from engine.core.config import ModelSpec
 
 SAMPLE = 5000
 """Rows tokenised at most: percentiles of a 5,000-row sample are within a token or two."""
@@ -184,11 +184,11 @@ def fit_lengths(cfg, model_path: Path | None = None):
 
 def _local_model_path(cfg) -> Path | None:
     """The model's local folder without any download, or None (not cached, torchvision)."""
-    from engine.errors import HubtuneError
+    from engine.core.errors import HubtuneError
 
     if cfg.model.id.startswith("torchvision:"):
         return None
-    from engine.models import local_files_only, resolve_model_path
+    from engine.modeling.loading import local_files_only, resolve_model_path
 
     try:
         with local_files_only():
@@ -210,8 +210,8 @@ def length_stats(lengths: list[int], rows: int, limit: int | None) -> LengthStat
 def token_lengths(model: ModelSpec | str, path: Path, columns: list[str], *,
                   encoding: str = "utf-8", sample: int = SAMPLE, seed: int = 0) -> LengthStats:
     """Token counts of `columns` (one text, or a text pair) per row of the file at `path`."""
-    from engine.models import load_tokenizer
-    from engine.preview import read_columns
+    from engine.data.reader import read_columns
+    from engine.modeling.loading import load_tokenizer
 
     spec = model if isinstance(model, ModelSpec) else ModelSpec(id=model)
     values = read_columns(Path(path), columns, encoding=encoding)

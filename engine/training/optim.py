@@ -7,8 +7,8 @@ from collections.abc import Callable
 
 import torch
 
-from engine.config import RunConfig
-from engine.errors import ConfigError
+from engine.core.config import RunConfig
+from engine.core.errors import ConfigError
 
 
 def lr_lambda(total: int, warmup: int, kind: str) -> Callable[[int], float]:
@@ -37,7 +37,7 @@ def layer_rates(model, cfg: RunConfig) -> dict[str, float]:
     block: lower layers hold general features and should move least.
     A group named in `group_learning_rates` gets that rate, whatever the rules.
     """
-    from engine.freeze import layer_groups
+    from engine.modeling.freeze import layer_groups
 
     base = cfg.train.learning_rate
     head_lr = cfg.head_rate()

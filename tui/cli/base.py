@@ -1,0 +1,51 @@
+"""What every `hubtune` command shares: one-sentence failures, the group that turns
+hubtune's own errors (and SQLite and OS errors) into them, and the store opener.
+
+Imports neither textual nor torch (a test checks): `hubtune runs ls` stays fast.
+"""
+
+from __future__ import annotations
+
+import click
+
+from engine.core.errors import HubtuneError
+from store import StoreError
+from tui.cli.output import os_error_sentence
+from tui.safe_text import printable
+
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+
+class Failure(click.ClickException):
+    """A problem reported as one sentence: `Error: ...`."""
+
+    def show(self, file=None) -> None:
+        click.echo(f"Error: {printable(self.message)}", err=True)
+
+
+def open_store():
+    from store import RunStore
+
+    return RunStore()
+
+
+class HubtuneGroup(click.Group):
+    """Turns hubtune's own errors into plain messages instead of tracebacks."""
+
+    def invoke(self, ctx: click.Context):
+        import sqlite3
+
+        try:
+            return super().invoke(ctx)
+        except (HubtuneError, StoreError, sqlite3.Error, OSError) as exc:
+            if ctx.find_root().params.get("debug"):
+                raise
+            if isinstance(exc, sqlite3.Error):
+                message = (f"The run database could not be used ({exc}); check that "
+                           "HUBTUNE_HOME is a writable folder that still exists.")
+            elif isinstance(exc, OSError):
+                message = os_error_sentence(exc)
+            else:
+                message = str(exc)
+            raise Failure(message) from None

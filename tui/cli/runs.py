@@ -1,0 +1,254 @@
+"""`hubtune runs ...`: list, inspect, compare, stop, resume, fork, delete, tag, note and
+export recorded runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from tui.cli.base import Failure, open_store
+from tui.cli.output import cut, dump_json, echo
+from tui.cli.train import check_inputs, follow
+from tui.safe_text import printable
+
+
+@click.group()
+def runs() -> None:
+    """List, inspect, compare and manage recorded runs."""
+
+
+@runs.command("ls")
+@click.option("--status", type=click.Choice(
+    ["queued", "running", "completed", "failed", "stopped", "interrupted"]))
+@click.option("--search", metavar="Q", help="Match name, model, task, dataset, tags or notes.")
+@click.option("--sort", default="-created", show_default=True,
+              help="created, started, finished, name, status, model, task or id; - for descending.")
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(min=1))
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
+def runs_ls(status, search, sort, limit, as_json) -> None:
+    """List runs, newest first."""
+    store = open_store()
+    store.reap_interrupted()
+    rows = store.list_runs(status=status, search=search, sort=sort, limit=limit)
+    if as_json:
+        echo(dump_json([_run_brief(r) for r in rows]))
+        return
+    if not rows:
+        echo("No runs yet. Start one with `hubtune train CONFIG`.")
+        return
+    header = f"{'ID':>4}  {'STATUS':<11} {'NAME':<24} {'MODEL':<28} {'TASK':<20} {'ACC':>6}  STARTED"
+    echo(header)
+    for r in rows:
+        acc = r.summary.get("final_accuracy")
+        echo(
+            f"{r.id:>4}  {r.status:<11} {cut(r.name, 24):<24} {cut(r.model_id or '', 28):<28} "
+            f"{cut(r.task or '', 20):<20} {f'{acc:.3f}' if acc is not None else '-':>6}  "
+            f"{(r.started_utc or r.created_utc)[:19].replace('T', ' ')}"
+        )
+
+
+def _run_brief(r) -> dict:
+    return {
+        "id": r.id, "name": r.name, "status": r.status, "model_id": r.model_id,
+        "task": r.task, "dataset": r.dataset, "created_utc": r.created_utc,
+        "started_utc": r.started_utc, "finished_utc": r.finished_utc,
+        "duration_s": r.duration_s, "tags": list(r.tags), "summary": r.summary,
+        "parent_id": r.parent_id, "error": r.error,
+    }
+
+
+@runs.command("show")
+@click.argument("run_id", type=int)
+@click.option("--json", "as_json", is_flag=True, help="Print the run as JSON.")
+def runs_show(run_id: int, as_json: bool) -> None:
+    """Show one run: config, outcome, metrics and recent events."""
+    store = open_store()
+    store.reap_interrupted()
+    run = store.get_run(run_id)
+    if as_json:
+        out = run.to_json()
+        out["metrics"] = store.metric_names(run_id)
+        echo(dump_json(out))
+        return
+    echo(f"Run {run.id}  {printable(run.name)}  [{run.status}]")
+    echo(f"  model    {printable(run.model_id)}\n  task     {run.task or '-'}\n"
+         f"  dataset  {printable(run.dataset)}")
+    if run.tags:
+        echo(f"  tags     {printable(', '.join(run.tags))}")
+    if run.notes:
+        note = printable(run.notes, multiline=True).replace("\n", "\n           ")
+        echo(f"  notes    {note}")
+    echo(f"  created  {run.created_utc}\n  started  {run.started_utc or '-'}"
+               f"\n  finished {run.finished_utc or '-'}")
+    if run.error:
+        echo(f"  error    {printable(run.error)}")
+    for key, value in sorted(run.summary.items()):
+        if isinstance(value, float):
+            echo(f"  {key:<32} {value:.4f}")
+    for ev in store.events(run_id)[-10:]:
+        echo(f"  [{ev.level}] {printable(ev.message)}")
+
+
+@runs.command("compare")
+@click.argument("run_ids", type=int, nargs=-1, required=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the comparison as JSON.")
+def runs_compare(run_ids: tuple[int, ...], as_json: bool) -> None:
+    """Compare two or more runs: differing config keys and final metrics."""
+    store = open_store()
+    cmp = store.compare(list(run_ids))
+    if as_json:
+        echo(dump_json({
+            "runs": [r.id for r in cmp.runs],
+            "config_diff": {k: list(v) for k, v in cmp.config_diff.items()},
+            "metrics": {k: list(v) for k, v in cmp.metrics.items()},
+        }))
+        return
+    width = max([len(k) for k in (*cmp.config_diff, *cmp.metrics)] + [6])
+    echo(f"{'':<{width}}  " + "  ".join(f"{'run ' + str(r.id):>14}" for r in cmp.runs))
+    for key, values in cmp.config_diff.items():
+        echo(f"{key:<{width}}  " + "  ".join(f"{_fmt(v):>14}" for v in values))
+    for key, values in cmp.metrics.items():
+        if all(v is None or isinstance(v, (int, float)) for v in values):
+            echo(f"{key:<{width}}  " + "  ".join(f"{_fmt(v):>14}" for v in values))
+
+
+def _fmt(v) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return "-" if v is None else printable(v, limit=60)
+
+
+@runs.command("stop")
+@click.argument("run_id", type=int)
+def runs_stop(run_id: int) -> None:
+    """Ask a running run to stop after its current step."""
+    from engine.lifecycle import check_stoppable
+
+    store = open_store()
+    check_stoppable(store.get_run(run_id))
+    store.request_stop(run_id)
+    echo(f"Asked run {run_id} to stop.")
+
+
+@runs.command("follow")
+@click.argument("run_id", type=int)
+def runs_follow(run_id: int) -> None:
+    """Print a run's events and progress until it ends (Ctrl-C detaches again).
+
+    Reattaches to a run started with --detach, from the TUI, or on a dropped
+    SSH session; for a finished run it prints its events and outcome.
+    """
+    store = open_store()
+    store.get_run(run_id)  # an unknown id is one clear sentence, not a wait
+    status = follow(store, run_id)
+    if status != "completed":
+        raise Failure(store.get_run(run_id).error or f"Run {run_id} ended {status}.")
+
+
+@runs.command("resume")
+@click.argument("run_id", type=int)
+@click.option("--detach", is_flag=True, help="Return at once instead of following progress.")
+@click.option("--checkpoint", metavar="step-N",
+              help="Resume from this checkpoint instead of the newest intact one.")
+def runs_resume(run_id: int, detach: bool, checkpoint: str | None) -> None:
+    """Continue a stopped, interrupted or failed run from its newest intact checkpoint."""
+    from engine.worker import resume_run
+
+    store = open_store()
+    if checkpoint is not None and not checkpoint.startswith("step-"):
+        checkpoint = f"step-{checkpoint}" if checkpoint.isdigit() else checkpoint
+    before = store.events(run_id)  # what the earlier attempt said is not this one's outcome
+    point = resume_run(store, run_id, checkpoint)
+    for note in point.notes():
+        echo(note, err=True)
+    echo(f"Resuming run {run_id} from {point.path.name}.")
+    if detach:
+        return
+    status = follow(store, run_id, after_event=before[-1].id if before else 0)
+    if status != "completed":
+        raise Failure(store.get_run(run_id).error or f"Run {run_id} ended {status}.")
+
+
+@runs.command("fork")
+@click.argument("run_id", type=int)
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Change a setting of the copy, e.g. train.learning_rate=1e-4.")
+@click.option("--detach", is_flag=True, help="Print the new run id and return at once.")
+def runs_fork(run_id: int, overrides: tuple[str, ...], detach: bool) -> None:
+    """Start a new run from RUN_ID's config with changes; the parent is recorded."""
+    from engine.lifecycle import fork_config
+    from engine.worker import start_run
+
+    store = open_store()
+    parent = store.get_run(run_id)
+    cfg = fork_config(parent, overrides)
+    check_inputs(cfg)
+    new_id = start_run(store, cfg, parent_id=run_id, tags=parent.tags)
+    echo(new_id)
+    if detach:
+        return
+    status = follow(store, new_id)
+    if status != "completed":
+        raise Failure(store.get_run(new_id).error or f"Run {new_id} ended {status}.")
+
+
+@runs.command("rm")
+@click.argument("run_ids", type=int, nargs=-1, required=True)
+def runs_rm(run_ids: tuple[int, ...]) -> None:
+    """Delete runs with their metrics, events and files."""
+    store = open_store()
+    for run_id in run_ids:
+        store.delete_run(run_id)
+        echo(f"Deleted run {run_id}.")
+
+
+@runs.command("tag")
+@click.argument("run_id", type=int)
+@click.argument("tags", nargs=-1)
+def runs_tag(run_id: int, tags: tuple[str, ...]) -> None:
+    """Set a run's tags (none clears them)."""
+    store = open_store()
+    store.get_run(run_id)
+    store.set_tags(run_id, list(tags))
+    echo(f"Run {run_id} tags: {', '.join(tags) or '(none)'}.")
+
+
+@runs.command("note")
+@click.argument("run_id", type=int)
+@click.argument("text")
+def runs_note(run_id: int, text: str) -> None:
+    """Set a run's note (searchable, shown in the TUI)."""
+    store = open_store()
+    store.get_run(run_id)
+    store.set_notes(run_id, text)
+    echo(f"Run {run_id} note saved.")
+
+
+@runs.command("export")
+@click.argument("run_id", type=int)
+@click.option("--metrics", "metrics_file", required=True,
+              type=click.Path(dir_okay=True, path_type=Path),
+              help="CSV file to write every metric point to.")
+@click.option("--force", is_flag=True, help="Replace the file if it exists.")
+def runs_export(run_id: int, metrics_file: Path, force: bool) -> None:
+    """Write a run's metric series to CSV (step, epoch, name, value, time)."""
+    import csv
+
+    from engine.core.outputs import write_file
+    from store import data_dir
+
+    store = open_store()
+    store.get_run(run_id)
+    rows = store.db.execute(
+        "SELECT step, epoch, name, value, time_unix FROM metrics WHERE run_id = ?"
+        " ORDER BY name, step", [run_id]).fetchall()
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "w", newline="", encoding="utf-8") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(["step", "epoch", "name", "value", "time_unix"])
+            writer.writerows(rows)
+
+    path = write_file(metrics_file, write, force=force, protected=data_dir())
+    echo(f"Wrote {len(rows)} rows to {path}.")

@@ -1,0 +1,141 @@
+"""`hubtune train`, and following a run's progress until it ends (also `runs follow`,
+`runs resume`, `runs fork`)."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from store import StoreError
+from tui.cli.base import Failure, open_store
+from tui.cli.output import echo
+from tui.safe_text import printable
+
+
+@click.command()
+@click.argument("config", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Override a config value by dotted key, e.g. train.epochs=2.")
+@click.option("--detach", is_flag=True, help="Print the run id and return at once.")
+@click.option("--processes", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Data-parallel processes (GPUs, or CPU processes over gloo) via torchrun.")
+def train(config: Path, overrides: tuple[str, ...], detach: bool, processes: int) -> None:
+    """Fine-tune from a YAML CONFIG without the TUI; prints the run id."""
+    from engine.core.config import load_config
+    from engine.worker import start_run
+
+    cfg = load_config(config, overrides)
+    check_inputs(cfg)
+    store = open_store()
+    run_id = start_run(store, cfg, processes=processes)
+    echo(run_id)
+    if detach:
+        return
+    status = follow(store, run_id)
+    if status != "completed":
+        run = store.get_run(run_id)
+        raise Failure(run.error or f"Run {run_id} ended {status}.")
+
+
+def check_inputs(cfg) -> None:
+    """Fail before spawning a worker when a named file is plainly missing."""
+    from engine.core.errors import DataError
+
+    for key in ("train", "validation"):
+        value = getattr(cfg.data, key)
+        if value is None:
+            continue
+        path = cfg.resolve(value)
+        if not path.exists():
+            raise DataError(f"The data.{key} file {path} does not exist; check the path.")
+    model = cfg.model.id
+    if "/" in model and not model.startswith(("torchvision:", "pkg:", "run:")) \
+            and not cfg.resolve(model).exists():
+        from engine.hub.client import cache_dir
+
+        cache_dir()  # a hub model: HF_HOME must be usable before a worker starts
+
+
+def follow(store, run_id: int, *, after_event: int = 0) -> str:
+    """Print events (those after `after_event`) and progress until the run ends;
+    Ctrl-C detaches. A resumed run is followed from its resume on, so an earlier
+    attempt's events and outcome are never printed as this one's."""
+    last_event = after_event
+    last_step = -1
+    resumed = after_event > 0
+    import sqlite3
+
+    db_inode = store.path.stat().st_ino
+
+    def database_gone() -> bool:
+        try:
+            return store.path.stat().st_ino != db_inode
+        except OSError:
+            return True
+
+    gone = Failure(f"The run database {store.path} was removed or replaced while following "
+                   f"run {run_id}; check HUBTUNE_HOME.")
+    try:
+        while True:
+            if database_gone():
+                raise gone
+            try:
+                run = store.get_run(run_id)
+            except (sqlite3.Error, StoreError):
+                if database_gone():  # removed between the check and the read
+                    raise gone from None
+                raise
+            for ev in store.events(run_id, after_id=last_event):
+                last_event = ev.id
+                echo(f"[{ev.level}] {printable(ev.message)}", err=ev.level == "error")
+            latest = store.latest_metrics(run_id)
+            step = int(_latest_step(store, run_id))
+            if step > last_step and "loss" in latest:
+                last_step = step
+                echo(_progress_line(step, latest))
+            if run.status in ("completed", "failed", "stopped", "interrupted"):
+                if not resumed or run.status == "completed":
+                    _print_summary(run)
+                return run.status
+            if run.status == "running":
+                store.reap_interrupted()
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        echo(f"\nDetached; run {run_id} goes on. `hubtune runs follow {run_id}` "
+                   f"reattaches, `hubtune runs stop {run_id}` stops it.", err=True)
+        sys.exit(0)
+
+
+def _latest_step(store, run_id: int) -> int:
+    row = store.db.execute(
+        "SELECT max(step) FROM metrics WHERE run_id = ? AND name = 'loss'", [run_id]
+    ).fetchone()
+    return row[0] if row and row[0] is not None else -1
+
+
+def _progress_line(step: int, m: dict[str, float]) -> str:
+    total = int(m.get("total_steps", 0))
+    parts = [f"step {step}/{total}" if total else f"step {step}",
+             f"loss {m['loss']:.4f}"]
+    if "lr" in m:
+        parts.append(f"lr {m['lr']:.2e}")
+    if "samples_per_s" in m:
+        parts.append(f"{m['samples_per_s']:.1f} samples/s")
+    if "val_accuracy" in m:
+        parts.append(f"val acc {m['val_accuracy']:.4f}")
+    return "  ".join(parts)
+
+
+def _print_summary(run) -> None:
+    s = run.summary
+    if not s:
+        return
+    keys = [("final_accuracy", "accuracy"), ("final_macro_f1", "macro-F1"),
+            ("baseline_majority_accuracy", "majority-class accuracy"),
+            ("baseline_majority_macro_f1", "majority-class macro-F1")]
+    shown = [f"{label} {s[k]:.4f}" for k, label in keys if isinstance(s.get(k), (int, float))]
+    if shown:
+        echo(f"Run {run.id} {run.status}: " + ", ".join(shown))
