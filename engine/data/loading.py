@@ -133,23 +133,50 @@ def _require_columns(frame, path: Path, columns: dict[str, str | None]) -> None:
 
 def load_text_classification(cfg: RunConfig, tokenizer) -> TextData:
     """Read, split, label-map and tokenise a text (or text-pair) classification set."""
-    spec = cfg.data
-    regression = cfg.head.task == "regression"
-    multi = cfg.head.task == "multi-label-classification"
-    columns = {
-        "text_column": spec.text_column,
-        "text_pair_column": spec.text_pair_column,
-        "label_column": spec.label_column,
-    }
-    if cfg.head.task == "text-pair-classification" and not spec.text_pair_column:
+    spec, task = cfg.data, cfg.head.task
+    if task == "text-pair-classification" and not spec.text_pair_column:
         raise DataError("head.task text-pair-classification needs data.text_pair_column.")
     warnings: list[str] = []
+    train_frame, val_frame = _read_splits(cfg, warnings)
+    train_path = cfg.resolve(spec.train)
+    if task == "multi-label-classification":
+        names, train_labels, val_labels = _multi_hot_labels(train_frame, val_frame, train_path,
+                                                             spec.label_column)
+        majority = None
+    elif task == "regression":
+        names = ()
+        train_labels = _as_floats(train_frame[spec.label_column], train_path, spec.label_column)
+        val_source = cfg.resolve(spec.validation) if spec.validation else train_path
+        val_labels = _as_floats(val_frame[spec.label_column], val_source, spec.label_column)
+        majority = None
+    else:
+        names, train_labels, val_labels = _class_labels(train_frame, val_frame, train_path,
+                                                        spec.label_column)
+        counts = torch.bincount(torch.tensor(train_labels), minlength=len(names))
+        majority = int(counts.argmax())
+    return TextData(
+        train=_encode_texts(train_frame, train_labels, spec, tokenizer),
+        validation=_encode_texts(val_frame, val_labels, spec, tokenizer),
+        labels=names,
+        majority_class=majority,
+        warnings=tuple(warnings),
+    )
+
+
+def _read_splits(cfg: RunConfig, warnings: list[str]):
+    """The training and validation frames: read, checked, cleaned of empty labels, and
+    split (seeded, stratified for classes) when no validation file is given."""
+    spec = cfg.data
+    classes = cfg.head.task not in ("regression", "multi-label-classification")
+    multi = cfg.head.task == "multi-label-classification"
+    columns = {"text_column": spec.text_column, "text_pair_column": spec.text_pair_column,
+               "label_column": spec.label_column}
     train_path = cfg.resolve(spec.train)
     train_frame = read_table(train_path, encoding=spec.encoding)
     _require_columns(train_frame, train_path, columns)
     train_frame = drop_missing_labels(train_frame, train_path, spec.label_column,
                                        warnings, multi)
-    if not (regression or multi):
+    if classes:
         _check_class_labels(train_frame, train_path, spec.label_column)
     check_text_column(train_frame, train_path, spec.text_column, "text_column")
     if spec.text_pair_column:
@@ -157,88 +184,65 @@ def load_text_classification(cfg: RunConfig, tokenizer) -> TextData:
     if spec.limit is not None and len(train_frame) > spec.limit:
         train_frame = train_frame.sample(n=spec.limit, random_state=cfg.train.seed)
     check_stop()
-
     if spec.validation:
         val_path = cfg.resolve(spec.validation)
         val_frame = read_table(val_path, encoding=spec.encoding, role="validation")
         _require_columns(val_frame, val_path, columns)
         val_frame = drop_missing_labels(val_frame, val_path, spec.label_column,
                                          warnings, multi)
-        if not (regression or multi):
+        if classes:
             _check_class_labels(val_frame, val_path, spec.label_column)
         check_stop()
-    else:
-        if spec.validation_split <= 0:
-            raise DataError("Give data.validation or a data.validation_split above 0.")
-        train_frame, val_frame = _split(
-            train_frame, spec.label_column, spec.validation_split, cfg.train.seed,
-            regression or multi,
-        )
+        return train_frame, val_frame
+    if spec.validation_split <= 0:
+        raise DataError("Give data.validation or a data.validation_split above 0.")
+    return _split(train_frame, spec.label_column, spec.validation_split, cfg.train.seed,
+                  not classes)
 
-    if multi:
-        train_sets = [label_set(v) for v in train_frame[spec.label_column]]
-        names = tuple(sorted(set().union(*train_sets), key=_natural))
-        if len(names) < 2:
-            raise DataError(f"{train_path} has fewer than two labels in {spec.label_column!r}; "
-                            "multi-label classification needs at least two.")
-        val_sets = [label_set(v) for v in val_frame[spec.label_column]]
-        unseen = sorted(set().union(*val_sets) - set(names))
-        if unseen:
-            raise DataError(f"Validation labels {', '.join(unseen)} never appear in the "
-                            f"training data ({', '.join(names)}){_twin_hint(unseen, names)}.")
-        train_labels = [[float(n in row) for n in names] for row in train_sets]
-        val_labels = [[float(n in row) for n in names] for row in val_sets]
-        majority = None
-    elif regression:
-        names: tuple[str, ...] = ()
-        train_labels = _as_floats(train_frame[spec.label_column], train_path, spec.label_column)
-        val_source = cfg.resolve(spec.validation) if spec.validation else train_path
-        val_labels = _as_floats(val_frame[spec.label_column], val_source, spec.label_column)
-        majority = None
-    else:
-        raw_train = [label_text(v) for v in train_frame[spec.label_column]]
-        names = tuple(sorted(set(raw_train), key=_natural))
-        if len(names) < 2:
+
+def _multi_hot_labels(train_frame, val_frame, train_path: Path, column: str):
+    """(label names, multi-hot train labels, multi-hot validation labels)."""
+    train_sets = [label_set(v) for v in train_frame[column]]
+    names = tuple(sorted(set().union(*train_sets), key=_natural))
+    if len(names) < 2:
+        raise DataError(f"{train_path} has fewer than two labels in {column!r}; "
+                        "multi-label classification needs at least two.")
+    val_sets = [label_set(v) for v in val_frame[column]]
+    unseen = sorted(set().union(*val_sets) - set(names))
+    if unseen:
+        raise DataError(f"Validation labels {', '.join(unseen)} never appear in the "
+                        f"training data ({', '.join(names)}){_twin_hint(unseen, names)}.")
+    return (names, [[float(n in row) for n in names] for row in train_sets],
+            [[float(n in row) for n in names] for row in val_sets])
+
+
+def _class_labels(train_frame, val_frame, train_path: Path, column: str):
+    """(class names in natural order, train class indices, validation class indices)."""
+    raw_train = [label_text(v) for v in train_frame[column]]
+    names = tuple(sorted(set(raw_train), key=_natural))
+    if len(names) < 2:
+        raise DataError(f"{train_path} has only one label ({names[0]!r}) in {column!r}; "
+                        "classification needs at least two.")
+    index = {n: i for i, n in enumerate(names)}
+    val_labels = []
+    for v in val_frame[column]:
+        text = label_text(v)
+        if text not in index:
             raise DataError(
-                f"{train_path} has only one label ({names[0]!r}) in {spec.label_column!r}; "
-                "classification needs at least two."
+                f"Validation label {text!r} never appears in the training data "
+                f"({', '.join(names)}){_twin_hint([text], names)}; fix the label or add "
+                "training examples of it."
             )
-        index = {n: i for i, n in enumerate(names)}
-        train_labels = [index[v] for v in raw_train]
-        val_labels = []
-        for v in val_frame[spec.label_column]:
-            text = label_text(v)
-            if text not in index:
-                raise DataError(
-                    f"Validation label {text!r} never appears in the training data "
-                    f"({', '.join(names)}){_twin_hint([text], names)}; fix the label or add "
-                    "training examples of it."
-                )
-            val_labels.append(index[text])
-        counts = torch.bincount(torch.tensor(train_labels), minlength=len(names))
-        majority = int(counts.argmax())
+        val_labels.append(index[text])
+    return names, [index[v] for v in raw_train], val_labels
 
-    def encode(frame, labels) -> TextExamples:
-        texts = [_text(v) for v in frame[spec.text_column]]
-        pairs = [_text(v) for v in frame[spec.text_pair_column]] if spec.text_pair_column else None
-        enc = tokenise(
-            tokenizer,
-            texts,
-            pairs,
-            truncation=True,
-            max_length=spec.max_length,
-            padding=False,
-            return_attention_mask=False,
-        )
-        return TextExamples(enc["input_ids"], enc.get("token_type_ids") if pairs else None, labels)
 
-    return TextData(
-        train=encode(train_frame, train_labels),
-        validation=encode(val_frame, val_labels),
-        labels=names,
-        majority_class=majority,
-        warnings=tuple(warnings),
-    )
+def _encode_texts(frame, labels, spec, tokenizer) -> TextExamples:
+    texts = [_text(v) for v in frame[spec.text_column]]
+    pairs = [_text(v) for v in frame[spec.text_pair_column]] if spec.text_pair_column else None
+    enc = tokenise(tokenizer, texts, pairs, truncation=True, max_length=spec.max_length,
+                   padding=False, return_attention_mask=False)
+    return TextExamples(enc["input_ids"], enc.get("token_type_ids") if pairs else None, labels)
 
 
 def drop_missing_labels(frame, path: Path, column: str, warnings: list[str],

@@ -70,10 +70,12 @@ def _stamp(path: Path | None) -> list:
 def _code_hash(task) -> str:
     """The source of the modules that turn files into examples."""
     import engine.data.loading
+    import engine.data.reader
     import engine.tasks.base
 
     digest = hashlib.sha256()
-    for module in (engine.data.loading, engine.tasks.base, sys.modules[type(task).__module__]):
+    for module in (engine.data.reader, engine.data.loading, engine.tasks.base,
+                   sys.modules[type(task).__module__]):
         digest.update(Path(module.__file__).read_bytes())
     return digest.hexdigest()
 

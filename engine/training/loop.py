@@ -17,6 +17,7 @@ import math
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -70,6 +71,35 @@ def watched_metric(cfg: RunConfig, task) -> str:
     return metric
 
 
+@dataclass
+class _Window:
+    """Training readings since the last log line. The sums stay on the device: reading
+    them (`float`) forces a sync, so it happens once per log line, not per step."""
+
+    loss: torch.Tensor
+    tokens: torch.Tensor
+    batches: int = 0
+    samples: int = 0
+    started: float = field(default_factory=time.perf_counter)
+
+    @classmethod
+    def on(cls, device) -> _Window:
+        return cls(torch.zeros((), device=device), torch.zeros((), device=device, dtype=torch.long))
+
+    def add(self, loss: torch.Tensor, batch: dict) -> None:
+        self.loss += loss.detach()
+        if "attention_mask" in batch:
+            self.tokens += batch["attention_mask"].sum()
+        self.batches += 1
+        self.samples += len(next(iter(batch.values())))
+
+    def reset(self) -> None:
+        self.loss.zero_()
+        self.tokens.zero_()
+        self.batches = self.samples = 0
+        self.started = time.perf_counter()
+
+
 class _Loop:
     """One training run's mutable state; `train` below is the public entry."""
 
@@ -90,6 +120,21 @@ class _Loop:
     # -- setup ---------------------------------------------------------------
 
     def prepare(self, resume_from: Path | None) -> None:
+        """Everything before the first step, as named steps; a stop request is honoured
+        between them (and while the data is tokenised)."""
+        self._start_accelerator()
+        self._stop_preparing()
+        model_path = self._load_data()
+        self._stop_preparing()
+        model = self._build_model(model_path)
+        self._stop_preparing()
+        train_model, collate = self._batches(model)
+        self._prepare_optimization(train_model, collate)
+        self._restore(resume_from)
+        self._stop_preparing()
+        self._announce()
+
+    def _start_accelerator(self) -> None:
         from accelerate import Accelerator
         from accelerate.utils import set_seed
 
@@ -102,7 +147,10 @@ class _Loop:
             mixed_precision=self.precision,
             gradient_accumulation_steps=cfg.train.grad_accumulation,
         )
-        self._stop_preparing()
+
+    def _load_data(self) -> Path:
+        """The task, its processor (tokenizer) and the data; returns the model's path."""
+        cfg = self.cfg
         self.emit(Note(f"Loading {cfg.model.id}"))
         from engine.tasks import task_for
 
@@ -130,7 +178,11 @@ class _Loop:
         if self.data.extra.get("skipped_files"):
             self.emit(Note(f"Left out {self.data.extra['skipped_files']} unreadable files "
                            "(data.bad_files: skip)", level="warning"))
-        self._stop_preparing()
+        return model_path
+
+    def _build_model(self, model_path: Path):
+        """The model with its head, frozen as the plan says (LoRA adapters injected)."""
+        cfg, task = self.cfg, self.task
         model = task.build(cfg, model_path, self.data)
         self._stop_preparing()
         from engine.modeling.freeze import apply_freeze, inject_lora, plan_freeze
@@ -163,6 +215,12 @@ class _Loop:
                                    "set train.gradient_checkpointing: false.")
             target.gradient_checkpointing_enable(
                 gradient_checkpointing_kwargs={"use_reentrant": False})
+        return model
+
+    def _batches(self, model):
+        """The model the optimizer steps and the collator feeding it: the head on cached
+        features for a frozen backbone, else the whole model on length-grouped batches."""
+        cfg, task = self.cfg, self.task
         # A frozen backbone is a fixed feature extractor: keep it in eval mode so its
         # dropout does not perturb the features the head learns from.
         self.frozen_backbone = cfg.freeze.policy == "head_only" and cfg.freeze.lora is None
@@ -199,6 +257,11 @@ class _Loop:
                                                 cfg.train.seed)
             train_model = model
             collate = task.collator(self.data.train, self.processor, cfg, train=True)
+        return train_model, collate
+
+    def _prepare_optimization(self, train_model, collate) -> None:
+        """Loader, optimizer and schedule, handed to accelerate; the step counts."""
+        cfg = self.cfg
         loader = torch.utils.data.DataLoader(
             list(range(len(self.data.train))), batch_sampler=self.sampler, collate_fn=collate,
             # Each new iterator draws a seed from this generator; with the default (the
@@ -235,14 +298,16 @@ class _Loop:
             backend = getattr(self.accelerator.state, "backend", None) or "?"
             self.emit(Note(f"Data parallel over {processes} processes ({backend}); each sees "
                            f"{self.batches_per_epoch} of {len(self.sampler)} batches an epoch"))
+
+    def _restore(self, resume_from: Path | None) -> None:
         if resume_from is not None:
             self.state = load_checkpoint(resume_from, self._unwrapped(),
                                          self.optimizer, self.scheduler)
             self.emit(Note(f"Resumed from step {self.state.step} ({resume_from.name})"))
         self.start_step = self.state.step
         self._follow_schedule()
-        self._stop_preparing()
 
+    def _announce(self) -> None:
         self.emit(RunPrepared(
             total_steps=self.total_steps,
             train_samples=len(self.data.train),
@@ -258,13 +323,9 @@ class _Loop:
     # -- the loop --------------------------------------------------------------
 
     def run(self) -> Outcome:
+        """Step through the epochs until done, stopped, early-stopped or diverged."""
         cfg, st, acc = self.cfg, self.state, self.accelerator
-        device = acc.device
-        running_loss = torch.zeros((), device=device)
-        running_tokens = torch.zeros((), device=device, dtype=torch.long)
-        running_batches = samples = 0
-        window_start = time.perf_counter()
-        accum = cfg.train.grad_accumulation
+        window = _Window.on(acc.device)
         self._train_mode()
         status = "completed"
         done = st.step >= self.total_steps
@@ -276,7 +337,7 @@ class _Loop:
             self.sampler.skip = st.batches_in_epoch * acc.num_processes
             self._follow_schedule()
             for batch in self.loader:
-                if st.batches_in_epoch % accum == 0 and self._should_stop():
+                if st.batches_in_epoch % cfg.train.grad_accumulation == 0 and self._should_stop():
                     status, done = "stopped", True
                     break
                 try:
@@ -284,60 +345,68 @@ class _Loop:
                 except torch.OutOfMemoryError:
                     return self._out_of_memory()
                 st.batches_in_epoch += 1
-                running_loss += loss.detach()
-                if "attention_mask" in batch:
-                    running_tokens += batch["attention_mask"].sum()  # stays on the device
-                running_batches += 1
-                samples += len(next(iter(batch.values())))
+                window.add(loss, batch)
                 if not acc.sync_gradients:
                     continue
                 st.step += 1
                 if self.plan.every_steps:
                     self._follow_schedule()
                 if st.step % cfg.train.log_every == 0 or st.step == self.total_steps:
-                    mean_loss = float(running_loss) / running_batches  # one sync per interval
-                    if not math.isfinite(mean_loss):
-                        return Outcome("failed", summary={"steps": st.step}, error=(
-                            f"Training diverged (loss is {mean_loss}) at step {st.step}; "
-                            "lower train.learning_rate or keep max_grad_norm set."))
-                    elapsed = max(time.perf_counter() - window_start, 1e-9)
-                    self.emit(StepLogged(step=st.step, epoch=st.step / self.steps_per_epoch,
-                                         metrics={
-                                             "loss": mean_loss,
-                                             "lr": self.scheduler.get_last_lr()[0],
-                                             "samples_per_s": samples / elapsed,
-                                             "tokens_per_s": float(running_tokens) / elapsed,
-                                         }))
-                    running_loss.zero_()
-                    running_tokens.zero_()
-                    running_batches = samples = 0
-                    window_start = time.perf_counter()
-                every = cfg.train.eval_every
-                end_of_epoch = st.batches_in_epoch == self.batches_per_epoch
-                if end_of_epoch:  # before any checkpoint, so a resume starts the next epoch
-                    st.epoch, st.batches_in_epoch = st.epoch + 1, 0
-                if (every == "epoch" and end_of_epoch) or (
-                    isinstance(every, int) and st.step % every == 0
-                ):
-                    self.evaluate()
-                    self.checkpoint()
-                    es = cfg.train.early_stopping
-                    if es is not None and st.evals_without_gain >= es.patience:
-                        self.emit(Note(f"Early stopping: no gain in {self.watch} for "
-                                       f"{st.evals_without_gain} evaluations"))
-                        done = True
-                        break
-                elif cfg.train.checkpoint_every and st.step % cfg.train.checkpoint_every == 0:
-                    self.checkpoint()
-                if st.step >= self.total_steps:
+                    diverged = self._log(window)
+                    if diverged is not None:
+                        return diverged
+                if self._after_step() or st.step >= self.total_steps:
                     done = True
                     break
+        return self._finish(status)
+
+    def _log(self, window: _Window) -> Outcome | None:
+        """Report the readings since the last log line; a failed Outcome if the loss
+        is no longer a number."""
+        st = self.state
+        mean_loss = float(window.loss) / window.batches  # one sync per interval
+        if not math.isfinite(mean_loss):
+            return Outcome("failed", summary={"steps": st.step}, error=(
+                f"Training diverged (loss is {mean_loss}) at step {st.step}; "
+                "lower train.learning_rate or keep max_grad_norm set."))
+        elapsed = max(time.perf_counter() - window.started, 1e-9)
+        self.emit(StepLogged(step=st.step, epoch=st.step / self.steps_per_epoch, metrics={
+            "loss": mean_loss,
+            "lr": self.scheduler.get_last_lr()[0],
+            "samples_per_s": window.samples / elapsed,
+            "tokens_per_s": float(window.tokens) / elapsed,
+        }))
+        window.reset()
+        return None
+
+    def _after_step(self) -> bool:
+        """Epoch bookkeeping, evaluation and checkpoints after an optimizer step; True
+        when early stopping ends the run."""
+        cfg, st = self.cfg, self.state
+        every = cfg.train.eval_every
+        end_of_epoch = st.batches_in_epoch == self.batches_per_epoch
+        if end_of_epoch:  # before any checkpoint, so a resume starts the next epoch
+            st.epoch, st.batches_in_epoch = st.epoch + 1, 0
+        if (every == "epoch" and end_of_epoch) or (isinstance(every, int) and st.step % every == 0):
+            self.evaluate()
+            self.checkpoint()
+            es = cfg.train.early_stopping
+            if es is not None and st.evals_without_gain >= es.patience:
+                self.emit(Note(f"Early stopping: no gain in {self.watch} for "
+                               f"{st.evals_without_gain} evaluations"))
+                return True
+        elif cfg.train.checkpoint_every and st.step % cfg.train.checkpoint_every == 0:
+            self.checkpoint()
+        return False
+
+    def _finish(self, status: str) -> Outcome:
+        st = self.state
         if status == "stopped":
             if st.step > self.start_step:  # no step, nothing new to keep
                 self.checkpoint()
         elif self.last_eval_step != st.step:
             self.evaluate()
-        if self.out_dir is not None and status == "completed" and acc.is_main_process:
+        if self.out_dir is not None and status == "completed" and self.accelerator.is_main_process:
             self.restore_best()
             self.save_final()
         return Outcome(status, summary=self.summary())

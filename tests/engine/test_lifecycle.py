@@ -36,7 +36,7 @@ def test_each_status_allows_what_it_should(status):
         if allowed[action]:
             check(run(status))
         else:
-            with pytest.raises(HubtuneError, match=f"Run 7 (is|already) "):
+            with pytest.raises(HubtuneError, match="Run 7 (is|already) "):
                 check(run(status))
 
 

@@ -8,7 +8,6 @@ on their own.
 
 from __future__ import annotations
 
-import collections
 import threading
 
 from textual import on, work
@@ -19,7 +18,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Input, Static
 from textual.worker import get_current_worker
 
-from store import Run, RunStore, SeriesTail
+from store import Run, RunStore
 from tui.formatting import (
     best_metric,
     cell,
@@ -34,10 +33,7 @@ from tui.screens.confirm import ConfirmScreen
 from tui.widgets.run_detail import RunDetail
 
 POLL_INTERVAL_S = 0.5
-DETAIL_EVERY_S = 1.0
-"""The fastest a running run's panel is redrawn."""
-LIST_EVERY_S = 2.0
-"""The fastest the run list is re-read while other processes write to the store."""
+"""How often the poll thread looks at the store (tui.run_watcher decides what to re-read)."""
 COLUMNS = (("id", "ID"), ("status", "Status"), ("name", "Name"), ("model", "Model"),
            ("task", "Task"), ("data", "Data"), ("best", "Best"), ("duration", "Took"),
            ("started", "Started"))
@@ -103,86 +99,18 @@ class RunsScreen(Screen):
 
     @work(thread=True, exit_on_error=False, group="poll-runs")
     def _poll(self) -> None:
+        from tui.run_watcher import RunWatcher
+
         worker = get_current_worker()
         store = RunStore(self.store.path)  # a connection of this thread's own
-        from tui.gpu import GpuMonitor, gpu_line
-
-        monitor = GpuMonitor()
         try:
-            reaped_at = 0.0
-            import time
-
-            # Only changes are posted: an idle or slowly-changing store costs the UI
-            # thread nothing, and training beside it keeps its cores to itself.
-            list_sig = detail_sig = list_version = None
-            detail_run, last_event, detail_posted = None, 0, 0.0
-            listed_at, woken = 0.0, False
-            # The selected run's curves and event log are followed, not re-read: each
-            # poll costs the same at step 100 and at step 100,000.
-            tails: tuple = ()
-            events: collections.deque = collections.deque(maxlen=200)
+            watcher = RunWatcher(store, self.post_message, self._list)
+            woken = False
             while not worker.is_cancelled:
-                if time.monotonic() - reaped_at > 10:
-                    if store.reap_interrupted():
-                        woken = True  # this connection's own writes leave data_version be
-                    reaped_at = time.monotonic()
-                # The list is re-read when someone else wrote to the store (at most
-                # every LIST_EVERY_S while a run logs), when this screen asks (search,
-                # sort, a new run), and every 10 s regardless; with 10k runs one read
-                # is ~10 ms, which an idle TUI should not spend twice a second.
-                version, now = store.data_version(), time.monotonic()
-                if (woken or list_sig is None or now - listed_at > 10
-                        or (version != list_version and now - listed_at >= LIST_EVERY_S)):
-                    list_version, listed_at = version, now
-                    runs = self._list(store)
-                    # A running run's Took ticks with each re-read.
-                    sig = [(r.id, r.status, r.name, r.started_utc, r.finished_utc, r.tags,
-                            r.notes, best_metric(r),
-                            duration(r.duration_s) if r.status == "running" else None)
-                           for r in runs]
-                    if sig != list_sig:
-                        list_sig = sig
-                        self.post_message(RunsRefreshed(runs))
-                run_id = self.selected_id
-                if run_id is not None:
-                    try:
-                        run = store.get_run(run_id)
-                    except Exception:
-                        run = None
-                    if run is not None:
-                        if run_id != detail_run:
-                            detail_run, last_event, detail_sig = run_id, 0, None
-                            events.clear()
-                        if not tails or tails[0] != (run_id, run.started_utc):
-                            # A resume rewrites the points after its checkpoint (and
-                            # restarts the clock): follow the series afresh.
-                            tails = ((run_id, run.started_utc), SeriesTail(run_id, "loss"),
-                                     SeriesTail(run_id, f"val_{main_metric(run)}"))
-                        fresh = store.events(run_id, after_id=last_event)
-                        latest = store.latest_metrics(run_id)
-                        gpu = gpu_line(monitor.read()) if run.status == "running" else ""
-                        if fresh:
-                            last_event = fresh[-1].id
-                            events.extend(fresh)
-                        sig = (run.status, run.error, tuple(sorted(latest.items())), gpu,
-                               last_event, run.tags, run.notes)
-                        # A running run's clock (duration, ETA) still ticks every 2 s, and
-                        # its panel redraws at most once a second however fast it logs:
-                        # the redraws are most of what watching costs the machine.
-                        since = time.monotonic() - detail_posted
-                        running = run.status == "running"
-                        changed = sig != detail_sig and (
-                            detail_sig is None or not running or since >= DETAIL_EVERY_S)
-                        if changed or (running and since > 2):
-                            detail_sig, detail_posted = sig, time.monotonic()
-                            _, loss, val = tails
-                            self.post_message(RunDetailRefreshed(
-                                run=run, loss=loss.read(store, max_points=200),
-                                val_metric=val.read(store, max_points=200),
-                                latest=latest, gpu=gpu or "no GPU",
-                                # The whole tail: a newer message may replace this one.
-                                events=list(events),
-                            ))
+                woken = watcher.reap() or woken
+                watcher.poll_list(woken)
+                if self.selected_id is not None:
+                    watcher.poll_detail(self.selected_id)
                 woken = self._wake.wait(POLL_INTERVAL_S)
                 self._wake.clear()
         finally:

@@ -1,0 +1,124 @@
+"""What the runs screen shows, read from the store on the screen's poll thread.
+
+The watcher posts only changes: an idle or slowly-changing store costs the UI thread
+nothing, and a run training beside the TUI keeps its cores. The selected run's
+curves and event log are followed from the last point seen, never re-read, so a poll
+costs the same at step 100 and at step 100,000. No widget is touched here: results
+go out as messages (`RunsRefreshed`, `RunDetailRefreshed`).
+"""
+
+from __future__ import annotations
+
+import collections
+import time
+from collections.abc import Callable
+
+from store import Run, RunStore, SeriesTail
+from tui.formatting import best_metric, duration, main_metric
+from tui.messages import RunDetailRefreshed, RunsRefreshed
+
+DETAIL_EVERY_S = 1.0
+"""The fastest a running run's panel is redrawn."""
+LIST_EVERY_S = 2.0
+"""The fastest the run list is re-read while other processes write to the store."""
+LIST_AT_LEAST_EVERY_S = 10.0
+"""The list is re-read this often whatever happens (a run's clock, a missed change)."""
+REAP_EVERY_S = 10.0
+
+
+class RunWatcher:
+    """Reads the run list and the selected run's panel; posts what changed."""
+
+    def __init__(self, store: RunStore, post: Callable, list_runs: Callable[[RunStore],
+                 list[Run]]) -> None:
+        from tui.gpu import GpuMonitor
+
+        self.store = store
+        """This thread's own connection."""
+        self.post = post
+        self.list_runs = list_runs
+        """The screen's filtered, sorted listing (search, status, sort as it stands)."""
+        self.monitor = GpuMonitor()
+        self.reaped_at = 0.0
+        self.list_sig: list | None = None
+        self.list_version: int | None = None
+        self.listed_at = 0.0
+        self.detail_run: int | None = None
+        self.detail_sig: tuple | None = None
+        self.detail_posted = 0.0
+        self.last_event = 0
+        self.tails: tuple = ()
+        """((run id, started), loss tail, validation tail) of the run being followed."""
+        self.events: collections.deque = collections.deque(maxlen=200)
+
+    def reap(self) -> bool:
+        """Mark dead workers' runs interrupted now and then; True if any was."""
+        if time.monotonic() - self.reaped_at <= REAP_EVERY_S:
+            return False
+        self.reaped_at = time.monotonic()
+        # this connection's own writes leave data_version be: the caller re-lists
+        return bool(self.store.reap_interrupted())
+
+    def poll_list(self, woken: bool) -> None:
+        # Re-read when someone else wrote to the store (at most every LIST_EVERY_S while
+        # a run logs), when the screen asks (search, sort, a new run), and every 10 s
+        # regardless; with 10k runs one read is ~10 ms, which an idle TUI should not
+        # spend twice a second.
+        version, now = self.store.data_version(), time.monotonic()
+        if not (woken or self.list_sig is None or now - self.listed_at > LIST_AT_LEAST_EVERY_S
+                or (version != self.list_version and now - self.listed_at >= LIST_EVERY_S)):
+            return
+        self.list_version, self.listed_at = version, now
+        runs = self.list_runs(self.store)
+        # A running run's Took ticks with each re-read.
+        sig = [(r.id, r.status, r.name, r.started_utc, r.finished_utc, r.tags, r.notes,
+                best_metric(r), duration(r.duration_s) if r.status == "running" else None)
+               for r in runs]
+        if sig != self.list_sig:
+            self.list_sig = sig
+            self.post(RunsRefreshed(runs))
+
+    def poll_detail(self, run_id: int) -> None:
+        from tui.gpu import gpu_line
+
+        try:
+            run = self.store.get_run(run_id)
+        except Exception:
+            return
+        self._follow(run)
+        fresh = self.store.events(run_id, after_id=self.last_event)
+        latest = self.store.latest_metrics(run_id)
+        gpu = gpu_line(self.monitor.read()) if run.status == "running" else ""
+        if fresh:
+            self.last_event = fresh[-1].id
+            self.events.extend(fresh)
+        sig = (run.status, run.error, tuple(sorted(latest.items())), gpu, self.last_event,
+               run.tags, run.notes)
+        # A running run's clock (duration, ETA) still ticks every 2 s, and its panel
+        # redraws at most once a second however fast it logs: the redraws are most of
+        # what watching costs the machine.
+        since = time.monotonic() - self.detail_posted
+        running = run.status == "running"
+        changed = sig != self.detail_sig and (
+            self.detail_sig is None or not running or since >= DETAIL_EVERY_S)
+        if changed or (running and since > 2):
+            self.detail_sig, self.detail_posted = sig, time.monotonic()
+            _, loss, val = self.tails
+            self.post(RunDetailRefreshed(
+                run=run, loss=loss.read(self.store, max_points=200),
+                val_metric=val.read(self.store, max_points=200),
+                latest=latest, gpu=gpu or "no GPU",
+                # The whole tail: a newer message may replace this one.
+                events=list(self.events),
+            ))
+
+    def _follow(self, run: Run) -> None:
+        """Start following `run` afresh when it is newly selected or was resumed."""
+        if run.id != self.detail_run:
+            self.detail_run, self.last_event, self.detail_sig = run.id, 0, None
+            self.events.clear()
+        if not self.tails or self.tails[0] != (run.id, run.started_utc):
+            # A resume rewrites the points after its checkpoint (and restarts the
+            # clock): follow the series afresh.
+            self.tails = ((run.id, run.started_utc), SeriesTail(run.id, "loss"),
+                          SeriesTail(run.id, f"val_{main_metric(run)}"))
