@@ -16,6 +16,7 @@ never textual.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import contextvars
 import dataclasses
@@ -24,8 +25,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from engine.core.config import RunConfig
 from engine.core.errors import DataError
@@ -36,6 +36,9 @@ from engine.data.reader import (  # noqa: F401  read_table: the one reader, re-e
     label_text,
     read_table,
 )
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass
@@ -133,34 +136,54 @@ def _require_columns(frame, path: Path, columns: dict[str, str | None]) -> None:
 
 def load_text_classification(cfg: RunConfig, tokenizer) -> TextData:
     """Read, split, label-map and tokenise a text (or text-pair) classification set."""
+    warnings: list[str] = []
+    (train_frame, train_labels), (val_frame, val_labels), names, majority = \
+        _labelled_splits(cfg, warnings)
+    return TextData(
+        train=_encode_texts(train_frame, train_labels, cfg.data, tokenizer),
+        validation=_encode_texts(val_frame, val_labels, cfg.data, tokenizer),
+        labels=names,
+        majority_class=majority,
+        warnings=tuple(warnings),
+    )
+
+
+TEXT_CLASSIFICATION_TASKS = ("text-classification", "text-pair-classification",
+                             "multi-label-classification", "regression")
+"""The tasks `load_text_classification` reads (and `check_text_classification` checks)."""
+
+
+def check_text_classification(cfg: RunConfig) -> list[str]:
+    """Every check `load_text_classification` makes, without a tokenizer or a model;
+    returns its warnings. The CLI runs it before it records a run, so a broken file
+    fails in a second instead of after a worker has loaded the model."""
+    warnings: list[str] = []
+    _labelled_splits(cfg, warnings)
+    return warnings
+
+
+def _labelled_splits(cfg: RunConfig, warnings: list[str]):
+    """((train frame, labels), (validation frame, labels), label names, majority class)."""
     spec, task = cfg.data, cfg.head.task
     if task == "text-pair-classification" and not spec.text_pair_column:
         raise DataError("head.task text-pair-classification needs data.text_pair_column.")
-    warnings: list[str] = []
     train_frame, val_frame = _read_splits(cfg, warnings)
     train_path = cfg.resolve(spec.train)
+    majority = None
     if task == "multi-label-classification":
         names, train_labels, val_labels = _multi_hot_labels(train_frame, val_frame, train_path,
                                                              spec.label_column)
-        majority = None
     elif task == "regression":
         names = ()
         train_labels = _as_floats(train_frame[spec.label_column], train_path, spec.label_column)
         val_source = cfg.resolve(spec.validation) if spec.validation else train_path
         val_labels = _as_floats(val_frame[spec.label_column], val_source, spec.label_column)
-        majority = None
     else:
         names, train_labels, val_labels = _class_labels(train_frame, val_frame, train_path,
                                                         spec.label_column)
-        counts = torch.bincount(torch.tensor(train_labels), minlength=len(names))
-        majority = int(counts.argmax())
-    return TextData(
-        train=_encode_texts(train_frame, train_labels, spec, tokenizer),
-        validation=_encode_texts(val_frame, val_labels, spec, tokenizer),
-        labels=names,
-        majority_class=majority,
-        warnings=tuple(warnings),
-    )
+        counts = collections.Counter(train_labels)
+        majority = max(range(len(names)), key=lambda i: (counts[i], -i))  # ties: lowest index
+    return (train_frame, train_labels), (val_frame, val_labels), names, majority
 
 
 def _read_splits(cfg: RunConfig, warnings: list[str]):
@@ -498,8 +521,13 @@ class Collator:
     def __init__(self, examples: TextExamples, pad_id: int, float_labels: bool) -> None:
         self.examples = examples
         self.pad_id = pad_id
+        import torch  # here, not at the top: reading and checking data needs no torch
+
         self.label_dtype = torch.float32 if float_labels else torch.long
+
     def __call__(self, indices: list[int]) -> dict[str, torch.Tensor]:
+        import torch
+
         ex = self.examples
         seqs = [ex.input_ids[i] for i in indices]
         width = max(len(s) for s in seqs)

@@ -3,9 +3,7 @@ one-sentence message from the engine API and from the CLI, and nothing stored is
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 import threading
 from pathlib import Path
 
@@ -84,28 +82,34 @@ def test_bad_data_file(name, tmp_path, tiny_bert):
 
 
 def test_bad_data_files_through_the_cli(tmp_path, tiny_bert, store):
-    """Every data case through `hubtune train` and its worker, as a user runs it.
-
-    The commands run side by side (they share only the store, which takes
-    concurrent writers): one after another they took a minute, almost all of
-    it each worker importing torch.
-    """
+    """Every data case through `hubtune train`, as a user runs it: refused in one sentence
+    before a run is recorded or a worker started (the CLI reads and checks the file as
+    the worker would), and nothing stored is lost."""
     kept = store.create_run({"keep": True}, name="earlier")
-    running = {}
     for name in sorted(DATA_CASES):
         (tmp_path / name).mkdir()
         cfg = data_config(tmp_path / name, tiny_bert, CORPUS / name)
-        running[name] = subprocess.Popen(
-            [sys.executable, "-m", "tui.cli", "train", str(cfg)], stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, text=True, cwd=REPO, env=os.environ.copy())
-    for name, proc in running.items():
-        _, stderr = proc.communicate(timeout=300)
-        assert proc.returncode == 1 and "Traceback" not in stderr, name
-        last = stderr.strip().splitlines()[-1]
+        result = cli("train", str(cfg))
+        assert result.returncode == 1 and "Traceback" not in result.stderr, name
+        last = result.stderr.strip().splitlines()[-1]
         assert last.startswith("Error: ") and DATA_CASES[name] in last, name
-    assert store.get_run(kept).name == "earlier"  # nothing stored is lost
-    failed = [r for r in store.list_runs() if r.status == "failed"]
-    assert len(failed) == len(DATA_CASES) - 1  # a missing file fails before a run is made
+    assert store.get_run(kept).name == "earlier"
+    assert [r.id for r in store.list_runs()] == [kept]  # no failed run left behind
+
+
+def test_bad_data_the_cli_cannot_check_first_still_fails_in_the_worker(tmp_path, tiny_bert,
+                                                                       store, monkeypatch):
+    """Above the pre-check's size limit the worker reads the file and fails the run with
+    the same sentence."""
+    import tui.cli.train as train_cli
+
+    monkeypatch.setattr(train_cli, "PRECHECK_MAX_BYTES", 0)
+    cfg = data_config(tmp_path, tiny_bert, CORPUS / "missing_columns.csv")
+    result = cli("train", str(cfg))
+    assert result.returncode == 1
+    assert DATA_CASES["missing_columns.csv"] in result.stderr.strip().splitlines()[-1]
+    (run,) = store.list_runs()
+    assert run.status == "failed" and DATA_CASES["missing_columns.csv"] in run.error
 
 
 @pytest.mark.parametrize("name", sorted(CONFIG_CASES))

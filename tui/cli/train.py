@@ -40,10 +40,18 @@ def train(config: Path, overrides: tuple[str, ...], detach: bool, processes: int
         raise Failure(run.error or f"Run {run_id} ended {status}.")
 
 
+PRECHECK_MAX_BYTES = 100 << 20
+"""Data files up to this size are read and checked before a run is recorded; larger ones
+only by the worker (reading them twice would cost more than it saves)."""
+
+
 def check_inputs(cfg) -> None:
-    """Fail before spawning a worker when a named file is plainly missing."""
+    """Fail before a run is recorded and a worker spawned when the inputs are plainly
+    wrong: a missing file, or (text classification tasks) data the worker would refuse
+    after loading the model: bad encoding, missing columns, unusable labels."""
     from engine.core.errors import DataError
 
+    paths = []
     for key in ("train", "validation"):
         value = getattr(cfg.data, key)
         if value is None:
@@ -51,6 +59,12 @@ def check_inputs(cfg) -> None:
         path = cfg.resolve(value)
         if not path.exists():
             raise DataError(f"The data.{key} file {path} does not exist; check the path.")
+        paths.append(path)
+    from engine.data.loading import TEXT_CLASSIFICATION_TASKS, check_text_classification
+
+    if cfg.head.task in TEXT_CLASSIFICATION_TASKS and all(
+            p.is_file() and p.stat().st_size <= PRECHECK_MAX_BYTES for p in paths):
+        check_text_classification(cfg)  # pandas only: no torch, no model
     model = cfg.model.id
     if "/" in model and not model.startswith(("torchvision:", "pkg:", "run:")) \
             and not cfg.resolve(model).exists():
