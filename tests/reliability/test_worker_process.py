@@ -171,8 +171,6 @@ def test_damaged_checkpoints_and_racing_resumes(tiny_config):
 
 def test_hubtune_home_removed_mid_run_stops_the_worker_and_the_follower(tiny_config,
                                                                         hubtune_home):
-    import shutil
-
     store = RunStore()
     run_id = start(tiny_config, *SLOW)
     follower = subprocess.Popen([sys.executable, "-m", "tui.cli", "runs", "follow", str(run_id)],
@@ -181,7 +179,9 @@ def test_hubtune_home_removed_mid_run_stops_the_worker_and_the_follower(tiny_con
     wait_until(lambda: len(loss_steps(store, run_id)) >= 3, what="training to start")
     pid = store.get_run(run_id).pid
     store.close()
-    shutil.rmtree(hubtune_home)  # SQLite would write on into the deleted file, unnoticed
+    # Moved away in one step (an rmtree races the worker's checkpoint writes); either way
+    # the path is gone, and SQLite would write on into the moved file, unnoticed.
+    hubtune_home.rename(hubtune_home.with_name("home-removed"))
     _, err = follower.communicate(timeout=60)
     assert follower.returncode != 0
     assert "was removed or replaced while following run" in err and "Traceback" not in err
