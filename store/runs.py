@@ -633,9 +633,7 @@ def check_name(name: str) -> str:
     if len(name) > MAX_NAME_CHARS:
         raise StoreError(f"The run name is {len(name):,} characters long; "
                          f"keep it to {MAX_NAME_CHARS}.")
-    if _has_control(name):
-        raise StoreError("The run name holds a control character (a newline, tab or escape); "
-                         "use plain text.")
+    _refuse_control("The run name", name)
     return name
 
 
@@ -648,9 +646,7 @@ def check_tags(tags: Sequence[str]) -> tuple[str, ...]:
         if len(tag) > MAX_TAG_CHARS:
             raise StoreError(f"The tag {tag[:20]!r}... is {len(tag)} characters long; "
                              f"keep tags to {MAX_TAG_CHARS}.")
-        if _has_control(tag):
-            raise StoreError("A tag holds a control character (a newline, tab or escape); "
-                             "use plain text.")
+        _refuse_control("A tag", tag)
     return cleaned
 
 
@@ -663,6 +659,12 @@ def check_note(note: str) -> str:
         raise StoreError("The note holds a control character (an escape, tab or carriage "
                          "return); use plain text and newlines.")
     return note
+
+
+def _refuse_control(what: str, text: str) -> None:
+    if _has_control(text):
+        raise StoreError(f"{what} holds a control character (a newline, tab or escape); "
+                         "use plain text.")
 
 
 def _has_control(text: str) -> bool:

@@ -291,14 +291,7 @@ class TrainSpec:
             )
         _at_most("train.learning_rate", self.learning_rate, UPPER_BOUNDS["train.learning_rate"])
         if self.head_learning_rate is not None:
-            _finite("train.head_learning_rate", self.head_learning_rate)
-        if self.head_learning_rate is not None and self.head_learning_rate <= 0:
-            raise ConfigError(
-                f"train.head_learning_rate must be more than 0, got {self.head_learning_rate}."
-            )
-        if self.head_learning_rate is not None:
-            _at_most("train.head_learning_rate", self.head_learning_rate,
-                     UPPER_BOUNDS["train.head_learning_rate"])
+            _positive("train.head_learning_rate", self.head_learning_rate)
         if self.layer_lr_decay is not None and not 0 < self.layer_lr_decay <= 1:  # NaN too
             raise ConfigError(
                 f"train.layer_lr_decay must be in (0, 1], got {self.layer_lr_decay}."
@@ -319,14 +312,8 @@ class TrainSpec:
         _choice("train.scheduler", self.scheduler, SCHEDULERS)
         _choice("train.precision", self.precision, PRECISIONS)
         _positive("train.grad_accumulation", self.grad_accumulation)
-        if self.max_grad_norm is not None:
-            _finite("train.max_grad_norm", self.max_grad_norm)
-        if self.max_grad_norm is not None and self.max_grad_norm <= 0:
-            raise ConfigError(
-                f"train.max_grad_norm must be more than 0 (or null), got {self.max_grad_norm}."
-            )
-        if self.max_grad_norm is not None:
-            _at_most("train.max_grad_norm", self.max_grad_norm, UPPER_BOUNDS["train.max_grad_norm"])
+        if self.max_grad_norm is not None:  # null turns clipping off
+            _positive("train.max_grad_norm", self.max_grad_norm)
         if not 0 <= self.seed <= MAX_SEED:
             raise ConfigError(f"train.seed must be a whole number from 0 to {MAX_SEED:,} "
                               f"(numpy's seed range), got {self.seed:,}.")
