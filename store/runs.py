@@ -461,6 +461,19 @@ class RunStore:
             )
         return len(batch)
 
+    def metric_rows(self, run_id: int) -> list[MetricRow]:
+        """Every metric value of a run as (step, epoch, name, value, time_unix), by name
+        then step: what `runs export --metrics` writes."""
+        return self.db.execute(
+            "SELECT step, epoch, name, value, time_unix FROM metrics WHERE run_id = ?"
+            " ORDER BY name, step", [run_id]).fetchall()
+
+    def last_step(self, run_id: int, name: str = "loss") -> int:
+        """The highest step a metric was logged at; -1 before the first."""
+        row = self.db.execute("SELECT max(step) FROM metrics WHERE run_id = ? AND name = ?",
+                              [run_id, name]).fetchone()
+        return row[0] if row and row[0] is not None else -1
+
     def metric_names(self, run_id: int) -> list[str]:
         cur = self.db.execute(
             "SELECT DISTINCT name FROM metrics WHERE run_id = ? ORDER BY name", [run_id]

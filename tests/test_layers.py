@@ -151,3 +151,16 @@ def test_runs_ls_imports_neither_textual_nor_torch(tmp_path):
                          check=True, timeout=120, cwd=REPO,
                          env={"PATH": "/usr/bin:/bin", "HUBTUNE_HOME": str(tmp_path)})
     assert json.loads(out.stdout) == []
+
+
+def test_sql_stays_in_the_store():
+    """The CLI, the TUI and the engine ask RunStore; none of them writes SQL of its own."""
+    import re
+
+    pattern = re.compile(r"\.db\.(execute|conn)|\b(SELECT|INSERT|UPDATE|DELETE)\s+\w")
+    found = [f"{path.relative_to(REPO)}:{n}"
+             for root in ("tui", "engine")
+             for path in sorted((REPO / root).rglob("*.py"))
+             for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+             if pattern.search(line)]
+    assert found == []

@@ -240,9 +240,7 @@ def runs_export(run_id: int, metrics_file: Path, force: bool) -> None:
 
     store = open_store()
     store.get_run(run_id)
-    rows = store.db.execute(
-        "SELECT step, epoch, name, value, time_unix FROM metrics WHERE run_id = ?"
-        " ORDER BY name, step", [run_id]).fetchall()
+    rows = store.metric_rows(run_id)
 
     def write(tmp: Path) -> None:
         with open(tmp, "w", newline="", encoding="utf-8") as fh:

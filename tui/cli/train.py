@@ -106,7 +106,7 @@ def follow(store, run_id: int, *, after_event: int = 0) -> str:
                 last_event = ev.id
                 echo(f"[{ev.level}] {printable(ev.message)}", err=ev.level == "error")
             latest = store.latest_metrics(run_id)
-            step = int(_latest_step(store, run_id))
+            step = store.last_step(run_id)
             if step > last_step and "loss" in latest:
                 last_step = step
                 echo(_progress_line(step, latest))
@@ -121,13 +121,6 @@ def follow(store, run_id: int, *, after_event: int = 0) -> str:
         echo(f"\nDetached; run {run_id} goes on. `hubtune runs follow {run_id}` "
                    f"reattaches, `hubtune runs stop {run_id}` stops it.", err=True)
         sys.exit(0)
-
-
-def _latest_step(store, run_id: int) -> int:
-    row = store.db.execute(
-        "SELECT max(step) FROM metrics WHERE run_id = ? AND name = 'loss'", [run_id]
-    ).fetchone()
-    return row[0] if row and row[0] is not None else -1
 
 
 def _progress_line(step: int, m: dict[str, float]) -> str:
