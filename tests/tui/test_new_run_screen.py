@@ -91,7 +91,7 @@ async def test_bad_values_are_shown_inline_and_block_launch(store, tiny_bert, se
 
 
 async def test_load_a_yaml_config_and_flag_an_unknown_column(store, tmp_path, tiny_bert,
-                                                             sentiment_csv):
+                                                             sentiment_csv, hubtune_home):
     cfg = tmp_path / "run.yaml"
     cfg.write_text(f"name: loaded\nmodel: {{id: {tiny_bert}}}\n"
                    f"data: {{train: {sentiment_csv}, label_column: sentiment}}\n"
@@ -115,6 +115,27 @@ async def test_load_a_yaml_config_and_flag_an_unknown_column(store, tmp_path, ti
         assert screen.config.train.log_every == 3
         assert screen.config.train.warmup_ratio == 0.2
         assert screen.config.data.label_column == "label"
+
+        # Saving over the file it came from asks first; "no" leaves it as it was.
+        before = cfg.read_text()
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: app.screen.__class__.__name__ == "ConfirmScreen")
+        await pilot.press("n")
+        await wait_for(pilot, lambda: app.screen is screen)
+        assert cfg.read_text() == before
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: app.screen.__class__.__name__ == "ConfirmScreen")
+        await pilot.press("y")
+        await wait_for(pilot, lambda: "label_column: label" in cfg.read_text())
+        # Never into hubtune's own data folder, whatever the name.
+        inside = hubtune_home / "hubtune.db"
+        await type_into(pilot, "config-path", str(inside))
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: app.screen.__class__.__name__ == "ConfirmScreen")
+        await pilot.press("y")
+        await wait_for(pilot, lambda: any("inside hubtune's data folder" in n.message
+                                          for n in app._notifications))
+        assert inside.read_bytes()[:16] == b"SQLite format 3\x00"
 
 
 async def test_layer_tree_shows_the_plan_and_freezes_a_group(store, tiny_bert, sentiment_csv):
