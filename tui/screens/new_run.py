@@ -82,6 +82,21 @@ class NewRunScreen(Screen):
         self._planned: str | None = None
         self._length_key: tuple | None = None
         self.lengths = None
+        self.parent_id: int | None = None
+        """The run this form was forked from (recorded as the new run's parent)."""
+        self.preview = None
+        """The data file's preview (engine.data.reader.DataPreview) once read."""
+        self._base: dict = {}
+        """Config keys the form has no field for (from a loaded file or a forked run), kept
+        so they survive the round trip into the new run."""
+        self._wanted_columns: tuple[str | None, str | None] = (None, None)
+        """Text and label columns a loaded config named, until the file's header is read."""
+        self._missing: dict[str, str] = {}
+        """Column fields whose loaded value the file lacks (shown as errors)."""
+        self._length_note: str | None = None
+        """The plan's notice about data.max_length (clamped to the model's positions)."""
+        self._length_markup: str | None = None
+        """What the max-length note box shows when it shows that notice."""
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -214,7 +229,7 @@ class NewRunScreen(Screen):
             if isinstance(value, str):
                 sets.append(f"{key}={yaml.safe_dump(value).strip()}")
         # Start from a loaded config, so settings the form does not show are kept.
-        data = apply_overrides(getattr(self, "_base", {}), sets)
+        data = apply_overrides(self._base, sets)
         data.setdefault("name", "")
         data["base_dir"] = str(Path.cwd())
         return data
@@ -326,9 +341,9 @@ class NewRunScreen(Screen):
         """Under Max tokens: the plan's notice that it is clamped to the model's positions
         (engine.modeling.lengths.effective_max_length, the check the run makes)."""
         box = self.query_one("#e-max-length", Static)
-        note = getattr(self, "_length_note", None)
+        note = self._length_note
         markup = f"[$warning]{literal(note)}[/]" if note else None
-        ours = box.content == getattr(self, "_length_markup", None)  # not an error message
+        ours = box.content == self._length_markup  # not an error message
         if box.has_class("-hidden") or ours:  # an error in the field comes first
             box.update(markup or "")
             box.set_class(not markup, "-hidden")
@@ -342,7 +357,7 @@ class NewRunScreen(Screen):
     @on(LayerPlan.Toggled)
     def _freeze_toggled(self, event: LayerPlan.Toggled) -> None:
         """A group flipped in the tree: the plan becomes a `modules` policy."""
-        base = dict(getattr(self, "_base", {}))
+        base = dict(self._base)
         if event.patterns:
             base["freeze"] = {**base.get("freeze", {}), "policy": "modules",
                               "patterns": event.patterns}
@@ -356,7 +371,7 @@ class NewRunScreen(Screen):
     @on(LayerPlan.RateSet)
     def _rate_set(self, event: LayerPlan.RateSet) -> None:
         """A group's own learning rate, kept in the config the form does not show."""
-        base = dict(getattr(self, "_base", {}))
+        base = dict(self._base)
         train = dict(base.get("train", {}))
         rates = dict(train.get("group_learning_rates") or {})
         if event.rate is None:
@@ -447,7 +462,7 @@ class NewRunScreen(Screen):
                           + [""] * (len(p.columns) - len(row)))
         options = [(cell(cut(c, 40)), c) for c in p.columns]
         wanted = dict(zip(("text-col", "label-col"),
-                          getattr(self, "_wanted_columns", (None, None)), strict=True))
+                          self._wanted_columns, strict=True))
         self._wanted_columns = (None, None)
         self._missing = {}
         for fid, guess in (("text-col", p.text_column), ("label-col", p.label_column)):
@@ -473,13 +488,13 @@ class NewRunScreen(Screen):
         self._update_launch()
 
     def _check_columns(self) -> None:
-        p = getattr(self, "preview", None)
+        p = self.preview
         if p is None:
             return
         label = self.query_one("#f-label-col", Select).value
         text = self.query_one("#f-text-col", Select).value
         ok = True
-        missing = getattr(self, "_missing", {})
+        missing = self._missing
         task = self.query_one("#f-task", Select).value
         needed = [("text-col", text)]
         if task not in UNLABELLED:
@@ -616,7 +631,7 @@ class NewRunScreen(Screen):
                 # The file's name, made a name the store takes (one line, not too long).
                 stem = printable(Path(cfg.data.train).stem)
                 cfg = dataclasses.replace(cfg, name=cut(stem, MAX_NAME_CHARS))
-            run_id = start_run(self.store, cfg, parent_id=getattr(self, "parent_id", None))
+            run_id = start_run(self.store, cfg, parent_id=self.parent_id)
             self.parent_id = None
         except (HubtuneError, StoreError) as exc:
             self.notify(str(exc), severity="error")

@@ -76,6 +76,8 @@ class RunsScreen(Screen):
         self._runs: dict[int, Run] = {}
         self.marked: set[int] = set()
         """Runs marked with space, for Compare."""
+        self._pending_select: int | None = None
+        """A run to put the cursor on once the list holds it (a run just launched)."""
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -152,7 +154,7 @@ class RunsScreen(Screen):
                     if table.get_cell(str(r.id), col) != value:
                         table.update_cell(str(r.id), col, value, update_width=True)
         self.query_one("#runs-empty").set_class(bool(msg.runs), "-hidden")
-        pending = getattr(self, "_pending_select", None)
+        pending = self._pending_select
         if pending is not None and str(pending) in wanted_keys:
             table.move_cursor(row=table.get_row_index(str(pending)))
             self._pending_select = None
