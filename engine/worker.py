@@ -248,7 +248,6 @@ class StoreSink:
 
     def _loop(self) -> None:
         store = RunStore(self.db_file)  # this thread's own connection
-        inode = os.stat(self.db_file).st_ino
         last_beat = 0.0
         try:
             while True:
@@ -257,7 +256,10 @@ class StoreSink:
                 closing = self._closing.is_set()
                 self._flush(store)
                 if time.monotonic() - last_beat >= HEARTBEAT_INTERVAL_S:
-                    _check_database_file(self.db_file, inode)
+                    if store.file_replaced():
+                        raise StoreError(f"The run database {self.db_file} was removed or "
+                                         "replaced while the run trained (is HUBTUNE_HOME "
+                                         "still there?); the run stops.")
                     store.heartbeat(self.run_id, self.lease)
                     if store.stop_requested(self.run_id):
                         self.stop.set()
@@ -297,18 +299,6 @@ class StoreSink:
             raise self.error
 
 
-def _check_database_file(db_file: Path, inode: int) -> None:
-    """SQLite keeps writing to a database file that was deleted (or replaced) under it,
-    so nothing would fail: the run would train on and record into nowhere."""
-    try:
-        same = os.stat(db_file).st_ino == inode
-    except OSError:
-        same = False
-    if not same:
-        raise StoreError(f"The run database {db_file} was removed or replaced while the run "
-                         "trained (is HUBTUNE_HOME still there?); the run stops.")
-
-
 def run_worker(run_id: int, db_file: Path, lease: str, *, resume: bool = False,
                checkpoint: str | None = None) -> int:
     """Train run `run_id` to the end, recording everything; returns an exit code.
@@ -327,15 +317,13 @@ def run_worker(run_id: int, db_file: Path, lease: str, *, resume: bool = False,
                     env=capture_environment())
         run = store.get_run(run_id)
     except LeaseLost as exc:
-        print(exc, file=sys.stderr)
-        store.close()
-        return EXIT_NOT_OURS
+        return _not_ours(store, exc)
     resume_from = None
     if resume:
         try:
             point = resume_point(store, run_id, checkpoint, deep=True)
         except HubtuneError as exc:
-            return _fail_before_training(store, run_id, lease, str(exc))
+            return _record_outcome(store, run_id, lease, "failed", None, str(exc))
         for note in point.notes():
             store.add_event(run_id, note, "warning", lease=lease)
         resume_from = point.path
@@ -362,11 +350,20 @@ def run_worker(run_id: int, db_file: Path, lease: str, *, resume: bool = False,
         try:
             sink.close()
         except LeaseLost as exc:
-            print(exc, file=sys.stderr)
-            store.close()
-            return EXIT_NOT_OURS
+            return _not_ours(store, exc)
         except Exception:
             traceback.print_exc()
+    return _record_outcome(store, run_id, lease, status, summary, error)
+
+
+EXIT_NOT_OURS = 3
+"""The worker's exit code when its run was deleted or handed to another worker."""
+
+
+def _record_outcome(store: RunStore, run_id: int, lease: str, status: str,
+                    summary: dict | None, error: str | None) -> int:
+    """The run's last events and final status (while the lease still holds); closes the
+    store and returns the worker's exit code."""
     try:
         if error:
             store.add_event(run_id, error, "error", lease=lease)
@@ -377,27 +374,16 @@ def run_worker(run_id: int, db_file: Path, lease: str, *, resume: bool = False,
         store.add_event(run_id, ending, "info", lease=lease)
         store.finish(run_id, status, summary=summary, error=error, lease=lease)
     except LeaseLost as exc:
-        print(exc, file=sys.stderr)
-        return EXIT_NOT_OURS
-    finally:
-        store.close()
+        return _not_ours(store, exc)
+    store.close()
     return 0 if status in ("completed", "stopped") else 1
 
 
-EXIT_NOT_OURS = 3
-"""The worker's exit code when its run was deleted or handed to another worker."""
-
-
-def _fail_before_training(store: RunStore, run_id: int, lease: str, error: str) -> int:
-    try:
-        store.add_event(run_id, error, "error", lease=lease)
-        store.finish(run_id, "failed", error=error, lease=lease)
-    except LeaseLost as exc:
-        print(exc, file=sys.stderr)
-        return EXIT_NOT_OURS
-    finally:
-        store.close()
-    return 1
+def _not_ours(store: RunStore, exc: LeaseLost) -> int:
+    """The run was deleted or handed to another worker: say so in the log, write nothing."""
+    print(exc, file=sys.stderr)
+    store.close()
+    return EXIT_NOT_OURS
 
 
 def _run_follower(run_id: int, db_file: Path, *, resume: bool,

@@ -78,6 +78,16 @@ class RunStore:
             conn.execute("PRAGMA foreign_keys = ON")
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"Cannot open the run database {self.path}: {exc}.") from None
+        self._inode = os.stat(self.path).st_ino
+
+    def file_replaced(self) -> bool:
+        """Whether the database file was removed or replaced since this store opened it.
+        SQLite writes on into an unlinked file without an error, so a worker or a
+        follower would otherwise record into (and read from) nowhere."""
+        try:
+            return os.stat(self.path).st_ino != self._inode
+        except OSError:
+            return True
 
     # -- opening -----------------------------------------------------------
 
@@ -219,7 +229,7 @@ class RunStore:
     def get_run(self, run_id: int) -> Run:
         row = self.db.execute("SELECT * FROM runs WHERE id = ?", [run_id]).fetchone()
         if row is None:
-            raise StoreError(f"There is no run {run_id}; `hubtune runs ls` lists the runs.")
+            raise _no_such_run(run_id)
         cols = [d[0] for d in self.db.execute("SELECT * FROM runs LIMIT 0").description]
         return Run.from_row(dict(zip(cols, row, strict=True)))
 
@@ -230,7 +240,7 @@ class RunStore:
                 self._check_lease(conn, run_id, lease)
             cur = conn.execute(f"UPDATE runs SET {sets} WHERE id = ?", [*values.values(), run_id])
             if cur.rowcount == 0:
-                raise StoreError(f"There is no run {run_id}; `hubtune runs ls` lists the runs.")
+                raise _no_such_run(run_id)
 
     @staticmethod
     def _check_lease(conn: sqlite3.Connection, run_id: int, lease: str) -> None:
@@ -256,15 +266,11 @@ class RunStore:
                 [utc_now(), pid, host, json.dumps(env, sort_keys=True), time.time(),
                  run_id, lease])
             if cur.rowcount == 0:
-                row = conn.execute("SELECT status, lease FROM runs WHERE id = ?",
-                                   [run_id]).fetchone()
-                if row is None:
-                    why = "was deleted"
-                elif row[1] != lease:
-                    why = "was handed to another worker"
-                else:
-                    why = f"is already {row[0]}"
-                raise LeaseLost(f"Run {run_id} {why}; this worker exits without training.")
+                self._check_lease(conn, run_id, lease)  # deleted, or another launch's now
+                status = conn.execute("SELECT status FROM runs WHERE id = ?",
+                                      [run_id]).fetchone()[0]
+                raise LeaseLost(f"Run {run_id} is already {status}; this worker exits "
+                                "without training.")
 
     def finish(
         self,
@@ -315,7 +321,7 @@ class RunStore:
             if cur.rowcount == 0:
                 row = conn.execute("SELECT status FROM runs WHERE id = ?", [run_id]).fetchone()
                 if row is None:
-                    raise StoreError(f"There is no run {run_id}; `hubtune runs ls` lists the runs.")
+                    raise _no_such_run(run_id)
                 raise StoreError(f"Run {run_id} is {row[0]} (another command got to it first); "
                                  "only a stopped, interrupted or failed run can be resumed.")
         return lease
@@ -422,7 +428,7 @@ class RunStore:
             row = conn.execute("SELECT status, output_dir FROM runs WHERE id = ?",
                                [run_id]).fetchone()
             if row is None:
-                raise StoreError(f"There is no run {run_id}; `hubtune runs ls` lists the runs.")
+                raise _no_such_run(run_id)
             status, output_dir = row
             if status == "running":
                 raise StoreError(f"Run {run_id} is still running; stop it before deleting it.")
@@ -603,6 +609,16 @@ class RunStore:
         metrics = {n: tuple(r.summary.get(n) for r in runs) for n in names}
         return Comparison(runs=runs, config_diff=diff, metrics=metrics)
 
+    def _end_unchanged(self, run: Run, status: str, error: str) -> bool:
+        """Finish `run` as `status` only if it is still as read (same status, lease and
+        pid): a resume or a claim in between wins. True if it was finished."""
+        with self._write() as conn:
+            cur = conn.execute(
+                "UPDATE runs SET status = ?, finished_utc = ?, error = ?"
+                " WHERE id = ? AND status = ? AND lease IS ? AND pid IS ?",
+                [status, utc_now(), error, run.id, run.status, run.lease, run.pid])
+            return cur.rowcount == 1
+
     def reap_interrupted(self, *, stale_after_s: float = 30.0) -> list[int]:
         """Mark running runs on this host whose worker is gone as `interrupted`, and
         queued ones whose launcher died before its worker claimed them as `failed`."""
@@ -615,26 +631,20 @@ class RunStore:
             if run.host and run.host != host:
                 continue  # another machine's worker; its pid means nothing here
             stale = run.heartbeat_unix is None or now - run.heartbeat_unix > stale_after_s
-            if stale and not _pid_alive(run.pid):
-                with self._write() as conn:  # only if nobody resumed it meanwhile
-                    cur = conn.execute(
-                        "UPDATE runs SET status = 'interrupted', finished_utc = ?, error = ?"
-                        " WHERE id = ? AND status = 'running' AND lease IS ?",
-                        [utc_now(), "The worker process ended unexpectedly.", run.id, run.lease])
-                if cur.rowcount:
-                    reaped.append(run.id)
+            if stale and not _pid_alive(run.pid) and self._end_unchanged(
+                    run, "interrupted", "The worker process ended unexpectedly."):
+                reaped.append(run.id)
         for run in self.list_runs(status="queued", limit=None):
             # launched here (set_pid) but the launcher died before its worker claimed the run
-            if run.pid and run.host == host and not _pid_alive(run.pid):
-                with self._write() as conn:
-                    cur = conn.execute(
-                        "UPDATE runs SET status = 'failed', finished_utc = ?, error = ?"
-                        " WHERE id = ? AND status = 'queued' AND lease IS ? AND pid = ?",
-                        [utc_now(), "The worker exited before it started training; see "
-                         f"{run.output_dir}/worker.log.", run.id, run.lease, run.pid])
-                if cur.rowcount:
-                    reaped.append(run.id)
+            if run.pid and run.host == host and not _pid_alive(run.pid) and self._end_unchanged(
+                    run, "failed", "The worker exited before it started training; see "
+                    f"{run.output_dir}/worker.log."):
+                reaped.append(run.id)
         return reaped
+
+
+def _no_such_run(run_id: int) -> StoreError:
+    return StoreError(f"There is no run {run_id}; `hubtune runs ls` lists the runs.")
 
 
 def _new_lease() -> str:

@@ -77,29 +77,23 @@ def follow(store, run_id: int, *, after_event: int = 0) -> str:
     """Print events (those after `after_event`) and progress until the run ends;
     Ctrl-C detaches. A resumed run is followed from its resume on, so an earlier
     attempt's events and outcome are never printed as this one's."""
+    import sqlite3
+
+    from engine.lifecycle import FINISHED
+
     last_event = after_event
     last_step = -1
     resumed = after_event > 0
-    import sqlite3
-
-    db_inode = store.path.stat().st_ino
-
-    def database_gone() -> bool:
-        try:
-            return store.path.stat().st_ino != db_inode
-        except OSError:
-            return True
-
     gone = Failure(f"The run database {store.path} was removed or replaced while following "
                    f"run {run_id}; check HUBTUNE_HOME.")
     try:
         while True:
-            if database_gone():
+            if store.file_replaced():
                 raise gone
             try:
                 run = store.get_run(run_id)
             except (sqlite3.Error, StoreError):
-                if database_gone():  # removed between the check and the read
+                if store.file_replaced():  # removed between the check and the read
                     raise gone from None
                 raise
             for ev in store.events(run_id, after_id=last_event):
@@ -110,7 +104,7 @@ def follow(store, run_id: int, *, after_event: int = 0) -> str:
             if step > last_step and "loss" in latest:
                 last_step = step
                 echo(_progress_line(step, latest))
-            if run.status in ("completed", "failed", "stopped", "interrupted"):
+            if run.status in FINISHED:
                 if not resumed or run.status == "completed":
                     _print_summary(run)
                 return run.status
