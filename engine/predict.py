@@ -68,7 +68,10 @@ class Predictor:
         elif loader is not None:
             import transformers
 
-            self.model = getattr(transformers, loader).from_pretrained(self.dir)
+            from engine.modeling.loading import MASTER_DTYPE
+
+            self.model = getattr(transformers, loader).from_pretrained(self.dir,
+                                                                       dtype=MASTER_DTYPE)
             self.tokenizer = transformers.AutoTokenizer.from_pretrained(self.dir)
         else:
             self._load_sequence_model()
@@ -78,10 +81,11 @@ class Predictor:
         from safetensors.torch import load_model
         from transformers import AutoConfig, AutoModel, AutoTokenizer
 
-        from engine.modeling.loading import SequenceClassifier
+        from engine.modeling.loading import MASTER_DTYPE, SequenceClassifier
         from engine.tasks.evaluate import label_kind
 
-        backbone = AutoModel.from_config(AutoConfig.from_pretrained(self.dir))
+        backbone = AutoModel.from_config(AutoConfig.from_pretrained(self.dir),
+                                         dtype=MASTER_DTYPE)
         if self.head["pooling"] != "pooler" and getattr(backbone, "pooler", None) is not None:
             backbone.pooler = None
         kind = label_kind(self.task)
@@ -107,7 +111,10 @@ class Predictor:
         else:
             from transformers import AutoModelForImageClassification
 
-            self.model = AutoModelForImageClassification.from_pretrained(self.dir)
+            from engine.modeling.loading import MASTER_DTYPE
+
+            self.model = AutoModelForImageClassification.from_pretrained(
+                self.dir, dtype=MASTER_DTYPE)
 
     def predict(self, inputs: list[str]) -> list[Prediction]:
         """One prediction per input, in order; an empty input is a DataError."""

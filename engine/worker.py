@@ -26,7 +26,9 @@ from pathlib import Path
 from engine.core.config import RunConfig
 from engine.core.errors import HubtuneError
 from engine.core.events import CheckpointSaved, EvalFinished, Event, Note, RunPrepared, StepLogged
+from engine.core.gpus import GpuMonitor, check_process_count
 from engine.lifecycle import RESUMABLE, check_resumable
+from engine.training.precision import precision_label
 from store import LeaseLost, RunStore, StoreError, run_dir
 
 FLUSH_INTERVAL_S = 0.5
@@ -41,14 +43,20 @@ def start_run(
     parent_id: int | None = None,
     tags: tuple[str, ...] = (),
     processes: int = 1,
+    gpus: GpuMonitor | None = None,
 ) -> int:
     """Record a queued run and start its worker; returns the run id at once.
 
     With `processes` > 1 the worker runs under `torchrun` (data parallel over
     the GPUs, or over CPU processes with gloo); only rank 0 writes to the store.
+    More processes than visible GPUs are refused before anything is recorded
+    (`gpus` is the NVML reader that counts them; tests pass a fake).
     """
     import yaml
 
+    if processes < 1:
+        raise HubtuneError(f"--processes must be 1 or more, got {processes}.")
+    check_process_count(processes, gpus)
     if parent_id is None and cfg.model.id.startswith("run:") and cfg.model.id[4:].isdigit():
         parent_id = int(cfg.model.id[4:])  # sequential fine-tuning: lineage kept
         try:
@@ -68,8 +76,6 @@ def start_run(
     folder = run_dir(run_id)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
-    if processes < 1:
-        raise HubtuneError(f"--processes must be 1 or more, got {processes}.")
     (folder / LAUNCH_FILE).write_text(json.dumps({"processes": processes}))
     _spawn(store, run_id, store.get_run(run_id).lease, resume=False)
     return run_id
@@ -82,8 +88,7 @@ LAUNCH_FILE = "launch.json"
 def worker_command(run_id: int, db_file: Path, lease: str, *, resume: bool,
                    checkpoint: str | None = None) -> list[str]:
     """The worker's command line: plain Python, or torchrun for several processes."""
-    launch = run_dir(run_id) / LAUNCH_FILE
-    processes = json.loads(launch.read_text())["processes"] if launch.is_file() else 1
+    processes = launch_processes(run_id)
     worker = ["-m", "engine.worker", str(run_id), str(db_file), "--lease", lease,
               *(["--resume"] if resume else []),
               *(["--checkpoint", checkpoint] if checkpoint else [])]
@@ -91,6 +96,12 @@ def worker_command(run_id: int, db_file: Path, lease: str, *, resume: bool,
         return [sys.executable, *worker]
     return [sys.executable, "-m", "torch.distributed.run", "--standalone",
             f"--nproc_per_node={processes}", *worker]
+
+
+def launch_processes(run_id: int) -> int:
+    """The process count run `run_id` was launched with (1 for a run from before)."""
+    launch = run_dir(run_id) / LAUNCH_FILE
+    return json.loads(launch.read_text())["processes"] if launch.is_file() else 1
 
 
 @dataclass(frozen=True)
@@ -154,6 +165,7 @@ def resume_run(store: RunStore, run_id: int, checkpoint: str | None = None) -> R
     """
     store.reap_interrupted()
     check_resumable(store.get_run(run_id))
+    check_process_count(launch_processes(run_id), run_id=run_id)
     point = resume_point(store, run_id, checkpoint)
     try:
         lease = store.requeue(run_id, allowed=tuple(RESUMABLE))
@@ -195,8 +207,12 @@ def _spawn(store: RunStore, run_id: int, lease: str, *, resume: bool,
 class StoreSink:
     """Buffers events from the training thread; a side thread writes them."""
 
-    def __init__(self, db_file: Path, run_id: int, stop: threading.Event, lease: str) -> None:
+    def __init__(self, db_file: Path, run_id: int, stop: threading.Event, lease: str, *,
+                 watch_ranks: bool = False) -> None:
         self.db_file = db_file
+        self.watch_ranks = watch_ranks
+        """Several processes: look for another rank's failure at each heartbeat."""
+        self.rank_failed_at: float | None = None
         self.run_id = run_id
         self.lease = lease
         self.stop = stop
@@ -231,7 +247,7 @@ class StoreSink:
                     "info",
                     f"Training {event.trainable_params:,} of {event.total_params:,} parameters "
                     f"for {event.total_steps} steps on {event.device} "
-                    f"({'fp32' if event.precision == 'no' else event.precision})",
+                    f"({precision_label(event.precision)})",
                 ))
                 self._metrics.append((0, 0.0, "total_steps", float(event.total_steps), now))
             elif isinstance(event, CheckpointSaved):
@@ -263,6 +279,8 @@ class StoreSink:
                     store.heartbeat(self.run_id, self.lease)
                     if store.stop_requested(self.run_id):
                         self.stop.set()
+                    if self.watch_ranks:
+                        self._watch_ranks(store)
                     last_beat = time.monotonic()
                 if closing:
                     return
@@ -273,6 +291,24 @@ class StoreSink:
                 self._committed_cv.notify_all()
         finally:
             store.close()
+
+    def _watch_ranks(self, store: RunStore) -> None:
+        """Another rank failed: give the training thread a grace period to end on its
+        own (it usually does, its next collective failing), then record the failure
+        from here and end the process, which may be waiting on its dead peer."""
+        failure = rank_failure(self.run_id)
+        if failure is None:
+            return
+        self.stop.set()
+        now = time.monotonic()
+        if self.rank_failed_at is None:
+            self.rank_failed_at = now
+            return
+        if now - self.rank_failed_at < RANK_FAILURE_GRACE_S:
+            return
+        self._flush(store)
+        _record_outcome(store, self.run_id, self.lease, "failed", failure[1], failure[0])
+        os._exit(1)
 
     def _flush(self, store: RunStore) -> None:
         with self._lock:
@@ -332,7 +368,10 @@ def run_worker(run_id: int, db_file: Path, lease: str, *, resume: bool = False,
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
-    sink = StoreSink(db_file, run_id, stop, lease)
+    several = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    if several:
+        _clear_rank_failures(run_id)
+    sink = StoreSink(db_file, run_id, stop, lease, watch_ranks=several)
     sink.start()
     status, summary, error = "failed", None, None
     try:
@@ -353,6 +392,13 @@ def run_worker(run_id: int, db_file: Path, lease: str, *, resume: bool = False,
             return _not_ours(store, exc)
         except Exception:
             traceback.print_exc()
+    # Rank 0's own reason stands (every rank agrees on divergence); another rank's
+    # replaces what rank 0 saw of it: a stop, or a collective broken by the dead peer.
+    own_reason = status == "failed" and error and not error.startswith("Internal error")
+    failed_rank = rank_failure(run_id) if several and not own_reason else None
+    if failed_rank is not None and status != "completed":
+        error, summary = failed_rank[0], {**(summary or {}), **failed_rank[1]}
+        status = "failed"
     return _record_outcome(store, run_id, lease, status, summary, error)
 
 
@@ -401,9 +447,57 @@ def _run_follower(run_id: int, db_file: Path, *, resume: bool,
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     from engine.training.loop import train
 
-    outcome = train(cfg, lambda event: None, stop, out_dir=run_dir(run_id),
-                    resume_from=resume_from)
-    return 0 if outcome.status in ("completed", "stopped") else 1
+    rank = int(os.environ["RANK"])
+    try:
+        outcome = train(cfg, lambda event: None, stop, out_dir=run_dir(run_id),
+                        resume_from=resume_from)
+    except HubtuneError as exc:
+        report_rank_failure(run_id, rank, str(exc))
+        return 1
+    except Exception as exc:
+        traceback.print_exc()
+        report_rank_failure(run_id, rank, f"Internal error ({type(exc).__name__}: {exc}); see "
+                                          f"{run_dir(run_id)}/worker.log.")
+        return 1
+    if outcome.status == "failed":
+        report_rank_failure(run_id, rank, outcome.error or "failed", outcome.summary)
+        return 1
+    return 0
+
+
+RANK_FAILURE = "rank-{rank}.failed.json"
+"""Written into the run folder by a rank above 0 that fails, for rank 0 to record."""
+RANK_FAILURE_GRACE_S = 10.0
+"""How long rank 0 lets its training thread end on its own once another rank has failed,
+before its store thread records the failure and ends the process (a collective on a GPU
+can wait for its dead peer far longer than torchrun waits before killing rank 0)."""
+
+
+def report_rank_failure(run_id: int, rank: int, error: str, summary: dict | None = None) -> None:
+    """Leave a failed rank's reason where rank 0 finds it (only rank 0 writes the store:
+    without this the run would end `interrupted`, or as rank 0's broken collective)."""
+    path = run_dir(run_id) / RANK_FAILURE.format(rank=rank)
+    try:
+        path.write_text(json.dumps({"rank": rank, "error": error, "summary": summary or {}}),
+                        encoding="utf-8")
+    except OSError as exc:
+        print(f"Cannot record the failure of rank {rank} in {path}: {exc}", file=sys.stderr)
+
+
+def rank_failure(run_id: int) -> tuple[str, dict] | None:
+    """(the sentence, the summary) of the first rank above 0 that failed in this session."""
+    for path in sorted(run_dir(run_id).glob(RANK_FAILURE.format(rank="*"))):
+        try:
+            found = json.loads(path.read_text(encoding="utf-8"))
+            return f"Rank {found['rank']} failed: {found['error']}", dict(found["summary"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    return None
+
+
+def _clear_rank_failures(run_id: int) -> None:
+    for path in run_dir(run_id).glob(RANK_FAILURE.format(rank="*")):
+        path.unlink(missing_ok=True)
 
 
 def main(argv: list[str] | None = None) -> int:

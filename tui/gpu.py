@@ -1,63 +1,38 @@
-"""GPU utilisation and memory through nvidia-ml-py, read by the polling thread.
-
-NVML is a small C library: reading it costs microseconds and never touches
-torch. On a machine without an NVIDIA driver every reading is None and the
-panel says "no GPU".
-"""
+"""The run panel's GPU line. The readings come from `engine.core.gpus` (NVML through
+nvidia-ml-py), read by the polling thread for the devices the selected run trains on;
+on a machine without an NVIDIA driver there are none and the line says "no GPU"."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from engine.core.gpus import GpuMonitor, GpuReading
 
+__all__ = ["GpuMonitor", "GpuReading", "gpu_line"]
 
-@dataclass(frozen=True)
-class GpuReading:
-    index: int
-    name: str
-    utilisation: int
-    """Percent of the last sample period a kernel was running."""
-    memory_used: int
-    memory_total: int
-
-
-class GpuMonitor:
-    def __init__(self) -> None:
-        self._nvml = None
-        try:
-            import pynvml
-
-            pynvml.nvmlInit()
-            self._nvml = pynvml
-            self._count = pynvml.nvmlDeviceGetCount()
-        except Exception:  # no driver, no library, no device: all mean "no GPU"
-            self._nvml = None
-
-    @property
-    def available(self) -> bool:
-        return self._nvml is not None and self._count > 0
-
-    def read(self) -> list[GpuReading]:
-        if not self.available:
-            return []
-        nv, out = self._nvml, []
-        try:
-            for i in range(self._count):
-                handle = nv.nvmlDeviceGetHandleByIndex(i)
-                util = nv.nvmlDeviceGetUtilizationRates(handle)
-                mem = nv.nvmlDeviceGetMemoryInfo(handle)
-                name = nv.nvmlDeviceGetName(handle)
-                out.append(GpuReading(i, name.decode() if isinstance(name, bytes) else name,
-                                      int(util.gpu), int(mem.used), int(mem.total)))
-        except Exception:
-            return []
-        return out
+SHOWN = 4
+"""Devices named on the line; more are counted."""
 
 
 def gpu_line(readings: list[GpuReading]) -> str:
-    """One line for the run panel."""
+    """One line for the run panel: each device by its physical index (as nvidia-smi
+    numbers it), "n/a" for what it cannot report (a MIG slice's utilisation)."""
     from tui.formatting import human_bytes
 
     if not readings:
         return "no GPU"
-    return "  ".join(f"GPU{r.index} {r.utilisation}% · {human_bytes(r.memory_used)}/"
-                     f"{human_bytes(r.memory_total)}" for r in readings[:4])
+
+    def one(r: GpuReading) -> str:
+        label = f"GPU{r.index}" if r.index >= 0 else "GPU?"
+        if r.mig:
+            label += " MIG"
+        util = "n/a" if r.utilisation is None else f"{r.utilisation}%"
+        if r.memory_used is None and r.memory_total is None:
+            mem = "n/a"
+        else:
+            mem = "/".join("n/a" if v is None else human_bytes(v)
+                           for v in (r.memory_used, r.memory_total))
+        return f"{label} {util} · {mem}"
+
+    line = "  ".join(one(r) for r in readings[:SHOWN])
+    if len(readings) > SHOWN:
+        line += f"  +{len(readings) - SHOWN} more"
+    return line

@@ -30,7 +30,7 @@ class RunWatcher:
     """Reads the run list and the selected run's panel; posts what changed."""
 
     def __init__(self, store: RunStore, post: Callable, list_runs: Callable[[RunStore],
-                 list[Run]]) -> None:
+                 list[Run]], monitor=None) -> None:
         from tui.gpu import GpuMonitor
 
         self.store = store
@@ -38,7 +38,8 @@ class RunWatcher:
         self.post = post
         self.list_runs = list_runs
         """The screen's filtered, sorted listing (search, status, sort as it stands)."""
-        self.monitor = GpuMonitor()
+        self.monitor = monitor or GpuMonitor()
+        """NVML; tests pass one over a fake NVML module."""
         self.reaped_at = 0.0
         self.list_sig: list | None = None
         self.list_version: int | None = None
@@ -88,7 +89,9 @@ class RunWatcher:
         self._follow(run)
         fresh = self.store.events(run_id, after_id=self.last_event)
         latest = self.store.latest_metrics(run_id)
-        gpu = gpu_line(self.monitor.read()) if run.status == "running" else ""
+        # The run's own GPUs (recorded by its worker), not the machine's first few.
+        gpu = gpu_line(self.monitor.read(self.monitor.run_devices(run.env))
+                       ) if run.status == "running" else ""
         if fresh:
             self.last_event = fresh[-1].id
             self.events.extend(fresh)

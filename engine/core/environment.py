@@ -6,6 +6,7 @@ made them. Never records tokens or other secrets from the environment.
 
 from __future__ import annotations
 
+import os
 import platform
 import socket
 import subprocess
@@ -30,18 +31,56 @@ def capture_environment(workdir: Path | None = None) -> dict:
         "host": socket.gethostname(),
         "packages": versions,
         "git_revision": _git_revision(workdir or Path.cwd()),
+        # Which GPUs the run may use, as this process saw them: the TUI's GPU panel
+        # follows these devices (engine.core.gpus.GpuMonitor.run_devices).
+        "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+        "local_processes": _local_processes(),
     }
     try:
         import torch
 
         env["cuda"] = torch.version.cuda
-        env["gpus"] = [
-            torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())
-        ] if torch.cuda.is_available() else []
+        devices = _cuda_devices(torch)
+        env["gpus"] = [d["name"] for d in devices]
+        env["gpu_devices"] = devices
         env["torch_threads"] = torch.get_num_threads()
     except ImportError:  # pragma: no cover - torch is a dependency
         pass
     return env
+
+
+def _cuda_devices(torch) -> list[dict]:
+    """Each GPU CUDA shows this process: its ordinal here, name and NVML-style UUID
+    ("GPU-xxxxxxxx-xxxx-..."), the one name of a device that every process and nvidia-smi
+    share. Nothing touches CUDA when it is not available."""
+    if not torch.cuda.is_available():
+        return []
+    devices = []
+    for i in range(torch.cuda.device_count()):
+        props = torch.cuda.get_device_properties(i)
+        devices.append({"cuda_index": i, "name": props.name, "uuid": _nvml_uuid(props)})
+    return devices
+
+
+def _nvml_uuid(props) -> str | None:
+    """torch prints a device's UUID bare; NVML and CUDA_VISIBLE_DEVICES prefix it GPU-
+    (a MIG slice's is looked up as MIG-... too)."""
+    raw = getattr(props, "uuid", None)
+    if raw is None:
+        return None
+    text = str(raw).strip()
+    if not text:
+        return None
+    return text if text.startswith(("GPU-", "MIG-")) else f"GPU-{text}"
+
+
+def _local_processes() -> int:
+    """Ranks on this node: under torchrun rank r trains on the r-th visible GPU, and a
+    single process on the first."""
+    try:
+        return max(int(os.environ.get("LOCAL_WORLD_SIZE", "1")), 1)
+    except ValueError:
+        return 1
 
 
 def _git_revision(workdir: Path) -> str | None:

@@ -474,16 +474,19 @@ class LengthGroupedBatches:
     cut it into batches: padding waste falls sharply while the order stays
     random. `set_epoch` makes the order a pure function of (seed, epoch), which
     is what lets a resumed run see the same batches.
+
+    The batch size is `size`, not `batch_size`, on purpose: accelerate's data-parallel
+    sharding treats a sampler with a `batch_size` as one of equal batches, and silently
+    drops each group of batches that ends in a short one (the epoch's last, anywhere
+    once shuffled). Without it every batch is dealt out and the epoch padded evenly.
     """
 
     def __init__(self, lengths: Sequence[int], batch_size: int, seed: int, group: int = 50):
         self.lengths = list(lengths)
-        self.batch_size = batch_size
+        self.size = batch_size
         self.seed = seed
         self.group = group
         self.epoch = 0
-        self.skip = 0
-        """Batches of this epoch to leave out at the next iteration (a resumed run)."""
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -492,21 +495,19 @@ class LengthGroupedBatches:
         rng = random.Random(self.seed * 1_000_003 + self.epoch)
         idx = list(range(len(self.lengths)))
         rng.shuffle(idx)
-        mega = self.batch_size * self.group
+        mega = self.size * self.group
         out = []
         for start in range(0, len(idx), mega):
             chunk = sorted(idx[start : start + mega], key=lambda i: -self.lengths[i])
-            out += [chunk[i : i + self.batch_size] for i in range(0, len(chunk), self.batch_size)]
+            out += [chunk[i : i + self.size] for i in range(0, len(chunk), self.size)]
         rng.shuffle(out)
         return out
 
     def __iter__(self) -> Iterator[list[int]]:
-        skip, self.skip = self.skip, 0
-        return iter(self.batches()[skip:])
+        return iter(self.batches())
 
     def __len__(self) -> int:
-        """Batches in a whole epoch (skipping does not change what an epoch is)."""
-        return -(-len(self.lengths) // self.batch_size)
+        return -(-len(self.lengths) // self.size)
 
 
 def sorted_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:

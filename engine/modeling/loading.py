@@ -40,6 +40,11 @@ def building_on_meta() -> bool:
 
 WEIGHT_PICKLE = ("pytorch_model.bin", "pytorch_model.bin.index.json")
 
+MASTER_DTYPE = torch.float32
+"""The dtype every model trains its weights in, whatever its checkpoint stores (many hub
+checkpoints are bfloat16, which transformers 5 keeps by default): mixed precision comes
+only from `train.precision`, as autocast over float32 master weights."""
+
 
 def quiet_transformers() -> None:
     """Silence progress bars and load reports that would garble a terminal UI."""
@@ -297,11 +302,15 @@ class BuiltModel:
 
 
 def task_loss(problem_type: str, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """The training loss of a sequence head: MSE, per-label BCE, or cross-entropy."""
+    """The training loss of a sequence head: MSE, per-label BCE, or cross-entropy.
+
+    Always in float32: under bf16 autocast the logits are bfloat16, whose 8-bit mantissa
+    would round a regression target such as 1234.5 to 1232 before the loss saw it."""
+    logits = logits.float()
     if problem_type == "regression":
-        return nn.functional.mse_loss(logits.squeeze(-1), labels.to(logits.dtype))
+        return nn.functional.mse_loss(logits.squeeze(-1), labels.float())
     if problem_type == "multi_label":
-        return nn.functional.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype))
+        return nn.functional.binary_cross_entropy_with_logits(logits, labels.float())
     return nn.functional.cross_entropy(logits, labels)
 
 
@@ -410,13 +419,14 @@ def build_model(spec: ModelSpec, head: HeadSpec, num_labels: int, *,
             from transformers import AutoConfig
 
             backbone = AutoModel.from_config(AutoConfig.from_pretrained(
-                path, trust_remote_code=spec.trust_remote_code))
+                path, trust_remote_code=spec.trust_remote_code), dtype=MASTER_DTYPE)
         else:
             check_weights(path, spec.id)
             backbone = AutoModel.from_pretrained(
                 path,
                 trust_remote_code=spec.trust_remote_code,
                 use_safetensors=not spec.allow_pickle or None,
+                dtype=MASTER_DTYPE,
             )
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=spec.trust_remote_code)
     except (OSError, ValueError, SafetensorError) as exc:

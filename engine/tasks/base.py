@@ -158,7 +158,7 @@ def load_auto_model(auto_class: str, task: Task, cfg: RunConfig, path: Path, hin
     import transformers
     from safetensors import SafetensorError
 
-    from engine.modeling.loading import _first_line, quiet_transformers
+    from engine.modeling.loading import MASTER_DTYPE, _first_line, quiet_transformers
 
     quiet_transformers()
     cls = getattr(transformers, auto_class)
@@ -167,13 +167,14 @@ def load_auto_model(auto_class: str, task: Task, cfg: RunConfig, path: Path, hin
             config = transformers.AutoConfig.from_pretrained(
                 path, trust_remote_code=cfg.model.trust_remote_code,
                 **{k: v for k, v in kwargs.items() if k != "ignore_mismatched_sizes"})
-            return cls.from_config(config, trust_remote_code=cfg.model.trust_remote_code)
+            return cls.from_config(config, trust_remote_code=cfg.model.trust_remote_code,
+                                   dtype=MASTER_DTYPE)
         from engine.modeling.loading import check_weights
 
         check_weights(path, cfg.model.id)
         return cls.from_pretrained(
             path, trust_remote_code=cfg.model.trust_remote_code,
-            use_safetensors=not cfg.model.allow_pickle or None, **kwargs,
+            use_safetensors=not cfg.model.allow_pickle or None, dtype=MASTER_DTYPE, **kwargs,
         )
     except ValueError as exc:
         if "Unrecognized configuration class" in str(exc):

@@ -3,7 +3,10 @@
 A checkpoint folder holds the model weights (safetensors), optimizer and
 scheduler state, every RNG state (python, numpy, torch, CUDA) and the loop
 position (step, epoch, batches consumed in that epoch, early-stopping
-state). It is written to `<name>.tmp` and renamed into place, so a crash or a
+state). A data-parallel run also keeps each rank's own RNG states
+(`rng-ranks.pt`: every rank draws its own dropout masks on its own device), and
+an fp16 run its gradient scaler (`scaler.pt`). Only rank 0 writes; the other
+ranks hand it their states first. It is written to `<name>.tmp` and renamed into place, so a crash or a
 full disk mid-write never leaves a half checkpoint that looks complete, and
 the previous one stays loadable. Everything loads with `weights_only=True`. torch is imported inside the functions
 that need it, so checking a checkpoint's files (`checkpoint_problem(deep=False)`)
@@ -42,7 +45,14 @@ class CheckpointError(HubtuneError):
     """A checkpoint could not be written or read."""
 
 
-def save_checkpoint(folder: Path, model, optimizer, scheduler, state: LoopState) -> Path:
+RANKS_FILE = "rng-ranks.pt"
+SCALER_FILE = "scaler.pt"
+
+
+def save_checkpoint(folder: Path, model, optimizer, scheduler, state: LoopState, *,
+                    scaler=None, ranks: list[dict] | None = None) -> Path:
+    """Write the checkpoint; `ranks` are every rank's `rank_rng_state()` in rank order
+    (several processes), `scaler` the fp16 gradient scaler."""
     import torch
     from safetensors.torch import save_model
 
@@ -57,6 +67,10 @@ def save_checkpoint(folder: Path, model, optimizer, scheduler, state: LoopState)
         python_numpy, tensors = _rng_state()
         torch.save(tensors, tmp / "rng.pt")
         (tmp / "rng.json").write_text(json.dumps(python_numpy), encoding="utf-8")
+        if ranks is not None:
+            torch.save(ranks, tmp / RANKS_FILE)
+        if scaler is not None:
+            torch.save(scaler.state_dict(), tmp / SCALER_FILE)
         (tmp / STATE_FILE).write_text(json.dumps(asdict(state)), encoding="utf-8")
         _fsync_dir(tmp)
         if final.exists():
@@ -75,8 +89,11 @@ def save_checkpoint(folder: Path, model, optimizer, scheduler, state: LoopState)
     return final
 
 
-def load_checkpoint(folder: Path, model, optimizer, scheduler) -> LoopState:
-    """Restore weights, optimizer, scheduler and RNG; returns the loop position."""
+def load_checkpoint(folder: Path, model, optimizer, scheduler, *, scaler=None,
+                    rank: int = 0) -> LoopState:
+    """Restore weights, optimizer, scheduler, scaler and this rank's RNG; returns the
+    loop position. Everything is read onto the CPU first (the optimizer moves its state
+    to its parameters' device), so a checkpoint written on one GPU loads on any."""
     import torch
     from safetensors.torch import load_model
 
@@ -84,11 +101,19 @@ def load_checkpoint(folder: Path, model, optimizer, scheduler) -> LoopState:
     if not (folder / STATE_FILE).is_file():
         raise CheckpointError(f"{folder} is not a complete checkpoint; pick another one.")
     try:
+        def read(name: str):
+            return torch.load(folder / name, weights_only=True, map_location="cpu")
+
         load_model(model, str(folder / "model.safetensors"))
-        optimizer.load_state_dict(torch.load(folder / "optimizer.pt", weights_only=True))
-        scheduler.load_state_dict(torch.load(folder / "scheduler.pt", weights_only=True))
-        tensors = torch.load(folder / "rng.pt", weights_only=True)
+        optimizer.load_state_dict(read("optimizer.pt"))
+        scheduler.load_state_dict(read("scheduler.pt"))
+        if scaler is not None and (folder / SCALER_FILE).is_file():
+            scaler.load_state_dict(read(SCALER_FILE))
+        tensors = read("rng.pt")
         python_numpy = json.loads((folder / "rng.json").read_text(encoding="utf-8"))
+        ranks = read(RANKS_FILE) if (folder / RANKS_FILE).is_file() else []
+        if rank < len(ranks):  # a rank beyond those saved (more processes now) keeps rank 0's
+            python_numpy, tensors = json.loads(ranks[rank]["plain"]), ranks[rank]
         state = LoopState(**json.loads((folder / STATE_FILE).read_text(encoding="utf-8")))
     except (OSError, RuntimeError, ValueError, KeyError, TypeError) as exc:
         first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
@@ -191,8 +216,18 @@ def prune_checkpoints(run_folder: Path, keep: int, protect: int | None = None) -
             shutil.rmtree(old, ignore_errors=True)
 
 
-def _rng_state() -> tuple[dict, dict]:
-    """(python and numpy states as JSON-able data, torch states as tensors)."""
+def rank_rng_state() -> dict:
+    """This process's RNG states as one rank's entry of `rng-ranks.pt` (loadable with
+    `weights_only`): python and numpy as JSON text, torch and its current CUDA device's
+    generator as tensors."""
+
+    plain, tensors = _rng_state(all_devices=False)
+    return {"plain": json.dumps(plain), **tensors}
+
+
+def _rng_state(*, all_devices: bool = True) -> tuple[dict, dict]:
+    """(python and numpy states as JSON-able data, torch states as tensors); the CUDA
+    state of every device, or (a rank of several processes) of its own device only."""
     import numpy as np
     import torch
 
@@ -204,7 +239,8 @@ def _rng_state() -> tuple[dict, dict]:
     }
     tensors = {"torch": torch.get_rng_state()}
     if torch.cuda.is_available():
-        tensors["cuda"] = torch.stack(torch.cuda.get_rng_state_all())
+        tensors["cuda"] = (torch.stack(torch.cuda.get_rng_state_all()) if all_devices
+                           else torch.cuda.get_rng_state().unsqueeze(0))
     return plain, tensors
 
 
@@ -218,7 +254,11 @@ def _set_rng_state(plain: dict, tensors: dict) -> None:
     np.random.set_state((kind, np.array(keys, dtype=np.uint32), pos, has_gauss, cached))
     torch.set_rng_state(tensors["torch"])
     if "cuda" in tensors and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(list(tensors["cuda"]))
+        cuda = list(tensors["cuda"])
+        if len(cuda) == 1:  # one rank's own device
+            torch.cuda.set_rng_state(cuda[0])
+        else:
+            torch.cuda.set_rng_state_all(cuda[:torch.cuda.device_count()])
 
 
 def _fsync_dir(folder: Path) -> None:

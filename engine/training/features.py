@@ -52,12 +52,12 @@ def compute_features(classifier, examples: TextExamples, pad_id: int, batch_size
 
 
 class FeatureBatches:
-    """Seeded random batches of example indices; the order is a function of (seed, epoch)."""
+    """Seeded random batches of example indices; the order is a function of (seed, epoch).
+    Its batch size is `size`, for the reason `LengthGroupedBatches` gives."""
 
     def __init__(self, n: int, batch_size: int, seed: int) -> None:
-        self.n, self.batch_size, self.seed = n, batch_size, seed
+        self.n, self.size, self.seed = n, batch_size, seed
         self.epoch = 0
-        self.skip = 0
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -65,12 +65,10 @@ class FeatureBatches:
     def __iter__(self) -> Iterator[list[int]]:
         idx = list(range(self.n))
         random.Random(self.seed * 1_000_003 + self.epoch).shuffle(idx)
-        batches = [idx[i:i + self.batch_size] for i in range(0, self.n, self.batch_size)]
-        skip, self.skip = self.skip, 0
-        return iter(batches[skip:])
+        return iter([idx[i:i + self.size] for i in range(0, self.n, self.size)])
 
     def __len__(self) -> int:
-        return -(-self.n // self.batch_size)
+        return -(-self.n // self.size)
 
 
 class FeatureCollator:

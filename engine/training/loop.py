@@ -38,19 +38,11 @@ from engine.training.checkpoint import (
     LoopState,
     load_checkpoint,
     prune_checkpoints,
+    rank_rng_state,
     save_checkpoint,
 )
 from engine.training.optim import lr_lambda, make_optimizer
-
-
-def resolve_precision(requested: str) -> str:
-    """accelerate's mixed_precision value for a config's precision."""
-    cuda = torch.cuda.is_available()
-    if requested == "auto":
-        return "bf16" if cuda and torch.cuda.is_bf16_supported() else "no"
-    if requested in ("bf16", "fp16") and not cuda:
-        raise HubtuneError(f"train.precision {requested} needs a GPU; use auto or fp32 on the CPU.")
-    return {"fp32": "no"}.get(requested, requested)
+from engine.training.precision import resolve_precision
 
 
 def watched_metric(cfg: RunConfig, task) -> str:
@@ -81,6 +73,8 @@ class _Window:
     batches: int = 0
     samples: int = 0
     started: float = field(default_factory=time.perf_counter)
+    paused: float = 0.0
+    """Seconds spent evaluating and checkpointing in the window, left out of the rates."""
 
     @classmethod
     def on(cls, device) -> _Window:
@@ -97,7 +91,10 @@ class _Window:
         self.loss.zero_()
         self.tokens.zero_()
         self.batches = self.samples = 0
-        self.started = time.perf_counter()
+        self.started, self.paused = time.perf_counter(), 0.0
+
+    def elapsed(self) -> float:
+        return max(time.perf_counter() - self.started - self.paused, 1e-9)
 
 
 class _Loop:
@@ -116,6 +113,11 @@ class _Loop:
         self.last_eval_step = -1
         self.start_step = 0
         """The step this session began at (a resumed run's checkpoint)."""
+        self.phase = "preparing"
+        """What the run is doing, for the out-of-memory message: preparing, training
+        or evaluating."""
+        self.optimizer = None
+        self.steps_per_epoch = 1
 
     # -- setup ---------------------------------------------------------------
 
@@ -136,11 +138,16 @@ class _Loop:
 
     def _start_accelerator(self) -> None:
         from accelerate import Accelerator
+        from accelerate.state import AcceleratorState
         from accelerate.utils import set_seed
 
         cfg = self.cfg
         set_seed(cfg.train.seed)
         self.precision = resolve_precision(cfg.train.precision)
+        # accelerate keeps one precision per process and refuses a second; a process may
+        # train several runs one after another (the benchmarks, the tests). The process
+        # group (PartialState) stays.
+        AcceleratorState._reset_state()
         self.accelerator = Accelerator(
             # On a CPU-only box a `torchrun --nproc_per_node N` launch trains over gloo.
             cpu=not torch.cuda.is_available(),
@@ -237,11 +244,12 @@ class _Loop:
             device = self.accelerator.device
             model.to(device)
             started = time.perf_counter()
-            feats = {
-                split: compute_features(model, getattr(self.data, split), self.pad_id,
-                                        cfg.train.batch_size * 2, device, task.float_labels)
-                for split in ("train", "validation")
-            }
+            with self.accelerator.autocast():
+                feats = {
+                    split: compute_features(model, getattr(self.data, split), self.pad_id,
+                                            cfg.train.batch_size * 2, device, task.float_labels)
+                    for split in ("train", "validation")
+                }
             self._stop_preparing()
             self.emit(Note(f"Cached frozen-backbone features of {len(self.data.train)} + "
                            f"{len(self.data.validation)} examples in "
@@ -301,11 +309,13 @@ class _Loop:
 
     def _restore(self, resume_from: Path | None) -> None:
         if resume_from is not None:
-            self.state = load_checkpoint(resume_from, self._unwrapped(),
-                                         self.optimizer, self.scheduler)
+            self.state = load_checkpoint(resume_from, self._unwrapped(), self.optimizer,
+                                         self.scheduler, scaler=self.accelerator.scaler,
+                                         rank=self.accelerator.process_index)
             self.emit(Note(f"Resumed from step {self.state.step} ({resume_from.name})"))
         self.start_step = self.state.step
         self._follow_schedule()
+        self.phase = "training"
 
     def _announce(self) -> None:
         self.emit(RunPrepared(
@@ -323,27 +333,36 @@ class _Loop:
     # -- the loop --------------------------------------------------------------
 
     def run(self) -> Outcome:
-        """Step through the epochs until done, stopped, early-stopped or diverged."""
+        """Step through the epochs until done, stopped, early-stopped, diverged or out
+        of memory (in a step or an evaluation)."""
+        try:
+            return self._epochs()
+        except torch.OutOfMemoryError:
+            return self.out_of_memory()
+
+    def _epochs(self) -> Outcome:
         cfg, st, acc = self.cfg, self.state, self.accelerator
         window = _Window.on(acc.device)
         self._train_mode()
         status = "completed"
         done = st.step >= self.total_steps
         while not done:
-            # Through the loader: accelerate re-sets the sampler's epoch from its own
-            # counter on every pass, which restarts at 0 in a resumed run.
+            # The loader too: with one process accelerate re-sets the sampler's epoch from
+            # its own counter on every pass (which restarts at 0 in a resumed run); with
+            # several it never reaches the sampler inside its shard.
+            self.sampler.set_epoch(st.epoch)
             self.loader.set_epoch(st.epoch)
-            # The data position of a resumed run, in batches of the whole (unsharded) epoch.
-            self.sampler.skip = st.batches_in_epoch * acc.num_processes
+            loader = self.loader
+            if st.batches_in_epoch:
+                # A resumed run's data position, in this process's own batches: skipped
+                # after sharding, so each rank sees what it would have seen unbroken.
+                loader = acc.skip_first_batches(self.loader, st.batches_in_epoch)
             self._follow_schedule()
-            for batch in self.loader:
+            for batch in loader:
                 if st.batches_in_epoch % cfg.train.grad_accumulation == 0 and self._should_stop():
                     status, done = "stopped", True
                     break
-                try:
-                    loss = self._step(batch)
-                except torch.OutOfMemoryError:
-                    return self._out_of_memory()
+                loss = self._step(batch)
                 st.batches_in_epoch += 1
                 window.add(loss, batch)
                 if not acc.sync_gradients:
@@ -355,7 +374,10 @@ class _Loop:
                     diverged = self._log(window)
                     if diverged is not None:
                         return diverged
-                if self._after_step() or st.step >= self.total_steps:
+                paused = time.perf_counter()
+                ended = self._after_step()
+                window.paused += time.perf_counter() - paused
+                if ended or st.step >= self.total_steps:
                     done = True
                     break
         return self._finish(status)
@@ -364,12 +386,17 @@ class _Loop:
         """Report the readings since the last log line; a failed Outcome if the loss
         is no longer a number."""
         st = self.state
-        mean_loss = float(window.loss) / window.batches  # one sync per interval
+        loss = window.loss
+        if self.accelerator.num_processes > 1:
+            # The mean over every rank: all of them see the same number, so all of them
+            # stop together when it is no longer finite.
+            loss = self.accelerator.reduce(loss.clone(), "mean")
+        mean_loss = float(loss) / window.batches  # one sync per interval
         if not math.isfinite(mean_loss):
             return Outcome("failed", summary={"steps": st.step}, error=(
                 f"Training diverged (loss is {mean_loss}) at step {st.step}; "
                 "lower train.learning_rate or keep max_grad_norm set."))
-        elapsed = max(time.perf_counter() - window.started, 1e-9)
+        elapsed = window.elapsed()
         self.emit(StepLogged(step=st.step, epoch=st.step / self.steps_per_epoch, metrics={
             "loss": mean_loss,
             "lr": self.scheduler.get_last_lr()[0],
@@ -480,9 +507,11 @@ class _Loop:
             self.optimizer.zero_grad(set_to_none=True)
         return loss
 
-    def _out_of_memory(self) -> Outcome:
-        """End the run as failed with reason OOM, and what would make it fit."""
-        self.optimizer.zero_grad(set_to_none=True)
+    def out_of_memory(self) -> Outcome:
+        """End the run as failed with reason OOM (in a step, an evaluation, feature
+        caching or preparation), and what would make it fit."""
+        if self.optimizer is not None:
+            self.optimizer.zero_grad(set_to_none=True)
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
         t = self.cfg.train
@@ -498,20 +527,25 @@ class _Loop:
             suggestions.append("freeze.policy=freeze_first_n freeze.n=<half the blocks>, or "
                                "freeze.lora.r=8 (fewer gradients and optimizer state)")
         step = self.state.step
-        return Outcome("failed", summary={**self.summary(), "failure_reason": "oom",
+        where = {"preparing": "while preparing the run (loading the model or caching "
+                              "features)",
+                 "evaluating": f"while evaluating at step {step}"}.get(self.phase,
+                                                                      f"at step {step}")
+        summary = self.summary() if self.phase != "preparing" else {"steps": step}
+        return Outcome("failed", summary={**summary, "failure_reason": "oom",
                                           "suggestions": suggestions}, error=(
-            f"Out of GPU memory at step {step} with batch size {t.batch_size}; fork the run "
+            f"Out of GPU memory {where} with batch size {t.batch_size}; fork the run "
             f"with {suggestions[0] if suggestions else 'a smaller model'}."))
 
     def save_final(self) -> None:
         """The trained model, with LoRA folded in, as `out_dir/model`."""
-        import copy
-
         model = self.full_model  # in the cached-feature path self.model is only the head
         if self.cfg.freeze.lora is not None:
             from engine.modeling.freeze import merge_lora
 
-            model = merge_lora(copy.deepcopy(model))
+            # The run is over: fold the adapters in place on the CPU rather than copy
+            # the model on the GPU (twice the memory of the model at the very end).
+            model = merge_lora(model.cpu())
         self.task.save(model, self.processor, self.data, self.cfg, self.out_dir / "model")
 
     def _follow_schedule(self) -> None:
@@ -522,6 +556,7 @@ class _Loop:
         if stage == self.stage:
             return
         apply_freeze(self.full_model, self.plan, stage)
+        self._rewrap()
         opened = [g for (g, t, _), (_, t0, _) in zip(
             self.plan.group_rows(self.plan.schedule[stage]),
             self.plan.group_rows(self.plan.schedule[self.stage]), strict=True) if t and not t0]
@@ -529,6 +564,31 @@ class _Loop:
         self.emit(Note(f"Gradual unfreezing, stage {stage}: {', '.join(opened)} open; "
                        f"{count:,} parameters train"))
         self.stage = stage
+
+    def _rewrap(self) -> None:
+        """Wrap the model for data parallel again after its trainable parameters changed.
+
+        DistributedDataParallel averages the gradients of the parameters that needed
+        them when it wrapped the model, and of no others: a parameter gradual unfreezing
+        opens later would train on each rank's own gradient, and the ranks' models would
+        drift apart without a word. The new wrapper takes the same settings; the old
+        one's gradient hooks go with it.
+        """
+        from torch.nn.parallel import DistributedDataParallel
+
+        old = self.model
+        if not isinstance(old, DistributedDataParallel):
+            return
+        old._remove_autograd_hooks()
+        self.model = DistributedDataParallel(
+            old.module, device_ids=old.device_ids, output_device=old.output_device,
+            broadcast_buffers=old.broadcast_buffers,
+            find_unused_parameters=old.find_unused_parameters,
+            gradient_as_bucket_view=old.gradient_as_bucket_view)
+        # accelerate keeps the models it prepared (for unwrap and save_state): the new
+        # wrapper replaces the old one there too.
+        models = self.accelerator._models
+        self.accelerator._models = [self.model if m is old else m for m in models]
 
     def _train_mode(self) -> None:
         self.model.train()
@@ -539,15 +599,20 @@ class _Loop:
 
     def evaluate(self) -> None:
         st = self.state
-        if self.cached:
-            from engine.tasks.evaluate import evaluate_features
+        self.phase = "evaluating"
+        # Under the training autocast: the unwrapped model (and, with torch.compile,
+        # the original module) no longer carries accelerate's autocast forward.
+        with self.accelerator.autocast():
+            if self.cached:
+                from engine.tasks.evaluate import evaluate_features
 
-            metrics = evaluate_features(self.model, self.val_features, self.cfg,
-                                        len(self.data.labels))
-        else:
-            metrics = self.task.evaluate(self._unwrapped(), self.data,
-                                         self.processor, self.cfg, self.accelerator.device)
+                metrics = evaluate_features(self.model, self.val_features, self.cfg,
+                                            len(self.data.labels))
+            else:
+                metrics = self.task.evaluate(self._unwrapped(), self.data,
+                                             self.processor, self.cfg, self.accelerator.device)
         self._train_mode()
+        self.phase = "training"
         self.last_eval, self.last_eval_step = metrics, st.step
         self.emit(EvalFinished(step=st.step, epoch=st.step / self.steps_per_epoch, metrics={
             f"val_{k}": v for k, v in metrics.items() if isinstance(v, (int, float))}))
@@ -566,12 +631,21 @@ class _Loop:
             st.evals_without_gain += 1
 
     def checkpoint(self) -> None:
-        if self.out_dir is None or not self.accelerator.is_main_process:
+        """Rank 0 writes the checkpoint; with several processes every rank first hands
+        it its RNG states (a collective: every rank calls this at the same step)."""
+        if self.out_dir is None:
+            return
+        acc, ranks = self.accelerator, None
+        if acc.num_processes > 1:
+            from accelerate.utils import gather_object
+
+            ranks = gather_object([rank_rng_state()])
+        if not acc.is_main_process:
             return
         st = self.state
         folder = save_checkpoint(self.out_dir / "checkpoints" / f"step-{st.step}",
-                                 self._unwrapped(), self.optimizer,
-                                 self.scheduler, st)
+                                 self._unwrapped(), self.optimizer, self.scheduler, st,
+                                 scaler=acc.scaler, ranks=ranks)
         self.emit(CheckpointSaved(step=st.step, path=str(folder),
                                   metric=self.last_eval.get(self.watch),
                                   is_best=st.best_step == st.step))
@@ -608,18 +682,27 @@ def train(
     With `out_dir`, checkpoints go to `out_dir/checkpoints/` and the final
     model to `out_dir/model/`. `resume_from` continues from a checkpoint.
     """
-    try:
-        if cfg.head.task == "feature-extraction":
+    if cfg.head.task == "feature-extraction":
+        try:
             return embed(cfg, emit, stop, out_dir)
-        loop = _Loop(cfg, emit, stop, out_dir)
+        except PreparationStopped:
+            return _stopped_preparing(emit, None)
+    loop = _Loop(cfg, emit, stop, out_dir)
+    try:
         loop.prepare(resume_from)
     except PreparationStopped:
-        emit(Note("Stopped while preparing, before the first step"))
-        step = 0
-        if resume_from is not None and resume_from.name.removeprefix("step-").isdigit():
-            step = int(resume_from.name.removeprefix("step-"))  # where a resume starts again
-        return Outcome("stopped", summary={"steps": step})
+        return _stopped_preparing(emit, resume_from)
+    except torch.OutOfMemoryError:  # loading the model, caching features
+        return loop.out_of_memory()
     return loop.run()
+
+
+def _stopped_preparing(emit: Callable[[Event], None], resume_from: Path | None) -> Outcome:
+    emit(Note("Stopped while preparing, before the first step"))
+    step = 0
+    if resume_from is not None and resume_from.name.removeprefix("step-").isdigit():
+        step = int(resume_from.name.removeprefix("step-"))  # where a resume starts again
+    return Outcome("stopped", summary={"steps": step})
 
 
 def embed(cfg: RunConfig, emit: Callable[[Event], None], stop: threading.Event,

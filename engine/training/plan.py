@@ -145,9 +145,9 @@ def make_plan(cfg) -> Plan:
     freeze = plan_freeze(model, cfg.freeze)
     precision = cfg.train.precision
     if precision == "auto":  # the rule the training loop applies
-        from engine.training.loop import resolve_precision
+        from engine.training.precision import precision_label, resolve_precision
 
-        precision = {"no": "fp32"}.get(resolve_precision("auto"), "bf16")
+        precision = precision_label(resolve_precision("auto"))
     sizes = {n: p.numel() for n, p in model.named_parameters()}
     stages = []
     for i, trainable in enumerate(freeze.schedule):

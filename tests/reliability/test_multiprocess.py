@@ -11,10 +11,13 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def test_two_process_training_completes_with_one_writer(tiny_config):
+    # No GPU visible: the two ranks are CPU processes over gloo on a GPU box too (a box
+    # with one GPU would otherwise refuse two processes, and NCCL is not what is tested).
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
     result = subprocess.run(
         [sys.executable, "-m", "tui.cli", "train", str(tiny_config), "--processes", "2",
          "--set", "train.epochs=8"],
-        capture_output=True, text=True, timeout=300, cwd=REPO, env=os.environ.copy())
+        capture_output=True, text=True, timeout=300, cwd=REPO, env=env)
     assert result.returncode == 0, result.stderr + result.stdout
     run_id = int(result.stdout.splitlines()[0])
     from store import RunStore

@@ -21,7 +21,8 @@ from tui.safe_text import printable
               help="Override a config value by dotted key, e.g. train.epochs=2.")
 @click.option("--detach", is_flag=True, help="Print the run id and return at once.")
 @click.option("--processes", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Data-parallel processes (GPUs, or CPU processes over gloo) via torchrun.")
+              help="Data-parallel processes via torchrun: one per visible GPU at most, "
+                   "or CPU processes over gloo where there is no GPU.")
 def train(config: Path, overrides: tuple[str, ...], detach: bool, processes: int) -> None:
     """Fine-tune from a YAML CONFIG without the TUI; prints the run id."""
     from engine.core.config import load_config

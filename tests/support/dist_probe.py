@@ -1,0 +1,67 @@
+"""Run the training loop under torchrun and leave each rank's parameters behind.
+
+    python -m torch.distributed.run --standalone --nproc_per_node 2 dist_probe.py \
+        CONFIG.json OUT_DIR RESULT_DIR [--stop-at STEP] [--resume CHECKPOINT]
+
+Each rank trains through `engine.training.loop._Loop` exactly as the worker does
+(without the store), then writes `RESULT_DIR/rank<R>.safetensors` (its model's
+parameters) and, on rank 0, `RESULT_DIR/outcome.json` with the events it saw. With
+`--stop-at`, rank 0 raises the stop flag once it has logged that step, as a
+`runs stop` would. Used by tests/reliability/test_distributed.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import threading
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("config", type=Path)
+    parser.add_argument("out_dir", type=Path)
+    parser.add_argument("result_dir", type=Path)
+    parser.add_argument("--stop-at", type=int)
+    parser.add_argument("--resume", type=Path)
+    args = parser.parse_args()
+
+    from safetensors.torch import save_file
+
+    from engine.core.config import RunConfig
+    from engine.core.events import Note, StepLogged
+    from engine.training.loop import _Loop
+
+    rank = int(os.environ.get("RANK", "0"))
+    cfg = RunConfig.from_dict(json.loads(args.config.read_text()))
+    stop = threading.Event()
+    notes: list[str] = []
+
+    def emit(event) -> None:
+        if isinstance(event, Note):
+            notes.append(event.message)
+        if (isinstance(event, StepLogged) and args.stop_at is not None
+                and event.step >= args.stop_at):
+            stop.set()
+
+    loop = _Loop(cfg, emit, stop, args.out_dir)
+    loop.prepare(args.resume)
+    outcome = loop.run()
+    args.result_dir.mkdir(parents=True, exist_ok=True)
+    params = {k: v.detach().float().cpu().contiguous()
+              for k, v in loop._unwrapped().named_parameters()}
+    save_file(params, str(args.result_dir / f"rank{rank}.safetensors"))
+    if rank == 0:
+        (args.result_dir / "outcome.json").write_text(json.dumps({
+            "status": outcome.status, "error": outcome.error, "steps": loop.state.step,
+            "notes": notes}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
