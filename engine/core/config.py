@@ -277,6 +277,10 @@ class TrainSpec:
     """Recompute block activations in the backward pass: less memory, about 30% slower."""
     seed: int = 42
     """Seeds python, numpy and torch, and the validation split."""
+    data_workers: int | str = "auto"
+    """Processes that read and decode batches beside training: auto (images on a GPU box:
+    up to 8, leaving a core per training process; otherwise none), or a number (0: in
+    the training process)."""
 
     def __post_init__(self) -> None:
         _positive("train.epochs", self.epochs)
@@ -328,6 +332,13 @@ class TrainSpec:
         if self.checkpoint_every is not None:
             _positive("train.checkpoint_every", self.checkpoint_every)
         _positive("train.keep_checkpoints", self.keep_checkpoints)
+        if isinstance(self.data_workers, str):
+            if self.data_workers != "auto":
+                raise ConfigError("train.data_workers must be 'auto' or a number of processes, "
+                                  f"got {self.data_workers!r}.")
+        elif isinstance(self.data_workers, bool) or not 0 <= self.data_workers <= 64:
+            raise ConfigError("train.data_workers must be 'auto' or a whole number from 0 to "
+                              f"64, got {self.data_workers!r}.")
 
 
 @dataclass(frozen=True)

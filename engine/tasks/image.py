@@ -141,8 +141,22 @@ def image_transforms(size: int, mean, std, *, augment: bool):
 
 
 class ImageCollator:
-    def __init__(self, examples: ImageExamples, transform) -> None:
+    """Decodes and transforms a batch of images (in a data worker process, when the run
+    has them).
+
+    A random augmentation is seeded per (run seed, epoch, example), not drawn from the
+    process's running random state: the same image gets the same crop in whichever
+    process decodes it and in a resumed run, and the training process's own random
+    stream (dropout) is left alone."""
+
+    def __init__(self, examples: ImageExamples, transform, seed: int | None = None) -> None:
         self.examples, self.transform = examples, transform
+        self.seed = seed
+        """None: a deterministic transform (evaluation, no augmentation)."""
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
 
     def __call__(self, indices: list[int]) -> dict[str, torch.Tensor]:
         from PIL import Image
@@ -150,7 +164,14 @@ class ImageCollator:
         pixels = []
         for i in indices:
             with Image.open(self.examples.paths[i]) as img:
-                pixels.append(self.transform(img.convert("RGB")))
+                rgb = img.convert("RGB")
+            if self.seed is None:
+                pixels.append(self.transform(rgb))
+                continue
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(((self.seed * 1_000_003 + self.epoch) * 10_000_019 + i)
+                                  % (1 << 63))
+                pixels.append(self.transform(rgb))
         return {"pixel_values": torch.stack(pixels),
                 "labels": torch.tensor([self.examples.labels[i] for i in indices])}
 
@@ -354,9 +375,10 @@ class ImageTask(Task):
         )
 
     def collator(self, examples, processor, cfg: RunConfig, *, train: bool):
+        augment = train and cfg.data.augment
         transform = image_transforms(processor["size"], processor["mean"], processor["std"],
-                                     augment=train and cfg.data.augment)
-        return ImageCollator(examples, transform)
+                                     augment=augment)
+        return ImageCollator(examples, transform, cfg.train.seed if augment else None)
 
     def evaluate(self, model, data: TaskData, processor, cfg: RunConfig, device) -> dict:
         from engine.tasks.evaluate import _metrics

@@ -148,9 +148,12 @@ class _Loop:
         # train several runs one after another (the benchmarks, the tests). The process
         # group (PartialState) stays.
         AcceleratorState._reset_state()
+        from accelerate import DataLoaderConfiguration
+
         self.accelerator = Accelerator(
             # On a CPU-only box a `torchrun --nproc_per_node N` launch trains over gloo.
             cpu=not torch.cuda.is_available(),
+            dataloader_config=DataLoaderConfiguration(non_blocking=torch.cuda.is_available()),
             mixed_precision=self.precision,
             gradient_accumulation_steps=cfg.train.grad_accumulation,
         )
@@ -267,15 +270,39 @@ class _Loop:
             collate = task.collator(self.data.train, self.processor, cfg, train=True)
         return train_model, collate
 
+    def _data_workers(self) -> int:
+        """train.data_workers, with `auto` resolved: images decode beside a GPU's steps
+        (a core left for each training process); text batches are only padding, and on
+        a CPU box the cores are training."""
+        wanted = self.cfg.train.data_workers
+        if wanted != "auto":
+            return int(wanted)
+        if self.cached or not self.task.vision or self.accelerator.device.type != "cuda":
+            return 0
+        import os
+
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
+            os.cpu_count() or 1)
+        per_process = cores // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+        return max(0, min(8, per_process - 1))
+
     def _prepare_optimization(self, train_model, collate) -> None:
         """Loader, optimizer and schedule, handed to accelerate; the step counts."""
         cfg = self.cfg
+        self.collate = collate
+        workers = self._data_workers()
+        cuda = self.accelerator.device.type == "cuda"
         loader = torch.utils.data.DataLoader(
             list(range(len(self.data.train))), batch_sampler=self.sampler, collate_fn=collate,
             # Each new iterator draws a seed from this generator; with the default (the
             # global RNG) a resumed run's dropout masks would drift from an unbroken run's.
             generator=torch.Generator().manual_seed(cfg.train.seed),
+            # Page-locked batches copy to the GPU without blocking (the accelerator copies
+            # with non_blocking), overlapping the next batch's copy with this step.
+            pin_memory=cuda, num_workers=workers, prefetch_factor=4 if workers else None,
         )
+        if workers:
+            self.emit(Note(f"Reading batches in {workers} data worker processes"))
         optimizer = make_optimizer(
             train_model, cfg, None if self.cached else self.plan.ever_trainable)
         if cfg.train.compile:
@@ -351,6 +378,8 @@ class _Loop:
             # its own counter on every pass (which restarts at 0 in a resumed run); with
             # several it never reaches the sampler inside its shard.
             self.sampler.set_epoch(st.epoch)
+            if hasattr(self.collate, "set_epoch"):  # per-epoch augmentation seeds
+                self.collate.set_epoch(st.epoch)
             self.loader.set_epoch(st.epoch)
             loader = self.loader
             if st.batches_in_epoch:

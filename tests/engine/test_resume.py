@@ -99,3 +99,40 @@ def test_a_full_disk_keeps_the_previous_checkpoint(tmp_path, tiny_bert, sentimen
     loop.prepare(resume_from=last)
     assert loop.state.step == 4
     assert isinstance(load_checkpoint, object)
+
+
+def test_images_decoded_in_data_workers_resume_exactly(tmp_path, tmp_path_factory):
+    """Augmented images decoded in two data worker processes: each crop is seeded by
+    (seed, epoch, example), so a run stopped mid-epoch and resumed ends with the
+    parameters of an unbroken one, whichever process decoded what."""
+    import task_data as td
+    from tiny_models import make_tiny_vit
+
+    from engine.core.config import RunConfig
+    from engine.core.events import Note
+
+    data = td.write_digits_folder(tmp_path_factory.mktemp("digits") / "d", per_class=12,
+                                  classes=range(3))
+    model = make_tiny_vit(tmp_path_factory.mktemp("vit") / "vit")
+    cfg = RunConfig.from_dict({
+        "model": {"id": str(model)}, "head": {"task": "image-classification"},
+        "data": {"train": str(data), "validation_split": 0.25, "augment": True},
+        "train": {"epochs": 2, "batch_size": 4, "learning_rate": 2e-3, "log_every": 1,
+                  "seed": 3, "data_workers": 2, "restore_best": False},
+        "base_dir": str(tmp_path),
+    })
+    notes = []
+    full = train(cfg, notes.append, threading.Event(), out_dir=tmp_path / "full")
+    assert full.status == "completed", full.error
+    assert any(isinstance(e, Note) and e.message == "Reading batches in 2 data worker processes"
+               for e in notes)
+    stop = threading.Event()
+    part = train(cfg, lambda e: stop.set() if isinstance(e, StepLogged) and e.step == 4
+                 else None, stop, out_dir=tmp_path / "part")
+    assert part.status == "stopped"
+    resumed = train(cfg, lambda e: None, threading.Event(), out_dir=tmp_path / "part",
+                    resume_from=latest_checkpoint(tmp_path / "part"))
+    assert resumed.status == "completed", resumed.error
+    a = load_file(tmp_path / "full" / "model" / "model.safetensors")
+    b = load_file(tmp_path / "part" / "model" / "model.safetensors")
+    assert [k for k in a if not torch.equal(a[k], b[k])] == []

@@ -191,6 +191,36 @@ def test_out_of_memory_fails_the_run_with_suggestions(tmp_path, tiny_bert, senti
     assert any("freeze" in s for s in outcome.summary["suggestions"])
 
 
+@pytest.mark.parametrize("where", ["preparing", "evaluating"])
+def test_out_of_memory_outside_a_step_fails_the_run_the_same_way(tmp_path, tiny_bert,
+                                                                 sentiment_csv, where,
+                                                                 monkeypatch):
+    """OOM while loading the model or caching features, or in an evaluation: the same
+    failed outcome with its reason, not a crash."""
+    from tests_helpers import config_for
+
+    from engine.training.loop import _Loop
+
+    cfg = config_for(tmp_path, tiny_bert, sentiment_csv, epochs=1)
+
+    def out_of_memory(*args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    if where == "preparing":  # caching a frozen backbone's features, say
+        monkeypatch.setattr(_Loop, "_batches", out_of_memory)
+        outcome = train(cfg, lambda e: None, threading.Event(), out_dir=tmp_path / "out")
+        assert outcome.error.startswith("Out of GPU memory while preparing the run")
+        assert outcome.summary["steps"] == 0
+    else:
+        loop = _Loop(cfg, lambda e: None, threading.Event(), tmp_path / "out")
+        loop.prepare(None)
+        loop.task.evaluate = out_of_memory
+        outcome = loop.run()
+        assert outcome.error.startswith("Out of GPU memory while evaluating at step ")
+    assert outcome.status == "failed"
+    assert outcome.summary["failure_reason"] == "oom"
+
+
 def load_config_dict(cfg, changes):
     from engine.core.config import RunConfig
 
