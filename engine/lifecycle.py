@@ -26,6 +26,17 @@ def check_stoppable(run: Any) -> None:
                            "be stopped.")
 
 
+def stop_run(store: Any, run: Any) -> str:
+    """Stop `run` by the rule for its state, returning what was done in a sentence: a
+    run waiting in the queue leaves it (it ends `stopped` without starting); a running
+    one, or one whose worker is starting, is asked to stop after its current step."""
+    check_stoppable(run)
+    if run.waiting and store.dequeue(run.id):
+        return f"Removed run {run.id} from the queue."
+    store.request_stop(run.id)  # also the case where it got slots a moment ago
+    return f"Asked run {run.id} to stop."
+
+
 def check_deletable(run: Any) -> None:
     if run.status == "running":
         raise HubtuneError(f"Run {run.id} is still running; stop it before deleting it.")

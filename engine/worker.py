@@ -34,6 +34,8 @@ from store import LeaseLost, RunStore, StoreError, run_dir
 FLUSH_INTERVAL_S = 0.5
 """How often buffered metrics are committed: a few times a second at most."""
 HEARTBEAT_INTERVAL_S = 2.0
+QUEUE_CHECK_INTERVAL_S = 30.0
+"""How often a training worker looks for queued runs that a dead worker's slots now fit."""
 
 
 def start_run(
@@ -44,6 +46,8 @@ def start_run(
     tags: tuple[str, ...] = (),
     processes: int = 1,
     gpus: GpuMonitor | None = None,
+    queue: bool = False,
+    sweep_id: str | None = None,
 ) -> int:
     """Record a queued run and start its worker; returns the run id at once.
 
@@ -51,12 +55,21 @@ def start_run(
     the GPUs, or over CPU processes with gloo); only rank 0 writes to the store.
     More processes than visible GPUs are refused before anything is recorded
     (`gpus` is the NVML reader that counts them; tests pass a fake).
+    The run takes its slots (engine.queue) so queued runs wait for it; with `queue`
+    it joins the run queue instead and starts when enough slots are free.
     """
     import yaml
 
+    from engine.queue import check_fits, slots_wanted, take_slots
+
     if processes < 1:
         raise HubtuneError(f"--processes must be 1 or more, got {processes}.")
-    check_process_count(processes, gpus)
+    gpus = gpus or GpuMonitor()
+    wanted = slots_wanted(processes, gpus)
+    if queue:
+        check_fits(wanted, gpus)
+    else:
+        check_process_count(processes, gpus)
     if parent_id is None and cfg.model.id.startswith("run:") and cfg.model.id[4:].isdigit():
         parent_id = int(cfg.model.id[4:])  # sequential fine-tuning: lineage kept
         try:
@@ -72,13 +85,58 @@ def start_run(
         dataset=Path(cfg.data.train).name,
         parent_id=parent_id,
         tags=tags,
+        queue_slots=wanted if queue else None,
+        sweep_id=sweep_id,
     )
     folder = run_dir(run_id)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
-    (folder / LAUNCH_FILE).write_text(json.dumps({"processes": processes}))
-    _spawn(store, run_id, store.get_run(run_id).lease, resume=False)
+    # the cwd too: a queued run is launched later, perhaps by another run's worker
+    (folder / LAUNCH_FILE).write_text(json.dumps({"processes": processes, "cwd": os.getcwd()}))
+    if queue:
+        start_queued(store, monitor=gpus)
+        return run_id
+    devices = take_slots(store, run_id, wanted, monitor=gpus)
+    _spawn(store, run_id, store.get_run(run_id).lease, resume=False, devices=devices,
+           keep_cuda=os.environ.get("CUDA_VISIBLE_DEVICES") is not None)
     return run_id
+
+
+def start_queued(store: RunStore, *, monitor: GpuMonitor | None = None,
+                 releasing: tuple[str, ...] = ()) -> list[int]:
+    """Start the queued runs that fit the free slots now; returns their ids.
+
+    No babysitter: called by `train --queue`, by the queue commands, by a worker whose
+    run ends (`releasing` its slots) and whenever dead workers are reaped. Safe to call
+    from any number of processes at once (engine.queue.assign_waiting).
+    """
+    from engine.queue import assign_waiting
+
+    if not store.has_waiting():
+        return []
+    store.reap_interrupted()  # a killed worker's slots come back
+    started = []
+    for a in assign_waiting(store, monitor=monitor, releasing=releasing):
+        try:
+            _spawn(store, a.run_id, a.lease or "", resume=False, devices=a.devices)
+            started.append(a.run_id)
+        except HubtuneError as exc:  # deleted meanwhile, or its folder is unwritable
+            try:
+                store.finish(a.run_id, "failed", error=str(exc))
+            except StoreError:
+                pass
+    return started
+
+
+def queue_sweep(store: RunStore, configs: list[RunConfig], *, processes: int = 1,
+                gpus: GpuMonitor | None = None) -> tuple[str, list[int]]:
+    """Queue one run per config, all sharing a new sweep id; returns (sweep id, run ids)."""
+    from engine.sweep import new_sweep_id
+
+    sweep_id = new_sweep_id()
+    ids = [start_run(store, cfg, processes=processes, gpus=gpus, queue=True,
+                     sweep_id=sweep_id) for cfg in configs]
+    return sweep_id, ids
 
 
 LAUNCH_FILE = "launch.json"
@@ -102,6 +160,23 @@ def launch_processes(run_id: int) -> int:
     """The process count run `run_id` was launched with (1 for a run from before)."""
     launch = run_dir(run_id) / LAUNCH_FILE
     return json.loads(launch.read_text())["processes"] if launch.is_file() else 1
+
+
+def _launch_cwd(run_id: int) -> str:
+    """The folder the run was recorded from (its worker starts there), if it still is."""
+    launch = run_dir(run_id) / LAUNCH_FILE
+    try:
+        cwd = json.loads(launch.read_text()).get("cwd")
+    except (OSError, ValueError):
+        cwd = None
+    return cwd if isinstance(cwd, str) and os.path.isdir(cwd) else os.getcwd()
+
+
+TORCHRUN_VARIABLES = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "GROUP_RANK",
+                      "GROUP_WORLD_SIZE", "ROLE_RANK", "ROLE_NAME", "ROLE_WORLD_SIZE",
+                      "MASTER_ADDR", "MASTER_PORT")
+"""Set in a rank's environment by torchrun: a run launched by a rank's worker (the queue
+moving on) must not inherit them, or it takes itself for a rank of that run."""
 
 
 @dataclass(frozen=True)
@@ -171,16 +246,26 @@ def resume_run(store: RunStore, run_id: int, checkpoint: str | None = None) -> R
         lease = store.requeue(run_id, allowed=tuple(RESUMABLE))
     except StoreError as exc:  # another command got to the run first
         raise HubtuneError(str(exc)) from None
+    from engine.queue import slots_wanted, take_slots
+
+    devices = take_slots(store, run_id, slots_wanted(launch_processes(run_id)))
     # Only a checkpoint the user named is passed on: otherwise the worker chooses again
     # with the deep check, and may pass over one whose torch files are damaged.
-    _spawn(store, run_id, lease, resume=True, checkpoint=checkpoint)
+    _spawn(store, run_id, lease, resume=True, checkpoint=checkpoint, devices=devices,
+           keep_cuda=os.environ.get("CUDA_VISIBLE_DEVICES") is not None)
     return point
 
 
 def _spawn(store: RunStore, run_id: int, lease: str, *, resume: bool,
-           checkpoint: str | None = None) -> None:
+           checkpoint: str | None = None, devices: tuple[str, ...] = (),
+           keep_cuda: bool = False) -> None:
+    from engine.queue import cuda_environment
+
     folder = run_dir(run_id)
-    env = dict(os.environ)
+    env = {k: v for k, v in os.environ.items()
+           if k not in TORCHRUN_VARIABLES and not k.startswith("TORCHELASTIC_")}
+    if not keep_cuda:  # the GPUs the run holds, not those of whoever launches it
+        env.update(cuda_environment(devices))
     env["HUBTUNE_HOME"] = str(store.path.parent)  # the worker must open the same database
     env.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     env.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -199,7 +284,7 @@ def _spawn(store: RunStore, run_id: int, lease: str, *, resume: bool,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # a dropped SSH session's SIGHUP never reaches it
             env=env,
-            cwd=os.getcwd(),
+            cwd=_launch_cwd(run_id),
         )
     store.set_pid(run_id, proc.pid, lease)  # False if the worker already claimed the run
 
@@ -265,6 +350,7 @@ class StoreSink:
     def _loop(self) -> None:
         store = RunStore(self.db_file)  # this thread's own connection
         last_beat = 0.0
+        last_queue_check = time.monotonic()
         try:
             while True:
                 self._wake.wait(FLUSH_INTERVAL_S)
@@ -282,6 +368,9 @@ class StoreSink:
                     if self.watch_ranks:
                         self._watch_ranks(store)
                     last_beat = time.monotonic()
+                if time.monotonic() - last_queue_check >= QUEUE_CHECK_INTERVAL_S:
+                    _start_next(store)  # a killed worker's slots, reaped, go to the queue
+                    last_queue_check = time.monotonic()
                 if closing:
                     return
         except BaseException as exc:  # surfaced by close(); the loop must not die silently
@@ -421,8 +510,19 @@ def _record_outcome(store: RunStore, run_id: int, lease: str, status: str,
         store.finish(run_id, status, summary=summary, error=error, lease=lease)
     except LeaseLost as exc:
         return _not_ours(store, exc)
+    _start_next(store, run_id)
     store.close()
     return 0 if status in ("completed", "stopped") else 1
+
+
+def _start_next(store: RunStore, run_id: int | None = None) -> None:
+    """No babysitter: a worker that frees slots (its run ended, or it reaped a dead
+    worker's) starts the queued runs that now fit. Never fails the worker."""
+    try:
+        releasing = store.get_run(run_id).devices if run_id is not None else ()
+        start_queued(store, releasing=releasing)
+    except Exception:
+        traceback.print_exc()
 
 
 def _not_ours(store: RunStore, exc: LeaseLost) -> int:

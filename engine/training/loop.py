@@ -305,6 +305,8 @@ class _Loop:
             self.emit(Note(f"Reading batches in {workers} data worker processes"))
         optimizer = make_optimizer(
             train_model, cfg, None if self.cached else self.plan.ever_trainable)
+        self.plain_model = train_model
+        """The module the optimizer steps, without data parallel or compile wrappers."""
         if cfg.train.compile:
             # Dynamic shapes: with dynamic padding every batch has its own length.
             train_model = torch.compile(train_model, dynamic=True)
@@ -488,8 +490,10 @@ class _Loop:
 
     def _unwrapped(self):
         """The plain module: no DDP wrapper, no torch.compile wrapper (so weight names and
-        checkpoints are the same with and without compile)."""
-        return self.accelerator.unwrap_model(self.model, keep_torch_compile=False)
+        checkpoints are the same with and without compile, with one process or several:
+        accelerate's unwrap leaves the compile wrapper inside data parallel in place, and
+        its `_orig_mod.` names with it)."""
+        return self.plain_model
 
     def _fit(self, cfg: RunConfig, model_path: Path) -> RunConfig:
         """cfg with its token lengths clamped to the model's positions, each clamp noted."""

@@ -85,6 +85,21 @@ def test_unfrozen_parameters_stay_in_step_and_a_resumed_run_is_exact(
     assert _differing(_params(tmp_path / "rc", 1), rank1) == []
 
 
+def test_compiled_data_parallel_checkpoints_carry_plain_names(tmp_path, tiny_bert,
+                                                            sentiment_csv):
+    from tests_helpers import config_for
+
+    cfg = config_for(tmp_path, tiny_bert, sentiment_csv, max_steps=2).to_dict()
+    cfg["train"].update(compile=True, checkpoint_every=1)
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps(cfg))
+    outcome = _probe(config, tmp_path / "out", tmp_path / "r", "--eager-compile")
+    assert outcome["status"] == "completed", outcome
+    for name in ("checkpoints/step-1/model.safetensors", "model/model.safetensors"):
+        keys = load_file(tmp_path / "out" / name).keys()
+        assert "head.1.weight" in keys and not [k for k in keys if "_orig_mod" in k], name
+
+
 def _failing_run(tmp_path: Path, config_path: Path, fault: str) -> tuple:
     """A run recorded as `runs` would, its worker started under torchrun with `fault`
     injected into rank 1; returns (the run, the torchrun result)."""

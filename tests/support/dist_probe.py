@@ -29,7 +29,16 @@ def main() -> int:
     parser.add_argument("result_dir", type=Path)
     parser.add_argument("--stop-at", type=int)
     parser.add_argument("--resume", type=Path)
+    parser.add_argument("--eager-compile", action="store_true",
+                        help="torch.compile with the eager backend: the same wrappers, no "
+                             "C++ compiler run")
     args = parser.parse_args()
+    if args.eager_compile:
+        import functools
+
+        import torch
+
+        torch.compile = functools.partial(torch.compile, backend="eager")
 
     from safetensors.torch import save_file
 
