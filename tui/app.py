@@ -13,6 +13,7 @@ from textual.binding import Binding
 from textual.screen import Screen
 
 from store import RunStore
+from tui.messages import EngineJobFailed
 from tui.screens.help import HelpScreen
 from tui.screens.hub import HubScreen
 from tui.screens.models import LocalModelsScreen
@@ -97,6 +98,10 @@ class HubtuneApp(App[None]):
         super().notify(printable(message, multiline=True, limit=TOAST_LIMIT),
                        title=printable(title, limit=80),
                        severity=severity, timeout=timeout, markup=False)
+
+    def on_engine_job_failed(self, msg: EngineJobFailed) -> None:
+        """Every engine-thread job that raised ends here, as one toast."""
+        self.notify(msg.message)
 
     def action_help(self) -> None:
         self.push_screen(HelpScreen())

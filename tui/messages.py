@@ -1,4 +1,10 @@
-"""Messages posted by background workers to the UI ("attributes down, messages up")."""
+"""Messages posted by background work to the UI ("attributes down, messages up").
+
+Thread workers and the engine thread (tui/engine_thread.py) post these; a handler
+only renders them. Each says what happened, in the past tense, and carries the
+inputs it was computed for, so a handler drops one the user has since moved past.
+Nothing here imports torch: the engine's results travel as plain objects.
+"""
 
 from __future__ import annotations
 
@@ -99,3 +105,85 @@ class ModelIdsListed(Message):
     """Model ids on this machine, to complete the new-run form's model field."""
 
     ids: list[str]
+
+
+@dataclass
+class EngineJobFailed(Message):
+    """A job on the engine thread raised; `message` is the one sentence to show.
+
+    The app shows it (HubtuneApp.on_engine_job_failed): the one place such failures go.
+    """
+
+    message: str
+
+
+@dataclass
+class HeadsFound(Message):
+    """The heads (tasks) that fit `model`, read from its config; None: it could not be read."""
+
+    model: str
+    heads: tuple[str, ...] | None
+
+
+@dataclass
+class PlanReady(Message):
+    """The layer plan of `config` (engine.training.plan.Plan), or why there is none."""
+
+    key: str
+    """What the plan depends on, as the form asked for it; another key is stale."""
+    config: object
+    """engine.core.config.RunConfig"""
+    plan: object | None
+    error: str | None = None
+
+
+@dataclass
+class TokensCounted(Message):
+    """Token lengths of a data file's text column under a model's tokenizer."""
+
+    key: tuple
+    """(model, path, encoding, column) it was counted for; another key is stale."""
+    lengths: object | None
+    """engine.modeling.lengths.TokenLengths"""
+    error: str | None = None
+
+
+@dataclass
+class Predicted(Message):
+    """The playground's model answered `text` (as lines of markup), or could not."""
+
+    text: str
+    lines: list[str] | None
+    error: str | None = None
+
+
+@dataclass
+class CacheListed(Message):
+    """The models in the local cache (engine.hub.client.CachedModel), or why not."""
+
+    models: list
+    error: str | None = None
+
+
+@dataclass
+class CacheVerified(Message):
+    """Every file of `repo` was re-hashed (engine.hub.client.VerifyReport)."""
+
+    repo: str
+    report: object
+
+
+@dataclass
+class CacheEntryDeleted(Message):
+    """`repo` left the model cache, freeing `freed` bytes."""
+
+    repo: str
+    freed: int
+
+
+@dataclass
+class CacheFailed(Message):
+    """Verifying or deleting a cached model failed; `message` is the one sentence to show."""
+
+    repo: str
+    message: str

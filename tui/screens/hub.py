@@ -17,7 +17,7 @@ import time
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Container, Horizontal, VerticalScroll
+from textual.containers import Container, Horizontal
 from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import (
@@ -26,23 +26,22 @@ from textual.widgets import (
     Header,
     Input,
     Label,
-    Markdown,
     ProgressBar,
     Select,
-    Static,
 )
 from textual.worker import Worker, WorkerState
 
-from tui.formatting import cell, cut, human_bytes, literal, styled
+from tui.formatting import cell, cut, human_bytes, styled
 from tui.messages import (
     DownloadFinished,
     DownloadProgressed,
     DownloadStopped,
+    HeadsFound,
     HubFailed,
     HubSearchFinished,
     ModelDetailsLoaded,
 )
-from tui.safe_text import printable
+from tui.widgets.model_detail import ModelDetail
 
 TASKS = ("text-classification", "fill-mask", "sentence-similarity", "feature-extraction",
          "token-classification", "question-answering", "text-generation",
@@ -50,10 +49,6 @@ TASKS = ("text-classification", "fill-mask", "sentence-similarity", "feature-ext
 LIBRARIES = (("transformers", "transformers"), ("sentence-transformers", "sentence-transformers"),
              ("timm", "timm"), ("peft", "peft"), ("torchvision (built in)", "torchvision"))
 SEARCH_DEBOUNCE_S = 0.3
-MAX_FILES_SHOWN = 200
-"""Files listed in the detail pane; a repo of thousands would bury the card."""
-MAX_CARD_CHARS = 200_000
-"""A model card longer than this is cut: it is read whole into one Markdown widget."""
 
 
 class HubScreen(Screen):
@@ -79,6 +74,9 @@ class HubScreen(Screen):
         self._download_stop: threading.Event | None = None
         self._downloading: str | None = None
         self._selected: str | None = None
+        """The repo under the cursor, whose details the pane shows or awaits."""
+        self._details = None
+        """The details shown (engine.hub.client.ModelDetails), once loaded."""
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -91,9 +89,7 @@ class HubScreen(Screen):
                          allow_blank=False, id="hub-sort")
         with Horizontal(id="hub-body"):
             yield DataTable(id="hub-results", cursor_type="row", zebra_stripes=True)
-            with VerticalScroll(id="hub-detail"):
-                yield Static("Search, then pick a model to read about it.", id="hub-summary")
-                yield Markdown("", id="hub-card", open_links=False)
+            yield ModelDetail(id="hub-detail")
         with Horizontal(id="download-row", classes="-hidden"):
             yield Label("", id="download-label")
             yield ProgressBar(id="download-bar", show_eta=True)
@@ -143,11 +139,9 @@ class HubScreen(Screen):
             def job():
                 from engine.hub.client import search_models
 
-                return (self.post_message,
-                        HubSearchFinished(query, search_models(query, library=library),
-                                          library))
+                return HubSearchFinished(query, search_models(query, library=library), library)
 
-            self.app.engine.submit(job)
+            self.app.engine.submit(job, to=self)
             return
         self._search_worker(query, task, library, sort)
 
@@ -175,9 +169,7 @@ class HubScreen(Screen):
                           cell(cut(m.task or "-", 24)), f"{m.downloads:,}", f"{m.likes:,}",
                           cell((m.updated or "")[:10]), key=m.id)
         if not msg.results:
-            self.query_one("#hub-summary", Static).update(
-                f"No models match {literal(repr(msg.query), 80)}." if msg.query
-                else "No models found.")
+            self.query_one(ModelDetail).no_results(msg.query)
 
     def on_hub_failed(self, msg: HubFailed) -> None:
         self.notify(msg.message, severity="error", timeout=8)
@@ -197,7 +189,7 @@ class HubScreen(Screen):
         repo = event.row_key.value if event.row_key is not None else None
         if repo and repo != self._selected:
             self._selected = repo
-            self.query_one("#hub-summary", Static).update(f"[b]{literal(repo)}[/b]\nloading…")
+            self.query_one(ModelDetail).show_loading(repo)
             self._show_model(repo)
 
     def _show_model(self, repo: str) -> None:
@@ -210,9 +202,9 @@ class HubScreen(Screen):
         def job():
             from engine.hub.client import torchvision_details
 
-            return (self.post_message, ModelDetailsLoaded(torchvision_details(repo)))
+            return ModelDetailsLoaded(torchvision_details(repo))
 
-        self.app.engine.submit(job)
+        self.app.engine.submit(job, to=self)
 
     @work(thread=True, exclusive=True, group="hub-details", exit_on_error=False)
     def _load_details(self, repo: str) -> None:
@@ -229,7 +221,8 @@ class HubScreen(Screen):
         d = msg.details
         if d.id != self._selected:
             return
-        self._show_details(d, d.heads)
+        self._details = d
+        self.query_one(ModelDetail).show(d, d.heads)
         if d.config:
             # The pipeline tag is a guess; the model's own config says which heads fit.
             # transformers is imported on the engine thread only (see tui/engine_thread).
@@ -237,52 +230,16 @@ class HubScreen(Screen):
                 from engine.modeling.heads import heads_from_config
 
                 heads = heads_from_config(d.config)
-                return (self._heads_known, d, heads) if heads else None
+                return HeadsFound(d.id, heads) if heads else None
 
-            self.app.engine.submit(job)
+            self.app.engine.submit(job, to=self)
 
-    def _heads_known(self, d, heads: tuple[str, ...]) -> None:
-        if d.id == self._selected and self.is_attached:
-            self._show_details(d, heads)
-
-    def _show_details(self, d, heads: tuple[str, ...]) -> None:
-        if not d.parameters:
-            params = "parameters not reported"
-        elif d.parameters < 1_000_000:
-            params = f"{d.parameters:,} parameters"
-        else:
-            params = f"{d.parameters / 1e6:,.1f}M parameters"
-        lines = [
-            f"[b]{literal(d.id, 96)}[/b]  {'[green]cached[/]' if d.cached else ''}",
-            literal(f"{d.task or 'no task'} · {d.library or '-'} · license {d.license or '-'}",
-                    200),
-            f"{params} · download {human_bytes(d.download_size)}",
-            f"heads: {literal(', '.join(heads), 200)}",
-        ]
-        if d.needs_remote_code:
-            lines.append("[yellow]needs its own code: set model.trust_remote_code to use it[/]")
-        if not d.has_safetensors:
-            lines.append("[yellow]no safetensors weights: needs model.allow_pickle[/]")
-        if d.gated:
-            lines.append("[yellow]gated: accept its terms on the hub and log in[/]")
-        files = "\n".join(literal(f"{cut(printable(f.path), 30):<30} {human_bytes(f.size):>9}")
-                          for f in d.files[:MAX_FILES_SHOWN])
-        if len(d.files) > MAX_FILES_SHOWN:
-            files += f"\n… and {len(d.files) - MAX_FILES_SHOWN} more files"
-        self.query_one("#hub-summary", Static).update("\n".join(lines) + "\n\n" + files)
-        # Markdown renders text as text (no content markup), but control characters in
-        # the card would reach the terminal: shown as escapes, newlines kept.
-        card = printable(d.card, multiline=True, limit=MAX_CARD_CHARS)
-        self.query_one("#hub-card", Markdown).update(card or "*No model card.*")
-
-    @on(Markdown.LinkClicked, "#hub-card")
-    def _card_link(self, event: Markdown.LinkClicked) -> None:
-        """Open a card's web links; any other scheme (file:, javascript:) is left alone."""
-        if event.href.lower().startswith(("https://", "http://")):
-            self.app.open_url(event.href)
-        else:
-            self.notify(f"Not opening {event.href[:200]!r}: only web links open.",
-                        severity="warning")
+    def on_heads_found(self, msg: HeadsFound) -> None:
+        d = self._details
+        if d is not None and msg.model == d.id == self._selected and msg.heads:
+            # After the pane has laid out the details once: two updates before a layout
+            # pass can leave the text at the width it had before its scrollbar appeared.
+            self.query_one(ModelDetail).show(d, msg.heads)
 
     # -- download ----------------------------------------------------------
 

@@ -14,17 +14,11 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
-from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
 from tui.formatting import cell, cut, human_bytes, plain
-
-
-class CacheListed(Message):
-    def __init__(self, models: list, error: str | None = None) -> None:
-        super().__init__()
-        self.models, self.error = models, error
+from tui.messages import CacheEntryDeleted, CacheFailed, CacheListed, CacheVerified
 
 
 class LocalModelsScreen(Screen):
@@ -103,18 +97,22 @@ class LocalModelsScreen(Screen):
         from engine.hub.client import verify_cached
 
         try:
-            report = verify_cached(repo)
+            self.post_message(CacheVerified(repo, verify_cached(repo)))
         except HubtuneError as exc:
-            self.app.call_from_thread(self.notify, str(exc), severity="error")
-            return
+            self.post_message(CacheFailed(repo, str(exc)))
+
+    def on_cache_verified(self, msg: CacheVerified) -> None:
+        report, repo = msg.report, msg.repo
         if report.ok:
-            text, severity = f"{repo}: all {report.checked} files match their hashes.", "information"
-        else:
-            bad = [*report.corrupted, *report.missing]
-            text = (f"{repo}: {len(report.corrupted)} corrupted and {len(report.missing)} "
-                    f"missing files ({', '.join(bad[:3])}); delete it and download again.")
-            severity = "error"
-        self.app.call_from_thread(self.notify, text, severity=severity, timeout=8)
+            self.notify(f"{repo}: all {report.checked} files match their hashes.", timeout=8)
+            return
+        bad = [*report.corrupted, *report.missing]
+        self.notify(f"{repo}: {len(report.corrupted)} corrupted and {len(report.missing)} "
+                    f"missing files ({', '.join(bad[:3])}); delete it and download again.",
+                    severity="error", timeout=8)
+
+    def on_cache_failed(self, msg: CacheFailed) -> None:
+        self.notify(msg.message, severity="error")
 
     def action_delete(self) -> None:
         from tui.screens.confirm import ConfirmScreen
@@ -136,11 +134,12 @@ class LocalModelsScreen(Screen):
         from engine.hub.client import remove_cached
 
         try:
-            freed = remove_cached(repo)
+            self.post_message(CacheEntryDeleted(repo, remove_cached(repo)))
         except HubtuneError as exc:
-            self.app.call_from_thread(self.notify, str(exc), severity="error")
-            return
-        self.app.call_from_thread(self.notify, f"Deleted {repo}, freed {human_bytes(freed)}.")
+            self.post_message(CacheFailed(repo, str(exc)))
+
+    def on_cache_entry_deleted(self, msg: CacheEntryDeleted) -> None:
+        self.notify(f"Deleted {msg.repo}, freed {human_bytes(msg.freed)}.")
         self._scan()
 
 

@@ -13,12 +13,12 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
-from textual.message import Message
 from textual.screen import ModalScreen
 from textual.widgets import Input, Label, Static
 
 from store import Run
 from tui.formatting import literal
+from tui.messages import Predicted
 
 PROMPTS = {
     "token-classification": "A sentence; each word gets a tag",
@@ -29,12 +29,6 @@ PROMPTS = {
     "image-classification": "The path of an image file",
     "feature-extraction": "A text to embed",
 }
-
-
-class Predicted(Message):
-    def __init__(self, text: str, lines: list[str] | None, error: str | None = None) -> None:
-        super().__init__()
-        self.text, self.lines, self.error = text, lines, error
 
 
 class PlaygroundScreen(ModalScreen[None]):
@@ -65,9 +59,9 @@ class PlaygroundScreen(ModalScreen[None]):
             return
         self.query_one("#playground-output", Static).update(
             "Loading the model…" if self._predictor is None else "Thinking…")
-        self.app.engine.submit(lambda: self._predict(text))
+        self.app.engine.submit(lambda: self._predict(text), to=self)
 
-    def _predict(self, text: str) -> None:
+    def _predict(self, text: str) -> Predicted:
         """On the app's engine thread: the model loads once, then each input runs."""
         from engine.core.errors import HubtuneError
 
@@ -78,12 +72,10 @@ class PlaygroundScreen(ModalScreen[None]):
                 self._predictor = Predictor(Path(self.run.output_dir or "") / "model")
             prediction = self._predictor.predict([text])[0]
         except HubtuneError as exc:
-            self.post_message(Predicted(text, None, str(exc)))
-            return
+            return Predicted(text, None, str(exc))
         except Exception as exc:  # a model that cannot run this input: say so, stay open
-            self.post_message(Predicted(text, None, f"{type(exc).__name__}: {exc}"))
-            return
-        self.post_message(Predicted(text, describe(prediction, self.run.task or "")))
+            return Predicted(text, None, f"{type(exc).__name__}: {exc}")
+        return Predicted(text, describe(prediction, self.run.task or ""))
 
     def on_predicted(self, msg: Predicted) -> None:
         out = self.query_one("#playground-output", Static)

@@ -19,28 +19,14 @@ from textual.widgets import DataTable, Footer, Header, Input, Static
 from textual.worker import get_current_worker
 
 from store import Run, RunStore
-from tui.formatting import (
-    best_metric,
-    cell,
-    cut,
-    duration,
-    main_metric,
-    short_task,
-    status_text,
-)
+from tui.formatting import cut
 from tui.messages import RunDetailRefreshed, RunsRefreshed
 from tui.screens.confirm import ConfirmScreen
 from tui.widgets.run_detail import RunDetail
+from tui.widgets.runs_table import SORTS, STATUS_FILTERS, RunsTable, list_runs
 
 POLL_INTERVAL_S = 0.5
 """How often the poll thread looks at the store (tui.run_watcher decides what to re-read)."""
-COLUMNS = (("id", "ID"), ("status", "Status"), ("name", "Name"), ("model", "Model"),
-           ("task", "Task"), ("data", "Data"), ("best", "Best"), ("duration", "Took"),
-           ("started", "Started"))
-SORTS = (("-created", "newest first"), ("name", "name"), ("status", "status"),
-         ("model", "model"), ("task", "task"), ("best", "best metric"))
-"""What `o` cycles through; 'best' sorts by each run's main metric, best first."""
-STATUS_FILTERS = (None, "running", "completed", "failed", "stopped", "interrupted")
 
 
 class RunsScreen(Screen):
@@ -71,9 +57,13 @@ class RunsScreen(Screen):
         self.search_text: str = ""
         """Filter applied by the polling thread."""
         self.sort = SORTS[0][0]
+        """The key of SORTS the list is sorted by; read by the polling thread."""
         self.status_filter: str | None = None
+        """Only runs with this status (None: all); read by the polling thread."""
         self._wake = threading.Event()
+        """Set to make the polling thread look now rather than at its next tick."""
         self._runs: dict[int, Run] = {}
+        """The runs listed, by id, as the last refresh read them."""
         self.marked: set[int] = set()
         """Runs marked with space, for Compare."""
         self._pending_select: int | None = None
@@ -84,19 +74,16 @@ class RunsScreen(Screen):
         with Vertical(id="runs-pane"):
             yield Input(placeholder="Search runs by name, model, task, dataset, tag…",
                         id="run-search", classes="-hidden")
-            yield DataTable(id="runs-table", cursor_type="row", zebra_stripes=True)
+            yield RunsTable(id="runs-table", cursor_type="row", zebra_stripes=True)
             yield Static("No runs yet: press 3 to set one up, or run `hubtune train CONFIG`.",
                          id="runs-empty")
         yield RunDetail(id="run-detail")
         yield Footer()
 
     def on_mount(self) -> None:
-        table = self.query_one(DataTable)
-        for key, label in COLUMNS:
-            table.add_column(label, key=key)
         self.title = "hubtune"
         self.sub_title = "runs"
-        table.focus()
+        self.query_one(RunsTable).focus()
         self._poll()
 
     @work(thread=True, exit_on_error=False, group="poll-runs")
@@ -106,7 +93,9 @@ class RunsScreen(Screen):
         worker = get_current_worker()
         store = RunStore(self.store.path)  # a connection of this thread's own
         try:
-            watcher = RunWatcher(store, self.post_message, self._list)
+            # The list as the screen asks for it now: its filters are read each time.
+            watcher = RunWatcher(store, self.post_message, lambda s: list_runs(
+                s, search=self.search_text or None, status=self.status_filter, sort=self.sort))
             woken = False
             while not worker.is_cancelled:
                 woken = watcher.reap() or woken
@@ -118,63 +107,17 @@ class RunsScreen(Screen):
         finally:
             store.close()
 
-    def _list(self, store: RunStore) -> list[Run]:
-        """The runs to show, filtered and sorted as the screen asks (called in the thread)."""
-        sort = self.sort
-        runs = store.list_runs(search=self.search_text or None, status=self.status_filter,
-                               sort="-created" if sort == "best" else sort, limit=500)
-        if sort == "best":
-            from engine.core.config import lower_is_better
-
-            def key(r: Run):
-                _, value = best_metric(r)
-                if value is None:
-                    return (1, 0.0)
-                return (0, value if lower_is_better(main_metric(r)) else -value)
-
-            runs.sort(key=key)
-        return runs
-
     def on_runs_refreshed(self, msg: RunsRefreshed) -> None:
-        table = self.query_one(DataTable)
+        table = self.query_one(RunsTable)
         self._runs = {r.id: r for r in msg.runs}
-        rows = {r.id: self._cells(r) for r in msg.runs}
-        current_keys = [row_key.value for row_key in table.rows]
-        wanted_keys = [str(r.id) for r in msg.runs]
-        if current_keys != wanted_keys:
-            selected = self.selected_id
-            table.clear()
-            for r in msg.runs:
-                table.add_row(*rows[r.id], key=str(r.id))
-            if selected is not None and str(selected) in wanted_keys:
-                table.move_cursor(row=table.get_row_index(str(selected)))
-        else:
-            for r in msg.runs:
-                for (col, _), value in zip(COLUMNS, rows[r.id], strict=True):
-                    if table.get_cell(str(r.id), col) != value:
-                        table.update_cell(str(r.id), col, value, update_width=True)
+        table.show(msg.runs, self.marked, self.selected_id)
         self.query_one("#runs-empty").set_class(bool(msg.runs), "-hidden")
         pending = self._pending_select
-        if pending is not None and str(pending) in wanted_keys:
-            table.move_cursor(row=table.get_row_index(str(pending)))
+        if pending is not None and table.holds(pending):
+            table.move_to(pending)
             self._pending_select = None
         if self.selected_id is None and msg.runs:
             self._select(msg.runs[0].id)
-
-    def _cells(self, r: Run) -> tuple:
-        name, value = best_metric(r)
-        data = (r.dataset or "-").rstrip("/").rsplit("/", 1)[-1]
-        return (
-            ("● " if r.id in self.marked else "") + str(r.id),
-            status_text(r.status),
-            cell(cut(r.name, 18)),
-            cell(cut(r.model_id or "-", 20)),
-            cell(short_task(r.task)),
-            cell(cut(data, 12)),
-            cell(f"{name} {value:.3g}" if value is not None else "-"),
-            duration(r.duration_s),
-            cell((r.started_utc or r.created_utc or "")[5:16].replace("T", " ")),
-        )
 
     def on_run_detail_refreshed(self, msg: RunDetailRefreshed) -> None:
         if msg.run.id == self.selected_id:
@@ -187,9 +130,9 @@ class RunsScreen(Screen):
 
     def select_run(self, run_id: int) -> None:
         """Put the cursor on `run_id` now, or as soon as the next refresh lists it."""
-        table = self.query_one(DataTable)
-        if str(run_id) in [k.value for k in table.rows]:
-            table.move_cursor(row=table.get_row_index(str(run_id)))
+        table = self.query_one(RunsTable)
+        if table.holds(run_id):
+            table.move_to(run_id)
         else:
             self._pending_select = run_id  # the list only changes when runs do
         self._select(run_id)
@@ -248,58 +191,47 @@ class RunsScreen(Screen):
             return
         self.marked ^= {self.selected_id}
         run = self._runs.get(self.selected_id)
+        table = self.query_one(RunsTable)
         if run is not None:
-            self.query_one(DataTable).update_cell(str(run.id), "id", self._cells(run)[0],
-                                                 update_width=True)
-        self.query_one(DataTable).action_cursor_down()
+            table.show_mark(run, run.id in self.marked)
+        table.action_cursor_down()
 
     def action_edit_tags(self) -> None:
-        from tui.screens.edit import EditScreen
-
-        run = self._runs.get(self.selected_id or -1)
-        if run is None:
-            return
-
-        shown = ", ".join(run.tags)
-
-        def save(value: str | None) -> None:
-            if value is not None and value != shown:
-                tags = [t.strip() for t in value.split(",") if t.strip()]
-                self._save(lambda: self.store.set_tags(run.id, tags))
-
-        self.app.push_screen(EditScreen(f"Tags of run #{run.id} (comma-separated)",
-                                        shown, "baseline, frozen, lr-sweep"), save)
+        run = self._current()
+        if run is not None:
+            self._edit(f"Tags of run #{run.id} (comma-separated)", ", ".join(run.tags),
+                       "baseline, frozen, lr-sweep", lambda value: self.store.set_tags(
+                           run.id, [t.strip() for t in value.split(",") if t.strip()]))
 
     def action_edit_notes(self) -> None:
+        run = self._current()
+        if run is not None:
+            self._edit(f"Note on run #{run.id}", run.notes, "what this run tried, what it showed",
+                       lambda value: self.store.set_notes(run.id, value.strip()))
+
+    def _edit(self, title: str, shown: str, placeholder: str, write) -> None:
+        """Ask for tags or a note and `write` them if changed; the store refuses what a table
+        cannot show (too long, a control character), and says so in a toast rather than
+        ending the app."""
+        from store import StoreError
         from tui.screens.edit import EditScreen
 
-        run = self._runs.get(self.selected_id or -1)
-        if run is None:
-            return
-
         def save(value: str | None) -> None:
-            if value is not None and value != run.notes:
-                self._save(lambda: self.store.set_notes(run.id, value.strip()))
+            if value is None or value == shown:
+                return
+            try:
+                write(value)
+            except StoreError as exc:
+                self.notify(str(exc), severity="error", timeout=8)
+                return
+            self._wake.set()
 
-        self.app.push_screen(EditScreen(f"Note on run #{run.id}", run.notes,
-                                        "what this run tried, what it showed"), save)
-
-    def _save(self, write) -> None:
-        """Write tags or a note; the store refuses what a table cannot show (too long, a
-        control character), and says so in a toast rather than ending the app."""
-        from store import StoreError
-
-        try:
-            write()
-        except StoreError as exc:
-            self.notify(str(exc), severity="error", timeout=8)
-            return
-        self._wake.set()
+        self.app.push_screen(EditScreen(title, shown, placeholder), save)
 
     def action_playground(self) -> None:
         from tui.screens.playground import PlaygroundScreen
 
-        run = self._runs.get(self.selected_id or -1)
+        run = self._current()
         if run is None:
             return
         if run.status != "completed":
@@ -318,11 +250,10 @@ class RunsScreen(Screen):
         self.app.push_screen(CompareScreen(self.store, ids))
 
     async def action_fork(self) -> None:
-
         from engine.core.errors import HubtuneError
         from engine.lifecycle import fork_config
 
-        run = self._runs.get(self.selected_id or -1)
+        run = self._current()
         if run is None:
             return
         try:
@@ -336,7 +267,7 @@ class RunsScreen(Screen):
         from engine.core.errors import HubtuneError
         from engine.worker import resume_run
 
-        run = self._runs.get(self.selected_id or -1)
+        run = self._current()
         if run is None:
             return
         try:
@@ -348,55 +279,52 @@ class RunsScreen(Screen):
         self._wake.set()
 
     def action_stop_run(self) -> None:
-        run = self._runs.get(self.selected_id or -1)
-        if run is None:
-            return
-        from engine.core.errors import HubtuneError
         from engine.lifecycle import check_stoppable
 
-        try:
-            check_stoppable(run)
-        except HubtuneError as exc:
-            self.notify(str(exc), severity="warning")
-            return
-
-        def confirmed(yes: bool | None) -> None:
-            if yes:
-                self.store.request_stop(run.id)
-                self.notify(f"Asked run {run.id} to stop; it checkpoints and ends shortly.")
-                self._wake.set()
-
-        self.app.push_screen(ConfirmScreen(f"Stop run {run.id} ({cut(run.name, 60)})?"),
-                             confirmed)
-
-    def action_delete_run(self) -> None:
-        run = self._runs.get(self.selected_id or -1)
+        run = self._current()
         if run is None:
             return
-        from engine.core.errors import HubtuneError
+
+        def stop() -> None:
+            self.store.request_stop(run.id)
+            self.notify(f"Asked run {run.id} to stop; it checkpoints and ends shortly.")
+            self._wake.set()
+
+        self._confirm(run, check_stoppable, f"Stop run {run.id} ({cut(run.name, 60)})?", stop)
+
+    def action_delete_run(self) -> None:
         from engine.lifecycle import check_deletable
 
+        run = self._current()
+        if run is None:
+            return
+
+        def delete() -> None:
+            from store import StoreError
+
+            try:  # another process may have resumed (or deleted) it since the question
+                self.store.delete_run(run.id)
+            except StoreError as exc:
+                self.notify(str(exc), severity="warning")
+                return
+            self.selected_id = None
+            self.notify(f"Deleted run {run.id}.")
+            self._wake.set()
+
+        self._confirm(run, check_deletable, f"Delete run {run.id} ({cut(run.name, 60)}) with "
+                                            "its metrics and files?", delete)
+
+    def _confirm(self, run: Run, check, question: str, act) -> None:
+        """`check` that `run` allows the action (else say why), ask `question`, then `act`."""
+        from engine.core.errors import HubtuneError
+
         try:
-            check_deletable(run)
+            check(run)
         except HubtuneError as exc:
             self.notify(str(exc), severity="warning")
             return
+        self.app.push_screen(ConfirmScreen(question), lambda yes: act() if yes else None)
 
-        def confirmed(yes: bool | None) -> None:
-            if yes:
-                from store import StoreError
-
-                try:  # another process may have resumed (or deleted) it since the question
-                    self.store.delete_run(run.id)
-                except StoreError as exc:
-                    self.notify(str(exc), severity="warning")
-                    return
-                self.selected_id = None
-                self.notify(f"Deleted run {run.id}.")
-                self._wake.set()
-
-        self.app.push_screen(
-            ConfirmScreen(f"Delete run {run.id} ({cut(run.name, 60)}) with its metrics and "
-                          "files?"),
-            confirmed,
-        )
+    def _current(self) -> Run | None:
+        """The run under the cursor, as the last refresh listed it."""
+        return self._runs.get(self.selected_id or -1)

@@ -1,0 +1,163 @@
+"""The new-run form's right-hand pane: the data file's preview, its token lengths and
+the layer plan below them.
+
+Fed an `engine.data.reader.DataPreview` (columns, first rows, label counts).
+Token lengths are counted on the app's engine thread (they need the model's
+tokenizer, hence transformers; see tui/engine_thread.py) and come back as
+`TokensCounted`; "Use N" posts `DataPreviewPane.LengthChosen` for the form's
+Max tokens. Headers and cells are the file's own text: Text, never markup
+(a str cell is parsed as markup), one line each, controls shown as escapes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.containers import Vertical
+from textual.message import Message
+from textual.widgets import Button, DataTable, Static
+
+from engine.core.errors import HubtuneError
+from tui.formatting import cell, cut, literal
+from tui.messages import DataPreviewed, TokensCounted
+from tui.widgets.layer_plan import LayerPlan
+
+
+class DataPreviewPane(Vertical):
+    class LengthChosen(Message):
+        """The user took the suggested Max tokens."""
+
+        def __init__(self, length: int) -> None:
+            super().__init__()
+            self.length = length
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.lengths = None
+        """Token statistics (engine.modeling.lengths.TokenLengths) or why there are none
+        (a str); None while counting or before."""
+        self.max_length: int | None = None
+        """The form's Max tokens, to say what it cuts (None: not a number)."""
+        self._length_key: tuple | None = None
+        """(model, path, encoding, column) last counted; a count for another is stale."""
+
+    def compose(self) -> ComposeResult:
+        yield Static("Give a training file to preview it.", id="preview-summary")
+        yield DataTable(id="preview-table", zebra_stripes=True)
+        yield Static("", id="label-counts")
+        yield Static("", id="length-stats")
+        yield Button("Use", id="use-length", compact=True, classes="-hidden")
+        yield LayerPlan(id="layer-plan")
+
+    # -- the file --------------------------------------------------------------
+
+    @work(thread=True, exclusive=True, group="preview", exit_on_error=False)
+    def read(self, path: Path, encoding: str, label: str | None) -> None:
+        """Read the file's head in a thread; `DataPreviewed` comes back (and bubbles on to
+        the screen, which offers its columns)."""
+        from engine.data.reader import preview_file
+
+        try:
+            preview = preview_file(path, encoding=encoding, label_column=label)
+        except HubtuneError as exc:
+            self.post_message(DataPreviewed(str(path), None, str(exc)))
+            return
+        self.post_message(DataPreviewed(str(path), preview))
+
+    def on_data_previewed(self, msg: DataPreviewed) -> None:
+        if msg.error:
+            self.show_unreadable()
+        else:
+            self.show_preview(msg.preview)
+
+    def show_preview(self, p) -> None:
+        """The file's columns and first rows, its size and any label warnings."""
+        table = self.query_one("#preview-table", DataTable)
+        table.clear(columns=True)
+        for col in p.columns:
+            table.add_column(cell(cut(col, 40)), key=col)
+        for row in p.rows:
+            table.add_row(*[cell(cut(value, 40)) for value in row[: len(p.columns)]]
+                          + [""] * (len(p.columns) - len(row)))
+        self.query_one("#preview-summary", Static).update(
+            f"[b]{literal(Path(p.path).name, 80)}[/b]: {p.total_rows:,} rows, "
+            f"{len(p.columns)} columns"
+            # Label problems the run will report too (engine.data.reader.check_labels).
+            + "".join(f"\n[$warning]{literal(w, 400)}[/]" for w in p.warnings))
+
+    def show_unreadable(self) -> None:
+        self.query_one("#preview-table", DataTable).clear(columns=True)
+        self.query_one("#preview-summary", Static).update("No preview.")
+        self.query_one("#label-counts", Static).update("")
+
+    def show_label_counts(self, p, label: str) -> None:
+        """How often each value of the `label` column occurs (the first eight)."""
+        shown = "  ".join(f"{cut(str(k), 30)} {v:,}" for k, v in p.label_counts[:8])
+        more = f"  (+{len(p.label_counts) - 8} more)" if len(p.label_counts) > 8 else ""
+        self.query_one("#label-counts", Static).update(
+            f"[b]labels[/b] ({literal(label, 40)}): {literal(shown, 400)}{more}")
+
+    # -- token lengths ---------------------------------------------------------
+
+    def count_tokens(self, key: tuple, max_length: int | None) -> None:
+        """Token lengths for `key` = (model, path, encoding, text column), counted once per
+        key, shown against `max_length`."""
+        self.max_length = max_length
+        if key == self._length_key:
+            self.show_lengths()
+            return
+        self._length_key = key
+        self.lengths = None
+        self.query_one("#length-stats", Static).update("[dim]Counting tokens…[/dim]")
+        self.query_one("#use-length", Button).add_class("-hidden")
+        self.app.engine.submit(
+            lambda: _count_tokens(key) if key == self._length_key else None, to=self)
+
+    def on_tokens_counted(self, msg: TokensCounted) -> None:
+        if msg.key != self._length_key:
+            return  # the form moved on while this counted
+        self.lengths = msg.error if msg.error is not None else msg.lengths
+        self.show_lengths()
+
+    def show_lengths(self) -> None:
+        """`lengths` (or why there are none), and what `max_length` would cut."""
+        stats, max_length = self.lengths, self.max_length
+        box = self.query_one("#length-stats", Static)
+        button = self.query_one("#use-length", Button)
+        if stats is None:
+            return
+        if isinstance(stats, str):
+            box.update(f"[dim]No token counts: {literal(stats)}[/dim]")
+            button.add_class("-hidden")
+            return
+        cut_now = f"; at {max_length}, {stats.cut_text(max_length)}" \
+            if max_length is not None else ""
+        box.update(f"[b]tokens[/b] median {stats.p50} · p95 {stats.p95} · p99 {stats.p99} · "
+                   f"longest {stats.longest}; suggested max {stats.suggested}{cut_now}")
+        button.label = f"Use {stats.suggested}"
+        button.set_class(max_length == stats.suggested, "-hidden")
+
+    @on(Button.Pressed, "#use-length")
+    def _use_suggested_length(self, event: Button.Pressed) -> None:
+        event.stop()
+        stats = self.lengths
+        if stats is not None and not isinstance(stats, str):
+            self.post_message(self.LengthChosen(stats.suggested))
+
+
+def _count_tokens(key: tuple) -> TokensCounted:
+    """On the engine thread: the lengths, or the one sentence saying why there are none."""
+    from engine.modeling.lengths import token_lengths
+    from engine.modeling.loading import local_files_only
+
+    model, path, encoding, column = key
+    try:
+        with local_files_only():
+            return TokensCounted(key, token_lengths(model, Path(path), [column],
+                                                    encoding=encoding))
+    except HubtuneError as exc:
+        return TokensCounted(key, None, str(exc))
+    except Exception as exc:  # a tokenizer that will not load: say so, keep the form
+        return TokensCounted(key, None, f"{type(exc).__name__}: {exc}")
