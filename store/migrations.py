@@ -153,6 +153,25 @@ def m003_run_ids_never_reused(db: Database) -> None:
     conn.execute("INSERT INTO sqlite_sequence (name, seq) VALUES ('runs', ?)", [highest])
 
 
+
+@migrations()
+def m004_run_queue(db: Database) -> None:
+    """What the run queue needs: each run's place in line, the slots it asks for and the
+    ones it holds, its sweep, and a `settings` table (the queue's pause switch).
+
+    `queue_rank` orders the runs `train --queue` recorded; `devices_json` lists the slots
+    (`gpu0`, `cpu0`, ...) a queued or running run holds; `assigned_unix` is when they
+    were given, so an assignment whose launcher died before it spawned a worker lapses.
+    """
+    conn = db.conn
+    for column, kind in (("queue_rank", "INTEGER"), ("slots_wanted", "INTEGER"),
+                         ("devices_json", "TEXT"), ("assigned_unix", "FLOAT"),
+                         ("sweep_id", "TEXT")):
+        conn.execute(f"ALTER TABLE runs ADD COLUMN {column} {kind}")
+    conn.execute("CREATE INDEX idx_runs_status_queue_rank ON runs (status, queue_rank)")
+    conn.execute("CREATE INDEX idx_runs_sweep_id ON runs (sweep_id)")
+    conn.execute("CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT)")
+
 def _highest_run_folder(conn) -> int:
     """The largest N of a `runs/N` folder beside the database file (0 if none)."""
     from pathlib import Path

@@ -38,6 +38,14 @@ class Run:
     output_dir: str | None
     lease: str | None = None
     """The token of the one worker allowed to write this run (RunStore.claim)."""
+    queue_rank: int | None = None
+    """Its place in the run queue (lower starts first); None for a run started at once."""
+    slots_wanted: int | None = None
+    """Slots (GPUs, or CPU slots) the run asked the queue for."""
+    devices: tuple[str, ...] = ()
+    """Slots the run holds while queued-and-launching or running: `gpu0`, `cpu0`, ..."""
+    sweep_id: str | None = None
+    """The sweep that queued it (`hubtune sweep`); None for a run of its own."""
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Run:
@@ -64,7 +72,16 @@ class Run:
             summary=json.loads(row["summary_json"] or "{}"),
             output_dir=row["output_dir"],
             lease=row.get("lease"),
+            queue_rank=row.get("queue_rank"),
+            slots_wanted=row.get("slots_wanted"),
+            devices=tuple(json.loads(row.get("devices_json") or "[]")),
+            sweep_id=row.get("sweep_id"),
         )
+
+    @property
+    def waiting(self) -> bool:
+        """Waiting in the run queue: recorded by `train --queue`, not yet given slots."""
+        return self.status == "queued" and self.queue_rank is not None and not self.devices
 
     @property
     def duration_s(self) -> float | None:
@@ -98,6 +115,8 @@ class Run:
             "config": self.config,
             "env": self.env,
             "output_dir": self.output_dir,
+            "sweep_id": self.sweep_id,
+            "devices": list(self.devices),
         }
 
 

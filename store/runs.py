@@ -29,6 +29,7 @@ from store.errors import LeaseLost, StoreError
 from store.migrations import KNOWN, migrations
 from store.packs import pack, unpack
 from store.paths import db_path, run_dir
+from store.queue import QueueMixin
 from store.records import Checkpoint, Comparison, EventRecord, Run, Series
 
 STATUSES = ("queued", "running", "completed", "failed", "stopped", "interrupted")
@@ -62,7 +63,7 @@ def utc_now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-class RunStore:
+class RunStore(QueueMixin):
     """Run history in one SQLite file, migrated to the latest schema on open."""
 
     def __init__(self, path: str | Path | None = None) -> None:
@@ -193,11 +194,15 @@ class RunStore:
         parent_id: int | None = None,
         tags: Sequence[str] = (),
         env: dict[str, Any] | None = None,
+        queue_slots: int | None = None,
+        sweep_id: str | None = None,
     ) -> int:
         """Record a new run as `queued` and return its id.
 
         The run gets a fresh lease (`Run.lease`): the token its worker must hold to
         claim it and write to it. Ids come from AUTOINCREMENT and are never reused.
+        With `queue_slots` the run joins the end of the run queue asking for that many
+        slots (`Run.waiting`), in the same statement.
         """
         if name is not None:
             check_name(name)
@@ -205,7 +210,9 @@ class RunStore:
         with self._write() as conn:
             cur = conn.execute(
                 "INSERT INTO runs (name, status, created_utc, parent_id, config_json, env_json,"
-                " model_id, task, dataset, tags_json, lease) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                " model_id, task, dataset, tags_json, lease, slots_wanted, sweep_id, queue_rank)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?, CASE WHEN ? THEN"
+                " (SELECT coalesce(max(queue_rank), 0) + 1 FROM runs) END)",
                 (
                     name,
                     "queued",
@@ -218,6 +225,9 @@ class RunStore:
                     dataset,
                     json.dumps(list(tags)),
                     _new_lease(),
+                    queue_slots,
+                    sweep_id,
+                    queue_slots is not None,
                 ),
             )
             run_id = int(cur.lastrowid)
@@ -316,7 +326,8 @@ class RunStore:
         with self._write() as conn:
             cur = conn.execute(
                 "UPDATE runs SET status = 'queued', stop_requested = 0, started_utc = NULL,"
-                f" finished_utc = NULL, error = NULL, pid = NULL, lease = ?"
+                " finished_utc = NULL, error = NULL, pid = NULL, queue_rank = NULL,"
+                " devices_json = NULL, assigned_unix = NULL, lease = ?"
                 f" WHERE id = ? AND status IN ({marks})", [lease, run_id, *allowed])
             if cur.rowcount == 0:
                 row = conn.execute("SELECT status FROM runs WHERE id = ?", [run_id]).fetchone()
@@ -369,6 +380,7 @@ class RunStore:
         task: str | None = None,
         model: str | None = None,
         tag: str | None = None,
+        sweep: str | None = None,
         sort: str = "-created",
         limit: int | None = 100,
         offset: int = 0,
@@ -387,6 +399,9 @@ class RunStore:
         if model:
             where.append("model_id LIKE ?")
             params.append(f"%{model}%")
+        if sweep:
+            where.append("sweep_id = ?")
+            params.append(sweep)
         if tag:
             where.append("EXISTS (SELECT 1 FROM json_each(tags_json) WHERE value = ?)")
             params.append(tag)

@@ -229,6 +229,7 @@ SLOW_TESTS = {
     "test_a_run_name_cannot_escape_the_run_folder",
     "test_compiled_training_keeps_plain_weight_names", "test_hub_search_and_info_print_hostile_fields_escaped",
     "test_hf_home_that_is_a_file_is_one_sentence", "test_hubtune_without_a_terminal_exits_at_once",
+    "test_the_queue_moves_on_with_no_one_watching",
 }
 """Single tests that start worker or CLI processes (or compile a model) in otherwise fast files."""
 

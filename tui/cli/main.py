@@ -41,10 +41,12 @@ def _register() -> None:
     from tui.cli.hub import cache, hub
     from tui.cli.models import export, predict
     from tui.cli.plan import plan
+    from tui.cli.queue import queue
     from tui.cli.runs import runs
+    from tui.cli.sweep import sweep
     from tui.cli.train import train
 
-    for command in (train, runs, export, predict, hub, cache, plan, data):
+    for command in (train, queue, sweep, runs, export, predict, hub, cache, plan, data):
         cli.add_command(command)
 
 

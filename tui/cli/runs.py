@@ -25,12 +25,13 @@ def runs() -> None:
 @click.option("--sort", default="-created", show_default=True,
               help="created, started, finished, name, status, model, task or id; - for descending.")
 @click.option("--limit", default=50, show_default=True, type=click.IntRange(min=1))
+@click.option("--sweep", metavar="ID", help="Only the runs of this sweep.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
-def runs_ls(status, search, sort, limit, as_json) -> None:
+def runs_ls(status, search, sort, limit, sweep, as_json) -> None:
     """List runs, newest first."""
     store = open_store()
-    store.reap_interrupted()
-    rows = store.list_runs(status=status, search=search, sort=sort, limit=limit)
+    _reap(store)
+    rows = store.list_runs(status=status, search=search, sort=sort, limit=limit, sweep=sweep)
     if as_json:
         echo(dump_json([_run_brief(r) for r in rows]))
         return
@@ -48,13 +49,21 @@ def runs_ls(status, search, sort, limit, as_json) -> None:
         )
 
 
+def _reap(store) -> None:
+    """Mark dead workers' runs interrupted; their slots go to the queue at once."""
+    if store.reap_interrupted():
+        from engine.worker import start_queued
+
+        start_queued(store)
+
+
 def _run_brief(r) -> dict:
     return {
         "id": r.id, "name": r.name, "status": r.status, "model_id": r.model_id,
         "task": r.task, "dataset": r.dataset, "created_utc": r.created_utc,
         "started_utc": r.started_utc, "finished_utc": r.finished_utc,
         "duration_s": r.duration_s, "tags": list(r.tags), "summary": r.summary,
-        "parent_id": r.parent_id, "error": r.error,
+        "parent_id": r.parent_id, "error": r.error, "sweep_id": r.sweep_id,
     }
 
 
@@ -64,7 +73,7 @@ def _run_brief(r) -> dict:
 def runs_show(run_id: int, as_json: bool) -> None:
     """Show one run: config, outcome, metrics and recent events."""
     store = open_store()
-    store.reap_interrupted()
+    _reap(store)
     run = store.get_run(run_id)
     if as_json:
         out = run.to_json()
@@ -74,6 +83,10 @@ def runs_show(run_id: int, as_json: bool) -> None:
     echo(f"Run {run.id}  {printable(run.name)}  [{run.status}]")
     echo(f"  model    {printable(run.model_id)}\n  task     {run.task or '-'}\n"
          f"  dataset  {printable(run.dataset)}")
+    if run.sweep_id:
+        echo(f"  sweep    {printable(run.sweep_id)}")
+    if run.devices:
+        echo(f"  slots    {', '.join(run.devices)}")
     if run.tags:
         echo(f"  tags     {printable(', '.join(run.tags))}")
     if run.notes:
@@ -91,11 +104,20 @@ def runs_show(run_id: int, as_json: bool) -> None:
 
 
 @runs.command("compare")
-@click.argument("run_ids", type=int, nargs=-1, required=True)
+@click.argument("run_ids", type=int, nargs=-1)
+@click.option("--sweep", "sweep_id", metavar="ID",
+              help="Rank the runs of a sweep by their main metric instead.")
 @click.option("--json", "as_json", is_flag=True, help="Print the comparison as JSON.")
-def runs_compare(run_ids: tuple[int, ...], as_json: bool) -> None:
+def runs_compare(run_ids: tuple[int, ...], sweep_id: str | None, as_json: bool) -> None:
     """Compare two or more runs: differing config keys and final metrics."""
     store = open_store()
+    if sweep_id is not None:
+        if run_ids:
+            raise Failure("Give either run ids or --sweep ID, not both.")
+        _compare_sweep(store, sweep_id, as_json)
+        return
+    if not run_ids:
+        raise Failure("Compare needs two or more run ids, or --sweep ID.")
     cmp = store.compare(list(run_ids))
     if as_json:
         echo(dump_json({
@@ -113,6 +135,33 @@ def runs_compare(run_ids: tuple[int, ...], as_json: bool) -> None:
             echo(f"{key:<{width}}  " + "  ".join(f"{_fmt(v):>14}" for v in values))
 
 
+def _compare_sweep(store, sweep_id: str, as_json: bool) -> None:
+    """A sweep's runs best first, with the settings that differ between them."""
+    from engine.sweep import rank_sweep
+
+    _reap(store)
+    members = store.list_runs(sweep=sweep_id, sort="id", limit=None)
+    if not members:
+        raise Failure(f"There is no sweep {sweep_id!r}; `hubtune runs ls --json` shows each "
+                      "run's sweep_id.")
+    totals = {r.id: store.latest_metrics(r.id).get("total_steps") for r in members}
+    ranked = rank_sweep(members, totals)
+    diff = store.compare([r.id for r in members]).config_diff if len(members) > 1 else {}
+    keys = [k for k in diff if k != "name"]
+    if as_json:
+        echo(dump_json({"sweep_id": sweep_id, "metric": ranked[0].metric, "points": [
+            {"rank": p.rank, "id": p.run.id, "name": p.run.name, "status": p.state,
+             "value": p.value, "config": {k: diff[k][members.index(p.run)] for k in keys}}
+            for p in ranked]}))
+        return
+    metric = ranked[0].metric or "metric"
+    echo(f"Sweep {printable(sweep_id)}: {len(members)} runs ranked by {printable(metric)}")
+    echo(f"{'RANK':>4}  {'ID':>4}  {'STATUS':<13} {cut(metric, 12):>12}  " + "  ".join(keys))
+    for p in ranked:
+        values = "  ".join(_fmt(diff[k][members.index(p.run)]) for k in keys)
+        echo(f"{p.rank or '-':>4}  {p.run.id:>4}  {p.state:<13} {_fmt(p.value):>12}  {values}")
+
+
 def _fmt(v) -> str:
     if isinstance(v, float):
         return f"{v:.4g}"
@@ -122,13 +171,11 @@ def _fmt(v) -> str:
 @runs.command("stop")
 @click.argument("run_id", type=int)
 def runs_stop(run_id: int) -> None:
-    """Ask a running run to stop after its current step."""
-    from engine.lifecycle import check_stoppable
+    """Ask a running run to stop after its current step; a queued one leaves the queue."""
+    from engine.lifecycle import stop_run
 
     store = open_store()
-    check_stoppable(store.get_run(run_id))
-    store.request_stop(run_id)
-    echo(f"Asked run {run_id} to stop.")
+    echo(stop_run(store, store.get_run(run_id)))
 
 
 @runs.command("follow")

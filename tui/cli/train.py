@@ -23,7 +23,11 @@ from tui.safe_text import printable
 @click.option("--processes", type=click.IntRange(min=1), default=1, show_default=True,
               help="Data-parallel processes via torchrun: one per visible GPU at most, "
                    "or CPU processes over gloo where there is no GPU.")
-def train(config: Path, overrides: tuple[str, ...], detach: bool, processes: int) -> None:
+@click.option("--queue", "queued", is_flag=True,
+              help="Join the run queue and return: the run starts when enough slots "
+                   "(GPUs) are free (`hubtune queue ls`).")
+def train(config: Path, overrides: tuple[str, ...], detach: bool, processes: int,
+          queued: bool) -> None:
     """Fine-tune from a YAML CONFIG without the TUI; prints the run id."""
     from engine.core.config import load_config
     from engine.worker import start_run
@@ -31,8 +35,16 @@ def train(config: Path, overrides: tuple[str, ...], detach: bool, processes: int
     cfg = load_config(config, overrides)
     check_inputs(cfg)
     store = open_store()
-    run_id = start_run(store, cfg, processes=processes)
+    run_id = start_run(store, cfg, processes=processes, queue=queued)
     echo(run_id)
+    if queued:
+        run = store.get_run(run_id)
+        where = (f"started on {', '.join(run.devices)}" if run.devices else
+                 f"queued at position {store.waiting_ids().index(run_id) + 1}"
+                 if run.waiting else run.status)
+        echo(f"Run {run_id} {where}; `hubtune queue ls` shows the queue, "
+             f"`hubtune runs follow {run_id}` its progress.", err=True)
+        return
     if detach:
         return
     status = follow(store, run_id)
@@ -109,8 +121,10 @@ def follow(store, run_id: int, *, after_event: int = 0) -> str:
                 if not resumed or run.status == "completed":
                     _print_summary(run)
                 return run.status
-            if run.status == "running":
-                store.reap_interrupted()
+            if run.status == "running" and store.reap_interrupted():
+                from engine.worker import start_queued
+
+                start_queued(store)  # the slots of the runs just reaped
             time.sleep(0.5)
     except KeyboardInterrupt:
         echo(f"\nDetached; run {run_id} goes on. `hubtune runs follow {run_id}` "

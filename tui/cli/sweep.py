@@ -1,0 +1,63 @@
+"""`hubtune sweep`: queue one run per point of a grid or random search, all sharing a
+sweep id; `hubtune runs compare --sweep ID` ranks them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from tui.cli.base import open_store
+from tui.cli.output import dump_json, echo
+
+
+@click.command()
+@click.argument("config", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--grid", "grid", multiple=True, metavar="KEY=V1,V2",
+              help="Values to try for a setting; several --grid make every combination.")
+@click.option("--random", "random_n", type=int, metavar="N",
+              help="A random search of N runs instead of the whole grid.")
+@click.option("--range", "ranges", multiple=True, metavar="KEY=LO:HI[:log]",
+              help="With --random: draw the setting between LO and HI (log scale with :log).")
+@click.option("--seed", default=0, show_default=True, help="Seed of the random search.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Override a config value for every run, e.g. train.epochs=2.")
+@click.option("--processes", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Data-parallel processes (one GPU each) per run.")
+@click.option("--json", "as_json", is_flag=True, help="Print the sweep id and runs as JSON.")
+def sweep(config: Path, grid: tuple[str, ...], random_n: int | None, ranges: tuple[str, ...],
+          seed: int, overrides: tuple[str, ...], processes: int, as_json: bool) -> None:
+    """Queue one run per point of a sweep over CONFIG; prints the sweep id and run ids."""
+    from engine.core.config import load_config
+    from engine.sweep import parse_grid, parse_range, sweep_points
+    from engine.worker import queue_sweep
+    from tui.cli.train import check_inputs
+
+    points = sweep_points([parse_grid(g) for g in grid], [parse_range(r) for r in ranges],
+                          random_n, seed)
+    base = load_config(config, overrides)
+    check_inputs(base)
+    # every point is checked before any is queued: a typo queues nothing
+    configs = [_named(load_config(config, [*overrides, *point]), base.name, i)
+               for i, point in enumerate(points, 1)]
+    store = open_store()
+    sweep_id, ids = queue_sweep(store, configs, processes=processes)
+    if as_json:
+        echo(dump_json({"sweep_id": sweep_id, "runs": [
+            {"id": run_id, "overrides": list(point)}
+            for run_id, point in zip(ids, points, strict=True)]}))
+        return
+    echo(f"Sweep {sweep_id}: queued {len(ids)} runs; `hubtune runs compare --sweep "
+         f"{sweep_id}` ranks them.")
+    for run_id, point in zip(ids, points, strict=True):
+        echo(f"{run_id:>5}  {' '.join(point)}")
+
+
+def _named(cfg, base: str, i: int):
+    import dataclasses
+
+    from engine.core.config import MAX_NAME_CHARS
+
+    suffix = f"-{i}"
+    return dataclasses.replace(cfg, name=(base or "sweep")[: MAX_NAME_CHARS - len(suffix)]
+                               + suffix)
