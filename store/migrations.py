@@ -172,6 +172,28 @@ def m004_run_queue(db: Database) -> None:
     conn.execute("CREATE INDEX idx_runs_sweep_id ON runs (sweep_id)")
     conn.execute("CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT)")
 
+
+@migrations()
+def m005_validation_predictions(db: Database) -> None:
+    """Per-example validation results of the model each run keeps, for review.
+
+    `val_prediction_sets` holds one row per run (the evaluation's step, how many
+    examples it had, what `loss` means); `val_predictions` its rows, at most 20,000 per
+    run. Both go with their run (ON DELETE CASCADE), so deleting a run needs no change.
+    """
+    conn = db.conn
+    conn.execute(
+        "CREATE TABLE val_prediction_sets ("
+        " run_id INTEGER PRIMARY KEY REFERENCES runs(id) ON DELETE CASCADE,"
+        " step INTEGER NOT NULL, examples INTEGER NOT NULL, loss_kind TEXT NOT NULL,"
+        " recorded_utc TEXT NOT NULL)")
+    conn.execute(
+        "CREATE TABLE val_predictions ("
+        " run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,"
+        " example INTEGER NOT NULL, predicted TEXT, label TEXT, confidence FLOAT, loss FLOAT,"
+        " PRIMARY KEY (run_id, example)) WITHOUT ROWID")
+
+
 def _highest_run_folder(conn) -> int:
     """The largest N of a `runs/N` folder beside the database file (0 if none)."""
     from pathlib import Path

@@ -16,8 +16,8 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
+from store.common import utc_now
 from store.errors import StoreError
 
 ACTIVE = "status IN ('queued', 'running')"
@@ -129,7 +129,7 @@ class QueueMixin:
     def dequeue(self, run_id: int) -> bool:
         """Take a run that waits in the queue out of it (it ends `stopped`, never having
         started); False if it is not waiting, e.g. it was given slots meanwhile."""
-        now = datetime.now(UTC).isoformat(timespec="seconds")  # as store.runs.utc_now
+        now = utc_now()
         with self._write() as conn:
             cur = conn.execute(
                 "UPDATE runs SET status = 'stopped', finished_utc = ?, queue_rank = NULL"

@@ -219,27 +219,12 @@ class RunSetup:
             collate = task.collator(self.data.train, self.processor, cfg, train=True)
         return train_model, collate
 
-    def _data_workers(self) -> int:
-        """train.data_workers, with `auto` resolved: images decode beside a GPU's steps
-        (a core left for each training process); text batches are only padding, and on
-        a CPU box the cores are training."""
-        wanted = self.cfg.train.data_workers
-        if wanted != "auto":
-            return int(wanted)
-        if self.cached or not self.task.vision or self.accelerator.device.type != "cuda":
-            return 0
-        import os
-
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
-            os.cpu_count() or 1)
-        per_process = cores // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
-        return max(0, min(8, per_process - 1))
-
     def _prepare_optimization(self, train_model, collate) -> None:
         """Loader, optimizer and schedule, handed to accelerate; the step counts."""
         cfg = self.cfg
         self.collate = collate
-        workers = self._data_workers()
+        workers = data_workers(cfg.train.data_workers, self.task.vision and not self.cached,
+                               self.accelerator.device.type)
         cuda = self.accelerator.device.type == "cuda"
         loader = torch.utils.data.DataLoader(
             list(range(len(self.data.train))), batch_sampler=self.sampler, collate_fn=collate,
@@ -342,7 +327,7 @@ class RunSetup:
         if stage == self.stage:
             return
         apply_freeze(self.full_model, self.plan, stage)
-        self._rewrap()
+        rewrap(self.accelerator, self)
         opened = [g for (g, t, _), (_, t0, _) in zip(
             self.plan.group_rows(self.plan.schedule[stage]),
             self.plan.group_rows(self.plan.schedule[self.stage]), strict=True) if t and not t0]
@@ -351,27 +336,43 @@ class RunSetup:
                        f"{count:,} parameters train"))
         self.stage = stage
 
-    def _rewrap(self) -> None:
-        """Wrap the model for data parallel again after its trainable parameters changed.
 
-        DistributedDataParallel averages the gradients of the parameters that needed
-        them when it wrapped the model, and of no others: a parameter gradual unfreezing
-        opens later would train on each rank's own gradient, and the ranks' models would
-        drift apart without a word. The new wrapper takes the same settings; the old
-        one's gradient hooks go with it.
-        """
-        from torch.nn.parallel import DistributedDataParallel
+def data_workers(wanted: int | str, images: bool, device_type: str) -> int:
+    """train.data_workers, with `auto` resolved: images decode beside a GPU's steps (a core
+    left for each training process); text batches are only padding, and on a CPU box the
+    cores are training."""
+    if wanted != "auto":
+        return int(wanted)
+    if not images or device_type != "cuda":
+        return 0
+    import os
 
-        old = self.model
-        if not isinstance(old, DistributedDataParallel):
-            return
-        old._remove_autograd_hooks()
-        self.model = DistributedDataParallel(
-            old.module, device_ids=old.device_ids, output_device=old.output_device,
-            broadcast_buffers=old.broadcast_buffers,
-            find_unused_parameters=old.find_unused_parameters,
-            gradient_as_bucket_view=old.gradient_as_bucket_view)
-        # accelerate keeps the models it prepared (for unwrap and save_state): the new
-        # wrapper replaces the old one there too.
-        models = self.accelerator._models
-        self.accelerator._models = [self.model if m is old else m for m in models]
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
+        os.cpu_count() or 1)
+    per_process = cores // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    return max(0, min(8, per_process - 1))
+
+
+def rewrap(accelerator, run) -> None:
+    """Wrap `run.model` for data parallel again after its trainable parameters changed.
+
+    DistributedDataParallel averages the gradients of the parameters that needed them
+    when it wrapped the model, and of no others: a parameter gradual unfreezing opens
+    later would train on each rank's own gradient, and the ranks' models would drift
+    apart without a word. The new wrapper takes the same settings; the old one's
+    gradient hooks go with it.
+    """
+    from torch.nn.parallel import DistributedDataParallel
+
+    old = run.model
+    if not isinstance(old, DistributedDataParallel):
+        return
+    old._remove_autograd_hooks()
+    run.model = DistributedDataParallel(
+        old.module, device_ids=old.device_ids, output_device=old.output_device,
+        broadcast_buffers=old.broadcast_buffers,
+        find_unused_parameters=old.find_unused_parameters,
+        gradient_as_bucket_view=old.gradient_as_bucket_view)
+    # accelerate keeps the models it prepared (for unwrap and save_state): the new wrapper
+    # replaces the old one there too.
+    accelerator._models = [run.model if m is old else m for m in accelerator._models]

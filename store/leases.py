@@ -1,0 +1,195 @@
+"""A run's worker: the lease it claims the run with, the writes that check it, its
+heartbeat and stop request, how its run ends, and the reaping of dead workers."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
+from typing import Any
+
+from sqlite_utils import Database
+
+from store.common import STATUSES, TERMINAL_STATUSES, no_such_run, utc_now
+from store.errors import LeaseLost, StoreError
+from store.packs import pack, unpack
+from store.records import Run
+
+
+class LeaseMixin:
+    """The worker-facing methods of `RunStore` (which provides `db`, `_write`, `_update`, `get_run` and `list_runs`)."""
+
+    db: Database
+    _write: Callable[[], AbstractContextManager[sqlite3.Connection]]
+
+    @staticmethod
+    def _check_lease(conn: sqlite3.Connection, run_id: int, lease: str) -> None:
+        """Inside a write transaction: refuse unless `lease` still holds the run."""
+        row = conn.execute("SELECT lease FROM runs WHERE id = ?", [run_id]).fetchone()
+        if row is None or row[0] != lease:
+            gone = "was deleted" if row is None else "was claimed by another worker"
+            raise LeaseLost(f"Run {run_id} {gone}; this worker stops without writing to it.")
+
+    def claim(self, run_id: int, lease: str, *, pid: int, host: str,
+              env: dict[str, Any]) -> None:
+        """Make this worker the run's one writer: `queued` -> `running` in one statement.
+
+        Only the worker started with the run's current lease, and only while the run
+        is still queued, gets it; a second worker for the same launch, a worker of a
+        deleted run, or one whose launch was superseded raises `LeaseLost`.
+        """
+        with self._write() as conn:
+            cur = conn.execute(
+                "UPDATE runs SET status = 'running', started_utc = ?, finished_utc = NULL,"
+                " pid = ?, host = ?, env_json = ?, heartbeat_unix = ?, error = NULL"
+                " WHERE id = ? AND lease = ? AND status = 'queued'",
+                [utc_now(), pid, host, json.dumps(env, sort_keys=True), time.time(),
+                 run_id, lease])
+            if cur.rowcount == 0:
+                self._check_lease(conn, run_id, lease)  # deleted, or another launch's now
+                status = conn.execute("SELECT status FROM runs WHERE id = ?",
+                                      [run_id]).fetchone()[0]
+                raise LeaseLost(f"Run {run_id} is already {status}; this worker exits "
+                                "without training.")
+
+    def finish(
+        self,
+        run_id: int,
+        status: str,
+        *,
+        summary: dict[str, Any] | None = None,
+        error: str | None = None,
+        lease: str | None = None,
+    ) -> None:
+        if status not in TERMINAL_STATUSES:
+            raise ValueError(f"{status!r} is not a final status")
+        values: dict[str, Any] = {"status": status, "finished_utc": utc_now(), "error": error}
+        if summary is not None:
+            values["summary_json"] = json.dumps(summary, sort_keys=True)
+        self._update(run_id, lease=lease, **values)
+
+    def set_status(self, run_id: int, status: str) -> None:
+        if status not in STATUSES:
+            raise ValueError(f"unknown status {status!r}")
+        self._update(run_id, status=status)
+
+    def set_pid(self, run_id: int, pid: int, lease: str) -> bool:
+        """Record the launcher's pid while the run waits for its worker; False when the
+        launch was superseded, the run deleted, or the worker already claimed it."""
+        import socket
+
+        with self._write() as conn:
+            cur = conn.execute("UPDATE runs SET pid = ?, host = ? WHERE id = ? AND lease = ?"
+                               " AND status = 'queued'", [pid, socket.gethostname(), run_id, lease])
+            return cur.rowcount == 1
+
+    def requeue(self, run_id: int, *, allowed: Sequence[str] = ("stopped", "interrupted",
+                                                               "failed")) -> str:
+        """Make a finished run `queued` again for a resume; returns the new lease.
+
+        One conditional update: of two resumes racing, exactly one gets the run;
+        the other gets a sentence saying what the run is now.
+        """
+        lease = _new_lease()
+        # Its clock restarts when the worker claims it; no time ticks while queued.
+        marks = ", ".join("?" * len(allowed))
+        with self._write() as conn:
+            cur = conn.execute(
+                "UPDATE runs SET status = 'queued', stop_requested = 0, started_utc = NULL,"
+                " finished_utc = NULL, error = NULL, pid = NULL, queue_rank = NULL,"
+                " devices_json = NULL, assigned_unix = NULL, lease = ?"
+                f" WHERE id = ? AND status IN ({marks})", [lease, run_id, *allowed])
+            if cur.rowcount == 0:
+                row = conn.execute("SELECT status FROM runs WHERE id = ?", [run_id]).fetchone()
+                if row is None:
+                    raise no_such_run(run_id)
+                raise StoreError(f"Run {run_id} is {row[0]} (another command got to it first); "
+                                 "only a stopped, interrupted or failed run can be resumed.")
+        return lease
+
+    def truncate_after(self, run_id: int, step: int, *, lease: str | None = None) -> None:
+        """Drop metrics and checkpoints recorded after `step` (a resume replays them)."""
+        with self._write() as conn:
+            if lease is not None:
+                self._check_lease(conn, run_id, lease)
+            conn.execute("DELETE FROM metrics WHERE run_id = ? AND step > ?", [run_id, step])
+            conn.execute("DELETE FROM metric_packs WHERE run_id = ? AND first_step > ?",
+                         [run_id, step])
+            straddling = conn.execute(
+                "SELECT id, steps, vals FROM metric_packs WHERE run_id = ? AND last_step > ?",
+                [run_id, step]).fetchall()
+            for pack_id, steps, vals in straddling:
+                points = [(s, v) for s, v in zip(*unpack([(steps, vals)]), strict=True)
+                          if s <= step]
+                first, last, n, steps, vals = pack(points)
+                conn.execute("UPDATE metric_packs SET last_step = ?, n = ?, steps = ?, vals = ?"
+                             " WHERE id = ?", [last, n, steps, vals, pack_id])
+            conn.execute("DELETE FROM checkpoints WHERE run_id = ? AND step > ?", [run_id, step])
+
+    def heartbeat(self, run_id: int, lease: str | None = None) -> None:
+        self._update(run_id, lease=lease, heartbeat_unix=time.time())
+
+    def request_stop(self, run_id: int) -> None:
+        self._update(run_id, stop_requested=1)
+
+    def stop_requested(self, run_id: int) -> bool:
+        row = self.db.execute("SELECT stop_requested FROM runs WHERE id = ?", [run_id]).fetchone()
+        return bool(row and row[0])
+
+    def _end_unchanged(self, run: Run, status: str, error: str) -> bool:
+        """Finish `run` as `status` only if it is still as read (same status, lease and
+        pid): a resume or a claim in between wins. True if it was finished."""
+        with self._write() as conn:
+            cur = conn.execute(
+                "UPDATE runs SET status = ?, finished_utc = ?, error = ?"
+                " WHERE id = ? AND status = ? AND lease IS ? AND pid IS ?",
+                [status, utc_now(), error, run.id, run.status, run.lease, run.pid])
+            return cur.rowcount == 1
+
+    def reap_interrupted(self, *, stale_after_s: float = 30.0) -> list[int]:
+        """Mark running runs on this host whose worker is gone as `interrupted`, and
+        queued ones whose launcher died before its worker claimed them as `failed`."""
+        import socket
+
+        host = socket.gethostname()
+        now = time.time()
+        reaped = []
+        for run in self.list_runs(status="running", limit=None):
+            if run.host and run.host != host:
+                continue  # another machine's worker; its pid means nothing here
+            stale = run.heartbeat_unix is None or now - run.heartbeat_unix > stale_after_s
+            if stale and not _pid_alive(run.pid) and self._end_unchanged(
+                    run, "interrupted", "The worker process ended unexpectedly."):
+                reaped.append(run.id)
+        for run in self.list_runs(status="queued", limit=None):
+            # launched here (set_pid) but the launcher died before its worker claimed the run
+            if run.pid and run.host == host and not _pid_alive(run.pid) and self._end_unchanged(
+                    run, "failed", "The worker exited before it started training; see "
+                    f"{run.output_dir}/worker.log."):
+                reaped.append(run.id)
+        return reaped
+
+
+def _new_lease() -> str:
+    return uuid.uuid4().hex
+
+
+def _pid_alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie (exited, not yet reaped by its parent) counts as gone.
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split(") ", 1)[1][0] != "Z"
+    except (OSError, IndexError):
+        return True
