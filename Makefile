@@ -8,16 +8,23 @@ STAMP_TEST := $(VENV)/.stamp-test
 
 .PHONY: run test test-fast bench lint clean
 
+# A first install downloads about 3 GB (torch is most of it) into a 6 GB .venv and takes
+# a few minutes: pip shows a progress bar per download and a line per step.
+PIP := $(BIN)/pip install --progress-bar on --no-input
+
 $(BIN)/python:
+	@echo "hubtune: creating $(VENV) (a first install downloads about 3 GB; a few minutes)"
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
+	$(PIP) --quiet --upgrade pip
 
 $(STAMP_RUN): pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[demo]'
+	@echo "hubtune: installing hubtune and the demo model into $(VENV)"
+	$(PIP) -e '.[demo]'
 	touch $@
 
 $(STAMP_TEST): pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[dev,demo]'
+	@echo "hubtune: installing hubtune, the demo model and the test tools into $(VENV)"
+	$(PIP) -e '.[dev,demo]'
 	touch $@ $(STAMP_RUN)
 
 run: $(STAMP_RUN)
