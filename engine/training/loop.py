@@ -21,7 +21,15 @@ import torch
 
 from engine.core.config import RunConfig
 from engine.core.errors import HubtuneError
-from engine.core.events import CheckpointSaved, EvalFinished, Event, Note, Outcome, StepLogged
+from engine.core.events import (
+    CheckpointSaved,
+    EvalFinished,
+    Event,
+    Note,
+    Outcome,
+    StepLogged,
+    ValidationPredicted,
+)
 from engine.data.loading import PreparationStopped
 from engine.training.checkpoint import prune_checkpoints, rank_rng_state, save_checkpoint
 from engine.training.setup import RunSetup
@@ -132,12 +140,12 @@ class _Loop(RunSetup):
                 f"Training diverged (loss is {mean_loss}) at step {st.step}; "
                 "lower train.learning_rate or keep max_grad_norm set."))
         elapsed = window.elapsed()
-        self.emit(StepLogged(step=st.step, epoch=st.step / self.steps_per_epoch, metrics={
-            "loss": mean_loss,
-            "lr": self.scheduler.get_last_lr()[0],
-            "samples_per_s": window.samples / elapsed,
-            "tokens_per_s": float(window.tokens) / elapsed,
-        }))
+        metrics = {"loss": mean_loss, "lr": self.scheduler.get_last_lr()[0],
+                   "samples_per_s": window.samples / elapsed}
+        if not self.task.vision:  # images have no tokens: no "0 tokens/s" to show
+            metrics["tokens_per_s"] = float(window.tokens) / elapsed
+        self.emit(StepLogged(step=st.step, epoch=st.step / self.steps_per_epoch,
+                             metrics=metrics))
         window.reset()
         return None
 
@@ -282,6 +290,7 @@ class _Loop(RunSetup):
                                              self.processor, self.cfg, self.accelerator.device)
         self._train_mode()
         self.phase = "training"
+        examples = metrics.pop("examples", None)
         self.last_eval, self.last_eval_step = metrics, st.step
         self.emit(EvalFinished(step=st.step, epoch=st.step / self.steps_per_epoch, metrics={
             f"val_{k}": v for k, v in metrics.items() if isinstance(v, (int, float))}))
@@ -289,15 +298,26 @@ class _Loop(RunSetup):
         if score is None:
             raise HubtuneError(
                 f"train.early_stopping.metric {self.watch!r} is not computed for this task; use "
-                f"one of {', '.join(k for k in metrics if k != 'confusion')}."
+                f"one of {', '.join(k for k, v in metrics.items() if _scalar(v))}."
             )
         minimise = self.watch in self.task.minimise
-        if st.best_metric is None or (score < st.best_metric if minimise else
-                                      score > st.best_metric):
+        improved = st.best_metric is None or (score < st.best_metric if minimise else
+                                              score > st.best_metric)
+        if improved:
             st.best_metric, st.best_step, st.evals_without_gain = score, st.step, 0
             self.best = metrics
         else:
             st.evals_without_gain += 1
+        # The rows review reads describe the model the run ends with (see restore_best).
+        if examples is not None and (improved or not self.cfg.train.restore_best):
+            self._record_examples(examples, len(self.data.validation))
+
+    def _record_examples(self, examples, total: int) -> None:
+        if not self.accelerator.is_main_process:
+            return
+        self.emit(ValidationPredicted(step=self.state.step, examples=total,
+                                      loss_kind=examples.loss_kind,
+                                      rows=tuple(examples.rows(self.data.labels))))
 
     def checkpoint(self) -> None:
         """Rank 0 writes the checkpoint; with several processes every rank first hands
@@ -331,11 +351,23 @@ class _Loop(RunSetup):
             "watched_metric": self.watch,
             "best_step": st.best_step,
             "model_step": getattr(self, "model_step", st.step),
-            **{f"final_{k}": v for k, v in self.last_eval.items() if k != "confusion"},
-            **{f"best_{k}": v for k, v in self.best.items() if k != "confusion"},
-            "confusion": self.last_eval.get("confusion"),
+            **{f"final_{k}": v for k, v in self.last_eval.items() if _scalar(v)},
+            **{f"best_{k}": v for k, v in self.best.items() if _scalar(v)},
+            # Of the evaluation whose model the run keeps (restore_best), like review's rows.
+            "class_report": self._kept_eval().get("class_report"),
             **self.task.baseline(self.data),
         }
+
+
+    def _kept_eval(self) -> dict:
+        if self.cfg.train.restore_best and self.best and self.state.best_metric is not None:
+            return self.best
+        return self.last_eval
+
+
+def _scalar(value) -> bool:
+    """A metric that goes into the summary as final_/best_ (not a report or a table)."""
+    return not isinstance(value, (dict, list, tuple))
 
 
 def train(

@@ -126,6 +126,8 @@ def test_images_decoded_in_data_workers_resume_exactly(tmp_path, tmp_path_factor
     assert full.status == "completed", full.error
     assert any(isinstance(e, Note) and e.message == "Reading batches in 2 data worker processes"
                for e in notes)
+    logged = [e.metrics for e in notes if isinstance(e, StepLogged)]
+    assert logged and all("tokens_per_s" not in m for m in logged)  # images have no tokens
     stop = threading.Event()
     part = train(cfg, lambda e: stop.set() if isinstance(e, StepLogged) and e.step == 4
                  else None, stop, out_dir=tmp_path / "part")
