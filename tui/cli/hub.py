@@ -124,22 +124,24 @@ def cache() -> None:
 @cache.command("ls")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
 def cache_ls(as_json: bool) -> None:
-    """Cached models with their size and when they were last used."""
-    from engine.hub.client import list_cached
+    """Models on this machine (the hub cache, and models bundled in installed packages)
+    with their size and when they were last used."""
+    from engine.hub.client import list_local
 
-    models = list_cached()
+    models = list_local()
     if as_json:
         echo(dump_json([{**m.__dict__, "revisions": list(m.revisions)} for m in models]))
         return
     if not models:
         echo("No models cached. `hubtune hub download REPO` fetches one.")
         return
-    echo(f"{'MODEL':<52} {'SIZE':>10}  {'LAST USED':<16}  WEIGHTS")
+    echo(f"{'MODEL':<44} {'SOURCE':<8} {'SIZE':>10}  {'LAST USED':<16}  WEIGHTS")
     for m in models:
         used = time.strftime("%Y-%m-%d %H:%M", time.localtime(m.last_used)) if m.last_used else "-"
         # A model whose details were only looked at holds its card and config alone.
         weights = "yes" if m.has_weights else "card only"
-        echo(f"{cut(m.id, 52):<52} {human_bytes(m.size):>10}  {used:<16}  {weights}")
+        echo(f"{cut(m.id, 44):<44} {m.source:<8} {human_bytes(m.size):>10}  {used:<16}  "
+             f"{weights}")
 
 
 @cache.command("rm")

@@ -50,10 +50,10 @@ class LocalModelsScreen(Screen):
     @work(thread=True, exclusive=True, group="cache", exit_on_error=False)
     def _scan(self) -> None:
         from engine.core.errors import HubtuneError
-        from engine.hub.client import list_cached
+        from engine.hub.client import list_local
 
         try:
-            self.post_message(CacheListed(list_cached()))
+            self.post_message(CacheListed(list_local()))
         except HubtuneError as exc:
             self.post_message(CacheListed([], str(exc)))
 
@@ -63,8 +63,8 @@ class LocalModelsScreen(Screen):
         table.clear()
         for m in msg.models:
             table.add_row(cell(cut(m.id, 48)), human_bytes(m.size), _ago(m.last_used),
-                          str(len(m.revisions)), "yes" if m.has_weights else "card only",
-                          key=m.id)
+                          "package" if m.source == "package" else str(len(m.revisions)),
+                          "yes" if m.has_weights else "card only", key=m.id)
         if msg.models:
             table.move_cursor(row=min(keep, len(msg.models) - 1))
         total = sum(m.size for m in msg.models)
@@ -72,7 +72,8 @@ class LocalModelsScreen(Screen):
             plain(msg.error, multiline=True) if msg.error
             else f"{len(msg.models)} models, {human_bytes(total)} on disk. "
                  "u use · v verify · x delete · r refresh"
-            if msg.models else "The cache is empty: download models from the Hub screen (2).")
+            if msg.models else "No models on this machine yet: download one from the Hub "
+                               "screen (2).")
 
     def _selected(self) -> str | None:
         table = self.query_one(DataTable)
