@@ -173,6 +173,50 @@ class Predictor:
             out.append(Prediction(text, best, scores[best], scores))
         return out
 
+    def score_batches(self, texts: list[str], pairs: list[str] | None = None, *,
+                      batch_size: int = 32, max_length: int = 512, progress=None):
+        """Probabilities (N x labels; the value for regression) of a sequence head for
+        many texts: batches of similar length, in input order on return."""
+        torch = self.torch
+        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+        out = None
+        with torch.inference_mode():
+            for start in range(0, len(order), batch_size):
+                chunk = order[start:start + batch_size]
+                enc = self.tokenizer([texts[i] for i in chunk],
+                                     [pairs[i] for i in chunk] if pairs else None,
+                                     truncation=True, max_length=max_length, padding=True,
+                                     return_tensors="pt")
+                _, logits = self.model(input_ids=enc["input_ids"],
+                                       attention_mask=enc["attention_mask"],
+                                       token_type_ids=enc.get("token_type_ids") if pairs
+                                       else None)
+                logits = logits.float()
+                probs = (logits if self.task == "regression" else torch.sigmoid(logits)
+                         if self.task == "multi-label-classification" else
+                         torch.softmax(logits, -1))
+                if out is None:
+                    out = torch.empty(len(texts), probs.shape[-1])
+                out[torch.tensor(chunk)] = probs
+                if progress is not None:
+                    progress(len(chunk), len(texts))
+        return out if out is not None else torch.empty(0, max(1, len(self.labels)))
+
+    def readable(self, outputs) -> tuple[list[str], list[float]]:
+        """(predicted label, its score) per row of `score_batches`' output."""
+        if self.task == "regression":
+            values = outputs[:, 0].tolist()
+            return [f"{v:.6g}" for v in values], values
+        if self.task == "multi-label-classification":
+            on = (outputs >= 0.5).tolist()
+            names = [", ".join(n for n, o in zip(self.labels, row, strict=True) if o)
+                     for row in on]
+            # The least sure of the per-label decisions, as in the playground.
+            sure = self.torch.maximum(outputs, 1 - outputs).min(-1).values.tolist()
+            return names, sure
+        score, best = outputs.max(-1)
+        return [self.labels[i] for i in best.tolist()], score.tolist()
+
     def _tokens(self, text: str) -> Prediction:
         words = text.split()
         enc = self.tokenizer(words, is_split_into_words=True, truncation=True,
@@ -257,3 +301,76 @@ class Predictor:
         scores = dict(zip(self.labels, probs, strict=True))
         best = max(scores, key=scores.get)
         return Prediction(path, best, scores[best], scores)
+
+
+# -- a whole file -------------------------------------------------------------
+
+FILE_TASKS = ("text-classification", "text-pair-classification",
+              "multi-label-classification", "regression")
+"""Tasks `predict_file` covers."""
+PROBABILITY_COLUMNS_UP_TO = 20
+"""Up to this many classes OUT gets a `p_<label>` column per class; above it only `score`."""
+
+
+@dataclass
+class FilePredictions:
+    table: object
+    """The input rows in their order, with `predicted`, `score` (and `p_<label>`) added."""
+    metric: tuple[str, float, int] | None
+    """(name, value, labelled rows) when the file has the run's label column."""
+
+
+def predict_file(model_dir: Path, cfg, path: Path, *, column: str | None = None,
+                 batch_size: int = 32, progress=None) -> FilePredictions:
+    """Predict every row of a CSV/TSV/JSONL/Parquet file with a run's model, reading it
+    as training read its data (`read_table`, the run's encoding and max_length);
+    `progress(rows, total)` is called after each batch of `rows`."""
+    from engine.data.loading import _text, read_table
+
+    predictor = Predictor(model_dir)
+    if predictor.task not in FILE_TASKS:
+        raise DataError(f"Batch prediction over a file is not available for head.task "
+                        f"{predictor.task} yet; `hubtune predict ID INPUT...` predicts single "
+                        "inputs.")
+    table = read_table(Path(path), encoding=cfg.data.encoding, role="data")
+    columns = [str(c) for c in table.columns]
+    text_col = column or cfg.data.text_column
+    pair_col = cfg.data.text_pair_column
+    for wanted, what in ((text_col, "--column"), (pair_col, "data.text_pair_column")):
+        if wanted is not None and wanted not in columns:
+            raise DataError(f"{path} has no column {wanted!r} ({what}); its columns are "
+                            f"{', '.join(columns)}.")
+    texts = [_text(v) for v in table[text_col]]
+    pairs = [_text(v) for v in table[pair_col]] if pair_col else None
+    outputs = predictor.score_batches(texts, pairs, batch_size=batch_size,
+                                      max_length=cfg.data.max_length, progress=progress)
+    out = table.copy()
+    predicted, score = predictor.readable(outputs)
+    out["predicted"], out["score"] = predicted, score
+    if predictor.task != "regression" and len(predictor.labels) <= PROBABILITY_COLUMNS_UP_TO:
+        for i, name in enumerate(predictor.labels):
+            out[f"p_{name}"] = outputs[:, i].tolist()
+    metric = None
+    label_col = cfg.data.label_column
+    if label_col in columns and label_col not in (text_col, pair_col):
+        metric = file_metric(predictor.task, list(table[label_col]), predicted, outputs)
+    return FilePredictions(out, metric)
+
+
+def file_metric(task: str, labels: list, predicted: list, outputs) -> tuple[str, float, int] | None:
+    """The run's main metric over the rows that have a label: accuracy (subset accuracy
+    for multi-label) or mse."""
+    from engine.data.loading import is_missing_label, label_set, label_text
+
+    have = [i for i, v in enumerate(labels) if not is_missing_label(v)]
+    if not have:
+        return None
+    if task == "regression":
+        errors = [(float(outputs[i, 0]) - float(labels[i])) ** 2 for i in have]
+        return "mse", sum(errors) / len(errors), len(have)
+    if task == "multi-label-classification":
+        right = [label_set(labels[i]) == set(filter(None, predicted[i].split(", ")))
+                 for i in have]
+    else:
+        right = [label_text(labels[i]) == predicted[i] for i in have]
+    return "accuracy", sum(right) / len(have), len(have)

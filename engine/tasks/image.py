@@ -127,6 +127,36 @@ def read_images(cfg: RunConfig, target: str, role: str, warnings: list[str] | No
     })
 
 
+def image_splits(cfg: RunConfig, warnings: list[str]):
+    """(training table, validation table, unreadable files left out): path and label
+    columns, read, checked and split (seeded) as training reads them."""
+    import pandas as pd
+
+    from engine.data.loading import _split
+
+    spec = cfg.data
+    skipped = 0
+
+    def checked(frame):
+        nonlocal skipped
+        paths, labels, bad = check_images(list(frame["path"]), list(frame["label"]),
+                                          spec.bad_files)
+        skipped += bad
+        return pd.DataFrame({"path": paths, "label": labels})
+
+    train = read_images(cfg, spec.train, "training", warnings)
+    if spec.limit is not None and len(train) > spec.limit:
+        train = train.sample(n=spec.limit, random_state=cfg.train.seed)
+    train = checked(train)  # before the split, so it divides the usable images
+    if spec.validation:
+        val = checked(read_images(cfg, spec.validation, "validation", warnings))
+    else:
+        if spec.validation_split <= 0:
+            raise DataError("Give data.validation or a data.validation_split above 0.")
+        train, val = _split(train, "label", spec.validation_split, cfg.train.seed, False)
+    return train, val, skipped
+
+
 def image_transforms(size: int, mean, std, *, augment: bool):
     from torchvision.transforms import v2
 
@@ -299,31 +329,11 @@ class ImageTask(Task):
                 "size": int(size), "arch": None, "processor": proc}, path
 
     def load_data(self, cfg: RunConfig, processor) -> TaskData:
-        import pandas as pd
-
-        from engine.data.loading import _natural, _split
+        from engine.data.loading import _natural
 
         spec = cfg.data
-        skipped = 0
         warnings: list[str] = []
-
-        def checked(frame):
-            nonlocal skipped
-            paths, labels, bad = check_images(list(frame["path"]), list(frame["label"]),
-                                              spec.bad_files)
-            skipped += bad
-            return pd.DataFrame({"path": paths, "label": labels})
-
-        train = read_images(cfg, spec.train, "training", warnings)
-        if spec.limit is not None and len(train) > spec.limit:
-            train = train.sample(n=spec.limit, random_state=cfg.train.seed)
-        train = checked(train)  # before the split, so it divides the usable images
-        if spec.validation:
-            val = checked(read_images(cfg, spec.validation, "validation", warnings))
-        else:
-            if spec.validation_split <= 0:
-                raise DataError("Give data.validation or a data.validation_split above 0.")
-            train, val = _split(train, "label", spec.validation_split, cfg.train.seed, False)
+        train, val, skipped = image_splits(cfg, warnings)
         splits = [(list(f["path"]), list(f["label"])) for f in (train, val)]
         names = tuple(sorted(set(splits[0][1]), key=_natural))
         if len(names) < 2:
@@ -382,17 +392,22 @@ class ImageTask(Task):
 
     def evaluate(self, model, data: TaskData, processor, cfg: RunConfig, device) -> dict:
         from engine.tasks.evaluate import _metrics
+        from engine.tasks.examples import ExampleCollector
 
         golds, preds = [], []
+        collector = ExampleCollector("single_label")
 
         def visit(indices, batch, out):
             golds.append(batch["labels"])
             preds.append(out[1].argmax(-1))
+            collector.add(indices, out[1], preds[-1], golds[-1])
 
         collate = self.collator(data.validation, processor, cfg, train=False)
         loss = mean_loss(model, data.validation, collate, cfg.train.batch_size * 2, device, visit)
-        return _metrics(torch.cat(golds), torch.cat(preds), loss, "single_label",
-                        len(data.labels))
+        metrics = _metrics(torch.cat(golds), torch.cat(preds), loss, "single_label",
+                           len(data.labels))
+        metrics["examples"] = collector.results()
+        return metrics
 
     def baseline(self, data: TaskData) -> dict:
         from engine.tasks.evaluate import majority_baseline

@@ -2,7 +2,7 @@
 
 The encoder-decoder learns with teacher forcing; evaluation also generates
 (greedy) for the validation sources and scores the text against the
-targets with sacrebleu's corpus BLEU and chrF.
+targets with sacrebleu's corpus BLEU and chrF, and ROUGE-1/2/L (engine.tasks.rouge).
 """
 
 from __future__ import annotations
@@ -17,38 +17,23 @@ from engine.tasks.base import Examples, PadCollator, Task, TaskData, load_auto_m
 TARGET_NAMES = ("target", "tgt", "summary", "output")
 """Conventional target columns, read while data.label_column is left at its default."""
 GENERATE_LIMIT = 500
-"""Validation examples generated for BLEU/chrF at each evaluation (the loss uses all)."""
+"""Validation examples generated for BLEU/chrF/ROUGE at each evaluation (the loss uses
+all); review's per-example rows cover these."""
 
 
 class Seq2SeqTask(Task):
     watch = "chrf"
-    metrics = ("loss", "bleu", "chrf")
+    metrics = ("loss", "bleu", "chrf", "rouge1", "rouge2", "rougeL")
 
     def load_data(self, cfg: RunConfig, tokenizer) -> TaskData:
-        from engine.data.loading import (
-            check_text_column,
-            drop_missing_labels,
-            load_frames,
-            pick_column,
-            read_table,
-            tokenise,
-        )
+        from engine.data.loading import check_text_column, tokenise
 
         spec = cfg.data
         warnings: list[str] = []
-
-        def read(file, role):
-            # A row without a target would train towards the text 'nan': left out, reported.
-            frame = read_table(file, encoding=spec.encoding, role=role)
-            target = pick_column(frame, file, spec.label_column, "label_column", TARGET_NAMES)
-            return drop_missing_labels(frame, file, target, warnings, classes=False)
-
-        train, val, path = load_frames(cfg, read)
+        train, val, path = seq2seq_frames(cfg, warnings)
 
         def encode(frame) -> tuple[Examples, list[str]]:
-            src_col = pick_column(frame, path, spec.text_column, "text_column",
-                                  ("source", "src", "document", "input"))
-            tgt_col = pick_column(frame, path, spec.label_column, "label_column", TARGET_NAMES)
+            src_col, tgt_col = seq2seq_columns(frame, path, cfg)
             check_text_column(frame, path, src_col, "text_column")
             sources = [spec.source_prefix + str(s) for s in frame[src_col]]
             targets = [str(t) for t in frame[tgt_col]]
@@ -93,9 +78,44 @@ class Seq2SeqTask(Task):
                 outputs.update(zip(indices, texts, strict=True))
         model.train(was_training)
         hypotheses = [outputs[i].strip() for i in range(n)]
-        refs = [data.extra["references"][:n]]
+        references = data.extra["references"][:n]
+        refs = [references]
+        from engine.tasks.examples import TextExampleResults
+        from engine.tasks.rouge import corpus_rouge
+
+        # Each example's own chrF: what `hubtune runs errors` ranks the worst by.
+        items = [(i, h, r, None, 100.0 - sacrebleu.sentence_chrf(h, [r]).score)
+                 for i, (h, r) in enumerate(zip(hypotheses, references, strict=True))]
         return {
             "loss": loss,
             "bleu": sacrebleu.corpus_bleu(hypotheses, refs).score,
             "chrf": sacrebleu.corpus_chrf(hypotheses, refs).score,
+            **corpus_rouge(hypotheses, references),
+            "examples": TextExampleResults(items, "chrf_gap"),
         }
+
+
+def seq2seq_frames(cfg: RunConfig, warnings: list[str]):
+    """(training table, validation table, training file), read and split as training
+    reads them: rows without a target left out (reported in `warnings`)."""
+    from engine.data.loading import drop_missing_labels, load_frames, pick_column, read_table
+
+    spec = cfg.data
+
+    def read(file, role):
+        # A row without a target would train towards the text 'nan': left out, reported.
+        frame = read_table(file, encoding=spec.encoding, role=role)
+        target = pick_column(frame, file, spec.label_column, "label_column", TARGET_NAMES)
+        return drop_missing_labels(frame, file, target, warnings, classes=False)
+
+    return load_frames(cfg, read)
+
+
+def seq2seq_columns(frame, path: Path, cfg: RunConfig) -> tuple[str, str]:
+    """(source column, target column) of a table, configured or conventional."""
+    from engine.data.loading import pick_column
+
+    spec = cfg.data
+    return (pick_column(frame, path, spec.text_column, "text_column",
+                        ("source", "src", "document", "input")),
+            pick_column(frame, path, spec.label_column, "label_column", TARGET_NAMES))

@@ -39,10 +39,21 @@ def export(run_id: int, target: Path, repo: str | None, public: bool, force: boo
 
 @click.command()
 @click.argument("run_id", type=int)
-@click.argument("inputs", nargs=-1, required=True)
+@click.argument("inputs", nargs=-1)
 @click.option("--json", "as_json", is_flag=True, help="Print predictions as JSON.")
-def predict(run_id: int, inputs: tuple[str, ...], as_json: bool) -> None:
-    """Run a completed run's model on INPUTS and print the predictions.
+@click.option("--file", "data_file", type=click.Path(path_type=Path),
+              help="Predict every row of this CSV, TSV, JSONL or Parquet file instead.")
+@click.option("--column", metavar="C", help="The file's text column (default: the run's "
+              "data.text_column).")
+@click.option("--out", "out_file", type=click.Path(path_type=Path),
+              help="With --file: the CSV to write (input rows in order, plus predicted and "
+                   "score columns).")
+@click.option("--batch-size", default=32, show_default=True, type=click.IntRange(min=1))
+@click.option("--force", is_flag=True, help="Replace OUT if it exists.")
+def predict(run_id: int, inputs: tuple[str, ...], as_json: bool, data_file: Path | None,
+            column: str | None, out_file: Path | None, batch_size: int, force: bool) -> None:
+    """Run a completed run's model on INPUTS (or every row of --file) and print the
+    predictions.
 
     INPUTS are texts; words for token classification; "QUESTION ||| CONTEXT" for
     question answering; a text with the mask token for masked LM; image paths for
@@ -54,6 +65,15 @@ def predict(run_id: int, inputs: tuple[str, ...], as_json: bool) -> None:
     run = store.get_run(run_id)
     if run.status != "completed":
         raise Failure(f"Run {run_id} is {run.status}; only a completed run has a final model.")
+    if data_file is not None or out_file is not None:
+        if inputs or data_file is None or out_file is None:
+            raise Failure("Batch prediction takes --file FILE and --out OUT.csv and no "
+                          "INPUTS; give both options, or only INPUTS.")
+        _predict_file(run, data_file, column, out_file, batch_size, force)
+        return
+    if not inputs:
+        raise Failure("Give INPUTS to predict on, or --file FILE --out OUT.csv for a whole "
+                      "file.")
     predictions = Predictor(Path(run.output_dir) / "model").predict(list(inputs))
     if as_json:
         echo(dump_json([p.__dict__ for p in predictions]))
@@ -63,3 +83,39 @@ def predict(run_id: int, inputs: tuple[str, ...], as_json: bool) -> None:
             echo(f"{p.score:.4f}\t{printable(p.text)}")
         else:
             echo(f"{printable(p.label)}\t{p.score:.3f}\t{printable(p.text)}")
+
+
+def _predict_file(run, data_file: Path, column: str | None, out_file: Path, batch_size: int,
+                  force: bool) -> None:
+    import sys
+
+    from engine.core.config import RunConfig
+    from engine.core.outputs import check_new_file, write_file
+    from engine.predict import predict_file
+    from store import data_dir
+
+    check_new_file(out_file, force=force, protected=data_dir())  # before minutes of work
+    cfg = RunConfig.from_dict(run.config)
+    bars: list = []
+
+    def progress(rows: int, total: int) -> None:
+        if not bars:  # the total is known once the file is read
+            bars.append(click.progressbar(length=total, label="Predicting", file=sys.stderr))
+            bars[0].__enter__()
+        bars[0].update(rows)
+
+    try:
+        result = predict_file(Path(run.output_dir) / "model", cfg, data_file, column=column,
+                              batch_size=batch_size, progress=progress)
+    finally:
+        if bars:
+            bars[0].__exit__(None, None, None)
+    table = result.table
+    sep = "\t" if out_file.suffix.lower() == ".tsv" else ","
+    path = write_file(out_file, lambda tmp: table.to_csv(tmp, index=False, sep=sep),
+                      force=force, protected=data_dir())
+    echo(f"Wrote {len(table):,} predictions to {path}.")
+    if result.metric is not None:
+        name, value, labelled = result.metric
+        echo(f"{name} {value:.4f} on {labelled:,} labelled rows ({printable(cfg.data.label_column)}).")
+

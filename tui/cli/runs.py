@@ -75,9 +75,15 @@ def runs_show(run_id: int, as_json: bool) -> None:
     store = open_store()
     _reap(store)
     run = store.get_run(run_id)
+    from tui.cli.review import class_report_json, echo_class_report
+
     if as_json:
         out = run.to_json()
         out["metrics"] = store.metric_names(run_id)
+        # processes over all machines, and machines (env of runs from before: one each)
+        out["world_size"] = (run.env or {}).get("world_size", 1)
+        out["nnodes"] = (run.env or {}).get("nnodes", 1)
+        out["classes"] = class_report_json(run.summary)
         echo(dump_json(out))
         return
     echo(f"Run {run.id}  {printable(run.name)}  [{run.status}]")
@@ -87,6 +93,10 @@ def runs_show(run_id: int, as_json: bool) -> None:
         echo(f"  sweep    {printable(run.sweep_id)}")
     if run.devices:
         echo(f"  slots    {', '.join(run.devices)}")
+    if (run.env or {}).get("nnodes", 1) > 1:
+        hosts = ", ".join(printable(str(h)) for h in run.env.get("node_hosts") or [])
+        echo(f"  nodes    {run.env['nnodes']} ({hosts or '-'}), "
+             f"{run.env.get('world_size', '?')} processes")
     if run.tags:
         echo(f"  tags     {printable(', '.join(run.tags))}")
     if run.notes:
@@ -99,6 +109,7 @@ def runs_show(run_id: int, as_json: bool) -> None:
     for key, value in sorted(run.summary.items()):
         if isinstance(value, float):
             echo(f"  {key:<32} {value:.4f}")
+    echo_class_report(run.summary)
     for ev in store.events(run_id)[-10:]:
         echo(f"  [{ev.level}] {printable(ev.message)}")
 
@@ -107,9 +118,18 @@ def runs_show(run_id: int, as_json: bool) -> None:
 @click.argument("run_ids", type=int, nargs=-1)
 @click.option("--sweep", "sweep_id", metavar="ID",
               help="Rank the runs of a sweep by their main metric instead.")
+@click.option("--examples", is_flag=True,
+              help="Show the validation examples two runs on the same data predict "
+                   "differently, and which run is right.")
 @click.option("--json", "as_json", is_flag=True, help="Print the comparison as JSON.")
-def runs_compare(run_ids: tuple[int, ...], sweep_id: str | None, as_json: bool) -> None:
+def runs_compare(run_ids: tuple[int, ...], sweep_id: str | None, examples: bool,
+                 as_json: bool) -> None:
     """Compare two or more runs: differing config keys and final metrics."""
+    if examples:
+        from tui.cli.review import compare_examples
+
+        compare_examples(run_ids, as_json, limit=None if as_json else 50)
+        return
     store = open_store()
     if sweep_id is not None:
         if run_ids:
@@ -209,12 +229,26 @@ def runs_resume(run_id: int, detach: bool, checkpoint: str | None) -> None:
     point = resume_run(store, run_id, checkpoint)
     for note in point.notes():
         echo(note, err=True)
+    _remind_nodes(store.get_run(run_id))
     echo(f"Resuming run {run_id} from {point.path.name}.")
     if detach:
         return
     status = follow(store, run_id, after_event=before[-1].id if before else 0)
     if status != "completed":
         raise Failure(store.get_run(run_id).error or f"Run {run_id} ended {status}.")
+
+
+def _remind_nodes(run) -> None:
+    """A multi-node run resumes on as many machines, meeting where they met before."""
+    from engine.worker import launch_nodes
+
+    nodes = launch_nodes(run.id)
+    if nodes:
+        echo(f"Run {run.id} trains on {nodes['nnodes']} machines: start its `hubtune train "
+             f"... --nnodes {nodes['nnodes']} --node-rank R --rdzv-endpoint "
+             f"{nodes['endpoint']}` again on nodes 1 to {nodes['nnodes'] - 1}; they read "
+             f"{run.output_dir}/checkpoints, so it must be on a file system they share.",
+             err=True)
 
 
 @runs.command("fork")

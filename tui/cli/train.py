@@ -26,16 +26,36 @@ from tui.safe_text import printable
 @click.option("--queue", "queued", is_flag=True,
               help="Join the run queue and return: the run starts when enough slots "
                    "(GPUs) are free (`hubtune queue ls`).")
+@click.option("--nnodes", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Machines training the run, each starting this same command with its "
+                   "own --node-rank (README: Several machines).")
+@click.option("--node-rank", type=click.IntRange(min=0), default=None,
+              help="This machine's place among --nnodes, from 0; node 0 records the run.")
+@click.option("--rdzv-endpoint", metavar="HOST:PORT",
+              help="Node 0's address and a free port, where the nodes meet.")
+@click.option("--join-timeout", type=click.IntRange(min=1), default=None, metavar="SECONDS",
+              help="How long the nodes wait for each other before the run fails "
+                   "[default: 300].")
 def train(config: Path, overrides: tuple[str, ...], detach: bool, processes: int,
-          queued: bool) -> None:
-    """Fine-tune from a YAML CONFIG without the TUI; prints the run id."""
+          queued: bool, nnodes: int, node_rank: int | None, rdzv_endpoint: str | None,
+          join_timeout: int | None) -> None:
+    """Fine-tune from a YAML CONFIG without the TUI; prints the run id.
+
+    On several machines, node 0 records the run and prints its id; nodes 1 and later
+    train in the foreground, record nothing, and exit when the run ends.
+    """
     from engine.core.config import load_config
     from engine.worker import start_run
 
+    spec = node_spec(nnodes, node_rank, rdzv_endpoint, join_timeout, queued)
     cfg = load_config(config, overrides)
     check_inputs(cfg)
+    if spec is not None and spec.node_rank > 0:
+        train_node(cfg, spec, processes)
+        return
     store = open_store()
-    run_id = start_run(store, cfg, processes=processes, queue=queued)
+    run_id = start_run(store, cfg, processes=processes, queue=queued,
+                       nodes=spec.to_dict() if spec else None)
     echo(run_id)
     if queued:
         run = store.get_run(run_id)
@@ -51,6 +71,53 @@ def train(config: Path, overrides: tuple[str, ...], detach: bool, processes: int
     if status != "completed":
         run = store.get_run(run_id)
         raise Failure(run.error or f"Run {run_id} ended {status}.")
+
+
+def node_spec(nnodes: int, node_rank: int | None, endpoint: str | None,
+              join_timeout: int | None, queued: bool):
+    """The NodeSpec of a multi-node launch, None on one machine; one sentence for a
+    combination that cannot work."""
+    from engine.core.rendezvous import DEFAULT_JOIN_TIMEOUT_S, NodeSpec
+
+    if nnodes == 1:
+        given = [name for name, value in (("--node-rank", node_rank), ("--rdzv-endpoint",
+                 endpoint), ("--join-timeout", join_timeout)) if value is not None]
+        if given:
+            raise Failure(f"{' and '.join(given)} only apply to several machines; add "
+                          "--nnodes N (2 or more), or leave them out.")
+        return None
+    if node_rank is None or endpoint is None:
+        raise Failure(f"--nnodes {nnodes} needs --node-rank (this machine's place, from 0) "
+                      "and --rdzv-endpoint HOST:PORT (node 0's address) on every node.")
+    if queued:
+        raise Failure("--queue cannot wait for slots on several machines at once; start the "
+                      "multi-node run without --queue.")
+    return NodeSpec(nnodes, node_rank, endpoint, join_timeout or DEFAULT_JOIN_TIMEOUT_S)
+
+
+def train_node(cfg, spec, processes: int) -> None:
+    """Node 1 or later: train this machine's ranks in the foreground until the run ends;
+    node 0's store has the run, this node only a log."""
+    from engine.core.gpus import check_process_count
+    from engine.nodes import prepare_node, run_node
+
+    check_process_count(processes)
+    folder = prepare_node(cfg, spec)
+    echo(f"Node {spec.node_rank} of {spec.nnodes} joins {spec.endpoint} with {processes} "
+         f"process{'es' if processes > 1 else ''}; node 0 records the run, this node logs "
+         f"to {folder / 'worker.log'}.", err=True)
+    try:
+        status, error = run_node(folder, spec, processes)
+    except KeyboardInterrupt:  # torchrun got the Ctrl-C too and ends this node's ranks
+        raise Failure(f"Node {spec.node_rank} was interrupted; the run fails on every "
+                      "node (node 0's `hubtune runs show` says so).") from None
+    if error:
+        raise Failure(error)
+    if status != "completed":
+        raise Failure(f"The run ended {status} on node {spec.node_rank} (node 0's store has "
+                      "its record).")
+    echo(f"Node {spec.node_rank} done: the run completed (node 0's store has its record).",
+         err=True)
 
 
 PRECHECK_MAX_BYTES = 100 << 20

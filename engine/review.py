@@ -1,0 +1,184 @@
+"""Review of a run's validation examples: each stored per-example result joined with its
+input, re-read from the run's data with the same rules training used, and two runs'
+results side by side.
+
+The store's rows arrive as plain objects (`example`, `predicted`, `label`, `confidence`,
+`loss`); this module never imports the store, and never torch for text (an image run's
+inputs are re-checked with PIL only).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Protocol
+
+from engine.core.config import RunConfig
+from engine.core.errors import DataError, HubtuneError
+
+REVIEWED_TASKS = ("text-classification", "text-pair-classification",
+                  "multi-label-classification", "regression", "image-classification",
+                  "seq2seq")
+"""Tasks whose evaluations record per-example results."""
+PAIR_SEPARATOR = " ||| "
+
+
+class Result(Protocol):
+    example: int
+    predicted: str
+    label: str
+    confidence: float | None
+    loss: float
+
+
+@dataclass(frozen=True)
+class ExampleInput:
+    """One validation example as the run read it."""
+
+    text: str
+    """The input: its text, 'text ||| pair', the source text, or an image path."""
+    row: int | None
+    """Its data row in the file it came from (1 = first row after any header); None for
+    an image folder."""
+    label: str
+    """The true label as the per-example results write it."""
+
+
+@dataclass(frozen=True)
+class ReviewedExample:
+    example: int
+    row: int | None
+    input: str
+    label: str
+    predicted: str
+    confidence: float | None
+    loss: float
+
+    @property
+    def correct(self) -> bool:
+        return self.predicted == self.label
+
+    def to_json(self) -> dict:
+        return {**self.__dict__, "correct": self.correct}
+
+
+def check_reviewable(task: str) -> None:
+    if task not in REVIEWED_TASKS:
+        raise HubtuneError(f"Per-example review is not available for head.task {task} yet; "
+                           f"it covers {', '.join(REVIEWED_TASKS)}.")
+
+
+def validation_inputs(cfg: RunConfig) -> list[ExampleInput]:
+    """Every validation example of a run in the order its evaluations saw them."""
+    task = cfg.head.task
+    check_reviewable(task)
+    if task == "image-classification":
+        from engine.tasks.image import image_splits
+
+        _, val, _ = image_splits(cfg, [])
+        return [ExampleInput(str(p), None, str(label))
+                for p, label in zip(val["path"], val["label"], strict=True)]
+    if task == "seq2seq":
+        from engine.tasks.seq2seq import seq2seq_columns, seq2seq_frames
+
+        _, val, path = seq2seq_frames(cfg, [])
+        source, target = seq2seq_columns(val, path, cfg)
+        return [ExampleInput(str(s), int(i) + 1, str(t)) for i, s, t in
+                zip(val.index, val[source], val[target], strict=True)]
+    return _text_inputs(cfg)
+
+
+def _text_inputs(cfg: RunConfig) -> list[ExampleInput]:
+    from engine.data.loading import _labelled_splits, _text
+
+    spec = cfg.data
+    _, (frame, labels), names, _ = _labelled_splits(cfg, [])
+    texts = [_text(v) for v in frame[spec.text_column]]
+    if spec.text_pair_column:
+        texts = [t + PAIR_SEPARATOR + _text(p)
+                 for t, p in zip(texts, frame[spec.text_pair_column], strict=True)]
+    if cfg.head.task == "regression":
+        shown = [f"{float(v):.6g}" for v in labels]
+    elif cfg.head.task == "multi-label-classification":
+        shown = [", ".join(n for n, on in zip(names, hot, strict=True) if on) or "(none)"
+                 for hot in labels]
+    else:
+        shown = [names[i] for i in labels]
+    return [ExampleInput(t, int(i) + 1, label)
+            for i, t, label in zip(frame.index, texts, shown, strict=True)]
+
+
+def join_inputs(run_id: int, results: Iterable[Result], inputs: list[ExampleInput],
+                examples: int) -> list[ReviewedExample]:
+    """`results` with their inputs; refused when the data no longer matches the run's."""
+    if len(inputs) != examples:
+        raise DataError(f"The validation data of run {run_id} now has {len(inputs)} examples, "
+                        f"not the {examples} it was evaluated on; its data files changed since, "
+                        "so the examples cannot be matched to their inputs.")
+    out = []
+    for r in results:
+        given = inputs[r.example] if 0 <= r.example < len(inputs) else None
+        if given is None or given.label != r.label:
+            now = "is gone" if given is None else f"is now labelled {given.label!r}"
+            raise DataError(f"Validation example {r.example} of run {run_id} {now}, not "
+                            f"{r.label!r} as when it trained; its data files changed since, "
+                            "so the examples cannot be matched to their inputs.")
+        out.append(ReviewedExample(r.example, given.row, given.text, r.label, r.predicted,
+                                   r.confidence, r.loss))
+    return out
+
+
+@dataclass(frozen=True)
+class Disagreement:
+    """A validation example two runs predict differently."""
+
+    example: int
+    row: int | None
+    input: str
+    label: str
+    predicted: tuple[str, str]
+    confidence: tuple[float | None, float | None]
+
+    @property
+    def right(self) -> str:
+        """Which run is right: 'first', 'second' or 'neither'."""
+        hits = [p == self.label for p in self.predicted]
+        return "first" if hits[0] else "second" if hits[1] else "neither"
+
+    def to_json(self, ids: tuple[int, int]) -> dict:
+        return {"example": self.example, "row": self.row, "input": self.input,
+                "label": self.label,
+                "predicted": {str(i): p for i, p in zip(ids, self.predicted, strict=True)},
+                "confidence": {str(i): c for i, c in zip(ids, self.confidence, strict=True)},
+                "right": {"first": ids[0], "second": ids[1]}.get(self.right)}
+
+
+def same_validation(cfg_a: RunConfig, cfg_b: RunConfig, ids: tuple[int, int]
+                    ) -> list[ExampleInput]:
+    """The validation inputs two runs share; refused unless they are the same examples in
+    the same order with the same labels."""
+    if cfg_a.head.task != cfg_b.head.task:
+        raise HubtuneError(f"Runs {ids[0]} and {ids[1]} train different heads "
+                           f"({cfg_a.head.task}, {cfg_b.head.task}); compare examples of runs "
+                           "on the same task and data.")
+    a, b = validation_inputs(cfg_a), validation_inputs(cfg_b)
+    if [(x.text, x.label) for x in a] != [(x.text, x.label) for x in b]:
+        raise HubtuneError(f"Runs {ids[0]} and {ids[1]} were validated on different data "
+                           f"({len(a)} and {len(b)} examples, not the same rows); compare "
+                           "examples only between runs with the same data and split seed.")
+    return a
+
+
+def disagreements(first: Mapping[int, Result], second: Mapping[int, Result],
+                  inputs: list[ExampleInput]) -> list[Disagreement]:
+    """Examples both runs recorded and predict differently: where exactly one is right
+    first, then by example index."""
+    out = []
+    for index in sorted(first.keys() & second.keys()):
+        a, b = first[index], second[index]
+        if a.predicted == b.predicted or index >= len(inputs):
+            continue
+        given = inputs[index]
+        out.append(Disagreement(index, given.row, given.text, a.label,
+                                (a.predicted, b.predicted), (a.confidence, b.confidence)))
+    return sorted(out, key=lambda d: (d.right == "neither", d.example))
