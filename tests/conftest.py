@@ -215,7 +215,8 @@ def tiny_config(tmp_path: Path, tiny_bert: Path, sentiment_csv: Path) -> Path:
 SLOW_FILES = {
     "tests/reliability/test_worker_process.py", "tests/reliability/test_dropped_ssh.py",
     "tests/reliability/test_load.py", "tests/reliability/test_multiprocess.py",
-    "tests/reliability/test_distributed.py", "tests/reliability/test_nodes.py",
+    "tests/reliability/test_distributed.py", "tests/engine/test_review.py",
+    "tests/test_cli_review.py", "tests/reliability/test_nodes.py",
     "tests/test_cli.py", "tests/test_cli_export.py", "tests/test_cli_hub.py",
     "tests/tui/test_new_run_screen.py", "tests/tui/test_runs_screen.py",
     "tests/tui/test_hub_screen.py", "tests/tui/test_snapshots.py",

@@ -147,7 +147,7 @@ def family(tmp_path_factory):
     from tiny_models import make_tiny_family
 
     root = tmp_path_factory.mktemp("review-models")
-    return {"t5": make_tiny_family("t5", root / "t5"),
+    return {"t5": make_tiny_family("t5", root / "t5"), "vit": make_tiny_family("vit", root / "vit"),
             "s2s": td.write_seq2seq_csv(root / "s2s.csv"),
             "digits": td.write_digits_folder(root / "digits", per_class=12, classes=range(3))}
 
@@ -187,7 +187,7 @@ def test_seq2seq_reports_rouge_and_ranks_examples_by_their_chrf(tmp_path, family
 
 
 def test_image_classification_records_its_examples(tmp_path, family):
-    outcome, events = _run_task(tmp_path, "torchvision:resnet18", "image-classification",
+    outcome, events = _run_task(tmp_path, family["vit"], "image-classification",
                                 family["digits"], epochs=1)
     kept = [e for e in events if isinstance(e, ValidationPredicted)][-1]
     assert kept.examples == len(kept.rows) == 9
