@@ -1,7 +1,7 @@
 """Render the README screenshots from the app itself: `python docs/screenshots.py`.
 
 Seeds a throwaway store with example runs (fixed times) and saves an SVG of
-each screen into docs/.
+each screen into docs/ (`queue_shot` alone: the run queue and a sweep).
 """
 
 from __future__ import annotations
@@ -51,6 +51,30 @@ async def main() -> None:
         form.set_focus(None)
         await pilot.pause(0.3)
         app.save_screenshot(str(HERE / "new-run.svg"))
+    await queue_shot()
+
+
+async def queue_shot() -> None:
+    """The runs screen with a run holding the one CPU slot, three waiting behind it and
+    a finished sweep, the second queued run selected: docs/queue.svg."""
+    os.environ["HUBTUNE_HOME"] = tempfile.mkdtemp(prefix="hubtune-shots-")
+    from seed import seed_queue, seed_runs
+
+    from store import RunStore
+    from tui.app import make_app
+
+    store = RunStore()
+    seed_runs(store)
+    ids = seed_queue(store)
+    app = make_app(store=store)
+    async with app.run_test(size=(120, 36)) as pilot:
+        app.screen.select_run(ids["waiting"][1])
+        for _ in range(100):
+            if "queued #2" in str(app.screen.query_one("#detail-summary").render()):
+                break
+            await pilot.pause(0.05)
+        await pilot.pause(0.3)
+        app.save_screenshot(str(HERE / "queue.svg"))
 
 
 if __name__ == "__main__":

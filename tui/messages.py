@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from textual.message import Message
 
 from store import EventRecord, Run, Series
+from tui.queue_view import QueueSpot, QueueView, SweepView
 
 
 @dataclass
@@ -20,6 +21,10 @@ class RunsRefreshed(Message):
     """A fresh read of the runs list; a burst collapses to the newest."""
 
     runs: list[Run]
+    queue: QueueView = field(default_factory=QueueView)
+    """Whether the queue is paused, and each waiting run's place."""
+    sweeps: dict[str, SweepView] = field(default_factory=dict)
+    """The sweeps of the runs listed: size and best run."""
 
     def can_replace(self, other: Message) -> bool:
         return isinstance(other, RunsRefreshed)
@@ -36,9 +41,22 @@ class RunDetailRefreshed(Message):
     events: list[EventRecord] = field(default_factory=list)
     gpu: str = "no GPU"
     """This machine's GPUs now (utilisation, memory), as one line."""
+    spot: QueueSpot | None = None
+    """Its place in the queue and what it waits for, while it waits."""
+    sweep: SweepView | None = None
+    """The sweep it belongs to, if any."""
 
     def can_replace(self, other: Message) -> bool:
         return isinstance(other, RunDetailRefreshed) and other.run.id == self.run.id
+
+
+@dataclass
+class QueueMoved(Message):
+    """The watcher started queued runs (`started`, maybe none) after a reap or a
+    request from the screen; `error` says why it could not."""
+
+    started: list[int]
+    error: str | None = None
 
 
 @dataclass
@@ -49,6 +67,8 @@ class HubSearchFinished(Message):
     results: list
     library: str | None = None
     """The library filter it was made with; results for another are stale."""
+    online: bool = False
+    """Results from the hub itself (not the local list shown while offline)."""
 
 
 @dataclass
@@ -62,6 +82,9 @@ class HubFailed(Message):
     """A hub request failed; `message` is the one sentence to show."""
 
     message: str
+    offline: bool = False
+    """The hub cannot be reached at all (offline mode, no route, an endpoint that does
+    not answer): the screen says so once, in a banner, instead of a toast per request."""
 
 
 @dataclass

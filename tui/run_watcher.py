@@ -4,7 +4,11 @@ The watcher posts only changes: an idle or slowly-changing store costs the UI th
 nothing, and a run training beside the TUI keeps its cores. The selected run's
 curves and event log are followed from the last point seen, never re-read, so a poll
 costs the same at step 100 and at step 100,000. No widget is touched here: results
-go out as messages (`RunsRefreshed`, `RunDetailRefreshed`).
+go out as messages (`RunsRefreshed`, `RunDetailRefreshed`, `QueueMoved`).
+
+A TUI left open keeps the run queue moving: when a reap frees a dead worker's slots,
+and when the screen asks (the queue resumed or reordered), the watcher starts what
+fits (`engine.worker.start_queued`), here on the poll thread, never on the UI's.
 """
 
 from __future__ import annotations
@@ -15,7 +19,8 @@ from collections.abc import Callable
 
 from store import Run, RunStore, SeriesTail
 from tui.formatting import best_metric, duration, main_metric
-from tui.messages import RunDetailRefreshed, RunsRefreshed
+from tui.messages import QueueMoved, RunDetailRefreshed, RunsRefreshed
+from tui.queue_view import QueueView, read_queue, read_sweeps
 
 DETAIL_EVERY_S = 1.0
 """The fastest a running run's panel is redrawn."""
@@ -51,6 +56,10 @@ class RunWatcher:
         self.tails: tuple = ()
         """((run id, started), loss tail, validation tail) of the run being followed."""
         self.events: collections.deque = collections.deque(maxlen=200)
+        self.queue = QueueView()
+        """The queue as the last list read found it (places of waiting runs)."""
+        self.sweeps: dict = {}
+        """Sweep id -> SweepView of the runs last listed."""
 
     def reap(self) -> bool:
         """Mark dead workers' runs interrupted now and then; True if any was."""
@@ -58,7 +67,24 @@ class RunWatcher:
             return False
         self.reaped_at = time.monotonic()
         # this connection's own writes leave data_version be: the caller re-lists
-        return bool(self.store.reap_interrupted())
+        if not self.store.reap_interrupted():
+            return False
+        self.kick_queue()  # the dead workers' slots are free for what waits
+        return True
+
+    def kick_queue(self) -> None:
+        """Start the queued runs that fit the free slots now; says which it started."""
+        from engine.core.errors import HubtuneError
+        from engine.worker import start_queued
+        from store import StoreError
+
+        try:
+            started = start_queued(self.store, monitor=self.monitor)
+        except (HubtuneError, StoreError) as exc:  # e.g. a bad HUBTUNE_CPU_SLOTS
+            self.post(QueueMoved([], str(exc)))
+            return
+        if started:
+            self.post(QueueMoved(started))
 
     def poll_list(self, woken: bool) -> None:
         # Re-read when someone else wrote to the store (at most every LIST_EVERY_S while
@@ -71,13 +97,15 @@ class RunWatcher:
             return
         self.list_version, self.listed_at = version, now
         runs = self.list_runs(self.store)
+        self.queue = read_queue(self.store, self.monitor)
+        self.sweeps = read_sweeps(self.store, runs)
         # A running run's Took ticks with each re-read.
         sig = [(r.id, r.status, r.name, r.started_utc, r.finished_utc, r.tags, r.notes,
                 best_metric(r), duration(r.duration_s) if r.status == "running" else None)
-               for r in runs]
+               for r in runs] + [self.queue, self.sweeps]
         if sig != self.list_sig:
             self.list_sig = sig
-            self.post(RunsRefreshed(runs))
+            self.post(RunsRefreshed(runs, self.queue, self.sweeps))
 
     def poll_detail(self, run_id: int) -> None:
         from tui.gpu import gpu_line
@@ -95,8 +123,10 @@ class RunWatcher:
         if fresh:
             self.last_event = fresh[-1].id
             self.events.extend(fresh)
+        spot = self.queue.spots.get(run.id) if run.waiting else None
+        sweep = self.sweeps.get(run.sweep_id) if run.sweep_id else None
         sig = (run.status, run.error, tuple(sorted(latest.items())), gpu, self.last_event,
-               run.tags, run.notes)
+               run.tags, run.notes, spot, sweep)
         # A running run's clock (duration, ETA) still ticks every 2 s, and its panel
         # redraws at most once a second however fast it logs: the redraws are most of
         # what watching costs the machine.
@@ -110,7 +140,7 @@ class RunWatcher:
             self.post(RunDetailRefreshed(
                 run=run, loss=loss.read(self.store, max_points=200),
                 val_metric=val.read(self.store, max_points=200),
-                latest=latest, gpu=gpu or "no GPU",
+                latest=latest, gpu=gpu or "no GPU", spot=spot, sweep=sweep,
                 # The whole tail: a newer message may replace this one.
                 events=list(self.events),
             ))

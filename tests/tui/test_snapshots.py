@@ -103,7 +103,7 @@ def test_local_models_screen(snap_compare, size, hub_server, hf_cache):
     async def open_models(pilot):
         await pilot.press("4")
         for _ in range(1200):
-            if pilot.app.screen.query_one("#models-table").row_count == 2:
+            if pilot.app.screen.query_one("#models-table").row_count == 3:  # + packaged
                 break
             await pilot.pause(0.05)
         await pilot.pause(0.3)

@@ -10,7 +10,7 @@ from textual.widgets import DataTable, Static
 
 from engine.core.config import lower_is_better
 from store import Comparison, RunStore
-from tui.formatting import cell, cut
+from tui.formatting import cell, cut, literal
 from tui.widgets.chart import LineChart, Series
 
 
@@ -19,10 +19,16 @@ class CompareScreen(ModalScreen[None]):
 
     BINDINGS = [Binding("escape,q", "dismiss", "Close")]
 
-    def __init__(self, store: RunStore, run_ids: list[int]) -> None:
+    def __init__(self, store: RunStore, run_ids: list[int], *, title: str | None = None,
+                 best: int | None = None) -> None:
         super().__init__()
         self.store = store
         self.run_ids = run_ids
+        """The runs, one column each, in this order."""
+        self.title_text = title
+        """What is compared (a sweep); None: the runs marked."""
+        self.best = best
+        """A run whose column is starred: a sweep's best."""
 
     def compose(self) -> ComposeResult:
         with Vertical(id="compare-box"):
@@ -34,13 +40,14 @@ class CompareScreen(ModalScreen[None]):
 
     def on_mount(self) -> None:
         cmp: Comparison = self.store.compare(self.run_ids)
+        what = literal(self.title_text or f"Comparing {len(cmp.runs)} runs", 200)
         self.query_one("#compare-title", Static).update(
-            f"[b]Comparing {len(cmp.runs)} runs[/b]: {len(cmp.config_diff)} config keys differ "
-            "(Esc closes)")
+            f"[b]{what}[/b]: {len(cmp.config_diff)} config keys differ (Esc closes)")
         table = self.query_one("#compare-table", DataTable)
         table.add_column("", key="key")
         for r in cmp.runs:
-            table.add_column(cell(cut(f"#{r.id} {r.name}", 24)), key=str(r.id))
+            star = "★ " if r.id == self.best else ""
+            table.add_column(cell(star + cut(f"#{r.id} {r.name}", 24)), key=str(r.id))
         # Every cell is a Text: keys and values come from stored configs and summaries,
         # and a str cell would be parsed as markup.
         table.add_row(cell("status", "b"), *[cell(r.status) for r in cmp.runs])

@@ -20,18 +20,25 @@ hubtune shows them live again.
 | `1` / `2` / `3` / `4` | Runs / Hub / New run / Local models screens |
 | **Runs** | |
 | `↑` `↓` | Move between runs |
-| `/` | Search runs (name, model, task, dataset, tags, notes) |
+| `/` | Search runs (name, model, task, dataset, tags, notes); `sweep:ID` lists one sweep |
 | `Esc` | Clear the search |
 | `o` | Sort: newest first, name, status, model, task, best metric |
-| `v` | Show only running / completed / failed / stopped / interrupted runs, or all |
+| `v` | Show only running / completed / failed / stopped / interrupted / queued runs, or all |
 | `space` | Mark / unmark a run for comparison |
 | `c` | Compare the marked runs: differing config keys, metrics, loss curves |
 | `p` | Playground: type an input and see the completed run's prediction |
 | `t` / `n` | Edit the run's tags (comma-separated) / its note |
 | `f` | Fork: the new-run form prefilled from this run; the parent is recorded |
 | `R` | Resume a stopped or interrupted run from its last checkpoint |
-| `s` | Stop the selected run (asks first) |
+| `s` | Stop the selected run, or take a queued one out of the queue (asks first) |
 | `x` / `Delete` | Delete the selected run and its files (asks first) |
+| **Queue** | Status of a queued run: place · what it waits for (`#2 · gpu1`) |
+| `T` | Move the queued run to the top of the queue |
+| `Shift+↑` `K` | Move the queued run up the queue |
+| `Shift+↓` `J` | Move the queued run down the queue |
+| `P` | Pause / resume the queue (running runs go on; the title says when paused) |
+| `g` | List only the selected run's sweep (★ marks its best run); again: every run |
+| `G` | Compare every run of the selected run's sweep, best first |
 | **Hub** | |
 | `/` | Search the hub (as you type; filters for task and sort beside it) |
 | `Esc` | From the search box to the results |
@@ -48,13 +55,15 @@ hubtune shows them live again.
 | `l` (layer tree) | Set the group's own peak learning rate (empty: the form's rules) |
 | `Esc` | Leave the field, so `1`-`4` switch screens |
 | `Ctrl+R` | Launch (enabled when every field is valid) |
+| `Ctrl+T` | Queue: record the run, start it when a slot (GPU or CPU) is free |
 | `Ctrl+L` / `Ctrl+S` | Load / save the form as a YAML config |
 | **Everywhere** | |
 | `Ctrl+P` | Command palette |
 | `?` | This help |
 | `q` | Quit (runs keep going) |
 
-Start a run headless with `hubtune train CONFIG`; it appears here at once.
+Start a run headless with `hubtune train CONFIG` (`--queue` to queue it); it appears
+here at once.
 """
 
 

@@ -11,9 +11,6 @@ the app's engine thread (see tui/engine_thread), never in a second thread.
 
 from __future__ import annotations
 
-import threading
-import time
-
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -25,22 +22,20 @@ from textual.widgets import (
     Footer,
     Header,
     Input,
-    Label,
-    ProgressBar,
     Select,
+    Static,
 )
 from textual.worker import Worker, WorkerState
 
-from tui.formatting import cell, cut, human_bytes, styled
+from tui.formatting import cell, cut, plain
 from tui.messages import (
     DownloadFinished,
-    DownloadProgressed,
-    DownloadStopped,
     HeadsFound,
     HubFailed,
     HubSearchFinished,
     ModelDetailsLoaded,
 )
+from tui.widgets.download_row import DownloadRow
 from tui.widgets.model_detail import ModelDetail
 
 TASKS = ("text-classification", "fill-mask", "sentence-similarity", "feature-extraction",
@@ -58,7 +53,9 @@ class HubScreen(Screen):
     """Below 100 columns the filters go under the search box."""
 
     BINDINGS = [
-        Binding("slash", "focus_search", "Search"),
+        # A priority binding: `/` reaches the search box from a filter or the results
+        # alike; typed in the box itself it is a slash (ids are org/name).
+        Binding("slash", "focus_search", "Search", priority=True),
         Binding("escape", "focus_results", "Results", show=False),
         Binding("d", "download", "Download"),
         Binding("c", "cancel_download", "Cancel download"),
@@ -71,8 +68,6 @@ class HubScreen(Screen):
         """Hub URL; None uses huggingface_hub's (HF_ENDPOINT)."""
         self._debounce: Timer | None = None
         self._results: dict[str, object] = {}
-        self._download_stop: threading.Event | None = None
-        self._downloading: str | None = None
         self._selected: str | None = None
         """The repo under the cursor, whose details the pane shows or awaits."""
         self._details = None
@@ -80,6 +75,7 @@ class HubScreen(Screen):
 
     def compose(self) -> ComposeResult:
         yield Header()
+        yield Static("", id="hub-offline", classes="-hidden")
         with Container(id="hub-bar"):
             yield Input(placeholder="Search the hub…", id="hub-query")
             yield Select([(t, t) for t in TASKS], prompt="any task", id="hub-task")
@@ -90,9 +86,7 @@ class HubScreen(Screen):
         with Horizontal(id="hub-body"):
             yield DataTable(id="hub-results", cursor_type="row", zebra_stripes=True)
             yield ModelDetail(id="hub-detail")
-        with Horizontal(id="download-row", classes="-hidden"):
-            yield Label("", id="download-label")
-            yield ProgressBar(id="download-bar", show_eta=True)
+        yield DownloadRow(self.endpoint, id="download-row", classes="-hidden")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -148,19 +142,32 @@ class HubScreen(Screen):
     @work(thread=True, exclusive=True, group="hub-search", exit_on_error=False)
     def _search_worker(self, query: str, task: str | None, library: str | None,
                        sort: str) -> None:
-        from engine.hub.client import HubError, search_models
+        from engine.hub.client import (
+            HubError,
+            HubUnavailable,
+            local_summaries,
+            offline_reason,
+            search_models,
+        )
 
         try:
             results = search_models(query, task=task, library=library, sort=sort, limit=50,
                                     endpoint=self.endpoint)
+        except HubUnavailable:
+            # Offline: say why once, and list what this machine has instead.
+            self.post_message(HubFailed(offline_reason(self.endpoint), offline=True))
+            self.post_message(HubSearchFinished(query, local_summaries(query), library))
+            return
         except HubError as exc:
             self.post_message(HubFailed(str(exc)))
             return
-        self.post_message(HubSearchFinished(query, results, library))
+        self.post_message(HubSearchFinished(query, results, library, online=True))
 
     def on_hub_search_finished(self, msg: HubSearchFinished) -> None:
         if msg.library != self._filters()[1]:
             return  # made before the library filter changed
+        if msg.online:
+            self.query_one("#hub-offline", Static).add_class("-hidden")
         table = self.query_one("#hub-results", DataTable)
         table.clear()
         self._results = {m.id: m for m in msg.results}
@@ -172,7 +179,15 @@ class HubScreen(Screen):
             self.query_one(ModelDetail).no_results(msg.query)
 
     def on_hub_failed(self, msg: HubFailed) -> None:
-        self.notify(msg.message, severity="error", timeout=8)
+        if not msg.offline:
+            self.notify(msg.message, severity="error", timeout=8)
+            return
+        banner = self.query_one("#hub-offline", Static)
+        banner.update(plain(
+            f"Offline: {msg.message}. Listed below: the models on this machine (the hub "
+            "cache and packaged models); training, runs and the local-models screen (4) "
+            "work as usual."))
+        banner.remove_class("-hidden")
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         """A search or details worker that failed outside HubError (the hub listed an id
@@ -195,6 +210,14 @@ class HubScreen(Screen):
     def _show_model(self, repo: str) -> None:
         """Load `repo`'s details: from the hub, or a torchvision backbone's on the engine
         thread (it needs torch)."""
+        if repo.startswith("pkg:"):  # described from its own files, on the engine thread
+            def packaged():
+                from engine.hub.client import packaged_details
+
+                return ModelDetailsLoaded(packaged_details(repo))
+
+            self.app.engine.submit(packaged, to=self)
+            return
         if not repo.startswith("torchvision:"):
             self._load_details(repo)
             return
@@ -208,10 +231,13 @@ class HubScreen(Screen):
 
     @work(thread=True, exclusive=True, group="hub-details", exit_on_error=False)
     def _load_details(self, repo: str) -> None:
-        from engine.hub.client import HubError, model_details
+        from engine.hub.client import HubError, HubUnavailable, model_details, offline_reason
 
         try:
             details = model_details(repo, endpoint=self.endpoint)
+        except HubUnavailable:
+            self.post_message(HubFailed(offline_reason(self.endpoint), offline=True))
+            return
         except HubError as exc:
             self.post_message(HubFailed(str(exc)))
             return
@@ -244,7 +270,11 @@ class HubScreen(Screen):
     # -- download ----------------------------------------------------------
 
     def action_focus_search(self) -> None:
-        self.query_one("#hub-query", Input).focus()
+        query = self.query_one("#hub-query", Input)
+        if query.has_focus:
+            query.insert_text_at_cursor("/")
+        else:
+            query.focus()
 
     def action_focus_results(self) -> None:
         self.query_one("#hub-results", DataTable).focus()
@@ -254,8 +284,9 @@ class HubScreen(Screen):
         if repo is None:
             self.notify("Pick a model in the results first.", severity="warning")
             return
-        if self._downloading is not None:
-            self.notify(f"{self._downloading} is still downloading; press c to cancel it.",
+        row = self.query_one(DownloadRow)
+        if row.repo is not None:
+            self.notify(f"{row.repo} is still downloading; press c to cancel it.",
                         severity="warning")
             return
         from engine.hub.client import HubError, weights_repo  # torch-free
@@ -265,14 +296,7 @@ class HubScreen(Screen):
         except HubError as exc:
             self.notify(str(exc), severity="warning", timeout=8)
             return
-        self._downloading = repo
-        self._download_stop = threading.Event()
-        self.query_one("#download-row").remove_class("-hidden")
-        self.query_one("#download-bar", ProgressBar).update(total=None, progress=0)
-        self.query_one("#download-label", Label).update(
-            styled("$repo: starting…", repo=repo) if fetch == repo
-            else styled("$repo: weights from $fetch, starting…", repo=repo, fetch=fetch))
-        self._download(repo, fetch, self._download_stop)
+        row.start(repo, fetch)
 
     async def action_use_model(self) -> None:
         if self._selected is None:
@@ -281,51 +305,10 @@ class HubScreen(Screen):
         await self.app.new_run(model=self._selected)
 
     def action_cancel_download(self) -> None:
-        if self._download_stop is not None:
-            self._download_stop.set()
-
-    @work(thread=True, group="download", exit_on_error=False)
-    def _download(self, repo: str, fetch: str, stop: threading.Event) -> None:
-        """Fetch `fetch` (the weights repo of a torchvision backbone, else `repo` itself)."""
-        from engine.hub.client import DownloadCancelled, HubError, download_model
-
-        started = time.monotonic()
-
-        def progress(done: int, total: int) -> None:
-            rate = done / max(time.monotonic() - started, 1e-6)
-            self.post_message(DownloadProgressed(repo, done, total, rate))
-
-        try:
-            path = download_model(fetch, progress=progress, stop=stop, endpoint=self.endpoint)
-        except DownloadCancelled:
-            self.post_message(DownloadStopped(repo, f"Cancelled {repo}; nothing partial was kept.",
-                                              cancelled=True))
-            return
-        except HubError as exc:
-            self.post_message(DownloadStopped(repo, str(exc), cancelled=False))
-            return
-        self.post_message(DownloadFinished(repo, str(path)))
-
-    def on_download_progressed(self, msg: DownloadProgressed) -> None:
-        bar = self.query_one("#download-bar", ProgressBar)
-        bar.update(total=max(msg.total, 1), progress=msg.done)
-        self.query_one("#download-label", Label).update(styled(
-            f"$repo: {human_bytes(msg.done)} of {human_bytes(msg.total)} · "
-            f"{human_bytes(msg.bytes_per_s)}/s · c cancels", repo=msg.repo))
+        self.query_one(DownloadRow).cancel()
 
     def on_download_finished(self, msg: DownloadFinished) -> None:
-        self._end_download()
-        self.notify(f"Downloaded {msg.repo}.")
         self._mark_cached(msg.repo)
-
-    def on_download_stopped(self, msg: DownloadStopped) -> None:
-        self._end_download()
-        self.notify(msg.message, severity="warning" if msg.cancelled else "error", timeout=8)
-
-    def _end_download(self) -> None:
-        self._downloading = None
-        self._download_stop = None
-        self.query_one("#download-row").add_class("-hidden")
 
     def _mark_cached(self, repo: str) -> None:
         table = self.query_one("#hub-results", DataTable)

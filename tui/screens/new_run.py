@@ -54,6 +54,7 @@ class NewRunScreen(Screen):
         Binding("ctrl+l", "load", "Load YAML"),
         Binding("ctrl+s", "save", "Save YAML"),
         Binding("ctrl+r", "launch", "Launch"),
+        Binding("ctrl+t", "queue", "Queue", show=False),  # on its button; the footer is full
         Binding("ctrl+o", "browse", "Pick file"),
         Binding("escape", "leave_field", "Leave field", show=False),
     ]
@@ -305,27 +306,31 @@ class NewRunScreen(Screen):
 
     @on(Button.Pressed, "#launch")
     def action_launch(self) -> None:
+        self._start(queue=False)
+
+    @on(Button.Pressed, "#queue")
+    def action_queue(self) -> None:
+        self._start(queue=True)
+
+    def _start(self, *, queue: bool) -> None:
+        """Record the run and start its worker now, or with `queue` add it to the run
+        queue (it starts when slots are free), then show it on the runs screen."""
         self.validate()
         if not (self.config and self.data_ok):
             self.notify("Fix the fields marked in red first.", severity="warning")
             return
-        import dataclasses
-
-        from engine.core.config import MAX_NAME_CHARS
         from engine.worker import start_run
         from store import StoreError
 
-        cfg = self.config
         try:
-            if not cfg.name:  # the file's name, made a name the store takes (one line, short)
-                stem = printable(Path(cfg.data.train).stem)
-                cfg = dataclasses.replace(cfg, name=cut(stem, MAX_NAME_CHARS))
-            run_id = start_run(self.store, cfg, parent_id=self.parent_id)
+            run_id = start_run(self.store, _named(self.config), parent_id=self.parent_id,
+                               queue=queue)
         except (HubtuneError, StoreError) as exc:
             self.notify(str(exc), severity="error")
             return
         self.parent_id = None
-        self.notify(f"Run {run_id} started; it trains in its own process.")
+        self.notify(_queued_note(self.store, run_id) if queue
+                    else f"Run {run_id} started; it trains in its own process.")
         self.app.show_run(run_id)
 
     def action_load(self) -> None:
@@ -338,6 +343,30 @@ class NewRunScreen(Screen):
     def _config_loaded(self, event: ConfigFileRow.Loaded) -> None:
         self.prefill(config=event.config)
         self.notify(f"Loaded {event.path}.")
+
+
+def _named(cfg: RunConfig) -> RunConfig:
+    """`cfg`, named after its data file if it has no name: one line, short, as the store
+    takes names."""
+    import dataclasses
+
+    from engine.core.config import MAX_NAME_CHARS
+
+    if cfg.name:
+        return cfg
+    stem = printable(Path(cfg.data.train).stem)
+    return dataclasses.replace(cfg, name=cut(stem, MAX_NAME_CHARS))
+
+
+def _queued_note(store, run_id: int) -> str:
+    """Where a run just queued stands: its place, or started at once."""
+    order = store.waiting_ids()
+    if run_id not in order:
+        return f"Run {run_id} was queued and started at once: a slot was free."
+    note = f"Run {run_id} is queued at #{order.index(run_id) + 1} of {len(order)}"
+    if store.queue_paused():
+        return note + "; the queue is paused (P on the runs screen resumes it)."
+    return note + "; it starts when a slot is free."
 
 
 # -- jobs for the engine thread: plain inputs in, one message out -------------

@@ -4,6 +4,9 @@ A thread worker polls the store a few times a second on its own connection
 and posts messages; the screen only renders them, so a slow disk never
 freezes the UI and runs started elsewhere (another TUI, the CLI) show up
 on their own.
+
+The queue and sweep keys live in tui/screens/runs_queue.py (mixed in); the queue's
+state reaches the table and the subtitle with each refresh (tui/queue_view.py).
 """
 
 from __future__ import annotations
@@ -21,7 +24,9 @@ from textual.worker import get_current_worker
 from store import Run, RunStore
 from tui.formatting import cut
 from tui.messages import RunDetailRefreshed, RunsRefreshed
+from tui.queue_view import QueueView, queue_title
 from tui.screens.confirm import ConfirmScreen
+from tui.screens.runs_queue import QUEUE_BINDINGS, RunsQueueKeys
 from tui.widgets.run_detail import RunDetail
 from tui.widgets.runs_table import SORTS, STATUS_FILTERS, RunsTable, list_runs
 
@@ -29,8 +34,8 @@ POLL_INTERVAL_S = 0.5
 """How often the poll thread looks at the store (tui.run_watcher decides what to re-read)."""
 
 
-class RunsScreen(Screen):
-    """Run history: filter, inspect, stop and delete runs."""
+class RunsScreen(RunsQueueKeys, Screen):
+    """Run history: filter, inspect, stop and delete runs; order the queue."""
 
     BINDINGS = [
         Binding("slash", "search", "Search"),
@@ -47,6 +52,7 @@ class RunsScreen(Screen):
         Binding("s", "stop_run", "Stop"),
         Binding("delete,x", "delete_run", "Delete"),
         Binding("r", "refresh", "Refresh", show=False),
+        *QUEUE_BINDINGS,
     ]
 
     def __init__(self, store: RunStore) -> None:
@@ -62,6 +68,10 @@ class RunsScreen(Screen):
         """Only runs with this status (None: all); read by the polling thread."""
         self._wake = threading.Event()
         """Set to make the polling thread look now rather than at its next tick."""
+        self._kick = threading.Event()
+        """Set to have the polling thread start the queued runs that fit."""
+        self.queue = QueueView()
+        """The queue as the last refresh read it: paused or not, places of waiting runs."""
         self._runs: dict[int, Run] = {}
         """The runs listed, by id, as the last refresh read them."""
         self.marked: set[int] = set()
@@ -99,6 +109,9 @@ class RunsScreen(Screen):
             woken = False
             while not worker.is_cancelled:
                 woken = watcher.reap() or woken
+                if self._kick.is_set():
+                    self._kick.clear()
+                    watcher.kick_queue()
                 watcher.poll_list(woken)
                 if self.selected_id is not None:
                     watcher.poll_detail(self.selected_id)
@@ -110,7 +123,10 @@ class RunsScreen(Screen):
     def on_runs_refreshed(self, msg: RunsRefreshed) -> None:
         table = self.query_one(RunsTable)
         self._runs = {r.id: r for r in msg.runs}
-        table.show(msg.runs, self.marked, self.selected_id)
+        self.queue = msg.queue
+        best = {s.best for s in msg.sweeps.values() if s.best is not None}
+        table.show(msg.runs, self.marked, self.selected_id, msg.queue.spots, best)
+        self._show_title()
         self.query_one("#runs-empty").set_class(bool(msg.runs), "-hidden")
         pending = self._pending_select
         if pending is not None and table.holds(pending):
@@ -159,7 +175,7 @@ class RunsScreen(Screen):
     @on(Input.Changed, "#run-search")
     def _search_changed(self, event: Input.Changed) -> None:
         self.search_text = event.value.strip()
-        self._wake.set()
+        self._show_view()
 
     @on(Input.Submitted, "#run-search")
     def _search_submitted(self) -> None:
@@ -180,11 +196,17 @@ class RunsScreen(Screen):
 
     def _show_view(self) -> None:
         """Say how the list is sorted and filtered, and refresh it."""
-        parts = ["runs", f"by {dict(SORTS)[self.sort]}"]
+        self._show_title()
+        self._wake.set()
+
+    def _show_title(self) -> None:
+        """The subtitle: the sort and filters, the runs waiting and a paused queue."""
+        parts = ["runs"]
+        if self.sort != SORTS[0][0] or self.status_filter:
+            parts.append(f"by {dict(SORTS)[self.sort]}")
         if self.status_filter:
             parts.append(f"{self.status_filter} only")
-        self.sub_title = " · ".join(parts)
-        self._wake.set()
+        self.sub_title = " · ".join(parts + queue_title(self.queue, self.search_text))
 
     def action_mark(self) -> None:
         if self.selected_id is None:
@@ -240,15 +262,6 @@ class RunsScreen(Screen):
             return
         self.app.push_screen(PlaygroundScreen(run))
 
-    def action_compare(self) -> None:
-        from tui.screens.compare import CompareScreen
-
-        ids = sorted(i for i in self.marked if i in self._runs)
-        if len(ids) < 2:
-            self.notify("Mark two or more runs with space, then press c.", severity="warning")
-            return
-        self.app.push_screen(CompareScreen(self.store, ids))
-
     async def action_fork(self) -> None:
         from engine.core.errors import HubtuneError
         from engine.lifecycle import fork_config
@@ -277,20 +290,6 @@ class RunsScreen(Screen):
             return
         self.notify(f"Resuming run {run.id} from {checkpoint.path.name}.")
         self._wake.set()
-
-    def action_stop_run(self) -> None:
-        from engine.lifecycle import check_stoppable
-
-        run = self._current()
-        if run is None:
-            return
-
-        def stop() -> None:
-            self.store.request_stop(run.id)
-            self.notify(f"Asked run {run.id} to stop; it checkpoints and ends shortly.")
-            self._wake.set()
-
-        self._confirm(run, check_stoppable, f"Stop run {run.id} ({cut(run.name, 60)})?", stop)
 
     def action_delete_run(self) -> None:
         from engine.lifecycle import check_deletable

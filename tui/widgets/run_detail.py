@@ -56,6 +56,10 @@ class RunDetail(Horizontal):
             literal(f"{run.model_id or '-'}  ·  {run.task or '-'}  ·  {run.dataset or '-'}",
                     400),
         ]
+        if msg.spot is not None:
+            lines.append(f"[$warning]{literal(msg.spot.detail, 400)}[/]")
+        if run.sweep_id:
+            lines.append(_sweep_line(run, msg.sweep))
         total = int(m.get("total_steps", 0))
         if "loss" in m:
             step = msg.loss.steps[-1] if msg.loss else 0
@@ -107,6 +111,17 @@ class RunDetail(Horizontal):
         width, height = summary.content_size
         same_shape = width > 0 and content.get_height(summary.styles, width) == height
         summary.update(content, layout=not same_shape)
+
+
+def _sweep_line(run, sweep) -> str:
+    """Which sweep the run is of, how big it is, and whether it is its best run."""
+    line = f"sweep {literal(run.sweep_id, 40)}"
+    if sweep is None:
+        return line
+    if sweep.best == run.id:
+        return line + f" · [b]★ best of {sweep.size} runs[/b]"
+    return line + f" · {sweep.size} runs"
+
 
 def _eta(m: dict, step: int, run) -> str | None:
     """Time left for a running run, from its pace so far."""

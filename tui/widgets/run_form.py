@@ -54,7 +54,10 @@ class RunForm(VerticalScroll):
                 yield field
             yield Static("", id=f"e-{fid}", classes="field-error -hidden")
         yield Static("", id="e-general", classes="field-error -hidden")
-        yield Button("Launch (ctrl+r)", id="launch", variant="success", disabled=True)
+        with Horizontal(id="start-row"):
+            yield Button("Launch (ctrl+r)", id="launch", variant="success", disabled=True)
+            # Recorded `queued`: it starts when slots are free (engine.queue).
+            yield Button("Queue (ctrl+t)", id="queue", variant="primary", disabled=True)
 
     def _select_field(self, fid: str) -> ComposeResult:
         _, label = SELECTS[fid]
@@ -193,4 +196,6 @@ class RunForm(VerticalScroll):
         self.length_markup = markup
 
     def allow_launch(self, ok: bool) -> None:
-        self.query_one("#launch", Button).disabled = not ok
+        """Enable Launch and Queue (both start from the same valid form)."""
+        for button in self.query("#start-row Button").results(Button):
+            button.disabled = not ok

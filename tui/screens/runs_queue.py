@@ -1,0 +1,161 @@
+"""The runs screen's keys for the run queue and for sweeps, mixed into `RunsScreen`
+(which holds the bindings, the store and the poll thread).
+
+Stop dequeues a run that waits (engine.lifecycle.stop_run); T, shift+up/down (K/J)
+reorder the queue and P pauses or resumes it, all through the store as `hubtune queue`
+does. Starting what fits after a resume or a move is left to the poll thread
+(`RunWatcher.kick_queue`): spawning workers never runs on the UI thread. g lists the
+selected run's sweep (`sweep:ID` in the search box), G compares all of its runs.
+"""
+
+from __future__ import annotations
+
+from textual.binding import Binding
+from textual.widgets import Input
+
+from store import Run, StoreError
+from tui.formatting import cut
+from tui.messages import QueueMoved
+from tui.queue_view import split_search
+from tui.safe_text import printable
+
+QUEUE_BINDINGS = (
+    # Not in the footer: it has no room left at 120 columns; the help screen lists them.
+    Binding("T", "queue_top", "Queue top", show=False),
+    Binding("shift+up,K", "queue_up", "Queue up", show=False),
+    Binding("shift+down,J", "queue_down", "Queue down", show=False),
+    Binding("P", "toggle_queue", "Pause queue", show=False),
+    Binding("g", "show_sweep", "Sweep", show=False),
+    Binding("G", "compare_sweep", "Compare sweep", show=False),
+)
+
+
+class RunsQueueKeys:
+    """Queue and sweep actions of the runs screen; what they change shows on the next
+    poll, which the screen is woken for."""
+
+    def action_stop_run(self) -> None:
+        from engine.lifecycle import check_stoppable
+
+        run = self._current()
+        if run is None:
+            return
+        label = f"run {run.id} ({cut(run.name, 60)})"
+        question = (f"Remove {label} from the queue?" if run.waiting
+                    else f"Stop {label}?")
+        self._confirm(run, check_stoppable, question, lambda: self._stop(run.id))
+
+    def _stop(self, run_id: int) -> None:
+        """Stop or dequeue the run as it is now (it may have started since the question)."""
+        from engine.core.errors import HubtuneError
+        from engine.lifecycle import stop_run
+
+        try:
+            said = stop_run(self.store, self.store.get_run(run_id))
+        except (HubtuneError, StoreError) as exc:
+            self.notify(str(exc), severity="warning")
+            return
+        if said.startswith("Asked"):
+            said = said.removesuffix(".") + "; it checkpoints and ends shortly."
+        self.notify(said)
+        self._wake.set()
+
+    def action_queue_top(self) -> None:
+        self._move(lambda position: 1)
+
+    def action_queue_up(self) -> None:
+        self._move(lambda position: max(1, position - 1))
+
+    def action_queue_down(self) -> None:
+        self._move(lambda position: position + 1)
+
+    def _move(self, to) -> None:
+        """Move the selected waiting run from its position to `to(position)`."""
+        run = self._current()
+        if run is None:
+            return
+        order = self.store.waiting_ids()
+        if run.id not in order:
+            self.notify(f"Run {run.id} is not waiting in the queue ({run.status}); only a "
+                        "queued run that has not started can be moved.", severity="warning")
+            return
+        position = order.index(run.id) + 1
+        try:
+            got = self.store.move_in_queue(run.id, to(position))
+        except StoreError as exc:  # it started (or was removed) meanwhile
+            self.notify(str(exc), severity="warning")
+            return
+        self.notify(f"Run {run.id} is #{got} of {len(order)} in the queue.")
+        self._kick_queue()  # a small run moved ahead of a big one may fit now
+
+    def action_toggle_queue(self) -> None:
+        paused = not self.store.queue_paused()
+        self.store.set_queue_paused(paused)
+        if paused:
+            self.notify("The queue is paused: nothing queued starts until you press P "
+                        "again; running runs go on.")
+        else:
+            self.notify("The queue is running again: queued runs start as slots free up.")
+            self._kick_queue()
+        self._wake.set()
+
+    def _kick_queue(self) -> None:
+        """Have the poll thread start what fits now."""
+        self._kick.set()
+        self._wake.set()
+
+    def on_queue_moved(self, msg: QueueMoved) -> None:
+        if msg.error:
+            self.notify(msg.error, severity="warning")
+        elif msg.started:
+            runs = ", ".join(map(str, msg.started))
+            self.notify(f"Started run{'s' if len(msg.started) > 1 else ''} {runs} from the "
+                        "queue.")
+
+    def action_show_sweep(self) -> None:
+        """List the selected run's sweep only; again, every run."""
+        box = self.query_one("#run-search", Input)
+        if split_search(box.value)[1] is not None:
+            self.action_clear_search()
+            return
+        run = self._sweep_run()
+        if run is not None:
+            box.value = f"sweep:{printable(run.sweep_id)}"  # an Input draws text as is
+            box.remove_class("-hidden")
+
+    def action_compare(self) -> None:
+        from tui.screens.compare import CompareScreen
+
+        ids = sorted(i for i in self.marked if i in self._runs)
+        if len(ids) < 2:
+            self.notify("Mark two or more runs with space, then press c (G compares a "
+                        "sweep's runs).", severity="warning")
+            return
+        self.app.push_screen(CompareScreen(self.store, ids))
+
+    def action_compare_sweep(self) -> None:
+        """Compare every run of the selected run's sweep, best first."""
+        from engine.sweep import rank_sweep
+        from tui.screens.compare import CompareScreen
+
+        run = self._sweep_run()
+        if run is None:
+            return
+        ranked = rank_sweep(self.store.list_runs(sweep=run.sweep_id, limit=None))
+        if len(ranked) < 2:
+            self.notify(f"Sweep {run.sweep_id} has one run; nothing to compare it with.",
+                        severity="warning")
+            return
+        best = ranked[0].run.id if ranked[0].rank == 1 else None
+        self.app.push_screen(CompareScreen(
+            self.store, [p.run.id for p in ranked], best=best,
+            title=f"Sweep {run.sweep_id} ({len(ranked)} runs, best first)"))
+
+    def _sweep_run(self) -> Run | None:
+        """The selected run if it is part of a sweep; else None, having said so."""
+        run = self._current()
+        if run is not None and not run.sweep_id:
+            self.notify(f"Run {run.id} is not part of a sweep (`hubtune sweep CONFIG --grid "
+                        "KEY=V1,V2` queues one).", severity="warning")
+            return None
+        return run
