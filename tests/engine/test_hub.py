@@ -169,9 +169,10 @@ def test_torchvision_backbones_are_listed_without_the_hub(hf_cache):
     found = search_models("resnet", library="torchvision")
     assert [m.id for m in found] == ["torchvision:resnet18", "torchvision:resnet34",
                                      "torchvision:resnet50"]
-    # Usable offline only once the default weights are cached (none are, here).
+    # A check mark means weights on disk: none are cached here, and a backbone without
+    # offered weights has none to have (#22: it used to show one).
     assert [m.cached for m in found] == [False, False, False]
-    assert search_models("mobilenet_v3_small", library="torchvision")[0].cached
+    assert not search_models("mobilenet_v3_small", library="torchvision")[0].cached
 
 
 def test_torchvision_details_come_from_torchvision_not_the_hub(hf_cache):
@@ -181,7 +182,7 @@ def test_torchvision_details_come_from_torchvision_not_the_hub(hf_cache):
     assert d.parameters == 11_689_512 and not d.cached
     assert "timm/resnet18.tv_in1k" in d.card and "last linear layer" in d.card
     random = model_details("torchvision:vit_b_16")
-    assert random.cached and "random weights" in random.card
+    assert not random.cached and "random weights" in random.card
     with pytest.raises(HubError, match="not an offered torchvision backbone.*resnet18"):
         model_details("torchvision:alexnet")
 
