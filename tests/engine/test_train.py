@@ -310,3 +310,30 @@ def test_tokenising_stops_between_chunks(monkeypatch):
     with stoppable(stop):  # unstopped, the chunks join up into one result
         assert tokenise(tokenizer, texts)["input_ids"] == [[len(t)] for t in texts]
     assert tokenise(tokenizer, texts[:3])["input_ids"] == [[6]] * 3  # no stop given: runs
+
+
+def test_samples_per_second_leaves_out_evaluation_time(tmp_path, tiny_bert, sentiment_csv):
+    """An evaluation after each of two steps that takes 2 s: the logged rate over those
+    32 samples stays a training rate (it would be under 8 samples/s if they counted)."""
+    import time
+
+    from tests_helpers import config_for
+
+    from engine.core.events import StepLogged
+    from engine.training.loop import _Loop
+
+    cfg = load_config_dict(config_for(tmp_path, tiny_bert, sentiment_csv, max_steps=2),
+                           {"train": {"eval_every": 1, "log_every": 2}})
+    events = []
+    loop = _Loop(cfg, events.append, threading.Event(), None)
+    loop.prepare(None)
+    real = loop.task.evaluate
+
+    def slow_evaluate(*args, **kwargs):
+        time.sleep(2.0)
+        return real(*args, **kwargs)
+
+    loop.task.evaluate = slow_evaluate
+    assert loop.run().status == "completed"
+    rates = [e.metrics["samples_per_s"] for e in events if isinstance(e, StepLogged)]
+    assert len(rates) == 1 and rates[0] > 16, rates

@@ -368,3 +368,17 @@ async def test_stop_resume_and_stop_again_from_elsewhere(store, tiny_bert, senti
         endings = [e.message for e in store.events(run_id) if e.message.startswith("Run ")]
         assert len(endings) == 2 and all(m.startswith("Run stopped at step ") and
                                          "runs resume" in m for m in endings)
+
+
+async def test_a_multi_node_runs_panel_shows_its_world(store):
+    """A run its worker recorded as 2 nodes x 2 processes says so, with the node hosts."""
+    run_id = store.create_run({"name": "wide"}, name="wide", model_id="m", task="text-classification",
+                              dataset="d.csv")
+    store.claim(run_id, store.get_run(run_id).lease, pid=os.getpid(), host="node-a",
+                env={"world_size": 4, "nnodes": 2, "node_hosts": ["node-a", "node-b"]})
+    store.finish(run_id, "completed", summary={}, error=None)
+    app = make_app(store=store)
+    async with app.run_test(size=(120, 40)) as pilot:
+        summary = app.screen.query_one("#detail-summary", Static)
+        await wait_for(pilot, lambda: "wide" in str(summary.render()))
+        assert "data parallel: 4 processes on 2 nodes (node-a, node-b)" in str(summary.render())

@@ -58,6 +58,9 @@ class RunDetail(Horizontal):
         ]
         if msg.spot is not None:
             lines.append(f"[$warning]{literal(msg.spot.detail, 400)}[/]")
+        world = _world_line(run.env or {})
+        if world:
+            lines.append(world)
         if run.sweep_id:
             lines.append(_sweep_line(run, msg.sweep))
         total = int(m.get("total_steps", 0))
@@ -111,6 +114,21 @@ class RunDetail(Horizontal):
         width, height = summary.content_size
         same_shape = width > 0 and content.get_height(summary.styles, width) == height
         summary.update(content, layout=not same_shape)
+
+
+def _world_line(env: dict) -> str | None:
+    """Data parallel runs: how many processes on how many machines (and which)."""
+    world, nodes = env.get("world_size"), env.get("nnodes")
+    if not isinstance(world, int) or world < 2:
+        return None
+    line = f"data parallel: {world} processes"
+    if isinstance(nodes, int) and nodes > 1:
+        hosts = [h for h in env.get("node_hosts") or [] if isinstance(h, str)]
+        line += f" on {nodes} nodes"
+        if hosts:
+            line += " (" + ", ".join(literal(h, 40) for h in hosts[:8]) + \
+                (", ..." if len(hosts) > 8 else "") + ")"
+    return line
 
 
 def _sweep_line(run, sweep) -> str:
