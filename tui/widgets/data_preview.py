@@ -76,11 +76,16 @@ class DataPreviewPane(Vertical):
         """The file's columns and first rows, its size and any label warnings."""
         table = self.query_one("#preview-table", DataTable)
         table.clear(columns=True)
-        for col in p.columns:
-            table.add_column(cell(cut(col, 40)), key=col)
-        for row in p.rows:
-            table.add_row(*[cell(cut(value, 40)) for value in row[: len(p.columns)]]
-                          + [""] * (len(p.columns) - len(row)))
+        rows = [[cell(cut(value, 40)) for value in row[: len(p.columns)]]
+                + [cell("")] * (len(p.columns) - len(row)) for row in p.rows]
+        for i, col in enumerate(p.columns):
+            label = cell(cut(col, 40))
+            # Widths given, not measured by the table as rows arrive: that measurement
+            # sometimes lagged a redraw and left the columns at their headers' width.
+            width = max([label.cell_len, *(r[i].cell_len for r in rows)])
+            table.add_column(label, key=col, width=width)
+        for row in rows:
+            table.add_row(*row)
         self.query_one("#preview-summary", Static).update(
             f"[b]{literal(Path(p.path).name, 80)}[/b]: {p.total_rows:,} rows, "
             f"{len(p.columns)} columns"
