@@ -145,10 +145,12 @@ async def test_layer_tree_shows_the_plan_and_freezes_a_group(store, tiny_bert, s
     async with app.run_test(size=(140, 45)) as pilot:
         await pilot.press("3")
         screen = app.screen
-        await type_into(pilot, "f-model", str(tiny_bert))
-        await type_into(pilot, "f-train-file", str(sentiment_csv))
+        # Pasted, not typed key by key: the typing path is other tests' subject, and on a
+        # loaded 2-core machine a plan per keystroke kept the tree waiting past 2 minutes.
+        screen.query_one("#f-model", Input).value = str(tiny_bert)
+        screen.query_one("#f-train-file", Input).value = str(sentiment_csv)
         tree = screen.query_one("#layer-tree", Tree)
-        await wait_for(pilot, lambda: len(tree.root.children) == 5, timeout=120)
+        await wait_for(pilot, lambda: len(tree.root.children) == 5, timeout=240)
         labels = [str(n.label) for n in tree.root.children]
         assert [lab.split()[0] for lab in labels] == ["embeddings", "block.0", "block.1",
                                                      "other", "head"]
