@@ -17,7 +17,7 @@ import socket
 import sys
 from pathlib import Path
 
-CASES = ("store", "padding", "throughput", "frozen", "ui", "gpu")
+CASES = ("store", "padding", "throughput", "frozen", "ui", "gpu", "predict", "hubdata")
 
 
 def main(argv: list[str] | None = None) -> int:

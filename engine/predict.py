@@ -12,6 +12,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from engine.batch_predict import PROBABILITY_COLUMNS_UP_TO, FilePredictions, file_metric
 from engine.core.errors import DataError, ModelError
 
 QA_SEPARATOR = "|||"
@@ -76,6 +77,18 @@ class Predictor:
         else:
             self._load_sequence_model()
         self.model.eval()
+        # Where batch prediction runs (`to_fastest_device`); single inputs stay on the CPU.
+        self.device = torch.device("cpu")
+
+    def to_fastest_device(self) -> None:
+        """Move the model to the GPU when there is one (batch prediction over a file)."""
+        if self.torch.cuda.is_available():
+            self.device = self.torch.device("cuda")
+            self.model.to(self.device)
+
+    def on_device(self, batch) -> dict:
+        """A tokenizer's (or collator's) tensors on the model's device."""
+        return {k: v.to(self.device) if hasattr(v, "to") else v for k, v in batch.items()}
 
     def _load_sequence_model(self) -> None:
         from safetensors.torch import load_model
@@ -187,11 +200,12 @@ class Predictor:
                                      [pairs[i] for i in chunk] if pairs else None,
                                      truncation=True, max_length=max_length, padding=True,
                                      return_tensors="pt")
+                enc = self.on_device(enc)
                 _, logits = self.model(input_ids=enc["input_ids"],
                                        attention_mask=enc["attention_mask"],
                                        token_type_ids=enc.get("token_type_ids") if pairs
                                        else None)
-                logits = logits.float()
+                logits = logits.float().cpu()
                 probs = (logits if self.task == "regression" else torch.sigmoid(logits)
                          if self.task == "multi-label-classification" else
                          torch.softmax(logits, -1))
@@ -305,21 +319,11 @@ class Predictor:
 
 # -- a whole file -------------------------------------------------------------
 
-FILE_TASKS = ("text-classification", "text-pair-classification",
-              "multi-label-classification", "regression")
-"""Tasks `predict_file` covers."""
-PROBABILITY_COLUMNS_UP_TO = 20
-"""Up to this many classes OUT gets a `p_<label>` column per class; above it only `score`."""
-
-
-@dataclass
-class FilePredictions:
-    table: object
-    """The input rows in their order, with `predicted`, `score` (and `p_<label>`) added."""
-    metric: tuple[str, float, int] | None
-    """(name, value, labelled rows) when the file has the run's label column."""
-
-
+SEQUENCE_FILE_TASKS = ("text-classification", "text-pair-classification",
+                       "multi-label-classification", "regression")
+FILE_TASKS = (*SEQUENCE_FILE_TASKS, "image-classification", "token-classification",
+              "question-answering", "seq2seq")
+"""Tasks `predict_file` covers (engine.batch_predict reads the files of the last four)."""
 def predict_file(model_dir: Path, cfg, path: Path, *, column: str | None = None,
                  batch_size: int = 32, progress=None) -> FilePredictions:
     """Predict every row of a CSV/TSV/JSONL/Parquet file with a run's model, reading it
@@ -330,9 +334,17 @@ def predict_file(model_dir: Path, cfg, path: Path, *, column: str | None = None,
     predictor = Predictor(model_dir)
     if predictor.task not in FILE_TASKS:
         raise DataError(f"Batch prediction over a file is not available for head.task "
-                        f"{predictor.task} yet; `hubtune predict ID INPUT...` predicts single "
+                        f"{predictor.task}; `hubtune predict ID INPUT...` predicts single "
                         "inputs.")
-    table = read_table(Path(path), encoding=cfg.data.encoding, role="data")
+    path = Path(path)
+    predictor.to_fastest_device()
+    if predictor.task not in SEQUENCE_FILE_TASKS:
+        from engine.batch_predict import predict_other_file
+
+        return predict_other_file(predictor, cfg, path, column, batch_size, progress)
+    if path.is_dir():
+        raise DataError(f"{path} is a folder; give a CSV, TSV, JSONL or Parquet file.")
+    table = read_table(path, encoding=cfg.data.encoding, role="data")
     columns = [str(c) for c in table.columns]
     text_col = column or cfg.data.text_column
     pair_col = cfg.data.text_pair_column
@@ -355,22 +367,3 @@ def predict_file(model_dir: Path, cfg, path: Path, *, column: str | None = None,
     if label_col in columns and label_col not in (text_col, pair_col):
         metric = file_metric(predictor.task, list(table[label_col]), predicted, outputs)
     return FilePredictions(out, metric)
-
-
-def file_metric(task: str, labels: list, predicted: list, outputs) -> tuple[str, float, int] | None:
-    """The run's main metric over the rows that have a label: accuracy (subset accuracy
-    for multi-label) or mse."""
-    from engine.data.loading import is_missing_label, label_set, label_text
-
-    have = [i for i, v in enumerate(labels) if not is_missing_label(v)]
-    if not have:
-        return None
-    if task == "regression":
-        errors = [(float(outputs[i, 0]) - float(labels[i])) ** 2 for i in have]
-        return "mse", sum(errors) / len(errors), len(have)
-    if task == "multi-label-classification":
-        right = [label_set(labels[i]) == set(filter(None, predicted[i].split(", ")))
-                 for i in have]
-    else:
-        right = [label_text(labels[i]) == predicted[i] for i in have]
-    return "accuracy", sum(right) / len(have), len(have)

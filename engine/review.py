@@ -3,8 +3,9 @@ input, re-read from the run's data with the same rules training used, and two ru
 results side by side.
 
 The store's rows arrive as plain objects (`example`, `predicted`, `label`, `confidence`,
-`loss`); this module never imports the store, and never torch for text (an image run's
-inputs are re-checked with PIL only).
+`loss`); this module never imports the store. It needs torch only for a language
+model's run (its texts are kept as the tokenizer counts them, and transformers brings
+torch); an image run's inputs are re-checked with PIL only.
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ from engine.core.errors import DataError, HubtuneError
 
 REVIEWED_TASKS = ("text-classification", "text-pair-classification",
                   "multi-label-classification", "regression", "image-classification",
-                  "seq2seq")
-"""Tasks whose evaluations record per-example results."""
+                  "seq2seq", "token-classification", "question-answering", "masked-lm",
+                  "causal-lm")
+"""Tasks whose evaluations record per-example results (every task that trains)."""
 PAIR_SEPARATOR = " ||| "
 
 
@@ -41,7 +43,18 @@ class ExampleInput:
     """Its data row in the file it came from (1 = first row after any header); None for
     an image folder."""
     label: str
-    """The true label as the per-example results write it."""
+    """The true label as the per-example results write it; empty where nothing is
+    checked (a language model's rows carry the tokens it was scored on)."""
+    accepted: tuple[str, ...] = ()
+    """Other labels a stored row may carry: each gold answer of a question."""
+    cut: bool = False
+    """Whether a stored label may be this one's first words only (a sentence's tags, where
+    data.max_length cut the sentence)."""
+
+    def matches(self, stored: str) -> bool:
+        """Whether a stored row's label is this example's."""
+        return (not self.label or stored == self.label or stored in self.accepted
+                or (self.cut and self.label.startswith(stored + " ")))
 
 
 @dataclass(frozen=True)
@@ -85,7 +98,68 @@ def validation_inputs(cfg: RunConfig) -> list[ExampleInput]:
         source, target = seq2seq_columns(val, path, cfg)
         return [ExampleInput(str(s), int(i) + 1, str(t)) for i, s, t in
                 zip(val.index, val[source], val[target], strict=True)]
+    if task == "token-classification":
+        return _tag_inputs(cfg)
+    if task == "question-answering":
+        return _question_inputs(cfg)
+    if task in ("masked-lm", "causal-lm"):
+        return _lm_inputs(cfg)
     return _text_inputs(cfg)
+
+
+def _tag_inputs(cfg: RunConfig) -> list[ExampleInput]:
+    """Sentences (words joined by spaces) and their tags, as TokenTask.load_data reads
+    them: rows without words left out."""
+    from engine.data.loading import as_list, load_frames, pick_column
+    from engine.tasks.token import read_conll
+
+    spec = cfg.data
+    _, val, path = load_frames(cfg, lambda p, role: read_conll(p, spec.encoding, role))
+    words_col = pick_column(val, path, spec.text_column, "text_column", ("tokens", "words"))
+    tags_col = pick_column(val, path, spec.label_column, "label_column",
+                           ("tags", "ner_tags", "labels"))
+    out = []
+    for n, (i, words, tags) in enumerate(zip(val.index, val[words_col], val[tags_col],
+                                             strict=True)):
+        words = [str(w) for w in as_list(words, path, words_col, n)]
+        if words:
+            tags = [str(t) for t in as_list(tags, path, tags_col, n)]
+            out.append(ExampleInput(" ".join(words), int(i) + 1, " ".join(tags), cut=True))
+    return out
+
+
+def _question_inputs(cfg: RunConfig) -> list[ExampleInput]:
+    """'question ||| context' per question, with its gold answers."""
+    from engine.data.loading import load_frames
+    from engine.tasks.qa import read_squad
+
+    spec = cfg.data
+    _, val, _ = load_frames(cfg, lambda p, role: read_squad(p, spec.encoding, role))
+    out = []
+    for i, q, c, answers in zip(val.index, val["question"], val["context"], val["answers"],
+                                strict=True):
+        golds = tuple(t for t, _ in answers)
+        out.append(ExampleInput(str(q).lstrip() + PAIR_SEPARATOR + str(c), int(i) + 1,
+                                golds[0] if golds else "", golds))
+    return out
+
+
+def _lm_inputs(cfg: RunConfig) -> list[ExampleInput]:
+    """The texts a language model was validated on: non-empty, and more than one token
+    long with the run's tokenizer (as LanguageModelTask.load_data keeps them)."""
+    from engine.data.loading import load_frames, pick_column
+    from engine.modeling.loading import load_tokenizer
+
+    spec = cfg.data
+    _, val, path = load_frames(cfg)
+    column = pick_column(val, path, spec.text_column, "text_column", ("content", "sentence"))
+    kept = [(i, t) for i, t in zip(val.index, val[column], strict=True)
+            if isinstance(t, str) and t.strip()]
+    tokenizer, _ = load_tokenizer(cfg.model)
+    ids = tokenizer([t for _, t in kept], truncation=True, max_length=spec.max_length,
+                    return_attention_mask=False)["input_ids"] if kept else []
+    return [ExampleInput(t, int(i) + 1, "") for (i, t), x in zip(kept, ids, strict=True)
+            if len(x) > 1]
 
 
 def _text_inputs(cfg: RunConfig) -> list[ExampleInput]:
@@ -118,7 +192,7 @@ def join_inputs(run_id: int, results: Iterable[Result], inputs: list[ExampleInpu
     out = []
     for r in results:
         given = inputs[r.example] if 0 <= r.example < len(inputs) else None
-        if given is None or given.label != r.label:
+        if given is None or not given.matches(r.label):
             now = "is gone" if given is None else f"is now labelled {given.label!r}"
             raise DataError(f"Validation example {r.example} of run {run_id} {now}, not "
                             f"{r.label!r} as when it trained; its data files changed since, "
@@ -138,11 +212,14 @@ class Disagreement:
     label: str
     predicted: tuple[str, str]
     confidence: tuple[float | None, float | None]
+    hits: tuple[bool, bool] | None = None
+    """Whether each run is right by its own row (a question's label is the gold answer
+    nearest each run's answer); None: each prediction against `label`."""
 
     @property
     def right(self) -> str:
         """Which run is right: 'first', 'second' or 'neither'."""
-        hits = [p == self.label for p in self.predicted]
+        hits = self.hits or tuple(p == self.label for p in self.predicted)
         return "first" if hits[0] else "second" if hits[1] else "neither"
 
     def to_json(self, ids: tuple[int, int]) -> dict:
@@ -180,5 +257,6 @@ def disagreements(first: Mapping[int, Result], second: Mapping[int, Result],
             continue
         given = inputs[index]
         out.append(Disagreement(index, given.row, given.text, a.label,
-                                (a.predicted, b.predicted), (a.confidence, b.confidence)))
+                                (a.predicted, b.predicted), (a.confidence, b.confidence),
+                                (a.predicted == a.label, b.predicted == b.label)))
     return sorted(out, key=lambda d: (d.right == "neither", d.example))

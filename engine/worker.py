@@ -23,7 +23,7 @@ import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.core.config import RunConfig
+from engine.core.config import RunConfig, is_hub_data
 from engine.core.errors import HubtuneError
 from engine.core.events import (
     CheckpointSaved,
@@ -93,7 +93,7 @@ def start_run(
         name=cfg.name or None,
         model_id=cfg.model.id,
         task=cfg.head.task,
-        dataset=Path(cfg.data.train).name,
+        dataset=cfg.data.train if is_hub_data(cfg.data.train) else Path(cfg.data.train).name,
         parent_id=parent_id,
         tags=tags,
         queue_slots=wanted if queue else None,
@@ -191,6 +191,11 @@ def _launch_cwd(run_id: int) -> str:
     except (OSError, ValueError):
         cwd = None
     return cwd if isinstance(cwd, str) and os.path.isdir(cwd) else os.getcwd()
+
+
+popen = subprocess.Popen
+"""How the worker's process is started. The test suite forks workers from a process that
+has imported torch once (tests/support/warm_worker.py) instead of paying for it per run."""
 
 
 TORCHRUN_VARIABLES = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "GROUP_RANK",
@@ -298,7 +303,7 @@ def _spawn(store: RunStore, run_id: int, lease: str, *, resume: bool,
         raise HubtuneError(f"Cannot write the worker log in {folder} ({exc.strerror}); "
                            "check that HUBTUNE_HOME is a writable folder.") from None
     with log:
-        proc = subprocess.Popen(
+        proc = popen(
             worker_command(run_id, store.path, lease, resume=resume, checkpoint=checkpoint),
             stdin=subprocess.DEVNULL,
             stdout=log,

@@ -47,7 +47,9 @@ class PredictionSet:
     """Validation examples evaluated; at most 20,000 rows are stored, the worst first."""
     stored: int
     loss_kind: str
-    """cross_entropy, binary_cross_entropy, squared_error or chrf_gap (100 - sentence chrF)."""
+    """cross_entropy, binary_cross_entropy, squared_error, chrf_gap (100 - sentence chrF),
+    f1_gap (100 - a question's SQuAD F1), tag_errors (a sentence's words tagged wrong) or
+    token_loss (a text's mean cross-entropy per scored token)."""
     recorded_utc: str
 
 

@@ -75,6 +75,24 @@ def _kill_leftover_workers(home: Path) -> None:
         store.close()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def warm_workers():
+    """Workers started from this process are forked from one that has imported torch
+    (tests/support/warm_worker.py); HUBTUNE_COLD_WORKERS=1 execs each one instead."""
+    if os.environ.get("HUBTUNE_COLD_WORKERS") == "1":
+        yield None
+        return
+    from warm_worker import WarmLauncher
+
+    import engine.worker
+
+    launcher = WarmLauncher(engine.worker.popen)
+    engine.worker.popen = launcher
+    yield launcher
+    engine.worker.popen = launcher._popen
+    launcher.close()
+
+
 @pytest.fixture
 def store(hubtune_home: Path):
     from store import RunStore
@@ -141,6 +159,23 @@ def hub_repos(tmp_path_factory, tiny_bert: Path, tiny_seq2seq: Path, tiny_vit: P
         Repo("hubtune-test/gated", tiny_bert, gated=True),
         Repo("hubtune-test/broken", tiny_bert, error_status=500),
         Repo("hubtune-test/big", big),
+        *dataset_repos(root),
+    ]
+
+
+def dataset_repos(root: Path) -> list:
+    """Dataset repos (parquet shards; a README declaring the subsets reviews and short):
+    open, gated (401 without a token, 403 with a token not granted) and one with no README."""
+    from hub_datasets import write_plain_repo, write_sentiment_repo
+
+    sentiment = write_sentiment_repo(root / "sentiment-data")
+    return [
+        Repo("hubtune-test/sentiment", sentiment, repo_type="dataset", downloads=50,
+             tags=["task_categories:text-classification", "license:mit"]),
+        Repo("hubtune-test/gated-data", sentiment, repo_type="dataset", gated=True,
+             token="hf_granted_token_for_tests"),
+        Repo("hubtune-test/plain-data", write_plain_repo(root / "plain-data"),
+             repo_type="dataset"),
     ]
 
 

@@ -59,7 +59,10 @@ def test_train_records_a_completed_run_with_metrics(tiny_config):
 def test_detach_returns_at_once_and_follow_reattaches(tiny_config):
     result = hubtune("train", str(tiny_config), "--detach")
     assert result.returncode == 0, result.stderr
-    run_id = int(result.stdout.strip())
+    run_id = int(result.stdout.strip())  # stdout holds only the id, for scripts
+    # stderr says what started and how to follow it
+    assert f"Run {run_id} (tiny-sentiment) started in the background" in result.stderr
+    assert f"`hubtune runs follow {run_id}`" in result.stderr
     from store import RunStore
 
     # Reattach from another command: the events so far, progress, then the outcome.
@@ -69,6 +72,13 @@ def test_detach_returns_at_once_and_follow_reattaches(tiny_config):
     lines = followed.stdout.splitlines()
     assert lines[0].startswith("[info] ")  # from the first event on, not from now
     assert any(line.startswith("step ") for line in lines)
+    # Each evaluation is printed with the step it was made at, never a later one's.
+    store = RunStore()
+    evals = {s for s in store.series(run_id, "val_accuracy").steps}
+    for line in lines:
+        if "val accuracy" in line:
+            step = int(line.split()[1].split("/")[0])
+            assert step in evals, line
     assert "[info] Run completed" in followed.stdout and f"Run {run_id} completed" in lines[-1]
     again = hubtune("runs", "follow", str(run_id))  # a finished run: its story, at once
     assert again.returncode == 0 and "[info] Run completed" in again.stdout

@@ -28,11 +28,12 @@ class HubtuneApp(App[None]):
     CSS_PATH = "app.tcss"
     TITLE = "hubtune"
     BINDINGS = [
+        # The footer leads with these (tui.widgets.footer.ESSENTIAL_ACTIONS).
+        Binding("question_mark", "help", "Help"),
         Binding("1", "switch_mode('runs')", "Runs"),
         Binding("2", "switch_mode('hub')", "Hub"),
         Binding("3", "switch_mode('new')", "New run"),
         Binding("4", "switch_mode('models')", "Models"),
-        Binding("question_mark", "help", "Help"),
         Binding("q", "quit", "Quit"),
     ]
 
@@ -131,6 +132,8 @@ class HubtuneApp(App[None]):
         yield SystemCommand("Local models", "The model cache: sizes, verify, delete",
                             lambda: self.switch_mode("models"))
         yield SystemCommand("Help", "Keys and what each screen does", self.action_help)
+        for title, help_text, callback in getattr(screen, "palette_commands", list)():
+            yield SystemCommand(title, help_text, callback)
 
 
 def _has_terminal() -> bool:

@@ -45,6 +45,8 @@ class RunDetailRefreshed(Message):
     """Its place in the queue and what it waits for, while it waits."""
     sweep: SweepView | None = None
     """The sweep it belongs to, if any."""
+    parents: list = field(default_factory=list)
+    """[(engine.lineage.Parent, store.Run or None when deleted)]: the runs it comes from."""
 
     def can_replace(self, other: Message) -> bool:
         return isinstance(other, RunDetailRefreshed) and other.run.id == self.run.id
@@ -69,12 +71,20 @@ class HubSearchFinished(Message):
     """The library filter it was made with; results for another are stale."""
     online: bool = False
     """Results from the hub itself (not the local list shown while offline)."""
+    repo_type: str = "model"
+    """model or dataset: results of the other kind are stale once the switch moved."""
 
 
 @dataclass
 class ModelDetailsLoaded(Message):
     details: object
     """engine.hub.client.ModelDetails"""
+
+
+@dataclass
+class DatasetDetailsLoaded(Message):
+    details: object
+    """engine.hub.dataset_search.DatasetDetails"""
 
 
 @dataclass
@@ -102,6 +112,8 @@ class DownloadProgressed(Message):
 class DownloadFinished(Message):
     repo: str
     path: str
+    repo_type: str = "model"
+    """model or dataset."""
 
 
 @dataclass
@@ -210,3 +222,31 @@ class CacheFailed(Message):
 
     repo: str
     message: str
+
+
+@dataclass
+class ErrorsReviewed(Message):
+    """The worst validation examples of run `run_id` with their inputs, for the run
+    panel's errors view (tui.run_info.review_errors), or why there are none."""
+
+    run_id: int
+    recorded: object | None
+    """store.review.PredictionSet: the evaluation the examples come from."""
+    examples: list
+    """engine.review.ReviewedExample, worst first."""
+    wrong: int = 0
+    """How many of all the stored examples the model gets wrong."""
+    error: str | None = None
+
+
+@dataclass
+class ExamplesCompared(Message):
+    """The validation examples two runs predict differently (engine.review.Disagreement,
+    those where exactly one run is right first), or why they cannot be compared."""
+
+    runs: tuple[int, int]
+    found: list | None
+    """None when `error` says why there is nothing to show."""
+    compared: int = 0
+    """Examples both runs recorded."""
+    error: str | None = None

@@ -82,8 +82,7 @@ def read_queue(store, monitor) -> QueueView:
             continue
         ahead += entry.slots_wanted
         if paused:
-            awaits, why = "paused", ("waits for the queue to be resumed (P here, or hubtune "
-                                     "queue resume)")
+            awaits, why = "paused", "waits for the queue to be resumed (press P)"
         elif ahead <= free:  # free slots for it and every run ahead: the next kick starts it
             awaits, why = "ready", "starts at the next check: enough slots are free"
         else:

@@ -56,6 +56,8 @@ class RunWatcher:
         self.tails: tuple = ()
         """((run id, started), loss tail, validation tail) of the run being followed."""
         self.events: collections.deque = collections.deque(maxlen=200)
+        self.parents: list = []
+        """[(engine.lineage.Parent, Run or None)] of the run being followed, read once."""
         self.queue = QueueView()
         """The queue as the last list read found it (places of waiting runs)."""
         self.sweeps: dict = {}
@@ -141,15 +143,30 @@ class RunWatcher:
                 run=run, loss=loss.read(self.store, max_points=200),
                 val_metric=val.read(self.store, max_points=200),
                 latest=latest, gpu=gpu or "no GPU", spot=spot, sweep=sweep,
+                parents=self.parents,
                 # The whole tail: a newer message may replace this one.
                 events=list(self.events),
             ))
+
+    def _read_parents(self, run: Run) -> list:
+        """The runs `run` was forked from or continues (None where one was deleted)."""
+        from engine.lineage import parents
+        from store import StoreError
+
+        out = []
+        for parent in parents(run.parent_id, run.config):
+            try:
+                out.append((parent, self.store.get_run(parent.run_id)))
+            except StoreError:
+                out.append((parent, None))
+        return out
 
     def _follow(self, run: Run) -> None:
         """Start following `run` afresh when it is newly selected or was resumed."""
         if run.id != self.detail_run:
             self.detail_run, self.last_event, self.detail_sig = run.id, 0, None
             self.events.clear()
+            self.parents = self._read_parents(run)
         if not self.tails or self.tails[0] != (run.id, run.started_utc):
             # A resume rewrites the points after its checkpoint (and restarts the
             # clock): follow the series afresh.

@@ -143,12 +143,57 @@ class FreezeSpec:
             _positive("freeze.every_steps", self.every_steps)
 
 
+HUB_DATA_PREFIX = "hf:"
+HUB_DATA_TASKS = ("text-classification", "text-pair-classification",
+                  "multi-label-classification", "regression", "feature-extraction")
+"""The heads that train on `hf:` datasets (read through the `datasets` library)."""
+_HUB_REF = re.compile(r"hf:(?P<repo>[\w.-]+(?:/[\w.-]+)?)(?::(?P<split>[\w.-]+))?")
+
+
+@dataclass(frozen=True)
+class HubDataRef:
+    """`hf:OWNER/NAME[:SPLIT]` taken apart."""
+
+    repo: str
+    """OWNER/NAME (or NAME for the hub's canonical datasets)."""
+    split: str | None = None
+    """The split named after the second colon, if any."""
+
+    def __str__(self) -> str:
+        return f"{HUB_DATA_PREFIX}{self.repo}" + (f":{self.split}" if self.split else "")
+
+
+def is_hub_data(value: str | None) -> bool:
+    """Whether a data.train / data.validation value names a hub dataset (`hf:...`)."""
+    return isinstance(value, str) and value.startswith(HUB_DATA_PREFIX)
+
+
+def parse_hub_data(value: str, key: str = "data.train") -> HubDataRef:
+    """`hf:OWNER/NAME[:SPLIT]` as a HubDataRef; anything else under `hf:` is a ConfigError."""
+    match = _HUB_REF.fullmatch(value.strip())
+    if match is None:
+        raise ConfigError(f"{key} {value!r} is not a hub dataset reference; write "
+                          "hf:OWNER/NAME, hf:NAME or hf:OWNER/NAME:SPLIT (e.g. hf:stanfordnlp/"
+                          "imdb:train).")
+    return HubDataRef(match["repo"], match["split"])
+
+
 @dataclass(frozen=True)
 class DataSpec:
     train: str = ""
-    """Training file (CSV, TSV, JSONL or Parquet) or image folder."""
+    """Training file (CSV, TSV, JSONL or Parquet), image folder, or hub dataset
+    `hf:OWNER/NAME[:SPLIT]` (the train split unless one is named)."""
     validation: str | None = None
-    """Validation file; None splits it off the training data."""
+    """Validation file or `hf:` split; None takes a hub dataset's validation split if it
+    has one, else splits it off the training data."""
+    subset: str | None = None
+    """hf: data: the dataset's subset (config name, e.g. sst2 of glue); None takes its
+    default (or only) one."""
+    revision: str = "main"
+    """hf: data: the dataset's branch, tag or commit; the run records the commit it read."""
+    streaming: bool = False
+    """hf: data: read rows as training takes them instead of preparing the whole split
+    first (train.max_steps then says how long to train)."""
     validation_split: float = 0.1
     """Fraction held out (stratified, seeded) when validation is None."""
     text_column: str = "text"
@@ -181,6 +226,14 @@ class DataSpec:
     def __post_init__(self) -> None:
         if not self.train.strip():
             raise ConfigError("data.train is empty; give the path of a training file.")
+        for key in ("train", "validation"):
+            if is_hub_data(getattr(self, key)):
+                parse_hub_data(getattr(self, key), f"data.{key}")
+        if not self.revision.strip():
+            raise ConfigError("data.revision is empty; give a branch, tag or commit (main).")
+        if self.streaming and not is_hub_data(self.train):
+            raise ConfigError("data.streaming applies to hub datasets (data.train: hf:OWNER/"
+                              "NAME); a local file is read as it is.")
         _fraction("data.validation_split", self.validation_split, upper_open=True)
         _positive("data.max_length", self.max_length)
         _positive("data.max_target_length", self.max_target_length)
@@ -360,6 +413,15 @@ class RunConfig:
         if any(ord(c) < 32 or 0x7F <= ord(c) <= 0x9F for c in self.name):
             raise ConfigError("name holds a control character (a newline, tab or escape); "
                               "use plain text.")
+        if is_hub_data(self.data.train) and self.head.task not in HUB_DATA_TASKS:
+            raise ConfigError(
+                f"head.task {self.head.task} cannot train on hub datasets yet (hf: data works "
+                f"for {', '.join(HUB_DATA_TASKS)}); save the split to a file (datasets' "
+                "to_parquet) and give its path as data.train."
+            )
+        if self.data.streaming and self.train.max_steps is None:
+            raise ConfigError("data.streaming: true needs train.max_steps (a stream has no "
+                              "length to count epochs in); set train.max_steps, e.g. 1000.")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -10,6 +10,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
+RESUMED = "Resumed from step"
+"""How the note a resumed run gives once its checkpoint is loaded begins: a follower prints
+progress only after it, since until then the store holds the earlier attempt's steps."""
+
 @dataclass(frozen=True)
 class RunPrepared:
     """Data and model are ready; training is about to start."""

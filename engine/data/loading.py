@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from engine.core.config import RunConfig
+from engine.core.config import RunConfig, is_hub_data
 from engine.core.errors import DataError
 from engine.data.reader import (  # noqa: F401  read_table: the one reader, re-exported
     case_twin,
@@ -156,7 +156,10 @@ TEXT_CLASSIFICATION_TASKS = ("text-classification", "text-pair-classification",
 def check_text_classification(cfg: RunConfig) -> list[str]:
     """Every check `load_text_classification` makes, without a tokenizer or a model;
     returns its warnings. The CLI runs it before it records a run, so a broken file
-    fails in a second instead of after a worker has loaded the model."""
+    fails in a second instead of after a worker has loaded the model. A hub dataset
+    (`hf:`) is checked by the worker, which fetches it."""
+    if is_hub_data(cfg.data.train):
+        return []
     warnings: list[str] = []
     _labelled_splits(cfg, warnings)
     return warnings

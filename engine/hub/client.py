@@ -138,6 +138,13 @@ class CachedModel:
     source: str = "hub"
     """hub (the huggingface_hub cache) or package (bundled in an installed Python package,
     `pkg:<module>`: pip put it there, pip removes it)."""
+    repo_type: str = "model"
+    """model or dataset (a hub dataset's files; `has_weights` then means data files)."""
+
+    @property
+    def kind(self) -> str:
+        """What `cache ls` and the local screen call it: model, dataset or packaged."""
+        return "packaged" if self.source == "package" else self.repo_type
 
 
 # -- errors ------------------------------------------------------------------
@@ -557,10 +564,14 @@ def list_packaged() -> list[CachedModel]:
     return found
 
 
-def list_local() -> list[CachedModel]:
+def list_local(*, datasets: bool = False) -> list[CachedModel]:
     """Every model on this machine that needs no download: the hub cache's, largest
-    first, then the ones installed packages bundle."""
-    return list_cached() + list_packaged()
+    first, then the ones installed packages bundle. With `datasets`, the cached hub
+    datasets too (among the hub cache's, by size)."""
+    cached = list_cached()
+    if datasets:
+        cached = sorted(cached + list_cached("dataset"), key=lambda m: -m.size)
+    return cached + list_packaged()
 
 
 def _refuse_packaged(repo: str) -> None:
@@ -570,8 +581,9 @@ def _refuse_packaged(repo: str) -> None:
                        f"hub; `pip uninstall {module.replace('_', '-')}` removes it.")
 
 
-def list_cached() -> list[CachedModel]:
-    """Models in the huggingface_hub cache, largest first."""
+def list_cached(repo_type: str = "model") -> list[CachedModel]:
+    """Models (or with repo_type "dataset", datasets) in the huggingface_hub cache, largest
+    first."""
     from huggingface_hub import constants, scan_cache_dir
     from huggingface_hub.errors import CacheNotFound
 
@@ -580,34 +592,55 @@ def list_cached() -> list[CachedModel]:
         info = scan_cache_dir(constants.HF_HUB_CACHE)  # read now: tests and users redirect it
     except CacheNotFound:
         return []
+    # A model's weights; a dataset's rows (a look at its card caches the README alone).
+    content = (".safetensors", ".bin") if repo_type == "model" else DATA_FILE_SUFFIXES
     models = [
         CachedModel(
             id=r.repo_id, size=r.size_on_disk, last_used=r.last_accessed,
             revisions=tuple(sorted(rev.commit_hash for rev in r.revisions)),
             path=str(r.repo_path),
-            has_weights=any(f.file_name.endswith((".safetensors", ".bin"))
+            has_weights=any(f.file_name.lower().endswith(content)
                             for rev in r.revisions for f in rev.files),
+            repo_type=repo_type,
         )
-        for r in info.repos if r.repo_type == "model"
+        for r in info.repos if r.repo_type == repo_type
     ]
     return sorted(models, key=lambda m: -m.size)
 
 
-def remove_cached(repo: str, revision: str | None = None) -> int:
-    """Delete a cached model (or one revision of it); returns the bytes freed."""
+DATA_FILE_SUFFIXES = (".parquet", ".csv", ".tsv", ".jsonl", ".json", ".arrow", ".txt")
+"""Files that hold a dataset's rows (any format the hub serves and `datasets` reads)."""
+
+
+def _cached_entry(repo: str, repo_type: str) -> CachedModel:
+    """The cache entry of `repo`, or one sentence saying it is not there (and where it is,
+    when it is cached as the other repo type)."""
+    what = "Dataset" if repo_type == "dataset" else "Model"
+    cached = {m.id: m for m in list_cached(repo_type)}
+    if repo in cached:
+        return cached[repo]
+    other = "model" if repo_type == "dataset" else "dataset"
+    if repo in {m.id for m in list_cached(other)}:
+        fix = ("leave out --repo-type dataset" if other == "model"
+               else f"add --repo-type dataset (or write hf:{repo})")
+        raise HubError(f"{what} {repo} is not in the local cache, but a {other} of that name "
+                       f"is; {fix} to act on it.")
+    raise HubError(f"{what} {repo} is not in the local cache; `hubtune cache ls` lists "
+                   "what is.")
+
+
+def remove_cached(repo: str, revision: str | None = None, repo_type: str = "model") -> int:
+    """Delete a cached model or dataset (or one revision of it); returns the bytes freed."""
     from huggingface_hub import constants, scan_cache_dir
 
     _refuse_packaged(repo)
     cache_dir(writable=True)
-    cached = {m.id: m for m in list_cached()}
-    if repo not in cached:
-        raise HubError(f"Model {repo} is not in the local cache; `hubtune cache ls` lists "
-                       "what is.")
-    revisions = cached[repo].revisions
+    revisions = _cached_entry(repo, repo_type).revisions
     if revision is not None:
         matches = [r for r in revisions if r.startswith(revision)]
         if not matches:
-            raise HubError(f"Model {repo} has no cached revision {revision!r}.")
+            what = "Dataset" if repo_type == "dataset" else "Model"
+            raise HubError(f"{what} {repo} has no cached revision {revision!r}.")
         revisions = tuple(matches)
     strategy = scan_cache_dir(constants.HF_HUB_CACHE).delete_revisions(*revisions)
     freed = strategy.expected_freed_size
@@ -627,18 +660,14 @@ class VerifyReport:
         return not self.corrupted and not self.missing
 
 
-def verify_cached(repo: str) -> VerifyReport:
+def verify_cached(repo: str, repo_type: str = "model") -> VerifyReport:
     """Hash every cached file of `repo` against the hash its blob is named by.
 
     LFS files are named by their sha256, small git files by their git blob
     sha1; either must match the content on disk.
     """
     _refuse_packaged(repo)
-    cached = {m.id: m for m in list_cached()}
-    if repo not in cached:
-        raise HubError(f"Model {repo} is not in the local cache; `hubtune cache ls` lists "
-                       "what is.")
-    root = Path(cached[repo].path)
+    root = Path(_cached_entry(repo, repo_type).path)
     checked, corrupted, missing = 0, [], []
     for link in sorted((root / "snapshots").rglob("*")):
         if link.is_dir():

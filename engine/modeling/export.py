@@ -1,4 +1,8 @@
-"""Saving a trained model: safetensors weights, tokenizer, and the head's description."""
+"""Saving a trained model (safetensors weights, tokenizer, the head's description) and
+exporting it as a folder that loads without hubtune (`hubtune export`), with a model card
+that holds no local path or user name. The shipped modeling files
+(modeling_hubtune*.py beside this module) import only torch, torchvision and
+transformers."""
 
 from __future__ import annotations
 
@@ -38,12 +42,15 @@ def export_model(model_dir: Path, target: Path, *, config: dict, summary: dict,
                  protected: Path | None = None) -> tuple[Path, str]:
     """Write a run's final model to `target` with a model card; returns (folder, how to load).
 
-    Heads built on transformers' task classes are copied as they are. A
-    sequence head on BERT's pooler becomes `BertForSequenceClassification`;
-    other sequence heads (mean pooling, MLP heads) keep hubtune's format,
-    which `engine.predict.Predictor` loads. The folder is built beside `target`
-    and moved in (engine.core.outputs.fill_folder): a non-empty `target` is refused
-    unless `force`, and nothing inside `protected` (hubtune's data folder) is written.
+    Every form loads without hubtune: heads built on transformers' task classes are
+    copied as they are; a sequence head on BERT's pooler becomes
+    `BertForSequenceClassification`; other sequence heads (mean or first-token pooling,
+    MLP heads, other backbones) ship `modeling_hubtune.py` with an `auto_map`, loaded with
+    `trust_remote_code=True`; a torchvision image run ships `modeling_hubtune_vision.py`
+    likewise; an embedding run becomes a sentence-transformers folder. The folder is built beside `target` and moved in
+    (engine.core.outputs.fill_folder): a non-empty `target` is refused unless `force`, and
+    nothing inside `protected` (hubtune's data folder) is written. No file carries a local
+    path (`base_dir`, data files, a local base model) or a user name.
     """
     import shutil
 
@@ -54,18 +61,205 @@ def export_model(model_dir: Path, target: Path, *, config: dict, summary: dict,
     loaders: list[str] = []
 
     def fill(folder: Path) -> None:
-        loader = _convert_sequence(model_dir, folder, head)
+        loader = (_convert_sequence(model_dir, folder, head)
+                  or _portable_sequence(model_dir, folder, head)
+                  or _portable_torchvision(model_dir, folder, head)
+                  or _sentence_transformers(model_dir, folder, head, config))
         if loader is None:
             for item in model_dir.iterdir():
                 if item.is_file():
                     shutil.copy2(item, folder / item.name)
             loader = AUTO_CLASSES.get(head["task"], "engine.predict.Predictor")
+        _scrub_folder(folder)
         (folder / "README.md").write_text(model_card(head, config, summary, run_name, loader),
                                           encoding="utf-8")
         loaders.append(loader)
 
     folder = fill_folder(target, fill, force=force, protected=protected)
     return folder, loaders[0]
+
+
+SEQUENCE_TASKS = ("text-classification", "text-pair-classification",
+                  "multi-label-classification", "regression")
+REMOTE_CODE = "AutoModelForSequenceClassification+remote_code"
+"""The loader name of a folder that ships `modeling_hubtune.py` (trust_remote_code=True)."""
+SENTENCE_TRANSFORMERS = "SentenceTransformer"
+REMOTE_VISION = "AutoModelForImageClassification+remote_code"
+"""The loader name of a torchvision run's folder (`modeling_hubtune_vision.py`)."""
+LOADER_WORDS = {
+    REMOTE_VISION: "AutoModelForImageClassification, trust_remote_code=True; its code is "
+                   "modeling_hubtune_vision.py in the folder (needs torchvision)",
+    REMOTE_CODE: "AutoModelForSequenceClassification, trust_remote_code=True; its head's "
+                 "code is modeling_hubtune.py in the folder",
+    SENTENCE_TRANSFORMERS: "sentence-transformers' SentenceTransformer",
+}
+"""How `hubtune export` names a loader that is more than a transformers Auto class."""
+
+
+def _problem_type(task: str) -> str:
+    return {"regression": "regression",
+            "multi-label-classification": "multi_label_classification"}.get(
+        task, "single_label_classification")
+
+
+def _label_config(auto_config, head: dict) -> None:
+    labels = head["labels"]
+    auto_config.num_labels = len(labels) if labels and head["task"] != "regression" else 1
+    if labels and head["task"] != "regression":
+        auto_config.id2label = dict(enumerate(labels))
+        auto_config.label2id = {n: i for i, n in enumerate(labels)}
+    auto_config.problem_type = _problem_type(head["task"])
+
+
+def _portable_sequence(model_dir: Path, target: Path, head: dict) -> str | None:
+    """Any other sequence head: its weights as they are, `modeling_hubtune.py` beside
+    them and an `auto_map` naming it, so `AutoModelForSequenceClassification` loads it
+    with `trust_remote_code=True`; None for other tasks."""
+    import shutil
+
+    if head["task"] not in SEQUENCE_TASKS:
+        return None
+    from transformers import AutoConfig, AutoTokenizer
+
+    auto_config = AutoConfig.from_pretrained(model_dir)
+    _label_config(auto_config, head)
+    auto_config.architectures = ["HubtuneForSequenceClassification"]
+    auto_config.auto_map = {"AutoModelForSequenceClassification":
+                            "modeling_hubtune.HubtuneForSequenceClassification"}
+    auto_config.hubtune_pooling = head.get("pooling") or "cls"
+    auto_config.hubtune_head_hidden = head.get("custom_hidden")
+    auto_config.save_pretrained(target)
+    shutil.copy2(Path(__file__).with_name("modeling_hubtune.py"), target / "modeling_hubtune.py")
+    shutil.copy2(model_dir / "model.safetensors", target / "model.safetensors")
+    AutoTokenizer.from_pretrained(model_dir).save_pretrained(target)
+    return REMOTE_CODE
+
+
+def _portable_torchvision(model_dir: Path, target: Path, head: dict) -> str | None:
+    """A torchvision image run: its weights, `modeling_hubtune_vision.py`, a config.json
+    whose `auto_map` names it, and an image processor with the run's size and
+    normalisation; None for other runs."""
+    import shutil
+
+    if head["task"] != "image-classification" or not head.get("arch"):
+        return None
+    labels, image = head["labels"], head["image"]
+    module = "modeling_hubtune_vision"
+    (target / "config.json").write_text(json.dumps({
+        "model_type": "hubtune_torchvision", "arch": head["arch"], "num_channels": 3,
+        "architectures": ["HubtuneForImageClassification"],
+        "auto_map": {"AutoConfig": f"{module}.HubtuneTorchvisionConfig",
+                     "AutoModelForImageClassification":
+                     f"{module}.HubtuneForImageClassification"},
+        "id2label": {str(i): n for i, n in enumerate(labels)},
+        "label2id": {n: i for i, n in enumerate(labels)},
+    }, indent=2), encoding="utf-8")
+    size = int(image["size"])
+    (target / "preprocessor_config.json").write_text(json.dumps({
+        "image_processor_type": "ViTImageProcessor", "do_resize": True,
+        "size": {"height": size, "width": size}, "resample": 2, "do_rescale": True,
+        "rescale_factor": 1 / 255, "do_normalize": True, "image_mean": list(image["mean"]),
+        "image_std": list(image["std"]),
+    }, indent=2), encoding="utf-8")
+    shutil.copy2(Path(__file__).with_name(f"{module}.py"), target / f"{module}.py")
+    shutil.copy2(model_dir / "model.safetensors", target / "model.safetensors")
+    return REMOTE_VISION
+
+
+def _sentence_transformers(model_dir: Path, target: Path, head: dict,
+                           config: dict) -> str | None:
+    """An embedding run as a sentence-transformers folder (the backbone's weights,
+    modules.json, 1_Pooling; BERT's pooler as a tanh 2_Dense over the first token); None
+    for other tasks or a pooler of another shape."""
+    pooler = ("backbone.pooler.dense.weight", "backbone.pooler.dense.bias")
+    if head["task"] != "feature-extraction" or head.get("pooling") not in ("mean", "cls",
+                                                                          "pooler"):
+        return None
+    from safetensors.torch import load_file, save_file
+    from transformers import AutoConfig, AutoTokenizer
+
+    weights = load_file(str(model_dir / "model.safetensors"))
+    if head["pooling"] == "pooler" and not all(k in weights for k in pooler):
+        return None
+    backbone = {k.removeprefix("backbone."): v for k, v in weights.items()
+                if k.startswith("backbone.")}
+    save_file(backbone, str(target / "model.safetensors"), metadata={"format": "pt"})
+    auto_config = AutoConfig.from_pretrained(model_dir)
+    auto_config.save_pretrained(target)
+    AutoTokenizer.from_pretrained(model_dir).save_pretrained(target)
+    pooling, hidden = head["pooling"], auto_config.hidden_size
+    (target / "1_Pooling").mkdir()
+    (target / "1_Pooling" / "config.json").write_text(json.dumps({
+        "word_embedding_dimension": hidden,
+        "pooling_mode_cls_token": pooling != "mean", "pooling_mode_mean_tokens": pooling == "mean",
+        "pooling_mode_max_tokens": False, "pooling_mode_mean_sqrt_len_tokens": False,
+    }, indent=2), encoding="utf-8")
+    modules = [
+        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+        {"idx": 1, "name": "1", "path": "1_Pooling",
+         "type": "sentence_transformers.models.Pooling"}]
+    if pooling == "pooler":  # BERT's pooler: tanh(W h_cls + b)
+        (target / "2_Dense").mkdir()
+        (target / "2_Dense" / "config.json").write_text(json.dumps({
+            "in_features": hidden, "out_features": hidden, "bias": True,
+            "activation_function": "torch.nn.modules.activation.Tanh"}), encoding="utf-8")
+        save_file({"linear.weight": weights[pooler[0]], "linear.bias": weights[pooler[1]]},
+                  str(target / "2_Dense" / "model.safetensors"), metadata={"format": "pt"})
+        modules.append({"idx": 2, "name": "2", "path": "2_Dense",
+                        "type": "sentence_transformers.models.Dense"})
+    (target / "modules.json").write_text(json.dumps(modules, indent=2), encoding="utf-8")
+    max_length = int((config.get("data") or {}).get("max_length") or 512)
+    (target / "sentence_bert_config.json").write_text(json.dumps(
+        {"max_seq_length": max_length, "do_lower_case": False}), encoding="utf-8")
+    return SENTENCE_TRANSFORMERS
+
+
+PATH_KEYS = ("_name_or_path", "name_or_path", "base_model", "base_model_name_or_path")
+"""Keys of a saved model's small JSON files that may hold a folder on this machine."""
+
+
+def _scrub_folder(folder: Path) -> None:
+    """Local paths out of the small JSON files (`_name_or_path`, hubtune_head.json's
+    `base_model` when it is a folder on this machine). Only those keys: a vocabulary's
+    tokens may look like paths ('/', './')."""
+    for path in folder.rglob("*.json"):
+        if path.stat().st_size > 1_000_000:
+            continue
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if not isinstance(data, dict):
+            continue
+        local = {k: Path(v).name for k, v in data.items()
+                 if k in PATH_KEYS and isinstance(v, str) and _is_local_path(v)}
+        if local:
+            path.write_text(json.dumps({**data, **local}, indent=2, ensure_ascii=False),
+                            encoding="utf-8")
+
+
+def portable_config(value, key: str = ""):
+    """A run config (or any JSON value) with nothing local: `base_dir` dropped, every path
+    on this machine cut to its file name (hub ids, `hf:` datasets and relative names stay)."""
+    if isinstance(value, dict):
+        return {k: portable_config(v, str(k)) for k, v in value.items()
+                if k not in ("base_dir", "output_dir")}
+    if isinstance(value, list):
+        return [portable_config(v, key) for v in value]
+    if isinstance(value, str) and _is_local_path(value):
+        return Path(value).name
+    return value
+
+
+def _is_local_path(text: str) -> bool:
+    import os
+
+    if not text or "\n" in text or text.startswith(("hf:", "pkg:", "run:", "torchvision:")):
+        return False
+    if text.startswith(("/", "~", "./", "../")) or (len(text) > 2 and text[1:3] in (":\\", ":/")):
+        return True
+    home = os.path.expanduser("~")
+    return home not in ("", "/") and home in text
 
 
 AUTO_CLASSES = {
@@ -122,34 +316,64 @@ def _convert_sequence(model_dir: Path, target: Path, head: dict) -> str | None:
     return "AutoModelForSequenceClassification"
 
 
+LOAD_SNIPPETS = {
+    REMOTE_CODE: (
+        "from transformers import AutoModelForSequenceClassification, AutoTokenizer\n\n"
+        "# The head's code ships in this folder (modeling_hubtune.py); read it, then allow it.\n"
+        "model = AutoModelForSequenceClassification.from_pretrained(\"PATH\", "
+        "trust_remote_code=True)\ntokenizer = AutoTokenizer.from_pretrained(\"PATH\")\n"
+        "logits = model(**tokenizer([\"some text\"], return_tensors=\"pt\")).logits"),
+    REMOTE_VISION: (
+        "from PIL import Image\n"
+        "from transformers import AutoImageProcessor, AutoModelForImageClassification\n\n"
+        "# The network's code ships in this folder (modeling_hubtune_vision.py; it needs "
+        "torchvision).\n"
+        "model = AutoModelForImageClassification.from_pretrained(\"PATH\", "
+        "trust_remote_code=True)\nprocessor = AutoImageProcessor.from_pretrained(\"PATH\")\n"
+        "logits = model(**processor(Image.open(\"some.png\").convert(\"RGB\"), "
+        "return_tensors=\"pt\")).logits"),
+    SENTENCE_TRANSFORMERS: (
+        "from sentence_transformers import SentenceTransformer\n\n"
+        "model = SentenceTransformer(\"PATH\")\nvectors = model.encode([\"some text\"])"),
+}
+
+
+def _load_snippet(loader: str) -> str:
+    if loader in LOAD_SNIPPETS:
+        return LOAD_SNIPPETS[loader]
+    if loader.startswith("Auto"):
+        return f"from transformers import {loader}\nmodel = {loader}.from_pretrained(\"PATH\")"
+    return ("from engine.predict import Predictor  # pip install hubtune\n"
+            "predictor = Predictor(\"PATH\")\nprint(predictor.predict([\"some text\"]))")
+
+
 def model_card(head: dict, config: dict, summary: dict, run_name: str, loader: str) -> str:
     """A README with hub front matter, how to load it, the data, metrics and the config.
 
-    Built only from the run's config and summary, which never hold a token.
+    Built only from the run's config and summary, which never hold a token; local paths
+    (`base_dir`, data files, a base model on disk) are cut to their names.
     """
     import yaml
 
-    front = {"library_name": "transformers" if loader.startswith("Auto") else "hubtune",
-             "base_model": head.get("base_model"), "pipeline_tag": PIPELINE_TAGS.get(
-                 head["task"]), "tags": ["hubtune", head["task"]]}
-    if not str(front["base_model"] or "").count("/") == 1 or Path(
-            str(front["base_model"])).exists():
+    library = ("sentence-transformers" if loader == SENTENCE_TRANSFORMERS else
+               "transformers" if loader.startswith("Auto") else "hubtune")
+    base = portable_config(str(head.get("base_model") or ""))
+    front = {"library_name": library, "base_model": base,
+             "pipeline_tag": PIPELINE_TAGS.get(head["task"]), "tags": ["hubtune", head["task"]]}
+    if base.count("/") != 1 or Path(base).exists() or base != head.get("base_model"):
         front.pop("base_model")  # only hub ids belong there, not local paths
     metrics = {k.removeprefix("best_"): v for k, v in summary.items()
                if k.startswith("best_") and isinstance(v, (int, float)) and k != "best_step"}
     rows = "\n".join(f"| {k} | {v:.4f} |" for k, v in metrics.items())
+    config = portable_config(config)
     data = config.get("data", {})
-    load = (f"from transformers import {loader}\nmodel = {loader}.from_pretrained(\"PATH\")"
-            if loader.startswith("Auto") else
-            "from engine.predict import Predictor  # pip install hubtune\n"
-            "predictor = Predictor(\"PATH\")\nprint(predictor.predict([\"some text\"]))")
     labels = ", ".join(head.get("labels") or []) or "-"
     validation = (Path(str(data["validation"])).name if data.get("validation") else
                   f"a {data.get('validation_split')} split of the training file (seeded)")
     return (
         f"---\n{yaml.safe_dump(front, sort_keys=False)}---\n\n"
-        f"# {run_name}\n\nFine-tuned with hubtune from `{head.get('base_model')}` for "
-        f"{head['task']}.\n\n## Load it\n\n```python\n{load}\n```\n\n"
+        f"# {run_name}\n\nFine-tuned with hubtune from `{base or '-'}` for "
+        f"{head['task']}.\n\n## Load it\n\n```python\n{_load_snippet(loader)}\n```\n\n"
         f"## Data\n\n- training file: `{Path(str(data.get('train', '-'))).name}`\n"
         f"- validation: {validation}\n"
         f"- labels: {labels}\n\n"

@@ -21,7 +21,8 @@ store while its worst examples are all there."""
 
 LOSS_KINDS = {"single_label": "cross_entropy", "multi_label": "binary_cross_entropy",
               "regression": "squared_error"}
-"""What a row's `loss` is, per label kind (seq2seq records `100 - sentence chrF`)."""
+"""What a row's `loss` is, per label kind; the text tasks name theirs in
+`TextExampleResults.loss_kind`."""
 
 
 @dataclass
@@ -108,12 +109,96 @@ class ExampleCollector:
 
 @dataclass
 class TextExampleResults:
-    """Per-example results already in plain Python (generated text, spans)."""
+    """Per-example results already in plain Python (generated text, spans, tag sequences).
 
-    items: list[tuple[int, str, str, float | None, float]]
+    `predicted` and `label` may be zero-argument callables (decoding token ids is the
+    costly part for language models): only the rows kept are turned into text.
+    """
+
+    items: list[tuple]
     """(index, predicted, label, confidence, loss) per example."""
     loss_kind: str
-    """What `loss` is, e.g. chrf_gap (100 - sentence chrF)."""
+    """What `loss` is: chrf_gap (100 - sentence chrF), f1_gap (100 - SQuAD F1), tag_errors
+    (words tagged wrong), token_loss (mean cross-entropy of the scored tokens)."""
+    total: int | None = None
+    """Validation examples evaluated, where the split's length counts something else
+    (QA's windows); None: the split's length."""
 
     def rows(self, labels: tuple[str, ...], limit: int = MAX_STORED) -> list[tuple]:
-        return sorted(self.items, key=lambda r: -r[4])[:limit]
+        kept = sorted(self.items, key=lambda r: (-r[4], r[0]))[:limit]
+        return [(i, _text(p), _text(g), c, float(lo)) for i, p, g, c, lo in kept]
+
+
+TEXT_LIMIT = 400
+"""Characters kept of a language model's predicted and true text per row."""
+
+
+def _text(value) -> str:
+    """A row's text; a language model's (decoded on demand) cut to TEXT_LIMIT."""
+    if not callable(value):
+        return value
+    value = value()
+    return value if len(value) <= TEXT_LIMIT else value[:TEXT_LIMIT - 1] + "…"
+
+
+def tag_results(gold: list[list[str]], pred: list[list[str]],
+                confidence: list[float | None]) -> TextExampleResults:
+    """Token classification: each sentence's tags, the worst with the most words tagged
+    wrong; confidence is the least sure word's probability."""
+    items = [(i, " ".join(p), " ".join(g), c, float(sum(a != b for a, b in zip(g, p,
+                                                                                strict=True))))
+             for i, (g, p, c) in enumerate(zip(gold, pred, confidence, strict=True))]
+    return TextExampleResults(items, "tag_errors")
+
+
+def answer_results(predictions: list[str], answers: list[list[str]],
+                   scores: list[float | None], answer_f1, normalize_answer
+                   ) -> TextExampleResults:
+    """Question answering: each question's answer against the gold answer it comes closest
+    to (so `predicted == label` is an exact match), ranked by 100 - its F1. The task
+    passes its own SQuAD `answer_f1` and `normalize_answer` (engine.tasks.qa)."""
+    items = []
+    for i, (pred, golds, score) in enumerate(zip(predictions, answers, scores, strict=True)):
+        golds = golds or [""]
+        f1s = [answer_f1(pred, g) for g in golds]
+        best = max(range(len(golds)), key=lambda k: (f1s[k], normalize_answer(pred)
+                                                      == normalize_answer(golds[k])))
+        items.append((i, pred, golds[best], score, 100.0 * (1.0 - f1s[best])))
+    return TextExampleResults(items, "f1_gap", total=len(predictions))
+
+
+class TokenLossCollector:
+    """Language models: each example's mean cross-entropy over its scored tokens, with
+    the model's guesses and the true tokens, decoded only for the rows kept."""
+
+    def __init__(self, tokenizer, causal: bool) -> None:
+        self.tokenizer, self.causal = tokenizer, causal
+        self.losses: list[torch.Tensor] = []
+        self.items: list[tuple[int, list[int], list[int]]] = []
+
+    def add(self, indices, logits: torch.Tensor, labels: torch.Tensor) -> None:
+        if self.causal:  # the model predicts token t+1 at position t
+            logits, labels = logits[:, :-1], labels[:, 1:]
+        token_loss = F.cross_entropy(logits.float().transpose(1, 2), labels,
+                                     ignore_index=-100, reduction="none")
+        scored = labels != -100
+        self.losses.append(token_loss.sum(1) / scored.sum(1).clamp(min=1))
+        guesses = torch.where(scored, logits.argmax(-1), -100).cpu().tolist()
+        for i, guess, truth in zip(indices, guesses, labels.cpu().tolist(), strict=True):
+            self.items.append((int(i), [t for t in guess if t != -100],
+                               [t for t in truth if t != -100]))
+
+    def results(self) -> TextExampleResults | None:
+        if not self.items:
+            return None
+        losses = torch.cat(self.losses).tolist()
+        decode = self.tokenizer.decode
+
+        def text(ids: list[int]):
+            if self.causal:  # the continuation as text
+                return lambda: decode(ids).strip()
+            return lambda: " ".join(decode([t]).strip() for t in ids)  # one per mask
+
+        items = [(i, text(guess), text(truth), None, loss)
+                 for (i, guess, truth), loss in zip(self.items, losses, strict=True)]
+        return TextExampleResults(items, "token_loss")

@@ -107,6 +107,12 @@ class LanguageModelTask(Task):
         return MaskingCollator(examples, tokenizer, cfg.train.seed)
 
     def evaluate(self, model, data: TaskData, tokenizer, cfg: RunConfig, device) -> dict:
+        from engine.tasks.examples import TokenLossCollector
+
+        collect = TokenLossCollector(tokenizer, self.causal)
         collate = self.collator(data.validation, tokenizer, cfg, train=False)
-        loss = mean_loss(model, data.validation, collate, cfg.train.batch_size * 2, device)
-        return {"loss": loss, "perplexity": math.exp(min(loss, 50.0))}
+        loss = mean_loss(model, data.validation, collate, cfg.train.batch_size * 2, device,
+                         lambda indices, batch, out: collect.add(indices, out.logits,
+                                                                 batch["labels"]))
+        return {"loss": loss, "perplexity": math.exp(min(loss, 50.0)),
+                "examples": collect.results()}

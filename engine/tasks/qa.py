@@ -245,4 +245,10 @@ class QATask(Task):
         contexts = data.extra["contexts"]
         predictions = [contexts[i][best[i][1]:best[i][2]] if i in best else ""
                        for i in range(len(contexts))]
-        return {"loss": loss, **squad_scores(predictions, data.extra["answers"])}
+        from engine.tasks.examples import answer_results
+
+        # Per question; the span score is a logit sum, not a probability: no confidence.
+        return {"loss": loss, **squad_scores(predictions, data.extra["answers"]),
+                "examples": answer_results(predictions, data.extra["answers"],
+                                           [None] * len(predictions), answer_f1,
+                                           normalize_answer)}

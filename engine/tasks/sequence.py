@@ -30,8 +30,13 @@ class SequenceTask(Task):
         self.pooling = "cls"
 
     def load_data(self, cfg: RunConfig, processor) -> TaskData:
+        from engine.core.config import is_hub_data
         from engine.data.loading import load_text_classification
 
+        if is_hub_data(cfg.data.train):
+            from engine.tasks.hub_data import load_hub_sequence
+
+            return load_hub_sequence(cfg, processor)
         text = load_text_classification(cfg, processor)
         return TaskData(text.train, text.validation, text.labels, text.majority_class,
                         warnings=text.warnings)

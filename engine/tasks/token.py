@@ -149,14 +149,15 @@ class TokenTask(Task):
         return PadCollator(examples, {"input_ids": self.pad_id(tokenizer), "labels": -100})
 
     def evaluate(self, model, data: TaskData, tokenizer, cfg: RunConfig, device) -> dict:
-        gold, pred = {}, {}
+        gold, pred, sure = {}, {}, {}
 
         def visit(indices, batch, out):
             keep = batch["labels"] != -100
-            best = out.logits.argmax(-1)
+            chance, best = out.logits.float().softmax(-1).max(-1)
             for row, i in enumerate(indices):
                 gold[i] = batch["labels"][row][keep[row]].tolist()
                 pred[i] = best[row][keep[row]].tolist()
+                sure[i] = chance[row][keep[row]].min().item() if gold[i] else None
 
         collate = self.collator(data.validation, tokenizer, cfg, train=False)
         loss = mean_loss(model, data.validation, collate, cfg.train.batch_size * 2, device, visit)
@@ -166,4 +167,8 @@ class TokenTask(Task):
         flat_gold = torch.tensor([t for row in gold.values() for t in row])
         flat_pred = torch.tensor([t for row in pred.values() for t in row])
         accuracy = float((flat_gold == flat_pred).float().mean()) if len(flat_gold) else 0.0
-        return {"loss": loss, "accuracy": accuracy, **entity_scores(gold_tags, pred_tags)}
+        from engine.tasks.examples import tag_results
+
+        return {"loss": loss, "accuracy": accuracy, **entity_scores(gold_tags, pred_tags),
+                "examples": tag_results(gold_tags, pred_tags,
+                                        [sure[i] for i in range(len(data.validation))])}

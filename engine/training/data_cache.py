@@ -28,7 +28,8 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from engine.core.config import RunConfig
+from engine.core.config import RunConfig, is_hub_data, parse_hub_data
+from engine.core.errors import HubtuneError
 
 FORMAT = 1
 """Bumped when the layout of a cached entry changes."""
@@ -54,12 +55,25 @@ def data_key(task, cfg: RunConfig, processor) -> str:
         "head": dataclasses.asdict(cfg.head),
         "model": cfg.model.id,
         "seed": cfg.train.seed,
-        "files": [_stamp(cfg.resolve(p)) for p in (cfg.data.train, cfg.data.validation) if p],
+        # A stream reads as many rows as the run takes.
+        "stream": ([cfg.train.max_steps, cfg.train.batch_size, cfg.train.grad_accumulation]
+                   if cfg.data.streaming else None),
+        "files": [_hub_stamp(cfg, p) if is_hub_data(p) else _stamp(cfg.resolve(p))
+                  for p in (cfg.data.train, cfg.data.validation) if p],
         "tokenizer": Hasher.hash(processor),
         "code": _code_hash(task),
     }
     text = json.dumps(parts, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def _hub_stamp(cfg: RunConfig, ref: str) -> list:
+    """A hub dataset's stamp: the commit its revision resolves to (offline, the one the
+    cache holds), so a new commit misses the cache and a re-run at the same one hits it."""
+    from engine.hub.datasets import resolve_commit
+
+    repo = parse_hub_data(ref).repo
+    return [ref, cfg.data.subset, resolve_commit(repo, cfg.data.revision)]
 
 
 def _stamp(path: Path | None) -> list:
@@ -90,8 +104,8 @@ def load_cached(task, cfg: RunConfig, processor, load: Callable[[], object]):
         return load(), False
     try:
         key = data_key(task, cfg, processor)
-    except OSError:  # a file vanished under us: let the loader report it properly
-        return load(), False
+    except (OSError, HubtuneError):  # a file vanished, a hub dataset cannot be resolved:
+        return load(), False     # let the loader report it properly
     path = cache_dir() / f"{key}.pkl"
     try:
         with open(path, "rb") as fh:

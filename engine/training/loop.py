@@ -310,7 +310,8 @@ class _Loop(RunSetup):
             st.evals_without_gain += 1
         # The rows review reads describe the model the run ends with (see restore_best).
         if examples is not None and (improved or not self.cfg.train.restore_best):
-            self._record_examples(examples, len(self.data.validation))
+            self._record_examples(examples, getattr(examples, "total", None)
+                                  or len(self.data.validation))
 
     def _record_examples(self, examples, total: int) -> None:
         if not self.accelerator.is_main_process:
@@ -356,6 +357,8 @@ class _Loop(RunSetup):
             # Of the evaluation whose model the run keeps (restore_best), like review's rows.
             "class_report": self._kept_eval().get("class_report"),
             **self.task.baseline(self.data),
+            # hf: data: the dataset id, subset, splits and the commit it was read at.
+            **({"dataset": self.data.extra["dataset"]} if "dataset" in self.data.extra else {}),
         }
 
 

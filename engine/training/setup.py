@@ -22,7 +22,7 @@ import torch
 
 from engine.core.config import RunConfig
 from engine.core.errors import ConfigError, HubtuneError
-from engine.core.events import Event, Note, RunPrepared
+from engine.core.events import RESUMED, Event, Note, RunPrepared
 from engine.data.loading import LengthGroupedBatches, PreparationStopped, stoppable
 from engine.training.checkpoint import LoopState, load_checkpoint
 from engine.training.optim import lr_lambda, make_optimizer
@@ -132,6 +132,8 @@ class RunSetup:
         if not task.vision:
             done = "Read the tokenised data from the cache" if hit else "Tokenised the data"
             self.emit(Note(f"{done} in {time.perf_counter() - started:.1f}s"))
+        for note in self.data.extra.get("notes", ()):  # hub data: which dataset, splits
+            self.emit(Note(note))
         for warning in self.data.warnings:
             self.emit(Note(warning, level="warning"))
         if self.data.extra.get("skipped_files"):
@@ -275,7 +277,7 @@ class RunSetup:
             self.state = load_checkpoint(resume_from, self._unwrapped(), self.optimizer,
                                          self.scheduler, scaler=self.accelerator.scaler,
                                          rank=self.accelerator.process_index)
-            self.emit(Note(f"Resumed from step {self.state.step} ({resume_from.name})"))
+            self.emit(Note(f"{RESUMED} {self.state.step} ({resume_from.name})"))
         self.start_step = self.state.step
         self._follow_schedule()
         self.phase = "training"

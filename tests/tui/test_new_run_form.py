@@ -87,7 +87,12 @@ def test_a_bad_value_gives_a_message_under_its_field():
     assert "train.batch_size must be more than 0" in errors["batch"]
 
     form.batch, form.model = "16", ""
-    assert list(form.check()[1]) == ["model"]
+    # An empty required field is a hint, not an error, and there is no config until it
+    # is filled; the other fields are still checked meanwhile.
+    assert form.check() == (None, {}) and list(form.hints()) == ["model"]
+    form.lr = "fast"
+    assert list(form.check()[1]) == ["lr"]
+    form.lr = "1e-4"
     form.model = "org/tiny"
     cfg, errors = form.check()
     assert errors == {} and cfg.train.batch_size == 16 and cfg.train.learning_rate == 1e-4
@@ -97,7 +102,12 @@ def test_field_for_maps_config_errors_to_fields():
     assert field_for("data.max_length must be more than 0, got 0.") == "max-length"
     assert field_for("head.task must be one of text-classification, ...") == "task"
     assert field_for("Unknown key model.id.x.") == "model"
-    assert field_for("freeze.patterns match no parameter.") == "freeze"
+    assert field_for("freeze.policy modules needs freeze.patterns.") == "freeze"
+    assert field_for("freeze.patterns[0] must be text, got 3.") == "a-freeze-patterns"
+    assert field_for("train.early_stopping.patience must be more than 0, got 0."
+                     ) == "a-train-early_stopping-patience"
+    assert field_for("train.group_learning_rates.head must be more than 0, got 0."
+                     ) == "a-train-group_learning_rates"
     assert field_for("Something else entirely.") == "general"
 
 
@@ -128,3 +138,90 @@ def test_the_form_model_imports_neither_textual_nor_torch():
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                          check=True, timeout=120, cwd=REPO)
     assert json.loads(out.stdout) == []
+
+
+def test_every_config_key_has_a_field():
+    """The main fields and the Advanced section together hold every key of the config
+    (a key added to the dataclasses appears in the form by itself)."""
+    import dataclasses
+
+    from engine.core.config import RunConfig
+    from tui.new_run_settings import MAIN_KEYS, SETTINGS
+
+    def leaves(cls, prefix=""):
+        import typing
+
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            tp = hints[f.name]
+            inner = [t for t in typing.get_args(tp) if t is not type(None)] or [tp]
+            if dataclasses.is_dataclass(inner[0]):
+                yield from leaves(inner[0], prefix + f.name + ".")
+            else:
+                yield prefix + f.name
+
+    every = set(leaves(RunConfig)) - {"base_dir"}
+    main = {key for key, *_ in (*FIELDS.values(), *SELECTS.values())}
+    assert main == MAIN_KEYS - {"base_dir"}
+    assert every == main | set(SETTINGS)
+    for key in ("data.limit", "train.max_steps", "train.scheduler", "train.warmup_ratio",
+                "train.weight_decay", "train.grad_accumulation", "train.precision",
+                "train.eval_every", "train.early_stopping.patience", "train.checkpoint_every",
+                "train.gradient_checkpointing", "train.compile", "freeze.lora.r"):
+        assert key in SETTINGS, key
+
+
+def test_an_untouched_form_has_hints_not_errors():
+    form = NewRunForm()
+    assert form.check() == (None, {})
+    assert set(form.hints()) == {"model", "train-file"}
+    assert "ctrl+o" in form.hints()["train-file"]
+    assert form.changed() == {}  # nothing set beyond the defaults
+
+
+def test_advanced_settings_round_trip_and_stay_visible(tmp_path):
+    form = NewRunForm(model="org/tiny", train_file="train.csv", advanced={
+        "data.limit": "600", "train.max_steps": "20", "train.scheduler": "cosine",
+        "train.compile": "true", "train.early_stopping.patience": "3",
+        "train.group_learning_rates": "head: 1e-3", "freeze.lora.r": "4"})
+    cfg, errors = form.check()
+    assert errors == {}
+    assert (cfg.data.limit, cfg.train.max_steps, cfg.train.scheduler, cfg.train.compile) == (
+        600, 20, "cosine", True)
+    assert cfg.train.early_stopping.patience == 3 and cfg.train.early_stopping.metric is None
+    assert cfg.train.group_learning_rates == {"head": 1e-3}
+    assert cfg.freeze.lora.r == 4 and cfg.freeze.lora.alpha == 16
+
+    # A forked config shows each value it sets, and names the ones not at their default.
+    shown = NewRunForm.from_config(cfg)
+    values = shown.advanced_values()
+    assert values["data.limit"] == "600" and values["train.weight_decay"] == "0.01"
+    assert set(shown.changed()) == {"data.limit", "train.max_steps", "train.scheduler",
+                                    "train.compile", "train.early_stopping.patience",
+                                    "train.group_learning_rates", "freeze.lora.r",
+                                    "freeze.lora.alpha", "freeze.lora.dropout"}
+    # From the widgets' text (every field) back to the same config.
+    again = NewRunForm.from_fields(shown.fields(), shown.base, values)
+    assert again.to_config(base_dir=cfg.base_dir) == cfg
+
+    # Emptied: back to the default; a section whose fields are all empty is off.
+    again.advanced.update({"data.limit": "", "train.weight_decay": "",
+                           "train.early_stopping.patience": "",
+                           "train.early_stopping.metric": "",
+                           "train.max_grad_norm": "null"})
+    back = again.to_config()
+    assert back.data.limit is None and back.train.weight_decay == 0.01
+    assert back.train.early_stopping is None and back.train.max_grad_norm is None
+    # A bad advanced value is named under its own field.
+    again.advanced["train.warmup_ratio"] = "2"
+    assert list(again.check()[1]) == ["a-train-warmup_ratio"]
+
+
+def test_freezing_by_modules_shows_its_patterns():
+    form = NewRunForm(model="org/tiny", train_file="train.csv").with_frozen(
+        ["backbone.embeddings.*", "backbone.encoder.layer.0.*"])
+    assert form.advanced_values()["freeze.patterns"] == (
+        "backbone.embeddings.*, backbone.encoder.layer.0.*")
+    typed = NewRunForm(model="org/tiny", train_file="train.csv", freeze="modules",
+                       advanced={"freeze.patterns": "*.embeddings*, *.layer.1.*"})
+    assert typed.to_config().freeze.patterns == ["*.embeddings*", "*.layer.1.*"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 
+import pytest
 from pilot_wait import wait_for as _wait_for
 from textual.widgets import Button, DataTable, Input, Select, Static
 
@@ -350,3 +351,46 @@ async def test_the_model_field_completes_local_models_and_runs(store, hub_server
         await type_into(pilot, "f-model", "org/elsewhere")
         await pilot.pause(0.2)
         assert box._suggestion == ""
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)])
+async def test_advanced_settings_and_narrow_layout(store, tmp_path, sentiment_csv, size):
+    """Every setting is reachable: a loaded `data.limit: 600` is named even while the
+    Advanced section is closed, an untouched form shows hints rather than red errors, and
+    under 100 columns the form and the preview stack, each at full width."""
+    app = make_app(store=store)
+    async with app.run_test(size=size) as pilot:
+        screen = await open_form(app, pilot)
+        await wait_for(pilot, lambda: "Give a model" in str(
+            screen.query_one("#e-model", Static).render()))
+        hint = screen.query_one("#e-model", Static)
+        assert str(hint.content).startswith("[$text-muted]")  # muted, not the error colour
+        narrow = size[0] < 100
+        form, pane = screen.query_one("#run-form"), screen.query_one("#data-preview")
+        assert screen.has_class("-narrow") == narrow
+        if narrow:  # stacked: the preview below the form, as wide as it
+            assert pane.region.width >= form.region.width - 2
+            assert pane.region.y >= form.region.y + form.region.height
+        else:
+            assert pane.region.x >= form.region.x + form.region.width
+
+        cfg = tmp_path / "run.yaml"
+        cfg.write_text(f"name: loaded\nmodel: {{id: org/tiny}}\n"
+                       f"data: {{train: {sentiment_csv}, limit: 600}}\n"
+                       "train: {scheduler: cosine, early_stopping: {patience: 3}}\n")
+        screen.query_one("#config-path", Input).value = str(cfg)
+        await pilot.press("ctrl+l")
+        changed = screen.query_one("#advanced-changed", Static)
+        await wait_for(pilot, lambda: "data.limit 600" in str(changed.render()))
+        assert "train.scheduler cosine" in str(changed.render())
+        assert screen.query_one("#f-a-data-limit", Input).value == "600"
+        assert screen.query_one("#f-a-train-scheduler", Select).value == "cosine"
+        # Set in the form, a setting reaches the config; a bad one is named under it.
+        screen.query_one("#f-a-train-max_steps", Input).value = "7"
+        await wait_for(pilot, lambda: screen.config is not None
+                       and screen.config.train.max_steps == 7)
+        assert screen.config.data.limit == 600 and screen.config.train.early_stopping.patience == 3
+        screen.query_one("#f-a-train-warmup_ratio", Input).value = "2"
+        await wait_for(pilot, lambda: "train.warmup_ratio must be in" in error_text(
+            screen, "a-train-warmup_ratio"))
+        assert screen.config is None

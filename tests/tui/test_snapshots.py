@@ -96,14 +96,16 @@ def test_new_run_screen(snap_compare, size, tmp_path, monkeypatch):
 @pytest.mark.parametrize("size", [(120, 40), (80, 24)])
 def test_local_models_screen(snap_compare, size, hub_server, hf_cache):
     from engine.hub.client import download_model
+    from engine.hub.datasets import download_dataset
 
     for repo in ("hubtune-test/tiny-bert", "hubtune-test/tiny-vit"):
         download_model(repo)
+    download_dataset("hubtune-test/sentiment", subset="short")
 
     async def open_models(pilot):
         await pilot.press("4")
         for _ in range(1200):
-            if pilot.app.screen.query_one("#models-table").row_count == 3:  # + packaged
+            if pilot.app.screen.query_one("#models-table").row_count == 4:  # + packaged
                 break
             await pilot.pause(0.05)
         await pilot.pause(0.3)
@@ -182,3 +184,35 @@ def test_compare_screen(snap_compare, size):
         await pilot.pause(0.3)
 
     assert snap_compare(make_app(store=store), terminal_size=size, run_before=compare)
+
+
+@pytest.mark.parametrize("size", [(120, 40), (80, 24)])
+def test_compare_examples(snap_compare, size, tmp_path, monkeypatch):
+    from seed_review import seed_disagreeing_runs
+
+    monkeypatch.chdir(tmp_path)
+    store = RunStore()
+    first, second, expected = seed_disagreeing_runs(store, tmp_path)
+
+    async def examples(pilot):
+        screen = pilot.app.screen
+        for _ in range(600):
+            if len(screen.query_one("DataTable").rows) == 2:
+                break
+            await pilot.pause(0.05)
+        for run_id in (first, second):
+            screen.select_run(run_id)
+            await pilot.press("space")
+        await pilot.press("c")
+        for _ in range(600):
+            if pilot.app.screen.__class__.__name__ == "CompareScreen":
+                break
+            await pilot.pause(0.05)
+        await pilot.press("e")
+        for _ in range(1200):
+            if pilot.app.screen.query_one("#examples-table").row_count == len(expected):
+                break
+            await pilot.pause(0.05)
+        await pilot.pause(0.3)
+
+    assert snap_compare(make_app(store=store), terminal_size=size, run_before=examples)

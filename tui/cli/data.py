@@ -28,16 +28,31 @@ def data() -> None:
 @click.option("--rows", "limit", type=int, default=5, show_default=True,
               help="First rows to show.")
 @click.option("--json", "as_json", is_flag=True, help="Print the preview as JSON.")
+@click.option("--subset", metavar="NAME", help="hf: data: the subset (config) to look at.")
+@click.option("--revision", default="main", show_default=True,
+              help="hf: data: the branch, tag or commit.")
 def data_preview(file: str, model: str | None, text_column: str | None,
                  pair_column: str | None, label_column: str | None, encoding: str,
-                 max_length: int, limit: int, as_json: bool) -> None:
+                 max_length: int, limit: int, as_json: bool, subset: str | None,
+                 revision: str) -> None:
     """Columns, first rows and label counts; with --model, token length percentiles.
 
+    FILE is a data file or a hub dataset, hf:OWNER/NAME[:SPLIT] (its train split
+    unless one is named; only the split's first file is downloaded, and split
+    sizes come from the dataset's card where it gives them).
     The label and text columns are guessed from common names unless given.
     Token counts use a seeded sample of 5,000 rows. The file is read as
     training reads it, and label problems a run would meet (rows without a
     label, labels that differ only by case or spaces) are printed as warnings.
     """
+    if file.startswith("hf:"):
+        from tui.cli.data_hub import preview_hub
+
+        preview_hub(file, subset=subset, revision=revision, model=model,
+                    text_column=text_column, pair_column=pair_column,
+                    label_column=label_column, max_length=max_length, limit=limit,
+                    as_json=as_json)
+        return
     from engine.core.config import resolve_package_file
     from engine.data.reader import preview_file
 

@@ -20,7 +20,7 @@ from tui.safe_text import printable
               help="Write into a non-empty TARGET, replacing files of the same names.")
 def export(run_id: int, target: Path, repo: str | None, public: bool, force: bool) -> None:
     """Write a completed run's model to TARGET with a model card (and optionally push it)."""
-    from engine.modeling.export import export_model, push_folder
+    from engine.modeling.export import LOADER_WORDS, export_model, push_folder
     from store import data_dir
 
     store = open_store()
@@ -32,7 +32,8 @@ def export(run_id: int, target: Path, repo: str | None, public: bool, force: boo
     folder, loader = export_model(model_dir, target, config=run.config,
                                   summary=run.summary or {}, run_name=run.name or f"run-{run_id}",
                                   force=force, protected=data_dir())
-    echo(f"Exported run {run_id} to {folder} (load it with {loader}).")
+    echo(f"Exported run {run_id} to {folder} (load it with "
+         f"{LOADER_WORDS.get(loader, loader)}).")
     if repo:
         echo(f"Pushed to {push_folder(folder, repo, private=not public)}.")
 
@@ -42,9 +43,10 @@ def export(run_id: int, target: Path, repo: str | None, public: bool, force: boo
 @click.argument("inputs", nargs=-1)
 @click.option("--json", "as_json", is_flag=True, help="Print predictions as JSON.")
 @click.option("--file", "data_file", type=click.Path(path_type=Path),
-              help="Predict every row of this CSV, TSV, JSONL or Parquet file instead.")
-@click.option("--column", metavar="C", help="The file's text column (default: the run's "
-              "data.text_column).")
+              help="Predict every row of this CSV, TSV, JSONL or Parquet file (or every "
+                   "image of a folder) instead.")
+@click.option("--column", metavar="C", help="The file's input column: text, words, source "
+              "or image path (default: the run's data.text_column).")
 @click.option("--out", "out_file", type=click.Path(path_type=Path),
               help="With --file: the CSV to write (input rows in order, plus predicted and "
                    "score columns).")

@@ -51,3 +51,29 @@ def os_error_sentence(exc: OSError) -> str:
         return (f"Permission denied for{where or ' a file'}; check the folder's permissions "
                 "(HUBTUNE_HOME, HF_HOME) or choose another path.")
     return f"Cannot use{where or ' a file'}: {exc.strerror or exc}."
+
+
+def cells(text: str) -> int:
+    """Terminal columns `text` takes: East Asian wide characters two, combining marks
+    none (len() would misalign a table holding them)."""
+    import unicodedata
+
+    return sum(0 if unicodedata.combining(c) else
+               2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
+
+
+def pad(text: str, width: int, *, right: bool = False) -> str:
+    """`text` padded with spaces to `width` terminal columns (to the left if `right`)."""
+    fill = " " * max(0, width - cells(text))
+    return fill + text if right else text + fill
+
+
+def table(rows: list[list[str]], right: tuple[bool, ...] = ()) -> list[str]:
+    """Rows of cells as aligned lines: each column as wide as its widest cell (in terminal
+    columns), two spaces apart; `right[i]` right-aligns column i."""
+    if not rows:
+        return []
+    widths = [max(cells(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return ["  ".join(pad(c, w, right=i < len(right) and right[i])
+                      for i, (c, w) in enumerate(zip(row, widths, strict=True))).rstrip()
+            for row in rows]

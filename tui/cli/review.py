@@ -13,7 +13,8 @@ from tui.cli.base import Failure, open_store
 from tui.cli.output import cut, dump_json, echo
 
 LOSS_NAMES = {"cross_entropy": "loss", "binary_cross_entropy": "loss",
-              "squared_error": "sq.err", "chrf_gap": "100-chrF"}
+              "squared_error": "sq.err", "chrf_gap": "100-chrF", "f1_gap": "100-F1",
+              "tag_errors": "errors", "token_loss": "loss"}
 """The LOSS column's header per kind of per-example loss."""
 
 
@@ -59,10 +60,12 @@ def runs_errors(run_id: int, limit: int, as_json: bool) -> None:
              f"step {model_step} (its best checkpoint was gone).", err=True)
     share = (f"the {recorded.stored:,} worst kept" if recorded.stored < recorded.examples
              else "all kept")
-    echo(f"Run {run_id}: {len(worst)} highest-{LOSS_NAMES[recorded.loss_kind]} of "
-         f"{recorded.examples:,} validation examples ({share}; {wrong:,} wrong), model of "
-         f"step {recorded.step}")
-    loss_name = LOSS_NAMES[recorded.loss_kind]
+    loss_name = LOSS_NAMES.get(recorded.loss_kind, "loss")
+    echo(f"Run {run_id}: {len(worst)} highest-{loss_name} of {recorded.examples:,} validation "
+         f"examples ({share}; {wrong:,} wrong), model of step {recorded.step}")
+    if recorded.loss_kind in TEXT_KINDS:
+        _echo_text_examples(worst, loss_name)
+        return
     echo(f"{'EX':>5} {'ROW':>6}  {'LABEL':<16} {'PREDICTED':<16} {'CONF':>5} "
          f"{loss_name:>8}  INPUT")
     for r in worst:
@@ -70,6 +73,24 @@ def runs_errors(run_id: int, limit: int, as_json: bool) -> None:
         echo(f"{r.example:>5} {r.row if r.row is not None else '-':>6}  "
              f"{cut(r.label, 16):<16} {cut(r.predicted, 16):<16} {conf:>5} {r.loss:>8.3f}  "
              f"{'' if r.correct else '✗ '}{cut(r.input, 70)}")
+
+
+TEXT_KINDS = ("chrf_gap", "f1_gap", "tag_errors", "token_loss")
+"""Per-example losses of tasks whose labels are text (tags, answers, generated text): their
+examples print as blocks, too wide for table cells."""
+
+
+def _echo_text_examples(worst, loss_name: str) -> None:
+    """One block per example: its numbers, then input, label and prediction a line each."""
+    for r in worst:
+        conf = f"  conf {r.confidence:.2f}" if r.confidence is not None else ""
+        row = f"  row {r.row}" if r.row is not None else ""
+        loss = f"{r.loss:.0f}" if loss_name == "errors" else f"{r.loss:.3f}"
+        echo(f"#{r.example}{row}  {loss_name} {loss}{conf}"
+             f"{'' if r.correct else '  ✗'}")
+        for name, text in (("input", r.input), ("label", r.label),
+                           ("predicted", r.predicted)):
+            echo(f"  {name + ':':<11}{cut(text, 110)}")
 
 
 def compare_examples(run_ids: tuple[int, ...], as_json: bool, limit: int | None = None) -> None:
@@ -100,15 +121,35 @@ def compare_examples(run_ids: tuple[int, ...], as_json: bool, limit: int | None 
          f"{wins['second']:,}, neither on {len(found) - sum(wins.values()):,}.")
     if not found:
         return
-    echo(f"{'EX':>5} {'ROW':>6}  {'LABEL':<14} {'RUN ' + str(a.id):<14} "
-         f"{'RUN ' + str(b.id):<14} {'RIGHT':<7} INPUT")
+    if set_a.loss_kind in TEXT_KINDS:
+        _echo_text_disagreements(shown, ids)
+    else:
+        _echo_disagreement_table(shown, ids)
+    if len(shown) < len(found):
+        echo(f"... {len(found) - len(shown):,} more (--limit, or --json for all).")
+
+
+def _echo_text_disagreements(shown, ids: tuple[int, int]) -> None:
     for d in shown:
-        right = {"first": str(a.id), "second": str(b.id)}.get(d.right, "neither")
+        right = {"first": f"run {ids[0]} right", "second": f"run {ids[1]} right"}.get(
+            d.right, "neither right")
+        row = f"  row {d.row}" if d.row is not None else ""
+        echo(f"#{d.example}{row}  {right}")
+        lines = (("input", d.input), ("label", d.label), (f"run {ids[0]}", d.predicted[0]),
+                 (f"run {ids[1]}", d.predicted[1]))
+        for name, text in lines:
+            echo(f"  {name + ':':<11}{cut(text, 110)}")
+
+
+def _echo_disagreement_table(shown, ids: tuple[int, int]) -> None:
+    a, b = ids
+    echo(f"{'EX':>5} {'ROW':>6}  {'LABEL':<14} {'RUN ' + str(a):<14} "
+         f"{'RUN ' + str(b):<14} {'RIGHT':<7} INPUT")
+    for d in shown:
+        right = {"first": str(a), "second": str(b)}.get(d.right, "neither")
         echo(f"{d.example:>5} {d.row if d.row is not None else '-':>6}  {cut(d.label, 14):<14} "
              f"{cut(d.predicted[0], 14):<14} {cut(d.predicted[1], 14):<14} {right:<7} "
              f"{cut(d.input, 60)}")
-    if len(shown) < len(found):
-        echo(f"... {len(found) - len(shown):,} more (--limit, or --json for all).")
 
 
 def class_report_json(summary: dict) -> dict | None:

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import click
 
+from store import StoreError
 from tui.cli.base import Failure, open_store
-from tui.cli.output import cut, dump_json, echo
-from tui.cli.train import check_inputs, follow
+from tui.cli.output import cut, dump_json, echo, table
+from tui.cli.train import check_inputs, detached_note, follow
 from tui.safe_text import printable
 
 
@@ -72,11 +73,21 @@ def _run_brief(r) -> dict:
 @click.option("--json", "as_json", is_flag=True, help="Print the run as JSON.")
 def runs_show(run_id: int, as_json: bool) -> None:
     """Show one run: config, outcome, metrics and recent events."""
+    from engine.lineage import config_diff, parents
+    from tui.cli.review import class_report_json, echo_class_report
+
     store = open_store()
     _reap(store)
     run = store.get_run(run_id)
-    from tui.cli.review import class_report_json, echo_class_report
-
+    lineage = []
+    for parent in parents(run.parent_id, run.config):
+        try:
+            record = store.get_run(parent.run_id)
+        except StoreError:
+            record = None  # deleted since
+        changes = config_diff(record.config, run.config) if record and \
+            parent.kind == "fork" else []
+        lineage.append((parent, record, changes))
     if as_json:
         out = run.to_json()
         out["metrics"] = store.metric_names(run_id)
@@ -84,11 +95,15 @@ def runs_show(run_id: int, as_json: bool) -> None:
         out["world_size"] = (run.env or {}).get("world_size", 1)
         out["nnodes"] = (run.env or {}).get("nnodes", 1)
         out["classes"] = class_report_json(run.summary)
+        out["parents"] = [{"id": p.run_id, "kind": p.kind, "name": r.name if r else None,
+                           "config_diff": [c.to_json() for c in changes]}
+                          for p, r, changes in lineage]
         echo(dump_json(out))
         return
     echo(f"Run {run.id}  {printable(run.name)}  [{run.status}]")
     echo(f"  model    {printable(run.model_id)}\n  task     {run.task or '-'}\n"
          f"  dataset  {printable(run.dataset)}")
+    _echo_lineage(lineage)
     if run.sweep_id:
         echo(f"  sweep    {printable(run.sweep_id)}")
     if run.devices:
@@ -104,14 +119,39 @@ def runs_show(run_id: int, as_json: bool) -> None:
         echo(f"  notes    {note}")
     echo(f"  created  {run.created_utc}\n  started  {run.started_utc or '-'}"
                f"\n  finished {run.finished_utc or '-'}")
+    echo(f"  output   {printable(run.output_dir or '-')}")
     if run.error:
         echo(f"  error    {printable(run.error)}")
     for key, value in sorted(run.summary.items()):
         if isinstance(value, float):
             echo(f"  {key:<32} {value:.4f}")
     echo_class_report(run.summary)
+    _echo_config(run.config)
     for ev in store.events(run_id)[-10:]:
         echo(f"  [{ev.level}] {printable(ev.message)}")
+
+
+def _echo_lineage(lineage: list) -> None:
+    """The runs this one comes from, and for a fork the settings it changed."""
+    from engine.lineage import show_value
+
+    for parent, record, changes in lineage:
+        what = "fork of" if parent.kind == "fork" else "continues from the model of"
+        name = f" {printable(record.name)}" if record else " (deleted since)"
+        echo(f"  parent   {what} run {parent.run_id}{name}")
+        for c in changes:
+            echo(f"           {printable(c.key)}: {cut(show_value(c.old), 60)} -> "
+                 f"{cut(show_value(c.new), 60)}")
+
+
+def _echo_config(config: dict) -> None:
+    """The whole config, one dotted key a line (as --set takes them)."""
+    from engine.lineage import flatten, show_value
+
+    echo("  config")
+    for key, value in flatten(config).items():
+        if key != "base_dir":
+            echo(f"    {printable(key)}: {cut(show_value(value), 200)}")
 
 
 @runs.command("compare")
@@ -146,13 +186,14 @@ def runs_compare(run_ids: tuple[int, ...], sweep_id: str | None, examples: bool,
             "metrics": {k: list(v) for k, v in cmp.metrics.items()},
         }))
         return
-    width = max([len(k) for k in (*cmp.config_diff, *cmp.metrics)] + [6])
-    echo(f"{'':<{width}}  " + "  ".join(f"{'run ' + str(r.id):>14}" for r in cmp.runs))
-    for key, values in cmp.config_diff.items():
-        echo(f"{key:<{width}}  " + "  ".join(f"{_fmt(v):>14}" for v in values))
-    for key, values in cmp.metrics.items():
-        if all(v is None or isinstance(v, (int, float)) for v in values):
-            echo(f"{key:<{width}}  " + "  ".join(f"{_fmt(v):>14}" for v in values))
+    rows = [["", *(f"run {r.id}" for r in cmp.runs)]]
+    rows += [[cut(key, 60), *(_fmt(v, 40) for v in values)]
+             for key, values in cmp.config_diff.items()]
+    rows += [[cut(key, 60), *(_fmt(v, 40) for v in values)] for key, values in
+             cmp.metrics.items() if all(v is None or isinstance(v, (int, float))
+                                        for v in values)]
+    for line in table(rows, right=(False, *(True for _ in cmp.runs))):
+        echo(line)
 
 
 def _compare_sweep(store, sweep_id: str, as_json: bool) -> None:
@@ -182,10 +223,12 @@ def _compare_sweep(store, sweep_id: str, as_json: bool) -> None:
         echo(f"{p.rank or '-':>4}  {p.run.id:>4}  {p.state:<13} {_fmt(p.value):>12}  {values}")
 
 
-def _fmt(v) -> str:
+def _fmt(v, limit: int = 60) -> str:
     if isinstance(v, float):
         return f"{v:.4g}"
-    return "-" if v is None else printable(v, limit=60)
+    from engine.lineage import show_value
+
+    return "-" if v is None else printable(show_value(v), limit=limit)
 
 
 @runs.command("stop")
@@ -232,6 +275,7 @@ def runs_resume(run_id: int, detach: bool, checkpoint: str | None) -> None:
     _remind_nodes(store.get_run(run_id))
     echo(f"Resuming run {run_id} from {point.path.name}.")
     if detach:
+        echo(detached_note(store.get_run(run_id)), err=True)
         return
     status = follow(store, run_id, after_event=before[-1].id if before else 0)
     if status != "completed":
@@ -268,6 +312,7 @@ def runs_fork(run_id: int, overrides: tuple[str, ...], detach: bool) -> None:
     new_id = start_run(store, cfg, parent_id=run_id, tags=parent.tags)
     echo(new_id)
     if detach:
+        echo(detached_note(store.get_run(new_id)), err=True)
         return
     status = follow(store, new_id)
     if status != "completed":

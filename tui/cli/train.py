@@ -66,11 +66,21 @@ def train(config: Path, overrides: tuple[str, ...], detach: bool, processes: int
              f"`hubtune runs follow {run_id}` its progress.", err=True)
         return
     if detach:
+        echo(detached_note(store.get_run(run_id)), err=True)
         return
     status = follow(store, run_id)
     if status != "completed":
         run = store.get_run(run_id)
         raise Failure(run.error or f"Run {run_id} ended {status}.")
+
+
+def detached_note(run) -> str:
+    """What `--detach` started and how to follow it (stderr: stdout holds only the id)."""
+    from tui.cli.output import cut
+
+    return (f"Run {run.id} ({cut(run.name, 60)}) started in the background, in its own "
+            f"process; `hubtune runs follow {run.id}` shows its progress, `hubtune runs "
+            f"stop {run.id}` stops it.")
 
 
 def node_spec(nnodes: int, node_rank: int | None, endpoint: str | None,
@@ -134,7 +144,7 @@ def check_inputs(cfg) -> None:
     paths = []
     for key in ("train", "validation"):
         value = getattr(cfg.data, key)
-        if value is None:
+        if value is None or value.startswith("hf:"):  # hub data: the worker fetches it
             continue
         path = cfg.resolve(value)
         if not path.exists():
@@ -159,11 +169,14 @@ def follow(store, run_id: int, *, after_event: int = 0) -> str:
     attempt's events and outcome are never printed as this one's."""
     import sqlite3
 
+    from engine.core.events import RESUMED
     from engine.lifecycle import FINISHED
+    from tui.formatting import main_metric
 
     last_event = after_event
-    last_step = -1
+    last_step = last_eval = -1
     resumed = after_event > 0
+    live = not resumed  # a resumed run's steps count from its checkpoint's load on
     gone = Failure(f"The run database {store.path} was removed or replaced while following "
                    f"run {run_id}; check HUBTUNE_HOME.")
     try:
@@ -178,12 +191,23 @@ def follow(store, run_id: int, *, after_event: int = 0) -> str:
                 raise
             for ev in store.events(run_id, after_id=last_event):
                 last_event = ev.id
+                live = live or ev.message.startswith(RESUMED)
                 echo(f"[{ev.level}] {printable(ev.message)}", err=ev.level == "error")
-            latest = store.latest_metrics(run_id)
+            latest = store.latest_metrics(run_id) if live else {}
             step = store.last_step(run_id)
+            watched = f"val_{main_metric(run)}"
+            if watched not in latest:  # a task whose main metric has another name
+                watched = min((k for k in latest if k.startswith("val_")), default=watched)
+            # The step of the newest evaluation: a line shows an evaluation only with the
+            # step it was made at, never the one before as if it were this step's.
+            evaluated = store.last_step(run_id, watched) if watched in latest else -1
             if step > last_step and "loss" in latest:
                 last_step = step
-                echo(_progress_line(step, latest))
+                echo(_progress_line(step, latest, evaluated == step))
+                last_eval = max(last_eval, evaluated if evaluated == step else -1)
+            if last_eval < evaluated == last_step:  # it landed after its step's line
+                last_eval = evaluated
+                echo(_eval_line(evaluated, latest))
             if run.status in FINISHED:
                 if not resumed or run.status == "completed":
                     _print_summary(run)
@@ -199,17 +223,31 @@ def follow(store, run_id: int, *, after_event: int = 0) -> str:
         sys.exit(0)
 
 
-def _progress_line(step: int, m: dict[str, float]) -> str:
+def _step_text(step: int, m: dict[str, float]) -> str:
     total = int(m.get("total_steps", 0))
-    parts = [f"step {step}/{total}" if total else f"step {step}",
-             f"loss {m['loss']:.4f}"]
+    return f"step {step}/{total}" if total else f"step {step}"
+
+
+def _progress_line(step: int, m: dict[str, float], evaluated: bool) -> str:
+    """A training step's loss, rate and speed, and its evaluation if it had one."""
+    parts = [_step_text(step, m), f"loss {m['loss']:.4f}"]
     if "lr" in m:
         parts.append(f"lr {m['lr']:.2e}")
     if "samples_per_s" in m:
         parts.append(f"{m['samples_per_s']:.1f} samples/s")
-    if "val_accuracy" in m:
-        parts.append(f"val acc {m['val_accuracy']:.4f}")
+    if evaluated:
+        parts += _val_parts(m)
     return "  ".join(parts)
+
+
+def _eval_line(step: int, m: dict[str, float]) -> str:
+    """An evaluation that was recorded after its step's progress line."""
+    return "  ".join([_step_text(step, m), *_val_parts(m)])
+
+
+def _val_parts(m: dict[str, float]) -> list[str]:
+    return [f"val {k[4:]} {v:.4f}" for k, v in sorted(m.items())
+            if k.startswith("val_") and isinstance(v, (int, float))]
 
 
 def _print_summary(run) -> None:

@@ -1,4 +1,10 @@
-"""Two or more runs side by side: the config keys that differ, metrics, and loss curves."""
+"""Two or more runs side by side: the config keys that differ, metrics, and loss curves;
+for two runs on the same data, the validation examples where they disagree (e).
+
+The overview scrolls as one page (PageUp/PageDown/Home/End, arrows), so the validation
+chart below the table is reached without Tab. The examples are read once, on the app's
+engine thread (tui.widgets.examples_view), the first time they are asked for.
+"""
 
 from __future__ import annotations
 
@@ -6,18 +12,33 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import DataTable, Static
+from textual.widgets import ContentSwitcher, DataTable, Static
 
 from engine.core.config import lower_is_better
 from store import Comparison, RunStore
 from tui.formatting import cell, cut, literal
+from tui.messages import ExamplesCompared
 from tui.widgets.chart import LineChart, Series
+from tui.widgets.examples_view import ExamplesView, read_disagreements
+from tui.widgets.footer import KeysFooter
+
+KEY_CHARS = 32
+"""The config key column at most (`train.early_stopping.patience` fits)."""
+MIN_VALUE_CHARS = 8
+"""A run's column at least; with many runs the table scrolls sideways instead."""
 
 
 class CompareScreen(ModalScreen[None]):
     """Built from a `Comparison` read on open; Esc closes it."""
 
-    BINDINGS = [Binding("escape,q", "dismiss", "Close")]
+    BINDINGS = [
+        Binding("escape,q", "dismiss", "Close"),
+        Binding("e", "toggle_examples", "Examples"),
+        Binding("pagedown", "scroll('page_down')", "Scroll", show=False),
+        Binding("pageup", "scroll('page_up')", "Scroll up", show=False),
+        Binding("home", "scroll('scroll_home')", "Top", show=False),
+        Binding("end", "scroll('scroll_end')", "Bottom", show=False),
+    ]
 
     def __init__(self, store: RunStore, run_ids: list[int], *, title: str | None = None,
                  best: int | None = None) -> None:
@@ -29,36 +50,26 @@ class CompareScreen(ModalScreen[None]):
         """What is compared (a sweep); None: the runs marked."""
         self.best = best
         """A run whose column is starred: a sweep's best."""
+        self._examples_asked = False
+        """Whether the examples have been asked of the engine thread (they are read once)."""
 
     def compose(self) -> ComposeResult:
         with Vertical(id="compare-box"):
             yield Static("", id="compare-title")
-            yield DataTable(id="compare-table", zebra_stripes=True, cursor_type="row")
-            with VerticalScroll(id="compare-curves"):
-                yield LineChart("training loss", id="compare-loss", classes="compare-curve")
-                yield LineChart("validation", id="compare-val", classes="compare-curve")
+            with ContentSwitcher(initial="compare-overview", id="compare-views"):
+                with VerticalScroll(id="compare-overview"):
+                    yield DataTable(id="compare-table", zebra_stripes=True, cursor_type="none")
+                    yield LineChart("training loss", id="compare-loss", classes="compare-curve")
+                    yield LineChart("validation", id="compare-val", classes="compare-curve")
+                yield ExamplesView(id="compare-examples")
+        yield KeysFooter()
 
     def on_mount(self) -> None:
         cmp: Comparison = self.store.compare(self.run_ids)
         what = literal(self.title_text or f"Comparing {len(cmp.runs)} runs", 200)
         self.query_one("#compare-title", Static).update(
-            f"[b]{what}[/b]: {len(cmp.config_diff)} config keys differ (Esc closes)")
-        table = self.query_one("#compare-table", DataTable)
-        table.add_column("", key="key")
-        for r in cmp.runs:
-            star = "★ " if r.id == self.best else ""
-            table.add_column(cell(star + cut(f"#{r.id} {r.name}", 24)), key=str(r.id))
-        # Every cell is a Text: keys and values come from stored configs and summaries,
-        # and a str cell would be parsed as markup.
-        table.add_row(cell("status", "b"), *[cell(r.status) for r in cmp.runs])
-        for key, values in cmp.config_diff.items():
-            table.add_row(cell(cut(key, 40), "yellow"), *[cell(cut(_fmt(v), 40)) for v in values])
-        for key, values in cmp.metrics.items():
-            if all(v is None or isinstance(v, (int, float)) for v in values):
-                best = _best(key, values)
-                table.add_row(cell(cut(key, 40)), *[
-                    cell(_fmt(v), "b green" if v is not None and v == best else "")
-                    for v in values])
+            f"[b]{what}[/b]: {len(cmp.config_diff)} config keys differ")
+        self._fill_table(cmp)
         # Curves overlaid on one step axis, one colour per run.
         loss = [Series(f"#{r.id} {r.name}", *_xy(self.store.series(r.id, "loss")))
                 for r in cmp.runs]
@@ -70,6 +81,64 @@ class CompareScreen(ModalScreen[None]):
         chart = self.query_one("#compare-val", LineChart)
         chart.title = f"validation {watched}"
         chart.series = val
+        self.query_one("#compare-overview").focus()
+
+    def _fill_table(self, cmp: Comparison) -> None:
+        """Config keys that differ and final metrics, one column per run, cut to fit the
+        box (80 columns included) rather than scroll sideways."""
+        table = self.query_one("#compare-table", DataTable)
+        table.can_focus = False  # the page scrolls as one: its keys are the page's
+        keys = ["status", *cmp.config_diff, *cmp.metrics]
+        key_w = min(KEY_CHARS, max(len(k) for k in keys))
+        inner = int(self.app.size.width * 0.95) - 6  # the box's border, padding, scrollbar
+        value_w = max(MIN_VALUE_CHARS, (inner - key_w - 2) // max(len(cmp.runs), 1) - 2)
+        table.add_column("", key="key")
+        for r in cmp.runs:
+            star = "★ " if r.id == self.best else ""
+            table.add_column(cell(star + cut(f"#{r.id} {r.name}", value_w)), key=str(r.id))
+        # Every cell is a Text: keys and values come from stored configs and summaries,
+        # and a str cell would be parsed as markup.
+        table.add_row(cell("status", "b"), *[cell(cut(r.status, value_w)) for r in cmp.runs])
+        for key, values in cmp.config_diff.items():
+            table.add_row(cell(cut(key, key_w), "yellow"),
+                          *[cell(cut(_fmt(v), value_w)) for v in values])
+        for key, values in cmp.metrics.items():
+            if all(v is None or isinstance(v, (int, float)) for v in values):
+                best = _best(key, values)
+                table.add_row(cell(cut(key, key_w)), *[
+                    cell(_fmt(v), "b green" if v is not None and v == best else "")
+                    for v in values])
+
+    def action_scroll(self, how: str) -> None:
+        """Page keys scroll the overview whatever has focus; the examples table pages
+        through its own rows."""
+        if self.query_one(ContentSwitcher).current == "compare-overview":
+            getattr(self.query_one("#compare-overview", VerticalScroll), f"action_{how}")()
+        else:
+            table = self.query_one("#examples-table", DataTable)
+            getattr(table, f"action_{how}")()
+
+    def action_toggle_examples(self) -> None:
+        """Between the overview and the examples where two runs disagree."""
+        switcher = self.query_one(ContentSwitcher)
+        if switcher.current == "compare-examples":
+            switcher.current = "compare-overview"
+            self.query_one("#compare-overview").focus()
+            return
+        switcher.current = "compare-examples"
+        view = self.query_one(ExamplesView)
+        self.query_one("#examples-table").focus()
+        if self._examples_asked:
+            return
+        ids = tuple(self.run_ids)
+        view.wait(ids)
+        if len(ids) == 2:
+            self._examples_asked = True
+            path = self.store.path
+            self.app.engine.submit(lambda: read_disagreements(path, ids), to=self)
+
+    def on_examples_compared(self, msg: ExamplesCompared) -> None:
+        self.query_one(ExamplesView).show(msg)
 
 
 def _xy(series) -> tuple[list[int], list[float]]:

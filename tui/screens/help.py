@@ -8,6 +8,8 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Markdown
 
+from tui.widgets.footer import KeysFooter
+
 HELP = """\
 # hubtune
 
@@ -39,6 +41,10 @@ hubtune shows them live again.
 | `P` | Pause / resume the queue (running runs go on; the title says when paused) |
 | `g` | List only the selected run's sweep (★ marks its best run); again: every run |
 | `G` | Compare every run of the selected run's sweep, best first |
+| **Compare** | |
+| `PgUp` `PgDn` `Home` `End` | Scroll the page: the config table, then the loss and validation curves |
+| `e` | Examples: where two runs on the same data disagree, each one's prediction, who is right |
+| `Esc` / `q` | Back to the runs |
 | **Hub** | |
 | `/` | Search the hub (as you type; filters for task and sort beside it) |
 | `Esc` | From the search box to the results |
@@ -58,12 +64,12 @@ hubtune shows them live again.
 | `Ctrl+T` | Queue: record the run, start it when a slot (GPU or CPU) is free |
 | `Ctrl+L` / `Ctrl+S` | Load / save the form as a YAML config |
 | **Everywhere** | |
-| `Ctrl+P` | Command palette |
+| `Ctrl+P` | Command palette: every action, the queue's and sweeps' included, by name |
 | `?` | This help |
 | `q` | Quit (runs keep going) |
 
-Start a run headless with `hubtune train CONFIG` (`--queue` to queue it); it appears
-here at once.
+The footer shows the keys used most; this page and the command palette have them all.
+Runs started from the command line (`hubtune train CONFIG`) appear here at once.
 """
 
 
@@ -73,3 +79,4 @@ class HelpScreen(ModalScreen[None]):
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="help-box"):
             yield Markdown(HELP)
+        yield KeysFooter()

@@ -1,4 +1,4 @@
-"""The hub screen: search the hub as you type, read a model's card, download it.
+"""The hub screen: Models / Datasets, search as you type, read a card, download, use.
 
 Search and details run in exclusive thread workers (the newest request
 wins); a download runs in its own worker that reports bytes through
@@ -7,6 +7,8 @@ sends (ids, tags, authors, file names, the card) is untrusted text: shown as
 Text or escaped, never read as markup, controls as escapes. The torchvision
 "library" lists built-in backbones instead: that needs torch, so it runs on
 the app's engine thread (see tui/engine_thread), never in a second thread.
+The search bar (tui/widgets/hub_bar.py) keeps each kind's filters; the screen
+lives on across screen switches, so they are kept there too.
 """
 
 from __future__ import annotations
@@ -14,20 +16,13 @@ from __future__ import annotations
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Container, Horizontal
+from textual.containers import Horizontal
+from textual.reactive import reactive
 from textual.screen import Screen
-from textual.timer import Timer
-from textual.widgets import (
-    DataTable,
-    Footer,
-    Header,
-    Input,
-    Select,
-    Static,
-)
+from textual.widgets import DataTable, Header, Input, Static
 from textual.worker import Worker, WorkerState
 
-from tui.formatting import cell, cut, plain
+from tui.formatting import plain
 from tui.messages import (
     DownloadFinished,
     HeadsFound,
@@ -35,113 +30,90 @@ from tui.messages import (
     HubSearchFinished,
     ModelDetailsLoaded,
 )
+from tui.widgets.dataset_detail import DatasetDetail
 from tui.widgets.download_row import DownloadRow
+from tui.widgets.footer import KeysFooter
+from tui.widgets.hub_bar import HubBar, HubQuery
+from tui.widgets.hub_results import HubResults
 from tui.widgets.model_detail import ModelDetail
-
-TASKS = ("text-classification", "fill-mask", "sentence-similarity", "feature-extraction",
-         "token-classification", "question-answering", "text-generation",
-         "text2text-generation", "translation", "summarization", "image-classification")
-LIBRARIES = (("transformers", "transformers"), ("sentence-transformers", "sentence-transformers"),
-             ("timm", "timm"), ("peft", "peft"), ("torchvision (built in)", "torchvision"))
-SEARCH_DEBOUNCE_S = 0.3
 
 
 class HubScreen(Screen):
-    """Find a model on the hub and put it in the local cache."""
+    """Find a model or a dataset on the hub and put it in the local cache."""
 
-    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (100, "-wide")]
-    """Below 100 columns the filters go under the search box."""
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (120, "-wide")]
+    """Below 120 columns the filters go under the search box."""
 
     BINDINGS = [
         # A priority binding: `/` reaches the search box from a filter or the results
         # alike; typed in the box itself it is a slash (ids are org/name).
         Binding("slash", "focus_search", "Search", priority=True),
         Binding("escape", "focus_results", "Results", show=False),
+        Binding("t", "switch_kind", "Models/Datasets"),
         Binding("d", "download", "Download"),
         Binding("c", "cancel_download", "Cancel download"),
-        Binding("u", "use_model", "Use model"),
+        Binding("u", "use_model", "Use"),
     ]
+
+    kind: reactive[str] = reactive("model")
+    """model or dataset: what the results and the detail pane show."""
 
     def __init__(self, endpoint: str | None = None) -> None:
         super().__init__()
         self.endpoint = endpoint
         """Hub URL; None uses huggingface_hub's (HF_ENDPOINT)."""
-        self._debounce: Timer | None = None
-        self._results: dict[str, object] = {}
         self._selected: str | None = None
         """The repo under the cursor, whose details the pane shows or awaits."""
         self._details = None
-        """The details shown (engine.hub.client.ModelDetails), once loaded."""
+        """The model details shown (engine.hub.client.ModelDetails), once loaded."""
 
     def compose(self) -> ComposeResult:
         yield Header()
         yield Static("", id="hub-offline", classes="-hidden")
-        with Container(id="hub-bar"):
-            yield Input(placeholder="Search the hub…", id="hub-query")
-            yield Select([(t, t) for t in TASKS], prompt="any task", id="hub-task")
-            yield Select(LIBRARIES, prompt="any library", id="hub-library")
-            yield Select([("most downloaded", "downloads"), ("most liked", "likes"),
-                          ("recently updated", "updated")], value="downloads",
-                         allow_blank=False, id="hub-sort")
+        yield HubBar(id="hub-bar")
         with Horizontal(id="hub-body"):
-            yield DataTable(id="hub-results", cursor_type="row", zebra_stripes=True)
+            yield HubResults(id="hub-results")
             yield ModelDetail(id="hub-detail")
+            yield DatasetDetail(self.endpoint, id="hub-dataset-detail")
         yield DownloadRow(self.endpoint, id="download-row", classes="-hidden")
-        yield Footer()
+        yield KeysFooter()
 
     def on_mount(self) -> None:
-        table = self.query_one("#hub-results", DataTable)
-        for key, label in (("cached", " "), ("id", "Model"), ("task", "Task"),
-                           ("downloads", "Downloads"), ("likes", "Likes"),
-                           ("updated", "Updated")):
-            table.add_column(label, key=key)
+        self.query_one(HubResults).show("model", [])
         self.sub_title = "hub"
         self.query_one("#hub-query", Input).focus()
-        self._search("")
+        self._search(self.query_one(HubBar).read())
+
+    def watch_kind(self, kind: str) -> None:
+        self.set_class(kind == "dataset", "-datasets")
+        self.sub_title = "hub · datasets" if kind == "dataset" else "hub"
 
     # -- search ------------------------------------------------------------
 
-    @on(Input.Changed, "#hub-query")
-    def _query_changed(self) -> None:
-        if self._debounce is not None:
-            self._debounce.stop()
-        self._debounce = self.set_timer(SEARCH_DEBOUNCE_S, self._search_now)
+    @on(HubBar.Changed)
+    def _bar_changed(self, event: HubBar.Changed) -> None:
+        if event.query.kind != self.kind:
+            self.kind = event.query.kind
+            self._selected = None
+            self.query_one(HubResults).show(self.kind, [])
+        self._search(event.query)
+        if event.submitted:
+            self.query_one("#hub-results").focus()
 
-    @on(Input.Submitted, "#hub-query")
-    def _query_submitted(self) -> None:
-        self._search_now()
-        self.query_one("#hub-results").focus()
-
-    @on(Select.Changed)
-    def _filter_changed(self) -> None:
-        self._search_now()
-
-    def _search_now(self) -> None:
-        self._search(self.query_one("#hub-query", Input).value.strip())
-
-    def _filters(self) -> tuple[str | None, str | None, str]:
-        task = self.query_one("#hub-task", Select).value
-        library = self.query_one("#hub-library", Select).value
-        sort = self.query_one("#hub-sort", Select).value
-        return (task if isinstance(task, str) else None,
-                library if isinstance(library, str) else None, str(sort))
-
-    def _search(self, query: str) -> None:
-        # Filters are read here, on the UI thread; the worker gets plain values.
-        task, library, sort = self._filters()
-        if library == "torchvision":
+    def _search(self, q: HubQuery) -> None:
+        if q.kind == "model" and q.library == "torchvision":
             def job():
                 from engine.hub.client import search_models
 
-                return HubSearchFinished(query, search_models(query, library=library), library)
+                return HubSearchFinished(q.query, search_models(q.query, library=q.library),
+                                         q.library)
 
             self.app.engine.submit(job, to=self)
             return
-        self._search_worker(query, task, library, sort)
+        self._search_worker(q)
 
     @work(thread=True, exclusive=True, group="hub-search", exit_on_error=False)
-    def _search_worker(self, query: str, task: str | None, library: str | None,
-                       sort: str) -> None:
+    def _search_worker(self, q: HubQuery) -> None:
         from engine.hub.client import (
             HubError,
             HubUnavailable,
@@ -149,44 +121,50 @@ class HubScreen(Screen):
             offline_reason,
             search_models,
         )
+        from engine.hub.dataset_search import local_dataset_summaries, search_datasets
 
         try:
-            results = search_models(query, task=task, library=library, sort=sort, limit=50,
-                                    endpoint=self.endpoint)
+            if q.kind == "dataset":
+                results = search_datasets(q.query, task=q.task, size=q.size, sort=q.sort,
+                                          limit=50, endpoint=self.endpoint)
+            else:
+                results = search_models(q.query, task=q.task, library=q.library, sort=q.sort,
+                                        limit=50, endpoint=self.endpoint)
         except HubUnavailable:
             # Offline: say why once, and list what this machine has instead.
             self.post_message(HubFailed(offline_reason(self.endpoint), offline=True))
-            self.post_message(HubSearchFinished(query, local_summaries(query), library))
+            local = (local_dataset_summaries(q.query) if q.kind == "dataset"
+                     else local_summaries(q.query))
+            self.post_message(HubSearchFinished(q.query, local, q.library, repo_type=q.kind))
             return
         except HubError as exc:
             self.post_message(HubFailed(str(exc)))
             return
-        self.post_message(HubSearchFinished(query, results, library, online=True))
+        self.post_message(HubSearchFinished(q.query, results, q.library, online=True,
+                                            repo_type=q.kind))
 
     def on_hub_search_finished(self, msg: HubSearchFinished) -> None:
-        if msg.library != self._filters()[1]:
-            return  # made before the library filter changed
+        bar = self.query_one(HubBar).read()
+        if msg.repo_type != bar.kind or (bar.kind == "model" and msg.library != bar.library):
+            return  # made before the kind or the library filter changed
         if msg.online:
             self.query_one("#hub-offline", Static).add_class("-hidden")
-        table = self.query_one("#hub-results", DataTable)
-        table.clear()
-        self._results = {m.id: m for m in msg.results}
-        for m in msg.results:
-            table.add_row("✓" if m.cached else "", cell(cut(m.id, 44)),
-                          cell(cut(m.task or "-", 24)), f"{m.downloads:,}", f"{m.likes:,}",
-                          cell((m.updated or "")[:10]), key=m.id)
+        self.query_one(HubResults).show(msg.repo_type, msg.results)
         if not msg.results:
-            self.query_one(ModelDetail).no_results(msg.query)
+            detail = DatasetDetail if msg.repo_type == "dataset" else ModelDetail
+            self.query_one(detail).no_results(msg.query)
 
     def on_hub_failed(self, msg: HubFailed) -> None:
         if not msg.offline:
             self.notify(msg.message, severity="error", timeout=8)
             return
         banner = self.query_one("#hub-offline", Static)
+        listed = ("the datasets in the local cache (hf: data trains from them)"
+                  if self.kind == "dataset" else
+                  "the models on this machine (the hub cache and packaged models)")
         banner.update(plain(
-            f"Offline: {msg.message}. Listed below: the models on this machine (the hub "
-            "cache and packaged models); training, runs and the local-models screen (4) "
-            "work as usual."))
+            f"Offline: {msg.message}. Listed below: {listed}; training, runs and the "
+            "local-models screen (4) work as usual."))
         banner.remove_class("-hidden")
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
@@ -204,6 +182,9 @@ class HubScreen(Screen):
         repo = event.row_key.value if event.row_key is not None else None
         if repo and repo != self._selected:
             self._selected = repo
+            if self.kind == "dataset":
+                self.query_one(DatasetDetail).load(repo)
+                return
             self.query_one(ModelDetail).show_loading(repo)
             self._show_model(repo)
 
@@ -279,15 +260,25 @@ class HubScreen(Screen):
     def action_focus_results(self) -> None:
         self.query_one("#hub-results", DataTable).focus()
 
+    def action_switch_kind(self) -> None:
+        self.query_one(HubBar).switch_kind()
+
+    def _picked(self) -> str | None:
+        if self._selected is None:
+            self.notify(f"Pick a {self.kind} in the results first.", severity="warning")
+        return self._selected
+
     def action_download(self) -> None:
-        repo = self._selected
+        repo = self._picked()
         if repo is None:
-            self.notify("Pick a model in the results first.", severity="warning")
             return
         row = self.query_one(DownloadRow)
         if row.repo is not None:
             self.notify(f"{row.repo} is still downloading; press c to cancel it.",
                         severity="warning")
+            return
+        if self.kind == "dataset":
+            row.start(repo, repo, repo_type="dataset", subset=self._subset(repo))
             return
         from engine.hub.client import HubError, weights_repo  # torch-free
 
@@ -298,21 +289,43 @@ class HubScreen(Screen):
             return
         row.start(repo, fetch)
 
+    def _subset(self, repo: str) -> str | None:
+        """The subset picked in the detail pane for `repo` (None: its only one)."""
+        detail = self.query_one(DatasetDetail)
+        return detail.subset if detail.details is not None and detail.details.id == repo \
+            else None
+
     async def action_use_model(self) -> None:
-        if self._selected is None:
-            self.notify("Pick a model in the results first.", severity="warning")
+        """Open the new-run form with the model, or with the dataset (and its subset) as
+        the training data."""
+        repo = self._picked()
+        if repo is None:
             return
-        await self.app.new_run(model=self._selected)
+        if self.kind == "dataset":
+            subset = self._subset(repo)
+            await self.app.new_run()
+            use_dataset(self.app.screen, repo, subset)
+            return
+        await self.app.new_run(model=repo)
 
     def action_cancel_download(self) -> None:
         self.query_one(DownloadRow).cancel()
 
     def on_download_finished(self, msg: DownloadFinished) -> None:
-        self._mark_cached(msg.repo)
+        if msg.repo_type != self.kind:
+            return  # listed under the other kind
+        self.query_one(HubResults).mark_cached(msg.repo)
+        if msg.repo == self._selected:
+            if self.kind == "dataset":
+                self.query_one(DatasetDetail).load(msg.repo)
+            else:
+                self._show_model(msg.repo)
 
-    def _mark_cached(self, repo: str) -> None:
-        table = self.query_one("#hub-results", DataTable)
-        if repo in self._results:
-            table.update_cell(repo, "cached", "✓")
-        if repo == self._selected:
-            self._show_model(repo)
+
+def use_dataset(form, repo: str, subset: str | None) -> None:
+    """Fill the new-run `form` (tui.screens.new_run.NewRunScreen) with hub dataset `repo`
+    as its training data and `subset` as data.subset (cleared when None)."""
+    from tui.safe_text import printable
+
+    form.query_one("#f-train-file", Input).value = f"hf:{printable(repo)}"
+    form.query_one("#f-a-data-subset", Input).value = printable(subset or "")

@@ -26,7 +26,7 @@ from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.suggester import SuggestFromList
 from textual.timer import Timer
-from textual.widgets import Button, Footer, Header, Input, Select, Static
+from textual.widgets import Button, Header, Input, Select, Static
 
 from engine.core.config import RunConfig
 from engine.core.errors import HubtuneError
@@ -40,7 +40,8 @@ from tui.messages import (
 from tui.new_run_form import TASK_CHOICES, NewRunForm, plan_key
 from tui.safe_text import has_control, printable
 from tui.widgets.config_file import ConfigFileRow
-from tui.widgets.data_preview import DataPreviewPane
+from tui.widgets.data_preview import DataPreviewPane, data_source
+from tui.widgets.footer import KeysFooter
 from tui.widgets.layer_plan import LayerPlan
 from tui.widgets.run_form import RunForm
 
@@ -49,6 +50,9 @@ NO_COLUMNS = {"text-col": None, "label-col": None}
 
 class NewRunScreen(Screen):
     """Configure a fine-tune and launch it."""
+
+    # Below 100 columns the form and the preview stack (app.tcss): the preview keeps its text.
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (100, "-wide")]
 
     BINDINGS = [
         Binding("ctrl+l", "load", "Load YAML"),
@@ -72,7 +76,7 @@ class NewRunScreen(Screen):
         """The data file's preview (engine.data.reader.DataPreview) once read."""
         self._timer: Timer | None = None
         self._base: dict = {}
-        """Config keys the form has no field for (NewRunForm.base)."""
+        """The config the form was filled from (NewRunForm.base)."""
         self._previewed: str | None = None
         """path|encoding|label column the preview was last asked for."""
         self._preview_error: str | None = None
@@ -91,7 +95,7 @@ class NewRunScreen(Screen):
         with Horizontal(id="new-run"):
             yield RunForm(id="run-form")
             yield DataPreviewPane(id="data-preview")
-        yield Footer()
+        yield KeysFooter()
 
     @property
     def form(self) -> RunForm:
@@ -147,9 +151,10 @@ class NewRunScreen(Screen):
         self.config = None
         self._refresh_heads()
         self._refresh_preview()
-        self.config, errors = self.form.read(self._base).check()
-        for fid, message in errors.items():
-            self.form.error(fid, message)
+        model = self.form.read(self._base)
+        self.config, errors = model.check()
+        self.form.show_messages(errors, model.hints())
+        self.form.show_settings_state(model)
         self.query_one(ConfigFileRow).config = self.config
         self._update_launch()
         self._refresh_plan()
@@ -209,30 +214,28 @@ class NewRunScreen(Screen):
     @on(LayerPlan.Toggled)
     def _freeze_toggled(self, event: LayerPlan.Toggled) -> None:
         """A group flipped in the tree: the plan becomes a `modules` policy."""
-        form = NewRunForm(base=self._base).with_frozen(event.patterns)
-        self._base = form.base
-        self.form.set_freeze(form.freeze)
+        form = self.form.read(self._base).with_frozen(event.patterns)
+        self._base = self.form.take(form, "freeze.patterns")
         self._schedule()
 
     @on(LayerPlan.RateSet)
     def _rate_set(self, event: LayerPlan.RateSet) -> None:
-        """A group's own learning rate, kept in the config the form does not show."""
-        self._base = NewRunForm(base=self._base).with_group_rate(event.group, event.rate).base
+        """A group's own learning rate: the Advanced section's group_learning_rates."""
+        form = self.form.read(self._base).with_group_rate(event.group, event.rate)
+        self._base = self.form.take(form, "train.group_learning_rates")
         self._schedule()
 
     # -- the data file ----------------------------------------------------
 
     def _refresh_preview(self) -> None:
         """Preview the data file when its path, encoding or label column changed."""
-        from engine.core.config import resolve_package_file
-
         raw = self.form.value("train-file")
         if not raw:
             return
         encoding = self.form.value("encoding") or "utf-8"
         label = self.form.value("label-col")
         try:
-            path = resolve_package_file(raw) if raw.startswith("pkg:") else Path(raw).expanduser()
+            path = data_source(self.form, raw)  # a file, a packaged file or hf: data
         except HubtuneError as exc:
             self.form.error("train-file", str(exc))
             self.data_ok = False

@@ -19,6 +19,7 @@ from textual.widgets import Input, Label, Static
 from store import Run
 from tui.formatting import literal
 from tui.messages import Predicted
+from tui.widgets.footer import KeysFooter
 
 PROMPTS = {
     "token-classification": "A sentence; each word gets a tag",
@@ -48,6 +49,7 @@ class PlaygroundScreen(ModalScreen[None]):
             yield Input(placeholder=PROMPTS.get(self.run.task or "", "A text to classify"),
                         id="playground-input")
             yield Static("", id="playground-output")
+        yield KeysFooter()
 
     def on_mount(self) -> None:
         self.query_one(Input).focus()

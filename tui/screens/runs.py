@@ -18,7 +18,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header, Input, Static
+from textual.widgets import DataTable, Header, Input, Static
 from textual.worker import get_current_worker
 
 from store import Run, RunStore
@@ -27,6 +27,7 @@ from tui.messages import RunDetailRefreshed, RunsRefreshed
 from tui.queue_view import QueueView, queue_title
 from tui.screens.confirm import ConfirmScreen
 from tui.screens.runs_queue import QUEUE_BINDINGS, RunsQueueKeys
+from tui.widgets.footer import KeysFooter
 from tui.widgets.run_detail import RunDetail
 from tui.widgets.runs_table import SORTS, STATUS_FILTERS, RunsTable, list_runs
 
@@ -38,19 +39,21 @@ class RunsScreen(RunsQueueKeys, Screen):
     """Run history: filter, inspect, stop and delete runs; order the queue."""
 
     BINDINGS = [
+        # The footer shows the first few after the app's own keys (tui.widgets.footer);
+        # show=False ones are in the help screen (?) and the command palette (Ctrl+P).
         Binding("slash", "search", "Search"),
-        Binding("escape", "clear_search", "Clear", show=False),
-        Binding("o", "cycle_sort", "Sort"),
-        Binding("v", "cycle_status", "Status filter", show=False),
         Binding("space", "mark", "Mark"),
         Binding("c", "compare", "Compare"),
         Binding("f", "fork", "Fork"),
-        Binding("R", "resume", "Resume"),
+        Binding("s", "stop_run", "Stop"),
+        Binding("x,delete", "delete_run", "Delete"),
         Binding("p", "playground", "Try it"),
+        Binding("R", "resume", "Resume"),
+        Binding("escape", "clear_search", "Clear", show=False),
+        Binding("o", "cycle_sort", "Sort", show=False),
+        Binding("v", "cycle_status", "Status filter", show=False),
         Binding("t", "edit_tags", "Tags", show=False),
         Binding("n", "edit_notes", "Notes", show=False),
-        Binding("s", "stop_run", "Stop"),
-        Binding("delete,x", "delete_run", "Delete"),
         Binding("r", "refresh", "Refresh", show=False),
         *QUEUE_BINDINGS,
     ]
@@ -85,10 +88,10 @@ class RunsScreen(RunsQueueKeys, Screen):
             yield Input(placeholder="Search runs by name, model, task, dataset, tag…",
                         id="run-search", classes="-hidden")
             yield RunsTable(id="runs-table", cursor_type="row", zebra_stripes=True)
-            yield Static("No runs yet: press 3 to set one up, or run `hubtune train CONFIG`.",
-                         id="runs-empty")
+            yield Static("No runs yet: press 3 to set one up (runs started from the command "
+                         "line show up here too).", id="runs-empty")
         yield RunDetail(id="run-detail")
-        yield Footer()
+        yield KeysFooter()
 
     def on_mount(self) -> None:
         self.title = "hubtune"
@@ -282,6 +285,10 @@ class RunsScreen(RunsQueueKeys, Screen):
 
         run = self._current()
         if run is None:
+            return
+        if run.status == "completed":  # the engine's sentence names the CLI's fork
+            self.notify(f"Run {run.id} already completed; press f to fork it and train "
+                        "more.", severity="warning")
             return
         try:
             checkpoint = resume_run(self.store, run.id)

@@ -27,12 +27,53 @@ QUEUE_BINDINGS = (
     Binding("P", "toggle_queue", "Pause queue", show=False),
     Binding("g", "show_sweep", "Sweep", show=False),
     Binding("G", "compare_sweep", "Compare sweep", show=False),
+    # The run panel's views; its border names these keys.
+    Binding("d", "run_view('details')", "Details", show=False),
+    Binding("e", "run_view('errors')", "Errors", show=False),
+)
+
+
+PALETTE = (
+    # (title, what it does, action): the runs screen's keys that the footer has no room
+    # for, offered in the command palette (Ctrl+P) as well as the help screen.
+    ("Queue: move to the top", "Start the selected queued run next (T)", "queue_top"),
+    ("Queue: move up", "Move the selected queued run one place up (Shift+Up, K)",
+     "queue_up"),
+    ("Queue: move down", "Move the selected queued run one place down (Shift+Down, J)",
+     "queue_down"),
+    ("Queue: pause or resume", "Nothing queued starts while paused; running runs go on "
+     "(P)", "toggle_queue"),
+    ("Queue: remove the selected run", "Take a queued run out of the queue, or stop a "
+     "running one (s)", "stop_run"),
+    ("Sweep: list its runs", "Only the selected run's sweep; again, every run (g)",
+     "show_sweep"),
+    ("Sweep: compare its runs", "Every run of the selected run's sweep, best first (G)",
+     "compare_sweep"),
+    ("Runs: resume", "Resume the selected stopped or interrupted run from its last "
+     "checkpoint (R)", "resume"),
+    ("Runs: sort", "Newest first, name, status, model, task, best metric (o)",
+     "cycle_sort"),
+    ("Runs: status filter", "Only running / completed / failed / ... runs, or all (v)",
+     "cycle_status"),
+    ("Runs: edit tags", "The selected run's tags, comma-separated (t)", "edit_tags"),
+    ("Runs: edit note", "The selected run's note (n)", "edit_notes"),
 )
 
 
 class RunsQueueKeys:
     """Queue and sweep actions of the runs screen; what they change shows on the next
     poll, which the screen is woken for."""
+
+    def action_run_view(self, view: str) -> None:
+        """d / e: the run panel's details or errors view; the same key again, its curves."""
+        from tui.widgets.run_detail import RunDetail
+
+        self.query_one(RunDetail).toggle_view(view)  # type: ignore[attr-defined]
+
+    def palette_commands(self) -> list[tuple[str, str, object]]:
+        """(title, help, callback) for the app's command palette (HubtuneApp)."""
+        return [(title, help_text, getattr(self, f"action_{action}"))
+                for title, help_text, action in PALETTE]
 
     def action_stop_run(self) -> None:
         from engine.lifecycle import check_stoppable

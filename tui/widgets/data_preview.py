@@ -1,7 +1,11 @@
 """The new-run form's right-hand pane: the data file's preview, its token lengths and
 the layer plan below them.
 
-Fed an `engine.data.reader.DataPreview` (columns, first rows, label counts).
+Fed an `engine.data.reader.DataPreview` (columns, first rows, label counts), or for
+`hf:` data a `HubDataPreview` of the same shape made from
+`engine.data.hub_preview.preview_split` on the app's engine thread: the fetch reads
+the dataset's README and the first file of one split only, and a preview asked for
+while another was on its way is dropped.
 Token lengths are counted on the app's engine thread (they need the model's
 tokenizer, hence transformers; see tui/engine_thread.py) and come back as
 `TokensCounted`; "Use N" posts `DataPreviewPane.LengthChosen` for the form's
@@ -11,6 +15,7 @@ Max tokens. Headers and cells are the file's own text: Text, never markup
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from textual import on, work
@@ -23,6 +28,54 @@ from engine.core.errors import HubtuneError
 from tui.formatting import cell, cut, literal
 from tui.messages import DataPreviewed, TokensCounted
 from tui.widgets.layer_plan import LayerPlan
+
+
+@dataclass(frozen=True)
+class HubDataPreview:
+    """A hub dataset's split, shaped as engine.data.reader.DataPreview for the form (which
+    offers its columns and counts tokens in `path`, the split's first file)."""
+
+    path: str
+    columns: tuple[str, ...]
+    rows: tuple[tuple[str, ...], ...]
+    total_rows: int
+    label_counts: tuple[tuple[str, int], ...]
+    text_column: str | None
+    label_column: str | None
+    warnings: tuple[str, ...] = ()
+    title: str = ""
+    """hf:OWNER/NAME (subset S, split T)"""
+    details: str = ""
+    """Its features, the other splits' sizes and how much of the split was read."""
+
+
+@dataclass(frozen=True)
+class HubSource:
+    """hf: data as the form names it: the reference, data.subset and data.revision."""
+
+    ref: str
+    subset: str | None
+    revision: str
+
+    def __str__(self) -> str:
+        return f"{self.ref}|{self.subset or ''}|{self.revision}"
+
+
+def hub_source(form, ref: str) -> HubSource:
+    """hf: data `ref` with the subset and revision the form's Advanced fields give."""
+    from tui.widgets.advanced_settings import field_value
+
+    return HubSource(ref, field_value(form, "data.subset") or None,
+                     field_value(form, "data.revision") or "main")
+
+
+def data_source(form, raw: str) -> Path | HubSource:
+    """What the form's training-data field names: hf: data, a packaged file or a path."""
+    from engine.core.config import resolve_package_file
+
+    if raw.startswith("hf:"):
+        return hub_source(form, raw)
+    return resolve_package_file(raw) if raw.startswith("pkg:") else Path(raw).expanduser()
 
 
 class DataPreviewPane(Vertical):
@@ -42,6 +95,9 @@ class DataPreviewPane(Vertical):
         """The form's Max tokens, to say what it cuts (None: not a number)."""
         self._length_key: tuple | None = None
         """(model, path, encoding, column) last counted; a count for another is stale."""
+        self._hub_key: str | None = None
+        """The hf: data last asked for (ref|subset|revision|label); a preview of another is
+        stale."""
 
     def compose(self) -> ComposeResult:
         yield Static("Give a training file to preview it.", id="preview-summary")
@@ -53,10 +109,18 @@ class DataPreviewPane(Vertical):
 
     # -- the file --------------------------------------------------------------
 
+    def read(self, path: Path | HubSource, encoding: str, label: str | None) -> None:
+        """Read the file's head in a thread (a hub dataset's on the engine thread);
+        `DataPreviewed` comes back (and bubbles on to the screen, which offers its
+        columns)."""
+        if isinstance(path, HubSource):
+            self.read_hub(f"{path}|{label}", path.ref, path.subset, path.revision, label)
+            return
+        self._hub_key = None  # a hub preview still on its way is for data no longer asked for
+        self._read_file(path, encoding, label)
+
     @work(thread=True, exclusive=True, group="preview", exit_on_error=False)
-    def read(self, path: Path, encoding: str, label: str | None) -> None:
-        """Read the file's head in a thread; `DataPreviewed` comes back (and bubbles on to
-        the screen, which offers its columns)."""
+    def _read_file(self, path: Path, encoding: str, label: str | None) -> None:
         from engine.data.reader import preview_file
 
         try:
@@ -66,7 +130,21 @@ class DataPreviewPane(Vertical):
             return
         self.post_message(DataPreviewed(str(path), preview))
 
+    def read_hub(self, key: str, ref: str, subset: str | None, revision: str,
+                 label: str | None) -> None:
+        """Preview hub data `ref` (hf:OWNER/NAME[:SPLIT]) on the engine thread; a
+        `DataPreviewed` keyed `key` comes back (and bubbles on to the screen)."""
+        self._hub_key = key
+        self.query_one("#preview-summary", Static).update(
+            f"[dim]Reading {literal(ref, 120)} from the hub…[/dim]")
+        self.app.engine.submit(
+            lambda: _preview_hub(key, ref, subset, revision, label)
+            if key == self._hub_key else None, to=self)
+
     def on_data_previewed(self, msg: DataPreviewed) -> None:
+        if is_hub_key(msg.path) and msg.path != self._hub_key:
+            msg.stop()  # the form moved on while the hub answered
+            return
         if msg.error:
             self.show_unreadable()
         else:
@@ -86,9 +164,12 @@ class DataPreviewPane(Vertical):
             table.add_column(label, key=col, width=width)
         for row in rows:
             table.add_row(*row)
+        title = getattr(p, "title", "") or Path(p.path).name
+        details = getattr(p, "details", "")
         self.query_one("#preview-summary", Static).update(
-            f"[b]{literal(Path(p.path).name, 80)}[/b]: {p.total_rows:,} rows, "
+            f"[b]{literal(title, 120)}[/b]: {p.total_rows:,} rows, "
             f"{len(p.columns)} columns"
+            + (f"\n[$text-muted]{literal(details, 600)}[/]" if details else "")
             # Label problems the run will report too (engine.data.reader.check_labels).
             + "".join(f"\n[$warning]{literal(w, 400)}[/]" for w in p.warnings))
 
@@ -150,6 +231,49 @@ class DataPreviewPane(Vertical):
         stats = self.lengths
         if stats is not None and not isinstance(stats, str):
             self.post_message(self.LengthChosen(stats.suggested))
+
+
+def is_hub_key(path: str) -> bool:
+    return path.startswith("hf:")
+
+
+def _preview_hub(key: str, ref: str, subset: str | None, revision: str,
+                 label: str | None) -> DataPreviewed:
+    """On the engine thread: the split's preview from its first file, or the one sentence
+    saying why there is none (offline and not cached, gated, no such split...)."""
+    from engine.core.config import parse_hub_data
+    from engine.data.hub_preview import preview_split
+    from engine.hub.datasets import fetch_dataset
+
+    try:
+        parsed = parse_hub_data(ref)
+        split = parsed.split or "train"
+        files = fetch_dataset(parsed.repo, subset=subset or None, revision=revision or "main",
+                              splits=(split,), first_shard=True)
+        p = preview_split(files, split)
+        if label is not None and label in p.columns and label != p.label_column:
+            # A label column picked for another file (not in this split) is not an error.
+            p = preview_split(files, split, label_column=label)
+    except HubtuneError as exc:
+        return DataPreviewed(key, None, str(exc))
+    return DataPreviewed(key, hub_preview(p, str(files.splits[split][0])))
+
+
+def hub_preview(p, first_file: str) -> HubDataPreview:
+    """An engine.data.hub_preview.HubPreview as the form's preview."""
+    known = p.split_rows.get(p.split)
+    sizes = ", ".join(f"{s} {n:,}" if n is not None else f"{s} ?"
+                      for s, n in p.split_rows.items())
+    read = (f"; read {p.files_read} of {p.files_total} files" if p.files_read < p.files_total
+            else "")
+    features = ", ".join(f"{c} {t}" for c, t in p.features)
+    subset = f"subset {p.subset}, " if len(p.subsets) > 1 else ""
+    return HubDataPreview(
+        path=first_file, columns=p.columns, rows=p.rows,
+        total_rows=known if known is not None else p.read_rows,
+        label_counts=p.label_counts, text_column=p.text_column, label_column=p.label_column,
+        title=f"{p.dataset} ({subset}split {p.split})",
+        details=f"splits: {sizes}{read} · {features} · commit {p.sha[:12]}")
 
 
 def _count_tokens(key: tuple) -> TokensCounted:

@@ -1,4 +1,5 @@
-"""The hub screen's download line: one download at a time, its progress and its cancel.
+"""The hub screen's download line: one download at a time (a model, or a dataset or one
+subset of it), its progress and its cancel.
 
 The download runs in a thread worker that reports bytes through coalescing messages
 and stops when its event is set; nothing partial is kept. When it ends the row hides
@@ -25,30 +26,36 @@ class DownloadRow(Horizontal):
         super().__init__(**kwargs)
         self.endpoint = endpoint
         self.repo: str | None = None
-        """The model being downloaded, if one is."""
+        """The model or dataset being downloaded, if one is."""
         self._stop: threading.Event | None = None
 
     def compose(self) -> ComposeResult:
         yield Label("", id="download-label")
         yield ProgressBar(id="download-bar", show_eta=True)
 
-    def start(self, repo: str, fetch: str) -> None:
-        """Download `fetch` (a torchvision backbone's weights repo, else `repo` itself)."""
+    def start(self, repo: str, fetch: str, *, repo_type: str = "model",
+              subset: str | None = None) -> None:
+        """Download `fetch` (a torchvision backbone's weights repo, else `repo` itself); a
+        dataset's `subset` alone when one is given."""
         self.repo, self._stop = repo, threading.Event()
         self.remove_class("-hidden")
         self.query_one(ProgressBar).update(total=None, progress=0)
+        what = "$repo (subset $subset)" if subset else "$repo"
         self.query_one(Label).update(
-            styled("$repo: starting…", repo=repo) if fetch == repo
+            styled(f"{what}: starting…", repo=repo, subset=subset or "") if fetch == repo
             else styled("$repo: weights from $fetch, starting…", repo=repo, fetch=fetch))
-        self._download(repo, fetch, self._stop)
+        self._download(repo, fetch, self._stop, repo_type, subset)
 
     def cancel(self) -> None:
         if self._stop is not None:
             self._stop.set()
 
     @work(thread=True, group="download", exit_on_error=False)
-    def _download(self, repo: str, fetch: str, stop: threading.Event) -> None:
-        from engine.hub.client import DownloadCancelled, HubError, download_model
+    def _download(self, repo: str, fetch: str, stop: threading.Event, repo_type: str,
+                  subset: str | None) -> None:
+        from engine.core.errors import HubtuneError
+        from engine.hub.client import DownloadCancelled, download_model
+        from engine.hub.datasets import download_dataset
 
         started = time.monotonic()
 
@@ -57,15 +64,20 @@ class DownloadRow(Horizontal):
             self.post_message(DownloadProgressed(repo, done, total, rate))
 
         try:
-            path = download_model(fetch, progress=progress, stop=stop, endpoint=self.endpoint)
+            if repo_type == "dataset":
+                path = download_dataset(fetch, subset=subset, progress=progress, stop=stop,
+                                        endpoint=self.endpoint)
+            else:
+                path = download_model(fetch, progress=progress, stop=stop,
+                                      endpoint=self.endpoint)
         except DownloadCancelled:
             self.post_message(DownloadStopped(repo, f"Cancelled {repo}; nothing partial was kept.",
                                               cancelled=True))
             return
-        except HubError as exc:
+        except HubtuneError as exc:  # a HubError, or a DataError naming a subset's problem
             self.post_message(DownloadStopped(repo, str(exc), cancelled=False))
             return
-        self.post_message(DownloadFinished(repo, str(path)))
+        self.post_message(DownloadFinished(repo, str(path), repo_type))
 
     def on_download_progressed(self, msg: DownloadProgressed) -> None:
         self.query_one(ProgressBar).update(total=max(msg.total, 1), progress=msg.done)

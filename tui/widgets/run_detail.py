@@ -1,17 +1,55 @@
-"""The panel beside the runs table: one run's status, curves and event log."""
+"""The panel under the runs table: one run's status, curves and event log, and two more
+views of it: details (d: where it comes from and what changed, tags, notes, output
+folder, per-class scores, config) and errors (e: the validation examples its kept model
+gets most wrong, read on the engine thread). The text of those is tui/run_info.py.
+
+The event log and the stats line are laid out again when the panel's width changes:
+an event keeps whole lines, and `loss 0.41` is never split across two."""
 
 from __future__ import annotations
 
 from rich.text import Text
 from textual.app import ComposeResult
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.content import Content
+from textual.events import Resize
 from textual.widgets import RichLog, Static
 
 from tui.formatting import duration, literal, status_markup
-from tui.messages import RunDetailRefreshed
+from tui.messages import ErrorsReviewed, RunDetailRefreshed
+from tui.run_info import details_lines, errors_lines, pack, review_errors
 from tui.safe_text import printable
 from tui.widgets.chart import LineChart, Series
+
+VIEWS = {"overview": "d details · e errors", "details": "details · d back · e errors",
+         "errors": "errors · e back · d details"}
+"""The panel's views, and the title that names the keys between them."""
+
+
+class EventLog(RichLog):
+    """A RichLog that wraps its lines again when its width changes (a RichLog keeps the
+    wrapping of the width it was written at)."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.entries: list[Text] = []
+        self._wrapped_at = 0
+
+    def add(self, text: Text) -> None:
+        self.entries = [*self.entries[-(self.max_lines or 500) + 1:], text]
+        self.write(text)
+
+    def reset(self) -> None:
+        self.entries = []
+        self.clear()
+
+    def on_resize(self, event: Resize) -> None:
+        width = event.size.width
+        if width and self._wrapped_at and width != self._wrapped_at and self.entries:
+            self.clear()
+            for text in self.entries:
+                self.write(text)
+        self._wrapped_at = width or self._wrapped_at
 
 
 class RunDetail(Horizontal):
@@ -22,24 +60,78 @@ class RunDetail(Horizontal):
         self._last_event_id = 0
         self._run_id: int | None = None
         self._summary = ""
+        self._last: RunDetailRefreshed | None = None
+        self.view = "overview"
+        """overview (curves and events), details or errors."""
+        self._errors_for: int | None = None
+        """The run whose errors were last asked for."""
 
     def compose(self) -> ComposeResult:
         with Vertical(id="detail-left"):
             yield Static("Select a run to see it here.", id="detail-summary")
             yield LineChart("training loss", id="loss-curve", classes="-hidden")
             yield LineChart("validation", id="val-curve", classes="-hidden")
-        yield RichLog(id="event-log", wrap=True, markup=False, max_lines=500, min_width=20)
+        yield EventLog(id="event-log", wrap=True, markup=False, max_lines=500, min_width=20)
+        with VerticalScroll(id="detail-info", classes="-hidden"):
+            yield Static("", id="info-text")
+        with VerticalScroll(id="detail-errors", classes="-hidden"):
+            yield Static("", id="errors-text")
 
     def on_mount(self) -> None:
         self.query_one("#event-log").border_title = "events"
+        self.border_title = VIEWS["overview"]
+
+    def toggle_view(self, view: str) -> None:
+        """Show `view` (details or errors), or the curves again if it is showing."""
+        self.view = "overview" if self.view == view else view
+        self.border_title = VIEWS[self.view]
+        overview = self.view == "overview"
+        for wid in ("#detail-left", "#event-log"):
+            self.query_one(wid).set_class(not overview, "-hidden")
+        self.query_one("#detail-info").set_class(self.view != "details", "-hidden")
+        self.query_one("#detail-errors").set_class(self.view != "errors", "-hidden")
+        if self._last is not None:
+            self._show_details(self._last)
+        self._ask_errors()
+
+    def _ask_errors(self) -> None:
+        """Read the selected run's worst examples on the engine thread (once per run)."""
+        run_id = self._run_id
+        if self.view != "errors" or run_id is None or run_id == self._errors_for:
+            return
+        self._errors_for = run_id
+        self.query_one("#errors-text", Static).update(
+            f"[dim]Reading the worst validation examples of run {run_id}…[/]")
+        path = self.screen.store.path
+        self.app.engine.submit(
+            lambda: review_errors(path, run_id) if run_id == self._errors_for else None,
+            to=self)
+
+    def on_errors_reviewed(self, msg: ErrorsReviewed) -> None:
+        if msg.run_id != self._errors_for:
+            return  # another run was selected meanwhile
+        self.query_one("#errors-text", Static).update(
+            Content.from_markup("\n".join(errors_lines(msg))))
+
+    def _show_details(self, msg: RunDetailRefreshed) -> None:
+        if self.view == "details":
+            text = "\n".join(details_lines(msg.run, msg.parents))
+            self.query_one("#info-text", Static).update(Content.from_markup(text))
+
+    def on_resize(self, event: Resize) -> None:
+        if self._last is not None:  # the stats line packs into the new width
+            self._summary = ""
+            self.show(self._last)
 
     def show(self, msg: RunDetailRefreshed) -> None:
         run = msg.run
-        log = self.query_one("#event-log", RichLog)
+        self._last = msg
+        log = self.query_one(EventLog)
         if run.id != self._run_id:
             self._run_id = run.id
             self._last_event_id = 0
-            log.clear()
+            log.reset()
+            self._ask_errors()
         for ev in msg.events:
             if ev.id > self._last_event_id:
                 self._last_event_id = ev.id
@@ -47,7 +139,7 @@ class RunDetail(Horizontal):
                 # A multi-line message (a traceback) keeps its lines, indented so none
                 # can pass for an event of its own; controls are shown as escapes.
                 message = printable(ev.message, multiline=True, limit=5000)
-                log.write(Text(f"{prefix} " + message.replace("\n", "\n  ")))
+                log.add(Text(f"{prefix} " + message.replace("\n", "\n  ")))
         m = msg.latest
         tags = "  " + " ".join(f"[reverse] {literal(t, 40)} [/reverse]" for t in run.tags) \
             if run.tags else ""
@@ -74,10 +166,11 @@ class RunDetail(Horizontal):
                 parts.append(f"{m['samples_per_s']:.1f} samples/s")
                 if m.get("tokens_per_s"):
                     parts.append(f"{m['tokens_per_s']:,.0f} tokens/s")
-            lines.append("  ".join(parts))
-        val = [f"{k[4:]} {v:.4f}" for k, v in sorted(m.items()) if k.startswith("val_")]
+            lines += pack(parts, self._text_width())
+        val = [f"{literal(k[4:], 40)} {v:.4f}" for k, v in sorted(m.items())
+               if k.startswith("val_")]
         if val:
-            lines.append("validation: " + "  ".join(val))
+            lines += pack(["validation:", *val], self._text_width())
         base = run.summary.get("baseline_majority_accuracy")
         if base is not None:
             lines.append(f"majority-class accuracy {base:.4f}")
@@ -90,6 +183,7 @@ class RunDetail(Horizontal):
         if run.notes:
             lines.append(f"[i]{literal(run.notes, 2000)}[/i]")
         self._show_summary(lines)
+        self._show_details(msg)
         for name, series in (("loss", msg.loss), ("val", msg.val_metric)):
             chart = self.query_one(f"#{name}-curve", LineChart)
             if name == "val":
@@ -98,6 +192,10 @@ class RunDetail(Horizontal):
             if fresh != chart.series:
                 chart.series = fresh
             chart.set_class(len(series) < 2, "-hidden")
+
+    def _text_width(self) -> int:
+        """The summary's width in cells (0 before the first layout: no packing)."""
+        return self.query_one("#detail-summary", Static).content_size.width
 
     def _show_summary(self, lines: list[str]) -> None:
         """Update the summary, re-laying out the screen only when its height changes.

@@ -5,6 +5,11 @@ A view of `tui.new_run_form.NewRunForm`: `read` gives the form as it stands,
 which columns are offered is set from outside (the model's heads, the data
 file's header). Values quoted back into it (a forked run's name, a file's
 column names) are the user's own text: shown with controls as escapes.
+
+Every other config key has a field in the Advanced section
+(tui/widgets/advanced_settings.py); the patterns of the `modules` freezing
+policy show beside the policy. A required field left empty shows a hint in
+muted text, never a red error.
 """
 
 from __future__ import annotations
@@ -13,13 +18,15 @@ from pathlib import Path
 
 from textual import on
 from textual.app import ComposeResult
-from textual.containers import Horizontal, VerticalScroll
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Button, Input, Label, Select, Static
 
 from engine.core.config import FREEZE_POLICIES
 from tui.formatting import cell, cut, literal, plain
 from tui.new_run_form import FIELDS, SELECTS, TASK_CHOICES, UNLABELLED, NewRunForm
+from tui.new_run_settings import PROMOTED, SETTINGS
 from tui.safe_text import printable
+from tui.widgets.advanced_settings import AdvancedSettings, field_value, setting_field, show_value
 from tui.widgets.config_file import ConfigFileRow
 
 DEFAULTS = {fid: value for fid, value in NewRunForm().fields().items() if fid in FIELDS}
@@ -53,6 +60,10 @@ class RunForm(VerticalScroll):
             else:
                 yield field
             yield Static("", id=f"e-{fid}", classes="field-error -hidden")
+            if fid == "freeze-n":
+                with Vertical(id="patterns-row", classes="form-row -hidden"):
+                    yield from setting_field("freeze.patterns")
+        yield AdvancedSettings(id="advanced-settings", classes="form-row")
         yield Static("", id="e-general", classes="field-error -hidden")
         with Horizontal(id="start-row"):
             yield Button("Launch (ctrl+r)", id="launch", variant="success", disabled=True)
@@ -78,9 +89,36 @@ class RunForm(VerticalScroll):
         return value if isinstance(value, str) else None
 
     def read(self, base: dict) -> NewRunForm:
-        """The form as it stands, over `base` (the settings it has no field for)."""
+        """The form as it stands, over `base` (the config it was filled from)."""
+        advanced = self.query_one(AdvancedSettings).values()
+        advanced.update({key: field_value(self, key) for key in PROMOTED})
         return NewRunForm.from_fields({fid: self.value(fid) for fid in (*FIELDS, *SELECTS)},
-                                      base)
+                                      base, advanced)
+
+    def fill_settings(self, form: NewRunForm, keys=None) -> None:
+        """Show `form`'s other settings (only `keys`, when given)."""
+        values = form.advanced_values()
+        if keys is not None:
+            values = {k: v for k, v in values.items() if k in keys}
+        self.query_one(AdvancedSettings).fill(values)
+        for key in PROMOTED:
+            if key in values:
+                show_value(self, key, values[key])
+
+    def take(self, form: NewRunForm, key: str) -> dict:
+        """Show what the layer tree changed in `form` (setting `key` and the freezing
+        policy); returns the form's base for the screen to keep."""
+        self.set_freeze(form.freeze)
+        self.fill_settings(form, [key])
+        return form.base
+
+    def show_settings_state(self, form: NewRunForm) -> None:
+        """The patterns field while the policy is `modules` (or holds some), and the
+        line naming the changed advanced settings."""
+        patterns = field_value(self, "freeze.patterns")
+        self.query_one("#patterns-row").set_class(
+            form.freeze != "modules" and not patterns, "-hidden")
+        self.query_one(AdvancedSettings).show_changed(form.changed())
 
     def fill(self, form: NewRunForm) -> None:
         """Show `form`'s text fields, task and freezing (columns wait for the file)."""
@@ -94,6 +132,9 @@ class RunForm(VerticalScroll):
         self.task_options = []
         task.value = form.task
         self.query_one("#f-freeze", Select).value = form.freeze
+        self.fill_settings(form)
+        if any(k not in PROMOTED for k in form.changed()):
+            self.query_one(AdvancedSettings).expand()  # a loaded value is never hidden
         for fid in COLUMN_FIELDS:
             select = self.query_one(f"#f-{fid}", Select)
             if select.value not in (Select.NULL, None) and select.value not in (
@@ -173,15 +214,32 @@ class RunForm(VerticalScroll):
 
     # -- messages ---------------------------------------------------------------
 
-    def error(self, fid: str, message: str | None) -> None:
-        """Show `message` under field `fid` (None hides the box)."""
+    def error(self, fid: str, message: str | None, *, hint: bool = False) -> None:
+        """Show `message` under field `fid` (None hides the box): in red, or muted as a
+        `hint` (what an empty required field wants)."""
         box = self.query_one(f"#e-{fid}", Static)
-        # Messages quote names, paths and column names: plain text, never markup.
-        box.update(plain(message or "", multiline=True, limit=2000))
+        if not message and box.has_class("-hidden"):
+            return  # nothing to clear (most of them, at each check of the form)
+        if hint and message:
+            box.update(f"[$text-muted]{literal(message, 2000, multiline=True)}[/]")
+        else:
+            # Messages quote names, paths and column names: plain text, never markup.
+            box.update(plain(message or "", multiline=True, limit=2000))
         box.set_class(not message, "-hidden")
+        if message and not hint and fid.startswith("a-") and fid != SETTINGS[
+                PROMOTED[0]].fid:
+            self.query_one(AdvancedSettings).expand()  # an error is never hidden
+
+    def show_messages(self, errors: dict[str, str], hints: dict[str, str]) -> None:
+        """Each error under its field, and a hint under each empty required one."""
+        for fid, message in errors.items():
+            self.error(fid, message)
+        for fid, hint in hints.items():
+            if fid not in errors:
+                self.error(fid, hint, hint=True)
 
     def clear_errors(self) -> None:
-        for fid in (*FIELDS, *SELECTS, "general"):
+        for fid in (*FIELDS, *SELECTS, *(s.fid for s in SETTINGS.values()), "general"):
             self.error(fid, None)
 
     def show_length_note(self, note: str | None) -> None:

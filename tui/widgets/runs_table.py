@@ -12,11 +12,14 @@ A run waiting in the queue shows its place and the slots it waits for in its sta
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+from rich.cells import cell_len
 from rich.text import Text
 from textual.widgets import DataTable
 
 from store import Run, RunStore
-from tui.formatting import best_metric, cell, cut, duration, main_metric, short_task, status_text
+from tui.formatting import best_metric, cell, duration, main_metric, short_task, status_text
 from tui.queue_view import QueueSpot, split_search
 
 COLUMNS = (("id", "ID"), ("status", "Status"), ("name", "Name"), ("model", "Model"),
@@ -50,64 +53,161 @@ def list_runs(store: RunStore, *, search: str | None, status: str | None,
     return runs
 
 
+REQUIRED = ("id", "status", "name", "best", "duration")
+"""Columns shown at any width (80 columns included)."""
+OPTIONAL = (("model", 12, 28), ("task", 11, 11), ("data", 10, 16), ("started", 11, 11))
+"""(key, least, most characters) of the columns shown when there is room, the first
+first: at 80 columns the model may stay, shortened to its repo name; data goes."""
+NAME_CHARS = (20, 24, 48)
+"""The name column: at least, before the others grow, and at most (then an ellipsis)."""
+CELL_PAD = 2
+"""A DataTable cell's padding, one each side."""
+SCROLLBAR = 2
+"""Kept free for the vertical scrollbar of a long list."""
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Which columns the table shows at its width, and how wide the cut ones are."""
+
+    columns: tuple[str, ...]
+    """Keys of COLUMNS shown, in COLUMNS order."""
+    widths: dict[str, int]
+    """Characters for the name and each optional column shown (cut with an ellipsis)."""
+
+
+def plan_layout(width: int, rows: list[dict[str, Text]]) -> Layout:
+    """The columns that fit `width` cells for these rows: ID, status, name, best and
+    duration always; then model, task, data and started while they fit; what is left
+    widens the name, then the model and data, up to their limits."""
+    labels = dict(COLUMNS)
+
+    def natural(key: str) -> int:
+        return max([cell_len(labels[key])] + [r[key].cell_len for r in rows])
+
+    room = width - SCROLLBAR - sum(natural(k) + CELL_PAD for k in REQUIRED if k != "name")
+    widths = {"name": min(natural("name"), NAME_CHARS[0])}
+    room -= widths["name"] + CELL_PAD
+    for key, least, most in OPTIONAL:
+        want = min(natural(key), least if key in ("model", "data") else most)
+        if want + CELL_PAD <= room:
+            widths[key] = want
+            room -= want + CELL_PAD
+    for key, most in (("name", NAME_CHARS[1]), ("model", OPTIONAL[0][2]),
+                      ("data", OPTIONAL[2][2]), ("name", NAME_CHARS[2])):
+        if key in widths and room > 0:
+            grow = max(0, min(natural(key), most) - widths[key])
+            grow = min(grow, room)
+            widths[key] += grow
+            room -= grow
+    shown = set(REQUIRED) | widths.keys()
+    return Layout(tuple(k for k, _ in COLUMNS if k in shown), widths)
+
+
 def row_cells(r: Run, marked: bool, spot: QueueSpot | None = None,
-              best: bool = False) -> tuple:
-    """One run's cells, in COLUMNS order; a marked run's id has a dot, a sweep's best
+              best: bool = False) -> dict[str, Text]:
+    """One run's cells by column key, whole; a marked run's id has a dot, a sweep's best
     run a star, and a waiting run's status its place in the queue."""
     name, value = best_metric(r)
     data = (r.dataset or "-").rstrip("/").rsplit("/", 1)[-1]
-    return (
-        ("● " if marked else "") + (BEST_MARK if best else "") + str(r.id),
-        status_text(r.status) if spot is None else Text(spot.cell, style="dim"),
-        cell(cut(r.name, 18)),
-        cell(cut(r.model_id or "-", 20)),
-        cell(short_task(r.task)),
-        cell(cut(data, 12)),
-        cell(f"{name} {value:.3g}" if value is not None else "-"),
-        duration(r.duration_s),
-        cell((r.started_utc or r.created_utc or "")[5:16].replace("T", " ")),
-    )
+    return {
+        "id": cell(("● " if marked else "") + (BEST_MARK if best else "") + str(r.id)),
+        "status": status_text(r.status) if spot is None else Text(spot.cell, style="dim"),
+        "name": cell(r.name),
+        "model": cell(r.model_id or "-"),
+        "task": cell(short_task(r.task)),
+        "data": cell(data),
+        "best": cell(f"{name} {value:.3g}" if value is not None else "-"),
+        "duration": Text(duration(r.duration_s)),
+        "started": cell((r.started_utc or r.created_utc or "")[5:16].replace("T", " ")),
+    }
+
+
+def fit_cells(cells: dict[str, Text], layout: Layout) -> tuple[Text, ...]:
+    """The cells of the columns shown, cut to their widths with an ellipsis; a model id
+    too long for its column is shown by its repo name (`owner/` dropped) first."""
+    out = []
+    for key in layout.columns:
+        text = cells[key]
+        width = layout.widths.get(key)
+        if width is not None and text.cell_len > width:
+            if key == "model" and "/" in text.plain:
+                text = Text(text.plain.rstrip("/").rsplit("/", 1)[-1], style=text.style)
+            text = text.copy()
+            text.truncate(width, overflow="ellipsis")
+        out.append(text)
+    return tuple(out)
 
 
 class RunsTable(DataTable):
+    """The runs, one row each; the columns follow the table's width (Layout)."""
+
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
         self.spots: dict[int, QueueSpot] = {}
         """Waiting runs' places in the queue, as last shown."""
         self.best: set[int] = set()
         """The best run of each sweep listed."""
-
-    def on_mount(self) -> None:
-        for key, label in COLUMNS:
-            self.add_column(label, key=key)
+        self.layout_shown: Layout | None = None
+        """The columns shown now; None before the first rows."""
+        self._shown: tuple[list[Run], set[int], int | None] = ([], set(), None)
+        """The last `show`'s runs, marks and selection, to lay out again on a resize."""
 
     def show(self, runs: list[Run], marked: set[int], selected: int | None,
              spots: dict[int, QueueSpot] | None = None, best: set[int] | None = None) -> None:
         """Show `runs`, keeping the cursor on `selected` if the list is rebuilt."""
         self.spots, self.best = spots or {}, best or set()
-        rows = {r.id: self._cells(r, r.id in marked) for r in runs}
+        self._shown = (runs, marked, selected)
+        whole = {r.id: self._cells(r, r.id in marked) for r in runs}
+        layout = plan_layout(self._width(), list(whole.values()))
+        rows = {i: fit_cells(c, layout) for i, c in whole.items()}
         wanted_keys = [str(r.id) for r in runs]
-        if [row_key.value for row_key in self.rows] != wanted_keys:
-            self.clear()
-            for r in runs:
-                self.add_row(*rows[r.id], key=str(r.id))
-            if selected is not None and str(selected) in wanted_keys:
-                self.move_cursor(row=self.get_row_index(str(selected)))
+        if layout != self.layout_shown or [k.value for k in self.rows] != wanted_keys:
+            self._rebuild(layout, runs, rows, selected)
             return
         for r in runs:
-            for (col, _), value in zip(COLUMNS, rows[r.id], strict=True):
+            for col, value in zip(layout.columns, rows[r.id], strict=True):
                 if self.get_cell(str(r.id), col) != value:
                     self.update_cell(str(r.id), col, value, update_width=True)
 
+    def _rebuild(self, layout: Layout, runs: list[Run], rows: dict, selected: int | None
+                 ) -> None:
+        """Every row again, under the columns of `layout`, the cursor kept on its run."""
+        if layout != self.layout_shown:
+            self.clear(columns=True)
+            labels = dict(COLUMNS)
+            for key in layout.columns:
+                self.add_column(labels[key], key=key)
+            self.layout_shown = layout
+        else:
+            self.clear()
+        for r in runs:
+            self.add_row(*rows[r.id], key=str(r.id))
+        if selected is not None and self.holds(selected):
+            self.move_cursor(row=self.get_row_index(str(selected)))
+
+    def on_resize(self) -> None:
+        runs, marked, selected = self._shown
+        if runs:
+            self.show(runs, marked, selected, self.spots, self.best)
+
+    def _width(self) -> int:
+        """Cells across the table (the screen's before the first layout)."""
+        return self.size.width or self.app.size.width
+
     def holds(self, run_id: int) -> bool:
-        return str(run_id) in [k.value for k in self.rows]
+        return str(run_id) in self.rows
 
     def move_to(self, run_id: int) -> None:
         self.move_cursor(row=self.get_row_index(str(run_id)))
 
     def show_mark(self, run: Run, marked: bool) -> None:
-        self.update_cell(str(run.id), "id", self._cells(run, marked)[0], update_width=True)
+        runs, marks, selected = self._shown
+        self._shown = (runs, marks | {run.id} if marked else marks - {run.id}, selected)
+        if self.layout_shown is not None and "id" in self.layout_shown.columns:
+            text = fit_cells(self._cells(run, marked), self.layout_shown)[0]
+            self.update_cell(str(run.id), "id", text, update_width=True)
 
-    def _cells(self, run: Run, marked: bool) -> tuple:
+    def _cells(self, run: Run, marked: bool) -> dict[str, Text]:
         spot = self.spots.get(run.id) if run.waiting else None
         return row_cells(run, marked, spot, run.id in self.best)

@@ -1,0 +1,236 @@
+"""Text (and text-pair) classification and regression on hub dataset splits.
+
+The hub counterpart of `load_text_classification` (engine/data/loading.py):
+the same label rules and messages, but the rows stay in Arrow tables. The
+splits come in as local files (engine/hub/datasets.py fetched them); the
+result is a `TextData` whose examples are `ArrowExamples`, which the
+Collator, length-grouped batches and evaluation read like `TextExamples`.
+Tokenising is one batched `datasets` map per split, written to the
+`datasets` cache beside the split's table. Imports neither torch nor textual.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from engine.core.config import RunConfig
+from engine.core.errors import DataError
+from engine.data.hub import (
+    MAP_BATCH_ROWS,
+    LabelMap,
+    drop_unlabelled,
+    encode_labels,
+    label_map,
+    open_split,
+    require_column,
+    stream_split,
+    text_columns,
+)
+from engine.data.loading import TextData, check_stop
+
+
+@dataclass(frozen=True)
+class HubSplit:
+    """One split's local files and how messages name it."""
+
+    paths: tuple[Path, ...]
+    where: str
+    """hf:OWNER/NAME (subset S, split T)."""
+    stream_rows: int | None = None
+    """Streaming: read only this many rows, fetching `paths` (repo paths) one at a time
+    with `fetch`; None reads the local files whole."""
+    fetch: Callable[[Path], Path] | None = None
+    stream_name: str = ""
+    """Names the streamed rows' file in the cache (a re-run reads it again)."""
+
+    def open(self, *, limit: int | None = None, seed: int = 0):
+        if self.stream_rows is None:
+            return open_split(self.paths, self.where, limit=limit, seed=seed)
+        rows = min(self.stream_rows, limit) if limit is not None else self.stream_rows
+        return stream_split(self.paths, self.fetch, rows, self.where, seed=seed,
+                            name=f"{self.stream_name}-{rows}-{seed}")
+
+
+class ArrowColumn(Sequence):
+    """A list-valued Arrow column read one row at a time (a row is a list of ints)."""
+
+    def __init__(self, ds, name: str) -> None:
+        self.ds, self.name = ds, name
+        self._chunks = None
+
+    def _load(self):
+        column = self.ds.data.column(self.name)
+        self._chunks = column.chunks
+        self._starts, total = [], 0
+        for chunk in self._chunks:
+            self._starts.append(total)
+            total += len(chunk)
+        return self._chunks
+
+    def __len__(self) -> int:
+        return len(self.ds)
+
+    def __getitem__(self, i):
+        chunks = self._chunks if self._chunks is not None else self._load()
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        if i < 0:
+            i += len(self)
+        k = bisect.bisect_right(self._starts, i) - 1
+        return chunks[k][i - self._starts[k]].values.to_numpy(zero_copy_only=False).tolist()
+
+    def __getstate__(self):  # the chunks are views of the table: rebuilt after unpickling
+        return {"ds": self.ds, "name": self.name}
+
+    def __setstate__(self, state) -> None:
+        self.ds, self.name, self._chunks = state["ds"], state["name"], None
+
+
+class ArrowExamples:
+    """Tokenised examples of one split in an Arrow table (memory-mapped from disk when
+    the split's table is): what `TextExamples` holds as lists."""
+
+    def __init__(self, ds) -> None:
+        import pyarrow.compute as pc
+
+        self.ds = ds
+        self.input_ids = ArrowColumn(ds, "input_ids")
+        self.token_type_ids = (ArrowColumn(ds, "token_type_ids")
+                               if "token_type_ids" in ds.column_names else None)
+        self.labels = ds.data.column("labels").to_pylist()
+        self.lengths = pc.list_value_length(ds.data.column("input_ids")).to_pylist()
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+
+def load_hub_text_classification(cfg: RunConfig, tokenizer, train: HubSplit,
+                                 validation: HubSplit | None) -> tuple[TextData, list[str]]:
+    """Read, label-map, split (when there is no validation split) and tokenise; returns
+    the data and notes for the run's events (columns read in place of absent ones, where
+    validation came from)."""
+    spec, task = cfg.data, cfg.head.task
+    if task == "text-pair-classification" and not spec.text_pair_column:
+        raise DataError("head.task text-pair-classification needs data.text_pair_column.")
+    warnings: list[str] = []
+    train_ds = train.open(limit=spec.limit, seed=cfg.train.seed)
+    text, pair, label, notes = text_columns(train_ds, train.where, spec)
+    _check_text(train_ds, train.where, text, "text_column")
+    lmap = label_map(train_ds, train.where, label, task)
+    train_ds, warning = drop_unlabelled(train_ds, train.where, label, lmap)
+    warnings += [warning] if warning else []
+    check_stop()
+    if validation is not None:
+        val_ds = validation.open(seed=cfg.train.seed)
+        for column, key in ((text, "text_column"), (pair, "text_pair_column"),
+                            (label, "label_column")):
+            if column is not None:
+                require_column(val_ds, validation.where, column, key)
+        val_ds, warning = drop_unlabelled(val_ds, validation.where, label, lmap)
+        warnings += [warning] if warning else []
+        val_where = validation.where
+    else:
+        if spec.validation_split <= 0:
+            raise DataError("Give data.validation or a data.validation_split above 0.")
+        train_ds, val_ds = split_off(train_ds, label, lmap, spec.validation_split,
+                                     cfg.train.seed)
+        val_where = train.where
+        notes.append(f"Validating on {len(val_ds):,} rows split off {train.where} "
+                     f"(data.validation_split {spec.validation_split:g}, seed "
+                     f"{cfg.train.seed})")
+    columns = (text, pair, label)
+    train_ex = encode_split(train_ds, columns, lmap, train.where, tokenizer, spec.max_length)
+    val_ex = encode_split(val_ds, columns, lmap, val_where, tokenizer, spec.max_length)
+    majority = None
+    if lmap.kind == "single":
+        counts = Counter(train_ex.labels)
+        majority = max(range(len(lmap.names)), key=lambda i: (counts[i], -i))
+    return TextData(train_ex, val_ex, lmap.names, majority, tuple(warnings)), notes
+
+
+def _check_text(ds, where: str, column: str, key: str) -> None:
+    import datasets
+
+    feature = ds.features[column]
+    if isinstance(feature, datasets.ClassLabel) or (
+            isinstance(feature, datasets.Value) and feature.dtype not in ("string",
+                                                                          "large_string")):
+        raise DataError(f"{where} holds {getattr(feature, 'dtype', 'class labels')} values, "
+                        f"not text, in its column {column!r} (data.{key}); set data.{key} to "
+                        "the column that holds the text.")
+
+
+def split_off(ds, column: str, lmap: LabelMap, fraction: float, seed: int):
+    """A seeded validation split of `ds` (by class, so every class lands in both parts,
+    as for files); indices only: no row is copied."""
+    import numpy as np
+
+    rows = len(ds)
+    if rows < 2 or max(1, round(rows * fraction)) >= rows:
+        raise DataError(f"data.validation_split {fraction:g} of {rows} rows leaves none to "
+                        "train on; hold out less (0.1 to 0.2 is usual) or give "
+                        "data.validation.")
+    rng = np.random.default_rng(seed)
+    if lmap.kind != "single":
+        order = rng.permutation(rows)
+        n_val = max(1, round(rows * fraction))
+        return ds.select(np.sort(order[n_val:])), ds.select(np.sort(order[:n_val]))
+    classes = _class_indices(ds, column, lmap)
+    train_idx, val_idx = [], []
+    for c in np.unique(classes):
+        members = np.flatnonzero(classes == c)
+        if len(members) < 2:
+            raise DataError(f"Label {lmap.names[c]!r} has only 1 example, too few to split "
+                            "off a validation set; add examples or give data.validation.")
+        rng.shuffle(members)
+        n_val = min(len(members) - 1, max(1, round(len(members) * fraction)))
+        val_idx.append(members[:n_val])
+        train_idx.append(members[n_val:])
+    return (ds.select(np.sort(np.concatenate(train_idx))),
+            ds.select(np.sort(np.concatenate(val_idx))))
+
+
+def _class_indices(ds, column: str, lmap: LabelMap):
+    """Each row's class index as a numpy array, computed by Arrow (no Python objects)."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    col = ds.with_format("arrow")[column]
+    if lmap.native:
+        return np.asarray(col.to_numpy(zero_copy_only=False), dtype=np.int64)
+    values = list(lmap.by_value)
+    positions = pc.index_in(col, value_set=pa.array(values)).to_numpy(zero_copy_only=False)
+    lookup = np.array([lmap.by_value[v] for v in values], dtype=np.int64)
+    return lookup[positions.astype(np.int64)]
+
+
+def encode_split(ds, columns: tuple[str, str | None, str], lmap: LabelMap, where: str,
+                 tokenizer, max_length: int) -> ArrowExamples:
+    """Tokenise a split by a batched map; the result is an Arrow table of input_ids
+    (token_type_ids for pairs) and labels, on disk when the split is."""
+    text, pair, label = columns
+
+    def encode(batch: dict) -> dict:
+        check_stop()
+        texts = [_as_text(v) for v in batch[text]]
+        pairs = [_as_text(v) for v in batch[pair]] if pair else None
+        enc = tokenizer(texts, pairs, truncation=True, max_length=max_length, padding=False,
+                        return_attention_mask=False)
+        out = {"input_ids": enc["input_ids"],
+               "labels": encode_labels(batch[label], lmap, where, label)}
+        if pair and "token_type_ids" in enc:
+            out["token_type_ids"] = enc["token_type_ids"]
+        return out
+
+    mapped = ds.map(encode, batched=True, batch_size=MAP_BATCH_ROWS,
+                    remove_columns=list(ds.column_names))
+    return ArrowExamples(mapped)
+
+
+def _as_text(value) -> str:
+    return "" if value is None else value if isinstance(value, str) else str(value)
