@@ -9,7 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-
 RESUMED = "Resumed from step"
 """How the note a resumed run gives once its checkpoint is loaded begins: a follower prints
 progress only after it, since until then the store holds the earlier attempt's steps."""
