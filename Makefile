@@ -30,12 +30,17 @@ $(STAMP_TEST): pyproject.toml | $(BIN)/python
 run: $(STAMP_RUN)
 	$(BIN)/hubtune
 
+# Two test processes (pytest-xdist): much of the suite waits on worker processes, so a
+# 2-core machine runs two tests at once. TEST_JOBS=0 runs everything in one process.
+TEST_JOBS ?= 2
+PYTEST := $(BIN)/python -m pytest -q $(if $(filter-out 0,$(TEST_JOBS)),-n $(TEST_JOBS) --dist worksteal)
+
 test: $(STAMP_TEST)
-	$(BIN)/python -m pytest -q
+	$(PYTEST)
 
 # The edit loop: everything but the tests that start workers or whole TUI sessions.
 test-fast: $(STAMP_TEST)
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(PYTEST) -m "not slow"
 
 lint: $(STAMP_TEST)
 	$(BIN)/ruff check tui engine store tests
