@@ -220,3 +220,17 @@ def test_hub_search_and_info_print_hostile_fields_escaped(hf_cache, tmp_path, mo
         assert "w\\x1b[2J.bin" in subprocess.run(
             [sys.executable, "-m", "tui.cli", "hub", "info", "evil/detail"], env=env,
             capture_output=True, text=True, timeout=120, cwd=REPO).stdout
+
+
+def test_a_reader_that_goes_away_ends_the_command_quietly(store, hubtune_home):
+    """`hubtune runs ls | head -1`: once the reader closes the pipe the command stops with
+    SIGPIPE's status and says nothing (no "Error: ... Broken pipe" on the terminal)."""
+    for i in range(40):
+        store.create_run({"model": {"id": "m"}}, name=f"run-{i}", model_id="m", task="t")
+    proc = subprocess.Popen([sys.executable, "-m", "tui.cli", "runs", "ls", "--limit", "40"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env={**os.environ, "HUBTUNE_HOME": str(hubtune_home)})
+    proc.stdout.close()  # before its first line: every write meets a closed pipe
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 141, err
+    assert err == b""

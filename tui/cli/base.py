@@ -38,6 +38,8 @@ class HubtuneGroup(click.Group):
 
         try:
             return super().invoke(ctx)
+        except BrokenPipeError:
+            _quiet_broken_pipe()
         except (HubtuneError, StoreError, sqlite3.Error, OSError) as exc:
             if ctx.find_root().params.get("debug"):
                 raise
@@ -49,3 +51,16 @@ class HubtuneGroup(click.Group):
             else:
                 message = str(exc)
             raise Failure(message) from None
+
+
+def _quiet_broken_pipe() -> None:
+    """The reader of our output went away (`hubtune runs show 3 | head`): stop at once and
+    quietly, as other command-line tools do, with the status a SIGPIPE gives (141)."""
+    import os
+    import sys
+
+    try:  # what is still buffered for the closed pipe is dropped, not reported at exit
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+    raise SystemExit(141)
