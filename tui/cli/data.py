@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from tui.cli.output import cut, dump_json, echo
+from tui.cli.output import cut, dump_json, echo, token_stats_json
 from tui.safe_text import printable
 
 
@@ -81,11 +81,7 @@ def data_preview(file: str, model: str | None, text_column: str | None,
                "label_column": p.label_column, "label_counts": dict(p.label_counts),
                "warnings": list(p.warnings)}
         if stats is not None:
-            out["tokens"] = {"sampled": stats.sampled, "mean": round(stats.mean, 2),
-                             "p50": stats.p50, "p95": stats.p95, "p99": stats.p99,
-                             "max": stats.longest, "model_limit": stats.model_limit,
-                             "suggested_max_length": stats.suggested,
-                             "cut_at_max_length": round(stats.cut_share(max_length), 5)}
+            out["tokens"] = token_stats_json(stats, max_length)
         echo(dump_json(out))
         return
     # Headers, cells and labels come from the file: shown one line each, escaped.

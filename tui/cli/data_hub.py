@@ -8,7 +8,7 @@ goes through `printable`. Imports neither textual nor torch.
 
 from __future__ import annotations
 
-from tui.cli.output import cut, dump_json, echo
+from tui.cli.output import cut, dump_json, echo, token_stats_json
 from tui.safe_text import printable
 
 
@@ -45,11 +45,7 @@ def preview_hub(ref: str, *, subset: str | None, revision: str, model: str | Non
                "label_counts": dict(p.label_counts), "rows_read": p.read_rows,
                "files_read": p.files_read, "files_total": p.files_total}
         if stats is not None:
-            out["tokens"] = {"sampled": stats.sampled, "mean": round(stats.mean, 2),
-                             "p50": stats.p50, "p95": stats.p95, "p99": stats.p99,
-                             "max": stats.longest, "model_limit": stats.model_limit,
-                             "suggested_max_length": stats.suggested,
-                             "cut_at_max_length": round(stats.cut_share(max_length), 5)}
+            out["tokens"] = token_stats_json(stats, max_length)
         echo(dump_json(out))
         return
     _print(p, stats, model, max_length)

@@ -77,3 +77,12 @@ def table(rows: list[list[str]], right: tuple[bool, ...] = ()) -> list[str]:
     return ["  ".join(pad(c, w, right=i < len(right) and right[i])
                       for i, (c, w) in enumerate(zip(row, widths, strict=True))).rstrip()
             for row in rows]
+
+
+def token_stats_json(stats, max_length: int) -> dict:
+    """`data preview --json`'s token statistics (engine.modeling.lengths.LengthStats), for
+    files and hub datasets alike."""
+    return {"sampled": stats.sampled, "mean": round(stats.mean, 2), "p50": stats.p50,
+            "p95": stats.p95, "p99": stats.p99, "max": stats.longest,
+            "model_limit": stats.model_limit, "suggested_max_length": stats.suggested,
+            "cut_at_max_length": round(stats.cut_share(max_length), 5)}
