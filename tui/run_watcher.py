@@ -6,9 +6,10 @@ curves and event log are followed from the last point seen, never re-read, so a 
 costs the same at step 100 and at step 100,000. No widget is touched here: results
 go out as messages (`RunsRefreshed`, `RunDetailRefreshed`, `QueueMoved`).
 
-A TUI left open keeps the run queue moving: when a reap frees a dead worker's slots,
-and when the screen asks (the queue resumed or reordered), the watcher starts what
-fits (`engine.worker.start_queued`), here on the poll thread, never on the UI's.
+A TUI left open keeps the run queue moving: when a reap frees the slots of a run whose
+worker process died, and when the screen asks (the queue resumed or reordered), the
+watcher starts what fits (`engine.worker.start_queued`), here on the poll thread, never
+on the UI's.
 """
 
 from __future__ import annotations
@@ -64,7 +65,7 @@ class RunWatcher:
         """Sweep id -> SweepView of the runs last listed."""
 
     def reap(self) -> bool:
-        """Mark dead workers' runs interrupted now and then; True if any was."""
+        """Mark runs whose worker process died interrupted now and then; True if any was."""
         if time.monotonic() - self.reaped_at <= REAP_EVERY_S:
             return False
         self.reaped_at = time.monotonic()

@@ -144,9 +144,8 @@ class FreezeSpec:
 
 
 HUB_DATA_PREFIX = "hf:"
-HUB_DATA_TASKS = ("text-classification", "text-pair-classification",
-                  "multi-label-classification", "regression", "feature-extraction")
-"""The heads that train on `hf:` datasets (read through the `datasets` library)."""
+HUB_DATA_TASKS = TASKS
+"""The heads that train on `hf:` datasets (read through the `datasets` library): all."""
 _HUB_REF = re.compile(r"hf:(?P<repo>[\w.-]+(?:/[\w.-]+)?)(?::(?P<split>[\w.-]+))?")
 
 

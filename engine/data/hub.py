@@ -4,8 +4,8 @@ The files of a split (downloaded by engine/hub/datasets.py; this module
 takes them as paths and never reaches the hub) become a `datasets.Dataset`
 whose table lives on disk in the `datasets` cache, so a split larger than
 RAM trains: rows are tokenised by a batched `map` into another on-disk table,
-and `ArrowExamples` hands the training loop one row at a time from it. The
-worker holds the token ids only as Arrow buffers, never as Python lists;
+and `ArrowSequenceExamples` hands the training loop one row at a time from it. The
+run's worker process holds the token ids only as Arrow buffers, never as Python lists;
 labels and lengths (one small int a row) are the exception.
 
 `data.limit` reads only the row groups holding a seeded sample of rows (the

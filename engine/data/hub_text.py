@@ -3,8 +3,8 @@
 The hub counterpart of `load_text_classification` (engine/data/loading.py):
 the same label rules and messages, but the rows stay in Arrow tables. The
 splits come in as local files (engine/hub/datasets.py fetched them); the
-result is a `TextData` whose examples are `ArrowExamples`, which the
-Collator, length-grouped batches and evaluation read like `TextExamples`.
+result is a `SequenceData` whose examples are `ArrowSequenceExamples`, which the
+`SequenceCollator`, length-grouped batches and evaluation read like `SequenceExamples`.
 Tokenising is one batched `datasets` map per split, written to the
 `datasets` cache beside the split's table. Imports neither torch nor textual.
 """
@@ -30,7 +30,7 @@ from engine.data.hub import (
     stream_split,
     text_columns,
 )
-from engine.data.loading import TextData, check_stop
+from engine.data.loading import SequenceData, check_stop
 
 
 @dataclass(frozen=True)
@@ -90,9 +90,9 @@ class ArrowColumn(Sequence):
         self.ds, self.name, self._chunks = state["ds"], state["name"], None
 
 
-class ArrowExamples:
+class ArrowSequenceExamples:
     """Tokenised examples of one split in an Arrow table (memory-mapped from disk when
-    the split's table is): what `TextExamples` holds as lists."""
+    the split's table is): what `SequenceExamples` holds as lists."""
 
     def __init__(self, ds) -> None:
         import pyarrow.compute as pc
@@ -109,7 +109,7 @@ class ArrowExamples:
 
 
 def load_hub_text_classification(cfg: RunConfig, tokenizer, train: HubSplit,
-                                 validation: HubSplit | None) -> tuple[TextData, list[str]]:
+                                 validation: HubSplit | None) -> tuple[SequenceData, list[str]]:
     """Read, label-map, split (when there is no validation split) and tokenise; returns
     the data and notes for the run's events (columns read in place of absent ones, where
     validation came from)."""
@@ -149,7 +149,7 @@ def load_hub_text_classification(cfg: RunConfig, tokenizer, train: HubSplit,
     if lmap.kind == "single":
         counts = Counter(train_ex.labels)
         majority = max(range(len(lmap.names)), key=lambda i: (counts[i], -i))
-    return TextData(train_ex, val_ex, lmap.names, majority, tuple(warnings)), notes
+    return SequenceData(train_ex, val_ex, lmap.names, majority, tuple(warnings)), notes
 
 
 def _check_text(ds, where: str, column: str, key: str) -> None:
@@ -169,16 +169,10 @@ def split_off(ds, column: str, lmap: LabelMap, fraction: float, seed: int):
     as for files); indices only: no row is copied."""
     import numpy as np
 
-    rows = len(ds)
-    if rows < 2 or max(1, round(rows * fraction)) >= rows:
-        raise DataError(f"data.validation_split {fraction:g} of {rows} rows leaves none to "
-                        "train on; hold out less (0.1 to 0.2 is usual) or give "
-                        "data.validation.")
-    rng = np.random.default_rng(seed)
     if lmap.kind != "single":
-        order = rng.permutation(rows)
-        n_val = max(1, round(rows * fraction))
-        return ds.select(np.sort(order[n_val:])), ds.select(np.sort(order[:n_val]))
+        return split_rows(ds, fraction, seed)
+    _check_fraction(len(ds), fraction)
+    rng = np.random.default_rng(seed)
     classes = _class_indices(ds, column, lmap)
     train_idx, val_idx = [], []
     for c in np.unique(classes):
@@ -192,6 +186,24 @@ def split_off(ds, column: str, lmap: LabelMap, fraction: float, seed: int):
         train_idx.append(members[n_val:])
     return (ds.select(np.sort(np.concatenate(train_idx))),
             ds.select(np.sort(np.concatenate(val_idx))))
+
+
+def split_rows(ds, fraction: float, seed: int):
+    """A seeded random validation split of `ds` (indices only: no row is copied)."""
+    import numpy as np
+
+    rows = len(ds)
+    _check_fraction(rows, fraction)
+    order = np.random.default_rng(seed).permutation(rows)
+    n_val = max(1, round(rows * fraction))
+    return ds.select(np.sort(order[n_val:])), ds.select(np.sort(order[:n_val]))
+
+
+def _check_fraction(rows: int, fraction: float) -> None:
+    if rows < 2 or max(1, round(rows * fraction)) >= rows:
+        raise DataError(f"data.validation_split {fraction:g} of {rows} rows leaves none to "
+                        "train on; hold out less (0.1 to 0.2 is usual) or give "
+                        "data.validation.")
 
 
 def _class_indices(ds, column: str, lmap: LabelMap):
@@ -210,7 +222,7 @@ def _class_indices(ds, column: str, lmap: LabelMap):
 
 
 def encode_split(ds, columns: tuple[str, str | None, str], lmap: LabelMap, where: str,
-                 tokenizer, max_length: int) -> ArrowExamples:
+                 tokenizer, max_length: int) -> ArrowSequenceExamples:
     """Tokenise a split by a batched map; the result is an Arrow table of input_ids
     (token_type_ids for pairs) and labels, on disk when the split is."""
     text, pair, label = columns
@@ -229,7 +241,7 @@ def encode_split(ds, columns: tuple[str, str | None, str], lmap: LabelMap, where
 
     mapped = ds.map(encode, batched=True, batch_size=MAP_BATCH_ROWS,
                     remove_columns=list(ds.column_names))
-    return ArrowExamples(mapped)
+    return ArrowSequenceExamples(mapped)
 
 
 def _as_text(value) -> str:

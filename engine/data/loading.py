@@ -4,7 +4,7 @@ Files are read by `engine.data.reader.read_table`, the one reader the preview
 uses too, and label cells are judged by its `check_labels`: rows with an
 empty label are left out and counted, labels that differ only by spaces
 around them are read as one, labels that differ only by case stay separate
-classes. Each of these is a warning the run reports (`TextData.warnings`),
+classes. Each of these is a warning the run reports (`SequenceData.warnings`),
 never a silent change.
 
 Every failure a user can cause (a missing file, a wrong encoding, a column
@@ -42,8 +42,9 @@ if TYPE_CHECKING:
 
 
 @dataclass
-class TextExamples:
-    """Tokenised examples of one split."""
+class SequenceExamples:
+    """Tokenised examples of one split for the sequence heads (classification, pairs,
+    multi-label, regression), as lists; padded into batches by `SequenceCollator`."""
 
     input_ids: list[list[int]]
     token_type_ids: list[list[int]] | None
@@ -58,9 +59,11 @@ class TextExamples:
 
 
 @dataclass
-class TextData:
-    train: TextExamples
-    validation: TextExamples
+class SequenceData:
+    """A sequence-classification set: both splits' examples and what the labels are."""
+
+    train: SequenceExamples
+    validation: SequenceExamples
     labels: tuple[str, ...]
     """Label names in class-index order (empty for regression)."""
     majority_class: int | None
@@ -134,12 +137,12 @@ def _require_columns(frame, path: Path, columns: dict[str, str | None]) -> None:
             )
 
 
-def load_text_classification(cfg: RunConfig, tokenizer) -> TextData:
+def load_text_classification(cfg: RunConfig, tokenizer) -> SequenceData:
     """Read, split, label-map and tokenise a text (or text-pair) classification set."""
     warnings: list[str] = []
     (train_frame, train_labels), (val_frame, val_labels), names, majority = \
         _labelled_splits(cfg, warnings)
-    return TextData(
+    return SequenceData(
         train=_encode_texts(train_frame, train_labels, cfg.data, tokenizer),
         validation=_encode_texts(val_frame, val_labels, cfg.data, tokenizer),
         labels=names,
@@ -156,8 +159,8 @@ TEXT_CLASSIFICATION_TASKS = ("text-classification", "text-pair-classification",
 def check_text_classification(cfg: RunConfig) -> list[str]:
     """Every check `load_text_classification` makes, without a tokenizer or a model;
     returns its warnings. The CLI runs it before it records a run, so a broken file
-    fails in a second instead of after a worker has loaded the model. A hub dataset
-    (`hf:`) is checked by the worker, which fetches it."""
+    fails in a second instead of after the run's worker process has loaded the model. A
+    hub dataset (`hf:`) is checked by that worker process, which fetches it."""
     if is_hub_data(cfg.data.train):
         return []
     warnings: list[str] = []
@@ -263,12 +266,13 @@ def _class_labels(train_frame, val_frame, train_path: Path, column: str):
     return names, [index[v] for v in raw_train], val_labels
 
 
-def _encode_texts(frame, labels, spec, tokenizer) -> TextExamples:
+def _encode_texts(frame, labels, spec, tokenizer) -> SequenceExamples:
     texts = [_text(v) for v in frame[spec.text_column]]
     pairs = [_text(v) for v in frame[spec.text_pair_column]] if spec.text_pair_column else None
     enc = tokenise(tokenizer, texts, pairs, truncation=True, max_length=spec.max_length,
                    padding=False, return_attention_mask=False)
-    return TextExamples(enc["input_ids"], enc.get("token_type_ids") if pairs else None, labels)
+    return SequenceExamples(enc["input_ids"], enc.get("token_type_ids") if pairs else None,
+                            labels)
 
 
 def drop_missing_labels(frame, path: Path, column: str, warnings: list[str],
@@ -519,10 +523,11 @@ def sorted_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
     return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
 
 
-class Collator:
-    """Pads a batch to its own longest sequence (dynamic padding)."""
+class SequenceCollator:
+    """Pads a batch of `SequenceExamples` (or `ArrowSequenceExamples`) to its own longest
+    sequence (dynamic padding), with the labels as class indices or floats."""
 
-    def __init__(self, examples: TextExamples, pad_id: int, float_labels: bool) -> None:
+    def __init__(self, examples: SequenceExamples, pad_id: int, float_labels: bool) -> None:
         self.examples = examples
         self.pad_id = pad_id
         import torch  # here, not at the top: reading and checking data needs no torch

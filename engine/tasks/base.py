@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 
@@ -16,9 +16,23 @@ from engine.modeling.heads import is_vision_config
 from engine.modeling.loading import building_on_meta
 
 
+class Examples(Protocol):
+    """What the training loop, its samplers and `mean_loss` read of one split's examples,
+    whatever the task keeps in them: `FieldExamples` (token, QA, seq2seq, LM),
+    `SequenceExamples` and `ArrowSequenceExamples` (the sequence heads), `ImageExamples`
+    and `HubImageExamples`.
+    Only the task's own collator reads the rest."""
+
+    lengths: Sequence[int]
+    """Each example's length in tokens (1 per image): what batches are grouped by."""
+
+    def __len__(self) -> int: ...
+
+
 @dataclass
-class Examples:
-    """One split, pre-processed: a dict of lists (one entry per example) per field."""
+class FieldExamples:
+    """One split, pre-processed: a dict of lists (one entry per example) per field, padded
+    into batches by `FieldCollator`."""
 
     fields: dict[str, list]
     lengths: list[int]
@@ -29,8 +43,8 @@ class Examples:
 
 @dataclass
 class TaskData:
-    train: Any
-    validation: Any
+    train: Examples
+    validation: Examples
     labels: tuple[str, ...] = ()
     """Label names in class-index order (empty where the task has none)."""
     majority_class: int | None = None
@@ -70,7 +84,9 @@ class Task:
     def build(self, cfg: RunConfig, path: Path, data: TaskData) -> torch.nn.Module:
         raise NotImplementedError
 
-    def collator(self, examples, processor, cfg: RunConfig, *, train: bool) -> Callable:
+    def collator(self, examples: Examples, processor, cfg: RunConfig, *,
+                 train: bool) -> Callable:
+        """What turns a list of example indices into the model's batch of tensors."""
         raise NotImplementedError
 
     def evaluate(self, model, data: TaskData, processor, cfg: RunConfig, device) -> dict:
@@ -187,15 +203,16 @@ def load_auto_model(auto_class: str, task: Task, cfg: RunConfig, path: Path, hin
         raise ModelError(f"Cannot load model {cfg.model.id}: {_first_line(exc)}") from None
 
 
-class PadCollator:
-    """Pads every list field of a batch to the batch's longest (dynamic padding).
+class FieldCollator:
+    """Pads every list field of a `FieldExamples` batch to the batch's longest (dynamic
+    padding).
 
     `pads` gives the fill value per field (labels get -100, which the losses
     ignore); scalar fields become a 1-d tensor. An attention mask follows
     `input_ids`.
     """
 
-    def __init__(self, examples: Examples, pads: dict[str, int]) -> None:
+    def __init__(self, examples: FieldExamples, pads: dict[str, int]) -> None:
         self.examples = examples
         self.pads = pads
 
@@ -220,7 +237,7 @@ class PadCollator:
 
 
 @torch.no_grad()
-def mean_loss(model, examples, collate: Callable, batch_size: int, device,
+def mean_loss(model, examples: Examples, collate: Callable, batch_size: int, device,
               visit: Callable | None = None) -> float:
     """The example-weighted mean loss over a split, in length-sorted batches.
 

@@ -5,21 +5,21 @@ from __future__ import annotations
 import torch
 
 from engine.core.config import RunConfig
-from engine.data.loading import Collator, TextExamples, sorted_batches
-from engine.tasks.examples import ExampleCollector
+from engine.data.loading import SequenceCollator, SequenceExamples, sorted_batches
 from engine.tasks.metrics import class_report, classification_scores, confusion_matrix
+from engine.tasks.review_rows import LabelResultCollector
 
 
 @torch.no_grad()
-def run_evaluation(model, examples: TextExamples, cfg: RunConfig, pad_id: int, num_labels: int,
-                   device) -> dict:
+def run_evaluation(model, examples: SequenceExamples, cfg: RunConfig, pad_id: int,
+                   num_labels: int, device) -> dict:
     kind = label_kind(cfg.head.task)
     was_training = model.training
     model.eval()
-    collate = Collator(examples, pad_id, kind != "single_label")
+    collate = SequenceCollator(examples, pad_id, kind != "single_label")
     total_loss = torch.zeros((), device=device, dtype=torch.float64)
     preds, golds = [], []
-    collector = ExampleCollector(kind)
+    collector = LabelResultCollector(kind)
     for indices in sorted_batches(examples.lengths, cfg.train.batch_size * 2):
         batch = {k: v.to(device, non_blocking=True) for k, v in collate(indices).items()}
         loss, logits = model(**batch)
@@ -44,7 +44,7 @@ def evaluate_features(head, val, cfg: RunConfig, num_labels: int) -> dict:
     head.train(was_training)
     pred = _predict(kind, logits)
     metrics = _metrics(val.labels, pred, float(loss), kind, num_labels)
-    collector = ExampleCollector(kind)  # the features are in example order
+    collector = LabelResultCollector(kind)  # the features are in example order
     collector.add(torch.arange(len(pred), device=pred.device), logits, pred, val.labels)
     metrics["examples"] = collector.results()
     return metrics
@@ -92,7 +92,7 @@ def multi_label_scores(gold, pred) -> dict[str, float]:
     }
 
 
-def majority_baseline(val: TextExamples, majority: int | None, num_labels: int) -> dict:
+def majority_baseline(val: SequenceExamples, majority: int | None, num_labels: int) -> dict:
     """What always answering the most frequent training label scores on `val`."""
     if majority is None or not len(val):
         return {}

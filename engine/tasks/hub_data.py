@@ -11,8 +11,11 @@ events and summary.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from engine.core.config import RunConfig, is_hub_data, parse_hub_data
 from engine.core.errors import DataError
+from engine.data.hub_text import HubSplit
 from engine.tasks.base import TaskData
 
 STREAM_VALIDATION_ROWS = 10_000
@@ -20,9 +23,35 @@ STREAM_VALIDATION_ROWS = 10_000
 DEFAULT_SUBSET = "default"
 
 
-def load_hub_sequence(cfg: RunConfig, tokenizer) -> TaskData:
-    """`load_text_classification` for an `hf:` dataset."""
-    from engine.data.hub_text import load_hub_text_classification
+@dataclass(frozen=True)
+class HubSplits:
+    """The splits a config's `hf:` data names, fetched: what every task's reader reads."""
+
+    train: HubSplit
+    validation: HubSplit | None
+    """None: split validation off the training rows (data.validation_split)."""
+    record: dict
+    """What the run records of the dataset: id, subset, revision, commit, splits."""
+    heading: str
+    """'Dataset hf:X, commit C: ' for the first note."""
+    train_split: str
+    val_name: str | None
+    """hf:REPO:SPLIT of the validation split, when there is one."""
+
+    def notes(self, cfg: RunConfig, train_rows: int, val_rows: int) -> list[str]:
+        """The run's first notes: what it trains and validates on."""
+        streamed = (f"streaming the first {streamed_rows(cfg):,} rows (train.max_steps x "
+                    "batch) of " if cfg.data.streaming else "training on ")
+        first = (f"{self.heading}{streamed}its {self.train_split} split"
+                 + ("" if cfg.data.streaming else f" ({train_rows:,} rows)"))
+        if self.val_name is None:
+            return [first]
+        repo, _, split = self.val_name.rpartition(":")
+        return [first, f"Validating on the {split} split of {repo} ({val_rows:,} rows)"]
+
+
+def hub_splits(cfg: RunConfig) -> HubSplits:
+    """Fetch (or find in the cache) the training and validation splits `cfg.data` names."""
     from engine.hub.datasets import fetch_dataset
 
     spec = cfg.data
@@ -52,23 +81,36 @@ def load_hub_sequence(cfg: RunConfig, tokenizer) -> TaskData:
         val_split = "validation"
     if val_split is not None:
         validation = _split(cfg, val_files, val_split, STREAM_VALIDATION_ROWS)
-    text, notes = load_hub_text_classification(cfg, tokenizer, train, validation)
+    val_name = f"hf:{val_files.repo}:{val_split}" if val_split is not None else None
     record = {"id": f"hf:{ref.repo}", "subset": files.subset, "revision": spec.revision,
               "sha": files.sha, "train_split": train_split,
-              "validation": (f"hf:{val_files.repo}:{val_split}" if val_split is not None
-                             else f"validation_split {spec.validation_split:g} of "
-                                  f"{train_split}")}
-    if val_split is not None:
-        notes.append(f"Validating on the {val_split} split of hf:{val_files.repo} "
-                     f"({len(text.validation):,} rows)")
+              "validation": val_name or (f"validation_split {spec.validation_split:g} of "
+                                         f"{train_split}")}
     subset = f", subset {files.subset}" if files.subset != DEFAULT_SUBSET else ""
-    streamed = (f"streaming the first {len(text.train):,} rows (train.max_steps x batch) of "
-                if spec.streaming else "training on ")
-    notes.insert(0, f"Dataset hf:{ref.repo}{subset}, commit {files.sha[:12]}: {streamed}its "
-                    f"{train_split} split" + ("" if spec.streaming
-                                              else f" ({len(text.train):,} rows)"))
-    return TaskData(text.train, text.validation, text.labels, text.majority_class,
-                    extra={"dataset": record, "notes": tuple(notes)}, warnings=text.warnings)
+    return HubSplits(train, validation, record,
+                     f"Dataset hf:{ref.repo}{subset}, commit {files.sha[:12]}: ",
+                     train_split, val_name)
+
+
+def hub_task_data(cfg: RunConfig, splits: HubSplits, train, validation, notes: list[str],
+                  **more) -> TaskData:
+    """A hub dataset's TaskData: the examples, the run's record of the dataset and its
+    notes (what it trains and validates on first, then the reader's)."""
+    extra = {"dataset": splits.record,
+             "notes": tuple(splits.notes(cfg, len(train), len(validation)) + notes),
+             **more.pop("extra", {})}
+    return TaskData(train, validation, extra=extra, **more)
+
+
+def load_hub_sequence(cfg: RunConfig, tokenizer) -> TaskData:
+    """`load_text_classification` for an `hf:` dataset."""
+    from engine.data.hub_text import load_hub_text_classification
+
+    splits = hub_splits(cfg)
+    text, notes = load_hub_text_classification(cfg, tokenizer, splits.train,
+                                               splits.validation)
+    return hub_task_data(cfg, splits, text.train, text.validation, notes, labels=text.labels,
+                         majority_class=text.majority_class, warnings=text.warnings)
 
 
 def streamed_rows(cfg: RunConfig) -> int:
@@ -85,7 +127,6 @@ def _split(cfg: RunConfig, files, split: str, stream_rows: int):
     """A HubSplit of `files`: local files, or (data.streaming) repo paths fetched as read."""
     import hashlib
 
-    from engine.data.hub_text import HubSplit
     from engine.hub.datasets import dataset_file
 
     if not cfg.data.streaming:

@@ -31,12 +31,20 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 class ImageExamples:
+    """One split's image files and class indices; `ImageCollator` decodes them per batch."""
+
     def __init__(self, paths: list[Path], labels: list[int]) -> None:
         self.paths, self.labels = paths, labels
         self.lengths = [1] * len(paths)
 
     def __len__(self) -> int:
         return len(self.paths)
+
+    def open(self, i: int):
+        """Example `i`'s image, opened (a context manager, as `PIL.Image.open` returns)."""
+        from PIL import Image
+
+        return Image.open(self.paths[i])
 
 
 def scan_images(root: Path) -> tuple[list[Path], list[str]]:
@@ -171,8 +179,8 @@ def image_transforms(size: int, mean, std, *, augment: bool):
 
 
 class ImageCollator:
-    """Decodes and transforms a batch of images (in a data worker process, when the run
-    has them).
+    """Decodes and transforms a batch of `ImageExamples` (or `HubImageExamples`), in a
+    data worker process when the run has them.
 
     A random augmentation is seeded per (run seed, epoch, example), not drawn from the
     process's running random state: the same image gets the same crop in whichever
@@ -189,11 +197,9 @@ class ImageCollator:
         self.epoch = epoch
 
     def __call__(self, indices: list[int]) -> dict[str, torch.Tensor]:
-        from PIL import Image
-
         pixels = []
         for i in indices:
-            with Image.open(self.examples.paths[i]) as img:
+            with self.examples.open(i) as img:
                 rgb = img.convert("RGB")
             if self.seed is None:
                 pixels.append(self.transform(rgb))
@@ -329,8 +335,13 @@ class ImageTask(Task):
                 "size": int(size), "arch": None, "processor": proc}, path
 
     def load_data(self, cfg: RunConfig, processor) -> TaskData:
+        from engine.core.config import is_hub_data
         from engine.data.loading import _natural
 
+        if is_hub_data(cfg.data.train):
+            from engine.tasks.hub_images import load_hub_images
+
+            return load_hub_images(cfg)
         spec = cfg.data
         warnings: list[str] = []
         train, val, skipped = image_splits(cfg, warnings)
@@ -392,10 +403,10 @@ class ImageTask(Task):
 
     def evaluate(self, model, data: TaskData, processor, cfg: RunConfig, device) -> dict:
         from engine.tasks.evaluate import _metrics
-        from engine.tasks.examples import ExampleCollector
+        from engine.tasks.review_rows import LabelResultCollector
 
         golds, preds = [], []
-        collector = ExampleCollector("single_label")
+        collector = LabelResultCollector("single_label")
 
         def visit(indices, batch, out):
             golds.append(batch["labels"])

@@ -16,14 +16,24 @@ import torch
 
 from engine.core.config import RunConfig
 from engine.core.errors import ModelError
-from engine.tasks.base import Examples, PadCollator, Task, TaskData, load_auto_model, mean_loss
+from engine.tasks.base import (
+    FieldCollator,
+    FieldExamples,
+    Task,
+    TaskData,
+    load_auto_model,
+    mean_loss,
+)
+from engine.tasks.columns import LM_TEXT_NAMES
 
 MASK_FRACTION = 0.15
 
 
 class MaskingCollator:
-    def __init__(self, examples: Examples, tokenizer, seed: int) -> None:
-        self.pad = PadCollator(examples, {"input_ids": tokenizer.pad_token_id or 0})
+    """Masked LM batches: `FieldCollator`'s padding, then seeded masks and their labels."""
+
+    def __init__(self, examples: FieldExamples, tokenizer, seed: int) -> None:
+        self.pad = FieldCollator(examples, {"input_ids": tokenizer.pad_token_id or 0})
         self.mask_id = tokenizer.mask_token_id
         self.vocab = len(tokenizer)
         self.special = torch.tensor(sorted(set(tokenizer.all_special_ids)), dtype=torch.long)
@@ -46,8 +56,10 @@ class MaskingCollator:
 
 
 class CausalCollator:
-    def __init__(self, examples: Examples, pad_id: int) -> None:
-        self.pad = PadCollator(examples, {"input_ids": pad_id})
+    """Causal LM batches: `FieldCollator`'s padding, the inputs as labels."""
+
+    def __init__(self, examples: FieldExamples, pad_id: int) -> None:
+        self.pad = FieldCollator(examples, {"input_ids": pad_id})
 
     def __call__(self, indices: list[int]) -> dict[str, torch.Tensor]:
         batch = self.pad(indices)
@@ -74,14 +86,18 @@ class LanguageModelTask(Task):
         return tokenizer, path
 
     def load_data(self, cfg: RunConfig, tokenizer) -> TaskData:
+        from engine.core.config import is_hub_data
         from engine.data.loading import load_frames, pick_column, tokenise
 
+        if is_hub_data(cfg.data.train):
+            from engine.tasks.hub_readers import load_hub_lm
+
+            return load_hub_lm(cfg, tokenizer)
         spec = cfg.data
         train, val, path = load_frames(cfg)
 
-        def encode(frame) -> Examples:
-            column = pick_column(frame, path, spec.text_column, "text_column",
-                                 ("content", "sentence"))
+        def encode(frame) -> FieldExamples:
+            column = pick_column(frame, path, spec.text_column, "text_column", LM_TEXT_NAMES)
             texts = [str(t) for t in frame[column] if isinstance(t, str) and t.strip()]
             if not texts:
                 from engine.core.errors import DataError
@@ -90,7 +106,7 @@ class LanguageModelTask(Task):
             enc = tokenise(tokenizer, texts, truncation=True, max_length=spec.max_length,
                            return_attention_mask=False)
             ids = [x for x in enc["input_ids"] if len(x) > 1]
-            return Examples({"input_ids": ids}, [len(x) for x in ids])
+            return FieldExamples({"input_ids": ids}, [len(x) for x in ids])
 
         return TaskData(encode(train), encode(val))
 
@@ -107,7 +123,7 @@ class LanguageModelTask(Task):
         return MaskingCollator(examples, tokenizer, cfg.train.seed)
 
     def evaluate(self, model, data: TaskData, tokenizer, cfg: RunConfig, device) -> dict:
-        from engine.tasks.examples import TokenLossCollector
+        from engine.tasks.review_rows import TokenLossCollector
 
         collect = TokenLossCollector(tokenizer, self.causal)
         collate = self.collator(data.validation, tokenizer, cfg, train=False)

@@ -21,7 +21,14 @@ import torch
 
 from engine.core.config import RunConfig
 from engine.core.errors import DataError
-from engine.tasks.base import Examples, PadCollator, Task, TaskData, load_auto_model, mean_loss
+from engine.tasks.base import (
+    FieldCollator,
+    FieldExamples,
+    Task,
+    TaskData,
+    load_auto_model,
+    mean_loss,
+)
 
 MAX_ANSWER_TOKENS = 30
 
@@ -150,82 +157,109 @@ def best_span(start_logits, end_logits, offsets) -> tuple[float, int, int]:
     return best
 
 
+def check_qa_setup(cfg: RunConfig, tokenizer) -> None:
+    """A fast tokenizer (offsets map answers to tokens) and windows that move forward."""
+    spec = cfg.data
+    if not getattr(tokenizer, "is_fast", False):
+        from engine.core.errors import ModelError
+
+        raise ModelError(f"Question answering needs a fast tokenizer (for offsets); "
+                         f"{cfg.model.id} has only a slow one.")
+    if spec.doc_stride * 2 >= spec.max_length:
+        from engine.core.errors import ConfigError
+
+        raise ConfigError(f"data.doc_stride ({spec.doc_stride}) must be under half of "
+                          f"data.max_length ({spec.max_length}) so windows move forward.")
+
+
+def check_answers(frame, where) -> None:
+    """Every answer is where its answer_start says in its context."""
+    for i, (context, answers) in enumerate(zip(frame["context"], frame["answers"],
+                                               strict=True)):
+        for text, start in answers:
+            if str(context)[start:start + len(text)] != text:
+                raise DataError(
+                    f"{where}: answer {text!r} of question {i + 1} is not at character "
+                    f"{start} of its context; fix answer_start.")
+
+
+def qa_extra(val) -> dict:
+    """What evaluation reads beyond the windows: the validation contexts and answers."""
+    return {"contexts": [str(c) for c in val["context"]],
+            "answers": [[t for t, _ in a] for a in val["answers"]]}
+
+
+def qa_examples(tokenizer, frame, spec, training: bool) -> FieldExamples:
+    """Question/context windows with the answer's token span (0, 0 where the window does
+    not hold it); validation windows also keep their question and character offsets."""
+    from engine.data.loading import check_stop
+
+    questions = [str(q).lstrip() for q in frame["question"]]
+    contexts = [str(c) for c in frame["context"]]
+    check_stop()
+    enc = encode_windows(tokenizer, questions, contexts, spec.max_length, spec.doc_stride)
+    starts, ends, owners, offsets = [], [], [], []
+    all_answers = list(frame["answers"])
+    for w in range(len(enc["input_ids"])):
+        example = enc["overflow_to_sample_mapping"][w]
+        seq = enc.sequence_ids(w)
+        window_offsets = [o if s == 1 else None
+                          for o, s in zip(enc["offset_mapping"][w], seq, strict=True)]
+        s_tok = e_tok = 0
+        answers = all_answers[example]
+        if answers:
+            text, char_start = answers[0]
+            char_end = char_start + len(text)
+            inside = [i for i, o in enumerate(window_offsets) if o is not None]
+            if (inside and window_offsets[inside[0]][0] <= char_start
+                    and window_offsets[inside[-1]][1] >= char_end):
+                s_tok = next(i for i in inside if window_offsets[i][1] > char_start)
+                e_tok = next(i for i in reversed(inside) if window_offsets[i][0] < char_end)
+        starts.append(s_tok)
+        ends.append(e_tok)
+        owners.append(example)
+        offsets.append(window_offsets)
+    fields = {"input_ids": enc["input_ids"], "start_positions": starts,
+              "end_positions": ends}
+    if "token_type_ids" in enc:
+        fields["token_type_ids"] = enc["token_type_ids"]
+    examples = FieldExamples(fields, [len(x) for x in enc["input_ids"]])
+    if not training:
+        examples.owners, examples.offsets = owners, offsets
+    return examples
+
+
 class QATask(Task):
     watch = "f1"
     metrics = ("loss", "exact_match", "f1")
 
     def load_data(self, cfg: RunConfig, tokenizer) -> TaskData:
-        from engine.data.loading import check_stop, load_frames
+        from engine.core.config import is_hub_data
+        from engine.data.loading import load_frames
 
         spec = cfg.data
-        if not getattr(tokenizer, "is_fast", False):
-            from engine.core.errors import ModelError
+        check_qa_setup(cfg, tokenizer)
+        if is_hub_data(spec.train):
+            from engine.tasks.hub_qa import read_hub_qa
 
-            raise ModelError(f"Question answering needs a fast tokenizer (for offsets); "
-                             f"{cfg.model.id} has only a slow one.")
-        if spec.doc_stride * 2 >= spec.max_length:
-            from engine.core.errors import ConfigError
-
-            raise ConfigError(f"data.doc_stride ({spec.doc_stride}) must be under half of "
-                              f"data.max_length ({spec.max_length}) so windows move forward.")
+            hub = read_hub_qa(cfg)
+            check_answers(hub.train, hub.read.train_where)
+            check_answers(hub.validation, hub.read.val_where)
+            return hub.task_data(cfg, qa_examples(tokenizer, hub.train, spec, True),
+                                 qa_examples(tokenizer, hub.validation, spec, False),
+                                 qa_extra(hub.validation))
         train, val, _ = load_frames(cfg, lambda p, role: read_squad(p, spec.encoding, role))
-
-        def encode(frame, training: bool) -> Examples:
-            questions = [str(q).lstrip() for q in frame["question"]]
-            contexts = [str(c) for c in frame["context"]]
-            check_stop()
-            enc = encode_windows(tokenizer, questions, contexts, spec.max_length,
-                                 spec.doc_stride)
-            starts, ends, owners, offsets = [], [], [], []
-            all_answers = list(frame["answers"])
-            for w in range(len(enc["input_ids"])):
-                example = enc["overflow_to_sample_mapping"][w]
-                seq = enc.sequence_ids(w)
-                window_offsets = [o if s == 1 else None
-                                  for o, s in zip(enc["offset_mapping"][w], seq, strict=True)]
-                s_tok = e_tok = 0
-                answers = all_answers[example]
-                if answers:
-                    text, char_start = answers[0]
-                    char_end = char_start + len(text)
-                    inside = [i for i, o in enumerate(window_offsets) if o is not None]
-                    if (inside and window_offsets[inside[0]][0] <= char_start
-                            and window_offsets[inside[-1]][1] >= char_end):
-                        s_tok = next(i for i in inside if window_offsets[i][1] > char_start)
-                        e_tok = next(i for i in reversed(inside)
-                                     if window_offsets[i][0] < char_end)
-                starts.append(s_tok)
-                ends.append(e_tok)
-                owners.append(example)
-                offsets.append(window_offsets)
-            fields = {"input_ids": enc["input_ids"], "start_positions": starts,
-                      "end_positions": ends}
-            if "token_type_ids" in enc:
-                fields["token_type_ids"] = enc["token_type_ids"]
-            examples = Examples(fields, [len(x) for x in enc["input_ids"]])
-            if not training:
-                examples.owners, examples.offsets = owners, offsets
-            return examples
-
-        for frame, path in ((train, spec.train), (val, spec.validation or spec.train)):
-            for i, (context, answers) in enumerate(zip(frame["context"], frame["answers"],
-                                                       strict=True)):
-                for text, start in answers:
-                    if str(context)[start:start + len(text)] != text:
-                        raise DataError(
-                            f"{path}: answer {text!r} of question {i + 1} is not at character "
-                            f"{start} of its context; fix answer_start.")
-        return TaskData(encode(train, True), encode(val, False), extra={
-            "contexts": [str(c) for c in val["context"]],
-            "answers": [[t for t, _ in a] for a in val["answers"]],
-        })
+        check_answers(train, spec.train)
+        check_answers(val, spec.validation or spec.train)
+        return TaskData(qa_examples(tokenizer, train, spec, True),
+                        qa_examples(tokenizer, val, spec, False), extra=qa_extra(val))
 
     def build(self, cfg: RunConfig, path: Path, data: TaskData):
         return load_auto_model("AutoModelForQuestionAnswering", self, cfg, path,
                                "it needs an encoder such as BERT, RoBERTa or DistilBERT.")
 
     def collator(self, examples, tokenizer, cfg: RunConfig, *, train: bool):
-        return PadCollator(examples, {"input_ids": self.pad_id(tokenizer)})
+        return FieldCollator(examples, {"input_ids": self.pad_id(tokenizer)})
 
     def evaluate(self, model, data: TaskData, tokenizer, cfg: RunConfig, device) -> dict:
         val = data.validation
@@ -245,7 +279,7 @@ class QATask(Task):
         contexts = data.extra["contexts"]
         predictions = [contexts[i][best[i][1]:best[i][2]] if i in best else ""
                        for i in range(len(contexts))]
-        from engine.tasks.examples import answer_results
+        from engine.tasks.review_rows import answer_results
 
         # Per question; the span score is a logit sum, not a probability: no confidence.
         return {"loss": loss, **squad_scores(predictions, data.extra["answers"]),

@@ -12,10 +12,16 @@ from pathlib import Path
 import torch
 
 from engine.core.config import RunConfig
-from engine.tasks.base import Examples, PadCollator, Task, TaskData, load_auto_model, mean_loss
+from engine.tasks.base import (
+    FieldCollator,
+    FieldExamples,
+    Task,
+    TaskData,
+    load_auto_model,
+    mean_loss,
+)
+from engine.tasks.columns import SOURCE_NAMES, TARGET_NAMES  # noqa: F401  TARGET_NAMES: re-exported
 
-TARGET_NAMES = ("target", "tgt", "summary", "output")
-"""Conventional target columns, read while data.label_column is left at its default."""
 GENERATE_LIMIT = 500
 """Validation examples generated for BLEU/chrF/ROUGE at each evaluation (the loss uses
 all); review's per-example rows cover these."""
@@ -26,13 +32,18 @@ class Seq2SeqTask(Task):
     metrics = ("loss", "bleu", "chrf", "rouge1", "rouge2", "rougeL")
 
     def load_data(self, cfg: RunConfig, tokenizer) -> TaskData:
+        from engine.core.config import is_hub_data
         from engine.data.loading import check_text_column, tokenise
 
+        if is_hub_data(cfg.data.train):
+            from engine.tasks.hub_readers import load_hub_seq2seq
+
+            return load_hub_seq2seq(cfg, tokenizer, GENERATE_LIMIT)
         spec = cfg.data
         warnings: list[str] = []
         train, val, path = seq2seq_frames(cfg, warnings)
 
-        def encode(frame) -> tuple[Examples, list[str]]:
+        def encode(frame) -> tuple[FieldExamples, list[str]]:
             src_col, tgt_col = seq2seq_columns(frame, path, cfg)
             check_text_column(frame, path, src_col, "text_column")
             sources = [spec.source_prefix + str(s) for s in frame[src_col]]
@@ -42,7 +53,7 @@ class Seq2SeqTask(Task):
             labels = tokenise(tokenizer, None, text_target=targets, truncation=True,
                               max_length=spec.max_target_length)["input_ids"]
             fields = {"input_ids": enc["input_ids"], "labels": labels}
-            return Examples(fields, [len(x) for x in enc["input_ids"]]), targets
+            return FieldExamples(fields, [len(x) for x in enc["input_ids"]]), targets
 
         train_ex, _ = encode(train)
         val_ex, references = encode(val)
@@ -54,7 +65,7 @@ class Seq2SeqTask(Task):
                                "it needs an encoder-decoder such as T5, BART or Marian.")
 
     def collator(self, examples, tokenizer, cfg: RunConfig, *, train: bool):
-        return PadCollator(examples, {"input_ids": self.pad_id(tokenizer), "labels": -100})
+        return FieldCollator(examples, {"input_ids": self.pad_id(tokenizer), "labels": -100})
 
     def evaluate(self, model, data: TaskData, tokenizer, cfg: RunConfig, device) -> dict:
         import sacrebleu
@@ -80,7 +91,7 @@ class Seq2SeqTask(Task):
         hypotheses = [outputs[i].strip() for i in range(n)]
         references = data.extra["references"][:n]
         refs = [references]
-        from engine.tasks.examples import TextExampleResults
+        from engine.tasks.review_rows import TextResults
         from engine.tasks.rouge import corpus_rouge
 
         # Each example's own chrF: what `hubtune runs errors` ranks the worst by.
@@ -91,7 +102,7 @@ class Seq2SeqTask(Task):
             "bleu": sacrebleu.corpus_bleu(hypotheses, refs).score,
             "chrf": sacrebleu.corpus_chrf(hypotheses, refs).score,
             **corpus_rouge(hypotheses, references),
-            "examples": TextExampleResults(items, "chrf_gap"),
+            "examples": TextResults(items, "chrf_gap"),
         }
 
 
@@ -116,6 +127,5 @@ def seq2seq_columns(frame, path: Path, cfg: RunConfig) -> tuple[str, str]:
     from engine.data.loading import pick_column
 
     spec = cfg.data
-    return (pick_column(frame, path, spec.text_column, "text_column",
-                        ("source", "src", "document", "input")),
+    return (pick_column(frame, path, spec.text_column, "text_column", SOURCE_NAMES),
             pick_column(frame, path, spec.label_column, "label_column", TARGET_NAMES))

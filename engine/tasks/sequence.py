@@ -50,9 +50,9 @@ class SequenceTask(Task):
         return built.model
 
     def collator(self, examples, processor, cfg: RunConfig, *, train: bool):
-        from engine.data.loading import Collator
+        from engine.data.loading import SequenceCollator
 
-        return Collator(examples, self.pad_id(processor), self.float_labels)
+        return SequenceCollator(examples, self.pad_id(processor), self.float_labels)
 
     def evaluate(self, model, data: TaskData, processor, cfg: RunConfig, device) -> dict:
         from engine.tasks.evaluate import run_evaluation

@@ -16,7 +16,15 @@ import torch
 
 from engine.core.config import RunConfig
 from engine.core.errors import DataError
-from engine.tasks.base import Examples, PadCollator, Task, TaskData, load_auto_model, mean_loss
+from engine.tasks.base import (
+    FieldCollator,
+    FieldExamples,
+    Task,
+    TaskData,
+    load_auto_model,
+    mean_loss,
+)
+from engine.tasks.columns import TAG_NAMES, WORD_NAMES
 
 
 def read_conll(path: Path, encoding: str = "utf-8", role: str = "training"):
@@ -82,17 +90,20 @@ class TokenTask(Task):
         return tokenizer, path
 
     def load_data(self, cfg: RunConfig, tokenizer) -> TaskData:
+        from engine.core.config import is_hub_data
         from engine.data.loading import as_list, check_stop, load_frames, pick_column
 
+        if is_hub_data(cfg.data.train):
+            from engine.tasks.hub_readers import load_hub_tokens
+
+            return load_hub_tokens(cfg, tokenizer, align_labels)
         spec = cfg.data
         # CoNLL text (.conll, .conllu, .bio, .txt) or a table, as the preview reads them.
         train, val, path = load_frames(cfg, lambda p, role: read_conll(p, spec.encoding, role))
         splits, warnings = [], []
         for role, frame in (("training", train), ("validation", val)):
-            words_col = pick_column(frame, path, spec.text_column, "text_column",
-                                    ("tokens", "words"))
-            tags_col = pick_column(frame, path, spec.label_column, "label_column",
-                                   ("tags", "ner_tags", "labels"))
+            words_col = pick_column(frame, path, spec.text_column, "text_column", WORD_NAMES)
+            tags_col = pick_column(frame, path, spec.label_column, "label_column", TAG_NAMES)
             words = [[str(w) for w in as_list(v, path, words_col, i)]
                      for i, v in enumerate(frame[words_col])]
             tags = [[str(t) for t in as_list(v, path, tags_col, i)]
@@ -123,14 +134,14 @@ class TokenTask(Task):
             raise DataError(f"Validation tags {', '.join(unseen)} never appear in the training "
                             f"data ({', '.join(names)}); fix them or add training examples.")
 
-        def encode(words, tags) -> Examples:
+        def encode(words, tags) -> FieldExamples:
             check_stop()
             enc = tokenizer(words, is_split_into_words=True, truncation=True,
                             max_length=spec.max_length, return_attention_mask=False)
             labels = [align_labels(enc.word_ids(i), [index[t] for t in row])
                       for i, row in enumerate(tags)]
             fields = {"input_ids": enc["input_ids"], "labels": labels}
-            return Examples(fields, [len(x) for x in enc["input_ids"]])
+            return FieldExamples(fields, [len(x) for x in enc["input_ids"]])
 
         train_ex, val_ex = encode(*splits[0]), encode(*splits[1])
         return TaskData(train_ex, val_ex, names, extra={"val_words": splits[1][0]},
@@ -146,7 +157,7 @@ class TokenTask(Task):
         )
 
     def collator(self, examples, tokenizer, cfg: RunConfig, *, train: bool):
-        return PadCollator(examples, {"input_ids": self.pad_id(tokenizer), "labels": -100})
+        return FieldCollator(examples, {"input_ids": self.pad_id(tokenizer), "labels": -100})
 
     def evaluate(self, model, data: TaskData, tokenizer, cfg: RunConfig, device) -> dict:
         gold, pred, sure = {}, {}, {}
@@ -167,7 +178,7 @@ class TokenTask(Task):
         flat_gold = torch.tensor([t for row in gold.values() for t in row])
         flat_pred = torch.tensor([t for row in pred.values() for t in row])
         accuracy = float((flat_gold == flat_pred).float().mean()) if len(flat_gold) else 0.0
-        from engine.tasks.examples import tag_results
+        from engine.tasks.review_rows import tag_results
 
         return {"loss": loss, "accuracy": accuracy, **entity_scores(gold_tags, pred_tags),
                 "examples": tag_results(gold_tags, pred_tags,

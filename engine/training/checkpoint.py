@@ -137,7 +137,7 @@ def checkpoint_problem(folder: Path, *, deep: bool = True) -> str | None:
     header is read and its data length checked against the file (a truncated
     copy fails), the JSON state must hold exactly the loop's fields, and with
     `deep` the torch files are opened memory-mapped with `weights_only` (which
-    imports torch: the worker does it, the CLI and TUI check without). What only the model
+    imports torch: the run's worker process does it, the CLI and TUI check without). What only the model
     can tell (a foreign optimizer, a changed architecture) is left to
     `load_checkpoint`, which fails with one sentence.
     """

@@ -83,12 +83,20 @@ def _stamp(path: Path | None) -> list:
 
 def _code_hash(task) -> str:
     """The source of the modules that turn files into examples."""
+    import engine.data.hub_rows
+    import engine.data.hub_text
     import engine.data.loading
     import engine.data.reader
     import engine.tasks.base
+    import engine.tasks.hub_qa
+    import engine.tasks.hub_readers
 
     digest = hashlib.sha256()
+    # The hub readers too (hub_text imports engine.data.hub, hub_readers hub_data): a
+    # task's own module is not the only one that turns its hub rows into examples.
     for module in (engine.data.reader, engine.data.loading, engine.tasks.base,
+                   engine.data.hub, engine.data.hub_text, engine.data.hub_rows,
+                   engine.tasks.hub_data, engine.tasks.hub_readers, engine.tasks.hub_qa,
                    sys.modules[type(task).__module__]):
         digest.update(Path(module.__file__).read_bytes())
     return digest.hexdigest()

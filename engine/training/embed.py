@@ -49,9 +49,9 @@ def embed(cfg: RunConfig, emit: Callable[[Event], None], stop: threading.Event,
     with stoppable(stop):
         enc = tokenise(tokenizer, texts, truncation=True, max_length=cfg.data.max_length,
                        return_attention_mask=False)
-    from engine.data.loading import TextExamples
+    from engine.data.loading import SequenceExamples
 
-    examples = TextExamples(enc["input_ids"], None, [0] * len(texts))
+    examples = SequenceExamples(enc["input_ids"], None, [0] * len(texts))
     built = build_model(cfg.model, cfg.head, 1, path=path)
     check_stop()
     emit(Note(f"Embedding {len(texts)} texts from {column!r} with {built.pooling} pooling"))

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
-from engine.data.loading import Collator, TextExamples, sorted_batches
+from engine.data.loading import SequenceCollator, SequenceExamples, sorted_batches
 from engine.modeling.loading import task_loss
 
 
@@ -34,12 +34,12 @@ class HeadOnFeatures(nn.Module):
 
 
 @torch.no_grad()
-def compute_features(classifier, examples: TextExamples, pad_id: int, batch_size: int,
+def compute_features(classifier, examples: SequenceExamples, pad_id: int, batch_size: int,
                      device, regression: bool) -> torch.Tensor:
     """Pooled backbone output for every example, in example order, on `device`."""
     was_training = classifier.training
     classifier.eval()
-    collate = Collator(examples, pad_id, regression)
+    collate = SequenceCollator(examples, pad_id, regression)
     out = None
     for indices in sorted_batches(examples.lengths, batch_size):
         batch = {k: v.to(device) for k, v in collate(indices).items() if k != "labels"}
@@ -72,6 +72,8 @@ class FeatureBatches:
 
 
 class FeatureCollator:
+    """Batches of cached backbone features (not tokens) with their labels."""
+
     def __init__(self, features: torch.Tensor, labels, regression: bool) -> None:
         self.features = features
         self.labels = torch.tensor(labels, dtype=torch.float32 if regression else torch.long,

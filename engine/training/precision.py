@@ -9,7 +9,8 @@ CPU. An explicit `bf16` also runs on the CPU (torch's CPU autocast), which is ho
 CPU tests prove the mixed-precision paths.
 
 Asking costs no CUDA context: the planner and the TUI ask NVML for the compute
-capability; torch is asked only once CUDA is initialised anyway (in the worker).
+capability; torch is asked only once CUDA is initialised anyway (in the run's
+worker process).
 """
 
 from __future__ import annotations

@@ -225,8 +225,8 @@ class RunSetup:
         """Loader, optimizer and schedule, handed to accelerate; the step counts."""
         cfg = self.cfg
         self.collate = collate
-        workers = data_workers(cfg.train.data_workers, self.task.vision and not self.cached,
-                               self.accelerator.device.type)
+        loader_workers = data_workers(cfg.train.data_workers, self.task.vision and not self.cached,
+                                      self.accelerator.device.type)
         cuda = self.accelerator.device.type == "cuda"
         loader = torch.utils.data.DataLoader(
             list(range(len(self.data.train))), batch_sampler=self.sampler, collate_fn=collate,
@@ -235,10 +235,11 @@ class RunSetup:
             generator=torch.Generator().manual_seed(cfg.train.seed),
             # Page-locked batches copy to the GPU without blocking (the accelerator copies
             # with non_blocking), overlapping the next batch's copy with this step.
-            pin_memory=cuda, num_workers=workers, prefetch_factor=4 if workers else None,
+            pin_memory=cuda, num_workers=loader_workers,
+            prefetch_factor=4 if loader_workers else None,
         )
-        if workers:
-            self.emit(Note(f"Reading batches in {workers} data worker processes"))
+        if loader_workers:
+            self.emit(Note(f"Reading batches in {loader_workers} data worker processes"))
         optimizer = make_optimizer(
             train_model, cfg, None if self.cached else self.plan.ever_trainable)
         self.plain_model = train_model

@@ -57,7 +57,7 @@ def test_a_subset_trains_from_arrow_with_class_label_names_and_its_validation_sp
     data = load(config(tiny_bert, train=f"hf:{SENTIMENT}"))
     assert data.labels == ("neg", "pos")  # the ClassLabel's names, not 0 and 1
     assert (len(data.train), len(data.validation)) == (96, 32)
-    assert type(data.train).__name__ == "ArrowExamples"  # ids stay in Arrow, not lists
+    assert type(data.train).__name__ == "ArrowSequenceExamples"  # ids stay in Arrow, not lists
     assert data.train.input_ids[0][0] == 2 and len(data.train.input_ids[0]) == data.train.lengths[0]
     record = data.extra["dataset"]
     assert record["id"] == f"hf:{SENTIMENT}" and record["subset"] == "reviews"
@@ -68,9 +68,9 @@ def test_a_subset_trains_from_arrow_with_class_label_names_and_its_validation_sp
     assert fetched(hub_server) == {"README.md", "reviews/train-00000-of-00002.parquet",
                                    "reviews/train-00001-of-00002.parquet",
                                    "reviews/validation-00000-of-00001.parquet"}
-    from engine.data.loading import Collator
+    from engine.data.loading import SequenceCollator
 
-    batch = Collator(data.train, 0, False)([0, 1])
+    batch = SequenceCollator(data.train, 0, False)([0, 1])
     assert batch["labels"].tolist() == data.train.labels[:2]
 
 
@@ -172,8 +172,10 @@ def test_hf_data_in_the_config():
         RunConfig.from_dict({**base, "data": {"train": "hf:a/b", "streaming": True}})
     assert str(err.value) == ("data.streaming: true needs train.max_steps (a stream has no "
                               "length to count epochs in); set train.max_steps, e.g. 1000.")
-    with pytest.raises(ConfigError, match="head.task seq2seq cannot train on hub datasets"):
-        RunConfig.from_dict({**base, "head": {"task": "seq2seq"}, "data": {"train": "hf:a/b"}})
+    for task in ("seq2seq", "token-classification", "question-answering",
+                 "image-classification", "causal-lm"):  # every head takes hub data
+        assert RunConfig.from_dict({**base, "head": {"task": task},
+                                    "data": {"train": "hf:a/b"}}).head.task == task
 
 
 def test_streaming_reads_only_the_rows_the_steps_take(hub_server, tiny_bert):

@@ -10,8 +10,8 @@ import torch
 from tests_helpers import config_for
 
 from engine.core.events import EvalFinished, ValidationPredicted
-from engine.tasks.examples import ExampleCollector
 from engine.tasks.metrics import class_report, confusion_matrix
+from engine.tasks.review_rows import LabelResultCollector
 from engine.training.loop import train
 
 
@@ -68,7 +68,7 @@ def test_without_restore_best_every_evaluation_replaces_the_rows(tmp_path, tiny_
 
 def test_rows_are_capped_to_the_highest_losses():
     kind = "single_label"
-    collector = ExampleCollector(kind)
+    collector = LabelResultCollector(kind)
     logits = torch.tensor([[2.0, 0.0], [0.0, 2.0], [1.0, 0.0], [0.0, 0.5]])
     gold = torch.tensor([0, 0, 1, 1])
     collector.add([3, 2, 1, 0], logits, logits.argmax(-1), gold)
@@ -81,13 +81,13 @@ def test_rows_are_capped_to_the_highest_losses():
 
 
 def test_regression_and_multi_label_rows_read_as_values_and_label_sets():
-    reg = ExampleCollector("regression")
+    reg = LabelResultCollector("regression")
     reg.add([0, 1], torch.tensor([[1.5], [0.0]]), torch.tensor([1.5, 0.0]),
             torch.tensor([1.0, 2.0]))
     rows = reg.results().rows(())
     assert rows == [(1, "0", "2", None, pytest.approx(4.0)), (0, "1.5", "1", None,
                                                             pytest.approx(0.25))]
-    multi = ExampleCollector("multi_label")
+    multi = LabelResultCollector("multi_label")
     logits = torch.tensor([[3.0, -3.0, 3.0]])
     multi.add([0], logits, (logits > 0).long(), torch.tensor([[1.0, 1.0, 0.0]]))
     (row,) = multi.results().rows(("x", "y", "z"))

@@ -1,5 +1,6 @@
-"""The run panel's details and errors views, and its layout at 80x24 and 120x40: the
-event log wraps again on resize and the stats line never splits an item."""
+"""The run panel's details and errors views (PgUp / PgDn scroll them from the table), and
+its layout at 80x24 and 120x40: the event log wraps again on resize and the stats line
+never splits an item."""
 
 from __future__ import annotations
 
@@ -61,6 +62,15 @@ async def test_details_and_errors_views(store, tmp_path, size):
         assert "lr-sweep" in shown and str(store.get_run(child).output_dir) in shown
         assert "model.id: org/tiny" in shown
         assert screen.query_one("#event-log").has_class("-hidden")
+        # PgDn / PgUp scroll the view while the runs table keeps the keys and its row.
+        table, box = screen.query_one("DataTable"), screen.query_one("#detail-info")
+        row = table.cursor_row
+        assert app.focused is table and box.max_scroll_y > 0
+        await pilot.press("pagedown")
+        await wait_for(pilot, lambda: box.scroll_y > 0)
+        await pilot.press("pageup")
+        await wait_for(pilot, lambda: box.scroll_y == 0)
+        assert table.cursor_row == row
 
         await pilot.press("e")
         errors = screen.query_one("#errors-text")
@@ -69,6 +79,8 @@ async def test_details_and_errors_views(store, tmp_path, size):
         assert "(1 wrong)" in shown and "→ confused" in shown
         await pilot.press("e")  # back to the curves and events
         assert not screen.query_one("#detail-left").has_class("-hidden")
+        await pilot.press("pagedown")  # with no view to scroll, the table pages
+        await wait_for(pilot, lambda: table.cursor_row != row)
 
 
 async def test_event_log_wraps_again_on_resize(store, tmp_path):

@@ -51,7 +51,7 @@ def runs_ls(status, search, sort, limit, sweep, as_json) -> None:
 
 
 def _reap(store) -> None:
-    """Mark dead workers' runs interrupted; their slots go to the queue at once."""
+    """Mark runs whose worker process died interrupted; their slots go to the queue at once."""
     if store.reap_interrupted():
         from engine.worker import start_queued
 

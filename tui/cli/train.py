@@ -132,19 +132,19 @@ def train_node(cfg, spec, processes: int) -> None:
 
 PRECHECK_MAX_BYTES = 100 << 20
 """Data files up to this size are read and checked before a run is recorded; larger ones
-only by the worker (reading them twice would cost more than it saves)."""
+only by the run's worker process (reading them twice would cost more than it saves)."""
 
 
 def check_inputs(cfg) -> None:
-    """Fail before a run is recorded and a worker spawned when the inputs are plainly
-    wrong: a missing file, or (text classification tasks) data the worker would refuse
+    """Fail before a run is recorded and its worker process spawned when the inputs are plainly
+    wrong: a missing file, or (text classification tasks) data the worker process would refuse
     after loading the model: bad encoding, missing columns, unusable labels."""
     from engine.core.errors import DataError
 
     paths = []
     for key in ("train", "validation"):
         value = getattr(cfg.data, key)
-        if value is None or value.startswith("hf:"):  # hub data: the worker fetches it
+        if value is None or value.startswith("hf:"):  # hub data: the worker process fetches it
             continue
         path = cfg.resolve(value)
         if not path.exists():
@@ -160,7 +160,7 @@ def check_inputs(cfg) -> None:
             and not cfg.resolve(model).exists():
         from engine.hub.client import cache_dir
 
-        cache_dir()  # a hub model: HF_HOME must be usable before a worker starts
+        cache_dir()  # a hub model: HF_HOME must be usable before a worker process starts
 
 
 def follow(store, run_id: int, *, after_event: int = 0) -> str:

@@ -34,6 +34,10 @@ hubtune shows them live again.
 | `R` | Resume a stopped or interrupted run from its last checkpoint |
 | `s` | Stop the selected run, or take a queued one out of the queue (asks first) |
 | `x` / `Delete` | Delete the selected run and its files (asks first) |
+| `d` | Run panel: details (parent run and what changed, tags, notes, output folder, per-class scores, config); again: the curves |
+| `e` | Run panel: errors (the validation examples the kept model gets most wrong); again: the curves |
+| `PgUp` `PgDn` | Scroll the run panel's details or errors |
+| `r` | Read the runs again now (the list also follows new runs by itself) |
 | **Queue** | Status of a queued run: place · what it waits for (`#2 · gpu1`) |
 | `T` | Move the queued run to the top of the queue |
 | `Shift+↑` `K` | Move the queued run up the queue |
@@ -46,17 +50,20 @@ hubtune shows them live again.
 | `e` | Examples: where two runs on the same data disagree, each one's prediction, who is right |
 | `Esc` / `q` | Back to the runs |
 | **Hub** | |
+| `t` | Switch between models and datasets |
 | `/` | Search the hub (as you type; filters for task and sort beside it) |
 | `Esc` | From the search box to the results |
-| `d` | Download the selected model (safetensors, config, tokenizer) |
+| `d` | Download the selected model (safetensors, config, tokenizer) or dataset (the chosen subset) |
 | `c` | Cancel the download; nothing partial is kept |
-| `u` | Use this model: open the new-run form with it |
+| `u` | Use it: a new run with this model, or with this dataset (and subset) as its training data |
 | **Local models** | |
 | `u` | Use the model in a new run |
 | `v` | Verify every cached file against its hash |
 | `x` / `Delete` | Delete the model from the cache (asks first) |
+| `r` | Look through the cache again |
 | **New run** | |
 | `Ctrl+O` | Pick the training file (or image folder) from a directory tree |
+| `f` / `Backspace` (picker) | Pick the highlighted folder / go up to the parent folder |
 | `Enter` (layer tree) | Freeze or unfreeze a group of the model |
 | `l` (layer tree) | Set the group's own peak learning rate (empty: the form's rules) |
 | `Esc` | Leave the field, so `1`-`4` switch screens |

@@ -1,7 +1,7 @@
 """The hub screen: Models / Datasets, search as you type, read a card, download, use.
 
 Search and details run in exclusive thread workers (the newest request
-wins); a download runs in its own worker that reports bytes through
+wins); a download runs in its own thread worker that reports bytes through
 coalescing messages and stops when its event is set. Everything the hub
 sends (ids, tags, authors, file names, the card) is untrusted text: shown as
 Text or escaped, never read as markup, controls as escapes. The torchvision
@@ -168,7 +168,7 @@ class HubScreen(Screen):
         banner.remove_class("-hidden")
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
-        """A search or details worker that failed outside HubError (the hub listed an id
+        """A search or details thread worker that failed outside HubError (the hub listed an id
         huggingface_hub will not look up) says so, rather than 'loading…' forever."""
         worker = event.worker
         if event.state == WorkerState.ERROR and worker.group in ("hub-search", "hub-details"):

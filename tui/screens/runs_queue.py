@@ -30,6 +30,9 @@ QUEUE_BINDINGS = (
     # The run panel's views; its border names these keys.
     Binding("d", "run_view('details')", "Details", show=False),
     Binding("e", "run_view('errors')", "Errors", show=False),
+    # Ahead of the table's own paging while a view is open; in the curves they page it.
+    Binding("pageup", "run_scroll('page_up')", "Scroll panel up", show=False, priority=True),
+    Binding("pagedown", "run_scroll('page_down')", "Scroll panel", show=False, priority=True),
 )
 
 
@@ -69,6 +72,16 @@ class RunsQueueKeys:
         from tui.widgets.run_detail import RunDetail
 
         self.query_one(RunDetail).toggle_view(view)  # type: ignore[attr-defined]
+
+    def action_run_scroll(self, action: str) -> None:
+        """PgUp / PgDn: scroll the run panel's details or errors; in its curves view the
+        keys go on to the runs table, which pages."""
+        from textual.actions import SkipAction
+
+        from tui.widgets.run_detail import RunDetail
+
+        if not self.query_one(RunDetail).scroll_view(action):  # type: ignore[attr-defined]
+            raise SkipAction()
 
     def palette_commands(self) -> list[tuple[str, str, object]]:
         """(title, help, callback) for the app's command palette (HubtuneApp)."""

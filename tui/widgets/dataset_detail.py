@@ -84,7 +84,7 @@ class DatasetDetail(VerticalScroll):
         self.post_message(DatasetDetailsLoaded(details))
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
-        """A details worker that failed outside HubError says so, rather than 'loading…'
+        """A details thread worker that failed outside HubError says so, rather than 'loading…'
         forever."""
         if event.state == WorkerState.ERROR and event.worker.group == "hub-details":
             error = event.worker.error

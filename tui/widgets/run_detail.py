@@ -94,6 +94,16 @@ class RunDetail(Horizontal):
             self._show_details(self._last)
         self._ask_errors()
 
+    def scroll_view(self, action: str) -> bool:
+        """Scroll the details or errors view by `action` (page_up, page_down) while the
+        runs table keeps the keys; False in the overview, which has nothing to page."""
+        if self.view == "overview":
+            return False
+        box = self.query_one("#detail-info" if self.view == "details" else "#detail-errors",
+                             VerticalScroll)
+        getattr(box, f"action_{action}")()
+        return True
+
     def _ask_errors(self) -> None:
         """Read the selected run's worst examples on the engine thread (once per run)."""
         run_id = self._run_id

@@ -1,8 +1,9 @@
-"""Per-example validation results: what review (`hubtune runs errors`, `runs compare
---examples`) reads about the model a run keeps.
+"""Review rows: per-example validation results, what review (`hubtune runs errors`,
+`runs compare --examples`) reads about the model a run keeps. (Not the training
+examples a task feeds the loop: those are `engine.tasks.base.Examples`.)
 
 An evaluation gathers, per example, its index in the validation split, the prediction,
-the label, a confidence and a loss, on the device; `ExampleResults.rows` turns them
+the label, a confidence and a loss, on the device; `LabelResults.rows` turns them
 into plain rows only for an evaluation whose model is kept (the loop decides), and
 keeps at most `MAX_STORED` of them, the highest loss first. Imports torch; never the
 store or textual.
@@ -22,12 +23,13 @@ store while its worst examples are all there."""
 LOSS_KINDS = {"single_label": "cross_entropy", "multi_label": "binary_cross_entropy",
               "regression": "squared_error"}
 """What a row's `loss` is, per label kind; the text tasks name theirs in
-`TextExampleResults.loss_kind`."""
+`TextResults.loss_kind`."""
 
 
 @dataclass
-class ExampleResults:
-    """One evaluation's per-example results, still tensors (on any device)."""
+class LabelResults:
+    """One evaluation's per-example results for a label head (classes, multi-label,
+    regression, images), still tensors (on any device)."""
 
     index: torch.Tensor
     """Each example's position in the validation split."""
@@ -82,8 +84,8 @@ def per_example(kind: str, logits: torch.Tensor, gold: torch.Tensor
     return loss, logp.max(-1).values.exp()
 
 
-class ExampleCollector:
-    """Gathers `ExampleResults` batch by batch, in whatever order the batches come."""
+class LabelResultCollector:
+    """Gathers `LabelResults` batch by batch, in whatever order the batches come."""
 
     def __init__(self, kind: str) -> None:
         self.kind = kind
@@ -99,17 +101,17 @@ class ExampleCollector:
         if conf is not None:
             self.parts["conf"].append(conf)
 
-    def results(self) -> ExampleResults | None:
+    def results(self) -> LabelResults | None:
         if not self.parts["index"]:
             return None
         cat = {k: torch.cat(v) if v else None for k, v in self.parts.items()}
-        return ExampleResults(cat["index"], cat["pred"], cat["gold"], cat["conf"], cat["loss"],
-                              self.kind)
+        return LabelResults(cat["index"], cat["pred"], cat["gold"], cat["conf"], cat["loss"],
+                            self.kind)
 
 
 @dataclass
-class TextExampleResults:
-    """Per-example results already in plain Python (generated text, spans, tag sequences).
+class TextResults:
+    """Per-example results of a text-producing head, already in plain Python (generated text, spans, tag sequences).
 
     `predicted` and `label` may be zero-argument callables (decoding token ids is the
     costly part for language models): only the rows kept are turned into text.
@@ -142,18 +144,18 @@ def _text(value) -> str:
 
 
 def tag_results(gold: list[list[str]], pred: list[list[str]],
-                confidence: list[float | None]) -> TextExampleResults:
+                confidence: list[float | None]) -> TextResults:
     """Token classification: each sentence's tags, the worst with the most words tagged
     wrong; confidence is the least sure word's probability."""
     items = [(i, " ".join(p), " ".join(g), c, float(sum(a != b for a, b in zip(g, p,
                                                                                 strict=True))))
              for i, (g, p, c) in enumerate(zip(gold, pred, confidence, strict=True))]
-    return TextExampleResults(items, "tag_errors")
+    return TextResults(items, "tag_errors")
 
 
 def answer_results(predictions: list[str], answers: list[list[str]],
                    scores: list[float | None], answer_f1, normalize_answer
-                   ) -> TextExampleResults:
+                   ) -> TextResults:
     """Question answering: each question's answer against the gold answer it comes closest
     to (so `predicted == label` is an exact match), ranked by 100 - its F1. The task
     passes its own SQuAD `answer_f1` and `normalize_answer` (engine.tasks.qa)."""
@@ -164,7 +166,7 @@ def answer_results(predictions: list[str], answers: list[list[str]],
         best = max(range(len(golds)), key=lambda k: (f1s[k], normalize_answer(pred)
                                                       == normalize_answer(golds[k])))
         items.append((i, pred, golds[best], score, 100.0 * (1.0 - f1s[best])))
-    return TextExampleResults(items, "f1_gap", total=len(predictions))
+    return TextResults(items, "f1_gap", total=len(predictions))
 
 
 class TokenLossCollector:
@@ -188,7 +190,7 @@ class TokenLossCollector:
             self.items.append((int(i), [t for t in guess if t != -100],
                                [t for t in truth if t != -100]))
 
-    def results(self) -> TextExampleResults | None:
+    def results(self) -> TextResults | None:
         if not self.items:
             return None
         losses = torch.cat(self.losses).tolist()
@@ -201,4 +203,4 @@ class TokenLossCollector:
 
         items = [(i, text(guess), text(truth), None, loss)
                  for (i, guess, truth), loss in zip(self.items, losses, strict=True)]
-        return TextExampleResults(items, "token_loss")
+        return TextResults(items, "token_loss")
