@@ -25,24 +25,17 @@ from textual.message import Message
 from textual.widgets import Button, DataTable, Static
 
 from engine.core.errors import HubtuneError
+from engine.data.reader import DataPreview
 from tui.formatting import cell, cut, literal
 from tui.messages import DataPreviewed, TokensCounted
 from tui.widgets.layer_plan import LayerPlan
 
 
 @dataclass(frozen=True)
-class HubDataPreview:
-    """A hub dataset's split, shaped as engine.data.reader.DataPreview for the form (which
-    offers its columns and counts tokens in `path`, the split's first file)."""
+class HubDataPreview(DataPreview):
+    """A hub dataset's split as the form's preview: a file's preview (the form offers its
+    columns and counts tokens in `path`, the split's first file) with a title and details."""
 
-    path: str
-    columns: tuple[str, ...]
-    rows: tuple[tuple[str, ...], ...]
-    total_rows: int
-    label_counts: tuple[tuple[str, int], ...]
-    text_column: str | None
-    label_column: str | None
-    warnings: tuple[str, ...] = ()
     title: str = ""
     """hf:OWNER/NAME (subset S, split T)"""
     details: str = ""
