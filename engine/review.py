@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
-from engine.core.config import RunConfig
+from engine.core.config import RunConfig, is_hub_data
 from engine.core.errors import DataError, HubtuneError
 
 REVIEWED_TASKS = ("text-classification", "text-pair-classification",
@@ -23,6 +23,8 @@ REVIEWED_TASKS = ("text-classification", "text-pair-classification",
                   "causal-lm")
 """Tasks whose evaluations record per-example results (every task that trains)."""
 PAIR_SEPARATOR = " ||| "
+SEQUENCE_TASKS = ("text-classification", "text-pair-classification",
+                  "multi-label-classification", "regression")
 
 
 class Result(Protocol):
@@ -85,6 +87,8 @@ def validation_inputs(cfg: RunConfig) -> list[ExampleInput]:
     """Every validation example of a run in the order its evaluations saw them."""
     task = cfg.head.task
     check_reviewable(task)
+    if is_hub_data(cfg.data.train):
+        return _hub_inputs(cfg)
     if task == "image-classification":
         from engine.tasks.image import image_splits
 
@@ -160,6 +164,37 @@ def _lm_inputs(cfg: RunConfig) -> list[ExampleInput]:
                     return_attention_mask=False)["input_ids"] if kept else []
     return [ExampleInput(t, int(i) + 1, "") for (i, t), x in zip(kept, ids, strict=True)
             if len(x) > 1]
+
+
+def _hub_inputs(cfg: RunConfig) -> list[ExampleInput]:
+    """A sequence head's validation rows of an `hf:` dataset, read as its run read them
+    (from the cache: nothing is downloaded again)."""
+    from engine.data.hub import encode_labels
+    from engine.data.hub_text import _as_text, hub_text_splits
+    from engine.tasks.hub_data import hub_splits
+
+    if cfg.head.task not in SEQUENCE_TASKS:
+        raise HubtuneError(f"Per-example review of a head.task {cfg.head.task} run trained on "
+                           "hub data (hf:) is not available yet; it covers the sequence heads "
+                           "(classification, pairs, multi-label, regression) on hub data, and "
+                           "every head on files.")
+    splits = hub_splits(cfg)
+    rows = hub_text_splits(cfg, splits.train, splits.validation)
+    text, pair, label = rows.columns
+    val = rows.validation
+    texts = [_as_text(v) for v in val[text]]
+    if pair is not None:
+        texts = [t + PAIR_SEPARATOR + _as_text(p) for t, p in zip(texts, val[pair], strict=True)]
+    targets = encode_labels(list(val[label]), rows.lmap, rows.val_where, label)
+    names = rows.lmap.names
+    if rows.lmap.kind == "float":
+        shown = [f"{v:.6g}" for v in targets]
+    elif rows.lmap.kind == "multi":
+        shown = [", ".join(n for n, on in zip(names, hot, strict=True) if on) or "(none)"
+                 for hot in targets]
+    else:
+        shown = [names[i] for i in targets]
+    return [ExampleInput(t, None, label) for t, label in zip(texts, shown, strict=True)]
 
 
 def _text_inputs(cfg: RunConfig) -> list[ExampleInput]:

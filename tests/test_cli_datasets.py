@@ -54,6 +54,12 @@ def test_train_on_a_hub_subset_records_the_dataset_and_its_commit(hub_server, ti
     assert (record["subset"], record["train_split"]) == ("reviews", "train")
     assert shown["summary"]["labels"] == ["neg", "pos"]
     assert "Validating on the validation split" in result.stdout
+    # Review reads the same validation rows back from the cache, with their text.
+    errors = hubtune("runs", "errors", str(run_id), "--limit", "100", "--json")
+    assert errors.returncode == 0, errors.stderr
+    report = json.loads(errors.stdout)
+    assert report["examples"] == len(report["errors"]) > 0  # every validation row, with text
+    assert all(e["label"] in ("neg", "pos") and e["input"].strip() for e in report["errors"])
 
 
 def test_hub_download_a_dataset_then_train_data_offline(hub_server, tiny_bert, monkeypatch):

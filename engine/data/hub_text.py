@@ -108,11 +108,25 @@ class ArrowSequenceExamples:
         return len(self.lengths)
 
 
-def load_hub_text_classification(cfg: RunConfig, tokenizer, train: HubSplit,
-                                 validation: HubSplit | None) -> tuple[SequenceData, list[str]]:
-    """Read, label-map, split (when there is no validation split) and tokenise; returns
-    the data and notes for the run's events (columns read in place of absent ones, where
-    validation came from)."""
+@dataclass(frozen=True)
+class HubTextSplits:
+    """A sequence head's hub rows, read and label-mapped, validation chosen; not tokenised."""
+
+    train: object
+    validation: object
+    """datasets.Dataset (memory-mapped) of each part."""
+    columns: tuple[str, str | None, str]
+    """(text, text pair, label) columns."""
+    lmap: LabelMap
+    val_where: str
+    notes: list[str]
+    warnings: tuple[str, ...]
+
+
+def hub_text_splits(cfg: RunConfig, train: HubSplit,
+                    validation: HubSplit | None) -> HubTextSplits:
+    """Read, label-map and split (when there is no validation split): the rows a run trains
+    and validates on, as its reader and its review both see them."""
     spec, task = cfg.data, cfg.head.task
     if task == "text-pair-classification" and not spec.text_pair_column:
         raise DataError("head.task text-pair-classification needs data.text_pair_column.")
@@ -142,14 +156,25 @@ def load_hub_text_classification(cfg: RunConfig, tokenizer, train: HubSplit,
         notes.append(f"Validating on {len(val_ds):,} rows split off {train.where} "
                      f"(data.validation_split {spec.validation_split:g}, seed "
                      f"{cfg.train.seed})")
-    columns = (text, pair, label)
-    train_ex = encode_split(train_ds, columns, lmap, train.where, tokenizer, spec.max_length)
-    val_ex = encode_split(val_ds, columns, lmap, val_where, tokenizer, spec.max_length)
+    return HubTextSplits(train_ds, val_ds, (text, pair, label), lmap, val_where, notes,
+                         tuple(warnings))
+
+
+def load_hub_text_classification(cfg: RunConfig, tokenizer, train: HubSplit,
+                                 validation: HubSplit | None) -> tuple[SequenceData, list[str]]:
+    """Read, label-map, split (when there is no validation split) and tokenise; returns
+    the data and notes for the run's events (columns read in place of absent ones, where
+    validation came from)."""
+    rows = hub_text_splits(cfg, train, validation)
+    lmap, max_length = rows.lmap, cfg.data.max_length
+    train_ex = encode_split(rows.train, rows.columns, lmap, train.where, tokenizer, max_length)
+    val_ex = encode_split(rows.validation, rows.columns, lmap, rows.val_where, tokenizer,
+                          max_length)
     majority = None
     if lmap.kind == "single":
         counts = Counter(train_ex.labels)
         majority = max(range(len(lmap.names)), key=lambda i: (counts[i], -i))
-    return SequenceData(train_ex, val_ex, lmap.names, majority, tuple(warnings)), notes
+    return SequenceData(train_ex, val_ex, lmap.names, majority, rows.warnings), rows.notes
 
 
 def _check_text(ds, where: str, column: str, key: str) -> None:
