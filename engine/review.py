@@ -186,14 +186,7 @@ def _hub_inputs(cfg: RunConfig) -> list[ExampleInput]:
     if pair is not None:
         texts = [t + PAIR_SEPARATOR + _as_text(p) for t, p in zip(texts, val[pair], strict=True)]
     targets = encode_labels(list(val[label]), rows.lmap, rows.val_where, label)
-    names = rows.lmap.names
-    if rows.lmap.kind == "float":
-        shown = [f"{v:.6g}" for v in targets]
-    elif rows.lmap.kind == "multi":
-        shown = [", ".join(n for n, on in zip(names, hot, strict=True) if on) or "(none)"
-                 for hot in targets]
-    else:
-        shown = [names[i] for i in targets]
+    shown = _label_texts(cfg.head.task, targets, rows.lmap.names)
     return [ExampleInput(t, None, label) for t, label in zip(texts, shown, strict=True)]
 
 
@@ -206,15 +199,20 @@ def _text_inputs(cfg: RunConfig) -> list[ExampleInput]:
     if spec.text_pair_column:
         texts = [t + PAIR_SEPARATOR + _text(p)
                  for t, p in zip(texts, frame[spec.text_pair_column], strict=True)]
-    if cfg.head.task == "regression":
-        shown = [f"{float(v):.6g}" for v in labels]
-    elif cfg.head.task == "multi-label-classification":
-        shown = [", ".join(n for n, on in zip(names, hot, strict=True) if on) or "(none)"
-                 for hot in labels]
-    else:
-        shown = [names[i] for i in labels]
+    shown = _label_texts(cfg.head.task, labels, names)
     return [ExampleInput(t, int(i) + 1, label)
             for i, t, label in zip(frame.index, texts, shown, strict=True)]
+
+
+def _label_texts(task: str, targets: list, names: tuple[str, ...]) -> list[str]:
+    """Sequence-head targets (class indices, multi-hot rows or numbers) as the per-example
+    results write their labels."""
+    if task == "regression":
+        return [f"{float(v):.6g}" for v in targets]
+    if task == "multi-label-classification":
+        return [", ".join(n for n, on in zip(names, hot, strict=True) if on) or "(none)"
+                for hot in targets]
+    return [names[i] for i in targets]
 
 
 def join_inputs(run_id: int, results: Iterable[Result], inputs: list[ExampleInput],

@@ -7,31 +7,16 @@ from __future__ import annotations
 
 import csv
 import json
-import signal
 
 import pytest
 from cli_runner import hubtune
-from tests_helpers import config_for
+from tests_helpers import config_for, train_in_process
 
 from store import RunStore
 
 
 def _train_in_process(cfg) -> int:
-    """Record a run and train it with the worker's entry point, here."""
-    from engine.worker import run_worker
-
-    store = RunStore()
-    run_id = store.create_run(cfg.to_dict(), name=cfg.name, model_id=cfg.model.id,
-                              task=cfg.head.task, dataset="sentiment.csv")
-    saved = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGHUP)}
-    try:
-        code = run_worker(run_id, store.path, store.get_run(run_id).lease)
-    finally:
-        for s, handler in saved.items():
-            signal.signal(s, handler)
-    assert code == 0, store.get_run(run_id).error
-    store.close()
-    return run_id
+    return train_in_process(cfg, "sentiment.csv")
 
 
 @pytest.fixture(scope="module")

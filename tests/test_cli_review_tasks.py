@@ -6,31 +6,18 @@ process through the worker's entry (`run_worker`), as in test_cli_review."""
 from __future__ import annotations
 
 import json
-import signal
 from pathlib import Path
 
 import pytest
 from cli_runner import hubtune
+from tests_helpers import train_in_process
 
 from engine.core.config import RunConfig
 from store import RunStore
 
 
 def _train_in_process(cfg: RunConfig) -> int:
-    from engine.worker import run_worker
-
-    store = RunStore()
-    run_id = store.create_run(cfg.to_dict(), name=cfg.name, model_id=cfg.model.id,
-                              task=cfg.head.task, dataset="data")
-    saved = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGHUP)}
-    try:
-        code = run_worker(run_id, store.path, store.get_run(run_id).lease)
-    finally:
-        for s, handler in saved.items():
-            signal.signal(s, handler)
-    assert code == 0, store.get_run(run_id).error
-    store.close()
-    return run_id
+    return train_in_process(cfg, "data")
 
 
 def _config(root, model, task: str, data, data_keys=None, **train) -> RunConfig:

@@ -19,3 +19,25 @@ def config_for(tmp_path: Path, model: Path, data: Path, *, epochs: float = 1,
                   "learning_rate": 3e-3, "log_every": 1, "seed": 0},
         "base_dir": str(tmp_path),
     })
+
+
+def train_in_process(cfg: RunConfig, dataset: str = "data") -> int:
+    """Record a run and train it through the worker's entry point in this process (no
+    process start-up); the signal handlers the worker installs are put back after."""
+    import signal
+
+    from engine.worker import run_worker
+    from store import RunStore
+
+    store = RunStore()
+    run_id = store.create_run(cfg.to_dict(), name=cfg.name, model_id=cfg.model.id,
+                              task=cfg.head.task, dataset=dataset)
+    saved = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        code = run_worker(run_id, store.path, store.get_run(run_id).lease)
+    finally:
+        for s, handler in saved.items():
+            signal.signal(s, handler)
+    assert code == 0, store.get_run(run_id).error
+    store.close()
+    return run_id
