@@ -30,7 +30,7 @@ from tui.messages import (
     HubSearchFinished,
     ModelDetailsLoaded,
 )
-from tui.widgets.dataset_detail import DatasetDetail
+from tui.widgets.dataset_detail import DatasetDetail, details_message
 from tui.widgets.download_row import DownloadRow
 from tui.widgets.footer import KeysFooter
 from tui.widgets.hub_bar import HubBar, HubQuery
@@ -212,17 +212,10 @@ class HubScreen(Screen):
 
     @work(thread=True, exclusive=True, group="hub-details", exit_on_error=False)
     def _load_details(self, repo: str) -> None:
-        from engine.hub.client import HubError, HubUnavailable, model_details, offline_reason
+        from engine.hub.client import model_details
 
-        try:
-            details = model_details(repo, endpoint=self.endpoint)
-        except HubUnavailable:
-            self.post_message(HubFailed(offline_reason(self.endpoint), offline=True))
-            return
-        except HubError as exc:
-            self.post_message(HubFailed(str(exc)))
-            return
-        self.post_message(ModelDetailsLoaded(details))
+        self.post_message(details_message(model_details, ModelDetailsLoaded, repo,
+                                          self.endpoint))
 
     def on_model_details_loaded(self, msg: ModelDetailsLoaded) -> None:
         d = msg.details

@@ -70,18 +70,10 @@ class DatasetDetail(VerticalScroll):
 
     @work(thread=True, exclusive=True, group="hub-details", exit_on_error=False)
     def _load(self, repo: str) -> None:
-        from engine.hub.client import HubError, HubUnavailable, offline_reason
         from engine.hub.dataset_search import dataset_details
 
-        try:
-            details = dataset_details(repo, endpoint=self.endpoint)
-        except HubUnavailable:
-            self.post_message(HubFailed(offline_reason(self.endpoint), offline=True))
-            return
-        except HubError as exc:
-            self.post_message(HubFailed(str(exc)))
-            return
-        self.post_message(DatasetDetailsLoaded(details))
+        self.post_message(details_message(dataset_details, DatasetDetailsLoaded, repo,
+                                          self.endpoint))
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         """A details thread worker that failed outside HubError says so, rather than 'loading…'
@@ -158,3 +150,16 @@ class DatasetDetail(VerticalScroll):
         else:
             self.notify(f"Not opening {event.href[:200]!r}: only web links open.",
                         severity="warning")
+
+
+def details_message(fetch, loaded, repo: str, endpoint: str | None):
+    """On a thread: a model's or dataset's details from the hub as the message that carries
+    them (`loaded`), or the HubFailed saying why not (offline: the banner's reason)."""
+    from engine.hub.client import HubError, HubUnavailable, offline_reason
+
+    try:
+        return loaded(fetch(repo, endpoint=endpoint))
+    except HubUnavailable:
+        return HubFailed(offline_reason(endpoint), offline=True)
+    except HubError as exc:
+        return HubFailed(str(exc))
