@@ -58,6 +58,12 @@ def run(repeats: int = 5) -> list[Result]:
     data_csv = _write_csv(tmp / "predict.csv", texts[512:], labels[512:], names)
     exported, cfg = _train_run(tmp, train_csv)
     device = 0 if torch.cuda.is_available() else -1
+    # Both sides in the precision hubtune infers in for this run (bf16 on a GPU from
+    # Ampere on: engine.training.inference); the pipeline as its users ask for it.
+    from engine.training.inference import place_inference
+
+    precision = place_inference(cfg.train.precision, tf32=cfg.train.tf32).precision
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision, torch.float32)
     agree: list[float] = []
 
     def ours() -> float:
@@ -70,7 +76,7 @@ def run(repeats: int = 5) -> list[Result]:
     def peer() -> float:
         start = time.perf_counter()
         classify = pipeline("text-classification", model=str(exported),
-                            trust_remote_code=True, device=device)
+                            trust_remote_code=True, device=device, dtype=dtype)
         with open(data_csv, newline="", encoding="utf-8") as fh:
             rows = [r["text"] for r in csv.DictReader(fh)]
         out = classify(rows, batch_size=BATCH, top_k=None, truncation=True,
@@ -89,5 +95,6 @@ def run(repeats: int = 5) -> list[Result]:
         "batch predict", "rows/s over a file vs transformers pipeline", rates["hubtune"],
         rates["pipeline"], "pipeline, same batch", "rows/s", ">= 0.9", ratio >= 0.9,
         notes=f"MiniLM-L6 run ({TRAIN_STEPS} steps), {ROWS} tweets, batch {BATCH}, "
-              f"max_length {MAX_LENGTH}, fp32, {where}; model load included on both sides; "
+              f"max_length {MAX_LENGTH}, {precision}, {where}; model load included on both "
+              "sides; "
               f"same predicted label on {min(agree, default=0):.1%} of rows")]

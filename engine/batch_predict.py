@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engine.core.errors import DataError
+from engine.data.text_cells import cut_texts
 
 PROBABILITY_COLUMNS_UP_TO = 20
 """Up to this many classes OUT gets a `p_<label>` column per class; above it only `score`."""
@@ -24,6 +25,8 @@ class FilePredictions:
     """The input rows in their order, with `predicted`, `score` (and `p_<label>`) added."""
     metric: tuple[str, float, int] | None
     """(name, value, labelled rows) when the file has the run's label column."""
+    notes: tuple[str, ...] = ()
+    """What the user should know about how the file was read (an encoding guessed)."""
 
 
 def file_metric(task: str, labels: list, predicted: list, outputs) -> tuple[str, float, int] | None:
@@ -116,7 +119,7 @@ def predict_images(predictor, path: Path, cfg, column, batch_size: int, progress
     table, label_col = image_table(path, cfg, column)
     paths = list(table["path"])
     probs = torch.empty(len(paths), len(predictor.labels))
-    with torch.inference_mode():
+    with torch.inference_mode(), predictor.autocast():
         for chunk in _batches(list(range(len(paths))), batch_size):
             pixels = []
             for i in chunk:
@@ -155,9 +158,11 @@ def predict_tags(predictor, path: Path, cfg, column, batch_size: int, progress):
     tags: list[list[str]] = [[] for _ in words]
     sure = [1.0] * len(words)
     order = sorted((i for i in range(len(words)) if words[i]), key=lambda i: -len(words[i]))
-    with torch.inference_mode():
+    with torch.inference_mode(), predictor.autocast():
         for chunk in _batches(order, batch_size):
-            enc = predictor.tokenizer([words[i] for i in chunk], is_split_into_words=True,
+            enc = predictor.tokenizer(cut_texts([words[i] for i in chunk],
+                                                cfg.data.max_length),
+                                      is_split_into_words=True,
                                       truncation=True, max_length=cfg.data.max_length,
                                       padding=True, return_tensors="pt")
             logits = predictor.model(**predictor.on_device(enc)).logits.float()
@@ -217,7 +222,7 @@ def predict_answers(predictor, path: Path, cfg, batch_size: int, progress):
     questions = [str(q).lstrip() for q in table["question"]]
     contexts = [str(c) for c in table["context"]]
     best: dict[int, tuple[float, int, int]] = {}
-    with torch.inference_mode():
+    with torch.inference_mode(), predictor.autocast():
         for chunk in _batches(list(range(len(questions))), batch_size):
             enc = predictor.tokenizer(
                 [questions[i] for i in chunk], [contexts[i] for i in chunk],
@@ -270,9 +275,10 @@ def predict_texts(predictor, path: Path, cfg, column, batch_size: int, progress)
                for v in table[source_col]]
     texts = [""] * len(sources)
     order = sorted(range(len(sources)), key=lambda i: -len(sources[i]))
-    with torch.inference_mode():
+    with torch.inference_mode(), predictor.autocast():
         for chunk in _batches(order, batch_size):
-            enc = predictor.tokenizer([sources[i] for i in chunk], truncation=True,
+            enc = predictor.tokenizer(cut_texts([sources[i] for i in chunk], spec.max_length),
+                                      truncation=True,
                                       max_length=spec.max_length, padding=True,
                                       return_tensors="pt")
             generated = predictor.model.generate(**predictor.on_device(enc),

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -30,8 +31,12 @@ from engine.core.config import RunConfig
 from engine.core.errors import HubtuneError
 from engine.core.rendezvous import (
     NodeSpec,
+    RankTaken,
     await_start,
+    claim_rank,
+    end_process_group,
     join_failure,
+    post_failure,
     post_host,
     say_ready,
     torchrun_args,
@@ -72,27 +77,71 @@ def _log_tail(path: Path) -> str:
 
 
 def launch(run_id: int, db_file: Path, lease: str, worker_args: list[str]) -> int:
-    """Node 0: torchrun over engine.worker; if the run never started (the nodes never
-    met), record it as failed with one sentence saying who was missing."""
+    """Node 0 (or the one machine of a run of several processes): torchrun over
+    engine.worker. If the run never started (the nodes never met), record it as failed
+    with one sentence saying who was missing; if a rank was killed by a signal, say so
+    in the run's record in place of what rank 0 saw of it (no rank lives to say it)."""
     nodes = launch_nodes(run_id)
-    spec = NodeSpec.from_dict(nodes, node_rank=0)
+    spec = NodeSpec.from_dict(nodes, node_rank=0) if nodes is not None else None
+    processes = launch_processes(run_id)
     env = {k: v for k, v in os.environ.items() if k not in TORCHRUN_VARIABLES}
-    code = _run_forwarding(_torchrun(spec, launch_processes(run_id), "-m", "engine.worker",
-                                     *worker_args), env=env)
+    options = (torchrun_args(spec, processes) if spec is not None
+               else ["--standalone", f"--nproc-per-node={processes}"])
+    code = _run_forwarding([sys.executable, "-m", "torch.distributed.run", *options,
+                            "-m", "engine.worker", *worker_args], env=env)
+    log = run_dir(run_id) / "worker.log"
     store = RunStore(db_file)
     try:
         run = store.get_run(run_id)
-        if run.status == "queued" and run.lease == lease:  # no rank 0 ever claimed it
-            log = run_dir(run_id) / "worker.log"
+        killed = killed_rank(_log_tail(log)) if code != 0 else None
+        if spec is not None and run.status == "queued" and run.lease == lease:
+            # no rank 0 ever claimed it: the nodes never met
             error = join_failure(_log_tail(log), spec, str(log))
             store.add_event(run_id, error, "error", lease=lease)
             store.finish(run_id, "failed", error=error, lease=lease)
             start_queued(store, releasing=run.devices)
+        elif killed is not None and run.lease == lease and _unexplained(run):
+            error = f"{killed[1]}; see {log}."
+            store.add_event(run_id, error, "error", lease=lease)
+            store.finish(run_id, "failed", summary=run.summary, error=error, lease=lease)
     except StoreError as exc:  # deleted, or resumed by someone else meanwhile
         print(exc, file=sys.stderr)
     finally:
         store.close()
     return code
+
+
+def _unexplained(run) -> bool:
+    """A run whose record does not yet say why it ended: still running (rank 0 itself
+    was killed), or failed with what rank 0 saw of a vanished peer."""
+    if run.status in ("running", "queued"):
+        return True
+    return run.status == "failed" and (run.error or "").startswith(
+        ("Internal error", "Another rank's process ended without a word"))
+
+
+_ROOT_CAUSE = re.compile(r"Root Cause \(first observed failure\):.*?rank\s*:\s*(\d+).*?"
+                         r"exitcode\s*:\s*(-?\d+)", re.DOTALL)
+
+
+def killed_rank(log_text: str) -> tuple[int, str] | None:
+    """From torchrun's failure summary: (the rank, a sentence) for a rank whose process a
+    signal ended (SIGKILL is what the kernel's out-of-memory killer sends), else None."""
+    found = _ROOT_CAUSE.findall(log_text)
+    if not found:
+        return None
+    rank, code = int(found[-1][0]), int(found[-1][1])
+    if code >= 0:  # an exit code, not a signal: the rank said why itself
+        return None
+    try:
+        name = signal.Signals(-code).name
+    except ValueError:
+        name = f"signal {-code}"
+    if name == "SIGKILL":
+        return rank, (f"Rank {rank} was killed by SIGKILL, as the kernel's out-of-memory "
+                      "killer does; check the machine's memory (dmesg) and lower "
+                      "train.batch_size, the number of processes or data workers")
+    return rank, f"Rank {rank} was ended by {name}"
 
 
 # -- nodes 1 and later ---------------------------------------------------------------
@@ -133,7 +182,16 @@ def run_node(folder: Path, spec: NodeSpec, processes: int) -> tuple[str, str | N
         except (OSError, ValueError):
             continue
     failed = [o for o in outcomes if o.get("status") == "failed"]
+    killed = killed_rank(_log_tail(log)) if code != 0 else None
+    if killed is not None:
+        # No rank lived to say it: node 0 hears it from here, through its key-value store.
+        rank, sentence = killed
+        sentence = f"{sentence} on node {spec.node_rank}"
+        post_failure(rank, f"{sentence} (see {log} there)", endpoint=spec.endpoint)
+        return "failed", f"{sentence}; see {log}."
     if failed:
+        if failed[0]["error"].startswith("Node rank "):  # taken: this node never joined
+            return "failed", failed[0]["error"]
         return "failed", f"Rank {failed[0]['rank']} on node {spec.node_rank} failed: " \
                          f"{failed[0]['error']}"
     if not outcomes:  # no rank got as far as training
@@ -151,6 +209,21 @@ def run_rank(folder: Path) -> int:
     rank = int(os.environ["RANK"])
     cfg = RunConfig.from_dict(yaml.safe_load((folder / "config.yaml").read_text()))
     try:
+        return _train_rank(folder, rank, cfg)
+    finally:  # completed, failed or stopped: leave the process group
+        end_process_group()
+
+
+def _train_rank(folder: Path, rank: int, cfg: RunConfig) -> int:
+    try:
+        claim_rank()  # first: a node rank already taken must not speak for the run
+    except RankTaken as exc:
+        return _outcome(folder, rank, "failed", str(exc), post=False)
+    except Exception as exc:
+        return _outcome(folder, rank, "failed", "Node 0 ended before training started "
+                        f"({type(exc).__name__}); its run says why (`hubtune runs show`).",
+                        post=False)
+    try:
         post_host()
         resume_from = await_start()  # blocks until node 0's rank 0 holds the run
     except Exception as exc:  # node 0's torchrun, which holds the key-value store, ended
@@ -167,8 +240,10 @@ def run_rank(folder: Path) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     from engine.training.loop import train
+    from engine.worker import join_ranks
 
     try:
+        join_ranks(cfg)
         outcome = train(cfg, lambda event: None, stop, out_dir=folder,
                         resume_from=Path(resume_from) if resume_from else None)
     except HubtuneError as exc:
@@ -180,10 +255,15 @@ def run_rank(folder: Path) -> int:
     return _outcome(folder, rank, outcome.status, outcome.error)
 
 
-def _outcome(folder: Path, rank: int, status: str, error: str | None) -> int:
+def _outcome(folder: Path, rank: int, status: str, error: str | None, *,
+             post: bool = True) -> int:
+    """This rank's outcome into the node's folder; a failure also to node 0 (unless
+    `post` is False: a rank that never joined the run must not fail it)."""
     path = folder / OUTCOME_FILE.format(rank=rank)
     path.write_text(json.dumps({"rank": rank, "status": status, "error": error}),
                     encoding="utf-8")
+    if status == "failed" and error and post:
+        post_failure(rank, f"{error} (on node {os.environ.get('GROUP_RANK', '?')})")
     return 0 if status in ("completed", "stopped") else 1
 
 

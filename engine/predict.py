@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from engine.batch_predict import PROBABILITY_COLUMNS_UP_TO, FilePredictions, file_metric
-from engine.core.errors import DataError, ModelError
+from engine.core.errors import DataError, HubtuneError, ModelError
+from engine.data.text_cells import cut_texts
 
 QA_SEPARATOR = "|||"
 """`hubtune predict ID "question ||| context"`: how a QA input is written on one line."""
@@ -40,9 +41,10 @@ class Prediction:
 
 
 class Predictor:
-    """A trained model loaded once, for many inputs."""
+    """A trained model loaded once, for many inputs, on `placement`'s device and in its
+    precision (`engine.training.inference`; default: the CPU in float32)."""
 
-    def __init__(self, model_dir: Path) -> None:
+    def __init__(self, model_dir: Path, placement=None) -> None:
         import torch
 
         from engine.modeling.loading import quiet_transformers
@@ -77,14 +79,15 @@ class Predictor:
         else:
             self._load_sequence_model()
         self.model.eval()
-        # Where batch prediction runs (`to_fastest_device`); single inputs stay on the CPU.
-        self.device = torch.device("cpu")
+        from engine.training.inference import CPU
 
-    def to_fastest_device(self) -> None:
-        """Move the model to the GPU when there is one (batch prediction over a file)."""
-        if self.torch.cuda.is_available():
-            self.device = self.torch.device("cuda")
-            self.model.to(self.device)
+        self.placement = placement or CPU
+        self.device = torch.device(self.placement.device)
+        self.placement.prepare(self.model)
+
+    def autocast(self):
+        """The precision context every forward pass runs under (the run's, on this device)."""
+        return self.placement.autocast()
 
     def on_device(self, batch) -> dict:
         """A tokenizer's (or collator's) tensors on the model's device."""
@@ -138,7 +141,7 @@ class Predictor:
                 which = f"Input {number}" if len(inputs) > 1 else "The input"
                 raise DataError(f"{which} is empty; give {INPUT_KINDS.get(self.task, 'text')} "
                                 "to predict on.")
-        with self.torch.no_grad():
+        with self.torch.no_grad(), self.autocast():
             if self.task == "image-classification":
                 return [self._image(path) for path in inputs]
             if self.task == "token-classification":
@@ -154,20 +157,23 @@ class Predictor:
             return self._classify(inputs)
 
     def _embed(self, texts: list[str]) -> list[Prediction]:
-        enc = self.tokenizer(texts, truncation=True, max_length=512, padding=True,
-                             return_tensors="pt")
+        enc = self.tokenizer(cut_texts(texts, 512), truncation=True, max_length=512,
+                             padding=True, return_tensors="pt")
+        enc = self.on_device(enc)
         vectors = self.model.pool(enc["input_ids"], enc["attention_mask"],
-                                  enc.get("token_type_ids"))
+                                  enc.get("token_type_ids")).float().cpu()
         return [Prediction(text, None, float(v.norm()),
                            {f"dim{i}": float(x) for i, x in enumerate(v.tolist())})
                 for text, v in zip(texts, vectors, strict=True)]
 
     def _classify(self, texts: list[str]) -> list[Prediction]:
         torch = self.torch
-        enc = self.tokenizer(texts, truncation=True, max_length=512, padding=True,
-                             return_tensors="pt")
+        enc = self.tokenizer(cut_texts(texts, 512), truncation=True, max_length=512,
+                             padding=True, return_tensors="pt")
+        enc = self.on_device(enc)
         _, logits = self.model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"],
                                token_type_ids=enc.get("token_type_ids"))
+        logits = logits.float().cpu()
         out = []
         for text, row in zip(texts, logits, strict=True):
             if self.task == "regression":
@@ -193,11 +199,12 @@ class Predictor:
         torch = self.torch
         order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
         out = None
-        with torch.inference_mode():
+        with torch.inference_mode(), self.autocast():
             for start in range(0, len(order), batch_size):
                 chunk = order[start:start + batch_size]
-                enc = self.tokenizer([texts[i] for i in chunk],
-                                     [pairs[i] for i in chunk] if pairs else None,
+                enc = self.tokenizer(cut_texts([texts[i] for i in chunk], max_length),
+                                     cut_texts([pairs[i] for i in chunk], max_length)
+                                     if pairs else None,
                                      truncation=True, max_length=max_length, padding=True,
                                      return_tensors="pt")
                 enc = self.on_device(enc)
@@ -235,7 +242,8 @@ class Predictor:
         words = text.split()
         enc = self.tokenizer(words, is_split_into_words=True, truncation=True,
                              return_tensors="pt")
-        probs = self.torch.softmax(self.model(**enc).logits[0], -1)
+        logits = self.model(**self.on_device(enc)).logits[0].float().cpu()
+        probs = self.torch.softmax(logits, -1)
         tags, seen = [], set()
         for position, word in enumerate(enc.word_ids(0)):
             if word is None or word in seen:
@@ -265,12 +273,13 @@ class Predictor:
                              return_offsets_mapping=True, padding=True, return_tensors="pt")
         offsets = enc.pop("offset_mapping").tolist()
         enc.pop("overflow_to_sample_mapping", None)
-        out = self.model(**enc)
+        out = self.model(**self.on_device(enc))
+        starts, ends = out.start_logits.float().cpu(), out.end_logits.float().cpu()
         best = (float("-inf"), 0, 0)
         for w in range(len(offsets)):
             seq = enc.sequence_ids(w)
             window = [tuple(o) if s == 1 else None for o, s in zip(offsets[w], seq, strict=True)]
-            span = best_span(out.start_logits[w], out.end_logits[w], window)
+            span = best_span(starts[w], ends[w], window)
             best = max(best, span)
         return Prediction(text, context[best[1]:best[2]], best[0])
 
@@ -281,7 +290,8 @@ class Predictor:
                             f"should be filled in, e.g. 'the movie was {mask} .'")
         enc = self.tokenizer(text, return_tensors="pt")
         where = (enc["input_ids"][0] == self.tokenizer.mask_token_id).nonzero()[0, 0]
-        probs = self.torch.softmax(self.model(**enc).logits[0, where], -1)
+        logits = self.model(**self.on_device(enc)).logits[0, where].float().cpu()
+        probs = self.torch.softmax(logits, -1)
         top = self.torch.topk(probs, 5)
         fills = {self.tokenizer.decode([int(i)]).strip(): float(p)
                  for p, i in zip(top.values, top.indices, strict=True)}
@@ -292,10 +302,12 @@ class Predictor:
         enc = self.tokenizer(text, return_tensors="pt")
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        generated = self.model.generate(**enc, max_new_tokens=40, do_sample=False,
-                                        num_beams=1, pad_token_id=self.tokenizer.pad_token_id)
+        generated = self.model.generate(**self.on_device(enc), max_new_tokens=40,
+                                        do_sample=False, num_beams=1,
+                                        pad_token_id=self.tokenizer.pad_token_id)
         if self.task == "causal-lm":
             generated = generated[:, enc["input_ids"].shape[1]:]
+        generated = generated.cpu()
         return Prediction(text, self.tokenizer.decode(generated[0], skip_special_tokens=True)
                           .strip(), 1.0)
 
@@ -309,12 +321,36 @@ class Predictor:
             raise DataError(f"Image {path} does not exist.") from None
         except (UnidentifiedImageError, OSError):
             raise DataError(f"{path} is not an image hubtune can read.") from None
-        out = self.model(pixel_values=pixels)
+        out = self.model(pixel_values=pixels.to(self.device))
         logits = out[1] if isinstance(out, tuple) else out.logits
-        probs = self.torch.softmax(logits[0], -1).tolist()
+        probs = self.torch.softmax(logits[0].float(), -1).tolist()
         scores = dict(zip(self.labels, probs, strict=True))
         best = max(scores, key=scores.get)
         return Prediction(path, best, scores[best], scores)
+
+
+def place_for_run(store, config, device: str | None = None):
+    """Where a run's model runs in this process (`engine.training.inference`): in the
+    precision and TF32 choice of `config` (a RunConfig or a run's stored config dict),
+    on the `device` asked for, else on a GPU the queue's slots in `store` show free
+    (store None: no queue known, the first visible GPU)."""
+    from engine.core.config import RunConfig, TrainSpec
+    from engine.training.inference import place_inference
+
+    try:
+        train = config.train if isinstance(config, RunConfig) else \
+            RunConfig.from_dict(config or {}).train
+    except HubtuneError:  # a stored config this version no longer reads: the defaults
+        train = TrainSpec()
+    slots = None
+    if store is not None and (device or "cuda").strip().lower() == "cuda":
+        from engine.queue import read_slots
+
+        try:
+            slots = read_slots(store)
+        except HubtuneError:  # a bad HUBTUNE_* knob: `queue slots` says so; pick unaided
+            slots = None
+    return place_inference(train.precision, device=device, slots=slots, tf32=train.tf32)
 
 
 # -- a whole file -------------------------------------------------------------
@@ -325,23 +361,40 @@ FILE_TASKS = (*SEQUENCE_FILE_TASKS, "image-classification", "token-classificatio
               "question-answering", "seq2seq")
 """Tasks `predict_file` covers (engine.batch_predict reads the files of the last four)."""
 def predict_file(model_dir: Path, cfg, path: Path, *, column: str | None = None,
-                 batch_size: int = 32, progress=None) -> FilePredictions:
+                 batch_size: int = 32, progress=None, placement=None,
+                 encoding: str | None = None) -> FilePredictions:
     """Predict every row of a CSV/TSV/JSONL/Parquet file with a run's model, reading it
     as training read its data (`read_table`, the run's encoding and max_length);
-    `progress(rows, total)` is called after each batch of `rows`."""
-    from engine.data.loading import _text, read_table
+    `progress(rows, total)` is called after each batch of `rows`. `placement`: where
+    (`place_for_run`); default the first visible GPU (else the CPU) in the run's
+    precision.
 
-    predictor = Predictor(model_dir)
+    The file is a new one, read in its own encoding, never silently in the training
+    file's: `encoding` when given, else what `new_file_encoding` finds (a byte-order
+    mark, UTF-8, or the run's own with a note in `FilePredictions.notes`)."""
+    import dataclasses
+
+    from engine.data.loading import _text, read_table
+    from engine.data.reader import new_file_encoding
+
+    encoding, note = new_file_encoding(Path(path), given=encoding, usual=cfg.data.encoding)
+    cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, encoding=encoding))
+    notes = (note,) if note else ()
+    if placement is None:
+        from engine.training.inference import place_inference
+
+        placement = place_inference(cfg.train.precision, tf32=cfg.train.tf32)
+    predictor = Predictor(model_dir, placement)
     if predictor.task not in FILE_TASKS:
         raise DataError(f"Batch prediction over a file is not available for head.task "
                         f"{predictor.task}; `hubtune predict ID INPUT...` predicts single "
                         "inputs.")
     path = Path(path)
-    predictor.to_fastest_device()
     if predictor.task not in SEQUENCE_FILE_TASKS:
         from engine.batch_predict import predict_other_file
 
-        return predict_other_file(predictor, cfg, path, column, batch_size, progress)
+        done = predict_other_file(predictor, cfg, path, column, batch_size, progress)
+        return dataclasses.replace(done, notes=notes)
     if path.is_dir():
         raise DataError(f"{path} is a folder; give a CSV, TSV, JSONL or Parquet file.")
     table = read_table(path, encoding=cfg.data.encoding, role="data")
@@ -366,4 +419,4 @@ def predict_file(model_dir: Path, cfg, path: Path, *, column: str | None = None,
     label_col = cfg.data.label_column
     if label_col in columns and label_col not in (text_col, pair_col):
         metric = file_metric(predictor.task, list(table[label_col]), predicted, outputs)
-    return FilePredictions(out, metric)
+    return FilePredictions(out, metric, notes)

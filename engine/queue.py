@@ -17,6 +17,7 @@ one transaction what `choose_waiting` picks.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -48,9 +49,10 @@ class QueueSettings:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> QueueSettings:
         environ = os.environ if environ is None else environ
-        return cls(cpu_slots=_env_int(environ, CPU_SLOTS_ENV, cls.cpu_slots, 1),
-                   busy_mib=_env_int(environ, BUSY_MIB_ENV, cls.busy_mib, 0),
-                   busy_utilisation=_env_int(environ, BUSY_UTIL_ENV, cls.busy_utilisation, 0))
+        return cls(cpu_slots=_env_int(environ, CPU_SLOTS_ENV, cls.cpu_slots, 1, 1024),
+                   busy_mib=_env_int(environ, BUSY_MIB_ENV, cls.busy_mib, 0, 1 << 30),
+                   busy_utilisation=_env_int(environ, BUSY_UTIL_ENV, cls.busy_utilisation, 0,
+                                             100))
 
 
 @dataclass(frozen=True)
@@ -248,15 +250,18 @@ def _busy(reading: GpuReading, settings: QueueSettings) -> bool:
     return reading.utilisation is not None and reading.utilisation > settings.busy_utilisation
 
 
-def _env_int(environ: Mapping[str, str], name: str, default: int, least: int) -> int:
+def _env_int(environ: Mapping[str, str], name: str, default: int, least: int,
+             most: int) -> int:
+    """A numeric knob from the environment, within [least, most]: a slot per unit is
+    built, so a huge value would exhaust memory rather than mean something."""
     raw = environ.get(name)
     if raw is None or not raw.strip():
         return default
-    try:
-        value = int(raw)
-    except ValueError:
-        value = least - 1
-    if value < least:
-        raise HubtuneError(f"{name} must be a whole number of at least {least}, got {raw!r}; "
-                           "fix or unset it.")
+    text = raw.strip()
+    # int() of a long digit string is slow (and refused past 4,300 digits): out of range.
+    value = int(text) if re.fullmatch(r"[+-]?[0-9]{1,20}", text) else None
+    if value is None or not least <= value <= most:
+        shown = repr(raw) if len(raw) <= 40 else f"{len(raw):,} characters"
+        raise HubtuneError(f"{name} must be a whole number from {least} to {most:,}, got "
+                           f"{shown}; fix or unset it.")
     return value

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
-from engine.core.config import RunConfig, is_hub_data
+from engine.core.config import RunConfig, is_hub_data, parse_hub_data
 from engine.core.errors import DataError, HubtuneError
 
 REVIEWED_TASKS = ("text-classification", "text-pair-classification",
@@ -81,6 +81,45 @@ def check_reviewable(task: str) -> None:
     if task not in REVIEWED_TASKS:
         raise HubtuneError(f"Per-example review is not available for head.task {task} yet; "
                            f"it covers {', '.join(REVIEWED_TASKS)}.")
+
+
+def as_trained(run_id: int, cfg: RunConfig, summary: dict | None
+               ) -> tuple[RunConfig, str | None]:
+    """The config to re-read a run's validation data with, and a note when what the run
+    read cannot be verified; a DataError when its files' content changed since.
+
+    Hub data is read at the commit the run recorded, not where its branch is now.
+    Files are checked against the fingerprint training recorded (engine.data.fingerprint);
+    a run from before fingerprints (or one that never finished) gets the count and label
+    checks of `join_inputs` only, with a note saying so.
+    """
+    import dataclasses
+
+    from engine.data.fingerprint import changed_files
+
+    record = summary.get("dataset") if isinstance(summary, dict) else None
+    if is_hub_data(cfg.data.train):
+        sha = record.get("sha") if isinstance(record, dict) else None
+        other = cfg.data.validation is not None and (
+            parse_hub_data(cfg.data.validation, "data.validation").repo
+            != parse_hub_data(cfg.data.train).repo)
+        if not isinstance(sha, str) or not sha or other:
+            return cfg, (f"Run {run_id} recorded no commit of its {'validation ' * other}hub "
+                         f"data; it is read at {cfg.data.revision} as it is now, and matched "
+                         "to the run's results by count and labels only.")
+        return dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, revision=sha)), None
+    changed = changed_files(cfg, record)
+    if changed is None:
+        return cfg, (f"Run {run_id} recorded no fingerprint of its data files (it trained "
+                     "before hubtune kept one, or did not finish); its examples are matched "
+                     "to its results by count and labels only.")
+    if changed:
+        shown = ", ".join(changed)
+        raise DataError(f"Run {run_id}'s data files changed since it trained ({shown} no "
+                        "longer holds what it read), so its examples cannot be shown beside "
+                        "their inputs; restore the file, or `hubtune runs fork "
+                        f"{run_id}` to train on the data as it is.")
+    return cfg, None
 
 
 def validation_inputs(cfg: RunConfig) -> list[ExampleInput]:
@@ -152,6 +191,7 @@ def _lm_inputs(cfg: RunConfig) -> list[ExampleInput]:
     """The texts a language model was validated on: non-empty, and more than one token
     long with the run's tokenizer (as LanguageModelTask.load_data keeps them)."""
     from engine.data.loading import load_frames, pick_column
+    from engine.data.text_cells import cut_texts
     from engine.modeling.loading import load_tokenizer
 
     spec = cfg.data
@@ -160,8 +200,9 @@ def _lm_inputs(cfg: RunConfig) -> list[ExampleInput]:
     kept = [(i, t) for i, t in zip(val.index, val[column], strict=True)
             if isinstance(t, str) and t.strip()]
     tokenizer, _ = load_tokenizer(cfg.model)
-    ids = tokenizer([t for _, t in kept], truncation=True, max_length=spec.max_length,
-                    return_attention_mask=False)["input_ids"] if kept else []
+    ids = tokenizer(cut_texts([t for _, t in kept], spec.max_length), truncation=True,
+                    max_length=spec.max_length, return_attention_mask=False
+                    )["input_ids"] if kept else []
     return [ExampleInput(t, int(i) + 1, "") for (i, t), x in zip(kept, ids, strict=True)
             if len(x) > 1]
 

@@ -99,19 +99,48 @@ def start_run(
         queue_slots=wanted if queue else None,
         sweep_id=sweep_id,
     )
-    folder = run_dir(run_id)
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
-    # the cwd too: a queued run is launched later, perhaps by another run's worker
-    (folder / LAUNCH_FILE).write_text(json.dumps({"processes": processes, "cwd": os.getcwd(),
-                                                  **({"nodes": nodes} if nodes else {})}))
-    if queue:
-        start_queued(store, monitor=gpus)
-        return run_id
-    devices = take_slots(store, run_id, wanted, monitor=gpus)
-    _spawn(store, run_id, store.get_run(run_id).lease, resume=False, devices=devices,
-           keep_cuda=os.environ.get("CUDA_VISIBLE_DEVICES") is not None)
+    lease = store.get_run(run_id).lease
+    try:  # from here on a failure must not leave the run `queued` for ever
+        folder = run_dir(run_id)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+        # the cwd too: a queued run is launched later, perhaps by another run's worker
+        (folder / LAUNCH_FILE).write_text(json.dumps({
+            "processes": processes, "cwd": os.getcwd(), **({"nodes": nodes} if nodes else {})}))
+        if queue:
+            start_queued(store, monitor=gpus)
+            return run_id
+        devices = take_slots(store, run_id, wanted, monitor=gpus)
+        _spawn(store, run_id, lease, resume=False, devices=devices,
+               keep_cuda=os.environ.get("CUDA_VISIBLE_DEVICES") is not None)
+    except BaseException as exc:
+        _launch_failed(store, run_id, lease, exc)
+        raise
     return run_id
+
+
+def _launch_failed(store: RunStore, run_id: int, lease: str, exc: BaseException) -> None:
+    """A launch that failed after the run was recorded (or requeued for a resume): the
+    run ends `failed` with the reason instead of waiting `queued` for a worker that never
+    comes (a failed run keeps its checkpoints and can be resumed), and the slots it held
+    go to the queue. Whatever happens here, the caller re-raises the original error."""
+    try:
+        if store.fail_launch(run_id, lease, launch_failure(exc)):
+            start_queued(store)
+    except Exception:  # the store itself may be what failed: the original error,
+        pass  # re-raised by the caller, is the one sentence the user gets
+
+
+def launch_failure(exc: BaseException) -> str:
+    """A failed launch's reason as one sentence for the run's record."""
+    if isinstance(exc, (HubtuneError, StoreError)):
+        return str(exc)
+    if isinstance(exc, KeyboardInterrupt):
+        return "The start was interrupted before the run's worker process began."
+    if isinstance(exc, OSError):
+        return (f"The run's worker process could not be started ({exc.strerror or exc}); "
+                "resume the run once that is fixed.")
+    return f"Internal error while starting the run ({type(exc).__name__}: {exc})."
 
 
 def start_queued(store: RunStore, *, monitor: GpuMonitor | None = None,
@@ -127,17 +156,21 @@ def start_queued(store: RunStore, *, monitor: GpuMonitor | None = None,
     if not store.has_waiting():
         return []
     store.reap_interrupted()  # a killed worker's slots come back
-    started = []
-    for a in assign_waiting(store, monitor=monitor, releasing=releasing):
-        try:
-            _spawn(store, a.run_id, a.lease or "", resume=False, devices=a.devices)
-            started.append(a.run_id)
-        except HubtuneError as exc:  # deleted meanwhile, or its folder is unwritable
+    started: list[int] = []
+    while True:
+        freed = False
+        for a in assign_waiting(store, monitor=monitor, releasing=releasing):
             try:
-                store.finish(a.run_id, "failed", error=str(exc))
-            except StoreError:
-                pass
-    return started
+                _spawn(store, a.run_id, a.lease or "", resume=False, devices=a.devices)
+                started.append(a.run_id)
+            except Exception as exc:  # deleted meanwhile, its folder unwritable, no fork
+                store.fail_launch(a.run_id, a.lease or "", launch_failure(exc))
+                freed = True
+        # A run that could not start (or was deleted after it was given its slots) gave
+        # them back: the next in line gets them now, not at the next run's end. Each
+        # round ends at least one waiting run, so this stops.
+        if not freed:
+            return started
 
 
 def queue_sweep(store: RunStore, configs: list[RunConfig], *, processes: int = 1,
@@ -156,36 +189,36 @@ LAUNCH_FILE = "launch.json"
 
 
 def worker_command(run_id: int, db_file: Path, lease: str, *, resume: bool,
-                   checkpoint: str | None = None) -> list[str]:
-    """The worker's command line: plain Python, or torchrun for several processes."""
-    processes = launch_processes(run_id)
+                   checkpoint: str | None = None, folder: Path | None = None) -> list[str]:
+    """The worker's command line: plain Python, or torchrun for several processes
+    (`folder`: the run's, where its launch file is; by default this home's)."""
+    processes = launch_processes(run_id, folder)
     worker = ["-m", "engine.worker", str(run_id), str(db_file), "--lease", lease,
               *(["--resume"] if resume else []),
               *(["--checkpoint", checkpoint] if checkpoint else [])]
-    if launch_nodes(run_id) is not None:  # node 0 of several: engine.nodes runs torchrun
-        return [sys.executable, "-m", "engine.nodes", "launch", *worker[2:]]
-    if processes == 1:
+    if processes == 1 and launch_nodes(run_id, folder) is None:
         return [sys.executable, *worker]
-    return [sys.executable, "-m", "torch.distributed.run", "--standalone",
-            f"--nproc_per_node={processes}", *worker]
+    # engine.nodes runs torchrun and stays its parent: it reads torchrun's verdict on a rank
+    # killed by a signal (the kernel's OOM killer), which no rank lives to record.
+    return [sys.executable, "-m", "engine.nodes", "launch", *worker[2:]]
 
 
-def launch_nodes(run_id: int) -> dict | None:
+def launch_nodes(run_id: int, folder: Path | None = None) -> dict | None:
     """How run `run_id` meets its other machines (engine.core.rendezvous.NodeSpec as a
     dict), or None for a run on one machine."""
-    launch = run_dir(run_id) / LAUNCH_FILE
+    launch = (folder or run_dir(run_id)) / LAUNCH_FILE
     return json.loads(launch.read_text()).get("nodes") if launch.is_file() else None
 
 
-def launch_processes(run_id: int) -> int:
+def launch_processes(run_id: int, folder: Path | None = None) -> int:
     """The process count run `run_id` was launched with (1 for a run from before)."""
-    launch = run_dir(run_id) / LAUNCH_FILE
+    launch = (folder or run_dir(run_id)) / LAUNCH_FILE
     return json.loads(launch.read_text())["processes"] if launch.is_file() else 1
 
 
-def _launch_cwd(run_id: int) -> str:
+def _launch_cwd(folder: Path) -> str:
     """The folder the run was recorded from (its worker starts there), if it still is."""
-    launch = run_dir(run_id) / LAUNCH_FILE
+    launch = folder / LAUNCH_FILE
     try:
         cwd = json.loads(launch.read_text()).get("cwd")
     except (OSError, ValueError):
@@ -266,7 +299,9 @@ def resume_run(store: RunStore, run_id: int, checkpoint: str | None = None) -> R
     """
     store.reap_interrupted()
     check_resumable(store.get_run(run_id))
-    check_process_count(launch_processes(run_id), run_id=run_id)
+    home = store.recorded_home(run_id)
+    processes = launch_processes(run_id, home / "runs" / str(run_id) if home else None)
+    check_process_count(processes, run_id=run_id)
     point = resume_point(store, run_id, checkpoint)
     try:
         lease = store.requeue(run_id, allowed=tuple(RESUMABLE))
@@ -274,25 +309,45 @@ def resume_run(store: RunStore, run_id: int, checkpoint: str | None = None) -> R
         raise HubtuneError(str(exc)) from None
     from engine.queue import slots_wanted, take_slots
 
-    devices = take_slots(store, run_id, slots_wanted(launch_processes(run_id)))
-    # Only a checkpoint the user named is passed on: otherwise the worker chooses again
-    # with the deep check, and may pass over one whose torch files are damaged.
-    _spawn(store, run_id, lease, resume=True, checkpoint=checkpoint, devices=devices,
-           keep_cuda=os.environ.get("CUDA_VISIBLE_DEVICES") is not None)
+    try:  # a resume that cannot launch leaves the run failed, and so resumable again
+        devices = take_slots(store, run_id, slots_wanted(processes))
+        # Only a checkpoint the user named is passed on: otherwise the worker chooses
+        # again with the deep check, and may pass over one whose torch files are damaged.
+        _spawn(store, run_id, lease, resume=True, checkpoint=checkpoint, devices=devices,
+               keep_cuda=os.environ.get("CUDA_VISIBLE_DEVICES") is not None)
+    except BaseException as exc:
+        _launch_failed(store, run_id, lease, exc)
+        raise
     return point
+
+
+def worker_environment(base, devices: tuple[str, ...] = (), *, keep_cuda: bool = False) -> dict:
+    """A worker's environment: `base` without a launching rank's torchrun variables, with
+    the GPUs the run holds, or (`keep_cuda`) the CUDA_VISIBLE_DEVICES the user set, read
+    in PCI bus order as nvidia-smi numbers the GPUs (CUDA's own order puts the fastest
+    first, so "1" could name another card)."""
+    from engine.queue import cuda_environment
+
+    env = {k: v for k, v in base.items()
+           if k not in TORCHRUN_VARIABLES and not k.startswith("TORCHELASTIC_")}
+    if not keep_cuda:  # the GPUs the run holds, not those of whoever launches it
+        env.update(cuda_environment(devices))
+    elif env.get("CUDA_VISIBLE_DEVICES"):
+        env.setdefault("CUDA_DEVICE_ORDER", "PCI_BUS_ID")
+    return env
 
 
 def _spawn(store: RunStore, run_id: int, lease: str, *, resume: bool,
            checkpoint: str | None = None, devices: tuple[str, ...] = (),
            keep_cuda: bool = False) -> None:
-    from engine.queue import cuda_environment
-
-    folder = run_dir(run_id)
-    env = {k: v for k, v in os.environ.items()
-           if k not in TORCHRUN_VARIABLES and not k.startswith("TORCHELASTIC_")}
-    if not keep_cuda:  # the GPUs the run holds, not those of whoever launches it
-        env.update(cuda_environment(devices))
-    env["HUBTUNE_HOME"] = str(store.path.parent)  # the worker must open the same database
+    # Absolute: the worker starts in the run's launch folder, where a relative
+    # HUBTUNE_HOME would name another (new, empty) database.
+    home = (store.recorded_home(run_id) or store.path.parent).absolute()
+    folder = home / "runs" / str(run_id)
+    env = worker_environment(os.environ, devices, keep_cuda=keep_cuda)
+    # The worker opens the same database, and finds the run's files under the home they
+    # were recorded in: another home may share this database through a symlink.
+    env["HUBTUNE_HOME"] = str(home)
     env.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     env.setdefault("TOKENIZERS_PARALLELISM", "false")
     try:
@@ -304,13 +359,14 @@ def _spawn(store: RunStore, run_id: int, lease: str, *, resume: bool,
                            "check that HUBTUNE_HOME is a writable folder.") from None
     with log:
         proc = popen(
-            worker_command(run_id, store.path, lease, resume=resume, checkpoint=checkpoint),
+            worker_command(run_id, store.path.absolute(), lease, resume=resume,
+                           checkpoint=checkpoint, folder=folder),
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # a dropped SSH session's SIGHUP never reaches it
             env=env,
-            cwd=_launch_cwd(run_id),
+            cwd=_launch_cwd(folder),
         )
     store.set_pid(run_id, proc.pid, lease)  # False if the worker already claimed the run
 
@@ -508,8 +564,10 @@ def run_worker(run_id: int, db_file: Path, lease: str, *, resume: bool = False,
     sink = StoreSink(db_file, run_id, stop, lease, watch_ranks=several)
     sink.start()
     status, summary, error = "failed", None, None
+    peer_lost = False
     try:
         cfg = RunConfig.from_dict(run.config)
+        join_ranks(cfg)
         from engine.training.loop import train
 
         outcome = train(cfg, sink, stop, out_dir=run_dir(run_id), resume_from=resume_from)
@@ -518,6 +576,7 @@ def run_worker(run_id: int, db_file: Path, lease: str, *, resume: bool = False,
         error = str(exc)
     except Exception as exc:  # the log keeps the traceback; the store a sentence
         traceback.print_exc()
+        peer_lost = several and _peer_lost(exc)
         error = f"Internal error ({type(exc).__name__}: {exc}); see {run_dir(run_id)}/worker.log."
     finally:
         try:
@@ -526,14 +585,57 @@ def run_worker(run_id: int, db_file: Path, lease: str, *, resume: bool = False,
             return _not_ours(store, exc)
         except Exception:
             traceback.print_exc()
-    # Rank 0's own reason stands (every rank agrees on divergence); another rank's
-    # replaces what rank 0 saw of it: a stop, or a collective broken by the dead peer.
+    if several:
+        status, summary, error = _ranks_verdict(run_id, status, summary, error, peer_lost)
+    return _record_outcome(store, run_id, lease, status, summary, error)
+
+
+def _ranks_verdict(run_id: int, status: str, summary: dict | None, error: str | None,
+                   peer_lost: bool) -> tuple[str, dict | None, str | None]:
+    """The outcome of a run of several ranks, as rank 0 records it.
+
+    Rank 0's own reason stands (every rank agrees on divergence); another rank's
+    replaces what rank 0 saw of it: a stop, or a collective broken by the dead peer.
+    """
     own_reason = status == "failed" and error and not error.startswith("Internal error")
-    failed_rank = rank_failure(run_id) if several and not own_reason else None
+    failed_rank = None
+    if not own_reason:
+        # Another machine's rank reports through node 0's key-value store, or its node
+        # once torchrun there has said how it died: give that a moment to arrive.
+        from engine.core.rendezvous import node_count
+
+        failed_rank = rank_failure(run_id, wait_s=PEER_REPORT_WAIT_S if peer_lost
+                                   and node_count() > 1 else 0)
     if failed_rank is not None and status != "completed":
         error, summary = failed_rank[0], {**(summary or {}), **failed_rank[1]}
         status = "failed"
-    return _record_outcome(store, run_id, lease, status, summary, error)
+    elif peer_lost:
+        error = (f"Another rank's process ended without a word during training (killed by "
+                 f"a signal, such as the kernel's out-of-memory killer's SIGKILL, or crashed); "
+                 f"see {run_dir(run_id)}/worker.log.")
+    return status, summary, error
+
+
+def join_ranks(cfg: RunConfig) -> None:
+    """Several processes: start the process group (claiming this rank across machines)
+    and check that every rank runs this same config and code, before anything loads."""
+    from engine.core.rendezvous import check_same_run, start_process_group
+
+    if start_process_group():
+        check_same_run(cfg.to_dict())
+
+
+PEER_REPORT_WAIT_S = 15.0
+"""How long rank 0 waits, once a peer has vanished, for the reason to reach it from that
+peer's machine (its node reads torchrun's verdict first): less than the 30 s torchrun
+gives a rank between its SIGTERM and SIGKILL."""
+
+
+def _peer_lost(exc: BaseException) -> bool:
+    """A collective that failed because another rank's process went away."""
+    text = f"{type(exc).__name__}: {exc}"
+    return any(sign in text for sign in ("DistBackendError", "gloo", "NCCL", "Connection closed",
+                                         "Connection reset", "Broken pipe"))
 
 
 EXIT_NOT_OURS = 3
@@ -571,8 +673,11 @@ def _start_next(store: RunStore, run_id: int | None = None) -> None:
 
 
 def _not_ours(store: RunStore, exc: LeaseLost) -> int:
-    """The run was deleted or handed to another worker: say so in the log, write nothing."""
+    """The run was deleted or handed to another worker: say so in the log, write nothing
+    to it. A run deleted after it was given its slots no longer holds them, and its
+    worker may be the only process left to notice: the queue moves on from here."""
     print(exc, file=sys.stderr)
+    _start_next(store)
     store.close()
     return EXIT_NOT_OURS
 
@@ -594,6 +699,7 @@ def _run_follower(run_id: int, db_file: Path, *, resume: bool,
 
     rank = int(os.environ["RANK"])
     try:
+        join_ranks(cfg)
         outcome = train(cfg, lambda event: None, stop, out_dir=run_dir(run_id),
                         resume_from=resume_from)
     except HubtuneError as exc:
@@ -629,15 +735,27 @@ def report_rank_failure(run_id: int, rank: int, error: str, summary: dict | None
         print(f"Cannot record the failure of rank {rank} in {path}: {exc}", file=sys.stderr)
 
 
-def rank_failure(run_id: int) -> tuple[str, dict] | None:
-    """(the sentence, the summary) of the first rank above 0 that failed in this session."""
-    for path in sorted(run_dir(run_id).glob(RANK_FAILURE.format(rank="*"))):
-        try:
-            found = json.loads(path.read_text(encoding="utf-8"))
-            return f"Rank {found['rank']} failed: {found['error']}", dict(found["summary"])
-        except (OSError, ValueError, KeyError, TypeError):
-            continue
-    return None
+def rank_failure(run_id: int, wait_s: float = 0) -> tuple[str, dict] | None:
+    """(the sentence, the summary) of the first rank above 0 that failed in this session:
+    on this machine from its file in the run folder, on another from node 0's key-value
+    store (engine.core.rendezvous.post_failure). Waits up to `wait_s` for one."""
+    from engine.core.rendezvous import posted_failure
+
+    deadline = time.monotonic() + wait_s
+    while True:
+        for path in sorted(run_dir(run_id).glob(RANK_FAILURE.format(rank="*"))):
+            try:
+                found = json.loads(path.read_text(encoding="utf-8"))
+                return f"Rank {found['rank']} failed: {found['error']}", dict(found["summary"])
+            except (OSError, ValueError, KeyError, TypeError):
+                continue
+        posted = posted_failure()
+        if posted is not None:
+            return (f"Rank {posted['rank']} failed: {posted['error']}",
+                    dict(posted.get("summary") or {}))
+        if time.monotonic() >= deadline:
+            return None
+        time.sleep(0.5)
 
 
 def _clear_rank_failures(run_id: int) -> None:
@@ -660,8 +778,13 @@ def main(argv: list[str] | None = None) -> int:
         from store import db_path
 
         db_file = db_path()
-    return run_worker(args.run_id, db_file, args.lease, resume=args.resume,
-                      checkpoint=args.checkpoint)
+    from engine.core.rendezvous import end_process_group
+
+    try:
+        return run_worker(args.run_id, db_file, args.lease, resume=args.resume,
+                          checkpoint=args.checkpoint)
+    finally:  # completed, failed or stopped: each rank leaves the process group
+        end_process_group()
 
 
 def _exit_now(code: int) -> None:

@@ -10,6 +10,7 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
+from pathlib import Path
 from typing import Any
 
 from sqlite_utils import Database
@@ -24,6 +25,7 @@ class LeaseMixin:
     """The worker-facing methods of `RunStore` (which provides `db`, `_write`, `_update`, `get_run` and `list_runs`)."""
 
     db: Database
+    path: Path
     _write: Callable[[], AbstractContextManager[sqlite3.Connection]]
 
     @staticmethod
@@ -110,6 +112,47 @@ class LeaseMixin:
                 raise StoreError(f"Run {run_id} is {row[0]} (another command got to it first); "
                                  "only a stopped, interrupted or failed run can be resumed.")
         return lease
+
+    def recorded_home(self, run_id: int) -> Path | None:
+        """The data folder (HUBTUNE_HOME) run `run_id`'s folder was recorded under, when
+        that folder's database is this store's very file; None otherwise.
+
+        Two homes can share one database, one's `hubtune.db` a symlink to the other's
+        (or the home itself a symlink): a run recorded from the other home keeps its
+        files there, and a process of this home that launches it must look there, not
+        take the run for deleted. The same file is the same device and inode, whatever
+        the paths say; a database that was copied or moved is not the same store, and
+        its runs' folders are this home's.
+        """
+        row = self.db.execute("SELECT output_dir FROM runs WHERE id = ?", [run_id]).fetchone()
+        if row is None or not row[0]:
+            return None
+        folder = Path(row[0])
+        if folder.name != str(run_id) or folder.parent.name != "runs":
+            return None
+        home = folder.parent.parent
+        try:
+            theirs, ours = os.stat(home / self.path.name), os.stat(self.path)
+        except OSError:
+            return None
+        return home if (theirs.st_dev, theirs.st_ino) == (ours.st_dev, ours.st_ino) else None
+
+    def fail_launch(self, run_id: int, lease: str, error: str) -> bool:
+        """A launch that never got its worker going (the spawn, the slots or the run
+        folder failed): the run, still `queued` under `lease`, ends `failed` with `error`,
+        so it neither waits for ever nor holds its slots, and a resume can try again.
+        False (nothing written) when its worker claimed it, another launch superseded it,
+        or it was deleted."""
+        with self._write() as conn:
+            cur = conn.execute(
+                "UPDATE runs SET status = 'failed', finished_utc = ?, error = ?,"
+                " queue_rank = NULL WHERE id = ? AND lease = ? AND status = 'queued'",
+                [utc_now(), error, run_id, lease])
+            if cur.rowcount == 0:
+                return False
+            conn.execute("INSERT INTO events (run_id, time_unix, level, message)"
+                         " VALUES (?,?,?,?)", [run_id, time.time(), "error", error])
+        return True
 
     def truncate_after(self, run_id: int, step: int, *, lease: str | None = None) -> None:
         """Drop metrics and checkpoints recorded after `step` (a resume replays them)."""

@@ -33,6 +33,7 @@ from store.checks import (  # noqa: F401 - MAX_* and the checks are the store's 
 from store.common import (  # noqa: F401 - the statuses are the store's API
     STATUSES,
     TERMINAL_STATUSES,
+    check_run_id,
     no_such_run,
     utc_now,
 )
@@ -134,9 +135,10 @@ class RunStore(LeaseMixin, MetricsMixin, HistoryMixin, QueueMixin, ReviewMixin):
             _HEADER_CHECKED.add(key)
 
     def _migrate(self) -> None:
-        # Two processes opening a fresh database at once must not both run
-        # m001; an advisory lock on a side file serialises them.
-        lock_path = self.path.with_name(self.path.name + ".lock")
+        # Two processes opening a fresh database at once must not both run m001: a lock
+        # on a side file beside the real one (homes sharing it by symlink) serialises them.
+        real = self.path.resolve()
+        lock_path = real.with_name(real.name + ".lock")
         with open(lock_path, "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             try:
@@ -236,14 +238,14 @@ class RunStore(LeaseMixin, MetricsMixin, HistoryMixin, QueueMixin, ReviewMixin):
         return run_id
 
     def get_run(self, run_id: int) -> Run:
-        row = self.db.execute("SELECT * FROM runs WHERE id = ?", [run_id]).fetchone()
+        row = self.db.execute("SELECT * FROM runs WHERE id = ?", [check_run_id(run_id)]).fetchone()
         if row is None:
             raise no_such_run(run_id)
         cols = [d[0] for d in self.db.execute("SELECT * FROM runs LIMIT 0").description]
         return Run.from_row(dict(zip(cols, row, strict=True)))
 
     def _update(self, run_id: int, *, lease: str | None = None, **values: Any) -> None:
-        sets = ", ".join(f"{k} = ?" for k in values)
+        sets, run_id = ", ".join(f"{k} = ?" for k in values), check_run_id(run_id)
         with self._write() as conn:
             if lease is not None:
                 self._check_lease(conn, run_id, lease)
@@ -326,7 +328,7 @@ class RunStore(LeaseMixin, MetricsMixin, HistoryMixin, QueueMixin, ReviewMixin):
         """
         with self._write() as conn:
             row = conn.execute("SELECT status, output_dir FROM runs WHERE id = ?",
-                               [run_id]).fetchone()
+                               [check_run_id(run_id)]).fetchone()
             if row is None:
                 raise no_such_run(run_id)
             status, output_dir = row

@@ -4,6 +4,7 @@ a loopback hub server and a real store."""
 from __future__ import annotations
 
 import os
+import re
 import sys
 import tempfile
 from pathlib import Path
@@ -270,8 +271,17 @@ SLOW_TESTS = {
 """Single tests that start worker or CLI processes (or compile a model) in otherwise fast files."""
 
 
+def _needs_cuda(item) -> bool:
+    """A test that skips without CUDA (a skipif naming CUDA or a GPU): the GPU check
+    (bench/gpu_check.py) runs every such test with `-m gpu`."""
+    return any(re.search(r"\bcuda\b|\bgpu\b", str(mark.kwargs.get("reason", "")), re.I)
+               for mark in item.iter_markers("skipif"))
+
+
 def pytest_collection_modifyitems(config, items):
     for item in items:
         path = Path(str(item.fspath)).relative_to(REPO_ROOT).as_posix()
         if path in SLOW_FILES or item.originalname in SLOW_TESTS or "vit_b_16" in item.name:
             item.add_marker(pytest.mark.slow)
+        if _needs_cuda(item):
+            item.add_marker(pytest.mark.gpu)

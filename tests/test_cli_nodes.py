@@ -35,6 +35,12 @@ def test_node_spec_checks_name_the_option_and_the_fix():
         NodeSpec(2, 1, "node0:99999")
     with pytest.raises(HubtuneError, match="give 2 or more"):
         NodeSpec(1, 0, "h:1")
+    # A host is a name or an address: nothing torchrun could read as an option or a
+    # shell as a command.
+    for hostile in ("-rdzv:1", "$(id):1", "a b:1", "node0\n:1", "`id`:1", ":29500"):
+        with pytest.raises(HubtuneError, match="not HOST:PORT"):
+            NodeSpec(2, 1, hostile)
+    assert NodeSpec(2, 1, "[fe80::1]:29500").host == "[fe80::1]"
     spec = NodeSpec(3, 1, "node0.cluster:29500", 60)
     assert spec.host == "node0.cluster"
     assert NodeSpec.from_dict(spec.to_dict(), node_rank=1) == spec
@@ -45,7 +51,7 @@ def test_torchrun_gets_static_rendezvous_with_the_node_rank_and_timeout():
     joined = " ".join(args)
     assert "--rdzv-backend static" in joined  # node 0 is rank 0: c10d orders by host name
     assert "--nnodes 2 --node-rank 1" in joined and "--nproc-per-node=4" in joined
-    assert "--rdzv-endpoint 10.0.0.1:29400" in joined and "--rdzv-conf timeout=45" in joined
+    assert "--rdzv-endpoint=10.0.0.1:29400" in joined and "--rdzv-conf timeout=45" in joined
     assert "--max-restarts 0" in joined
 
 
@@ -95,7 +101,8 @@ def test_the_sbatch_script_runs_the_same_train_on_every_node(tiny_config, tmp_pa
     assert '--nnodes "$SLURM_NNODES" --node-rank "$SLURM_NODEID"' in text
     assert 'scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1' in text
     assert '--rdzv-endpoint "$head:29555"' in text
-    assert "srun --ntasks-per-node=1 --kill-on-bad-exit=1 bash -c hubtune_node" in text
+    assert ("srun --ntasks-per-node=1 --kill-on-bad-exit=1 bash -c 'hubtune_node \"$@\"' "
+            "hubtune_node ") in text
     assert "NCCL_SOCKET_IFNAME" in text
     assert subprocess.run(["bash", "-n"], input=text, text=True).returncode == 0
     cpu = sbatch_script(tiny_config, (), nodes=2, gpus_per_node=0, workdir=tmp_path)

@@ -12,6 +12,8 @@ import pytest
 import yaml
 from cli_runner import hubtune
 
+from engine.queue import machine_slots
+
 
 @pytest.fixture
 def config(tmp_path: Path, sentiment_csv: Path) -> Path:
@@ -56,8 +58,10 @@ def test_queue_order_reorder_pause_and_dequeue(config):
     table = ok("queue", "ls").stdout
     assert "paused" in table and f"{a:>4}  queued" in table
     slots = json.loads(ok("queue", "slots", "--json").stdout)
-    assert [(s["slot"], s["kind"], s["free"]) for s in slots] == [("cpu0", "cpu", True)]
-    assert "cpu0" in ok("queue", "slots").stdout
+    # The machine's own slots: cpu0 here, gpu0 and up on a GPU box.
+    assert [(s["slot"], s["kind"]) for s in slots] == [(s.name, s.kind) for s in machine_slots()]
+    assert slots[0]["held_by"] == [] and slots[0]["kind"] in ("cpu", "gpu")
+    assert slots[0]["slot"] in ok("queue", "slots").stdout
 
     missing = hubtune("queue", "mv", "999", "1")
     assert missing.returncode == 1 and "There is no run 999" in missing.stderr
@@ -113,11 +117,15 @@ def test_bad_sweeps_and_unknown_sweeps_are_one_sentence(config):
 
 
 def test_the_queue_moves_on_with_no_one_watching(tiny_config, store):
-    """One CPU slot, two queued runs: the first starts at once, and its worker starts
+    """One slot (CPU or GPU), two queued runs: the first starts at once, and its worker starts
     the second when it ends. Nothing else runs in between (slow: two real workers)."""
+    slots = machine_slots()
+    if len(slots) != 1:
+        pytest.skip("needs a machine with one slot (one CPU slot, or one GPU)")
+    slot = slots[0].name  # cpu0 here, gpu0 on a one-GPU box
     first = int(ok("train", str(tiny_config), "--queue", "--set", "train.epochs=1").stdout)
     second = int(ok("train", str(tiny_config), "--queue", "--set", "train.epochs=1").stdout)
-    assert store.get_run(first).devices == ("cpu0",)
+    assert store.get_run(first).devices == (slot,)
     assert store.get_run(second).waiting
     deadline = time.monotonic() + 280
     while time.monotonic() < deadline:
@@ -127,5 +135,5 @@ def test_the_queue_moves_on_with_no_one_watching(tiny_config, store):
         time.sleep(0.5)
     a, b = runs
     assert (a.status, b.status) == ("completed", "completed"), (a.error, b.error)
-    assert b.devices == ("cpu0",) and b.started_utc >= a.finished_utc
+    assert b.devices == (slot,) and b.started_utc >= a.finished_utc
     assert b.env.get("cuda_visible_devices") == a.env.get("cuda_visible_devices")

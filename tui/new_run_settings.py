@@ -75,19 +75,21 @@ class Setting:
         """The value typed text stands for (validated later, by the config)."""
         import yaml
 
+        from engine.core.safe_yaml import YamlTooLarge, load_yaml  # typed text: bounded
+
         if self.kind == "list":
             return [part.strip() for part in raw.split(",") if part.strip()]
         if self.kind == "map":
             try:
-                value = yaml.safe_load("{" + raw + "}")
-            except yaml.YAMLError:
+                value = load_yaml("{" + raw + "}")
+            except (yaml.YAMLError, YamlTooLarge):
                 return raw  # the config names the key and what it wants
             return value
         if self.kind == "choice":
             return {"true": True, "false": False}.get(raw, raw)
         try:
-            return yaml.safe_load(raw)
-        except yaml.YAMLError:
+            return load_yaml(raw)
+        except (yaml.YAMLError, YamlTooLarge):
             return raw
 
     def show(self, value: Any) -> str:

@@ -104,7 +104,7 @@ def review_errors(store_path, run_id: int, limit: int = ERRORS_SHOWN) -> ErrorsR
     thread: it reads the run's data again, as `hubtune runs errors` does)."""
     from engine.core.config import RunConfig
     from engine.core.errors import HubtuneError
-    from engine.review import check_reviewable, join_inputs, validation_inputs
+    from engine.review import as_trained, check_reviewable, join_inputs, validation_inputs
     from store import RunStore, StoreError
 
     store = RunStore(store_path)  # this thread's own connection
@@ -117,8 +117,9 @@ def review_errors(store_path, run_id: int, limit: int = ERRORS_SHOWN) -> ErrorsR
             return ErrorsReviewed(run_id, None, [], error=(
                 f"Run {run_id} has no per-example results yet: they are recorded at each "
                 "evaluation of the model it keeps (f forks it to train again with them)."))
+        as_read, _ = as_trained(run_id, cfg, run.summary)  # refused if its files changed
         worst = join_inputs(run_id, store.worst_examples(run_id, limit),
-                            validation_inputs(cfg), recorded.examples)
+                            validation_inputs(as_read), recorded.examples)
         wrong = sum(not r.correct for r in store.example_results(run_id).values())
         return ErrorsReviewed(run_id, recorded, worst, wrong=wrong)
     except (HubtuneError, StoreError) as exc:

@@ -43,6 +43,10 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 MAX_SEED = 2**32 - 1
 MAX_NAME_CHARS = 200
 """As the store's cap (store.runs.MAX_NAME_CHARS); the config says it first, with the key."""
+MAX_CONFIG_BYTES = 1 << 20
+"""Larger files are not run configs (a data file given by mistake); refused before reading."""
+MAX_KEY_PARTS = 8
+"""Dotted parts of a `--set` key: the deepest real key has four."""
 
 
 @dataclass(frozen=True)
@@ -323,8 +327,23 @@ class TrainSpec:
     """With a fully frozen backbone (head_only), compute its features once and train the
     head on them; false runs the backbone every step (in eval mode either way)."""
     compile: bool = False
-    """torch.compile the training model (dynamic shapes): faster steps on a GPU after a
-    compile of a minute or so; rarely worth it on a CPU or for short runs."""
+    """torch.compile the training model (shapes as compile_shapes says): faster steps on a
+    GPU after a compile of a minute or so; rarely worth it on a CPU or for short runs."""
+    compile_shapes: str = "dynamic"
+    """With compile on a text model: dynamic (one graph whatever a batch's length) or
+    static (each batch padded up to a length bucket, engine.modeling.lengths.BUCKETS: a
+    graph per bucket, fixed shapes the compiler tunes for; costs some padding)."""
+    max_tokens_per_batch: int | None = None
+    """Text: batches hold up to this many (padded) input tokens, however many rows that is,
+    instead of batch_size rows: short texts make large batches, so a GPU spends its time
+    computing rather than launching kernels. Examples are grouped by length bucket."""
+    deterministic: bool = False
+    """Deterministic kernels only (torch.use_deterministic_algorithms, CUBLAS_WORKSPACE_CONFIG,
+    cudnn): a resumed run on a GPU ends bit-exact with an unbroken one; a little slower,
+    and an operation with no deterministic kernel fails the run."""
+    tf32: bool = True
+    """On GPUs from Ampere on, float32 matmuls and convolutions run on TF32 tensor cores
+    (fp32 range, 10 mantissa bits in the product); false keeps strict IEEE float32."""
     gradient_checkpointing: bool = False
     """Recompute block activations in the backward pass: less memory, about 30% slower."""
     seed: int = 42
@@ -384,6 +403,9 @@ class TrainSpec:
         if self.checkpoint_every is not None:
             _positive("train.checkpoint_every", self.checkpoint_every)
         _positive("train.keep_checkpoints", self.keep_checkpoints)
+        _choice("train.compile_shapes", self.compile_shapes, ("dynamic", "static"))
+        if self.max_tokens_per_batch is not None:
+            _positive("train.max_tokens_per_batch", self.max_tokens_per_batch)
         if isinstance(self.data_workers, str):
             if self.data_workers != "auto":
                 raise ConfigError("train.data_workers must be 'auto' or a number of processes, "
@@ -479,13 +501,22 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
     """Read a YAML run config and apply `KEY=VALUE` overrides (dotted keys)."""
     import yaml
 
+    from engine.core.safe_yaml import YamlTooLarge, load_yaml
+
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"Config file {path} does not exist; check the path.")
+    size = path.stat().st_size
+    if size > MAX_CONFIG_BYTES:  # read whole below: a run config is a few hundred bytes
+        raise ConfigError(f"Config file {path} is {size:,} bytes; a run config is a short "
+                          f"YAML file (at most {MAX_CONFIG_BYTES:,} bytes), check the path.")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = load_yaml(path.read_text(encoding="utf-8"))
     except UnicodeDecodeError:
         raise ConfigError(f"Config file {path} is not UTF-8 text.") from None
+    except YamlTooLarge as exc:
+        raise ConfigError(f"Config file {path} {exc}; a run config is a few plain "
+                          "sections (model, data, train, ...).") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
@@ -506,17 +537,26 @@ def apply_overrides(data: dict[str, Any], overrides: list[str] | tuple[str, ...]
 
     import yaml
 
+    from engine.core.safe_yaml import MAX_DEPTH, YamlTooLarge, load_yaml
+
     data = copy.deepcopy(data)
     for item in overrides:
         key, sep, raw = item.partition("=")
         if not sep or not key.strip():
             raise ConfigError(f"--set {item!r} must look like KEY=VALUE, e.g. train.epochs=2.")
+        parts = key.strip().split(".")
+        if len(parts) > MAX_KEY_PARTS:  # a deep chain of mappings would be built for it
+            raise ConfigError(f"--set {_describe(key)} has {len(parts):,} dotted parts; config "
+                              f"keys have at most {MAX_KEY_PARTS} (e.g. "
+                              "train.early_stopping.patience).")
         try:
-            value = yaml.safe_load(raw) if raw.strip() else None
+            value = load_yaml(raw) if raw.strip() else None
+        except YamlTooLarge as exc:
+            raise ConfigError(f"--set {_describe(key)}: the value {exc}; give a plain value "
+                              f"(at most {MAX_DEPTH} levels).") from None
         except yaml.YAMLError:
             value = raw
         node = data
-        parts = key.strip().split(".")
         for part in parts[:-1]:
             child = node.get(part)
             if not isinstance(child, dict):
@@ -674,6 +714,7 @@ UPPER_BOUNDS: dict[str, int | float] = {
     "train.early_stopping.patience": 1 << 20,
     "train.max_steps": 1 << 40,
     "train.batch_size": 1 << 20,
+    "train.max_tokens_per_batch": 1 << 30,
     "train.grad_accumulation": 1 << 20,
     "train.eval_every": 1 << 40,
     "train.log_every": 1 << 40,

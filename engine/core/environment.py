@@ -35,6 +35,9 @@ def capture_environment(workdir: Path | None = None) -> dict:
         # follows these devices (engine.core.gpus.GpuMonitor.run_devices).
         "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
         "local_processes": _local_processes(),
+        # Data workers hand batches over in /dev/shm: a container's 64 MB default explains
+        # a run that read its images with fewer workers than asked (engine.training.loader).
+        "shm_free_mib": _shm_free_mib(),
     }
     try:
         import torch
@@ -72,6 +75,15 @@ def _nvml_uuid(props) -> str | None:
     if not text:
         return None
     return text if text.startswith(("GPU-", "MIG-")) else f"GPU-{text}"
+
+
+def _shm_free_mib() -> int | None:
+    import shutil
+
+    try:
+        return shutil.disk_usage("/dev/shm").free >> 20
+    except OSError:  # no /dev/shm (not Linux)
+        return None
 
 
 def _local_processes() -> int:

@@ -26,6 +26,9 @@ class RunPrepared:
     precision: str
     trainable_params: int
     total_params: int
+    speed: dict[str, Any] = field(default_factory=dict)
+    """The speed settings in force (engine.training.backends.SpeedSettings): TF32,
+    attention kernel, data workers, compile, ...; what a benchmark prints beside its rate."""
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,10 @@ Torch-free and textual-free: the CLI and the TUI both use it. A file is written
 to a temporary sibling and moved into place, so a failure half-way (a full disk,
 a killed process) leaves no half-written file and the old one, if any, intact.
 Without `force` the move is a hard link, which fails if the name was taken in
-the meantime instead of replacing what another process just wrote.
+the meantime instead of replacing what another process just wrote. What is written
+gets the permissions the user's umask gives any new file (the temporary names are
+created private, as they must be, and opened up before the move), and `--force`
+never replaces a file the same command reads (`refuse_overwriting_input`).
 """
 
 from __future__ import annotations
@@ -82,6 +85,7 @@ def write_file(target: str | Path, write: Callable[[Path], None], *, force: bool
     tmp = Path(tmp_name)
     try:
         write(tmp)
+        os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp made it 0600
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
         if force:
@@ -149,6 +153,7 @@ def fill_folder(target: str | Path, fill: Callable[[Path], None], *, force: bool
         raise OutputError(f"Cannot write to {path.parent} ({_reason(exc)}).") from None
     try:
         fill(tmp)
+        _follow_umask(tmp)
         if not path.exists():
             os.rename(tmp, path)
             return path
@@ -159,3 +164,61 @@ def fill_folder(target: str | Path, fill: Callable[[Path], None], *, force: bool
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return path
+
+
+def _follow_umask(root: Path) -> None:
+    """Give a built folder and everything in it the modes the umask gives new files:
+    mkdtemp makes the folder 0700, and some writers (safetensors) make files 0600."""
+    mask = current_umask()
+    os.chmod(root, 0o777 & ~mask)
+    for folder, dirs, files in os.walk(root):
+        for name in dirs:
+            os.chmod(Path(folder) / name, 0o777 & ~mask)
+        for name in files:
+            item = Path(folder) / name
+            if item.is_symlink():
+                continue
+            runnable = item.stat().st_mode & 0o111
+            os.chmod(item, (0o777 if runnable else 0o666) & ~mask)
+
+
+def current_umask() -> int:
+    """This process's umask, read without changing it where Linux says it (os.umask can
+    only be read by setting it, which races with other threads creating files)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def refuse_overwriting_input(target: str | Path, inputs, *, folder: bool = False) -> None:
+    """Refuse, whatever `--force` says, a `target` that would replace something the same
+    command reads: `inputs` are (path, what it is) pairs, e.g. (data_file, "the file
+    --file reads"). A file target must not be an input (by name, link or hard link); a
+    folder target (`folder`) must not be an input folder, nor hold an input directly
+    (its name could be among those written). A symlink counts as what it points to.
+    """
+    path = Path(target).expanduser().resolve()
+    for item, what in inputs:
+        if item is None:
+            continue
+        source = Path(item).expanduser().resolve()
+        same = source == path or _same_file(source, path)
+        holds = folder and source.parent == path
+        if same or holds:
+            shown = "is" if same else "holds"
+            raise OutputError(f"{path} {shown} {what}, which this command reads; write the "
+                              "output somewhere else (--force never replaces an input).")
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # either is missing: not the same file
+        return False

@@ -48,6 +48,7 @@ def open_split(paths: Sequence[Path], where: str, *, limit: int | None = None,
     """The split's rows as a `datasets.Dataset` (memory-mapped Arrow), or with `limit` a
     seeded sample of that many rows read from the Parquet row groups that hold them."""
     import datasets
+    from datasets.exceptions import DatasetsError
 
     quiet_datasets()
     paths = [Path(p) for p in paths]
@@ -56,17 +57,48 @@ def open_split(paths: Sequence[Path], where: str, *, limit: int | None = None,
         raise DataError(f"{where} mixes file formats ({', '.join(sorted(kinds))}); hubtune "
                         "reads one format per split.")
     kind = kinds.pop()
+    if kind == "parquet" and not _parquet_rows(paths, where):
+        # `datasets` fails on a file of no rows; an empty split is still a split to look at.
+        return datasets.Dataset(_parquet_schema(paths[0], where).empty_table())
     if limit is not None and kind == "parquet":
         return _sample_parquet(paths, limit, seed, where)
+    if kind != "parquet" and all(_blank(p) for p in paths):
+        raise DataError(f"{where} has no rows (its files are empty).")
     options = {"delimiter": "\t"} if any(p.suffix.lower() == ".tsv" for p in paths) else {}
     try:
         ds = datasets.load_dataset(kind, data_files={"rows": [str(p) for p in paths]},
                                    split="rows", **options)
-    except (ValueError, OSError, TypeError) as exc:
-        raise DataError(f"{where} cannot be read: {_first_line(exc)}.") from None
+    except (ValueError, OSError, TypeError, StopIteration, DatasetsError) as exc:
+        raise DataError(f"{where} cannot be read: {_first_line(exc.__cause__ or exc)}.") \
+            from None
     if limit is not None and len(ds) > limit:
         ds = ds.select(sorted(random.Random(seed).sample(range(len(ds)), limit)))
     return ds
+
+
+def _parquet_rows(paths: list[Path], where: str) -> int:
+    """Rows of Parquet files, from their footers alone."""
+    import pyarrow.parquet as pq
+
+    try:
+        return sum(pq.ParquetFile(p).metadata.num_rows for p in paths)
+    except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
+        raise DataError(f"{where} cannot be read: {_first_line(exc)}.") from None
+
+
+def _parquet_schema(path: Path, where: str):
+    import pyarrow.parquet as pq
+
+    try:
+        return pq.ParquetFile(path).schema_arrow
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{where} cannot be read: {_first_line(exc)}.") from None
+
+
+def _blank(path: Path) -> bool:
+    """A text file with nothing but whitespace in it (read only when small)."""
+    size = path.stat().st_size
+    return size == 0 or (size < 1 << 16 and not path.read_bytes().strip())
 
 
 def _kind(path: Path) -> str:

@@ -31,6 +31,7 @@ from engine.data.hub import (
     text_columns,
 )
 from engine.data.loading import SequenceData, check_stop
+from engine.data.text_cells import cut_texts
 
 
 @dataclass(frozen=True)
@@ -48,8 +49,13 @@ class HubSplit:
     """Names the streamed rows' file in the cache (a re-run reads it again)."""
 
     def open(self, *, limit: int | None = None, seed: int = 0):
+        """The split's rows for training or validation: a split of none is a sentence here,
+        whatever the task (a preview still shows it, empty)."""
         if self.stream_rows is None:
-            return open_split(self.paths, self.where, limit=limit, seed=seed)
+            ds = open_split(self.paths, self.where, limit=limit, seed=seed)
+            if len(ds) == 0:
+                raise DataError(f"{self.where} has no rows; pick a split that holds data.")
+            return ds
         rows = min(self.stream_rows, limit) if limit is not None else self.stream_rows
         return stream_split(self.paths, self.fetch, rows, self.where, seed=seed,
                             name=f"{self.stream_name}-{rows}-{seed}")
@@ -134,6 +140,8 @@ def hub_text_splits(cfg: RunConfig, train: HubSplit,
     train_ds = train.open(limit=spec.limit, seed=cfg.train.seed)
     text, pair, label, notes = text_columns(train_ds, train.where, spec)
     _check_text(train_ds, train.where, text, "text_column")
+    if pair is not None:
+        _check_text(train_ds, train.where, pair, "text_pair_column")
     lmap = label_map(train_ds, train.where, label, task)
     train_ds, warning = drop_unlabelled(train_ds, train.where, label, lmap)
     warnings += [warning] if warning else []
@@ -144,6 +152,8 @@ def hub_text_splits(cfg: RunConfig, train: HubSplit,
                             (label, "label_column")):
             if column is not None:
                 require_column(val_ds, validation.where, column, key)
+                if key != "label_column":
+                    _check_text(val_ds, validation.where, column, key)
         val_ds, warning = drop_unlabelled(val_ds, validation.where, label, lmap)
         warnings += [warning] if warning else []
         val_where = validation.where
@@ -178,15 +188,10 @@ def load_hub_text_classification(cfg: RunConfig, tokenizer, train: HubSplit,
 
 
 def _check_text(ds, where: str, column: str, key: str) -> None:
-    import datasets
+    # The rule files follow too (no lists, not all empty, not only numbers).
+    from engine.data.text_cells import check_arrow_text
 
-    feature = ds.features[column]
-    if isinstance(feature, datasets.ClassLabel) or (
-            isinstance(feature, datasets.Value) and feature.dtype not in ("string",
-                                                                          "large_string")):
-        raise DataError(f"{where} holds {getattr(feature, 'dtype', 'class labels')} values, "
-                        f"not text, in its column {column!r} (data.{key}); set data.{key} to "
-                        "the column that holds the text.")
+    check_arrow_text(ds, where, column, key)
 
 
 def split_off(ds, column: str, lmap: LabelMap, fraction: float, seed: int):
@@ -254,8 +259,8 @@ def encode_split(ds, columns: tuple[str, str | None, str], lmap: LabelMap, where
 
     def encode(batch: dict) -> dict:
         check_stop()
-        texts = [_as_text(v) for v in batch[text]]
-        pairs = [_as_text(v) for v in batch[pair]] if pair else None
+        texts = cut_texts([_as_text(v) for v in batch[text]], max_length)
+        pairs = cut_texts([_as_text(v) for v in batch[pair]], max_length) if pair else None
         enc = tokenizer(texts, pairs, truncation=True, max_length=max_length, padding=False,
                         return_attention_mask=False)
         out = {"input_ids": enc["input_ids"],

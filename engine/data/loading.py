@@ -36,6 +36,7 @@ from engine.data.reader import (  # noqa: F401  read_table: the one reader, re-e
     label_text,
     read_table,
 )
+from engine.data.text_cells import check_text_values, cut_texts
 
 if TYPE_CHECKING:
     import torch
@@ -113,14 +114,17 @@ def tokenise(tokenizer, texts: list | None, pairs: list | None = None, *,
     """`tokenizer(texts, pairs, text_target=..., **kwargs)` in chunks, honouring a stop
     request between them; returns the list-valued fields (input_ids, labels, ...)."""
     rows = len(texts) if texts is not None else len(text_target or [])
+    # A cell far longer than max_length tokens need is cut first (engine.data.text_cells):
+    # the tokenizer builds every token before truncating.
+    limit = kwargs.get("max_length") if kwargs.get("truncation") else None
     out: dict[str, list] = {}
     for start in range(0, max(1, rows), TOKENISE_CHUNK):
         check_stop()
         cut = slice(start, start + TOKENISE_CHUNK)
         if text_target is not None:
-            kwargs["text_target"] = text_target[cut]
-        enc = tokenizer(texts[cut] if texts is not None else None,
-                        pairs[cut] if pairs is not None else None, **kwargs)
+            kwargs["text_target"] = cut_texts(text_target[cut], limit)
+        enc = tokenizer(cut_texts(texts[cut], limit) if texts is not None else None,
+                        cut_texts(pairs[cut], limit) if pairs is not None else None, **kwargs)
         for key, value in enc.items():
             out.setdefault(key, []).extend(value)
     check_stop()
@@ -221,6 +225,10 @@ def _read_splits(cfg: RunConfig, warnings: list[str]):
                                          warnings, multi)
         if classes:
             _check_class_labels(val_frame, val_path, spec.label_column)
+        for column, key in ((spec.text_column, "text_column"),
+                            (spec.text_pair_column, "text_pair_column")):
+            if column:
+                check_text_column(val_frame, val_path, column, key)
         check_stop()
         return train_frame, val_frame
     if spec.validation_split <= 0:
@@ -446,19 +454,12 @@ def _short(value) -> str:
 
 
 def check_text_column(frame, path: Path, column: str, key: str) -> None:
-    """A text column that holds some text: not empty in every row, not only numbers (an
-    id or score column picked by mistake)."""
-    import numbers
-
-    values = [v for v in frame[column] if not (is_missing_label(v) or
-                                                (isinstance(v, str) and not v.strip()))]
-    if not values:
-        raise DataError(f"{path} has no text in its column {column!r} (data.{key}): every row "
-                        f"is empty; set data.{key} to the column that holds the text.")
-    if all(isinstance(v, numbers.Number) and not isinstance(v, bool) for v in values):
-        raise DataError(f"{path} holds only numbers in its column {column!r} (data.{key}), "
-                        f"e.g. {_plain(values[0])!r}, not text; set data.{key} to the column that "
-                        "holds the text.")
+    """A text column that holds text, one per row (not lists), in some row, and not only
+    numbers (an id or score column picked by mistake): the rule hub data follows too
+    (engine.data.text_cells)."""
+    check_text_values(((int(i) + 1, v) for i, v in zip(frame.index, frame[column],
+                                                       strict=True)),
+                      path, column, key)
 
 
 def _as_floats(series, path: Path, column: str) -> list[float]:

@@ -126,6 +126,52 @@ def text_encoding(encoding: str) -> str:
     return "utf-8-sig" if name == "utf-8" else encoding
 
 
+BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"),
+        (codecs.BOM_UTF8, "utf-8"), (codecs.BOM_UTF16_LE, "utf-16"),
+        (codecs.BOM_UTF16_BE, "utf-16"))
+"""Byte-order marks that name a text file's encoding (UTF-32's first: it starts like
+UTF-16's)."""
+
+
+def new_file_encoding(path: Path, *, given: str | None, usual: str) -> tuple[str, str | None]:
+    """(encoding, note) to read a new text file with, one the user did not describe in a
+    config (`hubtune predict --file`): `given` if any; else the one its byte-order mark
+    names; else UTF-8 if every byte decodes as UTF-8; else `usual` (the run's
+    data.encoding) if that is not UTF-8, with a note saying so, since a guess must not be
+    silent. A file none of these read is a DataError asking for `--encoding`."""
+    if given is not None:
+        text_encoding(given)  # an unknown name is one sentence
+        return given, None
+    if path.is_dir() or path.suffix.lower() == ".parquet" or not path.is_file():
+        return usual, None  # not text (or not there: the reader says so)
+    with open(path, "rb") as fh:
+        head = fh.read(4)
+    for bom, name in BOMS:
+        if head.startswith(bom):
+            return name, None
+    if _decodes(path, "utf-8"):
+        return "utf-8", None
+    where = bad_byte(path, "utf-8")
+    if codecs.lookup(usual).name != "utf-8" and _decodes(path, usual):
+        return usual, (f"{path.name} is not UTF-8 text ({where}); read it as {usual}, the "
+                       "encoding of the run's data (pass --encoding to choose another).")
+    raise DataError(f"{path} is not UTF-8 text ({where}); pass --encoding with the file's "
+                    "encoding, e.g. --encoding latin-1.")
+
+
+def _decodes(path: Path, encoding: str) -> bool:
+    """Whether the whole file decodes in `encoding`, read a block at a time."""
+    decoder = codecs.getincrementaldecoder(encoding)()
+    try:
+        with open(path, "rb") as fh:
+            while block := fh.read(1 << 20):
+                decoder.decode(block)
+        decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
 def read_table(path: Path, *, encoding: str = "utf-8", role: str = "training",
                conll: bool = False):
     """Read a CSV, TSV, JSONL or Parquet file (or CoNLL text, with `conll`) into a

@@ -10,14 +10,21 @@ torchvision parameter counts.
 from __future__ import annotations
 
 import hashlib
+import re
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 
-from engine.core.errors import HubtuneError
+from engine.hub.errors import (  # noqa: F401  (re-exported: callers import them from here)
+    DownloadCancelled,
+    GatedRepo,
+    HubError,
+    HubUnavailable,
+    RepoNotFound,
+    RevisionNotFound,
+)
 
 SORTS = {"downloads": "downloads", "likes": "likes", "updated": "last_modified"}
 DEFAULT_PATTERNS = ("*.safetensors", "*.safetensors.index.json", "*.json", "*.txt", "*.model",
@@ -52,30 +59,6 @@ TORCHVISION_WEIGHTS = {
     "resnet50": "timm/resnet50.tv_in1k",
 }
 """The hub repo a torchvision backbone's weights come from unless model.weights says."""
-
-
-class HubError(HubtuneError):
-    """The hub could not answer; the message says why and what to do."""
-
-
-class DownloadCancelled(HubError):
-    """A download stopped because its stop event was set."""
-
-
-class RepoNotFound(HubError):
-    """No such model on the hub (or it is private and no token was given)."""
-
-
-class RevisionNotFound(HubError):
-    """The model exists but not at that branch, tag or commit."""
-
-
-class GatedRepo(HubError):
-    """The model needs its terms accepted and a token (HTTP 401/403)."""
-
-
-class HubUnavailable(HubError):
-    """Offline, unreachable, rate limited or failing with a server error."""
 
 
 @dataclass(frozen=True)
@@ -156,6 +139,7 @@ def hub_errors(repo: str | None = None, revision: str | None = None) -> Iterator
     from huggingface_hub import errors
 
     transport = _transport_errors()
+    guard_file_headers()
 
     what = f"Model {repo}" if repo else "The hub"
     try:
@@ -188,9 +172,84 @@ def hub_errors(repo: str | None = None, revision: str | None = None) -> Iterator
                        "models are still listed by `hubtune cache ls`.") from None
     except errors.HfHubHTTPError as exc:
         raise _http_error(exc, what) from None
+    except (*_redirect_errors(), *_refused_names()) as exc:
+        raise _odd_answer(exc, what) from None
     except (*transport, ConnectionError, TimeoutError):
         raise HubUnavailable("The hub cannot be reached (no network?); cached models are still "
                        "listed by `hubtune cache ls`.") from None
+
+
+_TAG = re.compile(r"[0-9A-Za-z_.+=-]{1,200}")
+"""What an ETag may be to name a blob file (the hub's are sha1 or sha256 hex)."""
+
+
+def guard_file_headers() -> None:
+    """Make huggingface_hub's HTTP session check, on every answer about a repo file, the
+    headers it turns into cache paths: the commit (`snapshots/<commit>`, `.no_exist/`) and
+    the ETag (`blobs/<etag>`). Added once to its shared client (a new client, after a fork
+    or a new factory, gets it on the next hub call)."""
+    from huggingface_hub import get_session
+
+    session = get_session()
+    hooks = session.event_hooks
+    if _check_file_headers not in hooks.get("response", []):
+        session.event_hooks = {**hooks, "response": [*hooks.get("response", []),
+                                                     _check_file_headers]}
+
+
+def _check_file_headers(response) -> None:
+    if "/resolve/" not in response.request.url.path:
+        return  # not an answer about a file: its headers never become paths
+    commit = response.headers.get("X-Repo-Commit")
+    if commit is not None and not re.fullmatch(r"[0-9a-f]{40}", commit):
+        raise HubError(f"The hub answered a commit {commit[:60]!r} that is not a commit hash "
+                       "for a file; hubtune refuses it, and nothing was written.")
+    for header in ("X-Linked-Etag", "ETag"):
+        value = response.headers.get(header)
+        if value is None:
+            continue
+        tag = value.lstrip("W/").strip('"')  # as huggingface_hub reads it
+        if not _TAG.fullmatch(tag) or ".." in tag:
+            raise HubError(f"The hub answered an {header} {value[:60]!r} that cannot name a "
+                           "file of the cache; hubtune refuses it, and nothing was written.")
+
+
+def _redirect_errors() -> tuple[type[BaseException], ...]:
+    """"Too many redirects" of whichever HTTP client huggingface_hub uses."""
+    found = []
+    for module in ("httpx2", "httpx", "requests"):
+        try:
+            err = getattr(__import__(module), "TooManyRedirects", None)
+        except ImportError:
+            continue
+        if isinstance(err, type):
+            found.append(err)
+    return tuple(found)
+
+
+def _refused_names() -> tuple[type[BaseException], ...]:
+    """huggingface_hub's refusals of a name: a repo id it does not take, and (a ValueError)
+    a file of the hub's tree that would land outside the snapshot folder."""
+    from huggingface_hub.errors import HFValidationError
+
+    return (HFValidationError, ValueError)
+
+
+def _odd_answer(exc: BaseException, what: str) -> HubError:
+    """A redirect loop or a name huggingface_hub refused, as one sentence."""
+    from huggingface_hub.errors import HFValidationError
+
+    if isinstance(exc, _redirect_errors()):
+        # Not HubUnavailable: the hub answers, and the TUI shows this sentence, not "offline".
+        return HubError(f"{what}: the hub redirected in a loop (too many redirects); try "
+                        "again later, or check HF_ENDPOINT.")
+    if isinstance(exc, HFValidationError):
+        return HubError(f"{what}: the hub id is not valid ({str(exc).splitlines()[0]}); write "
+                        "OWNER/NAME.")
+    if "pointer path" not in str(exc).lower():
+        raise exc  # not a refused name: a bug of hubtune's, reported as such
+    return HubError(f"{what}: the hub listed a file whose name leaves the cache folder; "
+                    "hubtune refused it, and nothing was written outside the cache.")
 
 
 def _http_error(exc, what: str) -> HubError:
@@ -229,13 +288,6 @@ def _transport_errors() -> tuple[type[BaseException], ...]:
 def _entry(exc: Exception) -> str:
     text = str(exc)
     return text.split("'")[1] if text.count("'") >= 2 else "asked for"
-
-
-def _api(endpoint: str | None = None):
-    from huggingface_hub import HfApi
-
-    _preflight(endpoint)
-    return HfApi(endpoint=endpoint)
 
 
 def _preflight(endpoint: str | None) -> None:
@@ -277,19 +329,21 @@ def search_models(query: str = "", *, task: str | None = None, library: str | No
                          library="torchvision")
             for b in torchvision_backbones() if query.lower() in b.id.lower()
         ][:limit]
+    from engine.hub.answers import search
+
+    params = {"search": query or None, "pipeline_tag": task or None, "filter": library or None,
+              "sort": _SORT_PARAMS[sort], "direction": -1}
     with hub_errors():
-        found = _api(endpoint).list_models(
-            search=query or None, pipeline_tag=task or None, filter=library or None,
-            sort=SORTS[sort], limit=limit,
-        )
-        return [
-            ModelSummary(
-                id=m.id, task=m.pipeline_tag, downloads=m.downloads or 0, likes=m.likes or 0,
-                updated=_iso(m.last_modified), cached=m.id in cached,
-                library=getattr(m, "library_name", None),
-            )
-            for m in found
-        ]
+        _preflight(endpoint)
+        found = search("models", {k: v for k, v in params.items() if v is not None}, limit,
+                       endpoint)
+    return [ModelSummary(id=m.id, task=m.task, downloads=m.downloads, likes=m.likes,
+                         updated=m.updated, cached=m.id in cached, library=m.library)
+            for m in found]
+
+
+_SORT_PARAMS = {"downloads": "downloads", "likes": "likes", "updated": "lastModified"}
+"""The hub's own names of the sort keys (huggingface_hub renames last_modified so)."""
 
 
 def model_details(repo: str, *, revision: str | None = None,
@@ -299,40 +353,49 @@ def model_details(repo: str, *, revision: str | None = None,
 
     from huggingface_hub import hf_hub_download
 
+    from engine.hub.answers import as_text, repo_info
+    from engine.hub.names import check_commit, check_repo_id, check_revision
+
     if repo.startswith("torchvision:"):
         return torchvision_details(repo)
-    api = _api(endpoint)
+    check_repo_id(repo, "Model")
+    if revision is not None:
+        check_revision(revision)
+    _preflight(endpoint)
     with hub_errors(repo, revision):
-        info = api.model_info(repo, revision=revision, files_metadata=True)
-        names = [s.rfilename for s in info.siblings or []]
+        info = repo_info("models", repo, revision, endpoint, files_metadata=True)
+        sha = check_commit(info.sha, repo)
+        names = [f.path for f in info.files or ()]
         card, config = "", {}
         if "README.md" in names:
-            card = Path(hf_hub_download(repo, "README.md", revision=info.sha,
+            card = Path(hf_hub_download(repo, "README.md", revision=sha,
                                         endpoint=endpoint)).read_text(encoding="utf-8",
                                                                       errors="replace")
         if "config.json" in names:
-            config = json.loads(Path(hf_hub_download(repo, "config.json", revision=info.sha,
-                                                     endpoint=endpoint)).read_text())
-    files = tuple(RepoFile(s.rfilename, s.size) for s in info.siblings or [])
+            try:
+                config = json.loads(Path(hf_hub_download(repo, "config.json", revision=sha,
+                                                         endpoint=endpoint)).read_text())
+            except (ValueError, UnicodeDecodeError, RecursionError):
+                config = {}  # not JSON: shown as a model without a config
+            if not isinstance(config, dict):
+                config = {}
+    files = tuple(RepoFile(str(f.path), f.size) for f in info.files or ())
     wanted = set(filter_files([f.path for f in files]))
-    tags = tuple(info.tags or ())
+    tags = info.tags
     license_ = next((t.split(":", 1)[1] for t in tags if t.startswith("license:")), None)
-    if license_ is None and info.card_data is not None:
-        license_ = getattr(info.card_data, "license", None)
-    params = None
-    if getattr(info, "safetensors", None) is not None:
-        params = info.safetensors.total
-    task = info.pipeline_tag
+    if license_ is None:
+        license_ = as_text(info.card_data.get("license"))
+    task = info.task
     return ModelDetails(
-        id=info.id, sha=info.sha, task=task, library=info.library_name, license=license_,
-        gated=bool(info.gated), private=bool(info.private), downloads=info.downloads or 0,
-        likes=info.likes or 0, updated=_iso(info.last_modified), parameters=params,
+        id=info.id, sha=sha, task=task, library=info.library, license=license_,
+        gated=info.gated, private=info.private, downloads=info.downloads,
+        likes=info.likes, updated=info.updated, parameters=info.parameters,
         files=files, download_size=sum(f.size or 0 for f in files if f.path in wanted),
         card=_strip_front_matter(card), needs_remote_code=bool(config.get("auto_map")),
         has_safetensors=any(f.path.endswith(".safetensors") for f in files),
         heads=tuple(PIPELINE_HEADS.get(task or "", ["feature-extraction", "custom"])),
         cached=repo in {m.id for m in list_cached() if m.has_weights}, tags=tags,
-        config=config if isinstance(config, dict) else {},
+        config=config,
     )
 
 
@@ -340,12 +403,6 @@ def filter_files(paths: list[str], patterns: tuple[str, ...] = DEFAULT_PATTERNS)
     from fnmatch import fnmatch
 
     return [p for p in paths if any(fnmatch(p, pat) for pat in patterns)]
-
-
-def _iso(value: datetime | str | None) -> str | None:
-    if value is None:
-        return None
-    return value.isoformat() if isinstance(value, datetime) else str(value)
 
 
 def _strip_front_matter(card: str) -> str:
@@ -370,20 +427,25 @@ def download_model(repo: str, *, revision: str | None = None, files: list[str] |
     """
     from huggingface_hub import snapshot_download
 
+    from engine.hub.names import check_repo_id, check_revision, verify_snapshot
+
+    check_repo_id(repo, "Model")
+    if revision is not None:
+        check_revision(revision)
     cache_dir(writable=True)
     _preflight(endpoint)
     tracker = _ByteTracker(progress, stop)
     patterns = files if files else list(DEFAULT_PATTERNS)
     try:
-        with hub_errors(repo, revision):
-            path = snapshot_download(
+        with hub_errors(repo, revision), verify_snapshot(repo, "model", f"Model {repo}") as got:
+            got.folder = snapshot_download(
                 repo, revision=revision, allow_patterns=patterns, endpoint=endpoint,
                 tqdm_class=tracker.tqdm_class(),
             )
     except DownloadCancelled:
         _remove_partials(repo)
         raise
-    return Path(path)
+    return Path(got.folder)
 
 
 class _ByteTracker:

@@ -2,7 +2,10 @@
 
 Read from the README's YAML (`configs:` with `data_files` per split, and
 `dataset_info` for features and split sizes), else from the hub's conventional
-file names and folders, as the `datasets` library reads them. Pure: no hub,
+file names and folders, as the `datasets` library reads them. The card's YAML
+comes from the hub, so it is read within bounds: aliases that expand past
+`MAX_CARD_NODES`, nesting deeper than `MAX_CARD_DEPTH` or front matter longer than
+`MAX_CARD_CHARS` are one sentence, never memory or a RecursionError. Pure: no hub,
 no files, no torch.
 """
 
@@ -11,6 +14,8 @@ from __future__ import annotations
 import fnmatch
 import re
 from dataclasses import dataclass, field
+
+from engine.hub.client import HubError
 
 DATA_SUFFIXES = (".parquet", ".csv", ".tsv", ".jsonl", ".json")
 """Files that hold rows (the formats engine/data/hub.py reads)."""
@@ -22,6 +27,17 @@ SPLIT_WORDS = {
 """The split a file belongs to by a word in its name or folder, as `datasets` reads it."""
 _WORD = {w: split for split, words in SPLIT_WORDS.items() for w in words}
 DEFAULT_SUBSET = "default"
+MAX_CARD_CHARS = 1_000_000
+"""The longest YAML front matter read (the hub's largest real cards are a few hundred KB)."""
+MAX_CARD_DEPTH = 64
+"""The deepest nesting of a card's YAML (real ones nest under ten levels)."""
+MAX_CARD_NODES = 1_000_000
+"""The most values a card's YAML may hold with every alias expanded (a "billion laughs"
+card holds a few dozen aliases that expand to billions)."""
+
+
+class CardTooComplex(HubError):
+    """A dataset card whose YAML would take unbounded memory or time to read."""
 
 
 @dataclass(frozen=True)
@@ -39,10 +55,11 @@ class DatasetLayout:
 # -- which files form which subset and split ---------------------------------------
 
 
-def read_layout(readme: str | None, files: list[str]) -> DatasetLayout:
+def read_layout(readme: str | None, files: list[str],
+                where: str = "The dataset card") -> DatasetLayout:
     """The subsets and splits a repo declares (README YAML `configs:`), else the ones its
-    file names imply."""
-    meta = _front_matter(readme or "")
+    file names imply; `where` names the card in a refusal."""
+    meta = _front_matter(readme or "", where)
     info = _readme_info(meta)
     configs = meta.get("configs")
     if isinstance(configs, list) and configs:
@@ -63,7 +80,7 @@ def read_layout(readme: str | None, files: list[str]) -> DatasetLayout:
     return DatasetLayout(subsets, default, info)
 
 
-def _front_matter(readme: str) -> dict:
+def _front_matter(readme: str, where: str = "The dataset card") -> dict:
     import yaml
 
     if not readme.startswith("---"):
@@ -71,11 +88,88 @@ def _front_matter(readme: str) -> dict:
     end = readme.find("\n---", 3)
     if end < 0:
         return {}
+    if end > MAX_CARD_CHARS:
+        raise CardTooComplex(f"{where} has YAML front matter of {end:,} characters, more "
+                             f"than the {MAX_CARD_CHARS:,} hubtune reads; it is refused.")
     try:
-        meta = yaml.safe_load(readme[3:end])
+        meta = load_bounded_yaml(readme[3:end], where)
     except yaml.YAMLError:
         return {}
     return meta if isinstance(meta, dict) else {}
+
+
+def load_bounded_yaml(text: str, where: str):
+    """YAML as safe_load reads it, refused with one sentence when it nests deeper than
+    MAX_CARD_DEPTH or holds more than MAX_CARD_NODES values with its aliases expanded:
+    the nodes are counted before any Python object is built from them."""
+    import yaml
+
+    class Bounded(yaml.SafeLoader):
+        depth = 0
+
+        def fetch_flow_collection_start(self, token_class):
+            # PyYAML's scanner does work per open `[`/`{` at every token (quadratic in the
+            # nesting): stop before the composer would ever see it.
+            if self.flow_level >= MAX_CARD_DEPTH:
+                raise CardTooComplex(f"{where} nests its YAML deeper than {MAX_CARD_DEPTH} "
+                                     "levels; hubtune refuses to read it.")
+            super().fetch_flow_collection_start(token_class)
+
+        def compose_node(self, parent, index):
+            # The composer recurses once per level: stop long before Python's limit.
+            self.depth += 1
+            if self.depth > MAX_CARD_DEPTH:
+                raise CardTooComplex(f"{where} nests its YAML deeper than {MAX_CARD_DEPTH} "
+                                     "levels; hubtune refuses to read it.")
+            try:
+                return super().compose_node(parent, index)
+            finally:
+                self.depth -= 1
+
+    loader = Bounded(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        if _expanded_size(node) > MAX_CARD_NODES:
+            raise CardTooComplex(f"{where} holds YAML that expands to more than "
+                                 f"{MAX_CARD_NODES:,} values (aliases repeated inside "
+                                 "aliases); hubtune refuses to read it.")
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
+def _expanded_size(root) -> int:
+    """Values in a composed YAML tree with every alias expanded, each distinct node sized
+    once (post-order, memoised), so counting costs the distinct nodes, not the expansion.
+    An alias of an ancestor (a cycle) counts as one value."""
+    import yaml
+
+    def children(node) -> list:
+        if isinstance(node, yaml.SequenceNode):
+            return node.value
+        if isinstance(node, yaml.MappingNode):
+            return [n for pair in node.value for n in pair]
+        return []
+
+    sizes: dict[int, int] = {}
+    open_nodes: set[int] = set()
+    stack = [(root, False)]
+    while stack:
+        node, done = stack.pop()
+        key = id(node)
+        if done:
+            open_nodes.discard(key)
+            total = 1 + sum(sizes.get(id(c), 1) for c in children(node))
+            sizes[key] = min(total, MAX_CARD_NODES + 1)
+            continue
+        if key in sizes or key in open_nodes:
+            continue
+        open_nodes.add(key)
+        stack.append((node, True))
+        stack.extend((c, False) for c in children(node) if id(c) not in sizes)
+    return sizes[id(root)]
 
 
 def _readme_info(meta: dict) -> dict[str, dict]:
@@ -100,6 +194,8 @@ def _data_files(value) -> dict[str, tuple[str, ...]]:
         return {"train": patterns(value)}
     if isinstance(value, dict):
         return {str(k): patterns(v) for k, v in value.items()}
+    if not isinstance(value, list):
+        return {}  # a number or a flag: no files named
     return {str(e.get("split", "train")): patterns(e.get("path", []))
             for e in value if isinstance(e, dict)}
 

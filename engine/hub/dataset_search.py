@@ -11,14 +11,13 @@ hub text is returned as it came, for the caller to show safely.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from engine.hub.client import (
+    _SORT_PARAMS,
     SORTS,
     HubError,
     HubUnavailable,
     RepoFile,
-    _iso,
     _preflight,
     _strip_front_matter,
     hub_errors,
@@ -110,19 +109,21 @@ def search_datasets(query: str = "", *, task: str | None = None, size: str | Non
     if size is not None and size not in SIZE_CATEGORIES:
         raise HubError(f"{size!r} is not a hub size category; use one of "
                        f"{', '.join(SIZE_CATEGORIES)}.")
+    from engine.hub.answers import search
+
     cached = {d.id for d in list_cached_datasets() if d.has_weights}
+    filters = [f"task_categories:{task}"] * bool(task) + [f"size_categories:{size}"] * bool(size)
+    params = {"search": query or None, "filter": filters or None, "sort": _SORT_PARAMS[sort],
+              "direction": -1}
     with hub_errors():
-        found = _api(endpoint).list_datasets(
-            search=query or None, task_categories=task or None, size_categories=size or None,
-            sort=SORTS[sort], limit=limit)
-        return [
-            DatasetSummary(id=d.id, tasks=_tagged(d.tags, "task_categories"),
+        _online(endpoint)
+        found = search("datasets", {k: v for k, v in params.items() if v is not None}, limit,
+                       endpoint)
+    return [DatasetSummary(id=d.id, tasks=_tagged(d.tags, "task_categories"),
                            size=next(iter(_tagged(d.tags, "size_categories")), None),
-                           downloads=d.downloads or 0, likes=d.likes or 0,
-                           updated=_iso(d.last_modified), cached=d.id in cached,
-                           gated=bool(d.gated))
-            for d in found
-        ]
+                           downloads=d.downloads, likes=d.likes, updated=d.updated,
+                           cached=d.id in cached, gated=d.gated)
+            for d in found]
 
 
 def local_dataset_summaries(query: str = "") -> list[DatasetSummary]:
@@ -133,14 +134,13 @@ def local_dataset_summaries(query: str = "") -> list[DatasetSummary]:
             for d in list_cached_datasets() if query.lower() in d.id.lower()]
 
 
-def _api(endpoint: str | None):
-    from huggingface_hub import HfApi, constants
+def _online(endpoint: str | None) -> None:
+    from huggingface_hub import constants
 
     if constants.HF_HUB_OFFLINE:
         raise HubUnavailable("The hub is not reachable in offline mode (HF_HUB_OFFLINE=1); "
                              "cached datasets are still listed by `hubtune cache ls`.")
     _preflight(endpoint)
-    return HfApi(endpoint=endpoint)
 
 
 def _tagged(tags, prefix: str) -> tuple[str, ...]:
@@ -154,37 +154,42 @@ def dataset_details(repo: str, *, revision: str | None = None,
                     endpoint: str | None = None) -> DatasetDetails:
     """Card, subsets and splits (rows, files, bytes), features, size, licence and gating of
     dataset `repo` (`hf:` prefix allowed). Reads the file list and the README only."""
-    from huggingface_hub import hf_hub_download
+    from engine.hub.answers import repo_info
+    from engine.hub.datasets import dataset_errors, download_checked
+    from engine.hub.names import check_commit, check_repo_id, check_revision, listed_hash
 
-    from engine.hub.datasets import dataset_errors
-
-    repo = repo.removeprefix("hf:")
-    api = _api(endpoint)
+    repo = check_repo_id(repo.removeprefix("hf:"), "Dataset")
+    if revision is not None:
+        check_revision(revision, repo)
+    _online(endpoint)
     with dataset_errors(repo, revision, endpoint):
-        info = api.dataset_info(repo, revision=revision, files_metadata=True)
-        names = sorted(s.rfilename for s in info.siblings or [])
+        info = repo_info("datasets", repo, revision, endpoint, files_metadata=True)
+        sha = check_commit(info.sha, repo)
+        files = tuple(RepoFile(str(f.path), f.size) for f in info.files or ())
+        names = sorted(f.path for f in files)
         readme = None
         if "README.md" in names:
-            readme = Path(hf_hub_download(repo, "README.md", repo_type="dataset",
-                                          revision=info.sha, endpoint=endpoint)
-                          ).read_text(encoding="utf-8", errors="replace")
-    files = tuple(RepoFile(s.rfilename, s.size) for s in info.siblings or [])
+            hashes = {f.path: h for f in info.files or ()
+                      if (h := listed_hash(f.lfs_sha256, f.blob_id)) is not None}
+            readme = download_checked(repo, "README.md", sha, hashes, endpoint
+                                       ).read_text(encoding="utf-8", errors="replace")
     sizes = {f.path: f.size for f in files}
-    layout = read_layout(readme, names)
+    layout = read_layout(readme, names, f"The card of hf:{repo}")
     subsets = tuple(_subset(name, splits, layout.info.get(name, {}), names, sizes)
                     for name, splits in layout.subsets.items())
-    tags = tuple(info.tags or ())
+    tags = info.tags
     card = info.card_data
-    license_ = next(iter(_tagged(tags, "license")), None) or _card_value(card, "license")
+    license_ = next(iter(_tagged(tags, "license")), None) or next(
+        iter(_as_list(_card_value(card, "license"))), None)
     tasks = _tagged(tags, "task_categories") or tuple(
         _as_list(_card_value(card, "task_categories")))
     size_category = next(iter(_tagged(tags, "size_categories")), None) or next(
         iter(_as_list(_card_value(card, "size_categories"))), None)
     total = info.used_storage if info.used_storage else sum(f.size or 0 for f in files)
     return DatasetDetails(
-        id=info.id, sha=info.sha, license=license_, gated=bool(info.gated),
-        private=bool(info.private), downloads=info.downloads or 0, likes=info.likes or 0,
-        updated=_iso(info.last_modified), tasks=tasks, size_category=size_category,
+        id=info.id, sha=sha, license=license_, gated=info.gated,
+        private=info.private, downloads=info.downloads, likes=info.likes,
+        updated=info.updated, tasks=tasks, size_category=size_category,
         subsets=subsets, default_subset=layout.default, files=files, size=total,
         card=_strip_front_matter(readme or ""),
         cached=info.id in {d.id for d in list_cached_datasets() if d.has_weights}, tags=tags)
@@ -192,10 +197,14 @@ def dataset_details(repo: str, *, revision: str | None = None,
 
 def _subset(name: str, splits: dict, info: dict, names: list[str],
             sizes: dict[str, int | None]) -> SubsetDetails:
+    from engine.hub.answers import as_int
+
     rows = {}
-    for s in info.get("splits") or []:
-        if isinstance(s, dict) and "name" in s and isinstance(s.get("num_examples"), int):
-            rows[str(s["name"])] = s["num_examples"]
+    listed = info.get("splits")
+    for s in listed if isinstance(listed, list) else ():  # other shapes state no sizes
+        if isinstance(s, dict) and isinstance(s.get("name"), (str, int)) \
+                and as_int(s.get("num_examples")) is not None:
+            rows[str(s["name"])] = as_int(s["num_examples"])
     out = []
     for split, patterns in splits.items():
         matched = match_files(patterns, names)
@@ -215,7 +224,7 @@ def _features(value) -> tuple[tuple[str, str], ...]:
         return ()
     out = []
     for f in value:
-        if isinstance(f, dict) and "name" in f:
+        if isinstance(f, dict) and isinstance(f.get("name"), (str, int, float)):
             kind = f.get("dtype", next((f[k] for k in ("sequence", "list", "class_label")
                                         if k in f), None))
             if "class_label" in f:
@@ -224,38 +233,39 @@ def _features(value) -> tuple[tuple[str, str], ...]:
     return tuple(out)
 
 
-def _feature_type(dtype) -> str:
+def _feature_type(dtype, depth: int = 0) -> str:
+    """A feature's type as text, whatever shape the card gave it ('?' for none it names)."""
+    if depth > 8:
+        return "..."
     if isinstance(dtype, str):
         return dtype
     if isinstance(dtype, dict):
         if "class_label" in dtype:
-            names = (dtype["class_label"] or {}).get("names") or {}
-            values = list(names.values()) if isinstance(names, dict) else list(names)
-            shown = ", ".join(str(v) for v in values[:10])
+            label = dtype["class_label"]
+            names = label.get("names") if isinstance(label, dict) else None
+            values = (list(names.values()) if isinstance(names, dict)
+                      else list(names) if isinstance(names, list) else [])
+            shown = ", ".join(str(v) for v in values[:10] if isinstance(v, (str, int, float)))
             more = f", +{len(values) - 10} more" if len(values) > 10 else ""
             return f"class_label({shown}{more})"
         for kind in ("sequence", "list"):
             if kind in dtype:
-                return f"{kind}({_feature_type(dtype[kind])})"
+                return f"{kind}({_feature_type(dtype[kind], depth + 1)})"
         return "struct"
     if isinstance(dtype, list):
-        return f"list({_feature_type(dtype[0]) if dtype else '?'})"
+        return f"list({_feature_type(dtype[0], depth + 1) if dtype else '?'})"
     return "?"
 
 
-def _card_value(card, key: str):
-    if card is None:
-        return None
-    value = getattr(card, key, None)
-    if value is None and hasattr(card, "to_dict"):
-        value = card.to_dict().get(key)
-    return value
+def _card_value(card: dict, key: str):
+    return card.get(key) if isinstance(card, dict) else None
 
 
 def _as_list(value) -> list[str]:
-    if value is None:
-        return []
-    return [str(v) for v in value] if isinstance(value, list) else [str(value)]
+    """A card field as text: a list of scalars, or one scalar (other shapes: nothing)."""
+    if isinstance(value, list):
+        return [str(v) for v in value if isinstance(v, (str, int, float))]
+    return [str(value)] if isinstance(value, (str, int, float)) else []
 
 
 # -- the local cache ----------------------------------------------------------------

@@ -35,9 +35,13 @@ from engine.hub.client import (
     RevisionNotFound,
     _ByteTracker,
     _http_error,
+    _odd_answer,
     _preflight,
+    _redirect_errors,
+    _refused_names,
     _transport_errors,
     cache_dir,
+    guard_file_headers,
 )
 from engine.hub.dataset_layout import (  # noqa: F401  read_layout: re-exported
     DATA_SUFFIXES,
@@ -45,6 +49,19 @@ from engine.hub.dataset_layout import (  # noqa: F401  read_layout: re-exported
     DatasetLayout,
     match_files,
     read_layout,
+)
+from engine.hub.names import (
+    check_commit,
+    check_plain_name,
+    check_repo_files,
+    check_repo_id,
+    check_revision,
+    exact_patterns,
+    listed_hash,
+    repo_path_problem,
+    storage_folder,
+    verify_downloads,
+    verify_snapshot,
 )
 
 
@@ -66,6 +83,9 @@ class DatasetFiles:
     """split -> files not downloaded (a preview reads the first shard only)."""
     remote: bool = False
     """The splits hold repo paths, not downloaded yet (see `dataset_file`)."""
+    hashes: dict[str, tuple[str, str]] = field(default_factory=dict)
+    """repo path -> (sha256 or git, hex) as the hub listed it: downloads are checked
+    against it before use."""
 
     def where(self, split: str) -> str:
         """How messages name one split: hf:OWNER/NAME (subset S, split T)."""
@@ -74,9 +94,15 @@ class DatasetFiles:
 
     def split_sizes(self) -> dict[str, int]:
         """Rows per split as the README's dataset_info states them ({} if it does not)."""
-        splits = self.info.get("splits") or []
-        return {s["name"]: int(s["num_examples"]) for s in splits
-                if isinstance(s, dict) and "name" in s and "num_examples" in s}
+        from engine.hub.answers import as_int
+
+        splits = self.info.get("splits")
+        sizes = {}
+        for s in splits if isinstance(splits, list) else ():
+            if isinstance(s, dict) and isinstance(s.get("name"), str) \
+                    and as_int(s.get("num_examples")) is not None:
+                sizes[s["name"]] = as_int(s["num_examples"])
+        return sizes
 
 
 # -- the hub ------------------------------------------------------------------------
@@ -95,6 +121,7 @@ def dataset_errors(repo: str, revision: str | None = None,
     """huggingface_hub and network failures as one sentence naming the dataset."""
     from huggingface_hub import errors
 
+    guard_file_headers()
     name = f"Dataset hf:{repo}"
     try:
         yield
@@ -113,6 +140,8 @@ def dataset_errors(repo: str, revision: str | None = None,
         raise _not_cached(name) from None
     except errors.OfflineModeIsEnabled:
         raise _not_cached(name) from None
+    except (*_redirect_errors(), *_refused_names()) as exc:
+        raise _odd_answer(exc, name) from None
     except (*_transport_errors(), ConnectionError, TimeoutError):
         raise _not_cached(name) from None
 
@@ -152,15 +181,20 @@ INFO_TTL_S = 60.0
 
 
 def _dataset_info(repo: str, revision: str, endpoint: str | None):
+    """The hub's answer about the dataset at `revision` (engine.hub.answers.RepoAnswer, with
+    file sizes and hashes), its commit checked to be one."""
     import time
 
-    from huggingface_hub import HfApi, constants
+    from huggingface_hub import constants
+
+    from engine.hub.answers import repo_info
 
     key = (repo, revision, endpoint or constants.ENDPOINT)
     asked, info = _INFO.get(key, (0.0, None))
     if info is None or time.monotonic() - asked > INFO_TTL_S:
         _preflight(endpoint)
-        info = HfApi(endpoint=endpoint).dataset_info(repo, revision=revision)
+        info = repo_info("datasets", repo, revision, endpoint, files_metadata=True)
+        check_commit(info.sha, repo)
         _INFO[key] = (time.monotonic(), info)
     return info
 
@@ -170,6 +204,8 @@ def resolve_commit(repo: str, revision: str = "main", endpoint: str | None = Non
     from the cache's refs (a HubError when neither can say)."""
     from huggingface_hub import constants
 
+    check_repo_id(repo, "Dataset")
+    check_revision(revision, repo)
     if re.fullmatch(r"[0-9a-f]{40}", revision):
         return revision
     with dataset_errors(repo, revision, endpoint):
@@ -179,17 +215,33 @@ def resolve_commit(repo: str, revision: str = "main", endpoint: str | None = Non
 
 
 def _remote_listing(repo: str, revision: str, endpoint: str | None):
-    """(commit sha, repo files, README text or None) from the hub."""
-    from huggingface_hub import hf_hub_download
-
+    """(commit sha, repo files, README text or None, hashes) from the hub, every file name
+    checked before any becomes a path."""
     info = _dataset_info(repo, revision, endpoint)
-    files = sorted(s.rfilename for s in info.siblings or [])
+    listed = info.files or ()
+    files = sorted(check_repo_files([f.path for f in listed], f"Dataset hf:{repo}"))
+    hashes = {f.path: h for f in listed
+              if (h := listed_hash(f.lfs_sha256, f.blob_id)) is not None}
     readme = None
     if "README.md" in files:
-        path = hf_hub_download(repo, "README.md", repo_type="dataset", revision=info.sha,
-                               endpoint=endpoint)
-        readme = Path(path).read_text(encoding="utf-8", errors="replace")
-    return info.sha, files, readme
+        path = download_checked(repo, "README.md", info.sha, hashes, endpoint)
+        readme = path.read_text(encoding="utf-8", errors="replace")
+    return info.sha, files, readme, hashes
+
+
+def download_checked(repo: str, name: str, sha: str, hashes: dict[str, tuple[str, str]],
+                     endpoint: str | None = None) -> Path:
+    """One file of the dataset at commit `sha`, through the cache; when it came down now
+    (not found there), checked against the hash the hub listed before it is used."""
+    from huggingface_hub import hf_hub_download
+
+    root = storage_folder(repo, "dataset") / "snapshots" / sha
+    fresh = not (root / name).exists()  # what was there was checked when it came down
+    local = Path(hf_hub_download(repo, name, repo_type="dataset", revision=sha,
+                                 endpoint=endpoint))
+    if fresh:
+        verify_downloads(root, [name], hashes, f"Dataset hf:{repo}")
+    return local
 
 
 def _local_listing(repo: str, revision: str):
@@ -205,12 +257,17 @@ def _local_listing(repo: str, revision: str):
 
     folder = Path(snapshot_download(repo, repo_type="dataset", revision=revision,
                                     local_files_only=True, allow_patterns=["README.md"]))
+    check_commit(folder.name, repo)
     tree = folder.parent.parent / "trees" / f"{folder.name}.json"
     try:
-        files = sorted(json.loads(tree.read_text(encoding="utf-8"))["files"])
-    except (OSError, ValueError, KeyError, TypeError):
-        files = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*")
-                       if p.is_file())
+        listed = json.loads(tree.read_text(encoding="utf-8"))["files"]
+        if not isinstance(listed, (dict, list)):
+            raise TypeError("not a listing")
+    except (OSError, ValueError, KeyError, TypeError, RecursionError):
+        listed = [p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()]
+    # The cached listing came from the hub too: its names are checked like the hub's.
+    files = sorted(check_repo_files(list(listed), f"Dataset hf:{repo} (cached for offline "
+                                                  "use)"))
     readme = folder / "README.md"
     return folder.name, files, readme.read_text(encoding="utf-8", errors="replace") \
         if readme.is_file() else None
@@ -229,15 +286,22 @@ def fetch_dataset(repo: str, *, subset: str | None = None, revision: str = "main
     (streaming)."""
     from huggingface_hub import constants, snapshot_download
 
+    check_repo_id(repo, "Dataset")
+    check_revision(revision, repo)
+    for name in (*(splits or ()), *optional):
+        check_plain_name(name, "split", f"Dataset hf:{repo}")
     cache_dir(writable=not constants.HF_HUB_OFFLINE)
+    hashes: dict[str, tuple[str, str]] = {}
     with dataset_errors(repo, revision, endpoint):
         if constants.HF_HUB_OFFLINE:
             sha, files, readme = _local_listing(repo, revision)
         else:
-            sha, files, readme = _remote_listing(repo, revision, endpoint)
-    layout = read_layout(readme, files)
-    chosen = choose_subset(layout, repo, subset)
+            sha, files, readme, hashes = _remote_listing(repo, revision, endpoint)
+    layout = read_layout(readme, files, f"The card of hf:{repo}")
+    chosen = check_plain_name(choose_subset(layout, repo, subset), "subset", f"hf:{repo}")
     declared = layout.subsets[chosen]
+    for split in declared:
+        check_plain_name(split, "split", f"hf:{repo} (subset {chosen})")
     for split in splits or ():
         if split not in declared:
             raise DataError(missing_split(repo, chosen, split, tuple(declared)))
@@ -255,21 +319,25 @@ def fetch_dataset(repo: str, *, subset: str | None = None, revision: str = "main
         return DatasetFiles(
             repo=repo, sha=sha, subset=chosen, subsets=tuple(layout.subsets),
             splits={s: tuple(Path(f) for f in m) for s, m in picked.items()},
-            all_splits=tuple(declared), info=layout.info.get(chosen, {}), remote=True)
-    folder = None
+            all_splits=tuple(declared), info=layout.info.get(chosen, {}), remote=True,
+            hashes=hashes)
+    # Exact names only: huggingface_hub matches these globs against its own listing of the
+    # repo, another answer of the hub's, which is never checked by name here.
+    patterns = exact_patterns({f for m in picked.values() for f in m})
     if not constants.HF_HUB_OFFLINE:
         tracker = _ByteTracker(progress, stop)
-        with dataset_errors(repo, revision, endpoint):
-            folder = snapshot_download(
+        with dataset_errors(repo, revision, endpoint), verify_snapshot(
+                repo, "dataset", f"Dataset hf:{repo}", hashes) as got:
+            got.folder = snapshot_download(
                 repo, repo_type="dataset", revision=sha, endpoint=endpoint,
-                allow_patterns=sorted({f for m in picked.values() for f in m}),
-                tqdm_class=tracker.tqdm_class())
+                allow_patterns=patterns, tqdm_class=tracker.tqdm_class())
         _remember_revision(repo, revision, sha)
+        folder = got.folder
     else:
         with dataset_errors(repo, revision, endpoint):
             folder = snapshot_download(
                 repo, repo_type="dataset", revision=sha, local_files_only=True,
-                allow_patterns=sorted({f for m in picked.values() for f in m}))
+                allow_patterns=patterns)
     root = Path(folder)
     return DatasetFiles(
         repo=repo, sha=sha, subset=chosen, subsets=tuple(layout.subsets),
@@ -283,11 +351,11 @@ def _remember_revision(repo: str, revision: str, sha: str) -> None:
     """Record in the cache which commit `revision` (a branch or tag) resolved to, as
     huggingface_hub does itself, so an offline run finds the snapshot by that name.
     (Downloading at the sha, which keeps every file of one run at one commit, skips it.)"""
-    from huggingface_hub import constants
 
     if revision == sha:
         return
-    refs = Path(constants.HF_HUB_CACHE) / f"datasets--{repo.replace('/', '--')}" / "refs"
+    check_revision(revision, repo)  # `revision` names a file under refs/: never a path out
+    refs = storage_folder(repo, "dataset") / "refs"
     ref = refs / revision
     try:
         ref.parent.mkdir(parents=True, exist_ok=True)
@@ -300,11 +368,11 @@ def _remember_revision(repo: str, revision: str, sha: str) -> None:
 def dataset_file(files: DatasetFiles, path: Path | str) -> Path:
     """One file of a dataset at its resolved commit, downloaded into the cache (offline:
     read from it); for streaming, which fetches a split's files as it reads them."""
-    from huggingface_hub import hf_hub_download
-
+    name = Path(path).as_posix()
+    if repo_path_problem(name):
+        check_repo_files([name], f"Dataset hf:{files.repo}")
     with dataset_errors(files.repo, files.sha):
-        return Path(hf_hub_download(files.repo, Path(path).as_posix(), repo_type="dataset",
-                                    revision=files.sha))
+        return download_checked(files.repo, name, files.sha, files.hashes)
 
 
 def choose_subset(layout: DatasetLayout, repo: str, subset: str | None) -> str:
@@ -335,6 +403,9 @@ def download_dataset(repo: str, *, revision: str | None = None, subset: str | No
                      endpoint: str | None = None) -> Path:
     """`hubtune hub download REPO --repo-type dataset`: the whole repo (or one subset's
     files) into the cache; returns the snapshot folder. Cancelling removes partial files."""
+    check_repo_id(repo, "Dataset")
+    if revision is not None:
+        check_revision(revision, repo)
     if subset is not None:
         try:
             files = fetch_dataset(repo, subset=subset, revision=revision or "main",
@@ -350,9 +421,11 @@ def download_dataset(repo: str, *, revision: str | None = None, subset: str | No
     _preflight(endpoint)
     tracker = _ByteTracker(progress, stop)
     try:
-        with dataset_errors(repo, revision, endpoint):
-            return Path(snapshot_download(repo, repo_type="dataset", revision=revision,
-                                          endpoint=endpoint, tqdm_class=tracker.tqdm_class()))
+        with dataset_errors(repo, revision, endpoint), verify_snapshot(
+                repo, "dataset", f"Dataset hf:{repo}") as got:
+            got.folder = snapshot_download(repo, repo_type="dataset", revision=revision,
+                                           endpoint=endpoint, tqdm_class=tracker.tqdm_class())
+        return Path(got.folder)
     except DownloadCancelled:
         _remove_partials(repo)
         raise

@@ -22,9 +22,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from engine.core.config import ModelSpec
+from engine.data.text_cells import cut_texts
 
 SAMPLE = 5000
 """Rows tokenised at most: percentiles of a 5,000-row sample are within a token or two."""
+MAX_COUNTED = 8192
+"""Tokens a preview counts of one cell at most (a cell is cut first): longer than any
+max_length a model here takes, so the counts still say what would be cut."""
 BUCKETS = (16, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048, 3072, 4096,
            6144, 8192)
 """Suggested lengths: round numbers that tile well on accelerators."""
@@ -219,9 +223,13 @@ def token_lengths(model: ModelSpec | str, path: Path, columns: list[str], *,
     if rows > sample:
         values = random.Random(seed).sample(values, sample)
     tokenizer, folder = load_tokenizer(spec)
-    first = [v[0] for v in values]
-    second = [v[1] for v in values] if len(columns) > 1 else None
+    limit = model_limit(tokenizer, folder)
+    # Counted untruncated, but a huge cell is cut first to what the longest input the model
+    # takes could need (engine.data.text_cells): its count still shows it is too long.
+    counted = min(limit or MAX_COUNTED, MAX_COUNTED)
+    first = cut_texts([v[0] for v in values], counted)
+    second = cut_texts([v[1] for v in values], counted) if len(columns) > 1 else None
     encoded = tokenizer(first, second, add_special_tokens=True, truncation=False,
                         return_attention_mask=False, verbose=False)
     lengths = [len(ids) for ids in encoded["input_ids"]]
-    return length_stats(lengths, rows, model_limit(tokenizer, folder))
+    return length_stats(lengths, rows, limit)

@@ -173,7 +173,9 @@ def _from_hub(repo: str, revision: str) -> Path:
     from huggingface_hub.errors import LocalEntryNotFoundError
 
     from engine.hub.client import DEFAULT_PATTERNS, download_model
+    from engine.hub.names import check_revision
 
+    check_revision(revision)  # refs/<revision> is read, and written by a download
     try:
         return Path(snapshot_download(repo, revision=revision, local_files_only=True,
                                       allow_patterns=list(DEFAULT_PATTERNS)))

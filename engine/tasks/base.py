@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +18,7 @@ from engine.modeling.loading import building_on_meta
 
 
 class Examples(Protocol):
-    """What the training loop, its samplers and `mean_loss` read of one split's examples,
+    """What the training loop, its samplers and `evaluate_batches` read of one split's examples,
     whatever the task keeps in them: `FieldExamples` (token, QA, seq2seq, LM),
     `SequenceExamples` and `ArrowSequenceExamples` (the sequence heads), `ImageExamples`
     and `HubImageExamples`.
@@ -237,22 +238,26 @@ class FieldCollator:
 
 
 @torch.no_grad()
-def mean_loss(model, examples: Examples, collate: Callable, batch_size: int, device,
-              visit: Callable | None = None) -> float:
-    """The example-weighted mean loss over a split, in length-sorted batches.
-
-    `visit(indices, batch, output)` sees each batch's output (for predictions).
-    """
+def evaluate_batches(model, examples: Examples, collate: Callable, batch_size: int, device,
+                     digest: Callable | None = None) -> tuple[float, list]:
+    """The example-weighted mean loss over a split, in length-sorted batches, and
+    `digest(indices, batch, output)` of every batch in that order: what the task keeps
+    of a batch, small (predictions, per-example scores), never the full logits. In a
+    data-parallel run each rank evaluates its share of the batches and every rank gets
+    the same result (engine.tasks.eval_shards)."""
     from engine.data.loading import sorted_batches
+    from engine.tasks.eval_shards import gather, my_share
 
     was_training = model.training
     model.eval()
-    total = torch.zeros((), device=device, dtype=torch.float64)
-    for indices in sorted_batches(examples.lengths, batch_size):
-        batch = {k: v.to(device, non_blocking=True) for k, v in collate(indices).items()}
+    pieces = {}
+    for k, indices in my_share(sorted_batches(examples.lengths, batch_size)):
+        batch = {key: v.to(device, non_blocking=True) for key, v in collate(indices).items()}
         out = model(**batch)
-        total += out[0].double() * len(indices)
-        if visit is not None:
-            visit(indices, batch, out)
+        pieces[k] = (out[0].double() * len(indices),
+                     digest(indices, batch, out) if digest is not None else None)
     model.train(was_training)
-    return float(total) / max(1, len(examples))
+    found = gather(pieces)
+    # fsum rounds once, whatever the order: the same mean on one rank or several.
+    total = math.fsum(torch.stack([loss for loss, _ in found]).tolist()) if found else 0.0
+    return total / max(1, len(examples)), [piece for _, piece in found]

@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 
 from engine.core.config import RunConfig
-from engine.data.loading import SequenceCollator, SequenceExamples, sorted_batches
+from engine.data.loading import SequenceCollator, SequenceExamples
+from engine.tasks.base import evaluate_batches
 from engine.tasks.metrics import class_report, classification_scores, confusion_matrix
 from engine.tasks.review_rows import LabelResultCollector
 
@@ -14,24 +15,34 @@ from engine.tasks.review_rows import LabelResultCollector
 def run_evaluation(model, examples: SequenceExamples, cfg: RunConfig, pad_id: int,
                    num_labels: int, device) -> dict:
     kind = label_kind(cfg.head.task)
-    was_training = model.training
-    model.eval()
     collate = SequenceCollator(examples, pad_id, kind != "single_label")
-    total_loss = torch.zeros((), device=device, dtype=torch.float64)
-    preds, golds = [], []
-    collector = LabelResultCollector(kind)
-    for indices in sorted_batches(examples.lengths, cfg.train.batch_size * 2):
-        batch = {k: v.to(device, non_blocking=True) for k, v in collate(indices).items()}
-        loss, logits = model(**batch)
-        total_loss += loss.double() * len(indices)
-        golds.append(batch["labels"])
-        preds.append(_predict(kind, logits))
-        collector.add(indices, logits, preds[-1], golds[-1])
-    model.train(was_training)
-    metrics = _metrics(torch.cat(golds), torch.cat(preds), float(total_loss) / len(examples),
-                       kind, num_labels)
+    loss, pieces = evaluate_batches(
+        model, examples, collate, cfg.train.batch_size * 2, device,
+        lambda indices, batch, out: label_piece(kind, indices, out[1], _predict(kind, out[1]),
+                                                batch["labels"]))
+    metrics, collector = fold_label_pieces(pieces, kind, loss, num_labels)
     metrics["examples"] = collector.results()
     return metrics
+
+
+def label_piece(kind: str, indices, logits, pred, gold) -> dict:
+    """What a label head keeps of one evaluation batch: each example's prediction, label,
+    loss and confidence (computed where the logits are, so one rank or several agree)."""
+    one = LabelResultCollector(kind)
+    one.add(indices, logits, pred, gold)
+    return {"pred": pred, "gold": gold, "parts": one.parts}
+
+
+def fold_label_pieces(pieces: list[dict], kind: str, loss: float, num_labels: int):
+    """(metrics without examples, the collector of per-example results) from the pieces of
+    every batch, in order."""
+    collector = LabelResultCollector(kind)
+    for piece in pieces:
+        for key, part in piece["parts"].items():
+            collector.parts[key].extend(part)
+    metrics = _metrics(torch.cat([p["gold"] for p in pieces]),
+                       torch.cat([p["pred"] for p in pieces]), loss, kind, num_labels)
+    return metrics, collector
 
 
 @torch.no_grad()

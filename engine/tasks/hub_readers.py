@@ -24,6 +24,7 @@ from engine.data.hub_rows import (
     open_splits,
 )
 from engine.data.loading import check_stop
+from engine.data.text_cells import cut_texts  # a huge cell is cut before the tokenizer
 from engine.tasks.base import FieldExamples, TaskData
 from engine.tasks.columns import LM_TEXT_NAMES, SOURCE_NAMES, TAG_NAMES, TARGET_NAMES, WORD_NAMES
 from engine.tasks.hub_data import hub_splits, hub_task_data
@@ -122,8 +123,8 @@ def _token_encoder(tokenizer, columns: dict[str, str], index: dict | None, max_l
     def encode(batch: dict) -> dict:
         check_stop()
         words = [[str(w) for w in row] for row in batch[words_col]]
-        enc = tokenizer(words, is_split_into_words=True, truncation=True,
-                        max_length=max_length, return_attention_mask=False)
+        enc = tokenizer(cut_texts(words, max_length), is_split_into_words=True,
+                        truncation=True, max_length=max_length, return_attention_mask=False)
         tags = batch[tags_col]
         if index is not None:
             tags = [[index[str(t)] for t in row] for row in tags]
@@ -153,10 +154,11 @@ def load_hub_seq2seq(cfg: RunConfig, tokenizer, references: int) -> TaskData:
     def encode(batch: dict) -> dict:
         check_stop()
         sources = [spec.source_prefix + s for s in fields.texts(batch, "source")]
-        enc = tokenizer(sources, truncation=True, max_length=spec.max_length,
-                        return_attention_mask=False)
-        labels = tokenizer(text_target=fields.texts(batch, "target"), truncation=True,
-                           max_length=spec.max_target_length)["input_ids"]
+        enc = tokenizer(cut_texts(sources, spec.max_length), truncation=True,
+                        max_length=spec.max_length, return_attention_mask=False)
+        labels = tokenizer(text_target=cut_texts(fields.texts(batch, "target"),
+                                                 spec.max_target_length),
+                           truncation=True, max_length=spec.max_target_length)["input_ids"]
         return {"input_ids": enc["input_ids"], "labels": labels}
 
     train, validation = _map(read.train, encode), _map(read.validation, encode)
@@ -262,8 +264,9 @@ def load_hub_lm(cfg: RunConfig, tokenizer) -> TaskData:
 
     def encode(batch: dict) -> dict:
         check_stop()
-        enc = tokenizer([str(t) for t in batch[column]], truncation=True,
-                        max_length=spec.max_length, return_attention_mask=False)
+        enc = tokenizer(cut_texts([str(t) for t in batch[column]], spec.max_length),
+                        truncation=True, max_length=spec.max_length,
+                        return_attention_mask=False)
         return {"input_ids": [x for x in enc["input_ids"] if len(x) > 1]}
 
     train, validation = _map(read.train, encode), _map(read.validation, encode)

@@ -21,7 +21,7 @@ from torch import nn
 from engine.core.config import RunConfig
 from engine.core.errors import DataError, ModelError
 from engine.hub.client import TORCHVISION_WEIGHTS
-from engine.tasks.base import Task, TaskData, load_auto_model, mean_loss, write_head_file
+from engine.tasks.base import Task, TaskData, evaluate_batches, load_auto_model, write_head_file
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 PROBE_SIZE_LIMIT = 1024
@@ -266,7 +266,9 @@ def torchvision_state(cfg: RunConfig, arch: str) -> dict | None:
         from huggingface_hub import hf_hub_download
 
         from engine.hub.client import hub_errors
+        from engine.hub.names import check_revision
 
+        check_revision(cfg.model.revision)  # it names a file under the cache's refs/
         with hub_errors(ref, cfg.model.revision):
             local = Path(hf_hub_download(ref, "model.safetensors", revision=cfg.model.revision))
     from engine.modeling.loading import safetensors_problem
@@ -402,21 +404,14 @@ class ImageTask(Task):
         return ImageCollator(examples, transform, cfg.train.seed if augment else None)
 
     def evaluate(self, model, data: TaskData, processor, cfg: RunConfig, device) -> dict:
-        from engine.tasks.evaluate import _metrics
-        from engine.tasks.review_rows import LabelResultCollector
-
-        golds, preds = [], []
-        collector = LabelResultCollector("single_label")
-
-        def visit(indices, batch, out):
-            golds.append(batch["labels"])
-            preds.append(out[1].argmax(-1))
-            collector.add(indices, out[1], preds[-1], golds[-1])
+        from engine.tasks.evaluate import fold_label_pieces, label_piece
 
         collate = self.collator(data.validation, processor, cfg, train=False)
-        loss = mean_loss(model, data.validation, collate, cfg.train.batch_size * 2, device, visit)
-        metrics = _metrics(torch.cat(golds), torch.cat(preds), loss, "single_label",
-                           len(data.labels))
+        loss, pieces = evaluate_batches(
+            model, data.validation, collate, cfg.train.batch_size * 2, device,
+            lambda indices, batch, out: label_piece("single_label", indices, out[1],
+                                                    out[1].argmax(-1), batch["labels"]))
+        metrics, collector = fold_label_pieces(pieces, "single_label", loss, len(data.labels))
         metrics["examples"] = collector.results()
         return metrics
 

@@ -21,8 +21,8 @@ from engine.tasks.base import (
     FieldExamples,
     Task,
     TaskData,
+    evaluate_batches,
     load_auto_model,
-    mean_loss,
 )
 from engine.tasks.columns import LM_TEXT_NAMES
 
@@ -125,10 +125,17 @@ class LanguageModelTask(Task):
     def evaluate(self, model, data: TaskData, tokenizer, cfg: RunConfig, device) -> dict:
         from engine.tasks.review_rows import TokenLossCollector
 
-        collect = TokenLossCollector(tokenizer, self.causal)
+        def digest(indices, batch, out):  # the losses and guesses, not the vocabulary logits
+            one = TokenLossCollector(tokenizer, self.causal)
+            one.add(indices, out.logits, batch["labels"])
+            return one.losses, one.items
+
         collate = self.collator(data.validation, tokenizer, cfg, train=False)
-        loss = mean_loss(model, data.validation, collate, cfg.train.batch_size * 2, device,
-                         lambda indices, batch, out: collect.add(indices, out.logits,
-                                                                 batch["labels"]))
+        loss, pieces = evaluate_batches(model, data.validation, collate,
+                                        cfg.train.batch_size * 2, device, digest)
+        collect = TokenLossCollector(tokenizer, self.causal)
+        for losses, items in pieces:
+            collect.losses.extend(losses)
+            collect.items.extend(items)
         return {"loss": loss, "perplexity": math.exp(min(loss, 50.0)),
                 "examples": collect.results()}

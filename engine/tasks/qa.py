@@ -26,8 +26,8 @@ from engine.tasks.base import (
     FieldExamples,
     Task,
     TaskData,
+    evaluate_batches,
     load_auto_model,
-    mean_loss,
 )
 
 MAX_ANSWER_TOKENS = 30
@@ -265,17 +265,21 @@ class QATask(Task):
         val = data.validation
         best: dict[int, tuple[float, int, int]] = {}
 
-        def visit(indices, batch, out):
+        def digest(indices, batch, out):
+            spans = []
             for row, w in enumerate(indices):
                 n = len(val.fields["input_ids"][w])
-                span = best_span(out.start_logits[row, :n].float().cpu(),
-                                 out.end_logits[row, :n].float().cpu(), val.offsets[w])
-                owner = val.owners[w]
-                if owner not in best or span[0] > best[owner][0]:
-                    best[owner] = span
+                spans.append((val.owners[w], best_span(out.start_logits[row, :n].float().cpu(),
+                                                       out.end_logits[row, :n].float().cpu(),
+                                                       val.offsets[w])))
+            return spans
 
         collate = self.collator(val, tokenizer, cfg, train=False)
-        loss = mean_loss(model, val, collate, cfg.train.batch_size * 2, device, visit)
+        loss, pieces = evaluate_batches(model, val, collate, cfg.train.batch_size * 2, device,
+                                        digest)
+        for owner, span in (found for piece in pieces for found in piece):
+            if owner not in best or span[0] > best[owner][0]:  # a question's best window
+                best[owner] = span
         contexts = data.extra["contexts"]
         predictions = [contexts[i][best[i][1]:best[i][2]] if i in best else ""
                        for i in range(len(contexts))]

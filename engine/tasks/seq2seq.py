@@ -17,8 +17,8 @@ from engine.tasks.base import (
     FieldExamples,
     Task,
     TaskData,
+    evaluate_batches,
     load_auto_model,
-    mean_loss,
 )
 from engine.tasks.columns import SOURCE_NAMES, TARGET_NAMES  # noqa: F401  TARGET_NAMES: re-exported
 
@@ -72,21 +72,25 @@ class Seq2SeqTask(Task):
 
         val = data.validation
         collate = self.collator(val, tokenizer, cfg, train=False)
-        loss = mean_loss(model, val, collate, cfg.train.batch_size * 2, device)
+        from engine.tasks.eval_shards import gather, my_share
+
+        loss, _ = evaluate_batches(model, val, collate, cfg.train.batch_size * 2, device)
         n = min(len(val), GENERATE_LIMIT)
         outputs: dict[int, str] = {}
         was_training = model.training
         model.eval()
         order = sorted(range(n), key=lambda i: -val.lengths[i])
         step = cfg.train.batch_size * 2
-        with torch.no_grad():
-            for start in range(0, n, step):
-                indices = order[start:start + step]
+        generated_texts = {}
+        with torch.no_grad():  # each rank of a data-parallel run generates its share
+            for position, indices in my_share([order[s:s + step] for s in range(0, n, step)]):
                 batch = {k: v.to(device) for k, v in collate(indices).items() if k != "labels"}
                 generated = model.generate(**batch, max_new_tokens=cfg.data.max_target_length,
                                            num_beams=1, do_sample=False)
                 texts = tokenizer.batch_decode(generated, skip_special_tokens=True)
-                outputs.update(zip(indices, texts, strict=True))
+                generated_texts[position] = list(zip(indices, texts, strict=True))
+        for pairs in gather(generated_texts):
+            outputs.update(pairs)
         model.train(was_training)
         hypotheses = [outputs[i].strip() for i in range(n)]
         references = data.extra["references"][:n]

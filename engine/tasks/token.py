@@ -16,13 +16,14 @@ import torch
 
 from engine.core.config import RunConfig
 from engine.core.errors import DataError
+from engine.data.text_cells import cut_texts
 from engine.tasks.base import (
     FieldCollator,
     FieldExamples,
     Task,
     TaskData,
+    evaluate_batches,
     load_auto_model,
-    mean_loss,
 )
 from engine.tasks.columns import TAG_NAMES, WORD_NAMES
 
@@ -136,8 +137,10 @@ class TokenTask(Task):
 
         def encode(words, tags) -> FieldExamples:
             check_stop()
-            enc = tokenizer(words, is_split_into_words=True, truncation=True,
-                            max_length=spec.max_length, return_attention_mask=False)
+            # Words past max_length can never be read: cut first (engine.data.text_cells).
+            enc = tokenizer(cut_texts(words, spec.max_length), is_split_into_words=True,
+                            truncation=True, max_length=spec.max_length,
+                            return_attention_mask=False)
             labels = [align_labels(enc.word_ids(i), [index[t] for t in row])
                       for i, row in enumerate(tags)]
             fields = {"input_ids": enc["input_ids"], "labels": labels}
@@ -162,16 +165,21 @@ class TokenTask(Task):
     def evaluate(self, model, data: TaskData, tokenizer, cfg: RunConfig, device) -> dict:
         gold, pred, sure = {}, {}, {}
 
-        def visit(indices, batch, out):
+        def digest(indices, batch, out):
             keep = batch["labels"] != -100
             chance, best = out.logits.float().softmax(-1).max(-1)
+            rows = []
             for row, i in enumerate(indices):
-                gold[i] = batch["labels"][row][keep[row]].tolist()
-                pred[i] = best[row][keep[row]].tolist()
-                sure[i] = chance[row][keep[row]].min().item() if gold[i] else None
+                tags = batch["labels"][row][keep[row]].tolist()
+                rows.append((i, tags, best[row][keep[row]].tolist(),
+                             chance[row][keep[row]].min().item() if tags else None))
+            return rows
 
         collate = self.collator(data.validation, tokenizer, cfg, train=False)
-        loss = mean_loss(model, data.validation, collate, cfg.train.batch_size * 2, device, visit)
+        loss, pieces = evaluate_batches(model, data.validation, collate,
+                                        cfg.train.batch_size * 2, device, digest)
+        for i, tags, guessed, least in (row for piece in pieces for row in piece):
+            gold[i], pred[i], sure[i] = tags, guessed, least
         names = data.labels
         gold_tags = [[names[t] for t in gold[i]] for i in range(len(data.validation))]
         pred_tags = [[names[t] for t in pred[i]] for i in range(len(data.validation))]

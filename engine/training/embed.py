@@ -23,6 +23,7 @@ def embed(cfg: RunConfig, emit: Callable[[Event], None], stop: threading.Event,
     from engine.modeling.lengths import fit_lengths
     from engine.modeling.loading import build_model
     from engine.training.features import compute_features
+    from engine.training.inference import place_inference
 
     def check_stop() -> None:
         if stop.is_set():
@@ -54,12 +55,17 @@ def embed(cfg: RunConfig, emit: Callable[[Event], None], stop: threading.Event,
     examples = SequenceExamples(enc["input_ids"], None, [0] * len(texts))
     built = build_model(cfg.model, cfg.head, 1, path=path)
     check_stop()
-    emit(Note(f"Embedding {len(texts)} texts from {column!r} with {built.pooling} pooling"))
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    built.model.to(device)
+    # The worker's CUDA_VISIBLE_DEVICES is the run's slot: its first GPU, in the run's
+    # precision (the same decision as every other inference path).
+    placement = place_inference(cfg.train.precision, tf32=cfg.train.tf32)
+    placement.prepare(built.model)
+    emit(Note(f"Embedding {len(texts)} texts from {column!r} with {built.pooling} pooling "
+              f"on {placement.describe()}"))
     started = time.perf_counter()
-    vectors = compute_features(built.model, examples, tokenizer.pad_token_id or 0,
-                               cfg.train.batch_size * 2, device, False).cpu()
+    with torch.inference_mode(), placement.autocast():
+        vectors = compute_features(built.model, examples, tokenizer.pad_token_id or 0,
+                                   cfg.train.batch_size * 2, torch.device(placement.device),
+                                   False).cpu()
     elapsed = time.perf_counter() - started
     emit(StepLogged(step=1, epoch=1.0, metrics={"samples_per_s": len(texts) / elapsed}))
     summary = {"examples": len(texts), "dimension": int(vectors.shape[1]),

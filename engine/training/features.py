@@ -76,9 +76,28 @@ class FeatureCollator:
 
     def __init__(self, features: torch.Tensor, labels, regression: bool) -> None:
         self.features = features
+        self.device = features.device
+        """Where the batches live (the features were computed there): a loader over them
+        must neither pin them nor hand them to worker processes."""
         self.labels = torch.tensor(labels, dtype=torch.float32 if regression else torch.long,
                                    device=features.device)
 
     def __call__(self, indices: list[int]) -> dict[str, torch.Tensor]:
         index = torch.tensor(indices, device=self.features.device)
         return {"features": self.features[index], "labels": self.labels[index]}
+
+
+def cache_features(model, data, pad_id: int, cfg, accelerator, float_labels: bool):
+    """The backbone's features of both splits, computed once on the accelerator's device;
+    returns the validation collator, the training batches, the head that trains on the
+    features and the training collator."""
+    device = accelerator.device
+    model.to(device)
+    with accelerator.autocast():
+        feats = {split: compute_features(model, getattr(data, split), pad_id,
+                                         cfg.train.batch_size * 2, device, float_labels)
+                 for split in ("train", "validation")}
+    return (FeatureCollator(feats["validation"], data.validation.labels, float_labels),
+            FeatureBatches(len(data.train), cfg.train.batch_size, cfg.train.seed),
+            HeadOnFeatures(model),
+            FeatureCollator(feats["train"], data.train.labels, float_labels))

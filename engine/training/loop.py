@@ -31,6 +31,7 @@ from engine.core.events import (
     ValidationPredicted,
 )
 from engine.data.loading import PreparationStopped
+from engine.training.backends import set_determinism
 from engine.training.checkpoint import prune_checkpoints, rank_rng_state, save_checkpoint
 from engine.training.setup import RunSetup
 
@@ -76,6 +77,9 @@ class _Loop(RunSetup):
     def run(self) -> Outcome:
         """Step through the epochs until done, stopped, early-stopped, diverged or out
         of memory (in a step or an evaluation)."""
+        from engine.training.ranks import check_same_data
+
+        check_same_data(self)  # several ranks: the same data and steps, or a sentence
         try:
             return self._epochs()
         except torch.OutOfMemoryError:
@@ -161,7 +165,10 @@ class _Loop(RunSetup):
             self.evaluate()
             self.checkpoint()
             es = cfg.train.early_stopping
-            if es is not None and st.evals_without_gain >= es.patience:
+            from engine.training.ranks import decided_by_rank_0
+
+            if decided_by_rank_0(self.accelerator,
+                                 es is not None and st.evals_without_gain >= es.patience):
                 self.emit(Note(f"Early stopping: no gain in {self.watch} for "
                                f"{st.evals_without_gain} evaluations"))
                 return True
@@ -221,8 +228,11 @@ class _Loop(RunSetup):
             acc.backward(loss)
             if acc.sync_gradients and cfg.train.max_grad_norm:
                 acc.clip_grad_norm_(self.model.parameters(), cfg.train.max_grad_norm)
+            self.overflow.before_step()
             self.optimizer.step()
-            self.scheduler.step()
+            # An fp16 overflow skips the step: the schedule must not move either.
+            if not self.overflow.skipped(acc.sync_gradients):
+                self.scheduler.step()
             self.optimizer.zero_grad(set_to_none=True)
         return loss
 
@@ -233,28 +243,11 @@ class _Loop(RunSetup):
             self.optimizer.zero_grad(set_to_none=True)
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
-        t = self.cfg.train
-        suggestions = []
-        if t.batch_size > 1:
-            suggestions.append(f"train.batch_size={t.batch_size // 2} "
-                               f"train.grad_accumulation={t.grad_accumulation * 2} "
-                               "(the same effective batch in half the memory)")
-        if not t.gradient_checkpointing:
-            suggestions.append("train.gradient_checkpointing=true (recompute activations)")
-        if self.cfg.freeze.lora is None and self.cfg.freeze.policy in ("full",
-                                                                      "freeze_embeddings"):
-            suggestions.append("freeze.policy=freeze_first_n freeze.n=<half the blocks>, or "
-                               "freeze.lora.r=8 (fewer gradients and optimizer state)")
         step = self.state.step
-        where = {"preparing": "while preparing the run (loading the model or caching "
-                              "features)",
-                 "evaluating": f"while evaluating at step {step}"}.get(self.phase,
-                                                                      f"at step {step}")
         summary = self.summary() if self.phase != "preparing" else {"steps": step}
+        suggestions, error = out_of_memory_advice(self.cfg, self.phase, step)
         return Outcome("failed", summary={**summary, "failure_reason": "oom",
-                                          "suggestions": suggestions}, error=(
-            f"Out of GPU memory {where} with batch size {t.batch_size}; fork the run "
-            f"with {suggestions[0] if suggestions else 'a smaller model'}."))
+                                          "suggestions": suggestions}, error=error)
 
     def save_final(self) -> None:
         """The trained model, with LoRA folded in, as `out_dir/model`."""
@@ -286,8 +279,12 @@ class _Loop(RunSetup):
                 metrics = evaluate_features(self.model, self.val_features, self.cfg,
                                             len(self.data.labels))
             else:
-                metrics = self.task.evaluate(self._unwrapped(), self.data,
-                                             self.processor, self.cfg, self.accelerator.device)
+                from engine.tasks.eval_shards import sharded
+
+                # Each rank evaluates its share of the batches; all get the same metrics.
+                with sharded(self.accelerator.process_index, self.accelerator.num_processes):
+                    metrics = self.task.evaluate(self._unwrapped(), self.data, self.processor,
+                                                 self.cfg, self.accelerator.device)
         self._train_mode()
         self.phase = "training"
         examples = metrics.pop("examples", None)
@@ -330,9 +327,15 @@ class _Loop(RunSetup):
             from accelerate.utils import gather_object
 
             ranks = gather_object([rank_rng_state()])
-        if not acc.is_main_process:
-            return
-        st = self.state
+        if acc.is_main_process:
+            self._save_checkpoint(ranks)
+        if acc.num_processes > 1:
+            # The other ranks wait here, not in the next step's all-reduce, while rank 0
+            # writes and the store commits (within the raised process-group timeout).
+            acc.wait_for_everyone()
+
+    def _save_checkpoint(self, ranks) -> None:
+        acc, st = self.accelerator, self.state
         folder = save_checkpoint(self.out_dir / "checkpoints" / f"step-{st.step}",
                                  self._unwrapped(), self.optimizer, self.scheduler, st,
                                  scaler=acc.scaler, ranks=ranks)
@@ -373,6 +376,26 @@ def _scalar(value) -> bool:
     return not isinstance(value, (dict, list, tuple))
 
 
+def out_of_memory_advice(cfg: RunConfig, phase: str, step: int) -> tuple[list[str], str]:
+    """What would make a run that ran out of memory in `phase` fit, and the sentence
+    that says where it ran out and the first suggestion."""
+    t = cfg.train
+    suggestions = []
+    if t.batch_size > 1:
+        suggestions.append(f"train.batch_size={t.batch_size // 2} "
+                           f"train.grad_accumulation={t.grad_accumulation * 2} "
+                           "(the same effective batch in half the memory)")
+    if not t.gradient_checkpointing:
+        suggestions.append("train.gradient_checkpointing=true (recompute activations)")
+    if cfg.freeze.lora is None and cfg.freeze.policy in ("full", "freeze_embeddings"):
+        suggestions.append("freeze.policy=freeze_first_n freeze.n=<half the blocks>, or "
+                           "freeze.lora.r=8 (fewer gradients and optimizer state)")
+    where = {"preparing": "while preparing the run (loading the model or caching features)",
+             "evaluating": f"while evaluating at step {step}"}.get(phase, f"at step {step}")
+    return suggestions, (f"Out of GPU memory {where} with batch size {t.batch_size}; fork the "
+                         f"run with {suggestions[0] if suggestions else 'a smaller model'}.")
+
+
 def train(
     cfg: RunConfig,
     emit: Callable[[Event], None],
@@ -395,12 +418,16 @@ def train(
             return _stopped_preparing(emit, None)
     loop = _Loop(cfg, emit, stop, out_dir)
     try:
-        loop.prepare(resume_from)
-    except PreparationStopped:
-        return _stopped_preparing(emit, resume_from)
-    except torch.OutOfMemoryError:  # loading the model, caching features
-        return loop.out_of_memory()
-    return loop.run()
+        try:
+            loop.prepare(resume_from)
+        except PreparationStopped:
+            return _stopped_preparing(emit, resume_from)
+        except torch.OutOfMemoryError:  # loading the model, caching features
+            return loop.out_of_memory()
+        return loop.run()
+    finally:
+        if cfg.train.deterministic:  # a process-wide switch: put back for what runs next
+            set_determinism(False)
 
 
 def _stopped_preparing(emit: Callable[[Event], None], resume_from: Path | None) -> Outcome:

@@ -99,3 +99,43 @@ def make_optimizer(model, cfg: RunConfig,
         return torch.optim.AdamW(groups, lr=cfg.train.learning_rate, fused=True)
     except (RuntimeError, TypeError):
         return torch.optim.AdamW(groups, lr=cfg.train.learning_rate)
+
+
+def is_fused(optimizer) -> bool:
+    """Whether `optimizer` (or the one accelerate wraps) runs torch's fused kernel."""
+    inner = getattr(optimizer, "optimizer", optimizer)
+    return bool(getattr(inner, "defaults", {}).get("fused"))
+
+
+class OverflowSteps:
+    """Tells an fp16 step the gradient scaler skipped, where accelerate cannot.
+
+    accelerate learns of a skipped step by the optimizer's `step` never being called.
+    torch's fused AdamW is always called: the scaler hands it `found_inf` and the
+    kernel itself leaves the weights (and its step counts) alone on an overflow. So
+    accelerate reports no skip and the schedule would advance on a step that never
+    happened. The scaler halves its scale on exactly those steps (and only on them:
+    its backoff factor is under 1), which is what this watches. Reading the scale is
+    one sync per optimizer step, as unfused fp16 already pays for its inf check.
+    """
+
+    def __init__(self, scaler, optimizer) -> None:
+        self.scaler = scaler if scaler is not None and is_fused(optimizer) else None
+        self.scale: float | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.scaler is not None
+
+    def before_step(self) -> None:
+        """Call before `optimizer.step()`: the scale the step starts from."""
+        if self.scaler is not None and self.scale is None:
+            self.scale = self.scaler.get_scale()
+
+    def skipped(self, stepped: bool) -> bool:
+        """After `optimizer.step()`: whether the step just taken (`stepped`: an optimizer
+        step, not an accumulation pass) was skipped for an overflow."""
+        if self.scaler is None or not stepped:
+            return False
+        before, self.scale = self.scale, self.scaler.get_scale()
+        return before is not None and self.scale < before

@@ -24,8 +24,15 @@ from engine.core.config import RunConfig
 from engine.core.errors import ConfigError, HubtuneError
 from engine.core.events import RESUMED, Event, Note, RunPrepared
 from engine.data.loading import LengthGroupedBatches, PreparationStopped, stoppable
+from engine.training.backends import (
+    SpeedSettings,
+    attention_implementation,
+    set_determinism,
+    set_tf32,
+    use_channels_last,
+)
 from engine.training.checkpoint import LoopState, load_checkpoint
-from engine.training.optim import lr_lambda, make_optimizer
+from engine.training.optim import OverflowSteps, is_fused, lr_lambda, make_optimizer
 from engine.training.precision import resolve_precision
 
 
@@ -68,7 +75,9 @@ class RunSetup:
         or evaluating."""
         self.optimizer = None
         self.steps_per_epoch = 1
-
+        self.bucketed = None
+        """The PadToBucket collator of a statically compiled text run."""
+        self.channels_last = self.cudnn_benchmark = False
 
     def prepare(self, resume_from: Path | None) -> None:
         """Everything before the first step, as named steps; a stop request is honoured
@@ -91,6 +100,8 @@ class RunSetup:
         from accelerate.utils import set_seed
 
         cfg = self.cfg
+        # Before anything runs on the device: cuBLAS reads its workspace setting once.
+        set_determinism(cfg.train.deterministic)
         set_seed(cfg.train.seed)
         self.precision = resolve_precision(cfg.train.precision)
         # accelerate keeps one precision per process and refuses a second; a process may
@@ -100,12 +111,14 @@ class RunSetup:
         from accelerate import DataLoaderConfiguration
 
         self.accelerator = Accelerator(
+            kwargs_handlers=ddp_settings(),
             # On a CPU-only box a `torchrun --nproc_per_node N` launch trains over gloo.
             cpu=not torch.cuda.is_available(),
             dataloader_config=DataLoaderConfiguration(non_blocking=torch.cuda.is_available()),
             mixed_precision=self.precision,
             gradient_accumulation_steps=cfg.train.grad_accumulation,
         )
+        self.tf32 = set_tf32(cfg.train.tf32, self.accelerator.device.type)
 
     def _load_data(self) -> Path:
         """The task, its processor (tokenizer) and the data; returns the model's path."""
@@ -123,12 +136,15 @@ class RunSetup:
             # A length beyond the model's positions would crash at the first long batch.
             self.cfg = cfg = self._fit(cfg, model_path)
         self._stop_preparing()
+        from engine.data.fingerprint import record_files
         from engine.training.data_cache import load_cached
 
         started = time.perf_counter()
         with stoppable(self.stop if self.accelerator.num_processes == 1 else None):
             self.data, hit = load_cached(task, cfg, self.processor,
                                          lambda: task.load_data(cfg, self.processor))
+        if self.accelerator.is_main_process:  # what review checks the data against later
+            record_files(self.data.extra, cfg)
         if not task.vision:
             done = "Read the tokenised data from the cache" if hit else "Tokenised the data"
             self.emit(Note(f"{done} in {time.perf_counter() - started:.1f}s"))
@@ -188,66 +204,45 @@ class RunSetup:
         self.cached = (self.frozen_backbone and cfg.train.cache_features
                        and hasattr(model, "pool"))
         if self.cached:
-            from engine.training.features import (
-                FeatureBatches,
-                FeatureCollator,
-                HeadOnFeatures,
-                compute_features,
-            )
+            from engine.training.features import cache_features
 
-            device = self.accelerator.device
-            model.to(device)
             started = time.perf_counter()
-            with self.accelerator.autocast():
-                feats = {
-                    split: compute_features(model, getattr(self.data, split), self.pad_id,
-                                            cfg.train.batch_size * 2, device, task.float_labels)
-                    for split in ("train", "validation")
-                }
+            self.val_features, self.sampler, train_model, collate = cache_features(
+                model, self.data, self.pad_id, cfg, self.accelerator, task.float_labels)
             self._stop_preparing()
             self.emit(Note(f"Cached frozen-backbone features of {len(self.data.train)} + "
                            f"{len(self.data.validation)} examples in "
                            f"{time.perf_counter() - started:.1f}s; training the head on them"))
-            self.val_features = FeatureCollator(feats["validation"], self.data.validation.labels,
-                                                task.float_labels)
-            self.sampler = FeatureBatches(len(self.data.train), cfg.train.batch_size,
-                                          cfg.train.seed)
-            train_model = HeadOnFeatures(model)
-            collate = FeatureCollator(feats["train"], self.data.train.labels, task.float_labels)
         else:
-            self.sampler = LengthGroupedBatches(self.data.train.lengths, cfg.train.batch_size,
-                                                cfg.train.seed)
+            from engine.training.buckets import budget_batches
+
+            self.sampler = (None if task.vision else budget_batches(cfg, self.data.train.lengths)
+                            ) or LengthGroupedBatches(self.data.train.lengths,
+                                                      cfg.train.batch_size, cfg.train.seed)
             train_model = model
             collate = task.collator(self.data.train, self.processor, cfg, train=True)
+            if cfg.train.compile and cfg.train.compile_shapes == "static" and not task.vision:
+                from engine.training.buckets import PadToBucket
+
+                collate = self.bucketed = PadToBucket(collate, self.pad_id, cfg.data.max_length)
+            self.channels_last, self.cudnn_benchmark = use_channels_last(
+                model, self.accelerator.device.type, cfg.train.deterministic)
         return train_model, collate
 
     def _prepare_optimization(self, train_model, collate) -> None:
         """Loader, optimizer and schedule, handed to accelerate; the step counts."""
         cfg = self.cfg
-        self.collate = collate
-        loader_workers = data_workers(cfg.train.data_workers, self.task.vision and not self.cached,
-                                      self.accelerator.device.type)
-        cuda = self.accelerator.device.type == "cuda"
-        loader = torch.utils.data.DataLoader(
-            list(range(len(self.data.train))), batch_sampler=self.sampler, collate_fn=collate,
-            # Each new iterator draws a seed from this generator; with the default (the
-            # global RNG) a resumed run's dropout masks would drift from an unbroken run's.
-            generator=torch.Generator().manual_seed(cfg.train.seed),
-            # Page-locked batches copy to the GPU without blocking (the accelerator copies
-            # with non_blocking), overlapping the next batch's copy with this step.
-            pin_memory=cuda, num_workers=loader_workers,
-            prefetch_factor=4 if loader_workers else None,
-        )
-        if loader_workers:
-            self.emit(Note(f"Reading batches in {loader_workers} data worker processes"))
+        from engine.training.loader import training_loader
+
+        device_type = self.accelerator.device.type
+        loader, self.collate, choice = training_loader(
+            cfg, self.task.vision and not self.cached, device_type, len(self.data.train),
+            self.sampler, collate, self.emit)
         optimizer = make_optimizer(
             train_model, cfg, None if self.cached else self.plan.ever_trainable)
         self.plain_model = train_model
         """The module the optimizer steps, without data parallel or compile wrappers."""
-        if cfg.train.compile:
-            # Dynamic shapes: with dynamic padding every batch has its own length.
-            train_model = torch.compile(train_model, dynamic=True)
-            self.emit(Note("Compiling the model with torch.compile (the first steps are slow)"))
+        train_model = self._compile(train_model)
         accum, processes = cfg.train.grad_accumulation, self.accelerator.num_processes
         # accelerate steps a prepared scheduler once per process for every optimizer step,
         # so its horizon counts the steps of a single process seeing all the data.
@@ -261,6 +256,14 @@ class RunSetup:
         self.model, self.optimizer, self.loader, self.scheduler = self.accelerator.prepare(
             train_model, optimizer, loader, scheduler
         )
+        self.overflow = OverflowSteps(self.accelerator.scaler, self.optimizer)
+        self.speed = SpeedSettings(
+            device=device_type, tf32=self.tf32, deterministic=cfg.train.deterministic,
+            channels_last=self.channels_last, cudnn_benchmark=self.cudnn_benchmark,
+            attention=attention_implementation(self.full_model),
+            fused_optimizer=is_fused(optimizer), data_workers=choice.workers,
+            persistent_workers=choice.persistent, pin_memory=choice.pin_memory,
+            max_tokens_per_batch=getattr(self.sampler, "budget", None), compile=self.compiled)
         # Each process sees every N-th batch: its own epoch is len(loader) batches.
         self.batches_per_epoch = len(self.loader)
         self.steps_per_epoch = max(1, -(-self.batches_per_epoch // accum))
@@ -272,6 +275,17 @@ class RunSetup:
             backend = getattr(self.accelerator.state, "backend", None) or "?"
             self.emit(Note(f"Data parallel over {processes} processes ({backend}); each sees "
                            f"{self.batches_per_epoch} of {len(self.sampler)} batches an epoch"))
+
+    def _compile(self, train_model):
+        """torch.compile the training model when train.compile asks (buckets.compile_model)."""
+        from engine.training.buckets import compile_model
+
+        train_model, self.compiled = compile_model(train_model, self.cfg, self.sampler,
+                                                   self.bucketed, len(self.plan.schedule))
+        if self.compiled != "off":
+            self.emit(Note(f"Compiling the model with torch.compile ({self.compiled} shapes; "
+                           "the first steps are slow)"))
+        return train_model
 
     def _restore(self, resume_from: Path | None) -> None:
         if resume_from is not None:
@@ -294,7 +308,9 @@ class RunSetup:
             trainable_params=sum(p.numel() for p in self.full_model.parameters()
                                  if p.requires_grad),
             total_params=sum(p.numel() for p in self.full_model.parameters()),
+            speed=self.speed.to_dict(),
         ))
+        self.emit(Note(self.speed.describe()))
 
     def _fit(self, cfg: RunConfig, model_path: Path) -> RunConfig:
         """cfg with its token lengths clamped to the model's positions, each clamp noted."""
@@ -340,20 +356,18 @@ class RunSetup:
         self.stage = stage
 
 
-def data_workers(wanted: int | str, images: bool, device_type: str) -> int:
-    """train.data_workers, with `auto` resolved: images decode beside a GPU's steps (a core
-    left for each training process); text batches are only padding, and on a CPU box the
-    cores are training."""
-    if wanted != "auto":
-        return int(wanted)
-    if not images or device_type != "cuda":
-        return 0
-    import os
+def ddp_settings() -> list:
+    """accelerate's settings for data parallel: gradients kept as views into DDP's
+    all-reduce buckets (one copy of them, not two), and the process group's raised
+    timeout where accelerate starts it (engine.core.rendezvous says why)."""
+    from datetime import timedelta
 
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
-        os.cpu_count() or 1)
-    per_process = cores // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
-    return max(0, min(8, per_process - 1))
+    from accelerate.utils import DistributedDataParallelKwargs, InitProcessGroupKwargs
+
+    from engine.core.rendezvous import PROCESS_GROUP_TIMEOUT_S
+
+    return [DistributedDataParallelKwargs(gradient_as_bucket_view=True),
+            InitProcessGroupKwargs(timeout=timedelta(seconds=PROCESS_GROUP_TIMEOUT_S))]
 
 
 def rewrap(accelerator, run) -> None:

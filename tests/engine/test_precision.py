@@ -136,8 +136,10 @@ def test_evaluation_and_feature_caching_run_under_the_training_autocast(
 
     def record(module, args, output):
         kind = "train" if module.training else "eval"
-        seen[kind].add(torch.is_autocast_enabled("cpu")
-                       and torch.get_autocast_dtype("cpu") == torch.bfloat16)
+        # The device the run trains on (cuda on a GPU box): autocast is per device type.
+        device = next(module.parameters()).device.type
+        seen[kind].add(torch.is_autocast_enabled(device)
+                       and torch.get_autocast_dtype(device) == torch.bfloat16)
 
     for cached in (False, True):
         cfg = _cfg(tmp_path, tiny_bert, sentiment_csv, precision="bf16")
@@ -192,7 +194,9 @@ def test_an_fp16_overflow_step_does_not_advance_the_schedule(tmp_path, tiny_bert
                                                             sentiment_csv):
     from engine.training.loop import _Loop
 
-    cfg = _cfg(tmp_path, tiny_bert, sentiment_csv, precision="fp16", warmup_ratio=0.5)
+    # Three warmup steps of four, so that every real step moves the rate (with two, the
+    # rate after a wrongly counted step would equal the right one by chance).
+    cfg = _cfg(tmp_path, tiny_bert, sentiment_csv, precision="fp16", warmup_ratio=0.9)
     loop = _Loop(cfg, lambda e: None, threading.Event(), None)
     loop.prepare(None)
     real_step, calls = loop._step, {"n": 0}
@@ -214,3 +218,4 @@ def test_an_fp16_overflow_step_does_not_advance_the_schedule(tmp_path, tiny_bert
                                 real_log(window))[1]
     loop.run()
     assert lrs[1] == lrs[0]  # the skipped step left the warmup where it was
+    assert lrs[2] > lrs[1]  # the next real step moved it on

@@ -24,7 +24,8 @@ def _cfg(tmp_path, tiny_bert, sentiment_csv, **train_keys):
 
 @pytest.mark.parametrize("stop_at", [3, 8])  # mid-epoch, and right at an epoch's end
 def test_resumed_run_matches_an_uninterrupted_one(tmp_path, tiny_bert, sentiment_csv, stop_at):
-    cfg = _cfg(tmp_path, tiny_bert, sentiment_csv, grad_accumulation=1)
+    # Deterministic kernels: bit-exact on a GPU too (atomics in cuBLAS, cudnn, attention).
+    cfg = _cfg(tmp_path, tiny_bert, sentiment_csv, grad_accumulation=1, deterministic=True)
     full = train(cfg, lambda e: None, threading.Event(), out_dir=tmp_path / "full")
     assert full.status == "completed"
 
@@ -118,7 +119,8 @@ def test_images_decoded_in_data_workers_resume_exactly(tmp_path, tmp_path_factor
         "model": {"id": str(model)}, "head": {"task": "image-classification"},
         "data": {"train": str(data), "validation_split": 0.25, "augment": True},
         "train": {"epochs": 2, "batch_size": 4, "learning_rate": 2e-3, "log_every": 1,
-                  "seed": 3, "data_workers": 2, "restore_best": False},
+                  "seed": 3, "data_workers": 2, "restore_best": False,
+                  "deterministic": True},
         "base_dir": str(tmp_path),
     })
     notes = []

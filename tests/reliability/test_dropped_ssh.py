@@ -101,7 +101,7 @@ def test_run_survives_the_terminal_and_a_new_tui_shows_it(tmp_path, tiny_bert, s
         term.keys("3")
         term.wait_for("Training data")
         term.keys("C-l")  # with no path yet, this puts the cursor in the config-path box
-        time.sleep(0.5)
+        term.wait_for("Type the path of a YAML config")  # and says so: the box has focus
         term.type(str(cfg))
         term.keys("C-l")
         term.wait_for("survives-hangup")

@@ -158,8 +158,9 @@ def test_a_lone_node_0_fails_within_its_join_timeout(tiny_config):
 SRUN = """#!/bin/bash
 # A stand-in for SLURM's srun: one task per node, all on this machine.
 export SLURM_NNODES=2 SLURM_JOB_NODELIST=127.0.0.1,localhost
+while [[ "$1" == --* ]]; do shift; done  # srun's own options; the task's command follows
 for id in 0 1; do
-    SLURM_NODEID=$id "${@: -3}" > "$SRUN_LOGS/node$id.log" 2>&1 &
+    SLURM_NODEID=$id "$@" > "$SRUN_LOGS/node$id.log" 2>&1 &
 done
 wait -n && wait -n
 """

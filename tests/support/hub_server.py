@@ -27,6 +27,14 @@ Unknown repos, revisions and files answer 404 with `X-Error-Code`, and a HEAD
 error has no body, as the real hub. `throttle_bytes_per_s` slows file bodies
 so a test can cancel a download midway. Requests are served by a
 ThreadingHTTPServer on 127.0.0.1 with a per-connection timeout.
+
+A hostile hub, per repo (off by default): `card_overrides` replaces fields of the
+repo's JSON (a `lastModified` that is not a date, counts as text, a commit that is a
+path); `listed_files` adds names to its siblings and tree (`../x.parquet`) served
+from other files; `tampered` files come down with other bytes of the same length
+than the hashes listed; `any_revision` answers every revision (`../../x`) with the
+repo's commit; `redirect_loop` answers every request with a redirect to itself;
+`file_headers` replaces a file answer's headers (an ETag or commit that is a path).
 """
 
 from __future__ import annotations
@@ -58,6 +66,18 @@ class Repo:
     """model or dataset: which API paths serve it."""
     token: str | None = None
     """For a gated repo: the one token granted access (others get 403)."""
+    card_overrides: dict = field(default_factory=dict)
+    """Hostile: fields that replace the repo's JSON ones (search results and info)."""
+    listed_files: dict[str, str] = field(default_factory=dict)
+    """Hostile: name listed in siblings and tree -> the real file whose bytes it serves."""
+    tampered: tuple[str, ...] = ()
+    """Hostile: files whose body differs from the listed hashes (same length)."""
+    any_revision: bool = False
+    """Hostile: every revision name is answered, with the repo's commit."""
+    redirect_loop: bool = False
+    """Hostile: every request for this repo is redirected to itself, for ever."""
+    file_headers: dict[str, str] = field(default_factory=dict)
+    """Hostile: headers that replace those of a file's answer (an ETag that is a path)."""
 
     @property
     def sha(self) -> str:
@@ -72,8 +92,29 @@ class Repo:
             p.relative_to(self.folder).as_posix() for p in self.folder.rglob("*") if p.is_file()
         )
 
+    def listed(self) -> list[str]:
+        """The files the hub lists: the real ones plus any hostile `listed_files`."""
+        return sorted({*self.files(), *self.listed_files})
+
+    def path(self, name: str) -> Path:
+        return self.folder / self.listed_files.get(name, name)
+
+    def size(self, name: str) -> int:
+        return self.path(name).stat().st_size
+
     def etag(self, name: str) -> str:
-        return hashlib.sha256((self.folder / name).read_bytes()).hexdigest()
+        return hashlib.sha256(self.path(name).read_bytes()).hexdigest()
+
+    def blob_id(self, name: str) -> str:
+        """The git blob id (sha1 of a header and the bytes), as the hub lists it."""
+        data = self.path(name).read_bytes()
+        return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+    def body(self, name: str) -> bytes:
+        data = self.path(name).read_bytes()
+        if name in self.tampered:  # the same length, other bytes
+            data = bytes(b ^ 0x5A for b in data)
+        return data
 
     def parameters(self) -> dict[str, int]:
         """Parameter counts per dtype, read from the safetensors headers."""
@@ -98,8 +139,12 @@ class Repo:
         return counts
 
     def card_data(self) -> dict:
-        """The README's YAML front matter ({} without one), as the hub serves it."""
+        """The README's YAML front matter ({} without one), as the hub serves it (a hostile
+        card's stands in `card_overrides["cardData"]`: the server never parses it)."""
         import yaml
+
+        if "cardData" in self.card_overrides:
+            return self.card_overrides["cardData"]
 
         readme = self.folder / "README.md"
         text = readme.read_text(encoding="utf-8") if readme.is_file() else ""
@@ -120,6 +165,9 @@ class Repo:
         return tags
 
     def card(self) -> dict:
+        return {**self._card(), **self.card_overrides}
+
+    def _card(self) -> dict:
         if self.repo_type == "dataset":
             return {"id": self.repo_id, "author": self.repo_id.split("/")[0], "sha": self.sha,
                     "downloads": self.downloads, "likes": self.likes,
@@ -187,14 +235,13 @@ class HubServer:
 
             def do_POST(self) -> None:
                 url = urlparse(self.path)
-                path = unquote(url.path)
+                segs = _segments(url.path)
                 hub.requests.append((self.command, self.path))
                 length = int(self.headers.get("Content-Length") or 0)
                 form = parse_qs(self.rfile.read(length).decode()) if length else {}
-                parts = path.removeprefix("/api/datasets/").split("/")
-                if not path.startswith("/api/datasets/") or parts[2:3] != ["paths-info"]:
+                if segs[:2] != ["api", "datasets"] or segs[4:5] != ["paths-info"]:
                     return self._error(404, "EntryNotFound", False)
-                repo = self._dataset_repo("/".join(parts[:2]), "/".join(parts[3:4]), False)
+                repo = self._dataset_repo("/".join(segs[2:4]), "/".join(segs[5:6]), False)
                 if repo is None:
                     return None
                 wanted = form.get("paths", [])
@@ -205,36 +252,37 @@ class HubServer:
 
             def _route(self, head: bool) -> None:
                 url = urlparse(self.path)
-                path = unquote(url.path)
+                # Split before unquoting: a revision's own '/' comes as %2F, in one segment.
+                segs = _segments(url.path)
                 query = {k: v[-1] for k, v in parse_qs(url.query).items()}
                 hub.requests.append((self.command, self.path))
-                if path == "/api/models":
+                if segs == ["api", "models"]:
                     return self._json(hub._search(query), head)
-                if path.startswith("/api/models/"):
-                    return self._api_model(path.removeprefix("/api/models/"), head)
-                if path == "/api/datasets":
+                if segs[:2] == ["api", "models"]:
+                    return self._api_model(segs[2:], head)
+                if segs == ["api", "datasets"]:
                     filters = parse_qs(url.query).get("filter", [])
                     return self._json(hub._search(query, hub.datasets, filters), head)
-                if path.startswith("/api/datasets/"):
-                    return self._api_dataset(path.removeprefix("/api/datasets/"), query, head)
-                parts = path.strip("/").split("/")
-                if len(parts) >= 6 and parts[0] == "datasets" and parts[3] == "resolve":
-                    repo = self._dataset_repo("/".join(parts[1:3]), parts[4], head)
+                if segs[:2] == ["api", "datasets"]:
+                    return self._api_dataset(segs[2:], query, head)
+                if len(segs) >= 6 and segs[0] == "datasets" and segs[3] == "resolve":
+                    repo = self._dataset_repo("/".join(segs[1:3]), segs[4], head)
                     if repo is None:
                         return None
-                    return self._send_file(repo, "/".join(parts[5:]), head)
-                if len(parts) >= 5 and parts[2] == "resolve":
-                    repo_id = "/".join(parts[:2])
-                    return self._file(repo_id, parts[3], "/".join(parts[4:]), head)
+                    return self._send_file(repo, "/".join(segs[5:]), head)
+                if len(segs) >= 5 and segs[2] == "resolve":
+                    repo_id = "/".join(segs[:2])
+                    return self._file(repo_id, segs[3], "/".join(segs[4:]), head)
                 return self._error(404, "EntryNotFound", head)
 
-            def _api_model(self, rest: str, head: bool) -> None:
-                parts = rest.split("/")
+            def _api_model(self, parts: list[str], head: bool) -> None:
                 repo = hub.repos.get("/".join(parts[:2]))
                 if repo is None:
                     return self._error(404, "RepoNotFound", head)
                 if repo.error_status:
                     return self._error(repo.error_status, None, head)
+                if repo.redirect_loop:
+                    return self._redirect_to_self(head)
                 tail = parts[2:]
                 if tail and tail[0] in ("revision", "tree"):
                     if len(tail) < 2 or not self._revision_ok(repo, tail[1]):
@@ -244,9 +292,10 @@ class HubServer:
                 if tail and tail[0] == "tree":
                     prefix = "/".join(tail[2:])
                     entries = [
-                        {"type": "file", "path": f, "size": (repo.folder / f).stat().st_size,
-                         "oid": repo.etag(f)}
-                        for f in repo.files() if f.startswith(prefix)
+                        {"type": "file", "path": f, "size": repo.size(f), "oid": repo.blob_id(f),
+                         **{k: {"oid": v["sha256"], "size": v["size"], "pointerSize": 134}
+                            for k, v in _lfs(repo, f).items()}}
+                        for f in repo.listed() if f.startswith(prefix)
                     ]
                     return self._json(entries, head)
                 card = repo.card()
@@ -254,15 +303,21 @@ class HubServer:
                 if params:
                     card["safetensors"] = {"parameters": params, "total": sum(params.values())}
                 card["siblings"] = [
-                    {"rfilename": f, "size": (repo.folder / f).stat().st_size,
-                     "blobId": repo.etag(f)}
-                    for f in repo.files()
+                    {"rfilename": f, "size": repo.size(f), "blobId": repo.etag(f)}
+                    for f in repo.listed()
                 ]
                 card["usedStorage"] = sum(s["size"] for s in card["siblings"])
+                card.update(repo.card_overrides)
                 return self._json(card, head)
 
             def _revision_ok(self, repo: Repo, rev: str) -> bool:
-                return rev in ("main", repo.sha)
+                return repo.any_revision or rev in ("main", repo.sha)
+
+            def _redirect_to_self(self, head: bool) -> None:
+                self.send_response(302)
+                self.send_header("Location", self.path)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
 
             def _dataset_repo(self, repo_id: str, rev: str | None, head: bool) -> Repo | None:
                 """The dataset repo when this request may read it at `rev` (None: answered
@@ -273,6 +328,9 @@ class HubServer:
                     return None
                 if repo.error_status:
                     self._error(repo.error_status, None, head)
+                    return None
+                if repo.redirect_loop:
+                    self._redirect_to_self(head)
                     return None
                 if rev is not None and not self._revision_ok(repo, rev):
                     self._error(404, "RevisionNotFound", head)
@@ -287,8 +345,7 @@ class HubServer:
                         return None
                 return repo
 
-            def _api_dataset(self, rest: str, query: dict[str, str], head: bool) -> None:
-                parts = rest.split("/")
+            def _api_dataset(self, parts: list[str], query: dict[str, str], head: bool) -> None:
                 tail = parts[2:]
                 rev = None
                 if tail and tail[0] in ("revision", "tree"):
@@ -303,10 +360,11 @@ class HubServer:
                 card["cardData"] = repo.card_data()
                 blobs = query.get("blobs", "false").lower() == "true"
                 card["siblings"] = [
-                    {"rfilename": f, **({"size": (repo.folder / f).stat().st_size,
-                                         "blobId": repo.etag(f)[:40]} if blobs else {})}
-                    for f in repo.files()]
-                card["usedStorage"] = sum((repo.folder / f).stat().st_size for f in repo.files())
+                    {"rfilename": f, **({"size": repo.size(f), "blobId": repo.blob_id(f),
+                                         **_lfs(repo, f)} if blobs else {})}
+                    for f in repo.listed()]
+                card["usedStorage"] = sum(repo.size(f) for f in repo.listed())
+                card.update(repo.card_overrides)
                 return self._json(card, head)
 
             def _file(self, repo_id: str, rev: str, name: str, head: bool) -> None:
@@ -315,6 +373,8 @@ class HubServer:
                     return self._error(404, "RepoNotFound", head)
                 if repo.error_status:
                     return self._error(repo.error_status, None, head)
+                if repo.redirect_loop:
+                    return self._redirect_to_self(head)
                 if not self._revision_ok(repo, rev):
                     return self._error(404, "RevisionNotFound", head)
                 if repo.gated and not self.headers.get("Authorization"):
@@ -322,21 +382,21 @@ class HubServer:
                 return self._send_file(repo, name, head)
 
             def _send_file(self, repo: Repo, name: str, head: bool) -> None:
-                target = repo.folder / name
-                if not target.is_file():
+                if name not in repo.listed() or not repo.path(name).is_file():
                     return self._error(404, "EntryNotFound", head)
-                data = target.read_bytes()
+                data = repo.body(name)
                 start = 0
                 rng = self.headers.get("Range")
                 if rng and rng.startswith("bytes="):
                     start = int(rng[6:].split("-")[0] or 0)
                 body = data[start:]
                 self.send_response(206 if start else 200)
-                self.send_header("X-Repo-Commit", repo.sha)
-                self.send_header("ETag", f'"{repo.etag(name)}"')
-                self.send_header("Content-Length", str(len(body)))
-                self.send_header("Content-Type", "application/octet-stream")
-                self.send_header("Accept-Ranges", "bytes")
+                headers = {"X-Repo-Commit": repo.sha, "ETag": f'"{repo.etag(name)}"',
+                           "Content-Length": str(len(body)),
+                           "Content-Type": "application/octet-stream", "Accept-Ranges": "bytes",
+                           **repo.file_headers}
+                for key, value in headers.items():
+                    self.send_header(key, value)
                 self.end_headers()
                 if head:
                     return
@@ -399,13 +459,25 @@ class HubServer:
         return [r.card() for r in found[:limit]]
 
 
+def _segments(path: str) -> list[str]:
+    """A URL path's segments, each unquoted on its own (a '%2F' stays inside its segment)."""
+    return [unquote(p) for p in path.strip("/").split("/")]
+
+
+def _lfs(repo: Repo, name: str) -> dict:
+    """The `lfs` block the hub lists for a file stored in LFS (here: Parquet and weights)."""
+    if not name.endswith((".parquet", ".safetensors", ".bin")):
+        return {}
+    return {"lfs": {"sha256": repo.etag(name), "size": repo.size(name), "pointerSize": 134}}
+
+
 def _tree(repo: Repo, prefix: str, *, recursive: bool) -> list[dict]:
     """Tree entries under `prefix` as the hub lists them: files and folders, the
     immediate children only unless `recursive`."""
     prefix = prefix.strip("/")
     base = f"{prefix}/" if prefix else ""
     entries: dict[str, dict] = {}
-    for f in repo.files():
+    for f in repo.listed():
         if not f.startswith(base):
             continue
         rest = f[len(base):].split("/")
@@ -415,9 +487,9 @@ def _tree(repo: Repo, prefix: str, *, recursive: bool) -> list[dict]:
                 entries.setdefault(folder, {"type": "directory", "path": folder,
                                             "oid": hashlib.sha1(folder.encode()).hexdigest()})
         if len(rest) == 1 or recursive:
-            size = (repo.folder / f).stat().st_size
-            entry = {"type": "file", "path": f, "size": size, "oid": repo.etag(f)[:40]}
-            if f.endswith(".parquet"):
+            size = repo.size(f)
+            entry = {"type": "file", "path": f, "size": size, "oid": repo.blob_id(f)}
+            if _lfs(repo, f):
                 entry["lfs"] = {"oid": repo.etag(f), "size": size, "pointerSize": 134}
             entries[f] = entry
     return sorted(entries.values(), key=lambda e: e["path"])

@@ -158,6 +158,8 @@ async def test_layer_tree_shows_the_plan_and_freezes_a_group(store, tiny_bert, s
         assert all("trains" in lab for lab in labels)
         summary = screen.query_one("#plan-summary")
         assert "peak ≈" in str(summary.render())
+        # The margin of error and the parts of the peak are shown with it.
+        assert "(±15%)" in str(summary.render()) and "activations" in str(summary.render())
         before = screen.query_one(LayerPlan).plan.freeze.trainable_count
         tree.focus()
         await pilot.press("down", "enter")  # the first group: embeddings

@@ -24,6 +24,21 @@ class Failure(click.ClickException):
         click.echo(f"Error: {printable(self.message)}", err=True)
 
 
+class RunIdType(click.ParamType):
+    """A run id: a whole number; one too large for SQLite names no run, and says so as the
+    store does (an error the group turns into one sentence), not as an overflow."""
+
+    name = "integer"
+
+    def convert(self, value, param, ctx):
+        from store.common import check_run_id
+
+        return check_run_id(click.INT.convert(value, param, ctx))
+
+
+RUN_ID = RunIdType()
+
+
 def open_store():
     from store import RunStore
 

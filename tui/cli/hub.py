@@ -151,7 +151,9 @@ def hub_download(repo: str, revision, files: tuple[str, ...], repo_type: str,
         raise HubError("Download cancelled; nothing partial was kept.") from None
     except DownloadCancelled:
         raise HubError("Download cancelled; nothing partial was kept.") from None
-    echo("", err=True)
+    finally:
+        if last[0]:  # end the progress line: an error then starts a line of its own
+            echo("", err=True)
     echo(str(path))
 
 

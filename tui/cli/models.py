@@ -6,13 +6,13 @@ from pathlib import Path
 
 import click
 
-from tui.cli.base import Failure, open_store
+from tui.cli.base import RUN_ID, Failure, open_store
 from tui.cli.output import dump_json, echo
 from tui.safe_text import printable
 
 
 @click.command("export")
-@click.argument("run_id", type=int)
+@click.argument("run_id", type=RUN_ID)
 @click.argument("target", type=click.Path(path_type=Path))
 @click.option("--push", "repo", metavar="REPO", help="Also upload the folder to this hub repo.")
 @click.option("--public", is_flag=True, help="Make a pushed repo public (default private).")
@@ -29,6 +29,10 @@ def export(run_id: int, target: Path, repo: str | None, public: bool, force: boo
     if run.status != "completed" or not (model_dir / "hubtune_head.json").is_file():
         raise Failure(f"Run {run_id} is {run.status} and has no final model; only a completed "
                       "run can be exported.")
+    from engine.core.outputs import refuse_overwriting_input
+
+    refuse_overwriting_input(target, [(f, "the run's base model folder")
+                                      for f in _base_model_folders(run.config)], folder=True)
     folder, loader = export_model(model_dir, target, config=run.config,
                                   summary=run.summary or {}, run_name=run.name or f"run-{run_id}",
                                   force=force, protected=data_dir())
@@ -38,8 +42,30 @@ def export(run_id: int, target: Path, repo: str | None, public: bool, force: boo
         echo(f"Pushed to {push_folder(folder, repo, private=not public)}.")
 
 
+def _base_model_folders(config: dict) -> list[Path]:
+    """Where the run's base model may live on this machine: model.id as a folder (as
+    given, or beside the config), and a hub model's folder in the local cache. Export
+    reads these, so `--force` must not write over them."""
+    model = config.get("model") if isinstance(config, dict) else None
+    ref = model.get("id") if isinstance(model, dict) else None
+    if not isinstance(ref, str) or not ref or ref.startswith(("run:", "torchvision:")):
+        return []  # a run's model lives in hubtune's data folder, which is protected anyway
+    folders = [Path(ref).expanduser(), Path(str(config.get("base_dir") or ".")) / ref]
+    from engine.core.config import ModelSpec
+    from engine.core.errors import HubtuneError
+    from engine.modeling.loading import local_files_only, resolve_model_path
+
+    try:
+        with local_files_only():
+            folders.append(resolve_model_path(ModelSpec(id=ref, revision=str(
+                model.get("revision") or "main"))))
+    except (HubtuneError, OSError, ValueError):
+        pass  # not on this machine: nothing of it to overwrite
+    return [f for f in folders if f.is_dir()]
+
+
 @click.command()
-@click.argument("run_id", type=int)
+@click.argument("run_id", type=RUN_ID)
 @click.argument("inputs", nargs=-1)
 @click.option("--json", "as_json", is_flag=True, help="Print predictions as JSON.")
 @click.option("--file", "data_file", type=click.Path(path_type=Path),
@@ -52,8 +78,15 @@ def export(run_id: int, target: Path, repo: str | None, public: bool, force: boo
                    "score columns).")
 @click.option("--batch-size", default=32, show_default=True, type=click.IntRange(min=1))
 @click.option("--force", is_flag=True, help="Replace OUT if it exists.")
+@click.option("--encoding", metavar="E", help="With --file: the file's text encoding "
+              "(default: found from the file: UTF-8 or a byte-order mark; else the run's "
+              "data.encoding, with a note).")
+@click.option("--device", metavar="D", help="Where the model runs: cpu, cuda (a GPU no run "
+              "holds), cuda:N or gpuN (a slot of `hubtune queue slots`). Default: a GPU no "
+              "run holds where there is a GPU, else the CPU; in the run's train.precision.")
 def predict(run_id: int, inputs: tuple[str, ...], as_json: bool, data_file: Path | None,
-            column: str | None, out_file: Path | None, batch_size: int, force: bool) -> None:
+            column: str | None, out_file: Path | None, batch_size: int, force: bool,
+            device: str | None, encoding: str | None = None) -> None:
     """Run a completed run's model on INPUTS (or every row of --file) and print the
     predictions.
 
@@ -61,7 +94,7 @@ def predict(run_id: int, inputs: tuple[str, ...], as_json: bool, data_file: Path
     question answering; a text with the mask token for masked LM; image paths for
     image classification.
     """
-    from engine.predict import Predictor
+    from engine.predict import Predictor, place_for_run
 
     store = open_store()
     run = store.get_run(run_id)
@@ -71,12 +104,14 @@ def predict(run_id: int, inputs: tuple[str, ...], as_json: bool, data_file: Path
         if inputs or data_file is None or out_file is None:
             raise Failure("Batch prediction takes --file FILE and --out OUT.csv and no "
                           "INPUTS; give both options, or only INPUTS.")
-        _predict_file(run, data_file, column, out_file, batch_size, force)
+        _predict_file(run, data_file, column, out_file, batch_size, force, store, device,
+                      encoding)
         return
     if not inputs:
         raise Failure("Give INPUTS to predict on, or --file FILE --out OUT.csv for a whole "
                       "file.")
-    predictions = Predictor(Path(run.output_dir) / "model").predict(list(inputs))
+    placement = place_for_run(store, run.config, device)
+    predictions = Predictor(Path(run.output_dir) / "model", placement).predict(list(inputs))
     if as_json:
         echo(dump_json([p.__dict__ for p in predictions]))
         return
@@ -88,27 +123,32 @@ def predict(run_id: int, inputs: tuple[str, ...], as_json: bool, data_file: Path
 
 
 def _predict_file(run, data_file: Path, column: str | None, out_file: Path, batch_size: int,
-                  force: bool) -> None:
+                  force: bool, store, device: str | None,
+                  encoding: str | None = None) -> None:
     import sys
 
     from engine.core.config import RunConfig
-    from engine.core.outputs import check_new_file, write_file
-    from engine.predict import predict_file
+    from engine.core.outputs import check_new_file, refuse_overwriting_input, write_file
+    from engine.predict import place_for_run, predict_file
     from store import data_dir
 
     check_new_file(out_file, force=force, protected=data_dir())  # before minutes of work
+    refuse_overwriting_input(out_file, [(data_file, "the file --file reads")])
     cfg = RunConfig.from_dict(run.config)
+    placement = place_for_run(store, cfg, device)
     bars: list = []
 
     def progress(rows: int, total: int) -> None:
         if not bars:  # the total is known once the file is read
+            echo(f"Predicting on {placement.describe()}.", err=True)
             bars.append(click.progressbar(length=total, label="Predicting", file=sys.stderr))
             bars[0].__enter__()
         bars[0].update(rows)
 
     try:
         result = predict_file(Path(run.output_dir) / "model", cfg, data_file, column=column,
-                              batch_size=batch_size, progress=progress)
+                              batch_size=batch_size, progress=progress, placement=placement,
+                              encoding=encoding)
     finally:
         if bars:
             bars[0].__exit__(None, None, None)
@@ -117,6 +157,8 @@ def _predict_file(run, data_file: Path, column: str | None, out_file: Path, batc
     path = write_file(out_file, lambda tmp: table.to_csv(tmp, index=False, sep=sep),
                       force=force, protected=data_dir())
     echo(f"Wrote {len(table):,} predictions to {path}.")
+    for note in result.notes:  # how the file was read, when it was a guess
+        echo(f"Note: {printable(note)}", err=True)
     if result.metric is not None:
         name, value, labelled = result.metric
         echo(f"{name} {value:.4f} on {labelled:,} labelled rows ({printable(cfg.data.label_column)}).")

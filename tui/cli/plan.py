@@ -15,19 +15,23 @@ from tui.safe_text import printable
 @click.argument("config", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override a config value by dotted key.")
+@click.option("--processes", type=click.IntRange(1, 1024), default=1, show_default=True,
+              help="Plan for this many data-parallel processes (train --processes N).")
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
-def plan(config: Path, overrides: tuple[str, ...], as_json: bool) -> None:
+def plan(config: Path, overrides: tuple[str, ...], processes: int, as_json: bool) -> None:
     """Show trainable and frozen parameters per block and a peak-memory estimate.
 
     The model is built on the meta device: no weights are read, so planning a
-    large model is quick and needs no memory.
+    large model is quick and needs no memory. Its activations are counted from
+    one forward pass of the run's longest batch, also on the meta device.
     """
     from engine.core.config import load_config
     from engine.training.plan import make_plan
 
     cfg = load_config(config, overrides)
-    p = make_plan(cfg)
+    p = make_plan(cfg, processes=processes)
     groups = p.group_table()
+    first = p.stages[0].memory
     if as_json:
         echo(dump_json({
             "model": cfg.model.id, "task": cfg.head.task, "freeze": cfg.freeze.policy,
@@ -38,6 +42,10 @@ def plan(config: Path, overrides: tuple[str, ...], as_json: bool) -> None:
             "stages": [{"stage": s.stage, "starts": s.starts, "trainable": s.trainable,
                         "memory_bytes": s.memory.as_dict()} for s in p.stages],
             "notes": list(p.notes), "notices": list(p.notices),
+            "batch_shape": {k: list(v) for k, v in (p.batch_shapes or {}).items()},
+            "attention": p.attention, "device": p.device, "processes": p.processes,
+            "gradient_checkpointing": cfg.train.gradient_checkpointing,
+            "memory_margin": first.margin, "activations_counted": first.counted,
         }))
         return
     echo(f"{printable(cfg.model.id)}: {cfg.head.task} head, freeze {cfg.freeze.policy}"
@@ -55,19 +63,40 @@ def plan(config: Path, overrides: tuple[str, ...], as_json: bool) -> None:
     total = p.freeze.trainable_count + p.freeze.frozen_count
     echo(f"  {'total':<12} {total:>12,} {p.freeze.trainable_count:>12,} "
                f"{p.freeze.frozen_count:>12,}")
-    echo(f"Peak memory for batch {cfg.train.batch_size} x {p.max_length} tokens "
-               f"({p.precision}, AdamW):")
+    where = f"{p.device}{f', {p.processes} processes' if p.processes > 1 else ''}"
+    attention = f", {p.attention} attention" if p.attention else ""
+    echo(f"Peak memory for batch {p.batch_text} ({p.precision}, AdamW{attention}, {where}"
+         f"{', gradient checkpointing' if cfg.train.gradient_checkpointing else ''}):")
     if len(p.stages) == 1:
-        memory = p.stages[0].memory
-        for key in ("weights", "gradients", "optimizer", "activations"):
-            echo(f"  {key:<12} {human_bytes(getattr(memory, key)):>10}")
-        echo(f"  {'total':<12} {human_bytes(memory.total):>10}   (activations with "
-                   f"gradient checkpointing: {human_bytes(memory.activations_checkpointed)})")
+        for key, label in TERMS:
+            value = getattr(first, key)
+            if value or key in ALWAYS:
+                echo(f"  {label:<15} {human_bytes(value):>10}")
+        if first.overlap:
+            echo(f"  {'not at once':<15} {human_bytes(-first.overlap):>10}   (gradients made "
+                 "after the activations above them are freed)")
+        aside = ("" if first.gradient_checkpointing else "   (activations with gradient "
+                 f"checkpointing: {human_bytes(first.activations_checkpointed)})")
+        echo(f"  {'total':<15} {human_bytes(first.total):>10} {margin(first)}{aside}")
         return
     echo(f"  {'STAGE':<6} {'FROM':<10} {'TRAINABLE':>12} {'GRADS+OPT':>10} "
-               f"{'ACTIV.':>10} {'TOTAL':>10}")
+         f"{'ACTIV.':>10} {'TOTAL':>10}")
     for s in p.stages:
         m = s.memory
         echo(f"  {s.stage:<6} {s.starts:<10} {s.trainable:>12,} "
-                   f"{human_bytes(m.gradients + m.optimizer):>10} "
-                   f"{human_bytes(m.activations):>10} {human_bytes(m.total):>10}")
+             f"{human_bytes(m.gradients + m.optimizer):>10} "
+             f"{human_bytes(m.activations):>10} {human_bytes(m.total):>10} {margin(m)}")
+
+
+TERMS = (("weights", "weights"), ("gradients", "gradients"), ("optimizer", "optimizer"),
+         ("activations", "activations"), ("logits", "loss buffers"),
+         ("autocast_cache", "autocast cache"), ("ddp_buckets", "DDP buckets"),
+         ("features", "cached features"), ("cuda_context", "CUDA context"))
+"""Memory terms in the order shown, with their labels; zero ones are left out..."""
+ALWAYS = ("weights", "gradients", "optimizer", "activations")
+"""... except these, which a plan always shows."""
+
+
+def margin(memory) -> str:
+    """The estimate's margin of error as the plan prints it: '(±15%)'."""
+    return f"(±{round(memory.margin * 100)}%)"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import click
 
-from tui.cli.base import open_store
+from tui.cli.base import RUN_ID, open_store
 from tui.cli.output import cut, dump_json, echo
 
 
@@ -75,14 +75,14 @@ def queue_slots(as_json: bool) -> None:
 
 
 @queue.command("top")
-@click.argument("run_id", type=int)
+@click.argument("run_id", type=RUN_ID)
 def queue_top(run_id: int) -> None:
     """Move a queued run to the front of the queue."""
     _move(run_id, 1)
 
 
 @queue.command("mv")
-@click.argument("run_id", type=int)
+@click.argument("run_id", type=RUN_ID)
 @click.argument("position", type=click.IntRange(min=1))
 def queue_mv(run_id: int, position: int) -> None:
     """Move a queued run to POSITION (1 starts next; past the end means last)."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import click
 
-from tui.cli.base import Failure, open_store
+from tui.cli.base import RUN_ID, Failure, open_store
 from tui.cli.output import cut, dump_json, echo
 
 LOSS_NAMES = {"cross_entropy": "loss", "binary_cross_entropy": "loss",
@@ -19,9 +19,13 @@ LOSS_NAMES = {"cross_entropy": "loss", "binary_cross_entropy": "loss",
 
 
 def _recorded(store, run_id: int):
-    """(run, config, prediction set) of a run with per-example results, or a Failure."""
+    """(run, config, prediction set) of a run with per-example results, or a Failure.
+
+    The config reads the data as the run read it (hub data at its recorded commit), and
+    a run whose data files changed since is refused here (engine.review.as_trained); a
+    run that cannot be checked gets a note on stderr."""
     from engine.core.config import RunConfig
-    from engine.review import check_reviewable
+    from engine.review import as_trained, check_reviewable
 
     run = store.get_run(run_id)
     cfg = RunConfig.from_dict(run.config)
@@ -31,11 +35,14 @@ def _recorded(store, run_id: int):
         raise Failure(f"Run {run_id} has no per-example results (it never finished an "
                       "evaluation, or it trained before hubtune recorded them); "
                       f"`hubtune runs fork {run_id}` trains it again with them.")
+    cfg, note = as_trained(run_id, cfg, run.summary)
+    if note:
+        echo(f"Note: {note}", err=True)
     return run, cfg, recorded
 
 
 @click.command("errors")
-@click.argument("run_id", type=int)
+@click.argument("run_id", type=RUN_ID)
 @click.option("--limit", default=20, show_default=True, type=click.IntRange(min=1),
               help="How many examples to show.")
 @click.option("--json", "as_json", is_flag=True, help="Print the examples as JSON.")

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from store import StoreError
-from tui.cli.base import Failure, open_store
+from tui.cli.base import RUN_ID, Failure, open_store
 from tui.cli.output import cut, dump_json, echo, table
 from tui.cli.train import check_inputs, detached_note, follow
 from tui.safe_text import printable
@@ -69,7 +69,7 @@ def _run_brief(r) -> dict:
 
 
 @runs.command("show")
-@click.argument("run_id", type=int)
+@click.argument("run_id", type=RUN_ID)
 @click.option("--json", "as_json", is_flag=True, help="Print the run as JSON.")
 def runs_show(run_id: int, as_json: bool) -> None:
     """Show one run: config, outcome, metrics and recent events."""
@@ -155,7 +155,7 @@ def _echo_config(config: dict) -> None:
 
 
 @runs.command("compare")
-@click.argument("run_ids", type=int, nargs=-1)
+@click.argument("run_ids", type=RUN_ID, nargs=-1)
 @click.option("--sweep", "sweep_id", metavar="ID",
               help="Rank the runs of a sweep by their main metric instead.")
 @click.option("--examples", is_flag=True,
@@ -232,7 +232,7 @@ def _fmt(v, limit: int = 60) -> str:
 
 
 @runs.command("stop")
-@click.argument("run_id", type=int)
+@click.argument("run_id", type=RUN_ID)
 def runs_stop(run_id: int) -> None:
     """Ask a running run to stop after its current step; a queued one leaves the queue."""
     from engine.lifecycle import stop_run
@@ -242,7 +242,7 @@ def runs_stop(run_id: int) -> None:
 
 
 @runs.command("follow")
-@click.argument("run_id", type=int)
+@click.argument("run_id", type=RUN_ID)
 def runs_follow(run_id: int) -> None:
     """Print a run's events and progress until it ends (Ctrl-C detaches again).
 
@@ -257,7 +257,7 @@ def runs_follow(run_id: int) -> None:
 
 
 @runs.command("resume")
-@click.argument("run_id", type=int)
+@click.argument("run_id", type=RUN_ID)
 @click.option("--detach", is_flag=True, help="Return at once instead of following progress.")
 @click.option("--checkpoint", metavar="step-N",
               help="Resume from this checkpoint instead of the newest intact one.")
@@ -296,7 +296,7 @@ def _remind_nodes(run) -> None:
 
 
 @runs.command("fork")
-@click.argument("run_id", type=int)
+@click.argument("run_id", type=RUN_ID)
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Change a setting of the copy, e.g. train.learning_rate=1e-4.")
 @click.option("--detach", is_flag=True, help="Print the new run id and return at once.")
@@ -320,17 +320,20 @@ def runs_fork(run_id: int, overrides: tuple[str, ...], detach: bool) -> None:
 
 
 @runs.command("rm")
-@click.argument("run_ids", type=int, nargs=-1, required=True)
+@click.argument("run_ids", type=RUN_ID, nargs=-1, required=True)
 def runs_rm(run_ids: tuple[int, ...]) -> None:
     """Delete runs with their metrics, events and files."""
+    from engine.worker import start_queued
+
     store = open_store()
     for run_id in run_ids:
         store.delete_run(run_id)
         echo(f"Deleted run {run_id}.")
+        start_queued(store)  # a run deleted once it had its slots gives them to the next
 
 
 @runs.command("tag")
-@click.argument("run_id", type=int)
+@click.argument("run_id", type=RUN_ID)
 @click.argument("tags", nargs=-1)
 def runs_tag(run_id: int, tags: tuple[str, ...]) -> None:
     """Set a run's tags (none clears them)."""
@@ -341,7 +344,7 @@ def runs_tag(run_id: int, tags: tuple[str, ...]) -> None:
 
 
 @runs.command("note")
-@click.argument("run_id", type=int)
+@click.argument("run_id", type=RUN_ID)
 @click.argument("text")
 def runs_note(run_id: int, text: str) -> None:
     """Set a run's note (searchable, shown in the TUI)."""
@@ -352,7 +355,7 @@ def runs_note(run_id: int, text: str) -> None:
 
 
 @runs.command("export")
-@click.argument("run_id", type=int)
+@click.argument("run_id", type=RUN_ID)
 @click.option("--metrics", "metrics_file", required=True,
               type=click.Path(dir_okay=True, path_type=Path),
               help="CSV file to write every metric point to.")

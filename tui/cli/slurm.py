@@ -3,7 +3,13 @@
 The script runs the same `hubtune train ... --nnodes --node-rank --rdzv-endpoint` on
 every node through `srun`, one task per node, taking the node rank from SLURM_NODEID,
 the node count from SLURM_NNODES and the endpoint from the job's first host. Writing the
-script never overwrites a file without --force; `--submit` hands it to sbatch.
+script never overwrites a file without --force (nor, even with it, the config it reads);
+`--submit` hands it to sbatch.
+
+No value becomes shell: the train command is one argv list, each word single-quoted
+(shlex), handed to srun as its arguments and run by the node function as "$@"; the
+#SBATCH values (job name, partition, time) are checked against what SLURM accepts, since
+sbatch reads those lines itself and a newline there would start a shell line.
 
 Imports neither textual nor torch (the CLI contract).
 """
@@ -11,6 +17,7 @@ Imports neither textual nor torch (the CLI contract).
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -27,17 +34,28 @@ DEFAULT_PORT = 29500
 NODE_FUNCTION = """\
 hubtune_node() {{
     # Every node works out the same endpoint: the job's first host (or HUBTUNE_RDZV_HOST).
+    # The train command arrives as this function's arguments, word for word.
     local head="${{HUBTUNE_RDZV_HOST:-}}"
     if [ -z "$head" ] && command -v scontrol >/dev/null 2>&1; then
         head=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)
     fi
     [ -n "$head" ] || head="${{SLURM_JOB_NODELIST%%,*}}"
-    exec {train} \\
+    exec "$@" \\
         --nnodes "$SLURM_NNODES" --node-rank "$SLURM_NODEID" \\
         --rdzv-endpoint "$head:{port}"
 }}
 export -f hubtune_node
 """
+SRUN = "srun --ntasks-per-node=1 --kill-on-bad-exit=1 bash -c 'hubtune_node \"$@\"' hubtune_node"
+"""The srun line; the train command's quoted words follow it."""
+
+JOB_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+"""A job name sbatch and the shell both take as one word (it also names the log file)."""
+PARTITION = re.compile(r"[A-Za-z0-9_.+-]{1,128}(,[A-Za-z0-9_.+-]{1,128}){0,31}")
+"""A partition name, or a comma-separated list of them (sbatch takes either)."""
+TIME_LIMIT = re.compile(r"(\d{1,5}-\d{1,3}(:\d{1,3}){0,2}|\d{1,7}(:\d{1,3}){0,2}"
+                        r"|UNLIMITED|INFINITE)", re.IGNORECASE)
+"""SLURM's time formats: M, M:S, H:M:S, D-H, D-H:M, D-H:M:S, or unlimited."""
 
 
 def hubtune_command() -> list[str]:
@@ -53,12 +71,23 @@ def sbatch_script(config: Path, overrides: tuple[str, ...], *, nodes: int, gpus_
                   partition: str | None = None, time_limit: str | None = None,
                   port: int = DEFAULT_PORT, join_timeout: int | None = None,
                   workdir: Path | None = None, name: str = "hubtune") -> str:
-    """The sbatch script's text (pure: tests read it)."""
+    """The sbatch script's text (pure: tests read it). A value that cannot be written
+    as it is (a #SBATCH value SLURM would not take, a count that is not a number) is
+    refused with one sentence, never cleaned into something else."""
+    check_directives(name=name, partition=partition, time_limit=time_limit)
+    nodes, gpus_per_node, port = (_whole(v, what, low, high) for v, what, low, high in (
+        (nodes, "--nodes", 1, None), (gpus_per_node, "--gpus-per-node", 0, None),
+        (port, "--port", 1, 65535)))
+    if join_timeout is not None:
+        join_timeout = _whole(join_timeout, "--join-timeout", 1)
     processes = max(gpus_per_node, 1)
     train = [*hubtune_command(), "train", str(config.resolve()),
              *[part for o in overrides for part in ("--set", o)],
              "--processes", str(processes),
              *(["--join-timeout", str(join_timeout)] if join_timeout else [])]
+    if any("\0" in word for word in train):  # no shell quoting can carry a NUL byte
+        raise Failure("A --set value or the config path holds a NUL character, which no "
+                      "command line can carry; remove it.")
     lines = ["#!/bin/bash", f"#SBATCH --job-name={name}", f"#SBATCH --nodes={nodes}",
              "#SBATCH --ntasks-per-node=1", f"#SBATCH --output={name}-%j.out"]
     if gpus_per_node:
@@ -77,11 +106,39 @@ def sbatch_script(config: Path, overrides: tuple[str, ...], *, nodes: int, gpus_
         "# interface: name the one the nodes reach each other on.",
         "# export NCCL_SOCKET_IFNAME=ib0 GLOO_SOCKET_IFNAME=ib0",
         "",
-        NODE_FUNCTION.format(train=shlex.join(train), port=port),
-        "srun --ntasks-per-node=1 --kill-on-bad-exit=1 bash -c hubtune_node",
+        NODE_FUNCTION.format(port=port),
+        f"{SRUN} {shlex.join(train)}",
         "",
     ]
     return "\n".join(lines)
+
+
+def check_directives(*, name: str, partition: str | None, time_limit: str | None) -> None:
+    """Refuse a #SBATCH value SLURM would not take: sbatch parses those lines itself, so
+    a newline, a space or a quote there would end the directive or add another."""
+    for value, pattern, what, fix in (
+            (name, JOB_NAME, "job name", "letters, digits, '-', '_' and '.', up to 64"),
+            (partition, PARTITION, "--partition", "a partition name (letters, digits, '-', "
+                                                  "'_', '.'), or several joined by commas"),
+            (time_limit, TIME_LIMIT, "--time", "minutes, or D-HH:MM:SS, e.g. 1-00:00:00")):
+        if value is not None and not (isinstance(value, str) and pattern.fullmatch(value)):
+            raise Failure(f"The {what} {_shown(value)} cannot go into an #SBATCH line; "
+                          f"give {fix}.")
+
+
+def _shown(value: object) -> str:
+    """A refused value as one line: repr escapes newlines and quotes; long ones cut."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _whole(value: object, what: str, low: int, high: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low or (
+            high is not None and value > high):
+        most = f" and at most {high}" if high is not None else ""
+        raise Failure(f"{what} must be a whole number of at least {low}{most}, got "
+                      f"{_shown(value)}.")
+    return value
 
 
 @click.command()
@@ -108,7 +165,7 @@ def slurm(config: Path, overrides: tuple[str, ...], nodes: int, gpus_per_node: i
           join_timeout: int | None, out_file: Path | None, force: bool, submit: bool) -> None:
     """Write an sbatch script that trains CONFIG on several SLURM nodes (and submit it)."""
     from engine.core.config import load_config
-    from engine.core.outputs import write_text
+    from engine.core.outputs import refuse_overwriting_input, write_text
     from store import data_dir
 
     cfg = load_config(config, overrides)  # a bad config fails here, not in the queue
@@ -116,8 +173,9 @@ def slurm(config: Path, overrides: tuple[str, ...], nodes: int, gpus_per_node: i
     text = sbatch_script(config, overrides, nodes=nodes, gpus_per_node=gpus_per_node,
                          partition=partition, time_limit=time_limit, port=port,
                          join_timeout=join_timeout, name=_job_name(name))
-    path = write_text(out_file or Path(f"hubtune-{config.stem}.sbatch"), text, force=force,
-                      protected=data_dir())
+    out = out_file or Path(f"hubtune-{config.stem}.sbatch")
+    refuse_overwriting_input(out, [(config, "the config the script trains")])
+    path = write_text(out, text, force=force, protected=data_dir())
     path.chmod(0o755)
     echo(str(path))
     if submit:
@@ -126,8 +184,10 @@ def slurm(config: Path, overrides: tuple[str, ...], nodes: int, gpus_per_node: i
 
 
 def _job_name(name: str) -> str:
-    """A job name sbatch and the shell take as one word."""
-    return "".join(c if c.isalnum() or c in "-_." else "-" for c in name)[:64]
+    """A job name sbatch and the shell take as one word (JOB_NAME): anything else in the
+    run's name, non-ASCII letters included, becomes '-'."""
+    return "".join(c if c.isascii() and (c.isalnum() or c in "-_.") else "-"
+                   for c in name)[:64]
 
 
 def submit_script(path: Path) -> str:

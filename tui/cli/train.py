@@ -212,7 +212,9 @@ def follow(store, run_id: int, *, after_event: int = 0) -> str:
                 if not resumed or run.status == "completed":
                     _print_summary(run)
                 return run.status
-            if run.status == "running" and store.reap_interrupted():
+            # A worker that died before it claimed the run (killed while it loaded, say)
+            # leaves it `queued` with the worker's pid: reaped too, or this waits for ever.
+            if (run.status == "running" or run.pid) and store.reap_interrupted():
                 from engine.worker import start_queued
 
                 start_queued(store)  # the slots of the runs just reaped

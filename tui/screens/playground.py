@@ -71,13 +71,26 @@ class PlaygroundScreen(ModalScreen[None]):
             if self._predictor is None:
                 from engine.predict import Predictor
 
-                self._predictor = Predictor(Path(self.run.output_dir or "") / "model")
+                self._predictor = Predictor(Path(self.run.output_dir or "") / "model",
+                                            self._placement())
             prediction = self._predictor.predict([text])[0]
         except HubtuneError as exc:
             return Predicted(text, None, str(exc))
         except Exception as exc:  # a model that cannot run this input: say so, stay open
             return Predicted(text, None, f"{type(exc).__name__}: {exc}")
         return Predicted(text, describe(prediction, self.run.task or ""))
+
+    def _placement(self):
+        """On the engine thread: a GPU no run holds, in the run's precision. The store is
+        opened here for this one read (a connection belongs to the thread that opened it)."""
+        from engine.predict import place_for_run
+        from store import RunStore
+
+        store = RunStore(self.app.store.path)
+        try:
+            return place_for_run(store, self.run.config)
+        finally:
+            store.close()
 
     def on_predicted(self, msg: Predicted) -> None:
         out = self.query_one("#playground-output", Static)

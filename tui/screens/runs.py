@@ -315,7 +315,7 @@ class RunsScreen(RunsQueueKeys, Screen):
                 return
             self.selected_id = None
             self.notify(f"Deleted run {run.id}.")
-            self._wake.set()
+            self._kick_queue()  # slots it had been given go to the next in line
 
         self._confirm(run, check_deletable, f"Delete run {run.id} ({cut(run.name, 60)}) with "
                                             "its metrics and files?", delete)

@@ -32,7 +32,7 @@ def read_disagreements(store_path: Path, ids: tuple[int, int]) -> ExamplesCompar
     cannot be told (another task or data, no per-example results, data files changed)."""
     from engine.core.config import RunConfig
     from engine.core.errors import HubtuneError
-    from engine.review import check_reviewable, disagreements, same_validation
+    from engine.review import as_trained, check_reviewable, disagreements, same_validation
     from store import RunStore, StoreError
 
     store = RunStore(store_path)  # a connection of this thread's own
@@ -51,7 +51,7 @@ def read_disagreements(store_path: Path, ids: tuple[int, int]) -> ExamplesCompar
                     f"Run {run_id} has no per-example results: it never finished an "
                     "evaluation, or it trained before hubtune recorded them. Fork it (f on "
                     "the runs screen) to train it again with them."))
-            configs.append(cfg)
+            configs.append(as_trained(run_id, cfg, run.summary)[0])  # refused if data changed
         inputs = same_validation(configs[0], configs[1], ids)
         first, second = store.example_results(ids[0]), store.example_results(ids[1])
         found = disagreements(first, second, inputs)

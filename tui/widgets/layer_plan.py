@@ -5,8 +5,8 @@ weights are read). Each node is a layer group with its parameter count,
 whether it trains and its peak learning rate; Enter on a node flips it,
 which the form turns into a `modules` freezing policy with patterns for the
 frozen groups, and `l` sets the group's own rate (train.group_learning_rates).
-Below the tree: trainable and frozen totals and the peak-memory estimate of
-every stage.
+Below the tree: trainable and frozen totals, the peak-memory estimate with its
+margin and its parts, and the estimate of every later stage.
 """
 
 from __future__ import annotations
@@ -47,6 +47,21 @@ def group_patterns(groups, frozen: set[str]) -> list[str]:
         own = prefix and all(p in g.params for p in everything if p.startswith(prefix))
         patterns += [f"{prefix}*"] if own else list(g.params)
     return patterns
+
+
+MEMORY_TERMS = (("weights", "weights"), ("gradients", "grads"), ("optimizer", "AdamW"),
+                ("activations", "activations"), ("logits", "loss buffers"),
+                ("autocast_cache", "autocast cache"), ("ddp_buckets", "DDP buckets"),
+                ("features", "cached features"), ("cuda_context", "CUDA context"))
+
+
+def memory_terms(memory) -> str:
+    """The parts of a peak-memory estimate on one line (zero parts left out)."""
+    text = " + ".join(f"{label} {human_bytes(getattr(memory, key))}"
+                      for key, label in MEMORY_TERMS if getattr(memory, key))
+    if memory.overlap:
+        text += f" − {human_bytes(memory.overlap)} never live at once"
+    return text
 
 
 class LayerPlan(Vertical):
@@ -105,8 +120,10 @@ class LayerPlan(Vertical):
         first = plan.stages[0].memory
         lines = [f"[b]trainable[/b] {_count(plan.freeze.trainable_count)}  ·  "
                  f"[b]frozen[/b] {_count(plan.freeze.frozen_count)}  ·  "
-                 f"peak ≈ {human_bytes(first.total)} ({plan.precision}, batch "
-                 f"{cfg.train.batch_size} × {cfg.data.max_length})"]
+                 f"peak ≈ {human_bytes(first.total)} (±{round(first.margin * 100)}%) "
+                 f"({plan.precision}, batch {literal(plan.batch_text.replace(' x ', ' × '))}"
+                 f"{', checkpointed' if first.gradient_checkpointing else ''})",
+                 f"[dim]{memory_terms(first)}[/dim]"]
         for s in plan.stages[1:]:
             lines.append(f"  stage {s.stage} from {s.starts}: {_count(s.trainable)} train, "
                          f"≈ {human_bytes(s.memory.total)}")
