@@ -360,6 +360,8 @@ SEQUENCE_FILE_TASKS = ("text-classification", "text-pair-classification",
 FILE_TASKS = (*SEQUENCE_FILE_TASKS, "image-classification", "token-classification",
               "question-answering", "seq2seq")
 """Tasks `predict_file` covers (engine.batch_predict reads the files of the last four)."""
+
+
 def predict_file(model_dir: Path, cfg, path: Path, *, column: str | None = None,
                  batch_size: int = 32, progress=None, placement=None,
                  encoding: str | None = None) -> FilePredictions:

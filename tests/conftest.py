@@ -19,6 +19,11 @@ os.environ["HF_HOME"] = _HF_HOME
 os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
 os.environ["TOKENIZERS_PARALLELISM"] = "false"
 os.environ.setdefault("HUBTUNE_HOME", tempfile.mkdtemp(prefix="hubtune-home-"))
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # Several test processes share the cores, and most tests start workers of their own:
+    # one compute thread per process (inherited by those workers) instead of one per core
+    # in each, whose spinning threads then wait on each other. Halves `make test` on 2 cores.
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 sys.path.insert(0, str(Path(__file__).parent / "support"))
 

@@ -425,9 +425,23 @@ def train(
         except torch.OutOfMemoryError:  # loading the model, caching features
             return loop.out_of_memory()
         return loop.run()
+    except RuntimeError as exc:
+        if cfg.train.deterministic and "deterministic implementation" in str(exc):
+            raise HubtuneError(no_deterministic_kernel(exc)) from None
+        raise
     finally:
         if cfg.train.deterministic:  # a process-wide switch: put back for what runs next
             set_determinism(False)
+
+
+def no_deterministic_kernel(exc: RuntimeError) -> str:
+    """The sentence for torch's refusal of an operation that has no deterministic kernel
+    (its message names the operation first, e.g. "upsample_bilinear2d_backward_out_cuda
+    does not have a deterministic implementation, ...")."""
+    op = str(exc).split(" does not have", 1)[0].strip().splitlines()[-1][:120]
+    return (f"train.deterministic is on, but {op} has no deterministic kernel on this "
+            "device; set train.deterministic=false (exact resume is then not guaranteed "
+            "on a GPU).")
 
 
 def _stopped_preparing(emit: Callable[[Event], None], resume_from: Path | None) -> Outcome:

@@ -235,6 +235,23 @@ def test_deterministic_kernels_are_switched_on_and_off(monkeypatch):
     assert not torch.backends.cudnn.deterministic
 
 
+def test_an_operation_without_a_deterministic_kernel_is_named_in_a_sentence():
+    from torch._prims_common import alert_not_deterministic
+
+    from engine.training.loop import no_deterministic_kernel
+
+    try:
+        set_determinism(True)
+        with pytest.raises(RuntimeError) as raised:  # torch's own refusal, as a GPU op gives
+            alert_not_deterministic("upsample_bilinear2d_backward_out_cuda")
+    finally:
+        set_determinism(False)
+    sentence = no_deterministic_kernel(raised.value)
+    assert sentence.startswith("train.deterministic is on, but "
+                               "upsample_bilinear2d_backward_out_cuda has no deterministic")
+    assert "set train.deterministic=false" in sentence and "\n" not in sentence
+
+
 @pytest.mark.slow
 def test_a_deterministic_run_puts_the_process_back_afterwards(tmp_path, tiny_bert,
                                                               sentiment_csv):
