@@ -43,7 +43,7 @@ test-fast: $(STAMP_TEST)
 	$(PYTEST) -m "not slow"
 
 lint: $(STAMP_TEST)
-	$(BIN)/ruff check tui engine store tests
+	$(BIN)/ruff check tui engine store tests bench
 	$(BIN)/lint-imports
 
 bench: $(STAMP_TEST)

@@ -43,7 +43,7 @@ def run_probe(name: str, dry_run: bool) -> dict:
     from engine.modeling.loading import quiet_transformers
 
     quiet_transformers()
-    sys.path.insert(0, str(REPO / "tests" / "support"))  # the tests' tiny models and data
+    sys.path.append(str(REPO))  # the tests' tiny models and data (tests.support)
     tmp = Path(tempfile.mkdtemp(prefix=f"hubtune-probe-{name}-"))
     probe = PROBES.get(name)
     if probe is None:
@@ -90,8 +90,9 @@ def _speed(events) -> dict:
 def _family_models(tmp: Path, dry_run: bool) -> dict[str, dict]:
     """Per family: a config dict to train, at a realistic size (or tiny for a dry run)."""
     import transformers as tf
-    from task_data import write_digits_folder
-    from tiny_models import WORDS, make_tiny_family
+
+    from tests.support.task_data import write_digits_folder
+    from tests.support.tiny_models import WORDS, make_tiny_family
 
     rng = random.Random(0)
     long_text = tmp / "long.csv"  # every row past max_length: each batch is padded to it

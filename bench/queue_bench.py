@@ -39,13 +39,13 @@ def run(repeats: int = 5) -> list[Result]:
     home = Path(tempfile.mkdtemp(prefix="hubtune-bench-queue-"))
     os.environ["HUBTUNE_HOME"] = str(home)
     os.environ.setdefault("HUBTUNE_CPU_SLOTS", "1")
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "support"))
+    sys.path.append(str(Path(__file__).resolve().parents[1]))  # tests.support
     import yaml
-    from tiny_models import make_tiny_bert, write_sentiment_csv
 
     from engine.core.config import RunConfig
     from engine.queue import machine_slots
     from store import RunStore
+    from tests.support.tiny_models import make_tiny_bert, write_sentiment_csv
 
     model = make_tiny_bert(home / "tiny-bert")
     data = write_sentiment_csv(home / "sentiment.csv", rows=160)

@@ -13,20 +13,19 @@ import tempfile
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent / "tests" / "support"))
+sys.path.insert(0, str(HERE.parent))  # run as a file: the root, for tests.support
 
 
 async def main() -> None:
     os.environ["HUBTUNE_HOME"] = tempfile.mkdtemp(prefix="hubtune-shots-")
-    from seed import seed_runs
-
     from store import RunStore
+    from tests.support.seed import seed_runs
     from tui.app import make_app
 
     store = RunStore()
     seed_runs(store)
     app = make_app(store=store)
-    from tiny_models import write_sentiment_csv
+    from tests.support.tiny_models import write_sentiment_csv
 
     data_dir = Path(tempfile.mkdtemp(prefix="hubtune-shots-data-"))
     write_sentiment_csv(data_dir / "tweets.csv", rows=40)
@@ -58,9 +57,8 @@ async def queue_shot() -> None:
     """The runs screen with a run holding the one CPU slot, three waiting behind it and
     a finished sweep, the second queued run selected: docs/queue.svg."""
     os.environ["HUBTUNE_HOME"] = tempfile.mkdtemp(prefix="hubtune-shots-")
-    from seed import seed_queue, seed_runs
-
     from store import RunStore
+    from tests.support.seed import seed_queue, seed_runs
     from tui.app import make_app
 
     store = RunStore()

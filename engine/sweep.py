@@ -125,7 +125,7 @@ class RankedPoint:
 def rank_sweep(runs: Sequence[Any], total_steps: Mapping[int, float] | None = None
                ) -> list[RankedPoint]:
     """A sweep's runs, best first by the metric its runs watched (the task's main one
-    unless early stopping named another: `best_` value, else the last evaluation's).
+    unless early stopping named another), each at the evaluation whose model it keeps.
     `total_steps`: run id -> steps it was to train, to tell an early stop."""
     watched = [r.summary.get("watched_metric") for r in runs if r.summary.get("watched_metric")]
     metric = max(set(watched), key=watched.count) if watched else None
@@ -143,13 +143,13 @@ def rank_sweep(runs: Sequence[Any], total_steps: Mapping[int, float] | None = No
 
 
 def _score(summary: dict, metric: str | None) -> float | None:
+    """The run's result: the metric of the model it keeps (store.kept_metrics)."""
+    from store import kept_metrics
+
     if metric is None or summary.get("watched_metric") != metric:
         return None
-    for key in (f"best_{metric}", f"final_{metric}"):
-        value = summary.get(key)
-        if isinstance(value, (int, float)) and math.isfinite(value):
-            return float(value)
-    return None
+    value = kept_metrics(summary)[1].get(metric)
+    return float(value) if value is not None and math.isfinite(value) else None
 
 
 def _state(run: Any, total: float | None) -> str:

@@ -26,9 +26,11 @@ from pathlib import Path
 from engine.core.config import RunConfig, is_hub_data
 from engine.core.errors import HubtuneError
 from engine.core.events import (
+    STEP_METRIC,
     CheckpointSaved,
     EvalFinished,
     Event,
+    FirstStepTaken,
     Note,
     RunPrepared,
     StepLogged,
@@ -410,6 +412,11 @@ class StoreSink:
                     (event.step, event.epoch, name, float(value), now)
                     for name, value in event.metrics.items()
                 ]
+            elif isinstance(event, FirstStepTaken):
+                # The step counter, as a metric: what the panel and `runs follow` show
+                # until the first logged step (STEP_METRIC).
+                self._metrics.append((event.step, event.epoch, STEP_METRIC, float(event.step),
+                                      now))
             elif isinstance(event, Note):
                 self._notes.append((event.level, event.message))
             elif isinstance(event, RunPrepared):

@@ -9,7 +9,7 @@ training worker) can open it cheaply.
 from store import _sqlite_utils  # noqa: F401  (first: it imports sqlite-utils lean)
 from store.errors import LeaseLost, StoreError
 from store.paths import data_dir, db_path, run_dir
-from store.records import Checkpoint, Comparison, EventRecord, Run, Series, SeriesTail
+from store.records import Checkpoint, Comparison, EventRecord, Run, Series, SeriesTail, kept_metrics
 from store.runs import STATUSES, TERMINAL_STATUSES, RunStore
 
 __all__ = [
@@ -25,6 +25,7 @@ __all__ = [
     "SeriesTail",
     "StoreError",
     "data_dir",
+    "kept_metrics",
     "db_path",
     "run_dir",
 ]

@@ -34,7 +34,8 @@ class Run:
     stop_requested: bool
     error: str | None
     summary: dict[str, Any]
-    """Final and best metrics, filled when the run ends."""
+    """Final and best metrics, filled when the run ends (`kept_metrics` reads which is
+    the run's result)."""
     output_dir: str | None
     lease: str | None = None
     """The token of the one worker allowed to write this run (RunStore.claim)."""
@@ -94,6 +95,11 @@ class Run:
         end = datetime.fromisoformat(self.finished_utc) if self.finished_utc else datetime.now(UTC)
         return max(0.0, (end - start).total_seconds())
 
+    @property
+    def kept(self) -> tuple[str, dict[str, float]]:
+        """('best' or 'final', the metrics of the evaluation whose model the run keeps)."""
+        return kept_metrics(self.summary)
+
     def to_json(self) -> dict[str, Any]:
         """The stable shape printed by `hubtune runs show --json`."""
         return {
@@ -118,6 +124,29 @@ class Run:
             "sweep_id": self.sweep_id,
             "devices": list(self.devices),
         }
+
+
+def kept_metrics(summary: dict[str, Any]) -> tuple[str, dict[str, float]]:
+    """The run's result: ('best', its best evaluation's metrics) when the model it keeps
+    is the best evaluation's (train.restore_best), else ('final', its last evaluation's).
+
+    The summary's `kept_eval` says which; runs recorded before it was written are read
+    from `model_step` (the step of the weights kept) against `best_step`, and before that
+    the best evaluation wins, as the runs table always showed.
+    """
+    def metrics(prefix: str) -> dict[str, float]:
+        return {k.removeprefix(prefix): v for k, v in summary.items()
+                if k.startswith(prefix) and k != "best_step" and isinstance(v, (int, float))
+                and not isinstance(v, bool)}
+
+    kept = summary.get("kept_eval")
+    if kept not in ("best", "final"):
+        model, best = summary.get("model_step"), summary.get("best_step")
+        if model is None or best is None:  # each metric's best value, else its last
+            best_values = metrics("best_")
+            return ("best" if best_values else "final"), {**metrics("final_"), **best_values}
+        kept = "best" if model == best else "final"
+    return kept, metrics(f"{kept}_")
 
 
 @dataclass(frozen=True)

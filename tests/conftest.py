@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import re
-import sys
 import tempfile
 from pathlib import Path
 
@@ -25,10 +24,8 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     # in each, whose spinning threads then wait on each other. Halves `make test` on 2 cores.
     os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-sys.path.insert(0, str(Path(__file__).parent / "support"))
-
-from hub_server import HubServer, Repo  # noqa: E402
-from tiny_models import (  # noqa: E402
+from tests.support.hub_server import HubServer, Repo  # noqa: E402 - after the environment
+from tests.support.tiny_models import (  # noqa: E402
     make_tiny_bert,
     make_tiny_seq2seq,
     make_tiny_vit,
@@ -88,9 +85,8 @@ def warm_workers():
     if os.environ.get("HUBTUNE_COLD_WORKERS") == "1":
         yield None
         return
-    from warm_worker import WarmLauncher
-
     import engine.worker
+    from tests.support.warm_worker import WarmLauncher
 
     launcher = WarmLauncher(engine.worker.popen)
     engine.worker.popen = launcher
@@ -172,7 +168,7 @@ def hub_repos(tmp_path_factory, tiny_bert: Path, tiny_seq2seq: Path, tiny_vit: P
 def dataset_repos(root: Path) -> list:
     """Dataset repos (parquet shards; a README declaring the subsets reviews and short):
     open, gated (401 without a token, 403 with a token not granted) and one with no README."""
-    from hub_datasets import write_plain_repo, write_sentiment_repo
+    from tests.support.hub_datasets import write_plain_repo, write_sentiment_repo
 
     sentiment = write_sentiment_repo(root / "sentiment-data")
     return [
@@ -253,29 +249,6 @@ def tiny_config(tmp_path: Path, tiny_bert: Path, sentiment_csv: Path) -> Path:
 
 # -- tiers --------------------------------------------------------------------
 
-SLOW_FILES = {
-    "tests/reliability/test_worker_process.py", "tests/reliability/test_dropped_ssh.py",
-    "tests/reliability/test_load.py", "tests/reliability/test_multiprocess.py",
-    "tests/reliability/test_distributed.py", "tests/engine/test_review.py",
-    "tests/test_cli_review.py", "tests/reliability/test_nodes.py",
-    "tests/test_cli.py", "tests/test_cli_export.py", "tests/test_cli_hub.py",
-    "tests/tui/test_new_run_screen.py", "tests/tui/test_runs_screen.py",
-    "tests/tui/test_hub_screen.py", "tests/tui/test_snapshots.py",
-}
-"""Files whose tests start training workers or whole TUI sessions: `make test` runs them,
-`make test-fast` (the edit loop) leaves them out, with any test marked `slow`."""
-
-
-SLOW_TESTS = {
-    "test_bad_data_the_cli_cannot_check_first_still_fails_in_the_worker",
-    "test_a_run_name_cannot_escape_the_run_folder",
-    "test_compiled_training_keeps_plain_weight_names", "test_hub_search_and_info_print_hostile_fields_escaped",
-    "test_hf_home_that_is_a_file_is_one_sentence", "test_hubtune_without_a_terminal_exits_at_once",
-    "test_the_queue_moves_on_with_no_one_watching",
-}
-"""Single tests that start worker or CLI processes (or compile a model) in otherwise fast files."""
-
-
 def _needs_cuda(item) -> bool:
     """A test that skips without CUDA (a skipif naming CUDA or a GPU): the GPU check
     (bench/gpu_check.py) runs every such test with `-m gpu`."""
@@ -284,9 +257,8 @@ def _needs_cuda(item) -> bool:
 
 
 def pytest_collection_modifyitems(config, items):
+    # The `slow` tier is marked on the tests themselves (`pytestmark` or `@pytest.mark.slow`);
+    # tests/test_tiers.py keeps name lists from coming back here.
     for item in items:
-        path = Path(str(item.fspath)).relative_to(REPO_ROOT).as_posix()
-        if path in SLOW_FILES or item.originalname in SLOW_TESTS or "vit_b_16" in item.name:
-            item.add_marker(pytest.mark.slow)
         if _needs_cuda(item):
             item.add_marker(pytest.mark.gpu)

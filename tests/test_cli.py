@@ -9,11 +9,13 @@ from pathlib import Path
 import pytest
 import torch
 
+pytestmark = pytest.mark.slow
+
 HUBTUNE = [sys.executable, "-m", "tui.cli"]
 REPO = Path(__file__).resolve().parent.parent
 
 
-from cli_runner import hubtune  # noqa: E402 - in-process unless env is given
+from tests.support.cli_runner import hubtune  # noqa: E402 - in-process unless env is given
 
 
 def test_train_records_a_completed_run_with_metrics(tiny_config):
@@ -157,8 +159,9 @@ def test_export_metrics_csv(tmp_path):
 
 def test_sequential_fine_tuning_starts_from_an_earlier_run(tiny_config, tmp_path, tiny_bert):
     """Run B trains a token-classification head on run A's fine-tuned backbone."""
-    import task_data as td
     from safetensors.torch import load_file
+
+    from tests.support import task_data as td
 
     first = hubtune("train", str(tiny_config), "--set", "train.epochs=2")
     assert first.returncode == 0, first.stderr

@@ -6,7 +6,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from cli_runner import hubtune
+
+from tests.support.cli_runner import hubtune
 
 SENTIMENT = "hubtune-test/sentiment"
 

@@ -11,11 +11,13 @@ import torch
 
 from engine.core.outputs import OutputError
 
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parent.parent
 SECRET = "hf_NeverWriteThisTokenAnywhere0123456789"
 
 
-from cli_runner import hubtune  # noqa: E402 - in-process unless env is given
+from tests.support.cli_runner import hubtune  # noqa: E402 - in-process unless env is given
 
 
 def test_export_reloads_with_auto_classes_and_matches_the_run(tiny_config, tmp_path,
@@ -75,12 +77,11 @@ def test_export_of_an_unfinished_run_is_refused(store, tmp_path):
 def test_export_of_a_task_model_copies_it_with_a_card(tmp_path):
     import threading
 
-    import task_data as td
-    from tiny_models import make_tiny_family
-
     from engine.core.config import RunConfig
     from engine.modeling.export import export_model
     from engine.training.loop import train
+    from tests.support import task_data as td
+    from tests.support.tiny_models import make_tiny_family
 
     model = make_tiny_family("bert", tmp_path / "bert")
     cfg = RunConfig.from_dict({

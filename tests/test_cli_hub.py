@@ -6,11 +6,15 @@ import json
 import os
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parent.parent
 TOKEN = "hf_hubtuneTestSecretToken0123456789"
 
 
-from cli_runner import hubtune  # noqa: E402 - in-process unless env is given
+from tests.support.cli_runner import hubtune  # noqa: E402 - in-process unless env is given
 
 
 def test_search_json_is_the_documented_shape(hub_server):

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 
-from cli_runner import hubtune
+from tests.support.cli_runner import hubtune
 
 SENTIMENT = "hubtune-test/sentiment"
 RAW = ("\x1b", "\x07", "\x9b", "\r", "\u202e")
@@ -95,7 +95,8 @@ def test_cache_lists_types_and_removes_a_dataset(hub_server):
 
 def test_hostile_dataset_fields_are_printed_escaped(hf_cache, tmp_path, monkeypatch):
     import huggingface_hub.constants as hf_constants
-    from hub_server import HubServer, Repo
+
+    from tests.support.hub_server import HubServer, Repo
 
     folder = tmp_path / "evil"
     (folder / "data").mkdir(parents=True)

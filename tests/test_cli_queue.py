@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from cli_runner import hubtune
 
 from engine.queue import machine_slots
+from tests.support.cli_runner import hubtune
 
 
 @pytest.fixture
@@ -116,6 +116,7 @@ def test_bad_sweeps_and_unknown_sweeps_are_one_sentence(config):
     assert nothing.returncode == 1 and "two or more run ids, or --sweep ID" in nothing.stderr
 
 
+@pytest.mark.slow
 def test_the_queue_moves_on_with_no_one_watching(tiny_config, store):
     """One slot (CPU or GPU), two queued runs: the first starts at once, and its worker starts
     the second when it ends. Nothing else runs in between (slow: two real workers)."""

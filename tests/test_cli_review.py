@@ -9,10 +9,12 @@ import csv
 import json
 
 import pytest
-from cli_runner import hubtune
-from tests_helpers import config_for, train_in_process
 
 from store import RunStore
+from tests.support.cli_runner import hubtune
+from tests.support.tests_helpers import config_for, train_in_process
+
+pytestmark = pytest.mark.slow
 
 
 def _train_in_process(cfg) -> int:

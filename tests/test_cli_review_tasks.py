@@ -9,11 +9,11 @@ import json
 from pathlib import Path
 
 import pytest
-from cli_runner import hubtune
-from tests_helpers import train_in_process
 
 from engine.core.config import RunConfig
 from store import RunStore
+from tests.support.cli_runner import hubtune
+from tests.support.tests_helpers import train_in_process
 
 
 def _train_in_process(cfg: RunConfig) -> int:
@@ -33,8 +33,8 @@ def _config(root, model, task: str, data, data_keys=None, **train) -> RunConfig:
 @pytest.fixture(scope="module")
 def task_runs(tmp_path_factory):
     """One data directory with runs of each task, trained once for the module."""
-    import task_data as td
-    from tiny_models import make_tiny_family
+    from tests.support import task_data as td
+    from tests.support.tiny_models import make_tiny_family
 
     root = tmp_path_factory.mktemp("review-tasks")
     bert = make_tiny_family("bert", root / "bert")

@@ -6,9 +6,8 @@ from __future__ import annotations
 
 import json
 
-from cli_runner import hubtune
-
 from engine.lineage import config_diff, parents
+from tests.support.cli_runner import hubtune
 from tui.cli.output import cells
 
 REPORT = {"classes": 2, "worst_only": False, "per_class": [[0, .8, .7, .75, 5],

@@ -35,6 +35,9 @@ class HubtuneApp(App[None]):
         Binding("3", "switch_mode('new')", "New run"),
         Binding("4", "switch_mode('models')", "Models"),
         Binding("q", "quit", "Quit"),
+        # A list or table takes these itself; from a text box they scroll what holds it.
+        Binding("pageup", "page(-1)", "Page up", show=False),
+        Binding("pagedown", "page(1)", "Page down", show=False),
     ]
 
     def __init__(self, store: RunStore, *, hub_endpoint: str | None = None) -> None:
@@ -103,6 +106,19 @@ class HubtuneApp(App[None]):
     def on_engine_job_failed(self, msg: EngineJobFailed) -> None:
         """Every engine-thread job that raised ends here, as one toast."""
         self.notify(msg.message)
+
+    def action_page(self, direction: int) -> None:
+        """Scroll the nearest scrolling container of the focused widget by a page (the
+        new-run form, or the whole screen where the form and its preview stack)."""
+        node = self.focused
+        while node is not None and not getattr(node, "allow_vertical_scroll", False):
+            node = node.parent
+        if node is None or node is self.screen:
+            return
+        if direction > 0:
+            node.scroll_page_down(animate=False)
+        else:
+            node.scroll_page_up(animate=False)
 
     def action_help(self) -> None:
         self.push_screen(HelpScreen())

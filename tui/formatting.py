@@ -121,11 +121,31 @@ SHORT_METRIC = {"accuracy": "acc", "perplexity": "ppl", "micro_f1": "µF1", "mac
 
 
 def best_metric(run) -> tuple[str, float | None]:
-    """The run's main metric at its best evaluation (else its last): ('acc', 0.761)."""
+    """The run's result, its main metric at the evaluation whose model it keeps (the best
+    with train.restore_best, else the last; tui.run_result): ('acc', 0.761)."""
+    from store import kept_metrics
+
     name = main_metric(run)
-    summary = run.summary or {}
-    value = summary.get(f"best_{name}", summary.get(f"final_{name}"))
-    return SHORT_METRIC.get(name, name), value if isinstance(value, (int, float)) else None
+    value = kept_metrics(run.summary or {})[1].get(name)
+    return SHORT_METRIC.get(name, name), value
+
+
+def current_step(latest: dict[str, float], logged_step: int) -> int:
+    """The step a run has reached: its newest logged step, or its first step before the
+    first logged one (engine.core.events.FirstStepTaken)."""
+    from engine.core.events import STEP_METRIC
+
+    return max(logged_step, int(latest.get(STEP_METRIC) or 0))
+
+
+def run_eta(latest: dict[str, float], step: int, run) -> str | None:
+    """Time left for a running run, from its pace so far (the run panel, `train` and
+    `runs follow` all show this one)."""
+    total = latest.get("total_steps")
+    if run.status != "running" or not total or step <= 0 or not run.duration_s:
+        return None
+    left = run.duration_s / step * max(0, total - step)
+    return duration(left)
 
 
 SHORT_TASK = {"text-classification": "text-class", "image-classification": "image-class",

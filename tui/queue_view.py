@@ -62,9 +62,11 @@ class SweepView:
     any has a value."""
 
 
-def read_queue(store, monitor) -> QueueView:
+def read_queue(store, monitor, *, resume_hint: str = "press P") -> QueueView:
     """The queue's pause switch and each waiting run's place: a settings read and one
-    query when nothing waits, so an idle queue costs the poll next to nothing."""
+    query when nothing waits, so an idle queue costs the poll next to nothing.
+    `resume_hint`: how the reader resumes a paused queue (a key here, a command in the
+    CLI)."""
     from engine.queue import queue_entries, read_slots
 
     paused = store.queue_paused()
@@ -82,7 +84,7 @@ def read_queue(store, monitor) -> QueueView:
             continue
         ahead += entry.slots_wanted
         if paused:
-            awaits, why = "paused", "waits for the queue to be resumed (press P)"
+            awaits, why = "paused", f"waits for the queue to be resumed ({resume_hint})"
         elif ahead <= free:  # free slots for it and every run ahead: the next kick starts it
             awaits, why = "ready", "starts at the next check: enough slots are free"
         else:

@@ -112,9 +112,10 @@ class RunWatcher:
 
     def poll_detail(self, run_id: int) -> None:
         from tui.gpu import gpu_line
+        from tui.run_result import live_results
 
         try:
-            run = self.store.get_run(run_id)
+            run = live_results(self.store, [self.store.get_run(run_id)])[0]
         except Exception:
             return
         self._follow(run)

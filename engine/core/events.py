@@ -41,6 +41,20 @@ class StepLogged:
     """loss, lr, samples_per_s, tokens_per_s, ..."""
 
 
+STEP_METRIC = "step"
+"""The metric a FirstStepTaken is recorded as (its value: the step), for step counters."""
+
+
+@dataclass(frozen=True)
+class FirstStepTaken:
+    """The first optimizer step of a session (a start or a resume) is done, when it is
+    not a logging step: the panel and `runs follow` count steps from it, not from the
+    first `log_every` steps. Costs no device sync (no loss is read)."""
+
+    step: int
+    epoch: float
+
+
 @dataclass(frozen=True)
 class EvalFinished:
     """A pass over the validation set."""
@@ -82,7 +96,8 @@ class ValidationPredicted:
     first."""
 
 
-Event = RunPrepared | StepLogged | EvalFinished | Note | CheckpointSaved | ValidationPredicted
+Event = (RunPrepared | StepLogged | FirstStepTaken | EvalFinished | Note | CheckpointSaved
+         | ValidationPredicted)
 
 
 @dataclass(frozen=True)

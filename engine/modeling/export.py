@@ -362,8 +362,9 @@ def model_card(head: dict, config: dict, summary: dict, run_name: str, loader: s
              "pipeline_tag": PIPELINE_TAGS.get(head["task"]), "tags": ["hubtune", head["task"]]}
     if base.count("/") != 1 or Path(base).exists() or base != head.get("base_model"):
         front.pop("base_model")  # only hub ids belong there, not local paths
-    metrics = {k.removeprefix("best_"): v for k, v in summary.items()
-               if k.startswith("best_") and isinstance(v, (int, float)) and k != "best_step"}
+    from store import kept_metrics
+
+    metrics = kept_metrics(summary)[1]  # of the evaluation whose weights these are
     rows = "\n".join(f"| {k} | {v:.4f} |" for k, v in metrics.items())
     config = portable_config(config)
     data = config.get("data", {})

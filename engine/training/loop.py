@@ -25,6 +25,7 @@ from engine.core.events import (
     CheckpointSaved,
     EvalFinished,
     Event,
+    FirstStepTaken,
     Note,
     Outcome,
     StepLogged,
@@ -121,6 +122,8 @@ class _Loop(RunSetup):
                     diverged = self._log(window)
                     if diverged is not None:
                         return diverged
+                elif st.step == self.start_step + 1:
+                    self.emit(FirstStepTaken(step=st.step, epoch=st.step / self.steps_per_epoch))
                 paused = time.perf_counter()
                 ended = self._after_step()
                 window.paused += time.perf_counter() - paused
@@ -355,6 +358,7 @@ class _Loop(RunSetup):
             "watched_metric": self.watch,
             "best_step": st.best_step,
             "model_step": getattr(self, "model_step", st.step),
+            "kept_eval": _kept_prefix(self),  # whose metrics are the run's result
             **{f"final_{k}": v for k, v in self.last_eval.items() if _scalar(v)},
             **{f"best_{k}": v for k, v in self.best.items() if _scalar(v)},
             # Of the evaluation whose model the run keeps (restore_best), like review's rows.
@@ -364,11 +368,19 @@ class _Loop(RunSetup):
             **({"dataset": self.data.extra["dataset"]} if "dataset" in self.data.extra else {}),
         }
 
-
     def _kept_eval(self) -> dict:
-        if self.cfg.train.restore_best and self.best and self.state.best_metric is not None:
-            return self.best
-        return self.last_eval
+        return self.best if _kept_prefix(self) == "best" else self.last_eval
+
+
+def _kept_prefix(loop: _Loop) -> str:
+    """'best' when the model the run keeps is its best evaluation's (train.restore_best),
+    else 'final' (its last evaluation's): which of the summary's metrics are its result."""
+    st = loop.state
+    if not loop.best or st.best_metric is None:
+        return "final"
+    if hasattr(loop, "model_step"):  # restore_best ran: the weights the run ended with
+        return "best" if loop.model_step == st.best_step else "final"
+    return "best" if loop.cfg.train.restore_best else "final"
 
 
 def _scalar(value) -> bool:

@@ -48,7 +48,7 @@ MIB = 1 << 20
 
 
 def _cfg(tmp_path, model, data, *, max_steps=4, **train):
-    from tests_helpers import config_for
+    from tests.support.tests_helpers import config_for
 
     cfg = config_for(tmp_path, model, data, max_steps=max_steps)
     return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, **train))
@@ -330,10 +330,9 @@ def test_the_run_environment_records_the_free_shared_memory():
 @pytest.mark.slow
 def test_an_image_run_in_a_small_shm_trains_without_workers_and_says_so(
         tmp_path, tiny_vit, monkeypatch):
-    import task_data as td
-
     from engine.core.config import RunConfig
     from engine.training.loop import train
+    from tests.support import task_data as td
 
     monkeypatch.setattr("engine.training.loader.shm_free_bytes", lambda path=None: 64 * MIB)
     data = td.write_digits_folder(tmp_path / "digits", per_class=4, classes=range(2))
@@ -561,10 +560,9 @@ def test_cuda_text_batches_are_pinned_and_report_the_attention_kernel(tmp_path, 
 @cuda
 @pytest.mark.slow
 def test_cuda_cnn_trains_channels_last_with_persistent_workers(tmp_path):
-    import task_data as td
-
     from engine.core.config import RunConfig
     from engine.training.loop import _Loop
+    from tests.support import task_data as td
 
     data = td.write_digits_folder(tmp_path / "digits", per_class=8, classes=range(2))
     cfg = RunConfig.from_dict({

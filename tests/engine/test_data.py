@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import task_data as td
-from tiny_models import make_tiny_family, write_sentiment_csv
 
 from engine.core.config import RunConfig
 from engine.core.errors import DataError
 from engine.tasks import task_for
+from tests.support import task_data as td
+from tests.support.tiny_models import make_tiny_family, write_sentiment_csv
 
 FORMATS = ("csv", "tsv", "jsonl", "parquet")
 TEXT_TASKS = ("text-classification", "multi-label-classification", "regression",

@@ -68,9 +68,9 @@ def test_head_only_training_keeps_the_backbone_bit_identical(tmp_path, tiny_bert
     import dataclasses
 
     from safetensors.torch import load_file
-    from tests_helpers import config_for
 
     from engine.training.loop import train
+    from tests.support.tests_helpers import config_for
 
     cfg = config_for(tmp_path, tiny_bert, sentiment_csv, epochs=2)
     cfg = dataclasses.replace(cfg, freeze=FreezeSpec(policy="head_only"))
@@ -85,9 +85,8 @@ def test_head_only_training_keeps_the_backbone_bit_identical(tmp_path, tiny_bert
 def test_param_groups_carry_the_rates_asked_for(model, tmp_path, tiny_bert, sentiment_csv):
     import dataclasses
 
-    from tests_helpers import config_for
-
     from engine.training.optim import layer_rates, param_groups
+    from tests.support.tests_helpers import config_for
 
     cfg = config_for(tmp_path, tiny_bert, sentiment_csv)
     cfg = dataclasses.replace(cfg, train=dataclasses.replace(
@@ -114,10 +113,9 @@ def test_a_head_on_a_frozen_backbone_gets_a_probe_rate_unless_one_was_chosen(
         model, tmp_path, tiny_bert, sentiment_csv):
     import dataclasses
 
-    from tests_helpers import config_for
-
     from engine.core.config import DEFAULT_LEARNING_RATE, PROBE_LEARNING_RATE
     from engine.training.optim import layer_rates
+    from tests.support.tests_helpers import config_for
 
     cfg = config_for(tmp_path, tiny_bert, sentiment_csv)
     cfg = dataclasses.replace(cfg, train=dataclasses.replace(
@@ -140,10 +138,9 @@ def test_a_head_on_a_frozen_backbone_gets_a_probe_rate_unless_one_was_chosen(
 def test_group_learning_rates_override_the_rules(model, tmp_path, tiny_bert, sentiment_csv):
     import dataclasses
 
-    from tests_helpers import config_for
-
     from engine.core.config import RunConfig
     from engine.training.optim import layer_rates, make_optimizer
+    from tests.support.tests_helpers import config_for
 
     cfg = config_for(tmp_path, tiny_bert, sentiment_csv)
     cfg = dataclasses.replace(cfg, train=dataclasses.replace(
@@ -182,10 +179,9 @@ def test_group_learning_rates_override_the_rules(model, tmp_path, tiny_bert, sen
 def test_cached_features_match_the_plain_frozen_loop(tmp_path, tiny_bert, sentiment_csv):
     import dataclasses
 
-    from tests_helpers import config_for
-
     from engine.core.events import Note
     from engine.training.loop import train
+    from tests.support.tests_helpers import config_for
 
     base = config_for(tmp_path, tiny_bert, sentiment_csv, epochs=10)
     # Mean pooling: the frozen random tiny BERT's averaged token states still carry
@@ -224,10 +220,10 @@ def test_gradual_run_opens_blocks_at_the_scheduled_steps(tmp_path, tiny_bert, se
     import dataclasses
 
     from safetensors.torch import load_file
-    from tests_helpers import config_for
 
     from engine.core.events import Note
     from engine.training.loop import train
+    from tests.support.tests_helpers import config_for
 
     cfg = config_for(tmp_path, tiny_bert, sentiment_csv, epochs=5, max_steps=7)
     cfg = dataclasses.replace(cfg, freeze=FreezeSpec(policy="gradual", every_steps=3))
@@ -250,9 +246,8 @@ def test_gradual_run_opens_blocks_at_the_scheduled_steps(tmp_path, tiny_bert, se
 
 def test_optimizer_state_exists_only_for_opened_parameters(model, tmp_path, tiny_bert,
                                                            sentiment_csv):
-    from tests_helpers import config_for
-
     from engine.training.optim import make_optimizer
+    from tests.support.tests_helpers import config_for
 
     cfg = config_for(tmp_path, tiny_bert, sentiment_csv)
     plan = plan_freeze(model, FreezeSpec(policy="gradual"))
@@ -275,11 +270,11 @@ def test_lora_trains_adapters_and_head_and_exports_merged(tmp_path, tiny_bert, s
     import dataclasses
 
     from safetensors.torch import load_file
-    from tests_helpers import config_for
 
     from engine.core.config import LoraSpec
     from engine.modeling.freeze import inject_lora
     from engine.training.loop import train
+    from tests.support.tests_helpers import config_for
 
     spec = FreezeSpec(lora=LoraSpec(r=4, alpha=8))
     lora_model = build_model(ModelSpec(id=str(tiny_bert)), HeadSpec(), 2).model

@@ -13,12 +13,12 @@ import os
 import re
 
 import pytest
-from fake_nvml import GIB, FakeGpu, FakeNvml
 
 from engine.core.config import RunConfig
 from engine.core.environment import capture_environment
 from engine.core.errors import HubtuneError
 from engine.core.gpus import GpuMonitor, check_process_count, visible_gpu_count
+from tests.support.fake_nvml import GIB, FakeGpu, FakeNvml
 from tui.formatting import human_bytes
 from tui.gpu import gpu_line
 

@@ -26,11 +26,15 @@ CASES = (
                                               "torchvision:mobilenet_v3_small",
                                               "torchvision:vit_b_16")]
 )
+PARAMS = [pytest.param(f, t, id=f"{f}-{t}",
+                       # torchvision has no smaller ViT than B/16: seconds of CPU per step
+                       marks=pytest.mark.slow if f == "torchvision:vit_b_16" else ())
+          for f, t in CASES]
 
 
 @pytest.fixture(scope="session")
 def family_dir(tmp_path_factory):
-    from tiny_models import make_tiny_family
+    from tests.support.tiny_models import make_tiny_family
 
     root = tmp_path_factory.mktemp("families")
     built: dict[str, Path] = {}
@@ -45,7 +49,7 @@ def family_dir(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def task_files(tmp_path_factory):
-    import task_data as td
+    from tests.support import task_data as td
 
     root = tmp_path_factory.mktemp("task-data")
     regression = root / "regression.csv"
@@ -54,7 +58,7 @@ def task_files(tmp_path_factory):
         w.writerow(["text", "label"])
         for i in range(40):
             w.writerow([f"the movie was {'good' if i % 2 else 'bad'}", i % 5 / 4])
-    from tiny_models import write_sentiment_csv
+    from tests.support.tiny_models import write_sentiment_csv
 
     return {
         "text-classification": write_sentiment_csv(root / "sentiment.csv", rows=40),
@@ -114,7 +118,7 @@ def forward_backward(cfg: RunConfig):
     return model, data, loss
 
 
-@pytest.mark.parametrize(("family", "task"), CASES, ids=[f"{f}-{t}" for f, t in CASES])
+@pytest.mark.parametrize(("family", "task"), PARAMS)
 def test_head_builds_and_learns_on_family(family, task, family_dir, task_files, tmp_path,
                                           resnet18_weights):
     model_id = family if family.startswith("torchvision:") else str(family_dir(family))

@@ -9,12 +9,12 @@ from __future__ import annotations
 import threading
 
 import pytest
-from hub_datasets import TAGS, serve_repos, write_task_repos
-from hub_server import Repo
 
 from engine.core.config import RunConfig
 from engine.core.errors import DataError
 from engine.core.events import EvalFinished, Note, RunPrepared
+from tests.support.hub_datasets import TAGS, serve_repos, write_task_repos
+from tests.support.hub_server import Repo
 
 NER, COPY = "hf:hubtune-test/ner-data", "hf:hubtune-test/copy-data"
 TRANSLATE, TEXT = "hf:hubtune-test/translate-data", "hf:hubtune-test/text-data"
@@ -36,7 +36,7 @@ def hub(task_repos, hf_cache, monkeypatch):
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
-    from tiny_models import make_tiny_family
+    from tests.support.tiny_models import make_tiny_family
 
     root = tmp_path_factory.mktemp("hub-task-models")
     return {f: make_tiny_family(f, root / f) for f in ("t5", "gpt2")}

@@ -15,13 +15,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from fake_nvml import GIB, FakeGpu, FakeNvml
 
 from engine.core.config import RunConfig
 from engine.core.errors import HubtuneError
 from engine.core.gpus import GpuMonitor
 from engine.queue import QueueSettings, assign_waiting, read_slots
 from engine.training.inference import CPU, InferencePlacement, place_inference
+from tests.support.fake_nvml import GIB, FakeGpu, FakeNvml
 
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 TEXTS = ["the food was good", "awful service and a sad day", "i love this film",
@@ -251,7 +251,7 @@ def test_embeddings_under_bf16_point_the_same_way(tmp_path, tiny_bert):
 
 
 def test_the_cli_refuses_an_unknown_device_in_one_sentence(store, tmp_path, tiny_bert):
-    from cli_runner import hubtune
+    from tests.support.cli_runner import hubtune
 
     _, cfg = _model_dir(tmp_path, tiny_bert)
     run_id = store.create_run(cfg.to_dict(), name="done")
@@ -303,7 +303,8 @@ def _transformers_head(tmp_path, family: str, task: str) -> Path:
     import json
 
     import transformers as tf
-    from tiny_models import make_tiny_family
+
+    from tests.support.tiny_models import make_tiny_family
 
     folder = make_tiny_family(family, tmp_path / f"{family}-{task}")
     loader = {"masked-lm": tf.AutoModelForMaskedLM, "token-classification":

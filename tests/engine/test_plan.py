@@ -43,7 +43,7 @@ def test_plan_cli_json(tmp_path, tiny_bert, sentiment_csv):
     cfg = tmp_path / "p.yaml"
     cfg.write_text(f"model: {{id: {tiny_bert}}}\ndata: {{train: {sentiment_csv}}}\n"
                    "freeze: {policy: freeze_first_n, n: 1}\n")
-    from cli_runner import hubtune
+    from tests.support.cli_runner import hubtune
 
     out = hubtune("plan", str(cfg), "--json")
     assert out.returncode == 0, out.stderr
@@ -69,9 +69,8 @@ def test_plan_cli_json(tmp_path, tiny_bert, sentiment_csv):
 def test_plan_reads_no_weights_and_lists_every_gradual_stage(tmp_path, tiny_bert, sentiment_csv):
     import dataclasses
 
-    from tests_helpers import config_for
-
     from engine.training.plan import make_plan
+    from tests.support.tests_helpers import config_for
 
     cfg = config_for(tmp_path, tiny_bert, sentiment_csv)
     cfg = dataclasses.replace(cfg, freeze=FreezeSpec(policy="gradual", every_epochs=2))
@@ -98,10 +97,9 @@ def test_plan_reads_no_weights_and_lists_every_gradual_stage(tmp_path, tiny_bert
 def test_plan_for_lora_counts_only_adapters_and_head(tmp_path, tiny_bert, sentiment_csv):
     import dataclasses
 
-    from tests_helpers import config_for
-
     from engine.core.config import LoraSpec
     from engine.training.plan import make_plan
+    from tests.support.tests_helpers import config_for
 
     cfg = config_for(tmp_path, tiny_bert, sentiment_csv)
     cfg = dataclasses.replace(cfg, freeze=FreezeSpec(lora=LoraSpec(r=2)))
@@ -127,11 +125,10 @@ def test_max_length_is_clamped_to_the_model_positions(tmp_path, tiny_bert):
     import dataclasses
     import threading
 
-    from tests_helpers import config_for
-
     from engine.core.events import Note
     from engine.modeling.lengths import effective_max_length, position_limit
     from engine.training.loop import train
+    from tests.support.tests_helpers import config_for
 
     cfg = config_for(tmp_path, tiny_bert, long_text_csv(tmp_path / "long.csv"), max_steps=2,
                      max_length=1024)
@@ -181,7 +178,7 @@ def test_plan_cli_shows_the_clamped_max_length(tmp_path, tiny_bert):
 
 @pytest.fixture(scope="module")
 def family_models(tmp_path_factory):
-    from tiny_models import make_tiny_family
+    from tests.support.tiny_models import make_tiny_family
 
     root = tmp_path_factory.mktemp("plan-models")
     return {f: make_tiny_family(f, root / f) for f in ("gpt2", "t5")}
@@ -189,7 +186,7 @@ def family_models(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def family_files(tmp_path_factory):
-    import task_data as td
+    from tests.support import task_data as td
 
     root = tmp_path_factory.mktemp("plan-data")
     return {"text": td.write_text_csv(root / "text.csv"),
@@ -323,9 +320,8 @@ def test_attention_kernel_decides_the_squared_term(tiny_bert):
 def test_cached_features_plan_the_head_alone(tmp_path, tiny_bert, sentiment_csv):
     import dataclasses
 
-    from tests_helpers import config_for
-
     from engine.training.plan import make_plan
+    from tests.support.tests_helpers import config_for
 
     cfg = config_for(tmp_path, tiny_bert, sentiment_csv)
     cfg = dataclasses.replace(cfg, freeze=FreezeSpec(policy="head_only"))

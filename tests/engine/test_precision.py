@@ -14,11 +14,11 @@ import threading
 
 import pytest
 import torch
-from fake_nvml import FakeGpu, FakeNvml
 
 from engine.core.errors import HubtuneError
 from engine.core.gpus import GpuMonitor
 from engine.training.precision import native_bf16, resolve_precision
+from tests.support.fake_nvml import FakeGpu, FakeNvml
 
 
 @pytest.fixture(scope="module")
@@ -35,9 +35,8 @@ def bf16_bert(tiny_bert, tmp_path_factory):
 
 
 def _cfg(tmp_path, model, data, **train):
-    from tests_helpers import config_for
-
     from engine.core.config import RunConfig
+    from tests.support.tests_helpers import config_for
 
     cfg = config_for(tmp_path, model, data, max_steps=4).to_dict()
     cfg["train"].update(train)

@@ -19,7 +19,6 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from fake_nvml import GIB, FakeGpu, FakeNvml
 
 from engine.core.errors import ConfigError, HubtuneError
 from engine.core.gpus import GpuMonitor
@@ -34,6 +33,7 @@ from engine.queue import (
     take_slots,
 )
 from engine.sweep import parse_grid, parse_range, rank_sweep, sweep_points
+from tests.support.fake_nvml import GIB, FakeGpu, FakeNvml
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -232,8 +232,7 @@ def test_resume_of_a_queued_run_leaves_the_queue_columns_clean(store):
 
 RACER = """
 import sys, time
-sys.path.insert(0, {support!r})
-from fake_nvml import FakeNvml
+from tests.support.fake_nvml import FakeNvml
 from engine.core.gpus import GpuMonitor
 from engine.queue import QueueSettings, assign_waiting
 from store import RunStore
@@ -249,10 +248,8 @@ print([a.run_id for a in got])
 
 def test_racing_enqueues_never_over_commit(store, hubtune_home):
     start = time.time() + 3
-    support = str(REPO / "tests" / "support")
-    procs = [subprocess.Popen([sys.executable, "-c", RACER.format(support=support, who=w,
-                                                                   start=start)],
-                              cwd=REPO, stdout=subprocess.PIPE, text=True)
+    procs = [subprocess.Popen([sys.executable, "-c", RACER.format(who=w, start=start)],
+                              cwd=REPO, stdout=subprocess.PIPE, text=True)  # cwd: `tests`
              for w in (1, 2)]
     outs = [p.communicate(timeout=60)[0] for p in procs]
     assert all(p.returncode == 0 for p in procs)

@@ -14,7 +14,7 @@ from engine.training.loop import train
 
 
 def _cfg(tmp_path, tiny_bert, sentiment_csv, **train_keys):
-    from tests_helpers import config_for
+    from tests.support.tests_helpers import config_for
 
     cfg = config_for(tmp_path, tiny_bert, sentiment_csv, epochs=3)
     import dataclasses
@@ -106,11 +106,10 @@ def test_images_decoded_in_data_workers_resume_exactly(tmp_path, tmp_path_factor
     """Augmented images decoded in two data worker processes: each crop is seeded by
     (seed, epoch, example), so a run stopped mid-epoch and resumed ends with the
     parameters of an unbroken one, whichever process decoded what."""
-    import task_data as td
-    from tiny_models import make_tiny_vit
-
     from engine.core.config import RunConfig
     from engine.core.events import Note
+    from tests.support import task_data as td
+    from tests.support.tiny_models import make_tiny_vit
 
     data = td.write_digits_folder(tmp_path_factory.mktemp("digits") / "d", per_class=12,
                                   classes=range(3))

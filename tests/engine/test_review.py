@@ -7,12 +7,14 @@ import threading
 
 import pytest
 import torch
-from tests_helpers import config_for
 
 from engine.core.events import EvalFinished, ValidationPredicted
 from engine.tasks.metrics import class_report, confusion_matrix
 from engine.tasks.review_rows import LabelResultCollector
 from engine.training.loop import train
+from tests.support.tests_helpers import config_for
+
+pytestmark = pytest.mark.slow
 
 
 def _train(tmp_path, tiny_bert, sentiment_csv, **train_keys):
@@ -143,8 +145,8 @@ def test_rouge_matches_hand_computed_scores():
 
 @pytest.fixture(scope="module")
 def family(tmp_path_factory):
-    import task_data as td
-    from tiny_models import make_tiny_family
+    from tests.support import task_data as td
+    from tests.support.tiny_models import make_tiny_family
 
     root = tmp_path_factory.mktemp("review-models")
     return {"t5": make_tiny_family("t5", root / "t5"), "vit": make_tiny_family("vit", root / "vit"),

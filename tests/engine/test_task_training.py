@@ -5,16 +5,16 @@ from __future__ import annotations
 import threading
 
 import pytest
-from tiny_models import WORDS
 
 from engine.core.config import RunConfig
 from engine.core.events import EvalFinished, RunPrepared
 from engine.training.loop import train
+from tests.support.tiny_models import WORDS
 
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
-    import task_data as td
+    from tests.support import task_data as td
 
     root = tmp_path_factory.mktemp("train-data")
     return {
@@ -32,7 +32,7 @@ def files(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
-    from tiny_models import make_tiny_family
+    from tests.support.tiny_models import make_tiny_family
 
     root = tmp_path_factory.mktemp("train-models")
     return {f: make_tiny_family(f, root / f) for f in ("bert", "gpt2", "t5", "vit")}

@@ -54,7 +54,7 @@ def test_mean_pooling_follows_sentence_transformers_config(tiny_bert, tmp_path, 
     shutil.copytree(tiny_bert, model_dir)
     (model_dir / "1_Pooling").mkdir()
     (model_dir / "1_Pooling" / "config.json").write_text('{"pooling_mode_mean_tokens": true}')
-    from tests_helpers import config_for
+    from tests.support.tests_helpers import config_for
 
     cfg = config_for(tmp_path, model_dir, sentiment_csv, epochs=1, max_steps=1)
     notes = []
@@ -63,7 +63,7 @@ def test_mean_pooling_follows_sentence_transformers_config(tiny_bert, tmp_path, 
 
 
 def test_missing_column_is_named_with_the_columns_present(tmp_path, tiny_bert, sentiment_csv):
-    from tests_helpers import config_for
+    from tests.support.tests_helpers import config_for
 
     cfg = config_for(tmp_path, tiny_bert, sentiment_csv, label_column="sentiment")
     with pytest.raises(DataError, match=r"has no column 'sentiment' \(data.label_column\); "
@@ -72,7 +72,7 @@ def test_missing_column_is_named_with_the_columns_present(tmp_path, tiny_bert, s
 
 
 def test_validation_label_unseen_in_training(tmp_path, tiny_bert, sentiment_csv):
-    from tests_helpers import config_for
+    from tests.support.tests_helpers import config_for
 
     val = tmp_path / "val.csv"
     val.write_text("text,label\nthe food was good,positive\nit was fine,neutral\n")
@@ -82,7 +82,7 @@ def test_validation_label_unseen_in_training(tmp_path, tiny_bert, sentiment_csv)
 
 
 def test_non_utf8_file_suggests_an_encoding(tmp_path, tiny_bert):
-    from tests_helpers import config_for
+    from tests.support.tests_helpers import config_for
 
     data = tmp_path / "latin.csv"
     data.write_bytes("text,label\ncaf\xe9 good,positive\nbad,negative\n".encode("latin-1") * 5)
@@ -104,7 +104,7 @@ def test_pickle_only_model_is_refused_without_opt_in(tmp_path, tiny_bert, sentim
     weights = load_file(model_dir / "model.safetensors")
     (model_dir / "model.safetensors").unlink()
     torch.save(weights, model_dir / "pytorch_model.bin")
-    from tests_helpers import config_for
+    from tests.support.tests_helpers import config_for
 
     cfg = config_for(tmp_path, model_dir, sentiment_csv)
     with pytest.raises(ModelError, match=r"only pickle \(.bin\) weights.*model.allow_pickle"):
@@ -120,7 +120,7 @@ def test_remote_code_is_refused_without_opt_in(tmp_path, tiny_bert, sentiment_cs
     config = json.loads((model_dir / "config.json").read_text())
     config["auto_map"] = {"AutoModel": "modeling_evil.EvilModel"}
     (model_dir / "config.json").write_text(json.dumps(config))
-    from tests_helpers import config_for
+    from tests.support.tests_helpers import config_for
 
     cfg = config_for(tmp_path, model_dir, sentiment_csv)
     with pytest.raises(ModelError, match="model.trust_remote_code: true"):
@@ -143,7 +143,8 @@ def test_metrics_match_hand_computed_values():
 def test_the_saved_model_is_the_best_evaluation(tmp_path, tiny_bert, sentiment_csv):
     """Evaluated every 2 steps, accuracy peaks before the end: the export is the peak."""
     from safetensors.torch import load_file
-    from tests_helpers import config_for
+
+    from tests.support.tests_helpers import config_for
 
     cfg = config_for(tmp_path, tiny_bert, sentiment_csv, epochs=3)
     cfg = load_config_dict(cfg, {"train": {"eval_every": 2, "learning_rate": 3e-3,
@@ -156,6 +157,7 @@ def test_the_saved_model_is_the_best_evaluation(tmp_path, tiny_bert, sentiment_c
     best_step = s["best_step"]
     assert accuracy[best_step] == max(accuracy.values()) == s["best_accuracy"]
     assert s["model_step"] == best_step
+    assert s["kept_eval"] == "best"  # the run's result is this evaluation's (store.kept_metrics)
     saved = load_file(tmp_path / "out" / "model" / "model.safetensors")
     best = load_file(tmp_path / "out" / "checkpoints" / f"step-{best_step}" / "model.safetensors")
     assert all(torch.equal(saved[k], best[k]) for k in best)
@@ -166,9 +168,8 @@ def test_the_saved_model_is_the_best_evaluation(tmp_path, tiny_bert, sentiment_c
 
 def test_out_of_memory_fails_the_run_with_suggestions(tmp_path, tiny_bert, sentiment_csv):
     """A CUDA OOM injected at the third step: the run fails with reason and remedies."""
-    from tests_helpers import config_for
-
     from engine.training.loop import _Loop
+    from tests.support.tests_helpers import config_for
 
     cfg = config_for(tmp_path, tiny_bert, sentiment_csv, epochs=2)
     loop = _Loop(cfg, lambda e: None, threading.Event(), tmp_path / "out")
@@ -197,9 +198,8 @@ def test_out_of_memory_outside_a_step_fails_the_run_the_same_way(tmp_path, tiny_
                                                                  monkeypatch):
     """OOM while loading the model or caching features, or in an evaluation: the same
     failed outcome with its reason, not a crash."""
-    from tests_helpers import config_for
-
     from engine.training.loop import _Loop
+    from tests.support.tests_helpers import config_for
 
     cfg = config_for(tmp_path, tiny_bert, sentiment_csv, epochs=1)
 
@@ -230,6 +230,7 @@ def load_config_dict(cfg, changes):
     return RunConfig.from_dict(data)
 
 
+@pytest.mark.slow
 def test_compiled_training_keeps_plain_weight_names(tmp_path, tiny_bert, sentiment_csv,
                                                     monkeypatch):
     """train.compile wraps the model in torch.compile; checkpoints and the export do not
@@ -239,7 +240,8 @@ def test_compiled_training_keeps_plain_weight_names(tmp_path, tiny_bert, sentime
 
     import torch
     from safetensors.torch import load_file
-    from tests_helpers import config_for
+
+    from tests.support.tests_helpers import config_for
 
     monkeypatch.setattr(torch, "compile", functools.partial(torch.compile, backend="eager"))
 
@@ -324,10 +326,9 @@ def test_samples_per_second_leaves_out_evaluation_time(tmp_path, tiny_bert, sent
     32 samples stays a training rate (it would be under 8 samples/s if they counted)."""
     import time
 
-    from tests_helpers import config_for
-
     from engine.core.events import StepLogged
     from engine.training.loop import _Loop
+    from tests.support.tests_helpers import config_for
 
     cfg = load_config_dict(config_for(tmp_path, tiny_bert, sentiment_csv, max_steps=2),
                            {"train": {"eval_every": 1, "log_every": 2}})
@@ -344,3 +345,7 @@ def test_samples_per_second_leaves_out_evaluation_time(tmp_path, tiny_bert, sent
     assert loop.run().status == "completed"
     rates = [e.metrics["samples_per_s"] for e in events if isinstance(e, StepLogged)]
     assert len(rates) == 1 and rates[0] > 16, rates
+    from engine.core.events import FirstStepTaken
+
+    # Step 1 is no logging step (log_every 2), yet it is reported: the counter starts there.
+    assert [e.step for e in events if isinstance(e, FirstStepTaken)] == [1]

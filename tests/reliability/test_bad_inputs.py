@@ -64,7 +64,7 @@ def corpus_config(tmp_path: Path, name: str, model: Path, data: Path) -> Path:
 
 
 def cli(*args: str) -> subprocess.CompletedProcess:
-    from cli_runner import hubtune
+    from tests.support.cli_runner import hubtune
 
     return hubtune(*args)  # in this process; the workers it starts are real processes
 
@@ -97,6 +97,7 @@ def test_bad_data_files_through_the_cli(tmp_path, tiny_bert, store):
     assert [r.id for r in store.list_runs()] == [kept]  # no failed run left behind
 
 
+@pytest.mark.slow
 def test_bad_data_the_cli_cannot_check_first_still_fails_in_the_worker(tmp_path, tiny_bert,
                                                                        store, monkeypatch):
     """Above the pre-check's size limit the worker reads the file and fails the run with
@@ -150,6 +151,7 @@ def test_a_huge_line_is_truncated_not_fatal(tmp_path, tiny_bert):
     assert max(loaded.train.lengths + loaded.validation.lengths) == 16
 
 
+@pytest.mark.slow
 def test_a_run_name_cannot_escape_the_run_folder(tmp_path, tiny_bert, sentiment_csv,
                                                  hubtune_home):
     cfg = data_config(tmp_path, tiny_bert, sentiment_csv)

@@ -23,6 +23,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parents[2]
 SUPPORT = REPO / "tests" / "support"
 
@@ -55,7 +57,7 @@ def _differing(a: dict, b: dict) -> list[str]:
 
 def test_unfrozen_parameters_stay_in_step_and_a_resumed_run_is_exact(
         tmp_path, tiny_bert, sentiment_csv):
-    from tests_helpers import config_for
+    from tests.support.tests_helpers import config_for
 
     cfg = config_for(tmp_path, tiny_bert, sentiment_csv, epochs=3, max_steps=9).to_dict()
     # Blocks open at steps 2 and 4, after the model was wrapped for data parallel; the

@@ -16,8 +16,9 @@ import pytest
 from store import RunStore
 
 TMUX = shutil.which("tmux")
-pytestmark = pytest.mark.skipif(TMUX is None, reason="tmux is not installed (apt-get install "
-                                                     "tmux); .ci/run installs it")
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(TMUX is None, reason="tmux is not installed (apt-get install "
+                                                      "tmux); .ci/run installs it")]
 REPO = Path(__file__).resolve().parents[2]
 
 

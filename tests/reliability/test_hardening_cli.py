@@ -132,6 +132,7 @@ def test_metrics_export_to_a_bad_target_is_one_sentence(store, tmp_path, hubtune
     assert RunStore().series(run_id, "loss").values == [0.5]
 
 
+@pytest.mark.slow
 def test_hubtune_without_a_terminal_exits_at_once(hubtune_home):
     started = time.monotonic()
     result = subprocess.run([sys.executable, "-m", "tui.cli"], stdin=subprocess.DEVNULL,
@@ -156,6 +157,7 @@ def test_hubtune_home_that_is_a_file_is_one_sentence(tmp_path, monkeypatch, args
 
 @pytest.mark.parametrize("args", [("cache", "ls"), ("cache", "rm", "a/b"),
                                   ("cache", "verify", "a/b"), ("hub", "download", "a/b")])
+@pytest.mark.slow
 def test_hf_home_that_is_a_file_is_one_sentence(tmp_path, monkeypatch, args):
     hf = tmp_path / "hf-file"
     hf.write_text("x")
@@ -193,8 +195,9 @@ def test_data_preview_shows_hostile_cells_escaped_one_row_each(tmp_path):
     assert "two\\nlines" in row  # the newline stayed inside its cell: no extra row
 
 
+@pytest.mark.slow
 def test_hub_search_and_info_print_hostile_fields_escaped(hf_cache, tmp_path, monkeypatch):
-    from hub_server import HubServer, Repo
+    from tests.support.hub_server import HubServer, Repo
 
     folder = tmp_path / "repo"
     folder.mkdir()

@@ -6,11 +6,14 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pytest
 from textual.widgets import DataTable
 
 from engine.core.config import RunConfig
 from engine.worker import start_run
 from tui.app import make_app
+
+pytestmark = pytest.mark.slow
 
 
 async def test_four_runs_and_a_live_tui(store, tiny_bert, sentiment_csv):

@@ -20,6 +20,10 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parents[2]
 HUBTUNE = [sys.executable, "-m", "tui.cli"]
 

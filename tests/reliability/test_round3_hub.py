@@ -37,7 +37,7 @@ def sentence(err: pytest.ExceptionInfo) -> str:
 
 
 def cli(*args: str):
-    from cli_runner import hubtune
+    from tests.support.cli_runner import hubtune
 
     return hubtune(*args)
 
@@ -141,8 +141,8 @@ def folders(tmp_path_factory) -> dict[str, Path]:
 
 @pytest.fixture
 def hub(folders, hf_cache, monkeypatch):
-    from hub_datasets import serve_repos
-    from hub_server import Repo
+    from tests.support.hub_datasets import serve_repos
+    from tests.support.hub_server import Repo
 
     def data(repo_id: str, folder: str, **kw) -> Repo:
         return Repo(repo_id, folders[folder], repo_type="dataset", **kw)

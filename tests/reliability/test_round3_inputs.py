@@ -15,12 +15,12 @@ from pathlib import Path
 
 import pytest
 import yaml
-from cli_runner import hubtune
-from tests_helpers import config_for, train_in_process
 
 from engine.core.config import ConfigError, RunConfig, apply_overrides, load_config
 from engine.core.errors import DataError, HubtuneError
 from store import RunStore, StoreError
+from tests.support.cli_runner import hubtune
+from tests.support.tests_helpers import config_for, train_in_process
 
 
 def one_sentence(result) -> str:
@@ -250,8 +250,8 @@ def _hub_repo(folder: Path, text_values: list) -> Path:
 @pytest.fixture
 def odd_hub(tmp_path_factory, hf_cache, monkeypatch):
     """A loopback hub holding a text column of lists and one of nothing but nulls."""
-    from hub_datasets import serve_repos
-    from hub_server import Repo
+    from tests.support.hub_datasets import serve_repos
+    from tests.support.hub_server import Repo
 
     root = tmp_path_factory.mktemp("odd-hub")
     texts, _ = _rows()
@@ -502,10 +502,10 @@ def _moving_repo(folder: Path, word: str) -> Path:
 def test_review_of_hub_data_reads_the_commit_the_run_recorded(tmp_path, tiny_bert, hf_cache,
                                                               monkeypatch):
     import huggingface_hub.constants as hf_constants
-    from hub_datasets import serve_repos
-    from hub_server import Repo
 
     from engine.hub.datasets import fetch_dataset
+    from tests.support.hub_datasets import serve_repos
+    from tests.support.hub_server import Repo
 
     folder = _moving_repo(tmp_path / "moving", "then")
     repo = Repo("hubtune-test/moving", folder, repo_type="dataset")

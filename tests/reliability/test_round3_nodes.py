@@ -39,7 +39,7 @@ def _env(**more: str) -> dict:
 
 
 def _config(tmp_path: Path, model: Path, data: Path, **train) -> dict:
-    from tests_helpers import config_for
+    from tests.support.tests_helpers import config_for
 
     cfg = config_for(tmp_path, model, data, epochs=2, max_steps=6).to_dict()
     cfg["train"].update(log_every=2, eval_every=2, restore_best=False,
@@ -106,7 +106,7 @@ def test_sharded_evaluation_equals_unsharded_and_rank_0_decides(tmp_path, tiny_b
 
 def test_a_rank_with_fewer_rows_fails_every_rank_with_a_sentence(tmp_path, tiny_bert,
                                                                  sentiment_csv):
-    from tiny_models import write_sentiment_csv
+    from tests.support.tiny_models import write_sentiment_csv
 
     short = write_sentiment_csv(tmp_path / "short.csv", rows=96)
     started = time.monotonic()

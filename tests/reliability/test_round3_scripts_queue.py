@@ -19,10 +19,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from cli_runner import hubtune
 from click.testing import CliRunner
-from fake_nvml import FakeNvml
-from tests_helpers import config_for, train_in_process
 
 import engine.worker
 import tui.cli.slurm as slurm_cli
@@ -31,6 +28,9 @@ from engine.core.gpus import GpuMonitor
 from engine.queue import QueueSettings, assign_waiting
 from engine.worker import EXIT_NOT_OURS, run_worker, start_queued, start_run
 from store import RunStore, data_dir
+from tests.support.cli_runner import hubtune
+from tests.support.fake_nvml import FakeNvml
+from tests.support.tests_helpers import config_for, train_in_process
 from tui.cli.base import Failure
 from tui.cli.main import cli
 from tui.cli.slurm import sbatch_script
@@ -290,9 +290,9 @@ def test_runs_rm_of_a_run_that_holds_its_slot_starts_the_next(store, light, laun
 @pytest.mark.slow
 async def test_deleting_a_run_that_holds_its_slot_in_the_tui_starts_the_next(
         store, light, launches, monkeypatch):
-    from pilot_wait import wait_for
     from textual.widgets import DataTable
 
+    from tests.support.pilot_wait import select_run, wait_for
     from tui.app import make_app
 
     monkeypatch.setattr("tui.gpu.GpuMonitor", cpu_box)
@@ -303,8 +303,7 @@ async def test_deleting_a_run_that_holds_its_slot_in_the_tui_starts_the_next(
     async with app.run_test(size=(120, 40)) as pilot:
         table = app.screen.query_one(DataTable)
         await wait_for(pilot, lambda: table.row_count == 2)
-        app.screen.select_run(a)
-        await pilot.pause(0.1)
+        await select_run(pilot, a)
         await pilot.press("x")
         await wait_for(pilot, lambda: app.screen.__class__.__name__ == "ConfirmScreen")
         await pilot.press("y")

@@ -9,15 +9,18 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import torch
 from safetensors.torch import load_file
 
 from store import RunStore
 
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parents[2]
 
 
-from cli_runner import hubtune  # noqa: E402 - in-process unless env is given
+from tests.support.cli_runner import hubtune  # noqa: E402 - in-process unless env is given
 
 
 def wait_until(predicate, timeout: float = 240.0, what: str = "condition") -> None:

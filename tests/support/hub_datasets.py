@@ -139,7 +139,7 @@ configs:
 
 def _tagged(n: int, seed: int) -> list[tuple[list[str], list[str], str]]:
     """(words, BIO tags, 'noun adj') per row, as tests/support/task_data.py writes them."""
-    from task_data import NEG, POS, _sentence
+    from tests.support.task_data import NEG, POS, _sentence
 
     rng = random.Random(seed)
     rows = []
@@ -248,7 +248,8 @@ def write_squad_repo(folder: Path) -> Path:
     """SQuAD-shaped: id, question, context, answers {text, answer_start}; train and
     validation."""
     import datasets
-    from task_data import qa_rows
+
+    from tests.support.task_data import qa_rows
 
     (folder / "data").mkdir(parents=True, exist_ok=True)
     for split, n, seed in (("train", 40, 12), ("validation", 12, 13)):
@@ -272,7 +273,8 @@ def serve_repos(repos: list, monkeypatch):
     """A loopback hub holding `repos` (hub_server.Repo), huggingface_hub pointed at it for
     the test (conftest's hub_server, for a test's own set of repos)."""
     import huggingface_hub.constants as hf_constants
-    from hub_server import HubServer
+
+    from tests.support.hub_server import HubServer
 
     with HubServer(repos) as server:
         monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", False)

@@ -7,9 +7,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tiny_models import write_sentiment_csv
-
 from store import RunStore
+from tests.support.tiny_models import write_sentiment_csv
 
 ROWS = 40
 """Rows of the data file; a quarter is the validation split (10 examples)."""

@@ -7,9 +7,9 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 
-from pilot_wait import wait_for
 from textual.message import Message
 
+from tests.support.pilot_wait import wait_for
 from tui.app import make_app
 from tui.messages import EngineJobFailed
 

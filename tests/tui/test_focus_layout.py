@@ -5,8 +5,8 @@ would make it three rows tall and push the form down. Real app, 120x40 and 80x24
 from __future__ import annotations
 
 import pytest
-from pilot_wait import wait_for
 
+from tests.support.pilot_wait import wait_for
 from tui.app import make_app
 
 pytestmark = pytest.mark.slow  # a whole TUI session
@@ -44,3 +44,27 @@ async def test_focus_moving_through_the_form_never_moves_it(store, size):
             assert layout() == before, f"focusing #{w.id} moved the form"
             background, border = _cue(w)
             assert border in ("", "none") and background != resting[w][0], w.id
+
+
+@pytest.mark.parametrize("size, scroller", [((120, 40), "#run-form"), ((80, 24), "#new-run")])
+async def test_page_keys_scroll_the_form_from_a_text_box(store, size, scroller):
+    """PgDn / PgUp scroll what holds the focused box (the form; the whole screen where the
+    form and the preview stack), and F2 / F3 reach the preview and the layer plan."""
+    app = make_app(store=store)
+    async with app.run_test(size=size) as pilot:
+        await pilot.press("3")
+        await wait_for(pilot, lambda: app.screen.__class__.__name__ == "NewRunScreen")
+        screen = app.screen
+        box = screen.query_one(scroller)
+        assert app.focused.id == "f-name" and box.scroll_y == 0
+        await pilot.press("pagedown")
+        await wait_for(pilot, lambda: box.scroll_y > 5)
+        assert app.focused.id == "f-name"  # scrolling, not moving the focus
+        await pilot.press("pageup")
+        await wait_for(pilot, lambda: box.scroll_y == 0)
+        await pilot.press("f3")
+        await wait_for(pilot, lambda: app.focused.id == "layer-tree")
+        plan = screen.query_one("#layer-plan")
+        await wait_for(pilot, lambda: screen.region.overlaps(plan.region))
+        await pilot.press("f2")
+        await wait_for(pilot, lambda: app.focused.id == "preview-table")

@@ -28,6 +28,8 @@ def _shown(key: str) -> str:
         return NAMES[key]
     if key.startswith("ctrl+"):
         return f"Ctrl+{key[5:].upper()}"
+    if len(key) > 1 and key[0] == "f" and key[1:].isdigit():
+        return key.upper()  # f2 is written F2
     return key
 
 

@@ -7,9 +7,10 @@ from __future__ import annotations
 import functools
 
 import pytest
-from pilot_wait import wait_for as _wait_for
 from textual.widgets import DataTable, Input, Markdown, Select, Static
 
+from tests.support.pilot_wait import field
+from tests.support.pilot_wait import wait_for as _wait_for
 from tui.app import make_app
 
 pytestmark = pytest.mark.slow  # whole TUI sessions, as tests/tui/test_hub_screen.py
@@ -64,7 +65,8 @@ async def test_switch_search_details_download_and_use_in_a_new_run(hub_server, s
         await wait_for(pilot, lambda: app.screen.__class__.__name__ == "RunsScreen")
         await pilot.press("2")
         await wait_for(pilot, lambda: app.screen is screen)
-        assert screen.query_one("#hub-size", Select).value == "n<1K" and table.row_count == 2
+        assert screen.query_one("#hub-size", Select).value == "n<1K"
+        await wait_for(pilot, lambda: table.row_count == 2)
         await pilot.press("t")
         await wait_for(pilot, lambda: [k.value for k in table.rows] == ["hubtune-test/tiny-bert"])
         assert screen.query_one("#hub-task", Select).value == "fill-mask"
@@ -81,9 +83,9 @@ async def test_switch_search_details_download_and_use_in_a_new_run(hub_server, s
         assert fetched and all("/short/" in p for p in fetched)
         # u opens the new-run form with the dataset and its subset as the training data.
         await pilot.press("u")
-        await wait_for(pilot, lambda: app.screen.__class__.__name__ == "NewRunScreen")
+        # The form is shown before the action that opened it fills it in: wait for that.
+        await wait_for(pilot, lambda: field(app, "#f-train-file") == f"hf:{SENTIMENT}")
         form = app.screen
-        assert form.query_one("#f-train-file", Input).value == f"hf:{SENTIMENT}"
         assert form.query_one("#f-a-data-subset", Input).value == "short"
         # The form previews it from the cache's first file: the short subset's columns.
         preview = form.query_one("#preview-summary", Static)
@@ -93,7 +95,11 @@ async def test_switch_search_details_download_and_use_in_a_new_run(hub_server, s
         assert "sentence string" in text(preview)
         table = form.query_one("#preview-table", DataTable)
         assert [c.label.plain for c in table.columns.values()] == ["sentence", "score"]
-        assert form.query_one("#f-text-col", Select).value == "sentence"
+        # The pane shows the preview first; the screen offers its columns when the same
+        # message reaches it, a moment later on a loaded machine.
+        text_col = form.query_one("#f-text-col", Select)
+        await wait_for(pilot, lambda: text_col.value == "sentence",
+                       what=f"text column 'sentence' (it is {text_col.value!r})")
         # Token lengths are counted in the split's first file with the model's tokenizer.
         form.query_one("#f-model", Input).value = str(tiny_bert)
         lengths = form.query_one("#length-stats", Static)
@@ -140,8 +146,7 @@ async def test_local_screen_lists_a_cached_dataset_uses_and_deletes_it(hub_serve
         assert text(summary).startswith("1 model, 1 dataset, ")
         table.move_cursor(row=table.get_row_index(key))
         await pilot.press("u")
-        await wait_for(pilot, lambda: app.screen.__class__.__name__ == "NewRunScreen")
-        assert app.screen.query_one("#f-train-file", Input).value == key
+        await wait_for(pilot, lambda: field(app, "#f-train-file") == key)  # shown, then filled
         await app.switch_mode("models")
         await wait_for(pilot, lambda: app.screen is screen)
         await pilot.press("x")
@@ -155,8 +160,9 @@ async def test_local_screen_lists_a_cached_dataset_uses_and_deletes_it(hub_serve
 async def test_hostile_dataset_fields_and_card_show_literally(hf_cache, tmp_path, monkeypatch,
                                                              store):
     import huggingface_hub.constants as hf_constants
-    from hub_server import HubServer, Repo
-    from test_untrusted_text import shows
+
+    from tests.support.hub_server import HubServer, Repo
+    from tests.tui.test_untrusted_text import shows
 
     folder = tmp_path / "evil"
     (folder / "x[b]\x1b[2J").mkdir(parents=True)

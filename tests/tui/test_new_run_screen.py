@@ -5,11 +5,14 @@ from __future__ import annotations
 import functools
 
 import pytest
-from pilot_wait import wait_for as _wait_for
 from textual.widgets import Button, DataTable, Input, Select, Static
 
+from tests.support.pilot_wait import settle
+from tests.support.pilot_wait import wait_for as _wait_for
 from tui.app import make_app
 from tui.widgets.layer_plan import LayerPlan
+
+pytestmark = pytest.mark.slow
 
 wait_for = functools.partial(_wait_for, timeout=30.0)
 
@@ -87,7 +90,9 @@ async def test_bad_values_are_shown_inline_and_block_launch(store, tiny_bert, se
         await wait_for(pilot, lambda: "train.batch_size must be more than 0" in
                        error_text(screen, "batch"))
         await pilot.press("ctrl+r")
-        await pilot.pause(0.2)
+        await wait_for(pilot, lambda: any("Fix the fields marked in red first." in n.message
+                                          for n in app._notifications))
+        await settle(pilot)
         assert store.count_runs() == 0
 
 
@@ -116,6 +121,12 @@ async def test_load_a_yaml_config_and_flag_an_unknown_column(store, tmp_path, ti
         assert screen.config.train.log_every == 3
         assert screen.config.train.warmup_ratio == 0.2
         assert screen.config.data.label_column == "label"
+        # Loading leaves Advanced closed: its changed keys are named in one line above it.
+        from textual.widgets import Collapsible
+
+        assert screen.query_one("#advanced", Collapsible).collapsed
+        changed = str(screen.query_one("#advanced-changed").render())
+        assert "train.log_every 3" in changed and "train.warmup_ratio 0.2" in changed
 
         # Saving over the file it came from asks first; "no" leaves it as it was.
         before = cfg.read_text()
@@ -326,6 +337,7 @@ async def test_typing_a_hub_id_never_downloads_it(store, hub_server, hf_cache, s
         lengths = screen.query_one("#length-stats", Static)
         await wait_for(pilot, lambda: "not downloaded yet" in str(summary.render()), timeout=60)
         await wait_for(pilot, lambda: "not downloaded yet" in str(lengths.render()), timeout=60)
+        await settle(pilot)  # every engine job the typing started has answered
         assert not list(hf_cache.glob("models--hubtune-test--tiny-bert*"))
         assert not [path for _, path in hub_server.requests if "/resolve/" in path]
 
@@ -351,8 +363,8 @@ async def test_the_model_field_completes_local_models_and_runs(store, hub_server
             assert box.value == completed
         # Nothing is suggested for what is not on this machine.
         await type_into(pilot, "f-model", "org/elsewhere")
-        await pilot.pause(0.2)
-        assert box._suggestion == ""
+        await settle(pilot)  # the suggester's workers have answered
+        assert box.value == "org/elsewhere" and box._suggestion == ""
 
 
 @pytest.mark.parametrize("size", [(80, 24), (120, 40)])

@@ -7,12 +7,13 @@ and the queue's actions are in the command palette (#19). Real store, real app."
 from __future__ import annotations
 
 import pytest
-from pilot_wait import wait_for
-from seed import seed_queue, seed_runs
-from seed_review import seed_disagreeing_runs
 from textual.color import Color
+from textual.command import CommandList
 from textual.widgets import DataTable, Input
 
+from tests.support.pilot_wait import settle, wait_for
+from tests.support.seed import seed_queue, seed_runs
+from tests.support.seed_review import seed_disagreeing_runs
 from tui.app import make_app
 from tui.widgets.footer import KeysFooter, visible_keys
 from tui.widgets.runs_table import RunsTable
@@ -70,7 +71,8 @@ async def test_footer_table_and_delete_dialog_fit(store, size):
         await wait_for(pilot, lambda: _screen_name(app) == "ConfirmScreen")
         label = app.screen.query_one("#confirm-question")
         box = app.screen.query_one("#confirm-box")
-        await pilot.pause(0.1)
+        await wait_for(pilot, lambda: label.region.width > 0 and box.region.width > 0)
+        await settle(pilot)  # laid out, and nothing left to lay out again
         said = "".join(line.text for line in label.render_lines(label.region.reset_offset))
         assert "".join(str(label.render()).split()) == "".join(said.split())
         assert said.split()[-1] == "files?" and box.region.contains_region(label.region)
@@ -210,7 +212,16 @@ async def test_queue_actions_are_in_the_command_palette(store):
         await pilot.press("ctrl+p")
         await wait_for(pilot, lambda: _screen_name(app) == "CommandPalette")
         await pilot.press(*"queue: pause")
-        await pilot.pause(0.5)
+        # The palette searches in a worker: enter before it lists the command does nothing.
+        commands = app.screen.query_one(CommandList)
+
+        def highlighted() -> str:
+            i = commands.highlighted
+            return "" if i is None else str(commands.get_option_at_index(i).prompt)
+
+        await wait_for(pilot, lambda: "Queue: pause or resume" in highlighted())
+        await settle(pilot)
+        assert "Queue: pause or resume" in highlighted()
         await pilot.press("enter")
         await wait_for(pilot, lambda: store.queue_paused())
         await wait_for(pilot, lambda: "queue paused" in app.screen.sub_title)

@@ -7,11 +7,11 @@ from __future__ import annotations
 import functools
 
 import pytest
-from pilot_wait import wait_for as _wait_for
-from tiny_models import write_sentiment_csv
 
 from engine.core.config import RunConfig
 from engine.review import validation_inputs
+from tests.support.pilot_wait import wait_for as _wait_for
+from tests.support.tiny_models import write_sentiment_csv
 from tui.app import make_app
 
 wait_for = functools.partial(_wait_for, timeout=30.0)

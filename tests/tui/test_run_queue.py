@@ -11,12 +11,12 @@ import subprocess
 import time
 
 import pytest
-from fake_nvml import FakeNvml
-from pilot_wait import wait_for
-from seed import SWEEP_ID, seed_queue, seed_runs
 from textual.widgets import Button, DataTable, Static
 
 from engine.core.gpus import GpuMonitor
+from tests.support.fake_nvml import FakeNvml
+from tests.support.pilot_wait import select_run, wait_for
+from tests.support.seed import SWEEP_ID, seed_queue, seed_runs
 from tui.app import make_app
 
 
@@ -74,8 +74,7 @@ async def test_stop_takes_a_waiting_run_out_of_the_queue_without_a_worker(store)
     async with app.run_test(size=(120, 40)) as pilot:
         table = app.screen.query_one(DataTable)
         await wait_for(pilot, lambda: status(table, w0) == "#1 · paused")
-        app.screen.select_run(w0)
-        await pilot.pause(0.1)
+        await select_run(pilot, w0)
         await pilot.press("s")
         await wait_for(pilot, lambda: app.screen.__class__.__name__ == "ConfirmScreen")
         question = str(app.screen.query_one("#confirm-question").render())
@@ -96,8 +95,7 @@ async def test_top_and_up_down_reorder_the_queue(store):
     async with app.run_test(size=(120, 40)) as pilot:
         table = app.screen.query_one(DataTable)
         await wait_for(pilot, lambda: status(table, w2) == "#3 · paused")
-        app.screen.select_run(w2)
-        await pilot.pause(0.1)
+        await select_run(pilot, w2)
         await pilot.press("T")
         await wait_for(pilot, lambda: store.waiting_ids() == [w2, w0, w1])
         await wait_for(pilot, lambda: status(table, w2) == "#1 · paused")
@@ -112,8 +110,7 @@ async def test_top_and_up_down_reorder_the_queue(store):
         await wait_for(pilot, lambda: store.waiting_ids() == [w2, w0, w1])
         assert notified(app, f"Run {w2} is #1 of 3 in the queue.")
         # A run that is not waiting cannot be moved; the queue is left as it was.
-        app.screen.select_run(ids["sweep"][0])
-        await pilot.pause(0.1)
+        await select_run(pilot, ids["sweep"][0])
         await pilot.press("T")
         await wait_for(pilot, lambda: notified(app, "only a queued run that has not started"))
         assert store.waiting_ids() == [w2, w0, w1]
@@ -173,8 +170,7 @@ async def test_a_sweeps_runs_are_listed_together_its_best_starred_and_compared(s
         await wait_for(pilot, lambda: table.row_count == 10)
         await wait_for(pilot, lambda: str(table.get_cell(str(best), "id")) == f"★{best}")
         assert str(table.get_cell(str(worst), "id")) == str(worst)
-        app.screen.select_run(worst)
-        await pilot.pause(0.1)
+        await select_run(pilot, worst)
         await pilot.press("g")
         await wait_for(pilot, lambda: sorted(int(k.value) for k in table.rows)
                        == sorted(ids["sweep"]))
@@ -195,8 +191,7 @@ async def test_a_sweeps_runs_are_listed_together_its_best_starred_and_compared(s
         await wait_for(pilot, lambda: app.screen.__class__.__name__ == "RunsScreen")
         await pilot.press("g")  # again: every run
         await wait_for(pilot, lambda: table.row_count == 10)
-        app.screen.select_run(ids["holder"][0])
-        await pilot.pause(0.1)
+        await select_run(pilot, ids["holder"][0])
         await pilot.press("G")
         await wait_for(pilot, lambda: notified(app, "is not part of a sweep"))
 
@@ -230,8 +225,7 @@ def test_the_watcher_moves_the_queue_only_after_a_reap(store, monkeypatch):
 
 def test_a_queued_run_names_the_gpus_it_waits_for(store):
     """On a two-GPU box, one GPU held by a run and one busy with another user's job."""
-    from fake_nvml import GIB, FakeGpu
-
+    from tests.support.fake_nvml import GIB, FakeGpu
     from tui.queue_view import read_queue
 
     gpus = GpuMonitor(FakeNvml([FakeGpu(f"GPU-{n:08x}-1111-2222-3333-444455556666",

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import os
 
-from pilot_wait import wait_for
-from seed import seed_runs
+import pytest
 from textual.widgets import DataTable, Input, RichLog, Static
 
 from store import RunStore
+from tests.support.pilot_wait import field, select_run, settle, wait_for
+from tests.support.seed import seed_runs
 from tui.app import make_app
+
+pytestmark = pytest.mark.slow
 
 
 async def test_lists_runs_and_shows_the_selected_one(store):
@@ -33,7 +36,7 @@ async def test_runs_started_elsewhere_appear_live(store):
     async with app.run_test(size=(100, 30)) as pilot:
         table = app.screen.query_one(DataTable)
         empty = app.screen.query_one("#runs-empty")
-        await pilot.pause(0.2)
+        await wait_for(pilot, lambda: table.layout_shown is not None)  # the first listing
         assert table.row_count == 0 and not empty.has_class("-hidden")
         # Another process (a CLI `hubtune train`) records a run.
         other = RunStore(store.path)
@@ -146,7 +149,8 @@ async def test_delete_asks_first_and_then_removes(store):
         await pilot.press("x")
         await wait_for(pilot, lambda: app.screen.__class__.__name__ == "ConfirmScreen")
         await pilot.press("n")
-        await pilot.pause(0.1)
+        await wait_for(pilot, lambda: app.screen.__class__.__name__ == "RunsScreen")
+        await settle(pilot)  # whatever "n" set going has finished
         assert store.count_runs() == 3
         await pilot.press("x")
         await wait_for(pilot, lambda: app.screen.__class__.__name__ == "ConfirmScreen")
@@ -175,10 +179,10 @@ async def test_stopping_a_finished_run_is_a_plain_notice(store):
         table = app.screen.query_one(DataTable)
         await wait_for(pilot, lambda: table.row_count == 3)
         await pilot.press("s")
-        await pilot.pause(0.1)
-        assert app.screen.__class__.__name__ == "RunsScreen"
         await wait_for(pilot, lambda: any("only a queued or running run can be stopped" in n.message
                                           for n in app._notifications))
+        await settle(pilot)
+        assert app.screen.__class__.__name__ == "RunsScreen"  # and no question was asked
 
 
 async def test_help_screen_opens_and_closes(store):
@@ -228,9 +232,9 @@ async def test_fork_opens_the_form_prefilled_and_records_the_parent(store, tiny_
         table = app.screen.query_one(DataTable)
         await wait_for(pilot, lambda: table.row_count == 1)
         await pilot.press("f")
-        await wait_for(pilot, lambda: app.screen.__class__.__name__ == "NewRunScreen")
+        # The form is shown before the action that opened it fills it in: wait for that.
+        await wait_for(pilot, lambda: field(app, "#f-name") == "base-fork")
         form = app.screen
-        assert form.query_one("#f-name").value == "base-fork"
         assert form.query_one("#f-model").value == str(tiny_bert)
         form.query_one("#f-lr").value = "0.002"
         launch = form.query_one("#launch")
@@ -290,8 +294,7 @@ async def test_tags_and_notes_are_edited_and_searchable(store):
     async with app.run_test(size=(120, 40)) as pilot:
         table = app.screen.query_one(DataTable)
         await wait_for(pilot, lambda: table.row_count == 3)
-        app.screen.select_run(ids[1])
-        await pilot.pause(0.2)
+        await select_run(pilot, ids[1])
         await pilot.press("t")
         await wait_for(pilot, lambda: app.screen.__class__.__name__ == "EditScreen")
         await pilot.press(*["space" if c == " " else c for c in "baseline, lr-sweep"], "enter")
@@ -343,9 +346,8 @@ async def test_stop_resume_and_stop_again_from_elsewhere(store, tiny_bert, senti
     import subprocess
     import sys
 
-    from tests_helpers import config_for
-
     from engine.worker import start_run
+    from tests.support.tests_helpers import config_for
 
     run_id = start_run(store, config_for(tmp_path, tiny_bert, sentiment_csv, epochs=200))
     app = make_app(store=store)

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import pytest
-from seed import seed_runs
 
 from store import RunStore
+from tests.support.pilot_wait import select_run, settle, wait_for
+from tests.support.seed import seed_runs
 from tui.app import make_app
+
+pytestmark = pytest.mark.slow
 
 
 def _app():
@@ -22,7 +25,7 @@ async def _settle(pilot) -> None:
         if table.row_count == 3 and "digits-vit" in summary:
             break
         await pilot.pause(0.05)
-    await pilot.pause(0.2)
+    await settle(pilot)
 
 
 @pytest.mark.parametrize("size", [(120, 40), (80, 24)])
@@ -35,7 +38,8 @@ def test_help_screen(snap_compare, size):
     async def open_help(pilot):
         await _settle(pilot)
         await pilot.press("question_mark")
-        await pilot.pause(0.3)
+        await wait_for(pilot, lambda: pilot.app.screen.__class__.__name__ == "HelpScreen")
+        await settle(pilot)
 
     assert snap_compare(_app(), terminal_size=size, run_before=open_help)
 
@@ -43,7 +47,7 @@ def test_help_screen(snap_compare, size):
 @pytest.mark.parametrize("size", [(120, 40), (80, 24)])
 def test_hub_screen(snap_compare, size, hub_server, hf_cache):
     async def search(pilot):
-        await pilot.press("2")
+        await pilot.press("2", "slash")
         await pilot.press(*"tiny", "enter")
         screen = pilot.app.screen
         for _ in range(1200):
@@ -54,7 +58,7 @@ def test_hub_screen(snap_compare, size, hub_server, hf_cache):
                     and "custom" not in summary:
                 break
             await pilot.pause(0.05)
-        await pilot.pause(0.3)
+        await settle(pilot)
 
     app = make_app(store=RunStore(), hub_endpoint=hub_server.url)
     assert snap_compare(app, terminal_size=size, run_before=search)
@@ -62,11 +66,7 @@ def test_hub_screen(snap_compare, size, hub_server, hf_cache):
 
 @pytest.mark.parametrize("size", [(120, 40), (80, 24)])
 def test_new_run_screen(snap_compare, size, tmp_path, monkeypatch):
-    import sys
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "support"))
-    from tiny_models import write_sentiment_csv
+    from tests.support.tiny_models import write_sentiment_csv
 
     write_sentiment_csv(tmp_path / "tweets.csv", rows=40)
     monkeypatch.chdir(tmp_path)  # a relative path keeps the snapshot free of temp names
@@ -87,7 +87,7 @@ def test_new_run_screen(snap_compare, size, tmp_path, monkeypatch):
                 break
             await pilot.pause(0.05)
         screen.set_focus(None)  # a focused Input's blinking cursor makes the picture flaky
-        await pilot.pause(0.3)
+        await settle(pilot)
 
     app = make_app(store=RunStore())
     assert snap_compare(app, terminal_size=size, run_before=fill)
@@ -108,7 +108,7 @@ def test_local_models_screen(snap_compare, size, hub_server, hf_cache):
             if pilot.app.screen.query_one("#models-table").row_count == 4:  # + packaged
                 break
             await pilot.pause(0.05)
-        await pilot.pause(0.3)
+        await settle(pilot)
 
     app = make_app(store=RunStore(), hub_endpoint=hub_server.url)
     assert snap_compare(app, terminal_size=size, run_before=open_models)
@@ -121,12 +121,11 @@ def test_playground_screen(snap_compare, size):
 
     async def open_playground(pilot):
         await _settle(pilot)
-        pilot.app.screen.select_run(ids[0])
-        await pilot.pause(0.3)
+        await select_run(pilot, ids[0])
         await pilot.press("p")
-        await pilot.pause(0.3)
+        await wait_for(pilot, lambda: pilot.app.screen.__class__.__name__ == "PlaygroundScreen")
         pilot.app.screen.query_one("Input").blur()  # no blinking cursor in the picture
-        await pilot.pause(0.2)
+        await settle(pilot)
 
     assert snap_compare(make_app(store=store), terminal_size=size, run_before=open_playground)
 
@@ -149,7 +148,7 @@ def test_file_picker(snap_compare, size, tmp_path, monkeypatch):
             if tree and len(tree.first().root.children) == 5:
                 break
             await pilot.pause(0.05)
-        await pilot.pause(0.3)
+        await settle(pilot)
 
     assert snap_compare(make_app(store=RunStore()), terminal_size=size, run_before=open_picker)
 
@@ -173,22 +172,22 @@ def test_compare_screen(snap_compare, size):
 
     async def compare(pilot):
         await _settle(pilot)
-        pilot.app.screen.select_run(ids[2])
+        await select_run(pilot, ids[2])
         await pilot.press("space")
-        pilot.app.screen.select_run(ids[0])
+        await select_run(pilot, ids[0])
         await pilot.press("space", "c")
         for _ in range(600):
             if pilot.app.screen.__class__.__name__ == "CompareScreen":
                 break
             await pilot.pause(0.05)
-        await pilot.pause(0.3)
+        await settle(pilot)
 
     assert snap_compare(make_app(store=store), terminal_size=size, run_before=compare)
 
 
 @pytest.mark.parametrize("size", [(120, 40), (80, 24)])
 def test_compare_examples(snap_compare, size, tmp_path, monkeypatch):
-    from seed_review import seed_disagreeing_runs
+    from tests.support.seed_review import seed_disagreeing_runs
 
     monkeypatch.chdir(tmp_path)
     store = RunStore()
@@ -201,7 +200,7 @@ def test_compare_examples(snap_compare, size, tmp_path, monkeypatch):
                 break
             await pilot.pause(0.05)
         for run_id in (first, second):
-            screen.select_run(run_id)
+            await select_run(pilot, run_id)
             await pilot.press("space")
         await pilot.press("c")
         for _ in range(600):
@@ -213,6 +212,6 @@ def test_compare_examples(snap_compare, size, tmp_path, monkeypatch):
             if pilot.app.screen.query_one("#examples-table").row_count == len(expected):
                 break
             await pilot.pause(0.05)
-        await pilot.pause(0.3)
+        await settle(pilot)
 
     assert snap_compare(make_app(store=store), terminal_size=size, run_before=examples)

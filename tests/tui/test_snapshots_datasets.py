@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from store import RunStore
+from tests.support.pilot_wait import settle
 from tui.app import make_app
 
 pytestmark = pytest.mark.slow  # whole TUI sessions, as tests/tui/test_snapshots.py
@@ -23,7 +24,7 @@ def test_hub_datasets(snap_compare, size, hub_server, hf_cache):
             if table.row_count == 3 and "license mit" in summary and "96 rows" in info:
                 break
             await pilot.pause(0.05)
-        await pilot.pause(0.3)
+        await settle(pilot)
 
     app = make_app(store=RunStore(), hub_endpoint=hub_server.url)
     assert snap_compare(app, terminal_size=size, run_before=search)

@@ -48,11 +48,37 @@ def test_a_long_named_run_at_80x24(tmp_path, hubtune_home):
                 break
             assert time.monotonic() < deadline, "\n".join(lines)
             time.sleep(0.2)
+        # The hub opens on its results: `1` leads back at once (#33). In the search box
+        # the footer says how to leave it, and Esc then `1` does.
+        hub = _keys_until(tmux, ["2"], lambda shown: "hub" in shown[0] and "/ Search" in
+                          shown[-1] and shown[-1].startswith("? Help"))
+        back = _keys_until(tmux, ["1"], lambda shown: any(
+            line.strip().startswith(f"{run_id} ") for line in shown))
+        assert "acc 0.812" in "\n".join(back), back
+        _keys_until(tmux, ["2"], lambda shown: "hub" in shown[0])
+        boxed = _keys_until(tmux, ["/"], lambda shown: "esc Leave box" in shown[-1])
+        # Esc alone first: Esc and `1` in one burst is what a terminal sends for Alt+1.
+        _keys_until(tmux, ["Escape"], lambda shown: "q Quit" in shown[-1])
+        _keys_until(tmux, ["1"], lambda shown: any(
+            line.strip().startswith(f"{run_id} ") for line in shown))
     finally:
         tmux("kill-server")
+    assert "q Quit" in hub[-1] and "? Help" not in boxed[-1]
     cells = row.split()
     assert cells[:2] == [str(run_id), "completed"]
     assert cells[2].endswith("…") and NAME.startswith(cells[2][:-1]) and len(cells[2]) >= 20
     assert len(row.rstrip()) <= 80
     assert lines[-1].split()[:12] == ["?", "Help", "1", "Runs", "2", "Hub", "3", "New", "run",
                                       "4", "Models", "q"]
+
+
+def _keys_until(tmux, keys: list[str], shown_ok, timeout: float = 30) -> list[str]:
+    """Send `keys`, then wait until the screen passes `shown_ok`; returns its lines."""
+    tmux("send-keys", *keys)
+    deadline = time.monotonic() + timeout
+    while True:
+        lines = tmux("capture-pane", "-p").splitlines()
+        if lines and shown_ok(lines):
+            return lines
+        assert time.monotonic() < deadline, "\n".join(lines)
+        time.sleep(0.2)

@@ -12,9 +12,9 @@ from __future__ import annotations
 import functools
 import os
 
-from pilot_wait import wait_for as _wait_for
 from textual.widgets import DataTable, DirectoryTree, Input
 
+from tests.support.pilot_wait import wait_for as _wait_for
 from tui.app import make_app
 
 wait_for = functools.partial(_wait_for, timeout=20.0)
@@ -223,7 +223,8 @@ async def test_data_preview_and_file_picker_show_hostile_files_literally(store, 
 
 async def test_hub_fields_and_card_show_literally(hf_cache, tmp_path, monkeypatch, store):
     import huggingface_hub.constants as hf_constants
-    from hub_server import HubServer, Repo
+
+    from tests.support.hub_server import HubServer, Repo
 
     folder = tmp_path / "repo"
     folder.mkdir()

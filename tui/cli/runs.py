@@ -32,20 +32,27 @@ def runs_ls(status, search, sort, limit, sweep, as_json) -> None:
     """List runs, newest first."""
     store = open_store()
     _reap(store)
+    from tui.run_result import live_results, run_result
+
     rows = store.list_runs(status=status, search=search, sort=sort, limit=limit, sweep=sweep)
+    results = {r.id: run_result(r) for r in live_results(store, rows)}
     if as_json:
-        echo(dump_json([_run_brief(r) for r in rows]))
+        echo(dump_json([_run_brief(r, results[r.id]) for r in rows]))
         return
     if not rows:
         echo("No runs yet. Start one with `hubtune train CONFIG`.")
         return
-    header = f"{'ID':>4}  {'STATUS':<11} {'NAME':<24} {'MODEL':<28} {'TASK':<20} {'ACC':>6}  STARTED"
+    # RESULT: the main metric of the model the run keeps (its best evaluation's with
+    # train.restore_best, else its last), as the TUI's Best column shows it.
+    header = (f"{'ID':>4}  {'STATUS':<11} {'NAME':<24} {'MODEL':<28} {'TASK':<20} "
+              f"{'RESULT':>12}  STARTED")
     echo(header)
     for r in rows:
-        acc = r.summary.get("final_accuracy")
+        res = results[r.id]
+        shown = f"{res.short} {res.value:.3f}" if res.value is not None else "-"
         echo(
             f"{r.id:>4}  {r.status:<11} {cut(r.name, 24):<24} {cut(r.model_id or '', 28):<28} "
-            f"{cut(r.task or '', 20):<20} {f'{acc:.3f}' if acc is not None else '-':>6}  "
+            f"{cut(r.task or '', 20):<20} {cut(shown, 12):>12}  "
             f"{(r.started_utc or r.created_utc)[:19].replace('T', ' ')}"
         )
 
@@ -58,13 +65,15 @@ def _reap(store) -> None:
         start_queued(store)
 
 
-def _run_brief(r) -> dict:
+def _run_brief(r, result) -> dict:
+    """A run for `runs ls --json`; `result` is its tui.run_result.RunResult."""
     return {
         "id": r.id, "name": r.name, "status": r.status, "model_id": r.model_id,
         "task": r.task, "dataset": r.dataset, "created_utc": r.created_utc,
         "started_utc": r.started_utc, "finished_utc": r.finished_utc,
         "duration_s": r.duration_s, "tags": list(r.tags), "summary": r.summary,
         "parent_id": r.parent_id, "error": r.error, "sweep_id": r.sweep_id,
+        "result": result.to_json(),
     }
 
 
@@ -75,10 +84,12 @@ def runs_show(run_id: int, as_json: bool) -> None:
     """Show one run: config, outcome, metrics and recent events."""
     from engine.lineage import config_diff, parents
     from tui.cli.review import class_report_json, echo_class_report
+    from tui.run_result import live_results, run_result
 
     store = open_store()
     _reap(store)
     run = store.get_run(run_id)
+    result = run_result(live_results(store, [run])[0])
     lineage = []
     for parent in parents(run.parent_id, run.config):
         try:
@@ -95,6 +106,7 @@ def runs_show(run_id: int, as_json: bool) -> None:
         out["world_size"] = (run.env or {}).get("world_size", 1)
         out["nnodes"] = (run.env or {}).get("nnodes", 1)
         out["classes"] = class_report_json(run.summary)
+        out["result"] = result.to_json()
         out["parents"] = [{"id": p.run_id, "kind": p.kind, "name": r.name if r else None,
                            "config_diff": [c.to_json() for c in changes]}
                           for p, r, changes in lineage]
@@ -122,6 +134,7 @@ def runs_show(run_id: int, as_json: bool) -> None:
     echo(f"  output   {printable(run.output_dir or '-')}")
     if run.error:
         echo(f"  error    {printable(run.error)}")
+    _echo_result(result)
     for key, value in sorted(run.summary.items()):
         if isinstance(value, float):
             echo(f"  {key:<32} {value:.4f}")
@@ -129,6 +142,17 @@ def runs_show(run_id: int, as_json: bool) -> None:
     _echo_config(run.config)
     for ev in store.events(run_id)[-10:]:
         echo(f"  [{ev.level}] {printable(ev.message)}")
+
+
+def _echo_result(result) -> None:
+    """The run's result (the model it keeps) and, apart, its last evaluation."""
+    if result.value is None:
+        return
+    at = f", step {result.step}" if result.step is not None else ""
+    echo(f"  result   {printable(result.metric)} {result.value:.4f} (the kept model: "
+         f"{result.label}{at})")
+    if result.kept == "best" and result.last is not None:
+        echo(f"  last evaluation  {printable(result.metric)} {result.last:.4f}")
 
 
 def _echo_lineage(lineage: list) -> None:
@@ -178,15 +202,24 @@ def runs_compare(run_ids: tuple[int, ...], sweep_id: str | None, examples: bool,
         return
     if not run_ids:
         raise Failure("Compare needs two or more run ids, or --sweep ID.")
+    from tui.run_result import live_results, run_result
+
     cmp = store.compare(list(run_ids))
+    results = [run_result(r) for r in live_results(store, list(cmp.runs))]
     if as_json:
         echo(dump_json({
             "runs": [r.id for r in cmp.runs],
             "config_diff": {k: list(v) for k, v in cmp.config_diff.items()},
             "metrics": {k: list(v) for k, v in cmp.metrics.items()},
+            "results": [res.to_json() for res in results],
         }))
         return
     rows = [["", *(f"run {r.id}" for r in cmp.runs)]]
+    # First, the result of each (the model it keeps); the summary's rows follow.
+    rows.append(["result (kept model)", *(
+        f"{printable(res.short)} {res.value:.4g}" if res.value is not None else "-"
+        for res in results)])
+    rows.append(["  of", *(res.label if res.value is not None else "-" for res in results)])
     rows += [[cut(key, 60), *(_fmt(v, 40) for v in values)]
              for key, values in cmp.config_diff.items()]
     rows += [[cut(key, 60), *(_fmt(v, 40) for v in values)] for key, values in

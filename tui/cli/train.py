@@ -171,10 +171,11 @@ def follow(store, run_id: int, *, after_event: int = 0) -> str:
 
     from engine.core.events import RESUMED
     from engine.lifecycle import FINISHED
-    from tui.formatting import main_metric
+    from tui.formatting import current_step, main_metric, run_eta
 
     last_event = after_event
     last_step = last_eval = -1
+    queue = _QueueWatch(run_id)
     resumed = after_event > 0
     live = not resumed  # a resumed run's steps count from its checkpoint's load on
     gone = Failure(f"The run database {store.path} was removed or replaced while following "
@@ -193,8 +194,14 @@ def follow(store, run_id: int, *, after_event: int = 0) -> str:
                 last_event = ev.id
                 live = live or ev.message.startswith(RESUMED)
                 echo(f"[{ev.level}] {printable(ev.message)}", err=ev.level == "error")
+            queue.show(store, run)  # a queued run's place and what it waits for
             latest = store.latest_metrics(run_id) if live else {}
             step = store.last_step(run_id)
+            begun = current_step(latest, -1)
+            if last_step < 0 and begun > 0 and "loss" not in latest:  # before the first log
+                last_step = begun
+                eta = run_eta(latest, begun, run)
+                echo(_step_text(begun, latest) + (f"  ETA {eta}" if eta else ""))
             watched = f"val_{main_metric(run)}"
             if watched not in latest:  # a task whose main metric has another name
                 watched = min((k for k in latest if k.startswith("val_")), default=watched)
@@ -203,7 +210,8 @@ def follow(store, run_id: int, *, after_event: int = 0) -> str:
             evaluated = store.last_step(run_id, watched) if watched in latest else -1
             if step > last_step and "loss" in latest:
                 last_step = step
-                echo(_progress_line(step, latest, evaluated == step))
+                echo(_progress_line(step, latest, evaluated == step,
+                                    eta=run_eta(latest, step, run)))
                 last_eval = max(last_eval, evaluated if evaluated == step else -1)
             if last_eval < evaluated == last_step:  # it landed after its step's line
                 last_eval = evaluated
@@ -225,18 +233,59 @@ def follow(store, run_id: int, *, after_event: int = 0) -> str:
         sys.exit(0)
 
 
+class _QueueWatch:
+    """While a followed run waits in the queue: its place and what it waits for, printed
+    at once and again at each change (tui.queue_view, as the TUI's panel says it), then
+    where it started."""
+
+    def __init__(self, run_id: int) -> None:
+        self.run_id = run_id
+        self.said: str | None = None
+        self.monitor = None
+
+    def show(self, store, run) -> None:
+        if run.status != "queued":
+            if self.said is not None and run.status == "running":
+                where = f" on {', '.join(run.devices)}" if run.devices else ""
+                echo(f"Run {self.run_id} left the queue: it is running{where}.")
+            self.said = None
+            return
+        from tui.queue_view import read_queue
+
+        if not run.waiting and self.said is None:
+            return  # launched at once (not through the queue): its events say the rest
+        if not run.waiting:
+            line = f"Run {self.run_id} has its slots ({', '.join(run.devices) or '-'}) " \
+                   "and is starting."
+        else:
+            if self.monitor is None:
+                from engine.core.gpus import GpuMonitor
+
+                self.monitor = GpuMonitor()
+            spot = read_queue(store, self.monitor,
+                              resume_hint="`hubtune queue resume`").spots.get(run.id)
+            line = f"Run {self.run_id} " + (printable(spot.detail) if spot else "is queued")
+        if line != self.said:
+            self.said = line
+            echo(line)
+
+
 def _step_text(step: int, m: dict[str, float]) -> str:
     total = int(m.get("total_steps", 0))
     return f"step {step}/{total}" if total else f"step {step}"
 
 
-def _progress_line(step: int, m: dict[str, float], evaluated: bool) -> str:
-    """A training step's loss, rate and speed, and its evaluation if it had one."""
+def _progress_line(step: int, m: dict[str, float], evaluated: bool, *,
+                   eta: str | None = None) -> str:
+    """A training step's loss, rate, speed and ETA (tui.formatting.run_eta, as the TUI
+    shows it), and its evaluation if it had one."""
     parts = [_step_text(step, m), f"loss {m['loss']:.4f}"]
     if "lr" in m:
         parts.append(f"lr {m['lr']:.2e}")
     if "samples_per_s" in m:
         parts.append(f"{m['samples_per_s']:.1f} samples/s")
+    if eta:
+        parts.append(f"ETA {eta}")
     if evaluated:
         parts += _val_parts(m)
     return "  ".join(parts)
@@ -256,9 +305,16 @@ def _print_summary(run) -> None:
     s = run.summary
     if not s:
         return
-    keys = [("final_accuracy", "accuracy"), ("final_macro_f1", "macro-F1"),
-            ("baseline_majority_accuracy", "majority-class accuracy"),
+    from tui.run_result import run_result
+
+    result, shown = run_result(run), []
+    if result.value is not None:  # the model the run keeps, as `runs ls` shows it
+        last = f"; last evaluation {result.last:.4f}" if result.kept == "best" and \
+            result.last is not None else ""
+        shown.append(f"{printable(result.metric)} {result.value:.4f} (the kept model: "
+                     f"{result.label}{last})")
+    keys = [("baseline_majority_accuracy", "majority-class accuracy"),
             ("baseline_majority_macro_f1", "majority-class macro-F1")]
-    shown = [f"{label} {s[k]:.4f}" for k, label in keys if isinstance(s.get(k), (int, float))]
+    shown += [f"{label} {s[k]:.4f}" for k, label in keys if isinstance(s.get(k), (int, float))]
     if shown:
         echo(f"Run {run.id} {run.status}: " + ", ".join(shown))

@@ -26,6 +26,8 @@ KEY_CHARS = 32
 """The config key column at most (`train.early_stopping.patience` fits)."""
 MIN_VALUE_CHARS = 8
 """A run's column at least; with many runs the table scrolls sideways instead."""
+RESULT_ROW = "result (kept model)"
+"""The row of each run's result (tui.run_result), under its status."""
 
 
 class CompareScreen(ModalScreen[None]):
@@ -88,7 +90,7 @@ class CompareScreen(ModalScreen[None]):
         box (80 columns included) rather than scroll sideways."""
         table = self.query_one("#compare-table", DataTable)
         table.can_focus = False  # the page scrolls as one: its keys are the page's
-        keys = ["status", *cmp.config_diff, *cmp.metrics]
+        keys = ["status", RESULT_ROW, *cmp.config_diff, *cmp.metrics]
         key_w = min(KEY_CHARS, max(len(k) for k in keys))
         inner = int(self.app.size.width * 0.95) - 6  # the box's border, padding, scrollbar
         value_w = max(MIN_VALUE_CHARS, (inner - key_w - 2) // max(len(cmp.runs), 1) - 2)
@@ -99,6 +101,11 @@ class CompareScreen(ModalScreen[None]):
         # Every cell is a Text: keys and values come from stored configs and summaries,
         # and a str cell would be parsed as markup.
         table.add_row(cell("status", "b"), *[cell(cut(r.status, value_w)) for r in cmp.runs])
+        from tui.run_result import live_results
+
+        table.add_row(cell(cut(RESULT_ROW, key_w), "b"),
+                      *[cell(cut(_result(r), value_w))
+                        for r in live_results(self.store, list(cmp.runs))])
         for key, values in cmp.config_diff.items():
             table.add_row(cell(cut(key, key_w), "yellow"),
                           *[cell(cut(_fmt(v), value_w)) for v in values])
@@ -139,6 +146,14 @@ class CompareScreen(ModalScreen[None]):
 
     def on_examples_compared(self, msg: ExamplesCompared) -> None:
         self.query_one(ExamplesView).show(msg)
+
+
+def _result(run) -> str:
+    """The run's result as `runs compare` shows it: `acc 0.763 (best evaluation)`."""
+    from tui.run_result import run_result
+
+    res = run_result(run)
+    return f"{res.short} {res.value:.4g} ({res.label})" if res.value is not None else "-"
 
 
 def _xy(series) -> tuple[list[int], list[float]]:

@@ -70,8 +70,10 @@ hubtune shows them live again.
 | `Ctrl+R` | Launch (enabled when every field is valid) |
 | `Ctrl+T` | Queue: record the run, start it when a slot (GPU or CPU) is free |
 | `Ctrl+L` / `Ctrl+S` | Load / save the form as a YAML config |
+| `F2` / `F3` | Go to the data preview / the layer plan (below the form when narrow) |
 | **Everywhere** | |
 | `Ctrl+P` | Command palette: every action, the queue's and sweeps' included, by name |
+| `PgUp` / `PgDn` | Scroll a page, also from a text box (a list or table pages itself) |
 | `?` | This help |
 | `q` | Quit (runs keep going) |
 

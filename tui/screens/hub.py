@@ -48,7 +48,9 @@ class HubScreen(Screen):
         # A priority binding: `/` reaches the search box from a filter or the results
         # alike; typed in the box itself it is a slash (ids are org/name).
         Binding("slash", "focus_search", "Search", priority=True),
-        Binding("escape", "focus_results", "Results", show=False),
+        # Shown while a box or filter of the bar has focus, where the number keys and
+        # `?` would be typed: the footer then says how to get back to them.
+        Binding("escape", "focus_results", "Leave box"),
         Binding("t", "switch_kind", "Models/Datasets"),
         Binding("d", "download", "Download"),
         Binding("c", "cancel_download", "Cancel download"),
@@ -81,7 +83,9 @@ class HubScreen(Screen):
     def on_mount(self) -> None:
         self.query_one(HubResults).show("model", [])
         self.sub_title = "hub"
-        self.query_one("#hub-query", Input).focus()
+        # The results, not the search box: the screen keys (and 1-4 to leave) work at
+        # once, and `/` is one key away from typing a search.
+        self.query_one("#hub-results").focus()
         self._search(self.query_one(HubBar).read())
 
     def watch_kind(self, kind: str) -> None:
@@ -249,6 +253,12 @@ class HubScreen(Screen):
             query.insert_text_at_cursor("/")
         else:
             query.focus()
+
+    def check_action(self, action: str, parameters: tuple) -> bool | None:
+        if action == "focus_results":  # only from the bar: elsewhere Esc has nothing to leave
+            focused = self.focused
+            return focused is not None and self.query_one(HubBar) in focused.ancestors
+        return True
 
     def action_focus_results(self) -> None:
         self.query_one("#hub-results", DataTable).focus()

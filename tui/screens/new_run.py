@@ -60,6 +60,8 @@ class NewRunScreen(Screen):
         Binding("ctrl+r", "launch", "Launch"),
         Binding("ctrl+t", "queue", "Queue", show=False),  # on its button; the footer is full
         Binding("ctrl+o", "browse", "Pick file"),
+        Binding("f2", "show_preview", "Preview"),  # DataPreviewPane.reveal
+        Binding("f3", "show_plan", "Plan"),
         Binding("escape", "leave_field", "Leave field", show=False),
     ]
 
@@ -275,24 +277,12 @@ class NewRunScreen(Screen):
         ok = self.form.check_columns(p, self._missing)
         text, label = self.form.value("text-col"), self.form.value("label-col")
         if text is not None and self.form.value("task") != "image-classification":
-            self._refresh_lengths(p, text)
+            self.pane.count_tokens_of(p, self.form.value("model"), self.form.value("encoding"),
+                                      text, self.query_one("#f-max-length", Input).value)
         if label is not None and label == p.label_column:
             self.pane.show_label_counts(p, label)
         self.data_ok = ok
         self._update_launch()
-
-    def _refresh_lengths(self, preview, text_column: str) -> None:
-        """Count tokens when the model, file or text column changed; else show them again
-        against the form's Max tokens."""
-        model = self.form.value("model")
-        if not model or Path(preview.path).is_dir():
-            return
-        try:
-            max_length = int(self.query_one("#f-max-length", Input).value)
-        except ValueError:
-            max_length = None
-        key = (model, preview.path, self.form.value("encoding") or "utf-8", text_column)
-        self.pane.count_tokens(key, max_length)
 
     @on(DataPreviewPane.LengthChosen)
     def _use_suggested_length(self, event: DataPreviewPane.LengthChosen) -> None:
@@ -335,6 +325,12 @@ class NewRunScreen(Screen):
         self.notify(_queued_note(self.store, run_id) if queue
                     else f"Run {run_id} started; it trains in its own process.")
         self.app.show_run(run_id)
+
+    def action_show_preview(self) -> None:
+        self.pane.reveal(plan=False)
+
+    def action_show_plan(self) -> None:
+        self.pane.reveal(plan=True)
 
     def action_load(self) -> None:
         self.query_one(ConfigFileRow).load()

@@ -100,6 +100,25 @@ class DataPreviewPane(Vertical):
         yield Button("Use", id="use-length", compact=True, classes="-hidden")
         yield LayerPlan(id="layer-plan")
 
+    def reveal(self, *, plan: bool) -> None:
+        """Bring the preview (its table focused: arrows move through rows) or the layer plan
+        (its tree focused) into view. Below 100 columns both sit under the form's fields:
+        the screen's F2 and F3 reach them from any field (a text box takes no F-key)."""
+        target = self.query_one(LayerPlan) if plan else self
+        target.scroll_visible(top=True, animate=False)
+        focus = "#layer-tree" if plan else "#preview-table"
+        target.query_one(focus).focus(scroll_visible=False)
+
+    def on_resize(self) -> None:
+        """The pane grew as a preview, token counts or a plan arrived: where the form and
+        the pane stack, keep the part the user went to (F2, F3) in view."""
+        focused = self.screen.focused
+        if focused is None or self not in focused.ancestors_with_self:
+            return
+        plan = self.query_one(LayerPlan)
+        target = plan if plan in focused.ancestors_with_self else self
+        self.call_after_refresh(target.scroll_visible, top=True, animate=False)
+
     # -- the file --------------------------------------------------------------
 
     def read(self, path: Path | HubSource, encoding: str, label: str | None) -> None:
@@ -179,6 +198,18 @@ class DataPreviewPane(Vertical):
             f"[b]labels[/b] ({literal(label, 40)}): {literal(shown, 400)}{more}")
 
     # -- token lengths ---------------------------------------------------------
+
+    def count_tokens_of(self, preview, model: str | None, encoding: str | None,
+                        text_column: str, max_length_text: str) -> None:
+        """Count the tokens of `preview`'s file under `model` when the model, file or text
+        column changed; else show them again against the form's Max tokens."""
+        if not model or Path(preview.path).is_dir():
+            return
+        try:
+            max_length = int(max_length_text)
+        except ValueError:
+            max_length = None
+        self.count_tokens((model, preview.path, encoding or "utf-8", text_column), max_length)
 
     def count_tokens(self, key: tuple, max_length: int | None) -> None:
         """Token lengths for `key` = (model, path, encoding, text column), counted once per

@@ -15,7 +15,7 @@ from textual.content import Content
 from textual.events import Resize
 from textual.widgets import RichLog, Static
 
-from tui.formatting import duration, literal, status_markup
+from tui.formatting import current_step, duration, literal, run_eta, status_markup
 from tui.messages import ErrorsReviewed, RunDetailRefreshed
 from tui.run_info import details_lines, errors_lines, pack, review_errors
 from tui.safe_text import printable
@@ -166,10 +166,11 @@ class RunDetail(Horizontal):
         if run.sweep_id:
             lines.append(_sweep_line(run, msg.sweep))
         total = int(m.get("total_steps", 0))
-        if "loss" in m:
-            step = msg.loss.steps[-1] if msg.loss else 0
+        # From the first step on (FirstStepTaken), not from the first logged one.
+        step = current_step(m, msg.loss.steps[-1] if msg.loss else 0)
+        if "loss" in m or step:
             progress = f"step {step}/{total}" if total else f"step {step}"
-            parts = [progress, f"loss {m['loss']:.4f}"]
+            parts = [progress] + ([f"loss {m['loss']:.4f}"] if "loss" in m else [])
             if "lr" in m:
                 parts.append(f"lr {m['lr']:.2e}")
             if "samples_per_s" in m and run.status == "running":
@@ -177,14 +178,15 @@ class RunDetail(Horizontal):
                 if m.get("tokens_per_s"):
                     parts.append(f"{m['tokens_per_s']:,.0f} tokens/s")
             lines += pack(parts, self._text_width())
+        lines += _result_lines(run)
         val = [f"{literal(k[4:], 40)} {v:.4f}" for k, v in sorted(m.items())
                if k.startswith("val_")]
         if val:
-            lines += pack(["validation:", *val], self._text_width())
+            lines += pack(["last evaluation:", *val], self._text_width())
         base = run.summary.get("baseline_majority_accuracy")
         if base is not None:
             lines.append(f"majority-class accuracy {base:.4f}")
-        eta = _eta(m, msg.loss.steps[-1] if msg.loss else 0, run)
+        eta = run_eta(m, step, run)
         lines.append(f"duration {duration(run.duration_s)}" + (f"  ·  ETA {eta}" if eta else ""))
         if run.status == "running":
             lines.append(msg.gpu)
@@ -249,10 +251,15 @@ def _sweep_line(run, sweep) -> str:
     return line + f" · {sweep.size} runs"
 
 
-def _eta(m: dict, step: int, run) -> str | None:
-    """Time left for a running run, from its pace so far."""
-    total = m.get("total_steps")
-    if run.status != "running" or not total or step <= 0 or not run.duration_s:
-        return None
-    left = run.duration_s / step * max(0, total - step)
-    return duration(left)
+def _result_lines(run) -> list[str]:
+    """The run's result: the main metric of the model it keeps (so far, while it runs)."""
+    from tui.run_result import run_result
+
+    result = run_result(run)
+    if result.value is None:
+        return []
+    at = f", step {result.step}" if result.step is not None else ""
+    so_far = " so far" if run.status == "running" else ""
+    return [f"[b]result {literal(result.short, 40)} {result.value:.4f}[/b] "
+            f"(kept model{so_far}: {result.label}{at})"]
+

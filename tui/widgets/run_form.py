@@ -133,8 +133,6 @@ class RunForm(VerticalScroll):
         task.value = form.task
         self.query_one("#f-freeze", Select).value = form.freeze
         self.fill_settings(form)
-        if any(k not in PROMOTED for k in form.changed()):
-            self.query_one(AdvancedSettings).expand()  # a loaded value is never hidden
         for fid in COLUMN_FIELDS:
             select = self.query_one(f"#f-{fid}", Select)
             if select.value not in (Select.NULL, None) and select.value not in (

@@ -6,6 +6,9 @@ run trains; a new order rebuilds the table and keeps the cursor on its run.
 Names, models and datasets are the user's own text: cells are Text, never
 markup. `list_runs` is what the screen's polling thread calls for the rows.
 
+The Best column is each run's result: the main metric of the model it keeps (its best
+evaluation's with train.restore_best, else its last; tui.run_result).
+
 A run waiting in the queue shows its place and the slots it waits for in its status
 (`#2 · gpu1`, tui.queue_view.QueueSpot); the best run of a sweep has a star by its id.
 """
@@ -36,10 +39,14 @@ BEST_MARK = "★"
 def list_runs(store: RunStore, *, search: str | None, status: str | None,
               sort: str) -> list[Run]:
     """The runs to show, filtered and sorted (called in the polling thread); `sweep:ID`
-    in the search keeps one sweep's runs."""
+    in the search keeps one sweep's runs. A running run's result so far is read from its
+    evaluations (tui.run_result), so its Best cell fills at its first evaluation."""
+    from tui.run_result import live_results
+
     search, sweep = split_search(search)
-    runs = store.list_runs(search=search, status=status, sweep=sweep,
-                           sort="-created" if sort == "best" else sort, limit=500)
+    runs = live_results(store, store.list_runs(
+        search=search, status=status, sweep=sweep,
+        sort="-created" if sort == "best" else sort, limit=500))
     if sort == "best":
         from engine.core.config import lower_is_better
 

@@ -1,0 +1,1 @@
+"""hubtune's tests: a package, so tests import their helpers as `tests.support.…`."""

@@ -1,0 +1,1 @@
+"""Reliability tests: bad inputs, lost processes, load, several ranks and nodes."""

@@ -1,0 +1,1 @@
+"""Tests of the TUI (Textual pilot, snapshots, tmux)."""
