@@ -139,7 +139,8 @@ class HubtuneApp(App[None]):
         self.run_worker(go(), group="navigate")
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
-        yield from super().get_system_commands(screen)
+        # Textual's "Keys" (its key panel) beside our "Help" made two help entries.
+        yield from (c for c in super().get_system_commands(screen) if c.title != "Keys")
         yield SystemCommand("Runs", "Every recorded run, live", lambda: self.switch_mode("runs"))
         yield SystemCommand("Hub", "Search and download hub models and datasets",
                             lambda: self.switch_mode("hub"))

@@ -40,6 +40,9 @@ FIELDS = {
     "seed": ("train.seed", "Seed", "42"),
 }
 """Text fields: field id -> (dotted config key, label, placeholder)."""
+TEXT_FIELDS = ("name", "model", "train-file", "encoding")
+"""Fields whose value is text as typed, never parsed as YAML: `pkg:` half typed is not a
+mapping, nor a name `yes` a boolean."""
 SELECTS = {
     "task": ("head.task", "Task"),
     "freeze": ("freeze.policy", "Freezing"),
@@ -133,23 +136,29 @@ class NewRunForm:
                 if v.strip() != SETTINGS[k].default}
 
     def to_dict(self, base_dir: str | None = None) -> dict:
-        """The form as a config mapping, values parsed as YAML scalars (like --set);
-        an empty field or an unpicked choice leaves `base`'s value (or the default)."""
+        """The form as a config mapping, numbers parsed as YAML scalars (like --set) and
+        TEXT_FIELDS taken as typed; an empty field or an unpicked choice leaves `base`'s
+        value (or the default)."""
         import yaml
 
         from engine.core.config import apply_overrides
 
         values = self.fields()
         sets = []
+        texts = {}
         for fid, (key, _, _) in FIELDS.items():
             raw = (values[fid] or "").strip()
-            if raw:
+            if raw and fid in TEXT_FIELDS:
+                texts[key] = raw
+            elif raw:
                 sets.append(f"{key}={raw}")
         for fid, (key, _) in SELECTS.items():
             value = values[fid]
             if isinstance(value, str):
                 sets.append(f"{key}={yaml.safe_dump(value).strip()}")
         data = apply_overrides(self.base, sets)
+        for key, raw in texts.items():
+            _put(data, key, raw)
         _apply_advanced(data, self.advanced)
         data.setdefault("name", "")
         data["base_dir"] = base_dir if base_dir is not None else str(Path.cwd())

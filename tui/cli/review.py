@@ -31,6 +31,11 @@ def _recorded(store, run_id: int):
     cfg = RunConfig.from_dict(run.config)
     check_reviewable(cfg.head.task)
     recorded = store.prediction_set(run_id)
+    if recorded is None and run.status in ("queued", "running"):
+        doing = "training" if run.status == "running" else "queued"
+        raise Failure(f"Run {run_id} is still {doing} and has no evaluated examples yet; "
+                      f"they come with its first evaluation (`hubtune runs follow {run_id}` "
+                      "shows it).")
     if recorded is None:
         raise Failure(f"Run {run_id} has no per-example results (it never finished an "
                       "evaluation, or it trained before hubtune recorded them); "

@@ -125,10 +125,15 @@ class LocalModelsScreen(Screen):
         self.notify(msg.message, severity="error")
 
     def action_delete(self) -> None:
+        from engine.hub.client import packaged_refusal
         from tui.screens.confirm import ConfirmScreen
 
         repo = self._selected()
         if repo is None:
+            return
+        refusal = packaged_refusal(repo)
+        if refusal is not None:  # say so now, not after a dialog asked to delete it
+            self.notify(refusal, severity="warning")
             return
 
         def answered(yes: bool | None) -> None:

@@ -22,7 +22,7 @@ from textual.widgets import DataTable, Header, Input, Static
 from textual.worker import get_current_worker
 
 from store import Run, RunStore
-from tui.formatting import cut
+from tui.formatting import cut, plain
 from tui.messages import RunDetailRefreshed, RunsRefreshed
 from tui.queue_view import QueueView, queue_title
 from tui.screens.confirm import ConfirmScreen
@@ -33,6 +33,8 @@ from tui.widgets.runs_table import SORTS, STATUS_FILTERS, RunsTable, list_runs
 
 POLL_INTERVAL_S = 0.5
 """How often the poll thread looks at the store (tui.run_watcher decides what to re-read)."""
+NO_RUNS = ("No runs yet: press 3 to set one up (runs started from the command line show up "
+           "here too).")
 
 
 class RunsScreen(RunsQueueKeys, Screen):
@@ -88,8 +90,7 @@ class RunsScreen(RunsQueueKeys, Screen):
             yield Input(placeholder="Search runs by name, model, task, dataset, tag…",
                         id="run-search", classes="-hidden")
             yield RunsTable(id="runs-table", cursor_type="row", zebra_stripes=True)
-            yield Static("No runs yet: press 3 to set one up (runs started from the command "
-                         "line show up here too).", id="runs-empty")
+            yield Static(NO_RUNS, id="runs-empty")
         yield RunDetail(id="run-detail")
         yield KeysFooter()
 
@@ -200,6 +201,7 @@ class RunsScreen(RunsQueueKeys, Screen):
     def _show_view(self) -> None:
         """Say how the list is sorted and filtered, and refresh it."""
         self._show_title()
+        self.query_one("#runs-empty", Static).update(empty_note(self.search_text, self.status_filter))
         self._wake.set()
 
     def _show_title(self) -> None:
@@ -334,3 +336,17 @@ class RunsScreen(RunsQueueKeys, Screen):
     def _current(self) -> Run | None:
         """The run under the cursor, as the last refresh listed it."""
         return self._runs.get(self.selected_id or -1)
+
+
+def empty_note(search: str, status: str | None):
+    """What the empty list says: that there are no runs yet, or that none passes the search
+    and the status filter, and the keys that clear them."""
+    if not search and not status:
+        return NO_RUNS
+    if not search:
+        what = f"No {status} runs"
+    else:
+        what = f"No {status + ' ' if status else ''}run matches “{search}”"
+    keys = (["Esc clears the search"] if search else []) + (
+        ["v cycles the status filter round to all runs"] if status else [])
+    return plain(f"{what}: {', '.join(keys)}.")

@@ -1,7 +1,7 @@
 """The new-run form's config file row: a path, Load and Save.
 
-Load reads a YAML run config and posts `ConfigFileRow.Loaded` for the form
-to show; Save writes `config` (set by the screen whenever the form is
+Load (the button, Enter in the path or the screen's Ctrl+L) reads a YAML run
+config and posts `ConfigFileRow.Loaded` for the form to show; Save writes `config` (set by the screen whenever the form is
 valid: attributes down) as YAML, asking before it replaces a file and
 never writing inside hubtune's data folder. A problem is one notification.
 """
@@ -44,6 +44,7 @@ class ConfigFileRow(Horizontal):
         return self.query_one("#config-path", Input).value.strip()
 
     @on(Button.Pressed, "#load")
+    @on(Input.Submitted, "#config-path")
     def load(self) -> None:
         raw = self.path
         if not raw:

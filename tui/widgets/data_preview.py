@@ -91,6 +91,9 @@ class DataPreviewPane(Vertical):
         self._hub_key: str | None = None
         """The hf: data last asked for (ref|subset|revision|label); a preview of another is
         stale."""
+        self._file: str | None = None
+        """The file last asked for; a preview of another (a folder typed through on the
+        way to a file in it, read in a thread that cannot be stopped) is stale."""
 
     def compose(self) -> ComposeResult:
         yield Static("Give a training file to preview it.", id="preview-summary")
@@ -126,9 +129,11 @@ class DataPreviewPane(Vertical):
         `DataPreviewed` comes back (and bubbles on to the screen, which offers its
         columns)."""
         if isinstance(path, HubSource):
+            self._file = None  # nor is a file's still on its way
             self.read_hub(f"{path}|{label}", path.ref, path.subset, path.revision, label)
             return
         self._hub_key = None  # a hub preview still on its way is for data no longer asked for
+        self._file = str(path)
         self._read_file(path, encoding, label)
 
     @work(thread=True, exclusive=True, group="preview", exit_on_error=False)
@@ -154,8 +159,8 @@ class DataPreviewPane(Vertical):
             if key == self._hub_key else None, to=self)
 
     def on_data_previewed(self, msg: DataPreviewed) -> None:
-        if is_hub_key(msg.path) and msg.path != self._hub_key:
-            msg.stop()  # the form moved on while the hub answered
+        if msg.path != (self._hub_key if is_hub_key(msg.path) else self._file):
+            msg.stop()  # the form moved on while this was read
             return
         if msg.error:
             self.show_unreadable()

@@ -158,22 +158,29 @@ class RunForm(VerticalScroll):
     def offer_columns(self, preview, wanted: dict[str, str | None]) -> dict[str, str]:
         """Offer `preview`'s columns for text and label, keeping what the user picked,
         else what a loaded config named (`wanted`), else the preview's guess. Returns the
-        fields whose wanted column the file lacks (field id -> column)."""
+        fields whose wanted column the file lacks (field id -> column).
+
+        A field whose choice this changes posts one `Select.Changed`, so the screen checks
+        and plans the form again: a column picked for the file before (`path` of an image
+        folder passed through while typing) must not stay in the config when the field
+        now shows another."""
         p = preview
         options = [(cell(cut(c, 40)), c) for c in p.columns]
         missing = {}
         for fid, guess in (("text-col", p.text_column), ("label-col", p.label_column)):
             select = self.query_one(f"#f-{fid}", Select)
             current = select.value
-            with self.prevent(Select.Changed):
+            with self.prevent(Select.Changed):  # not the blank set_options passes through
                 select.set_options(options)  # this clears the selection
                 if wanted[fid] is not None and wanted[fid] not in p.columns:
                     missing[fid] = wanted[fid]  # a loaded config named a wrong column
-                    continue
-                for choice in (current, wanted[fid], guess):
-                    if isinstance(choice, str) and choice in p.columns:
-                        select.value = choice
-                        break
+                else:
+                    for choice in (current, wanted[fid], guess):
+                        if isinstance(choice, str) and choice in p.columns:
+                            select.value = choice
+                            break
+            if select.value != current:
+                select.post_message(Select.Changed(select, select.value))
         return missing
 
     def check_columns(self, preview, missing: dict[str, str]) -> bool:
