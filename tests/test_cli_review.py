@@ -120,6 +120,9 @@ def test_review_refusals_are_one_sentence(two_runs, tmp_path, tiny_bert, sentime
     good, weak = two_runs
     store = RunStore()
     bare = store.create_run(config_for(tmp_path, tiny_bert, sentiment_csv).to_dict())
+    out = hubtune("runs", "errors", str(bare))  # queued: it has not evaluated yet
+    assert out.returncode != 0 and "is still queued and has no evaluated examples" in out.stderr
+    store.finish(bare, "failed", error="x")  # ended before any evaluation
     out = hubtune("runs", "errors", str(bare))
     assert out.returncode != 0 and "has no per-example results" in out.stderr
     assert len(out.stderr.strip().splitlines()) == 1

@@ -9,7 +9,7 @@ import functools
 import pytest
 from textual.widgets import DataTable, Input, Markdown, Select, Static
 
-from tests.support.pilot_wait import field
+from tests.support.pilot_wait import field, settle
 from tests.support.pilot_wait import wait_for as _wait_for
 from tui.app import make_app
 
@@ -147,6 +147,7 @@ async def test_local_screen_lists_a_cached_dataset_uses_and_deletes_it(hub_serve
         table.move_cursor(row=table.get_row_index(key))
         await pilot.press("u")
         await wait_for(pilot, lambda: field(app, "#f-train-file") == key)  # shown, then filled
+        await settle(pilot)  # the form's preview and plan read the data: done before rm
         await app.switch_mode("models")
         await wait_for(pilot, lambda: app.screen is screen)
         await pilot.press("x")

@@ -19,7 +19,7 @@ hubtune shows them live again.
 
 | Key | Does |
 | --- | --- |
-| `1` / `2` / `3` / `4` | Runs / Hub / New run / Local models screens |
+| `1`-`4` | Runs, Hub, New run, Local models |
 | **Runs** | |
 | `↑` `↓` | Move between runs |
 | `/` | Search runs (name, model, task, dataset, tags, notes); `sweep:ID` lists one sweep |
@@ -69,7 +69,7 @@ hubtune shows them live again.
 | `Esc` | Leave the field, so `1`-`4` switch screens |
 | `Ctrl+R` | Launch (enabled when every field is valid) |
 | `Ctrl+T` | Queue: record the run, start it when a slot (GPU or CPU) is free |
-| `Ctrl+L` / `Ctrl+S` | Load / save the form as a YAML config |
+| `Ctrl+L` / `Ctrl+S` | Load (or `Enter` in its path) / save the form as a YAML config |
 | `F2` / `F3` | Go to the data preview / the layer plan (below the form when narrow) |
 | **Everywhere** | |
 | `Ctrl+P` | Command palette: every action, the queue's and sweeps' included, by name |
