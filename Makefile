@@ -30,9 +30,10 @@ $(STAMP_TEST): pyproject.toml | $(BIN)/python
 run: $(STAMP_RUN)
 	$(BIN)/hubtune
 
-# Two test processes (pytest-xdist): much of the suite waits on worker processes, so a
-# 2-core machine runs two tests at once. TEST_JOBS=0 runs everything in one process.
-TEST_JOBS ?= 2
+# Three test processes (pytest-xdist) on a 2-core machine: much of the suite waits on
+# worker processes, torchrun and tmux, and each test process computes on one thread
+# (tests/conftest.py), so a third keeps both cores busy. TEST_JOBS=0 runs everything in one.
+TEST_JOBS ?= 3
 PYTEST := $(BIN)/python -m pytest -q $(if $(filter-out 0,$(TEST_JOBS)),-n $(TEST_JOBS) --dist worksteal)
 
 test: $(STAMP_TEST)

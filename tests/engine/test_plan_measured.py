@@ -38,13 +38,14 @@ TOLERANCE = 0.25
 CPU_CASES = {
     # family: (batch, sequence or image size, target length)
     "text-encoder": (8, 256, None),
-    "decoder-lm": (2, 256, None),
+    "decoder-lm": (1, 256, None),
     "seq2seq": (4, 128, 64),
     "hf-vision": (4, 224, None),
     "torchvision-cnn": (8, 224, None),
 }
-CPU_CHECKPOINTED = ("text-encoder", "seq2seq")
-"""Families measured again with gradient checkpointing (the cheap ones: each is a step)."""
+CPU_CHECKPOINTED = ("text-encoder",)
+"""Measured again with gradient checkpointing (one family here, each costs a step; the GPU
+check measures every family both ways)."""
 CUDA_CASES = {
     "text-encoder": (32, 256, None),
     "decoder-lm": (8, 512, None),

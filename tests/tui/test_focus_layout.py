@@ -56,8 +56,9 @@ async def test_page_keys_scroll_the_form_from_a_text_box(store, size, scroller):
         await wait_for(pilot, lambda: app.screen.__class__.__name__ == "NewRunScreen")
         screen = app.screen
         box = screen.query_one(scroller)
-        assert app.focused.id == "f-name" and box.scroll_y == 0
+        await wait_for(pilot, lambda: app.focused is not None and app.focused.id == "f-name")
         await wait_for(pilot, lambda: box.max_scroll_y > 5)  # laid out: there is a page
+        assert box.scroll_y == 0
         await pilot.press("pagedown")
         await wait_for(pilot, lambda: box.scroll_y > 5)
         assert app.focused.id == "f-name"  # scrolling, not moving the focus
