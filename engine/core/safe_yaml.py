@@ -21,7 +21,12 @@ MAX_NODES = 100_000
 
 
 class YamlTooLarge(ValueError):
-    """The document nests too deeply, or its aliases expand too far; `str` says which."""
+    """The document nests too deeply, or its aliases expand too far; `str` says which and
+    `kind` names it for callers with their own sentence: depth, size or cycle."""
+
+    def __init__(self, message: str, kind: str) -> None:
+        super().__init__(message)
+        self.kind = kind
 
 
 def _loader_class():
@@ -31,12 +36,20 @@ def _loader_class():
         """SafeLoader composing at most MAX_DEPTH levels, refusing expanding aliases."""
 
         _depth = 0
+        max_nodes = MAX_NODES
+
+        def fetch_flow_collection_start(self, token_class):
+            # The scanner does work per open `[` / `{` at every token (quadratic in the
+            # nesting): stop before the composer would ever see such a document.
+            if self.flow_level >= MAX_DEPTH:
+                raise _too_deep()
+            super().fetch_flow_collection_start(token_class)
 
         def compose_node(self, parent, index):
             self._depth += 1
             try:
                 if self._depth > MAX_DEPTH:
-                    raise YamlTooLarge(f"nests more than {MAX_DEPTH} levels deep")
+                    raise _too_deep()
                 return super().compose_node(parent, index)
             finally:
                 self._depth -= 1
@@ -44,7 +57,7 @@ def _loader_class():
         def compose_document(self):
             node = super().compose_document()
             if node is not None:
-                check_expansion(node)
+                check_expansion(node, self.max_nodes)
             return node
 
     return BoundedLoader
@@ -53,19 +66,27 @@ def _loader_class():
 _LOADER = None
 
 
-def load_yaml(text: str) -> Any:
-    """`yaml.safe_load(text)` within MAX_DEPTH and MAX_NODES, or YamlTooLarge (a
-    yaml.YAMLError for text that is not YAML, as safe_load raises)."""
-    import yaml
+def _too_deep() -> YamlTooLarge:
+    return YamlTooLarge(f"nests more than {MAX_DEPTH} levels deep", "depth")
 
+
+def load_yaml(text: str, max_nodes: int = MAX_NODES) -> Any:
+    """`yaml.safe_load(text)` within MAX_DEPTH and `max_nodes` values with its aliases
+    expanded, or YamlTooLarge (a yaml.YAMLError for text that is not YAML, as safe_load
+    raises)."""
     global _LOADER
     if _LOADER is None:
         _LOADER = _loader_class()
-    return yaml.load(text, Loader=_LOADER)  # noqa: S506 - a SafeLoader subclass
+    loader = _LOADER(text)
+    loader.max_nodes = max_nodes
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
 
 
-def check_expansion(root) -> None:
-    """Refuse a node graph whose alias-expanded size passes MAX_NODES or whose expanded
+def check_expansion(root, max_nodes: int = MAX_NODES) -> None:
+    """Refuse a node graph whose alias-expanded size passes `max_nodes` or whose expanded
     depth passes MAX_DEPTH; a node that contains itself (`&a [*a]`) is refused too.
 
     Sizes and depths are computed once per node (an alias is a second edge to the same
@@ -83,17 +104,17 @@ def check_expansion(root) -> None:
             on_path.discard(key)
             size[key] = 1 + sum(size[id(c)] for c in children)
             depth[key] = 1 + max((depth[id(c)] for c in children), default=0)
-            if size[key] > MAX_NODES:
-                raise YamlTooLarge(f"expands to more than {MAX_NODES:,} values through its "
-                                   "aliases (*name)")
+            if size[key] > max_nodes:
+                raise YamlTooLarge(f"expands to more than {max_nodes:,} values through its "
+                                   "aliases (*name)", "size")
             if depth[key] > MAX_DEPTH:
                 raise YamlTooLarge(f"nests more than {MAX_DEPTH} levels deep through its "
-                                   "aliases (*name)")
+                                   "aliases (*name)", "depth")
             continue
         if key in size:
             continue
         if key in on_path:
-            raise YamlTooLarge("holds an alias (*name) inside the value it names")
+            raise YamlTooLarge("holds an alias (*name) inside the value it names", "cycle")
         on_path.add(key)
         stack.append((node, True))
         stack.extend((c, False) for c in children if id(c) not in size)

@@ -15,6 +15,7 @@ import fnmatch
 import re
 from dataclasses import dataclass, field
 
+from engine.core.safe_yaml import MAX_DEPTH
 from engine.hub.client import HubError
 
 DATA_SUFFIXES = (".parquet", ".csv", ".tsv", ".jsonl", ".json")
@@ -29,8 +30,9 @@ _WORD = {w: split for split, words in SPLIT_WORDS.items() for w in words}
 DEFAULT_SUBSET = "default"
 MAX_CARD_CHARS = 1_000_000
 """The longest YAML front matter read (the hub's largest real cards are a few hundred KB)."""
-MAX_CARD_DEPTH = 64
-"""The deepest nesting of a card's YAML (real ones nest under ten levels)."""
+MAX_CARD_DEPTH = MAX_DEPTH
+"""The deepest nesting of a card's YAML, as of any YAML hubtune reads (real cards nest
+under ten levels)."""
 MAX_CARD_NODES = 1_000_000
 """The most values a card's YAML may hold with every alias expanded (a "billion laughs"
 card holds a few dozen aliases that expand to billions)."""
@@ -99,77 +101,22 @@ def _front_matter(readme: str, where: str = "The dataset card") -> dict:
 
 
 def load_bounded_yaml(text: str, where: str):
-    """YAML as safe_load reads it, refused with one sentence when it nests deeper than
-    MAX_CARD_DEPTH or holds more than MAX_CARD_NODES values with its aliases expanded:
-    the nodes are counted before any Python object is built from them."""
-    import yaml
+    """YAML as safe_load reads it (engine.core.safe_yaml), refused with one sentence naming
+    the card `where` when it nests deeper than MAX_CARD_DEPTH, holds more than
+    MAX_CARD_NODES values with its aliases expanded, or an alias inside itself."""
+    from engine.core.safe_yaml import YamlTooLarge, load_yaml
 
-    class Bounded(yaml.SafeLoader):
-        depth = 0
-
-        def fetch_flow_collection_start(self, token_class):
-            # PyYAML's scanner does work per open `[`/`{` at every token (quadratic in the
-            # nesting): stop before the composer would ever see it.
-            if self.flow_level >= MAX_CARD_DEPTH:
-                raise CardTooComplex(f"{where} nests its YAML deeper than {MAX_CARD_DEPTH} "
-                                     "levels; hubtune refuses to read it.")
-            super().fetch_flow_collection_start(token_class)
-
-        def compose_node(self, parent, index):
-            # The composer recurses once per level: stop long before Python's limit.
-            self.depth += 1
-            if self.depth > MAX_CARD_DEPTH:
-                raise CardTooComplex(f"{where} nests its YAML deeper than {MAX_CARD_DEPTH} "
-                                     "levels; hubtune refuses to read it.")
-            try:
-                return super().compose_node(parent, index)
-            finally:
-                self.depth -= 1
-
-    loader = Bounded(text)
     try:
-        node = loader.get_single_node()
-        if node is None:
-            return None
-        if _expanded_size(node) > MAX_CARD_NODES:
-            raise CardTooComplex(f"{where} holds YAML that expands to more than "
-                                 f"{MAX_CARD_NODES:,} values (aliases repeated inside "
-                                 "aliases); hubtune refuses to read it.")
-        return loader.construct_document(node)
-    finally:
-        loader.dispose()
-
-
-def _expanded_size(root) -> int:
-    """Values in a composed YAML tree with every alias expanded, each distinct node sized
-    once (post-order, memoised), so counting costs the distinct nodes, not the expansion.
-    An alias of an ancestor (a cycle) counts as one value."""
-    import yaml
-
-    def children(node) -> list:
-        if isinstance(node, yaml.SequenceNode):
-            return node.value
-        if isinstance(node, yaml.MappingNode):
-            return [n for pair in node.value for n in pair]
-        return []
-
-    sizes: dict[int, int] = {}
-    open_nodes: set[int] = set()
-    stack = [(root, False)]
-    while stack:
-        node, done = stack.pop()
-        key = id(node)
-        if done:
-            open_nodes.discard(key)
-            total = 1 + sum(sizes.get(id(c), 1) for c in children(node))
-            sizes[key] = min(total, MAX_CARD_NODES + 1)
-            continue
-        if key in sizes or key in open_nodes:
-            continue
-        open_nodes.add(key)
-        stack.append((node, True))
-        stack.extend((c, False) for c in children(node) if id(c) not in sizes)
-    return sizes[id(root)]
+        return load_yaml(text, MAX_CARD_NODES)
+    except YamlTooLarge as exc:
+        if exc.kind == "depth":
+            problem = f"nests its YAML deeper than {MAX_CARD_DEPTH} levels"
+        elif exc.kind == "size":
+            problem = (f"holds YAML that expands to more than {MAX_CARD_NODES:,} values "
+                       "(aliases repeated inside aliases)")
+        else:
+            problem = "holds a YAML alias (*name) inside the value it names"
+        raise CardTooComplex(f"{where} {problem}; hubtune refuses to read it.") from None
 
 
 def _readme_info(meta: dict) -> dict[str, dict]:
