@@ -19,13 +19,15 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
+
+from tests.reliability.test_nodes import _finish as finish_node
+from tests.reliability.test_nodes import _free_port, _node
 
 REPO = Path(__file__).resolve().parents[2]
 SUPPORT = REPO / "tests" / "support"
@@ -132,26 +134,8 @@ def test_a_stopped_run_leaves_the_process_group(tmp_path, tiny_bert, sentiment_c
 # -- several machines, and a rank the kernel kills ----------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _node(config: Path, rank: int, port: int, *extra: str) -> subprocess.Popen:
-    return subprocess.Popen(
-        [*HUBTUNE, "train", str(config), "--nnodes", "2", "--node-rank", str(rank),
-         "--rdzv-endpoint", f"127.0.0.1:{port}", "--join-timeout", "120", *extra],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO, env=_env())
-
-
-def _finish(proc: subprocess.Popen, timeout: int = 240) -> tuple[int, str, str]:
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        out, err = proc.communicate()
-    return proc.returncode, out, err
+def _finish(proc: subprocess.Popen) -> tuple[int, str, str]:
+    return finish_node(proc, timeout=240)
 
 
 def test_nodes_with_different_configs_fail_naming_the_setting(tiny_config, hubtune_home):
