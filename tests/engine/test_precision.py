@@ -192,29 +192,14 @@ def test_the_gradient_scaler_state_is_checkpointed(tmp_path):
 def test_an_fp16_overflow_step_does_not_advance_the_schedule(tmp_path, tiny_bert,
                                                             sentiment_csv):
     from engine.training.loop import _Loop
+    from tests.engine.test_cuda_ready import _run_with_an_overflow_at_step_two
 
     # Three warmup steps of four, so that every real step moves the rate (with two, the
     # rate after a wrongly counted step would equal the right one by chance).
     cfg = _cfg(tmp_path, tiny_bert, sentiment_csv, precision="fp16", warmup_ratio=0.9)
     loop = _Loop(cfg, lambda e: None, threading.Event(), None)
     loop.prepare(None)
-    real_step, calls = loop._step, {"n": 0}
-
-    def step(batch):
-        calls["n"] += 1
-        return real_step(batch)
-
-    def poison(grad):  # an infinite gradient at the second step: the scaler skips it
-        return grad * float("inf") if calls["n"] == 2 else grad
-
-    for p in loop.model.parameters():
-        if p.requires_grad:
-            p.register_hook(poison)
-    loop._step = step
-    lrs = []
-    real_log = loop._log
-    loop._log = lambda window: (lrs.append(loop.scheduler.get_last_lr()[0]),
-                                real_log(window))[1]
-    loop.run()
+    # An infinite gradient at the second step: the scaler skips it.
+    lrs = _run_with_an_overflow_at_step_two(loop)
     assert lrs[1] == lrs[0]  # the skipped step left the warmup where it was
     assert lrs[2] > lrs[1]  # the next real step moved it on
