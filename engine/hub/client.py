@@ -9,7 +9,6 @@ torchvision parameter counts.
 
 from __future__ import annotations
 
-import hashlib
 import re
 import threading
 from collections.abc import Callable, Iterator
@@ -755,15 +754,12 @@ def verify_cached(repo: str, repo_type: str = "model") -> VerifyReport:
 
 
 def _matches_blob_name(blob: Path) -> bool:
-    expected = blob.name
-    sha256 = hashlib.sha256()
-    git = hashlib.sha1()
-    git.update(f"blob {blob.stat().st_size}\0".encode())
-    with open(blob, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            sha256.update(chunk)
-            git.update(chunk)
-    return expected in (sha256.hexdigest(), git.hexdigest())
+    """Whether a cache blob's bytes hash to its name: an LFS file's sha256, or a small
+    file's git blob id (sha1 of a header and the bytes)."""
+    from engine.hub.names import file_matches
+
+    name = blob.name
+    return file_matches(blob, ("sha256", name) if len(name) == 64 else ("git", name))
 
 
 # -- torchvision backbones ---------------------------------------------------
