@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP_RUN  := $(VENV)/.stamp-run
 STAMP_TEST := $(VENV)/.stamp-test
 
-.PHONY: run test test-fast bench lint clean
+.PHONY: run test test-fast bench lint docs clean
 
 # A first install downloads about 3 GB (torch is most of it) into a 6 GB .venv and takes
 # a few minutes: pip shows a progress bar per download and a line per step.
@@ -44,11 +44,16 @@ test-fast: $(STAMP_TEST)
 	$(PYTEST) -m "not slow"
 
 lint: $(STAMP_TEST)
-	$(BIN)/ruff check tui engine store tests bench
+	$(BIN)/ruff check tui engine store tests bench docs
 	$(BIN)/lint-imports
 
 bench: $(STAMP_TEST)
 	$(BIN)/python -m bench
+
+# The CLI and configuration references (docs/cli.md, docs/configuration.md) are written
+# from the code; tests/test_docs_reference.py fails when they are stale.
+docs: $(STAMP_RUN)
+	$(BIN)/python -m docs.reference
 
 clean:
 	rm -rf $(VENV)

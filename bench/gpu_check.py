@@ -233,7 +233,7 @@ def part_environment(work: Path, site: str | None) -> dict:
 def machine() -> dict:
     info = {"host": platform.node(), "python": platform.python_version(), "gpus": []}
     try:
-        from engine.core.gpus import GpuMonitor
+        from engine.cluster.gpus import GpuMonitor
 
         info["gpus"] = [{"index": r.index, "name": r.name, "memory_total": r.memory_total}
                         for r in GpuMonitor().read()]

@@ -198,7 +198,7 @@ def plan_memory(tmp: Path, dry_run: bool) -> dict:
 
 
 def bf16_vs_fp32(tmp: Path, dry_run: bool) -> dict:
-    from engine.predict import Predictor
+    from engine.trained.predict import Predictor
     from engine.training.inference import place_inference
 
     rows, steps, batch = (64, 2, 8) if dry_run else (2048, 60, 32)
@@ -307,7 +307,7 @@ def worker_cli(tmp: Path, dry_run: bool) -> dict:
 
     import yaml
 
-    from engine.core.gpus import GpuMonitor
+    from engine.cluster.gpus import GpuMonitor
     from store import RunStore
     from tui.gpu import gpu_line
 

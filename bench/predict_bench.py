@@ -49,7 +49,7 @@ def run(repeats: int = 5) -> list[Result]:
     from transformers import pipeline
 
     from engine.modeling.loading import quiet_transformers
-    from engine.predict import predict_file
+    from engine.trained.predict import predict_file
 
     quiet_transformers()
     tmp = Path(tempfile.mkdtemp(prefix="hubtune-bench-predict-"))

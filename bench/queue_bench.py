@@ -43,7 +43,7 @@ def run(repeats: int = 5) -> list[Result]:
     import yaml
 
     from engine.core.config import RunConfig
-    from engine.queue import machine_slots
+    from engine.runs.queue import machine_slots
     from store import RunStore
     from tests.support.tiny_models import make_tiny_bert, write_sentiment_csv
 
@@ -86,7 +86,7 @@ def run(repeats: int = 5) -> list[Result]:
 
 
 def _queued_once(store, cfg, slots: int) -> dict:
-    from engine.worker import start_run
+    from engine.launch.start import start_run
 
     blockers = [start_run(store, cfg, queue=True) for _ in range(slots)]
     nxt = start_run(store, cfg, queue=True)

@@ -56,7 +56,7 @@ def run(repeats: int = 5) -> list[Result]:
     data = _write_csv(home / "tweets.csv", texts, labels, names)
 
     from engine.core.config import RunConfig
-    from engine.worker import start_run
+    from engine.launch.start import start_run
     from store import RunStore
 
     store = RunStore()

@@ -2,7 +2,7 @@
 queue's pause switch. Mixed into `RunStore`.
 
 The store only records; which waiting run starts on which slot is decided by
-`engine.queue`, handed in as a function that runs inside the write transaction. That
+`engine.runs.queue`, handed in as a function that runs inside the write transaction. That
 transaction is `BEGIN IMMEDIATE`: two processes assigning at the same instant take
 turns, and the second sees the first's assignments, so a slot is never given twice.
 Never imports the engine.

@@ -49,7 +49,7 @@ def _is_worker(pid: int) -> bool:
     if pid == os.getpid():
         return False
     try:
-        return b"engine.worker" in Path(f"/proc/{pid}/cmdline").read_bytes()
+        return b"engine.launch.worker" in Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return False
 
@@ -85,13 +85,13 @@ def warm_workers():
     if os.environ.get("HUBTUNE_COLD_WORKERS") == "1":
         yield None
         return
-    import engine.worker
+    import engine.launch.start
     from tests.support.warm_worker import WarmLauncher
 
-    launcher = WarmLauncher(engine.worker.popen)
-    engine.worker.popen = launcher
+    launcher = WarmLauncher(engine.launch.start.popen)
+    engine.launch.start.popen = launcher
     yield launcher
-    engine.worker.popen = launcher._popen
+    engine.launch.start.popen = launcher._popen
     launcher.close()
 
 

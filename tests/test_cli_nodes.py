@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from engine.cluster.rendezvous import NodeSpec, join_failure, torchrun_args
 from engine.core.errors import HubtuneError
-from engine.core.rendezvous import NodeSpec, join_failure, torchrun_args
 from tui.cli.main import cli
 from tui.cli.slurm import sbatch_script
 
@@ -157,7 +157,7 @@ def test_runs_show_json_has_world_size_for_runs_from_before(store, tiny_config):
 def test_layers_keep_the_rendezvous_module_torch_free():
     import sys
 
-    code = ("import sys, engine.core.rendezvous, tui.cli.slurm; "
+    code = ("import sys, engine.cluster.rendezvous, tui.cli.slurm; "
             "print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          cwd=Path(__file__).resolve().parents[1])

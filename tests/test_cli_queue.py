@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from engine.queue import machine_slots
+from engine.runs.queue import machine_slots
 from tests.support.cli_runner import hubtune
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 
-from engine.lineage import config_diff, parents
+from engine.runs.lineage import config_diff, parents
 from tests.support.cli_runner import hubtune
 from tui.cli.output import cells
 

@@ -6,8 +6,8 @@ The rule, by where the import is written:
   is in `[project].dependencies`. An import the code guards, inside a `try:` whose handler
   catches ImportError (or ModuleNotFoundError, Exception, BaseException, or everything),
   may instead come from a feature extra (every extra but `dev`): the code runs without it.
-- `tests/` and `bench/` (the dev tooling, which `make test` installs as `.[dev,demo]`): the
-  runtime dependencies plus the `dev` and `demo` extras.
+- `tests/`, `bench/` and `docs/` (the dev tooling, which `make test` installs as
+  `.[dev,demo]`): the runtime dependencies plus the `dev` and `demo` extras.
 
 Each imported top-level module is mapped to the distributions that install it with
 `importlib.metadata.packages_distributions()`; a module no installed distribution provides
@@ -33,10 +33,10 @@ from pathlib import Path
 from packaging.requirements import Requirement
 
 REPO = Path(__file__).resolve().parent.parent
-OWN = frozenset({"tui", "engine", "store", "tests", "bench"})
-"""The project's own top-level packages (the last two are not installed)."""
+OWN = frozenset({"tui", "engine", "store", "tests", "bench", "docs"})
+"""The project's own top-level packages (the last three are not installed)."""
 RUNTIME_ROOTS = ("tui", "engine", "store")
-DEV_ROOTS = ("tests", "bench")
+DEV_ROOTS = ("tests", "bench", "docs")
 DEV_EXTRAS = ("dev", "demo")
 """What `make test` installs besides the runtime set: `pip install -e '.[dev,demo]'`."""
 _GUARDS = frozenset({"ImportError", "ModuleNotFoundError", "Exception", "BaseException"})

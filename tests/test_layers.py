@@ -20,7 +20,7 @@ def _lint(root: Path) -> subprocess.CompletedProcess:
 def test_import_contracts_hold():
     result = _lint(REPO)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "Contracts: 4 kept, 0 broken" in result.stdout
+    assert "Contracts: 5 kept, 0 broken" in result.stdout
 
 
 def test_import_contracts_catch_a_violation(tmp_path):
@@ -29,9 +29,28 @@ def test_import_contracts_catch_a_violation(tmp_path):
     shutil.copy(REPO / "pyproject.toml", tmp_path / "pyproject.toml")
     records = tmp_path / "store" / "records.py"
     records.write_text(records.read_text() + "\nimport torch  # a layering bug\n")
+    metrics = tmp_path / "engine" / "tasks" / "metrics.py"
+    metrics.write_text(metrics.read_text() + "\nfrom store import RunStore  # a store bypass\n")
     result = _lint(tmp_path)
     assert result.returncode != 0
     assert "store is plain SQLite" in result.stdout and "BROKEN" in result.stdout
+    assert "engine.tasks is not allowed to import store" in result.stdout
+
+
+def test_every_engine_module_sits_on_a_floor():
+    """No loose modules at engine/'s root, and every engine package is named by the layers
+    contract, so a new package cannot slip past the layering."""
+    import tomllib
+
+    config = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["importlinter"]
+    (layers,) = [c["layers"] for c in config["contracts"] if c["type"] == "layers"
+                 and c.get("containers") == ["engine"]]
+    floors = {name.strip() for layer in layers for name in layer.split("|")}
+    engine = REPO / "engine"
+    loose = sorted(p.name for p in engine.glob("*.py") if p.name != "__init__.py")
+    packages = {p.parent.name for p in engine.glob("*/__init__.py")}
+    assert loose == [], f"engine/ has modules outside its floors: {loose}"
+    assert packages == floors, f"packages not in the layers contract: {packages ^ floors}"
 
 
 IMPORT_PROBE = """

@@ -11,7 +11,7 @@ import os
 import pytest
 
 from engine.modeling.export import model_card
-from engine.sweep import rank_sweep
+from engine.runs.sweep import rank_sweep
 from store import kept_metrics
 from tests.support.cli_runner import hubtune
 

@@ -4,7 +4,7 @@
 An AST scan, not a collection run: it reads every test file in well under a second. It
 follows a test into the helpers and fixtures of its own module and looks for the ways
 this suite starts a worker: `start_run` (unless refused or queued), `python -m
-engine.worker` and torchrun. A CLI `train` is not looked for (most in the fast tier are
+engine.launch.worker` and torchrun. A CLI `train` is not looked for (most in the fast tier are
 refused before a worker starts), so `hubtune train --detach` relies on review."""
 
 from __future__ import annotations
@@ -81,7 +81,7 @@ def _starts_a_worker(node: ast.AST, refused: set[int]) -> str | None:
     if isinstance(node, (ast.List, ast.Tuple)):
         items = _strings(node.elts)
         pairs = list(zip(items, items[1:], strict=False))
-        if ("-m", "engine.worker") in pairs or ("-m", "torch.distributed.run") in pairs:
+        if ("-m", "engine.launch.worker") in pairs or ("-m", "torch.distributed.run") in pairs:
             return "python -m " + items[items.index("-m") + 1]
     return None
 
@@ -127,7 +127,7 @@ def test_the_scan_sees_a_worker_start_in_an_unmarked_test(tmp_path):
         "def _go(store, cfg):\n    return start_run(store, cfg)\n"
         "@pytest.fixture\ndef started(store, cfg):\n    return _go(store, cfg)\n"
         "def test_a(started):\n    pass\n"
-        "def test_b():\n    run([sys.executable, '-m', 'engine.worker', '7'])\n"
+        "def test_b():\n    run([sys.executable, '-m', 'engine.launch.worker', '7'])\n"
         "def test_c():\n    run([sys.executable, '-m', 'torch.distributed.run', 'x.py'])\n"
         "def test_refused(store, cfg):\n"
         "    with pytest.raises(ValueError):\n        start_run(store, cfg)\n"

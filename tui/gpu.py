@@ -1,10 +1,10 @@
-"""The run panel's GPU line. The readings come from `engine.core.gpus` (NVML through
+"""The run panel's GPU line. The readings come from `engine.cluster.gpus` (NVML through
 nvidia-ml-py), read by the polling thread for the devices the selected run trains on;
 on a machine without an NVIDIA driver there are none and the line says "no GPU"."""
 
 from __future__ import annotations
 
-from engine.core.gpus import GpuMonitor, GpuReading
+from engine.cluster.gpus import GpuMonitor, GpuReading
 
 __all__ = ["GpuMonitor", "GpuReading", "gpu_line"]
 

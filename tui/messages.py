@@ -46,7 +46,7 @@ class RunDetailRefreshed(Message):
     sweep: SweepView | None = None
     """The sweep it belongs to, if any."""
     parents: list = field(default_factory=list)
-    """[(engine.lineage.Parent, store.Run or None when deleted)]: the runs it comes from."""
+    """[(engine.runs.lineage.Parent, store.Run or None when deleted)]: the runs it comes from."""
 
     def can_replace(self, other: Message) -> bool:
         return isinstance(other, RunDetailRefreshed) and other.run.id == self.run.id
@@ -84,7 +84,7 @@ class ModelDetailsLoaded(Message):
 @dataclass
 class DatasetDetailsLoaded(Message):
     details: object
-    """engine.hub.dataset_search.DatasetDetails"""
+    """engine.data.hub.search.DatasetDetails"""
 
 
 @dataclass
@@ -233,7 +233,7 @@ class ErrorsReviewed(Message):
     recorded: object | None
     """store.review.PredictionSet: the evaluation the examples come from."""
     examples: list
-    """engine.review.ReviewedExample, worst first."""
+    """engine.trained.review.ReviewedExample, worst first."""
     wrong: int = 0
     """How many of all the stored examples the model gets wrong."""
     error: str | None = None
@@ -241,7 +241,7 @@ class ErrorsReviewed(Message):
 
 @dataclass
 class ExamplesCompared(Message):
-    """The validation examples two runs predict differently (engine.review.Disagreement,
+    """The validation examples two runs predict differently (engine.trained.review.Disagreement,
     those where exactly one run is right first), or why they cannot be compared."""
 
     runs: tuple[int, int]

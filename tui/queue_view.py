@@ -1,7 +1,7 @@
 """What the runs screen shows of the run queue and of sweeps, read on its poll thread.
 
-Textual-free and torch-free: the queue's order and slots come from `engine.queue`, a
-sweep's best run from `engine.sweep.rank_sweep`, so the TUI says what `hubtune queue
+Textual-free and torch-free: the queue's order and slots come from `engine.runs.queue`, a
+sweep's best run from `engine.runs.sweep.rank_sweep`, so the TUI says what `hubtune queue
 ls` and `hubtune runs compare --sweep` say. Nothing here writes to the store or starts
 a worker; the runs screen's watcher does that (`RunWatcher.kick_queue`).
 """
@@ -58,7 +58,7 @@ class SweepView:
     size: int
     """Runs in the sweep, listed or not."""
     best: int | None
-    """The id of its best run by the main metric (engine.sweep.rank_sweep); None before
+    """The id of its best run by the main metric (engine.runs.sweep.rank_sweep); None before
     any has a value."""
 
 
@@ -67,7 +67,7 @@ def read_queue(store, monitor, *, resume_hint: str = "press P") -> QueueView:
     query when nothing waits, so an idle queue costs the poll next to nothing.
     `resume_hint`: how the reader resumes a paused queue (a key here, a command in the
     CLI)."""
-    from engine.queue import queue_entries, read_slots
+    from engine.runs.queue import queue_entries, read_slots
 
     paused = store.queue_paused()
     if not store.has_waiting():
@@ -99,7 +99,7 @@ def read_queue(store, monitor, *, resume_hint: str = "press P") -> QueueView:
 
 def read_sweeps(store, runs: Sequence) -> dict[str, SweepView]:
     """Each sweep with a run in `runs`: its size and its best run, over all its runs."""
-    from engine.sweep import rank_sweep
+    from engine.runs.sweep import rank_sweep
 
     out = {}
     for sweep_id in sorted({r.sweep_id for r in runs if r.sweep_id}):

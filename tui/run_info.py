@@ -9,7 +9,7 @@ inputs, config values) goes through `literal`. The errors are read on the engine
 
 from __future__ import annotations
 
-from engine.lineage import Parent, config_diff, flatten, show_value
+from engine.runs.lineage import Parent, config_diff, flatten, show_value
 from tui.formatting import literal
 from tui.messages import ErrorsReviewed
 
@@ -104,7 +104,7 @@ def review_errors(store_path, run_id: int, limit: int = ERRORS_SHOWN) -> ErrorsR
     thread: it reads the run's data again, as `hubtune runs errors` does)."""
     from engine.core.config import RunConfig
     from engine.core.errors import HubtuneError
-    from engine.review import as_trained, check_reviewable, join_inputs, validation_inputs
+    from engine.trained.review import as_trained, check_reviewable, join_inputs, validation_inputs
     from store import RunStore, StoreError
 
     store = RunStore(store_path)  # this thread's own connection

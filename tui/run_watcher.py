@@ -8,7 +8,7 @@ go out as messages (`RunsRefreshed`, `RunDetailRefreshed`, `QueueMoved`).
 
 A TUI left open keeps the run queue moving: when a reap frees the slots of a run whose
 worker process died, and when the screen asks (the queue resumed or reordered), the
-watcher starts what fits (`engine.worker.start_queued`), here on the poll thread, never
+watcher starts what fits (`engine.launch.start.start_queued`), here on the poll thread, never
 on the UI's.
 """
 
@@ -58,7 +58,7 @@ class RunWatcher:
         """((run id, started), loss tail, validation tail) of the run being followed."""
         self.events: collections.deque = collections.deque(maxlen=200)
         self.parents: list = []
-        """[(engine.lineage.Parent, Run or None)] of the run being followed, read once."""
+        """[(engine.runs.lineage.Parent, Run or None)] of the run being followed, read once."""
         self.queue = QueueView()
         """The queue as the last list read found it (places of waiting runs)."""
         self.sweeps: dict = {}
@@ -78,7 +78,7 @@ class RunWatcher:
     def kick_queue(self) -> None:
         """Start the queued runs that fit the free slots now; says which it started."""
         from engine.core.errors import HubtuneError
-        from engine.worker import start_queued
+        from engine.launch.start import start_queued
         from store import StoreError
 
         try:
@@ -152,7 +152,7 @@ class RunWatcher:
 
     def _read_parents(self, run: Run) -> list:
         """The runs `run` was forked from or continues (None where one was deleted)."""
-        from engine.lineage import parents
+        from engine.runs.lineage import parents
         from store import StoreError
 
         out = []

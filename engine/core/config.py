@@ -420,10 +420,15 @@ class RunConfig:
     name: str = ""
     """A label for the run in lists; defaults to the config file's name."""
     model: ModelSpec = field(default_factory=ModelSpec)
+    """The pretrained model to start from, and what it may run or load."""
     head: HeadSpec = field(default_factory=HeadSpec)
+    """The task trained and the head put on the backbone for it."""
     freeze: FreezeSpec = field(default_factory=FreezeSpec)
+    """Which parameters learn, when they start to, and LoRA adapters."""
     data: DataSpec = field(default_factory=DataSpec)
+    """Where the examples come from and how they are read and tokenised."""
     train: TrainSpec = field(default_factory=TrainSpec)
+    """The optimisation: length, rates, schedule, precision, evaluation and checkpoints."""
     base_dir: str = "."
     """Folder that relative data paths are resolved against (the config file's)."""
 

@@ -32,7 +32,7 @@ def capture_environment(workdir: Path | None = None) -> dict:
         "packages": versions,
         "git_revision": _git_revision(workdir or Path.cwd()),
         # Which GPUs the run may use, as this process saw them: the TUI's GPU panel
-        # follows these devices (engine.core.gpus.GpuMonitor.run_devices).
+        # follows these devices (engine.cluster.gpus.GpuMonitor.run_devices).
         "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
         "local_processes": _local_processes(),
         # Data workers hand batches over in /dev/shm: a container's 64 MB default explains

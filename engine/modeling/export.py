@@ -69,7 +69,7 @@ def export_model(model_dir: Path, target: Path, *, config: dict, summary: dict,
             for item in model_dir.iterdir():
                 if item.is_file():
                     shutil.copy2(item, folder / item.name)
-            loader = AUTO_CLASSES.get(head["task"], "engine.predict.Predictor")
+            loader = AUTO_CLASSES.get(head["task"], "engine.trained.predict.Predictor")
         _scrub_folder(folder)
         (folder / "README.md").write_text(model_card(head, config, summary, run_name, loader),
                                           encoding="utf-8")
@@ -343,7 +343,7 @@ def _load_snippet(loader: str) -> str:
         return LOAD_SNIPPETS[loader]
     if loader.startswith("Auto"):
         return f"from transformers import {loader}\nmodel = {loader}.from_pretrained(\"PATH\")"
-    return ("from engine.predict import Predictor  # pip install hubtune\n"
+    return ("from engine.trained.predict import Predictor  # pip install hubtune\n"
             "predictor = Predictor(\"PATH\")\nprint(predictor.predict([\"some text\"]))")
 
 
@@ -362,7 +362,7 @@ def model_card(head: dict, config: dict, summary: dict, run_name: str, loader: s
              "pipeline_tag": PIPELINE_TAGS.get(head["task"]), "tags": ["hubtune", head["task"]]}
     if base.count("/") != 1 or Path(base).exists() or base != head.get("base_model"):
         front.pop("base_model")  # only hub ids belong there, not local paths
-    from store import kept_metrics
+    from store.records import kept_metrics
 
     metrics = kept_metrics(summary)[1]  # of the evaluation whose weights these are
     rows = "\n".join(f"| {k} | {v:.4f} |" for k, v in metrics.items())

@@ -105,7 +105,7 @@ def run_model_path(ref: str) -> Path:
     its weights under `backbone.` and `head.`; the backbone is written out
     once, in transformers' layout, next to it.
     """
-    from store import run_dir
+    from store.paths import run_dir
 
     raw = ref.removeprefix("run:")
     if not raw.isdigit():

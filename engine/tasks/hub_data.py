@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from engine.core.config import RunConfig, is_hub_data, parse_hub_data
 from engine.core.errors import DataError
-from engine.data.hub_text import HubSplit
+from engine.data.hub.text import HubSplit
 from engine.tasks.base import TaskData
 
 STREAM_VALIDATION_ROWS = 10_000
@@ -52,7 +52,7 @@ class HubSplits:
 
 def hub_splits(cfg: RunConfig) -> HubSplits:
     """Fetch (or find in the cache) the training and validation splits `cfg.data` names."""
-    from engine.hub.datasets import fetch_dataset
+    from engine.data.hub.fetch import fetch_dataset
 
     spec = cfg.data
     ref = parse_hub_data(spec.train)
@@ -104,7 +104,7 @@ def hub_task_data(cfg: RunConfig, splits: HubSplits, train, validation, notes: l
 
 def load_hub_sequence(cfg: RunConfig, tokenizer) -> TaskData:
     """`load_text_classification` for an `hf:` dataset."""
-    from engine.data.hub_text import load_hub_text_classification
+    from engine.data.hub.text import load_hub_text_classification
 
     splits = hub_splits(cfg)
     text, notes = load_hub_text_classification(cfg, tokenizer, splits.train,
@@ -127,7 +127,7 @@ def _split(cfg: RunConfig, files, split: str, stream_rows: int):
     """A HubSplit of `files`: local files, or (data.streaming) repo paths fetched as read."""
     import hashlib
 
-    from engine.hub.datasets import dataset_file
+    from engine.data.hub.fetch import dataset_file
 
     if not cfg.data.streaming:
         return HubSplit(files.splits[split], files.where(split))

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from engine.core.config import RunConfig
 from engine.core.errors import DataError
-from engine.data.hub import drop_unlabelled, encode_labels, label_map, pick_hub_column
-from engine.data.hub_rows import open_splits
+from engine.data.hub.rows import open_splits
+from engine.data.hub.splits import drop_unlabelled, encode_labels, label_map, pick_hub_column
 from engine.data.loading import check_stop
 from engine.tasks.base import TaskData
 from engine.tasks.hub_data import hub_splits, hub_task_data
@@ -78,7 +78,7 @@ def load_hub_images(cfg: RunConfig) -> TaskData:
         return ds, [warning] if warning else []
 
     def split(ds, fraction: float, seed: int):  # by class, as for files
-        from engine.data.hub_text import split_off
+        from engine.data.hub.text import split_off
 
         return split_off(ds, lmaps["column"], lmaps["train"], fraction, seed)
 

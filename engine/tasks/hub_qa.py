@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from engine.core.config import RunConfig
 from engine.core.errors import DataError
-from engine.data.hub_rows import OpenSplits, open_splits
+from engine.data.hub.rows import OpenSplits, open_splits
 from engine.tasks.base import TaskData
 from engine.tasks.hub_data import HubSplits, hub_splits, hub_task_data
 

@@ -13,8 +13,7 @@ from __future__ import annotations
 
 from engine.core.config import RunConfig
 from engine.core.errors import DataError
-from engine.data.hub import MAP_BATCH_ROWS, class_names, pick_hub_column
-from engine.data.hub_rows import (
+from engine.data.hub.rows import (
     OpenSplits,
     arrow_column,
     blank,
@@ -23,6 +22,7 @@ from engine.data.hub_rows import (
     keep_rows,
     open_splits,
 )
+from engine.data.hub.splits import MAP_BATCH_ROWS, class_names, pick_hub_column
 from engine.data.loading import check_stop
 from engine.data.text_cells import cut_texts  # a huge cell is cut before the tokenizer
 from engine.tasks.base import FieldExamples, TaskData
@@ -34,7 +34,7 @@ def field_examples(ds, names: tuple[str, ...]) -> FieldExamples:
     """A tokenised split (input_ids and `names`) as FieldExamples over its Arrow columns."""
     import pyarrow.compute as pc
 
-    from engine.data.hub_text import ArrowColumn
+    from engine.data.hub.text import ArrowColumn
 
     lengths = pc.list_value_length(ds.data.column("input_ids")).to_pylist()
     return FieldExamples({n: ArrowColumn(ds, n) for n in ("input_ids", *names)}, lengths)

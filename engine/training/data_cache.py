@@ -70,7 +70,7 @@ def data_key(task, cfg: RunConfig, processor) -> str:
 def _hub_stamp(cfg: RunConfig, ref: str) -> list:
     """A hub dataset's stamp: the commit its revision resolves to (offline, the one the
     cache holds), so a new commit misses the cache and a re-run at the same one hits it."""
-    from engine.hub.datasets import resolve_commit
+    from engine.data.hub.fetch import resolve_commit
 
     repo = parse_hub_data(ref).repo
     return [ref, cfg.data.subset, resolve_commit(repo, cfg.data.revision)]
@@ -83,8 +83,8 @@ def _stamp(path: Path | None) -> list:
 
 def _code_hash(task) -> str:
     """The source of the modules that turn files into examples."""
-    import engine.data.hub_rows
-    import engine.data.hub_text
+    import engine.data.hub.rows
+    import engine.data.hub.text
     import engine.data.loading
     import engine.data.reader
     import engine.tasks.base
@@ -92,10 +92,10 @@ def _code_hash(task) -> str:
     import engine.tasks.hub_readers
 
     digest = hashlib.sha256()
-    # The hub readers too (hub_text imports engine.data.hub, hub_readers hub_data): a
+    # The hub readers too (hub_text imports engine.data.hub.splits, hub_readers hub_data): a
     # task's own module is not the only one that turns its hub rows into examples.
     for module in (engine.data.reader, engine.data.loading, engine.tasks.base,
-                   engine.data.hub, engine.data.hub_text, engine.data.hub_rows,
+                   engine.data.hub.splits, engine.data.hub.text, engine.data.hub.rows,
                    engine.tasks.hub_data, engine.tasks.hub_readers, engine.tasks.hub_qa,
                    sys.modules[type(task).__module__]):
         digest.update(Path(module.__file__).read_bytes())

@@ -8,7 +8,7 @@ autocast computes the matmuls in bf16/fp16 and keeps softmax and norms in float3
 fp32 work runs its matmuls on TF32 tensor cores unless the run asked for strict
 float32 (`train.tf32: false`).
 
-The GPU is chosen from the queue's slots (`engine.queue.read_slots`, handed in: this
+The GPU is chosen from the queue's slots (`engine.runs.queue.read_slots`, handed in: this
 layer never reads the store): a GPU no run holds and no other user loads first, so a
 `predict --file` never lands on the GPU a training run holds while another is idle.
 Only GPUs the user's `CUDA_VISIBLE_DEVICES` shows are candidates. Slots name GPUs by
@@ -99,12 +99,12 @@ def place_inference(precision: str = "auto", *, device: str | None = None,
 
     `precision` is the run's `train.precision` (auto, fp32, bf16, fp16); `device` a
     user's choice (`DEVICE_HELP`; None: as "cuda" where torch sees a GPU, else the
-    CPU); `slots` the queue's slots (`engine.queue.read_slots`), None where no queue
+    CPU); `slots` the queue's slots (`engine.runs.queue.read_slots`), None where no queue
     is known (a run's own worker, whose CUDA_VISIBLE_DEVICES is its slot: its first
     GPU). `monitor`, `environ`, `cuda_available` and `cuda_uuids` default to this
     process's NVML, environment and torch (tests hand in fakes).
     """
-    from engine.core.gpus import GpuMonitor
+    from engine.cluster.gpus import GpuMonitor
 
     environ = os.environ if environ is None else environ
     choice = (device or "").strip().lower() or None

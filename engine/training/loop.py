@@ -1,7 +1,7 @@
 """The fine-tuning loop: a prepared run in, events out, an `Outcome` back.
 
 Plain Python on accelerate. It never prints and never touches the store: the
-run's worker process (engine.worker) turns its events into rows. The loss is accumulated on the device and
+run's worker process (engine.launch.worker) turns its events into rows. The loss is accumulated on the device and
 read only at the logging interval, because `.item()` each step forces a GPU
 sync and stalls the pipeline. Checkpoints carry everything needed for a
 resumed run to end with the same parameters as an uninterrupted one. What

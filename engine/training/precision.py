@@ -22,12 +22,12 @@ from engine.core.errors import HubtuneError
 
 def native_bf16(monitor=None) -> bool:
     """Whether the first GPU this process sees computes bfloat16 natively. `monitor` is
-    an `engine.core.gpus.GpuMonitor` (tests pass one over a fake NVML)."""
+    an `engine.cluster.gpus.GpuMonitor` (tests pass one over a fake NVML)."""
     import torch
 
     if monitor is None and torch.cuda.is_initialized():
         return torch.cuda.is_bf16_supported(including_emulation=False)
-    from engine.core.gpus import GpuMonitor
+    from engine.cluster.gpus import GpuMonitor
 
     monitor = monitor or GpuMonitor()
     visible = monitor.visible()

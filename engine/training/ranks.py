@@ -35,7 +35,7 @@ def check_same_data(run) -> None:
     every rank raises the same sentence. `run` is the prepared training loop."""
     if run.accelerator.num_processes <= 1:
         return
-    from engine.core.rendezvous import differs_from, gather_digests
+    from engine.cluster.rendezvous import differs_from, gather_digests
 
     found = gather_digests({
         "train": len(run.data.train), "validation": len(run.data.validation),

@@ -359,12 +359,12 @@ class RunSetup:
 def ddp_settings() -> list:
     """accelerate's settings for data parallel: gradients kept as views into DDP's
     all-reduce buckets (one copy of them, not two), and the process group's raised
-    timeout where accelerate starts it (engine.core.rendezvous says why)."""
+    timeout where accelerate starts it (engine.cluster.rendezvous says why)."""
     from datetime import timedelta
 
     from accelerate.utils import DistributedDataParallelKwargs, InitProcessGroupKwargs
 
-    from engine.core.rendezvous import PROCESS_GROUP_TIMEOUT_S
+    from engine.cluster.rendezvous import PROCESS_GROUP_TIMEOUT_S
 
     return [DistributedDataParallelKwargs(gradient_as_bucket_view=True),
             InitProcessGroupKwargs(timeout=timedelta(seconds=PROCESS_GROUP_TIMEOUT_S))]

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from engine.core.errors import HubtuneError
+from engine.launch.resume import resume_point
 from engine.training.checkpoint import LoopState, checkpoint_problem, save_checkpoint
-from engine.worker import resume_point
 
 
 def _save(folder: Path, step: int) -> Path:

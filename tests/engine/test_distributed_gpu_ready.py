@@ -11,7 +11,7 @@ import torch
 
 
 def test_cuda_device_order_follows_the_pci_bus_also_for_the_users_own_gpus():
-    from engine.worker import worker_environment
+    from engine.launch.start import worker_environment
 
     mine = worker_environment({"CUDA_VISIBLE_DEVICES": "1,0", "PATH": "/bin"}, keep_cuda=True)
     assert mine["CUDA_DEVICE_ORDER"] == "PCI_BUS_ID" and mine["CUDA_VISIBLE_DEVICES"] == "1,0"
@@ -27,7 +27,7 @@ def test_cuda_device_order_follows_the_pci_bus_also_for_the_users_own_gpus():
 def test_ddp_keeps_gradients_in_its_buckets_and_waits_long_for_saves():
     from accelerate.utils import DistributedDataParallelKwargs, InitProcessGroupKwargs
 
-    from engine.core.rendezvous import PROCESS_GROUP_TIMEOUT_S
+    from engine.cluster.rendezvous import PROCESS_GROUP_TIMEOUT_S
     from engine.training.setup import ddp_settings
 
     ddp, group = ddp_settings()
@@ -40,7 +40,7 @@ def test_ddp_keeps_gradients_in_its_buckets_and_waits_long_for_saves():
 TORCHRUN_SUMMARY = """
 torch.distributed.elastic.multiprocessing.errors.ChildFailedError:
 ============================================================
-engine.worker FAILED
+engine.launch.worker FAILED
 ------------------------------------------------------------
 Failures:
 [1]:
@@ -64,7 +64,7 @@ Root Cause (first observed failure):
 
 
 def test_torchruns_verdict_on_a_killed_rank_reads_as_a_sentence():
-    from engine.nodes import killed_rank
+    from engine.launch.nodes import killed_rank
 
     rank, sentence = killed_rank(TORCHRUN_SUMMARY.format(rank=3, code=-9))
     assert rank == 3
@@ -78,7 +78,7 @@ def test_torchruns_verdict_on_a_killed_rank_reads_as_a_sentence():
 
 
 def test_nodes_compare_settings_but_not_where_their_data_files_are_mounted():
-    from engine.core.rendezvous import _comparable, code_version
+    from engine.cluster.rendezvous import _comparable, code_version
 
     a = {"data": {"train": "/home/a/train.csv", "validation": None, "max_length": 32},
          "train": {"learning_rate": 0.003}}

@@ -294,7 +294,7 @@ def test_lora_trains_adapters_and_head_and_exports_merged(tmp_path, tiny_bert, s
     k = "encoder.layer.0.attention.self.key.weight"
     assert not torch.equal(trained[f"backbone.{q}"], original[q])  # the merged update
     assert torch.equal(trained[f"backbone.{k}"], original[k])  # not a LoRA target
-    from engine.predict import Predictor
+    from engine.trained.predict import Predictor
 
     assert Predictor(tmp_path / "out" / "model").predict(["the food was good"])[0].label
 

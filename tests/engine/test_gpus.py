@@ -1,7 +1,7 @@
 """Which GPUs a run uses and what they read (issue #24, points 6 and 7).
 
 NVML is the one thing faked: `FakeNvml` has the functions of the pynvml module that
-`engine.core.gpus` calls, over a made-up machine, and raises as the real library does
+`engine.cluster.gpus` calls, over a made-up machine, and raises as the real library does
 for what a device cannot report (a MIG slice's utilisation). Everything above it (the
 device resolution, the panel line, the run watcher, the launch check, `start_run`) is
 the real code.
@@ -14,10 +14,10 @@ import re
 
 import pytest
 
+from engine.cluster.gpus import GpuMonitor, check_process_count, visible_gpu_count
 from engine.core.config import RunConfig
 from engine.core.environment import capture_environment
 from engine.core.errors import HubtuneError
-from engine.core.gpus import GpuMonitor, check_process_count, visible_gpu_count
 from tests.support.fake_nvml import GIB, FakeGpu, FakeNvml
 from tui.formatting import human_bytes
 from tui.gpu import gpu_line
@@ -235,7 +235,7 @@ def test_cpu_processes_over_gloo_stay_allowed(monkeypatch):
 
 
 def test_start_run_refuses_before_recording_a_run(store, monkeypatch, tmp_path):
-    from engine.worker import start_run
+    from engine.launch.start import start_run
 
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     cfg = RunConfig.from_dict({"model": {"id": "prajjwal1/bert-tiny"},

@@ -8,7 +8,7 @@ import pytest
 
 from engine.core.config import RunConfig
 from engine.core.errors import ConfigError, DataError, HubtuneError
-from engine.hub.datasets import DEFAULT_SUBSET, read_layout
+from engine.data.hub.fetch import DEFAULT_SUBSET, read_layout
 
 SENTIMENT = "hubtune-test/sentiment"
 

@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from engine.cluster.gpus import GpuMonitor
 from engine.core.config import RunConfig
 from engine.core.errors import HubtuneError
-from engine.core.gpus import GpuMonitor
-from engine.queue import QueueSettings, assign_waiting, read_slots
+from engine.runs.queue import QueueSettings, assign_waiting, read_slots
 from engine.training.inference import CPU, InferencePlacement, place_inference
 from tests.support.fake_nvml import GIB, FakeGpu, FakeNvml
 
@@ -206,7 +206,7 @@ def _autocast_seen(predictor) -> list:
 
 
 def test_bf16_predictions_on_the_cpu_match_fp32_labels(tmp_path, tiny_bert):
-    from engine.predict import Predictor
+    from engine.trained.predict import Predictor
 
     model_dir, _ = _model_dir(tmp_path, tiny_bert)
     fp32 = Predictor(model_dir)
@@ -223,7 +223,7 @@ def test_bf16_predictions_on_the_cpu_match_fp32_labels(tmp_path, tiny_bert):
 
 @pytest.mark.slow  # reads a file through datasets: seconds on the 2-core machine
 def test_predict_file_runs_in_the_runs_precision(tmp_path, tiny_bert):
-    from engine.predict import Predictor, predict_file
+    from engine.trained.predict import Predictor, predict_file
 
     model_dir, cfg = _model_dir(tmp_path, tiny_bert)
     data = tmp_path / "rows.csv"
@@ -237,7 +237,7 @@ def test_predict_file_runs_in_the_runs_precision(tmp_path, tiny_bert):
 
 
 def test_embeddings_under_bf16_point_the_same_way(tmp_path, tiny_bert):
-    from engine.predict import Predictor
+    from engine.trained.predict import Predictor
 
     model_dir, _ = _model_dir(tmp_path, tiny_bert, "feature-extraction", ())
 
@@ -271,7 +271,7 @@ def test_the_cli_refuses_an_unknown_device_in_one_sentence(store, tmp_path, tiny
 
 @CUDA
 def test_on_a_gpu_predictions_run_under_cuda_autocast_and_match_fp32(tmp_path, tiny_bert):
-    from engine.predict import Predictor
+    from engine.trained.predict import Predictor
 
     model_dir, _ = _model_dir(tmp_path, tiny_bert)
     placement = place_inference("auto")
@@ -288,7 +288,7 @@ def test_on_a_gpu_predictions_run_under_cuda_autocast_and_match_fp32(tmp_path, t
 
 @CUDA
 def test_on_a_gpu_fp32_inference_runs_on_tf32_unless_strict(tmp_path, tiny_bert):
-    from engine.predict import Predictor
+    from engine.trained.predict import Predictor
 
     model_dir, _ = _model_dir(tmp_path, tiny_bert)
     ampere = torch.cuda.get_device_capability() >= (8, 0)
@@ -327,7 +327,7 @@ PLACEMENTS = [pytest.param(InferencePlacement("cpu", "bf16"), id="cpu-bf16"),
 def test_every_task_path_runs_on_the_placement_under_its_autocast(tmp_path, placement):
     """Tags, answers, fills and generated text each build their own inputs: each must
     reach the model's device and run under the placement's autocast."""
-    from engine.predict import Predictor
+    from engine.trained.predict import Predictor
 
     if placement == "cuda":
         placement = place_inference("auto")

@@ -1,4 +1,4 @@
-"""The run lifecycle rules the CLI and the TUI share (engine.lifecycle)."""
+"""The run lifecycle rules the CLI and the TUI share (engine.runs.lifecycle)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 
 from engine.core.config import MAX_NAME_CHARS
 from engine.core.errors import HubtuneError
-from engine.lifecycle import (
+from engine.runs.lifecycle import (
     check_deletable,
     check_resumable,
     check_stoppable,

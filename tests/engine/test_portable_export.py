@@ -105,7 +105,7 @@ def _check_card(folder: Path, tmp_path: Path, snippet: str) -> str:
 
     card = (folder / "README.md").read_text(encoding="utf-8")
     local = (str(tmp_path), SECRET_PATH_PART, f"pytest-of-{getpass.getuser()}", "base_dir")
-    assert snippet in card and "engine.predict" not in card and "hubtune import" not in card
+    assert snippet in card and "engine.trained.predict" not in card and "hubtune import" not in card
     for path in folder.rglob("*"):
         if path.is_file() and path.suffix != ".safetensors":
             text = path.read_text(encoding="utf-8", errors="replace")
@@ -122,7 +122,7 @@ EMBEDDING_POOLINGS = ("mean", "pooler")
 
 def test_exports_load_without_hubtune_and_predict_as_hubtune_does(tmp_path, tiny_bert):
     from engine.modeling.export import REMOTE_CODE, SENTENCE_TRANSFORMERS, export_model
-    from engine.predict import Predictor
+    from engine.trained.predict import Predictor
 
     exported, ours = [], []
     for n, (task, pooling, hidden, labels) in enumerate(SEQUENCE_CASES):
@@ -187,9 +187,9 @@ def _torchvision_export(tmp_path: Path) -> tuple[Path, list[str], torch.Tensor]:
     from safetensors.torch import save_model
 
     from engine.modeling.export import REMOTE_VISION, export_model
-    from engine.predict import Predictor
     from engine.tasks.base import write_head_file
     from engine.tasks.image import IMAGENET_MEAN, IMAGENET_STD, TorchvisionClassifier
+    from engine.trained.predict import Predictor
 
     cfg = RunConfig.from_dict({"name": "tv", "model": {"id": "torchvision:mobilenet_v3_small"},
                                "head": {"task": "image-classification"},

@@ -15,8 +15,8 @@ import threading
 import pytest
 import torch
 
+from engine.cluster.gpus import GpuMonitor
 from engine.core.errors import HubtuneError
-from engine.core.gpus import GpuMonitor
 from engine.training.precision import native_bf16, resolve_precision
 from tests.support.fake_nvml import FakeGpu, FakeNvml
 

@@ -20,10 +20,10 @@ from types import SimpleNamespace
 
 import pytest
 
+from engine.cluster.gpus import GpuMonitor
 from engine.core.errors import ConfigError, HubtuneError
-from engine.core.gpus import GpuMonitor
-from engine.lifecycle import stop_run
-from engine.queue import (
+from engine.runs.lifecycle import stop_run
+from engine.runs.queue import (
     QueueSettings,
     assign_waiting,
     check_fits,
@@ -32,7 +32,7 @@ from engine.queue import (
     read_slots,
     take_slots,
 )
-from engine.sweep import parse_grid, parse_range, rank_sweep, sweep_points
+from engine.runs.sweep import parse_grid, parse_range, rank_sweep, sweep_points
 from tests.support.fake_nvml import GIB, FakeGpu, FakeNvml
 
 REPO = Path(__file__).resolve().parents[2]
@@ -233,8 +233,8 @@ def test_resume_of_a_queued_run_leaves_the_queue_columns_clean(store):
 RACER = """
 import sys, time
 from tests.support.fake_nvml import FakeNvml
-from engine.core.gpus import GpuMonitor
-from engine.queue import QueueSettings, assign_waiting
+from engine.cluster.gpus import GpuMonitor
+from engine.runs.queue import QueueSettings, assign_waiting
 from store import RunStore
 store = RunStore()
 mine = [store.create_run({{"racer": {who}}}, queue_slots=1) for _ in range(3)]

@@ -150,7 +150,7 @@ def test_torchvision_backbone_trains_and_predicts(tmp_path, files):
 
 
 def predictor(tmp_path):
-    from engine.predict import Predictor
+    from engine.trained.predict import Predictor
 
     return Predictor(tmp_path / "out" / "model")
 

@@ -1,7 +1,7 @@
-"""A one-process worker ends without the interpreter's teardown (engine.worker._exit_now),
+"""A one-process worker ends without the interpreter's teardown (engine.launch.worker._exit_now),
 which took about a second of CPU from the queued run it had just started: its exit code
 stands, its exit handlers still run and its output is flushed. A plain Python subprocess
-(engine.worker imports neither torch nor transformers), well under a second."""
+(engine.launch.worker imports neither torch nor transformers), well under a second."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import sys
 
 SCRIPT = """
 import atexit, sys, threading, time
-import engine.worker as worker
+import engine.launch.worker as worker
 atexit.register(lambda: print("exit handler ran", flush=True))
 threading.Thread(target=lambda: (time.sleep(0.2), print("thread finished")), daemon=False).start()
 sys.stdout.write("buffered, not flushed")

@@ -10,7 +10,7 @@ import pytest
 from textual.widgets import DataTable
 
 from engine.core.config import RunConfig
-from engine.worker import start_run
+from engine.launch.start import start_run
 from tui.app import make_app
 
 pytestmark = pytest.mark.slow

@@ -307,7 +307,7 @@ def trained(tmp_path_factory, tiny_bert, tiny_vit, sentiment_csv):
     ("image", ["no/such/image.png"], "Image no/such/image.png does not exist"),
 ], ids=["empty-text", "blank-second-text", "empty-image-path", "missing-image"])
 def test_predictor_refuses_empty_or_missing_input(model, inputs, phrase, trained):
-    from engine.predict import Predictor
+    from engine.trained.predict import Predictor
 
     with pytest.raises(DataError) as err:
         Predictor(trained[model]).predict(inputs)
@@ -315,6 +315,6 @@ def test_predictor_refuses_empty_or_missing_input(model, inputs, phrase, trained
 
 
 def test_predictor_given_nothing_predicts_nothing(trained):
-    from engine.predict import Predictor
+    from engine.trained.predict import Predictor
 
     assert Predictor(trained["text"]).predict([]) == []

@@ -192,8 +192,8 @@ def _victim(tmp_path: Path) -> Path:
 
 def test_a_revision_that_is_a_path_is_refused_before_anything_is_written(hub, tmp_path,
                                                                          hf_cache):
+    from engine.data.hub.fetch import fetch_dataset
     from engine.hub.client import download_model
-    from engine.hub.datasets import fetch_dataset
 
     victim = _victim(tmp_path)
     # refs/<revision> of the repo's cache folder would be tmp_path/victim.
@@ -217,7 +217,7 @@ def test_a_revision_that_is_a_path_is_refused_before_anything_is_written(hub, tm
 
 
 def test_a_tree_entry_that_leaves_the_snapshot_is_refused_online(hub, tmp_path):
-    from engine.hub.datasets import fetch_dataset
+    from engine.data.hub.fetch import fetch_dataset
 
     outside = _parquet(tmp_path / "outside.parquet", 4, word="SECRET")
     for repo in ("evil/dotdot", "evil/absolute"):
@@ -231,7 +231,7 @@ def test_a_tree_entry_that_leaves_the_snapshot_is_refused_online(hub, tmp_path):
 
 def test_a_cached_tree_entry_that_leaves_the_snapshot_is_refused_offline(hub, tmp_path,
                                                                         hf_cache, monkeypatch):
-    from engine.hub.datasets import fetch_dataset
+    from engine.data.hub.fetch import fetch_dataset
 
     files = fetch_dataset("ok/star", splits=("train",))
     _parquet(tmp_path / "outside.parquet", 4, word="SECRET")
@@ -257,8 +257,8 @@ def test_a_cached_tree_entry_that_leaves_the_snapshot_is_refused_offline(hub, tm
 
 def test_a_download_whose_bytes_differ_from_the_listed_sha256_is_refused_and_removed(
         hub, hf_cache, monkeypatch):
+    from engine.data.hub.fetch import dataset_file, fetch_dataset
     from engine.hub.client import download_model
-    from engine.hub.datasets import dataset_file, fetch_dataset
 
     with pytest.raises(HubtuneError) as err:
         fetch_dataset("evil/tampered", splits=("train",))
@@ -286,9 +286,9 @@ def test_a_download_whose_bytes_differ_from_the_listed_sha256_is_refused_and_rem
 
 
 def test_a_commit_that_is_not_a_hash_is_refused(hub):
+    from engine.data.hub.fetch import fetch_dataset
+    from engine.data.hub.search import dataset_details
     from engine.hub.client import model_details
-    from engine.hub.dataset_search import dataset_details
-    from engine.hub.datasets import fetch_dataset
 
     with pytest.raises(HubtuneError) as err:
         fetch_dataset("evil/bad-sha", splits=("train",))
@@ -303,8 +303,8 @@ def test_a_commit_that_is_not_a_hash_is_refused(hub):
 
 def test_file_headers_that_name_paths_are_refused_before_a_blob_is_written(hub, tmp_path,
                                                                           hf_cache):
+    from engine.data.hub.fetch import fetch_dataset
     from engine.hub.client import download_model
-    from engine.hub.datasets import fetch_dataset
 
     # blobs/<etag> of the model's cache folder would be tmp_path/victim.
     victim = _victim(tmp_path)
@@ -322,7 +322,7 @@ def test_file_headers_that_name_paths_are_refused_before_a_blob_is_written(hub, 
 
 
 def test_subset_and_split_names_that_are_paths_are_refused(hub):
-    from engine.hub.datasets import fetch_dataset
+    from engine.data.hub.fetch import fetch_dataset
 
     with pytest.raises(HubtuneError) as err:
         fetch_dataset("evil/bad-names", splits=("train",))
@@ -339,8 +339,8 @@ def test_subset_and_split_names_that_are_paths_are_refused(hub):
 
 @pytest.mark.parametrize("repo", ["a/b/c", "../..", "bad--name", "dash-", "x" * 97, "a/.."])
 def test_repo_ids_the_hub_would_refuse_are_one_sentence(hub, repo):
+    from engine.data.hub.fetch import fetch_dataset
     from engine.hub.client import download_model, model_details
-    from engine.hub.datasets import fetch_dataset
 
     for call in (lambda: model_details(repo), lambda: download_model(repo),
                  lambda: fetch_dataset(repo, splits=("train",))):
@@ -360,8 +360,8 @@ def test_repo_ids_the_hub_would_refuse_are_one_sentence(hub, repo):
 
 
 def test_one_entry_with_odd_metadata_never_breaks_a_search(hub):
+    from engine.data.hub.search import dataset_details, search_datasets
     from engine.hub.client import search_models
-    from engine.hub.dataset_search import dataset_details, search_datasets
 
     found = {d.id: d for d in search_datasets(limit=100)}
     assert {"ok/fine", "evil/odd-meta", "evil/tampered"} <= set(found)
@@ -392,9 +392,9 @@ def test_a_model_with_odd_metadata_is_shown_as_best_it_can(hub):
 
 
 def test_readme_dataset_info_of_unexpected_shapes_is_shown_as_best_it_can(hub):
-    from engine.data.hub_preview import preview_split
-    from engine.hub.dataset_search import dataset_details
-    from engine.hub.datasets import fetch_dataset
+    from engine.data.hub.fetch import fetch_dataset
+    from engine.data.hub.preview import preview_split
+    from engine.data.hub.search import dataset_details
 
     details = dataset_details("evil/odd-info")
     default = details.subset("default")
@@ -409,9 +409,9 @@ def test_readme_dataset_info_of_unexpected_shapes_is_shown_as_best_it_can(hub):
 
 
 def test_a_redirect_loop_is_one_sentence(hub):
+    from engine.data.hub.fetch import fetch_dataset
+    from engine.data.hub.search import dataset_details
     from engine.hub.client import download_model, model_details
-    from engine.hub.dataset_search import dataset_details
-    from engine.hub.datasets import fetch_dataset
 
     calls = (lambda: model_details("evil/loop-model"), lambda: dataset_details("evil/loop"),
              lambda: fetch_dataset("evil/loop", splits=("train",)),
@@ -429,8 +429,8 @@ def test_a_redirect_loop_is_one_sentence(hub):
 @pytest.mark.parametrize("repo", ["evil/empty", "evil/empty-jsonl"])
 def test_a_split_with_no_rows_previews_empty_and_trains_to_a_sentence(hub, repo, tiny_bert):
     from engine.core.config import RunConfig
-    from engine.data.hub_preview import preview_split
-    from engine.hub.datasets import fetch_dataset
+    from engine.data.hub.fetch import fetch_dataset
+    from engine.data.hub.preview import preview_split
     from engine.tasks import task_for
 
     files = fetch_dataset(repo, splits=("train",))
@@ -459,8 +459,8 @@ def test_a_split_with_no_rows_previews_empty_and_trains_to_a_sentence(hub, repo,
 def test_a_card_whose_yaml_explodes_is_refused_in_bounded_time(hub, repo, words):
     import time
 
-    from engine.hub.dataset_search import dataset_details
-    from engine.hub.datasets import fetch_dataset
+    from engine.data.hub.fetch import fetch_dataset
+    from engine.data.hub.search import dataset_details
 
     started = time.monotonic()
     for call in (lambda: dataset_details(repo), lambda: fetch_dataset(repo, splits=("train",))):

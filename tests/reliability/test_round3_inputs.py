@@ -156,7 +156,7 @@ def test_a_huge_cell_is_cut_before_the_tokenizer_in_preview(tmp_path, tiny_bert,
 
 
 def test_environment_knobs_have_upper_bounds(monkeypatch):
-    from engine.queue import QueueSettings
+    from engine.runs.queue import QueueSettings
 
     for name, value in (("HUBTUNE_CPU_SLOTS", "1000000000"), ("HUBTUNE_CPU_SLOTS", "9" * 5000),
                         ("HUBTUNE_GPU_BUSY_UTIL", "101"),
@@ -195,7 +195,7 @@ def test_a_run_id_too_big_for_sqlite_is_no_such_run_in_the_store(store, tmp_path
             call()
     cfg = config_for(tmp_path, tmp_path, tmp_path / "d.csv").to_dict()
     cfg["model"]["id"] = f"run:{BIG_ID}"
-    from engine.worker import start_run
+    from engine.launch.start import start_run
 
     with pytest.raises(HubtuneError, match=f"model.id run:{BIG_ID} names no recorded run"):
         start_run(store, RunConfig.from_dict(cfg))
@@ -365,7 +365,7 @@ def test_predict_reads_a_new_file_in_its_own_encoding(run, tmp_path):
 def test_a_file_the_run_would_misread_is_refused_not_guessed(run, tmp_path):
     import dataclasses
 
-    from engine.predict import predict_file
+    from engine.trained.predict import predict_file
 
     root, run_id = run
     cfg = RunConfig.from_dict(RunStore().get_run(run_id).config)
@@ -384,7 +384,7 @@ def test_a_file_the_run_would_misread_is_refused_not_guessed(run, tmp_path):
 
 def test_a_huge_cell_is_cut_before_the_tokenizer_in_predict(run, tmp_path):
     from engine.data.text_cells import char_limit
-    from engine.predict import Predictor
+    from engine.trained.predict import Predictor
 
     _, run_id = run
     predictor = Predictor(Path(RunStore().get_run(run_id).output_dir) / "model")
@@ -503,7 +503,7 @@ def test_review_of_hub_data_reads_the_commit_the_run_recorded(tmp_path, tiny_ber
                                                               monkeypatch):
     import huggingface_hub.constants as hf_constants
 
-    from engine.hub.datasets import fetch_dataset
+    from engine.data.hub.fetch import fetch_dataset
     from tests.support.hub_datasets import serve_repos
     from tests.support.hub_server import Repo
 
@@ -515,7 +515,7 @@ def test_review_of_hub_data_reads_the_commit_the_run_recorded(tmp_path, tiny_ber
         run_id = train_in_process(RunConfig.from_dict(cfg), "hf:hubtune-test/moving")
         trained_at = RunStore().get_run(run_id).summary["dataset"]["sha"]
         _moving_repo(folder, "now")  # the branch moves on: same rows and labels, new text
-        monkeypatch.setattr("engine.hub.datasets.INFO_TTL_S", -1.0)  # ask the hub again
+        monkeypatch.setattr("engine.data.hub.fetch.INFO_TTL_S", -1.0)  # ask the hub again
         assert repo.sha != trained_at
         assert fetch_dataset("hubtune-test/moving").sha == repo.sha  # main, cached, is new
     monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", True)

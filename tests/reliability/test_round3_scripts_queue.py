@@ -21,12 +21,14 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-import engine.worker
+import engine.launch.start
 import tui.cli.slurm as slurm_cli
+from engine.cluster.gpus import GpuMonitor
 from engine.core.config import RunConfig, load_config
-from engine.core.gpus import GpuMonitor
-from engine.queue import QueueSettings, assign_waiting
-from engine.worker import EXIT_NOT_OURS, run_worker, start_queued, start_run
+from engine.launch.outcome import EXIT_NOT_OURS
+from engine.launch.start import start_queued, start_run
+from engine.launch.worker import run_worker
+from engine.runs.queue import QueueSettings, assign_waiting
 from store import RunStore, data_dir
 from tests.support.cli_runner import hubtune
 from tests.support.fake_nvml import FakeNvml
@@ -246,7 +248,7 @@ def launches(monkeypatch) -> list[int]:
     queue decides is the subject here, not the training (tests/tui/test_run_queue.py
     does the same)."""
     asked: list[int] = []
-    monkeypatch.setattr(engine.worker, "_spawn", lambda store, run_id, *a, **k:
+    monkeypatch.setattr(engine.launch.start, "spawn_worker", lambda store, run_id, *a, **k:
                         asked.append(run_id))
     return asked
 
@@ -265,7 +267,7 @@ def test_a_run_deleted_before_its_worker_claims_it_lets_the_next_start(store, li
 def test_a_run_deleted_between_its_slot_and_its_spawn_lets_the_next_start(
         store, light, monkeypatch):
     a, b = two_waiting(store, light)
-    spawn = engine.worker._spawn  # the real one: a's launch finds its run gone
+    spawn = engine.launch.start.spawn_worker  # the real one: a's launch finds its run gone
     asked: list[int] = []
 
     def rm_lands_first(store_, run_id, *args, **kw):
@@ -274,7 +276,7 @@ def test_a_run_deleted_between_its_slot_and_its_spawn_lets_the_next_start(
             return spawn(store_, run_id, *args, **kw)
         asked.append(run_id)
 
-    monkeypatch.setattr(engine.worker, "_spawn", rm_lands_first)
+    monkeypatch.setattr(engine.launch.start, "spawn_worker", rm_lands_first)
     assert start_queued(store, monitor=cpu_box()) == [b]
     assert asked == [b] and store.get_run(b).devices == ("cpu0",)
 
@@ -296,7 +298,7 @@ async def test_deleting_a_run_that_holds_its_slot_in_the_tui_starts_the_next(
     from tui.app import make_app
 
     monkeypatch.setattr("tui.gpu.GpuMonitor", cpu_box)
-    monkeypatch.setattr("engine.worker.GpuMonitor", cpu_box)
+    monkeypatch.setattr("engine.launch.start.GpuMonitor", cpu_box)
     a, b = two_waiting(store, light)
     give_slot(store, a)
     app = make_app(store=store)

@@ -1,4 +1,4 @@
-"""A fake of the pynvml functions `engine.core.gpus` calls: the one boundary the GPU
+"""A fake of the pynvml functions `engine.cluster.gpus` calls: the one boundary the GPU
 tests fake (there is no NVIDIA driver on the CPU machines), over a made-up machine.
 It raises as the real library does for what a device cannot report (a MIG slice's
 utilisation)."""

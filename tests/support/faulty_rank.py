@@ -1,4 +1,4 @@
-"""`python -m engine.worker` with a fault injected into rank 1 only, for the tests that
+"""`python -m engine.launch.worker` with a fault injected into rank 1 only, for the tests that
 prove a failure on one rank ends the whole run with its reason.
 
 The fault is chosen by HUBTUNE_TEST_FAULT:
@@ -50,6 +50,6 @@ def inject(fault: str) -> None:
 if __name__ == "__main__":
     if os.environ.get("RANK") == "1":
         inject(os.environ["HUBTUNE_TEST_FAULT"])
-    from engine.worker import main
+    from engine.launch.worker import main
 
     sys.exit(main())

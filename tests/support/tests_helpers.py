@@ -26,7 +26,7 @@ def train_in_process(cfg: RunConfig, dataset: str = "data") -> int:
     process start-up); the signal handlers the worker installs are put back after."""
     import signal
 
-    from engine.worker import run_worker
+    from engine.launch.worker import run_worker
     from store import RunStore
 
     store = RunStore()

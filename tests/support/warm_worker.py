@@ -1,12 +1,12 @@
 """Training workers forked from a process that has imported torch and transformers once.
 
-`python -m engine.worker` spends seconds importing torch and transformers before its first
+`python -m engine.launch.worker` spends seconds importing torch and transformers before its first
 line of hubtune runs, and the suite starts dozens of workers. In the test process the
-worker's spawn (`engine.worker.popen`) comes here instead: a server process (one per
+worker's spawn (`engine.launch.start.popen`) comes here instead: a server process (one per
 distinct import-time environment) imports the libraries once, and forks a new worker per
 request. The worker is still a process of its own, as `Popen` would give it: its own pid
 and session, the environment, working folder, stdin and log it was asked for, and it runs
-engine.worker as `__main__` exactly as `python -m` does. So SIGTERM, SIGKILL, a lost
+engine.launch.worker as `__main__` exactly as `python -m` does. So SIGTERM, SIGKILL, a lost
 lease and resume behave as with an exec'd worker; the exec'd path itself stays covered by
 the tests that start `hubtune` as a subprocess and by the torchrun tests.
 
@@ -41,7 +41,7 @@ def _signature(env: dict[str, str]) -> tuple:
 class _Server:
     def __init__(self, env: dict[str, str]) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, __file__, "engine.worker"],  # the name conftest looks for
+            [sys.executable, __file__, "engine.launch.worker"],  # the name conftest looks for
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, text=True, bufsize=1,
             cwd=Path(__file__).parent)
 
@@ -79,7 +79,7 @@ class WarmLauncher:
         self.forked = 0
 
     def __call__(self, command: list[str], **kwargs):
-        if command[:3] != [sys.executable, "-m", "engine.worker"] or not kwargs.get(
+        if command[:3] != [sys.executable, "-m", "engine.launch.worker"] or not kwargs.get(
                 "start_new_session"):
             return self._popen(command, **kwargs)  # torchrun, several nodes: exec as usual
         env = kwargs["env"]

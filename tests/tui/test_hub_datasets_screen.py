@@ -128,8 +128,8 @@ async def test_gated_details_and_an_unknown_split_say_one_sentence(hub_server, s
 
 async def test_local_screen_lists_a_cached_dataset_uses_and_deletes_it(hub_server, store,
                                                                        hf_cache):
+    from engine.data.hub.fetch import download_dataset
     from engine.hub.client import list_cached
-    from engine.hub.datasets import download_dataset
 
     download_dataset(SENTIMENT, subset="short")
     app = make_app(store=store, hub_endpoint=hub_server.url)

@@ -9,7 +9,7 @@ import functools
 import pytest
 
 from engine.core.config import RunConfig
-from engine.review import validation_inputs
+from engine.trained.review import validation_inputs
 from tests.support.pilot_wait import wait_for as _wait_for
 from tests.support.tiny_models import write_sentiment_csv
 from tui.app import make_app

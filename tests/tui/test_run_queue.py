@@ -13,7 +13,7 @@ import time
 import pytest
 from textual.widgets import Button, DataTable, Static
 
-from engine.core.gpus import GpuMonitor
+from engine.cluster.gpus import GpuMonitor
 from tests.support.fake_nvml import FakeNvml
 from tests.support.pilot_wait import select_run, wait_for
 from tests.support.seed import SWEEP_ID, seed_queue, seed_runs
@@ -26,9 +26,9 @@ def cpu_box() -> GpuMonitor:
 
 @pytest.fixture(autouse=True)
 def one_cpu_slot(monkeypatch):
-    """The watcher (tui.gpu) and start_run (engine.worker) see one CPU slot."""
+    """The watcher (tui.gpu) and start_run (engine.launch.worker) see one CPU slot."""
     monkeypatch.setattr("tui.gpu.GpuMonitor", cpu_box)
-    monkeypatch.setattr("engine.worker.GpuMonitor", cpu_box)
+    monkeypatch.setattr("engine.launch.start.GpuMonitor", cpu_box)
     monkeypatch.delenv("HUBTUNE_CPU_SLOTS", raising=False)
 
 
@@ -202,7 +202,7 @@ def test_the_watcher_moves_the_queue_only_after_a_reap(store, monkeypatch):
     from tui.run_watcher import RunWatcher
 
     spawned = []
-    monkeypatch.setattr("engine.worker._spawn", lambda store, run_id, *a, **k:
+    monkeypatch.setattr("engine.launch.start.spawn_worker", lambda store, run_id, *a, **k:
                         spawned.append(run_id))
     ids = seed_queue(store)
     dead = subprocess.Popen(["true"])
@@ -218,7 +218,7 @@ def test_the_watcher_moves_the_queue_only_after_a_reap(store, monkeypatch):
     assert spawned == [ids["waiting"][0]]
     assert [m.started for m in posted] == [[ids["waiting"][0]]]
     kicked = []
-    monkeypatch.setattr("engine.worker.start_queued", lambda *a, **k: kicked.append(1) or [])
+    monkeypatch.setattr("engine.launch.start.start_queued", lambda *a, **k: kicked.append(1) or [])
     watcher.reaped_at = 0.0
     assert not watcher.reap() and kicked == []
 

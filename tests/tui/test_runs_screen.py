@@ -346,7 +346,7 @@ async def test_stop_resume_and_stop_again_from_elsewhere(store, tiny_bert, senti
     import subprocess
     import sys
 
-    from engine.worker import start_run
+    from engine.launch.start import start_run
     from tests.support.tests_helpers import config_for
 
     run_id = start_run(store, config_for(tmp_path, tiny_bert, sentiment_csv, epochs=200))

@@ -95,8 +95,8 @@ def test_new_run_screen(snap_compare, size, tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("size", [(120, 40), (80, 24)])
 def test_local_models_screen(snap_compare, size, hub_server, hf_cache):
+    from engine.data.hub.fetch import download_dataset
     from engine.hub.client import download_model
-    from engine.hub.datasets import download_dataset
 
     for repo in ("hubtune-test/tiny-bert", "hubtune-test/tiny-vit"):
         download_model(repo)

@@ -17,8 +17,8 @@ def preview_hub(ref: str, *, subset: str | None, revision: str, model: str | Non
                 label_column: str | None, max_length: int, limit: int,
                 as_json: bool) -> None:
     from engine.core.config import parse_hub_data
-    from engine.data.hub_preview import preview_split
-    from engine.hub.datasets import fetch_dataset
+    from engine.data.hub.fetch import fetch_dataset
+    from engine.data.hub.preview import preview_split
 
     parsed = parse_hub_data(ref, "the dataset")
     split = parsed.split or "train"

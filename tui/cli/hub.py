@@ -139,7 +139,7 @@ def hub_download(repo: str, revision, files: tuple[str, ...], repo_type: str,
 
     try:
         if repo_type == "dataset":
-            from engine.hub.datasets import download_dataset
+            from engine.data.hub.fetch import download_dataset
 
             path = download_dataset(repo.removeprefix("hf:"), revision=revision,
                                     subset=subset, progress=progress, stop=stop)

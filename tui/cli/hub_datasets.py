@@ -17,7 +17,7 @@ CARD_LINES = 20
 
 def print_dataset_search(query: str, task: str | None, size: str | None, sort: str,
                          limit: int, as_json: bool) -> None:
-    from engine.hub.dataset_search import search_datasets
+    from engine.data.hub.search import search_datasets
 
     found = search_datasets(query, task=task, size=size, sort=sort, limit=limit)
     if as_json:
@@ -34,7 +34,7 @@ def print_dataset_search(query: str, task: str | None, size: str | None, sort: s
 
 
 def print_dataset_info(repo: str, revision: str | None, as_json: bool) -> None:
-    from engine.hub.dataset_search import dataset_details
+    from engine.data.hub.search import dataset_details
 
     d = dataset_details(repo, revision=revision)
     if as_json:

@@ -94,7 +94,7 @@ def predict(run_id: int, inputs: tuple[str, ...], as_json: bool, data_file: Path
     question answering; a text with the mask token for masked LM; image paths for
     image classification.
     """
-    from engine.predict import Predictor, place_for_run
+    from engine.trained.predict import Predictor, place_for_run
 
     store = open_store()
     run = store.get_run(run_id)
@@ -129,7 +129,7 @@ def _predict_file(run, data_file: Path, column: str | None, out_file: Path, batc
 
     from engine.core.config import RunConfig
     from engine.core.outputs import check_new_file, refuse_overwriting_input, write_file
-    from engine.predict import place_for_run, predict_file
+    from engine.trained.predict import place_for_run, predict_file
     from store import data_dir
 
     check_new_file(out_file, force=force, protected=data_dir())  # before minutes of work

@@ -1,7 +1,7 @@
 """`hubtune queue ...`: the run queue of a shared machine: what waits and for what, the
 slots (GPUs or CPU slots) and who holds them, reordering, pausing.
 
-Every command also moves the queue on (`engine.worker.start_queued`): a slot freed by
+Every command also moves the queue on (`engine.launch.start.start_queued`): a slot freed by
 a worker that was killed is found here, and a resumed queue starts what fits at once.
 """
 
@@ -19,7 +19,7 @@ def queue() -> None:
 
 
 def _store_moved():
-    from engine.worker import start_queued
+    from engine.launch.start import start_queued
 
     store = open_store()
     start_queued(store)
@@ -30,7 +30,7 @@ def _store_moved():
 @click.option("--json", "as_json", is_flag=True, help="Print the queue as JSON.")
 def queue_ls(as_json: bool) -> None:
     """The runs holding slots, then the queued ones in order with what each waits for."""
-    from engine.queue import queue_entries, read_slots
+    from engine.runs.queue import queue_entries, read_slots
 
     store = _store_moved()
     entries = queue_entries(store, read_slots(store))
@@ -54,7 +54,7 @@ def queue_ls(as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the slots as JSON.")
 def queue_slots(as_json: bool) -> None:
     """Each GPU (or CPU slot): name, free memory, utilisation, processes and its run."""
-    from engine.queue import read_slots
+    from engine.runs.queue import read_slots
 
     slots = read_slots(_store_moved())
     if as_json:
@@ -90,7 +90,7 @@ def queue_mv(run_id: int, position: int) -> None:
 
 
 def _move(run_id: int, position: int) -> None:
-    from engine.worker import start_queued
+    from engine.launch.start import start_queued
 
     store = open_store()
     got = store.move_in_queue(run_id, position)
@@ -109,7 +109,7 @@ def queue_pause() -> None:
 @queue.command("resume")
 def queue_resume() -> None:
     """Start queued runs again, at once where slots are free."""
-    from engine.worker import start_queued
+    from engine.launch.start import start_queued
 
     store = open_store()
     store.set_queue_paused(False)

@@ -1,6 +1,6 @@
 """`hubtune runs errors` and `runs compare A B --examples`: a run's validation examples,
 the worst first, and where two runs disagree. Each example's input is re-read from the
-run's data (engine.review); the per-example results come from the store.
+run's data (engine.trained.review); the per-example results come from the store.
 
 Imports neither textual nor torch at module level (the CLI contract).
 """
@@ -22,10 +22,10 @@ def _recorded(store, run_id: int):
     """(run, config, prediction set) of a run with per-example results, or a Failure.
 
     The config reads the data as the run read it (hub data at its recorded commit), and
-    a run whose data files changed since is refused here (engine.review.as_trained); a
+    a run whose data files changed since is refused here (engine.trained.review.as_trained); a
     run that cannot be checked gets a note on stderr."""
     from engine.core.config import RunConfig
-    from engine.review import as_trained, check_reviewable
+    from engine.trained.review import as_trained, check_reviewable
 
     run = store.get_run(run_id)
     cfg = RunConfig.from_dict(run.config)
@@ -53,7 +53,7 @@ def _recorded(store, run_id: int):
 @click.option("--json", "as_json", is_flag=True, help="Print the examples as JSON.")
 def runs_errors(run_id: int, limit: int, as_json: bool) -> None:
     """The validation examples the run's kept model gets most wrong, highest loss first."""
-    from engine.review import join_inputs, validation_inputs
+    from engine.trained.review import join_inputs, validation_inputs
 
     store = open_store()
     run, cfg, recorded = _recorded(store, run_id)
@@ -107,7 +107,7 @@ def _echo_text_examples(worst, loss_name: str) -> None:
 
 def compare_examples(run_ids: tuple[int, ...], as_json: bool, limit: int | None = None) -> None:
     """`runs compare A B --examples`: the validation examples two runs predict differently."""
-    from engine.review import disagreements, same_validation
+    from engine.trained.review import disagreements, same_validation
 
     if len(run_ids) != 2:
         raise Failure(f"--examples compares exactly two runs, not {len(run_ids)}; give two "

@@ -60,7 +60,7 @@ def runs_ls(status, search, sort, limit, sweep, as_json) -> None:
 def _reap(store) -> None:
     """Mark runs whose worker process died interrupted; their slots go to the queue at once."""
     if store.reap_interrupted():
-        from engine.worker import start_queued
+        from engine.launch.start import start_queued
 
         start_queued(store)
 
@@ -82,7 +82,7 @@ def _run_brief(r, result) -> dict:
 @click.option("--json", "as_json", is_flag=True, help="Print the run as JSON.")
 def runs_show(run_id: int, as_json: bool) -> None:
     """Show one run: config, outcome, metrics and recent events."""
-    from engine.lineage import config_diff, parents
+    from engine.runs.lineage import config_diff, parents
     from tui.cli.review import class_report_json, echo_class_report
     from tui.run_result import live_results, run_result
 
@@ -157,7 +157,7 @@ def _echo_result(result) -> None:
 
 def _echo_lineage(lineage: list) -> None:
     """The runs this one comes from, and for a fork the settings it changed."""
-    from engine.lineage import show_value
+    from engine.runs.lineage import show_value
 
     for parent, record, changes in lineage:
         what = "fork of" if parent.kind == "fork" else "continues from the model of"
@@ -170,7 +170,7 @@ def _echo_lineage(lineage: list) -> None:
 
 def _echo_config(config: dict) -> None:
     """The whole config, one dotted key a line (as --set takes them)."""
-    from engine.lineage import flatten, show_value
+    from engine.runs.lineage import flatten, show_value
 
     echo("  config")
     for key, value in flatten(config).items():
@@ -231,7 +231,7 @@ def runs_compare(run_ids: tuple[int, ...], sweep_id: str | None, examples: bool,
 
 def _compare_sweep(store, sweep_id: str, as_json: bool) -> None:
     """A sweep's runs best first, with the settings that differ between them."""
-    from engine.sweep import rank_sweep
+    from engine.runs.sweep import rank_sweep
 
     _reap(store)
     members = store.list_runs(sweep=sweep_id, sort="id", limit=None)
@@ -259,7 +259,7 @@ def _compare_sweep(store, sweep_id: str, as_json: bool) -> None:
 def _fmt(v, limit: int = 60) -> str:
     if isinstance(v, float):
         return f"{v:.4g}"
-    from engine.lineage import show_value
+    from engine.runs.lineage import show_value
 
     return "-" if v is None else printable(show_value(v), limit=limit)
 
@@ -268,7 +268,7 @@ def _fmt(v, limit: int = 60) -> str:
 @click.argument("run_id", type=RUN_ID)
 def runs_stop(run_id: int) -> None:
     """Ask a running run to stop after its current step; a queued one leaves the queue."""
-    from engine.lifecycle import stop_run
+    from engine.runs.lifecycle import stop_run
 
     store = open_store()
     echo(stop_run(store, store.get_run(run_id)))
@@ -296,7 +296,7 @@ def runs_follow(run_id: int) -> None:
               help="Resume from this checkpoint instead of the newest intact one.")
 def runs_resume(run_id: int, detach: bool, checkpoint: str | None) -> None:
     """Continue a stopped, interrupted or failed run from its newest intact checkpoint."""
-    from engine.worker import resume_run
+    from engine.launch.resume import resume_run
 
     store = open_store()
     if checkpoint is not None and not checkpoint.startswith("step-"):
@@ -317,7 +317,7 @@ def runs_resume(run_id: int, detach: bool, checkpoint: str | None) -> None:
 
 def _remind_nodes(run) -> None:
     """A multi-node run resumes on as many machines, meeting where they met before."""
-    from engine.worker import launch_nodes
+    from engine.launch.start import launch_nodes
 
     nodes = launch_nodes(run.id)
     if nodes:
@@ -335,8 +335,8 @@ def _remind_nodes(run) -> None:
 @click.option("--detach", is_flag=True, help="Print the new run id and return at once.")
 def runs_fork(run_id: int, overrides: tuple[str, ...], detach: bool) -> None:
     """Start a new run from RUN_ID's config with changes; the parent is recorded."""
-    from engine.lifecycle import fork_config
-    from engine.worker import start_run
+    from engine.launch.start import start_run
+    from engine.runs.lifecycle import fork_config
 
     store = open_store()
     parent = store.get_run(run_id)
@@ -356,7 +356,7 @@ def runs_fork(run_id: int, overrides: tuple[str, ...], detach: bool) -> None:
 @click.argument("run_ids", type=RUN_ID, nargs=-1, required=True)
 def runs_rm(run_ids: tuple[int, ...]) -> None:
     """Delete runs with their metrics, events and files."""
-    from engine.worker import start_queued
+    from engine.launch.start import start_queued
 
     store = open_store()
     for run_id in run_ids:

@@ -29,8 +29,8 @@ def sweep(config: Path, grid: tuple[str, ...], random_n: int | None, ranges: tup
           seed: int, overrides: tuple[str, ...], processes: int, as_json: bool) -> None:
     """Queue one run per point of a sweep over CONFIG; prints the sweep id and run ids."""
     from engine.core.config import load_config
-    from engine.sweep import parse_grid, parse_range, sweep_points
-    from engine.worker import queue_sweep
+    from engine.launch.start import queue_sweep
+    from engine.runs.sweep import parse_grid, parse_range, sweep_points
     from tui.cli.train import check_inputs
 
     points = sweep_points([parse_grid(g) for g in grid], [parse_range(r) for r in ranges],

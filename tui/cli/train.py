@@ -45,7 +45,7 @@ def train(config: Path, overrides: tuple[str, ...], detach: bool, processes: int
     train in the foreground, record nothing, and exit when the run ends.
     """
     from engine.core.config import load_config
-    from engine.worker import start_run
+    from engine.launch.start import start_run
 
     spec = node_spec(nnodes, node_rank, rdzv_endpoint, join_timeout, queued)
     cfg = load_config(config, overrides)
@@ -87,7 +87,7 @@ def node_spec(nnodes: int, node_rank: int | None, endpoint: str | None,
               join_timeout: int | None, queued: bool):
     """The NodeSpec of a multi-node launch, None on one machine; one sentence for a
     combination that cannot work."""
-    from engine.core.rendezvous import DEFAULT_JOIN_TIMEOUT_S, NodeSpec
+    from engine.cluster.rendezvous import DEFAULT_JOIN_TIMEOUT_S, NodeSpec
 
     if nnodes == 1:
         given = [name for name, value in (("--node-rank", node_rank), ("--rdzv-endpoint",
@@ -108,8 +108,8 @@ def node_spec(nnodes: int, node_rank: int | None, endpoint: str | None,
 def train_node(cfg, spec, processes: int) -> None:
     """Node 1 or later: train this machine's ranks in the foreground until the run ends;
     node 0's store has the run, this node only a log."""
-    from engine.core.gpus import check_process_count
-    from engine.nodes import prepare_node, run_node
+    from engine.cluster.gpus import check_process_count
+    from engine.launch.nodes import prepare_node, run_node
 
     check_process_count(processes)
     folder = prepare_node(cfg, spec)
@@ -170,7 +170,7 @@ def follow(store, run_id: int, *, after_event: int = 0) -> str:
     import sqlite3
 
     from engine.core.events import RESUMED
-    from engine.lifecycle import FINISHED
+    from engine.runs.lifecycle import FINISHED
     from tui.formatting import current_step, main_metric, run_eta
 
     last_event = after_event
@@ -223,7 +223,7 @@ def follow(store, run_id: int, *, after_event: int = 0) -> str:
             # A worker that died before it claimed the run (killed while it loaded, say)
             # leaves it `queued` with the worker's pid: reaped too, or this waits for ever.
             if (run.status == "running" or run.pid) and store.reap_interrupted():
-                from engine.worker import start_queued
+                from engine.launch.start import start_queued
 
                 start_queued(store)  # the slots of the runs just reaped
             time.sleep(0.5)
@@ -259,7 +259,7 @@ class _QueueWatch:
                    "and is starting."
         else:
             if self.monitor is None:
-                from engine.core.gpus import GpuMonitor
+                from engine.cluster.gpus import GpuMonitor
 
                 self.monitor = GpuMonitor()
             spot = read_queue(store, self.monitor,

@@ -118,6 +118,7 @@ class HubScreen(Screen):
 
     @work(thread=True, exclusive=True, group="hub-search", exit_on_error=False)
     def _search_worker(self, q: HubQuery) -> None:
+        from engine.data.hub.search import local_dataset_summaries, search_datasets
         from engine.hub.client import (
             HubError,
             HubUnavailable,
@@ -125,7 +126,6 @@ class HubScreen(Screen):
             offline_reason,
             search_models,
         )
-        from engine.hub.dataset_search import local_dataset_summaries, search_datasets
 
         try:
             if q.kind == "dataset":
@@ -331,4 +331,7 @@ def use_dataset(form, repo: str, subset: str | None) -> None:
     from tui.safe_text import printable
 
     form.query_one("#f-train-file", Input).value = f"hf:{printable(repo)}"
-    form.query_one("#f-a-data-subset", Input).value = printable(subset or "")
+    # Through the Advanced section: its fields are built only once it is opened.
+    from tui.widgets.advanced_settings import AdvancedSettings
+
+    form.query_one(AdvancedSettings).fill({"data.subset": printable(subset or "")})

@@ -39,6 +39,7 @@ from tui.messages import (
 )
 from tui.new_run_form import TASK_CHOICES, NewRunForm, plan_key
 from tui.safe_text import has_control, printable
+from tui.widgets.advanced_settings import AdvancedSettings
 from tui.widgets.config_file import ConfigFileRow
 from tui.widgets.data_preview import DataPreviewPane, data_source
 from tui.widgets.footer import KeysFooter
@@ -138,7 +139,8 @@ class NewRunScreen(Screen):
 
     @on(Input.Changed)
     @on(Select.Changed)
-    def _changed(self, event: Input.Changed | Select.Changed) -> None:
+    @on(AdvancedSettings.Changed)
+    def _changed(self, event: Input.Changed | Select.Changed | AdvancedSettings.Changed) -> None:
         if isinstance(event, Input.Changed) and event.input.id == "config-path":
             return
         self._schedule()
@@ -312,7 +314,7 @@ class NewRunScreen(Screen):
         if not (self.config and self.data_ok):
             self.notify("Fix the fields marked in red first.", severity="warning")
             return
-        from engine.worker import start_run
+        from engine.launch.start import start_run
         from store import StoreError
 
         try:

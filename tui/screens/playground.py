@@ -69,7 +69,7 @@ class PlaygroundScreen(ModalScreen[None]):
 
         try:
             if self._predictor is None:
-                from engine.predict import Predictor
+                from engine.trained.predict import Predictor
 
                 self._predictor = Predictor(Path(self.run.output_dir or "") / "model",
                                             self._placement())
@@ -83,7 +83,7 @@ class PlaygroundScreen(ModalScreen[None]):
     def _placement(self):
         """On the engine thread: a GPU no run holds, in the run's precision. The store is
         opened here for this one read (a connection belongs to the thread that opened it)."""
-        from engine.predict import place_for_run
+        from engine.trained.predict import place_for_run
         from store import RunStore
 
         store = RunStore(self.app.store.path)

@@ -269,7 +269,7 @@ class RunsScreen(RunsQueueKeys, Screen):
 
     async def action_fork(self) -> None:
         from engine.core.errors import HubtuneError
-        from engine.lifecycle import fork_config
+        from engine.runs.lifecycle import fork_config
 
         run = self._current()
         if run is None:
@@ -283,7 +283,7 @@ class RunsScreen(RunsQueueKeys, Screen):
 
     def action_resume(self) -> None:
         from engine.core.errors import HubtuneError
-        from engine.worker import resume_run
+        from engine.launch.resume import resume_run
 
         run = self._current()
         if run is None:
@@ -301,7 +301,7 @@ class RunsScreen(RunsQueueKeys, Screen):
         self._wake.set()
 
     def action_delete_run(self) -> None:
-        from engine.lifecycle import check_deletable
+        from engine.runs.lifecycle import check_deletable
 
         run = self._current()
         if run is None:

@@ -1,7 +1,7 @@
 """The runs screen's keys for the run queue and for sweeps, mixed into `RunsScreen`
 (which holds the bindings, the store and the poll thread).
 
-Stop dequeues a run that waits (engine.lifecycle.stop_run); T, shift+up/down (K/J)
+Stop dequeues a run that waits (engine.runs.lifecycle.stop_run); T, shift+up/down (K/J)
 reorder the queue and P pauses or resumes it, all through the store as `hubtune queue`
 does. Starting what fits after a resume or a move is left to the poll thread
 (`RunWatcher.kick_queue`): spawning workers never runs on the UI thread. g lists the
@@ -89,7 +89,7 @@ class RunsQueueKeys:
                 for title, help_text, action in PALETTE]
 
     def action_stop_run(self) -> None:
-        from engine.lifecycle import check_stoppable
+        from engine.runs.lifecycle import check_stoppable
 
         run = self._current()
         if run is None:
@@ -102,7 +102,7 @@ class RunsQueueKeys:
     def _stop(self, run_id: int) -> None:
         """Stop or dequeue the run as it is now (it may have started since the question)."""
         from engine.core.errors import HubtuneError
-        from engine.lifecycle import stop_run
+        from engine.runs.lifecycle import stop_run
 
         try:
             said = stop_run(self.store, self.store.get_run(run_id))
@@ -189,7 +189,7 @@ class RunsQueueKeys:
 
     def action_compare_sweep(self) -> None:
         """Compare every run of the selected run's sweep, best first."""
-        from engine.sweep import rank_sweep
+        from engine.runs.sweep import rank_sweep
         from tui.screens.compare import CompareScreen
 
         run = self._sweep_run()

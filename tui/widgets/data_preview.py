@@ -3,7 +3,7 @@ the layer plan below them.
 
 Fed an `engine.data.reader.DataPreview` (columns, first rows, label counts), or for
 `hf:` data a `HubDataPreview` of the same shape made from
-`engine.data.hub_preview.preview_split` on the app's engine thread: the fetch reads
+`engine.data.hub.preview.preview_split` on the app's engine thread: the fetch reads
 the dataset's README and the first file of one split only, and a preview asked for
 while another was on its way is dropped.
 Token lengths are counted on the app's engine thread (they need the model's
@@ -271,8 +271,8 @@ def _preview_hub(key: str, ref: str, subset: str | None, revision: str,
     """On the engine thread: the split's preview from its first file, or the one sentence
     saying why there is none (offline and not cached, gated, no such split...)."""
     from engine.core.config import parse_hub_data
-    from engine.data.hub_preview import preview_split
-    from engine.hub.datasets import fetch_dataset
+    from engine.data.hub.fetch import fetch_dataset
+    from engine.data.hub.preview import preview_split
 
     try:
         parsed = parse_hub_data(ref)
@@ -289,7 +289,7 @@ def _preview_hub(key: str, ref: str, subset: str | None, revision: str,
 
 
 def hub_preview(p, first_file: str) -> HubDataPreview:
-    """An engine.data.hub_preview.HubPreview as the form's preview."""
+    """An engine.data.hub.preview.HubPreview as the form's preview."""
     known = p.split_rows.get(p.split)
     sizes = ", ".join(f"{s} {n:,}" if n is not None else f"{s} ?"
                       for s, n in p.split_rows.items())

@@ -1,7 +1,7 @@
 """The hub screen's detail pane for a dataset: its facts, subsets, splits, features and card,
 and the subset a download or a new run takes.
 
-Loads `engine.hub.dataset_search.dataset_details` in an exclusive thread worker (the
+Loads `engine.data.hub.search.dataset_details` in an exclusive thread worker (the
 newest pick wins) and posts `DatasetDetailsLoaded` to itself; hub failures bubble to
 the screen as `HubFailed`. Everything shown comes from the hub (ids, tags, subset,
 split and column names, the card) and is untrusted: escaped or Text, never markup,
@@ -31,7 +31,7 @@ class DatasetDetail(VerticalScroll):
         super().__init__(**kwargs)
         self.endpoint = endpoint
         self.details = None
-        """The details shown (engine.hub.dataset_search.DatasetDetails), once loaded."""
+        """The details shown (engine.data.hub.search.DatasetDetails), once loaded."""
         self._wanted: str | None = None
         """The dataset whose details are shown or awaited."""
         self._keep: str | None = None
@@ -70,7 +70,7 @@ class DatasetDetail(VerticalScroll):
 
     @work(thread=True, exclusive=True, group="hub-details", exit_on_error=False)
     def _load(self, repo: str) -> None:
-        from engine.hub.dataset_search import dataset_details
+        from engine.data.hub.search import dataset_details
 
         self.post_message(details_message(dataset_details, DatasetDetailsLoaded, repo,
                                           self.endpoint))
@@ -89,7 +89,7 @@ class DatasetDetail(VerticalScroll):
 
     def show(self, d) -> None:
         """`d` (DatasetDetails): facts, the subset picker and the card."""
-        from engine.hub.dataset_search import subset_choices
+        from engine.data.hub.search import subset_choices
 
         self.details = d
         rows = f"{d.size_category} rows" if d.size_category else "rows not stated"

@@ -54,8 +54,8 @@ class DownloadRow(Horizontal):
     def _download(self, repo: str, fetch: str, stop: threading.Event, repo_type: str,
                   subset: str | None) -> None:
         from engine.core.errors import HubtuneError
+        from engine.data.hub.fetch import download_dataset
         from engine.hub.client import DownloadCancelled, download_model
-        from engine.hub.datasets import download_dataset
 
         started = time.monotonic()
 

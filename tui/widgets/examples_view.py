@@ -32,7 +32,7 @@ def read_disagreements(store_path: Path, ids: tuple[int, int]) -> ExamplesCompar
     cannot be told (another task or data, no per-example results, data files changed)."""
     from engine.core.config import RunConfig
     from engine.core.errors import HubtuneError
-    from engine.review import as_trained, check_reviewable, disagreements, same_validation
+    from engine.trained.review import as_trained, check_reviewable, disagreements, same_validation
     from store import RunStore, StoreError
 
     store = RunStore(store_path)  # a connection of this thread's own

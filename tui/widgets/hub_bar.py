@@ -18,7 +18,7 @@ from textual.message import Message
 from textual.timer import Timer
 from textual.widgets import Input, Select
 
-from engine.hub.dataset_search import DATASET_TASKS, SIZE_CATEGORIES
+from engine.data.hub.search import DATASET_TASKS, SIZE_CATEGORIES
 
 MODEL_TASKS = ("text-classification", "fill-mask", "sentence-similarity", "feature-extraction",
                "token-classification", "question-answering", "text-generation",

@@ -26,7 +26,13 @@ from tui.formatting import cell, cut, literal, plain
 from tui.new_run_form import FIELDS, SELECTS, TASK_CHOICES, UNLABELLED, NewRunForm
 from tui.new_run_settings import PROMOTED, SETTINGS
 from tui.safe_text import printable
-from tui.widgets.advanced_settings import AdvancedSettings, field_value, setting_field, show_value
+from tui.widgets.advanced_settings import (
+    FIDS,
+    AdvancedSettings,
+    field_value,
+    setting_field,
+    show_value,
+)
 from tui.widgets.config_file import ConfigFileRow
 
 DEFAULTS = {fid: value for fid, value in NewRunForm().fields().items() if fid in FIELDS}
@@ -67,7 +73,7 @@ class RunForm(VerticalScroll):
         yield Static("", id="e-general", classes="field-error -hidden")
         with Horizontal(id="start-row"):
             yield Button("Launch (ctrl+r)", id="launch", variant="success", disabled=True)
-            # Recorded `queued`: it starts when slots are free (engine.queue).
+            # Recorded `queued`: it starts when slots are free (engine.runs.queue).
             yield Button("Queue (ctrl+t)", id="queue", variant="primary", disabled=True)
 
     def _select_field(self, fid: str) -> ComposeResult:
@@ -222,7 +228,12 @@ class RunForm(VerticalScroll):
     def error(self, fid: str, message: str | None, *, hint: bool = False) -> None:
         """Show `message` under field `fid` (None hides the box): in red, or muted as a
         `hint` (what an empty required field wants)."""
-        box = self.query_one(f"#e-{fid}", Static)
+        if fid in FIDS:
+            box = self.query_one(AdvancedSettings).error(fid, message)  # opens it for one
+            if box is None:
+                return  # its fields are not built: no message to clear
+        else:
+            box = self.query_one(f"#e-{fid}", Static)
         if not message and box.has_class("-hidden"):
             return  # nothing to clear (most of them, at each check of the form)
         if hint and message:
@@ -231,9 +242,6 @@ class RunForm(VerticalScroll):
             # Messages quote names, paths and column names: plain text, never markup.
             box.update(plain(message or "", multiline=True, limit=2000))
         box.set_class(not message, "-hidden")
-        if message and not hint and fid.startswith("a-") and fid != SETTINGS[
-                PROMOTED[0]].fid:
-            self.query_one(AdvancedSettings).expand()  # an error is never hidden
 
     def show_messages(self, errors: dict[str, str], hints: dict[str, str]) -> None:
         """Each error under its field, and a hint under each empty required one."""

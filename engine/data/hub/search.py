@@ -2,7 +2,7 @@
 
 Beside engine/hub/client.py's model search and details, through huggingface_hub's
 `list_datasets` and `dataset_info`. Details come from the repo's file list and its
-README (YAML `configs:` and `dataset_info`, read by engine/hub/dataset_layout.py):
+README (YAML `configs:` and `dataset_info`, read by engine/data/hub/layout.py):
 subsets, splits with their rows, files and bytes, features, licence, gating and the
 card. Nothing here downloads data files or imports `datasets`, torch or textual;
 hub text is returned as it came, for the caller to show safely.
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from engine.data.hub.layout import DEFAULT_SUBSET, match_files, read_layout
 from engine.hub.client import (
     _SORT_PARAMS,
     SORTS,
@@ -22,7 +23,6 @@ from engine.hub.client import (
     _strip_front_matter,
     hub_errors,
 )
-from engine.hub.dataset_layout import DEFAULT_SUBSET, match_files, read_layout
 
 DATASET_TASKS = ("text-classification", "token-classification", "question-answering",
                  "summarization", "translation", "text-generation", "fill-mask",
@@ -154,8 +154,8 @@ def dataset_details(repo: str, *, revision: str | None = None,
                     endpoint: str | None = None) -> DatasetDetails:
     """Card, subsets and splits (rows, files, bytes), features, size, licence and gating of
     dataset `repo` (`hf:` prefix allowed). Reads the file list and the README only."""
+    from engine.data.hub.fetch import dataset_errors, download_checked
     from engine.hub.answers import repo_info
-    from engine.hub.datasets import dataset_errors, download_checked
     from engine.hub.names import check_commit, check_repo_id, check_revision, listed_hash
 
     repo = check_repo_id(repo.removeprefix("hf:"), "Dataset")

@@ -2,7 +2,7 @@
 
 The hub counterpart of `load_text_classification` (engine/data/loading.py):
 the same label rules and messages, but the rows stay in Arrow tables. The
-splits come in as local files (engine/hub/datasets.py fetched them); the
+splits come in as local files (engine/data/hub/fetch.py fetched them); the
 result is a `SequenceData` whose examples are `ArrowSequenceExamples`, which the
 `SequenceCollator`, length-grouped batches and evaluation read like `SequenceExamples`.
 Tokenising is one batched `datasets` map per split, written to the
@@ -19,7 +19,7 @@ from pathlib import Path
 
 from engine.core.config import RunConfig
 from engine.core.errors import DataError
-from engine.data.hub import (
+from engine.data.hub.splits import (
     MAP_BATCH_ROWS,
     LabelMap,
     drop_unlabelled,

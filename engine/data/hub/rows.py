@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 
 from engine.core.config import RunConfig
 from engine.core.errors import DataError
-from engine.data.hub import require_column
-from engine.data.hub_text import HubSplit, split_rows
+from engine.data.hub.splits import require_column
+from engine.data.hub.text import HubSplit, split_rows
 
 Pick = Callable[[object, str], tuple[dict[str, str], list[str]]]
 """(split, where) -> ({data.KEY: column}, notes): the columns a task reads."""

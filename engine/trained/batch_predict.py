@@ -1,6 +1,6 @@
 """`hubtune predict ID --file` for the tasks whose inputs are not one text column: image
 folders (or a table of image paths), token classification, question answering and
-seq2seq. Each reads its file with the rules training used (engine.predict.predict_file
+seq2seq. Each reads its file with the rules training used (engine.trained.predict.predict_file
 handles the sequence heads), predicts in batches with `progress(rows, total)` after each,
 and scores the run's main metric when the file carries labels.
 
@@ -54,7 +54,7 @@ def _batches(order: list[int], size: int):
 
 
 def predict_other_file(predictor, cfg, path: Path, column, batch_size: int, progress):
-    """engine.predict.predict_file for images, tags, answers and generated text."""
+    """engine.trained.predict.predict_file for images, tags, answers and generated text."""
     if not path.exists():
         raise DataError(f"{path} does not exist.")
     if predictor.task == "image-classification":

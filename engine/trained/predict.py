@@ -12,9 +12,9 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from engine.batch_predict import PROBABILITY_COLUMNS_UP_TO, FilePredictions, file_metric
 from engine.core.errors import DataError, HubtuneError, ModelError
 from engine.data.text_cells import cut_texts
+from engine.trained.batch_predict import PROBABILITY_COLUMNS_UP_TO, FilePredictions, file_metric
 
 QA_SEPARATOR = "|||"
 """`hubtune predict ID "question ||| context"`: how a QA input is written on one line."""
@@ -344,7 +344,7 @@ def place_for_run(store, config, device: str | None = None):
         train = TrainSpec()
     slots = None
     if store is not None and (device or "cuda").strip().lower() == "cuda":
-        from engine.queue import read_slots
+        from engine.runs.queue import read_slots
 
         try:
             slots = read_slots(store)
@@ -359,7 +359,7 @@ SEQUENCE_FILE_TASKS = ("text-classification", "text-pair-classification",
                        "multi-label-classification", "regression")
 FILE_TASKS = (*SEQUENCE_FILE_TASKS, "image-classification", "token-classification",
               "question-answering", "seq2seq")
-"""Tasks `predict_file` covers (engine.batch_predict reads the files of the last four)."""
+"""Tasks `predict_file` covers (engine.trained.batch_predict reads the files of the last four)."""
 
 
 def predict_file(model_dir: Path, cfg, path: Path, *, column: str | None = None,
@@ -393,7 +393,7 @@ def predict_file(model_dir: Path, cfg, path: Path, *, column: str | None = None,
                         "inputs.")
     path = Path(path)
     if predictor.task not in SEQUENCE_FILE_TASKS:
-        from engine.batch_predict import predict_other_file
+        from engine.trained.batch_predict import predict_other_file
 
         done = predict_other_file(predictor, cfg, path, column, batch_size, progress)
         return dataclasses.replace(done, notes=notes)

@@ -10,7 +10,7 @@ default 10): another user's job.
 
 The queue is strict first in, first out: a run never jumps one ahead of it that waits
 for more slots, so big runs are not starved. Nothing here launches a worker (that is
-`engine.worker.start_queued`) and nothing here writes SQL: the store assigns inside
+`engine.launch.start.start_queued`) and nothing here writes SQL: the store assigns inside
 one transaction what `choose_waiting` picks.
 """
 
@@ -22,8 +22,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from engine.cluster.gpus import GpuMonitor, GpuReading
 from engine.core.errors import HubtuneError
-from engine.core.gpus import GpuMonitor, GpuReading
 
 if TYPE_CHECKING:  # the store is handed in by whoever holds one
     from store import RunStore

@@ -210,8 +210,8 @@ def _lm_inputs(cfg: RunConfig) -> list[ExampleInput]:
 def _hub_inputs(cfg: RunConfig) -> list[ExampleInput]:
     """A sequence head's validation rows of an `hf:` dataset, read as its run read them
     (from the cache: nothing is downloaded again)."""
-    from engine.data.hub import encode_labels
-    from engine.data.hub_text import _as_text, hub_text_splits
+    from engine.data.hub.splits import encode_labels
+    from engine.data.hub.text import _as_text, hub_text_splits
     from engine.tasks.hub_data import hub_splits
 
     if cfg.head.task not in SEQUENCE_TASKS:

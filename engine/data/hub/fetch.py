@@ -13,7 +13,7 @@ commit, so a second run (or `HF_HUB_OFFLINE=1`) reads them from the cache.
 The token is huggingface_hub's own (HF_TOKEN, or the `hf auth login` store);
 hubtune never reads, passes or stores it. Hub failures are one sentence; a
 gated or private dataset names the page where access is requested. Reading
-the files is engine/data/hub.py's work; this module never imports torch or
+the files is engine/data/hub/splits.py's work; this module never imports torch or
 `datasets`.
 """
 
@@ -27,6 +27,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from engine.core.errors import DataError
+from engine.data.hub.layout import (  # noqa: F401  read_layout: re-exported
+    DATA_SUFFIXES,
+    DEFAULT_SUBSET,
+    DatasetLayout,
+    match_files,
+    read_layout,
+)
 from engine.hub.client import (
     DownloadCancelled,
     GatedRepo,
@@ -42,13 +49,6 @@ from engine.hub.client import (
     _transport_errors,
     cache_dir,
     guard_file_headers,
-)
-from engine.hub.dataset_layout import (  # noqa: F401  read_layout: re-exported
-    DATA_SUFFIXES,
-    DEFAULT_SUBSET,
-    DatasetLayout,
-    match_files,
-    read_layout,
 )
 from engine.hub.names import (
     check_commit,

@@ -19,7 +19,7 @@ from engine.core.safe_yaml import MAX_DEPTH
 from engine.hub.client import HubError
 
 DATA_SUFFIXES = (".parquet", ".csv", ".tsv", ".jsonl", ".json")
-"""Files that hold rows (the formats engine/data/hub.py reads)."""
+"""Files that hold rows (the formats engine/data/hub/splits.py reads)."""
 SPLIT_WORDS = {
     "train": ("train", "training"),
     "validation": ("validation", "valid", "dev", "val"),

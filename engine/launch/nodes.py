@@ -2,11 +2,11 @@
 
 `hubtune train CONFIG --nnodes N --node-rank R --rdzv-endpoint HOST:PORT` is the same
 command on every machine. Node 0 records the run like any other; its worker command is
-`python -m engine.nodes launch ...`, which runs torchrun (static rendezvous, see
-engine.core.rendezvous) over `engine.worker` and, when the nodes never meet, records
+`python -m engine.launch.nodes launch ...`, which runs torchrun (static rendezvous, see
+engine.cluster.rendezvous) over `engine.launch.worker` and, when the nodes never meet, records
 the run as failed with the reason: a run whose worker never started has no one else
 to say why. Nodes 1 and later record nothing in a store: `run_node` starts torchrun
-in the foreground over `python -m engine.nodes rank FOLDER`, with a folder of its own
+in the foreground over `python -m engine.launch.nodes rank FOLDER`, with a folder of its own
 under HUBTUNE_HOME/nodes/ holding the config, the worker log and each rank's outcome.
 Their ranks train their shards, write nothing else, and share the stop request and
 the end of training with rank 0 through the training loop's collectives.
@@ -27,9 +27,7 @@ import time
 import traceback
 from pathlib import Path
 
-from engine.core.config import RunConfig
-from engine.core.errors import HubtuneError
-from engine.core.rendezvous import (
+from engine.cluster.rendezvous import (
     NodeSpec,
     RankTaken,
     await_start,
@@ -41,7 +39,9 @@ from engine.core.rendezvous import (
     say_ready,
     torchrun_args,
 )
-from engine.worker import TORCHRUN_VARIABLES, launch_nodes, launch_processes, start_queued
+from engine.core.config import RunConfig
+from engine.core.errors import HubtuneError
+from engine.launch.worker import TORCHRUN_VARIABLES, launch_nodes, launch_processes, start_queued
 from store import RunStore, StoreError, data_dir, run_dir
 
 OUTCOME_FILE = "rank-{rank}.outcome.json"
@@ -78,7 +78,7 @@ def _log_tail(path: Path) -> str:
 
 def launch(run_id: int, db_file: Path, lease: str, worker_args: list[str]) -> int:
     """Node 0 (or the one machine of a run of several processes): torchrun over
-    engine.worker. If the run never started (the nodes never met), record it as failed
+    engine.launch.worker. If the run never started (the nodes never met), record it as failed
     with one sentence saying who was missing; if a rank was killed by a signal, say so
     in the run's record in place of what rank 0 saw of it (no rank lives to say it)."""
     nodes = launch_nodes(run_id)
@@ -88,7 +88,7 @@ def launch(run_id: int, db_file: Path, lease: str, worker_args: list[str]) -> in
     options = (torchrun_args(spec, processes) if spec is not None
                else ["--standalone", f"--nproc-per-node={processes}"])
     code = _run_forwarding([sys.executable, "-m", "torch.distributed.run", *options,
-                            "-m", "engine.worker", *worker_args], env=env)
+                            "-m", "engine.launch.worker", *worker_args], env=env)
     log = run_dir(run_id) / "worker.log"
     store = RunStore(db_file)
     try:
@@ -171,7 +171,7 @@ def run_node(folder: Path, spec: NodeSpec, processes: int) -> tuple[str, str | N
     env.setdefault("TOKENIZERS_PARALLELISM", "false")
     log = folder / "worker.log"
     with open(log, "ab") as out:
-        code = _run_forwarding(_torchrun(spec, processes, "-m", "engine.nodes", "rank",
+        code = _run_forwarding(_torchrun(spec, processes, "-m", "engine.launch.nodes", "rank",
                                          str(folder)),
                                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                                env=env)
@@ -239,8 +239,8 @@ def _train_rank(folder: Path, rank: int, cfg: RunConfig) -> int:
     stop = threading.Event()  # rank 0 reads the stop request and shares it
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    from engine.launch.worker import join_ranks
     from engine.training.loop import train
-    from engine.worker import join_ranks
 
     try:
         join_ranks(cfg)
@@ -273,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
         return run_rank(Path(args[1]))
     if args[:1] == ["launch"] and len(args) >= 5 and args[3] == "--lease":
         return launch(int(args[1]), Path(args[2]), args[4], args[1:])
-    print("usage: python -m engine.nodes (launch RUN_ID DB --lease LEASE [worker options] "
+    print("usage: python -m engine.launch.nodes (launch RUN_ID DB --lease LEASE [worker options] "
           "| rank FOLDER)", file=sys.stderr)
     return 2
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from engine.data.hub import class_names, label_counts, open_split, require_column
+from engine.data.hub.splits import class_names, label_counts, open_split, require_column
 from engine.data.reader import LABEL_NAMES, TEXT_NAMES
 
 
@@ -43,7 +43,7 @@ class HubPreview:
 def preview_split(files, split: str, *, limit: int = 5, text_column: str | None = None,
                   label_column: str | None = None) -> HubPreview:
     """Features, split sizes, first rows and label counts of `split` of a fetched dataset
-    (an engine.hub.datasets.DatasetFiles; a preview fetches the first file of a split)."""
+    (an engine.data.hub.fetch.DatasetFiles; a preview fetches the first file of a split)."""
     from engine.data.reader import _guess, cell_text
 
     paths = files.splits[split]

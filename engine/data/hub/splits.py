@@ -1,6 +1,6 @@
 """Hub dataset splits read through the `datasets` library: Arrow, memory-mapped.
 
-The files of a split (downloaded by engine/hub/datasets.py; this module
+The files of a split (downloaded by engine/data/hub/fetch.py; this module
 takes them as paths and never reaches the hub) become a `datasets.Dataset`
 whose table lives on disk in the `datasets` cache, so a split larger than
 RAM trains: rows are tokenised by a batched `map` into another on-disk table,

@@ -3,7 +3,7 @@ ranked by their main metric.
 
 Plain Python, torch-free. A point is a list of `KEY=VALUE` overrides, the same text
 `--set` takes, so every point is a config a user could have typed. Queueing the points
-(one run each, sharing a `sweep_id`) is `engine.worker.queue_sweep`'s.
+(one run each, sharing a `sweep_id`) is `engine.launch.start.queue_sweep`'s.
 """
 
 from __future__ import annotations
