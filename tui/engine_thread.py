@@ -8,7 +8,7 @@ always finishes after an older one. The thread is a daemon: quitting the app
 never waits for a plan to finish.
 
 A job returns one typed message (tui/messages.py), posted to whoever asked;
-a job that raises becomes one `EngineJobFailed` posted to the app, which shows
+a job that raises becomes one `BackgroundFailed` posted to the app, which shows
 it (one place for every such failure). Jobs never touch widgets.
 """
 
@@ -21,7 +21,7 @@ from collections.abc import Callable
 from textual.message import Message
 from textual.message_pump import MessagePump
 
-from tui.messages import EngineJobFailed
+from tui.messages import BackgroundFailed
 
 Job = Callable[[], Message | None]
 """Work for the engine thread; it returns the message to post (None: nothing to say)."""
@@ -49,7 +49,7 @@ class EngineThread:
             try:
                 message = job()
             except Exception as exc:  # a job's failure is shown, never lost
-                message, to = EngineJobFailed(f"{type(exc).__name__}: {exc}"), self.app
+                message, to = BackgroundFailed(f"{type(exc).__name__}: {exc}"), self.app
             if message is not None and self.app.is_running:  # not to a closing app
                 try:  # thread-safe; a closed screen refuses it
                     to.post_message(message)

@@ -143,10 +143,11 @@ class ModelIdsListed(Message):
 
 
 @dataclass
-class EngineJobFailed(Message):
-    """A job on the engine thread raised; `message` is the one sentence to show.
+class BackgroundFailed(Message):
+    """Background work raised (an engine-thread job or a `tui.background` worker);
+    `message` is the one sentence to show.
 
-    The app shows it (HubtuneApp.on_engine_job_failed): the one place such failures go.
+    The app shows it (HubtuneApp.on_background_failed): the one place such failures go.
     """
 
     message: str

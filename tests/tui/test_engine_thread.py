@@ -1,6 +1,6 @@
 """The app's engine thread: jobs run one at a time, in order, on one thread; each posts
 the message it returns to whoever asked, and a job that raises becomes one
-`EngineJobFailed` toast, never fatal to the thread."""
+`BackgroundFailed` toast, never fatal to the thread."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from textual.message import Message
 
 from tests.support.pilot_wait import wait_for
 from tui.app import make_app
-from tui.messages import EngineJobFailed
+from tui.messages import BackgroundFailed
 
 
 @dataclass
@@ -25,14 +25,14 @@ async def test_jobs_run_in_order_on_one_thread_and_survive_failures(store):
     dispatched: list[Message] = []
 
     def hook(message: Message) -> None:
-        if not isinstance(message, (Counted, EngineJobFailed)):
+        if not isinstance(message, (Counted, BackgroundFailed)):
             return
         if any(message is m for m in dispatched):
             return  # the same message bubbling on from the screen to the app
         dispatched.append(message)
         if isinstance(message, Counted):
             received.append(message.i)
-        elif isinstance(message, EngineJobFailed):
+        elif isinstance(message, BackgroundFailed):
             failures.append(message.message)
 
     app = make_app(store=store)

@@ -28,7 +28,7 @@ from tui.safe_text import printable
                    "(GPUs) are free (`hubtune queue ls`).")
 @click.option("--nnodes", type=click.IntRange(min=1), default=1, show_default=True,
               help="Machines training the run, each starting this same command with its "
-                   "own --node-rank (README: Several machines).")
+                   "own --node-rank (docs/scale-out.md).")
 @click.option("--node-rank", type=click.IntRange(min=0), default=None,
               help="This machine's place among --nnodes, from 0; node 0 records the run.")
 @click.option("--rdzv-endpoint", metavar="HOST:PORT",

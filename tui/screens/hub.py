@@ -13,15 +13,15 @@ lives on across screen switches, so they are kept there too.
 
 from __future__ import annotations
 
-from textual import on, work
+from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.reactive import reactive
 from textual.screen import Screen
 from textual.widgets import DataTable, Header, Input, Static
-from textual.worker import Worker, WorkerState
 
+from tui.background import background
 from tui.formatting import plain
 from tui.messages import (
     DownloadFinished,
@@ -116,7 +116,7 @@ class HubScreen(Screen):
             return
         self._search_worker(q)
 
-    @work(thread=True, exclusive=True, group="hub-search", exit_on_error=False)
+    @background(what="searching the hub", group="hub-search", exclusive=True)
     def _search_worker(self, q: HubQuery) -> None:
         from engine.data.hub.search import local_dataset_summaries, search_datasets
         from engine.hub.client import (
@@ -171,14 +171,6 @@ class HubScreen(Screen):
             "local-models screen (4) work as usual."))
         banner.remove_class("-hidden")
 
-    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
-        """A search or details thread worker that failed outside HubError (the hub listed an id
-        huggingface_hub will not look up) says so, rather than 'loading…' forever."""
-        worker = event.worker
-        if event.state == WorkerState.ERROR and worker.group in ("hub-search", "hub-details"):
-            error = worker.error
-            self.notify(f"{type(error).__name__}: {error}", severity="error", timeout=8)
-
     # -- details -----------------------------------------------------------
 
     @on(DataTable.RowHighlighted, "#hub-results")
@@ -214,7 +206,7 @@ class HubScreen(Screen):
 
         self.app.engine.submit(job, to=self)
 
-    @work(thread=True, exclusive=True, group="hub-details", exit_on_error=False)
+    @background(what="reading the model's details", group="hub-details", exclusive=True)
     def _load_details(self, repo: str) -> None:
         from engine.hub.client import model_details
 
@@ -226,12 +218,14 @@ class HubScreen(Screen):
         if d.id != self._selected:
             return
         self._details = d
-        self.query_one(ModelDetail).show(d, d.heads)
+        from engine.tasks.fit import guessed_heads  # torch-free
+
+        self.query_one(ModelDetail).show(d, guessed_heads(d))
         if d.config:
             # The pipeline tag is a guess; the model's own config says which heads fit.
             # transformers is imported on the engine thread only (see tui/engine_thread).
             def job():
-                from engine.modeling.heads import heads_from_config
+                from engine.tasks.fit import heads_from_config
 
                 heads = heads_from_config(d.config)
                 return HeadsFound(d.id, heads) if heads else None

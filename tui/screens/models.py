@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import time
 
-from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import Screen
 from textual.widgets import DataTable, Header, Static
 
+from tui.background import background
 from tui.formatting import cell, cut, human_bytes, plain
 from tui.messages import CacheEntryDeleted, CacheFailed, CacheListed, CacheVerified
 from tui.widgets.footer import KeysFooter
@@ -52,7 +52,7 @@ class LocalModelsScreen(Screen):
     def action_refresh(self) -> None:
         self._scan()
 
-    @work(thread=True, exclusive=True, group="cache", exit_on_error=False)
+    @background(what="listing the local cache", group="cache", exclusive=True)
     def _scan(self) -> None:
         from engine.core.errors import HubtuneError
         from engine.hub.client import list_local
@@ -101,7 +101,7 @@ class LocalModelsScreen(Screen):
             self.notify(f"Verifying {key}…")
             self._verify(key)
 
-    @work(thread=True, group="verify", exit_on_error=False)
+    @background(what="verifying the cached files", group="verify")
     def _verify(self, key: str) -> None:
         from engine.core.errors import HubtuneError
         from engine.hub.client import verify_cached
@@ -143,7 +143,7 @@ class LocalModelsScreen(Screen):
         self.app.push_screen(ConfirmScreen(f"Delete {cut(repo, 100)} from the local cache?"),
                              answered)
 
-    @work(thread=True, group="delete", exit_on_error=False)
+    @background(what="deleting from the cache", group="delete")
     def _delete(self, key: str) -> None:
         from engine.core.errors import HubtuneError
         from engine.hub.client import remove_cached

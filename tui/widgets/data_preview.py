@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from textual import on, work
+from textual import on
 from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.message import Message
@@ -26,6 +26,7 @@ from textual.widgets import Button, DataTable, Static
 
 from engine.core.errors import HubtuneError
 from engine.data.reader import DataPreview
+from tui.background import background
 from tui.formatting import cell, cut, literal
 from tui.messages import DataPreviewed, TokensCounted
 from tui.widgets.layer_plan import LayerPlan
@@ -136,7 +137,7 @@ class DataPreviewPane(Vertical):
         self._file = str(path)
         self._read_file(path, encoding, label)
 
-    @work(thread=True, exclusive=True, group="preview", exit_on_error=False)
+    @background(what="reading the data file", group="preview", exclusive=True)
     def _read_file(self, path: Path, encoding: str, label: str | None) -> None:
         from engine.data.reader import preview_file
 

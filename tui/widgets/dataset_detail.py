@@ -10,12 +10,12 @@ controls as escapes. A card's web links open in the browser; no other scheme doe
 
 from __future__ import annotations
 
-from textual import on, work
+from textual import on
 from textual.app import ComposeResult
 from textual.containers import VerticalScroll
 from textual.widgets import Markdown, Select, Static
-from textual.worker import Worker, WorkerState
 
+from tui.background import background
 from tui.formatting import cell, cut, human_bytes, literal
 from tui.messages import DatasetDetailsLoaded, HubFailed
 from tui.safe_text import printable
@@ -68,19 +68,18 @@ class DatasetDetail(VerticalScroll):
         self.query_one("#dataset-summary", Static).update(
             f"No datasets match {literal(repr(query), 80)}." if query else "No datasets found.")
 
-    @work(thread=True, exclusive=True, group="hub-details", exit_on_error=False)
+    @background(what="reading the dataset's details", group="hub-details", exclusive=True, failed="_failed")
     def _load(self, repo: str) -> None:
         from engine.data.hub.search import dataset_details
 
         self.post_message(details_message(dataset_details, DatasetDetailsLoaded, repo,
                                           self.endpoint))
 
-    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
-        """A details thread worker that failed outside HubError says so, rather than 'loading…'
-        forever."""
-        if event.state == WorkerState.ERROR and event.worker.group == "hub-details":
-            error = event.worker.error
-            self.notify(f"{type(error).__name__}: {error}", severity="error", timeout=8)
+    def _failed(self, sentence: str) -> None:
+        """The details could not be read (the app shows why): no "loading…" for ever."""
+        if self._wanted is not None:
+            self.query_one("#dataset-summary", Static).update(
+                f"[b]{literal(self._wanted)}[/b]\nNo details: {literal(sentence, 300)}")
 
     def on_dataset_details_loaded(self, msg: DatasetDetailsLoaded) -> None:
         if msg.details.id != self._wanted:

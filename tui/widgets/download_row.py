@@ -12,11 +12,11 @@ from __future__ import annotations
 import threading
 import time
 
-from textual import work
 from textual.app import ComposeResult
 from textual.containers import Horizontal
 from textual.widgets import Label, ProgressBar
 
+from tui.background import background
 from tui.formatting import human_bytes, styled
 from tui.messages import DownloadFinished, DownloadProgressed, DownloadStopped
 
@@ -50,7 +50,7 @@ class DownloadRow(Horizontal):
         if self._stop is not None:
             self._stop.set()
 
-    @work(thread=True, group="download", exit_on_error=False)
+    @background(what="downloading", group="download", failed="_failed")
     def _download(self, repo: str, fetch: str, stop: threading.Event, repo_type: str,
                   subset: str | None) -> None:
         from engine.core.errors import HubtuneError
@@ -93,6 +93,11 @@ class DownloadRow(Horizontal):
         self._end()
         msg.stop()
         self.notify(msg.message, severity="warning" if msg.cancelled else "error", timeout=8)
+
+    def _failed(self, sentence: str) -> None:
+        """The download broke in a way it could not say itself (the app shows why): the
+        row goes, so the screen never shows a bar that no longer moves."""
+        self._end()
 
     def _end(self) -> None:
         self.repo, self._stop = None, None
