@@ -34,7 +34,7 @@ run: $(STAMP_RUN)
 # worker processes, torchrun and tmux, and each test process computes on one thread
 # (tests/conftest.py), so a third keeps both cores busy. TEST_JOBS=0 runs everything in one.
 TEST_JOBS ?= 3
-PYTEST := $(BIN)/python -m pytest -q $(if $(filter-out 0,$(TEST_JOBS)),-n $(TEST_JOBS) --dist worksteal)
+PYTEST := $(BIN)/python -m pytest -q --durations=15 $(if $(filter-out 0,$(TEST_JOBS)),-n $(TEST_JOBS) --dist worksteal)
 
 test: $(STAMP_TEST)
 	$(PYTEST)

@@ -1,0 +1,230 @@
+"""What an audit finds in labelled examples, from their features and their inputs.
+
+Likely label errors come from confident learning (cleanlab) over out-of-sample class
+probabilities: a logistic-regression head is trained on K-1 folds of the features and
+predicts the K-th, so no example is judged by a model that saw its label. Duplicates
+are inputs equal after whitespace and case are normalised (exact) or whose features'
+cosine similarity reaches a threshold (near); leaks are validation rows that are, in
+either sense, also training rows. Degenerate inputs and labels with few examples are
+counted from the inputs and labels alone.
+
+Plain numpy, scikit-learn and cleanlab (the `audit` extra); the features come from the
+config's model used as a frozen extractor, and rows are numbered as the data reader
+numbers them (0-based data rows, header excluded).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from engine.core.errors import DataError
+
+NEAR_DUPLICATE_SIMILARITY = 0.98
+"""Cosine similarity of two examples' features at or above which they count as near
+duplicates (and a validation row as a near leak)."""
+_CHUNK = 1024
+"""Rows of features compared at once: keeps the similarity matrix at CHUNK x N."""
+
+
+@dataclass(frozen=True)
+class LabelIssue:
+    split: str
+    row: int
+    label: str
+    suggested: str
+    confidence: float
+    """The out-of-sample probability of the suggested label."""
+
+
+@dataclass(frozen=True)
+class Duplicate:
+    split: str
+    rows: tuple[int, ...]
+    kind: str
+    """"exact" (equal after normalising whitespace and case) or "near" (features)."""
+
+
+@dataclass(frozen=True)
+class Leak:
+    train_row: int
+    validation_row: int
+    similarity: float
+
+
+def _libraries():
+    """cleanlab's label-issue filter and the scikit-learn parts of the fold head, or one
+    sentence saying how to install them."""
+    try:
+        from cleanlab.filter import find_label_issues as cleanlab_issues
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.model_selection import StratifiedKFold
+        from sklearn.pipeline import make_pipeline
+        from sklearn.preprocessing import StandardScaler
+    except ImportError:
+        raise DataError("The label check needs the audit extra: pip install "
+                        "'hubtune[audit]' (cleanlab and scikit-learn).") from None
+    return cleanlab_issues, LogisticRegression, StratifiedKFold, make_pipeline, StandardScaler
+
+
+def out_of_sample_probs(features: np.ndarray, labels: np.ndarray, *, folds: int,
+                        seed: int) -> np.ndarray:
+    """Class probabilities for every row from a head that never saw that row's label."""
+    _, LogisticRegression, StratifiedKFold, make_pipeline, StandardScaler = _libraries()
+    counts = np.bincount(labels)
+    present = counts[counts > 0]
+    folds = min(folds, int(present.min()))
+    if folds < 2:
+        raise DataError("Every label needs at least 2 examples for an out-of-sample check; "
+                        "the audit lists the rare ones (rare_labels).")
+    classes = len(counts)
+    probs = np.zeros((len(labels), classes))
+    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    for fit_rows, held_rows in splitter.split(features, labels):
+        head = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
+        head.fit(features[fit_rows], labels[fit_rows])
+        probs[np.ix_(held_rows, head[-1].classes_)] = head.predict_proba(features[held_rows])
+    return probs
+
+
+def find_label_issues(features: np.ndarray, labels: Sequence[int], names: Sequence[str], *,
+                      split: str, folds: int = 5, seed: int = 0,
+                      rows: Sequence[int] | None = None) -> list[LabelIssue]:
+    """Likely label errors among `labels` (indices into `names`), most likely first.
+    `rows` maps each example to its row in the file (default: its position)."""
+    cleanlab_issues = _libraries()[0]
+    labels = np.asarray(labels, dtype=int)
+    rows = list(range(len(labels))) if rows is None else list(rows)
+    # Only the labels that occur: cleanlab wants every class column to have examples.
+    used = np.unique(labels)
+    dense = np.searchsorted(used, labels)
+    probs = out_of_sample_probs(np.asarray(features, dtype=np.float64), dense,
+                                folds=folds, seed=seed)
+    ranked = cleanlab_issues(dense, probs, return_indices_ranked_by="self_confidence")
+    issues = []
+    for i in ranked:
+        best = int(probs[i].argmax())
+        issues.append(LabelIssue(split, rows[i], names[used[dense[i]]], names[used[best]],
+                                 round(float(probs[i, best]), 4)))
+    return issues
+
+
+def normalised(text: str) -> str:
+    """`text` with runs of whitespace made one space and case folded."""
+    return " ".join(str(text).split()).casefold()
+
+
+def _unit(features: np.ndarray) -> np.ndarray:
+    features = np.asarray(features, dtype=np.float32)
+    norms = np.linalg.norm(features, axis=1, keepdims=True)
+    return features / np.maximum(norms, 1e-12)
+
+
+def _near_pairs(a: np.ndarray, b: np.ndarray, threshold: float, *, same: bool):
+    """(i, j, similarity) for rows of unit features `a` and `b` at or above `threshold`
+    (with `same`, a and b are one set: each pair once, never a row with itself)."""
+    for start in range(0, len(a), _CHUNK):
+        sims = a[start:start + _CHUNK] @ b.T
+        for i, j in zip(*np.nonzero(sims >= threshold), strict=True):
+            i = int(i) + start
+            if not same or i < j:
+                yield i, int(j), float(sims[i - start, j])
+
+
+def find_duplicates(texts: Sequence[str], features: np.ndarray | None, *, split: str,
+                    threshold: float = NEAR_DUPLICATE_SIMILARITY,
+                    rows: Sequence[int] | None = None) -> list[Duplicate]:
+    """Groups of rows with equal inputs (exact), then groups joined by similar features
+    that are not already one exact group (near); largest groups first."""
+    rows = list(range(len(texts))) if rows is None else list(rows)
+    groups: dict[str, list[int]] = defaultdict(list)
+    for i, text in enumerate(texts):
+        key = normalised(text)
+        if key:
+            groups[key].append(i)
+    exact = [g for g in groups.values() if len(g) > 1]
+    found = [Duplicate(split, tuple(rows[i] for i in g), "exact") for g in exact]
+    if features is None or len(texts) < 2:
+        return sorted(found, key=lambda d: -len(d.rows))
+    parent = list(range(len(texts)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for g in exact:  # an exact group is one node: near joins beyond it
+        for i in g[1:]:
+            parent[root(i)] = root(g[0])
+    unit = _unit(features)
+    for i, j, _ in _near_pairs(unit, unit, threshold, same=True):
+        a, b = root(i), root(j)
+        if a != b:
+            parent[a] = b
+    clusters: dict[int, list[int]] = defaultdict(list)
+    for i in range(len(texts)):
+        clusters[root(i)].append(i)
+    exact_sets = {frozenset(g) for g in exact}
+    for members in clusters.values():
+        if len(members) > 1 and frozenset(members) not in exact_sets:
+            found.append(Duplicate(split, tuple(rows[i] for i in members), "near"))
+    return sorted(found, key=lambda d: -len(d.rows))
+
+
+def find_leaks(train_texts: Sequence[str], validation_texts: Sequence[str],
+               train_features: np.ndarray | None = None,
+               validation_features: np.ndarray | None = None, *,
+               threshold: float = NEAR_DUPLICATE_SIMILARITY,
+               train_rows: Sequence[int] | None = None,
+               validation_rows: Sequence[int] | None = None) -> list[Leak]:
+    """Validation rows that are also training rows: equal inputs (similarity 1.0), else
+    the most similar training row when its features reach `threshold`."""
+    train_rows = list(range(len(train_texts))) if train_rows is None else list(train_rows)
+    validation_rows = (list(range(len(validation_texts))) if validation_rows is None
+                       else list(validation_rows))
+    first: dict[str, int] = {}
+    for i, text in enumerate(train_texts):
+        first.setdefault(normalised(text), i)
+    leaks: dict[int, Leak] = {}
+    for v, text in enumerate(validation_texts):
+        t = first.get(normalised(text))
+        if t is not None and normalised(text):
+            leaks[v] = Leak(train_rows[t], validation_rows[v], 1.0)
+    if train_features is not None and validation_features is not None and len(train_texts):
+        train_unit, val_unit = _unit(train_features), _unit(validation_features)
+        for start in range(0, len(val_unit), _CHUNK):
+            sims = val_unit[start:start + _CHUNK] @ train_unit.T
+            best = sims.argmax(axis=1)
+            for k, t in enumerate(best):
+                v, similarity = start + k, float(sims[k, t])
+                if similarity >= threshold and v not in leaks:
+                    leaks[v] = Leak(train_rows[int(t)], validation_rows[v],
+                                    round(min(similarity, 1.0), 4))
+    return sorted(leaks.values(), key=lambda leak: (-leak.similarity, leak.validation_row))
+
+
+def degenerate_inputs(texts: Sequence[str], *, split: str,
+                      rows: Sequence[int] | None = None) -> list[dict]:
+    """Inputs a model can learn nothing from: empty, only whitespace or punctuation, or one
+    character repeated."""
+    rows = list(range(len(texts))) if rows is None else list(rows)
+    found = []
+    for i, text in enumerate(texts):
+        key = normalised(text)
+        reason = ("empty" if not key else
+                  "no letters or digits" if not any(c.isalnum() for c in key) else
+                  "one character repeated" if len(key) > 1 and len(set(key)) == 1 else None)
+        if reason:
+            found.append({"split": split, "row": rows[i], "reason": reason})
+    return found
+
+
+def rare_labels(labels: Sequence[int], names: Sequence[str], *, minimum: int) -> list[dict]:
+    """Labels with fewer than `minimum` examples (those present at all), fewest first."""
+    counts = np.bincount(np.asarray(labels, dtype=int), minlength=len(names))
+    return [{"label": names[i], "count": int(c)}
+            for i, c in sorted(enumerate(counts), key=lambda ic: ic[1]) if 0 < c < minimum]
