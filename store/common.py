@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import sqlite3
+import uuid
 from datetime import UTC, datetime
 
-from store.errors import StoreError
+from store.errors import LeaseLost, StoreError
 
-STATUSES = ("queued", "running", "completed", "failed", "stopped", "interrupted")
-TERMINAL_STATUSES = frozenset({"completed", "failed", "stopped", "interrupted"})
+STATUSES = ("queued", "running", "completed", "failed", "stopped", "interrupted", "pruned")
+TERMINAL_STATUSES = frozenset({"completed", "failed", "stopped", "interrupted", "pruned"})
 
 
 def utc_now() -> str:
@@ -28,3 +30,16 @@ def check_run_id(run_id: int) -> int:
     if not -MAX_RUN_ID - 1 <= run_id <= MAX_RUN_ID:
         raise no_such_run(run_id)
     return run_id
+
+
+def check_lease(conn: sqlite3.Connection, run_id: int, lease: str) -> None:
+    """Inside a write transaction: refuse unless `lease` still holds the run."""
+    row = conn.execute("SELECT lease FROM runs WHERE id = ?", [run_id]).fetchone()
+    if row is None or row[0] != lease:
+        gone = "was deleted" if row is None else "was claimed by another worker"
+        raise LeaseLost(f"Run {run_id} {gone}; this worker stops without writing to it.")
+
+
+def new_lease() -> str:
+    """A fresh lease: the token a run's worker must hold to write to it."""
+    return uuid.uuid4().hex

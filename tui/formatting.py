@@ -9,6 +9,7 @@ STATUS_STYLE = {
     "failed": "bold red",
     "stopped": "yellow",
     "interrupted": "magenta",
+    "pruned": "dark_orange",
 }
 
 
@@ -40,8 +41,57 @@ def duration(seconds: float | None) -> str:
     return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s" if m else f"{s}s"
 
 
-def metric(value) -> str:
-    return f"{value:.3f}" if isinstance(value, (int, float)) else "-"
+COUNTS = ("epochs", "steps", "step", "best_step", "total_steps", "examples", "train_rows",
+          "validation_rows")
+"""Summary keys that count things: shown as whole numbers (`epochs 2`, not `2.0000`)."""
+
+
+def metric(value, name: str = "") -> str:
+    """A metric's value as every screen and command shows it: three decimals (`acc 0.600`
+    beside `acc 0.683`, never `0.6`), a count (`name` in COUNTS) whole, a value too small
+    or too large for that in scientific or grouped form; "-" for none."""
+    import math
+
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return "-"
+    if not math.isfinite(value):
+        return str(value)
+    if name.removeprefix("val_") in COUNTS and float(value).is_integer():
+        return f"{int(value):,}"
+    if value and abs(value) < 0.001:
+        return f"{value:.2e}"
+    if abs(value) >= 10_000:
+        return f"{value:,.0f}"
+    return f"{value:.3f}"
+
+
+def started(run, *, seconds: bool = False) -> str:
+    """When `run` started (`11-04 09:00`, with `seconds` the year and seconds too):
+    "queued" while it waits, never its creation time; "-" for one that never started."""
+    if not run.started_utc:
+        return "queued" if run.status == "queued" else "-"
+    return run.started_utc[:19].replace("T", " ") if seconds else \
+        run.started_utc[5:16].replace("T", " ")
+
+
+def learning_rate(logged: float, config: dict | None) -> str:
+    """The headline `lr`: the base rate (train.learning_rate) as scheduled now, and whether
+    some layer groups train at another one.
+
+    The loop logs the rate of the optimizer's first group, the one with the highest rate
+    (a head at 1e-3, say); every group follows the same schedule, so the base rate now is
+    that scaled by base / highest."""
+    train = (config or {}).get("train") or {}
+    base = train.get("learning_rate")
+    groups = [v for v in (train.get("group_learning_rates") or {}).values()
+              if isinstance(v, (int, float))]
+    head = train.get("head_learning_rate")
+    differ = bool(groups) or train.get("layer_lr_decay") is not None or (
+        isinstance(head, (int, float)) and head != base)
+    if not differ or not isinstance(base, (int, float)) or base <= 0:
+        return f"lr {logged:.2e}"
+    highest = max([base, *groups, *([head] if isinstance(head, (int, float)) else [])])
+    return f"lr {logged * base / highest:.2e} (base; groups differ)"
 
 
 def human_bytes(n: float | None) -> str:

@@ -27,13 +27,37 @@ def record_outcome(store: RunStore, run_id: int, lease: str, status: str,
         if status == "stopped" and summary and summary.get("steps") is not None:
             ending += (f" at step {summary['steps']}; R in the TUI or "
                        f"`hubtune runs resume {run_id}` continues it from there")
+        if status == "pruned" and summary:
+            ending += (f" at step {summary.get('pruned_at')}: the search's pruner found its "
+                       "evaluation behind the other trials' at that step; its checkpoints "
+                       "and metrics are kept")
         store.add_event(run_id, ending, "info", lease=lease)
         store.finish(run_id, status, summary=summary, error=error, lease=lease)
     except LeaseLost as exc:
         return not_ours(store, exc)
+    end_trial(store, run_id)
     start_next(store, run_id)
     store.close()
-    return 0 if status in ("completed", "stopped") else 1
+    return 0 if status in ("completed", "stopped", "pruned") else 1
+
+
+def end_trial(store: RunStore, run_id: int) -> None:
+    """A search trial's run has ended: its result goes to the study, and the next trial
+    is queued in its place (engine.runs.search). Never fails the worker."""
+    from engine.launch.start import launch_trial, queue_trials
+    from engine.runs.search import load_spec, tell
+    from store.records import kept_metrics
+
+    try:
+        run = store.get_run(run_id)
+        spec, number = load_spec(run.sweep_id), launch_trial(run_id)
+        if spec is None or number is None:
+            return
+        value = kept_metrics(run.summary)[1].get(spec.metric) if run.summary else None
+        tell(spec, number, run.status, value)
+        queue_trials(store, spec)
+    except Exception:
+        traceback.print_exc()
 
 
 def start_next(store: RunStore, run_id: int | None = None) -> None:
@@ -88,7 +112,7 @@ peer's machine (its node reads torchrun's verdict first): less than the 30 s tor
 gives a rank between its SIGTERM and SIGKILL."""
 
 
-def peer_lost(exc: BaseException) -> bool:
+def peer_vanished(exc: BaseException) -> bool:
     """A collective that failed because another rank's process went away."""
     text = f"{type(exc).__name__}: {exc}"
     return any(sign in text for sign in ("DistBackendError", "gloo", "NCCL", "Connection closed",

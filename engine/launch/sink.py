@@ -23,6 +23,7 @@ from engine.core.events import (
     ValidationPredicted,
 )
 from engine.launch.outcome import RANK_FAILURE_GRACE_S, rank_failure, record_outcome, start_next
+from engine.share.live import LiveReport
 from engine.training.precision import precision_label
 from store import RunStore, StoreError
 
@@ -41,11 +42,18 @@ class StoreSink:
     """Buffers events from the training thread; a side thread writes them."""
 
     def __init__(self, db_file: Path, run_id: int, stop: threading.Event, lease: str, *,
-                 watch_ranks: bool = False) -> None:
+                 watch_ranks: bool = False, report: LiveReport | None = None) -> None:
         self.db_file = db_file
+        self.report = report
+        """The run's trackers (train.report_to), handed what each flush committed."""
+        self.status = "running"
+        """The run's end as `close` was told it, for the trackers."""
         self.watch_ranks = watch_ranks
         """Several processes: look for another rank's failure at each heartbeat."""
         self.rank_failed_at: float | None = None
+        self.trial = None
+        """A search trial's TrialWatch (engine.runs.search): evaluations go to its study."""
+        self._evals: list[tuple[int, dict]] = []
         self.run_id = run_id
         self.lease = lease
         self.stop = stop
@@ -66,11 +74,15 @@ class StoreSink:
         self.error: BaseException | None = None
 
     def start(self) -> None:
+        if self.report is not None:
+            self.report.start()
         self._thread.start()
 
     def __call__(self, event: Event) -> None:
         now = time.time()
         with self._lock:
+            if isinstance(event, EvalFinished) and self.trial is not None:
+                self._evals.append((event.step, dict(event.metrics)))
             if isinstance(event, (StepLogged, EvalFinished)):
                 self._metrics += [
                     (event.step, event.epoch, name, float(value), now)
@@ -97,7 +109,8 @@ class StoreSink:
                 self._predictions = event
             self._queued += 1
             ticket = self._queued
-        if isinstance(event, (Note, RunPrepared)):
+        if isinstance(event, (Note, RunPrepared)) or (isinstance(event, EvalFinished)
+                                                       and self.trial is not None):
             # A few per run: committed at once, so an event's time is when it happened
             # (not up to FLUSH_INTERVAL_S later) and the TUI shows it without that delay.
             self._wake.set()
@@ -119,6 +132,7 @@ class StoreSink:
                 self._wake.clear()
                 closing = self._closing.is_set()
                 self._flush(store)
+                self._report_evals()
                 if time.monotonic() - last_beat >= HEARTBEAT_INTERVAL_S:
                     if store.file_replaced():
                         raise StoreError(f"The run database {self.db_file} was removed or "
@@ -134,6 +148,7 @@ class StoreSink:
                     start_next(store)  # a killed worker's slots, reaped, go to the queue
                     last_queue_check = time.monotonic()
                 if closing:
+                    self._close_report(store)
                     return
         except BaseException as exc:  # surfaced by close(); the loop must not die silently
             self.error = exc
@@ -142,6 +157,16 @@ class StoreSink:
                 self._committed_cv.notify_all()
         finally:
             store.close()
+
+    def _report_evals(self) -> None:
+        """A search trial's evaluations to its study; the pruner's stop stops the run
+        (it ends `pruned`, its checkpoints and metrics kept)."""
+        with self._lock:
+            evals, self._evals = self._evals, []
+        for step, metrics in evals:
+            if self.trial.report(step, metrics):
+                self.stop.set()
+                return
 
     def _watch_ranks(self, store: RunStore) -> None:
         """Another rank failed: give the training thread a grace period to end on its
@@ -181,8 +206,21 @@ class StoreSink:
             self._committed_cv.notify_all()
         for level, message in notes:
             store.add_event(self.run_id, message, level, lease=self.lease)
+        if self.report is not None:
+            now = time.time()
+            self.report.put(metrics, [(now, level, message) for level, message in notes])
+            for warning in self.report.warnings():
+                store.add_event(self.run_id, warning, "warning", lease=self.lease)
 
-    def close(self) -> None:
+    def _close_report(self, store: RunStore) -> None:
+        if self.report is not None:
+            self.report.close(self.status)
+            for warning in self.report.warnings():
+                store.add_event(self.run_id, warning, "warning", lease=self.lease)
+
+    def close(self, status: str | None = None) -> None:
+        if status is not None:
+            self.status = status
         self._closing.set()
         self._wake.set()
         self._thread.join()

@@ -8,6 +8,7 @@ recorded leaves it `failed` with the reason, never `queued` for ever.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -31,6 +32,7 @@ def start_run(
     queue: bool = False,
     sweep_id: str | None = None,
     nodes: dict | None = None,
+    trial: int | None = None,
 ) -> int:
     """Record a queued run and start its worker; returns the run id at once.
 
@@ -41,7 +43,8 @@ def start_run(
     The run takes its slots (engine.runs.queue) so queued runs wait for it; with `queue`
     it joins the run queue instead and starts when enough slots are free.
     `nodes` (NodeSpec.to_dict() of node 0): the run trains on several machines, whose
-    other nodes run `engine.launch.nodes` without a store (see there).
+    other nodes run `engine.launch.nodes` without a store (see there). `trial`: the number
+    of the search trial (engine.runs.search) the run trains, for its worker to report to.
     """
     import yaml
 
@@ -80,7 +83,8 @@ def start_run(
         (folder / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
         # the cwd too: a queued run is launched later, perhaps by another run's worker
         (folder / LAUNCH_FILE).write_text(json.dumps({
-            "processes": processes, "cwd": os.getcwd(), **({"nodes": nodes} if nodes else {})}))
+            "processes": processes, "cwd": os.getcwd(), **({"nodes": nodes} if nodes else {}),
+            **({"trial": trial} if trial is not None else {})}))
         if queue:
             start_queued(store, monitor=gpus)
             return run_id
@@ -184,6 +188,13 @@ def launch_nodes(run_id: int, folder: Path | None = None) -> dict | None:
     return json.loads(launch.read_text()).get("nodes") if launch.is_file() else None
 
 
+def launch_trial(run_id: int, folder: Path | None = None) -> int | None:
+    """The search trial run `run_id` trains (engine.runs.search), or None."""
+    launch = (folder or run_dir(run_id)) / LAUNCH_FILE
+    trial = json.loads(launch.read_text()).get("trial") if launch.is_file() else None
+    return trial if isinstance(trial, int) else None
+
+
 def launch_processes(run_id: int, folder: Path | None = None) -> int:
     """The process count run `run_id` was launched with (1 for a run from before)."""
     launch = (folder or run_dir(run_id)) / LAUNCH_FILE
@@ -260,3 +271,34 @@ def spawn_worker(store: RunStore, run_id: int, lease: str, *, resume: bool,
             cwd=_launch_cwd(folder),
         )
     store.set_pid(run_id, proc.pid, lease)  # False if the worker already claimed the run
+
+
+def queue_trials(store: RunStore, spec, *, gpus: GpuMonitor | None = None) -> list[int]:
+    """Queue the search's next trials (engine.runs.search), as many as its places allow:
+    called when the search starts, and by each trial's worker as its run ends. A trial
+    whose settings make no valid config is told failed, and the next one asked."""
+    from engine.core.config import MAX_NAME_CHARS, apply_overrides
+    from engine.core.errors import ConfigError
+    from engine.runs.search import ask, bind, tell
+
+    queued: list[int] = []
+    for _ in range(spec.trials):  # each round asks at least one trial, or ends
+        active = [r for r in store.list_runs(sweep=spec.sweep_id, limit=None)
+                  if r.status in ("queued", "running")]
+        trials = ask(spec, len(active))
+        if not trials:
+            return queued
+        for trial in trials:
+            try:
+                cfg = RunConfig.from_dict(apply_overrides(spec.base, trial.overrides))
+            except ConfigError:
+                tell(spec, trial.number, "failed", None)
+                continue
+            suffix = f"-t{trial.number}"
+            cfg = dataclasses.replace(cfg, name=spec.name[: MAX_NAME_CHARS - len(suffix)]
+                                      + suffix)
+            run_id = start_run(store, cfg, processes=spec.processes, gpus=gpus, queue=True,
+                               sweep_id=spec.sweep_id, trial=trial.number)
+            bind(spec, trial.number, run_id)
+            queued.append(run_id)
+    return queued

@@ -22,6 +22,7 @@ from engine.core.errors import HubtuneError
 from engine.launch.outcome import (
     clear_rank_failures,
     not_ours,
+    peer_vanished,
     ranks_verdict,
     record_outcome,
     report_rank_failure,
@@ -73,7 +74,10 @@ def run_worker(run_id: int, db_file: Path, lease: str, *, resume: bool = False,
     several = int(os.environ.get("WORLD_SIZE", "1")) > 1
     if several:
         clear_rank_failures(run_id)
-    sink = StoreSink(db_file, run_id, stop, lease, watch_ranks=several)
+    from engine.share.live import live_report
+
+    sink = StoreSink(db_file, run_id, stop, lease, watch_ranks=several, report=live_report(run))
+    sink.trial = search_trial(run)
     sink.start()
     status, summary, error = "failed", None, None
     peer_lost = False
@@ -88,18 +92,34 @@ def run_worker(run_id: int, db_file: Path, lease: str, *, resume: bool = False,
         error = str(exc)
     except Exception as exc:  # the log keeps the traceback; the store a sentence
         traceback.print_exc()
-        peer_lost = several and peer_lost(exc)
+        peer_lost = several and peer_vanished(exc)
         error = f"Internal error ({type(exc).__name__}: {exc}); see {run_dir(run_id)}/worker.log."
     finally:
         try:
-            sink.close()
+            sink.close(status)
         except LeaseLost as exc:
             return not_ours(store, exc)
         except Exception:
             traceback.print_exc()
     if several:
         status, summary, error = ranks_verdict(run_id, status, summary, error, peer_lost)
+    if sink.trial is not None and sink.trial.pruned_at is not None and status == "stopped":
+        status, summary = "pruned", {**(summary or {}), "pruned_at": sink.trial.pruned_at}
     return record_outcome(store, run_id, lease, status, summary, error)
+
+
+def search_trial(run):
+    """The search trial `run` trains, watched from the store thread; None for any other
+    run (or when the search's files cannot be read: the run trains as a plain one)."""
+    from engine.launch.start import launch_trial
+    from engine.runs.search import TrialWatch, load_spec
+
+    try:
+        spec, number = load_spec(run.sweep_id), launch_trial(run.id)
+    except HubtuneError as exc:
+        print(exc, file=sys.stderr)
+        return None
+    return TrialWatch(spec, number) if spec is not None and number is not None else None
 
 
 def join_ranks(cfg: RunConfig) -> None:
@@ -175,12 +195,13 @@ def _exit_now(code: int) -> None:
     a small machine slows the queued run this worker has just started. Everything is
     recorded and closed by now; as at a normal exit, other threads are waited for and
     exit handlers (logging, temporary files, locks) run."""
-    import atexit
+    from engine.core.compat import run_exit_handlers
 
     for thread in threading.enumerate():
         if thread is not threading.current_thread() and not thread.daemon:
             thread.join()
-    atexit._run_exitfuncs()
+    if not run_exit_handlers():
+        sys.exit(code)  # the interpreter's own exit: slower, but nothing is skipped
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()

@@ -15,8 +15,8 @@ from engine.core.config import MAX_NAME_CHARS, RunConfig, apply_overrides
 from engine.core.errors import HubtuneError
 
 STOPPABLE = frozenset({"queued", "running"})
-RESUMABLE = frozenset({"stopped", "interrupted", "failed"})
-FINISHED = frozenset({"completed", "failed", "stopped", "interrupted"})
+RESUMABLE = frozenset({"stopped", "interrupted", "failed", "pruned"})
+FINISHED = frozenset({"completed", "failed", "stopped", "interrupted", "pruned"})
 FORK_SUFFIX = "-fork"
 
 

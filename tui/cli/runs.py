@@ -7,10 +7,12 @@ from pathlib import Path
 
 import click
 
+from engine.share.trackers import TRACKERS
 from store import StoreError
 from tui.cli.base import RUN_ID, Failure, open_store
 from tui.cli.output import cut, dump_json, echo, table
 from tui.cli.train import check_inputs, detached_note, follow
+from tui.formatting import metric, started
 from tui.safe_text import printable
 
 
@@ -21,7 +23,7 @@ def runs() -> None:
 
 @runs.command("ls")
 @click.option("--status", type=click.Choice(
-    ["queued", "running", "completed", "failed", "stopped", "interrupted"]))
+    ["queued", "running", "completed", "failed", "stopped", "interrupted", "pruned"]))
 @click.option("--search", metavar="Q", help="Match name, model, task, dataset, tags or notes.")
 @click.option("--sort", default="-created", show_default=True,
               help="created, started, finished, name, status, model, task or id; - for descending.")
@@ -43,17 +45,17 @@ def runs_ls(status, search, sort, limit, sweep, as_json) -> None:
         echo("No runs yet. Start one with `hubtune train CONFIG`.")
         return
     # RESULT: the main metric of the model the run keeps (its best evaluation's with
-    # train.restore_best, else its last), as the TUI's Best column shows it.
+    # train.restore_best, else its last), as the TUI's Result column shows it.
     header = (f"{'ID':>4}  {'STATUS':<11} {'NAME':<24} {'MODEL':<28} {'TASK':<20} "
               f"{'RESULT':>12}  STARTED")
     echo(header)
     for r in rows:
         res = results[r.id]
-        shown = f"{res.short} {res.value:.3f}" if res.value is not None else "-"
+        shown = f"{res.short} {metric(res.value)}" if res.value is not None else "-"
         echo(
             f"{r.id:>4}  {r.status:<11} {cut(r.name, 24):<24} {cut(r.model_id or '', 28):<28} "
             f"{cut(r.task or '', 20):<20} {cut(shown, 12):>12}  "
-            f"{(r.started_utc or r.created_utc)[:19].replace('T', ' ')}"
+            f"{started(r, seconds=True)}"
         )
 
 
@@ -137,7 +139,7 @@ def runs_show(run_id: int, as_json: bool) -> None:
     _echo_result(result)
     for key, value in sorted(run.summary.items()):
         if isinstance(value, float):
-            echo(f"  {key:<32} {value:.4f}")
+            echo(f"  {key:<32} {metric(value, key)}")
     echo_class_report(run.summary)
     _echo_config(run.config)
     for ev in store.events(run_id)[-10:]:
@@ -149,10 +151,10 @@ def _echo_result(result) -> None:
     if result.value is None:
         return
     at = f", step {result.step}" if result.step is not None else ""
-    echo(f"  result   {printable(result.metric)} {result.value:.4f} (the kept model: "
+    echo(f"  result   {printable(result.metric)} {metric(result.value)} (the kept model: "
          f"{result.label}{at})")
     if result.kept == "best" and result.last is not None:
-        echo(f"  last evaluation  {printable(result.metric)} {result.last:.4f}")
+        echo(f"  last evaluation  {printable(result.metric)} {metric(result.last)}")
 
 
 def _echo_lineage(lineage: list) -> None:
@@ -217,12 +219,12 @@ def runs_compare(run_ids: tuple[int, ...], sweep_id: str | None, examples: bool,
     rows = [["", *(f"run {r.id}" for r in cmp.runs)]]
     # First, the result of each (the model it keeps); the summary's rows follow.
     rows.append(["result (kept model)", *(
-        f"{printable(res.short)} {res.value:.4g}" if res.value is not None else "-"
+        f"{printable(res.short)} {metric(res.value)}" if res.value is not None else "-"
         for res in results)])
     rows.append(["  of", *(res.label if res.value is not None else "-" for res in results)])
     rows += [[cut(key, 60), *(_fmt(v, 40) for v in values)]
              for key, values in cmp.config_diff.items()]
-    rows += [[cut(key, 60), *(_fmt(v, 40) for v in values)] for key, values in
+    rows += [[cut(key, 60), *(metric(v, key) for v in values)] for key, values in
              cmp.metrics.items() if all(v is None or isinstance(v, (int, float))
                                         for v in values)]
     for line in table(rows, right=(False, *(True for _ in cmp.runs))):
@@ -242,18 +244,37 @@ def _compare_sweep(store, sweep_id: str, as_json: bool) -> None:
     ranked = rank_sweep(members, totals)
     diff = store.compare([r.id for r in members]).config_diff if len(members) > 1 else {}
     keys = [k for k in diff if k != "name"]
+    importance = _search_importances(sweep_id)
     if as_json:
         echo(dump_json({"sweep_id": sweep_id, "metric": ranked[0].metric, "points": [
             {"rank": p.rank, "id": p.run.id, "name": p.run.name, "status": p.state,
+             "pruned_at": p.run.summary.get("pruned_at") if p.run.summary else None,
              "value": p.value, "config": {k: diff[k][members.index(p.run)] for k in keys}}
-            for p in ranked]}))
+            for p in ranked], **({"importances": importance} if importance is not None
+                                 else {})}))
         return
-    metric = ranked[0].metric or "metric"
-    echo(f"Sweep {printable(sweep_id)}: {len(members)} runs ranked by {printable(metric)}")
-    echo(f"{'RANK':>4}  {'ID':>4}  {'STATUS':<13} {cut(metric, 12):>12}  " + "  ".join(keys))
+    watched = ranked[0].metric or "metric"
+    echo(f"Sweep {printable(sweep_id)}: {len(members)} runs ranked by {printable(watched)}")
+    echo(f"{'RANK':>4}  {'ID':>4}  {'STATUS':<13} {cut(watched, 12):>12}  " + "  ".join(keys))
     for p in ranked:
         values = "  ".join(_fmt(diff[k][members.index(p.run)]) for k in keys)
-        echo(f"{p.rank or '-':>4}  {p.run.id:>4}  {p.state:<13} {_fmt(p.value):>12}  {values}")
+        pruned = (p.run.summary or {}).get("pruned_at")
+        state = f"pruned@{pruned}" if p.state == "pruned" and pruned is not None else p.state
+        echo(f"{p.rank or '-':>4}  {p.run.id:>4}  {state:<13} {metric(p.value):>12}  {values}")
+    if importance:
+        echo("Importance: " + ", ".join(f"{printable(k)} {v:.2f}" for k, v in
+                                        sorted(importance.items(), key=lambda kv: -kv[1])))
+    elif importance is not None:
+        echo("Importance: shown once a few trials have completed.")
+
+
+def _search_importances(sweep_id: str) -> dict[str, float] | None:
+    """A Bayesian search's parameter importances ({} until enough trials completed);
+    None for a grid or random sweep."""
+    from engine.runs.search import importances, load_spec
+
+    spec = load_spec(sweep_id)
+    return None if spec is None else importances(spec)
 
 
 def _fmt(v, limit: int = 60) -> str:
@@ -387,21 +408,65 @@ def runs_note(run_id: int, text: str) -> None:
     echo(f"Run {run_id} note saved.")
 
 
-@runs.command("export")
-@click.argument("run_id", type=RUN_ID)
-@click.option("--metrics", "metrics_file", required=True,
-              type=click.Path(dir_okay=True, path_type=Path),
-              help="CSV file to write every metric point to.")
-@click.option("--force", is_flag=True, help="Replace the file if it exists.")
-def runs_export(run_id: int, metrics_file: Path, force: bool) -> None:
-    """Write a run's metric series to CSV (step, epoch, name, value, time)."""
+@runs.command("export", short_help="Export runs' metrics and history; not the model.")
+@click.argument("run_ids", type=RUN_ID, nargs=-1)
+@click.option("--metrics", "metrics_file", type=click.Path(dir_okay=True, path_type=Path),
+              help="CSV file to write every metric point of one run to.")
+@click.option("--to", "target", type=(click.Choice(TRACKERS), click.Path(path_type=Path)),
+              metavar="TRACKER DIR",
+              help="Write each run's history to a tracker's offline format under DIR: "
+                   "tensorboard (event files), mlflow (a file store), trackio (its local "
+                   "store) or wandb (an offline run for `wandb sync`).")
+@click.option("--sweep", "sweep_id", metavar="ID", help="Export every run of this sweep.")
+@click.option("--force", is_flag=True, help="Replace the CSV file if it exists.")
+def runs_export(run_ids: tuple[int, ...], metrics_file: Path | None,
+                target: tuple[str, Path] | None, sweep_id: str | None, force: bool) -> None:
+    """Export runs' metrics and history, not their model (`hubtune export` writes that).
+
+    --metrics FILE.csv writes one run's metric series (step, epoch, name, value, time);
+    --to TRACKER DIR writes runs' whole history (metrics, config, tags, notes, events,
+    lineage, environment) for TensorBoard, MLflow, trackio or W&B. Exporting again
+    replaces, never duplicates."""
+    if (metrics_file is None) == (target is None):
+        raise Failure("Give either --metrics FILE.csv or --to TRACKER DIR.")
+    store = open_store()
+    if sweep_id is not None:
+        if run_ids:
+            raise Failure("Give either run ids or --sweep ID, not both.")
+        run_ids = tuple(r.id for r in store.list_runs(sweep=sweep_id, sort="id", limit=None))
+        if not run_ids:
+            raise Failure(f"There is no sweep {sweep_id!r}; `hubtune runs ls --json` shows "
+                          "each run's sweep_id.")
+    if not run_ids:
+        raise Failure("Name the runs to export (hubtune runs export ID...), or --sweep ID.")
+    for run_id in run_ids:
+        store.get_run(run_id)  # every id names a run before anything is written
+    if target is not None:
+        _export_to(store, run_ids, *target)
+        return
+    if len(run_ids) > 1:
+        raise Failure("--metrics writes one run's CSV; export one run at a time, or use "
+                      "--to TRACKER DIR for several.")
+    _export_csv(store, run_ids[0], metrics_file, force)
+
+
+def _export_to(store, run_ids: tuple[int, ...], tracker: str, folder: Path) -> None:
+    from engine.share.export import export_runs
+
+    def done(run_id: int, points: int) -> None:
+        echo(f"Run {run_id}: {points} points to {tracker}.")
+
+    export_runs(store, run_ids, tracker, folder, done=done)
+    echo(f"Wrote {len(run_ids)} run{'s' if len(run_ids) > 1 else ''} to {tracker} in "
+         f"{printable(str(folder))}.")
+
+
+def _export_csv(store, run_id: int, metrics_file: Path, force: bool) -> None:
     import csv
 
     from engine.core.outputs import write_file
     from store import data_dir
 
-    store = open_store()
-    store.get_run(run_id)
     rows = store.metric_rows(run_id)
 
     def write(tmp: Path) -> None:

@@ -1,5 +1,6 @@
-"""`hubtune sweep`: queue one run per point of a grid or random search, all sharing a
-sweep id; `hubtune runs compare --sweep ID` ranks them."""
+"""`hubtune sweep`: queue one run per point of a grid or random search, or the trials of a
+Bayesian search (Optuna), all sharing a sweep id; `hubtune runs compare --sweep ID`
+ranks them."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from tui.cli.base import open_store
+from tui.cli.base import Failure, open_store
 from tui.cli.output import dump_json, echo
 
 
@@ -19,6 +20,18 @@ from tui.cli.output import dump_json, echo
               help="A random search of N runs instead of the whole grid.")
 @click.option("--range", "ranges", multiple=True, metavar="KEY=LO:HI[:log]",
               help="With --random: draw the setting between LO and HI (log scale with :log).")
+@click.option("--search", "sampler", metavar="tpe",
+              help="A Bayesian search (Optuna's TPE) of --trials runs over --range and "
+                   "--choice: each trial's settings follow from the results so far.")
+@click.option("--trials", type=int, metavar="N", help="With --search: how many runs in all.")
+@click.option("--choice", "choices", multiple=True, metavar="KEY=A,B,...",
+              help="With --search: values the search picks from for a setting.")
+@click.option("--prune", type=click.Choice(["median", "asha", "none"]), default="median",
+              show_default=True,
+              help="With --search: stop a trial whose evaluation falls behind the others' at "
+                   "the same step (median), by successive halving (asha), or never.")
+@click.option("--parallel", type=click.IntRange(min=1), metavar="P",
+              help="With --search: at most P trials at once (default: the queue's slots).")
 @click.option("--seed", default=0, show_default=True, help="Seed of the random search.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override a config value for every run, e.g. train.epochs=2.")
@@ -26,8 +39,23 @@ from tui.cli.output import dump_json, echo
               help="Data-parallel processes (one GPU each) per run.")
 @click.option("--json", "as_json", is_flag=True, help="Print the sweep id and runs as JSON.")
 def sweep(config: Path, grid: tuple[str, ...], random_n: int | None, ranges: tuple[str, ...],
-          seed: int, overrides: tuple[str, ...], processes: int, as_json: bool) -> None:
-    """Queue one run per point of a sweep over CONFIG; prints the sweep id and run ids."""
+          sampler: str | None, trials: int | None, choices: tuple[str, ...], prune: str,
+          parallel: int | None, seed: int, overrides: tuple[str, ...], processes: int,
+          as_json: bool) -> None:
+    """Queue one run per point of a sweep over CONFIG, or with --search the first trials
+    of a Bayesian search; prints the sweep id and run ids."""
+    if sampler is not None:
+        from tui.cli.sweep_search import start_search
+
+        if grid or random_n is not None:
+            raise Failure("--search picks its own points: give --range and --choice, not "
+                          "--grid or --random.")
+        start_search(config, sampler=sampler, trials=trials, ranges=ranges, choices=choices,
+                     prune=prune, parallel=parallel, seed=seed, overrides=overrides,
+                     processes=processes, as_json=as_json)
+        return
+    if choices or trials is not None or parallel is not None:
+        raise Failure("--choice, --trials and --parallel belong to a search: add --search tpe.")
     from engine.core.config import load_config
     from engine.launch.start import queue_sweep
     from engine.runs.sweep import parse_grid, parse_range, sweep_points

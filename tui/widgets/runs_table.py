@@ -6,8 +6,9 @@ run trains; a new order rebuilds the table and keeps the cursor on its run.
 Names, models and datasets are the user's own text: cells are Text, never
 markup. `list_runs` is what the screen's polling thread calls for the rows.
 
-The Best column is each run's result: the main metric of the model it keeps (its best
-evaluation's with train.restore_best, else its last; tui.run_result).
+The Result column (key `best`) is each run's result, as `runs ls` and the run panel name
+it: the main metric of the model it keeps (its best evaluation's with train.restore_best,
+else its last; tui.run_result).
 
 A run waiting in the queue shows its place and the slots it waits for in its status
 (`#2 · gpu1`, tui.queue_view.QueueSpot); the best run of a sweep has a star by its id.
@@ -22,16 +23,27 @@ from rich.text import Text
 from textual.widgets import DataTable
 
 from store import Run, RunStore
-from tui.formatting import best_metric, cell, duration, main_metric, short_task, status_text
+from tui.formatting import (
+    best_metric,
+    cell,
+    duration,
+    main_metric,
+    metric,
+    short_task,
+    started,
+    status_text,
+)
 from tui.queue_view import QueueSpot, split_search
 
 COLUMNS = (("id", "ID"), ("status", "Status"), ("name", "Name"), ("model", "Model"),
-           ("task", "Task"), ("data", "Data"), ("best", "Best"), ("duration", "Took"),
+           ("task", "Task"), ("data", "Data"), ("best", "Result"), ("duration", "Took"),
            ("started", "Started"))
 SORTS = (("-created", "newest first"), ("name", "name"), ("status", "status"),
-         ("model", "model"), ("task", "task"), ("best", "best metric"))
-"""What `o` cycles through; 'best' sorts by each run's main metric, best first."""
-STATUS_FILTERS = (None, "running", "completed", "failed", "stopped", "interrupted", "queued")
+         ("model", "model"), ("task", "task"), ("best", "result"))
+"""What `o` cycles through; 'best' sorts by each run's result (its kept model's main
+metric), best first."""
+STATUS_FILTERS = (None, "running", "completed", "failed", "stopped", "interrupted", "pruned",
+                  "queued")
 BEST_MARK = "★"
 """By the id of a sweep's best run."""
 
@@ -40,7 +52,7 @@ def list_runs(store: RunStore, *, search: str | None, status: str | None,
               sort: str) -> list[Run]:
     """The runs to show, filtered and sorted (called in the polling thread); `sweep:ID`
     in the search keeps one sweep's runs. A running run's result so far is read from its
-    evaluations (tui.run_result), so its Best cell fills at its first evaluation."""
+    evaluations (tui.run_result), so its Result cell fills at its first evaluation."""
     from tui.run_result import live_results
 
     search, sweep = split_search(search)
@@ -124,9 +136,9 @@ def row_cells(r: Run, marked: bool, spot: QueueSpot | None = None,
         "model": cell(r.model_id or "-"),
         "task": cell(short_task(r.task)),
         "data": cell(data),
-        "best": cell(f"{name} {value:.3g}" if value is not None else "-"),
+        "best": cell(f"{name} {metric(value)}" if value is not None else "-"),
         "duration": Text(duration(r.duration_s)),
-        "started": cell((r.started_utc or r.created_utc or "")[5:16].replace("T", " ")),
+        "started": cell(started(r)),
     }
 
 

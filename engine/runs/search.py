@@ -1,0 +1,295 @@
+"""Bayesian search over the run queue (`hubtune sweep --search tpe`), through Optuna.
+
+A search is a sweep whose points are asked of an Optuna study (TPE sampler; a median
+or successive-halving pruner) one trial at a time, each trial a queued run sharing the
+sweep's id. The study lives beside the run store, in `sweeps/ID.journal` under
+`$HUBTUNE_HOME` (Optuna's journal storage: one append-only file, safe for several
+processes, no server), with the search's settings and base config in `sweeps/ID.json`,
+so a search outlives the TUI, an SSH session and a reboot.
+
+No babysitter, as with the queue: the CLI asks the first trials; each trial's worker
+reports its evaluations to the study (and stops when the pruner says so), tells the
+study its result when its run ends, and asks the next trial in its place. A lock file
+keeps two workers ending at once from asking more trials than the search allows.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import math
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from engine.core.config import lower_is_better
+from engine.core.errors import ConfigError, HubtuneError
+from engine.runs.sweep import GridAxis, RangeAxis, parse_grid, parse_range
+
+SAMPLERS = ("tpe",)
+PRUNERS = ("median", "asha", "none")
+MAX_TRIALS = 1000
+MIN_TRIALS_FOR_IMPORTANCE = 4
+"""Completed trials before `runs compare --sweep` shows the parameters' importances."""
+RUN_ATTR = "hubtune_run_id"
+"""The trial's user attribute naming the run that trains it."""
+
+
+@dataclass(frozen=True)
+class SearchSpec:
+    """What a search asks for, saved as `sweeps/ID.json` when it starts."""
+
+    sweep_id: str
+    trials: int
+    parallel: int
+    metric: str
+    """The validation metric the runs watch (their kept model's is the trial's value)."""
+    ranges: tuple[RangeAxis, ...] = ()
+    choices: tuple[GridAxis, ...] = ()
+    prune: str = "median"
+    seed: int = 0
+    processes: int = 1
+    name: str = "search"
+    base: dict[str, Any] = field(default_factory=dict)
+    """The config every trial starts from (its overrides on top)."""
+
+    @property
+    def direction(self) -> str:
+        return "minimize" if lower_is_better(self.metric) else "maximize"
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=1)
+
+    @classmethod
+    def from_json(cls, text: str) -> SearchSpec:
+        raw = json.loads(text)
+        raw["ranges"] = tuple(RangeAxis(**r) for r in raw.get("ranges", ()))
+        raw["choices"] = tuple(GridAxis(c["key"], tuple(c["values"]))
+                               for c in raw.get("choices", ()))
+        return cls(**raw)
+
+
+def check_search(*, sampler: str, trials: int | None, parallel: int | None,
+                 prune: str, ranges: Sequence[str], choices: Sequence[str]
+                 ) -> tuple[tuple[RangeAxis, ...], tuple[GridAxis, ...]]:
+    """The axes of a search as the CLI gives them, or one sentence saying what is wrong."""
+    if sampler not in SAMPLERS:
+        raise ConfigError(f"--search {sampler!r} is not a search hubtune knows; use "
+                          f"{', '.join(SAMPLERS)}.")
+    if prune not in PRUNERS:
+        raise ConfigError(f"--prune {prune!r} must be one of {', '.join(PRUNERS)}.")
+    if trials is None or not 1 <= trials <= MAX_TRIALS:
+        raise ConfigError(f"--search needs --trials N, between 1 and {MAX_TRIALS:,}.")
+    if parallel is not None and parallel < 1:
+        raise ConfigError(f"--parallel must be 1 or more, got {parallel}.")
+    axes_r = tuple(parse_range(r) for r in ranges)
+    axes_c = tuple(parse_grid(c.replace("--choice", "--grid")) for c in choices)
+    keys = [a.key for a in (*axes_r, *axes_c)]
+    if not keys:
+        raise ConfigError("--search needs something to search: --range KEY=LO:HI[:log] or "
+                          "--choice KEY=A,B.")
+    twice = sorted({k for k in keys if keys.count(k) > 1})
+    if twice:
+        raise ConfigError(f"The search names {twice[0]} twice; give each key one --range or "
+                          "--choice.")
+    return axes_r, axes_c
+
+
+# -- where a search lives -------------------------------------------------------
+
+
+def sweeps_dir() -> Path:
+    from store.paths import data_dir
+
+    return data_dir() / "sweeps"
+
+
+def spec_path(sweep_id: str) -> Path:
+    return sweeps_dir() / f"{sweep_id}.json"
+
+
+def save_spec(spec: SearchSpec) -> None:
+    folder = sweeps_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = spec_path(spec.sweep_id).with_suffix(".json.tmp")
+    tmp.write_text(spec.to_json(), encoding="utf-8")
+    tmp.replace(spec_path(spec.sweep_id))
+
+
+def load_spec(sweep_id: str | None) -> SearchSpec | None:
+    """The search `sweep_id` names, or None for a grid or random sweep (or no sweep)."""
+    if not sweep_id or not sweep_id.isalnum():
+        return None
+    path = spec_path(sweep_id)
+    try:
+        return SearchSpec.from_json(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, TypeError, KeyError) as exc:
+        raise HubtuneError(f"The search file {path} cannot be read ({exc}); the sweep's runs "
+                           "are kept, but no more trials start.") from None
+
+
+@contextmanager
+def _locked(sweep_id: str) -> Iterator[None]:
+    """One process at a time asks or tells this search's study."""
+    sweeps_dir().mkdir(parents=True, exist_ok=True)
+    with open(sweeps_dir() / f"{sweep_id}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _optuna():
+    try:
+        import optuna
+        import optuna.storages.journal  # the journal file backend, by attribute below
+    except ImportError:
+        raise HubtuneError("A search needs Optuna: pip install 'hubtune[search]'.") from None
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    return optuna
+
+
+def _pruner(optuna, spec: SearchSpec):
+    if spec.prune == "median":  # a trial is compared once a few others reached its step
+        return optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0)
+    if spec.prune == "asha":
+        return optuna.pruners.SuccessiveHalvingPruner()
+    return optuna.pruners.NopPruner()
+
+
+def open_study(spec: SearchSpec):
+    """The search's study, created on first use."""
+    return _open(spec)[0]
+
+
+def _open(spec: SearchSpec):
+    """(the study, its journal storage): trials are reached by id through the storage's
+    public API, the one Optuna's own processes share a study by."""
+    optuna = _optuna()
+    sweeps_dir().mkdir(parents=True, exist_ok=True)
+    journal = str(sweeps_dir() / f"{spec.sweep_id}.journal")
+    storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(journal))
+    study = optuna.create_study(
+        study_name=spec.sweep_id, storage=storage, load_if_exists=True,
+        direction=spec.direction, sampler=optuna.samplers.TPESampler(seed=spec.seed),
+        pruner=_pruner(optuna, spec))
+    return study, storage
+
+
+# -- asking -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Trial:
+    number: int
+    overrides: tuple[str, ...]
+
+
+def ask(spec: SearchSpec, running: int) -> list[Trial]:
+    """New trials for the free places: up to `spec.parallel` trials may be running (or
+    waiting), and `spec.trials` asked in all. `running`: how many are now."""
+    with _locked(spec.sweep_id):
+        study = open_study(spec)
+        asked = len(study.get_trials(deepcopy=False))
+        room = min(spec.parallel - running, spec.trials - asked)
+        trials = []
+        for _ in range(max(room, 0)):
+            trial = study.ask()
+            overrides = [f"{r.key}={_suggest(trial, r)}" for r in spec.ranges]
+            overrides += [f"{c.key}={trial.suggest_categorical(c.key, list(c.values))}"
+                          for c in spec.choices]
+            trials.append(Trial(trial.number, tuple(overrides)))
+        return trials
+
+
+def _suggest(trial, axis: RangeAxis) -> str:
+    if axis.integer:
+        return str(trial.suggest_int(axis.key, int(axis.low), int(axis.high), log=axis.log))
+    value = trial.suggest_float(axis.key, axis.low, axis.high, log=axis.log)
+    return f"{value:.6e}"  # a point and an exponent: YAML reads it back as a float
+
+
+def bind(spec: SearchSpec, number: int, run_id: int) -> None:
+    """Record that run `run_id` trains trial `number`."""
+    with _locked(spec.sweep_id):
+        study, storage = _open(spec)
+        study.set_user_attr(f"trial-{number}", run_id)  # the study's index: run -> trial
+        storage.set_trial_user_attr(_trial_id(study, storage, number), RUN_ATTR, run_id)
+
+
+def _trial_id(study, storage, number: int) -> int:
+    return storage.get_trial_id_from_study_id_trial_number(
+        storage.get_study_id_from_name(study.study_name), number)
+
+
+def trial_of(spec: SearchSpec, run_id: int) -> int | None:
+    """The trial number run `run_id` trains, if it is one of the search's."""
+    study = open_study(spec)
+    number = {v: k for k, v in study.user_attrs.items()}.get(run_id)
+    return int(number.removeprefix("trial-")) if number else None
+
+
+# -- reporting and telling -----------------------------------------------------------
+
+
+def report(spec: SearchSpec, number: int, step: int, metrics: dict[str, float]) -> bool:
+    """Tell the study trial `number`'s evaluation at `step` (metrics named as the runs
+    record them, `val_` first); True: the pruner stops it."""
+    value = metrics.get(f"val_{spec.metric}", metrics.get(spec.metric))
+    if value is None or not math.isfinite(value):
+        return False
+    with _locked(spec.sweep_id):
+        study, storage = _open(spec)
+        trial_id = _trial_id(study, storage, number)
+        storage.set_trial_intermediate_value(trial_id, step, float(value))
+        return bool(study.pruner.prune(study, storage.get_trial(trial_id)))
+
+
+class TrialWatch:
+    """A trial's evaluations as its worker's store thread reports them (never the
+    training thread: the study is a file under a lock)."""
+
+    def __init__(self, spec: SearchSpec, number: int) -> None:
+        self.spec, self.number = spec, number
+        self.pruned_at: int | None = None
+        """The step whose evaluation the pruner stopped the trial at."""
+
+    def report(self, step: int, metrics: dict[str, float]) -> bool:
+        """True once the pruner has stopped the trial."""
+        if self.pruned_at is None and report(self.spec, self.number, step, metrics):
+            self.pruned_at = step
+        return self.pruned_at is not None
+
+
+def tell(spec: SearchSpec, number: int, status: str, value: float | None) -> None:
+    """The trial's end: its run's result when it completed (or stopped early), pruned,
+    or failed (a run that failed, or ended without a value of the metric)."""
+    optuna = _optuna()
+    state = optuna.trial.TrialState
+    with _locked(spec.sweep_id):
+        study = open_study(spec)
+        if status == "pruned":
+            study.tell(number, state=state.PRUNED, skip_if_finished=True)
+        elif value is not None and math.isfinite(value) and status in ("completed", "stopped"):
+            study.tell(number, float(value), skip_if_finished=True)
+        else:
+            study.tell(number, state=state.FAIL, skip_if_finished=True)
+
+
+def importances(spec: SearchSpec) -> dict[str, float]:
+    """Each searched setting's importance to the result, once enough trials completed
+    (empty before)."""
+    optuna = _optuna()
+    study = open_study(spec)
+    done = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    if len(done) < MIN_TRIALS_FOR_IMPORTANCE:
+        return {}
+    try:
+        return dict(optuna.importance.get_param_importances(study))
+    except (RuntimeError, ValueError):  # every trial alike: nothing to tell apart
+        return {}

@@ -1,0 +1,205 @@
+"""Bayesian search over the queue (engine/runs/search.py, `hubtune sweep --search tpe`,
+#35): trials are asked of an Optuna study kept beside the store, at most `--parallel` at
+once; each trial's worker reports its evaluations (the pruner may stop it: status
+`pruned`, checkpoints kept), tells its result at the end and queues the next trial."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from engine.core.errors import ConfigError
+from engine.launch.outcome import end_trial
+from engine.launch.start import launch_trial
+from engine.runs.search import (
+    SearchSpec,
+    TrialWatch,
+    ask,
+    check_search,
+    importances,
+    load_spec,
+    open_study,
+    report,
+    save_spec,
+    spec_path,
+    tell,
+)
+from engine.runs.sweep import parse_range
+from tests.support.cli_runner import hubtune
+
+
+def spec(**kw) -> SearchSpec:
+    return SearchSpec(**{"sweep_id": "abc123", "trials": 6, "parallel": 2,
+                         "metric": "accuracy", "ranges": (parse_range("train.lr=1:9"),),
+                         **kw})
+
+
+def test_bad_searches_are_one_sentence():
+    base = {"sampler": "tpe", "trials": 4, "parallel": None, "prune": "median",
+            "ranges": ("train.learning_rate=1e-5:1e-3:log",), "choices": ()}
+    for change, words in ((dict(sampler="grid"), "not a search"),
+                          (dict(trials=None), "needs --trials"),
+                          (dict(trials=5000), "between 1 and"),
+                          (dict(prune="sometimes"), "--prune"),
+                          (dict(ranges=(), choices=()), "something to search"),
+                          (dict(choices=("train.learning_rate=1,2",)), "twice")):
+        with pytest.raises(ConfigError, match=words):
+            check_search(**{**base, **change})
+
+
+def test_the_spec_survives_a_round_trip_through_its_file(hubtune_home):
+    s = spec(choices=(check_search(sampler="tpe", trials=1, parallel=1, prune="none",
+                                   ranges=(), choices=("train.batch_size=8,16",))[1][0],),
+             base={"model": {"id": "x"}})
+    save_spec(s)
+    assert load_spec("abc123") == s and s.direction == "maximize"
+    assert load_spec("nosuch") is None and load_spec("../etc") is None
+    spec_path("abc123").write_text("{not json")
+    with pytest.raises(Exception, match="cannot be read"):
+        load_spec("abc123")
+
+
+def test_asks_no_more_than_the_places_and_the_trials(hubtune_home):
+    s = spec(trials=3)
+    first = ask(s, running=0)
+    assert [t.number for t in first] == [0, 1]
+    (value,) = {o.partition("=")[0] for t in first for o in t.overrides}
+    assert value == "train.lr"
+    assert ask(s, running=2) == []  # both places taken
+    assert [t.number for t in ask(s, running=1)] == [2]
+    assert ask(s, running=0) == []  # three asked: the search is done asking
+    assert all(1 <= int(o.partition("=")[2]) <= 9 for t in first for o in t.overrides)
+
+
+def test_the_median_pruner_stops_a_trial_behind_the_others(hubtune_home):
+    s = spec(trials=4, parallel=4)
+    ask(s, running=0)
+    for number, value in ((0, 0.9), (1, 0.8)):
+        for step in (10, 20):
+            assert report(s, number, step, {"accuracy": value}) is False
+        tell(s, number, "completed", value)
+    ahead = TrialWatch(s, 3)
+    assert ahead.report(10, {"val_accuracy": 0.95}) is False  # ahead: goes on
+    assert ahead.report(20, {"val_loss": 0.1}) is False  # no value of the metric: nothing said
+    watch = TrialWatch(s, 2)  # its best so far behind the median of the others' at step 10
+    assert watch.report(10, {"val_accuracy": 0.7, "val_loss": 3.0}) is True
+    assert watch.pruned_at == 10 and watch.report(20, {"val_accuracy": 0.99}) is True
+    tell(s, 2, "pruned", None)
+    states = [t.state.name for t in open_study(s).get_trials()]
+    assert states == ["COMPLETE", "COMPLETE", "PRUNED", "RUNNING"]
+
+
+def test_importances_once_enough_trials_completed(hubtune_home):
+    s = spec(trials=8, parallel=8, ranges=(parse_range("train.lr=1:100"),
+                                           parse_range("train.wd=1:100")))
+    trials = ask(s, running=0)
+    assert importances(s) == {}
+    for t in trials:
+        lr = float(dict(o.split("=") for o in t.overrides)["train.lr"])
+        tell(s, t.number, "completed", lr / 100)  # the result follows lr alone
+    found = importances(s)
+    assert set(found) == {"train.lr", "train.wd"} and found["train.lr"] > found["train.wd"]
+
+
+@pytest.fixture
+def config(tmp_path: Path, sentiment_csv: Path) -> Path:
+    model = tmp_path / "model"
+    model.mkdir()
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump({
+        "name": "s", "model": {"id": str(model)}, "head": {"task": "text-classification"},
+        "data": {"train": str(sentiment_csv)}, "train": {"epochs": 1}}))
+    return path
+
+
+def ok(*args: str):
+    result = hubtune(*args)
+    assert result.returncode == 0, result.stderr
+    return result
+
+
+def test_the_cli_queues_the_first_trials_and_each_end_queues_the_next(config, store):
+    ok("queue", "pause")  # what the search queues is the subject: no worker starts
+    out = json.loads(ok("sweep", str(config), "--search", "tpe", "--trials", "3",
+                        "--parallel", "2", "--range", "train.learning_rate=1e-5:1e-3:log",
+                        "--choice", "train.batch_size=8,16", "--json").stdout)
+    assert out["metric"] == "accuracy" and out["direction"] == "maximize"
+    first, second = out["runs"]
+    runs = {r.id: r for r in store.list_runs(sweep=out["sweep_id"], limit=None)}
+    assert set(runs) == {first, second}
+    for run_id, number in ((first, 0), (second, 1)):
+        cfg = runs[run_id].config
+        assert 1e-5 <= cfg["train"]["learning_rate"] <= 1e-3
+        assert cfg["train"]["batch_size"] in (8, 16)
+        assert launch_trial(run_id) == number and runs[run_id].name == f"s-t{number}"
+    s = load_spec(out["sweep_id"])
+    store.finish(first, "completed", summary={"watched_metric": "accuracy",
+                                              "best_accuracy": 0.8, "steps": 4})
+    end_trial(store, first)
+    third = [r.id for r in store.list_runs(sweep=s.sweep_id, limit=None)
+             if r.id not in (first, second)]
+    assert len(third) == 1 and launch_trial(third[0]) == 2
+    store.finish(second, "pruned", summary={"watched_metric": "accuracy",
+                                            "best_accuracy": 0.5, "pruned_at": 2})
+    end_trial(store, second)  # three asked already: nothing more queued
+    assert len(store.list_runs(sweep=s.sweep_id, limit=None)) == 3
+    study = open_study(s).get_trials()
+    assert [t.state.name for t in study] == ["COMPLETE", "PRUNED", "RUNNING"]
+    assert study[0].value == 0.8
+    ranked = json.loads(ok("runs", "compare", "--sweep", s.sweep_id, "--json").stdout)
+    assert ranked["importances"] == {}
+    assert {p["id"]: p["pruned_at"] for p in ranked["points"]}[second] == 2
+    text = ok("runs", "compare", "--sweep", s.sweep_id).stdout
+    assert "pruned@2" in text and "Importance: shown once" in text
+
+
+def test_search_options_without_a_search_and_a_search_with_a_grid_are_refused(config):
+    ok("queue", "pause")
+    lone = hubtune("sweep", str(config), "--grid", "train.epochs=1,2", "--trials", "3")
+    assert lone.returncode == 1 and "add --search tpe" in lone.stderr
+    mixed = hubtune("sweep", str(config), "--search", "tpe", "--trials", "2", "--grid",
+                    "train.epochs=1,2")
+    assert mixed.returncode == 1 and "not --grid or --random" in mixed.stderr
+    empty = hubtune("sweep", str(config), "--search", "tpe", "--trials", "2")
+    assert empty.returncode == 1 and "something to search" in empty.stderr
+
+
+@pytest.mark.slow  # one real (tiny) training run, in this process
+def test_a_trial_behind_the_others_is_pruned_by_its_worker(tmp_path, tiny_bert, sentiment_csv,
+                                                           store):
+    import signal
+
+    from engine.launch.start import LAUNCH_FILE
+    from engine.launch.worker import run_worker
+    from store import run_dir
+    from tests.support.tests_helpers import config_for
+
+    cfg = config_for(tmp_path, tiny_bert, sentiment_csv, epochs=30)  # pruned long before
+    s = spec(trials=3, parallel=3, base=cfg.to_dict())
+    save_spec(s)
+    ask(s, running=0)
+    for number in (0, 1):  # two finished trials, far ahead at every step
+        for step in range(0, 60):
+            report(s, number, step, {"accuracy": 2.0})
+        tell(s, number, "completed", 2.0)
+    store.set_queue_paused(True)
+    run_id = store.create_run(cfg.to_dict(), name="s-t2", model_id=cfg.model.id,
+                              task=cfg.head.task, dataset="data", sweep_id=s.sweep_id)
+    run_dir(run_id).mkdir(parents=True, exist_ok=True)
+    (run_dir(run_id) / LAUNCH_FILE).write_text(json.dumps({"processes": 1, "trial": 2}))
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        code = run_worker(run_id, store.path, store.get_run(run_id).lease)
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
+    run = store.get_run(run_id)
+    assert code == 0 and run.status == "pruned", run.error
+    assert isinstance(run.summary["pruned_at"], int)
+    assert any("pruner" in e.message for e in store.events(run_id))
+    assert store.checkpoints(run_id), "a pruned trial keeps its checkpoint"
+    assert [t.state.name for t in open_study(s).get_trials()] == ["COMPLETE", "COMPLETE",
+                                                                 "PRUNED"]

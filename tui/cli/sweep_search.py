@@ -1,0 +1,56 @@
+"""`hubtune sweep CONFIG --search tpe`: a Bayesian search over the run queue
+(engine.runs.search holds the study; each trial's worker asks the next)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tui.cli.base import open_store
+from tui.cli.output import dump_json, echo
+
+
+def start_search(config: Path, *, sampler: str, trials: int | None, ranges, choices,
+                 prune: str, parallel: int | None, seed: int, overrides, processes: int,
+                 as_json: bool) -> None:
+    """Check the search, save it beside the store, and queue its first trials."""
+    from engine.core.config import load_config
+    from engine.launch.start import queue_trials
+    from engine.runs.search import SearchSpec, check_search, save_spec
+    from engine.runs.sweep import new_sweep_id
+    from tui.cli.train import check_inputs
+
+    axes_r, axes_c = check_search(sampler=sampler, trials=trials, parallel=parallel,
+                                  prune=prune, ranges=ranges, choices=choices)
+    base = load_config(config, overrides)
+    check_inputs(base)
+    store = open_store()
+    spec = SearchSpec(sweep_id=new_sweep_id(), trials=trials, metric=_watched(base),
+                      parallel=parallel or _slots(store, processes), ranges=axes_r,
+                      choices=axes_c, prune=prune, seed=seed, processes=processes,
+                      name=base.name or "search", base=base.to_dict())
+    save_spec(spec)
+    ids = queue_trials(store, spec)
+    if as_json:
+        echo(dump_json({"sweep_id": spec.sweep_id, "metric": spec.metric,
+                        "direction": spec.direction, "trials": trials,
+                        "parallel": spec.parallel, "runs": ids}))
+        return
+    echo(f"Search {spec.sweep_id}: {trials} trials, {spec.parallel} at a time, "
+         f"{spec.direction.removesuffix('e')}ing {spec.metric}; queued "
+         f"{', '.join(map(str, ids))}. `hubtune runs compare --sweep {spec.sweep_id}` "
+         "ranks the trials.")
+
+
+def _watched(cfg) -> str:
+    """The metric the runs will watch: the trials' result."""
+    from engine.tasks import task_for
+    from engine.training.setup import watched_metric
+
+    return watched_metric(cfg, task_for(cfg.head.task))
+
+
+def _slots(store, processes: int) -> int:
+    """How many trials fit at once: the queue's slots for runs of `processes`."""
+    from engine.runs.queue import read_slots
+
+    return max(1, len(read_slots(store)) // max(processes, 1))
