@@ -251,3 +251,10 @@ class ExamplesCompared(Message):
     compared: int = 0
     """Examples both runs recorded."""
     error: str | None = None
+
+
+@dataclass
+class ImportancesFound(Message):
+    """A search's parameter importances, as the line the compare screen shows."""
+
+    text: str

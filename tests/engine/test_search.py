@@ -203,3 +203,41 @@ def test_a_trial_behind_the_others_is_pruned_by_its_worker(tmp_path, tiny_bert, 
     assert store.checkpoints(run_id), "a pruned trial keeps its checkpoint"
     assert [t.state.name for t in open_study(s).get_trials()] == ["COMPLETE", "COMPLETE",
                                                                  "PRUNED"]
+
+
+@pytest.mark.slow  # a whole TUI session
+async def test_the_sweep_view_shows_pruned_trials_and_importances(store, hubtune_home):
+    from textual.widgets import DataTable, Static
+
+    from tests.support.pilot_wait import select_run, wait_for
+    from tui.app import make_app
+
+    s = spec(trials=5, parallel=5, ranges=(parse_range("train.lr=1:100"),
+                                           parse_range("train.wd=1:100")))
+    save_spec(s)
+    ids = []
+    for t in ask(s, running=0):
+        values = dict(o.split("=") for o in t.overrides)
+        run_id = store.create_run({"train": values}, name=f"s-t{t.number}", model_id="m",
+                                  task="text-classification", dataset="d", sweep_id=s.sweep_id)
+        result = float(values["train.lr"]) / 100
+        if t.number == 4:
+            store.finish(run_id, "pruned", summary={"watched_metric": "accuracy", "steps": 3,
+                                                    "best_accuracy": 0.01, "pruned_at": 3})
+            tell(s, t.number, "pruned", None)
+        else:
+            store.finish(run_id, "completed", summary={"watched_metric": "accuracy",
+                                                       "best_accuracy": result, "steps": 9})
+            tell(s, t.number, "completed", result)
+        ids.append(run_id)
+    app = make_app(store=store)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await select_run(pilot, ids[0])
+        await pilot.press("G")
+        await wait_for(pilot, lambda: app.screen.__class__.__name__ == "CompareScreen")
+        table = app.screen.query_one("#compare-table", DataTable)
+        statuses = [str(v) for v in table.get_row_at(0)[1:]]
+        assert statuses.count("pruned@3") == 1 and statuses.count("completed") == 4
+        line = app.screen.query_one("#compare-importance", Static)
+        await wait_for(pilot, lambda: "Parameter importance: train." in str(line.render()),
+                       timeout=30)

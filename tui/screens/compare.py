@@ -16,8 +16,8 @@ from textual.widgets import ContentSwitcher, DataTable, Static
 
 from engine.core.config import lower_is_better
 from store import Comparison, RunStore
-from tui.formatting import cell, cut, literal
-from tui.messages import ExamplesCompared
+from tui.formatting import cell, cut, literal, metric
+from tui.messages import ExamplesCompared, ImportancesFound
 from tui.widgets.chart import LineChart, Series
 from tui.widgets.examples_view import ExamplesView, read_disagreements
 from tui.widgets.footer import KeysFooter
@@ -43,7 +43,7 @@ class CompareScreen(ModalScreen[None]):
     ]
 
     def __init__(self, store: RunStore, run_ids: list[int], *, title: str | None = None,
-                 best: int | None = None) -> None:
+                 best: int | None = None, sweep_id: str | None = None) -> None:
         super().__init__()
         self.store = store
         self.run_ids = run_ids
@@ -52,12 +52,15 @@ class CompareScreen(ModalScreen[None]):
         """What is compared (a sweep); None: the runs marked."""
         self.best = best
         """A run whose column is starred: a sweep's best."""
+        self.sweep_id = sweep_id
+        """The sweep compared: a search's parameter importances are shown under the title."""
         self._examples_asked = False
         """Whether the examples have been asked of the engine thread (they are read once)."""
 
     def compose(self) -> ComposeResult:
         with Vertical(id="compare-box"):
             yield Static("", id="compare-title")
+            yield Static("", id="compare-importance", classes="-hidden")
             with ContentSwitcher(initial="compare-overview", id="compare-views"):
                 with VerticalScroll(id="compare-overview"):
                     yield DataTable(id="compare-table", zebra_stripes=True, cursor_type="none")
@@ -72,6 +75,9 @@ class CompareScreen(ModalScreen[None]):
         self.query_one("#compare-title", Static).update(
             f"[b]{what}[/b]: {len(cmp.config_diff)} config keys differ")
         self._fill_table(cmp)
+        if self.sweep_id is not None:
+            sweep_id = self.sweep_id
+            self.app.engine.submit(lambda: _importances(sweep_id), to=self)
         # Curves overlaid on one step axis, one colour per run.
         loss = [Series(f"#{r.id} {r.name}", *_xy(self.store.series(r.id, "loss")))
                 for r in cmp.runs]
@@ -100,7 +106,7 @@ class CompareScreen(ModalScreen[None]):
             table.add_column(cell(star + cut(f"#{r.id} {r.name}", value_w)), key=str(r.id))
         # Every cell is a Text: keys and values come from stored configs and summaries,
         # and a str cell would be parsed as markup.
-        table.add_row(cell("status", "b"), *[cell(cut(r.status, value_w)) for r in cmp.runs])
+        table.add_row(cell("status", "b"), *[cell(cut(_status(r), value_w)) for r in cmp.runs])
         from tui.run_result import live_results
 
         table.add_row(cell(cut(RESULT_ROW, key_w), "b"),
@@ -113,8 +119,13 @@ class CompareScreen(ModalScreen[None]):
             if all(v is None or isinstance(v, (int, float)) for v in values):
                 best = _best(key, values)
                 table.add_row(cell(cut(key, key_w)), *[
-                    cell(_fmt(v), "b green" if v is not None and v == best else "")
+                    cell(metric(v, key), "b green" if v is not None and v == best else "")
                     for v in values])
+
+    def on_importances_found(self, msg: ImportancesFound) -> None:
+        line = self.query_one("#compare-importance", Static)
+        line.update(msg.text)
+        line.remove_class("-hidden")
 
     def action_scroll(self, how: str) -> None:
         """Page keys scroll the overview whatever has focus; the examples table pages
@@ -148,12 +159,34 @@ class CompareScreen(ModalScreen[None]):
         self.query_one(ExamplesView).show(msg)
 
 
+def _importances(sweep_id: str) -> ImportancesFound | None:
+    """On the engine thread (Optuna's import is slow): a search's importances as a line."""
+    from engine.runs.search import importances, load_spec
+
+    spec = load_spec(sweep_id)
+    if spec is None:
+        return None
+    found = importances(spec)
+    if not found:
+        return ImportancesFound("Parameter importance: shown once a few trials have "
+                                "completed.")
+    ranked = sorted(found.items(), key=lambda kv: -kv[1])
+    return ImportancesFound("Parameter importance: " + ", ".join(
+        f"{literal(k, 60)} {v:.2f}" for k, v in ranked))
+
+
+def _status(run) -> str:
+    """A pruned trial with the step its search stopped it at."""
+    pruned = (run.summary or {}).get("pruned_at")
+    return f"pruned@{pruned}" if run.status == "pruned" and pruned is not None else run.status
+
+
 def _result(run) -> str:
     """The run's result as `runs compare` shows it: `acc 0.763 (best evaluation)`."""
     from tui.run_result import run_result
 
     res = run_result(run)
-    return f"{res.short} {res.value:.4g} ({res.label})" if res.value is not None else "-"
+    return f"{res.short} {metric(res.value)} ({res.label})" if res.value is not None else "-"
 
 
 def _xy(series) -> tuple[list[int], list[float]]:

@@ -202,7 +202,7 @@ class RunsQueueKeys:
             return
         best = ranked[0].run.id if ranked[0].rank == 1 else None
         self.app.push_screen(CompareScreen(
-            self.store, [p.run.id for p in ranked], best=best,
+            self.store, [p.run.id for p in ranked], best=best, sweep_id=run.sweep_id,
             title=f"Sweep {run.sweep_id} ({len(ranked)} runs, best first)"))
 
     def _sweep_run(self) -> Run | None:
