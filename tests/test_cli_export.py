@@ -21,8 +21,10 @@ from tests.support.cli_runner import hubtune  # noqa: E402 - in-process unless e
 
 
 def test_export_reloads_with_auto_classes_and_matches_the_run(tiny_config, tmp_path,
-                                                              hubtune_home):
-    env = {**os.environ, "HF_TOKEN": SECRET, "HUGGING_FACE_HUB_TOKEN": SECRET}
+                                                              hubtune_home, hub_server):
+    hub_server.uploads.write_token = SECRET  # the loopback hub lets this token push
+    env = {**os.environ, "HF_TOKEN": SECRET, "HUGGING_FACE_HUB_TOKEN": SECRET,
+           "HF_HUB_DISABLE_XET": "1"}
     trained = hubtune("train", str(tiny_config), "--set", "train.epochs=6", env=env)
     assert trained.returncode == 0, trained.stderr
     run_id = trained.stdout.splitlines()[0]
@@ -56,12 +58,25 @@ def test_export_reloads_with_auto_classes_and_matches_the_run(tiny_config, tmp_p
     assert "pipeline_tag: text-classification" in card and "| accuracy |" in card
     assert "AutoModelForSequenceClassification.from_pretrained" in card
 
+    # Pushed to the (loopback) hub: created private, every file up, the card with it.
+    pushed = hubtune("export", run_id, str(tmp_path / "pushed"), "--push", "alice/sentiment",
+                     env=env)
+    assert pushed.returncode == 0, pushed.stderr
+    assert f"Pushed to {hub_server.url}/alice/sentiment" in pushed.stdout
+    repo = hub_server.repos["alice/sentiment"]
+    assert sorted(repo.files()) == sorted(p.relative_to(out).as_posix()
+                                          for p in out.rglob("*") if p.is_file())
+    assert (repo.folder / "README.md").read_text() == card
+
     # The token the processes had in their environment is written nowhere.
     shown = hubtune("runs", "show", run_id, "--json", env=env).stdout
     places = [card, shown, (hubtune_home / "hubtune.db").read_bytes().decode("latin-1")]
     places += [p.read_text(errors="replace") for p in Path(run.output_dir).rglob("*")
                if p.is_file() and p.suffix in (".log", ".json", ".yaml", ".md", ".txt")]
     places += [p.read_text(errors="replace") for p in out.rglob("*") if p.is_file()
+               and p.suffix != ".safetensors"]
+    places += [pushed.stdout, pushed.stderr]
+    places += [p.read_text(errors="replace") for p in repo.folder.rglob("*") if p.is_file()
                and p.suffix != ".safetensors"]
     assert not any(SECRET in text for text in places)
 
@@ -78,7 +93,7 @@ def test_export_of_a_task_model_copies_it_with_a_card(tmp_path):
     import threading
 
     from engine.core.config import RunConfig
-    from engine.modeling.export import export_model
+    from engine.trained.export import export_model
     from engine.training.loop import train
     from tests.support import task_data as td
     from tests.support.tiny_models import make_tiny_family

@@ -37,50 +37,6 @@ AUTO_SEQUENCE_TYPES = ("bert",)
 hubtune head with BERT's pooler converts to it weight for weight."""
 
 
-def export_model(model_dir: Path, target: Path, *, config: dict, summary: dict,
-                 run_name: str, force: bool = False,
-                 protected: Path | None = None) -> tuple[Path, str]:
-    """Write a run's final model to `target` with a model card; returns (folder, how to load).
-
-    Every form loads without hubtune: heads built on transformers' task classes are
-    copied as they are; a sequence head on BERT's pooler becomes
-    `BertForSequenceClassification`; other sequence heads (mean or first-token pooling,
-    MLP heads, other backbones) ship `modeling_hubtune.py` with an `auto_map`, loaded with
-    `trust_remote_code=True`; a torchvision image run ships `modeling_hubtune_vision.py`
-    likewise; an embedding run becomes a sentence-transformers folder. The folder is built beside `target` and moved in
-    (engine.core.outputs.fill_folder): a non-empty `target` is refused unless `force`, and
-    nothing inside `protected` (hubtune's data folder) is written. No file carries a local
-    path (`base_dir`, data files, a local base model) or a user name.
-    """
-    import shutil
-
-    from engine.core.outputs import fill_folder
-
-    model_dir = Path(model_dir)
-    head = json.loads((model_dir / "hubtune_head.json").read_text(encoding="utf-8"))
-    loaders: list[str] = []
-
-    def fill(folder: Path) -> None:
-        loader = (_convert_sequence(model_dir, folder, head)
-                  or _portable_sequence(model_dir, folder, head)
-                  or _portable_torchvision(model_dir, folder, head)
-                  or _sentence_transformers(model_dir, folder, head, config))
-        if loader is None:
-            for item in model_dir.iterdir():
-                if item.is_file():
-                    shutil.copy2(item, folder / item.name)
-            loader = AUTO_CLASSES.get(head["task"], "engine.trained.predict.Predictor")
-        _scrub_folder(folder)
-        (folder / "README.md").write_text(model_card(head, config, summary, run_name, loader),
-                                          encoding="utf-8")
-        loaders.append(loader)
-
-    folder = fill_folder(target, fill, force=force, protected=protected)
-    return folder, loaders[0]
-
-
-SEQUENCE_TASKS = ("text-classification", "text-pair-classification",
-                  "multi-label-classification", "regression")
 REMOTE_CODE = "AutoModelForSequenceClassification+remote_code"
 """The loader name of a folder that ships `modeling_hubtune.py` (trust_remote_code=True)."""
 SENTENCE_TRANSFORMERS = "SentenceTransformer"
@@ -96,33 +52,36 @@ LOADER_WORDS = {
 """How `hubtune export` names a loader that is more than a transformers Auto class."""
 
 
-def _problem_type(task: str) -> str:
-    return {"regression": "regression",
-            "multi-label-classification": "multi_label_classification"}.get(
-        task, "single_label_classification")
+def problem_type(kind: str) -> str:
+    """transformers' `config.problem_type` for a sequence head's label kind (the
+    `problem_type` of engine.modeling.loading.SequenceClassifier)."""
+    from engine.modeling.loading import REGRESSION
+
+    return REGRESSION if kind == REGRESSION else f"{kind}_classification"
 
 
-def _label_config(auto_config, head: dict) -> None:
+def _label_config(auto_config, head: dict, kind: str) -> None:
+    from engine.modeling.loading import REGRESSION
+
     labels = head["labels"]
-    auto_config.num_labels = len(labels) if labels and head["task"] != "regression" else 1
-    if labels and head["task"] != "regression":
+    scalar = kind == REGRESSION
+    auto_config.num_labels = len(labels) if labels and not scalar else 1
+    if labels and not scalar:
         auto_config.id2label = dict(enumerate(labels))
         auto_config.label2id = {n: i for i, n in enumerate(labels)}
-    auto_config.problem_type = _problem_type(head["task"])
+    auto_config.problem_type = problem_type(kind)
 
 
-def _portable_sequence(model_dir: Path, target: Path, head: dict) -> str | None:
-    """Any other sequence head: its weights as they are, `modeling_hubtune.py` beside
-    them and an `auto_map` naming it, so `AutoModelForSequenceClassification` loads it
-    with `trust_remote_code=True`; None for other tasks."""
+def portable_sequence(model_dir: Path, target: Path, head: dict, kind: str) -> str:
+    """A sequence head of label kind `kind`: its weights as they are, `modeling_hubtune.py`
+    beside them and an `auto_map` naming it, so `AutoModelForSequenceClassification` loads
+    it with `trust_remote_code=True`."""
     import shutil
 
-    if head["task"] not in SEQUENCE_TASKS:
-        return None
     from transformers import AutoConfig, AutoTokenizer
 
     auto_config = AutoConfig.from_pretrained(model_dir)
-    _label_config(auto_config, head)
+    _label_config(auto_config, head, kind)
     auto_config.architectures = ["HubtuneForSequenceClassification"]
     auto_config.auto_map = {"AutoModelForSequenceClassification":
                             "modeling_hubtune.HubtuneForSequenceClassification"}
@@ -135,13 +94,13 @@ def _portable_sequence(model_dir: Path, target: Path, head: dict) -> str | None:
     return REMOTE_CODE
 
 
-def _portable_torchvision(model_dir: Path, target: Path, head: dict) -> str | None:
+def portable_torchvision(model_dir: Path, target: Path, head: dict) -> str | None:
     """A torchvision image run: its weights, `modeling_hubtune_vision.py`, a config.json
     whose `auto_map` names it, and an image processor with the run's size and
-    normalisation; None for other runs."""
+    normalisation; None for a run on a transformers image model."""
     import shutil
 
-    if head["task"] != "image-classification" or not head.get("arch"):
+    if not head.get("arch"):
         return None
     labels, image = head["labels"], head["image"]
     module = "modeling_hubtune_vision"
@@ -166,14 +125,13 @@ def _portable_torchvision(model_dir: Path, target: Path, head: dict) -> str | No
     return REMOTE_VISION
 
 
-def _sentence_transformers(model_dir: Path, target: Path, head: dict,
-                           config: dict) -> str | None:
+def sentence_transformers_folder(model_dir: Path, target: Path, head: dict,
+                                 config: dict) -> str | None:
     """An embedding run as a sentence-transformers folder (the backbone's weights,
     modules.json, 1_Pooling; BERT's pooler as a tanh 2_Dense over the first token); None
-    for other tasks or a pooler of another shape."""
+    for a pooler of another shape."""
     pooler = ("backbone.pooler.dense.weight", "backbone.pooler.dense.bias")
-    if head["task"] != "feature-extraction" or head.get("pooling") not in ("mean", "cls",
-                                                                          "pooler"):
+    if head.get("pooling") not in ("mean", "cls", "pooler"):
         return None
     from safetensors.torch import load_file, save_file
     from transformers import AutoConfig, AutoTokenizer
@@ -218,7 +176,7 @@ PATH_KEYS = ("_name_or_path", "name_or_path", "base_model", "base_model_name_or_
 """Keys of a saved model's small JSON files that may hold a folder on this machine."""
 
 
-def _scrub_folder(folder: Path) -> None:
+def scrub_folder(folder: Path) -> None:
     """Local paths out of the small JSON files (`_name_or_path`, hubtune_head.json's
     `base_model` when it is a folder on this machine). Only those keys: a vocabulary's
     tokens may look like paths ('/', './')."""
@@ -262,29 +220,9 @@ def _is_local_path(text: str) -> bool:
     return home not in ("", "/") and home in text
 
 
-AUTO_CLASSES = {
-    "token-classification": "AutoModelForTokenClassification",
-    "question-answering": "AutoModelForQuestionAnswering",
-    "masked-lm": "AutoModelForMaskedLM",
-    "causal-lm": "AutoModelForCausalLM",
-    "seq2seq": "AutoModelForSeq2SeqLM",
-    "image-classification": "AutoModelForImageClassification",
-}
-PIPELINE_TAGS = {
-    "text-classification": "text-classification", "text-pair-classification":
-    "text-classification", "multi-label-classification": "text-classification",
-    "regression": "text-classification", "token-classification": "token-classification",
-    "question-answering": "question-answering", "masked-lm": "fill-mask",
-    "causal-lm": "text-generation", "seq2seq": "text2text-generation",
-    "image-classification": "image-classification", "feature-extraction": "feature-extraction",
-}
-
-
-def _convert_sequence(model_dir: Path, target: Path, head: dict) -> str | None:
-    """BERT pooler + linear head -> BertForSequenceClassification, else None."""
-    if head["task"] not in ("text-classification", "text-pair-classification",
-                            "multi-label-classification", "regression"):
-        return None
+def convert_sequence(model_dir: Path, target: Path, head: dict, kind: str) -> str | None:
+    """A sequence head of label kind `kind` with BERT's pooler and a linear head ->
+    BertForSequenceClassification, else None."""
     config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
     if (head.get("pooling") != "pooler" or head.get("custom_hidden")
             or config.get("model_type") not in AUTO_SEQUENCE_TYPES):
@@ -300,16 +238,13 @@ def _convert_sequence(model_dir: Path, target: Path, head: dict) -> str | None:
         elif name.startswith("head.1."):
             converted["classifier." + name.removeprefix("head.1.")] = tensor
     labels = head["labels"]
-    problem = {"regression": "regression",
-               "multi-label-classification": "multi_label_classification"}.get(
-        head["task"], "single_label_classification")
     auto_config = AutoConfig.from_pretrained(model_dir)
     auto_config.architectures = ["BertForSequenceClassification"]
     auto_config.num_labels = len(labels) if labels else 1
     if labels:
         auto_config.id2label = dict(enumerate(labels))
         auto_config.label2id = {n: i for i, n in enumerate(labels)}
-    auto_config.problem_type = problem
+    auto_config.problem_type = problem_type(kind)
     auto_config.save_pretrained(target)
     save_file(converted, str(target / "model.safetensors"), metadata={"format": "pt"})
     AutoTokenizer.from_pretrained(model_dir).save_pretrained(target)
@@ -347,8 +282,10 @@ def _load_snippet(loader: str) -> str:
             "predictor = Predictor(\"PATH\")\nprint(predictor.predict([\"some text\"]))")
 
 
-def model_card(head: dict, config: dict, summary: dict, run_name: str, loader: str) -> str:
-    """A README with hub front matter, how to load it, the data, metrics and the config.
+def model_card(head: dict, config: dict, summary: dict, run_name: str, loader: str,
+               pipeline_tag: str | None = None) -> str:
+    """A README with hub front matter (`pipeline_tag`: the task's, from its adapter), how to
+    load it, the data, metrics and the config.
 
     Built only from the run's config and summary, which never hold a token; local paths
     (`base_dir`, data files, a base model on disk) are cut to their names.
@@ -359,7 +296,7 @@ def model_card(head: dict, config: dict, summary: dict, run_name: str, loader: s
                "transformers" if loader.startswith("Auto") else "hubtune")
     base = portable_config(str(head.get("base_model") or ""))
     front = {"library_name": library, "base_model": base,
-             "pipeline_tag": PIPELINE_TAGS.get(head["task"]), "tags": ["hubtune", head["task"]]}
+             "pipeline_tag": pipeline_tag, "tags": ["hubtune", head["task"]]}
     if base.count("/") != 1 or Path(base).exists() or base != head.get("base_model"):
         front.pop("base_model")  # only hub ids belong there, not local paths
     from store.records import kept_metrics
@@ -385,14 +322,8 @@ def model_card(head: dict, config: dict, summary: dict, run_name: str, loader: s
 
 
 def push_folder(folder: Path, repo: str, *, private: bool = True) -> str:
-    """Upload an exported folder to a hub repo (created if needed); returns its URL."""
-    from huggingface_hub import HfApi
+    """Upload an exported folder to a hub repo (created if needed); returns the commit's
+    URL (engine.hub.push)."""
+    from engine.hub.push import push_folder as push
 
-    from engine.hub.client import hub_errors
-
-    api = HfApi()
-    with hub_errors(repo):
-        api.create_repo(repo, private=private, exist_ok=True)
-        api.upload_folder(folder_path=str(folder), repo_id=repo,
-                          commit_message="Upload a hubtune fine-tune")
-    return f"https://huggingface.co/{repo}"
+    return push(folder, repo, private=private)

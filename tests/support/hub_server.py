@@ -9,7 +9,7 @@ huggingface_hub use are implemented:
     GET  /api/models/{repo}/tree/{rev}[/{path}]?recursive=true
     HEAD /{repo}/resolve/{rev}/{file}   and GET with Range support
 
-and dataset repos (`Repo(..., repo_type="dataset")`) as huggingface_hub 2.x and
+the upload protocol a push speaks (tests/support/hub_upload.py), and dataset repos (`Repo(..., repo_type="dataset")`) as huggingface_hub 2.x and
 `datasets` ask for them:
 
     GET  /api/datasets?search=&limit=&sort=&filter=   (filter repeated: every tag must match)
@@ -199,6 +199,10 @@ class HubServer:
         self.datasets = {r.repo_id: r for r in repos if r.repo_type == "dataset"}
         self.throttle_bytes_per_s = throttle_bytes_per_s
         self.requests: list[tuple[str, str]] = []
+        from tests.support.hub_upload import Uploads
+
+        self.uploads = Uploads(self)
+        """The write side (tests/support/hub_upload.py): pushed repos land in `repos`."""
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
         self._thread = threading.Thread(  # shutdown waits for one poll
@@ -233,12 +237,24 @@ class HubServer:
             def do_GET(self) -> None:
                 self._route(head=False)
 
+            def do_PUT(self) -> None:
+                from tests.support.hub_upload import read_body
+
+                hub.requests.append((self.command, self.path))
+                if not hub.uploads.put(self, _segments(urlparse(self.path).path),
+                                       read_body(self)):
+                    self._error(404, "EntryNotFound", False)
+
             def do_POST(self) -> None:
+                from tests.support.hub_upload import read_body
+
                 url = urlparse(self.path)
                 segs = _segments(url.path)
                 hub.requests.append((self.command, self.path))
-                length = int(self.headers.get("Content-Length") or 0)
-                form = parse_qs(self.rfile.read(length).decode()) if length else {}
+                body = read_body(self)
+                if hub.uploads.post(self, segs, body):
+                    return None
+                form = parse_qs(body.decode()) if body else {}
                 if segs[:2] != ["api", "datasets"] or segs[4:5] != ["paths-info"]:
                     return self._error(404, "EntryNotFound", False)
                 repo = self._dataset_repo("/".join(segs[2:4]), "/".join(segs[5:6]), False)

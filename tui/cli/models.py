@@ -11,16 +11,23 @@ from tui.cli.output import dump_json, echo
 from tui.safe_text import printable
 
 
-@click.command("export")
+@click.command("export", short_help="Export a run's trained model; not its metrics.")
 @click.argument("run_id", type=RUN_ID)
 @click.argument("target", type=click.Path(path_type=Path))
-@click.option("--push", "repo", metavar="REPO", help="Also upload the folder to this hub repo.")
-@click.option("--public", is_flag=True, help="Make a pushed repo public (default private).")
+@click.option("--push", "repo", metavar="OWNER/NAME",
+              help="Also upload the folder to this hub repo (created if needed; the token is "
+                   "huggingface_hub's: HF_TOKEN or `hf auth login`, never stored by hubtune). "
+                   "Run it again to resume a push cut off midway.")
+@click.option("--private/--public", "private", default=True, show_default=True,
+              help="Whether a repo the push creates is private.")
 @click.option("--force", is_flag=True,
               help="Write into a non-empty TARGET, replacing files of the same names.")
-def export(run_id: int, target: Path, repo: str | None, public: bool, force: bool) -> None:
-    """Write a completed run's model to TARGET with a model card (and optionally push it)."""
-    from engine.modeling.export import LOADER_WORDS, export_model, push_folder
+def export(run_id: int, target: Path, repo: str | None, private: bool, force: bool) -> None:
+    """Export a completed run's trained model to TARGET, to load or push to the hub.
+
+    Writes the model, its tokenizer or processor and a model card (with --push, uploads
+    the folder too). A run's metrics and history are `hubtune runs export`'s."""
+    from engine.trained.export import LOADER_WORDS, export_model, push_folder
     from store import data_dir
 
     store = open_store()
@@ -39,7 +46,7 @@ def export(run_id: int, target: Path, repo: str | None, public: bool, force: boo
     echo(f"Exported run {run_id} to {folder} (load it with "
          f"{LOADER_WORDS.get(loader, loader)}).")
     if repo:
-        echo(f"Pushed to {push_folder(folder, repo, private=not public)}.")
+        echo(f"Pushed to {push_folder(folder, repo, private=private)}.")
 
 
 def _base_model_folders(config: dict) -> list[Path]:

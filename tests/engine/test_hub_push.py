@@ -1,0 +1,84 @@
+"""Pushing an exported folder to the hub (engine/hub/push.py, #36) against the loopback
+hub, which speaks the upload protocol huggingface_hub uses (repo creation, preupload,
+LFS batch, PUT, verify, commit: tests/support/hub_upload.py)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from engine.hub.errors import HubError
+from engine.hub.push import push_folder
+from tests.support.hub_upload import READ_TOKEN, WRITE_TOKEN
+
+
+@pytest.fixture
+def hub(hub_server, monkeypatch):
+    import huggingface_hub.constants as constants
+
+    monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", True)  # the LFS protocol
+    monkeypatch.setenv("HF_TOKEN", WRITE_TOKEN)
+    return hub_server
+
+
+@pytest.fixture
+def folder(tmp_path):
+    out = tmp_path / "exported"
+    out.mkdir()
+    (out / "config.json").write_text('{"model_type": "bert"}')
+    (out / "model.safetensors").write_bytes(os.urandom(6000))
+    (out / "README.md").write_text("---\nlibrary_name: transformers\n---\n# tuned\n")
+    (out / "tokenizer").mkdir()
+    (out / "tokenizer" / "vocab.txt").write_text("[PAD]\n[UNK]\nhello\n")
+    return out
+
+
+def test_a_pushed_folder_downloads_back_byte_for_byte(hub, folder, tmp_path):
+    from huggingface_hub import snapshot_download
+
+    url = push_folder(folder, "alice/tuned")
+    assert url.startswith(hub.url) and "alice/tuned" in url
+    assert hub.uploads.commits == ["alice/tuned"]
+    assert len(hub.uploads.puts) == 1  # the weights went by LFS; the small files inline
+    got = Path(snapshot_download("alice/tuned", cache_dir=tmp_path / "cache"))
+    for f in ("config.json", "model.safetensors", "README.md", "tokenizer/vocab.txt"):
+        assert (got / f).read_bytes() == (folder / f).read_bytes(), f
+
+
+def test_a_push_run_again_sends_only_what_the_hub_lacks(hub, folder):
+    push_folder(folder, "alice/again")
+    push_folder(folder, "alice/again")  # the repo exists (409 is fine) and holds the weights
+    assert len(hub.uploads.puts) == 1 and hub.uploads.commits == ["alice/again"] * 2
+    (folder / "model.safetensors").write_bytes(os.urandom(6000))  # new weights: sent
+    push_folder(folder, "alice/again")
+    assert len(hub.uploads.puts) == 2
+
+
+@pytest.mark.parametrize("token, words", [
+    (None, "wants a token to push alice/tuned: log in with `hf auth login` or set HF_TOKEN"),
+    (READ_TOKEN, "cannot write to alice/tuned: it needs write access to 'alice'"),
+])
+def test_refusals_are_one_sentence_and_name_what_to_do(hub, folder, monkeypatch, token,
+                                                       words):
+    import huggingface_hub.constants as constants
+
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(folder / "no-token-here"))
+    if token:
+        monkeypatch.setenv("HF_TOKEN", token)
+    with pytest.raises(HubError) as err:
+        push_folder(folder, "alice/tuned")
+    assert words in str(err.value) and "\n" not in str(err.value)
+    assert READ_TOKEN not in str(err.value) and hub.uploads.commits == []
+
+
+def test_a_bad_name_or_an_empty_folder_is_refused_before_the_hub_is_asked(hub, folder,
+                                                                         tmp_path):
+    with pytest.raises(HubError, match="Model"):
+        push_folder(folder, "../../etc")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(HubError, match="not an exported model folder"):
+        push_folder(tmp_path / "empty", "alice/tuned")
+    assert not [r for r in hub.requests if r[0] in ("POST", "PUT")]
