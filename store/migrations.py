@@ -194,6 +194,16 @@ def m005_validation_predictions(db: Database) -> None:
         " PRIMARY KEY (run_id, example)) WITHOUT ROWID")
 
 
+
+@migrations()
+def m006_remotes(db: Database) -> None:
+    """Other machines hubtune reaches over SSH (`hubtune remote add`): how to reach each
+    (the system ssh client does the rest; no secret is kept here), the hubtune command
+    to run there and its HUBTUNE_HOME (empty: its default)."""
+    db.conn.execute(
+        "CREATE TABLE remotes (name TEXT PRIMARY KEY, host TEXT NOT NULL, user TEXT,"
+        " port INTEGER, hubtune TEXT NOT NULL, home TEXT, added_utc TEXT NOT NULL)")
+
 def _highest_run_folder(conn) -> int:
     """The largest N of a `runs/N` folder beside the database file (0 if none)."""
     from pathlib import Path
@@ -208,4 +218,5 @@ def _highest_run_folder(conn) -> int:
         return 0
 
 
-KNOWN = [m.name for m in migrations._migrations]
+KNOWN = [m.name for m in migrations.pending(Database(memory=True))]
+"""Every migration's name, in order: all are pending on an empty database."""

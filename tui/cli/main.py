@@ -42,14 +42,17 @@ def _register() -> None:
     from tui.cli.models import export, predict
     from tui.cli.plan import plan
     from tui.cli.queue import queue
+    from tui.cli.remote import remote
     from tui.cli.review import runs_errors
     from tui.cli.runs import runs
+    from tui.cli.serve import serve
     from tui.cli.slurm import slurm
     from tui.cli.sweep import sweep
     from tui.cli.train import train
 
     runs.add_command(runs_errors)
-    for command in (train, slurm, queue, sweep, runs, export, predict, hub, cache, plan, data):
+    for command in (train, slurm, queue, sweep, runs, export, predict, hub, cache, plan, data,
+                    remote, serve):
         cli.add_command(command)
 
 

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import click
 
-from engine.share.trackers import TRACKERS
 from store import StoreError
 from tui.cli.base import RUN_ID, Failure, open_store
 from tui.cli.output import cut, dump_json, echo, table
@@ -29,8 +28,11 @@ def runs() -> None:
               help="created, started, finished, name, status, model, task or id; - for descending.")
 @click.option("--limit", default=50, show_default=True, type=click.IntRange(min=1))
 @click.option("--sweep", metavar="ID", help="Only the runs of this sweep.")
+@click.option("--remote", metavar="NAME|all",
+              help="The runs of a remote (`hubtune remote ls`), or with `all` this machine's "
+                   "and every remote's; each carries `remote` in --json.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
-def runs_ls(status, search, sort, limit, sweep, as_json) -> None:
+def runs_ls(status, search, sort, limit, sweep, remote, as_json) -> None:
     """List runs, newest first."""
     store = open_store()
     _reap(store)
@@ -38,6 +40,15 @@ def runs_ls(status, search, sort, limit, sweep, as_json) -> None:
 
     rows = store.list_runs(status=status, search=search, sort=sort, limit=limit, sweep=sweep)
     results = {r.id: run_result(r) for r in live_results(store, rows)}
+    if remote is not None:
+        from tui.cli.remote import echo_runs_everywhere
+
+        local = [_run_brief(r, results[r.id]) for r in rows] if remote == "all" else []
+        options = [*(["--status", status] if status else []),
+                   *(["--search", search] if search else []), "--sort", sort,
+                   "--limit", str(limit), *(["--sweep", sweep] if sweep else [])]
+        echo_runs_everywhere(remote, local, options, as_json)
+        return
     if as_json:
         echo(dump_json([_run_brief(r, results[r.id]) for r in rows]))
         return
@@ -81,9 +92,15 @@ def _run_brief(r, result) -> dict:
 
 @runs.command("show")
 @click.argument("run_id", type=RUN_ID)
+@click.option("--remote", metavar="NAME", help="A run of this remote (`hubtune remote ls`).")
 @click.option("--json", "as_json", is_flag=True, help="Print the run as JSON.")
-def runs_show(run_id: int, as_json: bool) -> None:
+def runs_show(run_id: int, remote: str | None, as_json: bool) -> None:
     """Show one run: config, outcome, metrics and recent events."""
+    if remote is not None:
+        from tui.cli.remote import echo_remote
+
+        return echo_remote(remote, ["runs", "show", str(run_id),
+                                    *(["--json"] if as_json else [])])
     from engine.runs.lineage import config_diff, parents
     from tui.cli.review import class_report_json, echo_class_report
     from tui.run_result import live_results, run_result
@@ -287,8 +304,13 @@ def _fmt(v, limit: int = 60) -> str:
 
 @runs.command("stop")
 @click.argument("run_id", type=RUN_ID)
-def runs_stop(run_id: int) -> None:
+@click.option("--remote", metavar="NAME", help="A run of this remote (`hubtune remote ls`).")
+def runs_stop(run_id: int, remote: str | None) -> None:
     """Ask a running run to stop after its current step; a queued one leaves the queue."""
+    if remote is not None:
+        from tui.cli.remote import echo_remote
+
+        return echo_remote(remote, ["runs", "stop", str(run_id)])
     from engine.runs.lifecycle import stop_run
 
     store = open_store()
@@ -412,7 +434,8 @@ def runs_note(run_id: int, text: str) -> None:
 @click.argument("run_ids", type=RUN_ID, nargs=-1)
 @click.option("--metrics", "metrics_file", type=click.Path(dir_okay=True, path_type=Path),
               help="CSV file to write every metric point of one run to.")
-@click.option("--to", "target", type=(click.Choice(TRACKERS), click.Path(path_type=Path)),
+# Names checked by the engine (engine.core.config.TRACKERS), which --help need not import.
+@click.option("--to", "target", type=(str, click.Path(path_type=Path)),
               metavar="TRACKER DIR",
               help="Write each run's history to a tracker's offline format under DIR: "
                    "tensorboard (event files), mlflow (a file store), trackio (its local "

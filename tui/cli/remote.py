@@ -1,0 +1,146 @@
+"""`hubtune remote ...`: the other machines this one reaches over SSH, and the way every
+`--remote NAME` option runs a hubtune command there (engine/remote/session.py)."""
+
+from __future__ import annotations
+
+import json
+from importlib.metadata import version
+
+import click
+
+from tui.cli.base import Failure, open_store
+from tui.cli.output import cut, dump_json, echo
+from tui.formatting import metric
+from tui.safe_text import printable
+
+
+@click.group()
+def remote() -> None:
+    """Other machines, reached with the system ssh client; nothing listens on a port."""
+
+
+@remote.command("add")
+@click.argument("name")
+@click.argument("target", metavar="[USER@]HOST")
+@click.option("--port", type=click.IntRange(1, 65535), help="ssh's port there.")
+@click.option("--hubtune", "command", default="hubtune", show_default=True,
+              help="The command that runs hubtune there (a path, or a name on its PATH).")
+@click.option("--home", metavar="DIR", help="Its HUBTUNE_HOME (default: that machine's).")
+def remote_add(name: str, target: str, port: int | None, command: str,
+               home: str | None) -> None:
+    """Add a remote; `hubtune remote test NAME` then checks it answers."""
+    from store.remotes import Remote, add_remote
+
+    user, _, host = target.rpartition("@")
+    if not host or host.startswith("-") or any(c.isspace() for c in target):
+        raise Failure(f"{printable(target, limit=80)} is not [USER@]HOST (a host name or "
+                      "address, or an alias from ~/.ssh/config).")
+    add_remote(open_store(), Remote(name, host, user or None, port, command, home))
+    echo(f"Added remote {name} ({printable(target, limit=80)}); `hubtune remote test "
+         f"{name}` checks it answers.")
+
+
+@remote.command("ls")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
+def remote_ls(as_json: bool) -> None:
+    """List the remotes."""
+    from store.remotes import list_remotes
+
+    remotes = list_remotes(open_store())
+    if as_json:
+        echo(dump_json([r.to_json() for r in remotes]))
+        return
+    if not remotes:
+        echo("No remotes yet; `hubtune remote add NAME [USER@]HOST` adds one.")
+        return
+    echo(f"{'NAME':<16} {'HOST':<32} {'PORT':>5}  HUBTUNE")
+    for r in remotes:
+        target = f"{r.user}@{r.host}" if r.user else r.host
+        echo(f"{cut(r.name, 16):<16} {cut(target, 32):<32} {r.port or '-':>5}  "
+             f"{cut(r.hubtune, 40)}")
+
+
+@remote.command("rm")
+@click.argument("name")
+def remote_rm(name: str) -> None:
+    """Forget a remote (its runs stay on that machine)."""
+    from store.remotes import remove_remote
+
+    remove_remote(open_store(), name)
+    echo(f"Removed remote {name}.")
+
+
+@remote.command("test")
+@click.argument("name")
+def remote_test(name: str) -> None:
+    """Check a remote answers: its hubtune version and its queue's slots."""
+    with session(name) as s:
+        slots = json.loads(call(s, ["queue", "slots", "--json"]))
+    free = sum(1 for slot in slots if not slot.get("held_by") and not slot.get("busy"))
+    echo(f"Remote {name} answers: hubtune {printable(s.version, limit=40)}, "
+         f"{len(slots)} slots ({free} free).")
+
+
+def session(name: str):
+    """An open connection to remote `name` (a context manager)."""
+    from engine.remote.session import RemoteSession
+    from store.remotes import get_remote
+
+    return RemoteSession(get_remote(open_store(), name), local_version=version("hubtune"))
+
+
+def call(s, argv: list[str], files: dict[str, str] | None = None) -> str:
+    """Run `hubtune ARGV` on the session's remote; what it printed, or its one sentence."""
+    answer = s.call(argv, files=files)
+    if answer.get("exit"):
+        raise Failure(f"On {s.remote.name}: {printable(answer.get('error') or 'failed')}")
+    return str(answer.get("stdout") or "")
+
+
+def remote_names(which: str) -> list[str]:
+    """`--remote NAME` or `--remote all`: the remotes it names."""
+    from store.remotes import get_remote, list_remotes
+
+    store = open_store()
+    if which == "all":
+        return [r.name for r in list_remotes(store)]
+    return [get_remote(store, which).name]
+
+
+def echo_runs_everywhere(which: str, local: list[dict], options: list[str],
+                         as_json: bool) -> None:
+    """`runs ls --remote NAME|all`: the runs of each remote named (and `local`, this
+    machine's), each with `remote`; a remote that cannot be reached is one line on stderr
+    and the others are listed."""
+    from engine.core.errors import HubtuneError
+
+    rows = [{**r, "remote": None} for r in local]
+    for name in remote_names(which):
+        try:
+            with session(name) as s:
+                found = json.loads(call(s, ["runs", "ls", "--json", *options]))
+        except (HubtuneError, Failure, ValueError) as exc:
+            if which != "all":
+                raise
+            echo(f"Remote {name}: {printable(getattr(exc, 'message', None) or exc)}", err=True)
+            continue
+        rows += [{**r, "remote": name} for r in found if isinstance(r, dict)]
+    if as_json:
+        echo(dump_json(rows))
+        return
+    echo(f"{'HOST':<12} {'ID':>4}  {'STATUS':<11} {'NAME':<24} {'MODEL':<28} RESULT")
+    for r in rows:
+        result = (r.get("result") or {}) if isinstance(r.get("result"), dict) else {}
+        shown = (f"{result.get('metric') or ''} {metric(result.get('value'))}"
+                 if isinstance(result.get("value"), (int, float)) else "-")
+        echo(f"{cut(r['remote'] or 'local', 12):<12} {r.get('id', '?'):>4}  "
+             f"{cut(r.get('status'), 11):<11} {cut(r.get('name') or '', 24):<24} "
+             f"{cut(r.get('model_id') or '', 28):<28} {cut(shown, 16)}")
+
+
+def echo_remote(name: str, argv: list[str]) -> None:
+    """Run `hubtune ARGV` on remote `name` and print what it printed (already escaped
+    there; escaped again here, as any text from another machine)."""
+    with session(name) as s:
+        out = call(s, argv)
+    echo(out.rstrip("\n"))

@@ -1,0 +1,104 @@
+"""`hubtune serve --stdio`: this machine's hubtune for another machine's, over the SSH
+connection that started it (engine/remote/session.py is the other end).
+
+It reads one JSON request per line on stdin and answers one line on stdout. A request
+names a hubtune command as a list of arguments, run here in this process as typed at a
+terminal, from a fixed list (listing, showing, following, stopping and resuming runs,
+the queue, starting a run); anything else is refused. Nothing here runs a shell. Files
+a request carries (a run's config) are written under this machine's HUBTUNE_HOME by
+their content, and `@NAME` in the arguments names them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import sys
+from importlib.metadata import version
+
+import click
+
+ALLOWED = {("runs", "ls"), ("runs", "show"), ("runs", "stop"), ("runs", "resume"),
+           ("runs", "errors"), ("runs", "compare"), ("queue", "ls"), ("queue", "slots"),
+           ("train",)}
+"""The commands a remote may ask for (the first one or two words)."""
+
+
+@click.command("serve")
+@click.option("--stdio", is_flag=True, required=True,
+              help="Speak hubtune's remote protocol on stdin and stdout (ssh starts it).")
+def serve(stdio: bool) -> None:
+    """Answer another machine's hubtune over the SSH connection that started this one."""
+    out = sys.stdout
+    from engine.remote.session import PROTOCOL
+
+    _send(out, {"hubtune": version("hubtune"), "protocol": PROTOCOL})
+    for line in sys.stdin:
+        try:
+            request = json.loads(line)
+            ident = request["id"]
+        except (ValueError, KeyError, TypeError):
+            _send(out, {"id": None, "exit": 2, "stdout": "",
+                        "error": "A request must be one JSON object with an id."})
+            continue
+        if request.get("ping"):
+            _send(out, {"id": ident, "pong": True})
+            continue
+        _send(out, {"id": ident, **answer(request)})
+
+
+def answer(request: dict) -> dict:
+    """Run the request's command here; its exit code, what it printed, and its error."""
+    argv = request.get("argv")
+    if not isinstance(argv, list) or not all(isinstance(a, str) for a in argv):
+        return {"exit": 2, "stdout": "", "error": "A request's argv is a list of strings."}
+    if tuple(argv[:1]) not in ALLOWED and tuple(argv[:2]) not in ALLOWED:
+        return {"exit": 2, "stdout": "",
+                "error": f"A remote may not run `hubtune {' '.join(argv[:2])[:60]}`."}
+    try:
+        argv = _with_files(argv, request.get("files") or {})
+    except (OSError, ValueError) as exc:
+        return {"exit": 1, "stdout": "", "error": f"Cannot keep the files sent: {exc}."}
+    from tui.cli.main import cli
+
+    stdout, stderr = io.StringIO(), io.StringIO()
+    code = 0
+    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        try:
+            cli.main(args=argv, prog_name="hubtune", standalone_mode=False)
+        except click.ClickException as exc:
+            exc.show()
+            code = exc.exit_code
+        except click.exceptions.Exit as exc:
+            code = exc.exit_code
+        except click.Abort:
+            code = 1
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+    error = stderr.getvalue().strip().removeprefix("Error: ") or None
+    return {"exit": code, "stdout": stdout.getvalue(), "error": error if code else None}
+
+
+def _with_files(argv: list[str], files: dict) -> list[str]:
+    """Write each file sent under HUBTUNE_HOME by its content; `@NAME` becomes its path."""
+    from store.paths import data_dir
+
+    paths = {}
+    for name, text in files.items():
+        if not isinstance(name, str) or not isinstance(text, str) or len(text) > 1 << 20:
+            raise ValueError("files are names and texts of at most 1 MB")
+        digest = hashlib.sha256(text.encode()).hexdigest()[:32]
+        folder = data_dir() / "remote-files"
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{digest}.yaml"
+        if not path.exists():
+            path.write_text(text, encoding="utf-8")
+        paths[f"@{name}"] = str(path)
+    return [paths.get(a, a) for a in argv]
+
+
+def _send(out, message: dict) -> None:
+    out.write(json.dumps(message) + "\n")
+    out.flush()
