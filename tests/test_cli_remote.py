@@ -121,3 +121,30 @@ def test_the_server_runs_only_hubtunes_own_listed_commands(hubtune_home):
     assert listed["exit"] == 0 and json.loads(listed["stdout"]) == []
     missing = answer({"argv": ["runs", "show", "7"]})
     assert missing["exit"] == 1 and "There is no run 7" in missing["error"]
+
+
+@pytest.mark.slow  # a real (tiny) training run on the remote, followed to its end
+def test_a_run_started_there_copies_its_data_once_and_is_followed_to_the_end(
+        box, tmp_path, tiny_bert, sentiment_csv):
+    import yaml
+
+    config = tmp_path / "there.yaml"
+    config.write_text(yaml.safe_dump({
+        "name": "over-ssh", "model": {"id": str(tiny_bert)},
+        "data": {"train": sentiment_csv.name, "max_length": 32},
+        "train": {"epochs": 1, "batch_size": 16}}))
+    (tmp_path / sentiment_csv.name).write_bytes(sentiment_csv.read_bytes())
+    followed = hubtune("train", str(config), "--remote", "box")
+    assert followed.returncode == 0, followed.stderr
+    run_id = int(followed.stdout.splitlines()[0])
+    assert "Run completed" in followed.stdout or "completed" in followed.stdout.lower()
+    assert "Copying" in followed.stderr
+    there = RunStore(box / "hubtune.db").get_run(run_id)
+    assert there.status == "completed" and there.name == "over-ssh"
+    copied = Path(there.config["data"]["train"])
+    assert copied.read_bytes() == sentiment_csv.read_bytes() and box in copied.parents
+    again = hubtune("train", str(config), "--remote", "box", "--detach")
+    assert again.returncode == 0 and "Copying" in again.stderr  # asked, but not sent again
+    assert len(list((box / "remote-data").rglob("*.csv"))) == 1
+    shown = json.loads(ok("runs", "show", str(run_id), "--remote", "box", "--json").stdout)
+    assert shown["result"]["value"] is not None

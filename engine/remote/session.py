@@ -15,12 +15,16 @@ answer {"id": n, "exit": code, "stdout": text, "error": sentence|null}; {"id": n
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import os
 import queue
 import shlex
 import subprocess
 import threading
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from engine.core.errors import HubtuneError
@@ -29,6 +33,8 @@ PROTOCOL = 1
 SSH_ENV = "HUBTUNE_SSH_COMMAND"
 CONNECT_TIMEOUT_S = 20.0
 REQUEST_TIMEOUT_S = 120.0
+PIECE_BYTES = 512 << 10
+"""A data file travels in pieces of this many bytes (base64 in one JSON line each)."""
 
 
 class RemoteError(HubtuneError):
@@ -113,24 +119,62 @@ class RemoteSession:
         return (lines[-1] if lines else f"ssh ended with code {self._proc.returncode}") + "."
 
     def call(self, argv: list[str], *, files: dict[str, str] | None = None,
-             timeout: float = REQUEST_TIMEOUT_S) -> dict[str, Any]:
-        """Run `hubtune ARGV...` there; returns {"exit", "stdout", "error"}."""
+             timeout: float = REQUEST_TIMEOUT_S,
+             on_output: Callable[[str], None] | None = None) -> dict[str, Any]:
+        """Run `hubtune ARGV...` there; returns {"exit", "stdout", "error"}. What a
+        following command prints as it goes (`runs follow`, `train`) is handed to
+        `on_output` as it comes (`timeout` is then per piece)."""
+        return self._ask({"argv": [str(a) for a in argv], "files": files or {}}, timeout,
+                         on_output)
+
+    def _ask(self, request: dict, timeout: float,
+             on_output: Callable[[str], None] | None = None) -> dict[str, Any]:
         with self._lock:
             self._next += 1
-            request = {"id": self._next, "argv": [str(a) for a in argv], "files": files or {}}
+            request = {"id": self._next, **request}
             self._send(request)
-            answer = self._line(timeout)
-            if answer.get("id") != request["id"]:
-                self.close()
-                raise RemoteError(f"Remote {self.remote.name} answered out of turn; the "
-                                  "connection was closed.")
-            return answer
+            printed: list[str] = []
+            while True:
+                answer = self._line(timeout)
+                if answer.get("id") != request["id"]:
+                    self.close()
+                    raise RemoteError(f"Remote {self.remote.name} answered out of turn; "
+                                      "the connection was closed.")
+                if "chunk" not in answer:
+                    return {**answer, "stdout": "".join(printed) + str(answer.get("stdout")
+                                                                       or "")}
+                if on_output is not None:
+                    on_output(str(answer["chunk"]))
+                else:  # kept for the answer, as if printed at the end
+                    printed.append(str(answer["chunk"]))
+
+    def send_file(self, path: Path) -> str:
+        """Copy a local data file there, once: it is kept by its content, so a file sent
+        before is not sent again. Returns its path on the remote."""
+        digest = hashlib.sha256()
+        with open(path, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+        key = {"sha": digest.hexdigest(), "name": path.name}
+        found = self._ask({"has": key}, REQUEST_TIMEOUT_S)
+        if found.get("path"):
+            return str(found["path"])
+        offset, size = 0, path.stat().st_size
+        with open(path, "rb") as fh:
+            while True:
+                block = fh.read(PIECE_BYTES)
+                last = offset + len(block) >= size
+                sent = self._ask({"put": {**key, "offset": offset, "last": last,
+                                          "data": base64.b64encode(block).decode()}},
+                                 REQUEST_TIMEOUT_S)
+                if sent.get("error"):
+                    raise RemoteError(f"On {self.remote.name}: {sent['error']}")
+                offset += len(block)
+                if last:
+                    return str(sent["path"])
 
     def ping(self, timeout: float = 10.0) -> bool:
-        with self._lock:
-            self._next += 1
-            self._send({"id": self._next, "ping": True})
-            return self._line(timeout).get("pong") is True
+        return self._ask({"ping": True}, timeout).get("pong") is True
 
     def _send(self, message: dict) -> None:
         try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from importlib.metadata import version
+from pathlib import Path
 
 import click
 
@@ -144,3 +145,50 @@ def echo_remote(name: str, argv: list[str]) -> None:
     with session(name) as s:
         out = call(s, argv)
     echo(out.rstrip("\n"))
+
+
+def follow_remote(name: str, argv: list[str]) -> None:
+    """A following command run there (`runs follow`, `train`), its lines printed here as
+    they come; its failure is this command's."""
+    with session(name) as s:
+        answer = s.call(argv, timeout=FOLLOW_SILENCE_S, on_output=_print_piece)
+    if answer.get("exit"):
+        raise Failure(f"On {name}: {printable(answer.get('error') or 'failed')}")
+
+
+FOLLOW_SILENCE_S = 3600.0
+"""How long a followed run may print nothing (a long evaluation) before the connection
+is taken for dead."""
+
+
+def _print_piece(text: str) -> None:
+    click.echo(printable(text, multiline=True), nl=False)
+
+
+def train_remote(name: str, cfg, *, detach: bool, queued: bool, processes: int) -> None:
+    """`train CONFIG --remote NAME`: the config goes there with its local data files
+    (copied once: kept there by their content), the run starts there, and is followed
+    from here unless --detach or --queue."""
+    import yaml
+
+    from engine.core.config import is_hub_data
+
+    data = cfg.to_dict()  # model.id is read there: a hub id (fetched there) or a path there
+    with session(name) as s:
+        for key in ("train", "validation"):
+            value = data["data"].get(key)
+            if not value or is_hub_data(value):
+                continue
+            local = cfg.resolve(value)
+            if not local.is_file():
+                raise Failure(f"data.{key} {printable(value, limit=80)} is not a file here "
+                              "(folders are not copied: give its path there).")
+            echo(f"Copying {printable(local.name, limit=60)} to {name} (once)…", err=True)
+            data["data"][key] = s.send_file(local)
+        data.pop("base_dir", None)
+        argv = ["train", "@config", "--processes", str(processes),
+                *(["--queue"] if queued else []), *(["--detach"] if detach else [])]
+        answer = s.call(argv, files={"config": yaml.safe_dump(data, sort_keys=False)},
+                        timeout=FOLLOW_SILENCE_S, on_output=_print_piece)
+    if answer.get("exit"):
+        raise Failure(f"On {name}: {printable(answer.get('error') or 'failed')}")

@@ -319,12 +319,17 @@ def runs_stop(run_id: int, remote: str | None) -> None:
 
 @runs.command("follow")
 @click.argument("run_id", type=RUN_ID)
-def runs_follow(run_id: int) -> None:
+@click.option("--remote", metavar="NAME", help="A run of this remote (`hubtune remote ls`).")
+def runs_follow(run_id: int, remote: str | None) -> None:
     """Print a run's events and progress until it ends (Ctrl-C detaches again).
 
     Reattaches to a run started with --detach, from the TUI, or on a dropped
     SSH session; for a finished run it prints its events and outcome.
     """
+    if remote is not None:
+        from tui.cli.remote import follow_remote
+
+        return follow_remote(remote, ["runs", "follow", str(run_id)])
     store = open_store()
     store.get_run(run_id)  # an unknown id is one clear sentence, not a wait
     status = follow(store, run_id)

@@ -11,6 +11,7 @@ their content, and `@NAME` in the arguments names them.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import hashlib
 import io
@@ -21,9 +22,11 @@ from importlib.metadata import version
 import click
 
 ALLOWED = {("runs", "ls"), ("runs", "show"), ("runs", "stop"), ("runs", "resume"),
-           ("runs", "errors"), ("runs", "compare"), ("queue", "ls"), ("queue", "slots"),
-           ("train",)}
+           ("runs", "errors"), ("runs", "compare"), ("runs", "follow"), ("queue", "ls"),
+           ("queue", "slots"), ("train",)}
 """The commands a remote may ask for (the first one or two words)."""
+CHUNK_CHARS = 1 << 20
+"""The most of a data file one request carries (base64 text)."""
 
 
 @click.command("serve")
@@ -46,11 +49,69 @@ def serve(stdio: bool) -> None:
         if request.get("ping"):
             _send(out, {"id": ident, "pong": True})
             continue
-        _send(out, {"id": ident, **answer(request)})
+        if "has" in request or "put" in request:
+            _send(out, {"id": ident, **receive(request)})
+            continue
+        try:
+            _send(out, {"id": ident, **answer(request, _Stream(out, ident))})
+        except Exception as exc:  # the connection outlives any one command's failure
+            _send(out, {"id": ident, "exit": 1, "stdout": "",
+                        "error": f"Internal error on the remote ({type(exc).__name__}: {exc})."})
 
 
-def answer(request: dict) -> dict:
-    """Run the request's command here; its exit code, what it printed, and its error."""
+class _Stream(io.TextIOBase):
+    """A command's output sent on as it is printed (`runs follow`, `train`), one chunk
+    per line, so the other end shows progress live."""
+
+    def __init__(self, out, ident) -> None:
+        self.out, self.ident = out, ident
+
+    def write(self, text) -> int:
+        if isinstance(text, bytes):  # click writes bytes where it finds a binary stream
+            text = text.decode("utf-8", "replace")
+        if text:
+            _send(self.out, {"id": self.ident, "chunk": text})
+        return len(text)
+
+    def writable(self) -> bool:
+        return True
+
+
+def receive(request: dict) -> dict:
+    """A data file sent in pieces, kept under HUBTUNE_HOME by its content: `has` says
+    whether it is here already (then it is not sent again), `put` appends a piece."""
+    from store.paths import data_dir
+
+    ask = request.get("has") or request.get("put") or {}
+    sha, name = str(ask.get("sha", "")), str(ask.get("name", ""))
+    if not (len(sha) == 64 and all(c in "0123456789abcdef" for c in sha)) or not name \
+            or "/" in name or name.startswith(".") or len(name) > 200:
+        return {"error": "A file is named by its sha256 and a plain file name."}
+    final = data_dir() / "remote-data" / sha / name
+    if "has" in request:
+        return {"path": str(final) if final.is_file() else None}
+    part = final.with_name(name + ".part")
+    try:
+        data = base64.b64decode(ask.get("data", ""), validate=True)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        with open(part, "r+b" if ask.get("offset") else "wb") as fh:
+            fh.seek(int(ask.get("offset") or 0))
+            fh.write(data)
+            fh.truncate()
+        if ask.get("last"):
+            if hashlib.sha256(part.read_bytes()).hexdigest() != sha:
+                part.unlink()
+                return {"error": f"{name} arrived changed (its sha256 differs); send it again."}
+            part.replace(final)
+            return {"path": str(final)}
+    except (OSError, ValueError) as exc:
+        return {"error": f"Cannot keep {name} here: {exc}."}
+    return {"path": None}
+
+
+def answer(request: dict, stream=None) -> dict:
+    """Run the request's command here; its exit code, what it printed (sent on as it is
+    printed to `stream` when given), and its error."""
     argv = request.get("argv")
     if not isinstance(argv, list) or not all(isinstance(a, str) for a in argv):
         return {"exit": 2, "stdout": "", "error": "A request's argv is a list of strings."}
@@ -63,7 +124,7 @@ def answer(request: dict) -> dict:
         return {"exit": 1, "stdout": "", "error": f"Cannot keep the files sent: {exc}."}
     from tui.cli.main import cli
 
-    stdout, stderr = io.StringIO(), io.StringIO()
+    stdout, stderr = (stream if stream is not None else io.StringIO()), io.StringIO()
     code = 0
     with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
         try:
@@ -78,7 +139,8 @@ def answer(request: dict) -> dict:
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else 1
     error = stderr.getvalue().strip().removeprefix("Error: ") or None
-    return {"exit": code, "stdout": stdout.getvalue(), "error": error if code else None}
+    printed = stdout.getvalue() if isinstance(stdout, io.StringIO) else ""
+    return {"exit": code, "stdout": printed, "error": error if code else None}
 
 
 def _with_files(argv: list[str], files: dict) -> list[str]:

@@ -12,6 +12,7 @@ import click
 from store import StoreError
 from tui.cli.base import Failure, open_store
 from tui.cli.output import echo
+from tui.formatting import metric
 from tui.safe_text import printable
 
 
@@ -36,9 +37,12 @@ from tui.safe_text import printable
 @click.option("--join-timeout", type=click.IntRange(min=1), default=None, metavar="SECONDS",
               help="How long the nodes wait for each other before the run fails "
                    "[default: 300].")
+@click.option("--remote", metavar="NAME",
+              help="Train on this remote (`hubtune remote ls`): the config travels, local "
+                   "data files are copied once, the model comes from the hub there.")
 def train(config: Path, overrides: tuple[str, ...], detach: bool, processes: int,
           queued: bool, nnodes: int, node_rank: int | None, rdzv_endpoint: str | None,
-          join_timeout: int | None) -> None:
+          join_timeout: int | None, remote: str | None) -> None:
     """Fine-tune from a YAML CONFIG without the TUI; prints the run id.
 
     On several machines, node 0 records the run and prints its id; nodes 1 and later
@@ -46,6 +50,15 @@ def train(config: Path, overrides: tuple[str, ...], detach: bool, processes: int
     """
     from engine.core.config import load_config
     from engine.launch.start import start_run
+
+    if remote is not None:
+        from tui.cli.remote import train_remote
+
+        if nnodes > 1:
+            raise Failure("--remote and --nnodes do not mix: start each node on its machine.")
+        train_remote(remote, load_config(config, overrides), detach=detach, queued=queued,
+                     processes=processes)
+        return
 
     spec = node_spec(nnodes, node_rank, rdzv_endpoint, join_timeout, queued)
     cfg = load_config(config, overrides)
@@ -150,11 +163,11 @@ def check_inputs(cfg) -> None:
         if not path.exists():
             raise DataError(f"The data.{key} file {path} does not exist; check the path.")
         paths.append(path)
-    from engine.data.loading import TEXT_CLASSIFICATION_TASKS, check_text_classification
+    from engine.tasks import REGISTRY, task_for
 
-    if cfg.head.task in TEXT_CLASSIFICATION_TASKS and all(
+    if REGISTRY[cfg.head.task].prechecked and all(
             p.is_file() and p.stat().st_size <= PRECHECK_MAX_BYTES for p in paths):
-        check_text_classification(cfg)  # pandas only: no torch, no model
+        task_for(cfg.head.task).check_data(cfg)  # no torch, no model
     model = cfg.model.id
     if "/" in model and not model.startswith(("torchvision:", "pkg:", "run:")) \
             and not cfg.resolve(model).exists():
@@ -279,7 +292,7 @@ def _progress_line(step: int, m: dict[str, float], evaluated: bool, *,
                    eta: str | None = None) -> str:
     """A training step's loss, rate, speed and ETA (tui.formatting.run_eta, as the TUI
     shows it), and its evaluation if it had one."""
-    parts = [_step_text(step, m), f"loss {m['loss']:.4f}"]
+    parts = [_step_text(step, m), f"loss {metric(m['loss'])}"]
     if "lr" in m:
         parts.append(f"lr {m['lr']:.2e}")
     if "samples_per_s" in m:
@@ -297,7 +310,7 @@ def _eval_line(step: int, m: dict[str, float]) -> str:
 
 
 def _val_parts(m: dict[str, float]) -> list[str]:
-    return [f"val {k[4:]} {v:.4f}" for k, v in sorted(m.items())
+    return [f"val {k[4:]} {metric(v, k)}" for k, v in sorted(m.items())
             if k.startswith("val_") and isinstance(v, (int, float))]
 
 
@@ -309,12 +322,12 @@ def _print_summary(run) -> None:
 
     result, shown = run_result(run), []
     if result.value is not None:  # the model the run keeps, as `runs ls` shows it
-        last = f"; last evaluation {result.last:.4f}" if result.kept == "best" and \
+        last = f"; last evaluation {metric(result.last)}" if result.kept == "best" and \
             result.last is not None else ""
-        shown.append(f"{printable(result.metric)} {result.value:.4f} (the kept model: "
+        shown.append(f"{printable(result.metric)} {metric(result.value)} (the kept model: "
                      f"{result.label}{last})")
     keys = [("baseline_majority_accuracy", "majority-class accuracy"),
             ("baseline_majority_macro_f1", "majority-class macro-F1")]
-    shown += [f"{label} {s[k]:.4f}" for k, label in keys if isinstance(s.get(k), (int, float))]
+    shown += [f"{label} {metric(s[k])}" for k, label in keys if isinstance(s.get(k), (int, float))]
     if shown:
         echo(f"Run {run.id} {run.status}: " + ", ".join(shown))
