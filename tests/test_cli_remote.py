@@ -124,27 +124,65 @@ def test_the_server_runs_only_hubtunes_own_listed_commands(hubtune_home):
 
 
 @pytest.mark.slow  # a real (tiny) training run on the remote, followed to its end
-def test_a_run_started_there_copies_its_data_once_and_is_followed_to_the_end(
-        box, tmp_path, tiny_bert, sentiment_csv):
+def test_a_run_started_there_is_followed_through_a_dropped_connection(
+        box, sshd, tmp_path, tiny_bert, sentiment_csv):
+    import os
+    import subprocess
+    import time
+
     import yaml
 
     config = tmp_path / "there.yaml"
     config.write_text(yaml.safe_dump({
         "name": "over-ssh", "model": {"id": str(tiny_bert)},
         "data": {"train": sentiment_csv.name, "max_length": 32},
-        "train": {"epochs": 1, "batch_size": 16}}))
+        "train": {"epochs": 4, "batch_size": 16}}))
     (tmp_path / sentiment_csv.name).write_bytes(sentiment_csv.read_bytes())
-    followed = hubtune("train", str(config), "--remote", "box")
-    assert followed.returncode == 0, followed.stderr
-    run_id = int(followed.stdout.splitlines()[0])
-    assert "Run completed" in followed.stdout or "completed" in followed.stdout.lower()
-    assert "Copying" in followed.stderr
-    there = RunStore(box / "hubtune.db").get_run(run_id)
+    started = hubtune("train", str(config), "--remote", "box", "--detach")
+    assert started.returncode == 0, started.stderr
+    assert "Copying sentiment.csv to box" in started.stderr
+    run_id = int(started.stdout.splitlines()[0])
+    follow = subprocess.Popen([sys.executable, "-m", "tui.cli", "runs", "follow", str(run_id),
+                               "--remote", "box"], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, env=os.environ.copy())
+    remote_db = box / "hubtune.db"
+    deadline = time.monotonic() + 120
+    while RunStore(remote_db).get_run(run_id).status == "queued":
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    time.sleep(1.0)  # the follow is connected and printing
+    killed = _kill_ssh_clients(sshd)  # the connection drops mid-follow
+    out, err = follow.communicate(timeout=300)
+    assert killed and follow.returncode == 0, err
+    assert "Lost box" in err and "trying again" in err
+    assert out.count("Run completed") == 1, out  # nothing printed twice after the reconnect
+    there = RunStore(remote_db).get_run(run_id)
     assert there.status == "completed" and there.name == "over-ssh"
     copied = Path(there.config["data"]["train"])
     assert copied.read_bytes() == sentiment_csv.read_bytes() and box in copied.parents
     again = hubtune("train", str(config), "--remote", "box", "--detach")
-    assert again.returncode == 0 and "Copying" in again.stderr  # asked, but not sent again
+    assert again.returncode == 0  # the data asked for by its content: not copied again
     assert len(list((box / "remote-data").rglob("*.csv"))) == 1
     shown = json.loads(ok("runs", "show", str(run_id), "--remote", "box", "--json").stdout)
     assert shown["result"]["value"] is not None
+
+
+def _kill_ssh_clients(sshd) -> int:
+    """End the ssh clients this test's follow opened (their command line names the test
+    server's client key); returns how many."""
+    import os
+    import signal
+
+    key = sshd.ssh_command.split(" -i ")[1].split()[0].encode()
+    killed = 0
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if key in cmdline and b"serve" in cmdline and cmdline.startswith(b"/usr/bin/ssh"):
+            os.kill(int(pid), signal.SIGKILL)
+            killed += 1
+    return killed

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 from importlib.metadata import version
-from pathlib import Path
 
 import click
 
@@ -147,13 +146,61 @@ def echo_remote(name: str, argv: list[str]) -> None:
     echo(out.rstrip("\n"))
 
 
-def follow_remote(name: str, argv: list[str]) -> None:
-    """A following command run there (`runs follow`, `train`), its lines printed here as
-    they come; its failure is this command's."""
-    with session(name) as s:
-        answer = s.call(argv, timeout=FOLLOW_SILENCE_S, on_output=_print_piece)
+def follow_remote(name: str, argv: list[str], *, retries: int = 30) -> None:
+    """`runs follow` run there, its lines printed here as they come; its failure is this
+    command's. A dropped connection (ssh's keep-alives notice a dead one) is opened
+    again, up to `retries` times with a growing pause, and the follow goes on where it
+    was: what was printed already is not printed again. The run trains on regardless."""
+    import time
+
+    from engine.remote.session import RemoteError
+
+    shown = _Printed()
+    for attempt in range(retries + 1):
+        try:
+            with session(name) as s:
+                shown.restart()
+                answer = s.call(argv, timeout=FOLLOW_SILENCE_S, on_output=shown.piece)
+            break
+        except RemoteError as exc:
+            if attempt == retries:
+                raise
+            pause = min(2.0 * (attempt + 1), 30.0)
+            echo(f"Lost {name} ({printable(exc, limit=200)}); trying again in {pause:g} s.",
+                 err=True)
+            time.sleep(pause)
+    shown.flush()
     if answer.get("exit"):
         raise Failure(f"On {name}: {printable(answer.get('error') or 'failed')}")
+
+
+class _Printed:
+    """The lines a follow has printed, so a follow started again after a dropped
+    connection prints only what comes after them."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self._replay = 0
+        self._partial = ""
+
+    def restart(self) -> None:
+        self._replay, self._partial = 0, ""
+
+    def piece(self, text: str) -> None:
+        self._partial += text
+        *complete, self._partial = self._partial.split("\n")
+        for line in complete:
+            if self._replay < len(self.lines) and self.lines[self._replay] == line:
+                self._replay += 1  # printed before the connection dropped
+                continue
+            self._replay = len(self.lines) + 1
+            self.lines.append(line)
+            _print_piece(line + "\n")
+
+    def flush(self) -> None:
+        if self._partial:
+            _print_piece(self._partial)
+            self._partial = ""
 
 
 FOLLOW_SILENCE_S = 3600.0
