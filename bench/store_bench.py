@@ -52,7 +52,7 @@ def run(repeats: int = 5) -> list[Result]:
         "SELECT step, value FROM metrics WHERE run_id = ? AND name = 'loss' ORDER BY step",
         [series_run]).fetchall(), repeats)
 
-    with store._write() as conn:
+    with store.connection.write() as conn:
         conn.executemany(
             "INSERT INTO runs (name, status, created_utc, config_json, model_id, task, dataset)"
             " VALUES (?,?,?,?,?,?,?)",

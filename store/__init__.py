@@ -6,11 +6,12 @@ torch, transformers or the engine, so any process (the TUI, the CLI, a
 training worker) can open it cheaply.
 """
 
-from store import _sqlite_utils  # noqa: F401  (first: it imports sqlite-utils lean)
+from store import compat  # noqa: F401  (first: it imports sqlite-utils lean)
+from store.common import STATUSES, TERMINAL_STATUSES
 from store.errors import LeaseLost, StoreError
 from store.paths import data_dir, db_path, run_dir
 from store.records import Checkpoint, Comparison, EventRecord, Run, Series, SeriesTail, kept_metrics
-from store.runs import STATUSES, TERMINAL_STATUSES, RunStore
+from store.run_store import RunStore
 
 __all__ = [
     "STATUSES",

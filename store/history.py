@@ -2,28 +2,27 @@
 
 from __future__ import annotations
 
-import sqlite3
 import time
-from collections.abc import Callable
-from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING
 
-from sqlite_utils import Database
-
-from store.common import utc_now
+from store.common import check_lease, utc_now
 from store.records import Checkpoint, EventRecord
 
+if TYPE_CHECKING:
+    from store.connection import StoreConnection
 
-class HistoryMixin:
-    """The event and checkpoint methods of `RunStore` (which provides `db`, `_write` and `_check_lease`)."""
 
-    db: Database
-    _write: Callable[[], AbstractContextManager[sqlite3.Connection]]
+class History:
+    """A run's events and checkpoints."""
+
+    def __init__(self, connection: StoreConnection) -> None:
+        self.db, self._write = connection.db, connection.write
 
     def add_event(self, run_id: int, message: str, level: str = "info", *,
                   lease: str | None = None) -> None:
         with self._write() as conn:
             if lease is not None:
-                self._check_lease(conn, run_id, lease)
+                check_lease(conn, run_id, lease)
             conn.execute(
                 "INSERT INTO events (run_id, time_unix, level, message) VALUES (?,?,?,?)",
                 [run_id, time.time(), level, message],
@@ -43,7 +42,7 @@ class HistoryMixin:
     ) -> None:
         with self._write() as conn:
             if lease is not None:
-                self._check_lease(conn, run_id, lease)
+                check_lease(conn, run_id, lease)
             if is_best:
                 conn.execute("UPDATE checkpoints SET is_best = 0 WHERE run_id = ?", [run_id])
             conn.execute(

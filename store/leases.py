@@ -5,36 +5,34 @@ from __future__ import annotations
 
 import json
 import os
-import sqlite3
 import time
-import uuid
-from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlite_utils import Database
-
-from store.common import STATUSES, TERMINAL_STATUSES, no_such_run, utc_now
+from store.common import (
+    STATUSES,
+    TERMINAL_STATUSES,
+    check_lease,
+    new_lease,
+    no_such_run,
+    utc_now,
+)
 from store.errors import LeaseLost, StoreError
 from store.packs import pack, unpack
 from store.records import Run
 
+if TYPE_CHECKING:
+    from store.connection import StoreConnection
+    from store.runs import Runs
 
-class LeaseMixin:
-    """The worker-facing methods of `RunStore` (which provides `db`, `_write`, `_update`, `get_run` and `list_runs`)."""
 
-    db: Database
-    path: Path
-    _write: Callable[[], AbstractContextManager[sqlite3.Connection]]
+class Leases:
+    """A run's worker: claiming, ending, heartbeat, stop requests, reaping."""
 
-    @staticmethod
-    def _check_lease(conn: sqlite3.Connection, run_id: int, lease: str) -> None:
-        """Inside a write transaction: refuse unless `lease` still holds the run."""
-        row = conn.execute("SELECT lease FROM runs WHERE id = ?", [run_id]).fetchone()
-        if row is None or row[0] != lease:
-            gone = "was deleted" if row is None else "was claimed by another worker"
-            raise LeaseLost(f"Run {run_id} {gone}; this worker stops without writing to it.")
+    def __init__(self, connection: StoreConnection, runs: Runs) -> None:
+        self._connection, self._runs = connection, runs
+        self.db, self._write = connection.db, connection.write
 
     def claim(self, run_id: int, lease: str, *, pid: int, host: str,
               env: dict[str, Any]) -> None:
@@ -52,7 +50,7 @@ class LeaseMixin:
                 [utc_now(), pid, host, json.dumps(env, sort_keys=True), time.time(),
                  run_id, lease])
             if cur.rowcount == 0:
-                self._check_lease(conn, run_id, lease)  # deleted, or another launch's now
+                check_lease(conn, run_id, lease)  # deleted, or another launch's now
                 status = conn.execute("SELECT status FROM runs WHERE id = ?",
                                       [run_id]).fetchone()[0]
                 raise LeaseLost(f"Run {run_id} is already {status}; this worker exits "
@@ -72,12 +70,12 @@ class LeaseMixin:
         values: dict[str, Any] = {"status": status, "finished_utc": utc_now(), "error": error}
         if summary is not None:
             values["summary_json"] = json.dumps(summary, sort_keys=True)
-        self._update(run_id, lease=lease, **values)
+        self._runs.update(run_id, lease=lease, **values)
 
     def set_status(self, run_id: int, status: str) -> None:
         if status not in STATUSES:
             raise ValueError(f"unknown status {status!r}")
-        self._update(run_id, status=status)
+        self._runs.update(run_id, status=status)
 
     def set_pid(self, run_id: int, pid: int, lease: str) -> bool:
         """Record the launcher's pid while the run waits for its worker; False when the
@@ -96,7 +94,7 @@ class LeaseMixin:
         One conditional update: of two resumes racing, exactly one gets the run;
         the other gets a sentence saying what the run is now.
         """
-        lease = _new_lease()
+        lease = new_lease()
         # Its clock restarts when the worker claims it; no time ticks while queued.
         marks = ", ".join("?" * len(allowed))
         with self._write() as conn:
@@ -132,7 +130,7 @@ class LeaseMixin:
             return None
         home = folder.parent.parent
         try:
-            theirs, ours = os.stat(home / self.path.name), os.stat(self.path)
+            theirs, ours = os.stat(home / self._connection.path.name), os.stat(self._connection.path)
         except OSError:
             return None
         return home if (theirs.st_dev, theirs.st_ino) == (ours.st_dev, ours.st_ino) else None
@@ -158,7 +156,7 @@ class LeaseMixin:
         """Drop metrics and checkpoints recorded after `step` (a resume replays them)."""
         with self._write() as conn:
             if lease is not None:
-                self._check_lease(conn, run_id, lease)
+                check_lease(conn, run_id, lease)
             conn.execute("DELETE FROM metrics WHERE run_id = ? AND step > ?", [run_id, step])
             conn.execute("DELETE FROM metric_packs WHERE run_id = ? AND first_step > ?",
                          [run_id, step])
@@ -174,10 +172,10 @@ class LeaseMixin:
             conn.execute("DELETE FROM checkpoints WHERE run_id = ? AND step > ?", [run_id, step])
 
     def heartbeat(self, run_id: int, lease: str | None = None) -> None:
-        self._update(run_id, lease=lease, heartbeat_unix=time.time())
+        self._runs.update(run_id, lease=lease, heartbeat_unix=time.time())
 
     def request_stop(self, run_id: int) -> None:
-        self._update(run_id, stop_requested=1)
+        self._runs.update(run_id, stop_requested=1)
 
     def stop_requested(self, run_id: int) -> bool:
         row = self.db.execute("SELECT stop_requested FROM runs WHERE id = ?", [run_id]).fetchone()
@@ -201,24 +199,20 @@ class LeaseMixin:
         host = socket.gethostname()
         now = time.time()
         reaped = []
-        for run in self.list_runs(status="running", limit=None):
+        for run in self._runs.list_runs(status="running", limit=None):
             if run.host and run.host != host:
                 continue  # another machine's worker; its pid means nothing here
             stale = run.heartbeat_unix is None or now - run.heartbeat_unix > stale_after_s
             if stale and not _pid_alive(run.pid) and self._end_unchanged(
                     run, "interrupted", "The worker process ended unexpectedly."):
                 reaped.append(run.id)
-        for run in self.list_runs(status="queued", limit=None):
+        for run in self._runs.list_runs(status="queued", limit=None):
             # launched here (set_pid) but the launcher died before its worker claimed the run
             if run.pid and run.host == host and not _pid_alive(run.pid) and self._end_unchanged(
                     run, "failed", "The worker exited before it started training; see "
                     f"{run.output_dir}/worker.log."):
                 reaped.append(run.id)
         return reaped
-
-
-def _new_lease() -> str:
-    return uuid.uuid4().hex
 
 
 def _pid_alive(pid: int | None) -> bool:

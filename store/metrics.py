@@ -4,24 +4,25 @@ where they cover the range) and as each name's latest value."""
 from __future__ import annotations
 
 import bisect
-import sqlite3
-from collections.abc import Callable, Iterable
-from contextlib import AbstractContextManager
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
-from sqlite_utils import Database
-
+from store.common import check_lease
 from store.packs import pack, unpack
 from store.records import Series
+
+if TYPE_CHECKING:
+    from store.connection import StoreConnection
 
 MetricRow = tuple[int, float | None, str, float, float]
 """(step, epoch, name, value, time_unix) as handed to `log_metrics`."""
 
 
-class MetricsMixin:
-    """The metric methods of `RunStore` (which provides `db`, `_write` and `_check_lease`)."""
+class Metrics:
+    """Metric values: appended in batches, read as series and latest values."""
 
-    db: Database
-    _write: Callable[[], AbstractContextManager[sqlite3.Connection]]
+    def __init__(self, connection: StoreConnection) -> None:
+        self.db, self._write = connection.db, connection.write
 
     def log_metrics(self, run_id: int, rows: Iterable[MetricRow], *,
                     lease: str | None = None) -> int:
@@ -36,7 +37,7 @@ class MetricsMixin:
                  if (p := pack(points)) is not None]
         with self._write() as conn:
             if lease is not None:
-                self._check_lease(conn, run_id, lease)
+                check_lease(conn, run_id, lease)
             conn.executemany(
                 "INSERT INTO metrics (run_id, step, epoch, name, value, time_unix)"
                 " VALUES (?,?,?,?,?,?)",

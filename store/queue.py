@@ -1,5 +1,5 @@
 """The run queue's rows: who waits in which order, which slots each run holds, and the
-queue's pause switch. Mixed into `RunStore`.
+queue's pause switch. One part of `RunStore`.
 
 The store only records; which waiting run starts on which slot is decided by
 `engine.runs.queue`, handed in as a function that runs inside the write transaction. That
@@ -14,11 +14,14 @@ import json
 import sqlite3
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from store.common import utc_now
 from store.errors import StoreError
+
+if TYPE_CHECKING:
+    from store.connection import StoreConnection
 
 ACTIVE = "status IN ('queued', 'running')"
 """Runs that hold the slots recorded in `devices_json`."""
@@ -65,14 +68,11 @@ Chooser = Callable[[QueueState], Sequence[tuple[int, Sequence[str]]]]
 """Given the queue, the (run id, slots) to assign now."""
 
 
-class QueueMixin:
-    """The queue methods of `RunStore` (which provides `db` and `_write`)."""
+class Queue:
+    """The run queue: its order, the slots runs hold, its pause switch."""
 
-    db: object
-    _write: Callable[[], AbstractContextManager[sqlite3.Connection]]
-
-    def _read(self) -> sqlite3.Connection:
-        return self.db.conn  # type: ignore[attr-defined]
+    def __init__(self, connection: StoreConnection) -> None:
+        self.db, self._write, self._read = connection.db, connection.write, connection.read
 
     def queue_state(self) -> QueueState:
         """The queue as it stands (a read, no lock): for listings."""

@@ -1,20 +1,20 @@
 """Per-example validation results of the model each run keeps: written by the worker at
 each evaluation that becomes the kept one (replacing the previous rows), read by review
-(`hubtune runs errors`, `runs compare --examples`). Mixed into `RunStore`.
+(`hubtune runs errors`, `runs compare --examples`). One part of `RunStore`.
 
 Never imports the engine: rows arrive as plain tuples.
 """
 
 from __future__ import annotations
 
-import sqlite3
-from collections.abc import Callable, Iterable, Sequence
-from contextlib import AbstractContextManager
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from sqlite_utils import Database
+from store.common import check_lease, utc_now
 
-from store.common import utc_now
+if TYPE_CHECKING:
+    from store.connection import StoreConnection
 
 
 @dataclass(frozen=True)
@@ -53,12 +53,11 @@ class PredictionSet:
     recorded_utc: str
 
 
-class ReviewMixin:
-    """The per-example methods of `RunStore` (which provides `db`, `_write` and
-    `_check_lease`)."""
+class Review:
+    """Per-example validation results of each run's kept model."""
 
-    db: Database
-    _write: Callable[[], AbstractContextManager[sqlite3.Connection]]
+    def __init__(self, connection: StoreConnection) -> None:
+        self.db, self._write = connection.db, connection.write
 
     def replace_predictions(self, run_id: int, step: int, examples: int, loss_kind: str,
                             rows: Iterable[Sequence], *, lease: str | None = None) -> int:
@@ -67,7 +66,7 @@ class ReviewMixin:
         batch = [(run_id, int(r[0]), r[1], r[2], r[3], r[4]) for r in rows]
         with self._write() as conn:
             if lease is not None:
-                self._check_lease(conn, run_id, lease)  # type: ignore[attr-defined]
+                check_lease(conn, run_id, lease)
             conn.execute("DELETE FROM val_predictions WHERE run_id = ?", [run_id])
             conn.execute(
                 "INSERT OR REPLACE INTO val_prediction_sets (run_id, step, examples, loss_kind,"
@@ -83,7 +82,7 @@ class ReviewMixin:
         """Forget per-example results recorded after `step` (a resume replays that far)."""
         with self._write() as conn:
             if lease is not None:
-                self._check_lease(conn, run_id, lease)  # type: ignore[attr-defined]
+                check_lease(conn, run_id, lease)
             gone = conn.execute("DELETE FROM val_prediction_sets WHERE run_id = ? AND step > ?",
                                 [run_id, step]).rowcount
             if gone:

@@ -1,25 +1,13 @@
-"""`RunStore`: the one class through which runs are written and read.
-
-Every process opens its own `RunStore` (a sqlite3 connection belongs to the
-thread that opened it). Writers take `BEGIN IMMEDIATE` so that concurrent
-processes queue on the busy timeout instead of failing with "database is
-locked"; the database runs in WAL mode so readers never block writers.
-"""
+"""The runs themselves: creating, reading, listing, editing, deleting and comparing
+them. One part of `RunStore` (store.run_store); the worker's side of a run (its
+lease, its end) is `store.leases`."""
 
 from __future__ import annotations
 
-import fcntl
 import json
-import os
 import shutil
-import sqlite3
-import threading
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from pathlib import Path
-from typing import Any
-
-from sqlite_utils import Database
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from store.checks import (  # noqa: F401 - MAX_* and the checks are the store's API
     MAX_NAME_CHARS,
@@ -33,21 +21,19 @@ from store.checks import (  # noqa: F401 - MAX_* and the checks are the store's 
 from store.common import (  # noqa: F401 - the statuses are the store's API
     STATUSES,
     TERMINAL_STATUSES,
+    check_lease,
     check_run_id,
+    new_lease,
     no_such_run,
     utc_now,
 )
 from store.errors import StoreError
-from store.history import HistoryMixin
-from store.leases import LeaseMixin, _new_lease, _pid_alive  # noqa: F401
-from store.metrics import MetricRow, MetricsMixin  # noqa: F401 - MetricRow is the store's API
-from store.migrations import KNOWN, migrations
-from store.paths import db_path, run_dir
-from store.queue import QueueMixin
+from store.paths import run_dir
 from store.records import Comparison, Run
-from store.review import ReviewMixin
 
-BUSY_TIMEOUT_MS = 60_000
+if TYPE_CHECKING:
+    from store.connection import StoreConnection
+
 SORT_KEYS = {
     "created": "created_utc",
     "started": "started_utc",
@@ -59,130 +45,11 @@ SORT_KEYS = {
     "id": "id",
 }
 
-_HEADER_CHECKED: set[Path] = set()
-"""Database files this process has checked the header of (RunStore._check_is_sqlite)."""
-_HEADER_LOCK = threading.Lock()
+class Runs:
+    """The `runs` table: one row per run, its config, status, notes and tags."""
 
-class RunStore(LeaseMixin, MetricsMixin, HistoryMixin, QueueMixin, ReviewMixin):
-    """Run history in one SQLite file, migrated to the latest schema on open."""
-
-    def __init__(self, path: str | Path | None = None) -> None:
-        self.path = Path(path) if path is not None else db_path()
-        self._prepare_directory()
-        self._check_is_sqlite()
-        try:
-            conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000)
-            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            self.db = Database(conn)
-            self._migrate()
-            conn.execute("PRAGMA synchronous = NORMAL")
-            conn.execute("PRAGMA foreign_keys = ON")
-        except sqlite3.DatabaseError as exc:
-            raise StoreError(f"Cannot open the run database {self.path}: {exc}.") from None
-        self._inode = os.stat(self.path).st_ino
-
-    def file_replaced(self) -> bool:
-        """Whether the database file was removed or replaced since this store opened it.
-        SQLite writes on into an unlinked file without an error, so a worker or a
-        follower would otherwise record into (and read from) nowhere."""
-        try:
-            return os.stat(self.path).st_ino != self._inode
-        except OSError:
-            return True
-
-    # -- opening -----------------------------------------------------------
-
-    def _prepare_directory(self) -> None:
-        folder = self.path.parent
-        for part in [folder, *folder.parents]:
-            if part.exists():
-                if not part.is_dir():
-                    raise StoreError(
-                        f"The data directory {folder} cannot be used: {part} is a file, not a "
-                        "folder; set HUBTUNE_HOME to a folder."
-                    )
-                break
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise StoreError(
-                f"Cannot create the data directory {folder} ({exc.strerror}); "
-                "set HUBTUNE_HOME to a writable folder."
-            ) from None
-        if not os.access(folder, os.W_OK):
-            raise StoreError(
-                f"The data directory {folder} is not writable; "
-                "set HUBTUNE_HOME to a writable folder."
-            )
-
-    def _check_is_sqlite(self) -> None:
-        # Refuse before sqlite touches it, so a wrong path is never modified. Once per
-        # process, before its first connection: closing any descriptor of the file
-        # drops every POSIX lock the process holds on it, SQLite's included, and the
-        # next process to close its last connection would then take itself for the
-        # database's last user and delete the WAL this one still reads.
-        key = self.path.resolve()
-        with _HEADER_LOCK:
-            if key in _HEADER_CHECKED:
-                return
-            if self.path.exists() and self.path.stat().st_size > 0:
-                with open(self.path, "rb") as fh:
-                    if fh.read(16) != b"SQLite format 3\x00":
-                        raise StoreError(
-                            f"{self.path} is not a hubtune database (not an SQLite file); "
-                            "move it away or set HUBTUNE_HOME to another folder."
-                        )
-            _HEADER_CHECKED.add(key)
-
-    def _migrate(self) -> None:
-        # Two processes opening a fresh database at once must not both run m001: a lock
-        # on a side file beside the real one (homes sharing it by symlink) serialises them.
-        real = self.path.resolve()
-        lock_path = real.with_name(real.name + ".lock")
-        with open(lock_path, "a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            try:
-                applied = {m.name for m in migrations.applied(self.db)}
-                unknown = applied - set(KNOWN)
-                if unknown:
-                    raise StoreError(
-                        f"{self.path} was written by a newer hubtune (schema "
-                        f"{sorted(unknown)[-1]}); upgrade hubtune to open it."
-                    )
-                if self.db.conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
-                    self.db.conn.execute("PRAGMA journal_mode = WAL")
-                if len(applied) < len(KNOWN):
-                    migrations.apply(self.db)
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
-
-    @property
-    def schema_version(self) -> list[str]:
-        return [m.name for m in migrations.applied(self.db)]
-
-    def close(self) -> None:
-        self.db.conn.close()
-
-    def __enter__(self) -> RunStore:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        """A write transaction that queues for the lock instead of failing."""
-        conn = self.db.conn
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield conn
-        except BaseException:
-            conn.rollback()
-            raise
-        else:
-            conn.commit()
-
-    # -- runs --------------------------------------------------------------
+    def __init__(self, connection: StoreConnection) -> None:
+        self.db, self._write = connection.db, connection.write
 
     def create_run(
         self,
@@ -225,7 +92,7 @@ class RunStore(LeaseMixin, MetricsMixin, HistoryMixin, QueueMixin, ReviewMixin):
                     task,
                     dataset,
                     json.dumps(list(tags)),
-                    _new_lease(),
+                    new_lease(),
                     queue_slots,
                     sweep_id,
                     queue_slots is not None,
@@ -244,20 +111,20 @@ class RunStore(LeaseMixin, MetricsMixin, HistoryMixin, QueueMixin, ReviewMixin):
         cols = [d[0] for d in self.db.execute("SELECT * FROM runs LIMIT 0").description]
         return Run.from_row(dict(zip(cols, row, strict=True)))
 
-    def _update(self, run_id: int, *, lease: str | None = None, **values: Any) -> None:
+    def update(self, run_id: int, *, lease: str | None = None, **values: Any) -> None:
         sets, run_id = ", ".join(f"{k} = ?" for k in values), check_run_id(run_id)
         with self._write() as conn:
             if lease is not None:
-                self._check_lease(conn, run_id, lease)
+                check_lease(conn, run_id, lease)
             cur = conn.execute(f"UPDATE runs SET {sets} WHERE id = ?", [*values.values(), run_id])
             if cur.rowcount == 0:
                 raise no_such_run(run_id)
 
     def set_notes(self, run_id: int, notes: str) -> None:
-        self._update(run_id, notes=check_note(notes))
+        self.update(run_id, notes=check_note(notes))
 
     def set_tags(self, run_id: int, tags: Sequence[str]) -> None:
-        self._update(run_id, tags_json=json.dumps(sorted(set(check_tags(tags)))))
+        self.update(run_id, tags_json=json.dumps(sorted(set(check_tags(tags)))))
 
     def list_runs(
         self,
@@ -345,8 +212,6 @@ class RunStore(LeaseMixin, MetricsMixin, HistoryMixin, QueueMixin, ReviewMixin):
         """A number that changes whenever another connection commits to the database
         (SQLite's data_version): a cheap "has anything changed?" for pollers."""
         return self.db.conn.execute("PRAGMA data_version").fetchone()[0]
-
-    # -- review ------------------------------------------------------------
 
     def compare(self, run_ids: Sequence[int]) -> Comparison:
         """Config keys that differ and summary metrics, one column per run."""

@@ -1,0 +1,25 @@
+"""The private parts of Textual the TUI relies on, reached here and nowhere else.
+
+Textual's `Footer` builds one `FooterKey` per binding, but exports neither the class
+nor a way to ask a footer for its keys; `tui.widgets.footer` reorders and fits them,
+so it needs both the class and its shape (`key`, `key_display`, `description`,
+`action`, the `-command-palette` class). tests/tui/test_compat.py builds a footer for
+real and fails, naming Textual's version, when an upgrade moves or reshapes it.
+
+Checked against Textual 8.2.8.
+"""
+
+from __future__ import annotations
+
+from textual.widgets._footer import FooterKey
+
+CHECKED = "textual 8.2.8"
+"""The version the adapter was checked against (the test names it when it fails)."""
+
+FOOTER_KEY_FIELDS = ("key", "key_display", "description", "action")
+"""What `tui.widgets.footer` reads from each key."""
+
+PALETTE_CLASS = "-command-palette"
+"""The class Textual gives the footer's command-palette key."""
+
+__all__ = ["CHECKED", "FOOTER_KEY_FIELDS", "PALETTE_CLASS", "FooterKey"]
