@@ -24,7 +24,7 @@ def test_pragmas_wal_and_migrations_applied(store):
     assert store.db.conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
     assert store.schema_version == ["m001_create_runs", "m002_metric_packs",
                                     "m003_run_ids_never_reused", "m004_run_queue",
-                                    "m005_validation_predictions"]
+                                    "m005_validation_predictions", "m006_remotes"]
     assert {"runs", "metrics", "events", "checkpoints"} <= set(store.db.table_names())
 
 
