@@ -9,27 +9,14 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
 
 from engine.runs.queue import machine_slots
-from tests.support.cli_runner import hubtune
+from tests.support.cli_runner import hubtune, ok, write_run_config
 
 
 @pytest.fixture
 def config(tmp_path: Path, sentiment_csv: Path) -> Path:
-    model = tmp_path / "model"
-    model.mkdir()
-    path = tmp_path / "run.yaml"
-    path.write_text(yaml.safe_dump({
-        "name": "q", "model": {"id": str(model)}, "head": {"task": "text-classification"},
-        "data": {"train": str(sentiment_csv)}, "train": {"epochs": 1}}))
-    return path
-
-
-def ok(*args: str):
-    result = hubtune(*args)
-    assert result.returncode == 0, result.stderr
-    return result
+    return write_run_config(tmp_path, sentiment_csv, "q")
 
 
 def queue_json() -> dict:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from store import RunStore
-from tests.support.cli_runner import hubtune
+from tests.support.cli_runner import hubtune, ok
 from tests.support.sshd import free_port, start_sshd
 
 HUBTUNE = str(Path(sys.executable).parent / "hubtune")
@@ -36,12 +36,6 @@ def box(sshd, tmp_path, monkeypatch, hubtune_home):
     ok("remote", "add", "box", f"{sshd.user}@127.0.0.1", "--port", str(sshd.port),
        "--hubtune", HUBTUNE, "--home", str(home))
     return home
-
-
-def ok(*args: str):
-    result = hubtune(*args)
-    assert result.returncode == 0, result.stderr
-    return result
 
 
 def test_add_list_test_and_remove_a_remote(box, sshd):

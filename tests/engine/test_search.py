@@ -9,7 +9,6 @@ import json
 from pathlib import Path
 
 import pytest
-import yaml
 
 from engine.core.errors import ConfigError
 from engine.launch.outcome import end_trial
@@ -28,7 +27,7 @@ from engine.runs.search import (
     tell,
 )
 from engine.runs.sweep import parse_range
-from tests.support.cli_runner import hubtune
+from tests.support.cli_runner import hubtune, ok, write_run_config
 
 
 def spec(**kw) -> SearchSpec:
@@ -106,19 +105,7 @@ def test_importances_once_enough_trials_completed(hubtune_home):
 
 @pytest.fixture
 def config(tmp_path: Path, sentiment_csv: Path) -> Path:
-    model = tmp_path / "model"
-    model.mkdir()
-    path = tmp_path / "run.yaml"
-    path.write_text(yaml.safe_dump({
-        "name": "s", "model": {"id": str(model)}, "head": {"task": "text-classification"},
-        "data": {"train": str(sentiment_csv)}, "train": {"epochs": 1}}))
-    return path
-
-
-def ok(*args: str):
-    result = hubtune(*args)
-    assert result.returncode == 0, result.stderr
-    return result
+    return write_run_config(tmp_path, sentiment_csv, "s")
 
 
 def test_the_cli_queues_the_first_trials_and_each_end_queues_the_next(config, store):

@@ -35,3 +35,24 @@ def hubtune(*args: str, env: dict | None = None, timeout: int = 300
 def hubtune_process(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
     """A real `hubtune` process with this process's environment."""
     return hubtune(*args, env=os.environ.copy(), timeout=timeout)
+
+
+def ok(*args: str) -> subprocess.CompletedProcess:
+    """`hubtune ARGS` that must succeed (its stderr is the failure's message)."""
+    result = hubtune(*args)
+    assert result.returncode == 0, result.stderr
+    return result
+
+
+def write_run_config(tmp_path: Path, data: Path, name: str) -> Path:
+    """A config whose model folder exists but holds nothing: enough for commands that
+    record or queue runs without training them."""
+    import yaml
+
+    model = tmp_path / "model"
+    model.mkdir(exist_ok=True)
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump({
+        "name": name, "model": {"id": str(model)}, "head": {"task": "text-classification"},
+        "data": {"train": str(data)}, "train": {"epochs": 1}}))
+    return path
