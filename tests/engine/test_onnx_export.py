@@ -1,0 +1,56 @@
+"""ONNX beside an exported folder (engine/modeling/onnx_export.py, #36): the model ONNX
+Runtime runs matches PyTorch's within the stated tolerance on other shapes than the
+export's, the int8 copy's agreement is reported, and what cannot go is refused."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from engine.modeling.onnx_export import TOLERANCE, OnnxError, export_onnx
+
+pytestmark = pytest.mark.slow  # torch's exporter takes seconds per model
+
+
+@pytest.fixture
+def classifier(tmp_path, tiny_bert):
+    from transformers import AutoModelForSequenceClassification
+
+    folder = tmp_path / "exported"
+    shutil.copytree(tiny_bert, folder)
+    model = AutoModelForSequenceClassification.from_pretrained(folder, num_labels=3)
+    model.save_pretrained(folder)
+    return folder
+
+
+def test_the_onnx_model_matches_pytorch_and_its_int8_copy_is_measured(classifier):
+    import onnxruntime
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    report = export_onnx(classifier, "AutoModelForSequenceClassification",
+                         texts=["good film", "bad plot and worse acting", "fine"],
+                         quantize=True)
+    assert report.path.is_file() and report.max_abs_diff <= TOLERANCE and report.examples == 3
+    assert report.int8_path.is_file() and 0.0 <= report.int8_agreement <= 1.0
+    assert f"tolerance {TOLERANCE:g}" in report.card_section()
+    # Other batch sizes and lengths than the export saw: the axes are dynamic.
+    tokenizer = AutoTokenizer.from_pretrained(classifier)
+    batch = tokenizer(["one", "two words", "three words here", "four words are here now",
+                       "five"], padding=True, return_tensors="np")
+    session = onnxruntime.InferenceSession(str(report.path), providers=["CPUExecutionProvider"])
+    names = {i.name for i in session.get_inputs()}
+    got = session.run(None, {k: v for k, v in batch.items() if k in names})[0]
+    model = AutoModelForSequenceClassification.from_pretrained(classifier).eval()
+    with torch.no_grad():
+        want = model(**{k: torch.tensor(v) for k, v in batch.items()}).logits.numpy()
+    assert got.shape == (5, 3) and np.abs(got - want).max() <= TOLERANCE
+
+
+def test_models_that_generate_are_refused_in_one_sentence(classifier):
+    with pytest.raises(OnnxError, match="models that generate text") as err:
+        export_onnx(classifier, "AutoModelForCausalLM")
+    assert "\n" not in str(err.value)
+    assert not (classifier / "model.onnx").exists()
