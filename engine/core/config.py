@@ -20,6 +20,10 @@ from typing import Any
 
 from engine.core.errors import ConfigError
 
+# The one list of head.task names below engine.tasks, which this floor cannot import:
+# engine.tasks.REGISTRY registers an adapter for each (tests/engine/test_task_registry.py),
+# and tests/engine/test_task_branching.py allows these two names and no other task name
+# outside engine/tasks/.
 TASKS = (
     "feature-extraction",
     "text-classification",
@@ -33,12 +37,16 @@ TASKS = (
     "seq2seq",
     "image-classification",
 )
+DEFAULT_TASK = "text-classification"
+"""head.task unless set."""
 DEFAULT_LEARNING_RATE = 5e-5
 """train.learning_rate unless set: a fine-tuning rate for pretrained weights."""
 PROBE_LEARNING_RATE = 3e-3
 """The head's rate on a wholly frozen backbone when no rate was chosen (RunConfig.head_rate)."""
 FREEZE_POLICIES = ("full", "head_only", "freeze_embeddings", "freeze_first_n", "modules", "gradual")
 SCHEDULERS = ("linear", "cosine", "constant")
+TRACKERS = ("tensorboard", "mlflow", "trackio", "wandb")
+"""What train.report_to and `runs export --to` accept (engine/share writes to them)."""
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 MAX_SEED = 2**32 - 1
 MAX_NAME_CHARS = 200
@@ -87,7 +95,7 @@ class CustomHead:
 
 @dataclass(frozen=True)
 class HeadSpec:
-    task: str = "text-classification"
+    task: str = DEFAULT_TASK
     """What the model is trained to do; one of TASKS."""
     pooling: str = "auto"
     """How a sequence becomes one vector: auto (the checkpoint's own), cls, mean, pooler."""
@@ -279,6 +287,50 @@ class EarlyStopping:
         _positive("train.early_stopping.patience", self.patience)
 
 
+WATCH_ACTIONS = ("note", "stop")
+
+
+@dataclass(frozen=True)
+class WatchRule:
+    action: str = "note"
+    """What the worker does when the rule fires: note (one warning event, the run goes
+    on) or stop (the run stops after its step, its checkpoints kept)."""
+    threshold: float | None = None
+    """The rule's number (see each rule: a factor, a fraction or seconds); None: its
+    default."""
+    window: int | None = None
+    """How many readings (logged steps or evaluations) the rule looks back over; None:
+    its default."""
+
+    def __post_init__(self) -> None:
+        _choice("train.watch action", self.action, WATCH_ACTIONS)
+        if self.threshold is not None:
+            _finite("train.watch threshold", self.threshold)
+        if self.window is not None:
+            _positive("train.watch window", self.window)
+
+
+@dataclass(frozen=True)
+class WatchSpec:
+    """Rules the worker checks its own curves against (engine.runs.watch); a rule set to
+    null is off."""
+
+    loss_spike: WatchRule | None = field(default_factory=WatchRule)
+    """Training loss above `threshold` (default 5) times the median of the last
+    `window` (default 20) readings."""
+    plateau: WatchRule | None = field(default_factory=WatchRule)
+    """The validation metric early stopping follows (else val_loss) not better than its
+    best for `window` (default 3) evaluations."""
+    overfit: WatchRule | None = field(default_factory=WatchRule)
+    """Validation loss rising while training loss falls, `window` (default 3)
+    evaluations in a row."""
+    slowdown: WatchRule | None = field(default_factory=WatchRule)
+    """Samples per second below `threshold` (default 0.5) of the run's own median over
+    the last `window` (default 20) readings."""
+    idle_gpu: WatchRule | None = field(default_factory=WatchRule)
+    """The run's GPUs under 5% busy for `threshold` (default 120) seconds in a row."""
+
+
 @dataclass(frozen=True)
 class TrainSpec:
     epochs: float = 3
@@ -320,6 +372,10 @@ class TrainSpec:
     """Newest checkpoints kept on disk; the best model is kept apart."""
     early_stopping: EarlyStopping | None = None
     """Stop when the validation metric stops improving."""
+    watch: WatchSpec | None = None
+    """Rules the run watches its own curves with (loss spikes, plateaus, overfitting,
+    slowdowns, an idle GPU), each noting or stopping; `{}` turns every rule on with its
+    defaults (engine.runs.watch)."""
     restore_best: bool = True
     """End with the weights of the best evaluation (its checkpoint is always kept), not
     the last step's."""
@@ -352,6 +408,15 @@ class TrainSpec:
     """Processes that read and decode batches beside training: auto (images on a GPU box:
     up to 8, leaving a core per training process; otherwise none), or a number (0: in
     the training process)."""
+    report_to: list[str] = field(default_factory=list)
+    """Trackers the worker reports to as it trains, offline, from the events the store
+    records: tensorboard, mlflow, trackio, wandb (each needs its package, e.g.
+    `pip install 'hubtune[tensorboard]'`). A tracker that fails is a warning in the
+    run's log, never the run's end."""
+    report_dir: str | None = None
+    """Folder the report_to trackers write under (tensorboard/, mlflow/, trackio/ and
+    wandb/ inside it), relative to the config file; null: `trackers` in hubtune's data
+    folder."""
 
     def __post_init__(self) -> None:
         _positive("train.epochs", self.epochs)
@@ -413,6 +478,10 @@ class TrainSpec:
         elif isinstance(self.data_workers, bool) or not 0 <= self.data_workers <= 64:
             raise ConfigError("train.data_workers must be 'auto' or a whole number from 0 to "
                               f"64, got {self.data_workers!r}.")
+        for tracker in self.report_to:
+            _choice("train.report_to", tracker, TRACKERS)
+        if len(set(self.report_to)) < len(self.report_to):
+            raise ConfigError(f"train.report_to names a tracker twice: {self.report_to}.")
 
 
 @dataclass(frozen=True)

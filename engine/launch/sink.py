@@ -54,6 +54,12 @@ class StoreSink:
         self.trial = None
         """A search trial's TrialWatch (engine.runs.search): evaluations go to its study."""
         self._evals: list[tuple[int, dict]] = []
+        self.watch = None
+        """The run's Watcher (engine.runs.watch), fed from this thread; None: unwatched."""
+        self.watch_stop: str | None = None
+        """What a watch rule that stopped the run saw."""
+        self._watched: list[Event] = []
+        self._gpus = None
         self.run_id = run_id
         self.lease = lease
         self.stop = stop
@@ -83,6 +89,8 @@ class StoreSink:
         with self._lock:
             if isinstance(event, EvalFinished) and self.trial is not None:
                 self._evals.append((event.step, dict(event.metrics)))
+            if isinstance(event, (StepLogged, EvalFinished)) and self.watch is not None:
+                self._watched.append(event)
             if isinstance(event, (StepLogged, EvalFinished)):
                 self._metrics += [
                     (event.step, event.epoch, name, float(value), now)
@@ -133,6 +141,7 @@ class StoreSink:
                 closing = self._closing.is_set()
                 self._flush(store)
                 self._report_evals()
+                self._check_watch(store, time.monotonic() - last_beat >= HEARTBEAT_INTERVAL_S)
                 if time.monotonic() - last_beat >= HEARTBEAT_INTERVAL_S:
                     if store.file_replaced():
                         raise StoreError(f"The run database {self.db_file} was removed or "
@@ -167,6 +176,39 @@ class StoreSink:
             if self.trial.report(step, metrics):
                 self.stop.set()
                 return
+
+    def _check_watch(self, store: RunStore, read_gpus: bool) -> None:
+        """The watch rules over the readings since the last look (and, each heartbeat,
+        the run's GPUs): each finding one warning event; a `stop` one stops the run."""
+        if self.watch is None:
+            return
+        with self._lock:
+            events, self._watched = self._watched, []
+        found = []
+        for event in events:
+            found += (self.watch.step(event.step, event.metrics)
+                      if isinstance(event, StepLogged)
+                      else self.watch.evaluation(event.step, event.metrics))
+        if read_gpus:
+            found += self.watch.gpu(time.monotonic(), self._gpu_utilisation())
+        for finding in found:
+            message = finding.message + (" The run stops here (action: stop)."
+                                         if finding.action == "stop" else "")
+            store.add_event(self.run_id, message, "warning", lease=self.lease)
+            if finding.action == "stop" and self.watch_stop is None:
+                self.watch_stop = finding.message
+                self.stop.set()
+
+    def _gpu_utilisation(self) -> float | None:
+        """The busiest of the run's GPUs now, in percent; None without one (a CPU run)."""
+        if self._gpus is None:
+            from engine.cluster.gpus import GpuMonitor
+
+            self._gpus = GpuMonitor()
+        devices = self._gpus.run_devices(dict(os.environ)) if self._gpus.available else []
+        readings = [r.utilisation for r in self._gpus.read(devices) if devices]
+        readings = [u for u in readings if u is not None]
+        return max(readings) if readings else None
 
     def _watch_ranks(self, store: RunStore) -> None:
         """Another rank failed: give the training thread a grace period to end on its

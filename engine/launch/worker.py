@@ -76,13 +76,16 @@ def run_worker(run_id: int, db_file: Path, lease: str, *, resume: bool = False,
         clear_rank_failures(run_id)
     from engine.share.live import live_report
 
-    sink = StoreSink(db_file, run_id, stop, lease, watch_ranks=several, report=live_report(run))
+    report = live_report(run, from_step=int(resume_from.name.split("-")[1]) + 1
+                         if resume_from else None)
+    sink = StoreSink(db_file, run_id, stop, lease, watch_ranks=several, report=report)
     sink.trial = search_trial(run)
     sink.start()
     status, summary, error = "failed", None, None
     peer_lost = False
     try:
         cfg = RunConfig.from_dict(run.config)
+        sink.watch = watcher(cfg)
         join_ranks(cfg)
         from engine.training.loop import train
 
@@ -106,6 +109,19 @@ def run_worker(run_id: int, db_file: Path, lease: str, *, resume: bool = False,
     if sink.trial is not None and sink.trial.pruned_at is not None and status == "stopped":
         status, summary = "pruned", {**(summary or {}), "pruned_at": sink.trial.pruned_at}
     return record_outcome(store, run_id, lease, status, summary, error)
+
+
+def watcher(cfg: RunConfig):
+    """The run's Watcher when it asks for one (`train.watch`); None otherwise."""
+    if cfg.train.watch is None:
+        return None
+    from engine.runs.watch import Watcher
+
+    es = cfg.train.early_stopping
+    metric = es.metric if es is not None and es.metric else None
+    if metric is not None and not metric.startswith("val_"):
+        metric = f"val_{metric}"
+    return Watcher(cfg.train.watch, plateau_metric=metric)
 
 
 def search_trial(run):
