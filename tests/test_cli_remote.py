@@ -106,7 +106,11 @@ def _port() -> int:
 
 
 def test_the_server_runs_only_hubtunes_own_listed_commands(hubtune_home):
-    from tui.cli.serve import answer
+    from tui.cli import cli
+    from tui.cli.serve import answer as serve
+
+    def answer(request):
+        return serve(request, None, cli)
 
     refused = answer({"argv": ["export", "1", "/tmp/x"]})
     assert refused["exit"] == 2 and "may not run `hubtune export 1`" in refused["error"]

@@ -35,6 +35,7 @@ CHUNK_CHARS = 1 << 20
 def serve(stdio: bool) -> None:
     """Answer another machine's hubtune over the SSH connection that started this one."""
     out = sys.stdout
+    root = click.get_current_context().find_root().command  # `hubtune` itself
     from engine.remote.session import PROTOCOL
 
     _send(out, {"hubtune": version("hubtune"), "protocol": PROTOCOL})
@@ -53,7 +54,7 @@ def serve(stdio: bool) -> None:
             _send(out, {"id": ident, **receive(request)})
             continue
         try:
-            _send(out, {"id": ident, **answer(request, _Stream(out, ident))})
+            _send(out, {"id": ident, **answer(request, _Stream(out, ident), root)})
         except Exception as exc:  # the connection outlives any one command's failure
             _send(out, {"id": ident, "exit": 1, "stdout": "",
                         "error": f"Internal error on the remote ({type(exc).__name__}: {exc})."})
@@ -109,9 +110,9 @@ def receive(request: dict) -> dict:
     return {"path": None}
 
 
-def answer(request: dict, stream=None) -> dict:
-    """Run the request's command here; its exit code, what it printed (sent on as it is
-    printed to `stream` when given), and its error."""
+def answer(request: dict, stream, root: click.Command) -> dict:
+    """Run the request's command with `root` (the `hubtune` group) here; its exit code,
+    what it printed (sent on as it is printed to `stream` when given), and its error."""
     argv = request.get("argv")
     if not isinstance(argv, list) or not all(isinstance(a, str) for a in argv):
         return {"exit": 2, "stdout": "", "error": "A request's argv is a list of strings."}
@@ -122,13 +123,11 @@ def answer(request: dict, stream=None) -> dict:
         argv = _with_files(argv, request.get("files") or {})
     except (OSError, ValueError) as exc:
         return {"exit": 1, "stdout": "", "error": f"Cannot keep the files sent: {exc}."}
-    from tui.cli.main import cli
-
     stdout, stderr = (stream if stream is not None else io.StringIO()), io.StringIO()
     code = 0
     with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
         try:
-            cli.main(args=argv, prog_name="hubtune", standalone_mode=False)
+            root.main(args=argv, prog_name="hubtune", standalone_mode=False)
         except click.ClickException as exc:
             exc.show()
             code = exc.exit_code
