@@ -68,13 +68,6 @@ def test_export_reloads_with_auto_classes_and_matches_the_run(tiny_config, tmp_p
                                           for p in out.rglob("*") if p.is_file())
     assert (repo.folder / "README.md").read_text() == card
 
-    # ONNX beside it, checked against PyTorch on the run's validation texts.
-    onnx = hubtune("export", run_id, str(tmp_path / "onnx"), "--onnx", env=env)
-    assert onnx.returncode == 0, onnx.stderr  # (the int8 copy: tests/engine/test_onnx_export)
-    assert "Wrote model.onnx: ONNX Runtime matches PyTorch to within" in onnx.stdout
-    onnx_card = (tmp_path / "onnx" / "README.md").read_text()
-    assert "## ONNX" in onnx_card and "examples to within" in onnx_card
-
     # The token the processes had in their environment is written nowhere.
     shown = hubtune("runs", "show", run_id, "--json", env=env).stdout
     places = [card, shown, (hubtune_home / "hubtune.db").read_bytes().decode("latin-1")]

@@ -54,3 +54,19 @@ def test_models_that_generate_are_refused_in_one_sentence(classifier):
         export_onnx(classifier, "AutoModelForCausalLM")
     assert "\n" not in str(err.value)
     assert not (classifier / "model.onnx").exists()
+
+
+def test_the_export_command_checks_on_the_runs_texts_and_extends_the_card(
+        classifier, sentiment_csv, capsys):
+    from tui.cli.models import _add_onnx, _validation_texts
+
+    config = {"model": {"id": "x"}, "data": {"train": str(sentiment_csv)}}
+    texts = _validation_texts(config)
+    assert texts and len(texts) <= 64 and all(isinstance(t, str) and t for t in texts)
+    (classifier / "README.md").write_text("---\nlibrary_name: transformers\n---\n# card\n")
+    _add_onnx(classifier, "AutoModelForSequenceClassification", config, quantize=False)
+    card = (classifier / "README.md").read_text()
+    assert card.startswith("---\nlibrary_name") and "## ONNX" in card
+    assert f"on {len(texts)} examples to within" in card
+    assert "Wrote model.onnx: ONNX Runtime matches PyTorch" in capsys.readouterr().out
+    assert _validation_texts({"model": {"id": "x"}, "data": {"train": "hf:a/b"}}) is None
