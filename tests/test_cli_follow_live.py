@@ -69,7 +69,7 @@ def test_follow_says_a_queued_runs_place_then_counts_steps_with_an_eta(store, ca
                                    (1, 0.01, STEP_METRIC, 1.0, 0.0)])
         follower.wait_for("step 1/100  ETA ")
         store.log_metrics(run_id, [(10, 0.1, "loss", 0.7, 0.0), (10, 0.1, "lr", 1e-4, 0.0)])
-        follower.wait_for("step 10/100  loss 0.7000  lr 1.00e-04  ETA ")
+        follower.wait_for("step 10/100  loss 0.700  lr 1.00e-04  ETA ")
         store.finish(run_id, "completed", summary={"watched_metric": "accuracy",
                                                    "final_accuracy": 0.7})
         follower.thread.join(10)
@@ -81,7 +81,7 @@ def test_follow_says_a_queued_runs_place_then_counts_steps_with_an_eta(store, ca
     follower.out += capsys.readouterr().out
     lines = follower.out.splitlines()
     assert sum(line.startswith(f"Run {run_id} queued #2") for line in lines) == 1  # changes only
-    assert f"Run {run_id} completed: accuracy 0.7000" in follower.out
+    assert f"Run {run_id} completed: accuracy 0.700" in follower.out
 
 
 def _ago(seconds: float) -> str:

@@ -90,7 +90,7 @@ def test_the_progress_line_shows_an_evaluation_only_at_its_own_step(store):
 
     m = {"loss": 0.5, "total_steps": 20, "val_accuracy": 0.7}
     assert "val" not in _progress_line(20, m, evaluated=False)
-    assert _progress_line(20, m, evaluated=True).endswith("val accuracy 0.7000")
+    assert _progress_line(20, m, evaluated=True).endswith("val accuracy 0.700")
 
     run_id = store.create_run({"head": {"task": "text-classification"}}, name="r",
                               task="text-classification")
@@ -105,4 +105,4 @@ def test_the_progress_line_shows_an_evaluation_only_at_its_own_step(store):
         follow(store, run_id)
     lines = [line for line in buf.getvalue().splitlines() if line.startswith("step")]
     # Step 20 had no evaluation: its line does not pass step 10's off as its own.
-    assert lines == ["step 20/20  loss 0.5000"], lines
+    assert lines == ["step 20/20  loss 0.500"], lines

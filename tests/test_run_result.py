@@ -10,8 +10,8 @@ import os
 
 import pytest
 
-from engine.modeling.export import model_card
 from engine.runs.sweep import rank_sweep
+from engine.trained.export import model_card
 from store import kept_metrics
 from tests.support.cli_runner import hubtune
 
@@ -75,10 +75,10 @@ def test_the_kept_models_metric_is_the_result_in_ls_show_and_compare(store):
     assert "acc 0.763" in row and "0.737" not in row
     assert "RESULT" in table.splitlines()[0]
     text = hubtune("runs", "show", str(best)).stdout
-    assert "result   accuracy 0.7630 (the kept model: best evaluation, step 40)" in text
-    assert "last evaluation  accuracy 0.7370" in text
+    assert "result   accuracy 0.763 (the kept model: best evaluation, step 40)" in text
+    assert "last evaluation  accuracy 0.737" in text
     compare = hubtune("runs", "compare", str(best), str(last)).stdout
-    assert "acc 0.763" in compare and "acc 0.75" in compare
+    assert "acc 0.763" in compare and "acc 0.750" in compare
 
 
 def test_sweep_ranking_and_the_model_card_use_the_kept_model(store):
@@ -116,14 +116,14 @@ async def test_the_tui_shows_the_kept_models_metric_and_fills_best_while_running
         table = app.screen.query_one(DataTable)
         await wait_for(pilot, lambda: table.row_count == 2)
         assert str(table.get_cell(str(best), "best")) == "acc 0.763"
-        assert str(table.get_cell(str(running), "best")) == "acc 0.66"
+        assert str(table.get_cell(str(running), "best")) == "acc 0.660"
         table.move_cursor(row=table.get_row_index(str(best)))
         summary = app.screen.query_one("#detail-summary", Static)
         await wait_for(pilot, lambda: "kept-best" in str(summary.render()))
         text = str(summary.render())
-        assert "result acc 0.7630 (kept model: best evaluation, step 40)" in text
+        assert "result acc 0.763 (kept model: best evaluation, step 40)" in text
         last = next(line for line in text.splitlines() if line.startswith("last evaluation:"))
-        assert "accuracy 0.7370" in last
+        assert "accuracy 0.737" in last
         # Compared side by side, a column per run by id.
         table.move_cursor(row=0)
         await pilot.press("space", "space")
@@ -134,4 +134,4 @@ async def test_the_tui_shows_the_kept_models_metric_and_fills_best_while_running
         rows = {str(cmp_table.get_row_at(i)[0]): [str(c) for c in cmp_table.get_row_at(i)[1:]]
                 for i in range(cmp_table.row_count)}
         assert rows["result (kept model)"] == ["acc 0.763 (best evaluation)",
-                                               "acc 0.66 (best evaluation)"]
+                                               "acc 0.660 (best evaluation)"]

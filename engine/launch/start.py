@@ -281,6 +281,7 @@ def queue_trials(store: RunStore, spec, *, gpus: GpuMonitor | None = None) -> li
     from engine.core.errors import ConfigError
     from engine.runs.search import ask, bind, tell
 
+    settle_trials(store, spec)
     queued: list[int] = []
     for _ in range(spec.trials):  # each round asks at least one trial, or ends
         active = [r for r in store.list_runs(sweep=spec.sweep_id, limit=None)
@@ -302,3 +303,22 @@ def queue_trials(store: RunStore, spec, *, gpus: GpuMonitor | None = None) -> li
             bind(spec, trial.number, run_id)
             queued.append(run_id)
     return queued
+
+
+def settle_trials(store: RunStore, spec) -> None:
+    """Trials the study still counts as running whose runs have ended without telling it
+    (a worker killed outright, a run deleted, a reboot) are told now, so their places go
+    to new trials: the result of the model the run keeps, else failed."""
+    from engine.runs.search import running_trials, tell
+    from store.records import kept_metrics
+
+    for number, run_id in running_trials(spec).items():
+        try:
+            run = store.get_run(run_id) if run_id is not None else None
+        except StoreError:
+            run = None  # deleted
+        if run is not None and run.status in ("queued", "running"):
+            continue
+        value = (kept_metrics(run.summary)[1].get(spec.metric)
+                 if run is not None and run.summary else None)
+        tell(spec, number, run.status if run is not None else "failed", value)

@@ -281,6 +281,17 @@ def tell(spec: SearchSpec, number: int, status: str, value: float | None) -> Non
             study.tell(number, state=state.FAIL, skip_if_finished=True)
 
 
+def running_trials(spec: SearchSpec) -> dict[int, int | None]:
+    """The trials the study still counts as running: trial number -> its run's id (None
+    for a trial asked but never given a run: its launcher died in between)."""
+    optuna = _optuna()
+    study = open_study(spec)
+    runs = {int(k.removeprefix("trial-")): v for k, v in study.user_attrs.items()
+            if k.startswith("trial-")}
+    return {t.number: runs.get(t.number)
+            for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))}
+
+
 def importances(spec: SearchSpec) -> dict[str, float]:
     """Each searched setting's importance to the result, once enough trials completed
     (empty before)."""

@@ -25,6 +25,8 @@ async def test_focus_moving_through_the_form_never_moves_it(store, size):
         await pilot.press("3")
         await wait_for(pilot, lambda: app.screen.__class__.__name__ == "NewRunScreen")
         form = app.screen.query_one("#run-form")
+        form.query_one("AdvancedSettings").expand()  # its fields are built on first opening
+        await wait_for(pilot, lambda: form.query_one("AdvancedSettings").built)
         # The main fields, and a few of the Advanced section's (built the same way).
         fields = [w for w in form.query("Input, Button, Select")
                   if w.has_class("-textual-compact") and w.focusable and w.display]

@@ -303,7 +303,7 @@ async def test_escape_leaves_a_field_so_digits_switch_screens(store):
 
 async def test_the_task_list_offers_the_heads_that_fit_the_model(store, tiny_bert, tiny_vit):
     from engine.core.config import ModelSpec
-    from engine.modeling.heads import heads_for
+    from engine.tasks.fit import heads_for
 
     app = make_app(store=store)
     async with app.run_test(size=(140, 45)) as pilot:
@@ -397,6 +397,13 @@ async def test_advanced_settings_and_narrow_layout(store, tmp_path, sentiment_cs
         changed = screen.query_one("#advanced-changed", Static)
         await wait_for(pilot, lambda: "data.limit 600" in str(changed.render()))
         assert "train.scheduler cosine" in str(changed.render())
+        # The section's fields are built when it first opens, from the values it holds.
+        from textual.widgets import Collapsible
+
+        assert not screen.query("#f-a-data-limit")
+        assert screen.config is not None and screen.config.data.limit == 600
+        screen.query_one("#advanced", Collapsible).collapsed = False
+        await wait_for(pilot, lambda: screen.query_one("AdvancedSettings").built)
         assert screen.query_one("#f-a-data-limit", Input).value == "600"
         assert screen.query_one("#f-a-train-scheduler", Select).value == "cosine"
         # Set in the form, a setting reaches the config; a bad one is named under it.

@@ -50,9 +50,9 @@ async def test_details_and_errors_views(store, tmp_path, size):
         screen = app.screen
         summary = screen.query_one("#detail-summary")
         await wait_for(pilot, lambda: "base-fork" in str(summary.render()))
-        # Items stay whole: no line of the panel ends inside "loss 0.0500".
+        # Items stay whole: no line of the panel ends inside "loss 0.050".
         text = str(summary.render())
-        assert "loss 0.0500" in text and "macro_f1 0.7900" in text and "lr 1.00e-05" in text
+        assert "loss 0.050" in text and "macro_f1 0.790" in text and "lr 1.00e-05" in text
 
         await pilot.press("d")
         info = screen.query_one("#info-text")
@@ -77,6 +77,7 @@ async def test_details_and_errors_views(store, tmp_path, size):
         await wait_for(pilot, lambda: "worst" in str(errors.render()))
         shown = str(errors.render())
         assert "(1 wrong)" in shown and "→ confused" in shown
+        assert "each: the true label → what the model predicted" in " ".join(shown.split())
         await pilot.press("e")  # back to the curves and events
         assert not screen.query_one("#detail-left").has_class("-hidden")
         await pilot.press("pagedown")  # with no view to scroll, the table pages

@@ -121,7 +121,7 @@ async def test_sort_by_name_and_best_metric_and_filter_by_status(store):
 
         assert order() == [perplexity, stopped, failed, first]  # newest first
         assert str(table.get_row(str(perplexity))[5]) == "corpus.txt"
-        assert str(table.get_row(str(perplexity))[6]) == "ppl 12.5"
+        assert str(table.get_row(str(perplexity))[6]) == "ppl 12.500"  # one format
         assert str(table.get_row(str(first))[6]) == "acc 0.731"
         await pilot.press("o")  # by name
         await wait_for(pilot, lambda: order() == [perplexity, stopped, first, failed])

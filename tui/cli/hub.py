@@ -243,6 +243,6 @@ def _search_datasets(query: str, task, size, sort: str, limit: int, as_json: boo
 
 def _heads(d) -> tuple[str, ...]:
     """The heads that fit by the model's config.json; the pipeline tag's guess without one."""
-    from engine.modeling.heads import heads_from_config
+    from engine.tasks.fit import guessed_heads, heads_from_config
 
-    return heads_from_config(d.config) or d.heads
+    return heads_from_config(d.config) or guessed_heads(d)

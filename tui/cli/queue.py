@@ -43,11 +43,14 @@ def queue_ls(as_json: bool) -> None:
     if not entries:
         echo("Nothing is queued. `hubtune train CONFIG --queue` queues a run.")
         return
-    echo(f"{'POS':>3}  {'ID':>4}  {'STATUS':<9} {'NAME':<28} {'SLOTS':<12} WAITS FOR")
+    # WANTS is how many slots a run needs, HOLDS which ones it has (none while it waits).
+    echo(f"{'POS':>3}  {'ID':>4}  {'STATUS':<9} {'NAME':<28} {'WANTS':>5}  {'HOLDS':<12} "
+         "WAITS FOR")
     for e in entries:
-        slots = ",".join(e.devices) or str(e.slots_wanted)
+        wants = len(e.devices) or e.slots_wanted
+        holds = ",".join(e.devices) or "-"
         echo(f"{e.position or '-':>3}  {e.run_id:>4}  {e.status:<9} {cut(e.name, 28):<28} "
-             f"{cut(slots, 12):<12} {e.waiting_for or '-'}")
+             f"{wants:>5}  {cut(holds, 12):<12} {e.waiting_for or '-'}")
 
 
 @queue.command("slots")

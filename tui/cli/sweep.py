@@ -13,7 +13,7 @@ from tui.cli.output import dump_json, echo
 
 
 @click.command()
-@click.argument("config", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("config", type=click.Path(dir_okay=False, path_type=Path), required=False)
 @click.option("--grid", "grid", multiple=True, metavar="KEY=V1,V2",
               help="Values to try for a setting; several --grid make every combination.")
 @click.option("--random", "random_n", type=int, metavar="N",
@@ -32,6 +32,9 @@ from tui.cli.output import dump_json, echo
                    "the same step (median), by successive halving (asha), or never.")
 @click.option("--parallel", type=click.IntRange(min=1), metavar="P",
               help="With --search: at most P trials at once (default: the queue's slots).")
+@click.option("--resume", "resume_id", metavar="ID",
+              help="Carry on search ID (after a reboot, or trials whose runs were killed): "
+                   "settles the trials that ended unseen and queues the next ones.")
 @click.option("--seed", default=0, show_default=True, help="Seed of the random search.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override a config value for every run, e.g. train.epochs=2.")
@@ -40,10 +43,17 @@ from tui.cli.output import dump_json, echo
 @click.option("--json", "as_json", is_flag=True, help="Print the sweep id and runs as JSON.")
 def sweep(config: Path, grid: tuple[str, ...], random_n: int | None, ranges: tuple[str, ...],
           sampler: str | None, trials: int | None, choices: tuple[str, ...], prune: str,
-          parallel: int | None, seed: int, overrides: tuple[str, ...], processes: int,
-          as_json: bool) -> None:
+          parallel: int | None, resume_id: str | None, seed: int, overrides: tuple[str, ...],
+          processes: int, as_json: bool) -> None:
     """Queue one run per point of a sweep over CONFIG, or with --search the first trials
     of a Bayesian search; prints the sweep id and run ids."""
+    if resume_id is not None:
+        from tui.cli.sweep_search import resume_search
+
+        resume_search(resume_id, as_json=as_json)
+        return
+    if config is None:
+        raise Failure("Give the CONFIG to sweep over (or --resume ID to carry on a search).")
     if sampler is not None:
         from tui.cli.sweep_search import start_search
 

@@ -54,3 +54,23 @@ def _slots(store, processes: int) -> int:
     from engine.runs.queue import read_slots
 
     return max(1, len(read_slots(store)) // max(processes, 1))
+
+
+def resume_search(sweep_id: str, *, as_json: bool) -> None:
+    """Carry on a search: its ended trials settled, the free places filled."""
+    from engine.launch.start import queue_trials
+    from engine.runs.search import load_spec
+    from tui.cli.base import Failure
+    from tui.safe_text import printable
+
+    spec = load_spec(sweep_id)
+    if spec is None:
+        raise Failure(f"There is no search {printable(sweep_id, limit=40)!r} under this "
+                      "HUBTUNE_HOME (sweeps/ID.json); `hubtune runs ls --json` shows each "
+                      "run's sweep_id.")
+    ids = queue_trials(open_store(), spec)
+    if as_json:
+        echo(dump_json({"sweep_id": spec.sweep_id, "runs": ids}))
+        return
+    echo(f"Search {spec.sweep_id}: queued {', '.join(map(str, ids)) or 'no new trials'}; "
+         f"`hubtune runs compare --sweep {spec.sweep_id}` ranks the trials.")

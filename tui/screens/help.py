@@ -24,7 +24,7 @@ hubtune shows them live again.
 | `↑` `↓` | Move between runs |
 | `/` | Search runs (name, model, task, dataset, tags, notes); `sweep:ID` lists one sweep |
 | `Esc` | Clear the search |
-| `o` | Sort: newest first, name, status, model, task, best metric |
+| `o` | Sort: newest first, name, status, model, task, result (the kept model's metric) |
 | `v` | Show only running / completed / failed / stopped / interrupted / queued runs, or all |
 | `space` | Mark / unmark a run for comparison |
 | `c` | Compare the marked runs: differing config keys, metrics, loss curves |

@@ -155,6 +155,7 @@ class HubScreen(Screen):
             self.query_one("#hub-offline", Static).add_class("-hidden")
         self.query_one(HubResults).show(msg.repo_type, msg.results)
         if not msg.results:
+            self._selected = None  # details of the one picked before are not shown now
             detail = DatasetDetail if msg.repo_type == "dataset" else ModelDetail
             self.query_one(detail).no_results(msg.query)
 

@@ -315,18 +315,20 @@ class NewRunScreen(Screen):
             self.notify("Fix the fields marked in red first.", severity="warning")
             return
         from engine.launch.start import start_run
-        from store import StoreError
 
-        try:
-            run_id = start_run(self.store, _named(self.config), parent_id=self.parent_id,
-                               queue=queue)
-        except (HubtuneError, StoreError) as exc:
-            self.notify(str(exc), severity="error")
-            return
-        self.parent_id = None
-        self.notify(_queued_note(self.store, run_id) if queue
-                    else f"Run {run_id} started; it trains in its own process.")
-        self.app.show_run(run_id)
+        cfg, parent_id, started = _named(self.config), self.parent_id, []
+
+        def act(store) -> str:  # on a thread: starting a worker must not freeze the form
+            started.append(start_run(store, cfg, parent_id=parent_id, queue=queue))
+            return (_queued_note(store, started[0]) if queue
+                    else f"Run {started[0]} started; it trains in its own process.")
+
+        def done() -> None:
+            if self.parent_id == parent_id:
+                self.parent_id = None
+            self.app.show_run(started[0])
+
+        self.app.act_on_run(act, done)
 
     def action_show_preview(self) -> None:
         self.pane.reveal(plan=False)
@@ -380,7 +382,7 @@ def _list_model_ids() -> ModelIdsListed:
 
 def _find_heads(model: str) -> HeadsFound:
     from engine.core.config import ModelSpec
-    from engine.modeling.heads import heads_for
+    from engine.tasks.fit import heads_for
 
     try:
         return HeadsFound(model, heads_for(ModelSpec(id=model)))

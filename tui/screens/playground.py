@@ -21,16 +21,6 @@ from tui.formatting import literal
 from tui.messages import Predicted
 from tui.widgets.footer import KeysFooter
 
-PROMPTS = {
-    "token-classification": "A sentence; each word gets a tag",
-    "question-answering": "QUESTION ||| CONTEXT",
-    "masked-lm": "A sentence with the mask token where a word is missing",
-    "causal-lm": "The start of a text to continue",
-    "seq2seq": "A source text to translate or summarise",
-    "image-classification": "The path of an image file",
-    "feature-extraction": "A text to embed",
-}
-
 
 class PlaygroundScreen(ModalScreen[None]):
     """Esc closes it; Enter predicts."""
@@ -46,8 +36,7 @@ class PlaygroundScreen(ModalScreen[None]):
         with Vertical(id="playground-box"):
             yield Label(f"[b]Playground[/b]: run #{self.run.id} {literal(self.run.name, 60)} "
                         f"({literal(self.run.task)}), Esc closes", id="playground-title")
-            yield Input(placeholder=PROMPTS.get(self.run.task or "", "A text to classify"),
-                        id="playground-input")
+            yield Input(placeholder=_prompt(self.run.task), id="playground-input")
             yield Static("", id="playground-output")
         yield KeysFooter()
 
@@ -78,7 +67,7 @@ class PlaygroundScreen(ModalScreen[None]):
             return Predicted(text, None, str(exc))
         except Exception as exc:  # a model that cannot run this input: say so, stay open
             return Predicted(text, None, f"{type(exc).__name__}: {exc}")
-        return Predicted(text, describe(prediction, self.run.task or ""))
+        return Predicted(text, describe(prediction))
 
     def _placement(self):
         """On the engine thread: a GPU no run holds, in the run's precision. The store is
@@ -100,21 +89,31 @@ class PlaygroundScreen(ModalScreen[None]):
         out.update("\n".join(msg.lines or []))
 
 
-def describe(p, task: str) -> list[str]:
-    """A prediction as lines of markup: the answer, then the scores as bars."""
+def _prompt(task: str | None) -> str:
+    """What the run's head takes as input (its registration's prompt; torch-free)."""
+    from engine.tasks import REGISTRY
+
+    registration = REGISTRY.get(task or "")
+    return registration.prompt if registration is not None else "A text to classify"
+
+
+def describe(p) -> list[str]:
+    """A prediction as lines of markup, as its task adapter says it is shown
+    (`Prediction.shown_as`): the answer, then the scores as bars."""
     label = literal(p.label) if p.label is not None else ""
-    if task == "regression":
+    shown_as = getattr(p, "shown_as", "labels")
+    if shown_as == "value":
         return [f"[b]{p.score:.4f}[/b]"]
-    if task == "feature-extraction":
+    if shown_as == "vector":
         dims = list(p.scores.values())
         head = ", ".join(f"{v:+.3f}" for v in dims[:6])
         return [f"[b]{len(dims)}-dimensional vector[/b], norm {p.score:.3f}",
                 literal(f"[{head}, …]")]
-    if task in ("causal-lm", "seq2seq"):  # generated text keeps its lines
+    if shown_as == "text":  # generated text keeps its lines
         return [f"[b]{literal(p.label or '', multiline=True)}[/b]"]
-    if task == "question-answering":
+    if shown_as == "answer":
         return [f"answer: [b]{label or '(no answer found)'}[/b]  (span score {p.score:.2f})"]
-    if task == "token-classification":
+    if shown_as == "tags":
         return [" ".join(_tagged(pair) for pair in (p.label or "").split())]
     lines = [f"[b]{label}[/b]  {p.score:.3f}"]
     for name, score in sorted(p.scores.items(), key=lambda kv: -kv[1])[:8]:

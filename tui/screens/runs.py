@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import threading
 
-from textual import on, work
+from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
@@ -22,6 +22,7 @@ from textual.widgets import DataTable, Header, Input, Static
 from textual.worker import get_current_worker
 
 from store import Run, RunStore
+from tui.background import background
 from tui.formatting import cut, plain
 from tui.messages import RunDetailRefreshed, RunsRefreshed
 from tui.queue_view import QueueView, queue_title
@@ -100,7 +101,7 @@ class RunsScreen(RunsQueueKeys, Screen):
         self.query_one(RunsTable).focus()
         self._poll()
 
-    @work(thread=True, exit_on_error=False, group="poll-runs")
+    @background(what="reading the runs", group="poll-runs", restart_s=2.0)
     def _poll(self) -> None:
         from tui.run_watcher import RunWatcher
 
@@ -211,7 +212,8 @@ class RunsScreen(RunsQueueKeys, Screen):
             parts.append(f"by {dict(SORTS)[self.sort]}")
         if self.status_filter:
             parts.append(f"{self.status_filter} only")
-        self.sub_title = " · ".join(parts + queue_title(self.queue, self.search_text))
+        self.sub_title = " · ".join(parts + queue_title(self.queue, self.search_text)
+                                    + mark_note(self.marked))
 
     def action_mark(self) -> None:
         if self.selected_id is None:
@@ -221,6 +223,7 @@ class RunsScreen(RunsQueueKeys, Screen):
         table = self.query_one(RunsTable)
         if run is not None:
             table.show_mark(run, run.id in self.marked)
+        self._show_title()  # says how many are marked, and that the cursor moved on
         table.action_cursor_down()
 
     def action_edit_tags(self) -> None:
@@ -282,7 +285,6 @@ class RunsScreen(RunsQueueKeys, Screen):
         await self.app.new_run(config=cfg, parent_id=run.id)
 
     def action_resume(self) -> None:
-        from engine.core.errors import HubtuneError
         from engine.launch.resume import resume_run
 
         run = self._current()
@@ -292,13 +294,12 @@ class RunsScreen(RunsQueueKeys, Screen):
             self.notify(f"Run {run.id} already completed; press f to fork it and train "
                         "more.", severity="warning")
             return
-        try:
-            checkpoint = resume_run(self.store, run.id)
-        except HubtuneError as exc:
-            self.notify(str(exc), severity="warning")
-            return
-        self.notify(f"Resuming run {run.id} from {checkpoint.path.name}.")
-        self._wake.set()
+
+        def act(store) -> str:  # on a thread: the relaunch must not freeze the screen
+            point = resume_run(store, run.id)
+            return f"Resuming run {run.id} from {point.path.name}."
+
+        self.app.act_on_run(act, self._wake.set)
 
     def action_delete_run(self) -> None:
         from engine.runs.lifecycle import check_deletable
@@ -307,17 +308,17 @@ class RunsScreen(RunsQueueKeys, Screen):
         if run is None:
             return
 
-        def delete() -> None:
-            from store import StoreError
-
-            try:  # another process may have resumed (or deleted) it since the question
-                self.store.delete_run(run.id)
-            except StoreError as exc:
-                self.notify(str(exc), severity="warning")
-                return
-            self.selected_id = None
-            self.notify(f"Deleted run {run.id}.")
+        def deleted() -> None:
+            if self.selected_id == run.id:
+                self.selected_id = None
             self._kick_queue()  # slots it had been given go to the next in line
+
+        def act(store) -> str:  # another process may have resumed or deleted it since
+            store.delete_run(run.id)
+            return f"Deleted run {run.id}."
+
+        def delete() -> None:
+            self.app.act_on_run(act, deleted)
 
         self._confirm(run, check_deletable, f"Delete run {run.id} ({cut(run.name, 60)}) with "
                                             "its metrics and files?", delete)
@@ -336,6 +337,15 @@ class RunsScreen(RunsQueueKeys, Screen):
     def _current(self) -> Run | None:
         """The run under the cursor, as the last refresh listed it."""
         return self._runs.get(self.selected_id or -1)
+
+
+def mark_note(marked: set[int]) -> list[str]:
+    """The subtitle's part on marked runs: how many, and what space and c do (a toast
+    would cover the compare screen that follows)."""
+    if not marked:
+        return []
+    n = len(marked)
+    return [f"{n} marked", "c compares" if n >= 2 else "c needs 2", "space: mark + next"]
 
 
 def empty_note(search: str, status: str | None):

@@ -19,13 +19,13 @@ from textual.containers import Vertical
 from textual.message import Message
 from textual.widgets import Collapsible, Input, Label, Select, Static
 
-from tui.formatting import literal
+from tui.formatting import literal, plain
 from tui.new_run_settings import ADVANCED, SETTINGS
 from tui.safe_text import printable
 
 TITLE = "Advanced settings"
-FIDS = {SETTINGS[key].fid: key for key in ADVANCED}
-"""Field id -> dotted key, for the fields of this section."""
+FIDS = frozenset(SETTINGS[key].fid for key in ADVANCED)
+"""The field ids of this section's fields."""
 
 
 class AdvancedSettings(Vertical):
@@ -35,29 +35,39 @@ class AdvancedSettings(Vertical):
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
         self.held: dict[str, str] = {key: SETTINGS[key].default for key in ADVANCED}
-        """Dotted key -> text, while the fields are not built (then the fields hold it)."""
+        """Dotted key -> text, until the fields are built (then the fields hold it)."""
         self.built = False
-        """Whether the fields exist (the section was opened once)."""
+        """Whether the fields are built and mounted (the section was opened once)."""
+        self._building = False
+        self._messages: dict[str, tuple[str | None, bool]] = {}
+        """Field id -> (message, hint) for a field not built yet."""
 
     def compose(self) -> ComposeResult:
         yield Static("", id="advanced-changed", classes="-hidden")
         yield Collapsible(title=TITLE, id="advanced")
 
     @on(Collapsible.Expanded, "#advanced")
-    def build(self) -> None:
-        """Build the fields from the values held (once): mounted at once, so they can be
-        queried and read as soon as this returns."""
-        if self.built:
+    async def build(self) -> None:
+        """Build the fields from the values held (once). A Select reads as blank until it
+        is mounted, so the held values stay what `values` gives until then."""
+        if self._building:
             return
-        self.built = True
+        self._building = True
         widgets = [w for key in ADVANCED for w in setting_field(key, self.held[key])]
-        self.query_one(Collapsible.Contents).mount(*widgets)
+        await self.query_one(Collapsible.Contents).mount(*widgets)
+        self.built = True
+        self.fill(self.held)  # what was filled in while they mounted
+        for fid, (message, hint) in self._messages.items():
+            show_message(self.query_one(f"#e-{fid}", Static), message, hint)
+        self._messages.clear()
+
+    def value(self, key: str) -> str:
+        """The text of the field of `key`."""
+        return field_value(self, key) if self.built else self.held[key].strip()
 
     def values(self) -> dict[str, str]:
         """Dotted key -> the text of each field here."""
-        if not self.built:
-            return {key: text.strip() for key, text in self.held.items()}
-        return {key: field_value(self, key) for key in ADVANCED}
+        return {key: self.value(key) for key in ADVANCED}
 
     def fill(self, values: dict[str, str]) -> None:
         """Show `values` (dotted key -> text) in the fields here."""
@@ -73,14 +83,19 @@ class AdvancedSettings(Vertical):
             if key in values:
                 show_value(self, key, values[key])
 
-    def error(self, fid: str, message: str | None) -> Static | None:
-        """The message box of field `fid`, to show `message` in; a message opens the
-        section (an error is never hidden). None when there is nothing to clear."""
-        if message:
-            self.expand()
-        elif not self.built:
-            return None
-        return self.query_one(f"#e-{fid}", Static)
+    def show_message(self, fid: str, message: str | None, hint: bool = False) -> None:
+        """`message` under field `fid` (None: none); an error opens the section, so it is
+        never hidden."""
+        if self.built:
+            show_message(self.query_one(f"#e-{fid}", Static), message, hint)
+            if message and not hint:
+                self.expand()
+        elif message:
+            self._messages[fid] = (message, hint)
+            if not hint:
+                self.expand()
+        else:
+            self._messages.pop(fid, None)
 
     def show_changed(self, changed: dict[str, str]) -> None:
         """Name the settings here that differ from a new form's, above the section."""
@@ -96,8 +111,21 @@ class AdvancedSettings(Vertical):
                                              else TITLE)
 
     def expand(self) -> None:
-        self.build()
+        """Open the section (its fields are built as it opens the first time)."""
         self.query_one(Collapsible).collapsed = False
+
+
+def show_message(box: Static, message: str | None, hint: bool = False) -> None:
+    """Show `message` in a field's message `box` (None hides it): in red, or muted as a
+    `hint` (what an empty required field wants)."""
+    if not message and box.has_class("-hidden"):
+        return  # nothing to clear (most of them, at each check of the form)
+    if hint and message:
+        box.update(f"[$text-muted]{literal(message, 2000, multiline=True)}[/]")
+    else:
+        # Messages quote names, paths and column names: plain text, never markup.
+        box.update(plain(message or "", multiline=True, limit=2000))
+    box.set_class(not message, "-hidden")
 
 
 def setting_field(key: str, value: str | None = None) -> ComposeResult:

@@ -57,10 +57,11 @@ class HubSource:
 
 def hub_source(form, ref: str) -> HubSource:
     """hf: data `ref` with the subset and revision the form's Advanced fields give."""
-    from tui.widgets.advanced_settings import field_value
+    from tui.widgets.advanced_settings import AdvancedSettings
 
-    return HubSource(ref, field_value(form, "data.subset") or None,
-                     field_value(form, "data.revision") or "main")
+    advanced = form.query_one(AdvancedSettings)  # its fields may not be built yet
+    return HubSource(ref, advanced.value("data.subset") or None,
+                     advanced.value("data.revision") or "main")
 
 
 def data_source(form, raw: str) -> Path | HubSource:

@@ -67,6 +67,10 @@ class DatasetDetail(VerticalScroll):
         self._wanted, self.details = None, None
         self.query_one("#dataset-summary", Static).update(
             f"No datasets match {literal(repr(query), 80)}." if query else "No datasets found.")
+        # Nothing of a dataset shown before stays under it.
+        self.query_one("#dataset-subset").add_class("-hidden")
+        self.query_one("#dataset-subset-info", Static).update("")
+        self.query_one("#dataset-card", Markdown).update("")
 
     @background(what="reading the dataset's details", group="hub-details", exclusive=True, failed="_failed")
     def _load(self, repo: str) -> None:

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from textual.app import ComposeResult
 from textual.widgets import Footer
-from textual.widgets._footer import FooterKey
+
+from tui.compat import FooterKey
 
 ESSENTIAL_ACTIONS = ("help", "switch_mode('runs')", "switch_mode('hub')", "switch_mode('new')",
                      "switch_mode('models')", "quit")
@@ -23,15 +24,23 @@ class KeysFooter(Footer):
 
     def __init__(self, **kwargs) -> None:
         super().__init__(compact=True, **kwargs)
+        self._shown: tuple | None = None
+        """What the keys shown now are (`_signature`): a rebuild to the same is skipped."""
 
     def compose(self) -> ComposeResult:
+        widgets = self._keys()
+        self._shown = _signature(widgets)
+        yield from widgets
+
+    def _keys(self) -> list:
+        """The footer's widgets: essentials first."""
         widgets = list(super().compose())
         keys = [w for w in widgets if isinstance(w, FooterKey)
                 and not w.has_class("-command-palette")]
         rank = {action: i for i, action in enumerate(ESSENTIAL_ACTIONS)}
         first = sorted((k for k in keys if k.action in rank), key=lambda k: rank[k.action])
         rest = [w for w in widgets if w not in first]
-        yield from first + rest
+        return first + rest
 
     def on_resize(self) -> None:
         self.call_after_refresh(self._fit)
@@ -40,7 +49,13 @@ class KeysFooter(Footer):
         self.call_after_refresh(self._fit)
 
     async def recompose(self) -> None:
-        """The bindings changed (focus moved, a screen opened): fit the new keys."""
+        """The bindings changed (focus moved, a screen opened): fit the new keys.
+
+        Textual asks for this at every focus change, several times as a screen is shown
+        again, and each rebuild remounts every key; most leave the keys as they were
+        (the focus moved between fields), so those are skipped."""
+        if _signature(self._keys()) == self._shown:
+            return
         await super().recompose()
         self.call_after_refresh(self._fit)
 
@@ -60,6 +75,13 @@ class KeysFooter(Footer):
             key.display = not full and need <= room
             full = not key.display
             room -= need if key.display else 0
+
+
+def _signature(widgets: list) -> tuple:
+    """What the footer shows with these widgets: a rebuild with the same one is skipped."""
+    return tuple((type(w).__name__, getattr(w, "key", None), getattr(w, "key_display", None),
+                  getattr(w, "description", None), getattr(w, "action", None), w.disabled,
+                  str(w.tooltip), tuple(sorted(w.classes))) for w in widgets)
 
 
 def visible_keys(footer: KeysFooter) -> list[str]:

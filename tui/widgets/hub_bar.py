@@ -18,11 +18,16 @@ from textual.message import Message
 from textual.timer import Timer
 from textual.widgets import Input, Select
 
-from engine.data.hub.search import DATASET_TASKS, SIZE_CATEGORIES
+from engine.data.hub.search import SIZE_CATEGORIES
 
 MODEL_TASKS = ("text-classification", "fill-mask", "sentence-similarity", "feature-extraction",
                "token-classification", "question-answering", "text-generation",
                "text2text-generation", "translation", "summarization", "image-classification")
+"""Hub pipeline tags offered as a model filter."""
+DATASET_TASKS = ("text-classification", "token-classification", "question-answering",
+                 "summarization", "translation", "text-generation", "fill-mask",
+                 "sentence-similarity", "image-classification")
+"""Hub task categories offered as a dataset filter: the ones a hubtune head trains on."""
 LIBRARIES = (("transformers", "transformers"), ("sentence-transformers", "sentence-transformers"),
              ("timm", "timm"), ("peft", "peft"), ("torchvision (built in)", "torchvision"))
 KINDS = (("Models", "model"), ("Datasets", "dataset"))

@@ -31,8 +31,10 @@ class ModelDetail(VerticalScroll):
         self.query_one("#hub-summary", Static).update(f"[b]{literal(repo)}[/b]\nloading…")
 
     def no_results(self, query: str) -> None:
+        """Say nothing matched, with no card of a model shown before under it."""
         self.query_one("#hub-summary", Static).update(
             f"No models match {literal(repr(query), 80)}." if query else "No models found.")
+        self.query_one("#hub-card", Markdown).update("")
 
     def show(self, d, heads: tuple[str, ...]) -> None:
         """`d` (ModelDetails) with `heads`, the tasks whose head fits it."""

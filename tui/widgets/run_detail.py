@@ -15,7 +15,15 @@ from textual.content import Content
 from textual.events import Resize
 from textual.widgets import RichLog, Static
 
-from tui.formatting import current_step, duration, literal, run_eta, status_markup
+from tui.formatting import (
+    current_step,
+    duration,
+    learning_rate,
+    literal,
+    metric,
+    run_eta,
+    status_markup,
+)
 from tui.messages import ErrorsReviewed, RunDetailRefreshed
 from tui.run_info import details_lines, errors_lines, pack, review_errors
 from tui.safe_text import printable
@@ -28,28 +36,45 @@ VIEWS = {"overview": "d details · e errors", "details": "details · d back · e
 
 class EventLog(RichLog):
     """A RichLog that wraps its lines again when its width changes (a RichLog keeps the
-    wrapping of the width it was written at)."""
+    wrapping of the width it was written at).
+
+    While hidden (the details or errors view is shown) it has no width, and a RichLog
+    would wrap what it is given then at its `min_width`: those events (a resume's, say)
+    are kept and written when it is shown again."""
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
         self.entries: list[Text] = []
         self._wrapped_at = 0
+        """The text width the lines shown were wrapped at (0: some are not written yet)."""
 
     def add(self, text: Text) -> None:
         self.entries = [*self.entries[-(self.max_lines or 500) + 1:], text]
-        self.write(text)
+        if self.scrollable_content_region.width and self._wrapped_at:
+            self.write(text)
+        else:
+            self._wrapped_at = 0  # written once it has a width (`_rewrap`)
+            self.call_after_refresh(self._rewrap)
 
     def reset(self) -> None:
         self.entries = []
         self.clear()
 
-    def on_resize(self, event: Resize) -> None:
-        width = event.size.width
-        if width and self._wrapped_at and width != self._wrapped_at and self.entries:
-            self.clear()
-            for text in self.entries:
-                self.write(text)
-        self._wrapped_at = width or self._wrapped_at
+    def on_resize(self) -> None:
+        self.call_after_refresh(self._rewrap)
+
+    def on_show(self) -> None:
+        self.call_after_refresh(self._rewrap)
+
+    def _rewrap(self) -> None:
+        """Write every entry again at the log's width, if that is not what they have."""
+        width = self.scrollable_content_region.width
+        if not width or width == self._wrapped_at:
+            return
+        self._wrapped_at = width
+        self.clear()
+        for text in self.entries:
+            self.write(text)
 
 
 class RunDetail(Horizontal):
@@ -170,22 +195,22 @@ class RunDetail(Horizontal):
         step = current_step(m, msg.loss.steps[-1] if msg.loss else 0)
         if "loss" in m or step:
             progress = f"step {step}/{total}" if total else f"step {step}"
-            parts = [progress] + ([f"loss {m['loss']:.4f}"] if "loss" in m else [])
+            parts = [progress] + ([f"loss {metric(m['loss'])}"] if "loss" in m else [])
             if "lr" in m:
-                parts.append(f"lr {m['lr']:.2e}")
+                parts.append(learning_rate(m["lr"], run.config))
             if "samples_per_s" in m and run.status == "running":
                 parts.append(f"{m['samples_per_s']:.1f} samples/s")
                 if m.get("tokens_per_s"):
                     parts.append(f"{m['tokens_per_s']:,.0f} tokens/s")
             lines += pack(parts, self._text_width())
         lines += _result_lines(run)
-        val = [f"{literal(k[4:], 40)} {v:.4f}" for k, v in sorted(m.items())
+        val = [f"{literal(k[4:], 40)} {metric(v, k)}" for k, v in sorted(m.items())
                if k.startswith("val_")]
         if val:
             lines += pack(["last evaluation:", *val], self._text_width())
         base = run.summary.get("baseline_majority_accuracy")
         if base is not None:
-            lines.append(f"majority-class accuracy {base:.4f}")
+            lines.append(f"majority-class accuracy {metric(base)}")
         eta = run_eta(m, step, run)
         lines.append(f"duration {duration(run.duration_s)}" + (f"  ·  ETA {eta}" if eta else ""))
         if run.status == "running":
@@ -260,6 +285,6 @@ def _result_lines(run) -> list[str]:
         return []
     at = f", step {result.step}" if result.step is not None else ""
     so_far = " so far" if run.status == "running" else ""
-    return [f"[b]result {literal(result.short, 40)} {result.value:.4f}[/b] "
+    return [f"[b]result {literal(result.short, 40)} {metric(result.value)}[/b] "
             f"(kept model{so_far}: {result.label}{at})"]
 

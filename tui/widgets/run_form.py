@@ -22,7 +22,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Button, Input, Label, Select, Static
 
 from engine.core.config import FREEZE_POLICIES
-from tui.formatting import cell, cut, literal, plain
+from tui.formatting import cell, cut, literal
 from tui.new_run_form import FIELDS, SELECTS, TASK_CHOICES, UNLABELLED, NewRunForm
 from tui.new_run_settings import PROMOTED, SETTINGS
 from tui.safe_text import printable
@@ -31,6 +31,7 @@ from tui.widgets.advanced_settings import (
     AdvancedSettings,
     field_value,
     setting_field,
+    show_message,
     show_value,
 )
 from tui.widgets.config_file import ConfigFileRow
@@ -228,20 +229,10 @@ class RunForm(VerticalScroll):
     def error(self, fid: str, message: str | None, *, hint: bool = False) -> None:
         """Show `message` under field `fid` (None hides the box): in red, or muted as a
         `hint` (what an empty required field wants)."""
-        if fid in FIDS:
-            box = self.query_one(AdvancedSettings).error(fid, message)  # opens it for one
-            if box is None:
-                return  # its fields are not built: no message to clear
+        if fid in FIDS:  # kept until its field is built; an error opens the section
+            self.query_one(AdvancedSettings).show_message(fid, message, hint)
         else:
-            box = self.query_one(f"#e-{fid}", Static)
-        if not message and box.has_class("-hidden"):
-            return  # nothing to clear (most of them, at each check of the form)
-        if hint and message:
-            box.update(f"[$text-muted]{literal(message, 2000, multiline=True)}[/]")
-        else:
-            # Messages quote names, paths and column names: plain text, never markup.
-            box.update(plain(message or "", multiline=True, limit=2000))
-        box.set_class(not message, "-hidden")
+            show_message(self.query_one(f"#e-{fid}", Static), message, hint)
 
     def show_messages(self, errors: dict[str, str], hints: dict[str, str]) -> None:
         """Each error under its field, and a hint under each empty required one."""
