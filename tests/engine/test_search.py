@@ -228,3 +228,23 @@ async def test_the_sweep_view_shows_pruned_trials_and_importances(store, hubtune
         line = app.screen.query_one("#compare-importance", Static)
         await wait_for(pilot, lambda: "Parameter importance: train." in str(line.render()),
                        timeout=30)
+
+
+def test_a_search_resumed_settles_trials_that_ended_unseen_and_fills_their_places(config,
+                                                                                 store):
+    ok("queue", "pause")
+    out = json.loads(ok("sweep", str(config), "--search", "tpe", "--trials", "4",
+                        "--parallel", "2", "--range", "train.learning_rate=1e-5:1e-3:log",
+                        "--json").stdout)
+    first, second = out["runs"]
+    store.delete_run(first)  # gone without a word to the study (as after `runs rm`)
+    store.finish(second, "interrupted", summary=None)  # its worker killed outright
+    resumed = json.loads(ok("sweep", "--resume", out["sweep_id"], "--json").stdout)
+    assert len(resumed["runs"]) == 2 and not {first, second} & set(resumed["runs"])
+    s = load_spec(out["sweep_id"])
+    assert [t.state.name for t in open_study(s).get_trials()] == ["FAIL", "FAIL", "RUNNING",
+                                                                  "RUNNING"]
+    again = ok("sweep", "--resume", out["sweep_id"]).stdout
+    assert "queued no new trials" in again  # both places are taken
+    unknown = hubtune("sweep", "--resume", "feedbeef")
+    assert unknown.returncode == 1 and "There is no search 'feedbeef'" in unknown.stderr
