@@ -15,7 +15,7 @@ from pathlib import Path
 
 TESTS = Path(__file__).resolve().parent
 
-STAND_INS = ("_spawn", "popen", "start_queued")
+STAND_INS = ("spawn_worker", "popen", "start_queued")
 """A test that replaces one of these with a recorder starts no worker, whatever it calls."""
 
 

@@ -41,7 +41,7 @@ from engine.cluster.rendezvous import (
 )
 from engine.core.config import RunConfig
 from engine.core.errors import HubtuneError
-from engine.launch.worker import TORCHRUN_VARIABLES, launch_nodes, launch_processes, start_queued
+from engine.launch.start import TORCHRUN_VARIABLES, launch_nodes, launch_processes, start_queued
 from store import RunStore, StoreError, data_dir, run_dir
 
 OUTCOME_FILE = "rank-{rank}.outcome.json"
