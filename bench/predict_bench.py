@@ -28,7 +28,7 @@ ROWS, BATCH, MAX_LENGTH, TRAIN_STEPS = 1024, 32, 128, 8
 
 def _train_run(tmp: Path, train_csv: Path) -> tuple[Path, object]:
     from engine.core.config import RunConfig
-    from engine.modeling.export import export_model
+    from engine.trained.export import export_model
     from engine.training.loop import train
 
     cfg = RunConfig.from_dict({

@@ -30,6 +30,9 @@ MAIN_KEYS = frozenset({
     "train.seed"})
 """Keys the form's main fields hold (tui.new_run_form.FIELDS and SELECTS), and base_dir,
 which is where the config was read."""
+YAML_ONLY = frozenset({"train.watch"})
+"""Sections the form leaves to the config file (rules of rules): kept as loaded, never
+turned into fields."""
 PROMOTED = ("freeze.patterns",)
 """Kept out of Advanced: shown beside the freezing choice it belongs to."""
 
@@ -128,6 +131,8 @@ def _leaves(cls: type, prefix: str, section: str | None):
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
         key, tp = prefix + f.name, hints[f.name]
+        if key in YAML_ONLY:
+            continue
         inner = _plain(tp)
         if dataclasses.is_dataclass(inner):
             optional = inner is not tp  # `X | None`: a section that may be off

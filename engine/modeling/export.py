@@ -1,6 +1,9 @@
-"""Saving a trained model (safetensors weights, tokenizer, the head's description) and
-exporting it as a folder that loads without hubtune (`hubtune export`), with a model card
-that holds no local path or user name. The shipped modeling files
+"""Saving a trained sequence model (safetensors weights, tokenizer, the head's
+description), and the writers of each form `hubtune export` gives a folder that loads
+without hubtune (a BERT conversion, remote-code sequence and torchvision folders, a
+sentence-transformers folder), with a model card that holds no local path or user name.
+Which form a run gets is its task adapter's (`Task.export`, called by
+engine.trained.export); nothing here names a task. The shipped modeling files
 (modeling_hubtune*.py beside this module) import only torch, torchvision and
 transformers."""
 

@@ -168,16 +168,16 @@ def effective_max_length(cfg, model_path: Path | None = None,
     return LengthLimit(key, requested, used, limit, cfg.model.id)
 
 
-def fit_lengths(cfg, model_path: Path | None = None):
-    """(cfg with its token lengths clamped to the model's positions, the clamps made).
+def fit_lengths(cfg, model_path: Path | None = None,
+                keys: tuple[str, ...] = ("data.max_length",)):
+    """(cfg with its token lengths `keys` clamped to the model's positions, the clamps
+    made); `keys` are the task adapter's `length_keys` (a seq2seq run's decoder
+    positions bound its targets too).
 
     The training loop runs on the returned config; each clamp is a notice.
     """
     import dataclasses
 
-    keys = ["data.max_length"]
-    if cfg.head.task == "seq2seq":
-        keys.append("data.max_target_length")  # the decoder's positions bound the targets
     limits = [effective_max_length(cfg, model_path, key) for key in keys]
     clamped = tuple(x for x in limits if x.notice)
     if clamped:

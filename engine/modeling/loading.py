@@ -295,6 +295,13 @@ def checkpoint_pooling(path: Path) -> str | None:
     return "mean"
 
 
+LABEL_KINDS = ("single_label", "multi_label", "regression")
+"""How a sequence head reads its targets: class indices, a multi-hot row, or a number
+(`SequenceClassifier.problem_type`; the task adapter says which). The last is
+transformers' own word for it (`config.problem_type`), which a head.task shares."""
+REGRESSION = LABEL_KINDS[2]
+
+
 @dataclass
 class BuiltModel:
     model: nn.Module
@@ -309,7 +316,7 @@ def task_loss(problem_type: str, logits: torch.Tensor, labels: torch.Tensor) -> 
     Always in float32: under bf16 autocast the logits are bfloat16, whose 8-bit mantissa
     would round a regression target such as 1234.5 to 1232 before the loss saw it."""
     logits = logits.float()
-    if problem_type == "regression":
+    if problem_type == REGRESSION:
         return nn.functional.mse_loss(logits.squeeze(-1), labels.float())
     if problem_type == "multi_label":
         return nn.functional.binary_cross_entropy_with_logits(logits, labels.float())
@@ -396,15 +403,11 @@ def _first_line(exc: Exception) -> str:
 
 
 def build_model(spec: ModelSpec, head: HeadSpec, num_labels: int, *,
-                path: Path | None = None) -> BuiltModel:
-    """Load the backbone and tokenizer and put a sequence head on top (the other tasks'
-    models are built by their adapters in engine/tasks/)."""
-    supported = ("text-classification", "multi-label-classification", "regression",
-                 "text-pair-classification", "feature-extraction")
-    if head.task not in supported:
-        raise ModelError(
-            f"head.task {head.task} is not available yet; use one of {', '.join(supported)}."
-        )
+                path: Path | None = None, kind: str = "single_label") -> BuiltModel:
+    """Load the backbone and tokenizer and put a sequence head on top, whose loss follows
+    its label `kind` (`SequenceClassifier.problem_type`, the adapter's
+    engine.tasks.sequence.SequenceTask.label_kind); the other tasks' models are built by
+    their adapters in engine/tasks/."""
     quiet_transformers()
     from safetensors import SafetensorError
     from transformers import AutoModel, AutoTokenizer
@@ -440,15 +443,12 @@ def build_model(spec: ModelSpec, head: HeadSpec, num_labels: int, *,
     dropout = head.custom.dropout if head.custom else head.dropout
     if dropout is None:
         dropout = getattr(backbone.config, "hidden_dropout_prob", 0.1) or 0.1
-    problem = {"regression": "regression", "multi-label-classification": "multi_label"}.get(
-        head.task, "single_label"
-    )
     model = SequenceClassifier(
         backbone,
         num_labels,
         pooling=pooling,
         dropout=dropout,
-        problem_type=problem,
+        problem_type=kind,
         custom_hidden=head.custom.hidden if head.custom else None,
     )
     return BuiltModel(model=model, tokenizer=tokenizer, pooling=pooling, path=path)

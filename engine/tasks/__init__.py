@@ -1,44 +1,77 @@
 """One adapter per family of heads: how its data is read, its model built,
-its batches padded, its metrics computed and its model saved.
+its batches padded, its metrics computed, its model saved, and how a trained
+run is used afterwards (prediction, review, export, the playground).
 
-The training loop (engine/training/loop.py) is written once against `Task`; each
-module here fills it in for a family: sequence heads (classification,
-multi-label, regression, sentence pairs), token classification, extractive
+The training loop (engine/training/loop.py) and the modules that use a
+trained run (engine/trained/) are written once against `Task`; each module
+here fills it in for a family: sequence heads (classification, multi-label,
+regression, sentence pairs, embeddings), token classification, extractive
 QA, masked and causal LM, seq2seq, and image classification.
+
+A new head is one adapter module plus one `Registration` below. Nothing else
+in the engine names a task (tests/engine/test_task_branching.py checks it).
+This module stays torch-free: the registrations are read by the TUI, and an
+adapter's module (which may bring torch) is imported only by `task_for`.
 """
 
 from __future__ import annotations
 
-from engine.tasks.base import Task, TaskData
+import importlib
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-__all__ = ["Task", "TaskData", "task_for"]
+if TYPE_CHECKING:
+    from engine.tasks.base import Task
+
+__all__ = ["REGISTRY", "Registration", "task_for", "task_names"]
+
+
+@dataclass(frozen=True)
+class Registration:
+    """A `head.task` value and what is known of it before its adapter loads."""
+
+    name: str
+    """The `head.task` value (one of engine.core.config.TASKS)."""
+    adapter: str
+    """'module:Class' of its adapter, imported on first use."""
+    prompt: str
+    """What the playground asks for (its input's placeholder)."""
+    prechecked: bool = False
+    """Whether the CLI checks its local data files before it records a run
+    (`Task.check_data`, torch-free: its adapter's module must not bring torch)."""
+
+
+_SEQUENCE = "engine.tasks.sequence:SequenceTask"
+
+REGISTRY: dict[str, Registration] = {r.name: r for r in (
+    Registration("feature-extraction", _SEQUENCE, "A text to embed"),
+    Registration("text-classification", _SEQUENCE, "A text to classify", prechecked=True),
+    Registration("multi-label-classification", _SEQUENCE, "A text to classify", prechecked=True),
+    Registration("regression", _SEQUENCE, "A text to classify", prechecked=True),
+    Registration("text-pair-classification", _SEQUENCE, "A text to classify", prechecked=True),
+    Registration("token-classification", "engine.tasks.token:TokenTask",
+                 "A sentence; each word gets a tag"),
+    Registration("question-answering", "engine.tasks.qa:QATask", "QUESTION ||| CONTEXT"),
+    Registration("masked-lm", "engine.tasks.lm:LanguageModelTask",
+                 "A sentence with the mask token where a word is missing"),
+    Registration("causal-lm", "engine.tasks.lm:LanguageModelTask",
+                 "The start of a text to continue"),
+    Registration("seq2seq", "engine.tasks.seq2seq:Seq2SeqTask",
+                 "A source text to translate or summarise"),
+    Registration("image-classification", "engine.tasks.image:ImageTask",
+                 "The path of an image file"),
+)}
+"""Every head hubtune trains, in the order the config lists them."""
+
+
+def task_names() -> tuple[str, ...]:
+    return tuple(REGISTRY)
 
 
 def task_for(name: str) -> Task:
     """The adapter for a `head.task` value."""
-    if name in ("text-classification", "multi-label-classification", "regression",
-                "text-pair-classification", "feature-extraction"):
-        from engine.tasks.sequence import SequenceTask
-
-        return SequenceTask(name)
-    if name == "token-classification":
-        from engine.tasks.token import TokenTask
-
-        return TokenTask(name)
-    if name == "question-answering":
-        from engine.tasks.qa import QATask
-
-        return QATask(name)
-    if name in ("masked-lm", "causal-lm"):
-        from engine.tasks.lm import LanguageModelTask
-
-        return LanguageModelTask(name)
-    if name == "seq2seq":
-        from engine.tasks.seq2seq import Seq2SeqTask
-
-        return Seq2SeqTask(name)
-    if name == "image-classification":
-        from engine.tasks.image import ImageTask
-
-        return ImageTask(name)
-    raise ValueError(f"no task adapter for {name!r}")  # config validation prevents this
+    registration = REGISTRY.get(name)
+    if registration is None:
+        raise ValueError(f"no task adapter for {name!r}")  # config validation prevents this
+    module, _, cls = registration.adapter.partition(":")
+    return getattr(importlib.import_module(module), cls)(name)

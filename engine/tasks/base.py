@@ -1,4 +1,10 @@
-"""The interface every task adapter implements, and the pieces they share."""
+"""The interface every task adapter implements, and the pieces they share.
+
+A `Task` covers a run's whole life: reading its data, building, batching, evaluating and
+saving its model, then using the trained run (loading it for prediction, one input or a
+whole file, re-reading its validation examples for review, exporting it). Torch-free at
+import (torch is imported where a step runs), so a registration's adapter can be asked
+what it is before any model loads."""
 
 from __future__ import annotations
 
@@ -7,14 +13,16 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
-
-import torch
+from typing import TYPE_CHECKING, Any, Protocol
 
 from engine.core.config import MINIMISED_METRICS, RunConfig
-from engine.core.errors import ModelError
+from engine.core.errors import DataError, ModelError
 from engine.modeling.heads import is_vision_config
-from engine.modeling.loading import building_on_meta
+
+if TYPE_CHECKING:
+    import torch
+
+    from engine.tasks.predictions import ExampleInput, FilePredictions, Prediction
 
 
 class Examples(Protocol):
@@ -64,6 +72,10 @@ class Task:
     """Every metric `evaluate` reports, so a watched metric is checked before the run
     starts (None: not known in advance)."""
     vision = False
+    trains = True
+    """False: the run computes its output once instead (an embedding run's vectors)."""
+    length_keys: tuple[str, ...] = ("data.max_length",)
+    """The token lengths a run clamps to the model's positions before it starts."""
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -81,6 +93,11 @@ class Task:
 
     def load_data(self, cfg: RunConfig, processor) -> TaskData:
         raise NotImplementedError
+
+    def check_data(self, cfg: RunConfig) -> list[str]:
+        """Every check `load_data` makes of local data files, without a tokenizer or a
+        model; returns its warnings (where its registration is `prechecked`)."""
+        return []
 
     def build(self, cfg: RunConfig, path: Path, data: TaskData) -> torch.nn.Module:
         raise NotImplementedError
@@ -111,6 +128,77 @@ class Task:
     def pad_id(self, processor) -> int:
         pad = getattr(processor, "pad_token_id", None)
         return pad if pad is not None else 0
+
+    # -- using a trained run (engine/trained/) ---------------------------------
+
+    auto_class: str | None = None
+    """The transformers Auto class its saved model loads with (None: hubtune's own model,
+    which `load_trained` builds)."""
+    pipeline_tag: str | None = None
+    """The hub pipeline tag of an exported model (its model card's front matter)."""
+    input_kind = "text"
+    """What one input is, for the message refusing an empty one."""
+    reviewed = True
+    """Whether its evaluations record per-example results that review joins to inputs."""
+
+    def load_trained(self, predictor) -> None:
+        """Put a saved model (and its tokenizer or transforms) on `predictor`."""
+        import transformers
+
+        from engine.modeling.loading import MASTER_DTYPE
+
+        predictor.model = getattr(transformers, self.auto_class).from_pretrained(
+            predictor.dir, dtype=MASTER_DTYPE)
+        predictor.tokenizer = transformers.AutoTokenizer.from_pretrained(predictor.dir)
+
+    def predict(self, predictor, inputs: list[str]) -> list[Prediction]:
+        """One prediction per non-empty input, in order (called under no_grad and the
+        predictor's autocast)."""
+        raise NotImplementedError
+
+    def predict_file(self, predictor, cfg: RunConfig, path: Path, column: str | None,
+                     batch_size: int, progress) -> FilePredictions:
+        """Every row of a file predicted as training read its data, with the run's main
+        metric when the file carries labels."""
+        raise DataError(f"Batch prediction over a file is not available for head.task "
+                        f"{self.name}; `hubtune predict ID INPUT...` predicts single inputs.")
+
+    def review_inputs(self, cfg: RunConfig) -> list[ExampleInput]:
+        """Every validation example of a run in the order its evaluations saw them."""
+        from engine.core.config import is_hub_data
+
+        if is_hub_data(cfg.data.train):
+            return self.hub_review_inputs(cfg)
+        return self.file_review_inputs(cfg)
+
+    def file_review_inputs(self, cfg: RunConfig) -> list[ExampleInput]:
+        raise NotImplementedError
+
+    def hub_review_inputs(self, cfg: RunConfig) -> list[ExampleInput]:
+        from engine.core.errors import HubtuneError
+
+        raise HubtuneError(f"Per-example review of a head.task {self.name} run trained on "
+                           "hub data (hf:) is not available yet; it covers the sequence heads "
+                           "(classification, pairs, multi-label, regression) on hub data, and "
+                           "every head on files.")
+
+    def export(self, model_dir: Path, target: Path, head: dict, config: dict) -> str | None:
+        """Write a form of a saved model into `target` that loads without hubtune and return
+        its loader's name; None: the saved files are copied as they are."""
+        return None
+
+    @property
+    def loader(self) -> str:
+        """What loads a saved model copied as it is."""
+        return self.auto_class or "engine.trained.predict.Predictor"
+
+
+def refuse_folder(path: Path) -> None:
+    """A file to predict must exist and be a data file, not a folder."""
+    if not path.exists():
+        raise DataError(f"{path} does not exist.")
+    if path.is_dir():
+        raise DataError(f"{path} is a folder; give a data file.")
 
 
 def write_head_file(target: Path, task: str, labels, cfg: RunConfig, **more) -> None:
@@ -143,30 +231,17 @@ def check_fits(task: Task, cfg: RunConfig, path: Path) -> None:
         )
     if task.vision or config.get("auto_map"):
         return  # remote code may register any head; the load says whether it fits
-    from engine.modeling.heads import heads_from_config
+    from engine.tasks.fit import heads_from_config, misfit_hint
 
     # The heads the new-run form offers: a head outside them fails at the first batch
     # (T5's bare model wants decoder inputs) or trains nonsense (BERT as a causal LM
     # sees the tokens it should predict).
     heads = heads_from_config(config)
     if heads is not None and task.name not in heads:
-        hint = MISFIT_HINTS.get(task.name, MISFIT_HINTS["text-classification"])
+        hint = misfit_hint(task.name)
         fits = f"; heads that fit it: {', '.join(heads)}" if heads else ""
         raise ModelError(f"head.task {task.name} does not fit {cfg.model.id} ({kind}); "
                          f"{hint}{fits}.")
-
-
-MISFIT_HINTS = {
-    "text-classification": "it needs an encoder such as BERT, RoBERTa or DistilBERT (an "
-                           "encoder-decoder trains with head.task seq2seq)",
-    "token-classification": "it needs an encoder such as BERT, RoBERTa or DistilBERT",
-    "question-answering": "it needs an encoder such as BERT, RoBERTa or DistilBERT",
-    "masked-lm": "it needs an encoder with a masked-LM head, such as BERT",
-    "causal-lm": "it needs a decoder such as GPT-2 or a Llama-style model",
-    "seq2seq": "it needs an encoder-decoder such as T5, BART or Marian",
-}
-"""What a head needs, for the message refusing a model it does not fit (the sequence
-heads share the text-classification line)."""
 
 
 def load_auto_model(auto_class: str, task: Task, cfg: RunConfig, path: Path, hint: str,
@@ -175,7 +250,12 @@ def load_auto_model(auto_class: str, task: Task, cfg: RunConfig, path: Path, hin
     import transformers
     from safetensors import SafetensorError
 
-    from engine.modeling.loading import MASTER_DTYPE, _first_line, quiet_transformers
+    from engine.modeling.loading import (
+        MASTER_DTYPE,
+        _first_line,
+        building_on_meta,
+        quiet_transformers,
+    )
 
     quiet_transformers()
     cls = getattr(transformers, auto_class)
@@ -218,6 +298,8 @@ class FieldCollator:
         self.pads = pads
 
     def __call__(self, indices: list[int]) -> dict[str, torch.Tensor]:
+        import torch
+
         batch = {}
         for key in self.examples.fields:
             values = [self.examples.fields[key][i] for i in indices]
@@ -237,7 +319,6 @@ class FieldCollator:
         return batch
 
 
-@torch.no_grad()
 def evaluate_batches(model, examples: Examples, collate: Callable, batch_size: int, device,
                      digest: Callable | None = None) -> tuple[float, list]:
     """The example-weighted mean loss over a split, in length-sorted batches, and
@@ -245,17 +326,20 @@ def evaluate_batches(model, examples: Examples, collate: Callable, batch_size: i
     of a batch, small (predictions, per-example scores), never the full logits. In a
     data-parallel run each rank evaluates its share of the batches and every rank gets
     the same result (engine.tasks.eval_shards)."""
+    import torch
+
     from engine.data.loading import sorted_batches
     from engine.tasks.eval_shards import gather, my_share
 
     was_training = model.training
     model.eval()
     pieces = {}
-    for k, indices in my_share(sorted_batches(examples.lengths, batch_size)):
-        batch = {key: v.to(device, non_blocking=True) for key, v in collate(indices).items()}
-        out = model(**batch)
-        pieces[k] = (out[0].double() * len(indices),
-                     digest(indices, batch, out) if digest is not None else None)
+    with torch.no_grad():
+        for k, indices in my_share(sorted_batches(examples.lengths, batch_size)):
+            batch = {key: v.to(device, non_blocking=True) for key, v in collate(indices).items()}
+            out = model(**batch)
+            pieces[k] = (out[0].double() * len(indices),
+                         digest(indices, batch, out) if digest is not None else None)
     model.train(was_training)
     found = gather(pieces)
     # fsum rounds once, whatever the order: the same mean on one rank or several.

@@ -13,8 +13,9 @@ from engine.tasks.review_rows import LabelResultCollector
 
 @torch.no_grad()
 def run_evaluation(model, examples: SequenceExamples, cfg: RunConfig, pad_id: int,
-                   num_labels: int, device) -> dict:
-    kind = label_kind(cfg.head.task)
+                   num_labels: int, device, kind: str) -> dict:
+    """A sequence head's validation metrics; `kind` is its label kind
+    (engine.tasks.sequence.SequenceTask.label_kind)."""
     collate = SequenceCollator(examples, pad_id, kind != "single_label")
     loss, pieces = evaluate_batches(
         model, examples, collate, cfg.train.batch_size * 2, device,
@@ -47,8 +48,9 @@ def fold_label_pieces(pieces: list[dict], kind: str, loss: float, num_labels: in
 
 @torch.no_grad()
 def evaluate_features(head, val, cfg: RunConfig, num_labels: int) -> dict:
-    """The same metrics from cached validation features (see engine.training.features)."""
-    kind = label_kind(cfg.head.task)
+    """The same metrics from cached validation features (see engine.training.features);
+    the label kind is the head's own (`problem_type`, the adapter's `label_kind`)."""
+    kind = head.problem_type
     was_training = head.training
     head.eval()
     loss, logits = head(val.features, val.labels)
@@ -60,10 +62,6 @@ def evaluate_features(head, val, cfg: RunConfig, num_labels: int) -> dict:
     metrics["examples"] = collector.results()
     return metrics
 
-
-def label_kind(task: str) -> str:
-    return {"regression": "regression",
-            "multi-label-classification": "multi_label"}.get(task, "single_label")
 
 
 def _predict(kind: str, logits):

@@ -102,13 +102,13 @@ def hub_task_data(cfg: RunConfig, splits: HubSplits, train, validation, notes: l
     return TaskData(train, validation, extra=extra, **more)
 
 
-def load_hub_sequence(cfg: RunConfig, tokenizer) -> TaskData:
-    """`load_text_classification` for an `hf:` dataset."""
+def load_hub_sequence(cfg: RunConfig, tokenizer, kind: str = "single") -> TaskData:
+    """`load_text_classification` for an `hf:` dataset (`kind`: its labels')."""
     from engine.data.hub.text import load_hub_text_classification
 
     splits = hub_splits(cfg)
     text, notes = load_hub_text_classification(cfg, tokenizer, splits.train,
-                                               splits.validation)
+                                               splits.validation, kind=kind)
     return hub_task_data(cfg, splits, text.train, text.validation, notes, labels=text.labels,
                          majority_class=text.majority_class, warnings=text.warnings)
 

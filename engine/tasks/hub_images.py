@@ -66,7 +66,7 @@ def load_hub_images(cfg: RunConfig) -> TaskData:
             raise DataError(f"{where} holds {ds.features[image]!r} values, not images, in its "
                             f"column {image!r} (data.text_column); set data.text_column to "
                             "the column of images.")
-        lmaps["train"] = label_map(ds, where, label, "image-classification")
+        lmaps["train"] = label_map(ds, where, label, "single")
         lmaps["column"] = label
         return {"text_column": image, "label_column": label}, [n for n in (note, other) if n]
 

@@ -165,6 +165,35 @@ def image_splits(cfg: RunConfig, warnings: list[str]):
     return train, val, skipped
 
 
+def image_table(path: Path, cfg, column: str | None):
+    """(table with a `path` column and maybe `label`) of an image folder with one folder
+    per class, a folder of images, or a CSV/TSV/JSONL/Parquet of paths (relative to it)."""
+    import pandas as pd
+
+    from engine.data.loading import label_text, pick_column, read_table
+
+    if path.is_dir():
+        if any(p.is_dir() and not p.name.startswith(".") for p in path.iterdir()):
+            paths, labels = scan_images(path)
+            return pd.DataFrame({"path": [str(p) for p in paths], "label": labels}), "label"
+        paths = sorted(str(p) for p in path.iterdir()
+                       if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        if not paths:
+            raise DataError(f"{path} holds no images ({', '.join(IMAGE_SUFFIXES)}).")
+        return pd.DataFrame({"path": paths}), None
+    table = read_table(path, encoding=cfg.data.encoding, role="data")
+    path_col = pick_column(table, path, column or cfg.data.text_column, "--column",
+                           ("path", "image", "file", "filename"))
+    table = table.assign(**{path_col: [str(p if (p := Path(str(v))).is_absolute()
+                                           else path.parent / p) for v in table[path_col]]})
+    label_col = next((c for c in (cfg.data.label_column, "label", "class")
+                      if c in table.columns and c != path_col), None)
+    if label_col is not None:
+        table[label_col] = [None if v is None or v != v else label_text(v)
+                            for v in table[label_col]]
+    return table.rename(columns={path_col: "path"}), label_col
+
+
 def image_transforms(size: int, mean, std, *, augment: bool):
     from torchvision.transforms import v2
 
@@ -303,6 +332,58 @@ def check_image_size(model: nn.Module, cfg: RunConfig) -> None:
 class ImageTask(Task):
     vision = True
     metrics = ("loss", "accuracy", "macro_f1")
+    auto_class = "AutoModelForImageClassification"
+    pipeline_tag = "image-classification"
+    input_kind = "the path of an image"
+
+    # -- using a trained run ------------------------------------------------------
+
+    def load_trained(self, predictor) -> None:
+        """A torchvision backbone from model.safetensors, else transformers' model."""
+        image = predictor.head["image"]
+        predictor.transform = image_transforms(image["size"], image["mean"], image["std"],
+                                               augment=False)
+        if predictor.head.get("arch"):
+            from safetensors.torch import load_model
+
+            predictor.model = TorchvisionClassifier(predictor.head["arch"], len(predictor.labels))
+            load_model(predictor.model, str(predictor.dir / "model.safetensors"))
+        else:
+            from transformers import AutoModelForImageClassification
+
+            from engine.modeling.loading import MASTER_DTYPE
+
+            predictor.model = AutoModelForImageClassification.from_pretrained(
+                predictor.dir, dtype=MASTER_DTYPE)
+
+    def predict(self, predictor, inputs):
+        from engine.tasks.image_use import classify_image
+
+        return [classify_image(predictor, path) for path in inputs]
+
+    def predict_file(self, predictor, cfg: RunConfig, path: Path, column, batch_size: int,
+                     progress):
+        from engine.tasks.image_use import predict_images
+
+        if not path.exists():
+            raise DataError(f"{path} does not exist.")
+        table, label_col = image_table(path, cfg, column)
+        return predict_images(predictor, table, label_col, batch_size, progress)
+
+    def file_review_inputs(self, cfg: RunConfig):
+        """The validation images (their paths) and classes, in the order the run saw them."""
+        from engine.tasks.predictions import ExampleInput
+
+        _, val, _ = image_splits(cfg, [])
+        return [ExampleInput(str(p), None, str(label))
+                for p, label in zip(val["path"], val["label"], strict=True)]
+
+    def export(self, model_dir: Path, target: Path, head: dict, config: dict) -> str | None:
+        from engine.modeling.export import portable_torchvision
+
+        return portable_torchvision(model_dir, target, head)
+
+    # -- training -----------------------------------------------------------------
 
     def load_processor(self, cfg: RunConfig):
         """(mean, std, size), and the model folder (None for torchvision)."""

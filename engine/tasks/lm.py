@@ -75,6 +75,10 @@ class LanguageModelTask(Task):
     def __init__(self, name: str) -> None:
         super().__init__(name)
         self.causal = name == "causal-lm"
+        self.auto_class = "AutoModelForCausalLM" if self.causal else "AutoModelForMaskedLM"
+        self.pipeline_tag = "text-generation" if self.causal else "fill-mask"
+        if not self.causal:
+            self.input_kind = "text with the mask token in it"
 
     def load_processor(self, cfg: RunConfig):
         tokenizer, path = super().load_processor(cfg)
@@ -139,3 +143,17 @@ class LanguageModelTask(Task):
             collect.items.extend(items)
         return {"loss": loss, "perplexity": math.exp(min(loss, 50.0)),
                 "examples": collect.results()}
+
+    # -- using a trained run ------------------------------------------------------
+
+    def predict(self, predictor, inputs):
+        from engine.tasks.generation_use import fill, generate
+
+        if self.causal:
+            return [generate(predictor, text, continues=True) for text in inputs]
+        return [fill(predictor, text) for text in inputs]
+
+    def file_review_inputs(self, cfg: RunConfig):
+        from engine.tasks.generation_use import lm_inputs
+
+        return lm_inputs(cfg)

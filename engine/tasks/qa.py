@@ -28,6 +28,15 @@ from engine.tasks.base import (
     TaskData,
     evaluate_batches,
     load_auto_model,
+    refuse_folder,
+)
+from engine.tasks.predictions import (
+    PAIR_SEPARATOR,
+    QA_SEPARATOR,
+    ExampleInput,
+    FilePredictions,
+    Prediction,
+    batches,
 )
 
 MAX_ANSWER_TOKENS = 30
@@ -232,6 +241,24 @@ def qa_examples(tokenizer, frame, spec, training: bool) -> FieldExamples:
 class QATask(Task):
     watch = "f1"
     metrics = ("loss", "exact_match", "f1")
+    auto_class = "AutoModelForQuestionAnswering"
+    pipeline_tag = "question-answering"
+    input_kind = f"'QUESTION {QA_SEPARATOR} CONTEXT'"
+
+    # -- using a trained run ------------------------------------------------------
+
+    def predict(self, predictor, inputs):
+        return [answer(predictor, text) for text in inputs]
+
+    def predict_file(self, predictor, cfg: RunConfig, path: Path, column, batch_size: int,
+                     progress):
+        refuse_folder(path)
+        return predict_answers(predictor, path, cfg, batch_size, progress)
+
+    def file_review_inputs(self, cfg: RunConfig):
+        return question_inputs(cfg)
+
+    # -- training -----------------------------------------------------------------
 
     def load_data(self, cfg: RunConfig, tokenizer) -> TaskData:
         from engine.core.config import is_hub_data
@@ -290,3 +317,104 @@ class QATask(Task):
                 "examples": answer_results(predictions, data.extra["answers"],
                                            [None] * len(predictions), answer_f1,
                                            normalize_answer)}
+
+
+# -- using a trained run: one question, a whole file, review ---------------------
+
+def answer(predictor, text: str) -> Prediction:
+    question, sep, context = text.partition(QA_SEPARATOR)
+    if not sep:
+        raise DataError(f"A question-answering input is 'QUESTION {QA_SEPARATOR} CONTEXT'; "
+                        f"{text[:40]!r} has no {QA_SEPARATOR}.")
+    question, context = question.strip(), context.strip()
+    if not question or not context:
+        missing = "question" if not question else "context"
+        raise DataError(f"The {missing} of {text[:40]!r} is empty; a question-answering "
+                        f"input is 'QUESTION {QA_SEPARATOR} CONTEXT'.")
+    enc = predictor.tokenizer(question, context, truncation="only_second", max_length=384,
+                              stride=64, return_overflowing_tokens=True,
+                              return_offsets_mapping=True, padding=True, return_tensors="pt")
+    offsets = enc.pop("offset_mapping").tolist()
+    enc.pop("overflow_to_sample_mapping", None)
+    out = predictor.model(**predictor.on_device(enc))
+    starts, ends = out.start_logits.float().cpu(), out.end_logits.float().cpu()
+    best = (float("-inf"), 0, 0)
+    for w in range(len(offsets)):
+        seq = enc.sequence_ids(w)
+        window = [tuple(o) if s == 1 else None for o, s in zip(offsets[w], seq, strict=True)]
+        span = best_span(starts[w], ends[w], window)
+        best = max(best, span)
+    return Prediction(text, context[best[1]:best[2]], best[0], shown_as="answer")
+
+
+def question_table(path: Path, cfg):
+    """Questions from SQuAD JSON or a table; answers are optional here."""
+    from engine.data.loading import read_table
+    if path.suffix.lower() == ".json":
+        return read_squad(path, cfg.data.encoding, "data")
+    table = read_table(path, encoding=cfg.data.encoding, role="data")
+    if {"answers"} & set(table.columns) or {"answer_text", "answer_start"} <= set(table.columns):
+        return read_squad(path, cfg.data.encoding, "data")
+    for col in ("question", "context"):
+        if col not in table.columns:
+            raise DataError(f"{path} has no column {col!r}; question answering needs question "
+                            f"and context (its columns are {', '.join(map(str, table.columns))}).")
+    return table
+
+
+def predict_answers(predictor, path: Path, cfg, batch_size: int, progress
+                    ) -> FilePredictions:
+    """The best span of each question's context, over its windows (data.doc_stride)."""
+    import torch
+
+    table = question_table(path, cfg)
+    questions = [str(q).lstrip() for q in table["question"]]
+    contexts = [str(c) for c in table["context"]]
+    best: dict[int, tuple[float, int, int]] = {}
+    with torch.inference_mode(), predictor.autocast():
+        for chunk in batches(list(range(len(questions))), batch_size):
+            enc = predictor.tokenizer(
+                [questions[i] for i in chunk], [contexts[i] for i in chunk],
+                truncation="only_second", max_length=cfg.data.max_length,
+                stride=cfg.data.doc_stride, return_overflowing_tokens=True,
+                return_offsets_mapping=True, padding=True, return_tensors="pt")
+            offsets = enc.pop("offset_mapping").tolist()
+            owners = enc.pop("overflow_to_sample_mapping").tolist()
+            out = predictor.model(**predictor.on_device(enc))
+            starts, ends = out.start_logits.float().cpu(), out.end_logits.float().cpu()
+            for w, owner in enumerate(owners):
+                window = [tuple(o) if s == 1 else None
+                          for o, s in zip(offsets[w], enc.sequence_ids(w), strict=True)]
+                span = best_span(starts[w], ends[w], window)
+                i = chunk[owner]
+                if i not in best or span[0] > best[i][0]:
+                    best[i] = span
+            if progress is not None:
+                progress(len(chunk), len(questions))
+    answers = [contexts[i][best[i][1]:best[i][2]] if i in best else ""
+               for i in range(len(questions))]
+    out = table.copy()
+    out["predicted"] = answers
+    out["score"] = [best[i][0] if i in best else float("nan") for i in range(len(questions))]
+    metric = None
+    if "answers" in table.columns:
+        golds = [[t for t, _ in a] for a in table["answers"]]
+        have = [i for i, g in enumerate(golds) if g]
+        if have:
+            f1 = squad_scores([answers[i] for i in have], [golds[i] for i in have])["f1"]
+            metric = ("f1", f1, len(have))
+    return FilePredictions(out, metric)
+
+
+def question_inputs(cfg) -> list[ExampleInput]:
+    """'question ||| context' per question, with its gold answers."""
+    from engine.data.loading import load_frames
+    spec = cfg.data
+    _, val, _ = load_frames(cfg, lambda p, role: read_squad(p, spec.encoding, role))
+    out = []
+    for i, q, c, answers in zip(val.index, val["question"], val["context"], val["answers"],
+                                strict=True):
+        golds = tuple(t for t, _ in answers)
+        out.append(ExampleInput(str(q).lstrip() + PAIR_SEPARATOR + str(c), int(i) + 1,
+                                golds[0] if golds else "", golds))
+    return out

@@ -19,6 +19,7 @@ from engine.tasks.base import (
     TaskData,
     evaluate_batches,
     load_auto_model,
+    refuse_folder,
 )
 from engine.tasks.columns import SOURCE_NAMES, TARGET_NAMES  # noqa: F401  TARGET_NAMES: re-exported
 
@@ -30,6 +31,35 @@ all); review's per-example rows cover these."""
 class Seq2SeqTask(Task):
     watch = "chrf"
     metrics = ("loss", "bleu", "chrf", "rouge1", "rouge2", "rougeL")
+    auto_class = "AutoModelForSeq2SeqLM"
+    pipeline_tag = "text2text-generation"
+    length_keys = ("data.max_length", "data.max_target_length")
+    """The decoder's positions bound the targets too."""
+
+    # -- using a trained run ------------------------------------------------------
+
+    def predict(self, predictor, inputs):
+        from engine.tasks.generation_use import generate
+
+        return [generate(predictor, text, continues=False) for text in inputs]
+
+    def predict_file(self, predictor, cfg: RunConfig, path: Path, column, batch_size: int,
+                     progress):
+        from engine.tasks.generation_use import predict_texts
+
+        refuse_folder(path)
+        return predict_texts(predictor, path, cfg, column, batch_size, progress)
+
+    def file_review_inputs(self, cfg: RunConfig):
+        """Each validation source with its target, as `load_data` reads them."""
+        from engine.tasks.predictions import ExampleInput
+
+        _, val, path = seq2seq_frames(cfg, [])
+        source, target = seq2seq_columns(val, path, cfg)
+        return [ExampleInput(str(s), int(i) + 1, str(t)) for i, s, t in
+                zip(val.index, val[source], val[target], strict=True)]
+
+    # -- training -----------------------------------------------------------------
 
     def load_data(self, cfg: RunConfig, tokenizer) -> TaskData:
         from engine.core.config import is_hub_data

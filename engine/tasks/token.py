@@ -24,8 +24,10 @@ from engine.tasks.base import (
     TaskData,
     evaluate_batches,
     load_auto_model,
+    refuse_folder,
 )
 from engine.tasks.columns import TAG_NAMES, WORD_NAMES
+from engine.tasks.predictions import ExampleInput, FilePredictions, Prediction, batches
 
 
 def read_conll(path: Path, encoding: str = "utf-8", role: str = "training"):
@@ -75,6 +77,24 @@ def align_labels(word_ids: list[int | None], word_labels: list[int]) -> list[int
 class TokenTask(Task):
     watch = "f1"
     metrics = ("loss", "accuracy", "precision", "recall", "f1")
+    auto_class = "AutoModelForTokenClassification"
+    pipeline_tag = "token-classification"
+    input_kind = "a sentence"
+
+    # -- using a trained run ------------------------------------------------------
+
+    def predict(self, predictor, inputs):
+        return [tag_sentence(predictor, text) for text in inputs]
+
+    def predict_file(self, predictor, cfg: RunConfig, path: Path, column, batch_size: int,
+                     progress):
+        refuse_folder(path)
+        return predict_tags(predictor, path, cfg, column, batch_size, progress)
+
+    def file_review_inputs(self, cfg: RunConfig):
+        return tag_inputs(cfg)
+
+    # -- training -----------------------------------------------------------------
 
     def load_processor(self, cfg: RunConfig):
         tokenizer, path = super().load_processor(cfg)
@@ -191,3 +211,94 @@ class TokenTask(Task):
         return {"loss": loss, "accuracy": accuracy, **entity_scores(gold_tags, pred_tags),
                 "examples": tag_results(gold_tags, pred_tags,
                                         [sure[i] for i in range(len(data.validation))])}
+
+
+# -- using a trained run: one sentence, a whole file, review ---------------------
+
+def tag_sentence(predictor, text: str) -> Prediction:
+    words = text.split()
+    enc = predictor.tokenizer(words, is_split_into_words=True, truncation=True,
+                              return_tensors="pt")
+    logits = predictor.model(**predictor.on_device(enc)).logits[0].float().cpu()
+    probs = logits.softmax(-1)
+    tags, seen = [], set()
+    for position, word in enumerate(enc.word_ids(0)):
+        if word is None or word in seen:
+            continue
+        seen.add(word)
+        best = int(probs[position].argmax())
+        tags.append((words[word], predictor.model.config.id2label[best],
+                     float(probs[position, best])))
+    label = " ".join(f"{w}/{t}" for w, t, _ in tags)
+    return Prediction(text, label, min((p for *_, p in tags), default=0.0),
+                      {f"{i}:{w}": p for i, (w, _, p) in enumerate(tags)}, "tags")
+
+
+def predict_tags(predictor, path: Path, cfg, column, batch_size: int, progress
+                 ) -> FilePredictions:
+    """Each row's words tagged (first sub-token of each word, as training labels them);
+    words past data.max_length get no tag, as the run saw none."""
+    import torch
+
+    from engine.data.loading import as_list, pick_column
+
+    table = read_conll(path, cfg.data.encoding, "data")
+    words_col = pick_column(table, path, column or cfg.data.text_column, "--column",
+                            ("tokens", "words"))
+    words = [[str(w) for w in as_list(v, path, words_col, i)]
+             for i, v in enumerate(table[words_col])]
+    names = predictor.model.config.id2label
+    tags: list[list[str]] = [[] for _ in words]
+    sure = [1.0] * len(words)
+    order = sorted((i for i in range(len(words)) if words[i]), key=lambda i: -len(words[i]))
+    with torch.inference_mode(), predictor.autocast():
+        for chunk in batches(order, batch_size):
+            enc = predictor.tokenizer(cut_texts([words[i] for i in chunk],
+                                                cfg.data.max_length),
+                                      is_split_into_words=True,
+                                      truncation=True, max_length=cfg.data.max_length,
+                                      padding=True, return_tensors="pt")
+            logits = predictor.model(**predictor.on_device(enc)).logits.float()
+            chance, best = (t.cpu() for t in logits.softmax(-1).max(-1))
+            for row, i in enumerate(chunk):
+                seen = set()
+                for position, word in enumerate(enc.word_ids(row)):
+                    if word is None or word in seen:
+                        continue
+                    seen.add(word)
+                    tags[i].append(names[int(best[row, position])])
+                    sure[i] = min(sure[i], float(chance[row, position]))
+            if progress is not None:
+                progress(len(chunk), len(order))
+    tags_col = next((c for c in (cfg.data.label_column, "tags", "ner_tags", "labels")
+                     if c in table.columns and c != words_col), None)
+    out = table.copy()
+    out["predicted"] = [" ".join(t) for t in tags]
+    out["score"] = sure
+    metric = None
+    if tags_col is not None:
+        gold = [[str(t) for t in as_list(v, path, tags_col, i)]
+                for i, v in enumerate(table[tags_col])]
+        padded = [t + ["O"] * (len(g) - len(t)) for t, g in zip(tags, gold, strict=True)]
+        metric = ("f1", entity_scores(gold, padded)["f1"], len(gold))
+    return FilePredictions(out, metric)
+
+
+def tag_inputs(cfg) -> list[ExampleInput]:
+    """Sentences (words joined by spaces) and their tags, as TokenTask.load_data reads
+    them: rows without words left out."""
+    from engine.data.loading import as_list, load_frames, pick_column
+
+    spec = cfg.data
+    _, val, path = load_frames(cfg, lambda p, role: read_conll(p, spec.encoding, role))
+    words_col = pick_column(val, path, spec.text_column, "text_column", ("tokens", "words"))
+    tags_col = pick_column(val, path, spec.label_column, "label_column",
+                           ("tags", "ner_tags", "labels"))
+    out = []
+    for n, (i, words, tags) in enumerate(zip(val.index, val[words_col], val[tags_col],
+                                             strict=True)):
+        words = [str(w) for w in as_list(words, path, words_col, n)]
+        if words:
+            tags = [str(t) for t in as_list(tags, path, tags_col, n)]
+            out.append(ExampleInput(" ".join(words), int(i) + 1, " ".join(tags), cut=True))
+    return out

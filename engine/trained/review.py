@@ -3,9 +3,9 @@ input, re-read from the run's data with the same rules training used, and two ru
 results side by side.
 
 The store's rows arrive as plain objects (`example`, `predicted`, `label`, `confidence`,
-`loss`); this module never imports the store. It needs torch only for a language
-model's run (its texts are kept as the tokenizer counts them, and transformers brings
-torch); an image run's inputs are re-checked with PIL only.
+`loss`); this module never imports the store. What a validation example is, and how it
+is read again, is the task adapter's (`Task.review_inputs`); a sequence head's review
+stays torch-free, the other adapters' modules bring torch.
 """
 
 from __future__ import annotations
@@ -16,15 +16,11 @@ from typing import Protocol
 
 from engine.core.config import RunConfig, is_hub_data, parse_hub_data
 from engine.core.errors import DataError, HubtuneError
+from engine.tasks.predictions import PAIR_SEPARATOR, ExampleInput
 
-REVIEWED_TASKS = ("text-classification", "text-pair-classification",
-                  "multi-label-classification", "regression", "image-classification",
-                  "seq2seq", "token-classification", "question-answering", "masked-lm",
-                  "causal-lm")
-"""Tasks whose evaluations record per-example results (every task that trains)."""
-PAIR_SEPARATOR = " ||| "
-SEQUENCE_TASKS = ("text-classification", "text-pair-classification",
-                  "multi-label-classification", "regression")
+__all__ = ["PAIR_SEPARATOR", "ExampleInput", "ReviewedExample", "Disagreement",
+           "as_trained", "check_reviewable", "disagreements", "join_inputs",
+           "same_validation", "validation_inputs"]
 
 
 class Result(Protocol):
@@ -33,30 +29,6 @@ class Result(Protocol):
     label: str
     confidence: float | None
     loss: float
-
-
-@dataclass(frozen=True)
-class ExampleInput:
-    """One validation example as the run read it."""
-
-    text: str
-    """The input: its text, 'text ||| pair', the source text, or an image path."""
-    row: int | None
-    """Its data row in the file it came from (1 = first row after any header); None for
-    an image folder."""
-    label: str
-    """The true label as the per-example results write it; empty where nothing is
-    checked (a language model's rows carry the tokens it was scored on)."""
-    accepted: tuple[str, ...] = ()
-    """Other labels a stored row may carry: each gold answer of a question."""
-    cut: bool = False
-    """Whether a stored label may be this one's first words only (a sentence's tags, where
-    data.max_length cut the sentence)."""
-
-    def matches(self, stored: str) -> bool:
-        """Whether a stored row's label is this example's."""
-        return (not self.label or stored == self.label or stored in self.accepted
-                or (self.cut and self.label.startswith(stored + " ")))
 
 
 @dataclass(frozen=True)
@@ -77,10 +49,19 @@ class ReviewedExample:
         return {**self.__dict__, "correct": self.correct}
 
 
+def reviewed_tasks() -> tuple[str, ...]:
+    """The heads whose evaluations record per-example results (every head that trains)."""
+    from engine.tasks import task_for, task_names
+
+    return tuple(n for n in task_names() if task_for(n).reviewed)
+
+
 def check_reviewable(task: str) -> None:
-    if task not in REVIEWED_TASKS:
+    from engine.tasks import task_for
+
+    if not task_for(task).reviewed:
         raise HubtuneError(f"Per-example review is not available for head.task {task} yet; "
-                           f"it covers {', '.join(REVIEWED_TASKS)}.")
+                           f"it covers {', '.join(reviewed_tasks())}.")
 
 
 def as_trained(run_id: int, cfg: RunConfig, summary: dict | None
@@ -123,137 +104,12 @@ def as_trained(run_id: int, cfg: RunConfig, summary: dict | None
 
 
 def validation_inputs(cfg: RunConfig) -> list[ExampleInput]:
-    """Every validation example of a run in the order its evaluations saw them."""
-    task = cfg.head.task
-    check_reviewable(task)
-    if is_hub_data(cfg.data.train):
-        return _hub_inputs(cfg)
-    if task == "image-classification":
-        from engine.tasks.image import image_splits
+    """Every validation example of a run in the order its evaluations saw them, read by
+    its task adapter (`Task.review_inputs`)."""
+    from engine.tasks import task_for
 
-        _, val, _ = image_splits(cfg, [])
-        return [ExampleInput(str(p), None, str(label))
-                for p, label in zip(val["path"], val["label"], strict=True)]
-    if task == "seq2seq":
-        from engine.tasks.seq2seq import seq2seq_columns, seq2seq_frames
-
-        _, val, path = seq2seq_frames(cfg, [])
-        source, target = seq2seq_columns(val, path, cfg)
-        return [ExampleInput(str(s), int(i) + 1, str(t)) for i, s, t in
-                zip(val.index, val[source], val[target], strict=True)]
-    if task == "token-classification":
-        return _tag_inputs(cfg)
-    if task == "question-answering":
-        return _question_inputs(cfg)
-    if task in ("masked-lm", "causal-lm"):
-        return _lm_inputs(cfg)
-    return _text_inputs(cfg)
-
-
-def _tag_inputs(cfg: RunConfig) -> list[ExampleInput]:
-    """Sentences (words joined by spaces) and their tags, as TokenTask.load_data reads
-    them: rows without words left out."""
-    from engine.data.loading import as_list, load_frames, pick_column
-    from engine.tasks.token import read_conll
-
-    spec = cfg.data
-    _, val, path = load_frames(cfg, lambda p, role: read_conll(p, spec.encoding, role))
-    words_col = pick_column(val, path, spec.text_column, "text_column", ("tokens", "words"))
-    tags_col = pick_column(val, path, spec.label_column, "label_column",
-                           ("tags", "ner_tags", "labels"))
-    out = []
-    for n, (i, words, tags) in enumerate(zip(val.index, val[words_col], val[tags_col],
-                                             strict=True)):
-        words = [str(w) for w in as_list(words, path, words_col, n)]
-        if words:
-            tags = [str(t) for t in as_list(tags, path, tags_col, n)]
-            out.append(ExampleInput(" ".join(words), int(i) + 1, " ".join(tags), cut=True))
-    return out
-
-
-def _question_inputs(cfg: RunConfig) -> list[ExampleInput]:
-    """'question ||| context' per question, with its gold answers."""
-    from engine.data.loading import load_frames
-    from engine.tasks.qa import read_squad
-
-    spec = cfg.data
-    _, val, _ = load_frames(cfg, lambda p, role: read_squad(p, spec.encoding, role))
-    out = []
-    for i, q, c, answers in zip(val.index, val["question"], val["context"], val["answers"],
-                                strict=True):
-        golds = tuple(t for t, _ in answers)
-        out.append(ExampleInput(str(q).lstrip() + PAIR_SEPARATOR + str(c), int(i) + 1,
-                                golds[0] if golds else "", golds))
-    return out
-
-
-def _lm_inputs(cfg: RunConfig) -> list[ExampleInput]:
-    """The texts a language model was validated on: non-empty, and more than one token
-    long with the run's tokenizer (as LanguageModelTask.load_data keeps them)."""
-    from engine.data.loading import load_frames, pick_column
-    from engine.data.text_cells import cut_texts
-    from engine.modeling.loading import load_tokenizer
-
-    spec = cfg.data
-    _, val, path = load_frames(cfg)
-    column = pick_column(val, path, spec.text_column, "text_column", ("content", "sentence"))
-    kept = [(i, t) for i, t in zip(val.index, val[column], strict=True)
-            if isinstance(t, str) and t.strip()]
-    tokenizer, _ = load_tokenizer(cfg.model)
-    ids = tokenizer(cut_texts([t for _, t in kept], spec.max_length), truncation=True,
-                    max_length=spec.max_length, return_attention_mask=False
-                    )["input_ids"] if kept else []
-    return [ExampleInput(t, int(i) + 1, "") for (i, t), x in zip(kept, ids, strict=True)
-            if len(x) > 1]
-
-
-def _hub_inputs(cfg: RunConfig) -> list[ExampleInput]:
-    """A sequence head's validation rows of an `hf:` dataset, read as its run read them
-    (from the cache: nothing is downloaded again)."""
-    from engine.data.hub.splits import encode_labels
-    from engine.data.hub.text import _as_text, hub_text_splits
-    from engine.tasks.hub_data import hub_splits
-
-    if cfg.head.task not in SEQUENCE_TASKS:
-        raise HubtuneError(f"Per-example review of a head.task {cfg.head.task} run trained on "
-                           "hub data (hf:) is not available yet; it covers the sequence heads "
-                           "(classification, pairs, multi-label, regression) on hub data, and "
-                           "every head on files.")
-    splits = hub_splits(cfg)
-    rows = hub_text_splits(cfg, splits.train, splits.validation)
-    text, pair, label = rows.columns
-    val = rows.validation
-    texts = [_as_text(v) for v in val[text]]
-    if pair is not None:
-        texts = [t + PAIR_SEPARATOR + _as_text(p) for t, p in zip(texts, val[pair], strict=True)]
-    targets = encode_labels(list(val[label]), rows.lmap, rows.val_where, label)
-    shown = _label_texts(cfg.head.task, targets, rows.lmap.names)
-    return [ExampleInput(t, None, label) for t, label in zip(texts, shown, strict=True)]
-
-
-def _text_inputs(cfg: RunConfig) -> list[ExampleInput]:
-    from engine.data.loading import _labelled_splits, _text
-
-    spec = cfg.data
-    _, (frame, labels), names, _ = _labelled_splits(cfg, [])
-    texts = [_text(v) for v in frame[spec.text_column]]
-    if spec.text_pair_column:
-        texts = [t + PAIR_SEPARATOR + _text(p)
-                 for t, p in zip(texts, frame[spec.text_pair_column], strict=True)]
-    shown = _label_texts(cfg.head.task, labels, names)
-    return [ExampleInput(t, int(i) + 1, label)
-            for i, t, label in zip(frame.index, texts, shown, strict=True)]
-
-
-def _label_texts(task: str, targets: list, names: tuple[str, ...]) -> list[str]:
-    """Sequence-head targets (class indices, multi-hot rows or numbers) as the per-example
-    results write their labels."""
-    if task == "regression":
-        return [f"{float(v):.6g}" for v in targets]
-    if task == "multi-label-classification":
-        return [", ".join(n for n, on in zip(names, hot, strict=True) if on) or "(none)"
-                for hot in targets]
-    return [names[i] for i in targets]
+    check_reviewable(cfg.head.task)
+    return task_for(cfg.head.task).review_inputs(cfg)
 
 
 def join_inputs(run_id: int, results: Iterable[Result], inputs: list[ExampleInput],

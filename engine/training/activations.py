@@ -33,6 +33,8 @@ from torch import nn
 from torch.nn import functional as F
 from torch.overrides import TorchFunctionMode
 
+from engine.training.compat import cpu_flash_attention, storage_key
+
 T = torch.Tensor
 
 LOW_PRECISION_OPS = frozenset({
@@ -97,9 +99,8 @@ class _MetaPass(TorchFunctionMode):
         # The CPU flash kernel's meta version keeps what the fused kernels keep (q, k, v,
         # output, log-sum-exp and the mask): the same bytes the GPU's kernels save. It
         # takes grouped-query attention's fewer key/value heads as they are.
-        fused = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu
-        return fused(query, key, value, dropout_p, is_causal, attn_mask=attn_mask,
-                     scale=scale)[0]
+        return cpu_flash_attention(query, key, value, dropout_p, is_causal,
+                                   attn_mask=attn_mask, scale=scale)
 
     def _cast(self, value, dtype):
         if isinstance(value, T):
@@ -126,10 +127,8 @@ def meta_answers() -> TorchFunctionMode:
 
 
 def _key(t: T) -> int:
-    """Identity of a tensor's storage, for meta tensors too (whose data pointers are all
-    0). `_cdata` is the storage's address: torch's own, wrapped here alone; the plan
-    tests fail if an upgrade takes it away."""
-    return t.untyped_storage()._cdata
+    """Identity of a tensor's storage, for meta tensors too (engine.training.compat)."""
+    return storage_key(t)
 
 
 @dataclass(frozen=True)

@@ -138,13 +138,13 @@ def attention_implementation(model: nn.Module) -> str | None:
     """The attention kernel the transformers model inside `model` runs: "sdpa", "eager",
     "flash_attention_2", ...; None for a model with no transformers config.
 
-    transformers 5 keeps the choice in `config._attn_implementation` and offers no
-    public getter (only `set_attn_implementation`): this is the one place that reads
-    it, and tests/engine/test_cuda_ready.py fails if an upgrade moves it.
+    transformers keeps the choice privately (engine.training.compat.config_attention).
     """
+    from engine.training.compat import config_attention
+
+    none = object()
     for module in model.modules():
-        config = getattr(module, "config", None)
-        if config is not None and hasattr(config, "_attn_implementation"):
-            value = config._attn_implementation
-            return value if isinstance(value, str) else None
+        value = config_attention(getattr(module, "config", None), default=none)
+        if value is not none:  # the first transformers config decides
+            return value
     return None

@@ -140,11 +140,12 @@ def raise_recompile_limit(graphs: int) -> int:
     """Let torch.compile keep `graphs` graphs of the model before it gives up on new
     shapes and runs them eagerly (its default, 8, is fewer than a bucketed run with
     gradual unfreezing needs). Returns the limit in force. The setting lives in
-    torch._dynamo.config, torch's documented place for it; a test fails if it moves."""
-    import torch._dynamo.config as dynamo_config
+    torch._dynamo.config, torch's documented place for it (engine.training.compat)."""
+    from engine.training.compat import dynamo_config
 
-    limit = max(dynamo_config.recompile_limit, graphs)
-    dynamo_config.recompile_limit = limit
+    settings = dynamo_config()
+    limit = max(settings.recompile_limit, graphs)
+    settings.recompile_limit = limit
     return limit
 
 

@@ -83,10 +83,14 @@ def _stamp(path: Path | None) -> list:
 
 def _code_hash(task) -> str:
     """The source of the modules that turn files into examples."""
+    import engine.data.examples
+    import engine.data.files
     import engine.data.hub.rows
     import engine.data.hub.text
+    import engine.data.labels
     import engine.data.loading
     import engine.data.reader
+    import engine.data.text_splits
     import engine.tasks.base
     import engine.tasks.hub_qa
     import engine.tasks.hub_readers
@@ -94,7 +98,9 @@ def _code_hash(task) -> str:
     digest = hashlib.sha256()
     # The hub readers too (hub_text imports engine.data.hub.splits, hub_readers hub_data): a
     # task's own module is not the only one that turns its hub rows into examples.
-    for module in (engine.data.reader, engine.data.loading, engine.tasks.base,
+    for module in (engine.data.reader, engine.data.loading, engine.data.files,
+                   engine.data.labels, engine.data.text_splits, engine.data.examples,
+                   engine.tasks.base,
                    engine.data.hub.splits, engine.data.hub.text, engine.data.hub.rows,
                    engine.tasks.hub_data, engine.tasks.hub_readers, engine.tasks.hub_qa,
                    sys.modules[type(task).__module__]):

@@ -421,7 +421,9 @@ def train(
     With `out_dir`, checkpoints go to `out_dir/checkpoints/` and the final
     model to `out_dir/model/`. `resume_from` continues from a checkpoint.
     """
-    if cfg.head.task == "feature-extraction":
+    from engine.tasks import task_for
+
+    if not task_for(cfg.head.task).trains:  # an embedding run computes, never trains
         from engine.training.embed import embed
 
         try:

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from engine.modeling.freeze import FreezePlan
+from engine.training.compat import config_attention
 
 BYTES = {"fp32": 4, "bf16": 2, "fp16": 2}
 
@@ -180,7 +181,7 @@ def _guessed(model, plan, batch_size, seq_len, precision, fixed) -> MemoryEstima
     config = getattr(backbone_of(model), "config", None)
     hidden = getattr(config, "hidden_size", 0) or 0
     heads = getattr(config, "num_attention_heads", 1) or 1
-    eager = getattr(config, "_attn_implementation", "eager") == "eager"
+    eager = config_attention(config, default="eager") == "eager"
     blocks = [g for g in plan.groups if g.name.startswith("block.")]
     first = next((i for i, g in enumerate(blocks)
                   if any(p in plan.trainable for p in g.params)), len(blocks))

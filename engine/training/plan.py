@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from engine.modeling.freeze import FreezePlan
+from engine.training.compat import config_attention
 from engine.training.memory import MemoryEstimate, estimate_memory
 
 __all__ = ["MemoryEstimate", "Plan", "StagePlan", "estimate_memory", "make_plan"]
@@ -148,7 +149,8 @@ def make_plan(cfg, *, processes: int = 1) -> Plan:
     if not task.vision:
         from engine.modeling.lengths import fit_lengths
 
-        sample, clamped = fit_lengths(sample, path)  # the check the training loop makes
+        # the check the training loop makes
+        sample, clamped = fit_lengths(sample, path, task.length_keys)
     data = task.load_data(sample, processor)
     max_length = sample.data.max_length
     with on_meta_device():
@@ -200,7 +202,7 @@ def make_plan(cfg, *, processes: int = 1) -> Plan:
                 notices=tuple(c.notice for c in clamped) + tuple(data.warnings),
                 length_notice=next((c.notice for c in clamped if c.key == "data.max_length"),
                                    None),
-                batch_shapes=shapes, attention=getattr(config, "_attn_implementation", None),
+                batch_shapes=shapes, attention=config_attention(config),
                 device=device, processes=processes)
 
 

@@ -32,6 +32,11 @@ from engine.training.backends import (
     use_channels_last,
 )
 from engine.training.checkpoint import LoopState, load_checkpoint
+from engine.training.compat import (
+    release_ddp_hooks,
+    replace_prepared_model,
+    reset_accelerator_state,
+)
 from engine.training.optim import OverflowSteps, is_fused, lr_lambda, make_optimizer
 from engine.training.precision import resolve_precision
 
@@ -96,7 +101,6 @@ class RunSetup:
 
     def _start_accelerator(self) -> None:
         from accelerate import Accelerator
-        from accelerate.state import AcceleratorState
         from accelerate.utils import set_seed
 
         cfg = self.cfg
@@ -107,7 +111,7 @@ class RunSetup:
         # accelerate keeps one precision per process and refuses a second; a process may
         # train several runs one after another (the benchmarks, the tests). The process
         # group (PartialState) stays.
-        AcceleratorState._reset_state()
+        reset_accelerator_state()
         from accelerate import DataLoaderConfiguration
 
         self.accelerator = Accelerator(
@@ -316,7 +320,7 @@ class RunSetup:
         """cfg with its token lengths clamped to the model's positions, each clamp noted."""
         from engine.modeling.lengths import fit_lengths
 
-        cfg, clamped = fit_lengths(cfg, model_path)
+        cfg, clamped = fit_lengths(cfg, model_path, self.task.length_keys)
         for limit in clamped:
             self.emit(Note(limit.notice, level="warning"))
         return cfg
@@ -384,7 +388,7 @@ def rewrap(accelerator, run) -> None:
     old = run.model
     if not isinstance(old, DistributedDataParallel):
         return
-    old._remove_autograd_hooks()
+    release_ddp_hooks(old)
     run.model = DistributedDataParallel(
         old.module, device_ids=old.device_ids, output_device=old.output_device,
         broadcast_buffers=old.broadcast_buffers,
@@ -392,4 +396,4 @@ def rewrap(accelerator, run) -> None:
         gradient_as_bucket_view=old.gradient_as_bucket_view)
     # accelerate keeps the models it prepared (for unwrap and save_state): the new wrapper
     # replaces the old one there too.
-    accelerator._models = [run.model if m is old else m for m in accelerator._models]
+    replace_prepared_model(accelerator, old, run.model)

@@ -173,10 +173,10 @@ def test_head_that_does_not_fit_is_refused(family, task, message, family_dir, ta
 
 
 def test_heads_offered_for_a_model_are_the_ones_that_build(family_dir):
-    """`engine.modeling.heads.heads_for` (what the new-run form offers) includes every family x head
+    """`engine.tasks.fit.heads_for` (what the new-run form offers) includes every family x head
     case above that trains, and none of the misfits."""
     from engine.core.config import ModelSpec
-    from engine.modeling.heads import heads_for
+    from engine.tasks.fit import heads_for
 
     def offered(family: str) -> tuple[str, ...]:
         ref = family if family.startswith("torchvision:") else str(family_dir(family))

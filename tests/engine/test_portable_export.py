@@ -121,7 +121,8 @@ EMBEDDING_POOLINGS = ("mean", "pooler")
 
 
 def test_exports_load_without_hubtune_and_predict_as_hubtune_does(tmp_path, tiny_bert):
-    from engine.modeling.export import REMOTE_CODE, SENTENCE_TRANSFORMERS, export_model
+    from engine.modeling.export import REMOTE_CODE, SENTENCE_TRANSFORMERS
+    from engine.trained.export import export_model
     from engine.trained.predict import Predictor
 
     exported, ours = [], []
@@ -186,9 +187,10 @@ def _torchvision_export(tmp_path: Path) -> tuple[Path, list[str], torch.Tensor]:
     from PIL import Image
     from safetensors.torch import save_model
 
-    from engine.modeling.export import REMOTE_VISION, export_model
+    from engine.modeling.export import REMOTE_VISION
     from engine.tasks.base import write_head_file
     from engine.tasks.image import IMAGENET_MEAN, IMAGENET_STD, TorchvisionClassifier
+    from engine.trained.export import export_model
     from engine.trained.predict import Predictor
 
     cfg = RunConfig.from_dict({"name": "tv", "model": {"id": "torchvision:mobilenet_v3_small"},

@@ -148,7 +148,7 @@ def test_every_config_key_has_a_field():
     import dataclasses
 
     from engine.core.config import RunConfig
-    from tui.new_run_settings import MAIN_KEYS, SETTINGS
+    from tui.new_run_settings import MAIN_KEYS, SETTINGS, YAML_ONLY
 
     def leaves(cls, prefix=""):
         import typing
@@ -162,10 +162,12 @@ def test_every_config_key_has_a_field():
             else:
                 yield prefix + f.name
 
-    every = set(leaves(RunConfig)) - {"base_dir"}
+    every = {k for k in leaves(RunConfig) if not any(k.startswith(y + ".")
+                                                     for y in YAML_ONLY)} - {"base_dir"}
     main = {key for key, *_ in (*FIELDS.values(), *SELECTS.values())}
     assert main == MAIN_KEYS - {"base_dir"}
     assert every == main | set(SETTINGS)
+    assert YAML_ONLY == {"train.watch"}  # rules of rules: the config file's, kept as loaded
     for key in ("data.limit", "train.max_steps", "train.scheduler", "train.warmup_ratio",
                 "train.weight_decay", "train.grad_accumulation", "train.precision",
                 "train.eval_every", "train.early_stopping.patience", "train.checkpoint_every",
@@ -244,3 +246,15 @@ def test_text_fields_are_text_as_typed_and_a_half_typed_pkg_path_says_its_form()
         with pytest.raises(ConfigError) as err:
             data_source(None, typed)  # what the form previews, and the message it shows
         assert "pkg:<package>/<path>" in str(err.value) and "mapping" not in str(err.value)
+
+
+def test_a_loaded_configs_watch_rules_survive_the_form(tmp_path):
+    from engine.core.config import RunConfig, WatchRule
+
+    cfg = RunConfig.from_dict({"model": {"id": "org/tiny"}, "data": {"train": "t.csv"},
+                               "train": {"watch": {"plateau": {"window": 4, "action": "stop"},
+                                                   "idle_gpu": None}}})
+    shown = NewRunForm.from_config(cfg)
+    again = NewRunForm.from_fields(shown.fields(), shown.base, shown.advanced_values())
+    watch = again.to_config(base_dir=cfg.base_dir).train.watch
+    assert watch.plateau == WatchRule(action="stop", window=4) and watch.idle_gpu is None

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 from importlib.metadata import version
 
 import click
@@ -35,6 +36,13 @@ def remote_add(name: str, target: str, port: int | None, command: str,
     if not host or host.startswith("-") or any(c.isspace() for c in target):
         raise Failure(f"{printable(target, limit=80)} is not [USER@]HOST (a host name or "
                       "address, or an alias from ~/.ssh/config).")
+    try:
+        parts = shlex.split(command)
+    except ValueError:
+        parts = []
+    if not parts:
+        raise Failure(f"--hubtune {printable(command, limit=80)} is not a command (a path, "
+                      "or a name on that machine's PATH, quoted as for a shell).")
     add_remote(open_store(), Remote(name, host, user or None, port, command, home))
     echo(f"Added remote {name} ({printable(target, limit=80)}); `hubtune remote test "
          f"{name}` checks it answers.")
@@ -75,7 +83,8 @@ def remote_rm(name: str) -> None:
 def remote_test(name: str) -> None:
     """Check a remote answers: its hubtune version and its queue's slots."""
     with session(name) as s:
-        slots = json.loads(call(s, ["queue", "slots", "--json"]))
+        slots = parsed(name, call(s, ["queue", "slots", "--json"]))
+    slots = [slot for slot in slots if isinstance(slot, dict)]
     free = sum(1 for slot in slots if not slot.get("held_by") and not slot.get("busy"))
     echo(f"Remote {name} answers: hubtune {printable(s.version, limit=40)}, "
          f"{len(slots)} slots ({free} free).")
@@ -95,6 +104,18 @@ def call(s, argv: list[str], files: dict[str, str] | None = None) -> str:
     if answer.get("exit"):
         raise Failure(f"On {s.remote.name}: {printable(answer.get('error') or 'failed')}")
     return str(answer.get("stdout") or "")
+
+
+def parsed(name: str, text: str) -> list:
+    """A remote's --json list, or one sentence saying it sent something else."""
+    try:
+        value = json.loads(text)
+    except (ValueError, RecursionError):
+        value = None
+    if not isinstance(value, list):
+        raise Failure(f"Remote {name} answered with something other than a JSON list; is "
+                      "the same hubtune version installed there?")
+    return value
 
 
 def remote_names(which: str) -> list[str]:
@@ -118,8 +139,8 @@ def echo_runs_everywhere(which: str, local: list[dict], options: list[str],
     for name in remote_names(which):
         try:
             with session(name) as s:
-                found = json.loads(call(s, ["runs", "ls", "--json", *options]))
-        except (HubtuneError, Failure, ValueError) as exc:
+                found = parsed(name, call(s, ["runs", "ls", "--json", *options]))
+        except (HubtuneError, Failure) as exc:
             if which != "all":
                 raise
             echo(f"Remote {name}: {printable(getattr(exc, 'message', None) or exc)}", err=True)
@@ -133,7 +154,7 @@ def echo_runs_everywhere(which: str, local: list[dict], options: list[str],
         result = (r.get("result") or {}) if isinstance(r.get("result"), dict) else {}
         shown = (f"{result.get('metric') or ''} {metric(result.get('value'))}"
                  if isinstance(result.get("value"), (int, float)) else "-")
-        echo(f"{cut(r['remote'] or 'local', 12):<12} {r.get('id', '?'):>4}  "
+        echo(f"{cut(r['remote'] or 'local', 12):<12} {cut(r.get('id', '?'), 8):>4}  "
              f"{cut(r.get('status'), 11):<11} {cut(r.get('name') or '', 24):<24} "
              f"{cut(r.get('model_id') or '', 28):<28} {cut(shown, 16)}")
 

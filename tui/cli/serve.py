@@ -47,15 +47,16 @@ def serve(stdio: bool) -> None:
             _send(out, {"id": None, "exit": 2, "stdout": "",
                         "error": "A request must be one JSON object with an id."})
             continue
-        if request.get("ping"):
-            _send(out, {"id": ident, "pong": True})
-            continue
-        if "has" in request or "put" in request:
-            _send(out, {"id": ident, **receive(request)})
-            continue
         try:
-            _send(out, {"id": ident, **answer(request, _Stream(out, ident), root)})
-        except Exception as exc:  # the connection outlives any one command's failure
+            if request.get("ping"):
+                _send(out, {"id": ident, "pong": True})
+            elif "has" in request or "put" in request:
+                _send(out, {"id": ident, **receive(request)})
+            else:
+                _send(out, {"id": ident, **answer(request, _Stream(out, ident), root)})
+        except BrokenPipeError:  # the other end went away: so does this server
+            return
+        except Exception as exc:  # the connection outlives any one request's failure
             _send(out, {"id": ident, "exit": 1, "stdout": "",
                         "error": f"Internal error on the remote ({type(exc).__name__}: {exc})."})
 
@@ -84,6 +85,8 @@ def receive(request: dict) -> dict:
     from store.paths import data_dir
 
     ask = request.get("has") or request.get("put") or {}
+    if not isinstance(ask, dict):
+        return {"error": "A file is named by its sha256 and a plain file name."}
     sha, name = str(ask.get("sha", "")), str(ask.get("name", ""))
     if not (len(sha) == 64 and all(c in "0123456789abcdef" for c in sha)) or not name \
             or "/" in name or name.startswith(".") or len(name) > 200:
@@ -119,6 +122,9 @@ def answer(request: dict, stream, root: click.Command) -> dict:
     if tuple(argv[:1]) not in ALLOWED and tuple(argv[:2]) not in ALLOWED:
         return {"exit": 2, "stdout": "",
                 "error": f"A remote may not run `hubtune {' '.join(argv[:2])[:60]}`."}
+    if any(a == "--remote" or a.startswith("--remote=") for a in argv):
+        # this machine's own remotes (and its ssh keys) are not the asker's to use
+        return {"exit": 2, "stdout": "", "error": "A remote may not use --remote there."}
     try:
         argv = _with_files(argv, request.get("files") or {})
     except (OSError, ValueError) as exc:
