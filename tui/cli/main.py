@@ -47,10 +47,12 @@ def _register() -> None:
     from tui.cli.runs import runs
     from tui.cli.serve import serve
     from tui.cli.slurm import slurm
+    from tui.cli.soup import runs_soup
     from tui.cli.sweep import sweep
     from tui.cli.train import train
 
     runs.add_command(runs_errors)
+    runs.add_command(runs_soup)
     for command in (train, slurm, queue, sweep, runs, export, predict, hub, cache, plan, data,
                     remote, serve):
         cli.add_command(command)
