@@ -76,6 +76,9 @@ def out_of_sample_probs(features: np.ndarray, labels: np.ndarray, *, folds: int,
     _, LogisticRegression, StratifiedKFold, make_pipeline, StandardScaler = _libraries()
     counts = np.bincount(labels)
     present = counts[counts > 0]
+    if len(present) < 2:  # a head has nothing to tell apart (scikit-learn would raise)
+        raise DataError("The label check needs examples of at least two labels; every "
+                        "example here has the same one.")
     folds = min(folds, int(present.min()))
     if folds < 2:
         raise DataError("Every label needs at least 2 examples for an out-of-sample check; "

@@ -77,6 +77,12 @@ def start_run(
         sweep_id=sweep_id,
     )
     lease = store.get_run(run_id).lease
+    if not is_hub_data(cfg.data.train):
+        from engine.data.provenance import audit_sentence
+
+        cleaned = audit_sentence(cfg.resolve(cfg.data.train))
+        if cleaned:  # the run says which audit its data came from
+            store.add_event(run_id, cleaned, "info", lease=lease)
     try:  # from here on a failure must not leave the run `queued` for ever
         folder = run_dir(run_id)
         folder.mkdir(parents=True, exist_ok=True)
@@ -279,29 +285,32 @@ def queue_trials(store: RunStore, spec, *, gpus: GpuMonitor | None = None) -> li
     whose settings make no valid config is told failed, and the next one asked."""
     from engine.core.config import MAX_NAME_CHARS, apply_overrides
     from engine.core.errors import ConfigError
-    from engine.runs.search import ask, bind, tell
+    from engine.runs.search import ask, bind, locked, tell
 
-    settle_trials(store, spec)
     queued: list[int] = []
-    for _ in range(spec.trials):  # each round asks at least one trial, or ends
-        active = [r for r in store.list_runs(sweep=spec.sweep_id, limit=None)
-                  if r.status in ("queued", "running")]
-        trials = ask(spec, len(active))
-        if not trials:
-            return queued
-        for trial in trials:
-            try:
-                cfg = RunConfig.from_dict(apply_overrides(spec.base, trial.overrides))
-            except ConfigError:
-                tell(spec, trial.number, "failed", None)
-                continue
-            suffix = f"-t{trial.number}"
-            cfg = dataclasses.replace(cfg, name=spec.name[: MAX_NAME_CHARS - len(suffix)]
-                                      + suffix)
-            run_id = start_run(store, cfg, processes=spec.processes, gpus=gpus, queue=True,
-                               sweep_id=spec.sweep_id, trial=trial.number)
-            bind(spec, trial.number, run_id)
-            queued.append(run_id)
+    # Held throughout: two workers ending at once would otherwise both count the places
+    # free, and one would settle as dead the trial the other has asked but not yet bound.
+    with locked(spec.sweep_id):
+        settle_trials(store, spec)
+        for _ in range(spec.trials):  # each round asks at least one trial, or ends
+            active = [r for r in store.list_runs(sweep=spec.sweep_id, limit=None)
+                      if r.status in ("queued", "running")]
+            trials = ask(spec, len(active))
+            if not trials:
+                return queued
+            for trial in trials:
+                try:
+                    cfg = RunConfig.from_dict(apply_overrides(spec.base, trial.overrides))
+                except ConfigError:
+                    tell(spec, trial.number, "failed", None)
+                    continue
+                suffix = f"-t{trial.number}"
+                cfg = dataclasses.replace(cfg, name=spec.name[: MAX_NAME_CHARS - len(suffix)]
+                                          + suffix)
+                run_id = start_run(store, cfg, processes=spec.processes, gpus=gpus,
+                                   queue=True, sweep_id=spec.sweep_id, trial=trial.number)
+                bind(spec, trial.number, run_id)
+                queued.append(run_id)
     return queued
 
 

@@ -130,3 +130,76 @@ def data_clear_cache() -> None:
     count, freed = clear()
     echo(f"Removed {count} cached data set{'s' if count != 1 else ''} "
                f"({human_bytes(freed)}) from {cache_dir()}.")
+
+
+@data.command("audit")
+@click.argument("config", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Override a config value by dotted key, e.g. data.train=other.csv.")
+@click.option("--folds", type=click.IntRange(2, 20), default=5, show_default=True,
+              help="Folds of the out-of-sample label check.")
+@click.option("--seed", default=0, show_default=True, help="Seed of the folds.")
+@click.option("--write-clean", "clean", type=click.Path(path_type=Path), metavar="OUT",
+              help="Write a cleaned copy of the training file (same format, never over it) "
+                   "with the audit beside it; a run trained on it records the audit.")
+@click.option("--drop/--relabel", "drop", default=True, show_default=True,
+              help="With --write-clean: leave likely label errors out, or give them the "
+                   "suggested label.")
+@click.option("--json", "as_json", is_flag=True, help="Print the findings as JSON.")
+def data_audit(config: Path, overrides: tuple[str, ...], folds: int, seed: int,
+               clean: Path | None, drop: bool, as_json: bool) -> None:
+    """Find likely label errors, duplicates, leaks and degenerate inputs in CONFIG's data,
+    with its model as a frozen feature extractor (the audit extra: cleanlab)."""
+    from engine.audit.run import audit
+    from engine.core.config import load_config
+
+    cfg = load_config(config, overrides)
+    report = audit(cfg, folds=folds, seed=seed,
+                   progress=None if as_json else lambda m: echo(f"audit: {m}", err=True))
+    cleaned = None
+    if clean is not None:
+        from engine.audit.clean import write_clean
+
+        cleaned = write_clean(cfg, report, clean, mode="drop" if drop else "relabel")
+    if as_json:
+        out = report.to_json()
+        if cleaned is not None:
+            out["cleaned"] = {"path": str(cleaned.path), "dropped": cleaned.dropped,
+                              "relabelled": cleaned.relabelled, "kept": cleaned.kept}
+        echo(dump_json(out))
+        return
+    _echo_audit(cfg, report)
+    if cleaned is not None:
+        echo(f"Wrote {cleaned.path}: {cleaned.kept} rows ({cleaned.dropped} dropped, "
+             f"{cleaned.relabelled} relabelled); train on it with --set "
+             f"data.train={cleaned.path}.")
+
+
+def _echo_audit(cfg, report, shown: int = 8) -> None:
+    from engine.audit.run import read_split
+
+    rows = ", ".join(f"{n} {k}" for k, n in report.rows.items())
+    echo(f"Audited {rows} rows: {len(report.label_issues)} likely label errors, "
+         f"{len(report.duplicates)} duplicate groups, {len(report.leaks)} leaks, "
+         f"{len(report.degenerate)} degenerate inputs, {len(report.rare_labels)} rare labels.")
+    if report.label_issues:
+        split = read_split(cfg, "train", cfg.data.train)
+        text = dict(zip(split.rows, split.texts, strict=True))
+        echo(f"\nLikely label errors (worst {min(shown, len(report.label_issues))}):")
+        echo(f"{'ROW':>6}  {'LABEL':<14} {'SUGGESTED':<14} {'CONF':>5}  TEXT")
+        for issue in report.label_issues[:shown]:
+            echo(f"{issue['row']:>6}  {cut(issue['label'], 14):<14} "
+                 f"{cut(issue['suggested'], 14):<14} {issue['confidence']:>5.2f}  "
+                 f"{cut(text.get(issue['row'], ''), 60)}")
+    for leak in report.leaks[:shown]:
+        echo(f"Leak: validation row {leak['validation_row']} is training row "
+             f"{leak['train_row']} (similarity {leak['similarity']:.3f}).")
+    for group in report.duplicates[:shown]:
+        echo(f"Duplicates ({group['kind']}) in {group['split']}: rows "
+             f"{', '.join(map(str, group['rows'][:10]))}")
+    for d in report.degenerate[:shown]:
+        echo(f"Degenerate input: {d['split']} row {d['row']} ({d['reason']}).")
+    for r in report.rare_labels:
+        echo(f"Rare label: {cut(r['label'], 40)} has {r['count']} examples.")
+    for note in report.notes:
+        echo(f"Note: {note}")
