@@ -110,13 +110,14 @@ def place_for_run(store, config, device: str | None = None):
 
 def predict_file(model_dir: Path, cfg, path: Path, *, column: str | None = None,
                  batch_size: int = 32, progress=None, placement=None,
-                 encoding: str | None = None) -> FilePredictions:
+                 encoding: str | None = None, model=None) -> FilePredictions:
     """Predict every row of a CSV/TSV/JSONL/Parquet file (an image folder for an image
     run) with a run's model, reading it as training read its data (the run's encoding
     and max_length); `progress(rows, total)` is called after each batch of `rows`.
     `placement`: where (`place_for_run`); default the first visible GPU (else the CPU) in
     the run's precision. What a row is and what is added to it is the task adapter's
-    (`Task.predict_file`).
+    (`Task.predict_file`). `model`: a stand-in called as the run's own model is (the
+    ONNX Runtime one of engine.trained.onnx_runtime).
 
     The file is a new one, read in its own encoding, never silently in the training
     file's: `encoding` when given, else what `new_file_encoding` finds (a byte-order
@@ -132,6 +133,8 @@ def predict_file(model_dir: Path, cfg, path: Path, *, column: str | None = None,
 
         placement = place_inference(cfg.train.precision, tf32=cfg.train.tf32)
     predictor = Predictor(model_dir, placement)
+    if model is not None:  # another runtime's model in the torch model's place (ONNX)
+        predictor.model = model
     done = predictor.adapter.predict_file(predictor, cfg, Path(path), column, batch_size,
                                           progress)
     return dataclasses.replace(done, notes=(note,) if note else ())

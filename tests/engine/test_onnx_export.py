@@ -70,3 +70,53 @@ def test_the_export_command_checks_on_the_runs_texts_and_extends_the_card(
     assert f"on {len(texts)} examples to within" in card
     assert "Wrote model.onnx: ONNX Runtime matches PyTorch" in capsys.readouterr().out
     assert _validation_texts({"model": {"id": "x"}, "data": {"train": "hf:a/b"}}) is None
+
+
+def test_code_in_the_folder_runs_only_when_the_run_trusted_it(tmp_path):
+    import json
+
+    folder = tmp_path / "exported"
+    folder.mkdir()
+    marker = tmp_path / "code-ran"
+    (folder / "config.json").write_text(json.dumps({
+        "model_type": "evil", "auto_map": {
+            "AutoConfig": "evil.EvilConfig",
+            "AutoModelForSequenceClassification": "evil.EvilModel"}}))
+    (folder / "evil.py").write_text(f"open({str(marker)!r}, 'w').close()\n"
+                                    "from transformers import PretrainedConfig\n"
+                                    "class EvilConfig(PretrainedConfig):\n"
+                                    "    model_type = 'evil'\n")
+    with pytest.raises(OnnxError, match="model.trust_remote_code: true") as err:
+        export_onnx(folder, "AutoModelForSequenceClassification")
+    assert "\n" not in str(err.value) and not marker.exists()
+    assert not (folder / "model.onnx").exists()
+
+
+def test_predict_with_onnx_runtime_agrees_with_pytorch(tmp_path, tiny_bert, sentiment_csv,
+                                                       store):
+    import csv
+
+    from tests.support.cli_runner import hubtune, ok
+    from tests.support.tests_helpers import config_for, train_in_process
+
+    run_id = train_in_process(config_for(tmp_path, tiny_bert, sentiment_csv, epochs=2))
+    torch_out, onnx_out = tmp_path / "torch.csv", tmp_path / "onnx.csv"
+    ok("predict", str(run_id), "--file", str(sentiment_csv), "--out", str(torch_out))
+    made = ok("predict", str(run_id), "--file", str(sentiment_csv), "--out", str(onnx_out),
+              "--runtime", "onnx")
+    assert "Predicting with ONNX Runtime (CPU), within" in made.stderr
+
+    def rows(path):
+        with open(path, newline="", encoding="utf-8") as fh:
+            return list(csv.DictReader(fh))
+
+    a, b = rows(torch_out), rows(onnx_out)
+    assert len(a) == len(b) > 100 and a[0].keys() == b[0].keys()
+    assert [r["predicted"] for r in a] == [r["predicted"] for r in b]
+    assert max(abs(float(x["p_positive"]) - float(y["p_positive"]))
+               for x, y in zip(a, b, strict=True)) < 1e-3
+    int8 = hubtune("predict", str(run_id), "--file", str(sentiment_csv), "--out",
+                   str(tmp_path / "int8.csv"), "--runtime", "onnx", "--quantize")
+    assert int8.returncode == 0 and "int8, the same class as fp32" in int8.stderr
+    lone = hubtune("predict", str(run_id), "some text", "--runtime", "onnx")
+    assert lone.returncode == 1 and "predict whole files" in lone.stderr

@@ -36,6 +36,8 @@ def export(run_id: int, target: Path, repo: str | None, private: bool, onnx: boo
     from engine.trained.export import LOADER_WORDS, export_model, push_folder
     from store import data_dir
 
+    if quantize and not onnx:  # before anything is written
+        raise Failure("--quantize makes an int8 copy of the ONNX model: add --onnx.")
     store = open_store()
     run = store.get_run(run_id)
     model_dir = Path(run.output_dir or "") / "model"
@@ -51,8 +53,6 @@ def export(run_id: int, target: Path, repo: str | None, private: bool, onnx: boo
                                   force=force, protected=data_dir())
     echo(f"Exported run {run_id} to {folder} (load it with "
          f"{LOADER_WORDS.get(loader, loader)}).")
-    if quantize and not onnx:
-        raise Failure("--quantize makes an int8 copy of the ONNX model: add --onnx.")
     if onnx:
         _add_onnx(folder, loader, run.config, quantize)
     if repo:
@@ -63,7 +63,10 @@ def _add_onnx(folder: Path, loader: str, config: dict, quantize: bool) -> None:
     """model.onnx (and model.int8.onnx) beside the export, its check in the model card."""
     from engine.modeling.onnx_export import export_onnx
 
-    report = export_onnx(folder, loader, texts=_validation_texts(config), quantize=quantize)
+    model = config.get("model") if isinstance(config, dict) else None
+    trusted = isinstance(model, dict) and model.get("trust_remote_code") is True
+    report = export_onnx(folder, loader, texts=_validation_texts(config), quantize=quantize,
+                         trust_remote_code=trusted)
     card = folder / "README.md"
     if card.is_file():
         card.write_text(card.read_text(encoding="utf-8").rstrip("\n") + "\n\n"
@@ -130,12 +133,19 @@ def _base_model_folders(config: dict) -> list[Path]:
 @click.option("--encoding", metavar="E", help="With --file: the file's text encoding "
               "(default: found from the file: UTF-8 or a byte-order mark; else the run's "
               "data.encoding, with a note).")
+@click.option("--runtime", type=click.Choice(["torch", "onnx"]), default="torch",
+              show_default=True,
+              help="With --file: onnx predicts with ONNX Runtime on the CPU (sequence "
+                   "classification; made once per run, checked against PyTorch).")
+@click.option("--quantize", is_flag=True,
+              help="With --runtime onnx: the dynamically quantised int8 model.")
 @click.option("--device", metavar="D", help="Where the model runs: cpu, cuda (a GPU no run "
               "holds), cuda:N or gpuN (a slot of `hubtune queue slots`). Default: a GPU no "
               "run holds where there is a GPU, else the CPU; in the run's train.precision.")
 def predict(run_id: int, inputs: tuple[str, ...], as_json: bool, data_file: Path | None,
             column: str | None, out_file: Path | None, batch_size: int, force: bool,
-            device: str | None, encoding: str | None = None) -> None:
+            device: str | None, encoding: str | None = None, runtime: str = "torch",
+            quantize: bool = False) -> None:
     """Run a completed run's model on INPUTS (or every row of --file) and print the
     predictions.
 
@@ -154,8 +164,11 @@ def predict(run_id: int, inputs: tuple[str, ...], as_json: bool, data_file: Path
             raise Failure("Batch prediction takes --file FILE and --out OUT.csv and no "
                           "INPUTS; give both options, or only INPUTS.")
         _predict_file(run, data_file, column, out_file, batch_size, force, store, device,
-                      encoding)
+                      encoding, runtime=runtime, quantize=quantize)
         return
+    if runtime != "torch" or quantize:
+        raise Failure("--runtime onnx and --quantize predict whole files: add --file FILE "
+                      "--out OUT.csv.")
     if not inputs:
         raise Failure("Give INPUTS to predict on, or --file FILE --out OUT.csv for a whole "
                       "file.")
@@ -173,7 +186,8 @@ def predict(run_id: int, inputs: tuple[str, ...], as_json: bool, data_file: Path
 
 def _predict_file(run, data_file: Path, column: str | None, out_file: Path, batch_size: int,
                   force: bool, store, device: str | None,
-                  encoding: str | None = None) -> None:
+                  encoding: str | None = None, *, runtime: str = "torch",
+                  quantize: bool = False) -> None:
     import sys
 
     from engine.core.config import RunConfig
@@ -184,7 +198,20 @@ def _predict_file(run, data_file: Path, column: str | None, out_file: Path, batc
     check_new_file(out_file, force=force, protected=data_dir())  # before minutes of work
     refuse_overwriting_input(out_file, [(data_file, "the file --file reads")])
     cfg = RunConfig.from_dict(run.config)
-    placement = place_for_run(store, cfg, device)
+    if quantize and runtime != "onnx":
+        raise Failure("--quantize is ONNX Runtime's int8 model: add --runtime onnx.")
+    model = None
+    if runtime == "onnx":
+        from engine.trained.onnx_runtime import onnx_model
+        from engine.training.inference import CPU
+
+        model, note = onnx_model(Path(run.output_dir), config=run.config,
+                                 summary=run.summary or {}, run_name=run.name or "run",
+                                 quantize=quantize)
+        echo(f"Predicting with {note}", err=True)
+        placement = CPU
+    else:
+        placement = place_for_run(store, cfg, device)
     bars: list = []
 
     def progress(rows: int, total: int) -> None:
@@ -197,7 +224,7 @@ def _predict_file(run, data_file: Path, column: str | None, out_file: Path, batc
     try:
         result = predict_file(Path(run.output_dir) / "model", cfg, data_file, column=column,
                               batch_size=batch_size, progress=progress, placement=placement,
-                              encoding=encoding)
+                              encoding=encoding, model=model)
     finally:
         if bars:
             bars[0].__exit__(None, None, None)
