@@ -134,7 +134,7 @@ def test_a_run_started_there_is_followed_through_a_dropped_connection(
     config.write_text(yaml.safe_dump({
         "name": "over-ssh", "model": {"id": str(tiny_bert)},
         "data": {"train": sentiment_csv.name, "max_length": 32},
-        "train": {"epochs": 4, "batch_size": 16}}))
+        "train": {"epochs": 2, "batch_size": 16}}))
     (tmp_path / sentiment_csv.name).write_bytes(sentiment_csv.read_bytes())
     started = hubtune("train", str(config), "--remote", "box", "--detach")
     assert started.returncode == 0, started.stderr
@@ -184,3 +184,119 @@ def _kill_ssh_clients(sshd) -> int:
             os.kill(int(pid), signal.SIGKILL)
             killed += 1
     return killed
+
+
+def _fake_ssh(tmp_path: Path, monkeypatch, body: str) -> None:
+    """HUBTUNE_SSH_COMMAND as a script that plays a hostile remote (no sshd needed), and
+    remote `evil` reached through it."""
+    fake = tmp_path / "fake-ssh"
+    fake.write_text("#!/bin/sh\n" + body)
+    fake.chmod(0o755)
+    monkeypatch.setenv("HUBTUNE_SSH_COMMAND", str(fake))
+    ok("remote", "add", "evil", "127.0.0.1")
+
+
+HELLO = "echo '{\"hubtune\": \"0.1.0\", \"protocol\": 1}'\nread request\n"
+
+
+@pytest.mark.parametrize(("body", "args", "said"), [
+    ("printf '\\377\\376 not utf-8\\n'\ncat >/dev/null\n", ["remote", "test", "evil"],
+     "answered with something other than hubtune's protocol"),
+    (HELLO + "echo '{\"id\": 1, \"exit\": 0, \"stdout\": \"[oops\"}'\ncat >/dev/null\n",
+     ["runs", "ls", "--remote", "evil"], "Remote evil answered with something other than a JSON"),
+    (HELLO + "echo '{\"id\": 1, \"exit\": 0, \"stdout\": \"7\"}'\ncat >/dev/null\n",
+     ["remote", "test", "evil"], "Remote evil answered with something other than a JSON"),
+    (HELLO + "head -c 5000 /dev/zero | tr '\\000' x\nsleep 30\n",
+     ["runs", "ls", "--remote", "evil"], "sent a line longer than 1,000 characters"),
+    ("sleep 30\n", ["remote", "test", "evil"], "Remote evil did not answer within 1 s"),
+    ("echo 'Welcome to the box!'\ncat >/dev/null\n", ["runs", "follow", "1", "--remote",
+                                                       "evil"],
+     "answered with something other than hubtune's protocol"),  # not tried again and again
+])
+def test_a_hostile_remote_is_one_sentence_never_a_hang_or_a_traceback(
+        tmp_path, monkeypatch, body, args, said):
+    import time
+
+    from engine.remote import session
+
+    monkeypatch.setattr(session, "MAX_LINE_CHARS", 1000)
+    monkeypatch.setattr(session, "CONNECT_TIMEOUT_S", 1.0)
+    _fake_ssh(tmp_path, monkeypatch, body)
+    began = time.monotonic()
+    result = hubtune(*args)  # in this process: a traceback fails the test
+    assert result.returncode == 1 and said in result.stderr, result.stderr
+    assert len(result.stderr.splitlines()) == 1 and time.monotonic() - began < 15
+
+
+def test_odd_rows_from_a_remote_are_listed_not_a_crash(tmp_path, monkeypatch):
+    rows = [{"id": [1], "status": {"a": 1}, "name": "\x1b]0;x\x07"}, 5]
+    answer = tmp_path / "answer"
+    answer.write_text(json.dumps({"id": 1, "exit": 0, "stdout": json.dumps(rows)}) + "\n")
+    _fake_ssh(tmp_path, monkeypatch, HELLO + f"cat {answer}\ncat >/dev/null\n")
+    table = ok("runs", "ls", "--remote", "evil").stdout
+    assert "evil" in table.splitlines()[1] and "\x1b" not in table
+
+
+def test_a_failed_open_leaves_no_ssh_process_behind(tmp_path, monkeypatch):
+    from engine.remote.session import RemoteError, RemoteSession
+    from store.remotes import Remote
+
+    pid_file = tmp_path / "pid"
+    _fake_ssh(tmp_path, monkeypatch, f"echo $$ > {pid_file}\n"
+              "echo '{\"hubtune\": \"0.0.9\", \"protocol\": 0}'\ncat >/dev/null\n")
+    with pytest.raises(RemoteError, match="protocol 0"):
+        RemoteSession(Remote("evil", "127.0.0.1"), local_version="0.1.0")
+    assert not Path(f"/proc/{pid_file.read_text().strip()}").exists()
+
+
+def test_the_remote_command_line_quotes_everything_and_expands_only_a_leading_tilde(
+        tmp_path):
+    import subprocess
+
+    from engine.remote.session import remote_command
+    from store.remotes import Remote
+
+    script = tmp_path / "venv" / "bin" / "hubtune"
+    script.parent.mkdir(parents=True)
+    script.write_text("#!/bin/sh\nprintf '%s\\n' \"$HUBTUNE_HOME\" \"$@\"\n")
+    script.chmod(0o755)
+    remote = Remote("r", "h", hubtune="~/venv/bin/hubtune --x 'a b;$(id)'", home=HOSTILE)
+    line = remote_command(remote)
+    ran = subprocess.run(["sh", "-c", line], capture_output=True, text=True, check=True,
+                         env={"HOME": str(tmp_path), "PATH": "/usr/bin:/bin"})
+    assert ran.stdout.splitlines() == [HOSTILE, "--x", "a b;$(id)", "serve", "--stdio"]
+    assert not list(Path("/tmp").glob("hubtune-pwned-*")), "a remote's record reached a shell"
+
+
+def test_the_server_outlives_malformed_requests_and_refuses_chained_remotes(hubtune_home):
+    from click.testing import CliRunner
+
+    from tui.cli import cli
+
+    requests = [{"id": 1, "has": "x"}, {"id": 2, "put": {"sha": "0" * 64, "name": "a",
+                                                          "data": 5}},
+                {"id": 3, "argv": ["runs", "ls", "--remote", "all"]}, {"id": 4, "ping": True}]
+    result = CliRunner().invoke(cli, ["serve", "--stdio"],
+                                input="".join(json.dumps(r) + "\n" for r in requests))
+    assert result.exception is None, result.exception
+    answers = [json.loads(line) for line in result.stdout.splitlines()[1:]]
+    assert [a["id"] for a in answers] == [1, 2, 3, 4] and answers[-1]["pong"] is True
+    assert answers[0]["error"] and answers[1]["error"]
+    assert answers[2]["error"] == "A remote may not use --remote there."
+
+
+def test_a_remote_that_reads_nothing_cannot_hang_a_copy(tmp_path, monkeypatch):
+    import time
+
+    from engine.remote import session
+    from store.remotes import Remote
+
+    monkeypatch.setattr(session, "SEND_TIMEOUT_S", 1.0)
+    _fake_ssh(tmp_path, monkeypatch, HELLO + "echo '{\"id\": 1, \"path\": null}'\nsleep 30\n")
+    data = tmp_path / "big.csv"
+    data.write_bytes(b"text,label\n" + b"x" * (2 << 20))
+    began = time.monotonic()
+    with pytest.raises(session.RemoteError, match="took nothing sent to it for 1 s"), \
+            session.RemoteSession(Remote("evil", "127.0.0.1"), local_version="0.1.0") as s:
+        s.send_file(data)
+    assert time.monotonic() - began < 10
