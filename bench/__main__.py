@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 CASES = ("store", "padding", "throughput", "frozen", "ui", "gpu", "predict", "hubdata",
-         "queue")
+         "localdata", "queue", "onnx")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -47,9 +47,12 @@ class RunDetailRefreshed(Message):
     """The sweep it belongs to, if any."""
     parents: list = field(default_factory=list)
     """[(engine.runs.lineage.Parent, store.Run or None when deleted)]: the runs it comes from."""
+    remote: str | None = None
+    """The remote the run is on (tui/remote_runs.py); None for this machine's."""
 
     def can_replace(self, other: Message) -> bool:
-        return isinstance(other, RunDetailRefreshed) and other.run.id == self.run.id
+        return isinstance(other, RunDetailRefreshed) and other.run.id == self.run.id \
+            and other.remote == self.remote
 
 
 @dataclass

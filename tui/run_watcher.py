@@ -110,10 +110,13 @@ class RunWatcher:
             self.list_sig = sig
             self.post(RunsRefreshed(runs, self.queue, self.sweeps))
 
-    def poll_detail(self, run_id: int) -> None:
+    def poll_detail(self, run_id: int | None) -> None:
         from tui.gpu import gpu_line
         from tui.run_result import live_results
 
+        if run_id is None:  # no run here selected (a remote's, tui/remote_runs.py): the
+            self.detail_run = None  # panel shows another, so the next one is posted whole
+            return
         try:
             run = live_results(self.store, [self.store.get_run(run_id)])[0]
         except Exception:

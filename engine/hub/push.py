@@ -30,7 +30,12 @@ def _push_errors(repo: str) -> Iterator[None]:
     try:
         with hub_errors(repo):
             yield
-    except HubUnavailable:
+    except HubUnavailable as exc:
+        cause = exc.__cause__ or exc.__context__
+        if isinstance(cause, errors.HfHubHTTPError) and _status(cause) != 429:
+            raise _refusal(cause, repo) from None  # the hub answered: not a network failure
+        if isinstance(cause, errors.HfHubHTTPError):
+            raise  # rate limited: hub_errors' own sentence
         raise HubUnavailable(f"The hub cannot be reached to push {repo} (no network, or "
                              "HF_HUB_OFFLINE=1); run the push again once it can: files "
                              "already sent are not sent twice.") from None
@@ -49,12 +54,21 @@ def _status(exc) -> int | None:
 
 
 def _refusal(exc, repo: str) -> HubError:
-    return _sentence(_status(exc), repo) or HubError(f"The hub refused to push {repo}: {exc}")
+    status = _status(exc)
+    if status is not None:
+        return _sentence(status, repo) or HubError(
+            f"The hub answered HTTP {status} to the push of {repo}; run it again later "
+            "(files already sent are not sent twice).")
+    first = (str(exc).strip().splitlines() or ["no reason given"])[0]
+    return HubError(f"The hub refused to push {repo}: {first[:200]}")
 
 
 def _refusal_from_text(text: str, repo: str) -> HubError | None:
+    import re
+
+    text = text.replace(repo, "")  # a repo named `run-401` is not a refusal
     for status in (401, 403, 409):
-        if str(status) in text:
+        if re.search(rf"\b{status}\b", text):
             return _sentence(status, repo)
     return None
 

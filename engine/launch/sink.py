@@ -7,8 +7,10 @@ checkpoint's record, so a resume never leaves a gap in the series).
 from __future__ import annotations
 
 import os
+import sys
 import threading
 import time
+import traceback
 from pathlib import Path
 
 from engine.core.events import (
@@ -172,8 +174,18 @@ class StoreSink:
         (it ends `pruned`, its checkpoints and metrics kept)."""
         with self._lock:
             evals, self._evals = self._evals, []
+        if self.trial is None:
+            return
         for step, metrics in evals:
-            if self.trial.report(step, metrics):
+            try:
+                pruned = self.trial.report(step, metrics)
+            except Exception:  # the search's study, not the run: the run trains on
+                traceback.print_exc()
+                print("This run no longer reports to its search; it trains to its end.",
+                      file=sys.stderr)
+                self.trial = None
+                return
+            if pruned:
                 self.stop.set()
                 return
 

@@ -67,42 +67,76 @@ def _libraries():
 
 
 def export_onnx(folder: Path, loader: str, *, texts: list[str] | None = None,
-                quantize: bool = False) -> OnnxReport:
+                quantize: bool = False, trust_remote_code: bool = False) -> OnnxReport:
     """Write `folder`/model.onnx (and with `quantize` model.int8.onnx) for the model the
-    folder holds, checked on `texts` (or made-up inputs) against PyTorch."""
+    folder holds, checked on `texts` (or made-up inputs) against PyTorch. Code in the
+    folder runs only with `trust_remote_code` (the run's own model.trust_remote_code)."""
     onnxruntime, quantize_dynamic, quant_type = _libraries()
-    model, inputs = _model_and_inputs(folder, loader, texts)
+    model, inputs = _model_and_inputs(folder, loader, texts, trust_remote_code)
     target = folder / ONNX_FILE
     _export(model, inputs, target)
-    session = onnxruntime.InferenceSession(str(target), providers=["CPUExecutionProvider"])
-    reference = _torch_outputs(model, inputs)
-    got = session.run(None, {k: v.numpy() for k, v in inputs.items()})
-    diff = max(float(abs(g - r).max()) for g, r in zip(got, reference, strict=True))
+    try:  # ONNX Runtime's own failures too: one sentence, and nothing half-kept
+        session = onnxruntime.InferenceSession(str(target), providers=["CPUExecutionProvider"])
+        reference = _torch_outputs(model, inputs)
+        got = session.run(None, {k: v.numpy() for k, v in inputs.items()})
+        if len(got) != len(reference):
+            raise ValueError(f"{len(got)} outputs against PyTorch's {len(reference)}")
+        diff = max(float(abs(g - r).max()) for g, r in zip(got, reference, strict=True))
+    except Exception as exc:
+        _remove(folder, ONNX_FILE)
+        raise OnnxError(f"The ONNX model could not be checked against PyTorch "
+                        f"({type(exc).__name__}: {_first_line(exc)}); nothing was kept.") from None
     if not diff <= TOLERANCE:
-        target.unlink(missing_ok=True)
+        _remove(folder, ONNX_FILE)
         raise OnnxError(f"The ONNX model's outputs differ from PyTorch's by {diff:.2e} "
                         f"(more than {TOLERANCE:g}); nothing was kept.")
     report = OnnxReport(target, diff, int(next(iter(inputs.values())).shape[0]))
     if not quantize:
         return report
     int8 = folder / INT8_FILE
-    quantize_dynamic(str(target), str(int8), weight_type=quant_type.QInt8)
-    small = onnxruntime.InferenceSession(str(int8), providers=["CPUExecutionProvider"])
-    quantised = small.run(None, {k: v.numpy() for k, v in inputs.items()})[0]
-    agree = float((quantised.argmax(-1) == got[0].argmax(-1)).mean())
+    try:
+        quantize_dynamic(str(target), str(int8), weight_type=quant_type.QInt8)
+        small = onnxruntime.InferenceSession(str(int8), providers=["CPUExecutionProvider"])
+        quantised = small.run(None, {k: v.numpy() for k, v in inputs.items()})[0]
+        agree = float((quantised.argmax(-1) == got[0].argmax(-1)).mean())
+    except Exception as exc:
+        _remove(folder, INT8_FILE)
+        raise OnnxError(f"The int8 copy could not be made ({type(exc).__name__}: "
+                        f"{_first_line(exc)}); {ONNX_FILE} is kept, checked.") from None
     return OnnxReport(target, diff, report.examples, int8, agree)
 
 
-def _model_and_inputs(folder: Path, loader: str, texts: list[str] | None):
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [""])[0][:200]
+
+
+def _remove(folder: Path, name: str) -> None:
+    """An ONNX file and its side file of weights, if any."""
+    for path in (folder / name, folder / f"{name}.data"):
+        path.unlink(missing_ok=True)
+
+
+def _model_and_inputs(folder: Path, loader: str, texts: list[str] | None,
+                      trust_remote_code: bool = False):
     import torch
     import transformers
 
+    loader, _, shipped = loader.partition("+")  # "+remote_code": the export ships code
+    if shipped and _own_code_only(folder):
+        trust_remote_code = True  # hubtune's own modeling files, byte for byte
     if loader not in (*TEXT_LOADERS, *IMAGE_LOADERS):
         raise OnnxError(f"hubtune exports ONNX for classification, token classification, "
                         f"QA and image models; this run's model ({loader}) is refused: "
                         "models that generate text, and sentence-transformers folders, "
                         "keep their PyTorch form.")
-    model = getattr(transformers, loader).from_pretrained(folder, trust_remote_code=True)
+    try:
+        model = getattr(transformers, loader).from_pretrained(
+            folder, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as exc:  # its own code, refused; or a folder it cannot read
+        todo = ("a model with code of its own needs the run's model.trust_remote_code: true"
+                if "trust_remote_code" in str(exc) else "export the run again")
+        raise OnnxError(f"The exported model in {folder} cannot be loaded for ONNX "
+                        f"({_first_line(exc)}); {todo}.") from None
     model.eval()
     if loader in IMAGE_LOADERS:
         size = getattr(model.config, "image_size", 224)
@@ -116,6 +150,16 @@ def _model_and_inputs(folder: Path, loader: str, texts: list[str] | None):
                         return_tensors="pt")
     names = [n for n in tokenizer.model_input_names if n in encoded]
     return model, {n: encoded[n] for n in names}
+
+
+def _own_code_only(folder: Path) -> bool:
+    """Whether every Python file in `folder` is one hubtune ships (modeling_hubtune.py,
+    modeling_hubtune_vision.py) unchanged: then loading it runs only hubtune's code."""
+    own = Path(__file__).parent
+    files = list(folder.glob("*.py"))
+    return bool(files) and all((own / f.name).is_file()
+                               and (own / f.name).read_bytes() == f.read_bytes()
+                               for f in files)
 
 
 def _torch_outputs(model, inputs) -> list:
@@ -142,12 +186,12 @@ def _export(model, inputs: dict, target: Path) -> None:
                           dynamic_shapes=shapes, dynamo=True, external_data=external)
         return
     except Exception:
-        target.unlink(missing_ok=True)
+        _remove(target.parent, target.name)
     try:
         torch.onnx.export(model, tuple(inputs.values()), str(target),
                           input_names=list(inputs), dynamic_axes=axes, dynamo=False,
                           opset_version=17)
     except Exception as exc:  # the exporter's own failure, as one sentence
-        target.unlink(missing_ok=True)
+        _remove(target.parent, target.name)
         raise OnnxError(f"The model could not be exported to ONNX ({type(exc).__name__}: "
                         f"{str(exc).splitlines()[0][:200]}).") from None

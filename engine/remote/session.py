@@ -16,13 +16,16 @@ answer {"id": n, "exit": code, "stdout": text, "error": sentence|null}; {"id": n
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
 import os
 import queue
 import shlex
+import signal
 import subprocess
 import threading
+from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -33,17 +36,32 @@ PROTOCOL = 1
 SSH_ENV = "HUBTUNE_SSH_COMMAND"
 CONNECT_TIMEOUT_S = 20.0
 REQUEST_TIMEOUT_S = 120.0
+SEND_TIMEOUT_S = 120.0
+"""How long a request may take to leave (a remote that reads nothing fills the pipe)."""
 PIECE_BYTES = 512 << 10
 """A data file travels in pieces of this many bytes (base64 in one JSON line each)."""
+MAX_LINE_CHARS = 64 << 20
+"""The longest answer line read: a remote that sends more without a newline is cut off
+(a hostile or broken one would otherwise fill this machine's memory)."""
+_TOO_LONG = object()
 
 
 class RemoteError(HubtuneError):
     """A remote that cannot be reached or answered out of turn; one sentence."""
 
 
+class RemoteLost(RemoteError):
+    """The connection ended or went silent (a network that may come back), as opposed
+    to a remote that answers wrongly (which trying again does not mend)."""
+
+
 def ssh_argv(remote) -> list[str]:
     """The local command that opens `remote` and starts its server there."""
-    base = shlex.split(os.environ.get(SSH_ENV) or "ssh")
+    try:
+        base = shlex.split(os.environ.get(SSH_ENV) or "ssh")
+    except ValueError:
+        raise RemoteError(f"{SSH_ENV} is not a command line ({os.environ.get(SSH_ENV)!r:.80}"
+                          "); fix its quotes or unset it.") from None
     target = f"{remote.user}@{remote.host}" if remote.user else remote.host
     options = ["-o", "BatchMode=yes", "-o", "ServerAliveInterval=15",
                "-o", "ServerAliveCountMax=3"]
@@ -53,12 +71,25 @@ def ssh_argv(remote) -> list[str]:
 
 
 def remote_command(remote) -> str:
-    """The command line the remote's shell runs: every part quoted."""
-    parts = shlex.split(remote.hubtune) or ["hubtune"]
-    words = [shlex.quote(p) for p in parts] + ["serve", "--stdio"]
+    """The command line the remote's shell runs: every part quoted (a leading `~/` is
+    that machine's home, as typed there)."""
+    try:
+        parts = shlex.split(remote.hubtune) or ["hubtune"]
+    except ValueError:
+        raise RemoteError(f"Remote {remote.name}'s --hubtune command {remote.hubtune!r:.80} is "
+                          "not a command line; `hubtune remote rm` and add it again.") from None
+    words = [_word(p) for p in parts] + ["serve", "--stdio"]
     if remote.home:
-        words = ["env", shlex.quote(f"HUBTUNE_HOME={remote.home}"), *words]
+        words = ["env", "HUBTUNE_HOME=" + _word(remote.home), *words]
     return " ".join(words)
+
+
+def _word(text: str) -> str:
+    """`text` as one word for the remote's shell: quoted, except a leading `~/`, which
+    becomes that machine's $HOME (a quoted `~` is not expanded)."""
+    if text.startswith("~/"):
+        return '"$HOME"/' + shlex.quote(text[2:])
+    return shlex.quote(text)
 
 
 class RemoteSession:
@@ -69,39 +100,73 @@ class RemoteSession:
         self._next = 0
         self._lock = threading.Lock()
         try:
+            # errors="replace": bytes that are not UTF-8 are the protocol's problem
+            # (one sentence below), not a decoding error that kills the reader thread
             self._proc = subprocess.Popen(
                 ssh_argv(remote), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE, text=True, encoding="utf-8", bufsize=1,
-                start_new_session=True)
+                stderr=subprocess.PIPE, text=True, encoding="utf-8", errors="replace",
+                bufsize=1, start_new_session=True)
         except OSError as exc:
             raise RemoteError(f"Cannot start the ssh client for remote {remote.name} "
                               f"({exc.strerror or exc}); is ssh installed?") from None
-        self._lines: queue.Queue[str | None] = queue.Queue()
+        self._lines: queue.Queue = queue.Queue()
+        self._errors: deque[str] = deque(maxlen=20)
+        """ssh's last lines on stderr, read as they come: a full pipe would stall ssh."""
+        self._err_done = threading.Event()
         threading.Thread(target=self._read, daemon=True, name="remote-read").start()
-        hello = self._line(CONNECT_TIMEOUT_S)
-        self.version, self.protocol = _check_hello(remote, hello, local_version)
+        threading.Thread(target=self._read_errors, daemon=True, name="remote-err").start()
+        try:
+            hello = self._line(CONNECT_TIMEOUT_S)
+            self.version, self.protocol = _check_hello(remote, hello, local_version)
+        except BaseException:  # the ssh process is not left running behind a failed open
+            self.close()
+            raise
 
     def _read(self) -> None:
-        for line in self._proc.stdout:
-            self._lines.put(line)
-        self._lines.put(None)
+        try:
+            while line := self._proc.stdout.readline(MAX_LINE_CHARS + 1):
+                if len(line) > MAX_LINE_CHARS and not line.endswith("\n"):
+                    self._lines.put(_TOO_LONG)
+                    return
+                self._lines.put(line)
+        except (OSError, ValueError):
+            pass
+        finally:
+            self._lines.put(None)
+            with contextlib.suppress(OSError, ValueError):
+                self._proc.stdout.close()
+
+    def _read_errors(self) -> None:
+        try:
+            while line := self._proc.stderr.readline(4096):
+                self._errors.append(line)
+        except (OSError, ValueError):
+            pass
+        finally:
+            self._err_done.set()
+            with contextlib.suppress(OSError, ValueError):
+                self._proc.stderr.close()
 
     def _line(self, timeout: float) -> dict:
         try:
             line = self._lines.get(timeout=timeout)
         except queue.Empty:
-            self.close()
-            raise RemoteError(f"Remote {self.remote.name} did not answer within "
+            self.close(grace=0)
+            raise RemoteLost(f"Remote {self.remote.name} did not answer within "
                               f"{timeout:g} s; the connection was closed.") from None
         if line is None:
-            raise RemoteError(f"Remote {self.remote.name} cannot be reached: "
+            raise RemoteLost(f"Remote {self.remote.name} cannot be reached: "
                               f"{self._reason()}")
+        if line is _TOO_LONG:
+            self.close(grace=0)
+            raise RemoteError(f"Remote {self.remote.name} sent a line longer than "
+                              f"{MAX_LINE_CHARS:,} characters; the connection was closed.")
         try:
             message = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):
             message = None
         if not isinstance(message, dict):
-            self.close()
+            self.close(grace=0)
             raise RemoteError(f"Remote {self.remote.name} answered with something other "
                               "than hubtune's protocol (is its --hubtune command hubtune, "
                               "and does its shell print text at login?).")
@@ -111,12 +176,13 @@ class RemoteSession:
         """ssh's own last words (its stderr), as one line."""
         try:
             self._proc.wait(timeout=5)
-            err = self._proc.stderr.read() if self._proc.stderr else ""
-        except (subprocess.TimeoutExpired, OSError, ValueError):
-            err = ""
-        lines = [line.strip() for line in err.splitlines() if line.strip()
+        except subprocess.TimeoutExpired:
+            pass
+        self._err_done.wait(timeout=2)
+        lines = [line.strip() for line in list(self._errors) if line.strip()
                  and not line.startswith("Warning: Permanently added")]
-        return (lines[-1] if lines else f"ssh ended with code {self._proc.returncode}") + "."
+        return (lines[-1][:300] if lines
+                else f"ssh ended with code {self._proc.returncode}") + "."
 
     def call(self, argv: list[str], *, files: dict[str, str] | None = None,
              timeout: float = REQUEST_TIMEOUT_S,
@@ -137,7 +203,7 @@ class RemoteSession:
             while True:
                 answer = self._line(timeout)
                 if answer.get("id") != request["id"]:
-                    self.close()
+                    self.close(grace=0)
                     raise RemoteError(f"Remote {self.remote.name} answered out of turn; "
                                       "the connection was closed.")
                 if "chunk" not in answer:
@@ -171,29 +237,57 @@ class RemoteSession:
                     raise RemoteError(f"On {self.remote.name}: {sent['error']}")
                 offset += len(block)
                 if last:
-                    return str(sent["path"])
+                    if not isinstance(sent.get("path"), str):
+                        raise RemoteError(f"Remote {self.remote.name} did not keep "
+                                          f"{path.name}; send it again.")
+                    return sent["path"]
 
     def ping(self, timeout: float = 10.0) -> bool:
         return self._ask({"ping": True}, timeout).get("pong") is True
 
     def _send(self, message: dict) -> None:
+        stuck = threading.Event()
+
+        def give_up() -> None:  # the write below then fails instead of waiting for ever
+            stuck.set()  # (not close(): the blocked write holds the pipe's lock)
+            self._kill()
+
+        timer = threading.Timer(SEND_TIMEOUT_S, give_up)
+        timer.daemon = True
+        timer.start()
         try:
             self._proc.stdin.write(json.dumps(message) + "\n")
             self._proc.stdin.flush()
         except (OSError, ValueError):
-            raise RemoteError(f"Remote {self.remote.name} cannot be reached: "
+            if stuck.is_set():
+                raise RemoteLost(f"Remote {self.remote.name} took nothing sent to it for "
+                                  f"{SEND_TIMEOUT_S:g} s; the connection was closed.") from None
+            raise RemoteLost(f"Remote {self.remote.name} cannot be reached: "
                               f"{self._reason()}") from None
+        finally:
+            timer.cancel()
 
-    def close(self) -> None:
-        for stream in (self._proc.stdin,):
-            try:
-                stream.close()
-            except OSError:
-                pass
+    def close(self, grace: float = 5.0) -> None:
+        """End the connection: ssh is given `grace` seconds to end with its input (0: a
+        remote that broke the protocol or went silent is not waited for)."""
         try:
-            self._proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            self._proc.kill()
+            self._proc.stdin.close()
+        except OSError:
+            pass
+        try:
+            self._proc.wait(timeout=grace)
+        except subprocess.TimeoutExpired:  # a remote that ignores the end of its input
+            self._kill()
+
+    def _kill(self) -> None:
+        """ssh's whole session (start_new_session), so no child keeps the pipes open; only
+        while ssh itself is still there (its id is not yet free for another process)."""
+        if self._proc.poll() is None:
+            try:
+                os.killpg(self._proc.pid, signal.SIGKILL)
+            except OSError:
+                self._proc.kill()
+        self._proc.wait()
 
     def __enter__(self) -> RemoteSession:
         return self
@@ -206,6 +300,6 @@ def _check_hello(remote, hello: dict, local_version: str) -> tuple[str, int]:
     version, protocol = str(hello.get("hubtune", "?"))[:40], hello.get("protocol")
     if protocol != PROTOCOL:
         raise RemoteError(f"Remote {remote.name} runs hubtune {version} (protocol "
-                          f"{protocol}); this machine runs hubtune {local_version} (protocol "
+                          f"{str(protocol)[:20]}); this machine runs hubtune {local_version} (protocol "
                           f"{PROTOCOL}): install the same version on both.")
     return version, protocol

@@ -18,6 +18,7 @@ from __future__ import annotations
 import fcntl
 import json
 import math
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -85,7 +86,10 @@ def check_search(*, sampler: str, trials: int | None, parallel: int | None,
     if parallel is not None and parallel < 1:
         raise ConfigError(f"--parallel must be 1 or more, got {parallel}.")
     axes_r = tuple(parse_range(r) for r in ranges)
-    axes_c = tuple(parse_grid(c.replace("--choice", "--grid")) for c in choices)
+    try:
+        axes_c = tuple(parse_grid(c) for c in choices)
+    except ConfigError as exc:  # its sentence names the option
+        raise ConfigError(str(exc).replace("--grid", "--choice", 1)) from None
     keys = [a.key for a in (*axes_r, *axes_c)]
     if not keys:
         raise ConfigError("--search needs something to search: --range KEY=LO:HI[:log] or "
@@ -132,16 +136,32 @@ def load_spec(sweep_id: str | None) -> SearchSpec | None:
                            "are kept, but no more trials start.") from None
 
 
+_held = threading.local()
+
+
 @contextmanager
-def _locked(sweep_id: str) -> Iterator[None]:
-    """One process at a time asks or tells this search's study."""
+def locked(sweep_id: str) -> Iterator[None]:
+    """One process at a time asks or tells this search's study. Re-entrant within a
+    thread, so a caller can hold it over several steps (engine.launch.start.queue_trials:
+    settling, asking and binding trials) that each take it too."""
+    held = getattr(_held, "ids", None)
+    if held is None:
+        held = _held.ids = set()
+    if sweep_id in held:
+        yield
+        return
     sweeps_dir().mkdir(parents=True, exist_ok=True)
     with open(sweeps_dir() / f"{sweep_id}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+        fcntl.flock(lock, fcntl.LOCK_EX)  # a new open file: other threads wait here too
+        held.add(sweep_id)
         try:
             yield
         finally:
+            held.discard(sweep_id)
             fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+_locked = locked
 
 
 def _optuna():
@@ -174,10 +194,14 @@ def _open(spec: SearchSpec):
     sweeps_dir().mkdir(parents=True, exist_ok=True)
     journal = str(sweeps_dir() / f"{spec.sweep_id}.journal")
     storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(journal))
-    study = optuna.create_study(
-        study_name=spec.sweep_id, storage=storage, load_if_exists=True,
-        direction=spec.direction, sampler=optuna.samplers.TPESampler(seed=spec.seed),
-        pruner=_pruner(optuna, spec))
+    sampler, pruner = optuna.samplers.TPESampler(seed=spec.seed), _pruner(optuna, spec)
+    try:  # loading writes nothing; create_study(load_if_exists) logs a line each time
+        study = optuna.load_study(study_name=spec.sweep_id, storage=storage, sampler=sampler,
+                                  pruner=pruner)
+    except KeyError:  # the search's first use
+        study = optuna.create_study(
+            study_name=spec.sweep_id, storage=storage, load_if_exists=True,
+            direction=spec.direction, sampler=sampler, pruner=pruner)
     return study, storage
 
 
@@ -196,6 +220,9 @@ def ask(spec: SearchSpec, running: int) -> list[Trial]:
     with _locked(spec.sweep_id):
         study = open_study(spec)
         asked = len(study.get_trials(deepcopy=False))
+        # Each ask opens the study afresh (often in another trial's worker): a sampler
+        # seeded alike each time would draw the same first point each time.
+        study.sampler = _optuna().samplers.TPESampler(seed=spec.seed + asked)
         room = min(spec.parallel - running, spec.trials - asked)
         trials = []
         for _ in range(max(room, 0)):
@@ -246,6 +273,8 @@ def report(spec: SearchSpec, number: int, step: int, metrics: dict[str, float]) 
     with _locked(spec.sweep_id):
         study, storage = _open(spec)
         trial_id = _trial_id(study, storage, number)
+        if storage.get_trial(trial_id).state.is_finished():
+            return False  # told already (a trial's run resumed after it ended): not again
         storage.set_trial_intermediate_value(trial_id, step, float(value))
         return bool(study.pruner.prune(study, storage.get_trial(trial_id)))
 

@@ -49,6 +49,9 @@ class Watcher:
         self._firing: set[str] = set()
         self._idle_since: float | None = None
         self._last_loss = float("nan")
+        self._training = False
+        """A step has been logged: before it (a download, tokenising) the GPU is idle by
+        design, and not a finding."""
 
     def _fire(self, name: str, rule: WatchRule, on: bool, message: str) -> list[Finding]:
         if not on:
@@ -60,6 +63,7 @@ class Watcher:
         return [Finding(name, rule.action, message)]
 
     def step(self, step: int, metrics: dict[str, float]) -> list[Finding]:
+        self._training = True
         found: list[Finding] = []
         loss, speed = metrics.get("loss"), metrics.get("samples_per_s")
         rule = self.spec.loss_spike
@@ -128,7 +132,7 @@ class Watcher:
     def gpu(self, now: float, utilisation: float | None) -> list[Finding]:
         """The run's GPUs' busiest reading now (None: no GPU to read)."""
         rule = self.spec.idle_gpu
-        if rule is None or utilisation is None:
+        if rule is None or utilisation is None or not self._training:
             return []
         seconds = _threshold(rule, 120.0)
         if utilisation > IDLE_UTIL_PERCENT:

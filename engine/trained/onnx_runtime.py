@@ -52,11 +52,12 @@ def onnx_model(run_dir: Path, *, config: dict, summary: dict, run_name: str,
     if not model.is_file():
         exported, loader = export_model(run_dir / "model", folder, config=config,
                                         summary=summary, run_name=run_name, force=True)
-        if loader != "AutoModelForSequenceClassification":
+        if loader.partition("+")[0] != "AutoModelForSequenceClassification":
             raise HubtuneError("--runtime onnx predicts with sequence classification runs; "
                                f"this run's model loads with {loader} (use the default "
                                "runtime).")
-        report = export_onnx(exported, loader, quantize=quantize)
+        trust = bool((config.get("model") or {}).get("trust_remote_code"))
+        report = export_onnx(exported, loader, quantize=quantize, trust_remote_code=trust)
         report_file.write_text(json.dumps({"max_abs_diff": report.max_abs_diff,
                                            "int8_agreement": report.int8_agreement}))
     found = json.loads(report_file.read_text()) if report_file.is_file() else {}

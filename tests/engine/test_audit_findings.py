@@ -87,3 +87,10 @@ def test_degenerate_inputs_are_named_by_what_is_wrong():
     assert [(d["row"], d["reason"]) for d in found] == [
         (1, "empty"), (2, "empty"), (3, "no letters or digits"), (4, "one character repeated")]
     assert normalised("  Hello \n  World ") == "hello world"
+
+
+def test_a_split_with_one_label_is_a_sentence_not_a_crash():
+    features, labels = clustered(20, seed=4)
+    labels[:] = 2
+    with pytest.raises(DataError, match="at least two labels"):
+        find_label_issues(features, labels, NAMES, split="train")

@@ -82,3 +82,17 @@ def test_a_bad_name_or_an_empty_folder_is_refused_before_the_hub_is_asked(hub, f
     with pytest.raises(HubError, match="not an exported model folder"):
         push_folder(tmp_path / "empty", "alice/tuned")
     assert not [r for r in hub.requests if r[0] in ("POST", "PUT")]
+
+
+@pytest.mark.parametrize("status, words", [
+    (409, "alice/tuned changed on the hub while the push ran"),
+    (500, "The hub answered HTTP 500 to the push of alice/tuned; run it again later"),
+])
+def test_a_hub_that_answers_an_error_is_not_called_unreachable(hub, folder, monkeypatch,
+                                                               status, words):
+    uploads = hub.uploads
+    monkeypatch.setattr(uploads, "_commit", lambda handler, repo_id, body: uploads._reply(
+        handler, status, {"error": "no"}))
+    with pytest.raises(HubError) as err:
+        push_folder(folder, "alice/tuned")
+    assert words in str(err.value) and "cannot be reached" not in str(err.value)

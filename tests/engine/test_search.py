@@ -248,3 +248,107 @@ def test_a_search_resumed_settles_trials_that_ended_unseen_and_fills_their_place
     assert "queued no new trials" in again  # both places are taken
     unknown = hubtune("sweep", "--resume", "feedbeef")
     assert unknown.returncode == 1 and "There is no search 'feedbeef'" in unknown.stderr
+
+
+def test_a_trial_told_already_is_not_reported_to_again(hubtune_home):
+    s = spec(trials=2, parallel=2)
+    ask(s, running=0)
+    tell(s, 0, "stopped", 0.5)  # its run stopped; then resumed: it evaluates again
+    assert report(s, 0, 30, {"val_accuracy": 0.1}) is False
+    assert open_study(s).get_trials()[0].intermediate_values == {}
+
+
+def test_a_study_that_fails_does_not_fail_the_trials_run(store, tmp_path, capsys):
+    import os
+    import threading
+
+    from engine.core.events import EvalFinished
+    from engine.launch.sink import StoreSink
+    from engine.runs.search import sweeps_dir
+
+    s = spec(trials=2, parallel=2)
+    ask(s, running=0)
+    (sweeps_dir() / f"{s.sweep_id}.journal").write_text("{not a journal\n")
+    run_id = store.create_run({"name": "t"}, name="t")
+    store.claim(run_id, store.get_run(run_id).lease, pid=os.getpid(), host="here",
+                env={"device": "cpu"})
+    stop = threading.Event()
+    sink = StoreSink(store.path, run_id, stop, store.get_run(run_id).lease)
+    sink.trial = TrialWatch(s, 0)
+    sink.start()
+    sink(EvalFinished(step=2, epoch=0.5, metrics={"val_accuracy": 0.5}))
+    sink.close("completed")
+    assert sink.error is None and not stop.is_set() and sink.trial is None
+    assert "no longer reports to its search" in capsys.readouterr().err
+
+
+def test_two_workers_ending_at_once_neither_settle_the_others_new_trial(config, store,
+                                                                         monkeypatch):
+    import threading
+
+    from engine.launch import start
+    from store import RunStore
+
+    ok("queue", "pause")
+    out = json.loads(ok("sweep", str(config), "--search", "tpe", "--trials", "6",
+                        "--parallel", "2", "--range", "train.learning_rate=1e-5:1e-3:log",
+                        "--json").stdout)
+    s = load_spec(out["sweep_id"])
+    for run_id in out["runs"]:  # both end at once
+        store.finish(run_id, "failed", summary=None)
+        tell(s, launch_trial(run_id), "failed", None)
+    real_start, other = start.start_run, {}
+
+    def start_run(*args, **kw):  # the first worker, between asking a trial and binding it
+        if "thread" not in other:
+            other["thread"] = threading.Thread(
+                target=lambda: other.setdefault("ids", start.queue_trials(
+                    RunStore(store.path), s)))
+            other["thread"].start()
+            other["thread"].join(timeout=1.0)
+            other["waited"] = other["thread"].is_alive()
+        return real_start(*args, **kw)
+
+    monkeypatch.setattr(start, "start_run", start_run)
+    mine = start.queue_trials(store, s)
+    other["thread"].join(timeout=60)
+    assert other["waited"], "the second worker did not wait for the first"
+    assert len(mine) == 2 and other["ids"] == []
+    states = [t.state.name for t in open_study(s).get_trials()]
+    assert states == ["FAIL", "FAIL", "RUNNING", "RUNNING"]
+
+
+def test_trials_asked_one_at_a_time_by_fresh_processes_differ(hubtune_home):
+    s = spec(trials=6, parallel=1, ranges=(parse_range("train.lr=1e-5:1e-3:log"),))
+    seen = []
+    for _ in range(5):  # each ask opens the study afresh, as each trial's worker does
+        (trial,) = ask(s, running=0)
+        seen.append(trial.overrides)
+        tell(s, trial.number, "completed", 0.5)
+    assert len(set(seen)) == 5, seen
+
+
+def test_a_search_over_a_setting_that_does_not_exist_queues_nothing(config, store):
+    ok("queue", "pause")
+    typo = hubtune("sweep", str(config), "--search", "tpe", "--trials", "3",
+                   "--range", "train.learnin_rate=1e-5:1e-3:log")
+    assert typo.returncode == 1 and "learnin_rate" in typo.stderr
+    assert len(typo.stderr.strip().splitlines()) == 1
+    bad = hubtune("sweep", str(config), "--search", "tpe", "--trials", "3",
+                  "--choice", "train.batch_size")
+    assert bad.returncode == 1 and bad.stderr.startswith("Error: --choice ")
+    assert store.list_runs(limit=None) == []
+
+
+def test_opening_the_study_again_does_not_grow_its_journal(hubtune_home):
+    from engine.runs.search import sweeps_dir
+
+    s = spec()
+    open_study(s)
+    journal = sweeps_dir() / f"{s.sweep_id}.journal"
+    size = journal.stat().st_size
+    for _ in range(3):  # every report, tell and compare view opens it
+        open_study(s)
+        assert importances(s) == {}
+    assert journal.stat().st_size == size
+    assert open_study(s).direction.name == "MAXIMIZE"

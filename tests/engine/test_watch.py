@@ -55,6 +55,7 @@ def test_overfitting_needs_validation_up_and_training_down_together():
 
 def test_a_slowdown_and_an_idle_gpu():
     w = Watcher(only(slowdown=WatchRule(), idle_gpu=WatchRule(threshold=60)))
+    assert w.gpu(-500.0, 0) == [] and w.gpu(-100.0, 0) == []  # before training: idle anyway
     for step in range(1, 6):
         assert w.step(step, {"samples_per_s": 100.0}) == []
     (slow,) = w.step(6, {"samples_per_s": 30.0})

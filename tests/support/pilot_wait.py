@@ -10,9 +10,10 @@ from __future__ import annotations
 import asyncio
 import threading
 
-POLLERS = frozenset({"poll-runs", "_loader"})
+POLLERS = frozenset({"poll-runs", "poll-remotes", "_loader"})
 """Workers that run as long as their screen (by group or name): never finished, so never
-waited on. `_loader` is Textual's DirectoryTree's, which waits for folders to read."""
+waited on (`poll-remotes`: tui/remote_runs.py's). `_loader` is Textual's DirectoryTree's,
+which waits for folders to read."""
 
 
 async def wait_for(pilot, predicate, timeout: float = 10.0, what: str = "condition") -> None:

@@ -32,6 +32,7 @@ class Sshd:
             self.process.wait(timeout=5)
         except subprocess.TimeoutExpired:
             self.process.kill()
+            self.process.wait()
 
 
 def free_port() -> int:
@@ -59,11 +60,12 @@ def start_sshd(folder: Path) -> Sshd | None:
         f"PidFile {folder / 'sshd.pid'}\n")
     if os.geteuid() == 0:
         os.makedirs("/run/sshd", exist_ok=True)  # its privilege separation directory
-    proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(folder / "sshd_config")],
-                            stdout=subprocess.DEVNULL, stderr=open(folder / "sshd.log", "wb"))
+    with open(folder / "sshd.log", "wb") as log:  # the child keeps its own copy
+        proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(folder / "sshd_config")],
+                                stdout=subprocess.DEVNULL, stderr=log)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
-        if proc.poll() is not None:
+        if proc.poll() is not None:  # it could not start (its reason is in sshd.log)
             return None
         try:
             socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
@@ -72,6 +74,7 @@ def start_sshd(folder: Path) -> Sshd | None:
             time.sleep(0.1)
     else:
         proc.kill()
+        proc.wait()
         return None
     command = (f"{SSH} -i {folder / 'client_key'} -o StrictHostKeyChecking=no "
                f"-o UserKnownHostsFile={folder / 'known_hosts'} -o LogLevel=ERROR "

@@ -174,7 +174,7 @@ def follow_remote(name: str, argv: list[str], *, retries: int = 30) -> None:
     was: what was printed already is not printed again. The run trains on regardless."""
     import time
 
-    from engine.remote.session import RemoteError
+    from engine.remote.session import RemoteLost
 
     shown = _Printed()
     for attempt in range(retries + 1):
@@ -183,7 +183,7 @@ def follow_remote(name: str, argv: list[str], *, retries: int = 30) -> None:
                 shown.restart()
                 answer = s.call(argv, timeout=FOLLOW_SILENCE_S, on_output=shown.piece)
             break
-        except RemoteError as exc:
+        except RemoteLost as exc:  # a remote that answers wrongly is not asked again
             if attempt == retries:
                 raise
             pause = min(2.0 * (attempt + 1), 30.0)

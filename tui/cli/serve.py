@@ -43,7 +43,7 @@ def serve(stdio: bool) -> None:
         try:
             request = json.loads(line)
             ident = request["id"]
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, RecursionError):
             _send(out, {"id": None, "exit": 2, "stdout": "",
                         "error": "A request must be one JSON object with an id."})
             continue

@@ -23,6 +23,8 @@ def start_search(config: Path, *, sampler: str, trials: int | None, ranges, choi
                                   prune=prune, ranges=ranges, choices=choices)
     base = load_config(config, overrides)
     check_inputs(base)
+    for point in _ends(axes_r, axes_c):  # a typo queues nothing (as for a grid), rather
+        load_config(config, [*overrides, point])  # than failing every trial asked
     store = open_store()
     spec = SearchSpec(sweep_id=new_sweep_id(), trials=trials, metric=_watched(base),
                       parallel=parallel or _slots(store, processes), ranges=axes_r,
@@ -39,6 +41,16 @@ def start_search(config: Path, *, sampler: str, trials: int | None, ranges, choi
          f"{spec.direction.removesuffix('e')}ing {spec.metric}; queued "
          f"{', '.join(map(str, ids))}. `hubtune runs compare --sweep {spec.sweep_id}` "
          "ranks the trials.")
+
+
+def _ends(ranges, choices) -> list[str]:
+    """Each searched setting at the ends of its range and at each of its choices, as the
+    trials will set it (KEY=VALUE)."""
+    points = []
+    for axis in ranges:
+        for end in (axis.low, axis.high):
+            points.append(f"{axis.key}={int(end) if axis.integer else format(end, '.6e')}")
+    return points + [f"{c.key}={v}" for c in choices for v in c.values]
 
 
 def _watched(cfg) -> str:

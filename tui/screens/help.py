@@ -22,7 +22,7 @@ hubtune shows them live again.
 | `1`-`4` | Runs, Hub, New run, Local models |
 | **Runs** | |
 | `↑` `↓` | Move between runs |
-| `/` | Search runs (name, model, task, dataset, tags, notes); `sweep:ID` lists one sweep |
+| `/` | Search runs (name, model, task, dataset, tags, notes); `sweep:ID` lists one sweep; `host:NAME` one remote's runs (`host:local`: this machine's) |
 | `Esc` | Clear the search |
 | `o` | Sort: newest first, name, status, model, task, result (the kept model's metric) |
 | `v` | Show only running / completed / failed / stopped / interrupted / queued runs, or all |
@@ -45,6 +45,8 @@ hubtune shows them live again.
 | `P` | Pause / resume the queue (running runs go on; the title says when paused) |
 | `g` | List only the selected run's sweep (★ marks its best run); again: every run |
 | `G` | Compare every run of the selected run's sweep, best first |
+| **Remotes** | With remotes (`hubtune remote add`), their runs are listed too, with a Host column; one that cannot be reached is named in the title, tried again by itself |
+| `s` / `R` (remote run) | Stop / resume it on its machine; its panel shows its record (curves are not followed over SSH yet) |
 | **Compare** | |
 | `PgUp` `PgDn` `Home` `End` | Scroll the page: the config table, then the loss and validation curves |
 | `e` | Examples: where two runs on the same data disagree, each one's prediction, who is right |

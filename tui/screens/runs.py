@@ -7,6 +7,7 @@ on their own.
 
 The queue and sweep keys live in tui/screens/runs_queue.py (mixed in); the queue's
 state reaches the table and the subtitle with each refresh (tui/queue_view.py).
+Other machines' runs are polled by tui/remote_runs.py and merged into the list.
 """
 
 from __future__ import annotations
@@ -26,11 +27,13 @@ from tui.background import background
 from tui.formatting import cut, plain
 from tui.messages import RunDetailRefreshed, RunsRefreshed
 from tui.queue_view import QueueView, queue_title
+from tui.remote_runs import RemoteRuns, detail_of
 from tui.screens.confirm import ConfirmScreen
+from tui.screens.edit import edit_notes, edit_tags
 from tui.screens.runs_queue import QUEUE_BINDINGS, RunsQueueKeys
 from tui.widgets.footer import KeysFooter
 from tui.widgets.run_detail import RunDetail
-from tui.widgets.runs_table import SORTS, STATUS_FILTERS, RunsTable, list_runs
+from tui.widgets.runs_table import SORTS, STATUS_FILTERS, RunsTable, list_runs, run_key
 
 POLL_INTERVAL_S = 0.5
 """How often the poll thread looks at the store (tui.run_watcher decides what to re-read)."""
@@ -84,6 +87,10 @@ class RunsScreen(RunsQueueKeys, Screen):
         """Runs marked with space, for Compare."""
         self._pending_select: int | None = None
         """A run to put the cursor on once the list holds it (a run just launched)."""
+        self._best: set[int] = set()
+        """The best run of each sweep listed."""
+        self.remotes = RemoteRuns(store.path, lambda: (self.search_text, self.status_filter))
+        """Other machines' runs (tui/remote_runs.py)."""
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -94,6 +101,7 @@ class RunsScreen(RunsQueueKeys, Screen):
             yield Static(NO_RUNS, id="runs-empty")
         yield RunDetail(id="run-detail")
         yield KeysFooter()
+        yield self.remotes
 
     def on_mount(self) -> None:
         self.title = "hubtune"
@@ -118,8 +126,7 @@ class RunsScreen(RunsQueueKeys, Screen):
                     self._kick.clear()
                     watcher.kick_queue()
                 watcher.poll_list(woken)
-                if self.selected_id is not None:
-                    watcher.poll_detail(self.selected_id)
+                watcher.poll_detail(self.selected_id)  # None: none, or a remote's run
                 woken = self._wake.wait(POLL_INTERVAL_S)
                 self._wake.clear()
         finally:
@@ -129,16 +136,26 @@ class RunsScreen(RunsQueueKeys, Screen):
         table = self.query_one(RunsTable)
         self._runs = {r.id: r for r in msg.runs}
         self.queue = msg.queue
-        best = {s.best for s in msg.sweeps.values() if s.best is not None}
-        table.show(msg.runs, self.marked, self.selected_id, msg.queue.spots, best)
-        self._show_title()
-        self.query_one("#runs-empty").set_class(bool(msg.runs), "-hidden")
+        self._best = {s.best for s in msg.sweeps.values() if s.best is not None}
+        self.on_remote_runs_changed()
         pending = self._pending_select
         if pending is not None and table.holds(pending):
             table.move_to(pending)
             self._pending_select = None
-        if self.selected_id is None and msg.runs:
+        if self.selected_id is None and self.remotes.selected is None and msg.runs:
             self._select(msg.runs[0].id)
+
+    def on_remote_runs_changed(self, _msg: object = None) -> None:
+        """Show this machine's runs as last read, with the remotes' (tui/remote_runs.py)."""
+        runs = self.remotes.merged(list(self._runs.values()), self.sort)
+        self.query_one(RunsTable).show(runs, self.marked, self.remotes.selected_key or
+                                       self.selected_id, self.queue.spots, self._best)
+        self._show_title()
+        self.query_one("#runs-empty").set_class(bool(runs), "-hidden")
+
+    def on_remote_runs_run_read(self, msg: RemoteRuns.RunRead) -> None:
+        if self.remotes.selected_key == run_key(msg.run):
+            self.query_one(RunDetail).show(detail_of(msg.run))
 
     def on_run_detail_refreshed(self, msg: RunDetailRefreshed) -> None:
         if msg.run.id == self.selected_id:
@@ -146,8 +163,12 @@ class RunsScreen(RunsQueueKeys, Screen):
 
     @on(DataTable.RowHighlighted)
     def _row_highlighted(self, event: DataTable.RowHighlighted) -> None:
-        if event.row_key is not None and event.row_key.value is not None:
-            self._select(int(event.row_key.value))
+        key = event.row_key.value if event.row_key is not None else None
+        if key is not None and self.remotes.select(key):  # a remote's: RunRead shows it
+            self.selected_id = None
+        elif key is not None:
+            self._select(int(key))
+            self.query_one(RunDetail).show_local(int(key))  # back from a remote's run
 
     def select_run(self, run_id: int) -> None:
         """Put the cursor on `run_id` now, or as soon as the next refresh lists it."""
@@ -188,6 +209,7 @@ class RunsScreen(RunsQueueKeys, Screen):
 
     def action_refresh(self) -> None:
         self._wake.set()
+        self.remotes.wake()
 
     def action_cycle_sort(self) -> None:
         keys = [k for k, _ in SORTS]
@@ -204,6 +226,7 @@ class RunsScreen(RunsQueueKeys, Screen):
         self._show_title()
         self.query_one("#runs-empty", Static).update(empty_note(self.search_text, self.status_filter))
         self._wake.set()
+        self.remotes.wake()
 
     def _show_title(self) -> None:
         """The subtitle: the sort and filters, the runs waiting and a paused queue."""
@@ -213,7 +236,7 @@ class RunsScreen(RunsQueueKeys, Screen):
         if self.status_filter:
             parts.append(f"{self.status_filter} only")
         self.sub_title = " · ".join(parts + queue_title(self.queue, self.search_text)
-                                    + mark_note(self.marked))
+                                    + mark_note(self.marked) + self.remotes.title_parts())
 
     def action_mark(self) -> None:
         if self.selected_id is None:
@@ -227,36 +250,10 @@ class RunsScreen(RunsQueueKeys, Screen):
         table.action_cursor_down()
 
     def action_edit_tags(self) -> None:
-        run = self._current()
-        if run is not None:
-            self._edit(f"Tags of run #{run.id} (comma-separated)", ", ".join(run.tags),
-                       "baseline, frozen, lr-sweep", lambda value: self.store.set_tags(
-                           run.id, [t.strip() for t in value.split(",") if t.strip()]))
+        edit_tags(self, self._current(), self._wake.set)
 
     def action_edit_notes(self) -> None:
-        run = self._current()
-        if run is not None:
-            self._edit(f"Note on run #{run.id}", run.notes, "what this run tried, what it showed",
-                       lambda value: self.store.set_notes(run.id, value.strip()))
-
-    def _edit(self, title: str, shown: str, placeholder: str, write) -> None:
-        """Ask for tags or a note and `write` them if changed; the store refuses what a table
-        cannot show (too long, a control character), and says so in a toast rather than
-        ending the app."""
-        from store import StoreError
-        from tui.screens.edit import EditScreen
-
-        def save(value: str | None) -> None:
-            if value is None or value == shown:
-                return
-            try:
-                write(value)
-            except StoreError as exc:
-                self.notify(str(exc), severity="error", timeout=8)
-                return
-            self._wake.set()
-
-        self.app.push_screen(EditScreen(title, shown, placeholder), save)
+        edit_notes(self, self._current(), self._wake.set)
 
     def action_playground(self) -> None:
         from tui.screens.playground import PlaygroundScreen
@@ -287,6 +284,8 @@ class RunsScreen(RunsQueueKeys, Screen):
     def action_resume(self) -> None:
         from engine.launch.resume import resume_run
 
+        if self.remotes.selected is not None:  # a run of another machine: resumed there
+            return self.remotes.act(self.remotes.selected, "resume")
         run = self._current()
         if run is None:
             return
@@ -335,7 +334,10 @@ class RunsScreen(RunsQueueKeys, Screen):
         self.app.push_screen(ConfirmScreen(question), lambda yes: act() if yes else None)
 
     def _current(self) -> Run | None:
-        """The run under the cursor, as the last refresh listed it."""
+        """The run under the cursor, as the last refresh listed it; None for a remote's
+        (saying that only s and R reach it), which the other keys leave be."""
+        if self.remotes.refuse_local_only():
+            return None
         return self._runs.get(self.selected_id or -1)
 
 

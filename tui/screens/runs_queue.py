@@ -1,8 +1,8 @@
 """The runs screen's keys for the run queue and for sweeps, mixed into `RunsScreen`
 (which holds the bindings, the store and the poll thread).
 
-Stop dequeues a run that waits (engine.runs.lifecycle.stop_run); T, shift+up/down (K/J)
-reorder the queue and P pauses or resumes it, all through the store as `hubtune queue`
+Stop dequeues a run that waits (engine.runs.lifecycle.stop_run); a remote's run is
+stopped by its own machine (tui/remote_runs.py). T, shift+up/down (K/J) reorder the queue and P pauses or resumes it, all through the store as `hubtune queue`
 does. Starting what fits after a resume or a move is left to the poll thread
 (`RunWatcher.kick_queue`): spawning workers never runs on the UI thread. g lists the
 selected run's sweep (`sweep:ID` in the search box), G compares all of its runs.
@@ -91,6 +91,11 @@ class RunsQueueKeys:
     def action_stop_run(self) -> None:
         from engine.runs.lifecycle import check_stoppable
 
+        there = self.remotes.selected  # type: ignore[attr-defined]
+        if there is not None:  # a run of another machine (tui/remote_runs.py): stopped there
+            self._confirm(there, check_stoppable, f"Stop run {there.id} ({cut(there.name, 60)}) "
+                          f"on {there.remote}?", lambda: self.remotes.act(there, "stop"))
+            return
         run = self._current()
         if run is None:
             return

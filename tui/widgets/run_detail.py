@@ -84,12 +84,17 @@ class RunDetail(Horizontal):
         super().__init__(**kwargs)
         self._last_event_id = 0
         self._run_id: int | None = None
+        self._remote: str | None = None
+        """The remote the run shown is on (tui/remote_runs.py); None: this machine."""
         self._summary = ""
         self._last: RunDetailRefreshed | None = None
         self.view = "overview"
         """overview (curves and events), details or errors."""
         self._errors_for: int | None = None
         """The run whose errors were last asked for."""
+        self._local: RunDetailRefreshed | None = None
+        """The last of this machine's runs shown, to show again when the cursor comes
+        back from a remote's run (tui/remote_runs.py) before the poll thread noticed."""
 
     def compose(self) -> ComposeResult:
         with Vertical(id="detail-left"):
@@ -134,6 +139,11 @@ class RunDetail(Horizontal):
         run_id = self._run_id
         if self.view != "errors" or run_id is None or run_id == self._errors_for:
             return
+        if self._remote is not None:  # its model and data are on that machine
+            self.query_one("#errors-text", Static).update(Content(
+                f"The errors of a run on {self._remote} are not shown here yet: "
+                f"`hubtune runs errors {run_id}` on {self._remote} prints them."))
+            return
         self._errors_for = run_id
         self.query_one("#errors-text", Static).update(
             f"[dim]Reading the worst validation examples of run {run_id}…[/]")
@@ -158,12 +168,19 @@ class RunDetail(Horizontal):
             self._summary = ""
             self.show(self._last)
 
+    def show_local(self, run_id: int) -> None:
+        """Show this machine's run `run_id` again as last shown, if it was the last."""
+        if self._local is not None and self._local.run.id == run_id and self._remote:
+            self.show(self._local)
+
     def show(self, msg: RunDetailRefreshed) -> None:
         run = msg.run
         self._last = msg
+        if msg.remote is None:
+            self._local = msg
         log = self.query_one(EventLog)
-        if run.id != self._run_id:
-            self._run_id = run.id
+        if (msg.remote, run.id) != (self._remote, self._run_id):
+            self._run_id, self._remote, self._errors_for = run.id, msg.remote, None
             self._last_event_id = 0
             log.reset()
             self._ask_errors()
@@ -183,6 +200,8 @@ class RunDetail(Horizontal):
             literal(f"{run.model_id or '-'}  ·  {run.task or '-'}  ·  {run.dataset or '-'}",
                     400),
         ]
+        if msg.remote is not None:
+            lines.append(f"on remote [b]{literal(msg.remote, 40)}[/b]")
         if msg.spot is not None:
             lines.append(f"[$warning]{literal(msg.spot.detail, 400)}[/]")
         world = _world_line(run.env or {})

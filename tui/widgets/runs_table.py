@@ -12,6 +12,10 @@ else its last; tui.run_result).
 
 A run waiting in the queue shows its place and the slots it waits for in its status
 (`#2 · gpu1`, tui.queue_view.QueueSpot); the best run of a sweep has a star by its id.
+
+Runs of other machines (tui/remote_runs.py: a `Run` with a `remote` name) are keyed
+`NAME:ID`, and bring a Host column (`local` for this machine's); with no remote run
+listed the table is as it always was. `host:NAME` in the search keeps one host's runs.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ from tui.formatting import (
 )
 from tui.queue_view import QueueSpot, split_search
 
-COLUMNS = (("id", "ID"), ("status", "Status"), ("name", "Name"), ("model", "Model"),
+COLUMNS = (("id", "ID"), ("host", "Host"), ("status", "Status"), ("name", "Name"), ("model", "Model"),
            ("task", "Task"), ("data", "Data"), ("best", "Result"), ("duration", "Took"),
            ("started", "Started"))
 SORTS = (("-created", "newest first"), ("name", "name"), ("status", "status"),
@@ -46,29 +50,78 @@ STATUS_FILTERS = (None, "running", "completed", "failed", "stopped", "interrupte
                   "queued")
 BEST_MARK = "★"
 """By the id of a sweep's best run."""
+HOST_PREFIX = "host:"
+"""`host:NAME` in the search box keeps the runs of one remote (`host:local`: this
+machine's)."""
+LOCAL = "local"
+"""The Host cell of this machine's runs."""
+
+
+def host_of(run: Run) -> str | None:
+    """The remote a listed run is on; None for this machine's."""
+    return getattr(run, "remote", None) or None
+
+
+def run_key(run: Run) -> str:
+    """The run's row key: its id here, `NAME:ID` for a remote's (ids repeat across
+    machines)."""
+    host = host_of(run)
+    return str(run.id) if host is None else f"{host}:{run.id}"
+
+
+def split_host(text: str | None) -> tuple[str | None, str | None]:
+    """The search box's text as (the rest, the host named by `host:NAME`, or None)."""
+    import re
+
+    host = None
+
+    def take(match: re.Match) -> str:
+        nonlocal host
+        host = match.group(1)
+        return " "
+
+    rest = re.sub(rf"(?i)(?:^|\s){HOST_PREFIX}(\S+)", take, text or "").strip()
+    return rest or None, host
 
 
 def list_runs(store: RunStore, *, search: str | None, status: str | None,
               sort: str) -> list[Run]:
     """The runs to show, filtered and sorted (called in the polling thread); `sweep:ID`
-    in the search keeps one sweep's runs. A running run's result so far is read from its
-    evaluations (tui.run_result), so its Result cell fills at its first evaluation."""
+    in the search keeps one sweep's runs, and `host:NAME` none of this machine's unless
+    NAME is `local`. A running run's result so far is read from its evaluations
+    (tui.run_result), so its Result cell fills at its first evaluation."""
     from tui.run_result import live_results
 
+    search, host = split_host(search)
+    if host is not None and host != LOCAL:
+        return []
     search, sweep = split_search(search)
     runs = live_results(store, store.list_runs(
         search=search, status=status, sweep=sweep,
         sort="-created" if sort == "best" else sort, limit=500))
     if sort == "best":
-        from engine.core.config import lower_is_better
+        sort_runs(runs, sort)
+    return runs
 
-        def key(r: Run):
-            _, value = best_metric(r)
-            if value is None:
-                return (1, 0.0)
-            return (0, value if lower_is_better(main_metric(r)) else -value)
 
-        runs.sort(key=key)
+def sort_runs(runs: list[Run], sort: str) -> list[Run]:
+    """Sort `runs` in place by a key of SORTS, as the store sorts one machine's (the
+    runs of several machines are merged with it)."""
+    from engine.core.config import lower_is_better
+
+    def best(r: Run):
+        _, value = best_metric(r)
+        if value is None:
+            return (1, 0.0)
+        return (0, value if lower_is_better(main_metric(r)) else -value)
+
+    if sort == "best":
+        runs.sort(key=best)
+    elif sort == "-created":
+        runs.sort(key=lambda r: r.created_utc or "", reverse=True)
+    else:
+        field = {"model": "model_id"}.get(sort, sort)
+        runs.sort(key=lambda r: str(getattr(r, field, None) or ""))
     return runs
 
 
@@ -83,6 +136,8 @@ CELL_PAD = 2
 """A DataTable cell's padding, one each side."""
 SCROLLBAR = 2
 """Kept free for the vertical scrollbar of a long list."""
+HOST_CHARS = 12
+"""The host column at most (then an ellipsis)."""
 
 
 @dataclass(frozen=True)
@@ -95,18 +150,22 @@ class Layout:
     """Characters for the name and each optional column shown (cut with an ellipsis)."""
 
 
-def plan_layout(width: int, rows: list[dict[str, Text]]) -> Layout:
+def plan_layout(width: int, rows: list[dict[str, Text]], hosts: bool = False) -> Layout:
     """The columns that fit `width` cells for these rows: ID, status, name, best and
-    duration always; then model, task, data and started while they fit; what is left
-    widens the name, then the model and data, up to their limits."""
+    duration always (and the host, where other machines' runs are listed: `hosts`);
+    then model, task, data and started while they fit; what is left widens the name,
+    then the model and data, up to their limits."""
     labels = dict(COLUMNS)
 
     def natural(key: str) -> int:
         return max([cell_len(labels[key])] + [r[key].cell_len for r in rows])
 
+    required = REQUIRED + (("host",) if hosts else ())
     room = width - SCROLLBAR - sum(natural(k) + CELL_PAD for k in REQUIRED if k != "name")
     widths = {"name": min(natural("name"), NAME_CHARS[0])}
-    room -= widths["name"] + CELL_PAD
+    if hosts:
+        widths["host"] = min(natural("host"), HOST_CHARS)
+    room -= sum(w + CELL_PAD for w in widths.values())
     for key, least, most in OPTIONAL:
         want = min(natural(key), least if key in ("model", "data") else most)
         if want + CELL_PAD <= room:
@@ -119,7 +178,7 @@ def plan_layout(width: int, rows: list[dict[str, Text]]) -> Layout:
             grow = min(grow, room)
             widths[key] += grow
             room -= grow
-    shown = set(REQUIRED) | widths.keys()
+    shown = set(required) | widths.keys()
     return Layout(tuple(k for k, _ in COLUMNS if k in shown), widths)
 
 
@@ -131,6 +190,7 @@ def row_cells(r: Run, marked: bool, spot: QueueSpot | None = None,
     data = (r.dataset or "-").rstrip("/").rsplit("/", 1)[-1]
     return {
         "id": cell(("● " if marked else "") + (BEST_MARK if best else "") + str(r.id)),
+        "host": cell(host_of(r) or LOCAL, style="" if host_of(r) else "dim"),
         "status": status_text(r.status) if spot is None else Text(spot.cell, style="dim"),
         "name": cell(r.name),
         "model": cell(r.model_id or "-"),
@@ -172,25 +232,27 @@ class RunsTable(DataTable):
         self._shown: tuple[list[Run], set[int], int | None] = ([], set(), None)
         """The last `show`'s runs, marks and selection, to lay out again on a resize."""
 
-    def show(self, runs: list[Run], marked: set[int], selected: int | None,
+    def show(self, runs: list[Run], marked: set[int], selected: int | str | None,
              spots: dict[int, QueueSpot] | None = None, best: set[int] | None = None) -> None:
-        """Show `runs`, keeping the cursor on `selected` if the list is rebuilt."""
+        """Show `runs`, keeping the cursor on `selected` (an id here, or a remote run's
+        key, `run_key`) if the list is rebuilt. Marks, queue places and sweep stars are
+        this machine's runs'."""
         self.spots, self.best = spots or {}, best or set()
         self._shown = (runs, marked, selected)
-        whole = {r.id: self._cells(r, r.id in marked) for r in runs}
-        layout = plan_layout(self._width(), list(whole.values()))
-        rows = {i: fit_cells(c, layout) for i, c in whole.items()}
-        wanted_keys = [str(r.id) for r in runs]
-        if layout != self.layout_shown or [k.value for k in self.rows] != wanted_keys:
+        whole = {run_key(r): self._cells(r, r.id in marked) for r in runs}
+        hosts = any(host_of(r) for r in runs)
+        layout = plan_layout(self._width(), list(whole.values()), hosts)
+        rows = {k: fit_cells(c, layout) for k, c in whole.items()}
+        if layout != self.layout_shown or [k.value for k in self.rows] != list(rows):
             self._rebuild(layout, runs, rows, selected)
             return
-        for r in runs:
-            for col, value in zip(layout.columns, rows[r.id], strict=True):
-                if self.get_cell(str(r.id), col) != value:
-                    self.update_cell(str(r.id), col, value, update_width=True)
+        for key, values in rows.items():
+            for col, value in zip(layout.columns, values, strict=True):
+                if self.get_cell(key, col) != value:
+                    self.update_cell(key, col, value, update_width=True)
 
-    def _rebuild(self, layout: Layout, runs: list[Run], rows: dict, selected: int | None
-                 ) -> None:
+    def _rebuild(self, layout: Layout, runs: list[Run], rows: dict,
+                 selected: int | str | None) -> None:
         """Every row again, under the columns of `layout`, the cursor kept on its run."""
         if layout != self.layout_shown:
             self.clear(columns=True)
@@ -200,8 +262,8 @@ class RunsTable(DataTable):
             self.layout_shown = layout
         else:
             self.clear()
-        for r in runs:
-            self.add_row(*rows[r.id], key=str(r.id))
+        for key, values in rows.items():
+            self.add_row(*values, key=key)
         if selected is not None and self.holds(selected):
             self.move_cursor(row=self.get_row_index(str(selected)))
 
@@ -214,10 +276,11 @@ class RunsTable(DataTable):
         """Cells across the table (the screen's before the first layout)."""
         return self.size.width or self.app.size.width
 
-    def holds(self, run_id: int) -> bool:
+    def holds(self, run_id: int | str) -> bool:
+        """Whether run `run_id` (or a remote run's key) is listed."""
         return str(run_id) in self.rows
 
-    def move_to(self, run_id: int) -> None:
+    def move_to(self, run_id: int | str) -> None:
         self.move_cursor(row=self.get_row_index(str(run_id)))
 
     def show_mark(self, run: Run, marked: bool) -> None:
@@ -228,5 +291,7 @@ class RunsTable(DataTable):
             self.update_cell(str(run.id), "id", text, update_width=True)
 
     def _cells(self, run: Run, marked: bool) -> dict[str, Text]:
+        if host_of(run) is not None:
+            return row_cells(run, False)
         spot = self.spots.get(run.id) if run.waiting else None
         return row_cells(run, marked, spot, run.id in self.best)
