@@ -119,6 +119,17 @@ def test_the_server_runs_only_hubtunes_own_listed_commands(hubtune_home):
     assert listed["exit"] == 0 and json.loads(listed["stdout"]) == []
     missing = answer({"argv": ["runs", "show", "7"]})
     assert missing["exit"] == 1 and "There is no run 7" in missing["error"]
+    # A remote `train`: its config and --processes/--queue/--detach only, no code to
+    # trust, nothing written outside this machine's hubtune home.
+    plain = "model: {id: m}\ndata: {train: t.csv}\n"
+    for argv, config, words in (
+            (["train", "@config", "--nnodes", "2"], plain, "--nnodes is refused"),
+            (["train", "@config", "--set", "train.epochs=1"], plain, "--set is refused"),
+            (["train", "@config"], plain.replace("{id: m}", "{id: m, trust_remote_code: true}"),
+             "may not trust code"),
+            (["train", "@config"], plain + "train: {report_dir: /etc}\n", "report_dir")):
+        refused = answer({"argv": argv, "files": {"config": config}})
+        assert refused["exit"] == 2 and words in refused["error"], refused
 
 
 @pytest.mark.slow  # a real (tiny) training run on the remote, followed to its end

@@ -138,6 +138,10 @@ class HubtuneApp(App[None]):
 
         self.run_worker(go(), group="navigate")
 
+    def acting_on_runs(self) -> bool:
+        """Whether a start, resume or delete (`act_on_run`) is still under way."""
+        return any(w.group == "run-actions" and not w.is_finished for w in self.workers)
+
     @background(what="starting, resuming or deleting a run", group="run-actions")
     def act_on_run(self, act: Callable[[RunStore], str],
                    done: Callable[[], None] | None = None) -> None:

@@ -26,8 +26,13 @@ from engine.core.errors import DataError
 NEAR_DUPLICATE_SIMILARITY = 0.98
 """Cosine similarity of two examples' features at or above which they count as near
 duplicates (and a validation row as a near leak)."""
-_CHUNK = 1024
-"""Rows of features compared at once: keeps the similarity matrix at CHUNK x N."""
+SIMILARITY_CELLS = 1 << 25
+"""Cells of the similarity block computed at once (128 MB of float32), whatever N."""
+
+
+def _chunk(n: int) -> int:
+    """Rows compared at once against `n` others, keeping the block at SIMILARITY_CELLS."""
+    return max(1, min(4096, SIMILARITY_CELLS // max(n, 1)))
 
 
 @dataclass(frozen=True)
@@ -129,8 +134,9 @@ def _unit(features: np.ndarray) -> np.ndarray:
 def _near_pairs(a: np.ndarray, b: np.ndarray, threshold: float, *, same: bool):
     """(i, j, similarity) for rows of unit features `a` and `b` at or above `threshold`
     (with `same`, a and b are one set: each pair once, never a row with itself)."""
-    for start in range(0, len(a), _CHUNK):
-        sims = a[start:start + _CHUNK] @ b.T
+    step = _chunk(len(b))
+    for start in range(0, len(a), step):
+        sims = a[start:start + step] @ b.T
         for i, j in zip(*np.nonzero(sims >= threshold), strict=True):
             i = int(i) + start
             if not same or i < j:
@@ -199,8 +205,9 @@ def find_leaks(train_texts: Sequence[str], validation_texts: Sequence[str],
             leaks[v] = Leak(train_rows[t], validation_rows[v], 1.0)
     if train_features is not None and validation_features is not None and len(train_texts):
         train_unit, val_unit = _unit(train_features), _unit(validation_features)
-        for start in range(0, len(val_unit), _CHUNK):
-            sims = val_unit[start:start + _CHUNK] @ train_unit.T
+        step = _chunk(len(train_unit))
+        for start in range(0, len(val_unit), step):
+            sims = val_unit[start:start + step] @ train_unit.T
             best = sims.argmax(axis=1)
             for k, t in enumerate(best):
                 v, similarity = start + k, float(sims[k, t])

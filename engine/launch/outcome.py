@@ -17,7 +17,7 @@ EXIT_NOT_OURS = 3
 
 
 def record_outcome(store: RunStore, run_id: int, lease: str, status: str,
-                    summary: dict | None, error: str | None) -> int:
+                   summary: dict | None, error: str | None, trial=None) -> int:
     """The run's last events and final status (while the lease still holds); closes the
     store and returns the worker's exit code."""
     try:
@@ -33,8 +33,8 @@ def record_outcome(store: RunStore, run_id: int, lease: str, status: str,
                        "and metrics are kept")
         store.add_event(run_id, ending, "info", lease=lease)
         store.finish(run_id, status, summary=summary, error=error, lease=lease)
-    except LeaseLost as exc:
-        return not_ours(store, exc)
+    except LeaseLost as exc:  # deleted meanwhile: a search trial is settled all the same
+        return not_ours(store, exc, trial)
     end_trial(store, run_id)
     start_next(store, run_id)
     store.close()
@@ -70,11 +70,17 @@ def start_next(store: RunStore, run_id: int | None = None) -> None:
         traceback.print_exc()
 
 
-def not_ours(store: RunStore, exc: LeaseLost) -> int:
+def not_ours(store: RunStore, exc: LeaseLost, trial=None) -> int:
     """The run was deleted or handed to another worker: say so in the log, write nothing
     to it. A run deleted after it was given its slots no longer holds them, and its
-    worker may be the only process left to notice: the queue moves on from here."""
+    worker may be the only process left to notice: the queue moves on from here, and a
+    search `trial` (its TrialWatch) is settled and replaced."""
     print(exc, file=sys.stderr)
+    if trial is not None:
+        try:
+            start.queue_trials(store, trial.spec)
+        except Exception:
+            traceback.print_exc()
     start_next(store)
     store.close()
     return EXIT_NOT_OURS

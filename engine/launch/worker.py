@@ -101,14 +101,14 @@ def run_worker(run_id: int, db_file: Path, lease: str, *, resume: bool = False,
         try:
             sink.close(status)
         except LeaseLost as exc:
-            return not_ours(store, exc)
+            return not_ours(store, exc, sink.trial)
         except Exception:
             traceback.print_exc()
     if several:
         status, summary, error = ranks_verdict(run_id, status, summary, error, peer_lost)
     if sink.trial is not None and sink.trial.pruned_at is not None and status == "stopped":
         status, summary = "pruned", {**(summary or {}), "pruned_at": sink.trial.pruned_at}
-    return record_outcome(store, run_id, lease, status, summary, error)
+    return record_outcome(store, run_id, lease, status, summary, error, trial=sink.trial)
 
 
 def watcher(cfg: RunConfig):

@@ -415,3 +415,37 @@ async def test_advanced_settings_and_narrow_layout(store, tmp_path, sentiment_cs
         await wait_for(pilot, lambda: "train.warmup_ratio must be in" in error_text(
             screen, "a-train-warmup_ratio"))
         assert screen.config is None
+
+
+async def test_a_second_launch_while_the_first_starts_records_one_run(store, tiny_bert,
+                                                                     sentiment_csv,
+                                                                     monkeypatch):
+    """Starting a worker leaves the UI thread: a second Ctrl+R meanwhile starts nothing."""
+    import threading
+
+    import engine.launch.start as start
+
+    release = threading.Event()
+    real = start.start_run
+
+    def slow_start(*args, **kwargs):
+        release.wait(10)  # the first start is still under way when the second key comes
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(start, "start_run", slow_start)
+    store.set_queue_paused(True)
+    app = make_app(store=store)
+    async with app.run_test(size=(140, 45), notifications=True) as pilot:
+        await pilot.press("3")
+        screen = app.screen
+        launch = screen.query_one("#launch", Button)
+        await type_into(pilot, "f-model", str(tiny_bert))
+        await type_into(pilot, "f-train-file", str(sentiment_csv))
+        await wait_for(pilot, lambda: not launch.disabled)
+        await pilot.press("ctrl+t")  # Queue: recorded, not trained (the queue is paused)
+        await pilot.press("ctrl+t")
+        await wait_for(pilot, lambda: any("being started" in n.message
+                                          for n in app._notifications))
+        release.set()
+        await wait_for(pilot, lambda: app.screen.__class__.__name__ == "RunsScreen")
+        assert store.count_runs() == 1

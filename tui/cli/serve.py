@@ -18,6 +18,7 @@ import io
 import json
 import sys
 from importlib.metadata import version
+from pathlib import Path
 
 import click
 
@@ -129,6 +130,9 @@ def answer(request: dict, stream, root: click.Command) -> dict:
         argv = _with_files(argv, request.get("files") or {})
     except (OSError, ValueError) as exc:
         return {"exit": 1, "stdout": "", "error": f"Cannot keep the files sent: {exc}."}
+    refused = _refused_train(argv) if argv[0] == "train" else None
+    if refused:
+        return {"exit": 2, "stdout": "", "error": refused}
     stdout, stderr = (stream if stream is not None else io.StringIO()), io.StringIO()
     code = 0
     with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
@@ -146,6 +150,37 @@ def answer(request: dict, stream, root: click.Command) -> dict:
     error = stderr.getvalue().strip().removeprefix("Error: ") or None
     printed = stdout.getvalue() if isinstance(stdout, io.StringIO) else ""
     return {"exit": code, "stdout": printed, "error": error if code else None}
+
+
+TRAIN_OPTIONS = {"--processes", "--queue", "--detach"}
+"""What a remote `train` may say besides its config: nothing that opens a port (--nnodes,
+--rdzv-endpoint) or changes the config after it was checked (--set)."""
+
+
+def _refused_train(argv: list[str]) -> str | None:
+    """Why this machine will not start the `train` a remote asks for, or None. A run
+    started from elsewhere may not run code the config points at (trust_remote_code) nor
+    write outside this machine's hubtune home (report_dir)."""
+    from engine.core.safe_yaml import load_yaml
+
+    words = [a for a in argv[2:] if not a.lstrip("-").isdigit()]
+    extra = sorted({a.split("=")[0] for a in words if a.startswith("-")} - TRAIN_OPTIONS)
+    if extra:
+        return (f"A remote `train` takes its config and {', '.join(sorted(TRAIN_OPTIONS))} "
+                f"only; {extra[0]} is refused (start such a run on that machine).")
+    try:
+        config = load_yaml(Path(argv[1]).read_text(encoding="utf-8")) if len(argv) > 1 else {}
+    except Exception:  # a config that does not read is train's own sentence to give
+        return None
+    model = (config or {}).get("model") if isinstance(config, dict) else None
+    train = (config or {}).get("train") if isinstance(config, dict) else None
+    if isinstance(model, dict) and model.get("trust_remote_code"):
+        return ("A run started over SSH may not trust code from its model "
+                "(model.trust_remote_code); start it on that machine.")
+    if isinstance(train, dict) and train.get("report_dir"):
+        return ("A run started over SSH reports under that machine's hubtune home only; "
+                "leave train.report_dir out.")
+    return None
 
 
 def _with_files(argv: list[str], files: dict) -> list[str]:

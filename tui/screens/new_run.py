@@ -314,6 +314,9 @@ class NewRunScreen(Screen):
         if not (self.config and self.data_ok):
             self.notify("Fix the fields marked in red first.", severity="warning")
             return
+        if self.app.acting_on_runs():  # a second Enter while the first start runs
+            self.notify("A run is being started; it shows on the runs screen in a moment.")
+            return
         from engine.launch.start import start_run
 
         cfg, parent_id, started = _named(self.config), self.parent_id, []
