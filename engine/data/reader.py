@@ -409,6 +409,12 @@ def check_labels(values: Sequence, column: str, *,
             missing.append(row)
             continue
         raw.update(n for n in names(value) if n.strip())
+    return label_report(column, missing, raw)
+
+
+def label_report(column: str, missing: Sequence[int], raw: Counter[str]) -> LabelReport:
+    """The report from the rows (1-based) whose label is empty and each label name as
+    written (unstripped) with its count: what `check_labels` and the Arrow reader share."""
     by_stripped: dict[str, list[str]] = {}
     for label in raw:
         by_stripped.setdefault(label.strip(), []).append(label)

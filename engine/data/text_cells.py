@@ -167,9 +167,12 @@ def check_arrow_text(ds, where: str, column: str, key: str) -> None:
     if not (pa.types.is_string(kind) or pa.types.is_large_string(kind)):
         raise DataError(f"{where} holds {kind} values, not text, in its column {column!r} "
                         f"(data.{key}); set data.{key} to the column that holds the text.")
-    filled = pc.sum(pc.greater(pc.utf8_length(pc.utf8_trim_whitespace(col)), 0))
-    if not filled.as_py():
-        raise empty_error(where, column, key)
+    # A chunk at a time, stopping at the first with text: trimming the whole column at
+    # once would hold a copy of every text in memory.
+    for chunk in col.chunks:
+        if pc.any(pc.greater(pc.utf8_length(pc.utf8_trim_whitespace(chunk)), 0)).as_py():
+            return
+    raise empty_error(where, column, key)
 
 
 def _first_valid_row(col) -> int:

@@ -24,8 +24,9 @@ class OnnxSequenceModel:
     token_type_ids) -> (None, logits), on an ONNX Runtime session."""
 
     def __init__(self, path: Path) -> None:
-        import onnxruntime
+        from engine.modeling.onnx_export import _libraries
 
+        onnxruntime = _libraries()[0]  # or one sentence naming the onnx extra
         self.session = onnxruntime.InferenceSession(str(path),
                                                     providers=["CPUExecutionProvider"])
         self.names = {i.name for i in self.session.get_inputs()}

@@ -84,6 +84,7 @@ def _stamp(path: Path | None) -> list:
 def _code_hash(task) -> str:
     """The source of the modules that turn files into examples."""
     import engine.data.examples
+    import engine.data.file_tokens
     import engine.data.files
     import engine.data.hub.rows
     import engine.data.hub.text
@@ -100,6 +101,7 @@ def _code_hash(task) -> str:
     # task's own module is not the only one that turns its hub rows into examples.
     for module in (engine.data.reader, engine.data.loading, engine.data.files,
                    engine.data.labels, engine.data.text_splits, engine.data.examples,
+                   engine.data.file_tokens,
                    engine.tasks.base,
                    engine.data.hub.splits, engine.data.hub.text, engine.data.hub.rows,
                    engine.tasks.hub_data, engine.tasks.hub_readers, engine.tasks.hub_qa,

@@ -24,10 +24,6 @@ from engine.hub.client import (
     hub_errors,
 )
 
-DATASET_TASKS = ("text-classification", "token-classification", "question-answering",
-                 "summarization", "translation", "text-generation", "fill-mask",
-                 "sentence-similarity", "image-classification")
-"""Task categories offered as a filter: the ones a hubtune head trains on."""
 SIZE_CATEGORIES = ("n<1K", "1K<n<10K", "10K<n<100K", "100K<n<1M", "1M<n<10M", "10M<n<100M",
                    "100M<n<1B", "1B<n<10B", "10B<n<100B", "100B<n<1T", "n>1T")
 """The hub's row-count buckets (`size_categories:` tags), smallest first."""

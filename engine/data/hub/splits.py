@@ -210,19 +210,20 @@ class LabelMap:
     """The column is a ClassLabel: its ints are the indices."""
 
 
-def label_map(ds, where: str, column: str, task: str) -> LabelMap:
+def label_map(ds, where: str, column: str, kind: str) -> LabelMap:
     """The label names and the mapping of cells to targets, read from the training split
-    (its ClassLabel feature, else the distinct values, counted by Arrow)."""
+    (its ClassLabel feature, else the distinct values, counted by Arrow); `kind` is the
+    head's: 'single' (a class per row), 'multi' (a list of classes) or 'float' (a
+    number, no names)."""
     import pyarrow.compute as pc
 
-    from engine.data.loading import _natural
+    from engine.data.labels import _natural
     from engine.data.reader import label_text
 
-    if task == "regression":
+    if kind == "float":
         return LabelMap("float")
     feature = ds.features[column]
     names = class_names(feature)
-    kind = "multi" if task == "multi-label-classification" else "single"
     if names is not None:
         return LabelMap(kind, names, native=True)
     col = ds.with_format("arrow")[column]
@@ -239,6 +240,51 @@ def label_map(ds, where: str, column: str, task: str) -> LabelMap:
                         f"{column!r}; classification needs at least two.")
     index = {n: i for i, n in enumerate(ordered)}
     return LabelMap(kind, ordered, {v: index[t] for t, vs in by_text.items() for v in vs})
+
+
+def checked_labels(ds, where: str, column: str, kind: str,
+                   lmap: LabelMap | None = None) -> tuple[object, LabelMap, list[str]]:
+    """(the split without unlabelled rows, its LabelMap, warnings): the label rules local
+    files follow too (engine.data.labels: empty cells left out and counted by row,
+    look-alike labels reported, one kind of class label, numbers for regression, the
+    same sentences). A ClassLabel column is already clean: its -1 cells are the
+    unlabelled ones. `lmap`: the training split's, for a validation split."""
+    import numpy as np
+
+    from engine.data import labels
+
+    if kind != "float" and class_names(ds.features[column]) is not None:
+        lmap = lmap or label_map(ds, where, column, kind)
+        ds, warning = drop_unlabelled(ds, where, column, lmap)
+        return ds, lmap, [warning] if warning else []
+    cells = ds.with_format("arrow")
+    report, missing = labels.report_labels(cells, column, multi=kind == "multi")
+    if missing.all():
+        raise DataError(f"{where} has no values in its label column {column!r} (an "
+                        "unlabelled split?); pick a labelled split.")
+    if kind == "single":
+        labels.check_class_cells(cells, where, column)
+    elif kind == "float":
+        labels.check_numbers(cells, where, column)
+    rows = np.flatnonzero(~missing)
+    if lmap is None:
+        lmap = _rule_map(cells, where, column, kind, rows)
+    elif kind != "float":
+        seen = labels.check_seen(cells, column, lmap.names, multi=kind == "multi", rows=rows)
+        lmap = LabelMap(lmap.kind, lmap.names, {**lmap.by_value, **seen})
+    if missing.any():
+        ds = ds.select(rows)
+    return ds, lmap, list(report.warnings(where))
+
+
+def _rule_map(cells, where: str, column: str, kind: str, rows) -> LabelMap:
+    from engine.data import labels
+
+    if kind == "float":
+        return LabelMap("float")
+    if kind == "multi":
+        return LabelMap("multi", labels.multi_names(cells, where, column, rows))
+    return LabelMap("single", *labels.class_names(cells, where, column, rows))
 
 
 def drop_unlabelled(ds, where: str, column: str, lmap: LabelMap) -> tuple[object, str | None]:
@@ -266,7 +312,7 @@ def drop_unlabelled(ds, where: str, column: str, lmap: LabelMap) -> tuple[object
 
 def encode_labels(values: list, lmap: LabelMap, where: str, column: str) -> list:
     """A batch of label cells as targets; an unknown class is a one-sentence DataError."""
-    from engine.data.loading import label_set
+    from engine.data.labels import label_set
 
     if lmap.kind == "float":
         try:
@@ -359,7 +405,7 @@ def stream_split(shards: Sequence, fetch, rows: int, where: str, *, seed: int,
 def _write_stream(order: list, fetch, rows: int, path: Path, where: str) -> int:
     import pyarrow as pa
 
-    from engine.data.loading import check_stop
+    from engine.data.examples import check_stop
 
     writer, taken = None, 0
     try:

@@ -19,18 +19,17 @@ from pathlib import Path
 
 from engine.core.config import RunConfig
 from engine.core.errors import DataError
+from engine.data.examples import SequenceData, check_stop
 from engine.data.hub.splits import (
     MAP_BATCH_ROWS,
     LabelMap,
-    drop_unlabelled,
+    checked_labels,
     encode_labels,
-    label_map,
     open_split,
     require_column,
     stream_split,
     text_columns,
 )
-from engine.data.loading import SequenceData, check_stop
 from engine.data.text_cells import cut_texts
 
 
@@ -129,22 +128,18 @@ class HubTextSplits:
     warnings: tuple[str, ...]
 
 
-def hub_text_splits(cfg: RunConfig, train: HubSplit,
-                    validation: HubSplit | None) -> HubTextSplits:
+def hub_text_splits(cfg: RunConfig, train: HubSplit, validation: HubSplit | None, *,
+                    kind: str = "single") -> HubTextSplits:
     """Read, label-map and split (when there is no validation split): the rows a run trains
-    and validates on, as its reader and its review both see them."""
-    spec, task = cfg.data, cfg.head.task
-    if task == "text-pair-classification" and not spec.text_pair_column:
-        raise DataError("head.task text-pair-classification needs data.text_pair_column.")
-    warnings: list[str] = []
+    and validates on, as its reader and its review both see them. `kind`: the labels'
+    (engine.data.hub.splits.label_map), the task adapter's to say."""
+    spec = cfg.data
     train_ds = train.open(limit=spec.limit, seed=cfg.train.seed)
     text, pair, label, notes = text_columns(train_ds, train.where, spec)
     _check_text(train_ds, train.where, text, "text_column")
     if pair is not None:
         _check_text(train_ds, train.where, pair, "text_pair_column")
-    lmap = label_map(train_ds, train.where, label, task)
-    train_ds, warning = drop_unlabelled(train_ds, train.where, label, lmap)
-    warnings += [warning] if warning else []
+    train_ds, lmap, warnings = checked_labels(train_ds, train.where, label, kind)
     check_stop()
     if validation is not None:
         val_ds = validation.open(seed=cfg.train.seed)
@@ -154,8 +149,8 @@ def hub_text_splits(cfg: RunConfig, train: HubSplit,
                 require_column(val_ds, validation.where, column, key)
                 if key != "label_column":
                     _check_text(val_ds, validation.where, column, key)
-        val_ds, warning = drop_unlabelled(val_ds, validation.where, label, lmap)
-        warnings += [warning] if warning else []
+        val_ds, lmap, more = checked_labels(val_ds, validation.where, label, kind, lmap)
+        warnings += more
         val_where = validation.where
     else:
         if spec.validation_split <= 0:
@@ -171,11 +166,12 @@ def hub_text_splits(cfg: RunConfig, train: HubSplit,
 
 
 def load_hub_text_classification(cfg: RunConfig, tokenizer, train: HubSplit,
-                                 validation: HubSplit | None) -> tuple[SequenceData, list[str]]:
+                                 validation: HubSplit | None, *, kind: str = "single"
+                                 ) -> tuple[SequenceData, list[str]]:
     """Read, label-map, split (when there is no validation split) and tokenise; returns
     the data and notes for the run's events (columns read in place of absent ones, where
     validation came from)."""
-    rows = hub_text_splits(cfg, train, validation)
+    rows = hub_text_splits(cfg, train, validation, kind=kind)
     lmap, max_length = rows.lmap, cfg.data.max_length
     train_ex = encode_split(rows.train, rows.columns, lmap, train.where, tokenizer, max_length)
     val_ex = encode_split(rows.validation, rows.columns, lmap, rows.val_where, tokenizer,
@@ -197,52 +193,76 @@ def _check_text(ds, where: str, column: str, key: str) -> None:
 def split_off(ds, column: str, lmap: LabelMap, fraction: float, seed: int):
     """A seeded validation split of `ds` (by class, so every class lands in both parts,
     as for files); indices only: no row is copied."""
+    train_idx, val_idx = split_indices(ds, column, lmap, fraction, seed)
+    return ds.select(train_idx), ds.select(val_idx)
+
+
+def split_indices(ds, column: str, lmap: LabelMap, fraction: float, seed: int):
+    """(training rows, validation rows) of `split_off`, as sorted numpy indices."""
+    if lmap.kind != "single":
+        return row_split_indices(len(ds), fraction, seed)
+    return stratified_indices(class_indices(ds.with_format("arrow")[column], lmap),
+                              lmap.names, fraction, seed)
+
+
+def stratified_indices(classes, names: tuple[str, ...], fraction: float, seed: int):
+    """(training rows, validation rows), sorted numpy indices, of rows whose class indices
+    are `classes`: a seeded share of each class validates, at least one row each side."""
     import numpy as np
 
-    if lmap.kind != "single":
-        return split_rows(ds, fraction, seed)
-    _check_fraction(len(ds), fraction)
+    from engine.data.reader import case_twin
+
+    _check_fraction(len(classes), fraction)
     rng = np.random.default_rng(seed)
-    classes = _class_indices(ds, column, lmap)
     train_idx, val_idx = [], []
     for c in np.unique(classes):
         members = np.flatnonzero(classes == c)
         if len(members) < 2:
-            raise DataError(f"Label {lmap.names[c]!r} has only 1 example, too few to split "
-                            "off a validation set; add examples or give data.validation.")
+            twin = case_twin(names[c], names)
+            hint = f" (it differs only by case from {twin!r})" if twin else ""
+            raise DataError(f"Label {names[c]!r} has only 1 example{hint}, too few to "
+                            "split off a validation set; add examples or give "
+                            "data.validation.")
         rng.shuffle(members)
         n_val = min(len(members) - 1, max(1, round(len(members) * fraction)))
         val_idx.append(members[:n_val])
         train_idx.append(members[n_val:])
-    return (ds.select(np.sort(np.concatenate(train_idx))),
-            ds.select(np.sort(np.concatenate(val_idx))))
+    return np.sort(np.concatenate(train_idx)), np.sort(np.concatenate(val_idx))
 
 
 def split_rows(ds, fraction: float, seed: int):
     """A seeded random validation split of `ds` (indices only: no row is copied)."""
+    train_idx, val_idx = row_split_indices(len(ds), fraction, seed)
+    return ds.select(train_idx), ds.select(val_idx)
+
+
+def row_split_indices(rows: int, fraction: float, seed: int):
+    """(training rows, validation rows) of `split_rows`, as sorted numpy indices."""
     import numpy as np
 
-    rows = len(ds)
     _check_fraction(rows, fraction)
     order = np.random.default_rng(seed).permutation(rows)
     n_val = max(1, round(rows * fraction))
-    return ds.select(np.sort(order[n_val:])), ds.select(np.sort(order[:n_val]))
+    return np.sort(order[n_val:]), np.sort(order[:n_val])
 
 
 def _check_fraction(rows: int, fraction: float) -> None:
-    if rows < 2 or max(1, round(rows * fraction)) >= rows:
+    if rows < 2:
+        raise DataError(f"The training data has only {rows} row; a validation split needs "
+                        "two or more, or give data.validation.")
+    if max(1, round(rows * fraction)) >= rows:
         raise DataError(f"data.validation_split {fraction:g} of {rows} rows leaves none to "
                         "train on; hold out less (0.1 to 0.2 is usual) or give "
                         "data.validation.")
 
 
-def _class_indices(ds, column: str, lmap: LabelMap):
-    """Each row's class index as a numpy array, computed by Arrow (no Python objects)."""
+def class_indices(col, lmap: LabelMap):
+    """Each cell's class index (a label column as Arrow) as a numpy array, computed by
+    Arrow (no Python objects)."""
     import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    col = ds.with_format("arrow")[column]
     if lmap.native:
         return np.asarray(col.to_numpy(zero_copy_only=False), dtype=np.int64)
     values = list(lmap.by_value)

@@ -1,0 +1,137 @@
+"""Local data files go through `datasets` into Arrow, as hub data does: one Arrow table
+per file in hubtune's data directory (read once, read again after an edit), a stop
+honoured while a file is read, and a set too large for lists tokenised into the same
+on-disk Arrow examples hub data trains from, with the same result."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import threading
+from pathlib import Path
+
+import pytest
+
+from engine.core.errors import DataError
+from tests.support.tests_helpers import config_for
+from tests.support.tiny_models import write_sentiment_csv
+
+
+def cached_tables(home: Path) -> list[Path]:
+    return sorted((home / "cache" / "datasets").glob("*.arrow"))
+
+
+def test_a_file_is_read_into_one_arrow_table_and_again_after_an_edit(hubtune_home,
+                                                                     tmp_path):
+    from engine.data.files import open_file
+
+    path = tmp_path / "d.csv"
+    path.write_text("text,label\ngood,pos\nbad,neg\n")
+    first = open_file(path)
+    assert first["label"] == ["pos", "neg"]
+    [table] = cached_tables(hubtune_home)
+    assert [f["filename"] for f in first.cache_files] == [str(table)]  # memory-mapped
+    assert open_file(path)["text"] == ["good", "bad"] and cached_tables(hubtune_home) == [table]
+    path.write_text("text,label\ngood,pos\nbad,neg\nfine,pos\n")
+    os.utime(path, ns=(1, 2))  # a new modification time, whatever the clock's resolution
+    assert len(open_file(path)) == 3 and len(cached_tables(hubtune_home)) == 2
+
+
+def test_a_stop_while_a_file_is_read_leaves_no_table(hubtune_home, tmp_path):
+    from engine.data.examples import PreparationStopped, stoppable
+    from engine.data.files import open_file
+
+    path = write_sentiment_csv(tmp_path / "s.csv", rows=40)
+    stop = threading.Event()
+    stop.set()
+    with stoppable(stop), pytest.raises(PreparationStopped):
+        open_file(path)
+    folder = hubtune_home / "cache" / "datasets"
+    assert not folder.exists() or list(folder.iterdir()) == []
+    assert len(open_file(path)) == 40  # read whole once not stopped
+
+
+def test_a_column_that_changes_kind_part_way_is_one_sentence(hubtune_home, tmp_path):
+    from engine.data.files import READ_ROWS, open_file
+
+    path = tmp_path / "late.csv"
+    # pandas under `datasets` reads 10,000 rows at a time: the first chunk's labels are
+    # numbers, a later one's are names.
+    path.write_text("text,label\n" + "film,1\n" * READ_ROWS + "film,positive\n")
+    with pytest.raises(DataError, match=r"late\.csv cannot be read as one table: column "
+                                        r"'label' holds int64 values up to row 10000 and "
+                                        r"then others"):
+        open_file(path)
+
+
+def test_a_large_set_trains_from_arrow_examples_equal_to_the_lists(tiny_bert, tmp_path,
+                                                                   monkeypatch,
+                                                                   hubtune_home):
+    import engine.data.file_tokens as file_tokens
+    from engine.data.hub.text import ArrowSequenceExamples
+    from engine.data.loading import SequenceCollator, load_text_classification
+    from engine.modeling.loading import load_tokenizer
+
+    path = write_sentiment_csv(tmp_path / "s.csv", rows=60)
+    cfg = config_for(tmp_path, tiny_bert, path)
+    tokenizer, _ = load_tokenizer(cfg.model)
+    small = load_text_classification(cfg, tokenizer)
+    monkeypatch.setattr(file_tokens, "LIST_ROWS", 10)
+    monkeypatch.setattr(file_tokens, "TRIM_ROWS", 2)  # pages handed back as rows are read
+    large = load_text_classification(cfg, tokenizer)
+    assert isinstance(large.train, ArrowSequenceExamples)
+    assert not isinstance(small.train, ArrowSequenceExamples)
+    assert large.labels == small.labels and large.majority_class == small.majority_class
+    for part in ("train", "validation"):
+        a, b = getattr(small, part), getattr(large, part)
+        assert [a.input_ids[i] for i in range(len(a))] == [b.input_ids[i] for i in
+                                                           range(len(b))]
+        assert list(a.labels) == list(b.labels) and list(a.lengths) == list(b.lengths)
+    batch = SequenceCollator(large.train, 0, False)([0, 1, 2])
+    assert batch["input_ids"].shape[0] == 3
+    # The data cache pickles examples: a memory-mapped table goes by its path.
+    again = pickle.loads(pickle.dumps(large.train))
+    assert again.input_ids[5] == small.train.input_ids[5] and len(again) == len(small.train)
+
+
+def test_a_validation_file_with_a_spaced_label_maps_to_the_training_class(tiny_bert,
+                                                                           tmp_path):
+    from engine.data.loading import load_text_classification
+    from engine.modeling.loading import load_tokenizer
+
+    train = write_sentiment_csv(tmp_path / "s.csv", rows=20)
+    val = tmp_path / "v.csv"
+    val.write_text("text,label\nnice film,positive \nawful film,negative\n")
+    cfg = config_for(tmp_path, tiny_bert, train, validation=str(val))
+    tokenizer, _ = load_tokenizer(cfg.model)
+    data = load_text_classification(cfg, tokenizer)
+    assert list(data.validation.labels) == [data.labels.index("positive"),
+                                            data.labels.index("negative")]
+
+
+LOOK_ALIKE_ROWS = {"text": [f"film {i}" for i in range(13)],
+                   "label": ["pos", None, "neg", "pos ", "neg", "Neg", "pos", "  ", "neg",
+                             "pos", "neg", "pos", "Neg"]}
+
+
+def test_hub_rows_and_file_rows_meet_the_same_label_rules(tiny_bert, tmp_path, hubtune_home):
+    import datasets
+    import pandas as pd
+
+    from engine.data.hub.splits import checked_labels
+    from engine.data.text_splits import file_text_splits
+
+    where = "hf:someone/reviews (split train)"
+    hub, lmap, hub_warnings = checked_labels(datasets.Dataset.from_dict(LOOK_ALIKE_ROWS),
+                                             where, "label", "single")
+    path = tmp_path / "reviews.csv"
+    pd.DataFrame(LOOK_ALIKE_ROWS).to_csv(path, index=False)
+    rows = file_text_splits(config_for(tmp_path, tiny_bert, path, validation_split=0.2))
+    assert [w.replace("reviews.csv", where) for w in rows.warnings] == hub_warnings
+    assert hub_warnings[0] == (f"2 rows of {where} have no label in 'label' (blank or NA: "
+                               "rows 2, 8); they are left out.")
+    assert len(hub) == 11 and lmap.names == rows.lmap.names == ("Neg", "neg", "pos")
+    mixed = {"text": ["a", "b", "c"], "label": ["1", "0", "positive"]}
+    with pytest.raises(DataError, match=r"mixes numbers and names in its label column "
+                                        r"'label' \(row 1 has '1', row 3 has 'positive'\)"):
+        checked_labels(datasets.Dataset.from_dict(mixed), where, "label", "single")
