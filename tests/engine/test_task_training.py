@@ -119,7 +119,7 @@ def test_seq2seq_scores_bleu_and_chrf(tmp_path, models, files):
 
 def test_multi_label_classification(tmp_path, tiny_bert, files):
     outcome, evals, prepared = run(tmp_path, tiny_bert, "multi-label-classification",
-                                   files["multi-label-classification"], epochs=6)
+                                   files["multi-label-classification"], epochs=12)
     assert set(prepared.labels) == {"negative", "positive", "venue"}
     assert {"val_accuracy", "val_micro_f1", "val_macro_f1"} <= set(evals[-1])
     assert outcome.summary["final_micro_f1"] > 0.6

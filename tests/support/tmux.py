@@ -57,6 +57,9 @@ def terminal(tmp_path: Path, home: Path, size: tuple[int, int] = (80, 24)) -> It
     term = Terminal(str(tmp_path / "tmux.sock"), env)
     term.tmux("-f", "/dev/null", "new-session", "-d", "-x", str(size[0]), "-y", str(size[1]),
               f"cd {REPO} && exec {sys.executable} -m tui.cli")
+    # No wait for a meta key after Esc: tmux would otherwise read Esc and the next key
+    # within its escape-time (500 ms) as Alt+key on a loaded machine.
+    term.tmux("set-option", "-s", "escape-time", "0")
     try:
         yield term
     finally:
