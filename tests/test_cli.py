@@ -232,6 +232,13 @@ def test_data_clear_cache_removes_tokenised_data(hubtune_home):
     folder = hubtune_home / "cache" / "data"
     folder.mkdir(parents=True)
     (folder / "a.pkl").write_bytes(b"x" * 2000)
+    tables = hubtune_home / "cache" / "datasets"  # local files' Arrow tables (and tokens)
+    tables.mkdir(parents=True)
+    (tables / "t.arrow").write_bytes(b"x" * 1000)
+    (hubtune_home / "cache" / "audit").mkdir()
+    (hubtune_home / "cache" / "audit" / "f.npy").write_bytes(b"x" * 1000)
+    (hubtune_home / "keep.txt").write_text("not a cache")
     result = hubtune("data", "clear-cache")
-    assert result.returncode == 0 and "Removed 1 cached data set (2.0 kB)" in result.stdout
-    assert not list(folder.iterdir())
+    assert result.returncode == 0 and "Removed 3 cached data sets (4.0 kB)" in result.stdout
+    assert not list(folder.iterdir()) and not list(tables.iterdir())
+    assert (hubtune_home / "keep.txt").is_file()

@@ -176,10 +176,17 @@ def prune(folder: Path, keep: int = MAX_ENTRIES, max_bytes: int = MAX_BYTES) -> 
 
 
 def clear() -> tuple[int, int]:
-    """Delete every entry; returns (entries, bytes) freed."""
+    """Delete every entry: the tokenised data sets, the Arrow tables of local files and
+    their token files (engine.data.files), and the audit's features; returns (entries,
+    bytes) freed."""
+    from engine.data.files import cache_dir as tables_dir
+
     count = freed = 0
     folder = cache_dir()
-    for entry in [*folder.glob("*.pkl"), *folder.glob(".tmp-*")] if folder.exists() else []:
+    entries = [*folder.glob("*.pkl"), *folder.glob(".tmp-*")] if folder.exists() else []
+    for other in (tables_dir(), folder.parent / "audit"):
+        entries += [p for p in other.rglob("*") if p.is_file()] if other.exists() else []
+    for entry in entries:
         try:
             freed += entry.stat().st_size
             entry.unlink()

@@ -123,13 +123,14 @@ def data_preview(file: str, model: str | None, text_column: str | None,
 
 @data.command("clear-cache")
 def data_clear_cache() -> None:
-    """Delete the tokenised data kept between runs (it is rebuilt when next needed)."""
+    """Delete the data kept between runs: tokenised sets, local files' Arrow tables and the
+    audit's features (each is rebuilt when next needed)."""
     from engine.training.data_cache import cache_dir, clear
     from tui.formatting import human_bytes
 
     count, freed = clear()
     echo(f"Removed {count} cached data set{'s' if count != 1 else ''} "
-               f"({human_bytes(freed)}) from {cache_dir()}.")
+               f"({human_bytes(freed)}) from {cache_dir().parent}.")
 
 
 @data.command("audit")
