@@ -43,7 +43,7 @@ def test_a_long_named_run_at_80x24(tmp_path, hubtune_home):
         # Esc leaves the box: the footer offers the screen keys again (`1` back to the runs
         # was checked above; typed right after Esc, a loaded terminal may read Alt+1).
         term.keys_until(["Escape"], lambda shown: "q Quit" in shown[-1])
-    assert "q Quit" in hub[-1] and "? Help" not in boxed[-1]
+    assert "q Quit" in hub[-1] and "esc Leave box" in boxed[-1]
     cells = row.split()
     assert cells[:2] == [str(run_id), "completed"]
     assert cells[2].endswith("…") and NAME.startswith(cells[2][:-1]) and len(cells[2]) >= 20
