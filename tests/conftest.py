@@ -262,3 +262,16 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if _needs_cuda(item):
             item.add_marker(pytest.mark.gpu)
+
+
+@pytest.fixture(scope="module")
+def sshd(tmp_path_factory):
+    """A real sshd on loopback (tests/support/sshd.py) for the remote tests; skips where
+    this machine has none."""
+    from tests.support.sshd import start_sshd
+
+    server = start_sshd(tmp_path_factory.mktemp("sshd"))
+    if server is None:
+        pytest.skip("no sshd here (apt-get install openssh-server)")
+    yield server
+    server.stop()

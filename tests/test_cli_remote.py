@@ -13,19 +13,10 @@ import pytest
 
 from store import RunStore
 from tests.support.cli_runner import hubtune, ok
-from tests.support.sshd import free_port, start_sshd
+from tests.support.sshd import free_port
 
 HUBTUNE = str(Path(sys.executable).parent / "hubtune")
 HOSTILE = "x'; touch /tmp/hubtune-pwned-$USER; echo \"$(id)\" `id` & touch /tmp/hubtune-pwned-2 #"
-
-
-@pytest.fixture(scope="module")
-def sshd(tmp_path_factory):
-    server = start_sshd(tmp_path_factory.mktemp("sshd"))
-    if server is None:
-        pytest.skip("no sshd here (apt-get install openssh-server)")
-    yield server
-    server.stop()
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from textual.widgets import DataTable, Input, Static
 from store import RunStore
 from store.remotes import Remote, add_remote
 from tests.support.pilot_wait import select_run, settle, wait_for
-from tests.support.sshd import free_port, start_sshd
+from tests.support.sshd import free_port
 from tui.app import make_app
 
 pytestmark = pytest.mark.slow  # whole TUI sessions, each polling a remote over ssh
@@ -24,15 +24,6 @@ pytestmark = pytest.mark.slow  # whole TUI sessions, each polling a remote over 
 HUBTUNE = str(Path(sys.executable).parent / "hubtune")
 HOSTILE = "far [b]run[/b] $(id) `id`"
 """A remote run's name: markup and shell text, shown as written."""
-
-
-@pytest.fixture(scope="module")
-def sshd(tmp_path_factory):
-    server = start_sshd(tmp_path_factory.mktemp("sshd"))
-    if server is None:
-        pytest.skip("no sshd here (apt-get install openssh-server)")
-    yield server
-    server.stop()
 
 
 @pytest.fixture
