@@ -36,6 +36,17 @@ class HubtuneApp(App[None]):
         Binding("3", "switch_mode('new')", "New run"),
         Binding("4", "switch_mode('models')", "Models"),
         Binding("q", "quit", "Quit"),
+        # `?` types into a text box: there F1 is the help key, and the footer shows it
+        # instead (tui.widgets.footer.KeysFooter).
+        Binding("f1", "help", "Help"),
+        # Alt+number switches screens from anywhere, a text box included (and a terminal
+        # that reads Esc then `1` typed quickly as Alt+1 still does what was meant); the
+        # footer shows it only where the plain number keys type.
+        Binding("alt+1", "switch_mode('runs')", "Screens", key_display="alt+1-4",
+                priority=True),
+        Binding("alt+2", "switch_mode('hub')", "Hub", show=False, priority=True),
+        Binding("alt+3", "switch_mode('new')", "New run", show=False, priority=True),
+        Binding("alt+4", "switch_mode('models')", "Models", show=False, priority=True),
         # A list or table takes these itself; from a text box they scroll what holds it.
         Binding("pageup", "page(-1)", "Page up", show=False),
         Binding("pagedown", "page(1)", "Page down", show=False),

@@ -28,6 +28,8 @@ def _shown(key: str) -> str:
         return NAMES[key]
     if key.startswith("ctrl+"):
         return f"Ctrl+{key[5:].upper()}"
+    if key.startswith("alt+"):
+        return f"Alt+{key[4:]}"
     if len(key) > 1 and key[0] == "f" and key[1:].isdigit():
         return key.upper()  # f2 is written F2
     return key
@@ -44,7 +46,7 @@ def _keys(bindings) -> set[str]:
 
 
 SECTIONS = [
-    (HubtuneApp, ("Everywhere",), {"1", "2", "3", "4"}),
+    (HubtuneApp, ("Everywhere",), {"1", "2", "3", "4", "alt+2", "alt+3"}),
     (RunsScreen, ("Runs", "Queue"), set()),
     (CompareScreen, ("Compare",), set()),
     (HubScreen, ("Hub",), set()),

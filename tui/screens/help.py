@@ -76,7 +76,8 @@ hubtune shows them live again.
 | **Everywhere** | |
 | `Ctrl+P` | Command palette: every action, the queue's and sweeps' included, by name |
 | `PgUp` / `PgDn` | Scroll a page, also from a text box (a list or table pages itself) |
-| `?` | This help |
+| `Alt+1`-`Alt+4` | Switch screens from anywhere, a text box included |
+| `?` / `F1` | This help (`F1` also from a text box) |
 | `q` | Quit (runs keep going) |
 
 The footer shows the keys used most; this page and the command palette have them all.
@@ -85,7 +86,7 @@ Runs started from the command line (`hubtune train CONFIG`) appear here at once.
 
 
 class HelpScreen(ModalScreen[None]):
-    BINDINGS = [Binding("escape,q,question_mark", "dismiss", "Close")]
+    BINDINGS = [Binding("escape,q,question_mark,f1", "dismiss", "Close")]
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="help-box"):

@@ -18,6 +18,9 @@ ESSENTIAL_ACTIONS = ("help", "switch_mode('runs')", "switch_mode('hub')", "switc
                      "switch_mode('models')", "quit")
 """The app's own keys, in the order the footer leads with them."""
 
+TEXT_BOX_KEYS = {"f1": "question_mark", "alt+1": "1"}
+"""Keys the footer shows only where a text box takes the plain key beside them."""
+
 
 class KeysFooter(Footer):
     """A compact footer: essentials first, then as many of the screen's keys as fit."""
@@ -37,6 +40,11 @@ class KeysFooter(Footer):
         widgets = list(super().compose())
         keys = [w for w in widgets if isinstance(w, FooterKey)
                 and not w.has_class("-command-palette")]
+        # `?` and the number keys, or F1 and Alt+number where a text box types them.
+        plain = {k.key for k in keys}
+        spare = {key for key, instead in TEXT_BOX_KEYS.items() if instead in plain}
+        keys = [k for k in keys if k.key not in spare]
+        widgets = [w for w in widgets if getattr(w, "key", None) not in spare]
         rank = {action: i for i, action in enumerate(ESSENTIAL_ACTIONS)}
         first = sorted((k for k in keys if k.action in rank), key=lambda k: rank[k.action])
         rest = [w for w in widgets if w not in first]
