@@ -25,6 +25,10 @@ TOAST_LIMIT = 2000
 """Characters of a notification shown; a traceback a page long is cut."""
 
 
+PREPARE_FORM_AFTER = 0.5
+"""Seconds after start-up at which the new-run form is built out of sight."""
+
+
 class HubtuneApp(App[None]):
     CSS_PATH = "app.tcss"
     TITLE = "hubtune"
@@ -69,6 +73,39 @@ class HubtuneApp(App[None]):
     def on_mount(self) -> None:
         self._exit_on_hangup()
         self.switch_mode("runs")
+        if not self.is_headless:
+            # Through the app's own queue, not the timer's task: keys pressed meanwhile
+            # wait behind it instead of switching screens under it.
+            self.set_timer(PREPARE_FORM_AFTER, lambda: self.call_later(self.prepare_form))
+
+    def switch_mode(self, mode: str):
+        """Textual's, and once the mode's screen is mounted, its styles count as current
+        (tui.compat.mark_styles_current): showing it again does not restyle the app."""
+        from tui.compat import mark_styles_current
+
+        mounted = super().switch_mode(mode)
+        screen = self.screen
+
+        async def styled() -> None:
+            await mounted
+            mark_styles_current(screen)
+
+        self.call_next(styled)
+        return mounted
+
+    async def prepare_form(self) -> None:
+        """Build the new-run form out of sight, once the runs are on screen.
+
+        Its first showing builds ~100 widgets and styles them (about a second on a busy
+        2-core box); afterwards a switch only shows it again (0.1-0.3 s). So the app
+        switches to it and back while the screen is held still (`batch_update`): nothing
+        flickers, and keys pressed meanwhile wait their turn. Skipped when the user has
+        already left the runs screen (a second build of the form costs nothing)."""
+        if self.current_mode != "runs":
+            return
+        with self.batch_update():
+            await self.switch_mode("new")
+            await self.switch_mode("runs")
 
     def _exit_on_hangup(self) -> None:
         """Quit when the terminal goes away (SSH dropped, tmux killed).

@@ -105,18 +105,13 @@ def human_bytes(n: float | None) -> str:
     return f"{n:.1f} TB"  # pragma: no cover
 
 
-MAIN_METRIC = {
-    "regression": "loss", "multi-label-classification": "micro_f1",
-    "token-classification": "f1", "question-answering": "f1", "masked-lm": "perplexity",
-    "causal-lm": "perplexity", "seq2seq": "chrf",
-}
-"""The validation metric each task is judged by (as engine/tasks sets `watch`)."""
-
-
 def main_metric(run) -> str:
     """The metric a run watched (its summary says once it has one), else its task's."""
-    return (run.summary or {}).get("watched_metric") or MAIN_METRIC.get(run.task or "",
-                                                                        "accuracy")
+    from engine.tasks import REGISTRY
+
+    registration = REGISTRY.get(run.task or "")
+    return (run.summary or {}).get("watched_metric") or (registration.metric if registration
+                                                         else "accuracy")
 
 
 def literal(text: object, limit: int | None = None, *, multiline: bool = False) -> str:
@@ -198,12 +193,9 @@ def run_eta(latest: dict[str, float], step: int, run) -> str | None:
     return duration(left)
 
 
-SHORT_TASK = {"text-classification": "text-class", "image-classification": "image-class",
-              "token-classification": "token-class", "multi-label-classification": "multi-label",
-              "text-pair-classification": "text-pair", "question-answering": "QA",
-              "feature-extraction": "features"}
-
-
 def short_task(task: str | None) -> str:
     """A task name narrow enough for a table column ('text-classification' -> 'text-class')."""
-    return SHORT_TASK.get(task or "", task or "-")
+    from engine.tasks import REGISTRY
+
+    registration = REGISTRY.get(task or "")
+    return (registration.short if registration else None) or task or "-"

@@ -17,13 +17,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from engine.core.config import FREEZE_POLICIES, TASKS, RunConfig
+from engine.core.config import DEFAULT_TASK, FREEZE_POLICIES, TASKS, RunConfig
 from engine.core.errors import HubtuneError
+from engine.tasks import REGISTRY
 from tui.new_run_settings import SECTIONS, SETTINGS
 
-TASK_CHOICES = ("text-classification", *(t for t in TASKS if t != "text-classification"))
+TASK_CHOICES = (DEFAULT_TASK, *(t for t in TASKS if t != DEFAULT_TASK))
 """The default first: a new form starts as the most common fine-tune."""
-UNLABELLED = ("masked-lm", "causal-lm", "feature-extraction", "question-answering")
+UNLABELLED = tuple(name for name, r in REGISTRY.items() if not r.labelled)
 """Tasks whose data has no label column to pick."""
 
 FIELDS = {

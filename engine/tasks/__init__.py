@@ -39,27 +39,42 @@ class Registration:
     prechecked: bool = False
     """Whether the CLI checks its local data files before it records a run
     (`Task.check_data`, torch-free: its adapter's module must not bring torch)."""
+    metric: str = "accuracy"
+    """The validation metric a run is judged by (its adapter's `watch`; checked)."""
+    short: str | None = None
+    """The name in a narrow table column; None: the name itself."""
+    labelled: bool = True
+    """Whether its data has a label column to pick."""
+    images: bool = False
+    """Whether its examples are images (no tokens to count)."""
 
 
 _SEQUENCE = "engine.tasks.sequence:SequenceTask"
 
 REGISTRY: dict[str, Registration] = {r.name: r for r in (
-    Registration("feature-extraction", _SEQUENCE, "A text to embed"),
-    Registration("text-classification", _SEQUENCE, "A text to classify", prechecked=True),
-    Registration("multi-label-classification", _SEQUENCE, "A text to classify", prechecked=True),
-    Registration("regression", _SEQUENCE, "A text to classify", prechecked=True),
-    Registration("text-pair-classification", _SEQUENCE, "A text to classify", prechecked=True),
+    Registration("feature-extraction", _SEQUENCE, "A text to embed", short="features",
+                 labelled=False),
+    Registration("text-classification", _SEQUENCE, "A text to classify", prechecked=True,
+                 short="text-class"),
+    Registration("multi-label-classification", _SEQUENCE, "A text to classify",
+                 prechecked=True, metric="micro_f1", short="multi-label"),
+    Registration("regression", _SEQUENCE, "A text to classify", prechecked=True,
+                 metric="loss"),
+    Registration("text-pair-classification", _SEQUENCE, "A text to classify",
+                 prechecked=True, short="text-pair"),
     Registration("token-classification", "engine.tasks.token:TokenTask",
-                 "A sentence; each word gets a tag"),
-    Registration("question-answering", "engine.tasks.qa:QATask", "QUESTION ||| CONTEXT"),
+                 "A sentence; each word gets a tag", metric="f1", short="token-class"),
+    Registration("question-answering", "engine.tasks.qa:QATask", "QUESTION ||| CONTEXT",
+                 metric="f1", short="QA", labelled=False),
     Registration("masked-lm", "engine.tasks.lm:LanguageModelTask",
-                 "A sentence with the mask token where a word is missing"),
+                 "A sentence with the mask token where a word is missing",
+                 metric="perplexity", labelled=False),
     Registration("causal-lm", "engine.tasks.lm:LanguageModelTask",
-                 "The start of a text to continue"),
+                 "The start of a text to continue", metric="perplexity", labelled=False),
     Registration("seq2seq", "engine.tasks.seq2seq:Seq2SeqTask",
-                 "A source text to translate or summarise"),
+                 "A source text to translate or summarise", metric="chrf"),
     Registration("image-classification", "engine.tasks.image:ImageTask",
-                 "The path of an image file"),
+                 "The path of an image file", short="image-class", images=True),
 )}
 """Every head hubtune trains, in the order the config lists them."""
 

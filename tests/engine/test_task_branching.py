@@ -119,3 +119,35 @@ def test_every_adapter_covers_a_trained_runs_life():
             assert type(task).file_review_inputs is not Task.file_review_inputs, name
         assert task.pipeline_tag and task.input_kind and task.loader, name
         assert task.watch in (task.metrics or (task.watch,)), name
+
+
+def test_what_the_registry_says_before_an_adapter_loads_is_what_the_adapter_does():
+    """The TUI reads a head's metric and whether it takes images from its registration
+    (torch-free); each must be what its adapter does."""
+    from engine.tasks import task_for
+
+    for name, registration in REGISTRY.items():
+        task = task_for(name)
+        assert registration.metric == task.watch, name
+        assert registration.images == ("image" in task.input_kind), name
+
+
+TUI = REPO / "tui"
+TUI_ALLOWED = {
+    # The hub's own pipeline-tag vocabulary for its search filters, which shares a few
+    # spellings with head names.
+    ("tui/widgets/hub_bar.py", "MODEL_TASKS"),
+    ("tui/widgets/hub_bar.py", "DATASET_TASKS"),
+}
+
+
+def test_the_tui_names_no_task_either():
+    names = set(task_names())
+    found = []
+    for path in sorted(TUI.rglob("*.py")):
+        rel = path.relative_to(REPO).as_posix()
+        for line, name, owner in task_names_in(path.read_text(encoding="utf-8"), names):
+            if (rel, owner) not in TUI_ALLOWED:
+                found.append(f"{rel}:{line}: {name!r}")
+    assert found == [], ("task names in the TUI (read engine.tasks.REGISTRY instead):\n"
+                         + "\n".join(found))

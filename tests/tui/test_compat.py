@@ -40,3 +40,30 @@ async def test_a_footer_is_built_of_footer_keys_that_carry_what_the_footer_reads
         assert ours == [("x", "Ring", "bell"), ("q", "Quit", "quit")], _fail(f"keys read {ours}")
         assert [k for k in keys if k.has_class(PALETTE_CLASS)], _fail(
             f"the command palette key lost its {PALETTE_CLASS} class")
+
+
+async def test_a_mode_screen_marked_current_is_not_restyled_when_shown_again():
+    from textual.screen import Screen
+
+    from tui.compat import mark_styles_current
+
+    class _ModesApp(App[None]):
+        MODES = {"a": Screen, "b": Screen}
+
+    app = _ModesApp()
+    async with app.run_test(size=(40, 5)) as pilot:
+        await app.switch_mode("a")
+        await app.switch_mode("b")
+        await pilot.pause()
+        count = getattr(app.screen, "_css_update_count", None)
+        assert isinstance(count, int), _fail("Screen._css_update_count is gone")
+        assert isinstance(getattr(app, "_css_update_count", None), int), _fail(
+            "App._css_update_count is gone")
+        mark_styles_current(app.screen)
+        restyles = []
+        real = app.refresh_css
+        app.refresh_css = lambda *a, **k: (restyles.append(1), real(*a, **k))
+        await app.switch_mode("a")
+        mark_styles_current(app.screen)
+        await app.switch_mode("b")
+        assert restyles == [], _fail("a screen marked current is still restyled on a switch")

@@ -68,3 +68,27 @@ async def test_showing_the_form_again_keeps_its_footer_keys(store):
         assert list(screen.query_one(KeysFooter).children) == keys
         assert [k.key for k in keys if hasattr(k, "key")][:6] == ["question_mark", "1", "2",
                                                                   "3", "4", "q"]
+
+
+async def test_the_form_built_out_of_sight_shows_without_restyling_the_app(store):
+    app = make_app(store=store)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        runs = app.screen
+        focused = runs.focused
+        await app.prepare_form()  # what a real terminal does 0.5 s after start-up
+        await settle(pilot)
+        # Still on the runs, as they were: the form was built and left.
+        assert app.screen is runs and runs.focused is focused and app.current_mode == "runs"
+        restyles = []
+        real = app.refresh_css
+        app.refresh_css = lambda *a, **k: (restyles.append(1), real(*a, **k))
+        await pilot.press("3")
+        await wait_for(pilot, lambda: app.screen.__class__.__name__ == "NewRunScreen")
+        await settle(pilot)
+        await pilot.press("escape", "1", "3")
+        await wait_for(pilot, lambda: app.screen.__class__.__name__ == "NewRunScreen")
+        await settle(pilot)
+        # Textual restyled every screen on each switch to a mode built by a switch.
+        assert restyles == []
+        assert app.screen.query_one(KeysFooter).children  # shown, and whole

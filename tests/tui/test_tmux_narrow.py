@@ -33,12 +33,12 @@ def test_a_long_named_run_at_80x24(tmp_path, hubtune_home):
             time.sleep(0.2)
         # The hub opens on its results: `1` leads back at once (#33). In the search box
         # the footer says how to leave it, and Esc then `1` does.
-        hub = term.keys_until(["2"], lambda shown: "hub" in shown[0] and "/ Search" in
-                              shown[-1] and shown[-1].startswith("? Help"))
+        hub = term.keys_until(["2"], lambda shown: "hubtune — hub" in shown[0] and
+                              "/ Search" in shown[-1] and shown[-1].startswith("? Help"))
         back = term.keys_until(["1"], lambda shown: any(
             line.strip().startswith(f"{run_id} ") for line in shown))
         assert "acc 0.812" in "\n".join(back), back
-        term.keys_until(["2"], lambda shown: "hub" in shown[0])
+        term.keys_until(["2"], lambda shown: "hubtune — hub" in shown[0])
         boxed = term.keys_until(["/"], lambda shown: "esc Leave box" in shown[-1])
         # Esc leaves the box: the footer offers the screen keys again (`1` back to the runs
         # was checked above; typed right after Esc, a loaded terminal may read Alt+1).

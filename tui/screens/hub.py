@@ -57,6 +57,12 @@ class HubScreen(Screen):
         Binding("u", "use_model", "Use"),
     ]
 
+    AUTO_FOCUS = "#hub-results"
+    """The results, not the search box: the screen keys (and 1-4 to leave) work at once,
+    and `/` is one key away from typing a search. Given as the screen's auto focus (set
+    as it is composed, and only where nothing has focus), not in `on_mount`: a `/` typed
+    ahead while the screen was being built keeps the search box."""
+
     kind: reactive[str] = reactive("model")
     """model or dataset: what the results and the detail pane show."""
 
@@ -83,9 +89,6 @@ class HubScreen(Screen):
     def on_mount(self) -> None:
         self.query_one(HubResults).show("model", [])
         self.sub_title = "hub"
-        # The results, not the search box: the screen keys (and 1-4 to leave) work at
-        # once, and `/` is one key away from typing a search.
-        self.query_one("#hub-results").focus()
         self._search(self.query_one(HubBar).read())
 
     def watch_kind(self, kind: str) -> None:
