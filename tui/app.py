@@ -25,8 +25,9 @@ TOAST_LIMIT = 2000
 """Characters of a notification shown; a traceback a page long is cut."""
 
 
-PREPARE_FORM_AFTER = 0.5
-"""Seconds after start-up at which the new-run form is built out of sight."""
+PREPARE_FORM_AFTER = 1.5
+"""Seconds after start-up at which the new-run form is built out of sight (unless the
+user has left the runs screen by then)."""
 
 
 class HubtuneApp(App[None]):
@@ -62,6 +63,9 @@ class HubtuneApp(App[None]):
         self.hub_endpoint = hub_endpoint
         from tui.engine_thread import EngineThread
 
+        self._user_switched = False
+        """Whether a screen other than the runs has been shown (`prepare_form` waits
+        for none)."""
         self.engine = EngineThread(self)
         """Where plans, token counts and predictions run, one at a time."""
         for mode, screen in (("runs", lambda: RunsScreen(self.store)),
@@ -74,38 +78,35 @@ class HubtuneApp(App[None]):
         self._exit_on_hangup()
         self.switch_mode("runs")
         if not self.is_headless:
-            # Through the app's own queue, not the timer's task: keys pressed meanwhile
-            # wait behind it instead of switching screens under it.
-            self.set_timer(PREPARE_FORM_AFTER, lambda: self.call_later(self.prepare_form))
+            self.set_timer(PREPARE_FORM_AFTER, self.prepare_form)
 
     def switch_mode(self, mode: str):
         """Textual's, and once the mode's screen is mounted, its styles count as current
-        (tui.compat.mark_styles_current): showing it again does not restyle the app."""
+        (tui.compat.mark_styles_current): showing it again does not restyle the app. Asked
+        through the screen's own queue, which it reads once it is mounted: nothing here
+        waits for the mount."""
         from tui.compat import mark_styles_current
 
+        self._user_switched = self._user_switched or mode != "runs"
         mounted = super().switch_mode(mode)
-        screen = self.screen
-
-        async def styled() -> None:
-            await mounted
-            mark_styles_current(screen)
-
-        self.call_next(styled)
+        self.screen.call_later(mark_styles_current, self.screen)
         return mounted
 
-    async def prepare_form(self) -> None:
+    def prepare_form(self) -> None:
         """Build the new-run form out of sight, once the runs are on screen.
 
         Its first showing builds ~100 widgets and styles them (about a second on a busy
         2-core box); afterwards a switch only shows it again (0.1-0.3 s). So the app
-        switches to it and back while the screen is held still (`batch_update`): nothing
-        flickers, and keys pressed meanwhile wait their turn. Skipped when the user has
-        already left the runs screen (a second build of the form costs nothing)."""
-        if self.current_mode != "runs":
+        switches to it and straight back, with the screen held still (`batch_update`):
+        the form composes and mounts in its own task while the runs stay shown, and
+        nothing flickers. Skipped once the user has switched screens: the build would
+        then compete with what they asked for."""
+        if self.current_mode != "runs" or self._user_switched:
             return
         with self.batch_update():
-            await self.switch_mode("new")
-            await self.switch_mode("runs")
+            self.switch_mode("new")
+            self.switch_mode("runs")
+        self._user_switched = False
 
     def _exit_on_hangup(self) -> None:
         """Quit when the terminal goes away (SSH dropped, tmux killed).

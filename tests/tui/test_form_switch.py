@@ -76,7 +76,7 @@ async def test_the_form_built_out_of_sight_shows_without_restyling_the_app(store
         await settle(pilot)
         runs = app.screen
         focused = runs.focused
-        await app.prepare_form()  # what a real terminal does 0.5 s after start-up
+        app.prepare_form()  # what a real terminal does 0.5 s after start-up
         await settle(pilot)
         # Still on the runs, as they were: the form was built and left.
         assert app.screen is runs and runs.focused is focused and app.current_mode == "runs"
