@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 CASES = ("store", "padding", "throughput", "frozen", "ui", "gpu", "predict", "hubdata",
-         "localdata", "queue", "onnx")
+         "localdata", "queue", "onnx", "report", "audit", "remote_latency", "search")
 
 
 def main(argv: list[str] | None = None) -> int:

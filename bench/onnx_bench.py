@@ -7,6 +7,12 @@ ONNX Runtime (the run's ONNX model standing in for it, made once before timing; 
 and the dynamic int8 copy as a third row). Times cover reading the file and predicting
 every row (the model loads before, on both sides). Interleaved repeats; the share of
 rows given the same label as PyTorch.
+
+Both sides go through the same `predict_file`: the same tokenizer calls, the same
+longest-first order and batches, torch under `inference_mode`. ONNX Runtime's session has
+as many intra-op threads as torch (`--threads`), and fp32 runs the fused graph
+(`model.ort.onnx`: attention, skip layer norm and bias GELU as ONNX Runtime's own kernels,
+checked against PyTorch at export like model.onnx).
 """
 
 from __future__ import annotations

@@ -36,6 +36,19 @@ class History:
         )
         return [EventRecord(*r) for r in cur.fetchall()]
 
+    def event_counts(self, run_ids: list[int], *, containing: str,
+                     level: str = "warning") -> dict[int, int]:
+        """How many `level` events of each run carry `containing` in their message (runs
+        with none are left out): the watch badges of the runs list."""
+        if not run_ids:
+            return {}
+        marks = ",".join("?" * len(run_ids))
+        cur = self.db.execute(
+            f"SELECT run_id, COUNT(*) FROM events WHERE run_id IN ({marks}) AND level = ?"
+            " AND instr(message, ?) > 0 GROUP BY run_id",
+            [*run_ids, level, containing])
+        return {run_id: n for run_id, n in cur.fetchall()}
+
     def add_checkpoint(
         self, run_id: int, step: int, path: str, metric: float | None, *, is_best: bool = False,
         lease: str | None = None,

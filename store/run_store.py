@@ -118,6 +118,7 @@ class RunStore:
 
     add_event = _Part("history", History.add_event)
     events = _Part("history", History.events)
+    event_counts = _Part("history", History.event_counts)
     add_checkpoint = _Part("history", History.add_checkpoint)
     checkpoints = _Part("history", History.checkpoints)
 

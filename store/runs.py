@@ -217,17 +217,24 @@ class Runs:
         """Config keys that differ and summary metrics, one column per run."""
         if len(run_ids) < 2:
             raise StoreError("Compare needs at least two run ids.")
-        runs = tuple(self.get_run(i) for i in run_ids)
-        flat = [_flatten(r.config) for r in runs]
-        keys = sorted(set().union(*flat))
-        diff = {
-            k: tuple(f.get(k) for f in flat)
-            for k in keys
-            if len({json.dumps(f.get(k), sort_keys=True) for f in flat}) > 1
-        }
-        names = sorted(set().union(*(r.summary for r in runs)))
-        metrics = {n: tuple(r.summary.get(n) for r in runs) for n in names}
-        return Comparison(runs=runs, config_diff=diff, metrics=metrics)
+        return compare_records(tuple(self.get_run(i) for i in run_ids))
+
+
+def compare_records(runs: Sequence[Run]) -> Comparison:
+    """`runs` side by side, wherever they were read (this store, or another machine's
+    over SSH): the config keys whose values differ, and every summary metric."""
+    runs = tuple(runs)
+    flat = [_flatten(r.config) for r in runs]
+    keys = sorted(set().union(*flat))
+    diff = {
+        k: tuple(f.get(k) for f in flat)
+        for k in keys
+        if len({json.dumps(f.get(k), sort_keys=True, default=str) for f in flat}) > 1
+    }
+    names = sorted(set().union(*(r.summary for r in runs)))
+    metrics = {n: tuple(r.summary.get(n) for r in runs) for n in names}
+    return Comparison(runs=runs, config_diff=diff, metrics=metrics)
+
 
 def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     out: dict[str, Any] = {}

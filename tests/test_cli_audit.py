@@ -85,3 +85,67 @@ def test_flipped_labels_rank_first_and_copied_rows_are_leaks(noisy, tmp_path, st
     run_id = int(ok("train", str(config), "--set", f"data.train={clean}", "--queue").stdout)
     events = [e.message for e in store.events(run_id)]
     assert any("cleaned copy from an audit of train.csv" in m for m in events), events
+
+
+def _small_config(tmp_path, model, rows: int, batch: int = 16):
+    data = write_sentiment_csv(tmp_path / f"small-{rows}.csv", rows, seed=2)
+    config = tmp_path / f"small-{rows}.yaml"
+    config.write_text(f"model: {{id: {model}}}\n"
+                      f"data: {{train: {data}, max_length: 32}}\n"
+                      f"train: {{batch_size: {batch}}}\n")
+    return config
+
+
+def test_the_audit_shows_a_progress_line_on_stderr_and_none_with_json(tmp_path, tiny_bert):
+    config = _small_config(tmp_path, tiny_bert, 200)
+    shown = ok("data", "audit", str(config))
+    assert "\raudit: 100%  features of small-200.csv  200/200" in shown.stderr
+    assert "label check: 5-fold out-of-sample probabilities  5/5" in shown.stderr
+    assert shown.stderr.endswith("\n")  # the line is ended: what follows starts afresh
+    assert "audit:" not in ok("data", "audit", str(config), "--json").stderr
+
+
+def test_ctrl_c_stops_the_audit_with_one_sentence(tmp_path, tiny_bert):
+    """A real process, a real SIGINT while it reads features: one sentence, exit 1, no
+    traceback, nothing written."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.support.cli_runner import REPO
+
+    config = _small_config(tmp_path, tiny_bert, 20000, batch=1)
+    clean = tmp_path / "clean.csv"
+    proc = subprocess.Popen([sys.executable, "-m", "tui.cli", "data", "audit", str(config),
+                             "--write-clean", str(clean)], cwd=REPO, env=os.environ.copy(),
+                            stderr=subprocess.PIPE, stdout=subprocess.PIPE)
+    seen = b""
+    deadline = time.monotonic() + 120
+    while b"features of" not in seen:  # progress means the model is reading rows
+        assert time.monotonic() < deadline and proc.poll() is None, seen
+        seen += os.read(proc.stderr.fileno(), 4096)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    err = (seen + err).decode()
+    assert proc.returncode == 1, err
+    assert "The audit was stopped (Ctrl+C); nothing was written." in err
+    assert "Traceback" not in err and not clean.exists()
+
+
+def test_an_image_folder_audit_prints_paths_and_unreadable_files(tmp_path, tiny_vit):
+    from tests.support.task_data import write_digits_folder
+
+    root = write_digits_folder(tmp_path / "digits", per_class=12, classes=range(2))
+    (root / "1" / "broken\x1b[2J.png").write_bytes(b"not an image")
+    config = tmp_path / "images.yaml"
+    config.write_text(f"model: {{id: {tiny_vit}}}\nhead: {{task: image-classification}}\n"
+                      f"data: {{train: {root}}}\n")
+    found = json.loads(ok("data", "audit", str(config), "--json", "--folds", "3").stdout)
+    assert found["kind"] == "image" and found["rows"] == {"train": 24}
+    assert [u["reason"] for u in found["unreadable"]] == ["not a readable image"]
+    assert all(i["path"].endswith(".png") for i in found["label_issues"])
+    text = ok("data", "audit", str(config), "--folds", "3").stdout
+    assert "Unreadable image: train row" in text and "broken\\x1b[2J.png" in text
+    assert "\x1b" not in text

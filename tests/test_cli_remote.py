@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from engine.remote.session import PROTOCOL
 from store import RunStore
 from tests.support.cli_runner import hubtune, ok
 from tests.support.sshd import free_port
@@ -89,7 +90,7 @@ def test_another_protocol_names_both_versions(box, tmp_path):
     result = hubtune("remote", "test", "old")
     assert result.returncode == 1
     assert ("Remote old runs hubtune 0.0.9 (protocol 0); this machine runs hubtune 0.1.0 "
-            "(protocol 1): install the same version on both.") in result.stderr
+            f"(protocol {PROTOCOL}): install the same version on both.") in result.stderr
 
 
 def _port() -> int:
@@ -198,7 +199,7 @@ def _fake_ssh(tmp_path: Path, monkeypatch, body: str) -> None:
     ok("remote", "add", "evil", "127.0.0.1")
 
 
-HELLO = "echo '{\"hubtune\": \"0.1.0\", \"protocol\": 1}'\nread request\n"
+HELLO = f"echo '{{\"hubtune\": \"0.1.0\", \"protocol\": {PROTOCOL}}}'\nread request\n"
 
 
 @pytest.mark.parametrize(("body", "args", "said"), [

@@ -173,10 +173,14 @@ class HubtuneApp(App[None]):
         self.push_screen(HelpScreen())
 
     async def new_run(self, *, model: str | None = None, config=None,
-                      parent_id: int | None = None) -> None:
-        """Open the new-run form, prefilled with a model or a whole config (a fork)."""
+                      parent_id: int | None = None, run_on: str | None = None,
+                      forked_from: str | None = None) -> None:
+        """Open the new-run form, prefilled with a model or a whole config (a fork; of a
+        remote's run `forked_from` NAME:ID, with its "run on" choice set to `run_on`)."""
         await self.switch_mode("new")
         self.screen.prefill(model=model, config=config, parent_id=parent_id)
+        if config is not None:  # a fork runs where its run ran (tui/widgets/run_on.py)
+            self.screen.place_fork(run_on, forked_from)
 
     def show_run(self, run_id: int) -> None:
         """Go to the runs screen with `run_id` selected."""

@@ -25,6 +25,8 @@ class RunsRefreshed(Message):
     """Whether the queue is paused, and each waiting run's place."""
     sweeps: dict[str, SweepView] = field(default_factory=dict)
     """The sweeps of the runs listed: size and best run."""
+    watched: dict[int, int] = field(default_factory=dict)
+    """Run id -> findings of its watch rules (tui.watch_badges), for runs with any."""
 
     def can_replace(self, other: Message) -> bool:
         return isinstance(other, RunsRefreshed)
@@ -49,6 +51,8 @@ class RunDetailRefreshed(Message):
     """[(engine.runs.lineage.Parent, store.Run or None when deleted)]: the runs it comes from."""
     remote: str | None = None
     """The remote the run is on (tui/remote_runs.py); None for this machine's."""
+    watched: int = 0
+    """Findings of its watch rules so far (tui.watch_badges)."""
 
     def can_replace(self, other: Message) -> bool:
         return isinstance(other, RunDetailRefreshed) and other.run.id == self.run.id \
@@ -241,6 +245,8 @@ class ErrorsReviewed(Message):
     wrong: int = 0
     """How many of all the stored examples the model gets wrong."""
     error: str | None = None
+    remote: str | None = None
+    """The remote the run is on (tui/remote_reads.py); None for this machine's."""
 
 
 @dataclass

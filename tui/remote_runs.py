@@ -2,12 +2,15 @@
 its own long-lived SSH session (engine/remote/session.py), never on the UI thread.
 
 `RemoteRuns` is a widget that draws nothing: its thread workers (tui/background.py)
-read the remotes the store lists, keep one `RemoteSession` per remote, read that
-remote's `runs ls --json` every few seconds (and `runs show ID --json` for a selected
-run of it), and post what they read to it; the runs screen merges those runs with its
-own and asks it to stop or resume one there. A remote that cannot be reached is one
-line in the screen's subtitle (ssh's reason, escaped), tried again after a growing
-pause; the other hosts go on. Everything a remote sends is untrusted text: it is
+read the remotes the store lists, keep one `RemoteSession` per remote, ping it (a
+heartbeat: PING_TIMEOUT_S) and read its `runs ls --json` every few seconds (and,
+twice a second while one of its runs is selected and training, that run's record, new
+metric points, events and GPU readings for a live panel: tui/remote_detail.py), and
+post what they read to it; the runs screen merges those runs with its own and asks it
+to stop or resume one there (compare, errors and fork reads: tui/remote_reads.py). A
+remote that cannot be reached is one line in the screen's subtitle (ssh's reason,
+escaped), tried again after a growing pause; the other hosts go on. Everything a
+remote sends is untrusted text: it is
 checked for type here and shown escaped by the table and panel.
 
 It must not touch the screen's widgets: it posts `RemoteRuns.Changed` and
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,85 +32,29 @@ from textual.worker import get_current_worker
 from store import Run
 from store.remotes import Remote
 from tui.background import background
+from tui.messages import RunDetailRefreshed
 from tui.queue_view import split_search
+from tui.remote_detail import RemoteFollow
+from tui.remote_reads import RemoteReads, borrowed
+from tui.remote_records import READ_TIMEOUT_S, RemoteRun, read_json, remote_run
 from tui.safe_text import printable
 from tui.widgets.runs_table import run_key, sort_runs, split_host
 
 POLL_EVERY_S = 2.0
 """How often a reachable remote's runs are read."""
+DETAIL_EVERY_S = 0.5
+"""How often a selected remote run that trains (or waits) is read for its panel."""
 REMOTES_EVERY_S = 5.0
 """How often the store's list of remotes is read (one added from the CLI shows up)."""
 RETRY_S = (2.0, 4.0, 8.0, 15.0, 30.0, 60.0)
 """The pause before each next try at a remote that could not be reached."""
-READ_TIMEOUT_S = 30.0
-"""A remote that takes longer to list its runs is taken for hung: its connection is
-closed and opened again (ssh's keep-alives catch a dead one on their own)."""
+PING_TIMEOUT_S = 5.0
+"""The heartbeat: each look that lists a remote's runs (every POLL_EVERY_S) first pings
+it, and one that does not answer within this is taken for hung (its connection closed,
+tried again after a pause, named in the subtitle): a hang is seen within
+POLL_EVERY_S + PING_TIMEOUT_S, not READ_TIMEOUT_S, unless it begins mid-read."""
 LIMIT = 500
 """Runs read from each remote, newest first (as many as this machine's list shows)."""
-
-
-@dataclass(frozen=True)
-class RemoteRun(Run):
-    """A run of another machine, as its `runs ls --json` or `runs show --json` gave it."""
-
-    remote: str = ""
-    """The remote it is on (`hubtune remote ls`)."""
-
-
-def remote_run(remote: str, data: Any) -> RemoteRun | None:
-    """The run a remote described in `data`; None if it is not shaped like one."""
-    if not isinstance(data, dict) or type(data.get("id")) is not int:
-        return None
-
-    def text(key: str) -> str | None:
-        value = data.get(key)
-        return None if value is None else str(value)
-
-    def obj(key: str) -> dict:
-        value = data.get(key)
-        return value if isinstance(value, dict) else {}
-
-    tags = data.get("tags") if isinstance(data.get("tags"), list) else []
-    summary = _with_result(obj("summary"), obj("result"), text("status"))
-    devices = data.get("devices") if isinstance(data.get("devices"), list) else []
-    return RemoteRun(
-        id=data["id"], name=text("name") or f"run-{data['id']}",
-        status=text("status") or "?", created_utc=text("created_utc") or "",
-        started_utc=text("started_utc"), finished_utc=text("finished_utc"),
-        parent_id=data["parent_id"] if type(data.get("parent_id")) is int else None,
-        config=obj("config"), env=obj("env"), model_id=text("model_id"),
-        task=text("task"), dataset=text("dataset"), tags=tuple(str(t) for t in tags),
-        notes=text("notes") or "", pid=None, host=None, heartbeat_unix=None,
-        stop_requested=False, error=text("error"), summary=summary,
-        output_dir=text("output_dir"), devices=tuple(str(d) for d in devices),
-        sweep_id=text("sweep_id"), remote=remote)
-
-
-def _with_result(summary: dict, result: dict, status: str | None) -> dict:
-    """A running run's summary with its result so far (the remote read it from its
-    evaluations, as tui.run_result does here), so its Result cell fills as a local
-    running run's does."""
-    value, name = result.get("value"), result.get("metric")
-    if status != "running" or "watched_metric" in summary or not isinstance(name, str) \
-            or not isinstance(value, (int, float)) or isinstance(value, bool):
-        return summary
-    kept = "best" if result.get("of") == "best evaluation" else "final"
-    return {**summary, "watched_metric": name, "kept_eval": kept, f"{kept}_{name}": value}
-
-
-def read_json(session, argv: list[str]) -> Any:
-    """`hubtune ARGV` there, its printed JSON; its failure one RemoteError sentence."""
-    from engine.remote.session import RemoteError
-
-    answer = session.call(argv, timeout=READ_TIMEOUT_S)
-    if answer.get("exit"):
-        raise RemoteError(f"On {session.remote.name}: "
-                          f"{printable(answer.get('error') or 'failed', limit=300)}")
-    try:
-        return json.loads(str(answer.get("stdout") or ""))
-    except ValueError:
-        raise RemoteError(f"Remote {session.remote.name} printed something other than "
-                          "JSON for `hubtune runs`; is it the same hubtune version?") from None
 
 
 def list_argv(search: str | None, status: str | None) -> list[str]:
@@ -136,11 +84,15 @@ class Host:
     """Set to have its poll thread read now (a new search, a run selected, `r`)."""
     session: Any = None
     """Its live RemoteSession, owned by its poll thread (None while disconnected)."""
+    follow: RemoteFollow = field(default_factory=RemoteFollow)
+    """Its selected run's panel, followed from the last step read (poll thread only)."""
+    listed_at: float = 0.0
+    """When its runs were last read (time.monotonic)."""
 
 
-class RemoteRuns(Widget):
+class RemoteRuns(RemoteReads, Widget):
     """Polls every remote's runs; draws nothing. Attributes down (`filters`,
-    `selected`), messages up."""
+    `selected`), messages up. Compare and errors reads: tui/remote_reads.py."""
 
     DEFAULT_CSS = "RemoteRuns { display: none; }"
 
@@ -150,9 +102,11 @@ class RemoteRuns(Widget):
 
     @dataclass
     class RunRead(Message):
-        """The selected remote run, as its `runs show --json` gave it."""
+        """The selected remote run, as its `runs show --json` gave it, with its panel
+        (curves, metrics, GPU line) once read; None: as listed, until then."""
 
         run: RemoteRun
+        detail: RunDetailRefreshed | None = None
 
     @dataclass
     class Listed(Message):
@@ -222,44 +176,54 @@ class RemoteRuns(Widget):
         from engine.core.errors import HubtuneError
 
         worker = get_current_worker()
-        failures = 0
+        failures, woken = 0, True
         try:
             while not (worker.is_cancelled or self._gone.is_set()) \
                     and self.hosts.get(host.remote.name) is host:
                 try:
-                    self._read(host)
+                    pause = self._read(host, woken)
                     failures = 0
                 except HubtuneError as exc:  # ssh's reason, or the remote's one sentence
                     failures += 1
                     self._disconnect(host)
                     self.post_message(self.Read(host.remote.name, None, str(exc)))
-                pause = RETRY_S[min(failures, len(RETRY_S)) - 1] if failures else POLL_EVERY_S
-                host.wake.wait(pause)
+                    pause = RETRY_S[min(failures, len(RETRY_S)) - 1]
+                woken = host.wake.wait(pause)
                 host.wake.clear()
         finally:
             self._disconnect(host)
 
-    def _read(self, host: Host) -> None:
-        """One look at `host`: its runs as the screen filters them, and its selected run."""
+    def _read(self, host: Host, woken: bool) -> float:
+        """One look at `host`: its runs as the screen filters them (every POLL_EVERY_S,
+        or now when `woken`), and its selected run's panel. Returns the pause before the
+        next look: short while a selected run of it trains."""
         from engine.remote.session import RemoteSession
 
         if host.session is None:
             host.session = RemoteSession(host.remote, local_version=local_version())
         name = host.remote.name
-        rows = read_json(host.session, list_argv(*self.filters()))
-        runs = [r for r in (remote_run(name, d) for d in (rows if isinstance(rows, list)
-                                                           else [])) if r is not None]
-        self.post_message(self.Read(name, runs))
+        if woken or time.monotonic() - host.listed_at >= POLL_EVERY_S - 0.05:
+            host.listed_at = time.monotonic()
+            heartbeat(host.session)
+            rows = read_json(host.session, list_argv(*self.filters()))
+            runs = [r for r in (remote_run(name, d) for d in (rows if isinstance(rows, list)
+                                                               else [])) if r is not None]
+            self.post_message(self.Read(name, runs))
         selected = self.selected
-        if selected is not None and selected.remote == name:
-            answer = host.session.call(["runs", "show", str(selected.id), "--json"],
-                                       timeout=READ_TIMEOUT_S)
-            try:  # a run deleted there meanwhile is dropped from the list on the next read
-                run = remote_run(name, json.loads(str(answer.get("stdout") or "")))
-            except ValueError:
-                run = None
-            if not answer.get("exit") and run is not None:
-                self.post_message(self.RunRead(run))
+        if selected is None or selected.remote != name:
+            return POLL_EVERY_S
+        answer = host.session.call(["runs", "show", str(selected.id), "--json"],
+                                   timeout=READ_TIMEOUT_S)
+        try:  # a run deleted there meanwhile is dropped from the list on the next read
+            run = remote_run(name, json.loads(str(answer.get("stdout") or "")))
+        except ValueError:
+            run = None
+        if answer.get("exit") or run is None:
+            return POLL_EVERY_S
+        self.post_message(self.RunRead(run, host.follow.read(host.session, run)))
+        if run.status in ("running", "queued"):
+            return DETAIL_EVERY_S
+        return POLL_EVERY_S
 
     @staticmethod
     def _disconnect(host: Host) -> None:
@@ -329,12 +293,14 @@ class RemoteRuns(Widget):
         return bool(name)
 
     def refuse_local_only(self) -> bool:
-        """True (having said so) if the run under the cursor is a remote's: only stop and
-        resume reach another machine's runs yet."""
+        """True (having said so) if the run under the cursor is a remote's: only stop,
+        resume, fork, marking for compare and the errors view reach another machine's
+        runs."""
         run = self.selected
         if run is not None:
-            self.notify(f"Run {run.id} is on {run.remote}: s (stop) and R (resume) work on "
-                        "it from here; for the rest, open hubtune there.", severity="warning")
+            self.notify(f"Run {run.id} is on {run.remote}: s (stop), R (resume), f (fork), "
+                        "space + c (compare) and e (errors) work on it from here; for the "
+                        "rest, open hubtune there.", severity="warning")
         return run is not None
 
     @property
@@ -356,17 +322,10 @@ class RemoteRuns(Widget):
 
     @background(what="stopping or resuming a remote run", group="remote-actions")
     def _act(self, host: Host, argv: list[str]) -> None:
-        from engine.remote.session import RemoteError, RemoteSession
+        from engine.remote.session import RemoteError
 
-        session = host.session  # the poll thread's, if connected (calls take turns)
-        own = None
-        if session is None:
-            session = own = RemoteSession(host.remote, local_version=local_version())
-        try:
+        with borrowed(host) as session:  # the poll thread's, if connected
             answer = session.call(argv)
-        finally:
-            if own is not None:
-                own.close()
         name = host.remote.name
         if answer.get("exit"):
             raise RemoteError(f"On {name}: {printable(answer.get('error') or 'failed')}")
@@ -375,16 +334,23 @@ class RemoteRuns(Widget):
         host.wake.set()
 
 
+def heartbeat(session) -> None:
+    """Ping `session` (nothing runs there): a RemoteLost sentence if it does not answer
+    within PING_TIMEOUT_S, a RemoteError if it answers something else."""
+    from engine.remote.session import RemoteError
+
+    if not session.ping(timeout=PING_TIMEOUT_S):
+        raise RemoteError(f"Remote {session.remote.name} answered a ping with something "
+                          "else; is the same hubtune version installed?")
+
+
 def detail_of(run: RemoteRun):
-    """The run panel's message for a remote run: its record, without curves (those
-    are not followed over SSH yet)."""
+    """The run panel's message for a remote run as listed, until its poll thread has
+    read its curves, metrics and GPU readings (RunRead.detail)."""
     from store import Series
-    from tui.messages import RunDetailRefreshed
 
     empty = Series("loss", [], [])
     return RunDetailRefreshed(
         run=run, loss=empty, val_metric=Series("val_", [], []), latest={},
-        gpu=f"on {run.remote}: curves, ETA and GPU readings are not followed here yet "
-            f"(`hubtune runs follow {run.id} --remote {run.remote}`)",
-        remote=run.remote)
+        gpu=f"on {run.remote}: reading its curves and GPUs…", remote=run.remote)
 

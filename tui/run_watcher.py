@@ -18,10 +18,12 @@ import collections
 import time
 from collections.abc import Callable
 
+from engine.core.events import ROLLED_BACK
 from store import Run, RunStore, SeriesTail
 from tui.formatting import best_metric, duration, main_metric
 from tui.messages import QueueMoved, RunDetailRefreshed, RunsRefreshed
 from tui.queue_view import QueueView, read_queue, read_sweeps
+from tui.watch_badges import read_watched
 
 DETAIL_EVERY_S = 1.0
 """The fastest a running run's panel is redrawn."""
@@ -63,6 +65,8 @@ class RunWatcher:
         """The queue as the last list read found it (places of waiting runs)."""
         self.sweeps: dict = {}
         """Sweep id -> SweepView of the runs last listed."""
+        self.watched = 0
+        """Findings of the followed run's watch rules (tui.watch_badges)."""
 
     def reap(self) -> bool:
         """Mark runs whose worker process died interrupted now and then; True if any was."""
@@ -102,13 +106,14 @@ class RunWatcher:
         runs = self.list_runs(self.store)
         self.queue = read_queue(self.store, self.monitor)
         self.sweeps = read_sweeps(self.store, runs)
+        watched = read_watched(self.store, runs)
         # A running run's Took ticks with each re-read.
         sig = [(r.id, r.status, r.name, r.started_utc, r.finished_utc, r.tags, r.notes,
                 best_metric(r), duration(r.duration_s) if r.status == "running" else None)
-               for r in runs] + [self.queue, self.sweeps]
+               for r in runs] + [self.queue, self.sweeps, watched]
         if sig != self.list_sig:
             self.list_sig = sig
-            self.post(RunsRefreshed(runs, self.queue, self.sweeps))
+            self.post(RunsRefreshed(runs, self.queue, self.sweeps, watched))
 
     def poll_detail(self, run_id: int | None) -> None:
         from tui.gpu import gpu_line
@@ -130,10 +135,14 @@ class RunWatcher:
         if fresh:
             self.last_event = fresh[-1].id
             self.events.extend(fresh)
+            self.watched = read_watched(self.store, [run]).get(run.id, 0)
+            if any(e.message.startswith(ROLLED_BACK) for e in fresh):
+                self.tails = ()  # the replay rewrote the curves after its checkpoint
+                self._follow(run)
         spot = self.queue.spots.get(run.id) if run.waiting else None
         sweep = self.sweeps.get(run.sweep_id) if run.sweep_id else None
         sig = (run.status, run.error, tuple(sorted(latest.items())), gpu, self.last_event,
-               run.tags, run.notes, spot, sweep)
+               run.tags, run.notes, spot, sweep, self.watched)
         # A running run's clock (duration, ETA) still ticks every 2 s, and its panel
         # redraws at most once a second however fast it logs: the redraws are most of
         # what watching costs the machine.
@@ -150,7 +159,7 @@ class RunWatcher:
                 latest=latest, gpu=gpu or "no GPU", spot=spot, sweep=sweep,
                 parents=self.parents,
                 # The whole tail: a newer message may replace this one.
-                events=list(self.events),
+                events=list(self.events), watched=self.watched,
             ))
 
     def _read_parents(self, run: Run) -> list:
@@ -170,6 +179,7 @@ class RunWatcher:
         """Start following `run` afresh when it is newly selected or was resumed."""
         if run.id != self.detail_run:
             self.detail_run, self.last_event, self.detail_sig = run.id, 0, None
+            self.watched = 0
             self.events.clear()
             self.parents = self._read_parents(run)
         if not self.tails or self.tails[0] != (run.id, run.started_utc):

@@ -76,8 +76,9 @@ def _libraries():
 
 
 def out_of_sample_probs(features: np.ndarray, labels: np.ndarray, *, folds: int,
-                        seed: int) -> np.ndarray:
-    """Class probabilities for every row from a head that never saw that row's label."""
+                        seed: int, progress=None, stop=None) -> np.ndarray:
+    """Class probabilities for every row from a head that never saw that row's label.
+    `progress(done, folds)` after each fold; a set `stop` ends it between folds."""
     _, LogisticRegression, StratifiedKFold, make_pipeline, StandardScaler = _libraries()
     counts = np.bincount(labels)
     present = counts[counts > 0]
@@ -91,16 +92,27 @@ def out_of_sample_probs(features: np.ndarray, labels: np.ndarray, *, folds: int,
     classes = len(counts)
     probs = np.zeros((len(labels), classes))
     splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
-    for fit_rows, held_rows in splitter.split(features, labels):
+    for fold, (fit_rows, held_rows) in enumerate(splitter.split(features, labels)):
+        _check_stop(stop)
         head = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
         head.fit(features[fit_rows], labels[fit_rows])
         probs[np.ix_(held_rows, head[-1].classes_)] = head.predict_proba(features[held_rows])
+        if progress is not None:
+            progress(fold + 1, folds)
     return probs
+
+
+def _check_stop(stop) -> None:
+    if stop is not None and stop.is_set():
+        from engine.data.examples import PreparationStopped
+
+        raise PreparationStopped
 
 
 def find_label_issues(features: np.ndarray, labels: Sequence[int], names: Sequence[str], *,
                       split: str, folds: int = 5, seed: int = 0,
-                      rows: Sequence[int] | None = None) -> list[LabelIssue]:
+                      rows: Sequence[int] | None = None, progress=None,
+                      stop=None) -> list[LabelIssue]:
     """Likely label errors among `labels` (indices into `names`), most likely first.
     `rows` maps each example to its row in the file (default: its position)."""
     cleanlab_issues = _libraries()[0]
@@ -110,13 +122,70 @@ def find_label_issues(features: np.ndarray, labels: Sequence[int], names: Sequen
     used = np.unique(labels)
     dense = np.searchsorted(used, labels)
     probs = out_of_sample_probs(np.asarray(features, dtype=np.float64), dense,
-                                folds=folds, seed=seed)
+                                folds=folds, seed=seed, progress=progress, stop=stop)
     ranked = cleanlab_issues(dense, probs, return_indices_ranked_by="self_confidence")
     issues = []
     for i in ranked:
         best = int(probs[i].argmax())
         issues.append(LabelIssue(split, rows[i], names[used[dense[i]]], names[used[best]],
                                  round(float(probs[i, best]), 4)))
+    return issues
+
+
+MULTI_SEPARATOR = "|"
+"""Joins a multi-label example's label names in `LabelIssue.label` and `.suggested`."""
+
+
+def find_multilabel_issues(features: np.ndarray, label_sets: Sequence[Sequence[int]],
+                           names: Sequence[str], *, split: str, folds: int = 5,
+                           seed: int = 0, rows: Sequence[int] | None = None,
+                           progress=None, stop=None) -> list[LabelIssue]:
+    """Likely label errors of multi-label examples (each a set of indices into `names`),
+    most likely first: cleanlab's multi-label filter over out-of-sample per-label
+    probabilities (one logistic regression per label). The suggested set holds the labels
+    whose probability reaches 0.5; the confidence is the least certain of those per-label
+    decisions."""
+    cleanlab_issues, LogisticRegression, _, make_pipeline, StandardScaler = _libraries()
+    try:  # the audit extra, as _libraries says
+        from sklearn.model_selection import KFold
+    except ImportError:
+        raise DataError("The label check needs the audit extra: pip install "
+                        "'hubtune[audit]' (cleanlab and scikit-learn).") from None
+
+    rows = list(range(len(label_sets))) if rows is None else list(rows)
+    targets = np.zeros((len(label_sets), len(names)), dtype=int)
+    for i, chosen in enumerate(label_sets):
+        targets[i, list(chosen)] = 1
+    counts = targets.sum(0)
+    if not ((counts > 0) & (counts < len(targets))).any():
+        raise DataError("The label check needs a label that some examples have and others "
+                        "lack; every example here has the same labels.")
+    folds = max(2, min(folds, len(targets) // 2))
+    features = np.asarray(features, dtype=np.float64)
+    probs = np.zeros(targets.shape)
+    for fold, (fit_rows, held_rows) in enumerate(
+            KFold(n_splits=folds, shuffle=True, random_state=seed).split(features)):
+        _check_stop(stop)
+        for k in range(len(names)):
+            column = targets[fit_rows, k]
+            if column.min() == column.max():  # a label all or none of a fold's rows have
+                probs[held_rows, k] = float(column[0])
+                continue
+            head = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
+            head.fit(features[fit_rows], column)
+            probs[held_rows, k] = head.predict_proba(features[held_rows])[:, 1]
+        if progress is not None:
+            progress(fold + 1, folds)
+    ranked = cleanlab_issues([list(s) for s in label_sets], probs, multi_label=True,
+                             return_indices_ranked_by="self_confidence")
+    issues = []
+    for i in ranked:
+        given = MULTI_SEPARATOR.join(names[k] for k in sorted(label_sets[i]))
+        best = np.flatnonzero(probs[i] >= 0.5)
+        sure = float(np.minimum(probs[i], 1 - probs[i]).max())
+        issues.append(LabelIssue(split, rows[int(i)], given,
+                                 MULTI_SEPARATOR.join(names[k] for k in best),
+                                 round(1 - sure, 4)))
     return issues
 
 

@@ -1,47 +1,61 @@
 """`hubtune data audit CONFIG`: the config's data looked at with the config's model as a
 frozen feature extractor, before any training (engine/audit/findings.py says what is
-found and how).
+found and how, engine/audit/sources.py which rows are read and how they are numbered).
 
-Features are the model's last hidden states mean-pooled over the tokens, computed once
-per (model, file content, columns, length) and cached under hubtune's data directory,
-so auditing again, or after editing the config's training keys, costs nothing. Rows
-are numbered as the data reader numbers them: 0-based data rows, header excluded.
+Text features are the ones a head-only run trains its head on, read through the
+frozen-feature cache (engine/audit/extract.py), so auditing again, or a head-only run
+after the audit, computes nothing twice. Image folders are audited from the vision
+model's final-layer features, with exact duplicates by pixel hash and unreadable files
+listed. Long audits report progress (`AuditProgress`) and honour a stop event between
+batches and folds (`AuditStopped`).
 
-For now: local files of text (and text-pair) classification with one label per row;
-other data gets one sentence saying what is audited for it.
+Audited: single- and multi-label text (and text-pair) classification from local files
+or `hf:` splits, and image classification from local folders or tables of paths; other
+heads get one sentence saying what is audited for them.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import threading
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 from engine.audit.findings import (
     degenerate_inputs,
     find_duplicates,
     find_label_issues,
     find_leaks,
+    find_multilabel_issues,
     rare_labels,
 )
-from engine.core.config import RunConfig, is_hub_data
+from engine.audit.sources import Split, has_validation, read_split
+from engine.core.config import RunConfig
 from engine.core.errors import DataError
 
 RARE = 5
 """Labels with fewer examples than this are listed as rare."""
-BATCH = 32
+
+__all__ = ["AuditProgress", "AuditReport", "AuditStopped", "Split", "audit", "read_split"]
 
 
-@dataclass
-class Split:
-    name: str
-    path: Path
-    rows: list[int]
-    texts: list[str]
-    labels: list[str]
+class AuditStopped(DataError):
+    """The stop event was set (Ctrl+C, the TUI's stop) before the audit finished."""
+
+
+@dataclass(frozen=True)
+class AuditProgress:
+    """How far a long audit is: a stage, its units done of total, and what it reads."""
+
+    stage: str
+    """"features" (examples read by the model) or "folds" (the label check)."""
+    done: int
+    total: int
+    what: str
+    """The split or check, in words: "features of train.csv"."""
+
+    @property
+    def fraction(self) -> float:
+        return self.done / self.total if self.total else 1.0
 
 
 @dataclass
@@ -51,134 +65,136 @@ class AuditReport:
     leaks: list[dict] = field(default_factory=list)
     degenerate: list[dict] = field(default_factory=list)
     rare_labels: list[dict] = field(default_factory=list)
+    unreadable: list[dict] = field(default_factory=list)
+    """Images that do not open: {split, row, path, reason}."""
     rows: dict[str, int] = field(default_factory=dict)
+    features: dict[str, dict] = field(default_factory=dict)
+    """Per split: examples whose features were read from the cache, and computed."""
+    kind: str = "text"
+    """text, multi-label or image: what was audited."""
     notes: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict:
         return asdict(self)
 
 
-def read_split(cfg: RunConfig, name: str, value: str) -> Split:
-    """A data file's rows with an input and a label (rows missing either are left out)."""
-    from engine.data.reader import read_columns
-
-    path = cfg.resolve(value)
-    if path.is_dir():
-        raise DataError(f"data.{name} {path.name} is a folder of images; the audit reads "
-                        "text classification files for now.")
-    d = cfg.data
-    columns = [d.text_column, *([d.text_pair_column] if d.text_pair_column else []),
-               d.label_column]
-    rows, texts, labels = [], [], []
-    for i, values in enumerate(read_columns(path, columns, encoding=d.encoding)):
-        text = " ||| ".join(values[:-1]) if d.text_pair_column else values[0]
-        if values[-1].strip():
-            rows.append(i)
-            texts.append(text)
-            labels.append(values[-1].strip())
-    return Split(name, path, rows, texts, labels)
-
-
 def audit(cfg: RunConfig, *, folds: int = 5, seed: int = 0,
-          progress: Callable[[str], None] | None = None,
+          progress: Callable[[AuditProgress], None] | None = None,
           stop: threading.Event | None = None) -> AuditReport:
-    """Audit the config's training data (and its validation file, if it names one)."""
-    _check_audited(cfg)
-    say = progress or (lambda message: None)
-    splits = [read_split(cfg, "train", cfg.data.train)]
-    if cfg.data.validation:
-        splits.append(read_split(cfg, "validation", cfg.data.validation))
-    report = AuditReport(rows={s.name: len(s.texts) for s in splits})
-    if not cfg.data.validation:
-        report.notes.append("No validation file: the run holds out a seeded split of the "
-                            "training file, so exact and near duplicates inside it are the "
+    """Audit the config's training data (and its validation data, if it names some)."""
+    from engine.data.examples import PreparationStopped
+
+    try:
+        return _audit(cfg, folds, seed, progress or (lambda p: None), stop)
+    except PreparationStopped:
+        raise AuditStopped("The audit was stopped before it finished; nothing was "
+                           "written.") from None
+
+
+def _audit(cfg: RunConfig, folds: int, seed: int, say, stop) -> AuditReport:
+    multi, vision = _check_audited(cfg)
+    splits = [read_split(cfg, "train", cfg.data.train, multi=multi, vision=vision)]
+    validated = has_validation(cfg)
+    if validated:
+        splits.append(read_split(cfg, "validation", cfg.data.validation or cfg.data.train,
+                                 multi=multi, vision=vision))
+    kind = "image" if vision else "multi-label" if multi else "text"
+    report = AuditReport(rows={s.name: len(s.texts) for s in splits}, kind=kind)
+    if not validated:
+        report.notes.append("No validation data: the run holds out a seeded split of the "
+                            "training data, so exact and near duplicates inside it are the "
                             "leaks to look at.")
+    names = sorted({n for label in splits[0].labels
+                    for n in (label if multi else (label,))})
+    extractor = _extractor(cfg, vision, names)
     features = {}
     for s in splits:
-        say(f"features of {s.path.name} ({len(s.texts)} rows)")
-        features[s.name] = _features(cfg, s, stop)
+        report.unreadable += s.unreadable
+        what = f"features of {s.where}"
+        features[s.name], how = extractor.features(
+            s, lambda done, total, what=what: say(AuditProgress("features", done, total, what)),
+            stop)
+        report.features[s.name] = {"reused": how.reused, "computed": how.computed}
+    if vision and len(features["train"]):
+        # A vision model's pooled features share a large common part (every image is
+        # "an image"): cosine on them calls everything a near duplicate. Centred, it
+        # compares what differs.
+        centre = features["train"].mean(0, keepdims=True)
+        features = {name: f - centre for name, f in features.items()}
     for s in splits:
-        report.degenerate += degenerate_inputs(s.texts, split=s.name, rows=s.rows)
+        if not vision:
+            report.degenerate += degenerate_inputs(s.texts, split=s.name, rows=s.rows)
         report.duplicates += [asdict(d) for d in find_duplicates(
-            s.texts, features[s.name], split=s.name, rows=s.rows)]
-    train = splits[0]
-    names = sorted(set(train.labels))
-    index = {n: i for i, n in enumerate(names)}
-    codes = [index[label] for label in train.labels]
-    report.rare_labels = rare_labels(codes, names, minimum=RARE)
-    say(f"label check: {folds}-fold out-of-sample probabilities")
-    try:
-        report.label_issues = [asdict(i) for i in find_label_issues(
-            features["train"], codes, names, split="train", folds=folds, seed=seed,
-            rows=train.rows)]
-    except DataError as exc:
-        report.notes.append(str(exc))
+            s.inputs, features[s.name], split=s.name, rows=s.rows)]
+    report.label_issues, report.rare_labels = _label_check(
+        splits[0], features["train"], names, multi, folds=folds, seed=seed, say=say,
+        stop=stop, notes=report.notes)
     if len(splits) == 2:
-        val = splits[1]
+        train, val = splits
         report.leaks = [asdict(leak) for leak in find_leaks(
-            train.texts, val.texts, features["train"], features["validation"],
+            train.inputs, val.inputs, features["train"], features["validation"],
             train_rows=train.rows, validation_rows=val.rows)]
+    if vision:
+        _name_images(report, splits)
     return report
 
 
-def _check_audited(cfg: RunConfig) -> None:
+def _extractor(cfg: RunConfig, vision: bool, names: list[str]):
+    from engine.audit.extract import ImageExtractor, TextExtractor
+
+    return ImageExtractor(cfg, names) if vision else TextExtractor(cfg)
+
+
+def _label_check(train: Split, features, names: list[str], multi: bool, *, folds: int,
+                 seed: int, say, stop, notes: list[str]) -> tuple[list[dict], list[dict]]:
+    """(likely label errors, rare labels) of the training split."""
+    index = {n: i for i, n in enumerate(names)}
+    what = f"label check: {folds}-fold out-of-sample probabilities"
+
+    def folded(done: int, total: int) -> None:
+        say(AuditProgress("folds", done, total, what))
+
+    rare: list[dict] = []
+    try:
+        if multi:
+            sets = [[index[n] for n in label] for label in train.labels]
+            rare = rare_labels([k for s in sets for k in s], names, minimum=RARE)
+            issues = find_multilabel_issues(features, sets, names, split="train", folds=folds,
+                                            seed=seed, rows=train.rows, progress=folded,
+                                            stop=stop)
+        else:
+            codes = [index[label] for label in train.labels]
+            rare = rare_labels(codes, names, minimum=RARE)
+            issues = find_label_issues(features, codes, names, split="train", folds=folds,
+                                       seed=seed, rows=train.rows, progress=folded, stop=stop)
+    except DataError as exc:
+        if isinstance(exc, AuditStopped):
+            raise
+        notes.append(str(exc))
+        return [], rare
+    return [asdict(i) for i in issues], rare
+
+
+def _name_images(report: AuditReport, splits: list[Split]) -> None:
+    """An image finding names its file too (`path`), beside the contract's row."""
+    paths = {s.name: dict(zip(s.rows, map(str, s.paths or []), strict=True)) for s in splits}
+    for issue in report.label_issues:
+        issue["path"] = paths["train"].get(issue["row"], "")
+    for group in report.duplicates:
+        group["paths"] = [paths[group["split"]].get(r, "") for r in group["rows"]]
+
+
+def _check_audited(cfg: RunConfig) -> tuple[bool, bool]:
+    """(multi-label, images) for an audited head; one sentence for the others."""
     from engine.tasks import task_for
 
-    if is_hub_data(cfg.data.train) or is_hub_data(cfg.data.validation):
-        raise DataError("The audit reads local data files for now; download the split "
-                        "(hubtune data preview shows it) or audit a local copy.")
     adapter = task_for(cfg.head.task)
-    if getattr(adapter, "label_kind", None) != "single_label" or adapter.vision:
-        raise DataError(f"The audit checks single-label text classification data for now "
-                        f"(labels, duplicates, leaks); head.task {cfg.head.task} data is "
-                        "not audited yet.")
+    if adapter.vision:
+        return False, True
+    kind = getattr(adapter, "label_kind", None)
+    if kind not in ("single_label", "multi_label") or getattr(adapter, "embedding", False):
+        raise DataError(f"The audit checks classification data (labels, duplicates, leaks) "
+                        f"of text, text-pair, multi-label and image heads; head.task "
+                        f"{cfg.head.task} data is not audited.")
+    return kind == "multi_label", False
 
-
-def _features(cfg: RunConfig, split: Split, stop: threading.Event | None):
-    """Mean-pooled last hidden states of the config's model for `split`'s inputs, from
-    the cache when this model has read this content before."""
-    import numpy as np
-
-    from engine.modeling.loading import resolve_model_path
-
-    model_path = resolve_model_path(cfg.model)
-    key = hashlib.sha256(json.dumps([str(model_path), cfg.data.max_length,
-                                     split.texts]).encode()).hexdigest()[:32]
-    from store.paths import data_dir
-
-    cache = data_dir() / "cache" / "audit" / f"{key}.npy"
-    if cache.is_file():
-        return np.load(cache)
-    found = _embed(cfg, model_path, split.texts, stop)
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    np.save(cache, found)
-    return found
-
-
-def _embed(cfg: RunConfig, model_path: Path, texts: list[str], stop):
-    import numpy as np
-    import torch
-    from transformers import AutoModel
-
-    from engine.modeling.loading import load_tokenizer, quiet_transformers
-
-    quiet_transformers()
-    tokenizer, _ = load_tokenizer(cfg.model, model_path)
-    model = AutoModel.from_pretrained(model_path).eval()
-    out = []
-    with torch.no_grad():
-        for start in range(0, len(texts), BATCH):
-            if stop is not None and stop.is_set():
-                raise DataError("The audit was stopped before its features were read.")
-            batch = texts[start:start + BATCH]
-            pairs = [t.split(" ||| ", 1) for t in batch]
-            enc = (tokenizer([p[0] for p in pairs], [p[1] if len(p) > 1 else "" for p in pairs],
-                             padding=True, truncation=True, max_length=cfg.data.max_length,
-                             return_tensors="pt")
-                   if cfg.data.text_pair_column else
-                   tokenizer(batch, padding=True, truncation=True,
-                             max_length=cfg.data.max_length, return_tensors="pt"))
-            hidden = model(**enc).last_hidden_state
-            mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-            out.append(((hidden * mask).sum(1) / mask.sum(1).clamp(min=1)).numpy())
-    return np.concatenate(out) if out else np.zeros((0, 1), dtype=np.float32)

@@ -287,14 +287,19 @@ class EarlyStopping:
         _positive("train.early_stopping.patience", self.patience)
 
 
-WATCH_ACTIONS = ("note", "stop")
+WATCH_ACTIONS = ("note", "stop", "rollback")
+ROLLBACK_RULES = ("loss_spike", "grad_norm", "plateau", "overfit", "non_finite")
+"""The rules whose finding a rollback can undo (a slowdown or an idle GPU is not in the
+weights)."""
 
 
 @dataclass(frozen=True)
 class WatchRule:
     action: str = "note"
     """What the worker does when the rule fires: note (one warning event, the run goes
-    on) or stop (the run stops after its step, its checkpoints kept)."""
+    on), stop (the run stops after its step, its checkpoints kept) or rollback (the run
+    goes back to its last good checkpoint with the learning rate lowered, at most
+    train.watch.max_rollbacks times, then stops)."""
     threshold: float | None = None
     """The rule's number (see each rule: a factor, a fraction or seconds); None: its
     default."""
@@ -329,6 +334,37 @@ class WatchSpec:
     the last `window` (default 20) readings."""
     idle_gpu: WatchRule | None = field(default_factory=WatchRule)
     """The run's GPUs under 5% busy for `threshold` (default 120) seconds in a row."""
+    grad_norm: WatchRule | None = field(default_factory=WatchRule)
+    """The gradient norm (before clipping; the largest of a logging interval's steps)
+    above `threshold` (default 10) times the median of the last `window` (default 20)
+    readings."""
+    non_finite: WatchRule | None = field(default_factory=WatchRule)
+    """A loss that is no longer a number: the run fails, as it does unwatched (note,
+    stop), or goes back to its last good checkpoint (rollback)."""
+    max_rollbacks: int = 2
+    """Rollbacks a run makes at most (over its resumes too); a rollback rule that fires
+    after them stops the run."""
+    rollback_lr_factor: float = 0.5
+    """Each rollback multiplies the learning rate (its peak and where the schedule is)
+    by this."""
+    bell: bool = False
+    """Ring the terminal bell in the TUI when a rule fires for this run."""
+
+    def __post_init__(self) -> None:
+        for name in ("loss_spike", "plateau", "overfit", "slowdown", "idle_gpu", "grad_norm",
+                     "non_finite"):
+            rule = getattr(self, name)
+            if rule is not None and rule.action == "rollback" and name not in ROLLBACK_RULES:
+                raise ConfigError(f"train.watch.{name}.action rollback cannot help with "
+                                  f"{name.replace('_', ' ')}; use note or stop.")
+        _finite("train.watch.max_rollbacks", self.max_rollbacks)
+        if self.max_rollbacks < 0:
+            raise ConfigError(f"train.watch.max_rollbacks must be 0 or more, got "
+                              f"{self.max_rollbacks}.")
+        _finite("train.watch.rollback_lr_factor", self.rollback_lr_factor)
+        if not 0 < self.rollback_lr_factor < 1:
+            raise ConfigError(f"train.watch.rollback_lr_factor must be between 0 and 1, got "
+                              f"{self.rollback_lr_factor}.")
 
 
 @dataclass(frozen=True)

@@ -96,8 +96,44 @@ class ValidationPredicted:
     first."""
 
 
+WATCH_MARK = "(train.watch."
+"""What every watch rule's event (and a rollback's) says, naming its key: how the runs list
+counts a run's findings for its badge without a column of its own."""
+
+ROLLED_BACK = "Rolled back"
+"""How a rollback's event begins (a resumed run counts its earlier rollbacks by it)."""
+
+
+@dataclass(frozen=True)
+class RolledBack:
+    """A watch rule's rollback (train.watch, action rollback): the run went back to a
+    checkpoint with its learning rate lowered; the steps after it are replayed."""
+
+    rule: str
+    from_step: int
+    to_step: int
+    """The checkpoint's step: what was recorded after it is superseded."""
+    learning_rate: float
+    """The peak rate now (the first parameter group's)."""
+    previous_rate: float
+    count: int
+    """This run's rollbacks so far, this one included."""
+    limit: int
+    factor: float
+    detail: str = ""
+    """What the loop itself saw (a loss that is no longer a number); empty for a watch
+    rule, whose finding is its own event."""
+
+    @property
+    def message(self) -> str:
+        return (f"{ROLLED_BACK} ({self.rule}, {self.count} of {self.limit}): "
+                f"{self.detail + '; ' if self.detail else ''}from step {self.from_step} to the "
+                f"checkpoint of step {self.to_step}, learning rate {self.previous_rate:.3g} -> "
+                f"{self.learning_rate:.3g} (train.watch.rollback_lr_factor {self.factor:g}).")
+
+
 Event = (RunPrepared | StepLogged | FirstStepTaken | EvalFinished | Note | CheckpointSaved
-         | ValidationPredicted)
+         | ValidationPredicted | RolledBack)
 
 
 @dataclass(frozen=True)

@@ -115,21 +115,27 @@ class _Sink:
     def finish(self):
         if self.lists:
             return SequenceExamples(self.ids, self.types, self.labels)
-        from engine.data.hub.text import ArrowSequenceExamples
-
         if not self.done:
             if self.writer is None:
                 raise ValueError("no rows to tokenise")  # the splits are never empty
             self.writer.close()
             self.writer = None
             self.partial.replace(self.target)
-        table = MappedTable(self.target)
-        examples = ArrowSequenceExamples(table)  # reads every row's label and length
-        examples.input_ids = TrimmedColumn(table, "input_ids")
-        if examples.token_type_ids is not None:
-            examples.token_type_ids = TrimmedColumn(table, "token_type_ids")
-        table.trim()
-        return examples
+        return mapped_examples(self.target)
+
+
+def mapped_examples(path: Path):
+    """The `ArrowSequenceExamples` of a token file (input_ids, labels, token_type_ids for
+    pairs), memory-mapped and read a row at a time with the pages handed back."""
+    from engine.data.hub.text import ArrowSequenceExamples
+
+    table = MappedTable(path)
+    examples = ArrowSequenceExamples(table)  # reads every row's label and length
+    examples.input_ids = TrimmedColumn(table, "input_ids")
+    if examples.token_type_ids is not None:
+        examples.token_type_ids = TrimmedColumn(table, "token_type_ids")
+    table.trim()
+    return examples
 
 
 TRIM_ROWS = 128

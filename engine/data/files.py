@@ -7,8 +7,9 @@ modification time, so an edited file is read again) and memory-maps from there:
 a file larger than memory trains with flat memory, as hub data does, and the
 rows go on through the same Arrow reading path (engine/data/hub/text.py).
 
-The reading rules are `read_table`'s (engine/data/reader.py), so a preview and a
-run agree: the encoding's byte-order mark dropped, a spreadsheet's ';' sniffed
+The reading rules are engine/data/formats.py's, shared with the table reader batch
+prediction writes through (engine/data/reader.py), so a preview and a run agree: the
+encoding's byte-order mark dropped, a spreadsheet's ';' sniffed
 from the header line, header names trimmed of spaces (two equal once trimmed are
 refused), and every failure the same one-sentence `DataError`. Torch-free; never
 reaches the network.
@@ -18,8 +19,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from engine.core import cache_files
 from engine.core.errors import DataError
-from engine.data.reader import (
+from engine.data.formats import (
+    CONLL_SUFFIXES,
     _column_names,
     _delimiter,
     _first_line,
@@ -31,7 +34,7 @@ from engine.data.reader import (
 
 KINDS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "jsonl",
          ".parquet": "parquet"}
-FORMAT = 2
+FORMAT = 3
 """Bumped when the way a file is turned into its Arrow table changes."""
 READ_ROWS = 10_000
 """Rows read per batch: `datasets`' CSV chunk, and the step at which a stop is seen."""
@@ -47,9 +50,11 @@ def cache_dir() -> Path:
     return data_dir() / "cache" / "datasets"
 
 
-def open_file(path: Path, *, encoding: str = "utf-8", role: str = "training"):
+def open_file(path: Path, *, encoding: str = "utf-8", role: str = "training",
+              conll: bool = False):
     """A data file's rows as a memory-mapped `datasets.Dataset`; `role` (training,
-    validation, data) names the file in messages."""
+    validation, data) names the file in messages. With `conll`, CoNLL text (.conll,
+    .conllu, .bio, .txt) is read too, as tokens and tags columns (held in memory)."""
     what = f"The {role} file {path}"
     if not path.exists():
         check = f"data.{_key(role)}" if role in ("training", "validation") else "the path"
@@ -57,7 +62,8 @@ def open_file(path: Path, *, encoding: str = "utf-8", role: str = "training"):
     if path.is_dir():
         raise DataError(f"The {role} path {path} is a folder; give a CSV, TSV, JSONL or "
                         "Parquet file.")
-    kind = KINDS.get(path.suffix.lower())
+    kind = "conll" if conll and path.suffix.lower() in CONLL_SUFFIXES else \
+        KINDS.get(path.suffix.lower())
     if kind is None:
         raise DataError(f"Cannot tell the format of {path} from its extension; "
                         "use .csv, .tsv, .jsonl or .parquet.")
@@ -67,7 +73,8 @@ def open_file(path: Path, *, encoding: str = "utf-8", role: str = "training"):
     try:
         array = kind == "jsonl" and path.suffix.lower() == ".json" and \
             _starts_with(path, codec, "[")
-        ds = _json_array(path, codec) if array else None
+        ds = _json_array(path, codec) if array else _conll(path, codec) if kind == "conll" \
+            else None
     except (UnicodeDecodeError, ValueError, TypeError) as exc:  # pyarrow: mixed kinds
         raise _read_error(exc, path, kind, codec, encoding, what) from None
     if ds is None:
@@ -81,10 +88,12 @@ def open_file(path: Path, *, encoding: str = "utf-8", role: str = "training"):
 
 
 def _load(path: Path, kind: str, codec: str, encoding: str, what: str):
+    import glob
+
     import datasets
     from datasets.exceptions import DatasetGenerationError
 
-    from engine.data.hub.splits import quiet_datasets
+    from engine.data.formats import quiet_datasets
 
     quiet_datasets()
     # Its readers log a failure before raising it; the raised one becomes our sentence.
@@ -102,11 +111,13 @@ def _load(path: Path, kind: str, codec: str, encoding: str, what: str):
             if kind == "jsonl":
                 batches = _json_lines(path, codec)
             else:
-                rows = datasets.load_dataset(builder, data_files={"rows": [str(path)]},
-                                             split="rows", streaming=True, **options)
+                # A name holding [, * or ? is a glob pattern to `datasets`: escaped.
+                rows = datasets.load_dataset(builder, split="rows", streaming=True,
+                                             data_files={"rows": [glob.escape(str(path))]},
+                                             **options)
                 batches = rows.with_format("arrow").iter(batch_size=READ_ROWS)
             _write_arrow(batches, target, path, kind)
-        _touch(target)
+        cache_files.touch(target)  # the newest use survives pruning
         return datasets.Dataset.from_file(str(target))
     except (DatasetGenerationError, ValueError, OSError, TypeError) as exc:  # decode errors too
         raise _read_error(exc, path, kind, codec, encoding, what) from None
@@ -175,31 +186,11 @@ def _same_types(batch, schema, path: Path, kind: str, taken: int):
                         "column hold one kind of value.") from None
 
 
-def _touch(target: Path) -> None:
-    import os
-
-    try:
-        os.utime(target)  # the newest use survives pruning
-    except OSError:  # a read-only cache still serves its tables
-        pass
-
-
 def prune(folder: Path, keep: int = MAX_FILES, max_bytes: int = MAX_BYTES) -> None:
     """Keep the `keep` most recently used tables, fewer if they hold over `max_bytes`
-    (the newest always stays). A table another process has open stays readable: a
+    (engine.core.cache_files' rule). A table another process has open stays readable: a
     memory map outlives the file's name."""
-    entries = []
-    for entry in folder.glob("*.arrow"):
-        try:
-            st = entry.stat()
-        except FileNotFoundError:  # another process pruned it first
-            continue
-        entries.append((st.st_mtime, st.st_size, entry))
-    total = 0
-    for i, (_, size, entry) in enumerate(sorted(entries, key=lambda e: e[0], reverse=True)):
-        total += size
-        if i >= keep or (i > 0 and total > max_bytes):
-            entry.unlink(missing_ok=True)
+    cache_files.prune(folder.glob("*.arrow"), keep, max_bytes)
 
 
 def _read_error(exc: Exception, path: Path, kind: str, codec: str, encoding: str,
@@ -272,6 +263,17 @@ def _json_array(path: Path, codec: str):
     for a single row."""
     import datasets
 
-    from engine.data.reader import _read_json_array
+    from engine.data.formats import _read_json_array
 
     return datasets.Dataset.from_pandas(_read_json_array(path, codec), preserve_index=False)
+
+
+def _conll(path: Path, codec: str):
+    """CoNLL text's sentences as a `datasets.Dataset` of tokens and tags columns."""
+    import datasets
+
+    from engine.data.formats import conll_sentences
+
+    rows = conll_sentences(path, codec)
+    return datasets.Dataset.from_dict({"tokens": [r["tokens"] for r in rows],
+                                       "tags": [r["tags"] for r in rows]})

@@ -36,7 +36,7 @@ def data_record(cfg: RunConfig) -> dict | None:
     if is_hub_data(cfg.data.train):
         return None
     try:
-        files = [{"path": str(p), "sha256": _file_hash(p)} for p in _paths(cfg)]
+        files = [{"path": str(p), "sha256": file_hash(p)} for p in _paths(cfg)]
     except OSError:
         return None  # the reader reports a missing file; review then falls back
     return {"kind": KIND, "fingerprint": _combine(files), "files": files}
@@ -74,6 +74,25 @@ def _paths(cfg: RunConfig) -> list[Path]:
 
 def _combine(files: list[dict]) -> str:
     return hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()
+
+
+_HASHED: dict[tuple, str] = {}
+"""This process's file hashes by (path, size, modification time): a run keys its data
+cache by the hash and then records it, and reads the file once for both."""
+
+
+def file_hash(path: Path) -> str:
+    """The SHA-256 of a file's bytes (sampled beyond `FULL_HASH_BYTES`), or an image
+    folder's listing hash; a file's is remembered while its size and time stay."""
+    if path.is_dir():
+        return _folder_hash(path)
+    st = path.stat()
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    if key not in _HASHED:
+        if len(_HASHED) > 64:
+            _HASHED.clear()
+        _HASHED[key] = _file_hash(path)
+    return _HASHED[key]
 
 
 def _file_hash(path: Path) -> str:

@@ -1,7 +1,8 @@
 """Reading data files and turning them into padded batches for a text head.
 
-Files are read by `engine.data.reader.read_table`, the one reader the preview
-uses too, and label cells are judged by its `check_labels`: rows with an
+Files are read through `datasets` into Arrow (`read_rows`, engine/data/file_rows.py;
+the sequence heads through engine/data/text_splits.py), as the preview reads them
+too, and label cells are judged by `check_labels`: rows with an
 empty label are left out and counted, labels that differ only by spaces
 around them are read as one, labels that differ only by case stay separate
 classes. Each of these is a warning the run reports (`SequenceData.warnings`),
@@ -298,10 +299,13 @@ def pick_column(frame, path: Path, wanted: str, key: str, fallbacks: tuple[str, 
 def load_frames(cfg: RunConfig, read=None):
     """The training and validation tables: the validation file, or a seeded random split.
 
-    `read(path, role)` reads one file (default: `read_table`).
+    `read(path, role)` reads one file (default: `read_rows`, through `datasets` into
+    Arrow, engine/data/file_rows.py).
     """
+    from engine.data.file_rows import read_rows
+
     spec = cfg.data
-    read = read or (lambda path, role: read_table(path, encoding=spec.encoding, role=role))
+    read = read or (lambda path, role: read_rows(path, encoding=spec.encoding, role=role))
     train_path = cfg.resolve(spec.train)
     train = read(train_path, "training")
     if spec.limit is not None and len(train) > spec.limit:

@@ -1,17 +1,19 @@
 """A quick look at a data file before training: columns, first rows, labels.
 
-It is also where data files are read, for the preview and for training
-alike: `read_table` is the one reader (engine/data/loading.py and the task adapters
-call it), so a preview shows exactly the columns, rows and labels a run
-will use: the same encoding (a UTF-8 byte-order mark is dropped, never left
-in the first column's name), the same delimiter, header names trimmed of
-surrounding spaces, the same missing-value rules. `check_labels` is the one
-judge of label cells: empty ones (blank, whitespace, NA/NaN) are left out
-of training and counted, labels that differ only by surrounding spaces are
-read as one (spaces around a name are never meant), and labels that differ
-only by case are kept as separate classes but warned about (merging them
-would rewrite the data on a guess; the user decides). Both the preview and
-the run report these warnings.
+`read_table` reads a file into a pandas table for the preview and for batch
+prediction (which adds its columns and writes it out); runs read it through
+`datasets` into Arrow (engine/data/files.py, engine/data/file_rows.py). Both
+follow engine/data/formats.py's rules, so a preview shows the columns, rows and
+labels a run will use: the same encoding (a UTF-8 byte-order mark is dropped,
+never left in the first column's name), the same delimiter, header names trimmed
+of surrounding spaces, the same missing-value rules. (The preview stays on pandas
+for now: `datasets` hashes with dill, which in the TUI's preview thread can meet
+transformers half imported by the engine thread.) `check_labels` is the one judge of label cells: empty ones
+(blank, whitespace, NA/NaN) are left out of training and counted, labels that
+differ only by surrounding spaces are read as one (spaces around a name are
+never meant), and labels that differ only by case are kept as separate classes
+but warned about (merging them would rewrite the data on a guess; the user
+decides). Both the preview and the run report these warnings.
 
 Torch-free (pandas and pyarrow only), so the TUI can call it from a thread
 as a path is typed. Problems are `DataError`s naming the file and what to do.
@@ -28,6 +30,20 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engine.core.errors import DataError
+from engine.data.formats import (  # noqa: F401  re-exported: the readers' shared rules
+    CONLL_SUFFIXES,
+    DELIMITERS,
+    READERS,
+    _column_names,
+    _delimiter,
+    _first_line,
+    _key,
+    _read_json_array,
+    _starts_with,
+    bad_byte,
+    conll_sentences,
+    text_encoding,
+)
 
 TEXT_NAMES = ("text", "sentence", "review", "content", "tweet", "document", "body", "question",
               "tokens", "words", "source", "path", "image")
@@ -103,28 +119,7 @@ def _as_text(value) -> str:
     return cell_text(value)
 
 
-# -- the one reader -----------------------------------------------------------
-
-READERS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "jsonl",
-           ".parquet": "parquet"}
-CONLL_SUFFIXES = (".conll", ".conllu", ".bio", ".txt")
-DELIMITERS = (",", "\t", ";", "|")
-"""What a delimited file may be split on; the extension's own one is tried first."""
-
-
-def text_encoding(encoding: str) -> str:
-    """The codec to decode with: UTF-8 also drops a leading byte-order mark.
-
-    Excel and Notepad write one; read as plain UTF-8 it would end up in the
-    first column's name ('\\ufefftext'), which then matches no config.
-    """
-    try:
-        name = codecs.lookup(encoding).name
-    except LookupError:
-        raise DataError(f"{encoding!r} is not a known text encoding; try utf-8 or "
-                        "latin-1.") from None
-    return "utf-8-sig" if name == "utf-8" else encoding
-
+# -- the pandas table reader (what batch prediction writes out) ----------------------
 
 BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"),
         (codecs.BOM_UTF8, "utf-8"), (codecs.BOM_UTF16_LE, "utf-16"),
@@ -229,91 +224,11 @@ def read_table(path: Path, *, encoding: str = "utf-8", role: str = "training",
     return frame
 
 
-def _starts_with(path: Path, codec: str, char: str) -> bool:
-    """Whether the file's first character other than white space is `char`."""
-    with open(path, encoding=codec) as fh:
-        while chunk := fh.read(4096):
-            chunk = chunk.lstrip()
-            if chunk:
-                return chunk.startswith(char)
-    return False
-
-
-def _read_json_array(path: Path, codec: str):
-    """A .json file holding one array of row objects (pandas' orient='records'), which the
-    lines reader would take for a single row."""
-    import pandas as pd
-
-    try:
-        doc = json.loads(path.read_text(encoding=codec))
-    except json.JSONDecodeError as exc:
-        raise DataError(f"{path} cannot be parsed as JSON: {exc.msg} at line {exc.lineno}."
-                        ) from None
-    bad = next((row for row in doc if not isinstance(row, dict)), None)
-    if bad is not None:
-        raise DataError(f"{path} is a JSON array holding {type(bad).__name__} items; give one "
-                        "object per row, e.g. [{\"text\": \"...\", \"label\": \"...\"}].")
-    return pd.DataFrame(doc)
-
-
-def _key(role: str) -> str:
-    return "train" if role == "training" else role
-
-
-def _first_line(exc: Exception) -> str:
-    return str(exc).strip().splitlines()[0].rstrip(".") if str(exc).strip() else type(exc).__name__
-
-
-def _delimiter(path: Path, codec: str, kind: str) -> str:
-    """The extension's delimiter, unless the header line holds none of it but another.
-
-    A '.csv' saved by a spreadsheet in many locales is split on ';'; read on
-    ',' it would be one column named 'text;label'.
-    """
-    expected = "," if kind == "csv" else "\t"
-    with open(path, encoding=codec, newline="") as fh:
-        header = fh.readline(1 << 16)
-    if expected in header:
-        return expected
-    return next((d for d in DELIMITERS if d in header), expected)
-
-
-def _column_names(columns, path: Path) -> list[str]:
-    """Header names as a config names them: no spaces or byte-order mark around them."""
-    names = [str(c).strip().strip("\ufeff").strip() for c in columns]
-    seen: set[str] = set()
-    for name in names:
-        if name in seen:
-            raise DataError(f"{path} has two columns named {name!r} (spaces around header "
-                            "names are ignored); rename one.")
-        seen.add(name)
-    return names
-
-
 def _read_conll(path: Path, codec: str):
-    """Sentences from CoNLL-style text: first column the word, last column its tag."""
+    """Sentences from CoNLL-style text as a table of tokens and tags columns."""
     import pandas as pd
 
-    rows, words, tags = [], [], []
-    with open(path, encoding=codec) as fh:
-        for number, line in enumerate(fh, 1):
-            line = line.strip()
-            if not line or line.startswith("-DOCSTART-"):
-                if words:
-                    rows.append({"tokens": words, "tags": tags})
-                    words, tags = [], []
-                continue
-            parts = line.split()
-            if len(parts) < 2:
-                raise DataError(f"{path} line {number}: expected a word and a tag, got "
-                                f"{line!r}.")
-            words.append(parts[0])
-            tags.append(parts[-1])
-    if words:
-        rows.append({"tokens": words, "tags": tags})
-    if not rows:
-        raise DataError(f"The data file {path} holds no sentences.")
-    return pd.DataFrame(rows)
+    return pd.DataFrame(conll_sentences(path, codec))
 
 
 def cell_text(value) -> str:
@@ -459,21 +374,6 @@ def _preview_folder(root: Path, limit: int) -> DataPreview:
         label_counts=tuple(sorted(counts.items(), key=lambda kv: -kv[1])),
         text_column="path", label_column="label",
     )
-
-
-def bad_byte(path: Path, encoding: str) -> str:
-    """Where a file first fails to decode, as 'byte 0xe9 on line 2'.
-
-    Readers decode in chunks and report offsets within a chunk; this finds
-    the position in the whole file, which is what a user can look at.
-    """
-    data = path.read_bytes()
-    try:
-        data.decode(encoding)
-    except UnicodeDecodeError as exc:
-        line = data.count(b"\n", 0, exc.start) + 1
-        return f"byte {data[exc.start]:#x} on line {line}"
-    return "an undecodable byte"
 
 
 def _guess(columns: list[str], names: tuple[str, ...]) -> str | None:

@@ -20,6 +20,7 @@ from engine.core.events import (
     Event,
     FirstStepTaken,
     Note,
+    RolledBack,
     RunPrepared,
     StepLogged,
     ValidationPredicted,
@@ -60,6 +61,11 @@ class StoreSink:
         """The run's Watcher (engine.runs.watch), fed from this thread; None: unwatched."""
         self.watch_stop: str | None = None
         """What a watch rule that stopped the run saw."""
+        self.rollbacks = None
+        """The loop's Rollbacks (engine.training.rollback): where a `rollback` rule's
+        finding goes; None when no rule rolls back."""
+        self._rewind: int | None = None
+        """A rollback's step: the store's rows after it go before the next are written."""
         self._watched: list[Event] = []
         self._gpus = None
         self.run_id = run_id
@@ -117,9 +123,11 @@ class StoreSink:
                 self._checkpoints.append(event)
             elif isinstance(event, ValidationPredicted):
                 self._predictions = event
+            elif isinstance(event, RolledBack):
+                self._rolled_back(event)
             self._queued += 1
             ticket = self._queued
-        if isinstance(event, (Note, RunPrepared)) or (isinstance(event, EvalFinished)
+        if isinstance(event, (Note, RunPrepared, RolledBack)) or (isinstance(event, EvalFinished)
                                                        and self.trial is not None):
             # A few per run: committed at once, so an event's time is when it happened
             # (not up to FLUSH_INTERVAL_S later) and the TUI shows it without that delay.
@@ -131,6 +139,19 @@ class StoreSink:
             with self._committed_cv:
                 self._committed_cv.wait_for(
                     lambda: self._committed >= ticket or self.error is not None, timeout=60)
+
+    def _rolled_back(self, event: RolledBack) -> None:
+        """(Under the lock.) What the abandoned stretch logged is superseded by its replay:
+        dropped here if not yet written, else from the store at the next flush."""
+        to = event.to_step
+        self._metrics = [m for m in self._metrics if m[0] <= to]
+        self._checkpoints = [c for c in self._checkpoints if c.step <= to]
+        if self._predictions is not None and self._predictions.step > to:
+            self._predictions = None
+        self._rewind = to if self._rewind is None else min(self._rewind, to)
+        self._notes.append(("warning", event.message))
+        if self.watch is not None:
+            self._watched.append(event)
 
     def _loop(self) -> None:
         store = RunStore(self.db_file)  # this thread's own connection
@@ -198,18 +219,36 @@ class StoreSink:
             events, self._watched = self._watched, []
         found = []
         for event in events:
+            if isinstance(event, RolledBack):
+                self.watch.rewind(event.to_step)
+                found = []  # what was seen before is what the rollback undid
+                continue
             found += (self.watch.step(event.step, event.metrics)
                       if isinstance(event, StepLogged)
                       else self.watch.evaluation(event.step, event.metrics))
         if read_gpus:
             found += self.watch.gpu(time.monotonic(), self._gpu_utilisation())
         for finding in found:
-            message = finding.message + (" The run stops here (action: stop)."
-                                         if finding.action == "stop" else "")
+            action = finding.action
+            if action == "rollback":
+                action = self._ask_rollback(finding)
+            message = finding.message + {
+                "stop": " The run stops here (action: stop).",
+                "spent": " The run stops here: train.watch.max_rollbacks "
+                         f"({self.rollbacks.limit if self.rollbacks else 0}) is spent.",
+                "rollback": f" Rolling back to a checkpoint at or before step "
+                            f"{finding.good_step} (action: rollback).",
+            }.get(action, "")
             store.add_event(self.run_id, message, "warning", lease=self.lease)
-            if finding.action == "stop" and self.watch_stop is None:
+            if action in ("stop", "spent") and self.watch_stop is None:
                 self.watch_stop = finding.message
                 self.stop.set()
+
+    def _ask_rollback(self, finding) -> str:
+        """Hand a rollback finding to the loop: rollback, or spent (the limit reached)."""
+        if self.rollbacks is None or not self.rollbacks.request(finding.rule, finding.good_step):
+            return "spent"
+        return "rollback"
 
     def _gpu_utilisation(self) -> float | None:
         """The busiest of the run's GPUs now, in percent; None without one (a CPU run)."""
@@ -242,11 +281,15 @@ class StoreSink:
 
     def _flush(self, store: RunStore) -> None:
         with self._lock:
+            rewind, self._rewind = self._rewind, None
             metrics, self._metrics = self._metrics, []
             notes, self._notes = self._notes, []
             checkpoints, self._checkpoints = self._checkpoints, []
             predictions, self._predictions = self._predictions, None
             ticket = self._queued
+        if rewind is not None:  # before the replay's rows
+            store.truncate_after(self.run_id, rewind, lease=self.lease)
+            store.drop_predictions_after(self.run_id, rewind, lease=self.lease)
         if metrics:
             store.log_metrics(self.run_id, metrics, lease=self.lease)
         if predictions is not None:

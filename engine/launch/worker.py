@@ -86,10 +86,12 @@ def run_worker(run_id: int, db_file: Path, lease: str, *, resume: bool = False,
     try:
         cfg = RunConfig.from_dict(run.config)
         sink.watch = watcher(cfg)
+        sink.rollbacks = rollbacks(cfg, store, run_id)
         join_ranks(cfg)
         from engine.training.loop import train
 
-        outcome = train(cfg, sink, stop, out_dir=run_dir(run_id), resume_from=resume_from)
+        outcome = train(cfg, sink, stop, out_dir=run_dir(run_id), resume_from=resume_from,
+                        rollbacks=sink.rollbacks)
         status, summary, error = outcome.status, outcome.summary, outcome.error
     except HubtuneError as exc:
         error = str(exc)
@@ -122,6 +124,19 @@ def watcher(cfg: RunConfig):
     if metric is not None and not metric.startswith("val_"):
         metric = f"val_{metric}"
     return Watcher(cfg.train.watch, plateau_metric=metric)
+
+
+def rollbacks(cfg: RunConfig, store: RunStore, run_id: int):
+    """The run's Rollbacks when a watch rule may roll it back, counting the rollbacks of
+    its earlier sessions (a resumed run's limit is the run's)."""
+    from engine.core.events import ROLLED_BACK
+    from engine.training.rollback import rollbacks_for
+
+    box = rollbacks_for(cfg)
+    if box is not None:
+        box.used = sum(e.message.startswith(ROLLED_BACK)
+                       for e in store.events(run_id, limit=100_000))
+    return box
 
 
 def search_trial(run):

@@ -10,7 +10,10 @@ each request names a hubtune command as a list of arguments, never a shell strin
 Protocol (version PROTOCOL): the server's first line is {"hubtune": VERSION,
 "protocol": N}; then each request {"id": n, "argv": [...], "files": {...}} gets one
 answer {"id": n, "exit": code, "stdout": text, "error": sentence|null}; {"id": n,
-"ping": true} is answered {"id": n, "pong": true}.
+"ping": true} is answered {"id": n, "pong": true}. Before its answer a request may get
+{"id": n, "chunk": text} lines (what a following command prints as it goes) or, for
+{"id": n, "export": {"run": ID}}, {"id": n, "piece": base64} lines (the exported folder
+as a tar stream).
 """
 
 from __future__ import annotations
@@ -32,7 +35,9 @@ from typing import Any
 
 from engine.core.errors import HubtuneError
 
-PROTOCOL = 1
+PROTOCOL = 3
+"""3: `runs events` (a run panel's event log); 2: the `export` request and `runs
+metrics` (a 1 remote lists runs, but has neither)."""
 SSH_ENV = "HUBTUNE_SSH_COMMAND"
 CONNECT_TIMEOUT_S = 20.0
 REQUEST_TIMEOUT_S = 120.0
@@ -193,8 +198,16 @@ class RemoteSession:
         return self._ask({"argv": [str(a) for a in argv], "files": files or {}}, timeout,
                          on_output)
 
+    def fetch_export(self, run_id: int, write: Callable[[bytes], None], *,
+                     timeout: float = REQUEST_TIMEOUT_S) -> dict[str, Any]:
+        """Have the remote export its run `run_id` (`hubtune export`) into a folder of
+        its own and send it back as an uncompressed tar, handed to `write` piece by piece
+        (`timeout` is per piece); returns {"exit", "error", "loader", "config"}."""
+        return self._ask({"export": {"run": int(run_id)}}, timeout, on_piece=write)
+
     def _ask(self, request: dict, timeout: float,
-             on_output: Callable[[str], None] | None = None) -> dict[str, Any]:
+             on_output: Callable[[str], None] | None = None,
+             on_piece: Callable[[bytes], None] | None = None) -> dict[str, Any]:
         with self._lock:
             self._next += 1
             request = {"id": self._next, **request}
@@ -206,6 +219,9 @@ class RemoteSession:
                     self.close(grace=0)
                     raise RemoteError(f"Remote {self.remote.name} answered out of turn; "
                                       "the connection was closed.")
+                if "piece" in answer and on_piece is not None:
+                    on_piece(self._decoded(answer["piece"]))
+                    continue
                 if "chunk" not in answer:
                     return {**answer, "stdout": "".join(printed) + str(answer.get("stdout")
                                                                        or "")}
@@ -213,6 +229,14 @@ class RemoteSession:
                     on_output(str(answer["chunk"]))
                 else:  # kept for the answer, as if printed at the end
                     printed.append(str(answer["chunk"]))
+
+    def _decoded(self, piece: Any) -> bytes:
+        try:
+            return base64.b64decode(str(piece), validate=True)
+        except ValueError:
+            self.close(grace=0)
+            raise RemoteError(f"Remote {self.remote.name} sent a piece of a file that is "
+                              "not base64; the connection was closed.") from None
 
     def send_file(self, path: Path) -> str:
         """Copy a local data file there, once: it is kept by its content, so a file sent

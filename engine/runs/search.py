@@ -174,6 +174,20 @@ def _optuna():
     return optuna
 
 
+def startup_trials(trials: int) -> int:
+    """Random trials before TPE models the results. Optuna's default (10) suits studies
+    of a hundred trials; a sweep on one GPU box runs a dozen, where ten random draws
+    would leave TPE two picks. A quarter of the budget, between 3 and 10."""
+    return min(10, max(3, trials // 4))
+
+
+def _sampler(optuna, spec: SearchSpec, asked: int = 0):
+    # Each ask opens the study afresh (often in another trial's worker): a sampler seeded
+    # alike each time would draw the same first point each time, hence `asked`.
+    return optuna.samplers.TPESampler(seed=spec.seed + asked, multivariate=True,
+                                      n_startup_trials=startup_trials(spec.trials))
+
+
 def _pruner(optuna, spec: SearchSpec):
     if spec.prune == "median":  # a trial is compared once a few others reached its step
         return optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0)
@@ -194,7 +208,7 @@ def _open(spec: SearchSpec):
     sweeps_dir().mkdir(parents=True, exist_ok=True)
     journal = str(sweeps_dir() / f"{spec.sweep_id}.journal")
     storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(journal))
-    sampler, pruner = optuna.samplers.TPESampler(seed=spec.seed), _pruner(optuna, spec)
+    sampler, pruner = _sampler(optuna, spec), _pruner(optuna, spec)
     try:  # loading writes nothing; create_study(load_if_exists) logs a line each time
         study = optuna.load_study(study_name=spec.sweep_id, storage=storage, sampler=sampler,
                                   pruner=pruner)
@@ -220,9 +234,7 @@ def ask(spec: SearchSpec, running: int) -> list[Trial]:
     with _locked(spec.sweep_id):
         study = open_study(spec)
         asked = len(study.get_trials(deepcopy=False))
-        # Each ask opens the study afresh (often in another trial's worker): a sampler
-        # seeded alike each time would draw the same first point each time.
-        study.sampler = _optuna().samplers.TPESampler(seed=spec.seed + asked)
+        study.sampler = _sampler(_optuna(), spec, asked)
         room = min(spec.parallel - running, spec.trials - asked)
         trials = []
         for _ in range(max(room, 0)):

@@ -106,11 +106,12 @@ def check_images(paths: list[Path], labels: list[str], policy: str) -> tuple[lis
 def read_images(cfg: RunConfig, target: str, role: str, warnings: list[str] | None = None):
     """A table of path and label for a folder or a CSV of paths.
 
-    A CSV's rows without a label are left out, reported in `warnings`, as for text.
+    A CSV's rows without a label are left out, reported in `warnings`, as for text. The
+    table is `FileRows` (engine/data/file_rows.py): a file of paths is read through
+    `datasets` into Arrow as every head's data is.
     """
-    import pandas as pd
-
-    from engine.data.loading import drop_missing_labels, label_text, pick_column, read_table
+    from engine.data.file_rows import FileRows, read_rows
+    from engine.data.loading import drop_missing_labels, label_text, pick_column
 
     source = cfg.resolve(target)
     if source.is_dir():
@@ -122,14 +123,14 @@ def read_images(cfg: RunConfig, target: str, role: str, warnings: list[str] | No
                             f"{source} {'are' if len(empty) != 1 else 'is'} empty; "
                             f"{'those classes are' if len(empty) != 1 else 'that class is'} "
                             "left out.")
-        return pd.DataFrame({"path": paths, "label": labels})
-    frame = read_table(source, encoding=cfg.data.encoding, role=role)
+        return FileRows({"path": paths, "label": labels})
+    frame = read_rows(source, encoding=cfg.data.encoding, role=role)
     path_col = pick_column(frame, source, cfg.data.text_column, "text_column",
                            ("path", "image", "file", "filename"))
     label_col = pick_column(frame, source, cfg.data.label_column, "label_column", ("class",))
     frame = drop_missing_labels(frame, source, label_col, [] if warnings is None else warnings)
     base = source.parent
-    return pd.DataFrame({
+    return FileRows({
         "path": [p if (p := Path(str(v))).is_absolute() else base / p for v in frame[path_col]],
         "label": [label_text(v) for v in frame[label_col]],
     })
@@ -138,8 +139,7 @@ def read_images(cfg: RunConfig, target: str, role: str, warnings: list[str] | No
 def image_splits(cfg: RunConfig, warnings: list[str]):
     """(training table, validation table, unreadable files left out): path and label
     columns, read, checked and split (seeded) as training reads them."""
-    import pandas as pd
-
+    from engine.data.file_rows import FileRows
     from engine.data.loading import _split
 
     spec = cfg.data
@@ -150,7 +150,7 @@ def image_splits(cfg: RunConfig, warnings: list[str]):
         paths, labels, bad = check_images(list(frame["path"]), list(frame["label"]),
                                           spec.bad_files)
         skipped += bad
-        return pd.DataFrame({"path": paths, "label": labels})
+        return FileRows({"path": paths, "label": labels})
 
     train = read_images(cfg, spec.train, "training", warnings)
     if spec.limit is not None and len(train) > spec.limit:

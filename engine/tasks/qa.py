@@ -43,68 +43,103 @@ MAX_ANSWER_TOKENS = 30
 
 
 def read_squad(path: Path, encoding: str = "utf-8", role: str = "training"):
-    """SQuAD-format JSON, or a table, as rows of id, question, context, answers."""
+    """SQuAD-format JSON, or a table read through `datasets` into Arrow as every head's
+    data is, as rows of id, question, context, answers (`FileRows`,
+    engine/data/file_rows.py)."""
+    from engine.data.file_rows import FileRows, read_rows
+
+    doc = squad_rows(path, encoding)
+    if doc is not None:
+        return FileRows({k: [r[k] for r in doc] for k in ("id", "question", "context",
+                                                          "answers")})
+    table = read_rows(path, encoding=encoding, role=role)
+    return FileRows(with_answers({c: table[c] for c in table.columns}, path))
+
+
+def squad_frame(path: Path, encoding: str = "utf-8", role: str = "data"):
+    """`read_squad`'s rows as a pandas table, every column of the file kept: what batch
+    prediction adds its answers to and writes out."""
     import pandas as pd
 
-    from engine.data.loading import read_table
+    from engine.data.reader import read_table
+
+    doc = squad_rows(path, encoding)
+    if doc is not None:
+        return pd.DataFrame(doc)
+    frame = read_table(path, encoding=encoding, role=role)
+    columns = with_answers({c: list(frame[c]) for c in frame.columns}, path)
+    frame = frame.assign(answers=columns["answers"])
+    return frame if "id" in frame.columns else frame.assign(id=columns["id"])
+
+
+def squad_rows(path: Path, encoding: str) -> list[dict] | None:
+    """The questions of a SQuAD-format JSON file (data -> paragraphs -> qas); None when
+    the file is not one (a table, or JSON lines, which the table reader reads)."""
     from engine.data.reader import text_encoding
 
-    if path.suffix.lower() == ".json" and path.is_file():
-        try:
-            # The reader's codec: UTF-8 drops a byte-order mark, as for every data file.
-            doc = json.loads(path.read_text(encoding=text_encoding(encoding)))
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            doc = None  # perhaps JSON lines; let the table reader say what is wrong
-        if isinstance(doc, dict) and "data" in doc:
-            rows = []
-            try:
-                for article in doc["data"]:
-                    for para in article.get("paragraphs", []):
-                        for qa in para.get("qas", []):
-                            rows.append({
-                                "id": str(qa.get("id", len(rows))),
-                                "question": str(qa["question"]),
-                                "context": _text(para["context"]),
-                                "answers": [(_text(a["text"]), int(a["answer_start"]))
-                                            for a in qa.get("answers", [])],
-                            })
-            except (AttributeError, TypeError, KeyError, ValueError):
-                raise DataError(
-                    f"{path} is not SQuAD-format JSON; it needs data -> paragraphs (each with "
-                    "a context) -> qas (each with a question and answers of text and "
-                    "answer_start).") from None
-            if not rows:
-                raise DataError(f"{path} holds no questions.")
-            return pd.DataFrame(rows)
-    frame = read_table(path, encoding=encoding, role=role)
+    if path.suffix.lower() != ".json" or not path.is_file():
+        return None
+    try:
+        # The reader's codec: UTF-8 drops a byte-order mark, as for every data file.
+        doc = json.loads(path.read_text(encoding=text_encoding(encoding)))
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None  # perhaps JSON lines; let the table reader say what is wrong
+    if not (isinstance(doc, dict) and "data" in doc):
+        return None
+    rows = []
+    try:
+        for article in doc["data"]:
+            for para in article.get("paragraphs", []):
+                for qa in para.get("qas", []):
+                    rows.append({
+                        "id": str(qa.get("id", len(rows))),
+                        "question": str(qa["question"]),
+                        "context": _text(para["context"]),
+                        "answers": [(_text(a["text"]), int(a["answer_start"]))
+                                    for a in qa.get("answers", [])],
+                    })
+    except (AttributeError, TypeError, KeyError, ValueError):
+        raise DataError(
+            f"{path} is not SQuAD-format JSON; it needs data -> paragraphs (each with "
+            "a context) -> qas (each with a question and answers of text and "
+            "answer_start).") from None
+    if not rows:
+        raise DataError(f"{path} holds no questions.")
+    return rows
+
+
+def with_answers(columns: dict[str, list], path: Path) -> dict[str, list]:
+    """A table's columns (Python values) with its answers parsed into (text, start)
+    pairs, from an answers column ({"text": [...], "answer_start": [...]}, or its JSON
+    text) or answer_text and answer_start columns; an id column added where it has none."""
     for col in ("question", "context"):
-        if col not in frame.columns:
+        if col not in columns:
             raise DataError(f"{path} has no column {col!r}; question answering needs question, "
                             f"context and answers (its columns are "
-                            f"{', '.join(map(str, frame.columns))}).")
+                            f"{', '.join(map(str, columns))}).")
+    if "answers" not in columns and not {"answer_text", "answer_start"} <= set(columns):
+        raise DataError(f"{path} has no answers column (answers, or answer_text and "
+                        "answer_start).")
+    rows = len(columns["question"])
     answers = []
-    for number, (_, row) in enumerate(frame.iterrows(), 1):
+    for i in range(rows):
         try:
-            if "answers" in frame.columns:
-                a = row["answers"]
+            if "answers" in columns:
+                a = columns["answers"][i]
                 if isinstance(a, str):
                     a = json.loads(a)
                 texts = [_text(t) for t in a["text"]]
                 starts = [int(s) for s in a["answer_start"]]
-            elif "answer_text" in frame.columns and "answer_start" in frame.columns:
-                texts, starts = [str(row["answer_text"])], [int(row["answer_start"])]
             else:
-                raise DataError(f"{path} has no answers column (answers, or answer_text and "
-                                "answer_start).")
+                texts = [str(columns["answer_text"][i])]
+                starts = [int(columns["answer_start"][i])]
             answers.append(list(zip(texts, starts, strict=True)))
         except (TypeError, KeyError, ValueError, json.JSONDecodeError):
             raise DataError(
-                f"{path} row {number}: answers must look like {{\"text\": [...], "
+                f"{path} row {i + 1}: answers must look like {{\"text\": [...], "
                 "\"answer_start\": [...]}} with one start per text.") from None
-    frame = frame.assign(answers=answers)
-    if "id" not in frame.columns:
-        frame = frame.assign(id=[str(i) for i in range(len(frame))])
-    return frame
+    out = {**columns, "answers": answers}
+    return out if "id" in columns else {**out, "id": [str(i) for i in range(rows)]}
 
 
 def _text(value) -> str:
@@ -351,10 +386,10 @@ def question_table(path: Path, cfg):
     """Questions from SQuAD JSON or a table; answers are optional here."""
     from engine.data.loading import read_table
     if path.suffix.lower() == ".json":
-        return read_squad(path, cfg.data.encoding, "data")
+        return squad_frame(path, cfg.data.encoding, "data")
     table = read_table(path, encoding=cfg.data.encoding, role="data")
     if {"answers"} & set(table.columns) or {"answer_text", "answer_start"} <= set(table.columns):
-        return read_squad(path, cfg.data.encoding, "data")
+        return squad_frame(path, cfg.data.encoding, "data")
     for col in ("question", "context"):
         if col not in table.columns:
             raise DataError(f"{path} has no column {col!r}; question answering needs question "

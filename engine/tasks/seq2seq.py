@@ -143,13 +143,14 @@ class Seq2SeqTask(Task):
 def seq2seq_frames(cfg: RunConfig, warnings: list[str]):
     """(training table, validation table, training file), read and split as training
     reads them: rows without a target left out (reported in `warnings`)."""
-    from engine.data.loading import drop_missing_labels, load_frames, pick_column, read_table
+    from engine.data.file_rows import read_rows
+    from engine.data.loading import drop_missing_labels, load_frames, pick_column
 
     spec = cfg.data
 
     def read(file, role):
         # A row without a target would train towards the text 'nan': left out, reported.
-        frame = read_table(file, encoding=spec.encoding, role=role)
+        frame = read_rows(file, encoding=spec.encoding, role=role)
         target = pick_column(frame, file, spec.label_column, "label_column", TARGET_NAMES)
         return drop_missing_labels(frame, file, target, warnings, classes=False)
 

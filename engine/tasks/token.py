@@ -31,11 +31,12 @@ from engine.tasks.predictions import ExampleInput, FilePredictions, Prediction, 
 
 
 def read_conll(path: Path, encoding: str = "utf-8", role: str = "training"):
-    """Sentences from CoNLL-style text (first column the word, last column its tag), as
-    tokens and tags columns; read by the one reader the preview uses too."""
-    from engine.data.reader import read_table
+    """A table of sentences (`FileRows`, engine/data/file_rows.py), through `datasets` into
+    Arrow as every head's data is: a CSV, TSV, JSONL or Parquet file, or CoNLL-style text
+    (first column the word, last column its tag) as tokens and tags columns."""
+    from engine.data.file_rows import read_rows
 
-    return read_table(path, encoding=encoding, role=role, conll=True)
+    return read_rows(path, encoding=encoding, role=role, conll=True)
 
 
 def entity_spans(tags: list[str]) -> set[tuple[str, int, int]]:
@@ -241,8 +242,10 @@ def predict_tags(predictor, path: Path, cfg, column, batch_size: int, progress
     import torch
 
     from engine.data.loading import as_list, pick_column
+    from engine.data.reader import read_table
 
-    table = read_conll(path, cfg.data.encoding, "data")
+    # A table the predictions are added to as columns, then written out.
+    table = read_table(path, encoding=cfg.data.encoding, role="data", conll=True)
     words_col = pick_column(table, path, column or cfg.data.text_column, "--column",
                             ("tokens", "words"))
     words = [[str(w) for w in as_list(v, path, words_col, i)]

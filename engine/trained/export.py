@@ -13,7 +13,8 @@ from pathlib import Path
 from engine.modeling.export import LOADER_WORDS, portable_config, push_folder
 from engine.modeling.export import model_card as _card
 
-__all__ = ["LOADER_WORDS", "export_model", "model_card", "portable_config", "push_folder"]
+__all__ = ["LOADER_WORDS", "add_onnx", "export_model", "model_card", "portable_config",
+           "push_folder", "validation_texts"]
 
 
 def export_model(model_dir: Path, target: Path, *, config: dict, summary: dict,
@@ -66,3 +67,37 @@ def model_card(head: dict, config: dict, summary: dict, run_name: str, loader: s
 
     return _card(head, config, summary, run_name, loader,
                  task_for(head["task"]).pipeline_tag)
+
+
+def add_onnx(folder: Path, loader: str, config: dict, *, quantize: bool = False):
+    """model.onnx (and with `quantize` model.int8.onnx) beside an export, checked on the
+    run's validation texts, and that check added to the folder's model card; returns
+    engine.modeling.onnx_export's report. Code in the folder runs only where the run's
+    model.trust_remote_code was true."""
+    from engine.modeling.onnx_export import export_onnx
+
+    model = config.get("model") if isinstance(config, dict) else None
+    trusted = isinstance(model, dict) and model.get("trust_remote_code") is True
+    report = export_onnx(folder, loader, texts=validation_texts(config), quantize=quantize,
+                         trust_remote_code=trusted)
+    card = folder / "README.md"
+    if card.is_file():
+        card.write_text(card.read_text(encoding="utf-8").rstrip("\n") + "\n\n"
+                        + report.card_section(), encoding="utf-8")
+    return report
+
+
+def validation_texts(config: dict, limit: int = 64) -> list[str] | None:
+    """Up to `limit` texts of the run's validation (else training) file, to check the ONNX
+    model on; None (made-up inputs) when the data is not a local file of texts."""
+    from engine.core.config import RunConfig
+    from engine.core.errors import HubtuneError
+    from engine.data.reader import read_columns
+
+    try:
+        cfg = RunConfig.from_dict(config)
+        path = cfg.resolve(cfg.data.validation or cfg.data.train)
+        rows = read_columns(path, [cfg.data.text_column], encoding=cfg.data.encoding)
+    except (HubtuneError, OSError, ValueError, TypeError):
+        return None
+    return [row[0] for row in rows[:limit] if row and row[0]] or None

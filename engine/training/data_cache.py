@@ -3,16 +3,18 @@
 A run's data (tokenised splits, label maps, what evaluation needs) is a pure
 function of the data files, the data and head settings, the seed that splits
 them, the tokenizer and the code that pre-processes. The cache key is a hash
-of all of those: file stamps (path, size, modification time), the config
-sections, the tokenizer's fingerprint as the `datasets` library computes it
-for its own map cache, and the source of the pre-processing modules, so an
-edit to a file, a setting, the vocabulary or hubtune itself misses the cache
-rather than reading stale data.
+of all of those: each local file's content (its SHA-256, engine/data/fingerprint.py,
+with its path, which the data's messages name), a hub dataset's commit, the config
+sections, the tokenizer's fingerprint as the `datasets` library computes it for its
+own map cache, and the source of the pre-processing modules, so an edit to a file,
+a setting, the vocabulary or hubtune itself misses the cache rather than reading
+stale data.
 
-Entries are pickles under `<data dir>/cache/data/`, written atomically (a
-crash leaves the old entry or none), read back in a fraction of the time
-tokenising takes, and pruned to the `MAX_ENTRIES` most recently used (fewer
-when they pass `MAX_BYTES`). A damaged entry is deleted and rebuilt.
+Entries are folders of Arrow files under `<data dir>/cache/data/`
+(engine/training/data_arrow.py), written aside and renamed into place (a crash
+leaves the old entry or none), memory-mapped when read back, and pruned to the
+`MAX_ENTRIES` most recently used (fewer when they pass `MAX_BYTES`;
+engine/core/cache_files.py). A damaged entry is deleted and rebuilt.
 `data.cache: false` turns the cache off for a run.
 """
 
@@ -22,16 +24,15 @@ import dataclasses
 import hashlib
 import json
 import os
-import pickle
 import sys
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from engine.core import cache_files
 from engine.core.config import RunConfig, is_hub_data, parse_hub_data
 from engine.core.errors import HubtuneError
 
-FORMAT = 1
+FORMAT = 2
 """Bumped when the layout of a cached entry changes."""
 MAX_ENTRIES = 12
 MAX_BYTES = 8 << 30
@@ -76,16 +77,20 @@ def _hub_stamp(cfg: RunConfig, ref: str) -> list:
     return [ref, cfg.data.subset, resolve_commit(repo, cfg.data.revision)]
 
 
-def _stamp(path: Path | None) -> list:
-    st = path.stat()
-    return [str(path.resolve()), st.st_size, st.st_mtime_ns]
+def _stamp(path: Path) -> list:
+    """A local file's stamp: where it is (its messages name it) and what it holds."""
+    from engine.data.fingerprint import file_hash
+
+    return [str(path.resolve()), file_hash(path)]
 
 
 def _code_hash(task) -> str:
     """The source of the modules that turn files into examples."""
     import engine.data.examples
+    import engine.data.file_rows
     import engine.data.file_tokens
     import engine.data.files
+    import engine.data.formats
     import engine.data.hub.rows
     import engine.data.hub.text
     import engine.data.labels
@@ -95,17 +100,18 @@ def _code_hash(task) -> str:
     import engine.tasks.base
     import engine.tasks.hub_qa
     import engine.tasks.hub_readers
+    import engine.training.data_arrow
 
     digest = hashlib.sha256()
     # The hub readers too (hub_text imports engine.data.hub.splits, hub_readers hub_data): a
     # task's own module is not the only one that turns its hub rows into examples.
     for module in (engine.data.reader, engine.data.loading, engine.data.files,
                    engine.data.labels, engine.data.text_splits, engine.data.examples,
-                   engine.data.file_tokens,
+                   engine.data.file_tokens, engine.data.file_rows, engine.data.formats,
                    engine.tasks.base,
                    engine.data.hub.splits, engine.data.hub.text, engine.data.hub.rows,
                    engine.tasks.hub_data, engine.tasks.hub_readers, engine.tasks.hub_qa,
-                   sys.modules[type(task).__module__]):
+                   engine.training.data_arrow, sys.modules[type(task).__module__]):
         digest.update(Path(module.__file__).read_bytes())
     return digest.hexdigest()
 
@@ -122,75 +128,66 @@ def load_cached(task, cfg: RunConfig, processor, load: Callable[[], object]):
         key = data_key(task, cfg, processor)
     except (OSError, HubtuneError):  # a file vanished, a hub dataset cannot be resolved:
         return load(), False     # let the loader report it properly
-    path = cache_dir() / f"{key}.pkl"
+    from engine.training import data_arrow
+
+    entry = cache_dir() / key
     try:
-        with open(path, "rb") as fh:
-            data = pickle.load(fh)
-    except FileNotFoundError:
-        pass
+        data = data_arrow.read_entry(entry)
+    except FileNotFoundError:  # none, or a folder missing a file: built afresh
+        cache_files.remove(entry)
     except Exception:  # a damaged or unreadable entry: drop it and build afresh
-        path.unlink(missing_ok=True)
+        cache_files.remove(entry)
     else:
-        try:
-            os.utime(path)  # the newest use survives pruning
-        except OSError:  # a read-only cache still serves its entries
-            pass
+        cache_files.touch(entry)  # the newest use survives pruning
         return data, True
     data = load()
-    _write(path, data)
+    _write(entry, data)
     return data, False
 
 
-def _write(path: Path, data) -> None:
-    tmp: str | None = None
+def _write(entry: Path, data) -> None:
+    """Write an entry aside and rename it into place; another process that wrote the same
+    entry first keeps its own."""
+    from engine.training.data_arrow import Uncacheable, write_entry
+
+    partial = entry.with_name(f".tmp-{entry.name}.{os.getpid()}")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".part")
-        with os.fdopen(fd, "wb") as fh:
-            pickle.dump(data, fh, protocol=pickle.HIGHEST_PROTOCOL)
-        os.replace(tmp, path)
-    except (OSError, pickle.PicklingError, TypeError, AttributeError):
-        # A cache that cannot be written (full disk, read-only home, an
-        # unpicklable field) only costs the next run its tokenising time.
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
+        partial.mkdir(parents=True)
+        write_entry(partial, data)
+        partial.rename(entry)
+    except (OSError, Uncacheable, ValueError, TypeError):
+        # A cache that cannot be written (full disk, read-only home, a field Arrow cannot
+        # hold, a race lost to another process) only costs the next run its tokenising.
+        cache_files.remove(partial)
         return
-    prune(path.parent)
+    prune(entry.parent)
 
 
 def prune(folder: Path, keep: int = MAX_ENTRIES, max_bytes: int = MAX_BYTES) -> None:
     """Keep the `keep` most recently used entries, fewer if they hold over `max_bytes`
-    (the newest entry always stays)."""
-    entries = []
-    for entry in folder.glob("*.pkl"):
-        try:
-            st = entry.stat()
-        except FileNotFoundError:  # another process pruned it first
-            continue
-        entries.append((st.st_mtime, st.st_size, entry))
-    total = 0
-    for i, (_, size, entry) in enumerate(sorted(entries, key=lambda e: e[0], reverse=True)):
-        total += size
-        if i >= keep or (i > 0 and total > max_bytes):
-            entry.unlink(missing_ok=True)
+    (the newest entry always stays); half-written ones are not entries."""
+    cache_files.prune((p for p in folder.iterdir() if not p.name.startswith(".")), keep,
+                      max_bytes)
 
 
 def clear() -> tuple[int, int]:
     """Delete every entry: the tokenised data sets, the Arrow tables of local files and
-    their token files (engine.data.files), and the audit's features; returns (entries,
-    bytes) freed."""
+    their token files (engine.data.files), the audit's features and the frozen-backbone
+    features (engine.training.feature_cache); returns (entries, bytes) freed."""
     from engine.data.files import cache_dir as tables_dir
 
     count = freed = 0
     folder = cache_dir()
-    entries = [*folder.glob("*.pkl"), *folder.glob(".tmp-*")] if folder.exists() else []
-    for other in (tables_dir(), folder.parent / "audit"):
+    # An entry is a folder (or an earlier version's pickle); a table or feature a file.
+    entries = list(folder.iterdir()) if folder.exists() else []
+    for other in (tables_dir(), folder.parent / "audit", folder.parent / "features"):
         entries += [p for p in other.rglob("*") if p.is_file()] if other.exists() else []
     for entry in entries:
         try:
-            freed += entry.stat().st_size
-            entry.unlink()
-            count += 1
+            size = cache_files.size_of(entry)
         except FileNotFoundError:
             continue
+        cache_files.remove(entry)
+        freed += size
+        count += 1
     return count, freed

@@ -19,7 +19,8 @@ def embed(cfg: RunConfig, emit: Callable[[Event], None], stop: threading.Event,
           out_dir: Path | None) -> Outcome:
     """The feature-extraction "run": no head, no training; embed the data with the
     checkpoint's own pooling and save the vectors (and the model, for predict)."""
-    from engine.data.loading import check_text_column, pick_column, read_table, tokenise
+    from engine.data.file_rows import read_rows
+    from engine.data.loading import check_text_column, pick_column, tokenise
     from engine.modeling.lengths import fit_lengths
     from engine.modeling.loading import build_model
     from engine.training.features import compute_features
@@ -41,7 +42,7 @@ def embed(cfg: RunConfig, emit: Callable[[Event], None], stop: threading.Event,
     # The whole file in its own order (no split, no shuffled sample): row i of the
     # embeddings is row i of the file.
     data_path = cfg.resolve(cfg.data.train)
-    frame = read_table(data_path, encoding=cfg.data.encoding)
+    frame = read_rows(data_path, encoding=cfg.data.encoding)
     if cfg.data.limit is not None:
         frame = frame.head(cfg.data.limit)
     column = pick_column(frame, data_path, cfg.data.text_column, "text_column", ("sentence",))

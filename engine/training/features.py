@@ -4,14 +4,18 @@ When nothing in the backbone learns and inputs are not augmented, the
 backbone's pooled output for an example is the same every epoch: computing
 it once (in eval mode, so dropout does not perturb a frozen feature
 extractor) and training the head on the cached tensors skips the backbone
-entirely after the first pass.
+entirely after the first pass. The vectors are also kept on disk per example
+(engine/training/feature_cache.py, through `cached_features`), so a later run, or
+`data audit`, on the same data and model runs the backbone on none of them again.
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -35,18 +39,28 @@ class HeadOnFeatures(nn.Module):
 
 @torch.no_grad()
 def compute_features(classifier, examples: SequenceExamples, pad_id: int, batch_size: int,
-                     device, regression: bool) -> torch.Tensor:
-    """Pooled backbone output for every example, in example order, on `device`."""
+                     device, regression: bool, *, progress=None, stop=None) -> torch.Tensor:
+    """Pooled backbone output for every example, in example order, on `device`.
+    `progress(done, total)` after each batch; a set `stop` event ends it between batches
+    (PreparationStopped)."""
+    from engine.data.examples import PreparationStopped
+
     was_training = classifier.training
     classifier.eval()
     collate = SequenceCollator(examples, pad_id, regression)
-    out = None
+    out, done = None, 0
     for indices in sorted_batches(examples.lengths, batch_size):
+        if stop is not None and stop.is_set():
+            classifier.train(was_training)
+            raise PreparationStopped
         batch = {k: v.to(device) for k, v in collate(indices).items() if k != "labels"}
         pooled = classifier.pool(**batch).float()
         if out is None:
             out = torch.empty(len(examples), pooled.shape[-1], device=device)
         out[torch.tensor(indices, device=device)] = pooled
+        done += len(indices)
+        if progress is not None:
+            progress(done, len(examples))
     classifier.train(was_training)
     return out
 
@@ -87,17 +101,84 @@ class FeatureCollator:
         return {"features": self.features[index], "labels": self.labels[index]}
 
 
-def cache_features(model, data, pad_id: int, cfg, accelerator, float_labels: bool):
-    """The backbone's features of both splits, computed once on the accelerator's device;
-    returns the validation collator, the training batches, the head that trains on the
-    features and the training collator."""
+def cache_features(model, data, pad_id: int, cfg, accelerator, float_labels: bool,
+                   model_path=None):
+    """The backbone's features of both splits, computed once on the accelerator's device
+    (or read from the on-disk feature cache an audit or an earlier run filled, when
+    `model_path` is given and data.cache is on); returns the validation collator, the
+    training batches, the head that trains on the features, the training collator and
+    how many examples' features were read rather than computed, in words."""
+    from engine.training.feature_cache import model_key
+
     device = accelerator.device
     model.to(device)
+    key = None
+    if model_path is not None and cfg.data.cache and getattr(model, "pooling", None):
+        key = model_key(model_path, model.pooling, device.type, accelerator.mixed_precision)
+    feats, reused = {}, 0
     with accelerator.autocast():
-        feats = {split: compute_features(model, getattr(data, split), pad_id,
-                                         cfg.train.batch_size * 2, device, float_labels)
-                 for split in ("train", "validation")}
+        for split in ("train", "validation"):
+            feats[split], how = cached_features(
+                model, getattr(data, split), pad_id, cfg.train.batch_size * 2, device,
+                key=key, write=accelerator.is_main_process)
+            reused += how.reused
     return (FeatureCollator(feats["validation"], data.validation.labels, float_labels),
             FeatureBatches(len(data.train), cfg.train.batch_size, cfg.train.seed),
             HeadOnFeatures(model),
-            FeatureCollator(feats["train"], data.train.labels, float_labels))
+            FeatureCollator(feats["train"], data.train.labels, float_labels),
+            f"{reused} of {len(data.train) + len(data.validation)} read from the feature cache")
+
+
+class _Rows:
+    """A view of `seq` at `rows` (a split's examples the cache lacks)."""
+
+    def __init__(self, seq, rows: list[int]) -> None:
+        self.seq, self.rows = seq, rows
+
+    def __getitem__(self, i):
+        return self.seq[self.rows[i]]
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+
+class _Subset:
+    def __init__(self, examples, rows: list[int]) -> None:
+        self.input_ids = _Rows(examples.input_ids, rows)
+        types = getattr(examples, "token_type_ids", None)
+        self.token_type_ids = None if types is None else _Rows(types, rows)
+        self.labels = [0] * len(rows)
+        self.lengths = [len(self.input_ids[i]) for i in range(len(rows))]
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+
+def cached_features(classifier, examples, pad_id: int, batch_size: int, device, *,
+                    key: str | None, progress: Callable[[int, int], None] | None = None,
+                    stop: threading.Event | None = None, write: bool = True):
+    """`compute_features` through the cache of model `key` (None: no cache): the tensor
+    on `device` in example order, and a `Reuse` saying how much was read."""
+    from engine.training.feature_cache import FeatureCache, Reuse, example_digests
+
+    if key is None:
+        return (compute_features(classifier, examples, pad_id, batch_size, device, False,
+                                 progress=progress, stop=stop), Reuse(0, len(examples)))
+    cache = FeatureCache(key)
+    digests = example_digests(examples)
+    found, missing = cache.lookup(digests)
+    if missing:
+        fresh = compute_features(classifier, _Subset(examples, missing), pad_id, batch_size,
+                                 device, False, progress=progress, stop=stop)
+        vectors = fresh.float().cpu().numpy()
+        if write:
+            cache.add([digests[i] for i in missing], vectors)
+        if found is None:
+            found = np.zeros((len(digests), vectors.shape[1]), dtype=np.float32)
+        found[missing] = vectors
+    elif progress is not None:
+        progress(len(examples), len(examples))
+    if found is None:  # no examples at all
+        found = np.zeros((0, 1), dtype=np.float32)
+    return (torch.from_numpy(found).to(device),
+            Reuse(len(examples) - len(missing), len(missing)))

@@ -34,6 +34,12 @@ from engine.core.events import (
 from engine.data.loading import PreparationStopped
 from engine.training.backends import set_determinism
 from engine.training.checkpoint import prune_checkpoints, rank_rng_state, save_checkpoint
+from engine.training.rollback import (
+    Rollbacks,
+    non_finite_rollback,
+    roll_back_if_asked,
+    rollbacks_for,
+)
 from engine.training.setup import RunSetup
 
 
@@ -44,6 +50,10 @@ class _Window:
 
     loss: torch.Tensor
     tokens: torch.Tensor
+    norm: torch.Tensor
+    """The largest finite gradient norm of the window's steps, -1 before one (an fp16
+    overflow step's infinite norm is skipped, as its step is; a diverged step's is left
+    to the loss check)."""
     batches: int = 0
     samples: int = 0
     started: float = field(default_factory=time.perf_counter)
@@ -52,10 +62,14 @@ class _Window:
 
     @classmethod
     def on(cls, device) -> _Window:
-        return cls(torch.zeros((), device=device), torch.zeros((), device=device, dtype=torch.long))
+        return cls(torch.zeros((), device=device), torch.zeros((), device=device, dtype=torch.long),
+                   torch.full((), -1.0, device=device))
 
-    def add(self, loss: torch.Tensor, batch: dict) -> None:
+    def add(self, loss: torch.Tensor, batch: dict, norm: torch.Tensor | None = None) -> None:
         self.loss += loss.detach()
+        if norm is not None:
+            finite = torch.nan_to_num(norm.detach().float(), nan=-1.0, posinf=-1.0)
+            torch.maximum(self.norm, finite, out=self.norm)
         if "attention_mask" in batch:
             self.tokens += batch["attention_mask"].sum()
         self.batches += 1
@@ -64,6 +78,7 @@ class _Window:
     def reset(self) -> None:
         self.loss.zero_()
         self.tokens.zero_()
+        self.norm.fill_(-1.0)
         self.batches = self.samples = 0
         self.started, self.paused = time.perf_counter(), 0.0
 
@@ -74,6 +89,11 @@ class _Window:
 class _Loop(RunSetup):
     """One training run's steps, evaluations and checkpoints; `train` below is the
     public entry."""
+
+    rollbacks: Rollbacks | None = None
+    """The watch rules' rollback requests (engine.training.rollback); None: none asked."""
+    step_norm: torch.Tensor | None = None
+    """The gradient norm `_step` took (a device tensor), else None."""
 
     def run(self) -> Outcome:
         """Step through the epochs until done, stopped, early-stopped, diverged or out
@@ -110,20 +130,24 @@ class _Loop(RunSetup):
                 if st.batches_in_epoch % cfg.train.grad_accumulation == 0 and self._should_stop():
                     status, done = "stopped", True
                     break
+                self.step_norm = None
                 loss = self._step(batch)
                 st.batches_in_epoch += 1
-                window.add(loss, batch)
+                window.add(loss, batch, self.step_norm)
                 if not acc.sync_gradients:
                     continue
                 st.step += 1
                 if self.plan.every_steps:
                     self._follow_schedule()
-                if st.step % cfg.train.log_every == 0 or st.step == self.total_steps:
+                if self._logs(st.step):
                     diverged = self._log(window)
                     if diverged is not None:
                         return diverged
                 elif st.step == self.start_step + 1:
                     self.emit(FirstStepTaken(step=st.step, epoch=st.step / self.steps_per_epoch))
+                if self.rollbacks is not None and roll_back_if_asked(self):
+                    window.reset()  # the restored data position: its epoch starts again
+                    break
                 paused = time.perf_counter()
                 ended = self._after_step()
                 window.paused += time.perf_counter() - paused
@@ -143,12 +167,18 @@ class _Loop(RunSetup):
             loss = self.accelerator.reduce(loss.clone(), "mean")
         mean_loss = float(loss) / window.batches  # one sync per interval
         if not math.isfinite(mean_loss):
+            if non_finite_rollback(self, mean_loss):
+                window.reset()
+                return None
             return Outcome("failed", summary={"steps": st.step}, error=(
                 f"Training diverged (loss is {mean_loss}) at step {st.step}; "
                 "lower train.learning_rate or keep max_grad_norm set."))
         elapsed = window.elapsed()
         metrics = {"loss": mean_loss, "lr": self.scheduler.get_last_lr()[0],
                    "samples_per_s": window.samples / elapsed}
+        norm = float(window.norm)  # the device has synced above: a cheap read
+        if norm >= 0:  # a finite norm was taken (clipping on, or the interval's last step)
+            metrics["grad_norm"] = norm
         if not self.task.vision:  # images have no tokens: no "0 tokens/s" to show
             metrics["tokens_per_s"] = float(window.tokens) / elapsed
         self.emit(StepLogged(step=st.step, epoch=st.step / self.steps_per_epoch,
@@ -187,28 +217,9 @@ class _Loop(RunSetup):
         elif self.last_eval_step != st.step:
             self.evaluate()
         if self.out_dir is not None and status == "completed" and self.accelerator.is_main_process:
-            self.restore_best()
+            restore_best(self)
             self.save_final()
         return Outcome(status, summary=self.summary())
-
-    def restore_best(self) -> None:
-        """Put back the weights of the best evaluation, from its (kept) checkpoint."""
-        st = self.state
-        self.model_step = st.step
-        if not self.cfg.train.restore_best or st.best_metric is None or st.best_step == st.step:
-            return
-        best = self.out_dir / "checkpoints" / f"step-{st.best_step}" / "model.safetensors"
-        if not best.is_file():
-            self.emit(Note(f"The best checkpoint (step {st.best_step}) is gone; keeping the "
-                           "last weights", level="warning"))
-            return
-        from safetensors.torch import load_model
-
-        load_model(self._unwrapped(), str(best))
-        self.model_step = st.best_step
-        self.emit(Note(f"Restored the best weights: step {st.best_step}, {self.watch} "
-                       f"{st.best_metric:.4g} (the last evaluation had "
-                       f"{self.last_eval.get(self.watch, float('nan')):.4g})"))
 
     def _should_stop(self) -> bool:
         """The stop request, agreed by every process (only rank 0 reads the store).
@@ -224,13 +235,22 @@ class _Loop(RunSetup):
         flag = torch.tensor([int(self.stop.is_set())], device=acc.device)
         return bool(acc.reduce(flag, "sum").item())
 
+    def _logs(self, step: int) -> bool:
+        """Whether optimizer step `step` ends a logging interval."""
+        return step % self.cfg.train.log_every == 0 or step == self.total_steps
+
     def _step(self, batch) -> torch.Tensor:
         acc, cfg = self.accelerator, self.cfg
         with acc.accumulate(self.model):
             loss = self.model(**batch)[0]
             acc.backward(loss)
-            if acc.sync_gradients and cfg.train.max_grad_norm:
-                acc.clip_grad_norm_(self.model.parameters(), cfg.train.max_grad_norm)
+            if acc.sync_gradients:
+                # With clipping the norm comes free; without, it costs a pass over the
+                # gradients: taken on the interval's last step only (`grad_norm`).
+                norm = cfg.train.max_grad_norm or (math.inf if self._logs(self.state.step + 1)
+                                                   else None)
+                if norm is not None:
+                    self.step_norm = acc.clip_grad_norm_(self.model.parameters(), norm)
             self.overflow.before_step()
             self.optimizer.step()
             # An fp16 overflow skips the step: the schedule must not move either.
@@ -310,15 +330,8 @@ class _Loop(RunSetup):
             st.evals_without_gain += 1
         # The rows review reads describe the model the run ends with (see restore_best).
         if examples is not None and (improved or not self.cfg.train.restore_best):
-            self._record_examples(examples, getattr(examples, "total", None)
-                                  or len(self.data.validation))
-
-    def _record_examples(self, examples, total: int) -> None:
-        if not self.accelerator.is_main_process:
-            return
-        self.emit(ValidationPredicted(step=self.state.step, examples=total,
-                                      loss_kind=examples.loss_kind,
-                                      rows=tuple(examples.rows(self.data.labels))))
+            _record_examples(self, examples, getattr(examples, "total", None)
+                             or len(self.data.validation))
 
     def checkpoint(self) -> None:
         """Rank 0 writes the checkpoint; with several processes every rank first hands
@@ -372,6 +385,34 @@ class _Loop(RunSetup):
         return self.best if _kept_prefix(self) == "best" else self.last_eval
 
 
+def restore_best(loop: _Loop) -> None:
+    """Put back the weights of the best evaluation, from its (kept) checkpoint."""
+    st = loop.state
+    loop.model_step = st.step
+    if not loop.cfg.train.restore_best or st.best_metric is None or st.best_step == st.step:
+        return
+    best = loop.out_dir / "checkpoints" / f"step-{st.best_step}" / "model.safetensors"
+    if not best.is_file():
+        loop.emit(Note(f"The best checkpoint (step {st.best_step}) is gone; keeping the "
+                       "last weights", level="warning"))
+        return
+    from safetensors.torch import load_model
+
+    load_model(loop._unwrapped(), str(best))
+    loop.model_step = st.best_step
+    loop.emit(Note(f"Restored the best weights: step {st.best_step}, {loop.watch} "
+                   f"{st.best_metric:.4g} (the last evaluation had "
+                   f"{loop.last_eval.get(loop.watch, float('nan')):.4g})"))
+
+
+def _record_examples(loop: _Loop, examples, total: int) -> None:
+    if not loop.accelerator.is_main_process:
+        return
+    loop.emit(ValidationPredicted(step=loop.state.step, examples=total,
+                                  loss_kind=examples.loss_kind,
+                                  rows=tuple(examples.rows(loop.data.labels))))
+
+
 def _kept_prefix(loop: _Loop) -> str:
     """'best' when the model the run keeps is its best evaluation's (train.restore_best),
     else 'final' (its last evaluation's): which of the summary's metrics are its result."""
@@ -415,11 +456,14 @@ def train(
     *,
     out_dir: Path | None = None,
     resume_from: Path | None = None,
+    rollbacks: Rollbacks | None = None,
 ) -> Outcome:
     """Fine-tune per cfg; returns when done, stopped or diverged.
 
     With `out_dir`, checkpoints go to `out_dir/checkpoints/` and the final
     model to `out_dir/model/`. `resume_from` continues from a checkpoint.
+    `rollbacks` takes the watch rules' rollback requests (engine.training.rollback;
+    by default the run makes its own when train.watch asks for rollbacks).
     """
     from engine.tasks import task_for
 
@@ -431,6 +475,7 @@ def train(
         except PreparationStopped:
             return _stopped_preparing(emit, None)
     loop = _Loop(cfg, emit, stop, out_dir)
+    loop.rollbacks = rollbacks or rollbacks_for(cfg)
     try:
         try:
             loop.prepare(resume_from)

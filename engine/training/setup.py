@@ -93,7 +93,7 @@ class RunSetup:
         self._stop_preparing()
         model = self._build_model(model_path)
         self._stop_preparing()
-        train_model, collate = self._batches(model)
+        train_model, collate = self._batches(model, model_path)
         self._prepare_optimization(train_model, collate)
         self._restore(resume_from)
         self._stop_preparing()
@@ -198,7 +198,7 @@ class RunSetup:
                 gradient_checkpointing_kwargs={"use_reentrant": False})
         return model
 
-    def _batches(self, model):
+    def _batches(self, model, model_path: Path | None = None):
         """The model the optimizer steps and the collator feeding it: the head on cached
         features for a frozen backbone, else the whole model on length-grouped batches."""
         cfg, task = self.cfg, self.task
@@ -211,12 +211,12 @@ class RunSetup:
             from engine.training.features import cache_features
 
             started = time.perf_counter()
-            self.val_features, self.sampler, train_model, collate = cache_features(
-                model, self.data, self.pad_id, cfg, self.accelerator, task.float_labels)
+            self.val_features, self.sampler, train_model, collate, read = cache_features(
+                model, self.data, self.pad_id, cfg, self.accelerator, task.float_labels, model_path)
             self._stop_preparing()
             self.emit(Note(f"Cached frozen-backbone features of {len(self.data.train)} + "
                            f"{len(self.data.validation)} examples in "
-                           f"{time.perf_counter() - started:.1f}s; training the head on them"))
+                           f"{time.perf_counter() - started:.1f}s ({read}); training the head"))
         else:
             from engine.training.buckets import budget_batches
 

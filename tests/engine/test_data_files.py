@@ -135,3 +135,66 @@ def test_hub_rows_and_file_rows_meet_the_same_label_rules(tiny_bert, tmp_path, h
     with pytest.raises(DataError, match=r"mixes numbers and names in its label column "
                                         r"'label' \(row 1 has '1', row 3 has 'positive'\)"):
         checked_labels(datasets.Dataset.from_dict(mixed), where, "label", "single")
+
+
+def test_file_rows_pick_the_rows_a_pandas_table_picks(hubtune_home, tmp_path):
+    """The heads beyond the sequence family read a file's Arrow table as `FileRows`: a
+    seeded sample, positions, a mask and a CoNLL file select as pandas would, with each
+    row's number in its file kept for messages and review."""
+    import pandas as pd
+
+    from engine.data.file_rows import read_rows
+
+    path = tmp_path / "d.jsonl"
+    frame = pd.DataFrame({"text": [f"row {i}" for i in range(50)],
+                          "tags": [["O"] * (i % 3) for i in range(50)]})
+    frame.to_json(path, orient="records", lines=True)
+    rows = read_rows(path)
+    assert rows.columns == ["text", "tags"] and len(rows) == 50
+    sample, expected = rows.sample(n=12, random_state=7), frame.sample(n=12, random_state=7)
+    assert list(sample.index) == list(expected.index)
+    assert sample["text"] == list(expected["text"])
+    picked = sample.iloc[[1, 4, 5]]
+    assert list(picked.index) == list(expected.iloc[[1, 4, 5]].index)
+    kept = picked[[bool(t) for t in picked["tags"]]]
+    assert kept["tags"] == [t for t in picked["tags"] if t]
+    assert rows.head(3)["text"] == ["row 0", "row 1", "row 2"]
+    conll = tmp_path / "d.conll"
+    conll.write_text("EU B-ORG\nrejects O\n\nPeter B-PER\n")
+    sentences = read_rows(conll, conll=True)
+    assert sentences["tokens"] == [["EU", "rejects"], ["Peter"]]
+    assert sentences["tags"] == [["B-ORG", "O"], ["B-PER"]]
+    with pytest.raises(DataError, match="line 1: expected a word and a tag"):
+        (tmp_path / "bad.conll").write_text("word\n")
+        read_rows(tmp_path / "bad.conll", conll=True)
+
+
+def test_one_pruning_rule_serves_file_and_folder_entries(tmp_path):
+    """Local files' Arrow tables (files) and the data cache's entries (folders) age out
+    by the same rule: most recently used first, a size cap, the newest always kept."""
+    from engine.core.cache_files import prune, touch
+
+    entries = []
+    for i in range(4):
+        entry = tmp_path / f"e{i}"
+        if i % 2:
+            entry.mkdir()
+            (entry / "part.arrow").write_bytes(b"x" * 100)
+        else:
+            entry.write_bytes(b"x" * 100)
+        os.utime(entry, (i, i))
+        entries.append(entry)
+    touch(entries[0])  # just used: kept over newer but unused ones
+    prune(list(tmp_path.iterdir()), keep=3, max_bytes=250)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["e0", "e3"]
+
+
+def test_a_file_whose_name_looks_like_a_pattern_is_read(hubtune_home, tmp_path):
+    """`datasets` takes a data file's name as a glob pattern: `d[1].csv` would match
+    `d1.csv`, or nothing, and read as a file with no rows."""
+    from engine.data.files import open_file
+
+    path = tmp_path / "d[1].csv"
+    path.write_text("text,label\ngood,pos\nbad,neg\n")
+    (tmp_path / "d1.csv").write_text("text,label\nother,neg\n")
+    assert open_file(path)["text"] == ["good", "bad"]

@@ -96,3 +96,43 @@ def test_a_hub_that_answers_an_error_is_not_called_unreachable(hub, folder, monk
     with pytest.raises(HubError) as err:
         push_folder(folder, "alice/tuned")
     assert words in str(err.value) and "cannot be reached" not in str(err.value)
+
+
+@pytest.mark.slow  # trains a tiny run
+def test_a_pushed_run_downloads_into_a_fresh_cache_and_predicts_as_the_run_does(
+        hub, store, tmp_path, tiny_bert, sentiment_csv):
+    """The round trip of #36: `hubtune export ID DIR --push`, then what a user elsewhere
+    does: snapshot_download into an empty cache, load with transformers, predict."""
+    import csv
+
+    import torch
+    from huggingface_hub import snapshot_download
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from engine.trained.predict import Predictor
+    from tests.support.cli_runner import ok
+    from tests.support.tests_helpers import config_for, train_in_process
+
+    run_id = train_in_process(config_for(tmp_path, tiny_bert, sentiment_csv, epochs=1))
+    pushed = ok("export", str(run_id), str(tmp_path / "exported"), "--push", "alice/round")
+    assert "Pushed to" in pushed.stdout and hub.uploads.commits == ["alice/round"]
+    with open(sentiment_csv, newline="", encoding="utf-8") as fh:
+        texts = [row["text"] for row in csv.DictReader(fh)][:40]
+    local = Predictor(Path(store.get_run(run_id).output_dir) / "model").predict(texts)
+
+    fresh = tmp_path / "elsewhere-cache"
+    got = Path(snapshot_download("alice/round", cache_dir=fresh))
+    assert got.is_relative_to(fresh) and (got / "model.safetensors").is_file()
+    model = AutoModelForSequenceClassification.from_pretrained(got, trust_remote_code=True)
+    tokenizer = AutoTokenizer.from_pretrained(got)
+    with torch.no_grad():
+        logits = model.eval()(**tokenizer(texts, padding=True, truncation=True,
+                                          max_length=32, return_tensors="pt")).logits
+    assert [model.config.id2label[int(i)] for i in logits.argmax(-1)] == [p.label
+                                                                          for p in local]
+    # The same probabilities too: a tiny run may give every text one label, and the
+    # probabilities still tell a wrong or stale upload apart.
+    mine = torch.tensor([[p.scores[model.config.id2label[i]] for i in range(2)]
+                         for p in local])
+    assert torch.allclose(logits.softmax(-1), mine, atol=1e-5)
+    assert mine[:, 0].max() - mine[:, 0].min() > 1e-4  # texts the model tells apart

@@ -202,3 +202,34 @@ def test_a_missing_column_is_one_sentence_for_every_head(hub, tiny_bert, tiny_vi
         with pytest.raises(DataError) as err:
             load(cfg)
         assert str(err.value) == message
+
+
+@pytest.mark.parametrize(("task", "data", "model"), [
+    ("token-classification", NER, None), ("seq2seq", TRANSLATE, "t5"),
+    ("causal-lm", TEXT, "gpt2"), ("question-answering", SQUAD, None)])
+def test_the_data_cache_gives_back_what_a_fresh_read_gives(hub, tiny_bert, models, task,
+                                                           data, model):
+    """Hub examples held as Arrow columns come back from the cache's Arrow entry row for
+    row, with their labels, notes and the dataset's record."""
+    import json
+
+    from engine.tasks import task_for
+    from engine.training.data_cache import load_cached
+
+    extra = {TRANSLATE: {"subset": "de-en"}, SQUAD: {"doc_stride": 8}}.get(data, {})
+    cfg = config(models[model] if model else tiny_bert, task, train=data, **extra)
+    task_ = task_for(task)
+    processor, _ = task_.load_processor(cfg)
+    fresh, hit = load_cached(task_, cfg, processor, lambda: task_.load_data(cfg, processor))
+    assert not hit
+    again, hit = load_cached(task_, cfg, processor, lambda: task_.load_data(cfg, processor))
+    assert hit
+    for split in ("train", "validation"):
+        a, b = getattr(fresh, split), getattr(again, split)
+        assert list(b.lengths) == list(a.lengths) and list(b.fields) == list(a.fields)
+        for name in a.fields:
+            assert [list(b.fields[name][i]) if isinstance(a.fields[name][i], list)
+                    else b.fields[name][i] for i in range(len(a))] == \
+                   [a.fields[name][i] for i in range(len(a))], (split, name)
+    assert again.labels == fresh.labels and again.warnings == fresh.warnings
+    assert json.dumps(again.extra, sort_keys=True) == json.dumps(fresh.extra, sort_keys=True)

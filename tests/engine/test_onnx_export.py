@@ -32,21 +32,23 @@ def test_the_onnx_model_matches_pytorch_and_its_int8_copy_is_measured(classifier
 
     report = export_onnx(classifier, "AutoModelForSequenceClassification",
                          texts=["good film", "bad plot and worse acting", "fine"],
-                         quantize=True)
+                         quantize=True, fuse=True)
     assert report.path.is_file() and report.max_abs_diff <= TOLERANCE and report.examples == 3
+    assert report.fused_path.name == "model.ort.onnx"  # attention fused for ONNX Runtime
     assert report.int8_path.is_file() and 0.0 <= report.int8_agreement <= 1.0
     assert f"tolerance {TOLERANCE:g}" in report.card_section()
     # Other batch sizes and lengths than the export saw: the axes are dynamic.
     tokenizer = AutoTokenizer.from_pretrained(classifier)
     batch = tokenizer(["one", "two words", "three words here", "four words are here now",
                        "five"], padding=True, return_tensors="np")
-    session = onnxruntime.InferenceSession(str(report.path), providers=["CPUExecutionProvider"])
-    names = {i.name for i in session.get_inputs()}
-    got = session.run(None, {k: v for k, v in batch.items() if k in names})[0]
     model = AutoModelForSequenceClassification.from_pretrained(classifier).eval()
     with torch.no_grad():
         want = model(**{k: torch.tensor(v) for k, v in batch.items()}).logits.numpy()
-    assert got.shape == (5, 3) and np.abs(got - want).max() <= TOLERANCE
+    for path in (report.path, report.fused_path):
+        session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        names = {i.name for i in session.get_inputs()}
+        got = session.run(None, {k: v for k, v in batch.items() if k in names})[0]
+        assert got.shape == (5, 3) and np.abs(got - want).max() <= TOLERANCE
 
 
 def test_models_that_generate_are_refused_in_one_sentence(classifier):
@@ -105,6 +107,7 @@ def test_predict_with_onnx_runtime_agrees_with_pytorch(tmp_path, tiny_bert, sent
     made = ok("predict", str(run_id), "--file", str(sentiment_csv), "--out", str(onnx_out),
               "--runtime", "onnx")
     assert "Predicting with ONNX Runtime (CPU), within" in made.stderr
+    assert "(its fused kernels)" in made.stderr
 
     def rows(path):
         with open(path, newline="", encoding="utf-8") as fh:

@@ -352,3 +352,10 @@ def test_opening_the_study_again_does_not_grow_its_journal(hubtune_home):
         assert importances(s) == {}
     assert journal.stat().st_size == size
     assert open_study(s).direction.name == "MAXIMIZE"
+
+
+def test_a_small_sweep_leaves_most_of_its_trials_to_tpe():
+    from engine.runs.search import startup_trials
+
+    # Optuna's default of 10 random trials would leave a 12-trial sweep two TPE picks.
+    assert [startup_trials(n) for n in (2, 12, 24, 100)] == [3, 3, 6, 10]

@@ -9,7 +9,8 @@ import pytest
 from engine.core.config import ConfigError, RunConfig, WatchRule, WatchSpec
 from engine.runs.watch import Watcher
 
-OFF = dict(loss_spike=None, plateau=None, overfit=None, slowdown=None, idle_gpu=None)
+OFF = dict(loss_spike=None, plateau=None, overfit=None, slowdown=None, idle_gpu=None,
+           grad_norm=None)
 
 
 def only(**rules) -> WatchSpec:
@@ -73,8 +74,39 @@ def test_the_config_turns_rules_on_off_and_refuses_unknown_actions():
     assert cfg.train.watch.plateau is None and cfg.train.watch.loss_spike.action == "stop"
     assert cfg.train.watch.overfit == WatchRule()
     assert RunConfig.from_dict(base).train.watch is None
-    with pytest.raises(ConfigError, match="rollback"):
-        RunConfig.from_dict({**base, "train": {"watch": {"overfit": {"action": "rollback"}}}})
+    with pytest.raises(ConfigError, match="restart"):
+        RunConfig.from_dict({**base, "train": {"watch": {"overfit": {"action": "restart"}}}})
+    rolls = RunConfig.from_dict({**base, "train": {"watch": {
+        "overfit": {"action": "rollback"}, "max_rollbacks": 3, "rollback_lr_factor": 0.1}}})
+    assert rolls.train.watch.overfit.action == "rollback" and rolls.train.watch.max_rollbacks == 3
+    for bad, says in (({"slowdown": {"action": "rollback"}}, "cannot help with slowdown"),
+                      ({"rollback_lr_factor": 1.0}, "between 0 and 1"),
+                      ({"max_rollbacks": -1}, "0 or more")):
+        with pytest.raises(ConfigError, match=says):
+            RunConfig.from_dict({**base, "train": {"watch": bad}})
+
+
+def test_a_gradient_norm_blow_up_fires_and_a_healthy_curve_does_not():
+    w = Watcher(only(grad_norm=WatchRule(action="rollback")))
+    healthy = [2.0, 1.8, 2.3, 1.5, 2.9, 1.2, 3.5, 2.0, 1.1, 4.0, 2.5, 1.9]  # noisy, no blow-up
+    assert [f for s, n in enumerate(healthy, 1)
+            for f in w.step(s * 10, {"loss": 1.0, "grad_norm": n})] == []
+    (blow,) = w.step(130, {"loss": 1.0, "grad_norm": 95.0})
+    assert blow.rule == "grad_norm" and blow.action == "rollback"
+    assert blow.message.startswith("Gradient norm blow-up at step 130: 95, ")
+    assert "over 10x" in blow.message
+    assert blow.good_step == 119  # the step before the last good reading's (120)
+    assert w.step(140, {"loss": 1.0}) == []  # a reading without a norm says nothing
+
+
+def test_findings_name_the_last_step_a_rollback_can_trust():
+    w = Watcher(only(plateau=WatchRule(window=2)))
+    for step, val in ((10, 1.0), (20, 0.7), (30, 0.8)):
+        assert w.evaluation(step, {"val_loss": val}) == []
+    (plateau,) = w.evaluation(40, {"val_loss": 0.75})
+    assert plateau.good_step == 20  # the best evaluation's step
+    w.rewind(20)  # rolled back there: the later evaluations are forgotten
+    assert w.evaluation(30, {"val_loss": 0.69}) == []
 
 
 @pytest.mark.slow  # a real (tiny) training run in this process

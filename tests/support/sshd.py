@@ -80,3 +80,23 @@ def start_sshd(folder: Path) -> Sshd | None:
                f"-o UserKnownHostsFile={folder / 'known_hosts'} -o LogLevel=ERROR "
                "-o IdentitiesOnly=yes")
     return Sshd(port, getpass.getuser(), command, proc)
+
+
+def kill_clients(server: Sshd) -> int:
+    """End the ssh clients that talk to `server`'s `hubtune serve` (their command line
+    names its client key), as a dropped connection would; returns how many."""
+    import signal
+
+    key = server.ssh_command.split(" -i ")[1].split()[0].encode()
+    killed = 0
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if key in cmdline and b"serve" in cmdline and b"ssh" in cmdline.split(b"\0")[0]:
+            os.kill(int(pid), signal.SIGKILL)
+            killed += 1
+    return killed

@@ -84,10 +84,12 @@ async def test_a_remote_run_is_listed_with_its_host_filtered_shown_and_stopped(b
                        what="the remote run in the panel")
         assert app.screen.selected_id is None
         assert "far [b]run[/b]" in str(summary.render()) and "queued" in str(summary.render())
-        # e: not this machine's run 1 of the same id, but a sentence on where they are.
+        # e: not this machine's run of the same id, but box's answer (it has no
+        # evaluated examples yet), read over the protocol.
         await pilot.press("e")
         errors = app.screen.query_one("#errors-text", Static)
-        await wait_for(pilot, lambda: "on box are not shown here yet" in str(errors.render()))
+        await wait_for(pilot, lambda: "On box: data.train is empty" in str(errors.render()),
+                       timeout=30, what="box's errors answer")
         await pilot.press("e")
 
         # s asks, then stops it on box: its own store says so.

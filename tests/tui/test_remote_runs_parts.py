@@ -49,3 +49,31 @@ def test_runs_of_several_machines_sort_together():
     assert [run_key(r) for r in sort_runs([a, b, c], "-created")] == ["gpu:1", "box:1",
                                                                       "box:2"]
     assert [r.name for r in sort_runs([a, b, c], "name")] == ["a", "b", "c"]
+
+
+def test_a_remotes_gpu_readings_are_its_runs_slots_and_odd_ones_are_dropped():
+    from tui.gpu import gpu_line
+    from tui.remote_records import slot_readings
+
+    slots = [{"slot": "gpu0", "kind": "gpu", "index": 0, "name": "H100",
+              "memory_free": 60 << 30, "memory_total": 80 << 30, "utilisation": 97},
+             {"slot": "gpu1", "kind": "gpu", "index": "1", "memory_total": [1],
+              "utilisation": True},
+             {"slot": "cpu0", "kind": "cpu"}, "junk", 7]
+    readings = slot_readings(slots, ("gpu1", "gpu0", "cpu0", "gone"))
+    assert [(r.index, r.utilisation, r.memory_used) for r in readings] == [
+        (-1, None, None), (0, 97, 20 << 30)]
+    assert gpu_line(readings[1:]) == "GPU0 97% · 21.5 GB/85.9 GB"
+    assert slot_readings({"not": "a list"}, ("gpu0",)) == []
+
+
+def test_a_followed_remote_curve_takes_each_step_once():
+    from tui.remote_detail import RemoteFollow
+
+    follow = RemoteFollow()
+    follow.points = {"loss": ([], []), "val_accuracy": ([], [])}
+    follow._add({"loss": {"steps": [1, 2, 3], "values": [3.0, 2.0, 1.0]}})
+    follow._add({"loss": {"steps": [2, 3, 4, "5"], "values": [2.0, 1.0, 0.5, 0.1]},
+                 "val_accuracy": {"steps": [3], "values": [None]}})
+    assert follow.points["loss"] == ([1, 2, 3, 4], [3.0, 2.0, 1.0, 0.5])
+    assert follow.points["val_accuracy"] == ([], []) and follow.highest == 4

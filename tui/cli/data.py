@@ -1,12 +1,16 @@
-"""`hubtune data preview FILE`: columns, first rows, labels and token lengths of a data file."""
+"""`hubtune data preview FILE`, `data audit CONFIG` and `data clear-cache`: looking at
+data files before training on them."""
 
 from __future__ import annotations
 
+import threading
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
 import click
 
+from engine.core.errors import DataError
 from tui.cli.output import cut, dump_json, echo, token_stats_json
 from tui.safe_text import printable
 
@@ -150,18 +154,34 @@ def data_clear_cache() -> None:
 def data_audit(config: Path, overrides: tuple[str, ...], folds: int, seed: int,
                clean: Path | None, drop: bool, as_json: bool) -> None:
     """Find likely label errors, duplicates, leaks and degenerate inputs in CONFIG's data,
-    with its model as a frozen feature extractor (the audit extra: cleanlab)."""
+    with its model as a frozen feature extractor (the audit extra: cleanlab).
+
+    Text, text-pair and multi-label files or hf: splits, and image folders (exact
+    duplicates by pixel hash, unreadable images). Text features go to the cache a
+    head-only run on the same data reads. A progress line shows on stderr; Ctrl+C
+    stops the audit and writes nothing.
+    """
     from engine.audit.run import audit
     from engine.core.config import load_config
 
     cfg = load_config(config, overrides)
-    report = audit(cfg, folds=folds, seed=seed,
-                   progress=None if as_json else lambda m: echo(f"audit: {m}", err=True))
+    line = _ProgressLine(quiet=as_json)
+    stop = threading.Event()
+    try:
+        report = audit(cfg, folds=folds, seed=seed, progress=line.show, stop=stop)
+    except KeyboardInterrupt:  # the engine honours the event; this process just ends
+        stop.set()
+        raise DataError("The audit was stopped (Ctrl+C); nothing was written.") from None
+    finally:
+        line.end()
     cleaned = None
     if clean is not None:
         from engine.audit.clean import write_clean
+        from engine.audit.marks import load_marks
 
-        cleaned = write_clean(cfg, report, clean, mode="drop" if drop else "relabel")
+        marks = load_marks(cfg) or None  # rows marked by hand (TUI, a run's errors) decide
+        cleaned = write_clean(cfg, report, clean, mode="drop" if drop else "relabel",
+                              choices=_with_marks(report, marks, drop))
     if as_json:
         out = report.to_json()
         if cleaned is not None:
@@ -176,6 +196,37 @@ def data_audit(config: Path, overrides: tuple[str, ...], folds: int, seed: int,
              f"data.train={cleaned.path}.")
 
 
+def _with_marks(report, marks: dict | None, drop: bool) -> dict | None:
+    """The rows to fix by name when some were marked by hand: the audit's label errors
+    (dropped or relabelled as the flag says), then the marks over them."""
+    if not marks:
+        return None
+    choices = {i["row"]: (None if drop or not i["suggested"] else i["suggested"])
+               for i in report.label_issues if i["split"] == "train"}
+    return {**choices, **marks}
+
+
+class _ProgressLine:
+    """`audit: 42%  features of train.csv  120/240` on stderr, rewritten in place at most
+    five times a second (as `hub download` shows bytes); nothing with --json."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.quiet, self.last, self.drawn = quiet, 0.0, False
+
+    def show(self, p) -> None:
+        now = time.monotonic()
+        if self.quiet or (now - self.last < 0.2 and p.done < p.total):
+            return
+        self.last, self.drawn = now, True
+        click.echo(f"\raudit: {100 * p.fraction:3.0f}%  {printable(p.what)}  "
+                   f"{p.done:,}/{p.total:,}   ", nl=False, err=True)
+
+    def end(self) -> None:
+        if self.drawn:  # end the line: what follows starts a line of its own
+            click.echo("", err=True)
+            self.drawn = False
+
+
 def _echo_audit(cfg, report, shown: int = 8) -> None:
     from engine.audit.run import read_split
 
@@ -183,11 +234,20 @@ def _echo_audit(cfg, report, shown: int = 8) -> None:
     echo(f"Audited {rows} rows: {len(report.label_issues)} likely label errors, "
          f"{len(report.duplicates)} duplicate groups, {len(report.leaks)} leaks, "
          f"{len(report.degenerate)} degenerate inputs, {len(report.rare_labels)} rare labels.")
+    reused = sum(f["reused"] for f in report.features.values())
+    if reused:
+        echo(f"Features of {reused} examples were read from the cache.")
     if report.label_issues:
-        split = read_split(cfg, "train", cfg.data.train)
-        text = dict(zip(split.rows, split.texts, strict=True))
+        if report.kind == "image":
+            # A path's end names the image: the class folder and the file.
+            text = {i["row"]: (p if len(p := i.get("path", "")) <= 60 else "…" + p[-59:])
+                    for i in report.label_issues}
+        else:
+            split = read_split(cfg, "train", cfg.data.train, multi=report.kind == "multi-label")
+            text = dict(zip(split.rows, split.inputs, strict=True))
         echo(f"\nLikely label errors (worst {min(shown, len(report.label_issues))}):")
-        echo(f"{'ROW':>6}  {'LABEL':<14} {'SUGGESTED':<14} {'CONF':>5}  TEXT")
+        echo(f"{'ROW':>6}  {'LABEL':<14} {'SUGGESTED':<14} {'CONF':>5}  "
+             f"{'IMAGE' if report.kind == 'image' else 'TEXT'}")
         for issue in report.label_issues[:shown]:
             echo(f"{issue['row']:>6}  {cut(issue['label'], 14):<14} "
                  f"{cut(issue['suggested'], 14):<14} {issue['confidence']:>5.2f}  "
@@ -200,6 +260,9 @@ def _echo_audit(cfg, report, shown: int = 8) -> None:
              f"{', '.join(map(str, group['rows'][:10]))}")
     for d in report.degenerate[:shown]:
         echo(f"Degenerate input: {d['split']} row {d['row']} ({d['reason']}).")
+    for u in report.unreadable[:shown]:
+        echo(f"Unreadable image: {u['split']} row {u['row']}, {u['path']} "
+             f"({u['reason']}).")
     for r in report.rare_labels:
         echo(f"Rare label: {cut(r['label'], 40)} has {r['count']} examples.")
     for note in report.notes:

@@ -39,6 +39,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
 def _register() -> None:
     from tui.cli.data import data
     from tui.cli.hub import cache, hub
+    from tui.cli.metrics import runs_events, runs_metrics
     from tui.cli.models import export, predict
     from tui.cli.plan import plan
     from tui.cli.queue import queue
@@ -53,6 +54,8 @@ def _register() -> None:
 
     runs.add_command(runs_errors)
     runs.add_command(runs_soup)
+    runs.add_command(runs_metrics)
+    runs.add_command(runs_events)
     for command in (train, slurm, queue, sweep, runs, export, predict, hub, cache, plan, data,
                     remote, serve):
         cli.add_command(command)

@@ -27,71 +27,71 @@ from tui.safe_text import printable
               help="With --onnx: also a dynamically quantised int8 copy, with its agreement.")
 @click.option("--force", is_flag=True,
               help="Write into a non-empty TARGET, replacing files of the same names.")
+@click.option("--remote", metavar="NAME",
+              help="A run of this remote (`hubtune remote ls`): exported there and brought "
+                   "back over SSH into TARGET here (--onnx and --push then run here).")
 def export(run_id: int, target: Path, repo: str | None, private: bool, onnx: bool,
-           quantize: bool, force: bool) -> None:
+           quantize: bool, force: bool, remote: str | None) -> None:
     """Export a completed run's trained model to TARGET, to load or push to the hub.
 
     Writes the model, its tokenizer or processor and a model card (with --push, uploads
     the folder too). A run's metrics and history are `hubtune runs export`'s."""
-    from engine.trained.export import LOADER_WORDS, export_model, push_folder
+    from engine.trained.export import LOADER_WORDS, push_folder
     from store import data_dir
 
     if quantize and not onnx:  # before anything is written
         raise Failure("--quantize makes an int8 copy of the ONNX model: add --onnx.")
-    store = open_store()
+    if remote is not None:
+        from tui.cli.remote_steer import export_remote
+
+        folder, loader, config = export_remote(remote, run_id, target, force=force)
+    else:
+        folder, loader, config = export_run(open_store(), run_id, target, force=force,
+                                            protected=data_dir())
+    echo(f"Exported run {run_id} to {folder} (load it with "
+         f"{LOADER_WORDS.get(loader, loader)}).")
+    if onnx:
+        _add_onnx(folder, loader, config, quantize)
+    if repo:
+        echo(f"Pushed to {push_folder(folder, repo, private=private)}.")
+
+
+def export_run(store, run_id: int, target: Path, *, force: bool,
+               protected: Path | None) -> tuple[Path, str, dict]:
+    """Export this machine's completed run `run_id` to `target`: (folder, how to load it,
+    the run's config). Also what `serve` runs for another machine's `export --remote`."""
+    from engine.core.outputs import refuse_overwriting_input
+    from engine.trained.export import export_model
+
     run = store.get_run(run_id)
     model_dir = Path(run.output_dir or "") / "model"
     if run.status != "completed" or not (model_dir / "hubtune_head.json").is_file():
         raise Failure(f"Run {run_id} is {run.status} and has no final model; only a completed "
                       "run can be exported.")
-    from engine.core.outputs import refuse_overwriting_input
-
     refuse_overwriting_input(target, [(f, "the run's base model folder")
                                       for f in _base_model_folders(run.config)], folder=True)
     folder, loader = export_model(model_dir, target, config=run.config,
                                   summary=run.summary or {}, run_name=run.name or f"run-{run_id}",
-                                  force=force, protected=data_dir())
-    echo(f"Exported run {run_id} to {folder} (load it with "
-         f"{LOADER_WORDS.get(loader, loader)}).")
-    if onnx:
-        _add_onnx(folder, loader, run.config, quantize)
-    if repo:
-        echo(f"Pushed to {push_folder(folder, repo, private=private)}.")
+                                  force=force, protected=protected)
+    return folder, loader, run.config
 
 
 def _add_onnx(folder: Path, loader: str, config: dict, quantize: bool) -> None:
     """model.onnx (and model.int8.onnx) beside the export, its check in the model card."""
-    from engine.modeling.onnx_export import export_onnx
+    from engine.trained.export import add_onnx
 
-    model = config.get("model") if isinstance(config, dict) else None
-    trusted = isinstance(model, dict) and model.get("trust_remote_code") is True
-    report = export_onnx(folder, loader, texts=_validation_texts(config), quantize=quantize,
-                         trust_remote_code=trusted)
-    card = folder / "README.md"
-    if card.is_file():
-        card.write_text(card.read_text(encoding="utf-8").rstrip("\n") + "\n\n"
-                        + report.card_section(), encoding="utf-8")
+    report = add_onnx(folder, loader, config, quantize=quantize)
     echo(f"Wrote {report.path.name}: ONNX Runtime matches PyTorch to within "
          f"{report.max_abs_diff:.1e} on {report.examples} examples.")
     if report.int8_path is not None:
-        echo(f"Wrote {report.int8_path.name}: the same class as fp32 on "
-             f"{report.int8_agreement:.1%} of them.")
+        kept = "a vector close to fp32's" if report.vectors else "the same class as fp32"
+        echo(f"Wrote {report.int8_path.name}: {kept} on {report.int8_agreement:.1%} of them.")
 
 
 def _validation_texts(config: dict, limit: int = 64) -> list[str] | None:
-    """Up to `limit` texts of the run's validation (else training) file, to check the ONNX
-    model on; None (made-up inputs) when the data is not a local file of texts."""
-    from engine.core.config import RunConfig
-    from engine.core.errors import HubtuneError
-    from engine.data.reader import read_columns
+    from engine.trained.export import validation_texts
 
-    try:
-        cfg = RunConfig.from_dict(config)
-        path = cfg.resolve(cfg.data.validation or cfg.data.train)
-        rows = read_columns(path, [cfg.data.text_column], encoding=cfg.data.encoding)
-    except (HubtuneError, OSError, ValueError, TypeError):
-        return None
-    return [row[0] for row in rows[:limit] if row and row[0]] or None
+    return validation_texts(config, limit)
 
 
 def _base_model_folders(config: dict) -> list[Path]:

@@ -28,8 +28,13 @@ def _store_moved():
 
 @queue.command("ls")
 @click.option("--json", "as_json", is_flag=True, help="Print the queue as JSON.")
-def queue_ls(as_json: bool) -> None:
+@click.option("--remote", metavar="NAME", help="This remote's (`hubtune remote ls`).")
+def queue_ls(as_json: bool, remote: str | None) -> None:
     """The runs holding slots, then the queued ones in order with what each waits for."""
+    if remote is not None:
+        from tui.cli.remote_steer import echo_queue_remote
+
+        return echo_queue_remote(remote, ["queue", "ls", *(["--json"] if as_json else [])])
     from engine.runs.queue import queue_entries, read_slots
 
     store = _store_moved()
@@ -55,8 +60,13 @@ def queue_ls(as_json: bool) -> None:
 
 @queue.command("slots")
 @click.option("--json", "as_json", is_flag=True, help="Print the slots as JSON.")
-def queue_slots(as_json: bool) -> None:
+@click.option("--remote", metavar="NAME", help="This remote's (`hubtune remote ls`).")
+def queue_slots(as_json: bool, remote: str | None) -> None:
     """Each GPU (or CPU slot): name, free memory, utilisation, processes and its run."""
+    if remote is not None:
+        from tui.cli.remote_steer import echo_queue_remote
+
+        return echo_queue_remote(remote, ["queue", "slots", *(["--json"] if as_json else [])])
     from engine.runs.queue import read_slots
 
     slots = read_slots(_store_moved())

@@ -167,11 +167,14 @@ def echo_remote(name: str, argv: list[str]) -> None:
     echo(out.rstrip("\n"))
 
 
-def follow_remote(name: str, argv: list[str], *, retries: int = 30) -> None:
+def follow_remote(name: str, argv: list[str], *, retries: int = 30,
+                  again: list[str] | None = None) -> None:
     """`runs follow` run there, its lines printed here as they come; its failure is this
     command's. A dropped connection (ssh's keep-alives notice a dead one) is opened
     again, up to `retries` times with a growing pause, and the follow goes on where it
-    was: what was printed already is not printed again. The run trains on regardless."""
+    was: what was printed already is not printed again. The run trains on regardless.
+    `again` is what is asked after a drop instead of `argv` (a resume is not resumed
+    twice: the run is followed)."""
     import time
 
     from engine.remote.session import RemoteLost
@@ -181,7 +184,8 @@ def follow_remote(name: str, argv: list[str], *, retries: int = 30) -> None:
         try:
             with session(name) as s:
                 shown.restart()
-                answer = s.call(argv, timeout=FOLLOW_SILENCE_S, on_output=shown.piece)
+                answer = s.call(argv if attempt == 0 or again is None else again,
+                                timeout=FOLLOW_SILENCE_S, on_output=shown.piece)
             break
         except RemoteLost as exc:  # a remote that answers wrongly is not asked again
             if attempt == retries:
@@ -233,30 +237,18 @@ def _print_piece(text: str) -> None:
     click.echo(printable(text, multiline=True), nl=False)
 
 
-def train_remote(name: str, cfg, *, detach: bool, queued: bool, processes: int) -> None:
-    """`train CONFIG --remote NAME`: the config goes there with its local data files
-    (copied once: kept there by their content), the run starts there, and is followed
-    from here unless --detach or --queue."""
-    import yaml
+def train_remote(name: str, cfg, *, detach: bool, queued: bool, processes: int,
+                 parent_id: int | None = None) -> None:
+    """`train CONFIG --remote NAME`: the run starts there (engine/remote/start.py) and is
+    followed from here unless --detach or --queue."""
+    from engine.remote.start import start_on_remote
 
-    from engine.core.config import is_hub_data
+    def copying(file: str) -> None:
+        echo(f"Copying {printable(file, limit=60)} to {name} (once)…", err=True)
 
-    data = cfg.to_dict()  # model.id is read there: a hub id (fetched there) or a path there
     with session(name) as s:
-        for key in ("train", "validation"):
-            value = data["data"].get(key)
-            if not value or is_hub_data(value):
-                continue
-            local = cfg.resolve(value)
-            if not local.is_file():
-                raise Failure(f"data.{key} {printable(value, limit=80)} is not a file here "
-                              "(folders are not copied: give its path there).")
-            echo(f"Copying {printable(local.name, limit=60)} to {name} (once)…", err=True)
-            data["data"][key] = s.send_file(local)
-        data.pop("base_dir", None)
-        argv = ["train", "@config", "--processes", str(processes),
-                *(["--queue"] if queued else []), *(["--detach"] if detach else [])]
-        answer = s.call(argv, files={"config": yaml.safe_dump(data, sort_keys=False)},
-                        timeout=FOLLOW_SILENCE_S, on_output=_print_piece)
+        answer = start_on_remote(s, cfg, detach=detach, queued=queued, processes=processes,
+                                 parent_id=parent_id, on_copy=copying,
+                                 on_output=_print_piece)
     if answer.get("exit"):
         raise Failure(f"On {name}: {printable(answer.get('error') or 'failed')}")

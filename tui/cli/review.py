@@ -50,11 +50,17 @@ def _recorded(store, run_id: int):
 @click.argument("run_id", type=RUN_ID)
 @click.option("--limit", default=20, show_default=True, type=click.IntRange(min=1),
               help="How many examples to show.")
+@click.option("--remote", metavar="NAME", help="A run of this remote (`hubtune remote ls`).")
 @click.option("--json", "as_json", is_flag=True, help="Print the examples as JSON.")
-def runs_errors(run_id: int, limit: int, as_json: bool) -> None:
+def runs_errors(run_id: int, limit: int, remote: str | None, as_json: bool) -> None:
     """The validation examples the run's kept model gets most wrong, highest loss first."""
     from engine.trained.review import join_inputs, validation_inputs
 
+    if remote is not None:  # its data and results are on that machine: read there
+        from tui.cli.remote import echo_remote
+
+        return echo_remote(remote, ["runs", "errors", str(run_id), "--limit", str(limit),
+                                    *(["--json"] if as_json else [])])
     store = open_store()
     run, cfg, recorded = _recorded(store, run_id)
     worst = join_inputs(run_id, store.worst_examples(run_id, limit), validation_inputs(cfg),

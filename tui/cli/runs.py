@@ -9,7 +9,8 @@ import click
 
 from store import StoreError
 from tui.cli.base import RUN_ID, Failure, open_store
-from tui.cli.output import cut, dump_json, echo, table
+from tui.cli.comparison import cell_value, echo_comparison
+from tui.cli.output import cut, dump_json, echo
 from tui.cli.train import check_inputs, detached_note, follow
 from tui.formatting import metric, started
 from tui.safe_text import printable
@@ -198,16 +199,33 @@ def _echo_config(config: dict) -> None:
 
 
 @runs.command("compare")
-@click.argument("run_ids", type=RUN_ID, nargs=-1)
+@click.argument("run_refs", metavar="[ID | NAME:ID]...", nargs=-1)
 @click.option("--sweep", "sweep_id", metavar="ID",
               help="Rank the runs of a sweep by their main metric instead.")
 @click.option("--examples", is_flag=True,
               help="Show the validation examples two runs on the same data predict "
                    "differently, and which run is right.")
+@click.option("--remote", metavar="NAME",
+              help="Plain IDs (and --sweep) are this remote's runs (`hubtune remote ls`); "
+                   "local:ID is still this machine's.")
 @click.option("--json", "as_json", is_flag=True, help="Print the comparison as JSON.")
-def runs_compare(run_ids: tuple[int, ...], sweep_id: str | None, examples: bool,
-                 as_json: bool) -> None:
-    """Compare two or more runs: differing config keys and final metrics."""
+def runs_compare(run_refs: tuple[str, ...], sweep_id: str | None, examples: bool,
+                 remote: str | None, as_json: bool) -> None:
+    """Compare two or more runs: differing config keys and final metrics.
+
+    Runs of other machines mix in as NAME:ID (remote NAME's run ID), or with --remote
+    NAME for plain IDs; --json then adds `remotes`, each run's remote (null: this
+    machine)."""
+    from tui.cli.remote_steer import compare_everywhere, compare_sweep_there, parse_refs
+
+    refs = parse_refs(run_refs, remote)
+    if sweep_id is not None and refs:
+        raise Failure("Give either run ids or --sweep ID, not both.")
+    if sweep_id is not None and remote is not None:
+        return compare_sweep_there(remote, sweep_id, as_json)
+    if compare_everywhere(refs, examples=examples, as_json=as_json):
+        return
+    run_ids = tuple(i for _, i in refs)
     if examples:
         from tui.cli.review import compare_examples
 
@@ -215,8 +233,6 @@ def runs_compare(run_ids: tuple[int, ...], sweep_id: str | None, examples: bool,
         return
     store = open_store()
     if sweep_id is not None:
-        if run_ids:
-            raise Failure("Give either run ids or --sweep ID, not both.")
         _compare_sweep(store, sweep_id, as_json)
         return
     if not run_ids:
@@ -225,27 +241,7 @@ def runs_compare(run_ids: tuple[int, ...], sweep_id: str | None, examples: bool,
 
     cmp = store.compare(list(run_ids))
     results = [run_result(r) for r in live_results(store, list(cmp.runs))]
-    if as_json:
-        echo(dump_json({
-            "runs": [r.id for r in cmp.runs],
-            "config_diff": {k: list(v) for k, v in cmp.config_diff.items()},
-            "metrics": {k: list(v) for k, v in cmp.metrics.items()},
-            "results": [res.to_json() for res in results],
-        }))
-        return
-    rows = [["", *(f"run {r.id}" for r in cmp.runs)]]
-    # First, the result of each (the model it keeps); the summary's rows follow.
-    rows.append(["result (kept model)", *(
-        f"{printable(res.short)} {metric(res.value)}" if res.value is not None else "-"
-        for res in results)])
-    rows.append(["  of", *(res.label if res.value is not None else "-" for res in results)])
-    rows += [[cut(key, 60), *(_fmt(v, 40) for v in values)]
-             for key, values in cmp.config_diff.items()]
-    rows += [[cut(key, 60), *(metric(v, key) for v in values)] for key, values in
-             cmp.metrics.items() if all(v is None or isinstance(v, (int, float))
-                                        for v in values)]
-    for line in table(rows, right=(False, *(True for _ in cmp.runs))):
-        echo(line)
+    echo_comparison(cmp, results, [f"run {r.id}" for r in cmp.runs], as_json)
 
 
 def _compare_sweep(store, sweep_id: str, as_json: bool) -> None:
@@ -274,7 +270,7 @@ def _compare_sweep(store, sweep_id: str, as_json: bool) -> None:
     echo(f"Sweep {printable(sweep_id)}: {len(members)} runs ranked by {printable(watched)}")
     echo(f"{'RANK':>4}  {'ID':>4}  {'STATUS':<13} {cut(watched, 12):>12}  " + "  ".join(keys))
     for p in ranked:
-        values = "  ".join(_fmt(diff[k][members.index(p.run)]) for k in keys)
+        values = "  ".join(cell_value(diff[k][members.index(p.run)]) for k in keys)
         pruned = (p.run.summary or {}).get("pruned_at")
         state = f"pruned@{pruned}" if p.state == "pruned" and pruned is not None else p.state
         echo(f"{p.rank or '-':>4}  {p.run.id:>4}  {state:<13} {metric(p.value):>12}  {values}")
@@ -292,14 +288,6 @@ def _search_importances(sweep_id: str) -> dict[str, float] | None:
 
     spec = load_spec(sweep_id)
     return None if spec is None else importances(spec)
-
-
-def _fmt(v, limit: int = 60) -> str:
-    if isinstance(v, float):
-        return f"{v:.4g}"
-    from engine.runs.lineage import show_value
-
-    return "-" if v is None else printable(show_value(v), limit=limit)
 
 
 @runs.command("stop")
@@ -342,13 +330,18 @@ def runs_follow(run_id: int, remote: str | None) -> None:
 @click.option("--detach", is_flag=True, help="Return at once instead of following progress.")
 @click.option("--checkpoint", metavar="step-N",
               help="Resume from this checkpoint instead of the newest intact one.")
-def runs_resume(run_id: int, detach: bool, checkpoint: str | None) -> None:
+@click.option("--remote", metavar="NAME", help="A run of this remote (`hubtune remote ls`).")
+def runs_resume(run_id: int, detach: bool, checkpoint: str | None, remote: str | None) -> None:
     """Continue a stopped, interrupted or failed run from its newest intact checkpoint."""
     from engine.launch.resume import resume_run
 
-    store = open_store()
     if checkpoint is not None and not checkpoint.startswith("step-"):
         checkpoint = f"step-{checkpoint}" if checkpoint.isdigit() else checkpoint
+    if remote is not None:
+        from tui.cli.remote_steer import resume_remote
+
+        return resume_remote(remote, run_id, detach=detach, checkpoint=checkpoint)
+    store = open_store()
     before = store.events(run_id)  # what the earlier attempt said is not this one's outcome
     point = resume_run(store, run_id, checkpoint)
     for note in point.notes():
@@ -438,7 +431,7 @@ def runs_note(run_id: int, text: str) -> None:
 @runs.command("export", short_help="Export runs' metrics and history; not the model.")
 @click.argument("run_ids", type=RUN_ID, nargs=-1)
 @click.option("--metrics", "metrics_file", type=click.Path(dir_okay=True, path_type=Path),
-              help="CSV file to write every metric point of one run to.")
+              help="CSV file to write every metric point of one run to (- prints it).")
 # Names checked by the engine (engine.core.config.TRACKERS), which --help need not import.
 @click.option("--to", "target", type=(str, click.Path(path_type=Path)),
               metavar="TRACKER DIR",
@@ -447,8 +440,12 @@ def runs_note(run_id: int, text: str) -> None:
                    "store) or wandb (an offline run for `wandb sync`).")
 @click.option("--sweep", "sweep_id", metavar="ID", help="Export every run of this sweep.")
 @click.option("--force", is_flag=True, help="Replace the CSV file if it exists.")
+@click.option("--remote", metavar="NAME",
+              help="With --metrics: a run of this remote (`hubtune remote ls`); the CSV is "
+                   "written here.")
 def runs_export(run_ids: tuple[int, ...], metrics_file: Path | None,
-                target: tuple[str, Path] | None, sweep_id: str | None, force: bool) -> None:
+                target: tuple[str, Path] | None, sweep_id: str | None, force: bool,
+                remote: str | None) -> None:
     """Export runs' metrics and history, not their model (`hubtune export` writes that).
 
     --metrics FILE.csv writes one run's metric series (step, epoch, name, value, time);
@@ -457,6 +454,13 @@ def runs_export(run_ids: tuple[int, ...], metrics_file: Path | None,
     replaces, never duplicates."""
     if (metrics_file is None) == (target is None):
         raise Failure("Give either --metrics FILE.csv or --to TRACKER DIR.")
+    if remote is not None:
+        if metrics_file is None or sweep_id is not None or len(run_ids) != 1:
+            raise Failure("With --remote, export one run's --metrics FILE.csv (for --to, "
+                          "export on that machine).")
+        from tui.cli.remote_steer import export_metrics_remote
+
+        return export_metrics_remote(remote, run_ids[0], metrics_file, force)
     store = open_store()
     if sweep_id is not None:
         if run_ids:
@@ -496,6 +500,15 @@ def _export_csv(store, run_id: int, metrics_file: Path, force: bool) -> None:
     from store import data_dir
 
     rows = store.metric_rows(run_id)
+    if str(metrics_file) == "-":  # to stdout (what a remote's `--remote` export reads)
+        import io
+
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(["step", "epoch", "name", "value", "time_unix"])
+        writer.writerows(rows)
+        echo(out.getvalue().rstrip("\n"))
+        return
 
     def write(tmp: Path) -> None:
         with open(tmp, "w", newline="", encoding="utf-8") as fh:

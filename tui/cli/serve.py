@@ -23,9 +23,11 @@ from pathlib import Path
 import click
 
 ALLOWED = {("runs", "ls"), ("runs", "show"), ("runs", "stop"), ("runs", "resume"),
-           ("runs", "errors"), ("runs", "compare"), ("runs", "follow"), ("queue", "ls"),
-           ("queue", "slots"), ("train",)}
-"""The commands a remote may ask for (the first one or two words)."""
+           ("runs", "errors"), ("runs", "compare"), ("runs", "follow"), ("runs", "metrics"),
+           ("runs", "events"), ("runs", "export"), ("queue", "ls"), ("queue", "slots"),
+           ("train",)}
+"""The commands a remote may ask for (the first one or two words); `runs export` only
+as `runs export ID --metrics -` (printed, nothing written here)."""
 CHUNK_CHARS = 1 << 20
 """The most of a data file one request carries (base64 text)."""
 
@@ -53,6 +55,8 @@ def serve(stdio: bool) -> None:
                 _send(out, {"id": ident, "pong": True})
             elif "has" in request or "put" in request:
                 _send(out, {"id": ident, **receive(request)})
+            elif "export" in request:
+                _send(out, {"id": ident, **send_export(request, out, ident)})
             else:
                 _send(out, {"id": ident, **answer(request, _Stream(out, ident), root)})
         except BrokenPipeError:  # the other end went away: so does this server
@@ -114,6 +118,74 @@ def receive(request: dict) -> dict:
     return {"path": None}
 
 
+class _Pieces(io.RawIOBase):
+    """A binary stream sent on as {"id", "piece": base64} lines of PIECE_BYTES each."""
+
+    def __init__(self, out, ident) -> None:
+        from engine.remote.session import PIECE_BYTES
+
+        self.out, self.ident, self.size, self.buffer = out, ident, PIECE_BYTES, bytearray()
+        self.sent = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:
+        self.buffer += data
+        while len(self.buffer) >= self.size:
+            self._emit(bytes(self.buffer[:self.size]))
+            del self.buffer[:self.size]
+        return len(data)
+
+    def finish(self) -> None:
+        if self.buffer:
+            self._emit(bytes(self.buffer))
+            self.buffer.clear()
+
+    def _emit(self, block: bytes) -> None:
+        _send(self.out, {"id": self.ident, "piece": base64.b64encode(block).decode()})
+        self.sent += len(block)
+
+
+def send_export(request: dict, out, ident) -> dict:
+    """`hubtune export ID DIR --remote` asked from another machine: the run's model is
+    exported into a fresh folder of this machine's hubtune home (never a path the asker
+    names), sent as a tar stream in pieces, and the folder removed again."""
+    import shutil
+    import tarfile
+    import uuid
+
+    from engine.core.errors import HubtuneError
+    from store import RunStore, StoreError
+    from store.paths import data_dir
+    from tui.cli.models import export_run
+
+    ask = request.get("export")
+    run_id = ask.get("run") if isinstance(ask, dict) else None
+    if type(run_id) is not int:
+        return {"exit": 2, "error": "An export names a run by its id."}
+    folder = data_dir() / "remote-exports" / uuid.uuid4().hex
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        store = RunStore()
+        try:
+            done, loader, config = export_run(store, run_id, folder, force=False,
+                                              protected=None)
+        finally:
+            store.close()
+        pieces = _Pieces(out, ident)
+        with tarfile.open(fileobj=pieces, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+            for item in sorted(done.rglob("*")):
+                tar.add(item, arcname=item.relative_to(done).as_posix(), recursive=False)
+        pieces.finish()
+        return {"exit": 0, "error": None, "loader": loader, "config": config,
+                "bytes": pieces.sent}
+    except (HubtuneError, StoreError, click.ClickException, OSError) as exc:
+        return {"exit": 1, "error": getattr(exc, "message", None) or str(exc)}
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def answer(request: dict, stream, root: click.Command) -> dict:
     """Run the request's command with `root` (the `hubtune` group) here; its exit code,
     what it printed (sent on as it is printed to `stream` when given), and its error."""
@@ -123,7 +195,8 @@ def answer(request: dict, stream, root: click.Command) -> dict:
     if tuple(argv[:1]) not in ALLOWED and tuple(argv[:2]) not in ALLOWED:
         return {"exit": 2, "stdout": "",
                 "error": f"A remote may not run `hubtune {' '.join(argv[:2])[:60]}`."}
-    if any(a == "--remote" or a.startswith("--remote=") for a in argv):
+    if any(a == "--remote" or a.startswith("--remote=") for a in argv) or (
+            argv[:2] == ["runs", "compare"] and any(":" in a for a in argv[2:])):
         # this machine's own remotes (and its ssh keys) are not the asker's to use
         return {"exit": 2, "stdout": "", "error": "A remote may not use --remote there."}
     try:
@@ -131,6 +204,9 @@ def answer(request: dict, stream, root: click.Command) -> dict:
     except (OSError, ValueError) as exc:
         return {"exit": 1, "stdout": "", "error": f"Cannot keep the files sent: {exc}."}
     refused = _refused_train(argv) if argv[0] == "train" else None
+    if argv[:2] == ["runs", "export"] and (len(argv) != 5 or argv[3:] != ["--metrics", "-"]):
+        refused = ("A remote may export a run's metrics only as `runs export ID --metrics -` "
+                   "(printed, nothing written there).")
     if refused:
         return {"exit": 2, "stdout": "", "error": refused}
     stdout, stderr = (stream if stream is not None else io.StringIO()), io.StringIO()
@@ -152,7 +228,7 @@ def answer(request: dict, stream, root: click.Command) -> dict:
     return {"exit": code, "stdout": printed, "error": error if code else None}
 
 
-TRAIN_OPTIONS = {"--processes", "--queue", "--detach"}
+TRAIN_OPTIONS = {"--processes", "--queue", "--detach", "--parent"}
 """What a remote `train` may say besides its config: nothing that opens a port (--nnodes,
 --rdzv-endpoint) or changes the config after it was checked (--set)."""
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from store import StoreError
-from tui.cli.base import Failure, open_store
+from tui.cli.base import RUN_ID, Failure, open_store
 from tui.cli.output import echo
 from tui.formatting import metric
 from tui.safe_text import printable
@@ -40,9 +40,12 @@ from tui.safe_text import printable
 @click.option("--remote", metavar="NAME",
               help="Train on this remote (`hubtune remote ls`): the config travels, local "
                    "data files are copied once, the model comes from the hub there.")
+@click.option("--parent", "parent_id", type=RUN_ID, default=None, metavar="ID",
+              help="Record the run as a fork of run ID of the machine it trains on (the "
+                   "TUI's fork of a remote's run sends it there).")
 def train(config: Path, overrides: tuple[str, ...], detach: bool, processes: int,
           queued: bool, nnodes: int, node_rank: int | None, rdzv_endpoint: str | None,
-          join_timeout: int | None, remote: str | None) -> None:
+          join_timeout: int | None, remote: str | None, parent_id: int | None) -> None:
     """Fine-tune from a YAML CONFIG without the TUI; prints the run id.
 
     On several machines, node 0 records the run and prints its id; nodes 1 and later
@@ -57,7 +60,7 @@ def train(config: Path, overrides: tuple[str, ...], detach: bool, processes: int
         if nnodes > 1:
             raise Failure("--remote and --nnodes do not mix: start each node on its machine.")
         train_remote(remote, load_config(config, overrides), detach=detach, queued=queued,
-                     processes=processes)
+                     processes=processes, parent_id=parent_id)
         return
 
     spec = node_spec(nnodes, node_rank, rdzv_endpoint, join_timeout, queued)
@@ -67,7 +70,9 @@ def train(config: Path, overrides: tuple[str, ...], detach: bool, processes: int
         train_node(cfg, spec, processes)
         return
     store = open_store()
-    run_id = start_run(store, cfg, processes=processes, queue=queued,
+    if parent_id is not None:
+        store.get_run(parent_id)  # an unknown parent is its own sentence
+    run_id = start_run(store, cfg, processes=processes, queue=queued, parent_id=parent_id,
                        nodes=spec.to_dict() if spec else None)
     echo(run_id)
     if queued:

@@ -16,11 +16,14 @@ from textual.widgets import ContentSwitcher, DataTable, Static
 
 from engine.core.config import lower_is_better
 from store import Comparison, RunStore
+from store import Series as StoredSeries
 from tui.formatting import cell, cut, literal, metric
 from tui.messages import ExamplesCompared, ImportancesFound
+from tui.remote_reads import MixedRead, compare_label
 from tui.widgets.chart import LineChart, Series
 from tui.widgets.examples_view import ExamplesView, read_disagreements
 from tui.widgets.footer import KeysFooter
+from tui.widgets.runs_table import run_key
 
 KEY_CHARS = 32
 """The config key column at most (`train.early_stopping.patience` fits)."""
@@ -43,7 +46,8 @@ class CompareScreen(ModalScreen[None]):
     ]
 
     def __init__(self, store: RunStore, run_ids: list[int], *, title: str | None = None,
-                 best: int | None = None, sweep_id: str | None = None) -> None:
+                 best: int | None = None, sweep_id: str | None = None,
+                 read: MixedRead | None = None) -> None:
         super().__init__()
         self.store = store
         self.run_ids = run_ids
@@ -56,6 +60,9 @@ class CompareScreen(ModalScreen[None]):
         """The sweep compared: a search's parameter importances are shown under the title."""
         self._examples_asked = False
         """Whether the examples have been asked of the engine thread (they are read once)."""
+        self.read = read
+        """Runs of several machines, read already (tui/remote_reads.py); None: this
+        machine's `run_ids`, read from the store on open."""
 
     def compose(self) -> ComposeResult:
         with Vertical(id="compare-box"):
@@ -70,7 +77,7 @@ class CompareScreen(ModalScreen[None]):
         yield KeysFooter()
 
     def on_mount(self) -> None:
-        cmp: Comparison = self.store.compare(self.run_ids)
+        cmp: Comparison = self.read.comparison if self.read else self.store.compare(self.run_ids)
         what = literal(self.title_text or f"Comparing {len(cmp.runs)} runs", 200)
         self.query_one("#compare-title", Static).update(
             f"[b]{what}[/b]: {len(cmp.config_diff)} config keys differ")
@@ -79,17 +86,22 @@ class CompareScreen(ModalScreen[None]):
             sweep_id = self.sweep_id
             self.app.engine.submit(lambda: _importances(sweep_id), to=self)
         # Curves overlaid on one step axis, one colour per run.
-        loss = [Series(f"#{r.id} {r.name}", *_xy(self.store.series(r.id, "loss")))
-                for r in cmp.runs]
+        loss = [Series(compare_label(r), *_xy(self._series(r, "loss"))) for r in cmp.runs]
         self.query_one("#compare-loss", LineChart).series = loss
-        watched = next((v for v in (r.summary.get("watched_metric") for r in cmp.runs) if v),
-                       "accuracy")
-        val = [Series(f"#{r.id} {r.name}", *_xy(self.store.series(r.id, f"val_{watched}")))
+        watched = self.read.watched if self.read else next(
+            (v for v in (r.summary.get("watched_metric") for r in cmp.runs) if v), "accuracy")
+        val = [Series(compare_label(r), *_xy(self._series(r, f"val_{watched}")))
                for r in cmp.runs]
         chart = self.query_one("#compare-val", LineChart)
         chart.title = f"validation {watched}"
         chart.series = val
         self.query_one("#compare-overview").focus()
+
+    def _series(self, run, name: str):
+        """A run's curve: read already for runs of several machines, else from the store."""
+        if self.read is not None:
+            return self.read.series.get((run_key(run), name)) or StoredSeries(name, [], [])
+        return self.store.series(run.id, name)
 
     def _fill_table(self, cmp: Comparison) -> None:
         """Config keys that differ and final metrics, one column per run, cut to fit the
@@ -103,15 +115,15 @@ class CompareScreen(ModalScreen[None]):
         table.add_column("", key="key")
         for r in cmp.runs:
             star = "★ " if r.id == self.best else ""
-            table.add_column(cell(star + cut(f"#{r.id} {r.name}", value_w)), key=str(r.id))
+            table.add_column(cell(star + cut(compare_label(r), value_w)), key=run_key(r))
         # Every cell is a Text: keys and values come from stored configs and summaries,
         # and a str cell would be parsed as markup.
         table.add_row(cell("status", "b"), *[cell(cut(_status(r), value_w)) for r in cmp.runs])
         from tui.run_result import live_results
 
+        live = list(cmp.runs) if self.read else live_results(self.store, list(cmp.runs))
         table.add_row(cell(cut(RESULT_ROW, key_w), "b"),
-                      *[cell(cut(_result(r), value_w))
-                        for r in live_results(self.store, list(cmp.runs))])
+                      *[cell(cut(_result(r), value_w)) for r in live])
         for key, values in cmp.config_diff.items():
             table.add_row(cell(cut(key, key_w), "yellow"),
                           *[cell(cut(_fmt(v), value_w)) for v in values])
@@ -147,6 +159,12 @@ class CompareScreen(ModalScreen[None]):
         view = self.query_one(ExamplesView)
         self.query_one("#examples-table").focus()
         if self._examples_asked:
+            return
+        if self.read is not None:  # runs of several machines: their data is not all here
+            self._examples_asked = True
+            view.show(ExamplesCompared((0, 0), None, error=(
+                "Examples are compared between two runs of one machine (their data is "
+                "read again there): `hubtune runs compare A B --examples --remote NAME`.")))
             return
         ids = tuple(self.run_ids)
         view.wait(ids)

@@ -32,6 +32,7 @@ hubtune shows them live again.
 | `t` / `n` | Edit the run's tags (comma-separated) / its note |
 | `f` | Fork: the new-run form prefilled from this run; the parent is recorded |
 | `R` | Resume a stopped or interrupted run from its last checkpoint |
+| `E` | Export the completed run: a folder, ONNX (and int8), a push to the hub |
 | `s` | Stop the selected run, or take a queued one out of the queue (asks first) |
 | `x` / `Delete` | Delete the selected run and its files (asks first) |
 | `d` | Run panel: details (parent run and what changed, tags, notes, output folder, per-class scores, config); again: the curves |

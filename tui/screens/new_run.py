@@ -30,6 +30,7 @@ from textual.widgets import Button, Header, Input, Select, Static
 
 from engine.core.config import RunConfig
 from engine.core.errors import HubtuneError
+from engine.tasks import REGISTRY
 from tui.formatting import cut
 from tui.messages import (
     DataPreviewed,
@@ -45,11 +46,12 @@ from tui.widgets.data_preview import DataPreviewPane, data_source
 from tui.widgets.footer import KeysFooter
 from tui.widgets.layer_plan import LayerPlan
 from tui.widgets.run_form import RunForm
+from tui.widgets.run_on import RunOn, RunOnHooks
 
 NO_COLUMNS = {"text-col": None, "label-col": None}
 
 
-class NewRunScreen(Screen):
+class NewRunScreen(RunOnHooks, Screen):
     """Configure a fine-tune and launch it."""
 
     # Below 100 columns the form and the preview stack (app.tcss): the preview keeps its text.
@@ -278,7 +280,7 @@ class NewRunScreen(Screen):
             return
         ok = self.form.check_columns(p, self._missing)
         text, label = self.form.value("text-col"), self.form.value("label-col")
-        if text is not None and self.form.value("task") != "image-classification":
+        if text is not None and not getattr(REGISTRY.get(self.form.value("task")), "images", 0):
             self.pane.count_tokens_of(p, self.form.value("model"), self.form.value("encoding"),
                                       text, self.query_one("#f-max-length", Input).value)
         if label is not None and label == p.label_column:
@@ -331,7 +333,7 @@ class NewRunScreen(Screen):
                 self.parent_id = None
             self.app.show_run(started[0])
 
-        self.app.act_on_run(act, done)
+        self.query_one(RunOn).launch(cfg, queue, act, done)  # here, or on the remote chosen
 
     def action_show_preview(self) -> None:
         self.pane.reveal(plan=False)

@@ -7,7 +7,9 @@ on their own.
 
 The queue and sweep keys live in tui/screens/runs_queue.py (mixed in); the queue's
 state reaches the table and the subtitle with each refresh (tui/queue_view.py).
-Other machines' runs are polled by tui/remote_runs.py and merged into the list.
+Other machines' runs are polled by tui/remote_runs.py and merged into the list; the keys
+that reach them as well as this machine's (mark, compare, fork) are in
+tui/screens/runs_remote.py (mixed in).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from tui.remote_runs import RemoteRuns, detail_of
 from tui.screens.confirm import ConfirmScreen
 from tui.screens.edit import edit_notes, edit_tags
 from tui.screens.runs_queue import QUEUE_BINDINGS, RunsQueueKeys
+from tui.screens.runs_remote import RunsRemoteKeys
 from tui.widgets.footer import KeysFooter
 from tui.widgets.run_detail import RunDetail
 from tui.widgets.runs_table import SORTS, STATUS_FILTERS, RunsTable, list_runs, run_key
@@ -41,7 +44,7 @@ NO_RUNS = ("No runs yet: press 3 to set one up (runs started from the command li
            "here too).")
 
 
-class RunsScreen(RunsQueueKeys, Screen):
+class RunsScreen(RunsRemoteKeys, RunsQueueKeys, Screen):
     """Run history: filter, inspect, stop and delete runs; order the queue."""
 
     BINDINGS = [
@@ -83,8 +86,8 @@ class RunsScreen(RunsQueueKeys, Screen):
         """The queue as the last refresh read it: paused or not, places of waiting runs."""
         self._runs: dict[int, Run] = {}
         """The runs listed, by id, as the last refresh read them."""
-        self.marked: set[int] = set()
-        """Runs marked with space, for Compare."""
+        self.marked: set[int | str] = set()
+        """Runs marked with space, for Compare: ids here, `NAME:ID` remotes' (runs_remote)."""
         self._pending_select: int | None = None
         """A run to put the cursor on once the list holds it (a run just launched)."""
         self._best: set[int] = set()
@@ -137,6 +140,7 @@ class RunsScreen(RunsQueueKeys, Screen):
         self._runs = {r.id: r for r in msg.runs}
         self.queue = msg.queue
         self._best = {s.best for s in msg.sweeps.values() if s.best is not None}
+        table.take_watched(msg.watched, msg.runs)
         self.on_remote_runs_changed()
         pending = self._pending_select
         if pending is not None and table.holds(pending):
@@ -155,7 +159,7 @@ class RunsScreen(RunsQueueKeys, Screen):
 
     def on_remote_runs_run_read(self, msg: RemoteRuns.RunRead) -> None:
         if self.remotes.selected_key == run_key(msg.run):
-            self.query_one(RunDetail).show(detail_of(msg.run))
+            self.query_one(RunDetail).show(msg.detail or detail_of(msg.run))
 
     def on_run_detail_refreshed(self, msg: RunDetailRefreshed) -> None:
         if msg.run.id == self.selected_id:
@@ -238,17 +242,6 @@ class RunsScreen(RunsQueueKeys, Screen):
         self.sub_title = " · ".join(parts + queue_title(self.queue, self.search_text)
                                     + mark_note(self.marked) + self.remotes.title_parts())
 
-    def action_mark(self) -> None:
-        if self.selected_id is None:
-            return
-        self.marked ^= {self.selected_id}
-        run = self._runs.get(self.selected_id)
-        table = self.query_one(RunsTable)
-        if run is not None:
-            table.show_mark(run, run.id in self.marked)
-        self._show_title()  # says how many are marked, and that the cursor moved on
-        table.action_cursor_down()
-
     def action_edit_tags(self) -> None:
         edit_tags(self, self._current(), self._wake.set)
 
@@ -266,20 +259,6 @@ class RunsScreen(RunsQueueKeys, Screen):
                         severity="warning")
             return
         self.app.push_screen(PlaygroundScreen(run))
-
-    async def action_fork(self) -> None:
-        from engine.core.errors import HubtuneError
-        from engine.runs.lifecycle import fork_config
-
-        run = self._current()
-        if run is None:
-            return
-        try:
-            cfg = fork_config(run)
-        except HubtuneError as exc:
-            self.notify(f"Run {run.id}'s config no longer loads: {exc}", severity="error")
-            return
-        await self.app.new_run(config=cfg, parent_id=run.id)
 
     def action_resume(self) -> None:
         from engine.launch.resume import resume_run
@@ -341,7 +320,7 @@ class RunsScreen(RunsQueueKeys, Screen):
         return self._runs.get(self.selected_id or -1)
 
 
-def mark_note(marked: set[int]) -> list[str]:
+def mark_note(marked: set[int | str]) -> list[str]:
     """The subtitle's part on marked runs: how many, and what space and c do (a toast
     would cover the compare screen that follows)."""
     if not marked:

@@ -27,6 +27,7 @@ QUEUE_BINDINGS = (
     Binding("P", "toggle_queue", "Pause queue", show=False),
     Binding("g", "show_sweep", "Sweep", show=False),
     Binding("G", "compare_sweep", "Compare sweep", show=False),
+    Binding("E", "export_run", "Export", show=False),  # the dialog: tui/screens/export.py
     # The run panel's views; its border names these keys.
     Binding("d", "run_view('details')", "Details", show=False),
     Binding("e", "run_view('errors')", "Errors", show=False),
@@ -52,6 +53,8 @@ PALETTE = (
      "show_sweep"),
     ("Sweep: compare its runs", "Every run of the selected run's sweep, best first (G)",
      "compare_sweep"),
+    ("Runs: export", "The selected completed run's model to a folder, ONNX or the hub (E)",
+     "export_run"),
     ("Runs: resume", "Resume the selected stopped or interrupted run from its last "
      "checkpoint (R)", "resume"),
     ("Runs: sort", "Newest first, name, status, model, task, best metric (o)",
@@ -182,15 +185,17 @@ class RunsQueueKeys:
             box.value = f"sweep:{printable(run.sweep_id)}"  # an Input draws text as is
             box.remove_class("-hidden")
 
-    def action_compare(self) -> None:
-        from tui.screens.compare import CompareScreen
+    def action_export_run(self) -> None:
+        from tui.screens.export import ExportScreen
 
-        ids = sorted(i for i in self.marked if i in self._runs)
-        if len(ids) < 2:
-            self.notify("Mark two or more runs with space, then press c (G compares a "
-                        "sweep's runs).", severity="warning")
+        run = self._current()
+        if run is None:
             return
-        self.app.push_screen(CompareScreen(self.store, ids))
+        if run.status != "completed":
+            self.notify(f"Run #{run.id} is {run.status}; only a completed run can be "
+                        "exported.", severity="warning")
+            return
+        self.app.push_screen(ExportScreen(run))
 
     def action_compare_sweep(self) -> None:
         """Compare every run of the selected run's sweep, best first."""

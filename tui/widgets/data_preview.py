@@ -29,6 +29,7 @@ from engine.data.reader import DataPreview
 from tui.background import background
 from tui.formatting import cell, cut, literal
 from tui.messages import DataPreviewed, TokensCounted
+from tui.widgets.audit_pane import AuditPane
 from tui.widgets.layer_plan import LayerPlan
 
 
@@ -103,6 +104,7 @@ class DataPreviewPane(Vertical):
         yield Static("", id="label-counts")
         yield Static("", id="length-stats")
         yield Button("Use", id="use-length", compact=True, classes="-hidden")
+        yield AuditPane(id="audit-pane")  # the data's audit (#34): its own module
         yield LayerPlan(id="layer-plan")
 
     def reveal(self, *, plan: bool) -> None:

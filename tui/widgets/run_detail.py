@@ -25,9 +25,11 @@ from tui.formatting import (
     status_markup,
 )
 from tui.messages import ErrorsReviewed, RunDetailRefreshed
-from tui.run_info import details_lines, errors_lines, pack, review_errors
+from tui.run_info import ERRORS_SHOWN, details_lines, errors_lines, pack, review_errors
 from tui.safe_text import printable
+from tui.watch_badges import badge
 from tui.widgets.chart import LineChart, Series
+from tui.widgets.error_marks import ErrorMarks
 
 VIEWS = {"overview": "d details · e errors", "details": "details · d back · e errors",
          "errors": "errors · e back · d details"}
@@ -106,6 +108,7 @@ class RunDetail(Horizontal):
             yield Static("", id="info-text")
         with VerticalScroll(id="detail-errors", classes="-hidden"):
             yield Static("", id="errors-text")
+            yield ErrorMarks(id="error-marks", classes="-hidden")  # "mislabelled" (#34)
 
     def on_mount(self) -> None:
         self.query_one("#event-log").border_title = "events"
@@ -139,24 +142,34 @@ class RunDetail(Horizontal):
         run_id = self._run_id
         if self.view != "errors" or run_id is None or run_id == self._errors_for:
             return
-        if self._remote is not None:  # its model and data are on that machine
-            self.query_one("#errors-text", Static).update(Content(
-                f"The errors of a run on {self._remote} are not shown here yet: "
-                f"`hubtune runs errors {run_id}` on {self._remote} prints them."))
-            return
         self._errors_for = run_id
         self.query_one("#errors-text", Static).update(
             f"[dim]Reading the worst validation examples of run {run_id}…[/]")
+        if self._remote is not None:  # its model and data are on that machine: read there
+            self.screen.remotes.read_errors(self._remote, run_id, ERRORS_SHOWN, to=self)
+            return
         path = self.screen.store.path
         self.app.engine.submit(
             lambda: review_errors(path, run_id) if run_id == self._errors_for else None,
             to=self)
 
     def on_errors_reviewed(self, msg: ErrorsReviewed) -> None:
-        if msg.run_id != self._errors_for:
+        if (msg.remote, msg.run_id) != (self._remote, self._errors_for):
             return  # another run was selected meanwhile
         self.query_one("#errors-text", Static).update(
             Content.from_markup("\n".join(errors_lines(msg))))
+        self.query_one(ErrorMarks).show(msg.examples, self._config_of(msg))
+
+    def _config_of(self, msg: ErrorsReviewed) -> dict | None:
+        """The reviewed run's config, for marking its examples (None: nothing to mark)."""
+        from store import StoreError
+
+        if msg.remote is not None:  # its data is on that machine: nothing to mark here
+            return None
+        try:
+            return None if msg.error else self.screen.store.get_run(msg.run_id).config
+        except StoreError:  # deleted meanwhile
+            return None
 
     def _show_details(self, msg: RunDetailRefreshed) -> None:
         if self.view == "details":
@@ -195,8 +208,9 @@ class RunDetail(Horizontal):
         m = msg.latest
         tags = "  " + " ".join(f"[reverse] {literal(t, 40)} [/reverse]" for t in run.tags) \
             if run.tags else ""
+        flag = f"  [b $warning]{badge(msg.watched)} watch[/]" if msg.watched else ""
         lines = [
-            f"[b]{literal(run.name, 120)}[/b]  #{run.id}  {status_markup(run.status)}{tags}",
+            f"[b]{literal(run.name, 120)}[/b]  #{run.id}  {status_markup(run.status)}{flag}{tags}",
             literal(f"{run.model_id or '-'}  ·  {run.task or '-'}  ·  {run.dataset or '-'}",
                     400),
         ]

@@ -35,6 +35,7 @@ from tui.widgets.advanced_settings import (
     show_value,
 )
 from tui.widgets.config_file import ConfigFileRow
+from tui.widgets.run_on import RunOn
 
 DEFAULTS = {fid: value for fid, value in NewRunForm().fields().items() if fid in FIELDS}
 """What a text field holds in a new form."""
@@ -72,6 +73,7 @@ class RunForm(VerticalScroll):
                     yield from setting_field("freeze.patterns")
         yield AdvancedSettings(id="advanced-settings", classes="form-row")
         yield Static("", id="e-general", classes="field-error -hidden")
+        yield RunOn(id="run-on", classes="form-row")  # hidden while there are no remotes
         with Horizontal(id="start-row"):
             yield Button("Launch (ctrl+r)", id="launch", variant="success", disabled=True)
             # Recorded `queued`: it starts when slots are free (engine.runs.queue).

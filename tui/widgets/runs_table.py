@@ -11,7 +11,9 @@ it: the main metric of the model it keeps (its best evaluation's with train.rest
 else its last; tui.run_result).
 
 A run waiting in the queue shows its place and the slots it waits for in its status
-(`#2 · gpu1`, tui.queue_view.QueueSpot); the best run of a sweep has a star by its id.
+(`#2 · gpu1`, tui.queue_view.QueueSpot); the best run of a sweep has a star by its id;
+a run whose watch rules found something has a flag and their count after its status
+(`running ⚑2`, tui.watch_badges), and the bell rings for a new one when it asks.
 
 Runs of other machines (tui/remote_runs.py: a `Run` with a `remote` name) are keyed
 `NAME:ID`, and bring a Host column (`local` for this machine's); with no remote run
@@ -38,6 +40,7 @@ from tui.formatting import (
     status_text,
 )
 from tui.queue_view import QueueSpot, split_search
+from tui.watch_badges import Bell, badge
 
 COLUMNS = (("id", "ID"), ("host", "Host"), ("status", "Status"), ("name", "Name"), ("model", "Model"),
            ("task", "Task"), ("data", "Data"), ("best", "Result"), ("duration", "Took"),
@@ -67,6 +70,11 @@ def run_key(run: Run) -> str:
     machines)."""
     host = host_of(run)
     return str(run.id) if host is None else f"{host}:{run.id}"
+
+
+def mark_key(run: Run) -> int | str:
+    """How the runs screen's marks name a run: its id here, `NAME:ID` for a remote's."""
+    return run.id if host_of(run) is None else run_key(run)
 
 
 def split_host(text: str | None) -> tuple[str | None, str | None]:
@@ -183,15 +191,19 @@ def plan_layout(width: int, rows: list[dict[str, Text]], hosts: bool = False) ->
 
 
 def row_cells(r: Run, marked: bool, spot: QueueSpot | None = None,
-              best: bool = False) -> dict[str, Text]:
+              best: bool = False, watched: int = 0) -> dict[str, Text]:
     """One run's cells by column key, whole; a marked run's id has a dot, a sweep's best
-    run a star, and a waiting run's status its place in the queue."""
+    run a star, a waiting run's status its place in the queue, and a watched run's the
+    count of its findings."""
     name, value = best_metric(r)
     data = (r.dataset or "-").rstrip("/").rsplit("/", 1)[-1]
+    status = status_text(r.status) if spot is None else Text(spot.cell, style="dim")
+    if watched:
+        status = Text.assemble(status, " ", (badge(watched), "bold yellow"))
     return {
         "id": cell(("● " if marked else "") + (BEST_MARK if best else "") + str(r.id)),
         "host": cell(host_of(r) or LOCAL, style="" if host_of(r) else "dim"),
-        "status": status_text(r.status) if spot is None else Text(spot.cell, style="dim"),
+        "status": status,
         "name": cell(r.name),
         "model": cell(r.model_id or "-"),
         "task": cell(short_task(r.task)),
@@ -229,6 +241,9 @@ class RunsTable(DataTable):
         """The best run of each sweep listed."""
         self.layout_shown: Layout | None = None
         """The columns shown now; None before the first rows."""
+        self.watched: dict[int, int] = {}
+        """Findings of each run's watch rules, as last read (tui.watch_badges)."""
+        self._bell = Bell()
         self._shown: tuple[list[Run], set[int], int | None] = ([], set(), None)
         """The last `show`'s runs, marks and selection, to lay out again on a resize."""
 
@@ -239,7 +254,7 @@ class RunsTable(DataTable):
         this machine's runs'."""
         self.spots, self.best = spots or {}, best or set()
         self._shown = (runs, marked, selected)
-        whole = {run_key(r): self._cells(r, r.id in marked) for r in runs}
+        whole = {run_key(r): self._cells(r, mark_key(r) in marked) for r in runs}
         hosts = any(host_of(r) for r in runs)
         layout = plan_layout(self._width(), list(whole.values()), hosts)
         rows = {k: fit_cells(c, layout) for k, c in whole.items()}
@@ -285,13 +300,21 @@ class RunsTable(DataTable):
 
     def show_mark(self, run: Run, marked: bool) -> None:
         runs, marks, selected = self._shown
-        self._shown = (runs, marks | {run.id} if marked else marks - {run.id}, selected)
+        key = mark_key(run)
+        self._shown = (runs, marks | {key} if marked else marks - {key}, selected)
         if self.layout_shown is not None and "id" in self.layout_shown.columns:
             text = fit_cells(self._cells(run, marked), self.layout_shown)[0]
-            self.update_cell(str(run.id), "id", text, update_width=True)
+            self.update_cell(run_key(run), "id", text, update_width=True)
+
+    def take_watched(self, counts: dict[int, int], runs: list[Run]) -> None:
+        """The watch findings read with `runs` (shown at the next `show`); the bell rings
+        when a run that asks for it (train.watch.bell) has a new one."""
+        self.watched = counts
+        if self._bell.rings(runs, counts):
+            self.app.bell()
 
     def _cells(self, run: Run, marked: bool) -> dict[str, Text]:
         if host_of(run) is not None:
-            return row_cells(run, False)
+            return row_cells(run, marked)
         spot = self.spots.get(run.id) if run.waiting else None
-        return row_cells(run, marked, spot, run.id in self.best)
+        return row_cells(run, marked, spot, run.id in self.best, self.watched.get(run.id, 0))

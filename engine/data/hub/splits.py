@@ -26,18 +26,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from engine.core.errors import DataError
+from engine.data.formats import quiet_datasets  # noqa: F401  re-exported
 from engine.data.reader import LABEL_NAMES, TEXT_NAMES
 
 MAP_BATCH_ROWS = 1000
 """Rows per batched `map` call: `datasets`' own default, which its throughput is tuned to."""
-
-
-def quiet_datasets() -> None:
-    """No progress bars or info logs from `datasets` (they would garble a TUI)."""
-    import datasets
-
-    datasets.disable_progress_bars()
-    datasets.logging.set_verbosity_error()
 
 
 # -- reading a split ----------------------------------------------------------------

@@ -1,0 +1,124 @@
+"""A local data file's rows for the heads beyond the sequence family, read through
+`datasets` into Arrow as the sequence heads and hub data are (engine/data/files.py).
+
+`read_rows` opens a CSV, TSV, JSONL, JSON array or Parquet file with `open_file`: the
+same formats, header rules, encodings and one-sentence `DataError`s as every other
+reader. `FileRows` is a selection of that file's rows, in a chosen order, over its
+memory-mapped Arrow table: a column by name comes out as Python values (a missing cell
+is None; a column of mixed kinds, kept as JSON text, decoded), and `index` holds each
+row's 0-based number in its file for messages and review. It offers the few table
+operations the readers use with pandas' meaning (`columns`, `index`, `rows[column]`,
+`rows[mask]`, `iloc[positions]`, `head(n)`, `sample(n, random_state=seed)`), so a split or a sample
+picks the same rows a pandas table would. Torch-free; never reaches the network.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def read_rows(path: Path, *, encoding: str = "utf-8", role: str = "training",
+              conll: bool = False) -> FileRows:
+    """Every row of a data file; `role` (training, validation, data) names it in messages;
+    `conll` reads CoNLL text too (tokens and tags columns)."""
+    from engine.data.files import open_file
+
+    return FileRows(open_file(path, encoding=encoding, role=role, conll=conll
+                              ).with_format("arrow"))
+
+
+class FileRows:
+    """Rows of one file's table, in order: its Arrow table (a `datasets.Dataset`), or
+    columns already turned into Python values (a dict of equal-length lists: a SQuAD
+    file's questions, say), row `i` of which is the file's row `i`."""
+
+    def __init__(self, ds, rows=None) -> None:
+        import numpy as np
+
+        self.ds = ds
+        self.rows = np.arange(_length(ds)) if rows is None else \
+            np.asarray(rows, dtype=np.int64)
+
+    @property
+    def columns(self) -> list[str]:
+        return list(self.ds) if isinstance(self.ds, dict) else list(self.ds.column_names)
+
+    @property
+    def index(self):
+        """Each row's 0-based number in its file (numpy ints)."""
+        return self.rows
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, key):
+        """A column's values (`rows["text"]`), or the rows a boolean mask keeps."""
+        if isinstance(key, str):
+            return self.column(key)
+        import numpy as np
+
+        return FileRows(self.ds, self.rows[np.asarray(key, dtype=bool)])
+
+    def column(self, name: str) -> list:
+        import pyarrow as pa
+
+        if isinstance(self.ds, dict):
+            values = self.ds[name]
+            return list(values) if self._whole() else [values[i] for i in self.rows]
+        column = self.ds.data.column(name)
+        if not self._whole():
+            column = column.take(pa.array(self.rows))
+        return python_values(column)
+
+    def _whole(self) -> bool:
+        import numpy as np
+
+        n = _length(self.ds)
+        return len(self.rows) == n and bool(np.array_equal(self.rows, np.arange(n)))
+
+    @property
+    def iloc(self) -> _Positions:
+        """`rows.iloc[positions]`: the rows at these positions of this selection."""
+        return _Positions(self)
+
+    def head(self, n: int) -> FileRows:
+        """The first `n` rows."""
+        return FileRows(self.ds, self.rows[:n])
+
+    def sample(self, n: int, random_state: int) -> FileRows:
+        """`n` rows drawn as pandas' `DataFrame.sample(n, random_state=seed)` draws them
+        (numpy's RandomState(seed).choice, in the drawn order)."""
+        import numpy as np
+
+        picks = np.random.RandomState(random_state).choice(len(self.rows), size=n,
+                                                           replace=False)
+        return FileRows(self.ds, self.rows[picks])
+
+
+def _length(ds) -> int:
+    return len(next(iter(ds.values()), ())) if isinstance(ds, dict) else len(ds)
+
+
+class _Positions:
+    def __init__(self, rows: FileRows) -> None:
+        self._rows = rows
+
+    def __getitem__(self, positions) -> FileRows:
+        import numpy as np
+
+        rows = self._rows
+        return FileRows(rows.ds, rows.rows[np.asarray(positions, dtype=np.int64)])
+
+
+def python_values(column) -> list:
+    """An Arrow column's cells as Python values; JSON text (a column of mixed kinds)
+    decoded."""
+    import json
+
+    import pyarrow as pa
+
+    if getattr(column.type, "extension_name", "") != "arrow.json":
+        return column.to_pylist()
+    chunks = column.chunks if isinstance(column, pa.ChunkedArray) else [column]
+    return [None if v is None else json.loads(v) for chunk in chunks
+            for v in chunk.storage.to_pylist()]
