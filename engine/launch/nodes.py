@@ -279,4 +279,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    if sys.argv[1:2] == ["rank"]:
+        # The rank has left its process group. The interpreter's teardown would run C++
+        # static destructors, where a gloo thread still joinable aborts the process now
+        # and then ("terminate called without an active exception", exit -6) after a
+        # run that completed; leave as a one-process worker does.
+        from engine.launch.worker import exit_now
+
+        exit_now(code)
+    sys.exit(code)

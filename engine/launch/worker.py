@@ -220,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
         end_process_group()
 
 
-def _exit_now(code: int) -> None:
+def exit_now(code: int) -> None:
     """End a one-process worker without the interpreter's teardown: clearing torch's and
     transformers' modules takes about a second of CPU (0.9 s on the 2-core VM), which on
     a small machine slows the queued run this worker has just started. Everything is
@@ -244,5 +244,5 @@ def _exit_now(code: int) -> None:
 if __name__ == "__main__":
     exit_code = main()
     if int(os.environ.get("WORLD_SIZE", "1")) == 1:  # ranks leave the way torchrun expects
-        _exit_now(exit_code)
+        exit_now(exit_code)
     sys.exit(exit_code)

@@ -1,4 +1,4 @@
-"""A one-process worker ends without the interpreter's teardown (engine.launch.worker._exit_now),
+"""A one-process worker ends without the interpreter's teardown (engine.launch.worker.exit_now),
 which took about a second of CPU from the queued run it had just started: its exit code
 stands, its exit handlers still run and its output is flushed. A plain Python subprocess
 (engine.launch.worker imports neither torch nor transformers), well under a second."""
@@ -14,11 +14,11 @@ import engine.launch.worker as worker
 atexit.register(lambda: print("exit handler ran", flush=True))
 threading.Thread(target=lambda: (time.sleep(0.2), print("thread finished")), daemon=False).start()
 sys.stdout.write("buffered, not flushed")
-worker._exit_now(3)
+worker.exit_now(3)
 """
 
 
-def test_exit_now_keeps_the_code_the_handlers_the_threads_and_the_output():
+def testexit_now_keeps_the_code_the_handlers_the_threads_and_the_output():
     out = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True,
                          timeout=60)
     assert out.returncode == 3, out.stderr
