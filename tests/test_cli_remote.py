@@ -14,7 +14,7 @@ import pytest
 from engine.remote.session import PROTOCOL
 from store import RunStore
 from tests.support.cli_runner import hubtune, ok
-from tests.support.sshd import free_port
+from tests.support.sshd import free_port, kill_clients
 
 HUBTUNE = str(Path(sys.executable).parent / "hubtune")
 HOSTILE = "x'; touch /tmp/hubtune-pwned-$USER; echo \"$(id)\" `id` & touch /tmp/hubtune-pwned-2 #"
@@ -152,7 +152,7 @@ def test_a_run_started_there_is_followed_through_a_dropped_connection(
         assert time.monotonic() < deadline
         time.sleep(0.2)
     time.sleep(1.0)  # the follow is connected and printing
-    killed = _kill_ssh_clients(sshd)  # the connection drops mid-follow
+    killed = kill_clients(sshd)  # the connection drops mid-follow
     out, err = follow.communicate(timeout=300)
     assert killed and follow.returncode == 0, err
     assert "Lost box" in err and "trying again" in err
@@ -166,27 +166,6 @@ def test_a_run_started_there_is_followed_through_a_dropped_connection(
     assert len(list((box / "remote-data").rglob("*.csv"))) == 1
     shown = json.loads(ok("runs", "show", str(run_id), "--remote", "box", "--json").stdout)
     assert shown["result"]["value"] is not None
-
-
-def _kill_ssh_clients(sshd) -> int:
-    """End the ssh clients this test's follow opened (their command line names the test
-    server's client key); returns how many."""
-    import os
-    import signal
-
-    key = sshd.ssh_command.split(" -i ")[1].split()[0].encode()
-    killed = 0
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-        except OSError:
-            continue
-        if key in cmdline and b"serve" in cmdline and cmdline.startswith(b"/usr/bin/ssh"):
-            os.kill(int(pid), signal.SIGKILL)
-            killed += 1
-    return killed
 
 
 def _fake_ssh(tmp_path: Path, monkeypatch, body: str) -> None:
