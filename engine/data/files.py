@@ -22,18 +22,15 @@ from pathlib import Path
 from engine.core import cache_files
 from engine.core.errors import DataError
 from engine.data.formats import (
-    CONLL_SUFFIXES,
     _column_names,
     _delimiter,
     _first_line,
-    _key,
     _starts_with,
     bad_byte,
+    file_kind,
     text_encoding,
 )
 
-KINDS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "jsonl",
-         ".parquet": "parquet"}
 FORMAT = 3
 """Bumped when the way a file is turned into its Arrow table changes."""
 READ_ROWS = 10_000
@@ -55,20 +52,7 @@ def open_file(path: Path, *, encoding: str = "utf-8", role: str = "training",
     """A data file's rows as a memory-mapped `datasets.Dataset`; `role` (training,
     validation, data) names the file in messages. With `conll`, CoNLL text (.conll,
     .conllu, .bio, .txt) is read too, as tokens and tags columns (held in memory)."""
-    what = f"The {role} file {path}"
-    if not path.exists():
-        check = f"data.{_key(role)}" if role in ("training", "validation") else "the path"
-        raise DataError(f"{what} does not exist; check {check}.")
-    if path.is_dir():
-        raise DataError(f"The {role} path {path} is a folder; give a CSV, TSV, JSONL or "
-                        "Parquet file.")
-    kind = "conll" if conll and path.suffix.lower() in CONLL_SUFFIXES else \
-        KINDS.get(path.suffix.lower())
-    if kind is None:
-        raise DataError(f"Cannot tell the format of {path} from its extension; "
-                        "use .csv, .tsv, .jsonl or .parquet.")
-    if path.stat().st_size == 0:
-        raise DataError(f"{what} is empty.")
+    kind, what = file_kind(path, role, conll=conll), f"The {role} file {path}"
     codec = text_encoding(encoding)
     try:
         array = kind == "jsonl" and path.suffix.lower() == ".json" and \

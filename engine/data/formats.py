@@ -70,6 +70,25 @@ def _key(role: str) -> str:
     return "train" if role == "training" else role
 
 
+def file_kind(path: Path, role: str, *, conll: bool = False) -> str:
+    """The reader `path` takes (csv, tsv, jsonl, parquet or conll), once it is known to be a
+    non-empty file of a known format; else one sentence naming the file by `role`."""
+    if not path.exists():
+        check = f"data.{_key(role)}" if role in ("training", "validation") else "the path"
+        raise DataError(f"The {role} file {path} does not exist; check {check}.")
+    if path.is_dir():
+        raise DataError(f"The {role} path {path} is a folder; give a CSV, TSV, JSONL or "
+                        "Parquet file.")
+    suffix = path.suffix.lower()
+    kind = "conll" if conll and suffix in CONLL_SUFFIXES else READERS.get(suffix)
+    if kind is None:
+        raise DataError(f"Cannot tell the format of {path} from its extension; "
+                        "use .csv, .tsv, .jsonl or .parquet.")
+    if path.stat().st_size == 0:
+        raise DataError(f"The {role} file {path} is empty.")
+    return kind
+
+
 def _first_line(exc: Exception) -> str:
     return str(exc).strip().splitlines()[0].rstrip(".") if str(exc).strip() else type(exc).__name__
 

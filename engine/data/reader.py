@@ -42,6 +42,7 @@ from engine.data.formats import (  # noqa: F401  re-exported: the readers' share
     _starts_with,
     bad_byte,
     conll_sentences,
+    file_kind,
     text_encoding,
 )
 
@@ -176,22 +177,8 @@ def read_table(path: Path, *, encoding: str = "utf-8", role: str = "training",
     """
     import pandas as pd
 
-    what = f"The {role} file {path}"
-    if not path.exists():
-        check = f"data.{_key(role)}" if role in ("training", "validation") else "the path"
-        raise DataError(f"{what} does not exist; check {check}.")
-    if path.is_dir():
-        raise DataError(f"The {role} path {path} is a folder; give a CSV, TSV, JSONL or "
-                        "Parquet file.")
+    kind, what = file_kind(path, role, conll=conll), f"The {role} file {path}"
     suffix = path.suffix.lower()
-    kind = "conll" if conll and suffix in CONLL_SUFFIXES else READERS.get(suffix)
-    if kind is None:
-        raise DataError(
-            f"Cannot tell the format of {path} from its extension; "
-            "use .csv, .tsv, .jsonl or .parquet."
-        )
-    if path.stat().st_size == 0:
-        raise DataError(f"{what} is empty.")
     codec = text_encoding(encoding)
     try:
         if kind in ("csv", "tsv"):
