@@ -22,12 +22,11 @@ from __future__ import annotations
 import os
 import random
 import shutil
-import tempfile
 import threading
 import time
 from pathlib import Path
 
-from bench.common import Result
+from bench.common import Result, scratch
 from bench.throughput_bench import _write_csv
 from bench.tweets import load_tweets
 
@@ -100,17 +99,9 @@ def run(repeats: int = 5) -> list[Result]:
     from engine.modeling.loading import quiet_transformers
 
     quiet_transformers()
-    saved_home = os.environ.get("HUBTUNE_HOME")
-    tmp = Path(tempfile.mkdtemp(prefix="hubtune-bench-audit-"))
-    try:
+    with scratch("hubtune-bench-audit-") as tmp:  # each side then takes a home of its own
         return (_setting(tmp, "sentences", _sentences(TRAIN + VAL, 5), timed=False)
                 + _setting(tmp, "tweets", _tweets(), timed=True))
-    finally:
-        if saved_home is None:
-            os.environ.pop("HUBTUNE_HOME", None)
-        else:
-            os.environ["HUBTUNE_HOME"] = saved_home
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _setting(tmp: Path, name: str, data, *, timed: bool) -> list[Result]:

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import statistics
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 
 
 @dataclass
@@ -58,3 +63,20 @@ def interleaved(fns: dict[str, Callable[[], float]], repeats: int = 5) -> dict[s
         for name, fn in fns.items():
             samples[name].append(fn())
     return {k: statistics.median(v) for k, v in samples.items()}
+
+
+@contextmanager
+def scratch(prefix: str) -> Iterator[Path]:
+    """A temporary folder, deleted afterwards, with HUBTUNE_HOME pointed at `home` inside
+    it and put back as it was (unset included) on leaving."""
+    saved = os.environ.get("HUBTUNE_HOME")
+    tmp = Path(tempfile.mkdtemp(prefix=prefix))
+    os.environ["HUBTUNE_HOME"] = str(tmp / "home")
+    try:
+        yield tmp
+    finally:
+        if saved is None:
+            os.environ.pop("HUBTUNE_HOME", None)
+        else:
+            os.environ["HUBTUNE_HOME"] = saved
+        shutil.rmtree(tmp, ignore_errors=True)

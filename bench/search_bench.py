@@ -22,14 +22,11 @@ pruning and ordering as a sweep's workers do it.
 from __future__ import annotations
 
 import math
-import os
-import shutil
-import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.common import Result
+from bench.common import Result, scratch
 from bench.throughput_bench import _write_csv
 from bench.tweets import load_tweets
 
@@ -144,10 +141,7 @@ def run(repeats: int = 5) -> list[Result]:
     from engine.modeling.loading import quiet_transformers
 
     quiet_transformers()
-    saved_home = os.environ.get("HUBTUNE_HOME")
-    tmp = Path(tempfile.mkdtemp(prefix="hubtune-bench-search-"))
-    os.environ["HUBTUNE_HOME"] = str(tmp / "home")
-    try:
+    with scratch("hubtune-bench-search-") as tmp:
         texts, labels, names = load_tweets(TRAIN + VAL, seed=5)
         files = (_write_csv(tmp / "train.csv", texts[:TRAIN], labels[:TRAIN], names),
                  _write_csv(tmp / "val.csv", texts[TRAIN:], labels[TRAIN:], names))
@@ -155,12 +149,6 @@ def run(repeats: int = 5) -> list[Result]:
         budget = sum(t.steps for t in rand)
         tpe = _tpe_arm(tmp, files, budget)
         return _results(rand, tpe, budget) + [_soup(tmp, tpe)]
-    finally:
-        if saved_home is None:
-            os.environ.pop("HUBTUNE_HOME", None)
-        else:
-            os.environ["HUBTUNE_HOME"] = saved_home
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _best(trials: list[Trial]) -> float:
