@@ -89,4 +89,4 @@ def task_for(name: str) -> Task:
     if registration is None:
         raise ValueError(f"no task adapter for {name!r}")  # config validation prevents this
     module, _, cls = registration.adapter.partition(":")
-    return getattr(importlib.import_module(module), cls)(name)
+    return getattr(importlib.import_module(module), cls)(name, registration.metric)

@@ -66,8 +66,10 @@ class TaskData:
 class Task:
     """A family of heads. Subclasses fill in each step for their task."""
 
-    watch = "accuracy"
-    """The main validation metric: what early stopping and 'best' follow by default."""
+    watch: str
+    """The main validation metric: what early stopping and 'best' follow by default (its
+    registration's `metric`, given by `engine.tasks.task_for`; the TUI reads it there
+    without loading the adapter)."""
     metrics: tuple[str, ...] | None = None
     """Every metric `evaluate` reports, so a watched metric is checked before the run
     starts (None: not known in advance)."""
@@ -77,8 +79,9 @@ class Task:
     length_keys: tuple[str, ...] = ("data.max_length",)
     """The token lengths a run clamps to the model's positions before it starts."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, watch: str = "accuracy") -> None:
         self.name = name
+        self.watch = watch
 
     # -- steps the loop calls, in order --------------------------------------
 

@@ -69,11 +69,10 @@ class CausalCollator:
 
 
 class LanguageModelTask(Task):
-    watch = "perplexity"
     metrics = ("loss", "perplexity")
 
-    def __init__(self, name: str) -> None:
-        super().__init__(name)
+    def __init__(self, name: str, watch: str = "accuracy") -> None:
+        super().__init__(name, watch)
         self.causal = name == "causal-lm"
         self.auto_class = "AutoModelForCausalLM" if self.causal else "AutoModelForMaskedLM"
         self.pipeline_tag = "text-generation" if self.causal else "fill-mask"

@@ -274,7 +274,6 @@ def qa_examples(tokenizer, frame, spec, training: bool) -> FieldExamples:
 
 
 class QATask(Task):
-    watch = "f1"
     metrics = ("loss", "exact_match", "f1")
     auto_class = "AutoModelForQuestionAnswering"
     pipeline_tag = "question-answering"

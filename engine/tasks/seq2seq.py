@@ -29,7 +29,6 @@ all); review's per-example rows cover these."""
 
 
 class Seq2SeqTask(Task):
-    watch = "chrf"
     metrics = ("loss", "bleu", "chrf", "rouge1", "rouge2", "rougeL")
     auto_class = "AutoModelForSeq2SeqLM"
     pipeline_tag = "text2text-generation"

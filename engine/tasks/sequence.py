@@ -21,7 +21,6 @@ KINDS = {"regression": "regression", "multi-label-classification": "multi_label"
 """Each head's label kind where it is not 'single_label' (class indices): the
 `problem_type` of engine.modeling.loading.SequenceClassifier."""
 DATA_KINDS = {"single_label": "single", "multi_label": "multi", "regression": "float"}
-WATCHED = {"regression": "loss", "multi-label-classification": "micro_f1"}
 METRICS = {"regression": ("loss", "mse", "mae"),
            "multi-label-classification": ("loss", "accuracy", "micro_f1", "macro_f1"),
            "feature-extraction": None}
@@ -35,8 +34,8 @@ class SequenceTask(Task):
     auto_class = None  # hubtune's SequenceClassifier, built by load_trained
     pipeline_tag = "text-classification"
 
-    def __init__(self, name: str) -> None:
-        super().__init__(name)
+    def __init__(self, name: str, watch: str = "accuracy") -> None:
+        super().__init__(name, watch)
         self.label_kind = KINDS.get(name, "single_label")
         """'single_label', 'multi_label' or 'regression': how targets are read, the loss,
         the predictions and their scores."""
@@ -45,7 +44,6 @@ class SequenceTask(Task):
         """Regression and multi-label targets are float tensors, the others class indices."""
         self.embedding = name == EMBEDDING
         self.paired = name == PAIRED
-        self.watch = WATCHED.get(name, "accuracy")
         self.metrics = METRICS.get(name, ("loss", "accuracy", "macro_f1"))
         self.reviewed = self.trains = not self.embedding
         if self.embedding:

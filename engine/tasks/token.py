@@ -76,7 +76,6 @@ def align_labels(word_ids: list[int | None], word_labels: list[int]) -> list[int
 
 
 class TokenTask(Task):
-    watch = "f1"
     metrics = ("loss", "accuracy", "precision", "recall", "f1")
     auto_class = "AutoModelForTokenClassification"
     pipeline_tag = "token-classification"

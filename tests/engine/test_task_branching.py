@@ -123,12 +123,14 @@ def test_every_adapter_covers_a_trained_runs_life():
 
 def test_what_the_registry_says_before_an_adapter_loads_is_what_the_adapter_does():
     """The TUI reads a head's metric and whether it takes images from its registration
-    (torch-free); each must be what its adapter does."""
+    (torch-free); the adapter watches that metric, one it computes, and takes images
+    exactly when the registration says so."""
     from engine.tasks import task_for
 
     for name, registration in REGISTRY.items():
         task = task_for(name)
-        assert registration.metric == task.watch, name
+        assert task.watch == registration.metric, name
+        assert task.metrics is None or registration.metric in task.metrics, name
         assert registration.images == ("image" in task.input_kind), name
 
 
