@@ -3,8 +3,10 @@ a loopback hub server and a real store."""
 
 from __future__ import annotations
 
+import atexit
 import os
 import re
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -17,7 +19,10 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_HOME"] = _HF_HOME
 os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
 os.environ["TOKENIZERS_PARALLELISM"] = "false"
-os.environ.setdefault("HUBTUNE_HOME", tempfile.mkdtemp(prefix="hubtune-home-"))
+if "HUBTUNE_HOME" not in os.environ:
+    os.environ["HUBTUNE_HOME"] = tempfile.mkdtemp(prefix="hubtune-home-")
+    atexit.register(shutil.rmtree, os.environ["HUBTUNE_HOME"], ignore_errors=True)
+atexit.register(shutil.rmtree, _HF_HOME, ignore_errors=True)
 if os.environ.get("PYTEST_XDIST_WORKER"):
     # Several test processes share the cores, and most tests start workers of their own:
     # one compute thread per process (inherited by those workers) instead of one per core

@@ -221,6 +221,7 @@ class HubServer:
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=5)
+        self.uploads.close()
 
     def _handler(self):
         hub = self

@@ -21,6 +21,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -33,13 +34,24 @@ LFS_MIN_BYTES = 1024
 class Uploads:
     def __init__(self, hub) -> None:
         self.hub = hub
-        self.root = Path(tempfile.mkdtemp(prefix="loopback-hub-"))
+        self._root: Path | None = None
         self.lfs: dict[str, bytes] = {}
         self.puts: list[str] = []
         """The LFS objects whose bytes were sent, in order."""
         self.commits: list[str] = []
         self.write_token = WRITE_TOKEN
         """The token that may write (a test may make it its own)."""
+
+    @property
+    def root(self) -> Path:
+        """Where pushed repos' files land: made on the first push, gone with the server."""
+        if self._root is None:
+            self._root = Path(tempfile.mkdtemp(prefix="loopback-hub-"))
+        return self._root
+
+    def close(self) -> None:
+        if self._root is not None:
+            shutil.rmtree(self._root, ignore_errors=True)
 
     # -- routing ----------------------------------------------------------------
 
