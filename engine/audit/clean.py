@@ -119,9 +119,10 @@ def _source_table(cfg: RunConfig, report: AuditReport):
         column = "label" if source.is_dir() else cfg.data.label_column
         return (pd.DataFrame({"path": [str(p) for p in table["path"]],
                               column: list(table["label"])}), source, column)
-    from engine.data.reader import read_table
+    from engine.data.file_rows import read_rows
 
-    return read_table(source, encoding=cfg.data.encoding), source, cfg.data.label_column
+    return (read_rows(source, encoding=cfg.data.encoding).frame(), source,
+            cfg.data.label_column)
 
 
 def _hub_table(cfg: RunConfig):

@@ -89,17 +89,17 @@ def _labels_of(values: list, multi: bool) -> list:
 
 
 def _text_split(cfg: RunConfig, name: str, path: Path, multi: bool) -> Split:
+    from engine.data.file_rows import read_rows
     from engine.data.hub.text import _as_text
-    from engine.data.reader import read_table
 
     d = cfg.data
-    frame = read_table(path, encoding=d.encoding, role="data")
+    frame = read_rows(path, encoding=d.encoding, role="data")
     for key in ("text_column", "text_pair_column", "label_column"):
         column = getattr(d, key)
         if column is not None and column not in frame.columns:
             raise DataError(f"{path.name} has no column {column!r} (data.{key}); its columns "
                             f"are {', '.join(map(str, frame.columns))}.")
-    labels = _labels_of(list(frame[d.label_column]), multi)
+    labels = _labels_of(frame[d.label_column], multi)
     texts = [_as_text(v) for v in frame[d.text_column]]
     pairs = [_as_text(v) for v in frame[d.text_pair_column]] if d.text_pair_column else None
     keep = [i for i, label in enumerate(labels) if label is not None]

@@ -1,16 +1,19 @@
-"""A local data file's rows for the heads beyond the sequence family, read through
-`datasets` into Arrow as the sequence heads and hub data are (engine/data/files.py).
+"""A local data file's rows as Python values, over the one reader's Arrow table
+(engine/data/files.py): what the heads beyond the sequence family train on, and what
+the preview, batch prediction and the audit read.
 
-`read_rows` opens a CSV, TSV, JSONL, JSON array or Parquet file with `open_file`: the
+`read_rows` opens a CSV, TSV, JSONL, JSON array or Parquet file with `open_table`: the
 same formats, header rules, encodings and one-sentence `DataError`s as every other
-reader. `FileRows` is a selection of that file's rows, in a chosen order, over its
-memory-mapped Arrow table: a column by name comes out as Python values (a missing cell
-is None; a column of mixed kinds, kept as JSON text, decoded), and `index` holds each
-row's 0-based number in its file for messages and review. It offers the few table
-operations the readers use with pandas' meaning (`columns`, `index`, `rows[column]`,
-`rows[mask]`, `iloc[positions]`, `head(n)`, `sample(n, random_state=seed)`), so a split or a sample
-picks the same rows a pandas table would. Torch-free; never reaches the network.
-"""
+reader, and the table `open_file` gives training, without importing `datasets` (the
+preview reads through here from a thread). `FileRows` is a selection of that file's
+rows, in a chosen order, over its memory-mapped Arrow table: a column by name comes
+out as Python values (a missing cell is None; a column of mixed kinds, kept as JSON
+text, decoded), and `index` holds each row's 0-based number in its file for messages
+and review. It offers the few table operations the readers use with pandas' meaning
+(`columns`, `index`, `rows[column]`, `rows[mask]`, `iloc[positions]`, `head(n)`,
+`sample(n, random_state=seed)`), so a split or a sample picks the same rows a pandas
+table would; `frame()` is the rows as a pandas table for a writer (batch prediction's
+output, the audit's cleaned copy). Torch-free; never reaches the network."""
 
 from __future__ import annotations
 
@@ -21,14 +24,13 @@ def read_rows(path: Path, *, encoding: str = "utf-8", role: str = "training",
               conll: bool = False) -> FileRows:
     """Every row of a data file; `role` (training, validation, data) names it in messages;
     `conll` reads CoNLL text too (tokens and tags columns)."""
-    from engine.data.files import open_file
+    from engine.data.files import open_table
 
-    return FileRows(open_file(path, encoding=encoding, role=role, conll=conll
-                              ).with_format("arrow"))
+    return FileRows(open_table(path, encoding=encoding, role=role, conll=conll))
 
 
 class FileRows:
-    """Rows of one file's table, in order: its Arrow table (a `datasets.Dataset`), or
+    """Rows of one file's table, in order: its Arrow table (a `pyarrow.Table`), or
     columns already turned into Python values (a dict of equal-length lists: a SQuAD
     file's questions, say), row `i` of which is the file's row `i`."""
 
@@ -42,6 +44,15 @@ class FileRows:
     @property
     def columns(self) -> list[str]:
         return list(self.ds) if isinstance(self.ds, dict) else list(self.ds.column_names)
+
+    def frame(self):
+        """These rows as a pandas table indexed by their rows in the file (each cell as
+        `rows[column]` gives it): what batch prediction adds its columns to and writes
+        out."""
+        import pandas as pd
+
+        return pd.DataFrame({c: self.column(c) for c in self.columns}, index=self.rows,
+                            columns=self.columns)
 
     @property
     def index(self):
@@ -65,7 +76,7 @@ class FileRows:
         if isinstance(self.ds, dict):
             values = self.ds[name]
             return list(values) if self._whole() else [values[i] for i in self.rows]
-        column = self.ds.data.column(name)
+        column = self.ds.column(name)
         if not self._whole():
             column = column.take(pa.array(self.rows))
         return python_values(column)

@@ -1,18 +1,20 @@
-"""Local data files read through the `datasets` library into Arrow, as hub splits are.
+"""Local data files read into Arrow, as hub splits are: the one reader of local data.
 
-A CSV, TSV, JSONL, JSON array or Parquet file becomes a `datasets.Dataset` whose
-table `datasets` writes once into its cache under hubtune's data directory
-(`<data dir>/cache/datasets`, fingerprinted by the file's path, size and
-modification time, so an edited file is read again) and memory-maps from there:
-a file larger than memory trains with flat memory, as hub data does, and the
-rows go on through the same Arrow reading path (engine/data/hub/text.py).
+A CSV, TSV, JSONL, JSON array or Parquet file is read a batch at a time, as `datasets`'
+own readers read it (pandas' CSV and JSON readers, pyarrow's Parquet batches), into one
+Arrow table written once into a cache under hubtune's data directory
+(`<data dir>/cache/datasets`, keyed by the file's path, size and modification time, so
+an edited file is read again) and memory-mapped from there: a file larger than memory
+trains with flat memory, as hub data does. Training takes it as a `datasets.Dataset`
+(`open_file`) and goes on through the hub's Arrow reading path
+(engine/data/hub/text.py); the preview, batch prediction and the audit take the same
+table (`open_table`, through engine/data/file_rows.py), which imports no `datasets`.
 
-The reading rules are engine/data/formats.py's, shared with the table reader batch
-prediction writes through (engine/data/reader.py), so a preview and a run agree: the
-encoding's byte-order mark dropped, a spreadsheet's ';' sniffed
-from the header line, header names trimmed of spaces (two equal once trimmed are
-refused), and every failure the same one-sentence `DataError`. Torch-free; never
-reaches the network.
+The reading rules are engine/data/formats.py's, so a preview and a run agree: the
+encoding's byte-order mark dropped, a spreadsheet's ';' sniffed from the header line,
+header names trimmed of spaces (two equal once trimmed are refused), and every failure
+the same one-sentence `DataError`. Nothing here lets `datasets` fingerprint (hash with
+dill) a table: see `open_file`. Torch-free; never reaches the network.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ MAX_BYTES = 16 << 30
 
 
 def cache_dir() -> Path:
-    """Where `datasets` keeps the Arrow tables of local files."""
+    """Where the Arrow tables of local files are kept."""
     from store.paths import data_dir
 
     return data_dir() / "cache" / "datasets"
@@ -49,62 +51,104 @@ def cache_dir() -> Path:
 
 def open_file(path: Path, *, encoding: str = "utf-8", role: str = "training",
               conll: bool = False):
-    """A data file's rows as a memory-mapped `datasets.Dataset`; `role` (training,
-    validation, data) names the file in messages. With `conll`, CoNLL text (.conll,
-    .conllu, .bio, .txt) is read too, as tokens and tags columns (held in memory)."""
+    """A data file's rows as a memory-mapped `datasets.Dataset` over `open_table`'s table;
+    `role` (training, validation, data) names the file in messages. With `conll`, CoNLL
+    text (.conll, .conllu, .bio, .txt) is read too, as tokens and tags columns (held in
+    memory).
+
+    The dataset's fingerprint is the table's own key, given: left to `datasets`, it
+    hashes the table with dill, whose pickler imports `transformers` and `torch`
+    whenever they are in `sys.modules`, and in the TUI another thread may be half way
+    through importing them (a half-imported module then breaks both threads)."""
+    import datasets
+    from datasets.table import InMemoryTable, MemoryMappedTable
+
+    table, cached, key = _open(path, encoding, role, conll)
+    table = MemoryMappedTable(table, str(cached)) if cached else InMemoryTable(table)
+    return datasets.Dataset(table, fingerprint=key)
+
+
+def open_table(path: Path, *, encoding: str = "utf-8", role: str = "training",
+               conll: bool = False):
+    """A data file's rows as a `pyarrow.Table`, memory-mapped from the cache (CoNLL text and
+    a JSON array in memory): `open_file`'s table, without importing `datasets`, which
+    is what a preview reads from a thread while the engine thread imports transformers."""
+    return _open(path, encoding, role, conll)[0]
+
+
+def _open(path: Path, encoding: str, role: str, conll: bool):
+    """(the table, its cache file or None when held in memory, its key)."""
     kind, what = file_kind(path, role, conll=conll), f"The {role} file {path}"
     codec = text_encoding(encoding)
     try:
         array = kind == "jsonl" and path.suffix.lower() == ".json" and \
             _starts_with(path, codec, "[")
-        ds = _json_array(path, codec) if array else _conll(path, codec) if kind == "conll" \
-            else None
+        table = _json_array(path, codec) if array else _conll(path, codec) \
+            if kind == "conll" else None
     except (UnicodeDecodeError, ValueError, TypeError) as exc:  # pyarrow: mixed kinds
         raise _read_error(exc, path, kind, codec, encoding, what) from None
-    if ds is None:
-        ds = _load(path, kind, codec, encoding, what)
-    names = _column_names(ds.column_names, path)
-    if names != list(ds.column_names):
-        ds = ds.rename_columns(dict(zip(ds.column_names, names, strict=True)))
-    if len(ds) == 0:
+    if table is None:
+        cached = _load(path, kind, codec, encoding, what)
+        table, key = _mapped(cached), cached.stem
+    else:
+        table = table.rename_columns(_column_names(table.column_names, path))
+        cached, key = None, _cache_key(path, kind, {"encoding": codec})
+    if table.num_rows == 0:
         raise DataError(f"{what} has no rows.")
-    return ds
+    return table, cached, key
 
 
-def _load(path: Path, kind: str, codec: str, encoding: str, what: str):
-    import glob
+def _mapped(target: Path):
+    """A cached Arrow file's table, memory-mapped (as `datasets` maps one): its pages are
+    read as they are used, so a file larger than memory costs little of it."""
+    import pyarrow as pa
 
-    import datasets
-    from datasets.exceptions import DatasetGenerationError
+    return pa.ipc.open_stream(pa.memory_map(str(target))).read_all()
 
-    from engine.data.formats import quiet_datasets
 
-    quiet_datasets()
-    # Its readers log a failure before raising it; the raised one becomes our sentence.
-    datasets.logging.set_verbosity(datasets.logging.CRITICAL)
+def _load(path: Path, kind: str, codec: str, encoding: str, what: str) -> Path:
+    """The file's Arrow table in the cache, written there first if it is not (the rows
+    read a batch at a time, as `datasets`' own CSV, JSON and Parquet readers read them:
+    pandas' reader in chunks, pyarrow's Parquet batches)."""
     options: dict = {}
     builder = {"tsv": "csv", "jsonl": "json"}.get(kind, kind)
     try:
         if kind in ("csv", "tsv"):
-            # pandas' reader under `datasets`: the same missing-value rules as a preview's.
+            # pandas' reader, as under `datasets`: the same missing-value rules as ever.
             options = {"sep": _delimiter(path, codec, kind), "encoding": codec}
         elif kind == "jsonl":
             options = {"encoding": codec}
         target = cache_dir() / f"{_cache_key(path, builder, options)}.arrow"
         if not target.is_file():
-            if kind == "jsonl":
-                batches = _json_lines(path, codec)
-            else:
-                # A name holding [, * or ? is a glob pattern to `datasets`: escaped.
-                rows = datasets.load_dataset(builder, split="rows", streaming=True,
-                                             data_files={"rows": [glob.escape(str(path))]},
-                                             **options)
-                batches = rows.with_format("arrow").iter(batch_size=READ_ROWS)
+            batches = (_json_lines(path, codec) if kind == "jsonl" else
+                       _parquet_batches(path) if kind == "parquet" else
+                       _csv_batches(path, **options))
             _write_arrow(batches, target, path, kind)
         cache_files.touch(target)  # the newest use survives pruning
-        return datasets.Dataset.from_file(str(target))
-    except (DatasetGenerationError, ValueError, OSError, TypeError) as exc:  # decode errors too
+        return target
+    except (ValueError, OSError, TypeError, NotImplementedError) as exc:  # decoding too
         raise _read_error(exc, path, kind, codec, encoding, what) from None
+
+
+def _csv_batches(path: Path, sep: str, encoding: str):
+    """A CSV or TSV file as Arrow tables of `READ_ROWS` rows: pandas' reader, the one
+    `datasets`' CSV builder runs, with its options (pandas' defaults)."""
+    import pandas as pd
+    import pyarrow as pa
+
+    with pd.read_csv(path, sep=sep, encoding=encoding, chunksize=READ_ROWS) as reader:
+        for frame in reader:
+            yield pa.Table.from_pandas(frame, preserve_index=False)
+
+
+def _parquet_batches(path: Path):
+    """A Parquet file as Arrow tables of up to `READ_ROWS` rows, in its own column types."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    with pq.ParquetFile(path) as parquet:
+        for batch in parquet.iter_batches(batch_size=READ_ROWS):
+            yield pa.Table.from_batches([batch])
 
 
 def _cache_key(path: Path, builder: str, options: dict) -> str:
@@ -123,13 +167,17 @@ def _write_arrow(batches, target: Path, path: Path, kind: str) -> None:
     renamed into place, so a crash or a stop leaves none), honouring a stop request
     between batches; memory holds one batch, whatever the file's size."""
     import os
+    import threading
 
     import pyarrow as pa
 
     from engine.data.examples import check_stop
 
     target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(f".{target.stem}.{os.getpid()}.partial")
+    # Named by process and thread: the TUI's preview and its engine thread (token counts,
+    # the audit) may read one new file at once, and neither may write into the other's.
+    partial = target.with_name(f".{target.stem}.{os.getpid()}.{threading.get_ident()}"
+                               ".partial")
     writer, taken = None, 0
     try:
         for batch in batches:
@@ -179,7 +227,8 @@ def prune(folder: Path, keep: int = MAX_FILES, max_bytes: int = MAX_BYTES) -> No
 
 def _read_error(exc: Exception, path: Path, kind: str, codec: str, encoding: str,
                 what: str) -> DataError:
-    """The sentence for a failed read, from the reader's own error under `datasets`'."""
+    """The sentence for a failed read, from the reader's own error (the first decoding or
+    parsing error in its chain of causes)."""
     import pandas as pd
 
     cause = exc
@@ -191,7 +240,7 @@ def _read_error(exc: Exception, path: Path, kind: str, codec: str, encoding: str
     if isinstance(cause, UnicodeDecodeError):
         return DataError(f"{path} is not valid {encoding} text ({bad_byte(path, codec)}); set "
                          "data.encoding to the file's encoding, e.g. latin-1.")
-    if isinstance(cause, pd.errors.EmptyDataError) or "corresponds to no data" in str(cause):
+    if isinstance(cause, pd.errors.EmptyDataError):
         return DataError(f"{what} has no rows.")
     if isinstance(cause, (pd.errors.ParserError, ValueError)):
         return DataError(f"{path} cannot be parsed as {kind.upper()}: {_first_line(cause)}.")
@@ -245,19 +294,18 @@ def _plain(value):
 def _json_array(path: Path, codec: str):
     """A .json file holding one array of row objects, which the lines reader would take
     for a single row."""
-    import datasets
+    import pyarrow as pa
 
     from engine.data.formats import _read_json_array
 
-    return datasets.Dataset.from_pandas(_read_json_array(path, codec), preserve_index=False)
+    return pa.Table.from_pandas(_read_json_array(path, codec), preserve_index=False)
 
 
 def _conll(path: Path, codec: str):
-    """CoNLL text's sentences as a `datasets.Dataset` of tokens and tags columns."""
-    import datasets
+    """CoNLL text's sentences as an Arrow table of tokens and tags columns."""
+    import pyarrow as pa
 
     from engine.data.formats import conll_sentences
 
     rows = conll_sentences(path, codec)
-    return datasets.Dataset.from_dict({"tokens": [r["tokens"] for r in rows],
-                                       "tags": [r["tags"] for r in rows]})
+    return pa.table({"tokens": [r["tokens"] for r in rows], "tags": [r["tags"] for r in rows]})

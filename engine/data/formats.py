@@ -1,13 +1,13 @@
 """How a data file's bytes become rows: encodings, delimiters, header names, CoNLL text
 and JSON arrays, and `datasets` kept quiet.
 
-The rules every reader shares (engine/data/files.py, which reads a file through
-`datasets` into Arrow, and the pandas table reader in engine/data/reader.py that batch
-prediction writes its output through): a UTF-8 byte-order mark is dropped, a
-spreadsheet's ';' is found from the header line, header names are trimmed of spaces
-(two equal once trimmed are refused), CoNLL text is one sentence a row, and a decoding
-error names the byte and line. Imports nothing else of hubtune but its errors, so both
-readers can build on it. Torch-free.
+The rules of the one reader (engine/data/files.py, which reads a file into the Arrow
+table training, the preview, batch prediction and the audit read) and of the files
+written like their input (the audit's cleaned copy): a UTF-8 byte-order mark is
+dropped, a spreadsheet's ';' is found from the header line, header names are trimmed of
+spaces (two equal once trimmed are refused), CoNLL text is one sentence a row, and a
+decoding error names the byte and line. Imports nothing else of hubtune but its
+errors. Torch-free.
 """
 
 from __future__ import annotations

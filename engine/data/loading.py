@@ -35,12 +35,12 @@ from engine.data.examples import (  # noqa: F401  re-exported: the task adapters
 )
 from engine.data.examples import tokenise as _tokenise
 from engine.data.labels import _natural, label_set  # noqa: F401  re-exported
-from engine.data.reader import (  # noqa: F401  read_table: the one reader, re-exported
+from engine.data.reader import (  # noqa: F401  re-exported: the label rules
+    _is_missing,
     case_twin,
     check_labels,
     is_missing_label,
     label_text,
-    read_table,
 )
 from engine.data.text_cells import check_text_values
 
@@ -164,9 +164,8 @@ def _split(frame, label_column: str, fraction: float, seed: int, regression: boo
 
 
 def _text(value) -> str:
-    import pandas as pd
-
-    return "" if value is None or (not isinstance(value, str) and pd.isna(value)) else str(value)
+    """A text cell as text: missing (None, NaN, NA) as ''."""
+    return "" if _is_missing(value) else str(value)
 
 
 def check_text_column(frame, path: Path, column: str, key: str) -> None:

@@ -1,22 +1,21 @@
 """A quick look at a data file before training: columns, first rows, labels.
 
-`read_table` reads a file into a pandas table for the preview and for batch
-prediction (which adds its columns and writes it out); runs read it through
-`datasets` into Arrow (engine/data/files.py, engine/data/file_rows.py). Both
-follow engine/data/formats.py's rules, so a preview shows the columns, rows and
-labels a run will use: the same encoding (a UTF-8 byte-order mark is dropped,
-never left in the first column's name), the same delimiter, header names trimmed
-of surrounding spaces, the same missing-value rules. (The preview stays on pandas
-for now: `datasets` hashes with dill, which in the TUI's preview thread can meet
-transformers half imported by the engine thread.) `check_labels` is the one judge of label cells: empty ones
+The preview reads a file as a run does, through the one reader (`read_rows`,
+engine/data/file_rows.py, over engine/data/files.py's Arrow table), so it shows the
+columns, rows and labels a run will use: the same encoding (a UTF-8 byte-order mark
+is dropped, never left in the first column's name), the same delimiter, header names
+trimmed of surrounding spaces, the same missing-value rules and messages. That reader
+never imports `datasets` (whose fingerprint hashing would import transformers and
+torch on the preview's thread while the engine thread may be importing them).
+`check_labels` is the one judge of label cells: empty ones
 (blank, whitespace, NA/NaN) are left out of training and counted, labels that
 differ only by surrounding spaces are read as one (spaces around a name are
 never meant), and labels that differ only by case are kept as separate classes
 but warned about (merging them would rewrite the data on a guess; the user
 decides). Both the preview and the run report these warnings.
 
-Torch-free (pandas and pyarrow only), so the TUI can call it from a thread
-as a path is typed. Problems are `DataError`s naming the file and what to do.
+Torch-free (pyarrow only), so the TUI can call it from a thread as a path is typed.
+Problems are `DataError`s naming the file and what to do.
 """
 
 from __future__ import annotations
@@ -69,40 +68,44 @@ class DataPreview:
 
 def preview_file(path: Path, *, encoding: str = "utf-8", label_column: str | None = None,
                  text_column: str | None = None, limit: int = 5) -> DataPreview:
+    from engine.data.file_rows import read_rows
+
     if path.is_dir():
         return _preview_folder(path, limit)
-    frame = read_table(path, encoding=encoding, role="data", conll=True)
-    columns = [str(c) for c in frame.columns]
+    rows = read_rows(path, encoding=encoding, role="data", conll=True)
+    columns = rows.columns
     text_column = text_column if text_column in columns else _guess(columns, TEXT_NAMES)
     label_column = label_column if label_column in columns else _guess(columns, LABEL_NAMES)
     counts: Counter[str] = Counter()
     warnings: tuple[str, ...] = ()
     if label_column is not None:
-        values = list(frame[label_column])
+        values = rows[label_column]
         counts.update(label_text(v) if _is_scalar(v) else cell_text(v)
                       for v in values if not is_missing_label(v))
         warnings = check_labels(values, label_column).warnings(path.name)
-    head = frame.head(limit).itertuples(index=False, name=None)
+    head = rows.head(limit)
     return DataPreview(
         path=str(path), columns=tuple(columns),
-        rows=tuple(tuple(cell_text(v) for v in row) for row in head), total_rows=len(frame),
-        label_counts=tuple(counts.most_common()), text_column=text_column,
-        label_column=label_column, warnings=warnings,
+        rows=tuple(tuple(cell_text(v) for v in row)
+                   for row in zip(*(head[c] for c in columns), strict=True)),
+        total_rows=len(rows), label_counts=tuple(counts.most_common()),
+        text_column=text_column, label_column=label_column, warnings=warnings,
     )
 
 
 def read_columns(path: Path, columns: list[str], *, encoding: str = "utf-8") -> list[list[str]]:
     """Every row's values of `columns`, as text (list cells joined by spaces)."""
+    from engine.data.file_rows import read_rows
+
     if path.is_dir():
         raise DataError(f"{path} is a folder of images; it has no text to count tokens of.")
-    frame = read_table(path, encoding=encoding, role="data", conll=True)
-    header = [str(c) for c in frame.columns]
+    rows = read_rows(path, encoding=encoding, role="data", conll=True)
     for column in columns:
-        if column not in header:
+        if column not in rows.columns:
             raise DataError(f"{path.name} has no column {column!r}; its columns are "
-                            f"{', '.join(header)}.")
-    return [[_as_text(v) for v in row]
-            for row in frame[columns].itertuples(index=False, name=None)]
+                            f"{', '.join(rows.columns)}.")
+    return [[_as_text(v) for v in row] for row in zip(*(rows[c] for c in columns),
+                                                      strict=True)]
 
 
 def _as_text(value) -> str:
@@ -120,7 +123,7 @@ def _as_text(value) -> str:
     return cell_text(value)
 
 
-# -- the pandas table reader (what batch prediction writes out) ----------------------
+# -- a new file's encoding (`hubtune predict --file`) ------------------------------
 
 BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"),
         (codecs.BOM_UTF8, "utf-8"), (codecs.BOM_UTF16_LE, "utf-16"),
@@ -166,56 +169,6 @@ def _decodes(path: Path, encoding: str) -> bool:
     except UnicodeDecodeError:
         return False
     return True
-
-
-def read_table(path: Path, *, encoding: str = "utf-8", role: str = "training",
-               conll: bool = False):
-    """Read a CSV, TSV, JSONL or Parquet file (or CoNLL text, with `conll`) into a
-    pandas DataFrame: what training reads and what a preview shows.
-
-    `role` names the file in messages: training, validation, or data (a preview).
-    """
-    import pandas as pd
-
-    kind, what = file_kind(path, role, conll=conll), f"The {role} file {path}"
-    suffix = path.suffix.lower()
-    codec = text_encoding(encoding)
-    try:
-        if kind in ("csv", "tsv"):
-            frame = pd.read_csv(path, sep=_delimiter(path, codec, kind), encoding=codec,
-                                dtype_backend="numpy_nullable")
-        elif kind == "jsonl" and suffix == ".json" and _starts_with(path, codec, "["):
-            frame = _read_json_array(path, codec)
-        elif kind == "jsonl":
-            frame = pd.read_json(path, lines=True, encoding=codec, precise_float=True)
-        elif kind == "conll":
-            frame = _read_conll(path, codec)
-        else:
-            frame = pd.read_parquet(path)
-    except UnicodeDecodeError:
-        raise DataError(
-            f"{path} is not valid {encoding} text ({bad_byte(path, codec)}); set "
-            "data.encoding to the file's encoding, e.g. latin-1."
-        ) from None
-    except pd.errors.EmptyDataError:
-        raise DataError(f"{what} has no rows.") from None
-    except pd.errors.ParserError as exc:
-        raise DataError(f"{path} cannot be parsed as {kind.upper()}: {_first_line(exc)}.") from None
-    except ValueError as exc:
-        raise DataError(f"{path} cannot be parsed as {kind.upper()}: {_first_line(exc)}.") from None
-    except (OSError, ImportError, NotImplementedError) as exc:  # pyarrow: unsupported types
-        raise DataError(f"Cannot read {path}: {_first_line(exc)}.") from None
-    frame.columns = _column_names(frame.columns, path)
-    if len(frame) == 0:
-        raise DataError(f"{what} has no rows.")
-    return frame
-
-
-def _read_conll(path: Path, codec: str):
-    """Sentences from CoNLL-style text as a table of tokens and tags columns."""
-    import pandas as pd
-
-    return pd.DataFrame(conll_sentences(path, codec))
 
 
 def cell_text(value) -> str:

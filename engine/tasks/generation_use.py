@@ -53,11 +53,12 @@ def predict_texts(predictor, path: Path, cfg, column, batch_size: int, progress
     data.max_target_length as in evaluation); chrF against a target column if any."""
     import torch
 
-    from engine.data.loading import pick_column, read_table
+    from engine.data.file_rows import read_rows
+    from engine.data.loading import pick_column
     from engine.tasks.columns import TARGET_NAMES
 
     spec = cfg.data
-    table = read_table(path, encoding=spec.encoding, role="data")
+    table = read_rows(path, encoding=spec.encoding, role="data")
     source_col = pick_column(table, path, column or spec.text_column, "--column",
                              ("source", "src", "document", "input"))
     sources = [spec.source_prefix + ("" if v is None or v != v else str(v))
@@ -78,7 +79,7 @@ def predict_texts(predictor, path: Path, cfg, column, batch_size: int, progress
                 texts[i] = text.strip()
             if progress is not None:
                 progress(len(chunk), len(sources))
-    out = table.copy()
+    out = table.frame()  # the rows as read, written out with the predictions added
     out["predicted"] = texts
     target_col = next((c for c in (spec.label_column, *TARGET_NAMES)
                        if c in table.columns and c != source_col), None)
@@ -86,10 +87,11 @@ def predict_texts(predictor, path: Path, cfg, column, batch_size: int, progress
     if target_col is not None:
         import sacrebleu
 
-        have = [i for i, v in enumerate(table[target_col]) if isinstance(v, str)]
+        targets = table[target_col]
+        have = [i for i, v in enumerate(targets) if isinstance(v, str)]
         if have:
             score = sacrebleu.corpus_chrf([texts[i] for i in have],
-                                          [[table[target_col].iloc[i] for i in have]]).score
+                                          [[targets[i] for i in have]]).score
             metric = ("chrf", score, len(have))
     return FilePredictions(out, metric)
 

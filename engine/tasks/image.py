@@ -170,7 +170,8 @@ def image_table(path: Path, cfg, column: str | None):
     per class, a folder of images, or a CSV/TSV/JSONL/Parquet of paths (relative to it)."""
     import pandas as pd
 
-    from engine.data.loading import label_text, pick_column, read_table
+    from engine.data.file_rows import read_rows
+    from engine.data.loading import label_text, pick_column
 
     if path.is_dir():
         if any(p.is_dir() and not p.name.startswith(".") for p in path.iterdir()):
@@ -181,7 +182,7 @@ def image_table(path: Path, cfg, column: str | None):
         if not paths:
             raise DataError(f"{path} holds no images ({', '.join(IMAGE_SUFFIXES)}).")
         return pd.DataFrame({"path": paths}), None
-    table = read_table(path, encoding=cfg.data.encoding, role="data")
+    table = read_rows(path, encoding=cfg.data.encoding, role="data").frame()
     path_col = pick_column(table, path, column or cfg.data.text_column, "--column",
                            ("path", "image", "file", "filename"))
     table = table.assign(**{path_col: [str(p if (p := Path(str(v))).is_absolute()

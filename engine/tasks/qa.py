@@ -61,14 +61,14 @@ def squad_frame(path: Path, encoding: str = "utf-8", role: str = "data"):
     prediction adds its answers to and writes out."""
     import pandas as pd
 
-    from engine.data.reader import read_table
+    from engine.data.file_rows import read_rows
 
     doc = squad_rows(path, encoding)
     if doc is not None:
         return pd.DataFrame(doc)
-    frame = read_table(path, encoding=encoding, role=role)
-    columns = with_answers({c: list(frame[c]) for c in frame.columns}, path)
-    frame = frame.assign(answers=columns["answers"])
+    rows = read_rows(path, encoding=encoding, role=role)
+    columns = with_answers({c: rows[c] for c in rows.columns}, path)
+    frame = rows.frame().assign(answers=columns["answers"])
     return frame if "id" in frame.columns else frame.assign(id=columns["id"])
 
 
@@ -382,18 +382,20 @@ def answer(predictor, text: str) -> Prediction:
 
 
 def question_table(path: Path, cfg):
-    """Questions from SQuAD JSON or a table; answers are optional here."""
-    from engine.data.loading import read_table
+    """Questions from SQuAD JSON or a table, as a pandas table (what batch prediction adds
+    its answers to and writes out); answers are optional here."""
+    from engine.data.file_rows import read_rows
+
     if path.suffix.lower() == ".json":
         return squad_frame(path, cfg.data.encoding, "data")
-    table = read_table(path, encoding=cfg.data.encoding, role="data")
+    table = read_rows(path, encoding=cfg.data.encoding, role="data")
     if {"answers"} & set(table.columns) or {"answer_text", "answer_start"} <= set(table.columns):
         return squad_frame(path, cfg.data.encoding, "data")
     for col in ("question", "context"):
         if col not in table.columns:
             raise DataError(f"{path} has no column {col!r}; question answering needs question "
                             f"and context (its columns are {', '.join(map(str, table.columns))}).")
-    return table
+    return table.frame()
 
 
 def predict_answers(predictor, path: Path, cfg, batch_size: int, progress

@@ -157,12 +157,13 @@ def file_metric(kind: str, labels: list, predicted: list, outputs
 def predict_text_file(predictor, kind: str, cfg, path: Path, column: str | None,
                       batch_size: int, progress) -> FilePredictions:
     """Each row's text (and pair) scored; `p_<label>` columns for a few classes."""
-    from engine.data.loading import _text, read_table
+    from engine.data.file_rows import read_rows
+    from engine.data.loading import _text
 
     if path.is_dir():
         raise DataError(f"{path} is a folder; give a CSV, TSV, JSONL or Parquet file.")
-    table = read_table(path, encoding=cfg.data.encoding, role="data")
-    columns = [str(c) for c in table.columns]
+    table = read_rows(path, encoding=cfg.data.encoding, role="data")
+    columns = table.columns
     text_col = column or cfg.data.text_column
     pair_col = cfg.data.text_pair_column
     for wanted, what in ((text_col, "--column"), (pair_col, "data.text_pair_column")):
@@ -173,7 +174,7 @@ def predict_text_file(predictor, kind: str, cfg, path: Path, column: str | None,
     pairs = [_text(v) for v in table[pair_col]] if pair_col else None
     outputs = score_batches(predictor, kind, texts, pairs, batch_size=batch_size,
                             max_length=cfg.data.max_length, progress=progress)
-    out = table.copy()
+    out = table.frame()  # the rows as read, written out with the predictions added
     predicted, score = readable(outputs, predictor.labels, kind)
     out["predicted"], out["score"] = predicted, score
     if kind != "regression" and len(predictor.labels) <= PROBABILITY_COLUMNS_UP_TO:
@@ -182,7 +183,7 @@ def predict_text_file(predictor, kind: str, cfg, path: Path, column: str | None,
     metric = None
     label_col = cfg.data.label_column
     if label_col in columns and label_col not in (text_col, pair_col):
-        metric = file_metric(kind, list(table[label_col]), predicted, outputs)
+        metric = file_metric(kind, table[label_col], predicted, outputs)
     return FilePredictions(out, metric)
 
 

@@ -240,11 +240,10 @@ def predict_tags(predictor, path: Path, cfg, column, batch_size: int, progress
     words past data.max_length get no tag, as the run saw none."""
     import torch
 
+    from engine.data.file_rows import read_rows
     from engine.data.loading import as_list, pick_column
-    from engine.data.reader import read_table
 
-    # A table the predictions are added to as columns, then written out.
-    table = read_table(path, encoding=cfg.data.encoding, role="data", conll=True)
+    table = read_rows(path, encoding=cfg.data.encoding, role="data", conll=True)
     words_col = pick_column(table, path, column or cfg.data.text_column, "--column",
                             ("tokens", "words"))
     words = [[str(w) for w in as_list(v, path, words_col, i)]
@@ -274,7 +273,7 @@ def predict_tags(predictor, path: Path, cfg, column, batch_size: int, progress
                 progress(len(chunk), len(order))
     tags_col = next((c for c in (cfg.data.label_column, "tags", "ner_tags", "labels")
                      if c in table.columns and c != words_col), None)
-    out = table.copy()
+    out = table.frame()  # the rows as read, written out with the predictions added
     out["predicted"] = [" ".join(t) for t in tags]
     out["score"] = sure
     metric = None

@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import os
 import pickle
+import subprocess
+import sys
 import threading
+import types
 from pathlib import Path
 
 import pytest
@@ -37,6 +40,61 @@ def test_a_file_is_read_into_one_arrow_table_and_again_after_an_edit(hubtune_hom
     assert len(open_file(path)) == 3 and len(cached_tables(hubtune_home)) == 2
 
 
+class _HalfImported(types.ModuleType):
+    """A module another thread is still importing: in `sys.modules`, its names not yet
+    there (what Python hands a second importing thread to avoid a deadlock)."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.asked: list[str] = []
+
+    def __getattr__(self, name: str):
+        if not name.startswith("__"):
+            self.asked.append(name)
+        raise AttributeError(f"partially initialized module {self.__name__!r} has no "
+                             f"attribute {name!r} (most likely due to a circular import)")
+
+
+def test_reading_a_file_never_looks_into_a_half_imported_transformers(hubtune_home,
+                                                                      tmp_path, monkeypatch):
+    """The new-run form previews a file on a thread while the engine thread may be
+    importing transformers and torch. `datasets` fingerprints a dataset by hashing it
+    with dill, whose pickler looks into both modules whenever they are in `sys.modules`:
+    half imported, they raise (the preview crashed so). The race made deterministic:
+    both modules half imported while a file is read, written to the cache and read
+    from it, by the preview and by training's reader; nothing may look into them."""
+    import datasets  # noqa: F401  imported by now in the app; its own import is not the race
+
+    from engine.data.files import open_file
+    from engine.data.reader import preview_file
+
+    half = [_HalfImported("transformers"), _HalfImported("torch")]
+    for module in half:
+        monkeypatch.setitem(sys.modules, module.__name__, module)
+    table = tmp_path / "d.csv"
+    table.write_text("text,label\ngood,pos\nbad,neg\nfine,pos\n")
+    array = tmp_path / "a.json"
+    array.write_text('[{" text ": "good", "label": "pos"}]')
+    conll = tmp_path / "s.conll"
+    conll.write_text("EU B-ORG\nrejects O\n")
+    for _ in range(2):  # written to the cache, then read from it
+        assert preview_file(table).label_counts == (("pos", 2), ("neg", 1))
+        assert open_file(table).with_format("arrow")["label"].to_pylist() == [
+            "pos", "neg", "pos"]
+    assert open_file(array).column_names == ["text", "label"]
+    assert open_file(conll, conll=True)["tags"] == [["B-ORG", "O"]]
+    assert [m.asked for m in half] == [[], []]
+    # And the preview's thread imports neither `datasets` nor the modules it would hash.
+    code = ("import sys; from pathlib import Path; from engine.data.reader import "
+            "preview_file; preview_file(Path(sys.argv[1])); print(sorted(m for m in "
+            "('datasets', 'torch', 'transformers') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code, str(table)], capture_output=True,
+                          text=True, cwd=Path(__file__).resolve().parents[2],
+                          env={**os.environ, "HUBTUNE_HOME": str(hubtune_home)}, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+
+
 def test_a_stop_while_a_file_is_read_leaves_no_table(hubtune_home, tmp_path):
     from engine.data.examples import PreparationStopped, stoppable
     from engine.data.files import open_file
@@ -49,6 +107,42 @@ def test_a_stop_while_a_file_is_read_leaves_no_table(hubtune_home, tmp_path):
     folder = hubtune_home / "cache" / "datasets"
     assert not folder.exists() or list(folder.iterdir()) == []
     assert len(open_file(path)) == 40  # read whole once not stopped
+
+
+def test_two_threads_reading_one_new_file_each_write_their_own_table(hubtune_home,
+                                                                      tmp_path):
+    """The TUI's preview thread and its engine thread (token counts, the audit) may read
+    the same new file at once: one thread's whole read runs while the other's is half
+    written, and both tables, and the one left in the cache, hold every row."""
+    from engine.data.examples import stoppable
+    from engine.data.files import READ_ROWS, open_table
+
+    path = tmp_path / "both.csv"
+    rows = READ_ROWS + 5  # two batches: the second thread runs between them
+    path.write_text("text,label\n" + "".join(f"row {i},{i % 2}\n" for i in range(rows)))
+    other: list = []
+
+    class _OtherReadsMeanwhile:
+        """A stop request never made, asked between batches: after the first batch, the
+        other thread reads the whole file."""
+
+        calls = 0
+
+        def is_set(self) -> bool:
+            self.calls += 1
+            if self.calls == 2:
+                thread = threading.Thread(target=lambda: other.append(open_table(path)))
+                thread.start()
+                thread.join()
+            return False
+
+    with stoppable(_OtherReadsMeanwhile()):
+        first = open_table(path)
+    [table] = cached_tables(hubtune_home)
+    for read in (first, other[0], open_table(path)):
+        assert read.num_rows == rows and read.column("text")[-1].as_py() == f"row {rows - 1}"
+    assert cached_tables(hubtune_home) == [table]
+    assert not list(table.parent.glob(".*.partial"))
 
 
 def test_a_column_that_changes_kind_part_way_is_one_sentence(hubtune_home, tmp_path):

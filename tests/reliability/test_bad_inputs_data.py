@@ -102,7 +102,7 @@ def plain_load(tiny_bert, tmp_path_factory):
 
 @pytest.mark.parametrize("kind", VARIANTS)
 def test_preview_shows_what_training_reads(kind, tiny_bert, tmp_path, plain_load):
-    from engine.data.loading import read_table
+    from engine.data.file_rows import read_rows
 
     path, encoding = write_variant(kind, tmp_path)
     preview = preview_file(path, encoding=encoding)
@@ -112,9 +112,9 @@ def test_preview_shows_what_training_reads(kind, tiny_bert, tmp_path, plain_load
     assert dict(preview.label_counts) == {"positive": 12, "negative": 8}
     assert preview.warnings == ()
     # Training reads the same table (the one reader) and trains on the same examples.
-    frame = read_table(path, encoding=encoding)
-    assert list(frame.columns) == list(preview.columns)
-    assert [tuple(r) for r in frame.itertuples(index=False)] == ROWS
+    rows = read_rows(path, encoding=encoding)
+    assert rows.columns == list(preview.columns)
+    assert list(zip(rows["text"], rows["label"], strict=True)) == ROWS
     data = load_text(text_config(tiny_bert, path, encoding))
     assert data.labels == tuple(sorted(k for k, _ in preview.label_counts))
     assert len(data.train) + len(data.validation) == preview.total_rows
@@ -131,13 +131,13 @@ def test_the_corpus_bom_and_padded_header_files_train(tiny_bert):
 
 
 def test_a_wrong_encoding_reads_the_same_error_in_both(tmp_path):
-    from engine.data.loading import read_table
+    from engine.data.file_rows import read_rows
 
     path, _ = write_variant("latin1.csv", tmp_path)
     with pytest.raises(DataError) as previewed:
         preview_file(path)
     with pytest.raises(DataError) as trained:
-        read_table(path)
+        read_rows(path)
     assert str(previewed.value) == str(trained.value)
     assert "is not valid utf-8 text (byte 0xe9 on line 6); set data.encoding" in str(
         trained.value)

@@ -47,13 +47,13 @@ def test_config_from_any_yaml_text(text):
 @FUZZ
 @given(st.binary(max_size=400), st.sampled_from([".csv", ".tsv", ".jsonl", ".parquet"]))
 def test_file_readers_on_any_bytes(blob, suffix):
-    from engine.data.loading import read_table
+    from engine.data.file_rows import read_rows
     from engine.data.reader import preview_file
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / f"fuzz{suffix}"
         path.write_bytes(blob)
-        for reader in (lambda: read_table(path), lambda: preview_file(path)):
+        for reader in (lambda: read_rows(path), lambda: preview_file(path)):
             try:
                 reader()
             except HubtuneError as exc:
