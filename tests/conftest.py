@@ -23,6 +23,9 @@ if "HUBTUNE_HOME" not in os.environ:
     os.environ["HUBTUNE_HOME"] = tempfile.mkdtemp(prefix="hubtune-home-")
     atexit.register(shutil.rmtree, os.environ["HUBTUNE_HOME"], ignore_errors=True)
 atexit.register(shutil.rmtree, _HF_HOME, ignore_errors=True)
+# torchrun started by a test itself (not by a run, which names its own folder) keeps its
+# per-launch logs there too, rather than a torchelastic_* folder in /tmp per launch.
+os.environ.setdefault("PET_LOG_DIR", os.path.join(_HF_HOME, "torchelastic"))
 if os.environ.get("PYTEST_XDIST_WORKER"):
     # Several test processes share the cores, and most tests start workers of their own:
     # one compute thread per process (inherited by those workers) instead of one per core

@@ -67,9 +67,11 @@ def test_follow_says_a_queued_runs_place_then_counts_steps_with_an_eta(store, ca
         # The first step, before the first logged one (log_every steps in).
         store.log_metrics(run_id, [(0, 0.0, "total_steps", 100.0, 0.0),
                                    (1, 0.01, STEP_METRIC, 1.0, 0.0)])
-        follower.wait_for("step 1/100  ETA ")
-        store.log_metrics(run_id, [(10, 0.1, "loss", 0.7, 0.0), (10, 0.1, "lr", 1e-4, 0.0)])
-        follower.wait_for("step 10/100  loss 0.700  lr 1.00e-04  ETA ")
+        follower.wait_for("step 1/100\n")  # no ETA yet: 20 s of loading is not a pace
+        store.log_metrics(run_id, [(10, 0.1, "loss", 0.7, 0.0), (10, 0.1, "lr", 1e-4, 0.0),
+                                   (10, 0.1, "steps_per_s", 2.0, 0.0)])
+        # The pace of the logged interval: 90 steps left at 2 a second.
+        follower.wait_for("step 10/100  loss 0.700  lr 1.00e-04  ETA 45s")
         store.finish(run_id, "completed", summary={"watched_metric": "accuracy",
                                                    "final_accuracy": 0.7})
         follower.thread.join(10)
@@ -107,4 +109,8 @@ async def test_the_panel_counts_from_the_first_step_with_an_eta(store):
     async with app.run_test(size=(120, 40)) as pilot:
         summary = app.screen.query_one("#detail-summary", Static)
         await wait_for(pilot, lambda: "step 1/200" in str(summary.render()))
-        assert "ETA " in str(summary.render())
+        assert "ETA " not in str(summary.render())  # 30 s of loading is not a pace
+        store.log_metrics(run_id, [(20, 0.2, "loss", 0.5, 0.0),
+                                   (20, 0.2, "steps_per_s", 4.0, 0.0)])
+        # The logged interval's pace: 180 steps left at 4 a second.
+        await wait_for(pilot, lambda: "ETA 45s" in str(summary.render()))

@@ -184,13 +184,20 @@ def current_step(latest: dict[str, float], logged_step: int) -> int:
 
 
 def run_eta(latest: dict[str, float], step: int, run) -> str | None:
-    """Time left for a running run, from its pace so far (the run panel, `train` and
-    `runs follow` all show this one)."""
+    """Time left for a running run at the pace of its last logging interval (the run
+    panel, `train` and `runs follow` all show this one). None before the first interval
+    ends: the time so far is mostly loading the model and data, and dividing it by one
+    step promised hours for a run of minutes."""
     total = latest.get("total_steps")
-    if run.status != "running" or not total or step <= 0 or not run.duration_s:
+    if run.status != "running" or not total or step <= 0:
         return None
-    left = run.duration_s / step * max(0, total - step)
-    return duration(left)
+    pace = latest.get("steps_per_s")
+    if pace:
+        return duration(max(0, total - step) / pace)
+    if "loss" not in latest or not run.duration_s:  # before the first logged interval
+        return None
+    # A run recorded before steps_per_s was logged (a remote box on an older hubtune).
+    return duration(run.duration_s / step * max(0, total - step))
 
 
 def short_task(task: str | None) -> str:

@@ -49,9 +49,12 @@ OUTCOME_FILE = "rank-{rank}.outcome.json"
 LOG_TAIL_BYTES = 64 << 10
 
 
-def _torchrun(spec: NodeSpec, processes: int, *target: str) -> list[str]:
-    return [sys.executable, "-m", "torch.distributed.run", *torchrun_args(spec, processes),
-            *target]
+def _torchrun(options: list[str], folder: Path, *target: str) -> list[str]:
+    """The torchrun command line; its per-attempt folders go under the run's `folder`
+    (left to itself, torchrun makes a `torchelastic_*` folder in /tmp per launch and
+    never removes it)."""
+    return [sys.executable, "-m", "torch.distributed.run", *options,
+            "--log-dir", str(folder / "torchrun"), *target]
 
 
 def _run_forwarding(command: list[str], **popen) -> int:
@@ -87,8 +90,8 @@ def launch(run_id: int, db_file: Path, lease: str, worker_args: list[str]) -> in
     env = {k: v for k, v in os.environ.items() if k not in TORCHRUN_VARIABLES}
     options = (torchrun_args(spec, processes) if spec is not None
                else ["--standalone", f"--nproc-per-node={processes}"])
-    code = _run_forwarding([sys.executable, "-m", "torch.distributed.run", *options,
-                            "-m", "engine.launch.worker", *worker_args], env=env)
+    code = _run_forwarding(_torchrun(options, run_dir(run_id), "-m", "engine.launch.worker",
+                                     *worker_args), env=env)
     log = run_dir(run_id) / "worker.log"
     store = RunStore(db_file)
     try:
@@ -171,8 +174,8 @@ def run_node(folder: Path, spec: NodeSpec, processes: int) -> tuple[str, str | N
     env.setdefault("TOKENIZERS_PARALLELISM", "false")
     log = folder / "worker.log"
     with open(log, "ab") as out:
-        code = _run_forwarding(_torchrun(spec, processes, "-m", "engine.launch.nodes", "rank",
-                                         str(folder)),
+        code = _run_forwarding(_torchrun(torchrun_args(spec, processes), folder,
+                                         "-m", "engine.launch.nodes", "rank", str(folder)),
                                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                                env=env)
     outcomes = []

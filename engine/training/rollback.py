@@ -3,9 +3,10 @@ checkpoint at or before the last step a rule trusted, with the learning rate low
 at most `train.watch.max_rollbacks` times.
 
 `Rollbacks` is the hand-over between the worker's store thread, where the watch rules
-run (engine.launch.sink), and the training loop, which applies a request between two
-optimizer steps (`roll_back_if_asked`); the loop also asks on its own for a loss that
-is no longer a number. A rollback restores the checkpoint whole (weights, optimizer,
+run (engine.launch.sink), and the training loop, which applies a request to its
+prepared run (engine.training.prepared) between two optimizer steps
+(`roll_back_if_asked`); the loop also asks on its own for a loss that is no longer a
+number. A rollback restores the checkpoint whole (weights, optimizer,
 schedule, random states, data position), so the replay differs from the first try
 only by its rate; checkpoints after it, from the abandoned stretch, are deleted. It is
 not a resume: the process and its model stay. torch is imported inside the functions
@@ -77,24 +78,24 @@ def rollbacks_for(cfg: RunConfig, used: int = 0) -> Rollbacks | None:
     return Rollbacks(spec.max_rollbacks, spec.rollback_lr_factor, used)
 
 
-def non_finite_rollback(loop, loss: float) -> bool:
+def non_finite_rollback(run, box: Rollbacks | None, loss: float) -> bool:
     """A logged loss that is no longer a number, under `non_finite: {action: rollback}`:
     ask for a rollback to the step before the interval; False (the run fails, as it does
     unwatched) without the rule, with the limit spent or with no checkpoint to go to.
     Every rank sees the same (reduced) loss; rank 0's answer is everyone's."""
     from engine.training.ranks import decided_by_rank_0
 
-    spec, box, st = loop.cfg.train.watch, loop.rollbacks, loop.state
+    spec, st = run.cfg.train.watch, run.state
     rule = spec.non_finite if spec is not None else None
     if box is None or rule is None or rule.action != "rollback":
         return False
-    every = loop.cfg.train.log_every
+    every = run.cfg.train.log_every
     # The interval's losses came from the weights after its first step - 1 on; the
     # previous reading's step is the last whose loss was a number (as in engine.runs.watch).
     good = max((st.step - 1) // every * every - 1, 0)
-    asked = (checkpoint_at_or_before(loop.out_dir, good) is not None
+    asked = (checkpoint_at_or_before(run.out_dir, good) is not None
              and box.request("non_finite", good, f"loss {loss} at step {st.step}"))
-    return decided_by_rank_0(loop.accelerator, bool(asked))
+    return decided_by_rank_0(run.accelerator, bool(asked))
 
 
 def checkpoint_at_or_before(run_folder: Path | None, step: int) -> Path | None:
@@ -109,66 +110,66 @@ def checkpoint_at_or_before(run_folder: Path | None, step: int) -> Path | None:
     return found[-1] if found else None
 
 
-def roll_back_if_asked(loop) -> bool:
-    """Between two optimizer steps: apply a pending rollback; True when the loop must
-    restart its epoch at the restored data position. With several processes rank 0's
-    request (and checkpoint) is shared at logging steps only, a small broadcast."""
-    box, acc = loop.rollbacks, loop.accelerator
+def roll_back_if_asked(run, box: Rollbacks, evaluation, *, meeting: bool) -> bool:
+    """Between two optimizer steps: apply a pending rollback to `run`; True when the loop
+    must restart its epoch at the restored data position. With several processes rank 0's
+    request (and checkpoint) is shared at logging steps only (`meeting`: the steps every
+    rank knows to meet at), a small broadcast. `evaluation` (engine.training.evaluation)
+    learns of the restored position."""
+    acc = run.accelerator
     if acc.num_processes == 1:
         request = box.take()
-        folder = request and checkpoint_at_or_before(loop.out_dir, request.good_step)
+        folder = request and checkpoint_at_or_before(run.out_dir, request.good_step)
     else:
-        if not loop._logs(loop.state.step):  # the steps every rank knows to meet at
+        if not meeting:
             return False
         from accelerate.utils import broadcast_object_list
 
         request = box.take()
         folder = None
         if acc.is_main_process and request is not None:
-            folder = checkpoint_at_or_before(loop.out_dir, request.good_step)
+            folder = checkpoint_at_or_before(run.out_dir, request.good_step)
             request = replace(request, good_step=int(folder.name[5:]) if folder else -1)
         request = broadcast_object_list([request if acc.is_main_process else None])[0]
         if request is not None and request.good_step >= 0:
-            folder = loop.out_dir / "checkpoints" / f"step-{request.good_step}"
+            folder = run.out_dir / "checkpoints" / f"step-{request.good_step}"
     if request is None:
         return False
     if folder is None:
         from engine.core.events import Note
 
-        loop.emit(Note(f"No checkpoint at or before step {request.good_step} to roll back "
-                       f"to ({request.rule}); the run goes on.", level="warning"))
+        run.emit(Note(f"No checkpoint at or before step {request.good_step} to roll back "
+                      f"to ({request.rule}); the run goes on.", level="warning"))
         return False
-    roll_back(loop, folder, request)
+    roll_back(run, box, evaluation, folder, request)
     return True
 
 
-def roll_back(loop, folder: Path, request: RollbackRequest) -> None:
-    """Restore checkpoint `folder` into the running loop and lower its learning rate."""
+def roll_back(run, box: Rollbacks, evaluation, folder: Path, request: RollbackRequest) -> None:
+    """Restore checkpoint `folder` into the running run and lower its learning rate."""
     from engine.training.checkpoint import STATE_FILE, _step_folders, load_checkpoint
 
     if not (folder / STATE_FILE).is_file():
         raise HubtuneError(f"Cannot roll back: the checkpoint {folder} is not on this "
                            "machine; keep the run's folder on a shared disk.")
-    box, acc, st = loop.rollbacks, loop.accelerator, loop.state
+    acc, st = run.accelerator, run.state
     from_step, best_step = st.step, st.best_step
-    rates = list(getattr(loop.scheduler, "scheduler", loop.scheduler).base_lrs)  # peaks now
-    restored = load_checkpoint(folder, loop._unwrapped(), loop.optimizer, loop.scheduler,
+    rates = list(getattr(run.scheduler, "scheduler", run.scheduler).base_lrs)  # peaks now
+    restored = load_checkpoint(folder, run.plain_model, run.optimizer, run.scheduler,
                                scaler=acc.scaler, rank=acc.process_index)
-    for name, value in vars(restored).items():  # in place: the loop holds on to its state
+    for name, value in vars(restored).items():  # in place: the run's parts hold on to it
         setattr(st, name, value)
-    now = lower_rates(loop.scheduler, loop.optimizer, [r * box.factor for r in rates])
-    loop.optimizer.zero_grad(set_to_none=True)
+    now = lower_rates(run.scheduler, run.optimizer, [r * box.factor for r in rates])
+    run.optimizer.zero_grad(set_to_none=True)
     box.take()  # another rank's own request (a non-finite loss) is this one
     box.used += 1
     if acc.is_main_process:  # the abandoned stretch's checkpoints
-        for later in _step_folders(loop.out_dir):
+        for later in _step_folders(run.out_dir):
             if int(later.name.removeprefix("step-")) > st.step:
                 shutil.rmtree(later, ignore_errors=True)
-    if st.best_step != best_step:
-        loop.best = {}  # as after a resume: the best evaluation's metrics come again
-    loop.last_eval_step = -1
-    loop._follow_schedule()
-    loop.emit(RolledBack(rule=request.rule, from_step=from_step, to_step=st.step,
+    evaluation.rolled_back(best_step)
+    run.unfreezing.follow(run)
+    run.emit(RolledBack(rule=request.rule, from_step=from_step, to_step=st.step,
                          learning_rate=now[0], previous_rate=rates[0], count=box.used,
                          limit=box.limit, factor=box.factor, detail=request.detail))
 

@@ -3,8 +3,9 @@
 `RunSetup` starts accelerate, reads the data (through the tokenised-data cache),
 builds the model with its head and freezing plan, picks the batches (cached
 frozen-backbone features, or length-grouped batches through data workers), hands
-model, optimizer, loader and schedule to accelerate, and restores a checkpoint. The
-training loop (`engine.training.loop`) is its subclass and reads what it set up.
+model, optimizer, loader and schedule to accelerate, and restores a checkpoint. What it
+hands on is a `PreparedRun` (engine.training.prepared), a plain record the training loop
+(`engine.training.loop`) reads; the builder itself is not kept.
 
 A stop request is honoured between the steps (and while the data is tokenised):
 such a run ends as stopped with no step and no checkpoint.
@@ -32,13 +33,11 @@ from engine.training.backends import (
     use_channels_last,
 )
 from engine.training.checkpoint import LoopState, load_checkpoint
-from engine.training.compat import (
-    release_ddp_hooks,
-    replace_prepared_model,
-    reset_accelerator_state,
-)
+from engine.training.compat import reset_accelerator_state
 from engine.training.optim import OverflowSteps, is_fused, lr_lambda, make_optimizer
 from engine.training.precision import resolve_precision
+from engine.training.prepared import PreparedRun
+from engine.training.unfreezing import Unfreezing
 
 
 def watched_metric(cfg: RunConfig, task) -> str:
@@ -60,7 +59,9 @@ def watched_metric(cfg: RunConfig, task) -> str:
 
 
 class RunSetup:
-    """A run's state from its config to the moment before the first step."""
+    """Builds a run from its config up to the moment before the first step; `prepare`
+    hands on the result. An exception out of `prepare` (out of memory, a stop) is one
+    raised while preparing."""
 
     def __init__(self, cfg: RunConfig, emit: Callable[[Event], None], stop: threading.Event,
                  out_dir: Path | None) -> None:
@@ -68,23 +69,11 @@ class RunSetup:
         self.emit = emit
         self.stop = stop
         self.out_dir = Path(out_dir) if out_dir is not None else None
-        self.state = LoopState(step=0, epoch=0, batches_in_epoch=0, best_metric=None,
-                               best_step=0, evals_without_gain=0)
-        self.best: dict = {}
-        self.last_eval: dict = {}
-        self.last_eval_step = -1
-        self.start_step = 0
-        """The step this session began at (a resumed run's checkpoint)."""
-        self.phase = "preparing"
-        """What the run is doing, for the out-of-memory message: preparing, training
-        or evaluating."""
-        self.optimizer = None
-        self.steps_per_epoch = 1
         self.bucketed = None
         """The PadToBucket collator of a statically compiled text run."""
         self.channels_last = self.cudnn_benchmark = False
 
-    def prepare(self, resume_from: Path | None) -> None:
+    def prepare(self, resume_from: Path | None) -> PreparedRun:
         """Everything before the first step, as named steps; a stop request is honoured
         between them (and while the data is tokenised)."""
         self._start_accelerator()
@@ -94,10 +83,11 @@ class RunSetup:
         model = self._build_model(model_path)
         self._stop_preparing()
         train_model, collate = self._batches(model, model_path)
-        self._prepare_optimization(train_model, collate)
-        self._restore(resume_from)
+        run = self._prepare_optimization(train_model, collate)
+        self._restore(run, resume_from)
         self._stop_preparing()
-        self._announce()
+        self._announce(run)
+        return run
 
     def _start_accelerator(self) -> None:
         from accelerate import Accelerator
@@ -171,13 +161,12 @@ class RunSetup:
         if cfg.freeze.lora is not None:
             targets = inject_lora(model, cfg.freeze.lora)
             self.emit(Note(f"LoRA adapters on {', '.join(targets)}"))
-        self.plan = plan_freeze(model, cfg.freeze)
-        self.stage = 0
-        apply_freeze(model, self.plan)
+        self.plan = plan = plan_freeze(model, cfg.freeze)
+        apply_freeze(model, plan)
         if cfg.freeze.policy != "full" or cfg.freeze.lora is not None:
-            frozen = [g for g, t, f in self.plan.group_rows() if f and not t]
+            frozen = [g for g, t, f in plan.group_rows() if f and not t]
             self.emit(Note(f"Freezing ({cfg.freeze.policy}): {', '.join(frozen) or 'parts'}; "
-                           f"{self.plan.trainable_count:,} parameters train"))
+                           f"{plan.trainable_count:,} parameters train"))
         if cfg.train.head_learning_rate is None and cfg.head_rate() != cfg.train.learning_rate:
             self.emit(Note(f"The head trains at {cfg.head_rate():g}, a linear-probe rate for a "
                            "frozen backbone; set train.head_learning_rate to choose another"))
@@ -207,6 +196,7 @@ class RunSetup:
         self.frozen_backbone = cfg.freeze.policy == "head_only" and cfg.freeze.lora is None
         self.cached = (self.frozen_backbone and cfg.train.cache_features
                        and hasattr(model, "pool"))
+        self.val_features = None
         if self.cached:
             from engine.training.features import cache_features
 
@@ -233,19 +223,18 @@ class RunSetup:
                 model, self.accelerator.device.type, cfg.train.deterministic)
         return train_model, collate
 
-    def _prepare_optimization(self, train_model, collate) -> None:
+    def _prepare_optimization(self, train_model, collate) -> PreparedRun:
         """Loader, optimizer and schedule, handed to accelerate; the step counts."""
         cfg = self.cfg
         from engine.training.loader import training_loader
 
         device_type = self.accelerator.device.type
-        loader, self.collate, choice = training_loader(
+        loader, collate, choice = training_loader(
             cfg, self.task.vision and not self.cached, device_type, len(self.data.train),
             self.sampler, collate, self.emit)
         optimizer = make_optimizer(
             train_model, cfg, None if self.cached else self.plan.ever_trainable)
-        self.plain_model = train_model
-        """The module the optimizer steps, without data parallel or compile wrappers."""
+        plain_model = train_model
         train_model = self._compile(train_model)
         accum, processes = cfg.train.grad_accumulation, self.accelerator.num_processes
         # accelerate steps a prepared scheduler once per process for every optimizer step,
@@ -257,11 +246,10 @@ class RunSetup:
             optimizer, lr_lambda(horizon, int(cfg.train.warmup_ratio * horizon),
                                  cfg.train.scheduler)
         )
-        self.model, self.optimizer, self.loader, self.scheduler = self.accelerator.prepare(
+        model, optimizer, loader, scheduler = self.accelerator.prepare(
             train_model, optimizer, loader, scheduler
         )
-        self.overflow = OverflowSteps(self.accelerator.scaler, self.optimizer)
-        self.speed = SpeedSettings(
+        speed = SpeedSettings(
             device=device_type, tf32=self.tf32, deterministic=cfg.train.deterministic,
             channels_last=self.channels_last, cudnn_benchmark=self.cudnn_benchmark,
             attention=attention_implementation(self.full_model),
@@ -269,16 +257,28 @@ class RunSetup:
             persistent_workers=choice.persistent, pin_memory=choice.pin_memory,
             max_tokens_per_batch=getattr(self.sampler, "budget", None), compile=self.compiled)
         # Each process sees every N-th batch: its own epoch is len(loader) batches.
-        self.batches_per_epoch = len(self.loader)
-        self.steps_per_epoch = max(1, -(-self.batches_per_epoch // accum))
-        total = math.ceil(cfg.train.epochs * self.steps_per_epoch)
-        self.total_steps = min(total, cfg.train.max_steps) if cfg.train.max_steps else total
+        batches_per_epoch = len(loader)
+        steps_per_epoch = max(1, -(-batches_per_epoch // accum))
+        total = math.ceil(cfg.train.epochs * steps_per_epoch)
         if not self.accelerator.is_main_process:
             self.emit = lambda event: None  # only rank 0 reports, so the store has one writer
         if processes > 1:
             backend = getattr(self.accelerator.state, "backend", None) or "?"
             self.emit(Note(f"Data parallel over {processes} processes ({backend}); each sees "
-                           f"{self.batches_per_epoch} of {len(self.sampler)} batches an epoch"))
+                           f"{batches_per_epoch} of {len(self.sampler)} batches an epoch"))
+        return PreparedRun(
+            cfg=cfg, emit=self.emit, stop=self.stop, out_dir=self.out_dir,
+            accelerator=self.accelerator, precision=self.precision, task=self.task,
+            watch=self.watch, processor=self.processor, data=self.data,
+            full_model=self.full_model, plain_model=plain_model, model=model,
+            optimizer=optimizer, scheduler=scheduler, loader=loader, sampler=self.sampler,
+            collate=collate, overflow=OverflowSteps(self.accelerator.scaler, optimizer),
+            unfreezing=Unfreezing(self.plan), cached=self.cached,
+            frozen_backbone=self.frozen_backbone, val_features=self.val_features,
+            speed=speed, batches_per_epoch=batches_per_epoch, steps_per_epoch=steps_per_epoch,
+            total_steps=min(total, cfg.train.max_steps) if cfg.train.max_steps else total,
+            state=LoopState(step=0, epoch=0, batches_in_epoch=0, best_metric=None,
+                            best_step=0, evals_without_gain=0))
 
     def _compile(self, train_model):
         """torch.compile the training model when train.compile asks (buckets.compile_model)."""
@@ -291,30 +291,31 @@ class RunSetup:
                            "the first steps are slow)"))
         return train_model
 
-    def _restore(self, resume_from: Path | None) -> None:
+    def _restore(self, run: PreparedRun, resume_from: Path | None) -> None:
+        """A resumed run's checkpoint into the prepared parts, and its unfreezing stage."""
         if resume_from is not None:
-            self.state = load_checkpoint(resume_from, self._unwrapped(), self.optimizer,
-                                         self.scheduler, scaler=self.accelerator.scaler,
-                                         rank=self.accelerator.process_index)
-            self.emit(Note(f"{RESUMED} {self.state.step} ({resume_from.name})"))
-        self.start_step = self.state.step
-        self._follow_schedule()
-        self.phase = "training"
+            acc = run.accelerator
+            run.state = load_checkpoint(resume_from, run.plain_model, run.optimizer,
+                                        run.scheduler, scaler=acc.scaler,
+                                        rank=acc.process_index)
+            run.emit(Note(f"{RESUMED} {run.state.step} ({resume_from.name})"))
+        run.start_step = run.state.step
+        run.unfreezing.follow(run)
 
-    def _announce(self) -> None:
-        self.emit(RunPrepared(
-            total_steps=self.total_steps,
-            train_samples=len(self.data.train),
-            validation_samples=len(self.data.validation),
-            labels=tuple(self.data.labels),
-            device=str(self.accelerator.device),
-            precision=self.precision,
-            trainable_params=sum(p.numel() for p in self.full_model.parameters()
-                                 if p.requires_grad),
-            total_params=sum(p.numel() for p in self.full_model.parameters()),
-            speed=self.speed.to_dict(),
+    def _announce(self, run: PreparedRun) -> None:
+        model = run.full_model
+        run.emit(RunPrepared(
+            total_steps=run.total_steps,
+            train_samples=len(run.data.train),
+            validation_samples=len(run.data.validation),
+            labels=tuple(run.data.labels),
+            device=str(run.accelerator.device),
+            precision=run.precision,
+            trainable_params=sum(p.numel() for p in model.parameters() if p.requires_grad),
+            total_params=sum(p.numel() for p in model.parameters()),
+            speed=run.speed.to_dict(),
         ))
-        self.emit(Note(self.speed.describe()))
+        run.emit(Note(run.speed.describe()))
 
     def _fit(self, cfg: RunConfig, model_path: Path) -> RunConfig:
         """cfg with its token lengths clamped to the model's positions, each clamp noted."""
@@ -329,35 +330,11 @@ class RunSetup:
         """End the run now if a stop was requested while it prepares.
 
         With several processes the request is agreed at the first step instead
-        (`_should_stop`): one process leaving early would hang the others in
+        (the loop's `_should_stop`): one process leaving early would hang the others in
         their first collective.
         """
         if self.accelerator.num_processes == 1 and self.stop.is_set():
             raise PreparationStopped
-
-    def _unwrapped(self):
-        """The plain module: no DDP wrapper, no torch.compile wrapper (so weight names and
-        checkpoints are the same with and without compile, with one process or several:
-        accelerate's unwrap leaves the compile wrapper inside data parallel in place, and
-        its `_orig_mod.` names with it)."""
-        return self.plain_model
-
-    def _follow_schedule(self) -> None:
-        """Gradual unfreezing: open the stage this point of the run has reached."""
-        from engine.modeling.freeze import apply_freeze
-
-        stage = self.plan.stage_at(self.state.epoch, self.state.step)
-        if stage == self.stage:
-            return
-        apply_freeze(self.full_model, self.plan, stage)
-        rewrap(self.accelerator, self)
-        opened = [g for (g, t, _), (_, t0, _) in zip(
-            self.plan.group_rows(self.plan.schedule[stage]),
-            self.plan.group_rows(self.plan.schedule[self.stage]), strict=True) if t and not t0]
-        count = sum(p.numel() for p in self.full_model.parameters() if p.requires_grad)
-        self.emit(Note(f"Gradual unfreezing, stage {stage}: {', '.join(opened)} open; "
-                       f"{count:,} parameters train"))
-        self.stage = stage
 
 
 def ddp_settings() -> list:
@@ -373,27 +350,3 @@ def ddp_settings() -> list:
     return [DistributedDataParallelKwargs(gradient_as_bucket_view=True),
             InitProcessGroupKwargs(timeout=timedelta(seconds=PROCESS_GROUP_TIMEOUT_S))]
 
-
-def rewrap(accelerator, run) -> None:
-    """Wrap `run.model` for data parallel again after its trainable parameters changed.
-
-    DistributedDataParallel averages the gradients of the parameters that needed them
-    when it wrapped the model, and of no others: a parameter gradual unfreezing opens
-    later would train on each rank's own gradient, and the ranks' models would drift
-    apart without a word. The new wrapper takes the same settings; the old one's
-    gradient hooks go with it.
-    """
-    from torch.nn.parallel import DistributedDataParallel
-
-    old = run.model
-    if not isinstance(old, DistributedDataParallel):
-        return
-    release_ddp_hooks(old)
-    run.model = DistributedDataParallel(
-        old.module, device_ids=old.device_ids, output_device=old.output_device,
-        broadcast_buffers=old.broadcast_buffers,
-        find_unused_parameters=old.find_unused_parameters,
-        gradient_as_bucket_view=old.gradient_as_bucket_view)
-    # accelerate keeps the models it prepared (for unwrap and save_state): the new wrapper
-    # replaces the old one there too.
-    replace_prepared_model(accelerator, old, run.model)

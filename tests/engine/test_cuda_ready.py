@@ -157,14 +157,15 @@ def _scaled_loop(cfg):
     """The real training loop with torch's CPU gradient scaler in accelerate's place
     (accelerate makes one only for fp16 on a GPU): the same optimizer wrapper, scaler
     calls and scheduler as an fp16 run on CUDA."""
-    from engine.training.loop import _Loop
+    from engine.training.setup import RunSetup
+    from tests.support.tests_helpers import prepared_loop
 
-    class ScaledLoop(_Loop):
+    class ScaledSetup(RunSetup):
         def _start_accelerator(self):
             super()._start_accelerator()
             self.accelerator.scaler = torch.amp.GradScaler("cpu", init_scale=2.0 ** 10)
 
-    return ScaledLoop(cfg, lambda e: None, threading.Event(), None)
+    return prepared_loop(cfg, setup=ScaledSetup(cfg, lambda e: None, threading.Event(), None))
 
 
 def _run_with_an_overflow_at_step_two(loop):
@@ -178,15 +179,14 @@ def _run_with_an_overflow_at_step_two(loop):
     def poison(grad):
         return grad * float("inf") if calls["n"] == 2 else grad
 
-    for p in loop.model.parameters():
+    for p in loop.run.model.parameters():
         if p.requires_grad:
             p.register_hook(poison)
     loop._step = step
     lrs = []
     real_log = loop._log
-    loop._log = lambda window: (lrs.append(loop.scheduler.get_last_lr()[0]),
-                                real_log(window))[1]
-    loop.run()
+    loop._log = lambda: (lrs.append(loop.run.scheduler.get_last_lr()[0]), real_log())[1]
+    loop.train()
     return lrs
 
 
@@ -196,8 +196,7 @@ def test_the_schedule_stands_still_on_an_overflow_step_of_the_training_loop(
     # Three warmup steps of four: every real step moves the rate.
     cfg = _cfg(tmp_path, tiny_bert, sentiment_csv, warmup_ratio=0.9, max_grad_norm=None)
     loop = _scaled_loop(cfg)
-    loop.prepare(None)
-    assert is_fused(loop.optimizer) and loop.overflow.active
+    assert is_fused(loop.run.optimizer) and loop.run.overflow.active
     lrs = _run_with_an_overflow_at_step_two(loop)
     assert len(lrs) == 4
     assert lrs[1] == lrs[0]  # the skipped step left the warmup where it was
@@ -207,12 +206,11 @@ def test_the_schedule_stands_still_on_an_overflow_step_of_the_training_loop(
 @cuda
 def test_cuda_fp16_overflow_with_fused_adamw_does_not_advance_the_schedule(
         tmp_path, tiny_bert, sentiment_csv):
-    from engine.training.loop import _Loop
+    from tests.support.tests_helpers import prepared_loop
 
     cfg = _cfg(tmp_path, tiny_bert, sentiment_csv, precision="fp16", warmup_ratio=0.9)
-    loop = _Loop(cfg, lambda e: None, threading.Event(), None)
-    loop.prepare(None)
-    assert loop.accelerator.scaler is not None and is_fused(loop.optimizer)
+    loop = prepared_loop(cfg)
+    assert loop.run.accelerator.scaler is not None and is_fused(loop.run.optimizer)
     lrs = _run_with_an_overflow_at_step_two(loop)
     assert lrs[1] == lrs[0] and lrs[2] > lrs[1]
 
@@ -255,12 +253,12 @@ def test_an_operation_without_a_deterministic_kernel_is_named_in_a_sentence():
 @pytest.mark.slow
 def test_a_deterministic_run_puts_the_process_back_afterwards(tmp_path, tiny_bert,
                                                               sentiment_csv):
-    from engine.training.loop import _Loop, train
+    from engine.training.loop import train
+    from tests.support.tests_helpers import prepared_loop
 
     cfg = _cfg(tmp_path, tiny_bert, sentiment_csv, max_steps=2, deterministic=True)
-    loop = _Loop(cfg, lambda e: None, threading.Event(), None)
-    loop.prepare(None)
-    assert torch.are_deterministic_algorithms_enabled() and loop.speed.deterministic
+    loop = prepared_loop(cfg)
+    assert torch.are_deterministic_algorithms_enabled() and loop.run.speed.deterministic
     assert train(cfg, lambda e: None, threading.Event()).status == "completed"
     assert not torch.are_deterministic_algorithms_enabled()
 
@@ -532,37 +530,35 @@ def test_cuda_tf32_follows_the_config():
 @pytest.mark.slow
 def test_cuda_head_only_run_on_cached_features_trains(tmp_path, tiny_bert, sentiment_csv):
     """Defect 1: the features live on the GPU; pinning them crashed at step 0."""
-    from engine.training.loop import _Loop
+    from tests.support.tests_helpers import prepared_loop
 
-    loop = _Loop(_head_only(_cfg(tmp_path, tiny_bert, sentiment_csv)), lambda e: None,
-                 threading.Event(), None)
-    loop.prepare(None)
-    assert loop.cached and batch_device(loop.collate).type == "cuda"
-    assert loop.speed.pin_memory is False and loop.speed.tf32 is (
+    loop = prepared_loop(_head_only(_cfg(tmp_path, tiny_bert, sentiment_csv)))
+    run = loop.run
+    assert run.cached and batch_device(run.collate).type == "cuda"
+    assert run.speed.pin_memory is False and run.speed.tf32 is (
         torch.cuda.get_device_capability() >= (8, 0))
-    assert loop.run().status == "completed"
+    assert loop.train().status == "completed"
 
 
 @cuda
 @pytest.mark.slow
 def test_cuda_text_batches_are_pinned_and_report_the_attention_kernel(tmp_path, tiny_bert,
                                                                       sentiment_csv):
-    from engine.training.loop import _Loop
+    from tests.support.tests_helpers import prepared_loop
 
-    loop = _Loop(_cfg(tmp_path, tiny_bert, sentiment_csv), lambda e: None,
-                 threading.Event(), None)
-    loop.prepare(None)
-    assert loop.speed.device == "cuda" and loop.speed.pin_memory is True
-    assert loop.speed.attention == "sdpa"
-    assert loop.run().status == "completed"
+    loop = prepared_loop(_cfg(tmp_path, tiny_bert, sentiment_csv))
+    speed = loop.run.speed
+    assert speed.device == "cuda" and speed.pin_memory is True
+    assert speed.attention == "sdpa"
+    assert loop.train().status == "completed"
 
 
 @cuda
 @pytest.mark.slow
 def test_cuda_cnn_trains_channels_last_with_persistent_workers(tmp_path):
     from engine.core.config import RunConfig
-    from engine.training.loop import _Loop
     from tests.support import task_data as td
+    from tests.support.tests_helpers import prepared_loop
 
     data = td.write_digits_folder(tmp_path / "digits", per_class=8, classes=range(2))
     cfg = RunConfig.from_dict({
@@ -572,12 +568,11 @@ def test_cuda_cnn_trains_channels_last_with_persistent_workers(tmp_path):
                  "augment": True},
         "train": {"epochs": 2, "batch_size": 4, "data_workers": 2, "log_every": 1},
         "base_dir": str(tmp_path)})
-    loop = _Loop(cfg, lambda e: None, threading.Event(), None)
-    loop.prepare(None)
-    speed = loop.speed
+    loop = prepared_loop(cfg)
+    speed = loop.run.speed
     assert speed.channels_last and speed.cudnn_benchmark and speed.persistent_workers
     assert speed.attention is None
-    assert loop.run().status == "completed"
+    assert loop.train().status == "completed"
 
 
 @cuda

@@ -119,7 +119,7 @@ def plan(family: str, case: tuple, *, precision: str, device_type: str,
 
 
 def _step(model, batch, optimizer, autocast=None) -> None:
-    """One step as the training loop takes it (engine.training.loop._step)."""
+    """One step as the training loop takes it (engine.training.loop.TrainingLoop._step)."""
     import contextlib
 
     import torch

@@ -129,7 +129,8 @@ def test_evaluation_and_feature_caching_run_under_the_training_autocast(
         tmp_path, tiny_bert, sentiment_csv):
     """A bf16 run on the CPU: every forward pass, training or not, runs in autocast."""
     from engine.core.events import StepLogged
-    from engine.training.loop import _Loop
+    from engine.training.setup import RunSetup
+    from tests.support.tests_helpers import prepared_loop
 
     seen: dict[str, set] = {"train": set(), "eval": set()}
 
@@ -150,21 +151,21 @@ def test_evaluation_and_feature_caching_run_under_the_training_autocast(
             data["freeze"] = {"policy": "head_only"}
             cfg = RunConfig.from_dict(data)
         events = []
-        loop = _Loop(cfg, events.append, threading.Event(), None)
+        setup = RunSetup(cfg, events.append, threading.Event(), None)
         # The backbone's encoder: it runs in training steps, in evaluation, and (frozen
         # backbone) while its features are cached before the first step.
-        original = loop._build_model
+        original = setup._build_model
 
         def build(path, original=original):
             model = original(path)
             model.backbone.encoder.register_forward_hook(record)
             return model
 
-        loop._build_model = build
-        loop.prepare(None)
-        outcome = loop.run()
+        setup._build_model = build
+        loop = prepared_loop(cfg, setup=setup)
+        outcome = loop.train()
         assert outcome.status == "completed", outcome.error
-        assert loop.precision == "bf16"
+        assert loop.run.precision == "bf16"
         assert any(isinstance(e, StepLogged) for e in events)
     assert seen["eval"] == {True}
     assert seen["train"] == {True}
@@ -191,14 +192,13 @@ def test_the_gradient_scaler_state_is_checkpointed(tmp_path):
                     "gradient scaler")
 def test_an_fp16_overflow_step_does_not_advance_the_schedule(tmp_path, tiny_bert,
                                                             sentiment_csv):
-    from engine.training.loop import _Loop
     from tests.engine.test_cuda_ready import _run_with_an_overflow_at_step_two
+    from tests.support.tests_helpers import prepared_loop
 
     # Three warmup steps of four, so that every real step moves the rate (with two, the
     # rate after a wrongly counted step would equal the right one by chance).
     cfg = _cfg(tmp_path, tiny_bert, sentiment_csv, precision="fp16", warmup_ratio=0.9)
-    loop = _Loop(cfg, lambda e: None, threading.Event(), None)
-    loop.prepare(None)
+    loop = prepared_loop(cfg)
     # An infinite gradient at the second step: the scaler skips it.
     lrs = _run_with_an_overflow_at_step_two(loop)
     assert lrs[1] == lrs[0]  # the skipped step left the warmup where it was

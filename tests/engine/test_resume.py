@@ -94,11 +94,10 @@ def test_a_full_disk_keeps_the_previous_checkpoint(tmp_path, tiny_bert, sentimen
     from engine.modeling.loading import SequenceClassifier  # noqa: F401 - the model type being restored
 
     # The surviving checkpoint loads into a freshly built run.
-    from engine.training.loop import _Loop
+    from tests.support.tests_helpers import prepared_loop
 
-    loop = _Loop(dataclasses.replace(cfg), lambda e: None, threading.Event(), None)
-    loop.prepare(resume_from=last)
-    assert loop.state.step == 4
+    loop = prepared_loop(dataclasses.replace(cfg), resume_from=last)
+    assert loop.run.state.step == 4
     assert isinstance(load_checkpoint, object)
 
 

@@ -6,7 +6,6 @@ event with its numbers."""
 from __future__ import annotations
 
 import dataclasses
-import threading
 
 import pytest
 import torch
@@ -40,8 +39,7 @@ def test_rollback_restores_the_checkpoint_exactly_and_lowers_the_rate(
         tmp_path, tiny_bert, sentiment_csv):
     from safetensors.torch import load_file
 
-    from engine.training.loop import _Loop
-    from tests.support.tests_helpers import config_for
+    from tests.support.tests_helpers import config_for, prepared_loop
 
     cfg = watched(config_for(tmp_path, tiny_bert, sentiment_csv, max_steps=8),
                   rules={"loss_spike": WatchRule(action="rollback")}, rollback_lr_factor=0.25)
@@ -50,39 +48,38 @@ def test_rollback_restores_the_checkpoint_exactly_and_lowers_the_rate(
 
     def emit(event):
         if isinstance(event, StepLogged) and event.step == 7 and "rates" not in seen:
-            seen["rates"] = [g["lr"] for g in loop.optimizer.param_groups]
+            seen["rates"] = [g["lr"] for g in run.optimizer.param_groups]
             # as the store thread would on a finding at step 7 whose last good step is 5
             assert loop.rollbacks.request("loss_spike", 5)
         if isinstance(event, RolledBack):
             seen["event"] = event
             seen["weights"] = {k: v.detach().clone()
-                               for k, v in loop._unwrapped().state_dict().items()}
+                               for k, v in run.plain_model.state_dict().items()}
             seen["optimizer"] = {k: {n: t.clone() for n, t in v.items()}
-                                 for k, v in loop.optimizer.state_dict()["state"].items()}
-            seen["rates_after"] = [g["lr"] for g in loop.optimizer.param_groups]
+                                 for k, v in run.optimizer.state_dict()["state"].items()}
+            seen["rates_after"] = [g["lr"] for g in run.optimizer.param_groups]
             seen["left"] = sorted(p.name for p in (out / "checkpoints").iterdir())
-            seen["state"] = dataclasses.asdict(loop.state)
+            seen["state"] = dataclasses.asdict(run.state)
         if isinstance(event, StepLogged):
             seen.setdefault("steps", []).append((event.step, event.metrics["lr"]))
             seen.setdefault("norms", []).append(event.metrics["grad_norm"])
 
-    loop = _Loop(cfg, emit, threading.Event(), out)
-    loop.rollbacks = Rollbacks(limit=2, factor=0.25)
-    loop.prepare(None)
+    loop = prepared_loop(cfg, emit, out, rollbacks=Rollbacks(limit=2, factor=0.25))
+    run = loop.run
     # the checkpoint as written, read before the run goes on and replaces it
     original = {}
 
-    real_save = loop._save_checkpoint
+    real_write = loop.checkpoints._write
 
-    def save(ranks):
-        real_save(ranks)
-        if loop.state.step == 4 and "event" not in seen:
+    def write(ranks, metric):
+        real_write(ranks, metric)
+        if run.state.step == 4 and "event" not in seen:
             folder = out / "checkpoints" / "step-4"
             original["weights"] = load_file(folder / "model.safetensors")
             original["optimizer"] = torch.load(folder / "optimizer.pt", weights_only=True)
 
-    loop._save_checkpoint = save
-    outcome = loop.run()
+    loop.checkpoints._write = write
+    outcome = loop.train()
     assert outcome.status == "completed"
     event = seen["event"]
     assert (event.rule, event.from_step, event.to_step, event.count) == ("loss_spike", 7, 4, 1)
@@ -120,7 +117,7 @@ def _poisoned_after(loop, first_call: int, *, once: bool) -> None:
         hit = calls["n"] == first_call if once else calls["n"] >= first_call
         return grad * float("nan") if hit else grad
 
-    for p in loop.model.parameters():
+    for p in loop.run.model.parameters():
         if p.requires_grad:
             p.register_hook(poison)
     loop._step = step
@@ -130,20 +127,17 @@ def _poisoned_after(loop, first_call: int, *, once: bool) -> None:
 @pytest.mark.parametrize("once", [True, False])
 def test_a_non_finite_loss_rolls_back_at_most_max_rollbacks_times(
         tmp_path, tiny_bert, sentiment_csv, once):
-    from engine.training.loop import _Loop
     from engine.training.rollback import rollbacks_for
-    from tests.support.tests_helpers import config_for
+    from tests.support.tests_helpers import config_for, prepared_loop
 
     cfg = watched(config_for(tmp_path, tiny_bert, sentiment_csv, max_steps=8),
                   rules={"non_finite": WatchRule(action="rollback")}, max_rollbacks=1)
     if once:  # unclipped: the norm is still read, taken on logging steps only
         cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, max_grad_norm=None))
     events = []
-    loop = _Loop(cfg, events.append, threading.Event(), tmp_path / "out")
-    loop.rollbacks = rollbacks_for(cfg)
-    loop.prepare(None)
+    loop = prepared_loop(cfg, events.append, tmp_path / "out", rollbacks=rollbacks_for(cfg))
     _poisoned_after(loop, 4, once=once)  # step 4's update is NaN: step 5's loss is
-    outcome = loop.run()
+    outcome = loop.train()
     rolled = [e for e in events if isinstance(e, RolledBack)]
     assert len(rolled) == 1  # max_rollbacks: 1
     # step 5's loss came from step 4's weights: the newest checkpoint before them is step 2's

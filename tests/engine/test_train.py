@@ -168,13 +168,11 @@ def test_the_saved_model_is_the_best_evaluation(tmp_path, tiny_bert, sentiment_c
 
 def test_out_of_memory_fails_the_run_with_suggestions(tmp_path, tiny_bert, sentiment_csv):
     """A CUDA OOM injected at the third step: the run fails with reason and remedies."""
-    from engine.training.loop import _Loop
-    from tests.support.tests_helpers import config_for
+    from tests.support.tests_helpers import config_for, prepared_loop
 
     cfg = config_for(tmp_path, tiny_bert, sentiment_csv, epochs=2)
-    loop = _Loop(cfg, lambda e: None, threading.Event(), tmp_path / "out")
-    loop.prepare(None)
-    real_forward, calls = loop.model.forward, {"n": 0}
+    loop = prepared_loop(cfg, out_dir=tmp_path / "out")
+    real_forward, calls = loop.run.model.forward, {"n": 0}
 
     def forward(*args, **kwargs):
         calls["n"] += 1
@@ -182,8 +180,8 @@ def test_out_of_memory_fails_the_run_with_suggestions(tmp_path, tiny_bert, senti
             raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
         return real_forward(*args, **kwargs)
 
-    loop.model.forward = forward
-    outcome = loop.run()
+    loop.run.model.forward = forward
+    outcome = loop.train()
     assert outcome.status == "failed"
     assert outcome.error.startswith("Out of GPU memory at step 2 with batch size 16; fork the "
                                     "run with train.batch_size=8 train.grad_accumulation=2")
@@ -198,8 +196,8 @@ def test_out_of_memory_outside_a_step_fails_the_run_the_same_way(tmp_path, tiny_
                                                                  monkeypatch):
     """OOM while loading the model or caching features, or in an evaluation: the same
     failed outcome with its reason, not a crash."""
-    from engine.training.loop import _Loop
-    from tests.support.tests_helpers import config_for
+    from engine.training.setup import RunSetup
+    from tests.support.tests_helpers import config_for, prepared_loop
 
     cfg = config_for(tmp_path, tiny_bert, sentiment_csv, epochs=1)
 
@@ -207,15 +205,14 @@ def test_out_of_memory_outside_a_step_fails_the_run_the_same_way(tmp_path, tiny_
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
     if where == "preparing":  # caching a frozen backbone's features, say
-        monkeypatch.setattr(_Loop, "_batches", out_of_memory)
+        monkeypatch.setattr(RunSetup, "_batches", out_of_memory)
         outcome = train(cfg, lambda e: None, threading.Event(), out_dir=tmp_path / "out")
         assert outcome.error.startswith("Out of GPU memory while preparing the run")
         assert outcome.summary["steps"] == 0
     else:
-        loop = _Loop(cfg, lambda e: None, threading.Event(), tmp_path / "out")
-        loop.prepare(None)
-        loop.task.evaluate = out_of_memory
-        outcome = loop.run()
+        loop = prepared_loop(cfg, out_dir=tmp_path / "out")
+        loop.run.task.evaluate = out_of_memory
+        outcome = loop.train()
         assert outcome.error.startswith("Out of GPU memory while evaluating at step ")
     assert outcome.status == "failed"
     assert outcome.summary["failure_reason"] == "oom"
@@ -322,29 +319,32 @@ def test_tokenising_stops_between_chunks(monkeypatch):
 
 
 def test_samples_per_second_leaves_out_evaluation_time(tmp_path, tiny_bert, sentiment_csv):
-    """An evaluation after each of two steps that takes 2 s: the logged rate over those
-    32 samples stays a training rate (it would be under 8 samples/s if they counted)."""
+    """An evaluation after each of two steps that takes 4 s: the logged rate over those
+    32 samples stays a training rate (it would be under 4 samples/s if they counted;
+    over 6 leaves the two training steps 5 s even on a loaded machine)."""
     import time
 
     from engine.core.events import StepLogged
-    from engine.training.loop import _Loop
-    from tests.support.tests_helpers import config_for
+    from tests.support.tests_helpers import config_for, prepared_loop
 
     cfg = load_config_dict(config_for(tmp_path, tiny_bert, sentiment_csv, max_steps=2),
                            {"train": {"eval_every": 1, "log_every": 2}})
     events = []
-    loop = _Loop(cfg, events.append, threading.Event(), None)
-    loop.prepare(None)
-    real = loop.task.evaluate
+    loop = prepared_loop(cfg, events.append)
+    real = loop.run.task.evaluate
 
     def slow_evaluate(*args, **kwargs):
-        time.sleep(2.0)
+        time.sleep(4.0)
         return real(*args, **kwargs)
 
-    loop.task.evaluate = slow_evaluate
-    assert loop.run().status == "completed"
-    rates = [e.metrics["samples_per_s"] for e in events if isinstance(e, StepLogged)]
-    assert len(rates) == 1 and rates[0] > 16, rates
+    loop.run.task.evaluate = slow_evaluate
+    assert loop.train().status == "completed"
+    logged = [e.metrics for e in events if isinstance(e, StepLogged)]
+    rates = [m["samples_per_s"] for m in logged]
+    assert len(rates) == 1 and rates[0] > 6, rates
+    # The ETA's pace: the same interval's two steps over the same training-only time
+    # (16 samples a step here), so the two rates agree.
+    assert logged[0]["steps_per_s"] == pytest.approx(rates[0] / 16), logged
     from engine.core.events import FirstStepTaken
 
     # Step 1 is no logging step (log_every 2), yet it is reported: the counter starts there.

@@ -24,7 +24,7 @@ def test_two_process_training_completes_with_one_writer(tiny_config):
         capture_output=True, text=True, timeout=300, cwd=REPO, env=env)
     assert result.returncode == 0, result.stderr + result.stdout
     run_id = int(result.stdout.splitlines()[0])
-    from store import RunStore
+    from store import RunStore, run_dir
 
     store = RunStore()
     run = store.get_run(run_id)
@@ -43,3 +43,5 @@ def test_two_process_training_completes_with_one_writer(tiny_config):
     assert len(store.series(run_id, "val_accuracy")) == 8
     assert run.summary["best_accuracy"] > run.summary["baseline_majority_accuracy"]
     assert (Path(run.output_dir) / "model" / "model.safetensors").is_file()
+    # torchrun's per-launch folder sits in the run's folder, not one more in /tmp per run
+    assert [p.name for p in (run_dir(run_id) / "torchrun").iterdir()]

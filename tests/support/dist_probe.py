@@ -3,7 +3,7 @@
     python -m torch.distributed.run --standalone --nproc_per_node 2 dist_probe.py \
         CONFIG.json OUT_DIR RESULT_DIR [--stop-at STEP] [--resume CHECKPOINT]
 
-Each rank trains through `engine.training.loop._Loop` exactly as the worker does
+Each rank trains through `engine.training.loop.TrainingLoop` exactly as the worker does
 (without the store), then writes `RESULT_DIR/rank<R>.safetensors` (its model's
 parameters) and, on rank 0, `RESULT_DIR/outcome.json` with the events it saw. With
 `--stop-at`, rank 0 raises the stop flag once it has logged that step, as a
@@ -44,7 +44,7 @@ def main() -> int:
 
     from engine.core.config import RunConfig
     from engine.core.events import Note, StepLogged
-    from engine.training.loop import _Loop
+    from tests.support.tests_helpers import prepared_loop
 
     rank = int(os.environ.get("RANK", "0"))
     cfg = RunConfig.from_dict(json.loads(args.config.read_text()))
@@ -58,16 +58,15 @@ def main() -> int:
                 and event.step >= args.stop_at):
             stop.set()
 
-    loop = _Loop(cfg, emit, stop, args.out_dir)
-    loop.prepare(args.resume)
-    outcome = loop.run()
+    loop = prepared_loop(cfg, emit, args.out_dir, stop=stop, resume_from=args.resume)
+    outcome = loop.train()
     args.result_dir.mkdir(parents=True, exist_ok=True)
     params = {k: v.detach().float().cpu().contiguous()
-              for k, v in loop._unwrapped().named_parameters()}
+              for k, v in loop.run.plain_model.named_parameters()}
     save_file(params, str(args.result_dir / f"rank{rank}.safetensors"))
     if rank == 0:
         (args.result_dir / "outcome.json").write_text(json.dumps({
-            "status": outcome.status, "error": outcome.error, "steps": loop.state.step,
+            "status": outcome.status, "error": outcome.error, "steps": loop.run.state.step,
             "notes": notes}))
     return 0
 

@@ -36,13 +36,13 @@ def inject(fault: str) -> None:
 
         engine.tasks.task_for = task_for
     elif fault == "nan-loss":
-        real_step = loop._Loop._step
+        real_step = loop.TrainingLoop._step
 
         def step(self, batch):
-            loss = real_step(self, batch)
-            return loss * float("nan") if self.state.step >= 2 else loss
+            loss, norm = real_step(self, batch)
+            return (loss * float("nan") if self.run.state.step >= 2 else loss), norm
 
-        loop._Loop._step = step
+        loop.TrainingLoop._step = step
     else:
         raise SystemExit(f"unknown fault {fault!r}")
 

@@ -43,30 +43,31 @@ def record_process_group() -> None:
 
 def check_eval() -> None:
     from engine.tasks.eval_shards import sharded
-    from engine.training import loop
+    from engine.training.evaluation import Evaluation
 
-    real = loop._Loop.evaluate
+    real = Evaluation.evaluate
 
     def evaluate(self) -> None:
         real(self)
-        model, calls = self._unwrapped(), []
+        run = self.run
+        model, calls = run.plain_model, []
         hook = model.register_forward_hook(lambda *_: calls.append(1))
         found = {}
         for mode in ("unsharded", "sharded"):
             calls.clear()
             world = 2 if mode == "sharded" else 1
-            with sharded(self.accelerator.process_index, world):
-                metrics = self.task.evaluate(model, self.data, self.processor, self.cfg,
-                                             self.accelerator.device)
+            with sharded(run.accelerator.process_index, world):
+                metrics = run.task.evaluate(model, run.data, run.processor, run.cfg,
+                                            run.accelerator.device)
             examples = metrics.pop("examples")
-            found[mode] = {"metrics": metrics, "rows": examples.rows(self.data.labels),
+            found[mode] = {"metrics": metrics, "rows": examples.rows(run.data.labels),
                            "batches": len(calls)}
         hook.remove()
-        (OUT / f"eval-rank{RANK}-step{self.state.step}.json").write_text(json.dumps(found))
+        (OUT / f"eval-rank{RANK}-step{run.state.step}.json").write_text(json.dumps(found))
         if RANK == 1:  # this rank alone would stop; rank 0's word decides
-            self.state.evals_without_gain = 99
+            run.state.evals_without_gain = 99
 
-    loop._Loop.evaluate = evaluate
+    Evaluation.evaluate = evaluate
 
 
 def fewer_rows() -> None:
@@ -86,15 +87,15 @@ def fewer_rows() -> None:
 def stop_at_step_2() -> None:
     from engine.training import loop
 
-    real = loop._Loop._log
+    real = loop.TrainingLoop._log
 
-    def log(self, window):
-        outcome = real(self, window)
-        if self.state.step >= 2:
-            self.stop.set()
+    def log(self):
+        outcome = real(self)
+        if self.run.state.step >= 2:
+            self.run.stop.set()
         return outcome
 
-    loop._Loop._log = log
+    loop.TrainingLoop._log = log
 
 
 if __name__ == "__main__":

@@ -41,3 +41,18 @@ def train_in_process(cfg: RunConfig, dataset: str = "data") -> int:
     assert code == 0, store.get_run(run_id).error
     store.close()
     return run_id
+
+
+def prepared_loop(cfg: RunConfig, emit=None, out_dir: Path | None = None, *, stop=None,
+                  resume_from: Path | None = None, rollbacks=None, setup=None):
+    """The training loop of `cfg` prepared as `engine.training.loop.train` prepares it
+    (RunSetup, then TrainingLoop), for tests that reach into a run before or while it
+    steps; `setup` replaces the RunSetup built from the other arguments."""
+    import threading
+
+    from engine.training.loop import TrainingLoop
+    from engine.training.setup import RunSetup
+
+    if setup is None:
+        setup = RunSetup(cfg, emit or (lambda e: None), stop or threading.Event(), out_dir)
+    return TrainingLoop(setup.prepare(resume_from), rollbacks)
