@@ -112,6 +112,8 @@ class StoreSink:
             elif isinstance(event, Note):
                 self._notes.append((event.level, event.message))
             elif isinstance(event, RunPrepared):
+                if self.trial is not None:  # its pruner's warm-up is a part of these
+                    self.trial.planned_steps = event.total_steps
                 self._notes.append((
                     "info",
                     f"Training {event.trainable_params:,} of {event.total_params:,} parameters "
@@ -305,7 +307,8 @@ class StoreSink:
             store.add_event(self.run_id, message, level, lease=self.lease)
         if self.report is not None:
             now = time.time()
-            self.report.put(metrics, [(now, level, message) for level, message in notes])
+            self.report.put(metrics, [(now, level, message) for level, message in notes],
+                            rewind=rewind)
             for warning in self.report.warnings():
                 store.add_event(self.run_id, warning, "warning", lease=self.lease)
 

@@ -64,13 +64,14 @@ class LiveReport:
     def start(self) -> None:
         self._thread.start()
 
-    def put(self, points: Sequence[tuple], lines: Sequence[Line]) -> None:
+    def put(self, points: Sequence[tuple], lines: Sequence[Line],
+            rewind: int | None = None) -> None:
         """Hand over committed metric rows (step, epoch, name, value, time_unix) and event
-        lines; returns at once."""
+        lines, after a rollback to step `rewind` when one came first; returns at once."""
         kept = [(step, name, value, when) for step, _, name, value, when in points
                 if name not in INTERNAL_METRICS]
-        if kept or lines:
-            self._queue.put((kept, list(lines)))
+        if kept or lines or rewind is not None:
+            self._queue.put((rewind, kept, list(lines)))
 
     def warnings(self) -> list[str]:
         """Warnings since the last call, for the run's event log."""
@@ -89,21 +90,24 @@ class LiveReport:
 
     def _loop(self) -> None:
         open_ = {name: tracker for name in self.folders if (tracker := self._open(name))}
+        item = None
         while True:
-            item = self._queue.get()
+            item = self._queue.get() if item is None else item
             if isinstance(item, str):  # the run's status: the end
                 for name, tracker in open_.items():
                     self._call(name, tracker.finish, item)
                 return
-            points, lines = item
+            rewind, points, lines = item
+            item = None
             while not self._queue.empty():  # catch up in one write per tracker
                 nxt = self._queue.get()
-                if isinstance(nxt, str):
-                    self._queue.put(nxt)
+                if isinstance(nxt, str) or nxt[0] is not None:  # the end, or a rollback:
+                    item = nxt  # written after what came before it
                     break
-                points, lines = points + nxt[0], lines + nxt[1]
+                points, lines = points + nxt[1], lines + nxt[2]
             for name, tracker in list(open_.items()):
-                ok = (not points or self._call(name, tracker.scalars, points)) and \
+                ok = (rewind is None or self._call(name, tracker.rewind, rewind)) and \
+                     (not points or self._call(name, tracker.scalars, points)) and \
                      (not lines or self._call(name, tracker.text, lines))
                 if not ok:
                     del open_[name]

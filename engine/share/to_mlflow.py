@@ -105,6 +105,9 @@ class MlflowTracker:
             self._lines += lines
             self._client.log_text(self._run_id, log_text(self._lines), "hubtune/events.txt")
 
+    def rewind(self, step: int) -> None:
+        """Nothing to undo: MLflow keeps each metric's points and writes a replayed step only past its last."""
+
     def finish(self, status: str) -> None:
         if self._client is None:
             return

@@ -26,8 +26,9 @@ class TensorBoardTracker:
     def __init__(self, folder: Path) -> None:
         self.folder = folder
         self._writer = None
-        self._lines = 0
-        """Event lines written so far: the step of the next one in the text tab."""
+        self._logdir: Path | None = None
+        self._lines: list = []
+        """Event lines written so far; a line's index is its step in the text tab."""
 
     def start(self, run: RunInfo, *, replace: bool, from_step: int | None = None) -> None:
         try:
@@ -44,6 +45,9 @@ class TensorBoardTracker:
             # purge_step: TensorBoard hides what the folder holds from that step on, the
             # steps a resumed run replays.
             self._writer = SummaryWriter(log_dir=str(logdir), flush_secs=5, purge_step=from_step)
+            self._logdir = logdir
+            if from_step is None:
+                self._session_start()
         except OSError as exc:
             raise TrackerError(f"TensorBoard cannot write to {logdir} ({exc.strerror}); "
                                "choose a folder you can write to.") from None
@@ -62,8 +66,31 @@ class TensorBoardTracker:
 
     def text(self, lines: Sequence[Line]) -> None:
         for when, level, message in lines:
-            self._writer.add_text("events", f"[{level}] {message}", self._lines, walltime=when)
-            self._lines += 1
+            self._writer.add_text("events", f"[{level}] {message}", len(self._lines),
+                                  walltime=when)
+            self._lines.append((when, level, message))
+
+    def _session_start(self) -> None:
+        """Mark the first session's start, as `purge_step` marks a later one's: TensorBoard
+        takes the first marker a run's folder holds for its beginning, so without this
+        the first resume's or rollback's marker would purge nothing."""
+        from tensorboard.compat.proto.event_pb2 import Event, SessionLog
+
+        self._writer.file_writer.add_event(
+            Event(step=0, session_log=SessionLog(status=SessionLog.START)))
+
+    def rewind(self, step: int) -> None:
+        """Reopen the writer with TensorBoard's purge from `step` + 1 (a restart marker:
+        what the folder holds at later steps is hidden), then write again the event lines
+        that marker hides too, as the text tab numbers them by line."""
+        from torch.utils.tensorboard import SummaryWriter
+
+        self._writer.close()
+        self._writer = SummaryWriter(log_dir=str(self._logdir), flush_secs=5,
+                                     purge_step=step + 1)
+        for index, (when, level, message) in enumerate(self._lines):
+            if index > step:
+                self._writer.add_text("events", f"[{level}] {message}", index, walltime=when)
 
     def finish(self, status: str) -> None:
         if self._writer is not None:

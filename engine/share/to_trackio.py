@@ -89,5 +89,8 @@ class TrackioTracker:
             (self.folder / f"{self._run.title}-events.txt").write_text(
                 log_text(self._lines), encoding="utf-8")
 
+    def rewind(self, step: int) -> None:
+        """Nothing to undo: trackio has no way to drop points: the replay's are written beside the abandoned ones."""
+
     def finish(self, status: str) -> None:
         self._storage = None

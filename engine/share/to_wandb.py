@@ -74,6 +74,9 @@ class WandbTracker:
             (Path(self._run.dir) / "hubtune-events.txt").write_text(log_text(self._lines),
                                                                     encoding="utf-8")
 
+    def rewind(self, step: int) -> None:
+        """Nothing to undo: W&B takes steps in order only: the abandoned stretch stays and the replay shows from past its last step."""
+
     def finish(self, status: str) -> None:
         if self._run is not None:
             self._run.summary["hubtune_status"] = status

@@ -115,6 +115,11 @@ class Tracker(Protocol):
     def text(self, lines: Sequence[Line]) -> None:
         """Write event lines of the run's log."""
 
+    def rewind(self, step: int) -> None:
+        """A rollback (train.watch) took the run back to its checkpoint of `step`; the
+        steps after it are replayed. As with `from_step`: what the tracker holds after
+        `step` is superseded where the tool allows it, else kept."""
+
     def finish(self, status: str) -> None:
         """Close the run: completed, failed, stopped or interrupted (or still running)."""
 

@@ -7,6 +7,7 @@ import json
 import os
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -43,13 +44,25 @@ def feed(store: RunStore, run_id: int, status: str = "completed", from_step: int
     sink.close(status)
 
 
-def event_scalars(folder) -> dict[str, list[tuple[int, float]]]:
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+def tensorboard_view(folder):
+    """The run's folder as TensorBoard's own server reads it (the reader that applies its
+    purges of superseded steps to every tag, texts included)."""
+    from tensorboard.backend.event_processing.plugin_event_accumulator import (
+        EventAccumulator,
+    )
 
-    acc = EventAccumulator(str(folder), size_guidance={"scalars": 0})
+    acc = EventAccumulator(str(folder), size_guidance={"tensors": 0})
     acc.Reload()
-    return {tag: [(e.step, e.value) for e in acc.Scalars(tag)]
-            for tag in acc.Tags()["scalars"]}
+    return acc
+
+
+def event_scalars(folder) -> dict[str, list[tuple[int, float]]]:
+    from tensorboard.util.tensor_util import make_ndarray
+
+    acc = tensorboard_view(folder)
+    return {tag: [(e.step, float(make_ndarray(e.tensor_proto))) for e in acc.Tensors(tag)]
+            for tag in acc.Tags()["tensors"]
+            if acc.SummaryMetadata(tag).plugin_data.plugin_name == "scalars"}
 
 
 def test_the_sink_reports_what_it_commits(store, tmp_path):
@@ -74,6 +87,42 @@ def test_a_resumed_run_supersedes_the_steps_it_replays(store, tmp_path):
     want = [(s, v) for s, _, n, v, _ in store.metric_rows(run_id) if n == "loss"]
     assert [s for s, _ in want] == list(range(2, 21, 2))
     assert got == [(s, pytest.approx(v)) for s, v in want]
+
+
+def test_a_rollback_supersedes_the_abandoned_steps_in_tensorboard(store, tmp_path):
+    """A rollback to step 4 after step 12: TensorBoard shows the replay from step 6 on, as
+    the store does, and no event line is lost to the purge that hides the rest (the text
+    tab numbers lines by index, and six of them are past step 4)."""
+    pytest.importorskip("tensorboard")
+    from engine.core.events import RolledBack
+
+    run_id = claimed_run(store, tmp_path, ["tensorboard"], report_dir="tracked")
+    run = store.get_run(run_id)
+    sink = StoreSink(store.path, run_id, threading.Event(), run.lease,
+                     report=live_report(run))
+    sink.start()
+    for step in range(2, 13, 2):
+        sink(StepLogged(step=step, epoch=step / 20, metrics={"loss": 1.0 / step}))
+        sink(Note(f"Logged {step}", "info"))
+    deadline = time.monotonic() + 30  # the abandoned steps reach the tracker first
+    while not [r for r in store.metric_rows(run_id) if r[0] == 12]:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    sink(RolledBack(rule="loss_spike", from_step=12, to_step=4, learning_rate=5e-4,
+                    previous_rate=1e-3, count=1, limit=2, factor=0.5))
+    for step in range(6, 21, 2):
+        sink(StepLogged(step=step, epoch=step / 20, metrics={"loss": 2.0 / step}))
+    sink.close("completed")
+    want = [(s, v) for s, _, n, v, _ in store.metric_rows(run_id) if n == "loss"]
+    assert [s for s, _ in want] == list(range(2, 21, 2))
+    assert dict(want)[6] == pytest.approx(2.0 / 6)  # the replay's, not the abandoned one
+    folder = tmp_path / "tracked" / "tensorboard" / f"{run_id}-live"
+    assert event_scalars(folder)["loss"] == [(s, pytest.approx(v)) for s, v in want]
+    lines = [e.tensor_proto.string_val[0].decode()
+             for e in tensorboard_view(folder).Tensors("events/text_summary")]
+    logged = [line for line in lines if line.startswith("[info] Logged")]
+    assert logged == [f"[info] Logged {step}" for step in range(2, 13, 2)]
+    assert any(line.startswith("[warning] Rolled back") for line in lines)
 
 
 def test_mlflow_and_wandb_are_reported_live_from_the_store_thread(store, tmp_path,
