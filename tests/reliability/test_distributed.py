@@ -98,6 +98,28 @@ def test_unfrozen_parameters_stay_in_step_and_a_resumed_run_is_exact(
     assert _differing(_params(tmp_path / "rc", 1), rank1) == []
 
 
+def test_a_rollback_on_a_non_finite_loss_keeps_the_ranks_in_step(
+        tmp_path, tiny_bert, sentiment_csv):
+    """Rank 1's loss is NaN once, at step 5: the loss every rank agrees on is NaN at the
+    step-6 log line, so both go back together (rank 0 decides) to the newest checkpoint
+    at or before step 3 (the weights of step 4 made the NaN), replay with the lower rate
+    and finish with the same parameters."""
+    from tests.support.tests_helpers import config_for
+
+    cfg = config_for(tmp_path, tiny_bert, sentiment_csv, epochs=3, max_steps=9).to_dict()
+    cfg["train"].update(log_every=2, checkpoint_every=2, keep_checkpoints=5, eval_every=100,
+                        restore_best=False,
+                        watch={"non_finite": {"action": "rollback"}, "max_rollbacks": 2})
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps(cfg))
+    outcome = _probe(config, tmp_path / "a", tmp_path / "ra", "--nan-once-at", "5")
+    assert outcome["status"] == "completed", outcome
+    assert outcome["steps"] == 9
+    (rolled,) = [n for n in outcome["notes"] if n.startswith("Rolled back")]
+    assert "(non_finite, 1 of 2)" in rolled and "checkpoint of step 2" in rolled, rolled
+    assert _differing(_params(tmp_path / "ra", 0), _params(tmp_path / "ra", 1)) == []
+
+
 def _failing_run(tmp_path: Path, config_path: Path, fault: str) -> tuple:
     """A run recorded as `runs` would, its worker started under torchrun with `fault`
     injected into rank 1; returns (the run, the torchrun result)."""
