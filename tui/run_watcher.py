@@ -15,6 +15,7 @@ on the UI's.
 from __future__ import annotations
 
 import collections
+import threading
 import time
 from collections.abc import Callable
 
@@ -67,6 +68,22 @@ class RunWatcher:
         """Sweep id -> SweepView of the runs last listed."""
         self.watched = 0
         """Findings of the followed run's watch rules (tui.watch_badges)."""
+
+    def watch(self, cancelled: Callable[[], bool], selected: Callable[[], int | None],
+              wake: threading.Event, kick: threading.Event, every_s: float) -> None:
+        """The poll thread's loop, until `cancelled()`: every `every_s`, or at once when
+        the screen sets `wake`, re-read what changed; start what the queue fits when it
+        sets `kick`."""
+        woken = False
+        while not cancelled():
+            woken = self.reap() or woken
+            if kick.is_set():
+                kick.clear()
+                self.kick_queue()
+            self.poll_list(woken)
+            self.poll_detail(selected())  # None: none, or a remote's run
+            woken = wake.wait(every_s)
+            wake.clear()
 
     def reap(self) -> bool:
         """Mark runs whose worker process died interrupted now and then; True if any was."""

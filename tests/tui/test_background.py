@@ -34,9 +34,10 @@ def test_failure_sentences_keep_ours_and_name_the_rest():
 @pytest.mark.slow
 async def test_a_runs_poll_that_fails_says_so_once_and_comes_back(store, monkeypatch):
     """The poll thread raising used to end it silently: the table froze for good."""
+    import tui.runs_filter as runs_filter
     import tui.screens.runs as runs_screen
 
-    real, calls = runs_screen.list_runs, []
+    real, calls = runs_filter.list_runs, []
 
     def flaky(*args, **kwargs):
         calls.append(1)
@@ -44,7 +45,7 @@ async def test_a_runs_poll_that_fails_says_so_once_and_comes_back(store, monkeyp
             raise RuntimeError("disk hiccup")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(runs_screen, "list_runs", flaky)
+    monkeypatch.setattr(runs_filter, "list_runs", flaky)
     monkeypatch.setattr(runs_screen, "POLL_INTERVAL_S", 0.05)
     ids = seed_runs(store)
     app = make_app(store=store)

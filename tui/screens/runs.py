@@ -5,18 +5,24 @@ and posts messages; the screen only renders them, so a slow disk never
 freezes the UI and runs started elsewhere (another TUI, the CLI) show up
 on their own.
 
-The queue and sweep keys live in tui/screens/runs_queue.py (mixed in); the queue's
-state reaches the table and the subtitle with each refresh (tui/queue_view.py).
-Other machines' runs are polled by tui/remote_runs.py and merged into the list; the keys
-that reach them as well as this machine's (mark, compare, fork) are in
-tui/screens/runs_remote.py (mixed in).
+The screen holds the list, its search, sort and filters, the cursor and the marks; what
+the keys do to runs is in three plain objects it forwards its actions to (Textual binds
+actions to the app, the screen and the focused widget only): the queue's keys in
+tui/screens/runs_queue.py (its state reaches the table and the subtitle with each
+refresh, tui/queue_view.py), the run under the cursor's in tui/screens/runs_actions.py,
+and mark, compare and fork, which reach other machines' runs too, in
+tui/screens/runs_remote.py. What the list shows (search, sort, status) is a
+tui/runs_filter.py value; other machines' runs are polled by tui/remote_runs.py and merged
+into the list.
 """
 
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 
 from textual import on
+from textual.actions import SkipAction
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
@@ -26,25 +32,24 @@ from textual.worker import get_current_worker
 
 from store import Run, RunStore
 from tui.background import background
-from tui.formatting import cut, plain
-from tui.messages import RunDetailRefreshed, RunsRefreshed
-from tui.queue_view import QueueView, queue_title
+from tui.messages import QueueMoved, RunDetailRefreshed, RunsRefreshed
+from tui.queue_view import QueueView, queue_title, split_search
+from tui.remote_reads import ForkRead, RunsCompared
 from tui.remote_runs import RemoteRuns, detail_of
-from tui.screens.confirm import ConfirmScreen
-from tui.screens.edit import edit_notes, edit_tags
-from tui.screens.runs_queue import QUEUE_BINDINGS, RunsQueueKeys
-from tui.screens.runs_remote import RunsRemoteKeys
+from tui.runs_filter import NO_RUNS, RunsFilter
+from tui.safe_text import printable
+from tui.screens.runs_actions import RunActions
+from tui.screens.runs_queue import PALETTE, QUEUE_BINDINGS, QueueActions
+from tui.screens.runs_remote import AnyHostActions
 from tui.widgets.footer import KeysFooter
 from tui.widgets.run_detail import RunDetail
-from tui.widgets.runs_table import SORTS, STATUS_FILTERS, RunsTable, list_runs, run_key
+from tui.widgets.runs_table import RunsTable, run_key
 
 POLL_INTERVAL_S = 0.5
 """How often the poll thread looks at the store (tui.run_watcher decides what to re-read)."""
-NO_RUNS = ("No runs yet: press 3 to set one up (runs started from the command line show up "
-           "here too).")
 
 
-class RunsScreen(RunsRemoteKeys, RunsQueueKeys, Screen):
+class RunsScreen(Screen):
     """Run history: filter, inspect, stop and delete runs; order the queue."""
 
     BINDINGS = [
@@ -72,12 +77,8 @@ class RunsScreen(RunsRemoteKeys, RunsQueueKeys, Screen):
         self.store = store
         self.selected_id: int | None = None
         """The run under the cursor; read by the polling thread."""
-        self.search_text: str = ""
-        """Filter applied by the polling thread."""
-        self.sort = SORTS[0][0]
-        """The key of SORTS the list is sorted by; read by the polling thread."""
-        self.status_filter: str | None = None
-        """Only runs with this status (None: all); read by the polling thread."""
+        self.filter = RunsFilter()
+        """The search, sort and status filter; read whole by the polling threads."""
         self._wake = threading.Event()
         """Set to make the polling thread look now rather than at its next tick."""
         self._kick = threading.Event()
@@ -87,13 +88,24 @@ class RunsScreen(RunsRemoteKeys, RunsQueueKeys, Screen):
         self._runs: dict[int, Run] = {}
         """The runs listed, by id, as the last refresh read them."""
         self.marked: set[int | str] = set()
-        """Runs marked with space, for Compare: ids here, `NAME:ID` remotes' (runs_remote)."""
+        """Runs marked with space, for Compare: ids here, `NAME:ID` remotes'
+        (runs_table.mark_key); `any_host` changes this set in place."""
         self._pending_select: int | None = None
         """A run to put the cursor on once the list holds it (a run just launched)."""
         self._best: set[int] = set()
         """The best run of each sweep listed."""
-        self.remotes = RemoteRuns(store.path, lambda: (self.search_text, self.status_filter))
+        self.remotes = RemoteRuns(store.path, lambda: (self.filter.search, self.filter.status))
         """Other machines' runs (tui/remote_runs.py)."""
+        self.queue_actions = QueueActions(self, store, self.remotes, self._current,
+                                          self._wake.set, self._kick_queue)
+        """The queue's keys: stop, reorder, pause (tui/screens/runs_queue.py)."""
+        self.run_actions = RunActions(self, store, self.remotes, self._current,
+                                      self._wake.set, self._forget)
+        """The keys for the run under the cursor (tui/screens/runs_actions.py)."""
+        self.any_host = AnyHostActions(self, store, self.remotes, self.marked,
+                                       lambda: self._runs, lambda: self.selected_id,
+                                       self._show_title)
+        """Mark, compare and fork, for runs of any host (tui/screens/runs_remote.py)."""
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -119,19 +131,10 @@ class RunsScreen(RunsRemoteKeys, RunsQueueKeys, Screen):
         worker = get_current_worker()
         store = RunStore(self.store.path)  # a connection of this thread's own
         try:
-            # The list as the screen asks for it now: its filters are read each time.
-            watcher = RunWatcher(store, self.post_message, lambda s: list_runs(
-                s, search=self.search_text or None, status=self.status_filter, sort=self.sort))
-            woken = False
-            while not worker.is_cancelled:
-                woken = watcher.reap() or woken
-                if self._kick.is_set():
-                    self._kick.clear()
-                    watcher.kick_queue()
-                watcher.poll_list(woken)
-                watcher.poll_detail(self.selected_id)  # None: none, or a remote's run
-                woken = self._wake.wait(POLL_INTERVAL_S)
-                self._wake.clear()
+            # The list as the screen asks for it now: its filter is read each time.
+            watcher = RunWatcher(store, self.post_message, lambda s: self.filter.read(s))
+            watcher.watch(lambda: worker.is_cancelled, lambda: self.selected_id,
+                          self._wake, self._kick, POLL_INTERVAL_S)
         finally:
             store.close()
 
@@ -151,7 +154,7 @@ class RunsScreen(RunsRemoteKeys, RunsQueueKeys, Screen):
 
     def on_remote_runs_changed(self, _msg: object = None) -> None:
         """Show this machine's runs as last read, with the remotes' (tui/remote_runs.py)."""
-        runs = self.remotes.merged(list(self._runs.values()), self.sort)
+        runs = self.remotes.merged(list(self._runs.values()), self.filter.sort)
         self.query_one(RunsTable).show(runs, self.marked, self.remotes.selected_key or
                                        self.selected_id, self.queue.spots, self._best)
         self._show_title()
@@ -189,7 +192,25 @@ class RunsScreen(RunsRemoteKeys, RunsQueueKeys, Screen):
             self.selected_id = run_id
             self._wake.set()
 
-    # -- actions -------------------------------------------------------
+    def _current(self) -> Run | None:
+        """The run under the cursor, as the last refresh listed it; None for a remote's
+        (saying that only s and R reach it), which the other keys leave be."""
+        if self.remotes.refuse_local_only():
+            return None
+        return self._runs.get(self.selected_id or -1)
+
+    def _forget(self, run_id: int) -> None:
+        """`run_id` is deleted: off the cursor; slots it had been given go to the next."""
+        if self.selected_id == run_id:
+            self.selected_id = None
+        self._kick_queue()
+
+    def _kick_queue(self) -> None:
+        """Have the poll thread start what fits now."""
+        self._kick.set()
+        self._wake.set()
+
+    # -- the list: search, sort and filters ------------------------------------------
 
     def action_search(self) -> None:
         box = self.query_one("#run-search", Input)
@@ -204,120 +225,119 @@ class RunsScreen(RunsRemoteKeys, RunsQueueKeys, Screen):
 
     @on(Input.Changed, "#run-search")
     def _search_changed(self, event: Input.Changed) -> None:
-        self.search_text = event.value.strip()
+        self.filter = replace(self.filter, search=event.value.strip())
         self._show_view()
 
     @on(Input.Submitted, "#run-search")
     def _search_submitted(self) -> None:
         self.query_one(DataTable).focus()
 
+    def action_show_sweep(self) -> None:
+        """List the selected run's sweep only; again, every run."""
+        box = self.query_one("#run-search", Input)
+        if split_search(box.value)[1] is not None:
+            self.action_clear_search()
+        elif (run := self.run_actions.sweep_run()) is not None:
+            box.value = f"sweep:{printable(run.sweep_id)}"  # an Input draws text as is
+            box.remove_class("-hidden")
+
     def action_refresh(self) -> None:
         self._wake.set()
         self.remotes.wake()
 
     def action_cycle_sort(self) -> None:
-        keys = [k for k, _ in SORTS]
-        self.sort = keys[(keys.index(self.sort) + 1) % len(keys)]
+        self.filter = self.filter.next_sort()
         self._show_view()
 
     def action_cycle_status(self) -> None:
-        i = STATUS_FILTERS.index(self.status_filter)
-        self.status_filter = STATUS_FILTERS[(i + 1) % len(STATUS_FILTERS)]
+        self.filter = self.filter.next_status()
         self._show_view()
 
     def _show_view(self) -> None:
         """Say how the list is sorted and filtered, and refresh it."""
         self._show_title()
-        self.query_one("#runs-empty", Static).update(empty_note(self.search_text, self.status_filter))
+        self.query_one("#runs-empty", Static).update(self.filter.empty_note())
         self._wake.set()
         self.remotes.wake()
 
     def _show_title(self) -> None:
         """The subtitle: the sort and filters, the runs waiting and a paused queue."""
-        parts = ["runs"]
-        if self.sort != SORTS[0][0] or self.status_filter:
-            parts.append(f"by {dict(SORTS)[self.sort]}")
-        if self.status_filter:
-            parts.append(f"{self.status_filter} only")
-        self.sub_title = " · ".join(parts + queue_title(self.queue, self.search_text)
-                                    + mark_note(self.marked) + self.remotes.title_parts())
+        self.sub_title = " · ".join(["runs", *self.filter.title_parts(),
+                                     *queue_title(self.queue, self.filter.search),
+                                     *mark_note(self.marked), *self.remotes.title_parts()])
 
-    def action_edit_tags(self) -> None:
-        edit_tags(self, self._current(), self._wake.set)
+    # -- the run panel and the command palette --------------------------------------
 
-    def action_edit_notes(self) -> None:
-        edit_notes(self, self._current(), self._wake.set)
+    def action_run_view(self, view: str) -> None:
+        """d / e: the run panel's details or errors view; the same key again, its curves."""
+        self.query_one(RunDetail).toggle_view(view)
 
-    def action_playground(self) -> None:
-        from tui.screens.playground import PlaygroundScreen
+    def action_run_scroll(self, action: str) -> None:
+        """PgUp / PgDn: scroll the run panel's details or errors; in its curves view the
+        keys go on to the runs table, which pages."""
+        if not self.query_one(RunDetail).scroll_view(action):
+            raise SkipAction()
 
-        run = self._current()
-        if run is None:
-            return
-        if run.status != "completed":
-            self.notify(f"Run #{run.id} is {run.status}; the playground needs a completed run.",
-                        severity="warning")
-            return
-        self.app.push_screen(PlaygroundScreen(run))
+    def palette_commands(self) -> list[tuple[str, str, object]]:
+        """(title, help, callback) for the app's command palette (HubtuneApp)."""
+        return [(title, help_text, getattr(self, f"action_{action}"))
+                for title, help_text, action in PALETTE]
+
+    # -- forwarded to the queue's, the run's and any host's actions ----------------
+
+    def action_stop_run(self) -> None:
+        self.queue_actions.stop()
+
+    def action_queue_top(self) -> None:
+        self.queue_actions.move(lambda position: 1)
+
+    def action_queue_up(self) -> None:
+        self.queue_actions.move(lambda position: max(1, position - 1))
+
+    def action_queue_down(self) -> None:
+        self.queue_actions.move(lambda position: position + 1)
+
+    def action_toggle_queue(self) -> None:
+        self.queue_actions.toggle_paused()
+
+    def on_queue_moved(self, msg: QueueMoved) -> None:
+        self.queue_actions.moved(msg)
 
     def action_resume(self) -> None:
-        from engine.launch.resume import resume_run
-
-        if self.remotes.selected is not None:  # a run of another machine: resumed there
-            return self.remotes.act(self.remotes.selected, "resume")
-        run = self._current()
-        if run is None:
-            return
-        if run.status == "completed":  # the engine's sentence names the CLI's fork
-            self.notify(f"Run {run.id} already completed; press f to fork it and train "
-                        "more.", severity="warning")
-            return
-
-        def act(store) -> str:  # on a thread: the relaunch must not freeze the screen
-            point = resume_run(store, run.id)
-            return f"Resuming run {run.id} from {point.path.name}."
-
-        self.app.act_on_run(act, self._wake.set)
+        self.run_actions.resume()
 
     def action_delete_run(self) -> None:
-        from engine.runs.lifecycle import check_deletable
+        self.run_actions.delete()
 
-        run = self._current()
-        if run is None:
-            return
+    def action_playground(self) -> None:
+        self.run_actions.playground()
 
-        def deleted() -> None:
-            if self.selected_id == run.id:
-                self.selected_id = None
-            self._kick_queue()  # slots it had been given go to the next in line
+    def action_export_run(self) -> None:
+        self.run_actions.export()
 
-        def act(store) -> str:  # another process may have resumed or deleted it since
-            store.delete_run(run.id)
-            return f"Deleted run {run.id}."
+    def action_edit_tags(self) -> None:
+        self.run_actions.edit_tags()
 
-        def delete() -> None:
-            self.app.act_on_run(act, deleted)
+    def action_edit_notes(self) -> None:
+        self.run_actions.edit_notes()
 
-        self._confirm(run, check_deletable, f"Delete run {run.id} ({cut(run.name, 60)}) with "
-                                            "its metrics and files?", delete)
+    def action_compare_sweep(self) -> None:
+        self.run_actions.compare_sweep()
 
-    def _confirm(self, run: Run, check, question: str, act) -> None:
-        """`check` that `run` allows the action (else say why), ask `question`, then `act`."""
-        from engine.core.errors import HubtuneError
+    def action_mark(self) -> None:
+        self.any_host.mark()
 
-        try:
-            check(run)
-        except HubtuneError as exc:
-            self.notify(str(exc), severity="warning")
-            return
-        self.app.push_screen(ConfirmScreen(question), lambda yes: act() if yes else None)
+    def action_compare(self) -> None:
+        self.any_host.compare()
 
-    def _current(self) -> Run | None:
-        """The run under the cursor, as the last refresh listed it; None for a remote's
-        (saying that only s and R reach it), which the other keys leave be."""
-        if self.remotes.refuse_local_only():
-            return None
-        return self._runs.get(self.selected_id or -1)
+    def on_runs_compared(self, msg: RunsCompared) -> None:
+        self.any_host.compared(msg)
+
+    async def action_fork(self) -> None:
+        await self.any_host.fork()
+
+    async def on_fork_read(self, msg: ForkRead) -> None:
+        await self.any_host.fork_read(msg)
 
 
 def mark_note(marked: set[int | str]) -> list[str]:
@@ -327,17 +347,3 @@ def mark_note(marked: set[int | str]) -> list[str]:
         return []
     n = len(marked)
     return [f"{n} marked", "c compares" if n >= 2 else "c needs 2", "space: mark + next"]
-
-
-def empty_note(search: str, status: str | None):
-    """What the empty list says: that there are no runs yet, or that none passes the search
-    and the status filter, and the keys that clear them."""
-    if not search and not status:
-        return NO_RUNS
-    if not search:
-        what = f"No {status} runs"
-    else:
-        what = f"No {status + ' ' if status else ''}run matches “{search}”"
-    keys = (["Esc clears the search"] if search else []) + (
-        ["v cycles the status filter round to all runs"] if status else [])
-    return plain(f"{what}: {', '.join(keys)}.")
