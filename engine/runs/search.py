@@ -32,6 +32,8 @@ from engine.runs.sweep import GridAxis, RangeAxis, parse_grid, parse_range
 SAMPLERS = ("tpe",)
 PRUNERS = ("median", "asha", "none")
 MAX_TRIALS = 1000
+WARMUP_PARTS = 3
+"""A trial is compared with the others from 1/WARMUP_PARTS of its planned steps on."""
 MIN_TRIALS_FOR_IMPORTANCE = 4
 """Completed trials before `runs compare --sweep` shows the parameters' importances."""
 RUN_ATTR = "hubtune_run_id"
@@ -177,7 +179,8 @@ def _optuna():
 def startup_trials(trials: int) -> int:
     """Random trials before TPE models the results. Optuna's default (10) suits studies
     of a hundred trials; a sweep on one GPU box runs a dozen, where ten random draws
-    would leave TPE two picks. A quarter of the budget, between 3 and 10."""
+    would leave TPE two picks. A quarter of the budget, between 3 and 10. Also the
+    trials that complete before a pruner judges any (`_should_prune`)."""
     return min(10, max(3, trials // 4))
 
 
@@ -188,11 +191,29 @@ def _sampler(optuna, spec: SearchSpec, asked: int = 0):
                                       n_startup_trials=startup_trials(spec.trials))
 
 
-def _pruner(optuna, spec: SearchSpec):
-    if spec.prune == "median":  # a trial is compared once a few others reached its step
-        return optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0)
+def warmup_steps(planned_steps: int) -> int:
+    """The steps a trial planned to take `planned_steps` runs before it is compared with
+    the others: a third. A head's first evaluations say little about where it ends (fast
+    at a high learning rate and then flat, slow to start at a low one): judged at its
+    first evaluation, a slow starter is pruned before it shows where it goes."""
+    return -(-planned_steps // WARMUP_PARTS)
+
+
+def _pruner(optuna, spec: SearchSpec, planned_steps: int | None = None):
+    """The search's pruner for a trial planned to take `planned_steps` optimizer steps
+    (None: not known; no warm-up)."""
+    warmup = warmup_steps(planned_steps) if planned_steps else 0
+    if spec.prune == "median":
+        # Before the sampler's start-up trials completed, the median is that of two or
+        # three random points: noise to prune by.
+        return optuna.pruners.MedianPruner(n_startup_trials=startup_trials(spec.trials),
+                                           n_warmup_steps=warmup)
     if spec.prune == "asha":
-        return optuna.pruners.SuccessiveHalvingPruner()
+        # Rungs at a third of the steps and at the end (reduction factor 3): the top third
+        # at the first rung go on. Optuna's "auto" (a hundredth of the first completed
+        # trial's steps) judges a trial at its first evaluation.
+        return optuna.pruners.SuccessiveHalvingPruner(min_resource=warmup or "auto",
+                                                      reduction_factor=3)
     return optuna.pruners.NopPruner()
 
 
@@ -276,9 +297,12 @@ def trial_of(spec: SearchSpec, run_id: int) -> int | None:
 # -- reporting and telling -----------------------------------------------------------
 
 
-def report(spec: SearchSpec, number: int, step: int, metrics: dict[str, float]) -> bool:
+def report(spec: SearchSpec, number: int, step: int, metrics: dict[str, float],
+           planned_steps: int | None = None) -> bool:
     """Tell the study trial `number`'s evaluation at `step` (metrics named as the runs
-    record them, `val_` first); True: the pruner stops it."""
+    record them, `val_` first); True: the pruner stops it. `planned_steps`: the steps the
+    trial's run means to take (its RunPrepared's); None: as many as the longest completed
+    trial took."""
     value = metrics.get(f"val_{spec.metric}", metrics.get(spec.metric))
     if value is None or not math.isfinite(value):
         return False
@@ -288,7 +312,20 @@ def report(spec: SearchSpec, number: int, step: int, metrics: dict[str, float]) 
         if storage.get_trial(trial_id).state.is_finished():
             return False  # told already (a trial's run resumed after it ended): not again
         storage.set_trial_intermediate_value(trial_id, step, float(value))
-        return bool(study.pruner.prune(study, storage.get_trial(trial_id)))
+        return _should_prune(study, storage.get_trial(trial_id), spec, planned_steps)
+
+
+def _should_prune(study, trial, spec: SearchSpec, planned_steps: int | None) -> bool:
+    optuna = _optuna()
+    done = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    planned = planned_steps or max((t.last_step for t in done if t.last_step is not None),
+                                   default=None)
+    if planned is None or trial.last_step >= planned:
+        return False  # nothing to compare against, or its last evaluation: nothing to save
+    # Asked even before the start-up trials completed: successive halving records each
+    # trial's value at a rung as it passes, for the later trials to be ranked against.
+    verdict = bool(_pruner(optuna, spec, planned).prune(study, trial))
+    return verdict and len(done) >= startup_trials(spec.trials)
 
 
 class TrialWatch:
@@ -299,10 +336,13 @@ class TrialWatch:
         self.spec, self.number = spec, number
         self.pruned_at: int | None = None
         """The step whose evaluation the pruner stopped the trial at."""
+        self.planned_steps: int | None = None
+        """The steps the trial's run means to take, once its RunPrepared says."""
 
     def report(self, step: int, metrics: dict[str, float]) -> bool:
         """True once the pruner has stopped the trial."""
-        if self.pruned_at is None and report(self.spec, self.number, step, metrics):
+        if self.pruned_at is None and report(self.spec, self.number, step, metrics,
+                                             self.planned_steps):
             self.pruned_at = step
         return self.pruned_at is not None
 

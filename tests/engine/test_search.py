@@ -73,22 +73,54 @@ def test_asks_no_more_than_the_places_and_the_trials(hubtune_home):
     assert all(1 <= int(o.partition("=")[2]) <= 9 for t in first for o in t.overrides)
 
 
-def test_the_median_pruner_stops_a_trial_behind_the_others(hubtune_home):
-    s = spec(trials=4, parallel=4)
+def finished(s: SearchSpec, value: float, steps) -> None:
+    """A completed trial with `value` at each of `steps`, added to the study at once."""
+    import optuna
+
+    open_study(s).add_trial(optuna.trial.create_trial(
+        value=value, intermediate_values=dict.fromkeys(steps, value)))
+
+
+def test_the_median_pruner_waits_for_the_start_up_trials_and_a_third_of_the_steps(
+        hubtune_home):
+    s = spec(trials=8, parallel=8)  # TPE's start-up: 3 trials
+    for value in (0.9, 0.8):
+        finished(s, value, range(10, 61, 10))
     ask(s, running=0)
-    for number, value in ((0, 0.9), (1, 0.8)):
-        for step in (10, 20):
-            assert report(s, number, step, {"accuracy": value}) is False
-        tell(s, number, "completed", value)
-    ahead = TrialWatch(s, 3)
-    assert ahead.report(10, {"val_accuracy": 0.95}) is False  # ahead: goes on
-    assert ahead.report(20, {"val_loss": 0.1}) is False  # no value of the metric: nothing said
-    watch = TrialWatch(s, 2)  # its best so far behind the median of the others' at step 10
-    assert watch.report(10, {"val_accuracy": 0.7, "val_loss": 3.0}) is True
-    assert watch.pruned_at == 10 and watch.report(20, {"val_accuracy": 0.99}) is True
-    tell(s, 2, "pruned", None)
+    early = TrialWatch(s, 2)
+    early.planned_steps = 60
+    assert not any(early.report(step, {"val_accuracy": 0.1}) for step in (10, 20, 30))
+    finished(s, 0.85, range(10, 61, 10))  # the third start-up trial completes
+    assert early.report(40, {"val_accuracy": 0.1}) is True
+    watch = TrialWatch(s, 3)
+    watch.planned_steps = 60  # warm-up: 20 steps
+    assert watch.report(10, {"val_accuracy": 0.1}) is False  # far behind, but too soon
+    assert watch.report(20, {"val_accuracy": 0.1, "val_loss": 3.0}) is True
+    assert watch.pruned_at == 20 and watch.report(30, {"val_accuracy": 0.99}) is True
+    tell(s, 3, "pruned", None)
+    ahead = TrialWatch(s, 4)
+    ahead.planned_steps = 60
+    assert not any(ahead.report(step, {"val_accuracy": 0.95}) for step in (10, 20, 30))
+    assert ahead.report(40, {"val_loss": 0.1}) is False  # no value of the metric
+    # An unknown length is taken as the longest completed trial's (60: warm-up 20) ...
+    assert report(s, 5, 10, {"accuracy": 0.1}) is False
+    assert report(s, 5, 20, {"accuracy": 0.1}) is True
+    # ... and a trial's last evaluation is never pruned: there is nothing left to save.
+    assert report(s, 6, 60, {"accuracy": 0.1}, planned_steps=60) is False
     states = [t.state.name for t in open_study(s).get_trials()]
-    assert states == ["COMPLETE", "COMPLETE", "PRUNED", "RUNNING"]
+    assert states == ["COMPLETE"] * 2 + ["RUNNING", "PRUNED"] + ["RUNNING"] * 4 + ["COMPLETE"]
+
+
+def test_successive_halving_judges_a_trial_at_a_third_of_its_steps(hubtune_home):
+    s = spec(trials=8, parallel=8, prune="asha")
+    ask(s, running=0)
+    for number, value in ((0, 0.9), (1, 0.8), (2, 0.85)):  # each passes rung 0 (step 20)
+        assert not any(report(s, number, step, {"accuracy": value}, planned_steps=60)
+                       for step in range(10, 61, 10))  # start-up: never pruned
+        tell(s, number, "completed", value)
+    assert report(s, 3, 10, {"accuracy": 0.1}, planned_steps=60) is False  # before rung 0
+    assert report(s, 3, 20, {"accuracy": 0.1}, planned_steps=60) is True
+    assert report(s, 4, 20, {"accuracy": 0.95}, planned_steps=60) is False  # the top one
 
 
 def test_importances_once_enough_trials_completed(hubtune_home):
@@ -164,19 +196,18 @@ def test_a_trial_behind_the_others_is_pruned_by_its_worker(tmp_path, tiny_bert, 
     from store import run_dir
     from tests.support.tests_helpers import config_for
 
-    cfg = config_for(tmp_path, tiny_bert, sentiment_csv, epochs=30)  # pruned long before
-    s = spec(trials=3, parallel=3, base=cfg.to_dict())
+    cfg = config_for(tmp_path, tiny_bert, sentiment_csv, epochs=12)  # 8 steps an epoch
+    s = spec(trials=4, parallel=4, base=cfg.to_dict())
     save_spec(s)
-    ask(s, running=0)
-    for number in (0, 1):  # two finished trials, far ahead at every step
-        for step in range(0, 60):
-            report(s, number, step, {"accuracy": 2.0})
-        tell(s, number, "completed", 2.0)
+    for _ in range(3):  # the start-up trials, completed far ahead at every step
+        finished(s, 2.0, range(200))
+    (asked,) = ask(s, running=0)
+    assert asked.number == 3
     store.set_queue_paused(True)
-    run_id = store.create_run(cfg.to_dict(), name="s-t2", model_id=cfg.model.id,
+    run_id = store.create_run(cfg.to_dict(), name="s-t3", model_id=cfg.model.id,
                               task=cfg.head.task, dataset="data", sweep_id=s.sweep_id)
     run_dir(run_id).mkdir(parents=True, exist_ok=True)
-    (run_dir(run_id) / LAUNCH_FILE).write_text(json.dumps({"processes": 1, "trial": 2}))
+    (run_dir(run_id) / LAUNCH_FILE).write_text(json.dumps({"processes": 1, "trial": 3}))
     saved = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGHUP)}
     try:
         code = run_worker(run_id, store.path, store.get_run(run_id).lease)
@@ -185,11 +216,12 @@ def test_a_trial_behind_the_others_is_pruned_by_its_worker(tmp_path, tiny_bert, 
             signal.signal(sig, handler)
     run = store.get_run(run_id)
     assert code == 0 and run.status == "pruned", run.error
-    assert isinstance(run.summary["pruned_at"], int)
+    # Its first evaluation at or after a third of its 96 planned steps (the worker's sink
+    # passed them on: taken from the completed trials' 199, the warm-up would end at 67).
+    assert run.summary["pruned_at"] == 32
     assert any("pruner" in e.message for e in store.events(run_id))
     assert store.checkpoints(run_id), "a pruned trial keeps its checkpoint"
-    assert [t.state.name for t in open_study(s).get_trials()] == ["COMPLETE", "COMPLETE",
-                                                                 "PRUNED"]
+    assert [t.state.name for t in open_study(s).get_trials()] == ["COMPLETE"] * 3 + ["PRUNED"]
 
 
 @pytest.mark.slow  # a whole TUI session

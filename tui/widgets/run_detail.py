@@ -223,19 +223,10 @@ class RunDetail(Horizontal):
             lines.append(world)
         if run.sweep_id:
             lines.append(_sweep_line(run, msg.sweep))
-        total = int(m.get("total_steps", 0))
         # From the first step on (FirstStepTaken), not from the first logged one.
         step = current_step(m, msg.loss.steps[-1] if msg.loss else 0)
         if "loss" in m or step:
-            progress = f"step {step}/{total}" if total else f"step {step}"
-            parts = [progress] + ([f"loss {metric(m['loss'])}"] if "loss" in m else [])
-            if "lr" in m:
-                parts.append(learning_rate(m["lr"], run.config))
-            if "samples_per_s" in m and run.status == "running":
-                parts.append(f"{m['samples_per_s']:.1f} samples/s")
-                if m.get("tokens_per_s"):
-                    parts.append(f"{m['tokens_per_s']:,.0f} tokens/s")
-            lines += pack(parts, self._text_width())
+            lines += pack(stats_parts(m, run, step), self._text_width())
         lines += _result_lines(run)
         val = [f"{literal(k[4:], 40)} {metric(v, k)}" for k, v in sorted(m.items())
                if k.startswith("val_")]
@@ -282,6 +273,25 @@ class RunDetail(Horizontal):
         width, height = summary.content_size
         same_shape = width > 0 and content.get_height(summary.styles, width) == height
         summary.update(content, layout=not same_shape)
+
+
+def stats_parts(m: dict, run, step: int) -> list[str]:
+    """The stats line's items from the run's latest metrics `m`: step, loss, learning
+    rate, gradient norm (the largest before clipping in the last logging interval: a
+    blow-up shows here before the loss curve turns), and while it runs, its speed."""
+    total = int(m.get("total_steps", 0))
+    parts = [f"step {step}/{total}" if total else f"step {step}"]
+    if "loss" in m:
+        parts.append(f"loss {metric(m['loss'])}")
+    if "lr" in m:
+        parts.append(learning_rate(m["lr"], run.config))
+    if "grad_norm" in m:
+        parts.append(f"grad norm {metric(m['grad_norm'])}")
+    if "samples_per_s" in m and run.status == "running":
+        parts.append(f"{m['samples_per_s']:.1f} samples/s")
+        if m.get("tokens_per_s"):
+            parts.append(f"{m['tokens_per_s']:,.0f} tokens/s")
+    return parts
 
 
 def _world_line(env: dict) -> str | None:
