@@ -32,7 +32,8 @@ class TensorBoardTracker:
 
     def start(self, run: RunInfo, *, replace: bool, from_step: int | None = None) -> None:
         try:
-            import tensorboard  # noqa: F401  (torch's writer needs it; say so plainly)
+            # torch's writer needs tensorboard: said plainly when it is missing
+            from tensorboard.compat.proto.event_pb2 import Event, SessionLog
             from torch.utils.tensorboard import SummaryWriter
             from torch.utils.tensorboard.summary import hparams
         except ImportError:
@@ -46,8 +47,9 @@ class TensorBoardTracker:
             # steps a resumed run replays.
             self._writer = SummaryWriter(log_dir=str(logdir), flush_secs=5, purge_step=from_step)
             self._logdir = logdir
-            if from_step is None:
-                self._session_start()
+            if from_step is None:  # see rewind: the first session's start, marked
+                self._writer.file_writer.add_event(
+                    Event(step=0, session_log=SessionLog(status=SessionLog.START)))
         except OSError as exc:
             raise TrackerError(f"TensorBoard cannot write to {logdir} ({exc.strerror}); "
                                "choose a folder you can write to.") from None
@@ -70,19 +72,12 @@ class TensorBoardTracker:
                                   walltime=when)
             self._lines.append((when, level, message))
 
-    def _session_start(self) -> None:
-        """Mark the first session's start, as `purge_step` marks a later one's: TensorBoard
-        takes the first marker a run's folder holds for its beginning, so without this
-        the first resume's or rollback's marker would purge nothing."""
-        from tensorboard.compat.proto.event_pb2 import Event, SessionLog
-
-        self._writer.file_writer.add_event(
-            Event(step=0, session_log=SessionLog(status=SessionLog.START)))
-
     def rewind(self, step: int) -> None:
         """Reopen the writer with TensorBoard's purge from `step` + 1 (a restart marker:
         what the folder holds at later steps is hidden), then write again the event lines
-        that marker hides too, as the text tab numbers them by line."""
+        that marker hides too, as the text tab numbers them by line. TensorBoard takes the
+        first marker a folder holds for the run's beginning, so `start` writes one: without
+        it the first resume's or rollback's marker would purge nothing."""
         from torch.utils.tensorboard import SummaryWriter
 
         self._writer.close()
