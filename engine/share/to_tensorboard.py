@@ -32,7 +32,7 @@ class TensorBoardTracker:
 
     def start(self, run: RunInfo, *, replace: bool, from_step: int | None = None) -> None:
         try:
-            # torch's writer needs tensorboard: said plainly when it is missing
+            import tensorboard  # noqa: F401  (torch's writer needs it; say so plainly)
             from tensorboard.compat.proto.event_pb2 import Event, SessionLog
             from torch.utils.tensorboard import SummaryWriter
             from torch.utils.tensorboard.summary import hparams
