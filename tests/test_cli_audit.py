@@ -149,3 +149,33 @@ def test_an_image_folder_audit_prints_paths_and_unreadable_files(tmp_path, tiny_
     text = ok("data", "audit", str(config), "--folds", "3").stdout
     assert "Unreadable image: train row" in text and "broken\\x1b[2J.png" in text
     assert "\x1b" not in text
+
+
+def test_a_cleaned_copy_spells_whole_numbers_as_the_input_did(tmp_path, tiny_bert):
+    """Whole-number labels and a whole-number column, each with a blank cell: the cleaned
+    copy keeps 1 and 3 (not 1.0 and 3.0: a label spelled anew is a different label), the
+    blank label row as it was, and relabelled rows get the suggested number."""
+    texts, names = _rows(write_sentiment_csv(tmp_path / "source.csv", 60, seed=2))
+    train = tmp_path / "numbered.csv"
+    with open(train, "w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(["text", "label", "stars"])
+        w.writerows((t, "" if i == 3 else int(n == "positive"), "" if i == 5 else 3 + i % 3)
+                    for i, (t, n) in enumerate(zip(texts, names, strict=True)))
+    config = tmp_path / "numbered.yaml"
+    config.write_text(f"model: {{id: {tiny_bert}}}\n"
+                      f"data: {{train: {train}, max_length: 32}}\n"
+                      f"train: {{batch_size: 16}}\n")
+    clean = tmp_path / "clean.csv"
+    ok("data", "audit", str(config), "--folds", "3", "--write-clean", str(clean),
+       "--relabel")
+    record = json.loads((tmp_path / "clean.csv.audit.json").read_text())
+    with open(clean, newline="", encoding="utf-8-sig") as fh:
+        kept = list(csv.DictReader(fh))
+    assert record["relabelled"] >= 1 and len(kept) == 60 - record["dropped"]
+    assert {r["label"] for r in kept} == {"0", "1", ""}
+    assert {r["stars"] for r in kept} == {"3", "4", "5", ""}
+    assert [r["label"] for r in kept if r["text"] == texts[3]] == [""]
+    cells = {(r["text"], r["label"]) for r in kept}
+    assert all((texts[i["row"]], i["suggested"]) in cells
+               for i in record["audit"]["label_issues"])

@@ -207,3 +207,20 @@ def test_predict_file_keeps_rows_in_order_and_reproduces_the_runs_metric(tmp_pat
                       str(tmp_path / "x.csv"), "--column", "nope")
     assert missing.returncode != 0 and "has no column 'nope'" in missing.stderr
     assert hubtune("predict", str(run_id), "--file", str(val_file)).returncode != 0
+
+
+def test_predict_file_writes_whole_numbers_as_the_input_spelled_them(two_runs, tmp_path):
+    """Whole numbers in a column with a blank cell (a label, a feature) come back as the
+    input spelled them: 3, not 3.0 (pandas' own types would make those columns float)."""
+    good, _ = two_runs
+    data, out = tmp_path / "scored.csv", tmp_path / "out.csv"
+    data.write_text("text,label,stars\nthe film was good,1,3\nthe day was awful,,4\n"
+                    "a nice show,0,\n")
+    result = hubtune("predict", str(good), "--file", str(data), "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    with open(out, newline="", encoding="utf-8") as fh:
+        written = list(csv.DictReader(fh))
+    assert [(r["text"], r["label"], r["stars"]) for r in written] == [
+        ("the film was good", "1", "3"), ("the day was awful", "", "4"),
+        ("a nice show", "0", "")]
+    assert "on 2 labelled rows" in result.stdout  # the blank label is no label

@@ -92,8 +92,8 @@ def write_clean(cfg: RunConfig, report: AuditReport, target: Path, *, mode: str 
     for row, suggested in relabel.items():
         if row < len(frame):
             at = frame.index[row]
-            frame.at[at, label_column] = _cell_like(frame.at[at, label_column], suggested,
-                                                    multi)
+            _set_label(frame, at, label_column,
+                       _cell_like(frame.at[at, label_column], suggested, multi))
     kept = frame.drop(index=[frame.index[r] for r in sorted(drop) if r < len(frame)])
     _write_like(kept, source, target, cfg.data.encoding)
     record = {"source": str(source if source is not None else cfg.data.train),
@@ -152,6 +152,27 @@ def _cell_like(original, suggested: str, multi: bool):
     text = str(original)
     sep = next((s for s in ("|", ";", ",") if s in text), MULTI_SEPARATOR)
     return sep.join(names)
+
+
+def _set_label(frame, at, column: str, value) -> None:
+    """Write a label cell as its column holds labels: a whole number in a column of them
+    stays one (2, never '2' or 2.0), a number in a column of decimals a decimal; else the
+    column holds text from then on (pandas refuses text in a column of numbers)."""
+    from pandas.api import types
+
+    kind = frame[column].dtype
+    if isinstance(value, str) and types.is_numeric_dtype(kind) and not \
+            types.is_bool_dtype(kind):
+        try:
+            number = float(value)
+        except ValueError:
+            number = None
+        if number is not None and (types.is_float_dtype(kind) or number.is_integer()):
+            frame.at[at, column] = int(number) if types.is_integer_dtype(kind) else number
+            return
+    if not (types.is_object_dtype(kind) or types.is_string_dtype(kind)):
+        frame[column] = frame[column].astype(object)
+    frame.at[at, column] = value
 
 
 def _write_like(frame, source: Path | None, target: Path, encoding: str) -> None:

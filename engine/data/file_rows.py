@@ -51,8 +51,22 @@ class FileRows:
         out."""
         import pandas as pd
 
-        return pd.DataFrame({c: self.column(c) for c in self.columns}, index=self.rows,
+        return pd.DataFrame({c: self._series(c) for c in self.columns}, index=self.rows,
                             columns=self.columns)
+
+    def _series(self, name: str):
+        """A column's cells for `frame`: whole numbers with missing cells as pandas'
+        nullable integers (a list of them would turn float, and 3 be written 3.0)."""
+        import pandas as pd
+        import pyarrow as pa
+
+        values = self.column(name)
+        if isinstance(self.ds, dict) or not pa.types.is_integer(self.ds.schema.field(
+                name).type):
+            return values
+        kind = self.ds.schema.field(name).type
+        return pd.array(values, dtype=f"{'U' if pa.types.is_unsigned_integer(kind) else ''}"
+                                      f"Int{kind.bit_width}")
 
     @property
     def index(self):

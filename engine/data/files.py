@@ -5,7 +5,11 @@ own readers read it (pandas' CSV and JSON readers, pyarrow's Parquet batches), i
 Arrow table written once into a cache under hubtune's data directory
 (`<data dir>/cache/datasets`, keyed by the file's path, size and modification time, so
 an edited file is read again) and memory-mapped from there: a file larger than memory
-trains with flat memory, as hub data does. Training takes it as a `datasets.Dataset`
+trains with flat memory, as hub data does. A column gets the type a read of the whole
+file would give it, whatever the batches: whole numbers with blank cells stay integers
+(pandas' own types would make them float, and a copy written out would spell 3 as 3.0),
+and a later batch that widens a column (a decimal, text after blanks) retypes the rows
+written before it. Training takes it as a `datasets.Dataset`
 (`open_file`) and goes on through the hub's Arrow reading path
 (engine/data/hub/text.py); the preview, batch prediction and the audit take the same
 table (`open_table`, through engine/data/file_rows.py), which imports no `datasets`.
@@ -33,7 +37,7 @@ from engine.data.formats import (
     text_encoding,
 )
 
-FORMAT = 3
+FORMAT = 4
 """Bumped when the way a file is turned into its Arrow table changes."""
 READ_ROWS = 10_000
 """Rows read per batch: `datasets`' CSV chunk, and the step at which a stop is seen."""
@@ -132,13 +136,15 @@ def _load(path: Path, kind: str, codec: str, encoding: str, what: str) -> Path:
 
 def _csv_batches(path: Path, sep: str, encoding: str):
     """A CSV or TSV file as Arrow tables of `READ_ROWS` rows: pandas' reader, the one
-    `datasets`' CSV builder runs, with its options (pandas' defaults)."""
+    `datasets`' CSV builder runs, with its missing-value rules, into Arrow types (pandas'
+    own would make a column of whole numbers with a blank cell float, and a copy written
+    back out would spell its 3 as 3.0)."""
     import pandas as pd
-    import pyarrow as pa
 
-    with pd.read_csv(path, sep=sep, encoding=encoding, chunksize=READ_ROWS) as reader:
+    with pd.read_csv(path, sep=sep, encoding=encoding, chunksize=READ_ROWS,
+                     dtype_backend="pyarrow") as reader:
         for frame in reader:
-            yield pa.Table.from_pandas(frame, preserve_index=False)
+            yield _arrow(frame)
 
 
 def _parquet_batches(path: Path):
@@ -163,9 +169,9 @@ def _cache_key(path: Path, builder: str, options: dict) -> str:
 
 
 def _write_arrow(batches, target: Path, path: Path, kind: str) -> None:
-    """Stream a file's rows (Arrow tables of about `READ_ROWS` rows) into one Arrow file (written aside and
-    renamed into place, so a crash or a stop leaves none), honouring a stop request
-    between batches; memory holds one batch, whatever the file's size."""
+    """Stream a file's rows (Arrow tables of about `READ_ROWS` rows) into one Arrow file
+    (written aside and renamed into place, so a crash or a stop leaves none), honouring a
+    stop request between batches; memory holds one batch, whatever the file's size."""
     import os
     import threading
 
@@ -188,6 +194,14 @@ def _write_arrow(batches, target: Path, path: Path, kind: str) -> None:
                 schema = batch.schema
                 writer = pa.ipc.new_stream(str(partial), schema)
             elif batch.schema != schema:
+                wider = _wider(schema, batch.schema)
+                if wider is not None and wider != schema:
+                    # A later batch widens a column (whole numbers, then a decimal; all
+                    # blank, then text; a JSON key first seen): the rows written so far
+                    # take the type a read of the whole file gives them.
+                    writer.close()
+                    writer, schema = None, wider
+                    writer = _rewritten(partial, schema, path, kind)
                 batch = _same_types(batch, schema, path, kind, taken)
             writer.write_table(batch)
             taken += batch.num_rows
@@ -203,10 +217,49 @@ def _write_arrow(batches, target: Path, path: Path, kind: str) -> None:
     prune(target.parent)
 
 
-def _same_types(batch, schema, path: Path, kind: str, taken: int):
-    """A later batch in the first one's column types; a column whose values change kind
-    part way (numbers, then names) is a sentence naming it."""
+def _wider(schema, other):
+    """The schema both batches' rows fit (whole numbers widen to decimals, an all-null
+    column to any type, columns of either kept), or None where a column changes kind."""
+    import pyarrow as pa
+
     try:
+        return pa.unify_schemas([schema, other], promote_options="permissive")
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+        return None
+
+
+def _rewritten(partial: Path, schema, path: Path, kind: str):
+    """A writer of `schema` whose stream already holds the rows `partial` held, in its
+    types: those rows are copied a batch at a time (read, not memory-mapped, so the
+    pages read are not held), so memory stays flat."""
+    import pyarrow as pa
+
+    narrow = partial.with_name(partial.name + ".narrow")
+    partial.replace(narrow)
+    writer = pa.ipc.new_stream(str(partial), schema)
+    try:
+        with pa.OSFile(str(narrow)) as source:
+            for batch in pa.ipc.open_stream(source):
+                writer.write_table(_same_types(pa.Table.from_batches([batch]), schema, path,
+                                               kind, 0))
+    except BaseException:
+        writer.close()
+        raise
+    finally:
+        narrow.unlink(missing_ok=True)
+    return writer
+
+
+def _same_types(batch, schema, path: Path, kind: str, taken: int):
+    """A later batch in the first one's column types (a column it lacks, a JSON key its
+    rows never name, all null); a column whose values change kind part way (numbers,
+    then names) is a sentence naming it."""
+    import pyarrow as pa
+
+    try:
+        for field in schema:
+            if field.name not in batch.schema.names:
+                batch = batch.append_column(field.name, pa.nulls(batch.num_rows, field.type))
         return batch.select(schema.names).cast(schema)
     except (ValueError, TypeError, KeyError) as exc:  # pyarrow's ArrowInvalid: a ValueError
         changed = [f.name for f in schema if f.name in batch.schema.names
@@ -256,7 +309,7 @@ def _json_lines(path: Path, codec: str):
 
     try:
         reader = pd.read_json(path, lines=True, encoding=codec, precise_float=True,
-                              chunksize=READ_ROWS)
+                              chunksize=READ_ROWS, dtype_backend="pyarrow")
         with reader:
             yield from (_arrow(frame) for frame in reader)
     except ValueError as exc:
@@ -264,8 +317,11 @@ def _json_lines(path: Path, codec: str):
 
 
 def _arrow(frame):
-    """A pandas frame as an Arrow table; a column Arrow cannot type as one kind becomes
-    JSON text (Arrow's json extension type, which `datasets` reads back decoded)."""
+    """A pandas frame as an Arrow table, without pandas' metadata (which would bring its
+    dtypes back on a later `to_pandas`): whole numbers with missing cells stay nullable
+    integers, text is large_string as pandas' own text converts; a column Arrow cannot
+    type as one kind becomes JSON text (Arrow's json extension type, which `datasets`
+    reads back decoded)."""
     import json
 
     import pyarrow as pa
@@ -273,7 +329,9 @@ def _arrow(frame):
     columns = {}
     for name in frame.columns:
         try:
-            columns[str(name)] = pa.array(frame[name], from_pandas=True)
+            array = pa.array(frame[name], from_pandas=True)
+            columns[str(name)] = array.cast(pa.large_string()) \
+                if pa.types.is_string(array.type) else array
         except (pa.ArrowInvalid, pa.ArrowTypeError):
             text = [None if _blank_cell(v) else json.dumps(_plain(v)) for v in frame[name]]
             columns[str(name)] = pa.ExtensionArray.from_storage(pa.json_(pa.string()),
@@ -282,7 +340,8 @@ def _arrow(frame):
 
 
 def _blank_cell(value) -> bool:
-    return value is None or (isinstance(value, float) and value != value)
+    return value is None or type(value).__name__ == "NAType" or (
+        isinstance(value, float) and value != value)
 
 
 def _plain(value):
@@ -294,11 +353,9 @@ def _plain(value):
 def _json_array(path: Path, codec: str):
     """A .json file holding one array of row objects, which the lines reader would take
     for a single row."""
-    import pyarrow as pa
-
     from engine.data.formats import _read_json_array
 
-    return pa.Table.from_pandas(_read_json_array(path, codec), preserve_index=False)
+    return _arrow(_read_json_array(path, codec))
 
 
 def _conll(path: Path, codec: str):

@@ -63,7 +63,8 @@ def _read_json_array(path: Path, codec: str):
     if bad is not None:
         raise DataError(f"{path} is a JSON array holding {type(bad).__name__} items; give one "
                         "object per row, e.g. [{\"text\": \"...\", \"label\": \"...\"}].")
-    return pd.DataFrame(doc)
+    # Cells as JSON gave them: pandas' own types would make whole numbers with a null float.
+    return pd.DataFrame(doc, dtype=object)
 
 
 def _key(role: str) -> str:

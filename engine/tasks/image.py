@@ -190,7 +190,8 @@ def image_table(path: Path, cfg, column: str | None):
     label_col = next((c for c in (cfg.data.label_column, "label", "class")
                       if c in table.columns and c != path_col), None)
     if label_col is not None:
-        table[label_col] = [None if v is None or v != v else label_text(v)
+        # A blank in a column of whole numbers is pandas' NA, whose truth is an error.
+        table[label_col] = [None if v is None or v is pd.NA or v != v else label_text(v)
                             for v in table[label_col]]
     return table.rename(columns={path_col: "path"}), label_col
 

@@ -292,3 +292,132 @@ def test_a_file_whose_name_looks_like_a_pattern_is_read(hubtune_home, tmp_path):
     path.write_text("text,label\ngood,pos\nbad,neg\n")
     (tmp_path / "d1.csv").write_text("text,label\nother,neg\n")
     assert open_file(path)["text"] == ["good", "bad"]
+
+
+WHOLE_WITH_BLANKS = "text,label,stars\na,1,3\nb,,4\nc,0,\n"
+
+
+def test_whole_numbers_with_blank_cells_stay_whole_numbers_in_every_format(hubtune_home,
+                                                                           tmp_path):
+    """pandas' own types make whole numbers with a blank cell float: a table written back
+    out (batch prediction's output, the audit's cleaned copy) would spell 3 as 3.0 and a
+    label 1 as 1.0. Read from any format, they stay whole and the blank stays blank."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from engine.data.file_rows import read_rows
+
+    (tmp_path / "d.csv").write_text(WHOLE_WITH_BLANKS)
+    (tmp_path / "d.tsv").write_text(WHOLE_WITH_BLANKS.replace(",", "\t"))
+    (tmp_path / "d.jsonl").write_text('{"text": "a", "label": 1, "stars": 3}\n'
+                                      '{"text": "b", "label": null, "stars": 4}\n'
+                                      '{"text": "c", "label": 0, "stars": null}\n')
+    (tmp_path / "d.json").write_text('[{"text": "a", "label": 1, "stars": 3}, {"text": "b", '
+                                     '"stars": 4}, {"text": "c", "label": 0}]')
+    pq.write_table(pa.table({"text": ["a", "b", "c"], "label": [1, None, 0],
+                             "stars": pa.array([3, 4, None], pa.int32())}),
+                   tmp_path / "d.parquet")
+    for name in ("d.csv", "d.tsv", "d.jsonl", "d.json", "d.parquet"):
+        rows = read_rows(tmp_path / name)
+        assert pa.types.is_integer(rows.ds.schema.field("stars").type), name
+        assert rows["label"] == [1, None, 0] and rows["stars"] == [3, 4, None], name
+        assert rows.frame().to_csv(index=False) == WHOLE_WITH_BLANKS, name
+        assert rows.iloc[[2, 0]].frame().to_csv(index=False) == "text,label,stars\nc,0,\n" \
+                                                                "a,1,3\n", name
+    written = tmp_path / "out.parquet"
+    read_rows(tmp_path / "d.csv").frame().to_parquet(written, index=False)
+    assert pq.read_table(written).column("stars").to_pylist() == [3, 4, None]
+    assert pa.types.is_integer(pq.read_table(written).schema.field("stars").type)
+    lines = read_rows(tmp_path / "d.csv").frame().to_json(orient="records", lines=True)
+    assert lines.splitlines()[0] == '{"text":"a","label":1,"stars":3}'
+
+
+# Each file read 2 rows at a time changes kind at a chunk's edge.
+CHUNK_EDGES = {
+    "blank-later.csv": "t,n\na,1\nb,2\nc,\nd,4\ne,5\n",
+    "blank-first.csv": "t,n\na,\nb,\nc,3\nd,4\ne,\n",
+    "decimal-later.csv": "t,n\na,1\nb,2\nc,2.5\nd,\ne,6\n",
+    "text-later.csv": "t,n\na,\nb,\nc,x\nd,y\ne,\n",
+    "null-first.jsonl": '{"t": "a", "n": null}\n{"t": "b"}\n{"t": "c", "n": 3}\n'
+                        '{"t": "d", "n": 4}\n{"t": "e", "n": 5}\n',
+    "key-later.jsonl": '{"t": "a", "n": 1}\n{"t": "b", "n": 2}\n{"t": "c", "n": null}\n'
+                       '{"t": "d", "n": 4, "k": "new"}\n{"t": "e", "n": 5}\n',
+}
+
+
+def test_a_file_read_a_chunk_at_a_time_gets_the_types_of_one_read(hubtune_home, tmp_path,
+                                                                   monkeypatch):
+    """A column whole in the first chunk and blank in the next (or the other way round, or
+    decimals later, or text after blanks, or a JSON key first seen later) gets one type
+    over the file: the one a read of the whole file in one chunk gives it."""
+    import pyarrow as pa
+
+    import engine.data.files as files
+
+    whole, chunked = tmp_path / "whole", tmp_path / "chunked"
+    for folder in (whole, chunked):
+        folder.mkdir()
+        for name, text in CHUNK_EDGES.items():
+            (folder / name).write_text(text)
+    one = {name: files.open_table(whole / name) for name in CHUNK_EDGES}
+    monkeypatch.setattr(files, "READ_ROWS", 2)
+    for name in CHUNK_EDGES:
+        table = files.open_table(chunked / name)
+        assert table.schema == one[name].schema, name
+        assert table.to_pylist() == one[name].to_pylist(), name
+    assert one["blank-later.csv"].column("n").to_pylist() == [1, 2, None, 4, 5]
+    assert one["blank-later.csv"].schema.field("n").type == pa.int64()
+    assert one["decimal-later.csv"].schema.field("n").type == pa.float64()
+    assert one["key-later.jsonl"].column("k").to_pylist() == [None, None, None, "new", None]
+    assert not list((hubtune_home / "cache" / "datasets").glob(".*"))  # no partial left
+    (chunked / "late.csv").write_text("t,n\na,1\nb,2\nc,x\n")
+    with pytest.raises(DataError, match=r"column 'n' holds int64 values up to row 2 and "
+                                        r"then others"):
+        files.open_table(chunked / "late.csv")
+
+
+def test_whole_number_labels_with_a_blank_map_as_they_always_did(tmp_path, hubtune_home,
+                                                                  tiny_bert):
+    """Labels 0, 1 and 2 with a blank row, read as whole numbers now (not 0.0, 1.0, 2.0):
+    the same classes in the same order, each row the class its number names, the blank
+    row left out with the same warning; the preview counts them the same."""
+    import numpy as np
+
+    from engine.data.hub.text import class_indices
+    from engine.data.labels import Cells
+    from engine.data.reader import preview_file
+    from engine.data.text_splits import file_text_splits
+
+    labels = [i % 3 for i in range(30)]
+    labels[4] = None
+    path = tmp_path / "numbered.csv"
+    path.write_text("text,label\n" + "".join(
+        f"film {i},{'' if v is None else v}\n" for i, v in enumerate(labels)))
+    rows = file_text_splits(config_for(tmp_path, tiny_bert, path, validation_split=0.2))
+    assert rows.lmap.names == ("0", "1", "2")
+    assert rows.warnings == ("1 row of numbered.csv has no label in 'label' (blank or NA: "
+                             "row 5); it is left out.",)
+    for part in (rows.train, rows.validation):
+        got = class_indices(Cells(part, "label").col, rows.lmap)
+        texts = Cells(part, "text").values()
+        assert got.tolist() == [int(t.split()[1]) % 3 for t in texts]
+    assert len(rows.train) + len(rows.validation) == 29 and np.all(rows.val_rows != 4)
+    preview = preview_file(path, label_column="label")
+    assert dict(preview.label_counts) == {"0": 10, "1": 9, "2": 10}
+
+
+def test_an_image_list_with_whole_number_labels_and_a_blank_reads(tmp_path, hubtune_home,
+                                                                   tiny_bert):
+    """A list of images whose labels are whole numbers with a blank: a blank in pandas'
+    nullable integers is NA, whose truth is an error; it reads as no label."""
+    from engine.core.config import RunConfig
+    from engine.tasks.image import image_table
+
+    path = tmp_path / "images.csv"
+    path.write_text("path,label\na.png,1\nb.png,\nc.png,0\n")
+    cfg = RunConfig.from_dict({"model": {"id": str(tiny_bert)},
+                               "head": {"task": "image-classification"},
+                               "data": {"train": str(path)}})
+    table, column = image_table(path, cfg, None)
+    assert column == "label" and table["label"].tolist()[::2] == ["1", "0"]
+    assert table["label"].isna().tolist() == [False, True, False]
