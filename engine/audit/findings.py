@@ -2,11 +2,15 @@
 
 Likely label errors come from confident learning (cleanlab) over out-of-sample class
 probabilities: a logistic-regression head is trained on K-1 folds of the features and
-predicts the K-th, so no example is judged by a model that saw its label. Duplicates
-are inputs equal after whitespace and case are normalised (exact) or whose features'
-cosine similarity reaches a threshold (near); leaks are validation rows that are, in
-either sense, also training rows. Degenerate inputs and labels with few examples are
-counted from the inputs and labels alone.
+predicts the K-th, so no example is judged by a model that saw its label. Confident
+learning trusts those probabilities, so the head's strength of regularisation is chosen
+inside each fold (`HEAD_CS`, by the log loss of an inner cross-validation on that fold's
+own rows): a weakly regularised head (C=1) on a few thousand rows of 384-wide features
+is overconfident, and flagged 2.5 times as many clean rows on real tweets
+(bench/audit_bench.py). Duplicates are inputs equal after whitespace and case are
+normalised (exact) or whose features' cosine similarity reaches a threshold (near);
+leaks are validation rows that are, in either sense, also training rows. Degenerate
+inputs and labels with few examples are counted from the inputs and labels alone.
 
 Plain numpy, scikit-learn and cleanlab (the `audit` extra); the features come from the
 config's model used as a frozen extractor, and rows are numbered as the data reader
@@ -65,21 +69,53 @@ def _libraries():
     sentence saying how to install them."""
     try:
         from cleanlab.filter import find_label_issues as cleanlab_issues
-        from sklearn.linear_model import LogisticRegression
+        from sklearn.model_selection import StratifiedKFold
+    except ImportError:
+        raise _missing_extra() from None
+    return cleanlab_issues, StratifiedKFold
+
+
+def _missing_extra() -> DataError:
+    return DataError("The label check needs the audit extra: pip install 'hubtune[audit]' "
+                     "(cleanlab and scikit-learn).")
+
+
+HEAD_CS = tuple(float(c) for c in np.logspace(-4, 0, 9))
+"""Inverse regularisation strengths (scikit-learn's C) the fold head chooses from, half a
+decade apart (a decade apart costs half the time but picked worse on wide, weakly
+separated features: tests/engine/test_audit_findings.py)."""
+INNER_FOLDS = 3
+"""Folds of the inner cross-validation that picks C from a fold's own rows."""
+
+
+def _head(labels: np.ndarray):
+    """An unfitted fold head for `labels`: standardised features, then a logistic
+    regression whose C is chosen by inner cross-validated log loss; with too few examples
+    of a label for an inner split, the middle of HEAD_CS."""
+    try:
+        from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
         from sklearn.model_selection import StratifiedKFold
         from sklearn.pipeline import make_pipeline
         from sklearn.preprocessing import StandardScaler
     except ImportError:
-        raise DataError("The label check needs the audit extra: pip install "
-                        "'hubtune[audit]' (cleanlab and scikit-learn).") from None
-    return cleanlab_issues, LogisticRegression, StratifiedKFold, make_pipeline, StandardScaler
+        raise _missing_extra() from None
+
+    counts = np.bincount(labels)
+    inner = min(INNER_FOLDS, int(counts[counts > 0].min()))
+    if inner < 2:
+        return make_pipeline(StandardScaler(), LogisticRegression(
+            C=HEAD_CS[len(HEAD_CS) // 2], max_iter=2000))
+    return make_pipeline(StandardScaler(), LogisticRegressionCV(
+        Cs=list(HEAD_CS), l1_ratios=(0,), scoring="neg_log_loss", max_iter=2000,
+        cv=StratifiedKFold(inner, shuffle=True, random_state=0),  # a file may be sorted
+        use_legacy_attributes=False))
 
 
 def out_of_sample_probs(features: np.ndarray, labels: np.ndarray, *, folds: int,
                         seed: int, progress=None, stop=None) -> np.ndarray:
     """Class probabilities for every row from a head that never saw that row's label.
     `progress(done, folds)` after each fold; a set `stop` ends it between folds."""
-    _, LogisticRegression, StratifiedKFold, make_pipeline, StandardScaler = _libraries()
+    StratifiedKFold = _libraries()[1]
     counts = np.bincount(labels)
     present = counts[counts > 0]
     if len(present) < 2:  # a head has nothing to tell apart (scikit-learn would raise)
@@ -94,8 +130,7 @@ def out_of_sample_probs(features: np.ndarray, labels: np.ndarray, *, folds: int,
     splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
     for fold, (fit_rows, held_rows) in enumerate(splitter.split(features, labels)):
         _check_stop(stop)
-        head = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
-        head.fit(features[fit_rows], labels[fit_rows])
+        head = _head(labels[fit_rows]).fit(features[fit_rows], labels[fit_rows])
         probs[np.ix_(held_rows, head[-1].classes_)] = head.predict_proba(features[held_rows])
         if progress is not None:
             progress(fold + 1, folds)
@@ -145,12 +180,11 @@ def find_multilabel_issues(features: np.ndarray, label_sets: Sequence[Sequence[i
     probabilities (one logistic regression per label). The suggested set holds the labels
     whose probability reaches 0.5; the confidence is the least certain of those per-label
     decisions."""
-    cleanlab_issues, LogisticRegression, _, make_pipeline, StandardScaler = _libraries()
+    cleanlab_issues = _libraries()[0]
     try:  # the audit extra, as _libraries says
         from sklearn.model_selection import KFold
     except ImportError:
-        raise DataError("The label check needs the audit extra: pip install "
-                        "'hubtune[audit]' (cleanlab and scikit-learn).") from None
+        raise _missing_extra() from None
 
     rows = list(range(len(label_sets))) if rows is None else list(rows)
     targets = np.zeros((len(label_sets), len(names)), dtype=int)
@@ -171,8 +205,7 @@ def find_multilabel_issues(features: np.ndarray, label_sets: Sequence[Sequence[i
             if column.min() == column.max():  # a label all or none of a fold's rows have
                 probs[held_rows, k] = float(column[0])
                 continue
-            head = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
-            head.fit(features[fit_rows], column)
+            head = _head(column).fit(features[fit_rows], column)
             probs[held_rows, k] = head.predict_proba(features[held_rows])[:, 1]
         if progress is not None:
             progress(fold + 1, folds)

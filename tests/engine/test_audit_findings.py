@@ -48,6 +48,23 @@ def test_flipped_labels_rank_first_with_the_true_label_suggested():
     assert len(issues) < 40, "clean rows were flagged wholesale"
 
 
+def test_weakly_separated_wide_features_flag_mostly_flipped_rows():
+    # Like frozen text features: 100 dimensions, 4 of them informative, 240 rows per
+    # fold head. A weakly regularised head (C=1) is overconfident here and flagged 77
+    # rows of which 27 were flipped (precision 0.35); the head's C is chosen per fold.
+    rng = np.random.default_rng(4)
+    truth = rng.integers(0, 2, 300)
+    features = rng.normal(size=(300, 100))
+    features[:, :4] += 1.2 * (2 * truth[:, None] - 1)
+    flipped = set(rng.choice(300, 30, replace=False).tolist())
+    noisy = truth.copy()
+    noisy[list(flipped)] = 1 - noisy[list(flipped)]
+    flagged = {issue.row for issue in find_label_issues(features, noisy, NAMES[::2],
+                                                        split="train")}
+    assert len(flagged & flipped) / len(flagged) >= 0.6, "clean rows were flagged wholesale"
+    assert len(flagged & flipped) / len(flipped) >= 0.7, "the flipped rows were missed"
+
+
 def test_a_label_with_a_single_example_is_a_sentence_not_a_crash():
     features, labels = clustered(20, seed=3)
     labels[:] = 0

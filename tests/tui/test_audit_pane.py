@@ -1,6 +1,7 @@
 """The new-run form's data audit (tui/widgets/audit_pane.py) through Pilot: audit the
-form's data, see the suspects with their text escaped, drop one and relabel another by
-hand, write the cleaned copy and have the form train on it; and Stop."""
+form's data (its button, or F4 from any field), see the suspects with their text
+escaped, drop one and relabel another by hand, write the cleaned copy and have the form
+train on it; and Stop."""
 
 from __future__ import annotations
 
@@ -84,6 +85,24 @@ async def test_audit_fix_by_hand_and_train_on_the_cleaned_copy(store, tiny_bert,
         assert [r["label"] for r in kept if r["text"] == relabelled][0] == str(second[2])
         launch = screen.query_one("#launch", Button)
         await wait_for(pilot, lambda: not launch.disabled, what="the copy previewed")
+
+
+async def test_f4_audits_the_form_from_a_text_field(store, tiny_bert, noisy_csv):
+    app = make_app(store=store)
+    async with app.run_test(size=(100, 40), notifications=True) as pilot:
+        await pilot.press("3")
+        screen = app.screen
+        summary = screen.query_one("#audit-summary", Static)
+        await pilot.press("f4")  # an empty form: one sentence, no audit
+        assert not screen.query_one("#audit-pane").running
+        assert any("before auditing" in n.message for n in app._notifications)
+        await fill(pilot, tiny_bert, noisy_csv)
+        assert isinstance(screen.focused, Input)  # a text box takes no F-key
+        await pilot.press("f4")
+        await wait_for(pilot, lambda: "likely label errors," in str(summary.render()),
+                       what="the audit's findings")
+        assert screen.query_one("#audit-table", DataTable).row_count > 0
+        assert not screen.query_one("#audit-start", Button).disabled
 
 
 async def test_stop_ends_an_audit_with_one_sentence(store, tiny_bert, noisy_csv):

@@ -15,6 +15,7 @@ from tui.screens.hub import HubScreen
 from tui.screens.models import LocalModelsScreen
 from tui.screens.new_run import NewRunScreen
 from tui.screens.runs import RunsScreen
+from tui.widgets.audit_pane import AuditPane
 from tui.widgets.layer_plan import LayerPlan
 
 NAMES = {"question_mark": "?", "slash": "/", "escape": "Esc", "delete": "Delete",
@@ -54,6 +55,7 @@ SECTIONS = [
     (NewRunScreen, ("New run",), set()),
     (FilePickerScreen, ("New run",), set()),
     (LayerPlan, ("New run",), set()),
+    (AuditPane, ("New run",), set()),
 ]
 
 

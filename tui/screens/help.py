@@ -74,6 +74,8 @@ hubtune shows them live again.
 | `Ctrl+T` | Queue: record the run, start it when a slot (GPU or CPU) is free |
 | `Ctrl+L` / `Ctrl+S` | Load (or `Enter` in its path) / save the form as a YAML config |
 | `F2` / `F3` | Go to the data preview / the layer plan (below the form when narrow) |
+| `F4` | Audit the form's data: likely label errors, duplicates, leaks (its **Audit data** button) |
+| `d` / `r` / `k` (audit table) | Drop the suspect / give it the suggested label / keep it |
 | **Everywhere** | |
 | `Ctrl+P` | Command palette: every action, the queue's and sweeps' included, by name |
 | `PgUp` / `PgDn` | Scroll a page, also from a text box (a list or table pages itself) |

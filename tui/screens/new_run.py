@@ -41,6 +41,7 @@ from tui.messages import (
 from tui.new_run_form import TASK_CHOICES, NewRunForm, plan_key
 from tui.safe_text import has_control, printable
 from tui.widgets.advanced_settings import AdvancedSettings
+from tui.widgets.audit_pane import AuditPane
 from tui.widgets.config_file import ConfigFileRow
 from tui.widgets.data_preview import DataPreviewPane, data_source
 from tui.widgets.footer import KeysFooter
@@ -63,8 +64,9 @@ class NewRunScreen(RunOnHooks, Screen):
         Binding("ctrl+r", "launch", "Launch"),
         Binding("ctrl+t", "queue", "Queue", show=False),  # on its button; the footer is full
         Binding("ctrl+o", "browse", "Pick file"),
-        Binding("f2", "show_preview", "Preview"),  # DataPreviewPane.reveal
-        Binding("f3", "show_plan", "Plan"),
+        Binding("f2", "reveal('preview')", "Preview"),  # DataPreviewPane.reveal
+        Binding("f3", "reveal('plan')", "Plan"),
+        Binding("f4", "reveal('audit')", "Audit"),  # AuditPane.reveal_and_start
         Binding("escape", "leave_field", "Leave field", show=False),
     ]
 
@@ -335,11 +337,10 @@ class NewRunScreen(RunOnHooks, Screen):
 
         self.query_one(RunOn).launch(cfg, queue, act, done)  # here, or on the remote chosen
 
-    def action_show_preview(self) -> None:
-        self.pane.reveal(plan=False)
-
-    def action_show_plan(self) -> None:
-        self.pane.reveal(plan=True)
+    def action_reveal(self, part: str) -> None:  # F2-F4, from any field too
+        if part == "audit":
+            return self.query_one(AuditPane).reveal_and_start()
+        self.pane.reveal(plan=part == "plan")
 
     def action_load(self) -> None:
         self.query_one(ConfigFileRow).load()

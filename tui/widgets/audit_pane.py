@@ -102,6 +102,11 @@ class AuditPane(Vertical):
         ready = getattr(screen, "data_ok", False)
         self.start(getattr(screen, "config", None) if ready else None)
 
+    def reveal_and_start(self) -> None:
+        """F4 on the new-run screen: the pane into view, then what Audit data does."""
+        self.scroll_visible(top=True, animate=False)
+        self.audit_form()
+
     @on(Button.Pressed, "#audit-stop")
     def stop(self) -> None:
         if self._stop is not None:
