@@ -82,26 +82,25 @@ class RunActions:
     def playground(self) -> None:
         from tui.screens.playground import PlaygroundScreen
 
-        run = self.current()
-        if run is None:
-            return
-        if run.status != "completed":
-            self.screen.notify(f"Run #{run.id} is {run.status}; the playground needs a "
-                               "completed run.", severity="warning")
-            return
-        self.screen.app.push_screen(PlaygroundScreen(run))
+        run = self._completed("the playground needs a completed run")
+        if run is not None:
+            self.screen.app.push_screen(PlaygroundScreen(run))
 
     def export(self) -> None:
         from tui.screens.export import ExportScreen
 
+        run = self._completed("only a completed run can be exported")
+        if run is not None:
+            self.screen.app.push_screen(ExportScreen(run))
+
+    def _completed(self, why: str):
+        """The run under the cursor when it completed; else None (with `why` said when
+        there is a run)."""
         run = self.current()
-        if run is None:
-            return
-        if run.status != "completed":
-            self.screen.notify(f"Run #{run.id} is {run.status}; only a completed run can "
-                               "be exported.", severity="warning")
-            return
-        self.screen.app.push_screen(ExportScreen(run))
+        if run is not None and run.status != "completed":
+            self.screen.notify(f"Run #{run.id} is {run.status}; {why}.", severity="warning")
+            return None
+        return run
 
     def edit_tags(self) -> None:
         edit_tags(self.screen, self.current(), self.wake)
