@@ -103,6 +103,37 @@ def check_search(*, sampler: str, trials: int | None, parallel: int | None,
     return axes_r, axes_c
 
 
+def range_ends(ranges: Sequence[RangeAxis], choices: Sequence[GridAxis]) -> list[str]:
+    """Each searched setting at the ends of its range and at each of its choices, as the
+    trials will set it (KEY=VALUE): a config checked at each catches a typo before any
+    trial is queued."""
+    points = []
+    for axis in ranges:
+        for end in (axis.low, axis.high):
+            points.append(f"{axis.key}={int(end) if axis.integer else format(end, '.6e')}")
+    return points + [f"{c.key}={v}" for c in choices for v in c.values]
+
+
+def new_search(store, base, *, trials: int, parallel: int | None, ranges, choices,
+               prune: str, seed: int, processes: int = 1) -> SearchSpec:
+    """A checked search over the config `base` (a RunConfig), saved beside the store:
+    it watches the trials' result metric and runs `parallel` trials at once (by default
+    as many as the queue's slots hold runs of `processes`)."""
+    from engine.runs.queue import read_slots
+    from engine.runs.sweep import new_sweep_id
+    from engine.tasks import task_for
+    from engine.training.setup import watched_metric
+
+    slots = max(1, len(read_slots(store)) // max(processes, 1))
+    spec = SearchSpec(sweep_id=new_sweep_id(), trials=trials,
+                      metric=watched_metric(base, task_for(base.head.task)),
+                      parallel=parallel or slots, ranges=tuple(ranges), choices=tuple(choices),
+                      prune=prune, seed=seed, processes=processes,
+                      name=base.name or "search", base=base.to_dict())
+    save_spec(spec)
+    return spec
+
+
 # -- where a search lives -------------------------------------------------------
 
 

@@ -15,22 +15,18 @@ def start_search(config: Path, *, sampler: str, trials: int | None, ranges, choi
     """Check the search, save it beside the store, and queue its first trials."""
     from engine.core.config import load_config
     from engine.launch.start import queue_trials
-    from engine.runs.search import SearchSpec, check_search, save_spec
-    from engine.runs.sweep import new_sweep_id
+    from engine.runs.search import check_search, new_search, range_ends
     from tui.cli.train import check_inputs
 
     axes_r, axes_c = check_search(sampler=sampler, trials=trials, parallel=parallel,
                                   prune=prune, ranges=ranges, choices=choices)
     base = load_config(config, overrides)
     check_inputs(base)
-    for point in _ends(axes_r, axes_c):  # a typo queues nothing (as for a grid), rather
-        load_config(config, [*overrides, point])  # than failing every trial asked
+    for point in range_ends(axes_r, axes_c):  # a typo queues nothing (as for a grid),
+        load_config(config, [*overrides, point])  # rather than failing every trial asked
     store = open_store()
-    spec = SearchSpec(sweep_id=new_sweep_id(), trials=trials, metric=_watched(base),
-                      parallel=parallel or _slots(store, processes), ranges=axes_r,
-                      choices=axes_c, prune=prune, seed=seed, processes=processes,
-                      name=base.name or "search", base=base.to_dict())
-    save_spec(spec)
+    spec = new_search(store, base, trials=trials, parallel=parallel, ranges=axes_r,
+                      choices=axes_c, prune=prune, seed=seed, processes=processes)
     ids = queue_trials(store, spec)
     if as_json:
         echo(dump_json({"sweep_id": spec.sweep_id, "metric": spec.metric,
@@ -42,30 +38,6 @@ def start_search(config: Path, *, sampler: str, trials: int | None, ranges, choi
          f"{', '.join(map(str, ids))}. `hubtune runs compare --sweep {spec.sweep_id}` "
          "ranks the trials.")
 
-
-def _ends(ranges, choices) -> list[str]:
-    """Each searched setting at the ends of its range and at each of its choices, as the
-    trials will set it (KEY=VALUE)."""
-    points = []
-    for axis in ranges:
-        for end in (axis.low, axis.high):
-            points.append(f"{axis.key}={int(end) if axis.integer else format(end, '.6e')}")
-    return points + [f"{c.key}={v}" for c in choices for v in c.values]
-
-
-def _watched(cfg) -> str:
-    """The metric the runs will watch: the trials' result."""
-    from engine.tasks import task_for
-    from engine.training.setup import watched_metric
-
-    return watched_metric(cfg, task_for(cfg.head.task))
-
-
-def _slots(store, processes: int) -> int:
-    """How many trials fit at once: the queue's slots for runs of `processes`."""
-    from engine.runs.queue import read_slots
-
-    return max(1, len(read_slots(store)) // max(processes, 1))
 
 
 def resume_search(sweep_id: str, *, as_json: bool) -> None:

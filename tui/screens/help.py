@@ -72,6 +72,7 @@ hubtune shows them live again.
 | `Esc` | Leave the field, so `1`-`4` switch screens |
 | `Ctrl+R` | Launch (enabled when every field is valid) |
 | `Ctrl+T` | Queue: record the run, start it when a slot (GPU or CPU) is free |
+| `F5` | Sweep…: queue a grid, random or TPE sweep over the form's config (its **Sweep…** button) |
 | `Ctrl+L` / `Ctrl+S` | Load (or `Enter` in its path) / save the form as a YAML config |
 | `F2` / `F3` | Go to the data preview / the layer plan (below the form when narrow) |
 | `F4` | Audit the form's data: likely label errors, duplicates, leaks (its **Audit data** button) |

@@ -40,6 +40,7 @@ from tui.messages import (
 )
 from tui.new_run_form import TASK_CHOICES, NewRunForm, plan_key
 from tui.safe_text import has_control, printable
+from tui.screens.sweep_dialog import SweepHooks
 from tui.widgets.advanced_settings import AdvancedSettings
 from tui.widgets.audit_pane import AuditPane
 from tui.widgets.config_file import ConfigFileRow
@@ -52,7 +53,7 @@ from tui.widgets.run_on import RunOn, RunOnHooks
 NO_COLUMNS = {"text-col": None, "label-col": None}
 
 
-class NewRunScreen(RunOnHooks, Screen):
+class NewRunScreen(RunOnHooks, SweepHooks, Screen):
     """Configure a fine-tune and launch it."""
 
     # Below 100 columns the form and the preview stack (app.tcss): the preview keeps its text.
@@ -63,6 +64,7 @@ class NewRunScreen(RunOnHooks, Screen):
         Binding("ctrl+s", "save", "Save YAML"),
         Binding("ctrl+r", "launch", "Launch"),
         Binding("ctrl+t", "queue", "Queue", show=False),  # on its button; the footer is full
+        Binding("f5", "sweep", "Sweep", show=False),  # tui/screens/sweep_dialog.py
         Binding("ctrl+o", "browse", "Pick file"),
         Binding("f2", "reveal('preview')", "Preview"),  # DataPreviewPane.reveal
         Binding("f3", "reveal('plan')", "Plan"),
@@ -312,8 +314,7 @@ class NewRunScreen(RunOnHooks, Screen):
         self._start(queue=True)
 
     def _start(self, *, queue: bool) -> None:
-        """Record the run and start its worker now, or with `queue` add it to the run
-        queue (it starts when slots are free), then show it on the runs screen."""
+        """Start the run's worker now, or with `queue` queue it; then show the run."""
         self.validate()
         if not (self.config and self.data_ok):
             self.notify("Fix the fields marked in red first.", severity="warning")

@@ -78,6 +78,8 @@ class RunForm(VerticalScroll):
             yield Button("Launch (ctrl+r)", id="launch", variant="success", disabled=True)
             # Recorded `queued`: it starts when slots are free (engine.runs.queue).
             yield Button("Queue (ctrl+t)", id="queue", variant="primary", disabled=True)
+            # A grid, random or TPE sweep over this config (tui/screens/sweep_dialog.py).
+            yield Button("Sweep… (F5)", id="sweep", action="screen.sweep", disabled=True)
 
     def _select_field(self, fid: str) -> ComposeResult:
         _, label = SELECTS[fid]
@@ -260,6 +262,6 @@ class RunForm(VerticalScroll):
         self.length_markup = markup
 
     def allow_launch(self, ok: bool) -> None:
-        """Enable Launch and Queue (both start from the same valid form)."""
+        """Enable Launch, Queue and Sweep (all start from the same valid form)."""
         for button in self.query("#start-row Button").results(Button):
             button.disabled = not ok
