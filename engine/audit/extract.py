@@ -6,7 +6,9 @@ and at the precision a run would use, read and written through the frozen-featur
 (engine/training/feature_cache.py), so a head-only run after an audit (or an audit after
 such a run) computes nothing again. Images: what the model's final linear layer reads
 (the pooled features of a torchvision backbone or a Hugging Face vision model), with the
-evaluation transform.
+evaluation transform, through the same cache under the key an image head-only run uses
+(engine/training/image_features.py; a Hugging Face model's only: a torchvision
+backbone's weights have no folder to key on).
 
 `progress(done, total)` after each batch; a set `stop` ends the work between batches
 (`PreparationStopped`). Imports torch; never textual.
@@ -95,7 +97,6 @@ class ImageExtractor:
 
     def __init__(self, cfg: RunConfig, names: list[str]) -> None:
         from engine.tasks import task_for
-        from engine.tasks.image import _final_linear
 
         self.cfg = cfg
         self.task = task_for(cfg.head.task)
@@ -103,33 +104,23 @@ class ImageExtractor:
         self.model = self.task.build(cfg, path, SimpleNamespace(labels=tuple(names))).eval()
         self.device, self.precision = device_and_precision(cfg)
         self.model.to(self.device)
-        self.last = _final_linear(self.model)[2]
+        from engine.training.image_features import image_key
+
+        # The key a head-only run of this model uses (engine/training/image_features.py).
+        self.key = image_key(path, self.device.type, self.precision) if cfg.data.cache else None
 
     def features(self, split: Split, progress: Progress | None,
                  stop: threading.Event | None) -> tuple[np.ndarray, Reuse]:
         import torch
 
-        from engine.data.examples import PreparationStopped
         from engine.tasks.image import ImageExamples
+        from engine.training.image_features import cached_image_features
 
         examples = ImageExamples(list(split.paths), [0] * len(split.paths))
-        collate = self.task.collator(examples, self.processor, self.cfg, train=False)
-        seen: list = []
-        hook = self.last.register_forward_hook(
-            lambda module, args, out: seen.append(args[0].detach().float().flatten(1).cpu()))
-        batch = self.cfg.train.batch_size
-        try:
-            with torch.inference_mode(), _autocast(self.device, self.precision):
-                for start in range(0, len(examples), batch):
-                    if stop is not None and stop.is_set():
-                        raise PreparationStopped
-                    indices = list(range(start, min(start + batch, len(examples))))
-                    pixels = collate(indices)["pixel_values"].to(self.device)
-                    self.model(pixel_values=pixels)
-                    if progress is not None:
-                        progress(indices[-1] + 1, len(examples))
-        finally:
-            hook.remove()
-        if not seen:
+        if not len(examples):
             return np.zeros((0, 1), dtype=np.float32), Reuse(0, 0)
-        return torch.cat(seen).numpy(), Reuse(0, len(examples))
+        collate = self.task.collator(examples, self.processor, self.cfg, train=False)
+        with torch.inference_mode(), _autocast(self.device, self.precision):
+            return cached_image_features(self.model, examples, collate,
+                                         self.cfg.train.batch_size, self.device, key=self.key,
+                                         progress=progress, stop=stop)

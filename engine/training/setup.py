@@ -194,15 +194,14 @@ class RunSetup:
         # A frozen backbone is a fixed feature extractor: keep it in eval mode so its
         # dropout does not perturb the features the head learns from.
         self.frozen_backbone = cfg.freeze.policy == "head_only" and cfg.freeze.lora is None
-        self.cached = (self.frozen_backbone and cfg.train.cache_features
-                       and hasattr(model, "pool"))
+        self.cached = self.frozen_backbone and cfg.train.cache_features and (
+            _image_cacheable(model, cfg) if task.vision else hasattr(model, "pool"))
         self.val_features = None
         if self.cached:
-            from engine.training.features import cache_features
-
             started = time.perf_counter()
-            self.val_features, self.sampler, train_model, collate, read = cache_features(
-                model, self.data, self.pad_id, cfg, self.accelerator, task.float_labels, model_path)
+            self.val_features, self.sampler, train_model, collate, read = _cache_features(
+                model, task, self.data, self.processor, self.pad_id, cfg, self.accelerator,
+                model_path)
             self._stop_preparing()
             self.emit(Note(f"Cached frozen-backbone features of {len(self.data.train)} + "
                            f"{len(self.data.validation)} examples in "
@@ -350,3 +349,19 @@ def ddp_settings() -> list:
     return [DistributedDataParallelKwargs(gradient_as_bucket_view=True),
             InitProcessGroupKwargs(timeout=timedelta(seconds=PROCESS_GROUP_TIMEOUT_S))]
 
+
+def _image_cacheable(model, cfg) -> bool:
+    from engine.training.image_features import can_cache_image_features
+
+    return can_cache_image_features(model, cfg)
+
+
+def _cache_features(model, task, data, processor, pad_id, cfg, accelerator, model_path):
+    """engine.training.features.cache_features, or its image form."""
+    if task.vision:
+        from engine.training.image_features import cache_image_features
+
+        return cache_image_features(model, task, data, processor, cfg, accelerator, model_path)
+    from engine.training.features import cache_features
+
+    return cache_features(model, data, pad_id, cfg, accelerator, task.float_labels, model_path)

@@ -88,6 +88,61 @@ def test_stop_ends_the_audit_between_batches_with_one_sentence(tmp_path, tiny_be
     assert len(seen) == 1 and seen[0].done < seen[0].total  # not one batch more
 
 
+def test_an_image_head_only_run_after_an_audit_reads_every_feature_from_the_cache(
+        tmp_path, tiny_vit):
+    from engine.audit.run import audit
+    from engine.core.events import Note
+    from engine.training.loop import train
+
+    root = write_digits_folder(tmp_path / "digits", per_class=20, classes=range(3))
+    cfg = RunConfig.from_dict({
+        "model": {"id": str(tiny_vit)}, "head": {"task": "image-classification"},
+        "freeze": {"policy": "head_only"}, "base_dir": str(tmp_path),
+        "data": {"train": str(root), "validation_split": 0.25},
+        "train": {"epochs": 10, "batch_size": 8, "learning_rate": 1.0, "seed": 0,
+                  "restore_best": False}})  # the saved head is the last step's
+    first = audit(cfg)
+    rows = first.rows["train"]
+    assert first.features == {"train": {"reused": 0, "computed": rows}}
+
+    def run(cfg, name):
+        notes: list = []
+        outcome = train(cfg, notes.append, threading.Event(), out_dir=tmp_path / name)
+        assert outcome.status == "completed"
+        cached = [n.message for n in notes if isinstance(n, Note)
+                  and "Cached frozen-backbone features" in n.message]
+        return outcome.summary, cached
+
+    summary, (cached,) = run(cfg, "after-audit")
+    reused, total = map(int, re.search(r"\((\d+) of (\d+) read", cached).groups())
+    assert reused == total == rows, cached
+    assert summary["final_accuracy"] > summary["baseline_majority_accuracy"]
+    # The same run computing every feature afresh (the disk cache off) ends the same...
+    off = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, cache=False))
+    fresh, (computed,) = run(off, "no-disk-cache")
+    assert "(0 of" in computed
+    assert fresh["final_accuracy"] == summary["final_accuracy"]
+    assert fresh["final_loss"] == pytest.approx(summary["final_loss"], rel=1e-5, abs=1e-6)
+    # ...and its head, put back on the backbone, scores the validation images as the
+    # plain (backbone every batch) evaluation sees them: the features are the head's inputs.
+    import torch
+    from transformers import AutoModelForImageClassification
+
+    from engine.tasks import task_for
+
+    task = task_for("image-classification")
+    processor, _ = task.load_processor(cfg)
+    model = AutoModelForImageClassification.from_pretrained(tmp_path / "after-audit" / "model")
+    metrics = task.evaluate(model.eval(), task.load_data(cfg, processor), processor, cfg,
+                            torch.device("cpu"))
+    assert metrics["accuracy"] == summary["final_accuracy"]
+    assert metrics["loss"] == pytest.approx(summary["final_loss"], rel=1e-4)
+    # Augmented training images differ every epoch: never cached.
+    augmented = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, augment=True))
+    assert run(augmented, "augmented")[1] == []
+    assert audit(cfg).features == {"train": {"reused": rows, "computed": 0}}
+
+
 @pytest.fixture
 def digits(tmp_path):
     """Three digit classes, four images moved to another class's folder, a copy of an
