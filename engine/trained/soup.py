@@ -69,6 +69,30 @@ def check_ingredients(items: list[Ingredient]) -> None:
         if sorted(_weight_files(item)) != sorted(_weight_files(first)):
             raise HubtuneError(f"Run {item.run_id}'s model files differ from run "
                                f"{first.run_id}'s (LoRA and full fine-tuning do not mix).")
+        _check_shapes(first, item)
+
+
+def _check_shapes(first: Ingredient, item: Ingredient) -> None:
+    """The same weights in the same shapes (read from the files' headers): a sweep over a
+    size such as head.custom.hidden makes runs that cannot be averaged."""
+    from safetensors import safe_open
+
+    def shapes(i: Ingredient) -> dict[str, list[int]]:
+        found = {}
+        for name in sorted(_weight_files(i)):
+            with safe_open(str(i.model_dir / name), framework="pt") as f:
+                found.update({k: list(f.get_slice(k).get_shape()) for k in f.keys()})
+        return found
+
+    mine, theirs = shapes(first), shapes(item)
+    differ = sorted(k for k in mine.keys() | theirs.keys() if mine.get(k) != theirs.get(k))
+    if differ:
+        key = differ[0]
+        raise HubtuneError(
+            f"Run {item.run_id}'s weights are shaped unlike run {first.run_id}'s ({key}: "
+            f"{theirs.get(key, 'missing')} against {mine.get(key, 'missing')}); a soup "
+            "averages runs of one architecture, so leave out runs whose sizes (such as "
+            "head.custom.hidden) differ.")
 
 
 def make_soup(items: list[Ingredient], target: Path, *, greedy: bool = False,

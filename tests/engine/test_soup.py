@@ -65,6 +65,19 @@ def test_uniform_and_greedy_soups_and_what_cannot_be_averaged(three_runs, store,
     other = dict(real[1].config, model={"id": "another/model"})
     with pytest.raises(HubtuneError, match="fine-tuned another model"):
         check_ingredients([real[0], Ingredient(real[1].run_id, real[1].model_dir, other)])
+    # A sweep over a size (head.custom.hidden, say): the same files, other shapes.
+    import shutil
+
+    from safetensors.torch import save_file
+
+    wider = tmp_path / "wider"
+    shutil.copytree(real[1].model_dir, wider)
+    tensors = load_file(str(wider / "model.safetensors"))
+    name = next(k for k, v in tensors.items() if v.dim() == 2)
+    tensors[name] = tensors[name].repeat(2, 1)
+    save_file(tensors, str(wider / "model.safetensors"))
+    with pytest.raises(HubtuneError, match=rf"shaped unlike run {real[0].run_id}'s \({name}"):
+        check_ingredients([real[0], Ingredient(real[1].run_id, wider, real[1].config)])
     lone = hubtune("runs", "soup", str(three_runs[0]))
     assert lone.returncode == 1 and "two or more completed runs" in lone.stderr
     both = hubtune("runs", "soup", "1", "2", "--sweep", "abc")
