@@ -180,7 +180,9 @@ class HubtuneApp(App[None]):
         await self.switch_mode("new")
         self.screen.prefill(model=model, config=config, parent_id=parent_id)
         if config is not None:  # a fork runs where its run ran (tui/widgets/run_on.py)
-            self.screen.place_fork(run_on, forked_from)
+            from tui.widgets.run_on import RunOn
+
+            self.screen.query_one(RunOn).place_fork(run_on, forked_from)
 
     def show_run(self, run_id: int) -> None:
         """Go to the runs screen with `run_id` selected."""

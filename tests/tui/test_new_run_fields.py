@@ -74,7 +74,7 @@ async def test_a_column_chosen_for_a_folder_passed_through_is_not_planned_with(
         late = preview_file(imgs)
         screen.pane.post_message(DataPreviewed(str(imgs), late))
         await settle(pilot)
-        assert text_col.value == "text" and screen.preview.path == str(imgs / "train.csv")
+        assert text_col.value == "text" and screen.data.preview.path == str(imgs / "train.csv")
         assert screen.config.data.text_column == "text"
 
 

@@ -30,7 +30,6 @@ from textual.widgets import Button, Header, Input, Select, Static
 
 from engine.core.config import RunConfig
 from engine.core.errors import HubtuneError
-from engine.tasks import REGISTRY
 from tui.formatting import cut
 from tui.messages import (
     DataPreviewed,
@@ -38,22 +37,21 @@ from tui.messages import (
     ModelIdsListed,
     PlanReady,
 )
+from tui.new_run_data import DataFile
 from tui.new_run_form import TASK_CHOICES, NewRunForm, plan_key
 from tui.safe_text import has_control, printable
-from tui.screens.sweep_dialog import SweepHooks
+from tui.screens.sweep_dialog import open_sweep
 from tui.widgets.advanced_settings import AdvancedSettings
 from tui.widgets.audit_pane import AuditPane
 from tui.widgets.config_file import ConfigFileRow
-from tui.widgets.data_preview import DataPreviewPane, data_source
+from tui.widgets.data_preview import DataPreviewPane
 from tui.widgets.footer import KeysFooter
 from tui.widgets.layer_plan import LayerPlan
 from tui.widgets.run_form import RunForm
-from tui.widgets.run_on import RunOn, RunOnHooks
-
-NO_COLUMNS = {"text-col": None, "label-col": None}
+from tui.widgets.run_on import RunOn
 
 
-class NewRunScreen(RunOnHooks, SweepHooks, Screen):
+class NewRunScreen(Screen):
     """Configure a fine-tune and launch it."""
 
     # Below 100 columns the form and the preview stack (app.tcss): the preview keeps its text.
@@ -77,22 +75,14 @@ class NewRunScreen(RunOnHooks, SweepHooks, Screen):
         self.store = store
         self.config: RunConfig | None = None
         """The config as the form stands, when it is valid."""
-        self.data_ok = False
-        """Whether the data file was read and the columns the task needs are picked."""
+        self.data = DataFile(self)
+        """The data file as last read (tui/new_run_data.py): its preview, whether Launch
+        may go."""
         self.parent_id: int | None = None
         """The run this form was forked from (recorded as the new run's parent)."""
-        self.preview = None
-        """The data file's preview (engine.data.reader.DataPreview) once read."""
         self._timer: Timer | None = None
         self._base: dict = {}
         """The config the form was filled from (NewRunForm.base)."""
-        self._previewed: str | None = None
-        """path|encoding|label column the preview was last asked for."""
-        self._preview_error: str | None = None
-        self._wanted_columns: dict[str, str | None] = dict(NO_COLUMNS)
-        """Text and label columns a loaded config named, until the file's header is read."""
-        self._missing: dict[str, str] = {}
-        """Column fields whose loaded value the file lacks (shown as errors)."""
         self._length_note: str | None = None
         """The plan's notice about data.max_length (clamped to the model's positions)."""
         # What the engine thread was last asked for: an answer for anything else is stale.
@@ -136,7 +126,7 @@ class NewRunScreen(RunOnHooks, SweepHooks, Screen):
             self._base = form.base
             self._heads_for = None  # every task again, until the model is read
             self.form.fill(form)
-            self._wanted_columns = {"text-col": form.text_col, "label-col": form.label_col}
+            self.data.wanted_columns = {"text-col": form.text_col, "label-col": form.label_col}
         if model is not None:
             self.query_one("#f-model", Input).value = printable(model)
         self._schedule()
@@ -160,7 +150,7 @@ class NewRunScreen(RunOnHooks, SweepHooks, Screen):
         self.form.clear_errors()
         self.config = None
         self._refresh_heads()
-        self._refresh_preview()
+        self.data.refresh()
         model = self.form.read(self._base)
         self.config, errors = model.check()
         self.form.show_messages(errors, model.hints())
@@ -171,7 +161,7 @@ class NewRunScreen(RunOnHooks, SweepHooks, Screen):
         self.form.show_length_note(self._length_note)
 
     def _update_launch(self) -> None:
-        self.form.allow_launch(bool(self.config and self.data_ok))
+        self.form.allow_launch(bool(self.config and self.data.ok))
 
     # -- engine work: heads, plan ---------------------------------------
 
@@ -237,59 +227,8 @@ class NewRunScreen(RunOnHooks, SweepHooks, Screen):
 
     # -- the data file ----------------------------------------------------
 
-    def _refresh_preview(self) -> None:
-        """Preview the data file when its path, encoding or label column changed."""
-        raw = self.form.value("train-file")
-        if not raw:
-            return
-        encoding = self.form.value("encoding") or "utf-8"
-        label = self.form.value("label-col")
-        try:
-            path = data_source(self.form, raw)  # a file, a packaged file or hf: data
-        except HubtuneError as exc:
-            self.form.error("train-file", str(exc))
-            self.data_ok = False
-            return
-        key = f"{path}|{encoding}|{label}"
-        if key != self._previewed:
-            # A new label column only changes the counts; a new file or encoding
-            # must be read before Launch is allowed again.
-            if self._previewed is None or not self._previewed.startswith(f"{path}|{encoding}|"):
-                self.data_ok = False
-            self._previewed = key
-            self.pane.read(path, encoding, label)
-        else:
-            self._check_columns()
-            if self._preview_error:
-                self.form.error("train-file", self._preview_error)
-
     def on_data_previewed(self, msg: DataPreviewed) -> None:
-        """After the pane showed it: the columns to offer, and whether Launch may go."""
-        self.preview = msg.preview
-        self._preview_error = msg.error
-        if msg.error:
-            self.data_ok = False
-            self.form.error("train-file", msg.error)
-            self._update_launch()
-            return
-        self._missing = self.form.offer_columns(msg.preview, self._wanted_columns)
-        self._wanted_columns = dict(NO_COLUMNS)
-        self.data_ok = True
-        self._check_columns()
-        self._update_launch()
-
-    def _check_columns(self) -> None:
-        p = self.preview
-        if p is None:
-            return
-        ok = self.form.check_columns(p, self._missing)
-        text, label = self.form.value("text-col"), self.form.value("label-col")
-        if text is not None and not getattr(REGISTRY.get(self.form.value("task")), "images", 0):
-            self.pane.count_tokens_of(p, self.form.value("model"), self.form.value("encoding"),
-                                      text, self.query_one("#f-max-length", Input).value)
-        if label is not None and label == p.label_column:
-            self.pane.show_label_counts(p, label)
-        self.data_ok = ok
+        self.data.previewed(msg)
         self._update_launch()
 
     @on(DataPreviewPane.LengthChosen)
@@ -316,7 +255,7 @@ class NewRunScreen(RunOnHooks, SweepHooks, Screen):
     def _start(self, *, queue: bool) -> None:
         """Start the run's worker now, or with `queue` queue it; then show the run."""
         self.validate()
-        if not (self.config and self.data_ok):
+        if not (self.config and self.data.ok):
             self.notify("Fix the fields marked in red first.", severity="warning")
             return
         if self.app.acting_on_runs():  # a second Enter while the first start runs
@@ -337,6 +276,12 @@ class NewRunScreen(RunOnHooks, SweepHooks, Screen):
             self.app.show_run(started[0])
 
         self.query_one(RunOn).launch(cfg, queue, act, done)  # here, or on the remote chosen
+
+    def action_sweep(self) -> None:  # F5, the Sweep… button
+        open_sweep(self)
+
+    def on_screen_resume(self) -> None:
+        self.query_one(RunOn).read_again()  # a remote added meanwhile is offered
 
     def action_reveal(self, part: str) -> None:  # F2-F4, from any field too
         if part == "audit":

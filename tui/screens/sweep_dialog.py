@@ -2,9 +2,9 @@
 TPE sweep over the form's config, queued as `hubtune sweep` queues one.
 
 The dialog checks its fields with the CLI's parsers (tui/sweep_form.py) and shows the
-sentence inline, as plain text; it dismisses with a checked plan only. `SweepHooks`, mixed
-into NewRunScreen, opens it and queues the plan off the UI thread (App.act_on_run), then
-lists the sweep on the runs screen. It never queues on a remote: a sweep is this machine's.
+sentence inline, as plain text; it dismisses with a checked plan only. `open_sweep`
+(the new-run screen's F5) opens it for the form and queues the plan off the UI thread
+(App.act_on_run), then lists the sweep on the runs screen. It never queues on a remote: a sweep is this machine's.
 """
 
 from __future__ import annotations
@@ -86,42 +86,40 @@ class SweepScreen(ModalScreen[SweepPlan | None]):
             prune=str(self.query_one("#sweep-prune", Select).value))
 
 
-class SweepHooks:
-    """The new-run screen's sweep (mixed into NewRunScreen): F5 and the Sweep… button."""
+def open_sweep(screen) -> None:
+    """The sweep dialog over the new-run `screen`'s config (F5, the Sweep… button), once
+    the form is valid; a checked plan is queued on a thread."""
+    from tui.widgets.run_on import RunOn
 
-    def action_sweep(self) -> None:
-        from tui.widgets.run_on import RunOn
+    screen.validate()
+    if not (screen.config and screen.data.ok):
+        screen.notify("Fix the fields marked in red first.", severity="warning")
+        return
+    if screen.query_one(RunOn).remote is not None:
+        screen.notify("A sweep queues on this machine; choose it under Run on first.",
+                      severity="warning")
+        return
+    if screen.app.acting_on_runs():
+        screen.notify("A run is being started; open the sweep again in a moment.")
+        return
+    screen.app.push_screen(SweepScreen(screen.config),
+                           lambda plan: _queue_sweep(screen.app, plan))
 
-        self.validate()
-        if not (self.config and self.data_ok):
-            self.notify("Fix the fields marked in red first.", severity="warning")
-            return
-        if self.query_one(RunOn).remote is not None:
-            self.notify("A sweep queues on this machine; choose it under Run on first.",
-                        severity="warning")
-            return
-        if self.app.acting_on_runs():
-            self.notify("A run is being started; open the sweep again in a moment.")
-            return
-        self.app.push_screen(SweepScreen(self.config), self._queue_sweep)
 
-    def _queue_sweep(self, plan: SweepPlan | None) -> None:
-        if plan is None:
-            return
-        queued: list = []
+def _queue_sweep(app, plan: SweepPlan | None) -> None:
+    if plan is None:
+        return
+    queued: list = []
 
-        def act(store) -> str:  # on a thread: it writes the store and may start workers
-            queued.extend(queue_plan(store, plan))
-            sweep_id, ids = queued
-            note = f"Sweep {sweep_id}: queued {len(ids)} runs"
-            if store.queue_paused():
-                return note + "; the queue is paused (P on the runs screen resumes it)."
-            return note + "; they start as slots free up."
+    def act(store) -> str:  # on a thread: it writes the store and may start workers
+        queued.extend(queue_plan(store, plan))
+        sweep_id, ids = queued
+        note = f"Sweep {sweep_id}: queued {len(ids)} runs"
+        if store.queue_paused():
+            return note + "; the queue is paused (P on the runs screen resumes it)."
+        return note + "; they start as slots free up."
 
-        def done() -> None:
-            show_sweep(self.app, printable(queued[0]), queued[1])
-
-        self.app.act_on_run(act, done)
+    app.act_on_run(act, lambda: show_sweep(app, printable(queued[0]), queued[1]))
 
 
 def show_sweep(app, sweep_id: str, ids: list[int]) -> None:

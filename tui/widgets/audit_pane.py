@@ -97,10 +97,10 @@ class AuditPane(Vertical):
     @on(Button.Pressed, "#audit-start")
     def audit_form(self) -> None:
         """Audit the config the new-run form holds, once it is valid and its data read
-        (the screen's `config` and `data_ok`, tui/screens/new_run.py)."""
+        (the screen's `config` and `data.ok`, tui/screens/new_run.py)."""
         screen = self.screen
-        ready = getattr(screen, "data_ok", False)
-        self.start(getattr(screen, "config", None) if ready else None)
+        data = getattr(screen, "data", None)
+        self.start(getattr(screen, "config", None) if data is not None and data.ok else None)
 
     def reveal_and_start(self) -> None:
         """F4 on the new-run screen: the pane into view, then what Audit data does."""

@@ -87,6 +87,16 @@ class RunOn(Vertical):
         else:
             self.read_again()  # added since the last read, perhaps
 
+    def place_fork(self, remote: str | None, forked_from: str | None) -> None:
+        """A fork runs where its run ran: this machine, or `remote`, whose run
+        `forked_from` (NAME:ID) it is (named in the screen's title; nothing records it
+        there)."""
+        self.choose(remote)
+        name, _, run_id = (forked_from or "").rpartition(":")
+        self.fork_of = (name, int(run_id)) if remote and run_id.isdigit() else None
+        if forked_from:
+            self.screen.sub_title = f"fork of run {printable(forked_from, limit=60)}"
+
     @property
     def remote(self) -> str | None:
         """The remote chosen, or None for this machine."""
@@ -159,23 +169,6 @@ class RunOn(Vertical):
             chosen, self.wanted = self.wanted, None
         select.value = chosen if chosen in names else HERE
         self.set_class(bool(self.offered), "-shown")
-
-
-class RunOnHooks:
-    """The new-run screen's part in the choice (mixed into NewRunScreen)."""
-
-    def on_screen_resume(self) -> None:
-        self.query_one(RunOn).read_again()  # a remote added meanwhile is offered
-
-    def place_fork(self, remote: str | None, forked_from: str | None) -> None:
-        """A fork runs where its run ran: this machine, or `remote`, whose run
-        `forked_from` (NAME:ID) it is (named in the title; nothing records it there)."""
-        run_on = self.query_one(RunOn)
-        run_on.choose(remote)
-        name, _, run_id = (forked_from or "").rpartition(":")
-        run_on.fork_of = (name, int(run_id)) if remote and run_id.isdigit() else None
-        if forked_from:
-            self.sub_title = f"fork of run {printable(forked_from, limit=60)}"
 
 
 def start_there(name: str, cfg, *, queue: bool, started: list,
