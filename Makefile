@@ -30,11 +30,11 @@ $(STAMP_TEST): pyproject.toml | $(BIN)/python
 run: $(STAMP_RUN)
 	$(BIN)/hubtune
 
-# Six test processes (pytest-xdist) on a 2-core machine: much of the suite waits on
+# Four test processes (pytest-xdist) on a 2-core machine: much of the suite waits on
 # worker processes, torchrun, sshd and tmux, and each test process computes on one thread
-# (tests/conftest.py), so the extra ones keep both cores busy (2026-12-07, 2-core VM,
-# 1,100 tests: 10m06s with six, 11m14s with four). TEST_JOBS=0 runs everything in one.
-TEST_JOBS ?= 6
+# (tests/conftest.py), so the extra ones keep both cores busy (2026-12-07, 2-core VM, a
+# fresh clone, 1,100 tests: 11m14s with four, 11m19s with six). TEST_JOBS=0: one process.
+TEST_JOBS ?= 4
 PYTEST := $(BIN)/python -m pytest -q --durations=15 $(if $(filter-out 0,$(TEST_JOBS)),-n $(TEST_JOBS) --dist worksteal)
 
 test: $(STAMP_TEST)
