@@ -10,13 +10,19 @@ workers: it runs off the UI thread (App.act_on_run).
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 
-from engine.core.config import MAX_NAME_CHARS, RunConfig, apply_overrides
+from engine.core.config import RunConfig, apply_overrides
 from engine.core.errors import ConfigError
 from engine.runs.search import check_search
-from engine.runs.sweep import GridAxis, RangeAxis, parse_grid, parse_range, sweep_points
+from engine.runs.sweep import (
+    GridAxis,
+    RangeAxis,
+    parse_grid,
+    parse_range,
+    sweep_points,
+    sweep_run_named,
+)
 
 KINDS = (("Random", "random"), ("Grid", "grid"), ("TPE search (Optuna)", "tpe"))
 """The dialog's kinds of sweep, as (label, value)."""
@@ -83,7 +89,7 @@ def plan_sweep(cfg: RunConfig, *, kind: str, space: str, trials: int | None,
         raise ConfigError("A random sweep needs Trials: how many runs to draw, e.g. 8.")
     points = sweep_points([parse_grid(v) for v in values], [parse_range(r) for r in ranges],
                           trials if kind == "random" else None, seed)
-    configs = tuple(_named(_point_config(base, point), cfg.name, i)
+    configs = tuple(sweep_run_named(_point_config(base, point), cfg.name, i)
                     for i, point in enumerate(points, 1))
     return SweepPlan(kind, cfg, configs=configs, seed=seed)
 
@@ -103,10 +109,3 @@ def queue_plan(store, plan: SweepPlan) -> tuple[str, list[int]]:
 
 def _point_config(base: dict, point: tuple[str, ...]) -> RunConfig:
     return RunConfig.from_dict(apply_overrides(base, point))
-
-
-def _named(cfg: RunConfig, base: str, i: int) -> RunConfig:
-    """base-i, as `hubtune sweep` names its runs."""
-    suffix = f"-{i}"
-    return dataclasses.replace(cfg, name=(base or "sweep")[: MAX_NAME_CHARS - len(suffix)]
-                               + suffix)

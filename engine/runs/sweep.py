@@ -104,6 +104,18 @@ def sweep_points(grid: Sequence[GridAxis], ranges: Sequence[RangeAxis] = (),
             for _ in range(random_n)]
 
 
+def sweep_run_named(cfg, base: str, i: int):
+    """`cfg` (a RunConfig) named as a sweep names its runs: `base-i`, `base` cut so the
+    name stays within MAX_NAME_CHARS ("sweep" without one)."""
+    import dataclasses
+
+    from engine.core.config import MAX_NAME_CHARS
+
+    suffix = f"-{i}"
+    return dataclasses.replace(cfg, name=(base or "sweep")[: MAX_NAME_CHARS - len(suffix)]
+                               + suffix)
+
+
 def new_sweep_id() -> str:
     """A short id to type in `runs compare --sweep ID`."""
     return uuid.uuid4().hex[:8]

@@ -68,7 +68,7 @@ def sweep(config: Path, grid: tuple[str, ...], random_n: int | None, ranges: tup
         raise Failure("--choice, --trials and --parallel belong to a search: add --search tpe.")
     from engine.core.config import load_config
     from engine.launch.start import queue_sweep
-    from engine.runs.sweep import parse_grid, parse_range, sweep_points
+    from engine.runs.sweep import parse_grid, parse_range, sweep_points, sweep_run_named
     from tui.cli.train import check_inputs
 
     points = sweep_points([parse_grid(g) for g in grid], [parse_range(r) for r in ranges],
@@ -76,7 +76,7 @@ def sweep(config: Path, grid: tuple[str, ...], random_n: int | None, ranges: tup
     base = load_config(config, overrides)
     check_inputs(base)
     # every point is checked before any is queued: a typo queues nothing
-    configs = [_named(load_config(config, [*overrides, *point]), base.name, i)
+    configs = [sweep_run_named(load_config(config, [*overrides, *point]), base.name, i)
                for i, point in enumerate(points, 1)]
     store = open_store()
     sweep_id, ids = queue_sweep(store, configs, processes=processes)
@@ -89,13 +89,3 @@ def sweep(config: Path, grid: tuple[str, ...], random_n: int | None, ranges: tup
          f"{sweep_id}` ranks them.")
     for run_id, point in zip(ids, points, strict=True):
         echo(f"{run_id:>5}  {' '.join(point)}")
-
-
-def _named(cfg, base: str, i: int):
-    import dataclasses
-
-    from engine.core.config import MAX_NAME_CHARS
-
-    suffix = f"-{i}"
-    return dataclasses.replace(cfg, name=(base or "sweep")[: MAX_NAME_CHARS - len(suffix)]
-                               + suffix)
