@@ -144,3 +144,24 @@ class Reuse:
 
     reused: int
     computed: int
+
+
+def read_through(key: str, digests: list[bytes], compute, *, progress=None,
+                 write: bool = True) -> tuple[np.ndarray, Reuse]:
+    """Every example's vector (float32, example order) from the cache of model `key`,
+    `compute(missing)` giving the vectors of the examples it lacks (a list of positions;
+    added to the cache with `write`), and a `Reuse` saying how much was read."""
+    cache = FeatureCache(key)
+    found, missing = cache.lookup(digests)
+    if missing:
+        fresh = compute(missing)
+        if write:
+            cache.add([digests[i] for i in missing], fresh)
+        if found is None:
+            found = np.zeros((len(digests), fresh.shape[1]), dtype=np.float32)
+        found[missing] = fresh
+    elif progress is not None:
+        progress(len(digests), len(digests))
+    if found is None:  # no examples at all
+        found = np.zeros((0, 1), dtype=np.float32)
+    return found, Reuse(len(digests) - len(missing), len(missing))

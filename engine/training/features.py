@@ -159,26 +159,17 @@ def cached_features(classifier, examples, pad_id: int, batch_size: int, device, 
                     stop: threading.Event | None = None, write: bool = True):
     """`compute_features` through the cache of model `key` (None: no cache): the tensor
     on `device` in example order, and a `Reuse` saying how much was read."""
-    from engine.training.feature_cache import FeatureCache, Reuse, example_digests
+    from engine.training.feature_cache import Reuse, example_digests, read_through
 
     if key is None:
         return (compute_features(classifier, examples, pad_id, batch_size, device, False,
                                  progress=progress, stop=stop), Reuse(0, len(examples)))
-    cache = FeatureCache(key)
-    digests = example_digests(examples)
-    found, missing = cache.lookup(digests)
-    if missing:
-        fresh = compute_features(classifier, _Subset(examples, missing), pad_id, batch_size,
-                                 device, False, progress=progress, stop=stop)
-        vectors = fresh.float().cpu().numpy()
-        if write:
-            cache.add([digests[i] for i in missing], vectors)
-        if found is None:
-            found = np.zeros((len(digests), vectors.shape[1]), dtype=np.float32)
-        found[missing] = vectors
-    elif progress is not None:
-        progress(len(examples), len(examples))
-    if found is None:  # no examples at all
-        found = np.zeros((0, 1), dtype=np.float32)
-    return (torch.from_numpy(found).to(device),
-            Reuse(len(examples) - len(missing), len(missing)))
+
+    def compute(missing: list[int]) -> np.ndarray:
+        return compute_features(classifier, _Subset(examples, missing), pad_id, batch_size,
+                                device, False, progress=progress, stop=stop
+                                ).float().cpu().numpy()
+
+    found, reuse = read_through(key, example_digests(examples), compute, progress=progress,
+                                write=write)
+    return torch.from_numpy(found).to(device), reuse

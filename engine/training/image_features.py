@@ -102,29 +102,16 @@ def cached_image_features(model, examples, collate, batch_size: int, device, *,
                           stop: threading.Event | None = None, write: bool = True):
     """Every example's features (float32 numpy, example order) through the cache of model
     `key` (None: no cache), and a `Reuse` saying how much was read."""
-    from engine.training.feature_cache import FeatureCache, Reuse
+    from engine.training.feature_cache import Reuse, read_through
 
     n = len(examples)
     if key is None:
         return (compute_image_features(model, collate, list(range(n)), batch_size, device,
                                        progress=progress, stop=stop, total=n), Reuse(0, n))
-    cache = FeatureCache(key)
     digests = pixel_digests(collate, n, batch_size, stop)
-    found, missing = cache.lookup(digests)
-    if missing:
-        fresh = compute_image_features(model, collate, missing, batch_size, device,
-                                       progress=progress, stop=stop, done=n - len(missing),
-                                       total=n)
-        if write:
-            cache.add([digests[i] for i in missing], fresh)
-        if found is None:
-            found = np.zeros((n, fresh.shape[1]), dtype=np.float32)
-        found[missing] = fresh
-    elif progress is not None:
-        progress(n, n)
-    if found is None:
-        found = np.zeros((0, 1), dtype=np.float32)
-    return found, Reuse(n - len(missing), len(missing))
+    return read_through(key, digests, lambda missing: compute_image_features(
+        model, collate, missing, batch_size, device, progress=progress, stop=stop,
+        done=n - len(missing), total=n), progress=progress, write=write)
 
 
 def cache_image_features(model, task, data, processor, cfg, accelerator, model_path):
