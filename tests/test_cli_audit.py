@@ -110,17 +110,13 @@ def test_ctrl_c_stops_the_audit_with_one_sentence(tmp_path, tiny_bert):
     traceback, nothing written."""
     import os
     import signal
-    import subprocess
-    import sys
     import time
 
-    from tests.support.cli_runner import REPO
+    from tests.support.cli_runner import interruptible_hubtune
 
     config = _small_config(tmp_path, tiny_bert, 20000, batch=1)
     clean = tmp_path / "clean.csv"
-    proc = subprocess.Popen([sys.executable, "-m", "tui.cli", "data", "audit", str(config),
-                             "--write-clean", str(clean)], cwd=REPO, env=os.environ.copy(),
-                            stderr=subprocess.PIPE, stdout=subprocess.PIPE)
+    proc = interruptible_hubtune("data", "audit", str(config), "--write-clean", str(clean))
     seen = b""
     deadline = time.monotonic() + 120
     while b"features of" not in seen:  # progress means the model is reading rows

@@ -107,7 +107,8 @@ class ImageExtractor:
         from engine.training.image_features import image_key
 
         # The key a head-only run of this model uses (engine/training/image_features.py).
-        self.key = image_key(path, self.device.type, self.precision) if cfg.data.cache else None
+        self.key = (image_key(self.model, path, self.device.type, self.precision)
+                    if cfg.data.cache else None)
 
     def features(self, split: Split, progress: Progress | None,
                  stop: threading.Event | None) -> tuple[np.ndarray, Reuse]:

@@ -251,6 +251,8 @@ class TorchvisionClassifier(nn.Module):
         from torchvision.models import get_model
 
         self.arch = arch
+        self.weights_file: Path | None = None
+        """The .safetensors file its pretrained weights were read from (None: random)."""
         self.backbone = get_model(arch, weights=None)
         parent, name, last = _final_linear(self.backbone)
         setattr(parent, name, nn.Identity())
@@ -274,10 +276,10 @@ def _final_linear(model: nn.Module):
     return parent, child, getattr(parent, child)
 
 
-def torchvision_state(cfg: RunConfig, arch: str) -> dict | None:
-    """The pretrained state dict of a torchvision architecture, through huggingface_hub."""
-    from safetensors.torch import load_file
-
+def torchvision_weights(cfg: RunConfig, arch: str) -> Path | None:
+    """The .safetensors file of a torchvision architecture's pretrained weights (fetched
+    through huggingface_hub when model.weights names a hub repo), or None for a random
+    start."""
     ref = cfg.model.weights or TORCHVISION_WEIGHTS.get(arch)
     if ref == "none":
         return None
@@ -308,7 +310,7 @@ def torchvision_state(cfg: RunConfig, arch: str) -> dict | None:
     if problem is not None:
         raise ModelError(f"model.weights {local} is damaged ({problem}); give a whole "
                          ".safetensors file of the architecture's state dict.")
-    return load_file(str(local))
+    return local
 
 
 def check_image_size(model: nn.Module, cfg: RunConfig) -> None:
@@ -463,8 +465,11 @@ class ImageTask(Task):
             from engine.modeling.loading import building_on_meta
 
             model = TorchvisionClassifier(arch, len(labels))
-            state = None if building_on_meta() else torchvision_state(cfg, arch)
-            if state is not None:
+            model.weights_file = None if building_on_meta() else torchvision_weights(cfg, arch)
+            if model.weights_file is not None:
+                from safetensors.torch import load_file
+
+                state = load_file(str(model.weights_file))
                 state = {k: v for k, v in state.items()
                          if k in model.backbone.state_dict()
                          and v.shape == model.backbone.state_dict()[k].shape}

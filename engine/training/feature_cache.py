@@ -42,14 +42,18 @@ def cache_root() -> Path:
 
 
 def model_key(model_path: Path, pooling: str, device_type: str, precision: str) -> str:
-    """The cache folder's name for a backbone read with `pooling` on `device_type` at
-    `precision` (accelerate's word: no, bf16, fp16); any change to the weights (their
-    files' sizes and modification times) names another folder."""
+    """The cache folder's name for a backbone (a model folder, or one weights file) read
+    with `pooling` on `device_type` at `precision` (accelerate's word: no, bf16, fp16); any
+    change to the weights (their files' sizes and modification times) names another
+    folder."""
     model_path = Path(model_path)
-    files = sorted(p for p in model_path.rglob("*")
-                   if p.is_file() and p.suffix in WEIGHT_SUFFIXES) if model_path.is_dir() else []
-    stamps = [[str(p.relative_to(model_path)), p.stat().st_size, p.stat().st_mtime_ns]
-              for p in files]
+    if model_path.is_dir():
+        files = sorted(p for p in model_path.rglob("*")
+                       if p.is_file() and p.suffix in WEIGHT_SUFFIXES)
+    else:
+        files = [model_path] if model_path.is_file() else []
+    stamps = [[p.name if p == model_path else str(p.relative_to(model_path)),
+               p.stat().st_size, p.stat().st_mtime_ns] for p in files]
     text = json.dumps([FORMAT, str(model_path.resolve()), stamps, pooling, device_type,
                        precision])
     return hashlib.sha256(text.encode()).hexdigest()[:32]

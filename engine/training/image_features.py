@@ -48,13 +48,18 @@ def can_cache_image_features(model, cfg) -> bool:
     return bool(trainable) and trainable == {id(p) for p in last.parameters()}
 
 
-def image_key(model_path, device_type: str, precision: str) -> str | None:
-    """The cache folder of a Hugging Face vision model (None for a torchvision backbone,
-    whose weights are not a folder the key can stamp)."""
+def image_key(model, model_path, device_type: str, precision: str) -> str | None:
+    """The cache folder of a vision model: a Hugging Face model's folder, or the weights
+    file a torchvision backbone was read from (None for one started from random
+    weights: nothing on disk names them)."""
     from engine.training.feature_cache import model_key
 
-    return None if model_path is None else model_key(model_path, FEATURE, device_type,
-                                                     precision)
+    if model_path is not None:
+        return model_key(model_path, FEATURE, device_type, precision)
+    weights = getattr(model, "weights_file", None)
+    if weights is None:
+        return None
+    return model_key(weights, f"{FEATURE}:{model.arch}", device_type, precision)
 
 
 def pixel_digests(collate, n: int, batch_size: int, stop=None) -> list[bytes]:
@@ -124,7 +129,7 @@ def cache_image_features(model, task, data, processor, cfg, accelerator, model_p
 
     device = accelerator.device
     model.to(device)
-    key = (image_key(model_path, device.type, accelerator.mixed_precision)
+    key = (image_key(model, model_path, device.type, accelerator.mixed_precision)
            if cfg.data.cache else None)
     feats, reused = {}, 0
     with accelerator.autocast():

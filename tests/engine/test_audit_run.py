@@ -143,6 +143,44 @@ def test_an_image_head_only_run_after_an_audit_reads_every_feature_from_the_cach
     assert audit(cfg).features == {"train": {"reused": rows, "computed": 0}}
 
 
+def test_a_torchvision_backbone_caches_features_under_its_weights_file(tmp_path):
+    """A torchvision backbone's features are cached under the weights file it was read
+    from: a second audit reads them all, other weights in that file compute afresh, and
+    a random start (no file) caches nothing."""
+    import os
+
+    import torch
+    from safetensors.torch import save_file
+    from torchvision.models import get_model
+
+    from engine.audit.run import audit
+
+    root = write_digits_folder(tmp_path / "digits", per_class=10, classes=range(2))
+    weights = tmp_path / "mobilenet.safetensors"
+
+    def save(seed: int) -> None:
+        torch.manual_seed(seed)
+        save_file(get_model("mobilenet_v3_small", weights=None).state_dict(), str(weights))
+
+    save(0)
+    cfg = RunConfig.from_dict({
+        "model": {"id": "torchvision:mobilenet_v3_small", "weights": str(weights)},
+        "head": {"task": "image-classification"}, "base_dir": str(tmp_path),
+        "data": {"train": str(root), "image_size": 64}})
+    rows = 20
+    assert audit(cfg, folds=2).features == {"train": {"reused": 0, "computed": rows}}
+    assert audit(cfg, folds=2).features == {"train": {"reused": rows, "computed": 0}}
+    stamp = weights.stat().st_mtime_ns
+    save(1)
+    os.utime(weights, ns=(stamp + 10**9, stamp + 10**9))  # a new file, even on a coarse clock
+    assert audit(cfg, folds=2).features == {"train": {"reused": 0, "computed": rows}}
+    random_start = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model,
+                                                                      weights="none"))
+    for _ in range(2):
+        assert audit(random_start, folds=2).features == {"train": {"reused": 0,
+                                                                   "computed": rows}}
+
+
 @pytest.fixture
 def digits(tmp_path):
     """Three digit classes, four images moved to another class's folder, a copy of an

@@ -9,6 +9,7 @@ real process either way. Results have the shape of `subprocess.run`'s.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -35,6 +36,24 @@ def hubtune(*args: str, env: dict | None = None, timeout: int = 300
 def hubtune_process(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
     """A real `hubtune` process with this process's environment."""
     return hubtune(*args, env=os.environ.copy(), timeout=timeout)
+
+
+def interruptible_hubtune(*args: str) -> subprocess.Popen:
+    """A `hubtune ARGS` process that Ctrl+C (SIGINT) reaches as it reaches one started at
+    a prompt, with its stdout and stderr piped.
+
+    A process started with SIGINT ignored passes that on through exec: a shell's
+    background job (`make test &`, nohup) ignores it, and so would every child of the
+    suite. A handler of our own in this process for the moment of the start is reset to
+    the default by exec instead.
+    """
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        return subprocess.Popen([sys.executable, "-m", "tui.cli", *args], cwd=REPO,
+                                env=os.environ.copy(), stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE)
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def ok(*args: str) -> subprocess.CompletedProcess:
