@@ -131,6 +131,19 @@ def test_playground_screen(snap_compare, size):
 
 
 @pytest.mark.parametrize("size", [(120, 40), (80, 24)])
+def test_delete_confirmation(snap_compare, size):
+    """A yes/no question over the runs screen: its footer lists the question's keys, not
+    the screen's underneath."""
+    async def ask(pilot):
+        await _settle(pilot)
+        await pilot.press("x")
+        await wait_for(pilot, lambda: pilot.app.screen.__class__.__name__ == "ConfirmScreen")
+        await settle(pilot)
+
+    assert snap_compare(_app(), terminal_size=size, run_before=ask)
+
+
+@pytest.mark.parametrize("size", [(120, 40), (80, 24)])
 def test_file_picker(snap_compare, size, tmp_path, monkeypatch):
     project = tmp_path / "project"
     for folder in ("images/cat", "images/dog", "splits"):

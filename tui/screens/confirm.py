@@ -12,6 +12,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Label
 
 from tui.formatting import plain
+from tui.widgets.footer import KeysFooter
 
 QUESTION_LIMIT = 400
 """Characters of the question shown; a name a page long must not push the buttons away."""
@@ -35,6 +36,7 @@ class ConfirmScreen(ModalScreen[bool]):
             with Horizontal(id="confirm-buttons"):
                 yield Button("Yes (y)", id="yes", variant="error")
                 yield Button("No (n)", id="no", variant="primary")
+        yield KeysFooter()
 
     def on_mount(self) -> None:
         self.query_one("#no", Button).focus()

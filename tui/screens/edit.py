@@ -17,6 +17,7 @@ from textual.widgets import Input, Label
 
 from tui.formatting import plain
 from tui.safe_text import printable
+from tui.widgets.footer import KeysFooter
 
 
 class EditScreen(ModalScreen[str | None]):
@@ -33,6 +34,7 @@ class EditScreen(ModalScreen[str | None]):
             yield Label(plain(self.title_text, limit=200), id="edit-title")
             yield Input(self.shown, placeholder=self.placeholder, id="edit-input")
             yield Label("[dim]Enter saves · Esc cancels[/dim]")
+        yield KeysFooter()
 
     def on_mount(self) -> None:
         self.query_one(Input).focus()

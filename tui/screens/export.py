@@ -22,6 +22,7 @@ from textual.widgets import Button, Checkbox, Input, Label, LoadingIndicator, St
 from store import Run
 from tui.background import background
 from tui.formatting import plain
+from tui.widgets.footer import KeysFooter
 
 
 @dataclass(frozen=True)
@@ -92,6 +93,7 @@ class ExportScreen(ModalScreen[Path | None]):
             with Horizontal(id="export-buttons"):
                 yield Button("Export", id="export-go", variant="primary")
                 yield Button("Close (Esc)", id="export-close")
+        yield KeysFooter()
 
     def choice(self) -> ExportChoice:
         repo = self.query_one("#export-repo", Input).value.strip() or None

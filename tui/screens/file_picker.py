@@ -21,6 +21,7 @@ from textual.widgets import DirectoryTree, Label, Static
 
 from tui.formatting import literal
 from tui.safe_text import printable
+from tui.widgets.footer import KeysFooter
 
 DATA_SUFFIXES = frozenset({".csv", ".tsv", ".jsonl", ".json", ".parquet", ".conll", ".conllu",
                            ".bio", ".txt"})
@@ -69,6 +70,7 @@ class FilePickerScreen(ModalScreen[Path | None]):
             yield DataTree(self.root, id="picker-tree")
             yield Label("[dim]Enter: open / pick · f: pick the folder (images) · "
                         "Backspace: up · Esc: cancel[/dim]", id="picker-hint")
+        yield KeysFooter()
 
     def on_mount(self) -> None:
         tree = self.query_one(DataTree)

@@ -21,6 +21,7 @@ from engine.core.errors import ConfigError
 from tui.formatting import literal
 from tui.safe_text import printable
 from tui.sweep_form import KINDS, PRUNE_CHOICES, SweepPlan, plan_sweep, queue_plan, whole_number
+from tui.widgets.footer import KeysFooter
 
 SPACE_HINT = "train.learning_rate=1e-5:1e-3:log\ntrain.batch_size=8,16"
 
@@ -57,6 +58,7 @@ class SweepScreen(ModalScreen[SweepPlan | None]):
             with Horizontal(id="sweep-buttons"):
                 yield Button("Queue sweep", id="sweep-ok", variant="primary")
                 yield Button("Cancel", id="sweep-cancel")
+        yield KeysFooter()
 
     def on_mount(self) -> None:
         self.query_one("#sweep-space", TextArea).focus()
