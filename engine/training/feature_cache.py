@@ -87,13 +87,7 @@ class FeatureCache:
             wanted.setdefault(d, []).append(i)
         found: np.ndarray | None = None
         have = np.zeros(len(digests), dtype=bool)
-        for chunk in sorted(self.folder.glob("*.npz")) if self.folder.is_dir() else []:
-            try:
-                with np.load(chunk) as z:
-                    keys, vectors = z["keys"], z["features"]
-            except (OSError, ValueError, KeyError):  # damaged: rebuilt by whoever needs it
-                chunk.unlink(missing_ok=True)
-                continue
+        for keys, vectors in self._chunks("keys", "features"):
             for k, key in enumerate(bytes(row) for row in keys):
                 where = wanted.pop(key, None)
                 if where is None:
@@ -105,6 +99,24 @@ class FeatureCache:
                 found[where] = vectors[k]
                 have[where] = True
         return found, [i for i in range(len(digests)) if not have[i]]
+
+    def known(self) -> set[bytes]:
+        """The digests the cache holds (only each chunk's keys are read)."""
+        return {bytes(row) for (keys,) in self._chunks("keys") for row in keys}
+
+    def _chunks(self, *arrays: str):
+        """Each readable chunk's `arrays`; a damaged chunk is deleted (whoever needs its
+        vectors computes them again)."""
+        for chunk in sorted(self.folder.glob("*.npz")) if self.folder.is_dir() else []:
+            try:
+                with np.load(chunk) as z:
+                    read = tuple(z[name] for name in arrays)
+            except FileNotFoundError:  # pruned by another process meanwhile
+                continue
+            except (OSError, ValueError, KeyError):
+                chunk.unlink(missing_ok=True)
+                continue
+            yield read
 
     def add(self, digests: list[bytes], vectors: np.ndarray) -> None:
         """Keep `vectors` (a row per digest) as a new chunk, atomically."""

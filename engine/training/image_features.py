@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections.abc import Callable
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -62,44 +63,74 @@ def image_key(model, model_path, device_type: str, precision: str) -> str | None
     return model_key(weights, f"{FEATURE}:{model.arch}", device_type, precision)
 
 
-def pixel_digests(collate, n: int, batch_size: int, stop=None) -> list[bytes]:
-    """A 16-byte digest of each example's evaluation pixels (float32, as the model reads)."""
-    from engine.data.examples import PreparationStopped
-
-    out = []
-    for start in range(0, n, batch_size):
-        if stop is not None and stop.is_set():
-            raise PreparationStopped
-        pixels = collate(list(range(start, min(start + batch_size, n))))["pixel_values"]
-        for row in pixels.float().contiguous().numpy():
-            out.append(hashlib.blake2b(row.tobytes(), digest_size=16).digest())
-    return out
+def pixel_digests(pixels: torch.Tensor) -> list[bytes]:
+    """A 16-byte digest of each image of a batch of evaluation pixels (as float32)."""
+    return [hashlib.blake2b(row.tobytes(), digest_size=16).digest()
+            for row in pixels.float().contiguous().numpy()]
 
 
-@torch.no_grad()
-def compute_image_features(model, collate, indices: list[int], batch_size: int, device, *,
-                           progress=None, stop=None, done: int = 0, total: int = 0
-                           ) -> np.ndarray:
-    """The final linear layer's inputs for examples `indices`, in that order (float32)."""
-    from engine.data.examples import PreparationStopped
-
+@contextmanager
+def final_inputs(model):
+    """The model in evaluation mode, with the inputs of its final linear layer gathered
+    in the list this yields (a float32 row per image) by every forward pass."""
     seen: list = []
     hook = final_linear(model).register_forward_hook(
         lambda module, args, out: seen.append(args[0].detach().float().flatten(1).cpu()))
     was_training = model.training
     model.eval()
     try:
-        for start in range(0, len(indices), batch_size):
-            if stop is not None and stop.is_set():
-                raise PreparationStopped
-            batch = indices[start:start + batch_size]
-            model(pixel_values=collate(batch)["pixel_values"].to(device))
-            if progress is not None:
-                progress(done + start + len(batch), total)
+        yield seen
     finally:
         hook.remove()
         model.train(was_training)
+
+
+def _stopping(stop: threading.Event | None) -> None:
+    from engine.data.examples import PreparationStopped
+
+    if stop is not None and stop.is_set():
+        raise PreparationStopped
+
+
+@torch.no_grad()
+def compute_image_features(model, collate, indices: list[int], batch_size: int, device, *,
+                           progress=None, stop=None) -> np.ndarray:
+    """The final linear layer's inputs for examples `indices`, in that order (float32)."""
+    with final_inputs(model) as seen:
+        for start in range(0, len(indices), batch_size):
+            _stopping(stop)
+            batch = indices[start:start + batch_size]
+            model(pixel_values=collate(batch)["pixel_values"].to(device))
+            if progress is not None:
+                progress(start + len(batch), len(indices))
     return torch.cat(seen).numpy() if seen else np.zeros((0, 1), dtype=np.float32)
+
+
+@torch.no_grad()
+def _read_once(model, collate, n: int, batch_size: int, device, known: set[bytes], *,
+               progress=None, stop=None) -> tuple[list[bytes], dict[bytes, np.ndarray]]:
+    """Every example's digest, and the features of those whose digest is not `known`,
+    each image decoded and transformed once: the features come from the pixels the
+    digest was taken over."""
+    digests: list[bytes] = []
+    fresh: dict[bytes, np.ndarray] = {}
+    with final_inputs(model) as seen:
+        for start in range(0, n, batch_size):
+            _stopping(stop)
+            pixels = collate(list(range(start, min(start + batch_size, n))))["pixel_values"]
+            names = pixel_digests(pixels)
+            digests += names
+            need: dict[bytes, int] = {}
+            for k, name in enumerate(names):
+                if name not in known and name not in fresh:
+                    need.setdefault(name, k)  # an image twice in one batch: once
+            if need:
+                seen.clear()
+                model(pixel_values=pixels[list(need.values())].to(device))
+                fresh.update(zip(need, torch.cat(seen).numpy(), strict=True))
+            if progress is not None:
+                progress(len(digests), n)
+    return digests, fresh
 
 
 def cached_image_features(model, examples, collate, batch_size: int, device, *,
@@ -107,16 +138,24 @@ def cached_image_features(model, examples, collate, batch_size: int, device, *,
                           stop: threading.Event | None = None, write: bool = True):
     """Every example's features (float32 numpy, example order) through the cache of model
     `key` (None: no cache), and a `Reuse` saying how much was read."""
-    from engine.training.feature_cache import Reuse, read_through
+    from engine.training.feature_cache import FeatureCache, Reuse, read_through
 
     n = len(examples)
     if key is None:
         return (compute_image_features(model, collate, list(range(n)), batch_size, device,
-                                       progress=progress, stop=stop, total=n), Reuse(0, n))
-    digests = pixel_digests(collate, n, batch_size, stop)
-    return read_through(key, digests, lambda missing: compute_image_features(
-        model, collate, missing, batch_size, device, progress=progress, stop=stop,
-        done=n - len(missing), total=n), progress=progress, write=write)
+                                       progress=progress, stop=stop), Reuse(0, n))
+    digests, fresh = _read_once(model, collate, n, batch_size, device,
+                                FeatureCache(key).known(), progress=progress, stop=stop)
+
+    def missing_features(missing: list[int]) -> np.ndarray:
+        # A chunk another process pruned after `known` was read: those images again.
+        again = [i for i in missing if digests[i] not in fresh]
+        if again:
+            fresh.update(zip((digests[i] for i in again), compute_image_features(
+                model, collate, again, batch_size, device, stop=stop), strict=True))
+        return np.stack([fresh[digests[i]] for i in missing])
+
+    return read_through(key, digests, missing_features, write=write)
 
 
 def cache_image_features(model, task, data, processor, cfg, accelerator, model_path):

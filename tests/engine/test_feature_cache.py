@@ -62,3 +62,58 @@ def test_the_model_key_follows_the_weights_pooling_device_and_precision(tmp_path
                 model_key(tmp_path, "mean", "cpu", "bf16")}) == 4
     (tmp_path / "model.safetensors").write_bytes(b"other weights")
     assert model_key(tmp_path, "mean", "cpu", "no") != key
+
+
+def test_an_image_is_decoded_once_whether_its_features_are_cached_or_not(tmp_path, tiny_vit,
+                                                                          monkeypatch):
+    """Image features through the cache: each image is read and transformed once per pass
+    (its digest and, when the cache lacks it, its features from the same pixels), a
+    repeated image is run once, the progress counts every image, and the vectors equal
+    those computed without the cache."""
+    import torch
+
+    from engine.core.config import RunConfig
+    from engine.tasks import task_for
+    from engine.tasks.image import ImageExamples
+    from engine.training.image_features import cached_image_features, compute_image_features
+    from tests.support.task_data import write_digits_folder
+
+    root = write_digits_folder(tmp_path / "digits", per_class=5, classes=range(2))
+    paths = sorted(str(p) for p in root.rglob("*.png"))
+    paths.append(paths[0])  # the same image twice
+    cfg = RunConfig.from_dict({"model": {"id": str(tiny_vit)},
+                               "head": {"task": "image-classification"},
+                               "data": {"train": str(root)}})
+    task = task_for("image-classification")
+    processor, path = task.load_processor(cfg)
+    examples = ImageExamples(paths, [0] * len(paths))
+    model = task.build(cfg, path, type("Data", (), {"labels": ("0", "1")})()).eval()
+    collate = task.collator(examples, processor, cfg, train=False)
+    read: list[int] = []
+
+    def counting(batch):
+        read.extend(batch)
+        return collate(batch)
+
+    plain = compute_image_features(model, collate, list(range(len(paths))), 4,
+                                   torch.device("cpu"))
+    seen: list = []
+    ran: list[int] = []
+    model.register_forward_pre_hook(
+        lambda module, args, kwargs: ran.append(len(kwargs["pixel_values"])), with_kwargs=True)
+    monkeypatch.setattr(feature_cache, "cache_root", lambda: tmp_path / "cache")
+    key = model_key(path, "test", "cpu", "no")
+    first, how = cached_image_features(model, examples, counting, 4, torch.device("cpu"),
+                                       key=key, progress=lambda d, t: seen.append((d, t)))
+    assert sorted(read) == list(range(len(paths))) and how.computed == len(paths)
+    assert sum(ran) == len(paths) - 1  # the repeated image once
+    assert seen[-1] == (len(paths), len(paths))
+    read.clear()
+    ran.clear()
+    again, how = cached_image_features(model, examples, counting, 4, torch.device("cpu"),
+                                       key=key)
+    assert sorted(read) == list(range(len(paths))) and how.reused == len(paths)
+    assert ran == []
+    np.testing.assert_allclose(first, plain, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(again, first)
+    assert first[0].tolist() == first[-1].tolist()
