@@ -58,6 +58,10 @@ class MemoryEstimate:
     """What autograd keeps for the backward pass (with checkpointing when the run uses it)."""
     activations_checkpointed: int
     """The same with gradient checkpointing: block inputs, and one block's recompute."""
+    tied_gradients: int = 0
+    """Two more copies of the largest trainable weight two layers share (a language model's
+    tied input and output embeddings): at the end of the backward pass the input layer's
+    gradient is made whole and then summed with the one already held, into a new tensor."""
     logits: int = 0
     """The loss's float32 gradient buffers at the top of the backward pass (two logits' worth;
     large for language models, whose logits span the vocabulary)."""
@@ -80,12 +84,12 @@ class MemoryEstimate:
 
     @property
     def total(self) -> int:
-        return (self.weights + self.gradients + self.optimizer + self.activations + self.logits
-                + self.autocast_cache + self.ddp_buckets + self.features + self.cuda_context
+        return (self.weights + self.gradients + self.tied_gradients + self.optimizer
+                + self.activations + self.logits + self.autocast_cache + self.ddp_buckets + self.features + self.cuda_context
                 - self.overlap)
 
-    TERMS = ("weights", "gradients", "optimizer", "activations", "logits", "autocast_cache",
-             "ddp_buckets", "features", "cuda_context")
+    TERMS = ("weights", "gradients", "tied_gradients", "optimizer", "activations", "logits",
+             "autocast_cache", "ddp_buckets", "features", "cuda_context")
     """The additive terms, in the order plans show them (then `overlap` is taken off)."""
 
     def as_dict(self) -> dict[str, int]:
@@ -120,8 +124,9 @@ def estimate_memory(model: nn.Module, plan: FreezePlan, *, batch_size: int, seq_
         ids = torch.zeros(batch_size, seq_len, dtype=torch.long, device=device)
         batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids),
                  "labels": torch.zeros(batch_size, dtype=torch.long, device=device)}
+    tied = tied_gradient_bytes(model, plan)
     fixed = dict(
-        weights=weights, gradients=gradients, optimizer=optimizer,
+        weights=weights, gradients=gradients, tied_gradients=tied, optimizer=optimizer,
         ddp_buckets=gradients if processes > 1 and not DDP_BUCKET_VIEW else 0,
         features=features,
         cuda_context=CUDA_CONTEXT if device_type == "cuda" else 0,
@@ -144,16 +149,29 @@ def estimate_memory(model: nn.Module, plan: FreezePlan, *, batch_size: int, seq_
     # The step's moving part: the backward pass's replayed peak, or every gradient at
     # once when the optimizer steps (activations are gone by then). Under data parallel
     # the gradients are allocated before the step begins, so nothing overlaps them.
-    moving = max(backward, gradients)
+    moving = max(backward, gradients + tied)
     if processes > 1:
-        moving = gradients + saved + 2 * profile.logits + profile.cast_weights
+        moving = gradients + tied + saved + 2 * profile.logits + profile.cast_weights
     parts = dict(fixed, activations=saved, activations_checkpointed=profile.checkpointed,
                  logits=2 * profile.logits, autocast_cache=profile.cast_weights)
-    listed = (gradients + saved + parts["logits"] + profile.cast_weights)
+    listed = (gradients + tied + saved + parts["logits"] + profile.cast_weights)
     margin = MARGIN_COUNTED if precision == "fp32" else MARGIN_MIXED
     if device_type == "cuda":
         margin += MARGIN_CUDA
     return MemoryEstimate(**parts, overlap=max(0, listed - moving), margin=margin, counted=True)
+
+
+def tied_gradient_bytes(model: nn.Module, plan: FreezePlan) -> int:
+    """Two copies of the largest trainable parameter that more than one layer holds (0 when
+    none does): measured on the CPU, GPT-2's tied embeddings peak at the end of the
+    backward pass with the embedding's dense gradient and the out-of-place sum of the two
+    gradients both live beside every other gradient."""
+    names: dict[int, list[str]] = {}
+    for name, p in model.named_parameters(remove_duplicate=False):
+        names.setdefault(id(p), []).append(name)
+    shared = [p.numel() * p.element_size() for p in model.parameters()
+              if len(names[id(p)]) > 1 and any(n in plan.trainable for n in names[id(p)])]
+    return 2 * max(shared, default=0)
 
 
 def _block_names(model: nn.Module, plan: FreezePlan) -> list[str]:

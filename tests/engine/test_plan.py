@@ -333,3 +333,26 @@ def test_cached_features_plan_the_head_alone(tmp_path, tiny_bert, sentiment_csv)
         plan.sizes.values())
     assert plan.batch_shapes["features"] == (16, 32)
     assert any("cached features" in note for note in plan.notes)
+
+
+def test_a_weight_two_layers_share_counts_two_more_copies_while_it_trains():
+    """GPT-2's input and output embeddings are one tensor: its two gradients are summed at
+    the end of the backward pass (tests/engine/test_plan_measured.py measures the peak this
+    makes); untied, or frozen, nothing is added."""
+    import transformers as tf
+
+    from engine.training.memory import tied_gradient_bytes
+
+    def gpt2(tie: bool):
+        return tf.GPT2LMHeadModel(tf.GPT2Config(vocab_size=300, n_embd=32, n_layer=2, n_head=2,
+                                                tie_word_embeddings=tie))
+
+    tied = gpt2(True)
+    embedding = tied.transformer.wte.weight.numel() * 4
+    assert tied_gradient_bytes(tied, plan_freeze(tied, FreezeSpec())) == 2 * embedding
+    assert tied_gradient_bytes(gpt2(False), plan_freeze(gpt2(False), FreezeSpec())) == 0
+    frozen = plan_freeze(tied, FreezeSpec(policy="freeze_first_n", n=1))  # embeddings too
+    assert tied_gradient_bytes(tied, frozen) == 0
+    estimate = estimate_memory(tied, plan_freeze(tied, FreezeSpec()), batch_size=2, seq_len=8)
+    assert estimate.tied_gradients == 2 * embedding
+    assert estimate.as_dict()["tied_gradients"] == 2 * embedding

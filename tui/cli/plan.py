@@ -88,7 +88,8 @@ def plan(config: Path, overrides: tuple[str, ...], processes: int, as_json: bool
              f"{human_bytes(m.activations):>10} {human_bytes(m.total):>10} {margin(m)}")
 
 
-TERMS = (("weights", "weights"), ("gradients", "gradients"), ("optimizer", "optimizer"),
+TERMS = (("weights", "weights"), ("gradients", "gradients"),
+         ("tied_gradients", "tied-weight sum"), ("optimizer", "optimizer"),
          ("activations", "activations"), ("logits", "loss buffers"),
          ("autocast_cache", "autocast cache"), ("ddp_buckets", "DDP buckets"),
          ("features", "cached features"), ("cuda_context", "CUDA context"))

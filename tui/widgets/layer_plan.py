@@ -49,7 +49,8 @@ def group_patterns(groups, frozen: set[str]) -> list[str]:
     return patterns
 
 
-MEMORY_TERMS = (("weights", "weights"), ("gradients", "grads"), ("optimizer", "AdamW"),
+MEMORY_TERMS = (("weights", "weights"), ("gradients", "grads"),
+                ("tied_gradients", "tied-weight sum"), ("optimizer", "AdamW"),
                 ("activations", "activations"), ("logits", "loss buffers"),
                 ("autocast_cache", "autocast cache"), ("ddp_buckets", "DDP buckets"),
                 ("features", "cached features"), ("cuda_context", "CUDA context"))
