@@ -131,6 +131,44 @@ def _head_on_features(model, batch: dict, rows: int):
     return HeadOnFeatures(model), feats, rows * pooled.shape[-1] * 4
 
 
+def _image_head_on_features(model, freeze, batch: dict, rows: int):
+    """The cached-features form of an image head-only run (engine.training.image_features):
+    the final linear layer alone, fed its inputs; None when more than that layer trains."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from engine.core.errors import ModelError
+    from engine.training.features import HeadOnFeatures
+    from engine.training.image_features import final_linear
+
+    try:
+        last = final_linear(model)
+    except ModelError:
+        return None
+    own = {id(p) for p in last.parameters()}
+    if set(freeze.trainable) != {n for n, p in model.named_parameters() if id(p) in own}:
+        return None
+    feats = {"features": torch.empty((batch["pixel_values"].shape[0], last.in_features),
+                                     device="meta")}
+    if "labels" in batch:
+        feats["labels"] = batch["labels"]
+    head = HeadOnFeatures(SimpleNamespace(head=last, problem_type="single_label"))
+    return head, feats, rows * last.in_features * 4
+
+
+def _on_cached_features(model, task, freeze, cfg, batch: dict, rows: int):
+    """(the model a step runs, its batch, the features' bytes on the device) when the run
+    trains its head on cached frozen-backbone features (RunSetup's rule), else None."""
+    if not (cfg.freeze.policy == "head_only" and cfg.freeze.lora is None
+            and cfg.train.cache_features):
+        return None
+    if task.vision:
+        return None if cfg.data.augment else _image_head_on_features(model, freeze, batch,
+                                                                     rows)
+    return _head_on_features(model, batch, rows) if hasattr(model, "pool") else None
+
+
 def make_plan(cfg, *, processes: int = 1) -> Plan:
     """Build the model on the meta device (no weights read) and plan every stage."""
     import dataclasses
@@ -172,11 +210,10 @@ def make_plan(cfg, *, processes: int = 1) -> Plan:
         notes.append(f"Memory planned at the data's longest batch, {width} tokens: no row of "
                      f"the {len(data.train):,} read reaches data.max_length {max_length}")
     counted_model, features = model, 0
-    cached = (cfg.freeze.policy == "head_only" and cfg.freeze.lora is None
-              and cfg.train.cache_features and hasattr(model, "pool"))
+    rows = len(data.train) + len(data.validation)
+    cached = _on_cached_features(model, task, freeze, cfg, batch, rows)
     if cached:
-        rows = len(data.train) + len(data.validation)
-        counted_model, batch, features = _head_on_features(model, batch, rows)
+        counted_model, batch, features = cached
         notes.append(f"Head trained on cached features of the {rows:,} examples read "
                      f"({_size(features // max(rows, 1))} each, kept on the device)")
     shapes = {k: tuple(v.shape) for k, v in batch.items() if torch.is_tensor(v)}

@@ -356,3 +356,33 @@ def test_a_weight_two_layers_share_counts_two_more_copies_while_it_trains():
     estimate = estimate_memory(tied, plan_freeze(tied, FreezeSpec()), batch_size=2, seq_len=8)
     assert estimate.tied_gradients == 2 * embedding
     assert estimate.as_dict()["tied_gradients"] == 2 * embedding
+
+
+def test_an_image_head_only_run_on_cached_features_plans_the_last_layer_alone(tmp_path,
+                                                                             tiny_vit):
+    """As the run does (engine/training/image_features.py): the final linear layer fed its
+    inputs, every image's features on the device; with augmentation the backbone runs
+    every step and is planned so."""
+    import dataclasses
+
+    from engine.core.config import RunConfig
+    from engine.training.plan import make_plan
+    from tests.support.task_data import write_digits_folder
+
+    root = write_digits_folder(tmp_path / "digits", per_class=10, classes=range(3))
+    cfg = RunConfig.from_dict({
+        "model": {"id": str(tiny_vit)}, "head": {"task": "image-classification"},
+        "freeze": {"policy": "head_only"}, "data": {"train": str(root)},
+        "train": {"batch_size": 4}, "base_dir": str(tmp_path)})
+    plan = make_plan(cfg)
+    memory = plan.stages[0].memory
+    width = plan.batch_shapes["features"][1]
+    assert plan.batch_shapes["features"] == (4, width) and "pixel_values" not in plan.batch_shapes
+    assert memory.features == 30 * width * 4  # every image, train and validation
+    assert memory.gradients == 4 * (width * 3 + 3)
+    assert any("cached features of the 30 examples" in note for note in plan.notes)
+    augmented = make_plan(dataclasses.replace(cfg, data=dataclasses.replace(cfg.data,
+                                                                            augment=True)))
+    assert augmented.stages[0].memory.features == 0
+    assert "pixel_values" in augmented.batch_shapes
+    assert augmented.stages[0].memory.activations > memory.activations
