@@ -61,8 +61,9 @@ class KeysFooter(Footer):
 
         Textual asks for this at every focus change, several times as a screen is shown
         again, and each rebuild remounts every key; most leave the keys as they were
-        (the focus moved between fields), so those are skipped."""
-        if _signature(self._keys()) == self._shown:
+        (the focus moved between fields), so those are skipped. A dialog's footer may be
+        asked after the dialog closed: gone from the screen, it has no keys to show."""
+        if not self.is_attached or _signature(self._keys()) == self._shown:
             return
         await super().recompose()
         self.call_after_refresh(self._fit)
