@@ -28,6 +28,17 @@ async def _settle(pilot) -> None:
     await settle(pilot)
 
 
+def _opening(key: str, screen: str):
+    """Settle the runs screen, press `key` and wait for `screen` to be shown."""
+    async def run_before(pilot):
+        await _settle(pilot)
+        await pilot.press(key)
+        await wait_for(pilot, lambda: pilot.app.screen.__class__.__name__ == screen)
+        await settle(pilot)
+
+    return run_before
+
+
 @pytest.mark.parametrize("size", [(120, 40), (80, 24)])
 def test_runs_screen(snap_compare, size):
     assert snap_compare(_app(), terminal_size=size, run_before=_settle)
@@ -35,13 +46,8 @@ def test_runs_screen(snap_compare, size):
 
 @pytest.mark.parametrize("size", [(120, 40), (80, 24)])
 def test_help_screen(snap_compare, size):
-    async def open_help(pilot):
-        await _settle(pilot)
-        await pilot.press("question_mark")
-        await wait_for(pilot, lambda: pilot.app.screen.__class__.__name__ == "HelpScreen")
-        await settle(pilot)
-
-    assert snap_compare(_app(), terminal_size=size, run_before=open_help)
+    assert snap_compare(_app(), terminal_size=size,
+                        run_before=_opening("question_mark", "HelpScreen"))
 
 
 @pytest.mark.parametrize("size", [(120, 40), (80, 24)])
@@ -134,13 +140,7 @@ def test_playground_screen(snap_compare, size):
 def test_delete_confirmation(snap_compare, size):
     """A yes/no question over the runs screen: its footer lists the question's keys, not
     the screen's underneath."""
-    async def ask(pilot):
-        await _settle(pilot)
-        await pilot.press("x")
-        await wait_for(pilot, lambda: pilot.app.screen.__class__.__name__ == "ConfirmScreen")
-        await settle(pilot)
-
-    assert snap_compare(_app(), terminal_size=size, run_before=ask)
+    assert snap_compare(_app(), terminal_size=size, run_before=_opening("x", "ConfirmScreen"))
 
 
 @pytest.mark.parametrize("size", [(120, 40), (80, 24)])
