@@ -15,10 +15,11 @@ import numpy as np
 import pytest
 
 from engine.core.config import FreezeSpec, HeadSpec, RunConfig
+from tests.support import needs_cleanlab
 from tests.support.task_data import write_digits_folder, write_multilabel_csv
 from tests.support.tests_helpers import config_for
 
-pytest.importorskip("cleanlab")
+pytestmark = needs_cleanlab
 
 
 def head_only(cfg: RunConfig) -> RunConfig:

@@ -14,13 +14,14 @@ import threading
 import pytest
 from textual.widgets import Button, DataTable, Input, Static
 
+from tests.support import needs_cleanlab
+from tests.support.pilot_wait import settle
 from tests.support.pilot_wait import wait_for as _wait_for
 from tests.support.tiny_models import write_sentiment_csv
 from tests.tui.test_new_run_screen import type_into
 from tui.app import make_app
 
-pytestmark = pytest.mark.slow
-pytest.importorskip("cleanlab")
+pytestmark = [pytest.mark.slow, needs_cleanlab]
 
 wait_for = functools.partial(_wait_for, timeout=60.0)
 
@@ -49,6 +50,9 @@ async def fill(pilot, model, data) -> None:
     await type_into(pilot, "f-max-length", "32")
     launch = pilot.app.screen.query_one("#launch", Button)
     await wait_for(pilot, lambda: not launch.disabled, what="a valid form")
+    # The token counts and label counts the valid form asked for, done: what they show
+    # moves the audit pane down, and a click aimed at its button before then misses.
+    await settle(pilot)
 
 
 async def test_audit_fix_by_hand_and_train_on_the_cleaned_copy(store, tiny_bert, noisy_csv):
