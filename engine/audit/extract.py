@@ -7,8 +7,8 @@ and at the precision a run would use, read and written through the frozen-featur
 such a run) computes nothing again. Images: what the model's final linear layer reads
 (the pooled features of a torchvision backbone or a Hugging Face vision model), with the
 evaluation transform, through the same cache under the key an image head-only run uses
-(engine/training/image_features.py; a Hugging Face model's only: a torchvision
-backbone's weights have no folder to key on).
+(engine/training/image_features.py: a Hugging Face model's folder, or the weights file a
+torchvision backbone was read from).
 
 `progress(done, total)` after each batch; a set `stop` ends the work between batches
 (`PreparationStopped`). Imports torch; never textual.

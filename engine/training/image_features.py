@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from contextlib import contextmanager
 
 import numpy as np
@@ -33,10 +33,12 @@ def final_linear(model):
     return _final_linear(model)[2]
 
 
-def can_cache_image_features(model, cfg) -> bool:
+def can_cache_image_features(model, cfg, trainable: Collection[str] | None = None) -> bool:
     """Whether a head-only run of `model` may train on cached features: no augmentation,
     and the only parameters that train are the final linear layer's (so a head on its
-    inputs is the whole trainable model)."""
+    inputs is the whole trainable model). `trainable`: the names of the parameters that
+    train (by default those that require gradients; the memory plan gives its freeze
+    plan's, for a model on the meta device)."""
     from engine.core.errors import ModelError
 
     if cfg.data.augment:
@@ -45,8 +47,20 @@ def can_cache_image_features(model, cfg) -> bool:
         last = final_linear(model)
     except ModelError:  # no linear layer: the plain loop says so in its own words
         return False
-    trainable = {id(p) for p in model.parameters() if p.requires_grad}
-    return bool(trainable) and trainable == {id(p) for p in last.parameters()}
+    own = {id(p) for p in last.parameters()}
+    named = list(model.named_parameters())
+    training = {n for n, p in named if (p.requires_grad if trainable is None else n in trainable)}
+    return bool(training) and training == {n for n, p in named if id(p) in own}
+
+
+def head_on_final_inputs(model):
+    """The model's final linear layer as a head fed that layer's inputs (what a head-only
+    run on cached features trains)."""
+    from types import SimpleNamespace
+
+    from engine.training.features import HeadOnFeatures
+
+    return HeadOnFeatures(SimpleNamespace(head=final_linear(model), problem_type="single_label"))
 
 
 def image_key(model, model_path, device_type: str, precision: str) -> str | None:
@@ -162,9 +176,7 @@ def cache_image_features(model, task, data, processor, cfg, accelerator, model_p
     """`engine.training.features.cache_features` for an image model: the validation
     collator, training batches, the head on features, the training collator and how many
     examples' features were read rather than computed, in words."""
-    from types import SimpleNamespace
-
-    from engine.training.features import FeatureBatches, FeatureCollator, HeadOnFeatures
+    from engine.training.features import FeatureBatches, FeatureCollator
 
     device = accelerator.device
     model.to(device)
@@ -180,7 +192,7 @@ def cache_image_features(model, task, data, processor, cfg, accelerator, model_p
                                                write=accelerator.is_main_process)
             feats[split] = torch.from_numpy(found).to(device)
             reused += how.reused
-    head = HeadOnFeatures(SimpleNamespace(head=final_linear(model), problem_type="single_label"))
+    head = head_on_final_inputs(model)
     return (FeatureCollator(feats["validation"], data.validation.labels, False),
             FeatureBatches(len(data.train), cfg.train.batch_size, cfg.train.seed),
             head,

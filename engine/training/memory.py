@@ -85,8 +85,8 @@ class MemoryEstimate:
     @property
     def total(self) -> int:
         return (self.weights + self.gradients + self.tied_gradients + self.optimizer
-                + self.activations + self.logits + self.autocast_cache + self.ddp_buckets + self.features + self.cuda_context
-                - self.overlap)
+                + self.activations + self.logits + self.autocast_cache + self.ddp_buckets
+                + self.features + self.cuda_context - self.overlap)
 
     TERMS = ("weights", "gradients", "tied_gradients", "optimizer", "activations", "logits",
              "autocast_cache", "ddp_buckets", "features", "cuda_context")

@@ -131,30 +131,19 @@ def _head_on_features(model, batch: dict, rows: int):
     return HeadOnFeatures(model), feats, rows * pooled.shape[-1] * 4
 
 
-def _image_head_on_features(model, freeze, batch: dict, rows: int):
+def _image_head_on_features(model, batch: dict, rows: int):
     """The cached-features form of an image head-only run (engine.training.image_features):
-    the final linear layer alone, fed its inputs; None when more than that layer trains."""
-    from types import SimpleNamespace
-
+    the final linear layer alone, fed its inputs, and every image's features' bytes."""
     import torch
 
-    from engine.core.errors import ModelError
-    from engine.training.features import HeadOnFeatures
-    from engine.training.image_features import final_linear
+    from engine.training.image_features import head_on_final_inputs
 
-    try:
-        last = final_linear(model)
-    except ModelError:
-        return None
-    own = {id(p) for p in last.parameters()}
-    if set(freeze.trainable) != {n for n, p in model.named_parameters() if id(p) in own}:
-        return None
-    feats = {"features": torch.empty((batch["pixel_values"].shape[0], last.in_features),
-                                     device="meta")}
+    head = head_on_final_inputs(model)
+    width = head.head.in_features
+    feats = {"features": torch.empty((batch["pixel_values"].shape[0], width), device="meta")}
     if "labels" in batch:
         feats["labels"] = batch["labels"]
-    head = HeadOnFeatures(SimpleNamespace(head=last, problem_type="single_label"))
-    return head, feats, rows * last.in_features * 4
+    return head, feats, rows * width * 4
 
 
 def _on_cached_features(model, task, freeze, cfg, batch: dict, rows: int):
@@ -164,8 +153,10 @@ def _on_cached_features(model, task, freeze, cfg, batch: dict, rows: int):
             and cfg.train.cache_features):
         return None
     if task.vision:
-        return None if cfg.data.augment else _image_head_on_features(model, freeze, batch,
-                                                                     rows)
+        from engine.training.image_features import can_cache_image_features
+
+        cacheable = can_cache_image_features(model, cfg, trainable=freeze.trainable)
+        return _image_head_on_features(model, batch, rows) if cacheable else None
     return _head_on_features(model, batch, rows) if hasattr(model, "pool") else None
 
 
